@@ -1,1 +1,283 @@
+//! Test support shared by the test suites: a throwaway PostgreSQL server
+//! started from the installed binaries, fresh databases on it, free loopback
+//! ports, and `taskloom` server processes.
+//!
+//! PostgreSQL: if `TASKLOOM_TEST_PG_URL` names a running server (the README's
+//! test command starts one and sets it), databases are created there.
+//! Otherwise the first caller in a test process starts a private server with
+//! `initdb` + `postgres` on a free loopback port; a watchdog shell stops it
+//! when the test process exits.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// URL of the shared PostgreSQL server's `postgres` database.
+pub fn postgres_admin_url() -> Result<String> {
+    static URL: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("TASKLOOM_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => start_private_postgres().map_err(|e| format!("{e:#}")),
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Creates a fresh, empty database on the shared server; returns its URL.
+pub fn fresh_postgres_database() -> Result<String> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let admin = postgres_admin_url()?;
+    let name = format!(
+        "taskloom_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let status = Command::new("psql")
+        .arg(&admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .context("run psql (is the postgresql client installed?)")?;
+    if !status.success() {
+        bail!("CREATE DATABASE {name} failed");
+    }
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_string())
+        .context("admin URL has no database part")?;
+    Ok(format!("{base}/{name}"))
+}
+
+fn find_pg_bin(name: &str) -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(Path::new(&dir).join(name));
+    }
+    let mut candidates: Vec<PathBuf> = vec![];
+    if let Ok(path) = std::env::var("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|p| p.join(name)));
+    }
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev().map(|v| v.join("bin").join(name)));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} not found (set PG_BIN)"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs `program args` as the `postgres` user when we are root (initdb and
+/// postgres refuse to run as root).
+fn pg_command(program: &Path, root: bool) -> Command {
+    if root {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start_private_postgres() -> Result<String> {
+    let root = is_root();
+    let initdb = find_pg_bin("initdb")?;
+    let postgres = find_pg_bin("postgres")?;
+    let dir = std::env::temp_dir().join(format!("taskloom-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("data");
+    if root {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()?;
+        if !status.success() {
+            bail!("chown {} to postgres failed", dir.display());
+        }
+    }
+    let output = pg_command(&initdb, root)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "-D"])
+        .arg(&data)
+        .output()
+        .context("run initdb")?;
+    if !output.status.success() {
+        bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let port = free_port();
+    // The watchdog runs postgres and stops it once this test process is gone.
+    let me = std::process::id();
+    let mut pg = pg_command(&postgres, root);
+    pg.arg("-D")
+        .arg(&data)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+        .arg(&dir)
+        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+        .args(["-c", "full_page_writes=off", "-c", "max_connections=300"]);
+    let pg_line = format!("{pg:?}").replace('"', "'");
+    let script = format!(
+        "{pg_line} >'{log}' 2>&1 & pg=$!; while kill -0 {me} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done; kill -INT $(head -1 '{data}/postmaster.pid') 2>/dev/null; wait $pg; rm -rf '{dir}'",
+        log = dir.join("postgres.log").display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    let _watchdog: Child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawn postgres")?;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let ok = Command::new("psql")
+            .arg(&url)
+            .args(["-q", "-c", "SELECT 1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(url);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+    bail!("postgres did not start on port {port}: {log}")
+}
+
+/// A running `taskloom serve` process on a loopback port; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: String,
+    pub port: u16,
+    _data_dir: Option<tempfile_dir::TempDir>,
+}
+
+impl ServerProcess {
+    /// Starts `binary serve` on a free port with the given database URL (a
+    /// fresh SQLite file in a temp dir when `None`) and waits until it
+    /// accepts connections.
+    pub fn start(binary: &Path, database_url: Option<&str>, extra_args: &[&str]) -> Result<Self> {
+        let port = free_port();
+        let (url, data_dir) = match database_url {
+            Some(url) => (url.to_string(), None),
+            None => {
+                let dir = tempfile_dir::TempDir::new()?;
+                (dir.path().join("taskloom.db").display().to_string(), Some(dir))
+            }
+        };
+        let child = Command::new(binary)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", &url])
+            .args(extra_args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawn taskloom")?;
+        let mut server = ServerProcess {
+            child,
+            addr: format!("http://127.0.0.1:{port}"),
+            port,
+            _data_dir: data_dir,
+        };
+        server.wait_ready(Duration::from_secs(30))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("taskloom exited early with {status}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("taskloom did not listen on {} within {timeout:?}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        Ok(self.child.wait()?)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal self-deleting temporary directory (keeps the testkit free of
+/// extra dependencies).
+pub mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> std::io::Result<Self> {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "taskloom-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            std::fs::create_dir_all(&path)?;
+            Ok(TempDir(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
