@@ -31,6 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // WorkerService has an RPC named `Connect`, which would clash with the
         // generated `XClient::connect` constructor; clients use `XClient::new`.
         .build_transport(false)
+        // RPCs a release does not implement yet answer UNIMPLEMENTED.
+        .generate_default_stubs(true)
+        // Deterministic map order: stable encodings for request hashes and
+        // stored definitions.
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1,0 +1,175 @@
+//! The API layer's error type and its single mapping to gRPC statuses with
+//! rich details (`google.rpc.ErrorInfo`, `BadRequest`, `ResourceInfo`,
+//! `PreconditionFailure`).
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::store::StoreError;
+
+/// `ErrorInfo.domain` of every error this server returns.
+pub const ERROR_DOMAIN: &str = "taskloom.dev";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// One or more request fields are invalid.
+    #[error("invalid request: {}", summarize(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{resource_type} {name:?} not found")]
+    NotFound { resource_type: &'static str, name: String },
+    #[error("{resource_type} {name:?} already exists")]
+    AlreadyExists { resource_type: &'static str, name: String },
+    /// The caller's etag does not match the resource's current etag, or the
+    /// resource changed concurrently (AIP-154).
+    #[error("{resource_type} {name:?} has changed: etag {given:?} does not match the current etag {current:?}")]
+    EtagMismatch {
+        resource_type: &'static str,
+        name: String,
+        given: String,
+        current: String,
+    },
+    /// A request id was reused with a different request (AIP-155).
+    #[error("request_id {request_id:?} was already used with a different request")]
+    RequestIdReused { request_id: String },
+    #[error("{message}")]
+    FailedPrecondition { reason: &'static str, message: String },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A server-side fault; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn summarize(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    /// A single invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::NotFound { .. } => Code::NotFound,
+            ApiError::AlreadyExists { .. } => Code::AlreadyExists,
+            ApiError::EtagMismatch { .. } => Code::Aborted,
+            ApiError::RequestIdReused { .. } | ApiError::FailedPrecondition { .. } => {
+                Code::FailedPrecondition
+            }
+            ApiError::ShuttingDown | ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ApiError::NotFound { .. } => "NOT_FOUND",
+            ApiError::AlreadyExists { .. } => "ALREADY_EXISTS",
+            ApiError::EtagMismatch { .. } => "ETAG_MISMATCH",
+            ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
+            ApiError::FailedPrecondition { reason, .. } => reason,
+            ApiError::ShuttingDown => "SHUTTING_DOWN",
+            ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let code = error.code();
+        let mut metadata = HashMap::new();
+        let mut details = ErrorDetails::new();
+        match &error {
+            ApiError::InvalidArgument(violations) => {
+                details.set_bad_request(violations.clone());
+            }
+            ApiError::NotFound { resource_type, name }
+            | ApiError::AlreadyExists { resource_type, name } => {
+                details.set_resource_info(*resource_type, name.clone(), "", error.to_string());
+                metadata.insert("resource_type".to_string(), resource_type.to_string());
+                metadata.insert("resource_name".to_string(), name.clone());
+            }
+            ApiError::EtagMismatch {
+                resource_type,
+                name,
+                current,
+                ..
+            } => {
+                details.set_resource_info(*resource_type, name.clone(), "", error.to_string());
+                metadata.insert("current_etag".to_string(), current.clone());
+            }
+            ApiError::RequestIdReused { request_id } => {
+                details.add_precondition_failure_violation(
+                    "REQUEST_ID",
+                    request_id.clone(),
+                    "the request id was already used with a different request; use a new request id",
+                );
+            }
+            ApiError::FailedPrecondition { reason, message } => {
+                details.add_precondition_failure_violation(*reason, "", message.clone());
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "storage unavailable");
+            }
+            ApiError::ShuttingDown => {}
+        }
+        details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, error.to_string(), details)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound { resource, id } => ApiError::NotFound {
+                resource_type: resource,
+                name: id,
+            },
+            StoreError::AlreadyExists { resource, id } => ApiError::AlreadyExists {
+                resource_type: resource,
+                name: id,
+            },
+            StoreError::Conflict {
+                resource,
+                id,
+                expected,
+                actual,
+            } => ApiError::EtagMismatch {
+                resource_type: resource,
+                name: id,
+                given: expected.to_string(),
+                current: actual.to_string(),
+            },
+            StoreError::IdempotencyMismatch { request_id } => {
+                ApiError::RequestIdReused { request_id }
+            }
+            StoreError::FailedPrecondition(message) => ApiError::FailedPrecondition {
+                reason: "FAILED_PRECONDITION",
+                message,
+            },
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+            | StoreError::Database(sqlx::Error::PoolClosed) => {
+                ApiError::Unavailable(error.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

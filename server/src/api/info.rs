@@ -1,0 +1,35 @@
+//! InfoService: what this server is, for SDK feature detection.
+
+use tonic::{Request, Response, Status};
+
+use super::ApiContext;
+use crate::proto::taskloom::v1::{self as pb, info_service_server::InfoService};
+
+pub struct InfoApi {
+    context: ApiContext,
+}
+
+impl InfoApi {
+    pub fn new(context: ApiContext) -> Self {
+        InfoApi { context }
+    }
+}
+
+/// Capabilities this build implements.
+const FEATURES: &[&str] = &["backends", "pools", "models", "hooks", "chains", "chain_versions"];
+
+#[tonic::async_trait]
+impl InfoService for InfoApi {
+    async fn get_version(
+        &self,
+        _request: Request<pb::GetVersionRequest>,
+    ) -> Result<Response<pb::GetVersionResponse>, Status> {
+        Ok(Response::new(pb::GetVersionResponse {
+            version: crate::VERSION.to_string(),
+            api_version: "v1".to_string(),
+            store: self.context.store().kind().to_string(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            instance_id: self.context.instance_id().to_string(),
+        }))
+    }
+}

@@ -1,0 +1,76 @@
+//! The gRPC services. Thin: decode and validate requests into store records,
+//! call the store (later: the kernel), encode responses, and map errors
+//! through [`ApiError`]. No SQL, no provider HTTP here.
+
+mod backend;
+mod chain;
+mod error;
+mod hook;
+mod info;
+mod request;
+mod run;
+mod worker;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use backend::BackendApi;
+pub use chain::ChainApi;
+pub use error::{ApiError, ApiResult, ERROR_DOMAIN};
+pub use hook::HookApi;
+pub use info::InfoApi;
+pub use run::RunApi;
+pub use worker::WorkerApi;
+
+use crate::store::DynStore;
+
+/// State shared by every service of one server process.
+#[derive(Clone)]
+pub struct ApiContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    store: DynStore,
+    instance_id: String,
+    draining: watch::Sender<bool>,
+}
+
+impl ApiContext {
+    pub fn new(store: DynStore) -> Self {
+        let (draining, _) = watch::channel(false);
+        ApiContext {
+            inner: Arc::new(ContextInner {
+                store,
+                instance_id: uuid::Uuid::now_v7().to_string(),
+                draining,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.inner.store
+    }
+
+    /// This process's replica id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Tells long-lived streams to end with UNAVAILABLE.
+    pub fn begin_drain(&self) {
+        self.inner.draining.send_replace(true);
+    }
+
+    /// Resolves once the server starts draining.
+    pub async fn drained(&self) {
+        let mut receiver = self.inner.draining.subscribe();
+        let _ = receiver.wait_for(|draining| *draining).await;
+    }
+}
+
+/// Converts an API result into a tonic response.
+fn respond<T>(result: ApiResult<T>) -> Result<tonic::Response<T>, tonic::Status> {
+    result.map(tonic::Response::new).map_err(tonic::Status::from)
+}

@@ -1,0 +1,380 @@
+//! Request decoding helpers shared by the services: field checks that collect
+//! every violation, page tokens, idempotency keys and etags.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic_types::FieldViolation;
+
+use super::error::{ApiError, ApiResult};
+use crate::store::{IdempotencyKey, PageQuery};
+
+/// Default and maximum `page_size`.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Longest accepted `request_id`.
+const MAX_REQUEST_ID_LEN: usize = 128;
+/// Bounds on label maps.
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_KEY_LEN: usize = 63;
+const MAX_LABEL_VALUE_LEN: usize = 256;
+
+/// Collects field violations so a request reports every problem at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    pub fn add_with_reason(&mut self, field: String, description: String, reason: &str) {
+        let mut violation = FieldViolation::new(field, description);
+        violation.reason = reason.to_string();
+        self.0.push(violation);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when no violation was recorded.
+    pub fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self.0))
+        }
+    }
+
+    /// Checks a resource id: `[A-Za-z0-9_.-]{1,128}`.
+    pub fn check_id(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.add(field, "is required");
+        } else if !is_valid_id(value) {
+            self.add(
+                field,
+                "must be 1 to 128 characters of letters, digits, '_', '.' or '-'",
+            );
+        }
+    }
+
+    /// Checks a required free-text name without control characters.
+    pub fn check_name(&mut self, field: &str, value: &str, max_len: usize) {
+        if value.trim().is_empty() {
+            self.add(field, "is required");
+        } else if value.chars().count() > max_len {
+            self.add(field, format!("must be at most {max_len} characters"));
+        } else if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
+        }
+    }
+
+    /// Checks an optional text's length.
+    pub fn check_max_len(&mut self, field: &str, value: &str, max_len: usize) {
+        if value.len() > max_len {
+            self.add(field, format!("must be at most {max_len} bytes"));
+        }
+    }
+
+    /// Checks an absolute `http`/`https` URL without embedded credentials.
+    pub fn check_http_url(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.add(field, "is required");
+            return;
+        }
+        if value.len() > 2048 {
+            self.add(field, "must be at most 2048 bytes");
+            return;
+        }
+        match url::Url::parse(value) {
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+                self.add(field, "must be an http or https URL")
+            }
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                self.add(field, "must name a host")
+            }
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => self.add(
+                field,
+                "must not embed credentials; pass secrets in their own field",
+            ),
+            Ok(_) => {}
+            Err(error) => self.add(field, format!("is not a valid URL: {error}")),
+        }
+    }
+
+    /// Checks a label map's size and entries.
+    pub fn check_labels(&mut self, field: &str, labels: &BTreeMap<String, String>) {
+        if labels.len() > MAX_LABELS {
+            self.add(field, format!("must have at most {MAX_LABELS} entries"));
+        }
+        for (key, value) in labels {
+            if key.is_empty() || key.len() > MAX_LABEL_KEY_LEN || !is_valid_id(key) {
+                self.add(
+                    format!("{field}[{key:?}]"),
+                    format!("label keys must be 1 to {MAX_LABEL_KEY_LEN} characters of letters, digits, '_', '.' or '-'"),
+                );
+            }
+            if value.len() > MAX_LABEL_VALUE_LEN {
+                self.add(
+                    format!("{field}[{key:?}]"),
+                    format!("label values must be at most {MAX_LABEL_VALUE_LEN} bytes"),
+                );
+            }
+        }
+    }
+
+    /// Checks a `request_id`'s length.
+    pub fn check_request_id(&mut self, field: &str, value: &str) {
+        if value.len() > MAX_REQUEST_ID_LEN {
+            self.add(field, format!("must be at most {MAX_REQUEST_ID_LEN} bytes"));
+        } else if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
+        }
+    }
+}
+
+/// `[A-Za-z0-9_.-]{1,128}`.
+pub fn is_valid_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Rejects an empty required key field (`id`, `name`, …) of a Get/Delete.
+pub fn require(field: &str, value: &str) -> ApiResult<()> {
+    if value.is_empty() {
+        Err(ApiError::invalid(field, "is required"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes `page_size`/`page_token`. `scope` binds a token to the listing
+/// (and its filters) it came from, so a token cannot be replayed elsewhere.
+pub fn page_query(page_size: i32, page_token: &str, scope: &str) -> ApiResult<PageQuery> {
+    let limit = match page_size {
+        size if size < 0 => {
+            return Err(ApiError::invalid("page_size", "must not be negative"));
+        }
+        0 => DEFAULT_PAGE_SIZE,
+        size => (size as u32).min(MAX_PAGE_SIZE),
+    };
+    let after = if page_token.is_empty() {
+        None
+    } else {
+        Some(decode_page_token(page_token, scope).ok_or_else(|| {
+            ApiError::invalid(
+                "page_token",
+                "is not a token returned by this listing with the same filters",
+            )
+        })?)
+    };
+    Ok(PageQuery { limit, after })
+}
+
+/// Encodes the token for the page after `next_after` (empty on the last page).
+pub fn next_page_token(next_after: Option<String>, scope: &str) -> String {
+    match next_after {
+        None => String::new(),
+        Some(after) => {
+            let payload = serde_json::json!({ "s": scope_digest(scope), "a": after });
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        }
+    }
+}
+
+fn decode_page_token(token: &str, scope: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let payload: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if payload.get("s")?.as_str()? != scope_digest(scope) {
+        return None;
+    }
+    Some(payload.get("a")?.as_str()?.to_string())
+}
+
+fn scope_digest(scope: &str) -> String {
+    let digest = Sha256::digest(scope.as_bytes());
+    hex(&digest[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The idempotency key of a mutating request (AIP-155): `None` when the
+/// caller sent no `request_id`. The hash covers the whole request with its
+/// `request_id` cleared (maps encode in key order, so it is deterministic).
+pub fn idempotency_key<M: Message + Clone>(
+    scope: &str,
+    request_id: &str,
+    request: &M,
+    clear_request_id: impl FnOnce(&mut M),
+) -> Option<IdempotencyKey> {
+    if request_id.is_empty() {
+        return None;
+    }
+    let mut payload = request.clone();
+    clear_request_id(&mut payload);
+    Some(IdempotencyKey {
+        scope: scope.to_string(),
+        request_id: request_id.to_string(),
+        request_hash: hex(&Sha256::digest(payload.encode_to_vec())),
+    })
+}
+
+/// The etag of a revisioned resource.
+pub fn etag(revision: i64) -> String {
+    revision.to_string()
+}
+
+/// The revision an etag names; `Ok(None)` for an empty etag (no
+/// precondition). An etag this server never issued cannot match anything.
+pub fn expected_revision(
+    etag_value: &str,
+    resource_type: &'static str,
+    name: &str,
+    current: Option<i64>,
+) -> ApiResult<Option<i64>> {
+    if etag_value.is_empty() {
+        return Ok(None);
+    }
+    match etag_value.parse::<i64>() {
+        Ok(revision) if revision > 0 => Ok(Some(revision)),
+        _ => Err(ApiError::EtagMismatch {
+            resource_type,
+            name: name.to_string(),
+            given: etag_value.to_string(),
+            current: current.map(etag).unwrap_or_default(),
+        }),
+    }
+}
+
+/// Checks an etag against the current revision.
+pub fn check_etag(
+    etag_value: &str,
+    resource_type: &'static str,
+    name: &str,
+    current: i64,
+) -> ApiResult<()> {
+    match expected_revision(etag_value, resource_type, name, Some(current))? {
+        Some(expected) if expected != current => Err(ApiError::EtagMismatch {
+            resource_type,
+            name: name.to_string(),
+            given: etag_value.to_string(),
+            current: etag(current),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A timestamp for an API message.
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A proto duration as milliseconds; `None` if negative or out of range.
+pub fn duration_millis(duration: &prost_types::Duration) -> Option<i64> {
+    if duration.seconds < 0 || duration.nanos < 0 || duration.nanos >= 1_000_000_000 {
+        return None;
+    }
+    duration
+        .seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(duration.nanos / 1_000_000))
+}
+
+/// Milliseconds as a proto duration.
+pub fn millis_duration(millis: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: millis / 1000,
+        nanos: ((millis % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// Normalizes an update mask entry: accepts `snake_case` and `camelCase`.
+pub fn mask_field(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in path.trim().chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_are_bound_to_their_scope() {
+        let token = next_page_token(Some("abc".into()), "ListBackends");
+        let query = page_query(10, &token, "ListBackends").unwrap();
+        assert_eq!(query.after.as_deref(), Some("abc"));
+        assert_eq!(query.limit, 10);
+        assert!(page_query(10, &token, "ListPools").is_err());
+        assert!(page_query(10, "garbage!", "ListBackends").is_err());
+        assert!(page_query(-1, "", "ListBackends").is_err());
+        assert_eq!(page_query(0, "", "x").unwrap().limit, DEFAULT_PAGE_SIZE);
+        assert_eq!(page_query(5000, "", "x").unwrap().limit, MAX_PAGE_SIZE);
+        assert_eq!(next_page_token(None, "x"), "");
+    }
+
+    #[test]
+    fn etags_check_revisions() {
+        assert!(check_etag("", "backend", "b", 3).is_ok());
+        assert!(check_etag("3", "backend", "b", 3).is_ok());
+        assert!(matches!(
+            check_etag("2", "backend", "b", 3),
+            Err(ApiError::EtagMismatch { .. })
+        ));
+        assert!(matches!(
+            check_etag("bogus", "backend", "b", 3),
+            Err(ApiError::EtagMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        let mut v = Violations::new();
+        v.check_http_url("a", "http://127.0.0.1:11434");
+        v.check_http_url("b", "https://api.openai.com/v1");
+        assert!(v.is_empty());
+        v.check_http_url("c", "ftp://x");
+        v.check_http_url("d", "not a url");
+        v.check_http_url("e", "");
+        v.check_http_url("f", "http://user:pw@host");
+        assert_eq!(v.0.len(), 4);
+    }
+
+    #[test]
+    fn mask_fields_accept_camel_case() {
+        assert_eq!(mask_field("baseUrl"), "base_url");
+        assert_eq!(mask_field("base_url"), "base_url");
+    }
+
+    #[test]
+    fn durations_convert() {
+        let d = prost_types::Duration { seconds: 2, nanos: 500_000_000 };
+        assert_eq!(duration_millis(&d), Some(2500));
+        assert_eq!(duration_millis(&prost_types::Duration { seconds: -1, nanos: 0 }), None);
+        assert_eq!(millis_duration(2500), d);
+    }
+}

@@ -1,0 +1,64 @@
+//! Command line and environment configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Taskloom: a durable execution runtime for AI task chains, served over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "taskloom", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log output format.
+    #[arg(long, global = true, env = "TASKLOOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API (migrates the database first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `postgres://…` for PostgreSQL; a file path (or `sqlite://PATH`) for the
+    /// embedded SQLite store.
+    #[arg(long, env = "TASKLOOM_DATABASE_URL", default_value = "taskloom.db")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TASKLOOM_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM
+    /// before open streams are ended with UNAVAILABLE.
+    #[arg(long, env = "TASKLOOM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Largest accepted or sent gRPC message, in bytes.
+    #[arg(long, env = "TASKLOOM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Interval of HTTP/2 keepalive pings on idle connections and streams.
+    #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::chain::duration::parse_duration(text)
+}

@@ -1,0 +1,176 @@
+//! Wires the process: store, gRPC services, health, reflection, limits,
+//! keepalive and graceful shutdown.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::api::{self, ApiContext};
+use crate::config::ServeArgs;
+use crate::proto::taskloom::v1 as pb;
+use crate::store;
+
+/// Serves until `shutdown` resolves, then drains for at most the configured
+/// grace period.
+pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let store = store::open(&args.database.database_url)
+        .await
+        .with_context(|| format!("open database {}", describe_location(&args.database.database_url)))?;
+    store.migrate().await.context("migrate database")?;
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    let local_addr = listener.local_addr()?;
+    let location = describe_location(&args.database.database_url);
+    tracing::info!(listen = %local_addr, store = store.kind(), data = %location, "taskloom serving");
+    println!("taskloom {} listening on {local_addr}", crate::VERSION);
+    println!("taskloom data: {} ({location})", store.kind());
+
+    let context = ApiContext::new(store);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let service_names = [
+        "taskloom.v1.BackendService",
+        "taskloom.v1.ChainService",
+        "taskloom.v1.HookService",
+        "taskloom.v1.RunService",
+        "taskloom.v1.WorkerService",
+        "taskloom.v1.InfoService",
+    ];
+    for name in service_names.into_iter().chain([""]) {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let limit = args.max_message_bytes;
+    macro_rules! configure {
+        ($server:expr) => {
+            $server
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit)
+        };
+    }
+
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(args.keepalive_interval))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .tcp_nodelay(true)
+        .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(configure!(pb::backend_service_server::BackendServiceServer::new(
+            api::BackendApi::new(context.clone())
+        )))
+        .add_service(configure!(pb::chain_service_server::ChainServiceServer::new(
+            api::ChainApi::new(context.clone())
+        )))
+        .add_service(configure!(pb::hook_service_server::HookServiceServer::new(
+            api::HookApi::new(context.clone())
+        )))
+        .add_service(configure!(pb::info_service_server::InfoServiceServer::new(
+            api::InfoApi::new(context.clone())
+        )))
+        .add_service(configure!(pb::run_service_server::RunServiceServer::new(
+            api::RunApi::new(context.clone())
+        )))
+        .add_service(configure!(pb::worker_service_server::WorkerServiceServer::new(
+            api::WorkerApi::new(context.clone())
+        )));
+
+    let mut drain_signal = drain_rx.clone();
+    let serve = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+        let _ = drain_signal.wait_for(|draining| *draining).await;
+    });
+    tokio::pin!(serve);
+
+    let grace = args.shutdown_grace;
+    tokio::pin!(shutdown);
+    tokio::select! {
+        result = &mut serve => return result.context("gRPC server failed"),
+        () = &mut shutdown => {}
+    }
+    tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    // Streams observe `draining` and end with UNAVAILABLE; unary calls finish.
+    context.begin_drain();
+    let _ = drain_tx.send(true);
+    match tokio::time::timeout(grace, &mut serve).await {
+        Ok(result) => result.context("gRPC server failed during shutdown")?,
+        Err(_) => tracing::warn!("drain period elapsed; closing remaining connections"),
+    }
+    tracing::info!("taskloom stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Where the data lives, safe to print: the SQLite file's absolute path, or
+/// the Postgres URL without its password.
+pub fn describe_location(database_url: &str) -> String {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        match url::Url::parse(database_url) {
+            Ok(mut parsed) => {
+                if parsed.password().is_some() {
+                    let _ = parsed.set_password(Some("***"));
+                }
+                parsed.to_string()
+            }
+            Err(_) => "postgres (unparseable URL)".to_string(),
+        }
+    } else {
+        let path = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+            .unwrap_or(database_url);
+        std::path::absolute(Path::new(path))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string())
+    }
+}
