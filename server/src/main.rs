@@ -1,1 +1,33 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use taskloom_server::config::{Cli, Command};
+use taskloom_server::{server, store, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => server::run(args, server::shutdown_signal()).await,
+        Command::Migrate(args) => migrate(&args.database_url).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "taskloom failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let store = store::open(database_url).await?;
+    store.migrate().await?;
+    println!(
+        "taskloom: {} database migrated ({})",
+        store.kind(),
+        server::describe_location(database_url)
+    );
+    Ok(())
+}
