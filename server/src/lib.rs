@@ -26,7 +26,8 @@ pub mod proto {
 
     /// Encoded descriptors of every served proto (and `google.rpc`), for
     /// server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("taskloom_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("taskloom_descriptor");
 }
 
 /// The server version, reported by `InfoService.GetVersion`.

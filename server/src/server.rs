@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, ApiContext};
 use crate::config::ServeArgs;
@@ -18,10 +18,18 @@ use crate::store;
 
 /// Serves until `shutdown` resolves, then drains for at most the configured
 /// grace period.
-pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let store = store::open(&args.database.database_url)
         .await
-        .with_context(|| format!("open database {}", describe_location(&args.database.database_url)))?;
+        .with_context(|| {
+            format!(
+                "open database {}",
+                describe_location(&args.database.database_url)
+            )
+        })?;
     store.migrate().await.context("migrate database")?;
 
     let listener = TcpListener::bind(args.listen)
@@ -81,12 +89,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 's
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(configure!(pb::backend_service_server::BackendServiceServer::new(
-            api::BackendApi::new(context.clone())
-        )))
-        .add_service(configure!(pb::chain_service_server::ChainServiceServer::new(
-            api::ChainApi::new(context.clone())
-        )))
+        .add_service(configure!(
+            pb::backend_service_server::BackendServiceServer::new(api::BackendApi::new(
+                context.clone()
+            ))
+        ))
+        .add_service(configure!(
+            pb::chain_service_server::ChainServiceServer::new(api::ChainApi::new(context.clone()))
+        ))
         .add_service(configure!(pb::hook_service_server::HookServiceServer::new(
             api::HookApi::new(context.clone())
         )))
@@ -96,9 +106,11 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 's
         .add_service(configure!(pb::run_service_server::RunServiceServer::new(
             api::RunApi::new(context.clone())
         )))
-        .add_service(configure!(pb::worker_service_server::WorkerServiceServer::new(
-            api::WorkerApi::new(context.clone())
-        )));
+        .add_service(configure!(
+            pb::worker_service_server::WorkerServiceServer::new(api::WorkerApi::new(
+                context.clone()
+            ))
+        ));
 
     let mut drain_signal = drain_rx.clone();
     let serve = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {

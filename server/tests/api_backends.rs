@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{assert_invalid, error_reason, TestServer};
+use common::{TestServer, assert_invalid, error_reason};
 use taskloom_server::proto::taskloom::v1 as pb;
 use tonic::Code;
 
@@ -62,7 +62,9 @@ async fn backend_lifecycle_never_returns_the_key(server: TestServer) {
     assert_eq!(created.base_url, "https://api.openai.com/v1");
     assert_eq!(created.etag, "1");
     let fetched = client
-        .get_backend(pb::GetBackendRequest { id: created.id.clone() })
+        .get_backend(pb::GetBackendRequest {
+            id: created.id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -76,17 +78,25 @@ async fn backend_lifecycle_never_returns_the_key(server: TestServer) {
     assert!(!format!("{listed:?}").contains("sk-very-secret"));
 
     client
-        .delete_backend(pb::DeleteBackendRequest { id: created.id.clone(), etag: String::new() })
+        .delete_backend(pb::DeleteBackendRequest {
+            id: created.id.clone(),
+            etag: String::new(),
+        })
         .await
         .unwrap();
     let missing = client
-        .get_backend(pb::GetBackendRequest { id: created.id.clone() })
+        .get_backend(pb::GetBackendRequest {
+            id: created.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     assert_eq!(error_reason(&missing), "NOT_FOUND");
     let missing = client
-        .delete_backend(pb::DeleteBackendRequest { id: created.id, etag: String::new() })
+        .delete_backend(pb::DeleteBackendRequest {
+            id: created.id,
+            etag: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -107,7 +117,10 @@ async fn backend_validation_reports_every_field(server: TestServer) {
                 r#type: 0,
                 base_url: "ftp://example.com".into(),
                 max_concurrency: -1,
-                request_timeout: Some(prost_types::Duration { seconds: 0, nanos: 0 }),
+                request_timeout: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 0,
+                }),
                 ..Default::default()
             }),
             backend_id: "not a valid id!".into(),
@@ -137,7 +150,10 @@ async fn backend_validation_reports_every_field(server: TestServer) {
         let mut backend = ollama("b");
         backend.base_url = url.into();
         let error = client
-            .create_backend(pb::CreateBackendRequest { backend: Some(backend), ..Default::default() })
+            .create_backend(pb::CreateBackendRequest {
+                backend: Some(backend),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_invalid(error, &["backend.base_url"]);
@@ -181,8 +197,16 @@ async fn backend_idempotency_and_duplicates(server: TestServer) {
         backend_id: String::new(),
         request_id: "req-1".into(),
     };
-    let first = client.create_backend(request.clone()).await.unwrap().into_inner();
-    let second = client.create_backend(request.clone()).await.unwrap().into_inner();
+    let first = client
+        .create_backend(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .create_backend(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, second, "a retried create returns the original");
 
     let mut changed = request.clone();
@@ -192,7 +216,10 @@ async fn backend_idempotency_and_duplicates(server: TestServer) {
     assert_eq!(error_reason(&error), "REQUEST_ID_REUSED");
 
     let error = client
-        .create_backend(pb::CreateBackendRequest { backend: Some(ollama("local")), ..Default::default() })
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(ollama("local")),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::AlreadyExists);
@@ -277,7 +304,11 @@ async fn backend_etags_and_masks(server: TestServer) {
 
     let stale = client
         .update_backend(pb::UpdateBackendRequest {
-            backend: Some(pb::Backend { id: created.id.clone(), priority: 3, ..Default::default() }),
+            backend: Some(pb::Backend {
+                id: created.id.clone(),
+                priority: 3,
+                ..Default::default()
+            }),
             update_mask: vec!["priority".into()],
             etag: created.etag.clone(),
         })
@@ -288,7 +319,10 @@ async fn backend_etags_and_masks(server: TestServer) {
 
     let error = client
         .update_backend(pb::UpdateBackendRequest {
-            backend: Some(pb::Backend { id: created.id.clone(), ..Default::default() }),
+            backend: Some(pb::Backend {
+                id: created.id.clone(),
+                ..Default::default()
+            }),
             update_mask: vec!["etag".into(), "nonsense".into()],
             etag: String::new(),
         })
@@ -299,7 +333,10 @@ async fn backend_etags_and_masks(server: TestServer) {
     // Masked update that produces an invalid resource writes nothing.
     let error = client
         .update_backend(pb::UpdateBackendRequest {
-            backend: Some(pb::Backend { id: created.id.clone(), ..Default::default() }),
+            backend: Some(pb::Backend {
+                id: created.id.clone(),
+                ..Default::default()
+            }),
             update_mask: vec!["base_url".into()],
             etag: String::new(),
         })
@@ -310,7 +347,10 @@ async fn backend_etags_and_masks(server: TestServer) {
     // Clearing the key explicitly.
     let cleared = client
         .update_backend(pb::UpdateBackendRequest {
-            backend: Some(pb::Backend { id: created.id.clone(), ..Default::default() }),
+            backend: Some(pb::Backend {
+                id: created.id.clone(),
+                ..Default::default()
+            }),
             update_mask: vec!["api_key".into()],
             etag: String::new(),
         })
@@ -321,18 +361,27 @@ async fn backend_etags_and_masks(server: TestServer) {
     assert_eq!(cleared.base_url, "http://127.0.0.1:9999");
 
     let error = client
-        .delete_backend(pb::DeleteBackendRequest { id: created.id.clone(), etag: "1".into() })
+        .delete_backend(pb::DeleteBackendRequest {
+            id: created.id.clone(),
+            etag: "1".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::Aborted);
     client
-        .delete_backend(pb::DeleteBackendRequest { id: created.id.clone(), etag: cleared.etag })
+        .delete_backend(pb::DeleteBackendRequest {
+            id: created.id.clone(),
+            etag: cleared.etag,
+        })
         .await
         .unwrap();
 
     let error = client
         .update_backend(pb::UpdateBackendRequest {
-            backend: Some(pb::Backend { id: "nope".into(), ..Default::default() }),
+            backend: Some(pb::Backend {
+                id: "nope".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -350,7 +399,10 @@ async fn backend_pagination(server: TestServer) {
     let mut pages = 0;
     loop {
         let page = client
-            .list_backends(pb::ListBackendsRequest { page_size: 3, page_token: token.clone() })
+            .list_backends(pb::ListBackendsRequest {
+                page_size: 3,
+                page_token: token.clone(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -367,23 +419,35 @@ async fn backend_pagination(server: TestServer) {
     assert_eq!(names, expected);
 
     let error = client
-        .list_backends(pb::ListBackendsRequest { page_size: -1, page_token: String::new() })
+        .list_backends(pb::ListBackendsRequest {
+            page_size: -1,
+            page_token: String::new(),
+        })
         .await
         .unwrap_err();
     assert_invalid(error, &["page_size"]);
     let error = client
-        .list_backends(pb::ListBackendsRequest { page_size: 3, page_token: "bogus".into() })
+        .list_backends(pb::ListBackendsRequest {
+            page_size: 3,
+            page_token: "bogus".into(),
+        })
         .await
         .unwrap_err();
     assert_invalid(error, &["page_token"]);
     // A token from another listing is refused.
     let pools_page = client
-        .list_pools(pb::ListPoolsRequest { page_size: 1, page_token: String::new() })
+        .list_pools(pb::ListPoolsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
     let error = client
-        .list_backends(pb::ListBackendsRequest { page_size: 3, page_token: pools_page.next_page_token })
+        .list_backends(pb::ListBackendsRequest {
+            page_size: 3,
+            page_token: pools_page.next_page_token,
+        })
         .await
         .unwrap_err();
     assert_invalid(error, &["page_token"]);
@@ -398,18 +462,28 @@ async fn builtin_pools_and_associations(server: TestServer) {
         .into_inner()
         .pools;
     let ids: Vec<&str> = pools.iter().map(|p| p.id.as_str()).collect();
-    for builtin in ["internal_chat_pool", "internal_embed_pool", "internal_tasks_pool"] {
+    for builtin in [
+        "internal_chat_pool",
+        "internal_embed_pool",
+        "internal_tasks_pool",
+    ] {
         assert!(ids.contains(&builtin), "{ids:?}");
     }
     let error = client
-        .delete_pool(pb::DeletePoolRequest { id: "internal_chat_pool".into() })
+        .delete_pool(pb::DeletePoolRequest {
+            id: "internal_chat_pool".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
 
     let pool = client
         .create_pool(pb::CreatePoolRequest {
-            pool: Some(pb::Pool { id: "gpu".into(), purpose: "chat".into(), ..Default::default() }),
+            pool: Some(pb::Pool {
+                id: "gpu".into(),
+                purpose: "chat".into(),
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
@@ -418,7 +492,10 @@ async fn builtin_pools_and_associations(server: TestServer) {
     assert_eq!(pool.id, "gpu");
     let error = client
         .create_pool(pb::CreatePoolRequest {
-            pool: Some(pb::Pool { id: "gpu".into(), ..Default::default() }),
+            pool: Some(pb::Pool {
+                id: "gpu".into(),
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
@@ -426,7 +503,10 @@ async fn builtin_pools_and_associations(server: TestServer) {
     assert_eq!(error.code(), Code::AlreadyExists);
     let error = client
         .create_pool(pb::CreatePoolRequest {
-            pool: Some(pb::Pool { id: "bad id".into(), ..Default::default() }),
+            pool: Some(pb::Pool {
+                id: "bad id".into(),
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
@@ -444,30 +524,48 @@ async fn builtin_pools_and_associations(server: TestServer) {
             .unwrap();
     }
     let members = client
-        .list_pool_backends(pb::ListPoolBackendsRequest { pool_id: "gpu".into(), ..Default::default() })
+        .list_pool_backends(pb::ListPoolBackendsRequest {
+            pool_id: "gpu".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .backends;
-    assert_eq!(members.iter().map(|b| b.id.clone()).collect::<Vec<_>>(), vec![backend.id.clone()]);
+    assert_eq!(
+        members.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
+        vec![backend.id.clone()]
+    );
     let memberships = client
-        .list_backend_pools(pb::ListBackendPoolsRequest { backend_id: backend.id.clone(), ..Default::default() })
+        .list_backend_pools(pb::ListBackendPoolsRequest {
+            backend_id: backend.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .pools;
     assert_eq!(
-        memberships.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        memberships
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
         vec!["gpu", "internal_chat_pool"]
     );
 
     let error = client
-        .assign_backend_to_pool(pb::AssignBackendToPoolRequest { pool_id: "gpu".into(), backend_id: "missing".into() })
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "gpu".into(),
+            backend_id: "missing".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     let error = client
-        .assign_backend_to_pool(pb::AssignBackendToPoolRequest { pool_id: "missing".into(), backend_id: backend.id.clone() })
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "missing".into(),
+            backend_id: backend.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
@@ -478,29 +576,44 @@ async fn builtin_pools_and_associations(server: TestServer) {
     assert_invalid(error, &["backend_id", "pool_id"]);
 
     client
-        .remove_backend_from_pool(pb::RemoveBackendFromPoolRequest { pool_id: "gpu".into(), backend_id: backend.id.clone() })
+        .remove_backend_from_pool(pb::RemoveBackendFromPoolRequest {
+            pool_id: "gpu".into(),
+            backend_id: backend.id.clone(),
+        })
         .await
         .unwrap();
     let error = client
-        .remove_backend_from_pool(pb::RemoveBackendFromPoolRequest { pool_id: "gpu".into(), backend_id: backend.id.clone() })
+        .remove_backend_from_pool(pb::RemoveBackendFromPoolRequest {
+            pool_id: "gpu".into(),
+            backend_id: backend.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
 
     // Deleting the backend removes its remaining memberships.
     client
-        .delete_backend(pb::DeleteBackendRequest { id: backend.id.clone(), etag: String::new() })
+        .delete_backend(pb::DeleteBackendRequest {
+            id: backend.id.clone(),
+            etag: String::new(),
+        })
         .await
         .unwrap();
     let members = client
-        .list_pool_backends(pb::ListPoolBackendsRequest { pool_id: "internal_chat_pool".into(), ..Default::default() })
+        .list_pool_backends(pb::ListPoolBackendsRequest {
+            pool_id: "internal_chat_pool".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .backends;
     assert!(members.is_empty());
 
-    client.delete_pool(pb::DeletePoolRequest { id: "gpu".into() }).await.unwrap();
+    client
+        .delete_pool(pb::DeletePoolRequest { id: "gpu".into() })
+        .await
+        .unwrap();
     let error = client
         .get_pool(pb::GetPoolRequest { id: "gpu".into() })
         .await
@@ -529,10 +642,15 @@ async fn models_lifecycle_and_validation(server: TestServer) {
         .into_inner();
     assert_eq!(
         model.capabilities,
-        vec![pb::ModelCapability::Chat as i32, pb::ModelCapability::Stream as i32]
+        vec![
+            pb::ModelCapability::Chat as i32,
+            pb::ModelCapability::Stream as i32
+        ]
     );
     let fetched = client
-        .get_model(pb::GetModelRequest { name: "smollm2:135m".into() })
+        .get_model(pb::GetModelRequest {
+            name: "smollm2:135m".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -540,7 +658,12 @@ async fn models_lifecycle_and_validation(server: TestServer) {
 
     let error = client
         .create_model(pb::CreateModelRequest {
-            model: Some(pb::Model { name: "smollm2:135m".into(), context_length: 1, capabilities: vec![1], ..Default::default() }),
+            model: Some(pb::Model {
+                name: "smollm2:135m".into(),
+                context_length: 1,
+                capabilities: vec![1],
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
@@ -549,18 +672,32 @@ async fn models_lifecycle_and_validation(server: TestServer) {
 
     let error = client
         .create_model(pb::CreateModelRequest {
-            model: Some(pb::Model { name: "bad name with spaces".into(), context_length: 0, capabilities: vec![0, 99], ..Default::default() }),
+            model: Some(pb::Model {
+                name: "bad name with spaces".into(),
+                context_length: 0,
+                capabilities: vec![0, 99],
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
         .unwrap_err();
     assert_invalid(
         error,
-        &["model.capabilities[0]", "model.capabilities[1]", "model.context_length", "model.name"],
+        &[
+            "model.capabilities[0]",
+            "model.capabilities[1]",
+            "model.context_length",
+            "model.name",
+        ],
     );
     let error = client
         .create_model(pb::CreateModelRequest {
-            model: Some(pb::Model { name: "m".into(), context_length: 10, ..Default::default() }),
+            model: Some(pb::Model {
+                name: "m".into(),
+                context_length: 10,
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
@@ -568,30 +705,45 @@ async fn models_lifecycle_and_validation(server: TestServer) {
     assert_invalid(error, &["model.capabilities"]);
 
     client
-        .assign_model_to_pool(pb::AssignModelToPoolRequest { pool_id: "internal_chat_pool".into(), model: "smollm2:135m".into() })
+        .assign_model_to_pool(pb::AssignModelToPoolRequest {
+            pool_id: "internal_chat_pool".into(),
+            model: "smollm2:135m".into(),
+        })
         .await
         .unwrap();
     let in_pool = client
-        .list_pool_models(pb::ListPoolModelsRequest { pool_id: "internal_chat_pool".into(), ..Default::default() })
+        .list_pool_models(pb::ListPoolModelsRequest {
+            pool_id: "internal_chat_pool".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .models;
     assert_eq!(in_pool, vec![model.clone()]);
     let pools = client
-        .list_model_pools(pb::ListModelPoolsRequest { model: "smollm2:135m".into(), ..Default::default() })
+        .list_model_pools(pb::ListModelPoolsRequest {
+            model: "smollm2:135m".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .pools;
     assert_eq!(pools.len(), 1);
     let error = client
-        .assign_model_to_pool(pb::AssignModelToPoolRequest { pool_id: "internal_chat_pool".into(), model: "unknown".into() })
+        .assign_model_to_pool(pb::AssignModelToPoolRequest {
+            pool_id: "internal_chat_pool".into(),
+            model: "unknown".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     client
-        .remove_model_from_pool(pb::RemoveModelFromPoolRequest { pool_id: "internal_chat_pool".into(), model: "smollm2:135m".into() })
+        .remove_model_from_pool(pb::RemoveModelFromPoolRequest {
+            pool_id: "internal_chat_pool".into(),
+            model: "smollm2:135m".into(),
+        })
         .await
         .unwrap();
 
@@ -603,11 +755,15 @@ async fn models_lifecycle_and_validation(server: TestServer) {
         .models;
     assert_eq!(listed, vec![model]);
     client
-        .delete_model(pb::DeleteModelRequest { name: "smollm2:135m".into() })
+        .delete_model(pb::DeleteModelRequest {
+            name: "smollm2:135m".into(),
+        })
         .await
         .unwrap();
     let error = client
-        .get_model(pb::GetModelRequest { name: "smollm2:135m".into() })
+        .get_model(pb::GetModelRequest {
+            name: "smollm2:135m".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);

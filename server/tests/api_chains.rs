@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_invalid, error_reason, TestServer};
+use common::{TestServer, assert_invalid, error_reason};
 use taskloom_server::proto::taskloom::v1 as pb;
 use tonic::Code;
 
@@ -14,11 +14,18 @@ api_tests!(
 );
 
 fn goto(target: &str) -> Option<prost_types::Value> {
-    Some(prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(target.into())) })
+    Some(prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(target.into())),
+    })
 }
 
 fn branch(operator: &str, when: &str, target: &str) -> pb::Branch {
-    pb::Branch { operator: operator.into(), when: when.into(), goto: goto(target), ..Default::default() }
+    pb::Branch {
+        operator: operator.into(),
+        when: when.into(),
+        goto: goto(target),
+        ..Default::default()
+    }
 }
 
 fn two_step_chain(id: &str) -> pb::Chain {
@@ -33,7 +40,10 @@ fn two_step_chain(id: &str) -> pb::Chain {
                 valid_conditions: [("yes".to_string(), true), ("no".to_string(), true)].into(),
                 transition: Some(pb::Transition {
                     on_failure: String::new(),
-                    branches: vec![branch("equals", "yes", "answer"), branch("default", "", "end")],
+                    branches: vec![
+                        branch("equals", "yes", "answer"),
+                        branch("default", "", "end"),
+                    ],
                 }),
                 ..Default::default()
             },
@@ -41,7 +51,10 @@ fn two_step_chain(id: &str) -> pb::Chain {
                 id: "answer".into(),
                 handler: "raw_string".into(),
                 system_instruction: "Answer briefly.".into(),
-                transition: Some(pb::Transition { on_failure: String::new(), branches: vec![branch("default", "", "end")] }),
+                transition: Some(pb::Transition {
+                    on_failure: String::new(),
+                    branches: vec![branch("default", "", "end")],
+                }),
                 ..Default::default()
             },
         ],
@@ -52,7 +65,10 @@ fn two_step_chain(id: &str) -> pb::Chain {
 async fn chain_versions_lifecycle(server: TestServer) {
     let mut client = server.chains();
     let v1 = client
-        .create_chain(pb::CreateChainRequest { chain: Some(two_step_chain("qa")), request_id: String::new() })
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(two_step_chain("qa")),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -62,7 +78,10 @@ async fn chain_versions_lifecycle(server: TestServer) {
     assert!(v1.create_time.is_some());
 
     let error = client
-        .create_chain(pb::CreateChainRequest { chain: Some(two_step_chain("qa")), request_id: String::new() })
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(two_step_chain("qa")),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::AlreadyExists);
@@ -70,7 +89,11 @@ async fn chain_versions_lifecycle(server: TestServer) {
     let mut changed = two_step_chain("qa");
     changed.description = "second version".into();
     let v2 = client
-        .update_chain(pb::UpdateChainRequest { chain: Some(changed.clone()), etag: v1.etag.clone(), request_id: String::new() })
+        .update_chain(pb::UpdateChainRequest {
+            chain: Some(changed.clone()),
+            etag: v1.etag.clone(),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -79,66 +102,104 @@ async fn chain_versions_lifecycle(server: TestServer) {
     assert_eq!(v2.create_time, v1.create_time);
 
     let stale = client
-        .update_chain(pb::UpdateChainRequest { chain: Some(changed), etag: v1.etag.clone(), request_id: String::new() })
+        .update_chain(pb::UpdateChainRequest {
+            chain: Some(changed),
+            etag: v1.etag.clone(),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
     assert_eq!(error_reason(&stale), "ETAG_MISMATCH");
 
     let latest = client
-        .get_chain(pb::GetChainRequest { id: "qa".into(), version: 0 })
+        .get_chain(pb::GetChainRequest {
+            id: "qa".into(),
+            version: 0,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(latest, v2);
     let first = client
-        .get_chain(pb::GetChainRequest { id: "qa".into(), version: 1 })
+        .get_chain(pb::GetChainRequest {
+            id: "qa".into(),
+            version: 1,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(first, v1);
     let error = client
-        .get_chain(pb::GetChainRequest { id: "qa".into(), version: 7 })
+        .get_chain(pb::GetChainRequest {
+            id: "qa".into(),
+            version: 7,
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     let error = client
-        .get_chain(pb::GetChainRequest { id: "qa".into(), version: -1 })
+        .get_chain(pb::GetChainRequest {
+            id: "qa".into(),
+            version: -1,
+        })
         .await
         .unwrap_err();
     assert_invalid(error, &["version"]);
 
     let versions = client
-        .list_chain_versions(pb::ListChainVersionsRequest { id: "qa".into(), ..Default::default() })
+        .list_chain_versions(pb::ListChainVersionsRequest {
+            id: "qa".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .chains;
-    assert_eq!(versions.iter().map(|c| c.version).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        versions.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
 
     let error = client
-        .delete_chain(pb::DeleteChainRequest { id: "qa".into(), etag: "1".into() })
+        .delete_chain(pb::DeleteChainRequest {
+            id: "qa".into(),
+            etag: "1".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::Aborted);
     client
-        .delete_chain(pb::DeleteChainRequest { id: "qa".into(), etag: "2".into() })
+        .delete_chain(pb::DeleteChainRequest {
+            id: "qa".into(),
+            etag: "2".into(),
+        })
         .await
         .unwrap();
     let error = client
-        .get_chain(pb::GetChainRequest { id: "qa".into(), version: 0 })
+        .get_chain(pb::GetChainRequest {
+            id: "qa".into(),
+            version: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
     let error = client
-        .update_chain(pb::UpdateChainRequest { chain: Some(two_step_chain("qa")), etag: String::new(), request_id: String::new() })
+        .update_chain(pb::UpdateChainRequest {
+            chain: Some(two_step_chain("qa")),
+            etag: String::new(),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
 
     // The id can be reused; numbering continues so pinned versions stay unique.
     let again = client
-        .create_chain(pb::CreateChainRequest { chain: Some(two_step_chain("qa")), request_id: String::new() })
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(two_step_chain("qa")),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -160,12 +221,18 @@ async fn chain_validation_reports_every_problem(server: TestServer) {
     });
 
     let response = client
-        .validate_chain(pb::ValidateChainRequest { chain: Some(chain.clone()) })
+        .validate_chain(pb::ValidateChainRequest {
+            chain: Some(chain.clone()),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(!response.valid);
-    let fields: Vec<&str> = response.violations.iter().map(|v| v.field.as_str()).collect();
+    let fields: Vec<&str> = response
+        .violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
     for expected in [
         "chain.tasks[0].handler",
         "chain.tasks[1].id",
@@ -174,12 +241,23 @@ async fn chain_validation_reports_every_problem(server: TestServer) {
         "chain.tasks[2].prompt_template",
         "chain.tasks[2].queue",
     ] {
-        assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:?}"
+        );
     }
-    assert!(response.violations.iter().all(|v| !v.reason.is_empty() && !v.description.is_empty()));
+    assert!(
+        response
+            .violations
+            .iter()
+            .all(|v| !v.reason.is_empty() && !v.description.is_empty())
+    );
 
     let error = client
-        .create_chain(pb::CreateChainRequest { chain: Some(chain), request_id: String::new() })
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(chain),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
@@ -188,7 +266,9 @@ async fn chain_validation_reports_every_problem(server: TestServer) {
     assert!(violated.contains(&"chain.tasks[0].handler".to_string()));
 
     let ok = client
-        .validate_chain(pb::ValidateChainRequest { chain: Some(two_step_chain("fine")) })
+        .validate_chain(pb::ValidateChainRequest {
+            chain: Some(two_step_chain("fine")),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -215,7 +295,10 @@ async fn chain_idempotency_under_concurrency(server: TestServer) {
         let mut client = server.chains();
         handles.push(tokio::spawn(async move {
             client
-                .create_chain(pb::CreateChainRequest { chain: Some(two_step_chain("once")), request_id: "create-once".into() })
+                .create_chain(pb::CreateChainRequest {
+                    chain: Some(two_step_chain("once")),
+                    request_id: "create-once".into(),
+                })
                 .await
                 .map(|r| r.into_inner())
         }));
@@ -227,7 +310,10 @@ async fn chain_idempotency_under_concurrency(server: TestServer) {
     assert!(results.windows(2).all(|w| w[0] == w[1]));
     let mut client = server.chains();
     let versions = client
-        .list_chain_versions(pb::ListChainVersionsRequest { id: "once".into(), ..Default::default() })
+        .list_chain_versions(pb::ListChainVersionsRequest {
+            id: "once".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -237,7 +323,10 @@ async fn chain_idempotency_under_concurrency(server: TestServer) {
     let mut other = two_step_chain("once-other");
     other.description = "different payload".into();
     let error = client
-        .create_chain(pb::CreateChainRequest { chain: Some(other), request_id: "create-once".into() })
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(other),
+            request_id: "create-once".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
@@ -247,24 +336,50 @@ async fn chain_pagination(server: TestServer) {
     let mut client = server.chains();
     for i in 0..5 {
         client
-            .create_chain(pb::CreateChainRequest { chain: Some(two_step_chain(&format!("chain-{i}"))), request_id: String::new() })
+            .create_chain(pb::CreateChainRequest {
+                chain: Some(two_step_chain(&format!("chain-{i}"))),
+                request_id: String::new(),
+            })
             .await
             .unwrap();
     }
     let first = client
-        .list_chains(pb::ListChainsRequest { page_size: 2, page_token: String::new() })
+        .list_chains(pb::ListChainsRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(first.chains.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["chain-0", "chain-1"]);
+    assert_eq!(
+        first
+            .chains
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["chain-0", "chain-1"]
+    );
     let second = client
-        .list_chains(pb::ListChainsRequest { page_size: 2, page_token: first.next_page_token })
+        .list_chains(pb::ListChainsRequest {
+            page_size: 2,
+            page_token: first.next_page_token,
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(second.chains.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["chain-2", "chain-3"]);
+    assert_eq!(
+        second
+            .chains
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["chain-2", "chain-3"]
+    );
     let third = client
-        .list_chains(pb::ListChainsRequest { page_size: 2, page_token: second.next_page_token })
+        .list_chains(pb::ListChainsRequest {
+            page_size: 2,
+            page_token: second.next_page_token,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -4,14 +4,21 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{assert_invalid, error_reason, TestServer};
+use common::{TestServer, assert_invalid, error_reason};
 use taskloom_server::proto::taskloom::v1 as pb;
 use tonic::Code;
 
-api_tests!(hook_lifecycle_keeps_secrets, hook_validation, hook_updates_and_etags);
+api_tests!(
+    hook_lifecycle_keeps_secrets,
+    hook_validation,
+    hook_updates_and_etags
+);
 
 fn seconds(s: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration { seconds: s, nanos: 0 })
+    Some(prost_types::Duration {
+        seconds: s,
+        nanos: 0,
+    })
 }
 
 fn search_hook() -> pb::Hook {
@@ -21,7 +28,10 @@ fn search_hook() -> pb::Hook {
         method: "post".into(),
         timeout: seconds(30),
         headers: BTreeMap::from([("X-Team".to_string(), "ml".to_string())]),
-        secret_headers: BTreeMap::from([("Authorization".to_string(), "Bearer top-secret".to_string())]),
+        secret_headers: BTreeMap::from([(
+            "Authorization".to_string(),
+            "Bearer top-secret".to_string(),
+        )]),
         ..Default::default()
     }
 }
@@ -29,31 +39,45 @@ fn search_hook() -> pb::Hook {
 async fn hook_lifecycle_keeps_secrets(server: TestServer) {
     let mut client = server.hooks();
     let created = client
-        .create_hook(pb::CreateHookRequest { hook: Some(search_hook()), request_id: "h1".into() })
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(search_hook()),
+            request_id: "h1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(created.method, "POST");
     assert!(created.secret_headers.is_empty());
-    assert_eq!(created.secret_header_names, vec!["Authorization".to_string()]);
+    assert_eq!(
+        created.secret_header_names,
+        vec!["Authorization".to_string()]
+    );
     assert!(!format!("{created:?}").contains("top-secret"));
 
     let replay = client
-        .create_hook(pb::CreateHookRequest { hook: Some(search_hook()), request_id: "h1".into() })
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(search_hook()),
+            request_id: "h1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(replay, created);
 
     let duplicate = client
-        .create_hook(pb::CreateHookRequest { hook: Some(search_hook()), request_id: String::new() })
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(search_hook()),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
     assert_eq!(error_reason(&duplicate), "ALREADY_EXISTS");
 
     let fetched = client
-        .get_hook(pb::GetHookRequest { name: "search".into() })
+        .get_hook(pb::GetHookRequest {
+            name: "search".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -66,11 +90,16 @@ async fn hook_lifecycle_keeps_secrets(server: TestServer) {
     assert_eq!(listed.hooks, vec![created]);
 
     client
-        .delete_hook(pb::DeleteHookRequest { name: "search".into(), etag: String::new() })
+        .delete_hook(pb::DeleteHookRequest {
+            name: "search".into(),
+            etag: String::new(),
+        })
         .await
         .unwrap();
     let error = client
-        .get_hook(pb::GetHookRequest { name: "search".into() })
+        .get_hook(pb::GetHookRequest {
+            name: "search".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::NotFound);
@@ -80,7 +109,12 @@ async fn hook_validation(server: TestServer) {
     let mut client = server.hooks();
     let error = client
         .create_hook(pb::CreateHookRequest {
-            hook: Some(pb::Hook { name: String::new(), url: "not a url".into(), timeout: seconds(0), ..Default::default() }),
+            hook: Some(pb::Hook {
+                name: String::new(),
+                url: "not a url".into(),
+                timeout: seconds(0),
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
@@ -93,7 +127,10 @@ async fn hook_validation(server: TestServer) {
                 name: "h".into(),
                 url: "https://example.com/x".into(),
                 method: "TRACE".into(),
-                timeout: Some(prost_types::Duration { seconds: -5, nanos: 0 }),
+                timeout: Some(prost_types::Duration {
+                    seconds: -5,
+                    nanos: 0,
+                }),
                 headers: BTreeMap::from([("Bad Header".to_string(), "v".to_string())]),
                 secret_headers: BTreeMap::from([("X-Injected".to_string(), "a\r\nb".to_string())]),
                 queue: "no spaces allowed".into(),
@@ -116,14 +153,21 @@ async fn hook_validation(server: TestServer) {
 
     let error = client
         .create_hook(pb::CreateHookRequest {
-            hook: Some(pb::Hook { name: "h".into(), url: "https://example.com".into(), ..Default::default() }),
+            hook: Some(pb::Hook {
+                name: "h".into(),
+                url: "https://example.com".into(),
+                ..Default::default()
+            }),
             request_id: String::new(),
         })
         .await
         .unwrap_err();
     assert_invalid(error, &["hook.timeout"]);
 
-    let error = client.create_hook(pb::CreateHookRequest::default()).await.unwrap_err();
+    let error = client
+        .create_hook(pb::CreateHookRequest::default())
+        .await
+        .unwrap_err();
     assert_invalid(error, &["hook"]);
 
     let listed = client
@@ -137,14 +181,21 @@ async fn hook_validation(server: TestServer) {
 async fn hook_updates_and_etags(server: TestServer) {
     let mut client = server.hooks();
     let created = client
-        .create_hook(pb::CreateHookRequest { hook: Some(search_hook()), request_id: String::new() })
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(search_hook()),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
 
     let updated = client
         .update_hook(pb::UpdateHookRequest {
-            hook: Some(pb::Hook { name: "search".into(), timeout: seconds(5), ..Default::default() }),
+            hook: Some(pb::Hook {
+                name: "search".into(),
+                timeout: seconds(5),
+                ..Default::default()
+            }),
             update_mask: vec!["timeout".into()],
             etag: created.etag.clone(),
         })
@@ -153,12 +204,19 @@ async fn hook_updates_and_etags(server: TestServer) {
         .into_inner();
     assert_eq!(updated.timeout, seconds(5));
     assert_eq!(updated.url, created.url);
-    assert_eq!(updated.secret_header_names, vec!["Authorization".to_string()]);
+    assert_eq!(
+        updated.secret_header_names,
+        vec!["Authorization".to_string()]
+    );
     assert_ne!(updated.etag, created.etag);
 
     let stale = client
         .update_hook(pb::UpdateHookRequest {
-            hook: Some(pb::Hook { name: "search".into(), timeout: seconds(9), ..Default::default() }),
+            hook: Some(pb::Hook {
+                name: "search".into(),
+                timeout: seconds(9),
+                ..Default::default()
+            }),
             update_mask: vec!["timeout".into()],
             etag: created.etag.clone(),
         })
@@ -168,7 +226,11 @@ async fn hook_updates_and_etags(server: TestServer) {
 
     let error = client
         .update_hook(pb::UpdateHookRequest {
-            hook: Some(pb::Hook { name: "search".into(), timeout: seconds(0), ..Default::default() }),
+            hook: Some(pb::Hook {
+                name: "search".into(),
+                timeout: seconds(0),
+                ..Default::default()
+            }),
             update_mask: vec!["timeout".into()],
             etag: String::new(),
         })
@@ -177,12 +239,18 @@ async fn hook_updates_and_etags(server: TestServer) {
     assert_invalid(error, &["hook.timeout"]);
 
     let error = client
-        .delete_hook(pb::DeleteHookRequest { name: "search".into(), etag: created.etag })
+        .delete_hook(pb::DeleteHookRequest {
+            name: "search".into(),
+            etag: created.etag,
+        })
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::Aborted);
     client
-        .delete_hook(pb::DeleteHookRequest { name: "search".into(), etag: updated.etag })
+        .delete_hook(pb::DeleteHookRequest {
+            name: "search".into(),
+            etag: updated.etag,
+        })
         .await
         .unwrap();
 }

@@ -6,19 +6,26 @@ mod common;
 
 use common::TestServer;
 use taskloom_server::proto::taskloom::v1 as pb;
-use tonic::codec::CompressionEncoding;
 use tonic::Code;
+use tonic::codec::CompressionEncoding;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 api_tests!(health_version_and_unimplemented, compression_and_shutdown);
 
 async fn health_version_and_unimplemented(server: TestServer) {
     let mut health = HealthClient::new(server.channel.clone());
-    for service in ["", "taskloom.v1.ChainService", "taskloom.v1.BackendService", "taskloom.v1.RunService"] {
+    for service in [
+        "",
+        "taskloom.v1.ChainService",
+        "taskloom.v1.BackendService",
+        "taskloom.v1.RunService",
+    ] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -26,7 +33,9 @@ async fn health_version_and_unimplemented(server: TestServer) {
         assert_eq!(status, ServingStatus::Serving as i32, "{service}");
     }
     let unknown = health
-        .check(HealthCheckRequest { service: "nope.Service".into() })
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);

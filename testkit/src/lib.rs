@@ -11,11 +11,11 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -123,7 +123,16 @@ fn start_private_postgres() -> Result<String> {
         }
     }
     let output = pg_command(&initdb, root)
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "-D"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "-D",
+        ])
         .arg(&data)
         .output()
         .context("run initdb")?;
@@ -193,7 +202,10 @@ impl ServerProcess {
             Some(url) => (url.to_string(), None),
             None => {
                 let dir = tempfile_dir::TempDir::new()?;
-                (dir.path().join("taskloom.db").display().to_string(), Some(dir))
+                (
+                    dir.path().join("taskloom.db").display().to_string(),
+                    Some(dir),
+                )
             }
         };
         let child = Command::new(binary)
@@ -201,8 +213,12 @@ impl ServerProcess {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &url])
             .args(extra_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .spawn()
             .context("spawn taskloom")?;
         let mut server = ServerProcess {
@@ -226,7 +242,10 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("taskloom did not listen on {} within {timeout:?}", self.addr)
+        bail!(
+            "taskloom did not listen on {} within {timeout:?}",
+            self.addr
+        )
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -6,10 +6,10 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    check_etag, duration_millis, etag, expected_revision, idempotency_key, mask_field,
-    millis_duration, next_page_token, page_query, require, timestamp, Violations,
+    Violations, check_etag, duration_millis, etag, expected_revision, idempotency_key, mask_field,
+    millis_duration, next_page_token, page_query, require, timestamp,
 };
-use super::{respond, ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
 use crate::store::{BackendRecord, BackendState, ModelRecord, PoolRecord};
 
@@ -142,7 +142,10 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
         violations.add("backend.api_key", "must not contain control characters");
     }
     if backend.max_concurrency < 0 {
-        violations.add("backend.max_concurrency", "must not be negative (0 = unlimited)");
+        violations.add(
+            "backend.max_concurrency",
+            "must not be negative (0 = unlimited)",
+        );
     }
     let request_timeout_ms = match &backend.request_timeout {
         None => 0,
@@ -332,7 +335,11 @@ impl BackendApi {
         let idempotency = idempotency_key("CreatePool", &request.request_id, &request, |r| {
             r.request_id.clear()
         });
-        let created = self.context.store().create_pool(record, idempotency).await?;
+        let created = self
+            .context
+            .store()
+            .create_pool(record, idempotency)
+            .await?;
         Ok(pool_message(created.record))
     }
 
@@ -390,9 +397,9 @@ fn check_model_name(violations: &mut Violations, field: &str, name: &str) {
     if name.is_empty() {
         violations.add(field, "is required");
     } else if name.len() > 256
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':' | b'/' | b'@'))
+        || !name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':' | b'/' | b'@')
+        })
     {
         violations.add(
             field,
@@ -478,7 +485,9 @@ impl BackendService for BackendApi {
         respond(
             async {
                 require("id", &request.id)?;
-                Ok(pool_message(self.context.store().get_pool(&request.id).await?))
+                Ok(pool_message(
+                    self.context.store().get_pool(&request.id).await?,
+                ))
             }
             .await,
         )
@@ -525,7 +534,12 @@ impl BackendService for BackendApi {
         let request = request.into_inner();
         respond(
             async {
-                require_pair("pool_id", &request.pool_id, "backend_id", &request.backend_id)?;
+                require_pair(
+                    "pool_id",
+                    &request.pool_id,
+                    "backend_id",
+                    &request.backend_id,
+                )?;
                 self.context
                     .store()
                     .assign_backend_to_pool(&request.pool_id, &request.backend_id)
@@ -543,7 +557,12 @@ impl BackendService for BackendApi {
         let request = request.into_inner();
         respond(
             async {
-                require_pair("pool_id", &request.pool_id, "backend_id", &request.backend_id)?;
+                require_pair(
+                    "pool_id",
+                    &request.pool_id,
+                    "backend_id",
+                    &request.backend_id,
+                )?;
                 self.context
                     .store()
                     .remove_backend_from_pool(&request.pool_id, &request.backend_id)

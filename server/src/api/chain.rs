@@ -4,10 +4,9 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    expected_revision, idempotency_key, next_page_token, page_query, require, timestamp,
-    Violations,
+    Violations, expected_revision, idempotency_key, next_page_token, page_query, require, timestamp,
 };
-use super::{respond, ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain;
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
 use crate::store::ChainRecord;
@@ -55,7 +54,10 @@ fn definition_bytes(chain: Option<&pb::Chain>) -> ApiResult<(String, Vec<u8>)> {
     if bytes.len() > MAX_CHAIN_BYTES {
         return Err(ApiError::invalid(
             "chain",
-            format!("is {} bytes encoded; at most {MAX_CHAIN_BYTES} are accepted", bytes.len()),
+            format!(
+                "is {} bytes encoded; at most {MAX_CHAIN_BYTES} are accepted",
+                bytes.len()
+            ),
         ));
     }
     let mut violations = Violations::new();

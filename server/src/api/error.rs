@@ -18,12 +18,20 @@ pub enum ApiError {
     #[error("invalid request: {}", summarize(.0))]
     InvalidArgument(Vec<FieldViolation>),
     #[error("{resource_type} {name:?} not found")]
-    NotFound { resource_type: &'static str, name: String },
+    NotFound {
+        resource_type: &'static str,
+        name: String,
+    },
     #[error("{resource_type} {name:?} already exists")]
-    AlreadyExists { resource_type: &'static str, name: String },
+    AlreadyExists {
+        resource_type: &'static str,
+        name: String,
+    },
     /// The caller's etag does not match the resource's current etag, or the
     /// resource changed concurrently (AIP-154).
-    #[error("{resource_type} {name:?} has changed: etag {given:?} does not match the current etag {current:?}")]
+    #[error(
+        "{resource_type} {name:?} has changed: etag {given:?} does not match the current etag {current:?}"
+    )]
     EtagMismatch {
         resource_type: &'static str,
         name: String,
@@ -34,7 +42,10 @@ pub enum ApiError {
     #[error("request_id {request_id:?} was already used with a different request")]
     RequestIdReused { request_id: String },
     #[error("{message}")]
-    FailedPrecondition { reason: &'static str, message: String },
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage unavailable: {0}")]
@@ -96,8 +107,14 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(violations) => {
                 details.set_bad_request(violations.clone());
             }
-            ApiError::NotFound { resource_type, name }
-            | ApiError::AlreadyExists { resource_type, name } => {
+            ApiError::NotFound {
+                resource_type,
+                name,
+            }
+            | ApiError::AlreadyExists {
+                resource_type,
+                name,
+            } => {
                 details.set_resource_info(*resource_type, name.clone(), "", error.to_string());
                 metadata.insert("resource_type".to_string(), resource_type.to_string());
                 metadata.insert("resource_name".to_string(), name.clone());

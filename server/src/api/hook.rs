@@ -6,10 +6,10 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    check_etag, duration_millis, etag, expected_revision, idempotency_key, mask_field,
-    millis_duration, next_page_token, page_query, require, timestamp, Violations,
+    Violations, check_etag, duration_millis, etag, expected_revision, idempotency_key, mask_field,
+    millis_duration, next_page_token, page_query, require, timestamp,
 };
-use super::{respond, ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::proto::taskloom::v1::{self as pb, hook_service_server::HookService};
 use crate::store::HookRecord;
 
@@ -49,9 +49,9 @@ fn hook_message(record: HookRecord) -> pb::Hook {
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 256
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_headers(violations: &mut Violations, field: &str, headers: &BTreeMap<String, String>) {
@@ -60,7 +60,10 @@ fn check_headers(violations: &mut Violations, field: &str, headers: &BTreeMap<St
     }
     for (name, value) in headers {
         if !is_header_name(name) {
-            violations.add(format!("{field}[{name:?}]"), "is not a valid HTTP header name");
+            violations.add(
+                format!("{field}[{name:?}]"),
+                "is not a valid HTTP header name",
+            );
         }
         if value.len() > 8192 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             violations.add(
@@ -82,7 +85,10 @@ fn validate_hook(hook: &pb::Hook, violations: &mut Violations) -> HookRecord {
         hook.method.to_ascii_uppercase()
     };
     if !METHODS.contains(&method.as_str()) {
-        violations.add("hook.method", format!("must be one of {}", METHODS.join(", ")));
+        violations.add(
+            "hook.method",
+            format!("must be one of {}", METHODS.join(", ")),
+        );
     }
     let timeout_ms = match &hook.timeout {
         None => {
@@ -152,7 +158,11 @@ impl HookApi {
         let idempotency = idempotency_key("CreateHook", &request.request_id, &request, |r| {
             r.request_id.clear()
         });
-        let created = self.context.store().create_hook(record, idempotency).await?;
+        let created = self
+            .context
+            .store()
+            .create_hook(record, idempotency)
+            .await?;
         if !created.replayed {
             tracing::info!(hook = %created.record.name, "hook created");
         }
@@ -231,7 +241,9 @@ impl HookService for HookApi {
         respond(
             async {
                 require("name", &request.name)?;
-                Ok(hook_message(self.context.store().get_hook(&request.name).await?))
+                Ok(hook_message(
+                    self.context.store().get_hook(&request.name).await?,
+                ))
             }
             .await,
         )

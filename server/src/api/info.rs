@@ -16,7 +16,14 @@ impl InfoApi {
 }
 
 /// Capabilities this build implements.
-const FEATURES: &[&str] = &["backends", "pools", "models", "hooks", "chains", "chain_versions"];
+const FEATURES: &[&str] = &[
+    "backends",
+    "pools",
+    "models",
+    "hooks",
+    "chains",
+    "chain_versions",
+];
 
 #[tonic::async_trait]
 impl InfoService for InfoApi {

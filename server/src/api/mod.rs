@@ -72,5 +72,7 @@ impl ApiContext {
 
 /// Converts an API result into a tonic response.
 fn respond<T>(result: ApiResult<T>) -> Result<tonic::Response<T>, tonic::Status> {
-    result.map(tonic::Response::new).map_err(tonic::Status::from)
+    result
+        .map(tonic::Response::new)
+        .map_err(tonic::Status::from)
 }

@@ -42,6 +42,7 @@ impl Violations {
         self.0.push(violation);
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -372,9 +373,18 @@ mod tests {
 
     #[test]
     fn durations_convert() {
-        let d = prost_types::Duration { seconds: 2, nanos: 500_000_000 };
+        let d = prost_types::Duration {
+            seconds: 2,
+            nanos: 500_000_000,
+        };
         assert_eq!(duration_millis(&d), Some(2500));
-        assert_eq!(duration_millis(&prost_types::Duration { seconds: -1, nanos: 0 }), None);
+        assert_eq!(
+            duration_millis(&prost_types::Duration {
+                seconds: -1,
+                nanos: 0
+            }),
+            None
+        );
         assert_eq!(millis_duration(2500), d);
     }
 }

@@ -36,7 +36,9 @@ pub enum StoreError {
     #[error("{resource} {id:?} already exists")]
     AlreadyExists { resource: &'static str, id: String },
     /// The expected revision (etag) no longer matches.
-    #[error("{resource} {id:?} was modified concurrently (expected revision {expected}, found {actual})")]
+    #[error(
+        "{resource} {id:?} was modified concurrently (expected revision {expected}, found {actual})"
+    )]
     Conflict {
         resource: &'static str,
         id: String,

@@ -33,9 +33,9 @@ impl TestServer {
         let binary = Path::new(env!("CARGO_BIN_EXE_taskloom"));
         let url = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(
-                taskloom_testkit::fresh_postgres_database().expect("fresh postgres database"),
-            ),
+            Backend::Postgres => {
+                Some(taskloom_testkit::fresh_postgres_database().expect("fresh postgres database"))
+            }
         };
         let process = tokio::task::spawn_blocking(move || {
             ServerProcess::start(binary, url.as_deref(), &[]).expect("start taskloom")
