@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "google/rpc/error_details.proto",
     ];
     println!("cargo:rerun-if-changed=../proto");
+    // `sqlx::migrate!` embeds these; new files must trigger a rebuild.
+    println!("cargo:rerun-if-changed=migrations");
 
     let descriptors = protox::compile(files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod drain;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, ApiContext};
 use crate::config::ServeArgs;
+use crate::drain::DrainLayer;
 use crate::proto::taskloom::v1 as pb;
 use crate::store;
 
@@ -81,6 +82,7 @@ pub async fn run(
 
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let router = Server::builder()
+        .layer(DrainLayer::new(drain_rx.clone()))
         .http2_keepalive_interval(Some(args.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(60)))
@@ -128,7 +130,8 @@ pub async fn run(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    // Streams observe `draining` and end with UNAVAILABLE; unary calls finish.
+    // Open streams end with UNAVAILABLE at once; unary calls may finish
+    // within the grace period; new connections are refused.
     context.begin_drain();
     let _ = drain_tx.send(true);
     match tokio::time::timeout(grace, &mut serve).await {

@@ -80,3 +80,172 @@ async fn compression_and_shutdown(mut server: TestServer) {
     assert!(status.success(), "SIGTERM exits cleanly: {status:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A stream open at SIGTERM ends with UNAVAILABLE as soon as draining
+/// begins (not when the grace period cuts it); the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_at_once() {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_taskloom"));
+    let mut process = tokio::task::spawn_blocking(move || {
+        taskloom_testkit::ServerProcess::start(binary, None, &["--shutdown-grace", "5s"])
+            .expect("start taskloom")
+    })
+    .await
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(process.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    let pid = process.pid();
+    let started = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    // The stream may first see NOT_SERVING; it then ends with UNAVAILABLE
+    // right away, well before the grace period would cut it.
+    let end = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(3), watch.message())
+            .await
+            .expect("the stream ends promptly when draining begins")
+        {
+            Ok(Some(update)) => {
+                assert_eq!(update.status, ServingStatus::NotServing as i32);
+            }
+            other => break other,
+        }
+    };
+    let status = end.expect_err("the stream ends with an error status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let status = tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}
+
+/// Requests over `--max-message-bytes` are refused without reaching a
+/// handler, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused() {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_taskloom"));
+    let process = tokio::task::spawn_blocking(move || {
+        taskloom_testkit::ServerProcess::start(binary, None, &["--max-message-bytes", "65536"])
+            .expect("start taskloom")
+    })
+    .await
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(process.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut chains = common::ChainServiceClient::new(channel);
+    let chain = pb::Chain {
+        id: "big".into(),
+        description: "x".repeat(100_000),
+        tasks: vec![pb::Task {
+            id: "only".into(),
+            handler: "noop".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let error = chains
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(chain),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::OutOfRange, "{error:?}");
+    let listed = chains
+        .list_chains(pb::ListChainsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.chains.is_empty());
+}
+
+/// `--log-format json` writes one JSON object per log line.
+#[test]
+fn json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = taskloom_testkit::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_taskloom"))
+        .args(["--log-format", "json", "serve", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--database-url")
+        .arg(dir.path().join("t.db"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in lines {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(
+            event.get("level").is_some() && event.get("message").is_some(),
+            "{line}"
+        );
+    }
+    assert!(stderr.contains("taskloom serving"));
+}
+
+/// `taskloom migrate` prepares a database and is idempotent, on both stores.
+#[test]
+fn migrate_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("m.db").display().to_string();
+    let postgres = taskloom_testkit::fresh_postgres_database().unwrap();
+    for url in [sqlite, postgres] {
+        for _ in 0..2 {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_taskloom"))
+                .args(["migrate", "--database-url", &url])
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            assert!(String::from_utf8_lossy(&output.stdout).contains("migrated"));
+        }
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_taskloom"))
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:99999/none",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "an unreachable database is an error"
+    );
+}

@@ -195,7 +195,8 @@ pub enum InputSource {
     /// The output of the task that ran before (the run's input for the
     /// entry task). `input_var` empty.
     PreviousOutput,
-    /// The run's input. `input_var: "input"`.
+    /// The run's input. `input_var: "input"` (even if a task is named
+    /// `input`; its output stays reachable in templates).
     RunInput,
     /// The latest output of this task. `input_var: "<task id>"`.
     TaskOutput(String),

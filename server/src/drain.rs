@@ -1,0 +1,166 @@
+//! Ends open response streams with `UNAVAILABLE` when the server starts
+//! draining, so long-lived streams (watches, worker sessions, health watches)
+//! tell their clients to reconnect elsewhere instead of hanging until the
+//! connection is cut. Unary responses are not affected: their bodies are
+//! complete before the drain can interrupt them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::watch;
+use tower::{Layer, Service};
+
+/// Wraps every response body of a service in a [`DrainBody`].
+#[derive(Clone)]
+pub struct DrainLayer {
+    draining: watch::Receiver<bool>,
+}
+
+impl DrainLayer {
+    /// `draining` flips to `true` when shutdown begins.
+    pub fn new(draining: watch::Receiver<bool>) -> Self {
+        DrainLayer { draining }
+    }
+}
+
+impl<S> Layer<S> for DrainLayer {
+    type Service = DrainService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DrainService {
+            inner,
+            draining: self.draining.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DrainService<S> {
+    inner: S,
+    draining: watch::Receiver<bool>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for DrainService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = http::Response<DrainBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let response = self.inner.call(request);
+        let draining = self.draining.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|inner| DrainBody::new(inner, draining)))
+        })
+    }
+}
+
+pin_project! {
+    /// A response body that ends with `grpc-status: UNAVAILABLE` trailers
+    /// once draining begins, if it has not ended by itself.
+    pub struct DrainBody<B> {
+        #[pin]
+        inner: B,
+        drained: BoxFuture<()>,
+        state: State,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Streaming,
+    /// The drain trailers were sent; the body is over.
+    Cut,
+    /// The inner body ended by itself.
+    Ended,
+}
+
+impl<B> DrainBody<B> {
+    fn new(inner: B, mut draining: watch::Receiver<bool>) -> Self {
+        DrainBody {
+            inner,
+            drained: Box::pin(async move {
+                // A dropped sender means the server is gone: drain too.
+                let _ = draining.wait_for(|draining| *draining).await;
+            }),
+            state: State::Streaming,
+        }
+    }
+}
+
+fn unavailable_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("14"));
+    trailers.insert(
+        "grpc-message",
+        HeaderValue::from_static("the server is shutting down; reconnect"),
+    );
+    trailers
+}
+
+impl<B> Body for DrainBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        match *this.state {
+            State::Cut | State::Ended => return Poll::Ready(None),
+            State::Streaming => {}
+        }
+        // What the handler already produced goes out first.
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(None) => {
+                *this.state = State::Ended;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => {
+                if frame.as_ref().is_ok_and(Frame::is_trailers) {
+                    *this.state = State::Ended;
+                }
+                Poll::Ready(Some(frame))
+            }
+            Poll::Pending => match this.drained.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    *this.state = State::Cut;
+                    Poll::Ready(Some(Ok(Frame::trailers(unavailable_trailers()))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state != State::Streaming || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.state == State::Streaming {
+            self.inner.size_hint()
+        } else {
+            SizeHint::with_exact(0)
+        }
+    }
+}
