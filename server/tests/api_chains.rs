@@ -280,6 +280,23 @@ async fn chain_validation_reports_every_problem(server: TestServer) {
         .unwrap_err();
     assert_invalid(error, &["chain"]);
 
+    // Oversize definitions are refused before validation.
+    let mut huge = two_step_chain("huge");
+    huge.description = "x".repeat(1024 * 1024 + 1);
+    let error = client
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(huge.clone()),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(error, &["chain"]);
+    let error = client
+        .validate_chain(pb::ValidateChainRequest { chain: Some(huge) })
+        .await
+        .unwrap_err();
+    assert_invalid(error, &["chain"]);
+
     // Rejected chains leave nothing behind.
     let listed = client
         .list_chains(pb::ListChainsRequest::default())

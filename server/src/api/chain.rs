@@ -39,6 +39,18 @@ fn chain_message(record: ChainRecord) -> ApiResult<pb::Chain> {
     Ok(chain)
 }
 
+/// Rejects definitions over [`MAX_CHAIN_BYTES`] before any deeper check.
+fn check_size(chain: &pb::Chain) -> ApiResult<()> {
+    let size = chain.encoded_len();
+    if size > MAX_CHAIN_BYTES {
+        return Err(ApiError::invalid(
+            "chain",
+            format!("is {size} bytes encoded; at most {MAX_CHAIN_BYTES} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a definition (every problem at once, paths under `chain.`) and
 /// returns the bytes to store: the message without its output-only fields.
 fn definition_bytes(chain: Option<&pb::Chain>) -> ApiResult<(String, Vec<u8>)> {
@@ -50,16 +62,8 @@ fn definition_bytes(chain: Option<&pb::Chain>) -> ApiResult<(String, Vec<u8>)> {
     definition.etag.clear();
     definition.create_time = None;
     definition.update_time = None;
+    check_size(&definition)?;
     let bytes = definition.encode_to_vec();
-    if bytes.len() > MAX_CHAIN_BYTES {
-        return Err(ApiError::invalid(
-            "chain",
-            format!(
-                "is {} bytes encoded; at most {MAX_CHAIN_BYTES} are accepted",
-                bytes.len()
-            ),
-        ));
-    }
     let mut violations = Violations::new();
     for violation in chain::validate(&definition) {
         violations.add_with_reason(
@@ -236,6 +240,7 @@ impl ChainService for ChainApi {
                 let Some(chain) = request.chain.as_ref() else {
                     return Err(ApiError::invalid("chain", "is required"));
                 };
+                check_size(chain)?;
                 let violations: Vec<pb::FieldViolation> = chain::validate(chain)
                     .into_iter()
                     .map(|v| pb::FieldViolation {
