@@ -10,6 +10,7 @@
 //! (optimistic concurrency; the API exposes it as an etag).
 
 mod postgres;
+mod runs;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use postgres::PostgresStore;
+pub use runs::{
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, DecideFn, DueAttempt,
+    EventRecord, Plan, Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot,
+    RunStatus, RunStore, TransitionOutcome, Verdict,
+};
 pub use sqlite::SqliteStore;
 
 /// Pools every install has; they cannot be deleted.

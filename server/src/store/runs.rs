@@ -1,0 +1,415 @@
+//! Storage shapes of the execution state: runs, task attempts and run
+//! events, and the plan type through which the kernel changes them.
+//!
+//! The store does not decide anything about runs. Every change goes through
+//! [`Store::transition`](super::Store::transition) or
+//! [`Store::claim`](super::Store::claim): the store opens one transaction,
+//! locks the run row, loads a [`RunSnapshot`], hands it to a kernel closure
+//! that returns a [`Plan`], and applies the plan — or nothing, if the plan
+//! rejects. Payloads (inputs, outputs, event bodies) are opaque bytes to the
+//! store (encoded protobuf messages).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Created, IdempotencyKey, Page, PageQuery, StoreResult};
+
+/// The state of a run (see DESIGN.md, "The kernel").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    WaitingInput,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::WaitingInput,
+        RunStatus::Paused,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::WaitingInput => "waiting_input",
+            RunStatus::Paused => "paused",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// No further transition is possible (except `RetryRun` from `Failed`).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    /// Attempts of a run in this state may be leased.
+    pub fn is_dispatchable(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+/// The state of one task attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptStatus {
+    /// Claimable once `available_at` has passed.
+    Ready,
+    /// A `human_input` attempt waiting for `SubmitInput`; never claimed.
+    Waiting,
+    Leased,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl AttemptStatus {
+    pub const ALL: [AttemptStatus; 7] = [
+        AttemptStatus::Ready,
+        AttemptStatus::Waiting,
+        AttemptStatus::Leased,
+        AttemptStatus::Succeeded,
+        AttemptStatus::Failed,
+        AttemptStatus::Cancelled,
+        AttemptStatus::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Ready => "ready",
+            AttemptStatus::Waiting => "waiting",
+            AttemptStatus::Leased => "leased",
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Cancelled => "cancelled",
+            AttemptStatus::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AttemptStatus> {
+        AttemptStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Ready, waiting or leased: the attempt may still produce a result.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            AttemptStatus::Ready | AttemptStatus::Waiting | AttemptStatus::Leased
+        )
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailure {
+    pub message: String,
+    pub task_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// UUIDv7: ids sort by creation time.
+    pub id: String,
+    pub chain_id: String,
+    pub chain_version: i64,
+    pub status: RunStatus,
+    /// Encoded `taskloom.v1.Value`. Written at creation only.
+    pub input: Vec<u8>,
+    /// Encoded `taskloom.v1.Value`, once succeeded.
+    pub output: Option<Vec<u8>>,
+    pub error: Option<RunFailure>,
+    /// Written at creation only.
+    pub labels: BTreeMap<String, String>,
+    /// Written at creation only.
+    pub priority: i32,
+    /// Written at creation only.
+    pub tenant: String,
+    /// Written at creation only.
+    pub request_id: Option<String>,
+    /// Task attempts created so far (the `max_steps` budget).
+    pub steps: i32,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Sequence number of the last stored event; the store maintains it.
+    pub last_seq: i64,
+    /// Written at creation only.
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// UUIDv7.
+    pub id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// Attempt number of this task execution, from 1 (retries count up).
+    pub attempt: i32,
+    /// The run's step counter when the attempt was created; orders a run's
+    /// attempts together with `id`.
+    pub step: i32,
+    pub status: AttemptStatus,
+    /// `internal` for built-in handlers, else a worker queue.
+    pub queue: String,
+    /// Copied from the run: higher is claimed first.
+    pub priority: i32,
+    pub available_at: DateTime<Utc>,
+    /// The task's own deadline, set when leased if the task has a timeout.
+    pub deadline: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_token: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How often a lease on this attempt expired.
+    pub lease_expiries: i32,
+    /// Encoded `taskloom.v1.Value`. Written at creation only.
+    pub input: Vec<u8>,
+    /// The rendered prompt template, if any. Written at creation only.
+    pub prompt: Option<String>,
+    /// Encoded `taskloom.v1.Value`, once succeeded.
+    pub output: Option<Vec<u8>>,
+    pub error: Option<String>,
+    /// Failed for good with no retry left.
+    pub dead_lettered: bool,
+    pub backend_id: Option<String>,
+    pub model: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Written at creation only.
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A stored run event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub run_id: String,
+    /// From 1, without gaps, per run.
+    pub seq: i64,
+    /// Encoded `taskloom.v1.RunEvent` (its `seq` field is not relied on;
+    /// readers set it from `seq`).
+    pub payload: Vec<u8>,
+}
+
+/// A run with all of its attempts, read under the run's row lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSnapshot {
+    pub run: RunRecord,
+    /// Ordered by `(step, id)`.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// What a kernel closure decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Apply the plan.
+    Apply,
+    /// Write nothing; report this to the caller.
+    Reject(Rejection),
+}
+
+/// A refused transition, e.g. a stale lease token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub kind: RejectionKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    NotFound,
+    FailedPrecondition,
+    InvalidArgument,
+}
+
+/// Writes one transition makes. Applied in one transaction, in this order:
+/// the run row (`run`, if set: every mutable column — status, output, error,
+/// steps, tokens, started/ended/updated times), attempt updates (mutable
+/// columns only: status, available_at, deadline, lease fields, lease_expiries,
+/// output, error, dead_lettered, backend/model, tokens, started/ended),
+/// new attempts, then events with sequence numbers `last_seq + 1 ..`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub verdict: Verdict,
+    pub run: Option<RunRecord>,
+    pub attempt_updates: Vec<AttemptRecord>,
+    pub new_attempts: Vec<AttemptRecord>,
+    /// Encoded `taskloom.v1.RunEvent` payloads.
+    pub events: Vec<Vec<u8>>,
+}
+
+impl Plan {
+    /// A plan that writes nothing and reports `rejection`.
+    pub fn reject(kind: RejectionKind, message: impl Into<String>) -> Plan {
+        Plan {
+            verdict: Verdict::Reject(Rejection {
+                kind,
+                message: message.into(),
+            }),
+            run: None,
+            attempt_updates: Vec::new(),
+            new_attempts: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// An accepted plan with no writes yet.
+    pub fn apply() -> Plan {
+        Plan {
+            verdict: Verdict::Apply,
+            run: None,
+            attempt_updates: Vec::new(),
+            new_attempts: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// What a transition did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransitionOutcome {
+    /// The plan was applied; the run as stored afterwards and the events
+    /// written (for live fan-out).
+    Applied {
+        run: RunRecord,
+        events: Vec<EventRecord>,
+    },
+    Rejected(Rejection),
+}
+
+/// The kernel's decision function for one run.
+pub type DecideFn = Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>;
+
+/// The kernel's decision for the runs touched by a claim: given a run and
+/// the attempts just leased from it (already in their leased state), the
+/// run update and events to write. Must not reject.
+pub type ClaimFn = dyn Fn(&RunRecord, &[AttemptRecord]) -> Plan + Send + Sync;
+
+/// What to claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Claim only from these queues.
+    pub queues: Vec<String>,
+    /// The lease owner (a replica's executor or a worker session).
+    pub owner: String,
+    /// At most this many attempts.
+    pub limit: u32,
+    /// Claim attempts whose `available_at <= now`.
+    pub now: DateTime<Utc>,
+    /// The leases expire at `now + lease_ms`.
+    pub lease_ms: i64,
+}
+
+/// Result of a claim: the leased attempts (each with a fresh random
+/// `lease_token`) and the events written, in claim order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub attempts: Vec<AttemptRecord>,
+    pub events: Vec<EventRecord>,
+}
+
+/// Filters of `list_runs`; empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub statuses: Vec<RunStatus>,
+    pub chain_id: Option<String>,
+    /// Runs carrying all of these labels.
+    pub labels: BTreeMap<String, String>,
+    pub tenant: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// An attempt whose lease expired or whose deadline passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueAttempt {
+    pub run_id: String,
+    pub attempt_id: String,
+}
+
+/// Persistence of the execution state. Implemented by both stores and
+/// checked by the same conformance suite.
+#[async_trait]
+pub trait RunStore: Send + Sync + 'static {
+    /// Inserts a run with its first attempts and events (sequence numbers
+    /// from 1; `run.last_seq` is set by the store) in one transaction.
+    /// Idempotent by `idempotency` like the other creates (the key names the
+    /// run id); a replay writes nothing and returns no events.
+    /// `AlreadyExists` if the run id is taken.
+    async fn create_run(
+        &self,
+        run: RunRecord,
+        attempts: Vec<AttemptRecord>,
+        events: Vec<Vec<u8>>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<(Created<RunRecord>, Vec<EventRecord>)>;
+    async fn get_run(&self, id: &str) -> StoreResult<RunRecord>;
+    /// Runs matching `filter`, newest first (descending id; the page key is
+    /// the id).
+    async fn list_runs(&self, filter: &RunFilter, page: PageQuery) -> StoreResult<Page<RunRecord>>;
+    async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord>;
+    /// A run's attempts by ascending `step` (the page key is the step).
+    /// `NotFound` if the run does not exist.
+    async fn list_attempts(
+        &self,
+        run_id: &str,
+        page: PageQuery,
+    ) -> StoreResult<Page<AttemptRecord>>;
+    /// A run's events with `seq > after_seq`, ascending, at most `limit`.
+    /// `NotFound` if the run does not exist.
+    async fn list_events(
+        &self,
+        run_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// One kernel transition, atomically: lock the run row, read the
+    /// snapshot, call `decide`, apply its plan (or nothing if it rejects).
+    /// `decide` may be called more than once if the database asks for a
+    /// retry (deadlock, serialization failure); only the last plan counts.
+    /// `NotFound` if the run does not exist.
+    async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome>;
+    /// Leases up to `limit` `Ready` attempts of `queues` with
+    /// `available_at <= now` whose run is `Queued` or `Running`, highest
+    /// priority first, then oldest `available_at`, then id; skips attempts
+    /// another transaction holds. Each leased attempt gets `Leased`, the
+    /// owner, a fresh random token, `lease_expires_at = now + lease_ms` and
+    /// `started_at = now`. Then, per run touched (in run id order, under the
+    /// run row lock), `decide(run, leased attempts of that run)` gives the
+    /// run update, attempt updates and events to apply. One transaction.
+    async fn claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed>;
+    /// Leased attempts whose lease expired or whose deadline passed at
+    /// `now`, oldest first, at most `limit`.
+    async fn due_attempts(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<DueAttempt>>;
+    /// Dead-lettered attempts, newest first (descending id; the page key is
+    /// the id), optionally of one queue.
+    async fn list_dead_letters(
+        &self,
+        queue: Option<&str>,
+        page: PageQuery,
+    ) -> StoreResult<Page<AttemptRecord>>;
+}
