@@ -290,6 +290,9 @@ impl Plan {
 }
 
 /// What a transition did.
+// Returned once per transition and matched at once: boxing the run would
+// cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransitionOutcome {
     /// The plan was applied; the run as stored afterwards and the events

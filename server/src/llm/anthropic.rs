@@ -1,0 +1,270 @@
+//! Anthropic's Messages API: `/v1/messages` (SSE when streaming),
+//! `/v1/models`. Anthropic has no embeddings.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, Role,
+    TokenUsage,
+};
+
+const API_VERSION: &str = "2023-06-01";
+/// The API requires `max_tokens`; used when the request leaves it open.
+const DEFAULT_MAX_TOKENS: u32 = 1024;
+/// Listing pages to follow at most (1000 models each).
+const MAX_MODEL_PAGES: usize = 20;
+
+pub(crate) struct Anthropic {
+    http: Endpoint,
+}
+
+impl Anthropic {
+    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+        let http = Endpoint::new(
+            "anthropic",
+            settings,
+            Some("https://api.anthropic.com"),
+            "/v1",
+            Auth::Header("x-api-key"),
+        )?;
+        Ok(Anthropic { http })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, path)
+            .header("anthropic-version", API_VERSION)
+    }
+
+    async fn chat_call(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let stream = deltas.is_some();
+        let mut system = vec![];
+        let mut messages = vec![];
+        for message in &request.messages {
+            let role = match message.role {
+                Role::System => {
+                    system.push(message.content.as_str());
+                    continue;
+                }
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            messages.push(Message {
+                role,
+                content: &message.content,
+            });
+        }
+        let body = MessagesBody {
+            model: &request.model,
+            max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            messages,
+            system: (!system.is_empty()).then(|| system.join("\n\n")),
+            temperature: request.temperature,
+            stream,
+        };
+        let builder = self.request(Method::POST, "/v1/messages").json(&body);
+        if !stream {
+            let reply: MessageReply = self.http.send_json(builder).await?;
+            let content = reply
+                .content
+                .into_iter()
+                .filter(|block| block.kind == "text")
+                .filter_map(|block| block.text)
+                .collect();
+            let usage = reply.usage.unwrap_or_default();
+            return Ok(ChatResponse {
+                content,
+                model: reply.model.unwrap_or_else(|| request.model.clone()),
+                usage: TokenUsage {
+                    input_tokens: usage.input_tokens.unwrap_or_default(),
+                    output_tokens: usage.output_tokens.unwrap_or_default(),
+                },
+                finish_reason: reply.stop_reason,
+            });
+        }
+
+        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
+        let mut transcript = Transcript::new(deltas);
+        let mut model = request.model.clone();
+        let mut usage = TokenUsage::default();
+        let mut finish_reason = None;
+        while let Some(data) = events.next_data().await? {
+            match self.http.parse(&data)? {
+                StreamEvent::MessageStart { message } => {
+                    model = message.model.unwrap_or(model);
+                    if let Some(start) = message.usage {
+                        usage.input_tokens = start.input_tokens.unwrap_or_default();
+                        usage.output_tokens = start.output_tokens.unwrap_or_default();
+                    }
+                }
+                StreamEvent::ContentBlockDelta { delta } => {
+                    // Only `text_delta`s carry `text`; thinking and tool
+                    // input deltas are not part of the answer.
+                    if let Some(text) = delta.text {
+                        transcript.push(&text).await;
+                    }
+                }
+                StreamEvent::MessageDelta {
+                    delta,
+                    usage: update,
+                } => {
+                    finish_reason = delta.stop_reason.or(finish_reason);
+                    // Counts here are cumulative for the message.
+                    if let Some(update) = update {
+                        usage.input_tokens = update.input_tokens.unwrap_or(usage.input_tokens);
+                        usage.output_tokens = update.output_tokens.unwrap_or(usage.output_tokens);
+                    }
+                }
+                StreamEvent::MessageStop => {
+                    return Ok(ChatResponse {
+                        content: transcript.into_content(),
+                        model,
+                        usage,
+                        finish_reason,
+                    });
+                }
+                StreamEvent::Error { error } => return Err(self.http.reported_error(error)),
+                StreamEvent::Other => {}
+            }
+        }
+        Err(self.http.truncated())
+    }
+
+    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+        let mut models = vec![];
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_MODEL_PAGES {
+            let mut builder = self
+                .request(Method::GET, "/v1/models")
+                .query(&[("limit", "1000")]);
+            if let Some(after) = &after {
+                builder = builder.query(&[("after_id", after)]);
+            }
+            let page: ModelPage = self.http.send_json(builder).await?;
+            models.extend(page.data.into_iter().map(|model| model.id));
+            after = page.last_id.filter(|_| page.has_more);
+            if after.is_none() {
+                break;
+            }
+        }
+        Ok(models)
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        self.http.bounded(self.chat_call(request, deltas)).await
+    }
+
+    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        Err(ProviderError::fatal(
+            "anthropic: embeddings are unsupported by this provider",
+        ))
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        self.http.bounded(self.list_models_call()).await
+    }
+}
+
+#[derive(Serialize)]
+struct MessagesBody<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// A whole message, or the one announced by `message_start`.
+#[derive(Deserialize)]
+struct MessageReply {
+    model: Option<String>,
+    #[serde(default)]
+    content: Vec<Block>,
+    stop_reason: Option<String>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct Usage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart {
+        message: MessageReply,
+    },
+    ContentBlockDelta {
+        delta: BlockDelta,
+    },
+    MessageDelta {
+        delta: StopDelta,
+        usage: Option<Usage>,
+    },
+    MessageStop,
+    Error {
+        error: Value,
+    },
+    /// `ping`, `content_block_start`, `content_block_stop` and event types
+    /// added later.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct BlockDelta {
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StopDelta {
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModelPage {
+    #[serde(default)]
+    data: Vec<ModelEntry>,
+    #[serde(default)]
+    has_more: bool,
+    last_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
+}

@@ -1,0 +1,366 @@
+//! HTTP plumbing shared by the providers: base URLs, auth headers, the
+//! per-call deadline, error classification and redaction, and readers for
+//! NDJSON and server-sent-event streams.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::ProviderError;
+
+/// What [`super::provider_for`] was given.
+pub(crate) struct Settings<'a> {
+    pub client: reqwest::Client,
+    pub base_url: &'a str,
+    pub api_key: Option<&'a str>,
+    pub timeout: Duration,
+}
+
+/// Where a provider expects its API key.
+pub(crate) enum Auth {
+    /// `Authorization: Bearer KEY`.
+    Bearer,
+    /// The key as the whole value of this header.
+    Header(&'static str),
+}
+
+/// Longest error body excerpt and stream line we accept.
+const MAX_ERROR_DETAIL_CHARS: usize = 500;
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// One backend's base URL, credentials and deadline.
+pub(crate) struct Endpoint {
+    /// Names the backend type in error messages.
+    pub provider: &'static str,
+    client: reqwest::Client,
+    /// Scheme and authority plus any path prefix, without a trailing slash
+    /// or API version.
+    base: String,
+    auth_header: Option<(HeaderName, HeaderValue)>,
+    api_key: Option<String>,
+    timeout: Duration,
+}
+
+impl Endpoint {
+    /// `default_base` is used when the configured base URL is empty;
+    /// `version` (e.g. `/v1`) is stripped from the configured URL because
+    /// request paths carry it.
+    pub fn new(
+        provider: &'static str,
+        settings: Settings<'_>,
+        default_base: Option<&str>,
+        version: &str,
+        auth: Auth,
+    ) -> Result<Self, ProviderError> {
+        let configured = settings.base_url.trim().trim_end_matches('/');
+        let base = match (configured, default_base) {
+            ("", Some(default)) => default,
+            ("", None) => {
+                return Err(ProviderError::fatal(format!(
+                    "{provider}: a base URL is required"
+                )));
+            }
+            (configured, _) => configured,
+        };
+        let base = base.strip_suffix(version).unwrap_or(base).to_string();
+        let parsed = url::Url::parse(&base).map_err(|error| {
+            ProviderError::fatal(format!("{provider}: invalid base URL {base:?}: {error}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(ProviderError::fatal(format!(
+                "{provider}: base URL {base:?} must be an http(s) URL with a host"
+            )));
+        }
+
+        let api_key = settings.api_key.filter(|key| !key.is_empty());
+        let auth_header = api_key
+            .map(|key| {
+                let (name, value) = match auth {
+                    Auth::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
+                    Auth::Header(name) => (HeaderName::from_static(name), key.to_string()),
+                };
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    ProviderError::fatal(format!(
+                        "{provider}: the API key contains characters not allowed in an HTTP header"
+                    ))
+                })?;
+                // Keeps the key out of reqwest's and hyper's debug output.
+                value.set_sensitive(true);
+                Ok((name, value))
+            })
+            .transpose()?;
+
+        Ok(Endpoint {
+            provider,
+            client: settings.client,
+            base,
+            auth_header,
+            api_key: api_key.map(str::to_string),
+            timeout: settings.timeout,
+        })
+    }
+
+    /// A request to `base + path`, with the auth header when a key is set.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match &self.auth_header {
+            Some((name, value)) => builder.header(name.clone(), value.clone()),
+            None => builder,
+        }
+    }
+
+    /// Runs a whole call under the deadline and scrubs the key from its
+    /// error. Nothing is spawned: dropping this future drops the request.
+    pub async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::retryable(format!(
+                "{}: no complete answer within {:?}",
+                self.provider, self.timeout
+            ))),
+        };
+        result.map_err(|mut error| {
+            if let Some(key) = &self.api_key {
+                error.message = error.message.replace(key.as_str(), "[redacted]");
+            }
+            error
+        })
+    }
+
+    /// Sends a request; an error status becomes a classified error carrying
+    /// the provider's own explanation.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response, ProviderError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|error| transport_error(self.provider, &error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        // The status alone decides the kind; an unreadable body only costs
+        // the detail.
+        let body = response.text().await.unwrap_or_default();
+        Err(ProviderError::from_status(
+            status.as_u16(),
+            format!("{}: HTTP {status}: {}", self.provider, error_detail(&body)),
+        ))
+    }
+
+    /// Sends a request and decodes its JSON answer.
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let response = self.send(request).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| transport_error(self.provider, &error))?;
+        serde_json::from_slice(&body).map_err(|error| self.malformed(error))
+    }
+
+    /// Decodes one stream event or line.
+    pub fn parse<T: DeserializeOwned>(&self, text: &str) -> Result<T, ProviderError> {
+        serde_json::from_str(text).map_err(|error| self.malformed(error))
+    }
+
+    pub fn malformed(&self, detail: impl Display) -> ProviderError {
+        ProviderError::fatal(format!("{}: malformed response: {detail}", self.provider))
+    }
+
+    /// The stream ended (cleanly) before the provider's final event.
+    pub fn truncated(&self) -> ProviderError {
+        ProviderError::retryable(format!(
+            "{}: the response stream ended before its final event",
+            self.provider
+        ))
+    }
+
+    /// The provider accepted the request (2xx), then reported a failure in
+    /// its answer or stream: a server-side problem, so worth retrying.
+    pub fn reported_error(&self, detail: impl Display) -> ProviderError {
+        ProviderError::retryable(format!(
+            "{}: error reported after the request was accepted: {detail}",
+            self.provider
+        ))
+    }
+}
+
+/// Connection-level failures (refused, reset, timed out, body cut short)
+/// are retryable; failing to even build the request is a configuration bug.
+fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError {
+    let mut message = format!("{provider}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if error.is_builder() {
+        ProviderError::fatal(message)
+    } else {
+        ProviderError::retryable(message)
+    }
+}
+
+/// The provider's error message from an error body (`{"error": "…"}`,
+/// `{"error": {"message": "…"}}` or `{"message": "…"}`), else the body.
+fn error_detail(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let message = parsed.as_ref().and_then(|value| {
+        value["error"]["message"]
+            .as_str()
+            .or_else(|| value["error"].as_str())
+            .or_else(|| value["message"].as_str())
+    });
+    let detail = message.unwrap_or(body).trim();
+    if detail.chars().count() > MAX_ERROR_DETAIL_CHARS {
+        let cut: String = detail.chars().take(MAX_ERROR_DETAIL_CHARS).collect();
+        format!("{cut}…")
+    } else if detail.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        detail.to_string()
+    }
+}
+
+/// Reads a response body line by line (`\n` or `\r\n`), as it arrives.
+pub(crate) struct Lines<'a> {
+    endpoint: &'a Endpoint,
+    response: Response,
+    buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no newline.
+    scanned: usize,
+    ended: bool,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(endpoint: &'a Endpoint, response: Response) -> Self {
+        Lines {
+            endpoint,
+            response,
+            buffer: Vec::new(),
+            scanned: 0,
+            ended: false,
+        }
+    }
+
+    /// The next line without its terminator; `None` at the end of the body.
+    pub async fn next_line(&mut self) -> Result<Option<String>, ProviderError> {
+        loop {
+            if let Some(offset) = self.buffer[self.scanned..].iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buffer.drain(..=self.scanned + offset).collect();
+                self.scanned = 0;
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return self.decode(line).map(Some);
+            }
+            self.scanned = self.buffer.len();
+            if self.scanned > MAX_LINE_BYTES {
+                return Err(self
+                    .endpoint
+                    .malformed(format!("a stream line exceeds {MAX_LINE_BYTES} bytes")));
+            }
+            if self.ended {
+                if self.buffer.is_empty() {
+                    return Ok(None);
+                }
+                let rest = std::mem::take(&mut self.buffer);
+                self.scanned = 0;
+                return self.decode(rest).map(Some);
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self.buffer.extend_from_slice(&bytes),
+                Ok(None) => self.ended = true,
+                Err(error) => return Err(transport_error(self.endpoint.provider, &error)),
+            }
+        }
+    }
+
+    fn decode(&self, line: Vec<u8>) -> Result<String, ProviderError> {
+        String::from_utf8(line).map_err(|error| self.endpoint.malformed(error))
+    }
+}
+
+/// Reads server-sent events, yielding each event's `data` (multi-line data
+/// joined with `\n`). Event names are not needed: every provider's payload
+/// names its own type.
+pub(crate) struct SseEvents<'a> {
+    lines: Lines<'a>,
+}
+
+impl<'a> SseEvents<'a> {
+    pub fn new(endpoint: &'a Endpoint, response: Response) -> Self {
+        SseEvents {
+            lines: Lines::new(endpoint, response),
+        }
+    }
+
+    /// The next event's data; `None` at the end of the body.
+    pub async fn next_data(&mut self) -> Result<Option<String>, ProviderError> {
+        let mut data: Option<String> = None;
+        while let Some(line) = self.lines.next_line().await? {
+            if line.is_empty() {
+                if data.is_some() {
+                    return Ok(data);
+                }
+                continue;
+            }
+            if let Some(value) = line.strip_prefix("data:") {
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match &mut data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(value);
+                    }
+                    None => data = Some(value.to_string()),
+                }
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// The text of a streamed answer so far, forwarded delta by delta to an
+/// optional listener.
+pub(crate) struct Transcript {
+    content: String,
+    listener: Option<mpsc::Sender<String>>,
+}
+
+impl Transcript {
+    pub fn new(listener: Option<mpsc::Sender<String>>) -> Self {
+        Transcript {
+            content: String::new(),
+            listener,
+        }
+    }
+
+    pub async fn push(&mut self, delta: &str) {
+        if delta.is_empty() {
+            return;
+        }
+        self.content.push_str(delta);
+        if let Some(listener) = &self.listener {
+            // A listener that went away must not fail the call.
+            if listener.send(delta.to_string()).await.is_err() {
+                self.listener = None;
+            }
+        }
+    }
+
+    pub fn into_content(self) -> String {
+        self.content
+    }
+}

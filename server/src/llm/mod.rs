@@ -1,0 +1,273 @@
+//! LLM provider clients: one provider-neutral request/response model and a
+//! [`Provider`] trait, implemented for Ollama, OpenAI and OpenAI-compatible
+//! servers (vLLM, llama.cpp, LM Studio, OpenRouter, Mistral), Gemini and
+//! Anthropic over one shared `reqwest::Client`.
+//!
+//! Every call is bounded by the timeout given at construction and runs
+//! entirely inside the returned future: dropping the future aborts the HTTP
+//! request, which is how task timeouts and cancellations stop model calls.
+//! Errors say whether a retry (or another backend) may help, and never carry
+//! the API key.
+
+mod anthropic;
+mod gemini;
+mod http;
+mod ollama;
+mod openai;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Who said a chat message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The lower-case wire name (`system`, `user`, `assistant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "system" => Some(Role::System),
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub content: String,
+    /// The model that answered, as the provider reports it (the requested
+    /// model when the provider does not say).
+    pub model: String,
+    pub usage: TokenUsage,
+    /// The provider's own stop reason (`stop`, `end_turn`, `STOP`, …).
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    pub model: String,
+    pub input: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    pub vector: Vec<f32>,
+    pub model: String,
+    pub usage: TokenUsage,
+}
+
+/// Whether a failed call may succeed if tried again (possibly elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Connection failures, timeouts, 408/409/429/5xx, truncated streams,
+    /// errors reported inside an accepted stream.
+    Retryable,
+    /// Other 4xx, malformed answers, unsupported operations, bad
+    /// configuration: the same call will fail the same way.
+    Fatal,
+    /// The caller gave up on the call (see [`cancellable`]).
+    Cancelled,
+}
+
+/// A failed provider call. The message names the provider and never contains
+/// the API key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The HTTP status, when the provider answered with an error status.
+    pub status: Option<u16>,
+}
+
+impl ProviderError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Retryable, message)
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Fatal, message)
+    }
+
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Cancelled, message)
+    }
+
+    /// An error for an HTTP error status, classified by the status.
+    pub fn from_status(status: u16, message: impl Into<String>) -> Self {
+        let kind = if is_retryable_status(status) {
+            ErrorKind::Retryable
+        } else {
+            ErrorKind::Fatal
+        };
+        ProviderError {
+            status: Some(status),
+            ..Self::new(kind, message)
+        }
+    }
+
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
+}
+
+/// Statuses worth retrying: request timeout, conflict, rate limit, server
+/// errors (Anthropic's 529 "overloaded" included).
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429 | 500..=599)
+}
+
+/// A model provider. Every call is bounded by the provider's timeout;
+/// dropping the returned future cancels the HTTP request.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// One chat completion. With `deltas`, the provider's streaming mode is
+    /// used and each text delta is sent as it arrives (a closed receiver is
+    /// ignored); the full response with usage is returned either way.
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError>;
+
+    /// The embedding of one input.
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
+
+    /// The models the backend serves, as names usable in requests.
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
+}
+
+/// The backend types [`provider_for`] accepts.
+pub const BACKEND_TYPES: &[&str] = &[
+    "ollama",
+    "openai",
+    "openai_compatible",
+    "gemini",
+    "anthropic",
+];
+
+/// A client for one backend. An empty `base_url` means the provider's public
+/// endpoint (or local Ollama); `openai_compatible` needs one. Base URLs work
+/// with or without the API version suffix (`/v1`, `/v1beta`).
+pub fn provider_for(
+    backend_type: &str,
+    base_url: &str,
+    api_key: Option<&str>,
+    timeout: Duration,
+    client: reqwest::Client,
+) -> Result<Box<dyn Provider>, ProviderError> {
+    let settings = http::Settings {
+        client,
+        base_url,
+        api_key,
+        timeout,
+    };
+    Ok(match backend_type {
+        "ollama" => Box::new(ollama::Ollama::new(settings)?),
+        "openai" => Box::new(openai::OpenAi::new(settings, openai::Dialect::OpenAi)?),
+        "openai_compatible" => {
+            Box::new(openai::OpenAi::new(settings, openai::Dialect::Compatible)?)
+        }
+        "gemini" => Box::new(gemini::Gemini::new(settings)?),
+        "anthropic" => Box::new(anthropic::Anthropic::new(settings)?),
+        other => {
+            return Err(ProviderError::fatal(format!(
+                "unknown backend type {other:?} (expected one of {})",
+                BACKEND_TYPES.join(", ")
+            )));
+        }
+    })
+}
+
+/// A `reqwest::Client` suited to provider calls, to share across providers.
+/// Per-call deadlines come from each provider's timeout, not from here.
+pub fn http_client() -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("taskloom/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| ProviderError::fatal(format!("cannot build the HTTP client: {error}")))
+}
+
+/// Runs a provider call until it finishes or `cancel` resolves, whichever
+/// comes first; on cancellation the call's future is dropped (aborting its
+/// HTTP request) and a [`ErrorKind::Cancelled`] error is returned.
+pub async fn cancellable<T>(
+    call: impl Future<Output = Result<T, ProviderError>>,
+    cancel: impl Future<Output = ()>,
+) -> Result<T, ProviderError> {
+    tokio::select! {
+        biased;
+        () = cancel => Err(ProviderError::cancelled("the model call was cancelled")),
+        result = call => result,
+    }
+}

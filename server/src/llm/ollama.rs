@@ -1,0 +1,208 @@
+//! Ollama's native API: `/api/chat` (NDJSON when streaming), `/api/embed`,
+//! `/api/tags`.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::http::{Auth, Endpoint, Lines, Settings, Transcript};
+use super::{
+    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
+    TokenUsage,
+};
+
+pub(crate) struct Ollama {
+    http: Endpoint,
+}
+
+impl Ollama {
+    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+        // Ollama has no keys of its own; a key is sent as a bearer token for
+        // servers behind an authenticating proxy.
+        let http = Endpoint::new(
+            "ollama",
+            settings,
+            Some("http://127.0.0.1:11434"),
+            "/api",
+            Auth::Bearer,
+        )?;
+        Ok(Ollama { http })
+    }
+
+    async fn chat_call(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let stream = deltas.is_some();
+        let body = ChatBody {
+            model: &request.model,
+            messages: &request.messages,
+            stream,
+            options: Options {
+                temperature: request.temperature,
+                num_predict: request.max_tokens,
+            },
+        };
+        let builder = self.http.request(Method::POST, "/api/chat").json(&body);
+        if !stream {
+            let reply: ChatLine = self.http.send_json(builder).await?;
+            if let Some(error) = reply.error {
+                return Err(self.http.reported_error(error));
+            }
+            let content = reply_content(&reply).to_string();
+            return Ok(reply.into_response(content, request));
+        }
+
+        let mut lines = Lines::new(&self.http, self.http.send(builder).await?);
+        let mut transcript = Transcript::new(deltas);
+        while let Some(line) = lines.next_line().await? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let chunk: ChatLine = self.http.parse(&line)?;
+            if let Some(error) = chunk.error {
+                return Err(self.http.reported_error(error));
+            }
+            transcript.push(reply_content(&chunk)).await;
+            if chunk.done {
+                return Ok(chunk.into_response(transcript.into_content(), request));
+            }
+        }
+        Err(self.http.truncated())
+    }
+
+    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        let body = EmbedBody {
+            model: &request.model,
+            input: &request.input,
+        };
+        let builder = self.http.request(Method::POST, "/api/embed").json(&body);
+        let reply: EmbedReply = self.http.send_json(builder).await?;
+        let vector = reply
+            .embeddings
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.http.malformed("no embedding in the answer"))?;
+        Ok(EmbedResponse {
+            vector,
+            model: reply.model.unwrap_or_else(|| request.model.clone()),
+            usage: TokenUsage {
+                input_tokens: reply.prompt_eval_count,
+                output_tokens: 0,
+            },
+        })
+    }
+
+    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+        let reply: TagsReply = self
+            .http
+            .send_json(self.http.request(Method::GET, "/api/tags"))
+            .await?;
+        Ok(reply.models.into_iter().map(|model| model.name).collect())
+    }
+}
+
+#[async_trait]
+impl Provider for Ollama {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        self.http.bounded(self.chat_call(request, deltas)).await
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        self.http.bounded(self.embed_call(request)).await
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        self.http.bounded(self.list_models_call()).await
+    }
+}
+
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    stream: bool,
+    options: Options,
+}
+
+#[derive(Serialize)]
+struct Options {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_predict: Option<u32>,
+}
+
+/// A whole non-streamed answer, or one NDJSON line of a streamed one (the
+/// last has `done` and the token counts).
+#[derive(Deserialize)]
+struct ChatLine {
+    model: Option<String>,
+    message: Option<LineMessage>,
+    #[serde(default)]
+    done: bool,
+    done_reason: Option<String>,
+    #[serde(default)]
+    prompt_eval_count: u64,
+    #[serde(default)]
+    eval_count: u64,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LineMessage {
+    #[serde(default)]
+    content: String,
+}
+
+fn reply_content(line: &ChatLine) -> &str {
+    line.message
+        .as_ref()
+        .map_or("", |message| message.content.as_str())
+}
+
+impl ChatLine {
+    fn into_response(self, content: String, request: &ChatRequest) -> ChatResponse {
+        ChatResponse {
+            content,
+            model: self.model.unwrap_or_else(|| request.model.clone()),
+            usage: TokenUsage {
+                input_tokens: self.prompt_eval_count,
+                output_tokens: self.eval_count,
+            },
+            finish_reason: self.done_reason,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EmbedBody<'a> {
+    model: &'a str,
+    input: &'a str,
+}
+
+#[derive(Deserialize)]
+struct EmbedReply {
+    model: Option<String>,
+    #[serde(default)]
+    embeddings: Vec<Vec<f32>>,
+    #[serde(default)]
+    prompt_eval_count: u64,
+}
+
+#[derive(Deserialize)]
+struct TagsReply {
+    #[serde(default)]
+    models: Vec<TagsModel>,
+}
+
+#[derive(Deserialize)]
+struct TagsModel {
+    name: String,
+}

@@ -1,0 +1,260 @@
+//! The OpenAI API and the servers that copy it (vLLM, llama.cpp, LM Studio,
+//! OpenRouter, Mistral): `/v1/chat/completions` (SSE when streaming),
+//! `/v1/embeddings`, `/v1/models`.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
+use super::{
+    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
+    TokenUsage,
+};
+
+/// OpenAI itself has replaced `max_tokens` with `max_completion_tokens` (its
+/// reasoning models reject the former); compatible servers know only
+/// `max_tokens`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Compatible,
+}
+
+pub(crate) struct OpenAi {
+    http: Endpoint,
+    dialect: Dialect,
+}
+
+impl OpenAi {
+    pub fn new(settings: Settings<'_>, dialect: Dialect) -> Result<Self, ProviderError> {
+        let (name, default_base) = match dialect {
+            Dialect::OpenAi => ("openai", Some("https://api.openai.com")),
+            Dialect::Compatible => ("openai_compatible", None),
+        };
+        let http = Endpoint::new(name, settings, default_base, "/v1", Auth::Bearer)?;
+        Ok(OpenAi { http, dialect })
+    }
+
+    async fn chat_call(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let stream = deltas.is_some();
+        let (max_tokens, max_completion_tokens) = match self.dialect {
+            Dialect::OpenAi => (None, request.max_tokens),
+            Dialect::Compatible => (request.max_tokens, None),
+        };
+        let body = ChatBody {
+            model: &request.model,
+            messages: &request.messages,
+            temperature: request.temperature,
+            max_tokens,
+            max_completion_tokens,
+            stream,
+            // Without this the stream carries no token counts.
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        };
+        let builder = self
+            .http
+            .request(Method::POST, "/v1/chat/completions")
+            .json(&body);
+        if !stream {
+            let reply: Completion = self.http.send_json(builder).await?;
+            if let Some(error) = reply.error {
+                return Err(self.http.reported_error(error));
+            }
+            let choice = reply
+                .choices
+                .into_iter()
+                .next()
+                .ok_or_else(|| self.http.malformed("no choices in the answer"))?;
+            return Ok(ChatResponse {
+                content: choice
+                    .message
+                    .and_then(|message| message.content)
+                    .unwrap_or_default(),
+                model: reply.model.unwrap_or_else(|| request.model.clone()),
+                usage: reply.usage.map(Usage::tokens).unwrap_or_default(),
+                finish_reason: choice.finish_reason,
+            });
+        }
+
+        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
+        let mut transcript = Transcript::new(deltas);
+        let mut model = None;
+        let mut usage = TokenUsage::default();
+        let mut finish_reason = None;
+        while let Some(data) = events.next_data().await? {
+            if data.trim() == "[DONE]" {
+                return Ok(ChatResponse {
+                    content: transcript.into_content(),
+                    model: model.unwrap_or_else(|| request.model.clone()),
+                    usage,
+                    finish_reason,
+                });
+            }
+            let chunk: Completion = self.http.parse(&data)?;
+            if let Some(error) = chunk.error {
+                return Err(self.http.reported_error(error));
+            }
+            model = chunk.model.or(model);
+            if let Some(chunk_usage) = chunk.usage {
+                usage = chunk_usage.tokens();
+            }
+            for choice in chunk.choices {
+                finish_reason = choice.finish_reason.or(finish_reason);
+                if let Some(text) = choice.delta.and_then(|delta| delta.content) {
+                    transcript.push(&text).await;
+                }
+            }
+        }
+        Err(self.http.truncated())
+    }
+
+    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        let body = EmbedBody {
+            model: &request.model,
+            input: &request.input,
+        };
+        let builder = self
+            .http
+            .request(Method::POST, "/v1/embeddings")
+            .json(&body);
+        let reply: EmbeddingList = self.http.send_json(builder).await?;
+        let vector = reply
+            .data
+            .into_iter()
+            .next()
+            .map(|item| item.embedding)
+            .ok_or_else(|| self.http.malformed("no embedding in the answer"))?;
+        Ok(EmbedResponse {
+            vector,
+            model: reply.model.unwrap_or_else(|| request.model.clone()),
+            usage: reply.usage.map(Usage::tokens).unwrap_or_default(),
+        })
+    }
+
+    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+        let reply: ModelList = self
+            .http
+            .send_json(self.http.request(Method::GET, "/v1/models"))
+            .await?;
+        Ok(reply.data.into_iter().map(|model| model.id).collect())
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        self.http.bounded(self.chat_call(request, deltas)).await
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        self.http.bounded(self.embed_call(request)).await
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        self.http.bounded(self.list_models_call()).await
+    }
+}
+
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// A whole completion or one streamed chunk (the usage chunk has no
+/// choices). Some servers (OpenRouter) report failures mid-stream as
+/// `{"error": …}`.
+#[derive(Deserialize)]
+struct Completion {
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Option<Text>,
+    delta: Option<Text>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Text {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl Usage {
+    fn tokens(self) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: self.completion_tokens,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EmbedBody<'a> {
+    model: &'a str,
+    input: &'a str,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingList {
+    #[serde(default)]
+    data: Vec<Embedding>,
+    model: Option<String>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Embedding {
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    #[serde(default)]
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
+}
