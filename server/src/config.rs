@@ -54,6 +54,13 @@ pub struct ServeArgs {
     /// Largest accepted or sent gRPC message, in bytes.
     #[arg(long, env = "TASKLOOM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
+    /// How long a task lease lasts without renewal; a crashed replica's or
+    /// worker's tasks are picked up again after it.
+    #[arg(long, env = "TASKLOOM_LEASE_DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// Lease expiries an attempt survives before it fails as lost.
+    #[arg(long, env = "TASKLOOM_MAX_LEASE_EXPIRIES", default_value_t = 3)]
+    pub max_lease_expiries: i32,
     /// Interval of HTTP/2 keepalive pings on idle connections and streams.
     #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +15,8 @@ use tonic::transport::server::TcpIncoming;
 use crate::api::{self, ApiContext};
 use crate::config::ServeArgs;
 use crate::drain::DrainLayer;
+use crate::executor::Executor;
+use crate::kernel::{Kernel, KernelConfig, runner};
 use crate::proto::taskloom::v1 as pb;
 use crate::store;
 
@@ -42,7 +45,22 @@ pub async fn run(
     println!("taskloom {} listening on {local_addr}", crate::VERSION);
     println!("taskloom data: {} ({location})", store.kind());
 
-    let context = ApiContext::new(store);
+    let kernel = Kernel::new(
+        store,
+        KernelConfig {
+            lease: args.lease_duration,
+            max_lease_expiries: args.max_lease_expiries,
+            ..KernelConfig::default()
+        },
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let (stop_runner, runner_stop) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(runner::run(
+        kernel.clone(),
+        Arc::new(Executor::new()),
+        runner_stop,
+    ));
+    let context = ApiContext::new(kernel);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
         "taskloom.v1.BackendService",
@@ -123,7 +141,10 @@ pub async fn run(
     let grace = args.shutdown_grace;
     tokio::pin!(shutdown);
     tokio::select! {
-        result = &mut serve => return result.context("gRPC server failed"),
+        result = &mut serve => {
+            runner.abort();
+            return result.context("gRPC server failed");
+        }
         () = &mut shutdown => {}
     }
     tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
@@ -134,10 +155,15 @@ pub async fn run(
     // within the grace period; new connections are refused.
     context.begin_drain();
     let _ = drain_tx.send(true);
+    // No new internal work is claimed; attempts in flight either finish
+    // within the grace period or are picked up again after their leases
+    // expire.
+    let _ = stop_runner.send(true);
     match tokio::time::timeout(grace, &mut serve).await {
         Ok(result) => result.context("gRPC server failed during shutdown")?,
         Err(_) => tracing::warn!("drain period elapsed; closing remaining connections"),
     }
+    runner.abort();
     tracing::info!("taskloom stopped");
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::kernel::KernelError;
 use crate::store::StoreError;
 
 /// `ErrorInfo.domain` of every error this server returns.
@@ -22,6 +23,9 @@ pub enum ApiError {
         resource_type: &'static str,
         name: String,
     },
+    /// Not found, described by the kernel.
+    #[error("{0}")]
+    NotFoundMessage(String),
     #[error("{resource_type} {name:?} already exists")]
     AlreadyExists {
         resource_type: &'static str,
@@ -45,6 +49,12 @@ pub enum ApiError {
     FailedPrecondition {
         reason: &'static str,
         message: String,
+    },
+    /// ExecuteChain stopped waiting; the run goes on.
+    #[error("run {run_id} did not end within {waited:?}; it goes on: watch it with WatchRun")]
+    DeadlineExceeded {
+        run_id: String,
+        waited: std::time::Duration,
     },
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -72,12 +82,13 @@ impl ApiError {
     fn code(&self) -> Code {
         match self {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
-            ApiError::NotFound { .. } => Code::NotFound,
+            ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => Code::NotFound,
             ApiError::AlreadyExists { .. } => Code::AlreadyExists,
             ApiError::EtagMismatch { .. } => Code::Aborted,
             ApiError::RequestIdReused { .. } | ApiError::FailedPrecondition { .. } => {
                 Code::FailedPrecondition
             }
+            ApiError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             ApiError::ShuttingDown | ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }
@@ -86,11 +97,12 @@ impl ApiError {
     fn reason(&self) -> &'static str {
         match self {
             ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
-            ApiError::NotFound { .. } => "NOT_FOUND",
+            ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => "NOT_FOUND",
             ApiError::AlreadyExists { .. } => "ALREADY_EXISTS",
             ApiError::EtagMismatch { .. } => "ETAG_MISMATCH",
             ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
             ApiError::FailedPrecondition { reason, .. } => reason,
+            ApiError::DeadlineExceeded { .. } => "RUN_STILL_ACTIVE",
             ApiError::ShuttingDown => "SHUTTING_DOWN",
             ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -144,7 +156,10 @@ impl From<ApiError> for Status {
             ApiError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "storage unavailable");
             }
-            ApiError::ShuttingDown => {}
+            ApiError::DeadlineExceeded { run_id, .. } => {
+                metadata.insert("run_id".to_string(), run_id.clone());
+            }
+            ApiError::ShuttingDown | ApiError::NotFoundMessage(_) => {}
         }
         details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(code, error.to_string(), details)
@@ -190,3 +205,18 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<KernelError> for ApiError {
+    fn from(error: KernelError) -> ApiError {
+        match error {
+            KernelError::NotFound(message) => ApiError::NotFoundMessage(message),
+            KernelError::FailedPrecondition(message) => ApiError::FailedPrecondition {
+                reason: "FAILED_PRECONDITION",
+                message,
+            },
+            KernelError::InvalidArgument { field, message } => ApiError::invalid(field, message),
+            KernelError::Store(error) => error.into(),
+            KernelError::Corrupt(message) => ApiError::Internal(message),
+        }
+    }
+}

@@ -23,6 +23,7 @@ pub use info::InfoApi;
 pub use run::RunApi;
 pub use worker::WorkerApi;
 
+use crate::kernel::Kernel;
 use crate::store::DynStore;
 
 /// State shared by every service of one server process.
@@ -32,30 +33,29 @@ pub struct ApiContext {
 }
 
 struct ContextInner {
-    store: DynStore,
-    instance_id: String,
+    kernel: Kernel,
     draining: watch::Sender<bool>,
 }
 
 impl ApiContext {
-    pub fn new(store: DynStore) -> Self {
+    pub fn new(kernel: Kernel) -> Self {
         let (draining, _) = watch::channel(false);
         ApiContext {
-            inner: Arc::new(ContextInner {
-                store,
-                instance_id: uuid::Uuid::now_v7().to_string(),
-                draining,
-            }),
+            inner: Arc::new(ContextInner { kernel, draining }),
         }
     }
 
     pub fn store(&self) -> &DynStore {
-        &self.inner.store
+        self.inner.kernel.store()
+    }
+
+    pub fn kernel(&self) -> &Kernel {
+        &self.inner.kernel
     }
 
     /// This process's replica id.
     pub fn instance_id(&self) -> &str {
-        &self.inner.instance_id
+        self.inner.kernel.instance_id()
     }
 
     /// Tells long-lived streams to end with UNAVAILABLE.

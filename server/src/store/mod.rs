@@ -10,8 +10,10 @@
 //! (optimistic concurrency; the API exposes it as an etag).
 
 mod postgres;
+mod postgres_runs;
 mod runs;
 mod sqlite;
+mod sqlite_runs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -196,7 +198,7 @@ pub struct ChainRecord {
 /// and `id` for lookup; pools by `id`; models, hooks by `name`; chains by
 /// `id`; chain versions newest first (page key is the version number).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RunStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
 

@@ -179,7 +179,7 @@ fn now() -> DateTime<Utc> {
 }
 
 /// Reads a column, reporting undecodable values as corrupt data.
-fn column<'r, T>(row: &'r PgRow, name: &str) -> StoreResult<T>
+pub(super) fn column<'r, T>(row: &'r PgRow, name: &str) -> StoreResult<T>
 where
     T: Decode<'r, sqlx::Postgres> + Type<sqlx::Postgres>,
 {
@@ -262,7 +262,7 @@ fn chain_from_row(row: &PgRow) -> StoreResult<ChainRecord> {
 }
 
 /// The error the database reported, if `err` is one.
-fn database_error(err: &sqlx::Error) -> Option<&dyn sqlx::error::DatabaseError> {
+pub(super) fn database_error(err: &sqlx::Error) -> Option<&dyn sqlx::error::DatabaseError> {
     match err {
         sqlx::Error::Database(db) => Some(db.as_ref()),
         _ => None,
@@ -297,7 +297,7 @@ fn on_foreign_key_violation(err: sqlx::Error, resource: &'static str, id: &str) 
     }
 }
 
-fn not_found(resource: &'static str, id: &str) -> StoreError {
+pub(super) fn not_found(resource: &'static str, id: &str) -> StoreError {
     StoreError::NotFound {
         resource,
         id: id.to_string(),
@@ -305,7 +305,7 @@ fn not_found(resource: &'static str, id: &str) -> StoreError {
 }
 
 /// `limit + 1` rows are fetched so a next page can be detected.
-fn fetch_limit(page: &PageQuery) -> i64 {
+pub(super) fn fetch_limit(page: &PageQuery) -> i64 {
     i64::from(page.limit.max(1)) + 1
 }
 
@@ -317,7 +317,7 @@ fn after_key(page: &PageQuery) -> &str {
 
 /// Trims the extra row fetched by [`fetch_limit`] and derives the next page
 /// key from the last item kept.
-fn into_page<T>(mut items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn into_page<T>(mut items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
     let limit = page.limit.max(1) as usize;
     let next_after = if items.len() > limit {
         items.truncate(limit);
@@ -329,7 +329,7 @@ fn into_page<T>(mut items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String)
 }
 
 /// What an idempotency key says about a create.
-enum Reservation {
+pub(super) enum Reservation {
     /// First use: the key is now reserved by this transaction.
     Fresh,
     /// Seen before with the same payload: the resource it created.
@@ -341,7 +341,7 @@ enum Reservation {
 
 /// Reserves `key` for a creation of `resource_key` in `conn`'s transaction,
 /// or reports the earlier creation it guarded.
-async fn reserve(
+pub(super) async fn reserve(
     conn: &mut PgConnection,
     key: &IdempotencyKey,
     resource_key: &str,

@@ -2,8 +2,7 @@
 //! events, and the plan type through which the kernel changes them.
 //!
 //! The store does not decide anything about runs. Every change goes through
-//! [`Store::transition`](super::Store::transition) or
-//! [`Store::claim`](super::Store::claim): the store opens one transaction,
+//! [`RunStore::transition`] or [`RunStore::claim`]: the store opens one transaction,
 //! locks the run row, loads a [`RunSnapshot`], hands it to a kernel closure
 //! that returns a [`Plan`], and applies the plan — or nothing, if the plan
 //! rejects. Payloads (inputs, outputs, event bodies) are opaque bytes to the

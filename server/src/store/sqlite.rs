@@ -50,7 +50,7 @@ const CHAIN_COLUMNS: &str =
 pub struct SqliteStore {
     /// Exactly one connection: the only one that writes.
     writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -77,13 +77,13 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    pub(super) async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// A read transaction, for reads of more than one statement that must see
     /// one snapshot.
-    async fn read_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    pub(super) async fn read_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.reader.begin().await?)
     }
 }
@@ -91,17 +91,17 @@ impl SqliteStore {
 // ---------------------------------------------------------------------------
 // Encoding helpers
 
-fn micros(at: DateTime<Utc>) -> i64 {
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn from_micros(value: i64) -> StoreResult<DateTime<Utc>> {
+pub(super) fn from_micros(value: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::from_timestamp_micros(value)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {value} out of range")))
 }
 
 /// Drops sub-microsecond precision, which the database does not keep.
-fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(super) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
@@ -109,22 +109,22 @@ fn now() -> DateTime<Utc> {
     truncate_to_micros(Utc::now())
 }
 
-fn to_json<T: Serialize>(value: &T, what: &str) -> StoreResult<String> {
+pub(super) fn to_json<T: Serialize>(value: &T, what: &str) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encode {what}: {e}")))
 }
 
-fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+pub(super) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("decode {what}: {e}")))
 }
 
-fn not_found(resource: &'static str, id: impl Into<String>) -> StoreError {
+pub(super) fn not_found(resource: &'static str, id: impl Into<String>) -> StoreError {
     StoreError::NotFound {
         resource,
         id: id.into(),
     }
 }
 
-fn already_exists(resource: &'static str, id: impl Into<String>) -> StoreError {
+pub(super) fn already_exists(resource: &'static str, id: impl Into<String>) -> StoreError {
     StoreError::AlreadyExists {
         resource,
         id: id.into(),
@@ -133,7 +133,7 @@ fn already_exists(resource: &'static str, id: impl Into<String>) -> StoreError {
 
 /// Maps a unique-constraint violation to `AlreadyExists`. The callers check
 /// uniqueness first to name the clashing key; this is the backstop.
-fn unique_as_already_exists(
+pub(super) fn unique_as_already_exists(
     resource: &'static str,
     id: &str,
 ) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -158,12 +158,12 @@ fn check_revision(resource: &'static str, id: &str, expected: i64, actual: i64) 
 
 /// `limit` clamped to at least 1, and the SQL LIMIT that fetches one extra
 /// row to learn whether another page exists.
-fn page_limits(page: &PageQuery) -> (usize, i64) {
+pub(super) fn page_limits(page: &PageQuery) -> (usize, i64) {
     let limit = page.limit.max(1);
     (limit as usize, i64::from(limit) + 1)
 }
 
-fn into_page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn into_page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
     let next_after = if items.len() > limit {
         items.truncate(limit);
         items.last().map(key)
@@ -177,7 +177,7 @@ fn into_page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> 
 // Row decoding
 
 /// Reads a column, reporting undecodable values as corrupt data.
-fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
+pub(super) fn column<'r, T>(row: &'r SqliteRow, name: &str) -> StoreResult<T>
 where
     T: Decode<'r, Sqlite> + Type<Sqlite>,
 {
@@ -338,7 +338,7 @@ async fn fetch_chain(
     }
 }
 
-async fn exists(conn: &mut SqliteConnection, sql: &str, key: &str) -> StoreResult<bool> {
+pub(super) async fn exists(conn: &mut SqliteConnection, sql: &str, key: &str) -> StoreResult<bool> {
     Ok(sqlx::query(sql)
         .bind(key)
         .fetch_optional(&mut *conn)
@@ -381,14 +381,14 @@ async fn live_chain_version(conn: &mut SqliteConnection, id: &str) -> StoreResul
 // Idempotency
 
 /// The resource an earlier request with the same id created.
-struct PriorResult {
-    resource_key: String,
+pub(super) struct PriorResult {
+    pub(super) resource_key: String,
     resource_version: Option<i64>,
 }
 
 /// Looks up `key`: `None` for a new request id, the earlier result for a
 /// repeat with the same payload, `IdempotencyMismatch` for another payload.
-async fn prior_result(
+pub(super) async fn prior_result(
     conn: &mut SqliteConnection,
     key: Option<&IdempotencyKey>,
 ) -> StoreResult<Option<PriorResult>> {
@@ -416,7 +416,7 @@ async fn prior_result(
 }
 
 /// Records the request id in the transaction of the creation it guards.
-async fn remember_result(
+pub(super) async fn remember_result(
     conn: &mut SqliteConnection,
     key: Option<&IdempotencyKey>,
     resource_key: &str,

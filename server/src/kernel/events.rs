@@ -1,0 +1,94 @@
+//! Live fan-out of run events inside one process. Stored events are the
+//! truth (watchers read them from the store); the hub only tells watchers
+//! that something new exists, and carries token deltas, which are never
+//! stored.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::broadcast;
+
+use crate::store::EventRecord;
+
+/// What a watcher of one run hears.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    /// Events just committed.
+    Stored(EventRecord),
+    /// The run changed on another replica; read the store.
+    Poke,
+    /// A token delta of a streaming model call.
+    Delta {
+        task_id: String,
+        attempt_id: String,
+        text: String,
+    },
+}
+
+/// Per-run broadcast channels, created by the first watcher and dropped
+/// with the last.
+#[derive(Default)]
+pub struct EventHub {
+    runs: Mutex<HashMap<String, broadcast::Sender<LiveEvent>>>,
+}
+
+/// Capacity of one run's channel; a watcher that lags further re-reads the
+/// store.
+const CHANNEL_CAPACITY: usize = 1024;
+
+impl EventHub {
+    pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<LiveEvent> {
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        runs.entry(run_id.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
+    }
+
+    fn send(&self, run_id: &str, event: LiveEvent) {
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A failed send means no receiver is left.
+        if let Some(sender) = runs.get(run_id)
+            && sender.send(event).is_err()
+        {
+            runs.remove(run_id);
+        }
+    }
+
+    /// Announces committed events.
+    pub fn publish(&self, events: &[EventRecord]) {
+        for event in events {
+            self.send(&event.run_id, LiveEvent::Stored(event.clone()));
+        }
+    }
+
+    /// Tells watchers of `run_id` to re-read the store.
+    pub fn poke(&self, run_id: &str) {
+        self.send(run_id, LiveEvent::Poke);
+    }
+
+    /// Forwards a token delta to the run's watchers.
+    pub fn delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
+        self.send(
+            run_id,
+            LiveEvent::Delta {
+                task_id: task_id.to_string(),
+                attempt_id: attempt_id.to_string(),
+                text,
+            },
+        );
+    }
+
+    /// Number of runs with watchers (for tests and metrics).
+    pub fn watched_runs(&self) -> usize {
+        self.runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+}

@@ -1,0 +1,164 @@
+//! This replica's runner for built-in handlers: it claims attempts from the
+//! `internal` queue exactly as a remote worker claims from its queue (owner =
+//! this replica), executes them with bounded concurrency, renews their
+//! leases while they run, and records the results through the kernel. A
+//! crashed replica's attempts return to `Ready` when their leases expire and
+//! another replica picks them up. The runner also drives the sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use super::{ClaimedAttempt, INTERNAL_QUEUE, Kernel, TaskFailure};
+use crate::executor::Executor;
+use crate::store::AttemptRecord;
+
+/// Runs the claim loop and the sweeper until `stop` turns true.
+pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(kernel.config().executor_concurrency));
+    let sweeper = tokio::spawn(sweep_loop(kernel.clone(), stop.clone()));
+    let queues = vec![INTERNAL_QUEUE.to_string()];
+    let owner = kernel.instance_id().to_string();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let free = slots.available_permits().min(64) as u32;
+        let mut claimed = Vec::new();
+        if free > 0 {
+            match kernel.claim(&queues, &owner, free).await {
+                Ok(attempts) => claimed = attempts,
+                Err(error) => {
+                    tracing::warn!(error = %error, "claiming internal attempts failed");
+                }
+            }
+        }
+        let full = claimed.len() as u32 == free && free > 0;
+        for attempt in claimed {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let kernel = kernel.clone();
+            let executor = executor.clone();
+            tokio::spawn(async move {
+                execute_attempt(&kernel, &executor, attempt).await;
+                drop(permit);
+            });
+        }
+        if full {
+            // More may be waiting: claim again at once.
+            continue;
+        }
+        tokio::select! {
+            () = kernel.work_available() => {}
+            () = tokio::time::sleep(kernel.config().poll_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    sweeper.abort();
+}
+
+async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {
+    let interval = kernel
+        .config()
+        .poll_interval
+        .max(Duration::from_millis(100));
+    loop {
+        match kernel.sweep().await {
+            Ok(handled) if handled > 0 => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "sweeping leases failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Executes one leased attempt, renewing its lease while it runs, bounded
+/// by the task's timeout, and records the outcome.
+async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedAttempt) {
+    let attempt = claimed.attempt;
+    let token = attempt.lease_token.clone().unwrap_or_default();
+    let chain = match kernel.chain(&claimed.chain_id, claimed.chain_version).await {
+        Ok(chain) => chain,
+        Err(error) => {
+            tracing::error!(run_id = %attempt.run_id, error = %error, "cannot load the chain of an attempt");
+            return;
+        }
+    };
+    let Some(task) = chain.task(&attempt.task_id).cloned() else {
+        let failure = TaskFailure::new(format!("chain has no task {:?}", attempt.task_id), false);
+        record_failure(kernel, &attempt, &token, failure).await;
+        return;
+    };
+    let lease = kernel.config().lease;
+    let work = executor.execute(kernel, &task, &attempt);
+    tokio::pin!(work);
+    let deadline = task
+        .timeout
+        .map(|timeout| tokio::time::Instant::now() + timeout);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+    let outcome = loop {
+        tokio::select! {
+            result = &mut work => break Some(result),
+            () = sleep_until(deadline) => break None,
+            _ = renew.tick() => {
+                if let Err(error) = kernel.extend_lease(&attempt.run_id, &attempt.id, &token, lease).await {
+                    // The lease is gone (cancelled, expired, reassigned): stop.
+                    tracing::info!(attempt_id = %attempt.id, error = %error, "lease lost; abandoning the attempt");
+                    return;
+                }
+            }
+        }
+    };
+    let result = match outcome {
+        Some(Ok(success)) => {
+            kernel
+                .complete(&attempt.run_id, &attempt.id, &token, success)
+                .await
+        }
+        Some(Err(failure)) => {
+            return record_failure(kernel, &attempt, &token, failure).await;
+        }
+        None => {
+            // Dropping `work` cancelled the handler (and its model call).
+            let mut failure = TaskFailure::new(
+                format!(
+                    "task {} exceeded its timeout of {:?}",
+                    attempt.task_id,
+                    task.timeout.unwrap_or_default()
+                ),
+                true,
+            );
+            failure.timed_out = true;
+            return record_failure(kernel, &attempt, &token, failure).await;
+        }
+    };
+    if let Err(error) = result {
+        tracing::info!(attempt_id = %attempt.id, error = %error, "completion not recorded");
+    }
+}
+
+async fn record_failure(
+    kernel: &Kernel,
+    attempt: &AttemptRecord,
+    token: &str,
+    failure: TaskFailure,
+) {
+    if let Err(error) = kernel
+        .fail(&attempt.run_id, &attempt.id, token, failure)
+        .await
+    {
+        tracing::info!(attempt_id = %attempt.id, error = %error, "failure not recorded");
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

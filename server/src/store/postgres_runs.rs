@@ -1,0 +1,1356 @@
+//! [`RunStore`] for [`PostgresStore`]: the hot path of the runtime.
+//!
+//! Every method is one transaction at READ COMMITTED, with
+//! `synchronous_commit` left on: these commits acknowledge starts and
+//! completions to clients. Round trips are what a 2-core box runs out of
+//! first (see PERFORMANCE.md), so a plan of any size is written by one
+//! statement ([`APPLY_WRITES`]: data-modifying CTEs over `UNNEST`ed arrays),
+//! and a transition costs five round trips: BEGIN, lock the run, read its
+//! attempts, apply, COMMIT. A claim costs the same for a whole batch.
+//!
+//! Locking: a transition locks its run row, then writes the run's attempts.
+//! A claim never waits for a lock: its candidate scan locks each ready
+//! attempt together with its run row and skips rows another transaction
+//! holds (`FOR UPDATE OF a, r SKIP LOCKED`), so an attempt whose run is in
+//! the middle of a transition is left for the next claim. With no waiting on
+//! the claim side, claims cannot deadlock with transitions or with each
+//! other; a transition that wants an attempt a claim holds waits for that
+//! claim's commit. Deadlocks and serialization failures are still retried
+//! (a few tries, jittered back-off), so `decide` may run more than once.
+//!
+//! Timestamps are truncated to microseconds (what TIMESTAMPTZ keeps) before
+//! they are written, so the records built in memory from the snapshot and
+//! the plan equal what a later read returns without reading them back.
+//!
+//! A plan that reaches outside its run — a run update for another id, an
+//! update of an attempt that does not exist or belongs to another run, a new
+//! attempt of another run — is a kernel bug: the transaction rolls back with
+//! [`StoreError::Corrupt`]. So does a claim decision that rejects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::postgres::{
+    Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
+};
+use super::{
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
+    EventRecord, IdempotencyKey, Page, PageQuery, Plan, PostgresStore, RunFailure, RunFilter,
+    RunRecord, RunSnapshot, RunStatus, RunStore, StoreError, StoreResult, TransitionOutcome,
+    Verdict,
+};
+
+/// Columns of a run row, selected from the alias `r`.
+macro_rules! run_columns {
+    () => {
+        "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
+         r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, r.request_id, r.steps, \
+         r.input_tokens, r.output_tokens, r.last_seq, r.created_at, r.started_at, r.ended_at, \
+         r.updated_at"
+    };
+}
+
+/// Columns of an attempt row, selected from the alias `a`.
+macro_rules! attempt_columns {
+    () => {
+        "a.id, a.run_id, a.task_id, a.attempt, a.step, a.status, a.queue, a.priority, \
+         a.available_at, a.deadline, a.lease_owner, a.lease_token, a.lease_expires_at, \
+         a.lease_expiries, a.input, a.prompt, a.output, a.error, a.dead_lettered, a.backend_id, \
+         a.model, a.input_tokens, a.output_tokens, a.created_at, a.started_at, a.ended_at"
+    };
+}
+
+/// How often a transaction is tried when Postgres reports a deadlock or a
+/// serialization failure.
+const MAX_TRIES: u32 = 5;
+
+/// Ready attempts to lease, in claim order, each locked together with its
+/// run. `SKIP LOCKED` passes over attempts another claimer holds and
+/// attempts whose run a transition holds, so a claim never waits; a run
+/// that changed since the statement's snapshot is re-checked against the
+/// status condition once locked. One ordered scan of the partial ready
+/// index per queue: a plain `queue = ANY($1)` would read and sort every
+/// ready attempt of those queues. Up to `limit` rows per queue are locked;
+/// the unused ones are released at commit.
+const CLAIM_CANDIDATES: &str = concat!(
+    "SELECT c.* FROM UNNEST($1::text[]) AS q(queue) CROSS JOIN LATERAL (SELECT ",
+    attempt_columns!(),
+    " FROM attempts a JOIN runs r ON r.id = a.run_id \
+     WHERE a.status = 'ready' AND a.queue = q.queue AND a.available_at <= $2 \
+     AND r.status IN ('queued', 'running') \
+     ORDER BY a.priority DESC, a.available_at, a.id LIMIT $3 \
+     FOR UPDATE OF a, r SKIP LOCKED) AS c \
+     ORDER BY c.priority DESC, c.available_at, c.id LIMIT $3"
+);
+
+/// Every write of one or more plans in one statement. Each part is an
+/// `UNNEST` over column arrays, so its cost does not grow in round trips
+/// with the plan; empty arrays make a part a no-op. The counts let the
+/// caller check that every attempt update matched an attempt of the named
+/// run (`a.run_id = u.run_id`).
+const APPLY_WRITES: &str = "\
+WITH attempt_updates AS (\
+ UPDATE attempts AS a SET status = u.status, available_at = u.available_at, \
+ deadline = u.deadline, lease_owner = u.lease_owner, lease_token = u.lease_token, \
+ lease_expires_at = u.lease_expires_at, lease_expiries = u.lease_expiries, output = u.output, \
+ error = u.error, dead_lettered = u.dead_lettered, backend_id = u.backend_id, model = u.model, \
+ input_tokens = u.input_tokens, output_tokens = u.output_tokens, started_at = u.started_at, \
+ ended_at = u.ended_at \
+ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
+ $6::text[], $7::text[], $8::timestamptz[], $9::int4[], $10::bytea[], $11::text[], \
+ $12::bool[], $13::text[], $14::text[], $15::int8[], $16::int8[], $17::timestamptz[], \
+ $18::timestamptz[]) AS u(id, run_id, status, available_at, deadline, lease_owner, \
+ lease_token, lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, \
+ model, input_tokens, output_tokens, started_at, ended_at) \
+ WHERE a.id = u.id AND a.run_id = u.run_id RETURNING 1), \
+attempt_inserts AS (\
+ INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
+ available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, input, \
+ prompt, output, error, dead_lettered, backend_id, model, input_tokens, output_tokens, \
+ created_at, started_at, ended_at) \
+ SELECT * FROM UNNEST($19::text[], $20::text[], $21::text[], $22::int4[], $23::int4[], \
+ $24::text[], $25::text[], $26::int4[], $27::timestamptz[], $28::timestamptz[], $29::text[], \
+ $30::text[], $31::timestamptz[], $32::int4[], $33::bytea[], $34::text[], $35::bytea[], \
+ $36::text[], $37::bool[], $38::text[], $39::text[], $40::int8[], $41::int8[], \
+ $42::timestamptz[], $43::timestamptz[], $44::timestamptz[])), \
+event_inserts AS (\
+ INSERT INTO run_events (run_id, seq, payload) \
+ SELECT * FROM UNNEST($45::text[], $46::int8[], $47::bytea[])), \
+run_updates AS (\
+ UPDATE runs AS r SET status = u.status, output = u.output, error_message = u.error_message, \
+ error_task_id = u.error_task_id, error_reason = u.error_reason, steps = u.steps, \
+ input_tokens = u.input_tokens, output_tokens = u.output_tokens, started_at = u.started_at, \
+ ended_at = u.ended_at, updated_at = u.updated_at, last_seq = u.last_seq \
+ FROM UNNEST($48::text[], $49::text[], $50::bytea[], $51::text[], $52::text[], $53::text[], \
+ $54::int4[], $55::int8[], $56::int8[], $57::timestamptz[], $58::timestamptz[], \
+ $59::timestamptz[], $60::int8[]) AS u(id, status, output, error_message, error_task_id, \
+ error_reason, steps, input_tokens, output_tokens, started_at, ended_at, updated_at, last_seq) \
+ WHERE r.id = u.id RETURNING 1) \
+SELECT (SELECT count(*) FROM attempt_updates) AS attempts_updated, \
+(SELECT count(*) FROM run_updates) AS runs_updated";
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+/// A timestamp at the precision TIMESTAMPTZ keeps.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+fn optional_micros(at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    at.map(micros)
+}
+
+/// `run` with its timestamps as the table keeps them.
+fn run_as_stored(run: RunRecord) -> RunRecord {
+    RunRecord {
+        created_at: micros(run.created_at),
+        started_at: optional_micros(run.started_at),
+        ended_at: optional_micros(run.ended_at),
+        updated_at: micros(run.updated_at),
+        ..run
+    }
+}
+
+/// `attempt` with its timestamps as the table keeps them.
+fn attempt_as_stored(attempt: AttemptRecord) -> AttemptRecord {
+    AttemptRecord {
+        available_at: micros(attempt.available_at),
+        deadline: optional_micros(attempt.deadline),
+        lease_expires_at: optional_micros(attempt.lease_expires_at),
+        created_at: micros(attempt.created_at),
+        started_at: optional_micros(attempt.started_at),
+        ended_at: optional_micros(attempt.ended_at),
+        ..attempt
+    }
+}
+
+/// `stored` with the mutable columns of `update` (already as stored):
+/// what an attempt update leaves in the row.
+fn attempt_updated(stored: &AttemptRecord, update: &AttemptRecord) -> AttemptRecord {
+    AttemptRecord {
+        id: stored.id.clone(),
+        run_id: stored.run_id.clone(),
+        task_id: stored.task_id.clone(),
+        attempt: stored.attempt,
+        step: stored.step,
+        queue: stored.queue.clone(),
+        priority: stored.priority,
+        input: stored.input.clone(),
+        prompt: stored.prompt.clone(),
+        created_at: stored.created_at,
+        ..update.clone()
+    }
+}
+
+/// `stored` with the mutable columns of `update` (already as stored) and
+/// `last_seq`: what a run update leaves in the row.
+fn run_updated(stored: &RunRecord, update: &RunRecord, last_seq: i64) -> RunRecord {
+    RunRecord {
+        id: stored.id.clone(),
+        chain_id: stored.chain_id.clone(),
+        chain_version: stored.chain_version,
+        input: stored.input.clone(),
+        labels: stored.labels.clone(),
+        priority: stored.priority,
+        tenant: stored.tenant.clone(),
+        request_id: stored.request_id.clone(),
+        created_at: stored.created_at,
+        last_seq,
+        ..update.clone()
+    }
+}
+
+/// `now + lease_ms`, refusing durations that leave the representable range.
+fn lease_expiry(now: DateTime<Utc>, lease_ms: i64) -> StoreResult<DateTime<Utc>> {
+    TimeDelta::try_milliseconds(lease_ms)
+        .and_then(|lease| now.checked_add_signed(lease))
+        .ok_or_else(|| {
+            StoreError::FailedPrecondition(format!("lease of {lease_ms} ms is out of range"))
+        })
+}
+
+/// A fresh fencing token: 128 bits from the thread's CSPRNG, in hex.
+fn new_lease_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn outside_run(run_id: &str, what: String) -> StoreError {
+    StoreError::Corrupt(format!("a plan for run {run_id:?} {what}"))
+}
+
+/// A deadlock (40P01) or serialization failure (40001): the transaction
+/// was rolled back and may simply run again.
+fn is_retryable(err: &StoreError) -> bool {
+    match err {
+        StoreError::Database(err) => database_error(err)
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "40P01" || code == "40001"),
+        _ => false,
+    }
+}
+
+/// Sleeps before try `tries + 1`: a jittered, doubling delay, so the
+/// transactions that collided do not collide again in lockstep.
+async fn back_off(tries: u32) {
+    let ceiling_us = 1_000u64 << tries.min(6);
+    let delay_us = rand::random_range(ceiling_us / 4..=ceiling_us);
+    tokio::time::sleep(Duration::from_micros(delay_us)).await;
+}
+
+// ---------------------------------------------------------------------------
+// Row decoding
+
+fn run_from_row(row: &PgRow) -> StoreResult<RunRecord> {
+    let id: String = column(row, "id")?;
+    let status: String = column(row, "status")?;
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
+    let error = match (
+        column(row, "error_message")?,
+        column(row, "error_task_id")?,
+        column(row, "error_reason")?,
+    ) {
+        (None, None, None) => None,
+        (Some(message), Some(task_id), Some(reason)) => Some(RunFailure {
+            message,
+            task_id,
+            reason,
+        }),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "run {id:?} has an incomplete error"
+            )));
+        }
+    };
+    let labels: Json<BTreeMap<String, String>> = column(row, "labels")?;
+    Ok(RunRecord {
+        chain_id: column(row, "chain_id")?,
+        chain_version: column(row, "chain_version")?,
+        status,
+        input: column(row, "input")?,
+        output: column(row, "output")?,
+        error,
+        labels: labels.0,
+        priority: column(row, "priority")?,
+        tenant: column(row, "tenant")?,
+        request_id: column(row, "request_id")?,
+        steps: column(row, "steps")?,
+        input_tokens: column(row, "input_tokens")?,
+        output_tokens: column(row, "output_tokens")?,
+        last_seq: column(row, "last_seq")?,
+        created_at: column(row, "created_at")?,
+        started_at: column(row, "started_at")?,
+        ended_at: column(row, "ended_at")?,
+        updated_at: column(row, "updated_at")?,
+        id,
+    })
+}
+
+fn attempt_from_row(row: &PgRow) -> StoreResult<AttemptRecord> {
+    let id: String = column(row, "id")?;
+    let status: String = column(row, "status")?;
+    let status = AttemptStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("attempt {id:?} has unknown status {status:?}"))
+    })?;
+    Ok(AttemptRecord {
+        run_id: column(row, "run_id")?,
+        task_id: column(row, "task_id")?,
+        attempt: column(row, "attempt")?,
+        step: column(row, "step")?,
+        status,
+        queue: column(row, "queue")?,
+        priority: column(row, "priority")?,
+        available_at: column(row, "available_at")?,
+        deadline: column(row, "deadline")?,
+        lease_owner: column(row, "lease_owner")?,
+        lease_token: column(row, "lease_token")?,
+        lease_expires_at: column(row, "lease_expires_at")?,
+        lease_expiries: column(row, "lease_expiries")?,
+        input: column(row, "input")?,
+        prompt: column(row, "prompt")?,
+        output: column(row, "output")?,
+        error: column(row, "error")?,
+        dead_lettered: column(row, "dead_lettered")?,
+        backend_id: column(row, "backend_id")?,
+        model: column(row, "model")?,
+        input_tokens: column(row, "input_tokens")?,
+        output_tokens: column(row, "output_tokens")?,
+        created_at: column(row, "created_at")?,
+        started_at: column(row, "started_at")?,
+        ended_at: column(row, "ended_at")?,
+        id,
+    })
+}
+
+fn event_from_row(row: &PgRow) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        run_id: column(row, "run_id")?,
+        seq: column(row, "seq")?,
+        payload: column(row, "payload")?,
+    })
+}
+
+fn decode_all<T>(rows: &[PgRow], decode: impl Fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(decode).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Reads shared by several methods
+
+async fn fetch_run(conn: &mut PgConnection, id: &str) -> StoreResult<RunRecord> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs r WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| not_found("run", id))?;
+    run_from_row(&row)
+}
+
+/// `NotFound` unless the run exists.
+async fn require_run(conn: &mut PgConnection, id: &str) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| not_found("run", id))
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+/// The writes of one or more accepted plans, gathered so they reach the
+/// database as one statement. Records are as stored (timestamps truncated).
+#[derive(Default)]
+struct Writes {
+    /// Mutable columns of existing attempts; `run_id` names the run the
+    /// attempt must belong to.
+    attempt_updates: Vec<AttemptRecord>,
+    new_attempts: Vec<AttemptRecord>,
+    events: Vec<EventRecord>,
+    /// Mutable columns and `last_seq` of locked runs.
+    runs: Vec<RunRecord>,
+}
+
+impl Writes {
+    fn is_empty(&self) -> bool {
+        self.attempt_updates.is_empty()
+            && self.new_attempts.is_empty()
+            && self.events.is_empty()
+            && self.runs.is_empty()
+    }
+
+    /// Adds an accepted plan for `current`, the run as read under its lock
+    /// in this transaction. Returns the run as it will be stored and the
+    /// events the plan writes.
+    fn stage(
+        &mut self,
+        current: &RunRecord,
+        plan: Plan,
+    ) -> StoreResult<(RunRecord, Vec<EventRecord>)> {
+        let Plan {
+            run,
+            attempt_updates,
+            new_attempts,
+            events,
+            ..
+        } = plan;
+        if let Some(update) = &run
+            && update.id != current.id
+        {
+            return Err(outside_run(
+                &current.id,
+                format!("updates run {:?}", update.id),
+            ));
+        }
+        if let Some(stray) = attempt_updates.iter().find(|a| a.run_id != current.id) {
+            return Err(outside_run(
+                &current.id,
+                format!("updates attempt {:?} of run {:?}", stray.id, stray.run_id),
+            ));
+        }
+        if let Some(stray) = new_attempts.iter().find(|a| a.run_id != current.id) {
+            return Err(outside_run(
+                &current.id,
+                format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
+            ));
+        }
+        let events: Vec<EventRecord> = (current.last_seq + 1..)
+            .zip(events)
+            .map(|(seq, payload)| EventRecord {
+                run_id: current.id.clone(),
+                seq,
+                payload,
+            })
+            .collect();
+        let last_seq = events.last().map_or(current.last_seq, |event| event.seq);
+        let wrote_run = run.is_some() || !events.is_empty();
+        let stored = match run {
+            Some(update) => run_updated(current, &run_as_stored(update), last_seq),
+            None => RunRecord {
+                last_seq,
+                ..current.clone()
+            },
+        };
+        if wrote_run {
+            self.runs.push(stored.clone());
+        }
+        self.attempt_updates
+            .extend(attempt_updates.into_iter().map(attempt_as_stored));
+        self.new_attempts
+            .extend(new_attempts.into_iter().map(attempt_as_stored));
+        self.events.extend(events.iter().cloned());
+        Ok((stored, events))
+    }
+
+    /// Writes everything in one statement. The caller's transaction rolls
+    /// back on any error.
+    async fn apply(&self, conn: &mut PgConnection) -> StoreResult<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let mut updated_ids = HashSet::with_capacity(self.attempt_updates.len());
+        if let Some(twice) = self
+            .attempt_updates
+            .iter()
+            .find(|a| !updated_ids.insert(a.id.as_str()))
+        {
+            return Err(outside_run(
+                &twice.run_id,
+                format!("updates attempt {:?} twice", twice.id),
+            ));
+        }
+
+        let updates = &self.attempt_updates;
+        let news = &self.new_attempts;
+        let events = &self.events;
+        let runs = &self.runs;
+        let run_errors: Vec<[Option<&str>; 3]> = runs
+            .iter()
+            .map(|r| error_columns(r.error.as_ref()))
+            .collect();
+        let row = sqlx::query(APPLY_WRITES)
+            // attempt updates
+            .bind(col(updates, |a| a.id.as_str()))
+            .bind(col(updates, |a| a.run_id.as_str()))
+            .bind(col(updates, |a| a.status.as_str()))
+            .bind(col(updates, |a| a.available_at))
+            .bind(col(updates, |a| a.deadline))
+            .bind(col(updates, |a| a.lease_owner.as_deref()))
+            .bind(col(updates, |a| a.lease_token.as_deref()))
+            .bind(col(updates, |a| a.lease_expires_at))
+            .bind(col(updates, |a| a.lease_expiries))
+            .bind(col(updates, |a| a.output.as_deref()))
+            .bind(col(updates, |a| a.error.as_deref()))
+            .bind(col(updates, |a| a.dead_lettered))
+            .bind(col(updates, |a| a.backend_id.as_deref()))
+            .bind(col(updates, |a| a.model.as_deref()))
+            .bind(col(updates, |a| a.input_tokens))
+            .bind(col(updates, |a| a.output_tokens))
+            .bind(col(updates, |a| a.started_at))
+            .bind(col(updates, |a| a.ended_at))
+            // new attempts
+            .bind(col(news, |a| a.id.as_str()))
+            .bind(col(news, |a| a.run_id.as_str()))
+            .bind(col(news, |a| a.task_id.as_str()))
+            .bind(col(news, |a| a.attempt))
+            .bind(col(news, |a| a.step))
+            .bind(col(news, |a| a.status.as_str()))
+            .bind(col(news, |a| a.queue.as_str()))
+            .bind(col(news, |a| a.priority))
+            .bind(col(news, |a| a.available_at))
+            .bind(col(news, |a| a.deadline))
+            .bind(col(news, |a| a.lease_owner.as_deref()))
+            .bind(col(news, |a| a.lease_token.as_deref()))
+            .bind(col(news, |a| a.lease_expires_at))
+            .bind(col(news, |a| a.lease_expiries))
+            .bind(col(news, |a| a.input.as_slice()))
+            .bind(col(news, |a| a.prompt.as_deref()))
+            .bind(col(news, |a| a.output.as_deref()))
+            .bind(col(news, |a| a.error.as_deref()))
+            .bind(col(news, |a| a.dead_lettered))
+            .bind(col(news, |a| a.backend_id.as_deref()))
+            .bind(col(news, |a| a.model.as_deref()))
+            .bind(col(news, |a| a.input_tokens))
+            .bind(col(news, |a| a.output_tokens))
+            .bind(col(news, |a| a.created_at))
+            .bind(col(news, |a| a.started_at))
+            .bind(col(news, |a| a.ended_at))
+            // events
+            .bind(col(events, |e| e.run_id.as_str()))
+            .bind(col(events, |e| e.seq))
+            .bind(col(events, |e| e.payload.as_slice()))
+            // runs
+            .bind(col(runs, |r| r.id.as_str()))
+            .bind(col(runs, |r| r.status.as_str()))
+            .bind(col(runs, |r| r.output.as_deref()))
+            .bind(col(&run_errors, |e| e[0]))
+            .bind(col(&run_errors, |e| e[1]))
+            .bind(col(&run_errors, |e| e[2]))
+            .bind(col(runs, |r| r.steps))
+            .bind(col(runs, |r| r.input_tokens))
+            .bind(col(runs, |r| r.output_tokens))
+            .bind(col(runs, |r| r.started_at))
+            .bind(col(runs, |r| r.ended_at))
+            .bind(col(runs, |r| r.updated_at))
+            .bind(col(runs, |r| r.last_seq))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|err| self.explain_write_error(err))?;
+        let attempts_updated: i64 = column(&row, "attempts_updated")?;
+        let runs_updated: i64 = column(&row, "runs_updated")?;
+        if usize::try_from(attempts_updated).ok() != Some(updates.len()) {
+            return Err(StoreError::Corrupt(format!(
+                "a plan updates attempts that do not exist or belong to another run (of {:?})",
+                updates.iter().map(|a| a.id.as_str()).collect::<Vec<_>>()
+            )));
+        }
+        if usize::try_from(runs_updated).ok() != Some(runs.len()) {
+            return Err(StoreError::Corrupt(format!(
+                "a plan updates runs that do not exist (of {:?})",
+                runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Names the record behind a constraint violation of [`APPLY_WRITES`].
+    fn explain_write_error(&self, err: sqlx::Error) -> StoreError {
+        let Some(db) = database_error(&err).filter(|db| db.is_unique_violation()) else {
+            return StoreError::Database(err);
+        };
+        match db.constraint() {
+            Some("attempts_pkey") => StoreError::AlreadyExists {
+                resource: "attempt",
+                id: self
+                    .new_attempts
+                    .iter()
+                    .map(|a| a.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            // Sequence numbers come from the locked run's last_seq.
+            Some("run_events_pkey") => StoreError::Corrupt(format!(
+                "event sequence numbers of a run are taken although last_seq is behind: {}",
+                db.message()
+            )),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+/// One column of `items`, as an array parameter.
+fn col<'a, T, V>(items: &'a [T], value: impl Fn(&'a T) -> V) -> Vec<V> {
+    items.iter().map(value).collect()
+}
+
+/// The three error columns of a run: all set or all NULL.
+fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
+    match error {
+        Some(failure) => [
+            Some(failure.message.as_str()),
+            Some(failure.task_id.as_str()),
+            Some(failure.reason.as_str()),
+        ],
+        None => [None, None, None],
+    }
+}
+
+async fn insert_run(conn: &mut PgConnection, run: &RunRecord) -> StoreResult<()> {
+    let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
+    sqlx::query(
+        "INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
+         error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
+         output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21)",
+    )
+    .bind(&run.id)
+    .bind(&run.chain_id)
+    .bind(run.chain_version)
+    .bind(run.status.as_str())
+    .bind(&run.input)
+    .bind(&run.output)
+    .bind(error_message)
+    .bind(error_task_id)
+    .bind(error_reason)
+    .bind(Json(&run.labels))
+    .bind(run.priority)
+    .bind(&run.tenant)
+    .bind(&run.request_id)
+    .bind(run.steps)
+    .bind(run.input_tokens)
+    .bind(run.output_tokens)
+    .bind(run.last_seq)
+    .bind(run.created_at)
+    .bind(run.started_at)
+    .bind(run.ended_at)
+    .bind(run.updated_at)
+    .execute(conn)
+    .await
+    .map_err(|err| match database_error(&err) {
+        Some(db) if db.is_unique_violation() => StoreError::AlreadyExists {
+            resource: "run",
+            id: run.id.clone(),
+        },
+        _ => StoreError::Database(err),
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Transactions (one try each; the trait methods retry them)
+
+impl PostgresStore {
+    async fn try_transition(
+        &self,
+        run_id: &str,
+        decide: &DecideFn,
+    ) -> StoreResult<TransitionOutcome> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs r WHERE r.id = $1 FOR UPDATE"
+        ))
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found("run", run_id))?;
+        let run = run_from_row(&row)?;
+        // A separate statement, so its snapshot is taken after the lock:
+        // nothing can change the run's attempts until commit.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a WHERE a.run_id = $1 ORDER BY a.step, a.id"
+        ))
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let snapshot = RunSnapshot {
+            run,
+            attempts: decode_all(&rows, attempt_from_row)?,
+        };
+        let plan = decide(&snapshot);
+        if let Verdict::Reject(rejection) = plan.verdict {
+            tx.rollback().await?;
+            return Ok(TransitionOutcome::Rejected(rejection));
+        }
+        let own: HashSet<&str> = snapshot.attempts.iter().map(|a| a.id.as_str()).collect();
+        if let Some(stray) = plan
+            .attempt_updates
+            .iter()
+            .find(|a| !own.contains(a.id.as_str()))
+        {
+            return Err(outside_run(
+                run_id,
+                format!(
+                    "updates attempt {:?}, which is not one of its attempts",
+                    stray.id
+                ),
+            ));
+        }
+        let mut writes = Writes::default();
+        let (run, events) = writes.stage(&snapshot.run, plan)?;
+        writes.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(TransitionOutcome::Applied { run, events })
+    }
+
+    async fn try_claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
+        let now = micros(request.now);
+        let lease_expires_at = lease_expiry(now, request.lease_ms)?;
+        let mut queues: Vec<&str> = request.queues.iter().map(String::as_str).collect();
+        queues.sort_unstable();
+        queues.dedup();
+
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(CLAIM_CANDIDATES)
+            .bind(&queues)
+            .bind(now)
+            .bind(i64::from(request.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let candidates = decode_all(&rows, attempt_from_row)?;
+        if candidates.is_empty() {
+            tx.commit().await?;
+            return Ok(Claimed {
+                attempts: Vec::new(),
+                events: Vec::new(),
+            });
+        }
+        let mut candidates_by_run: BTreeMap<&str, Vec<&AttemptRecord>> = BTreeMap::new();
+        for candidate in &candidates {
+            candidates_by_run
+                .entry(candidate.run_id.as_str())
+                .or_default()
+                .push(candidate);
+        }
+        // Already locked by the candidate scan.
+        let run_ids: Vec<&str> = candidates_by_run.keys().copied().collect();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id"
+        ))
+        .bind(&run_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let runs = decode_all(&rows, run_from_row)?;
+
+        let mut writes = Writes::default();
+        let mut leased_by_id: HashMap<String, AttemptRecord> = HashMap::new();
+        let mut events = Vec::new();
+        for run in runs.iter().filter(|run| run.status.is_dispatchable()) {
+            let Some(candidates) = candidates_by_run.get(run.id.as_str()) else {
+                continue;
+            };
+            let leased: Vec<AttemptRecord> = candidates
+                .iter()
+                .map(|candidate| AttemptRecord {
+                    status: AttemptStatus::Leased,
+                    lease_owner: Some(request.owner.clone()),
+                    lease_token: Some(new_lease_token()),
+                    lease_expires_at: Some(lease_expires_at),
+                    started_at: Some(now),
+                    ..(*candidate).clone()
+                })
+                .collect();
+            let mut plan = decide(run, &leased);
+            if let Verdict::Reject(rejection) = &plan.verdict {
+                return Err(outside_run(
+                    &run.id,
+                    format!(
+                        "rejected a claim, which claim decisions must not do: {}",
+                        rejection.message
+                    ),
+                ));
+            }
+            // Updates of the attempts just leased fold into their lease
+            // write: one row version per claimed attempt, not two.
+            let mut leased: HashMap<String, AttemptRecord> = leased
+                .into_iter()
+                .map(|attempt| (attempt.id.clone(), attempt))
+                .collect();
+            let mut other_updates = Vec::new();
+            for update in std::mem::take(&mut plan.attempt_updates) {
+                match leased.get_mut(&update.id) {
+                    Some(attempt) if update.run_id == run.id => {
+                        *attempt = attempt_updated(attempt, &attempt_as_stored(update));
+                    }
+                    _ => other_updates.push(update),
+                }
+            }
+            plan.attempt_updates = other_updates;
+            let (_, run_events) = writes.stage(run, plan)?;
+            events.extend(run_events);
+            writes.attempt_updates.extend(leased.values().cloned());
+            leased_by_id.extend(leased);
+        }
+        writes.apply(&mut tx).await?;
+        tx.commit().await?;
+
+        let attempts = candidates
+            .iter()
+            .filter_map(|candidate| leased_by_id.remove(&candidate.id))
+            .collect();
+        Ok(Claimed { attempts, events })
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[async_trait]
+impl RunStore for PostgresStore {
+    async fn create_run(
+        &self,
+        run: RunRecord,
+        attempts: Vec<AttemptRecord>,
+        events: Vec<Vec<u8>>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<(Created<RunRecord>, Vec<EventRecord>)> {
+        if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
+            return Err(outside_run(
+                &run.id,
+                format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
+            ));
+        }
+        let mut tx = self.pool().begin().await?;
+        if let Some(key) = &idempotency
+            && let Reservation::Replay { resource_key, .. } = reserve(&mut tx, key, &run.id).await?
+        {
+            let record = fetch_run(&mut tx, &resource_key).await?;
+            tx.commit().await?;
+            let created = Created {
+                record,
+                replayed: true,
+            };
+            return Ok((created, Vec::new()));
+        }
+        let record = RunRecord {
+            last_seq: events.len() as i64,
+            ..run_as_stored(run)
+        };
+        insert_run(&mut tx, &record).await?;
+        let writes = Writes {
+            new_attempts: attempts.into_iter().map(attempt_as_stored).collect(),
+            events: (1..)
+                .zip(events)
+                .map(|(seq, payload)| EventRecord {
+                    run_id: record.id.clone(),
+                    seq,
+                    payload,
+                })
+                .collect(),
+            ..Writes::default()
+        };
+        writes.apply(&mut tx).await?;
+        tx.commit().await?;
+        let events = writes.events;
+        let created = Created {
+            record,
+            replayed: false,
+        };
+        Ok((created, events))
+    }
+
+    async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {
+        let mut conn = self.pool().acquire().await?;
+        fetch_run(&mut conn, id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: PageQuery) -> StoreResult<Page<RunRecord>> {
+        // Only the filters in use become SQL, so the planner sees each
+        // statement's real shape and picks the index that narrows.
+        let mut query = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs r WHERE TRUE"
+        ));
+        if !filter.statuses.is_empty() {
+            let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+            query
+                .push(" AND r.status = ANY(")
+                .push_bind(statuses)
+                .push(")");
+        }
+        if let Some(chain_id) = &filter.chain_id {
+            query
+                .push(" AND r.chain_id = ")
+                .push_bind(chain_id.as_str());
+        }
+        if !filter.labels.is_empty() {
+            query
+                .push(" AND r.labels @> ")
+                .push_bind(Json(&filter.labels));
+        }
+        if let Some(tenant) = &filter.tenant {
+            query.push(" AND r.tenant = ").push_bind(tenant.as_str());
+        }
+        if let Some(after) = filter.created_after {
+            query.push(" AND r.created_at >= ").push_bind(micros(after));
+        }
+        if let Some(before) = filter.created_before {
+            query.push(" AND r.created_at < ").push_bind(micros(before));
+        }
+        if let Some(after) = &page.after {
+            query.push(" AND r.id < ").push_bind(after.as_str());
+        }
+        query
+            .push(" ORDER BY r.id DESC LIMIT ")
+            .push_bind(fetch_limit(&page));
+        let rows = query.build().fetch_all(self.pool()).await?;
+        let items = decode_all(&rows, run_from_row)?;
+        Ok(into_page(items, &page, |run| run.id.clone()))
+    }
+
+    async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a WHERE a.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| not_found("attempt", id))?;
+        attempt_from_row(&row)
+    }
+
+    async fn list_attempts(
+        &self,
+        run_id: &str,
+        page: PageQuery,
+    ) -> StoreResult<Page<AttemptRecord>> {
+        let after_step = match page.after.as_deref() {
+            None => None,
+            Some(after) => Some(after.parse::<i32>().map_err(|_| {
+                StoreError::FailedPrecondition(format!("page key {after:?} is not a step number"))
+            })?),
+        };
+        let mut conn = self.pool().acquire().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a WHERE a.run_id = $1 AND a.step > $2 ORDER BY a.step, a.id LIMIT $3"
+        ))
+        .bind(run_id)
+        .bind(after_step.unwrap_or(i32::MIN))
+        .bind(fetch_limit(&page))
+        .fetch_all(&mut *conn)
+        .await?;
+        // Attempts exist only with their run; only an empty page needs the
+        // run looked up.
+        if rows.is_empty() {
+            require_run(&mut conn, run_id).await?;
+        }
+        let items = decode_all(&rows, attempt_from_row)?;
+        Ok(into_page(items, &page, |attempt| attempt.step.to_string()))
+    }
+
+    async fn list_events(
+        &self,
+        run_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let mut conn = self.pool().acquire().await?;
+        let rows = sqlx::query(
+            "SELECT run_id, seq, payload FROM run_events \
+             WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(run_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            require_run(&mut conn, run_id).await?;
+        }
+        decode_all(&rows, event_from_row)
+    }
+
+    async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome> {
+        let mut tries = 1;
+        loop {
+            match self.try_transition(run_id, &decide).await {
+                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
+                    back_off(tries).await;
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
+        if request.queues.is_empty() || request.limit == 0 {
+            return Ok(Claimed {
+                attempts: Vec::new(),
+                events: Vec::new(),
+            });
+        }
+        let mut tries = 1;
+        loop {
+            match self.try_claim(request, decide).await {
+                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
+                    back_off(tries).await;
+                    tries += 1;
+                }
+                claimed => return claimed,
+            }
+        }
+    }
+
+    async fn due_attempts(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<DueAttempt>> {
+        // Oldest first = the one that fell due earliest: the earlier of its
+        // lease expiry and its deadline (LEAST skips NULL). The expression
+        // matches attempts_due_idx.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.run_id, a.id FROM attempts a \
+             WHERE a.status = 'leased' AND LEAST(a.lease_expires_at, a.deadline) <= $1 \
+             ORDER BY LEAST(a.lease_expires_at, a.deadline), a.id LIMIT $2",
+        )
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, attempt_id)| DueAttempt { run_id, attempt_id })
+            .collect())
+    }
+
+    async fn list_dead_letters(
+        &self,
+        queue: Option<&str>,
+        page: PageQuery,
+    ) -> StoreResult<Page<AttemptRecord>> {
+        let mut query = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a WHERE a.dead_lettered"
+        ));
+        if let Some(queue) = queue {
+            query.push(" AND a.queue = ").push_bind(queue);
+        }
+        if let Some(after) = &page.after {
+            query.push(" AND a.id < ").push_bind(after.as_str());
+        }
+        query
+            .push(" ORDER BY a.id DESC LIMIT ")
+            .push_bind(fetch_limit(&page));
+        let rows = query.build().fetch_all(self.pool()).await?;
+        let items = decode_all(&rows, attempt_from_row)?;
+        Ok(into_page(items, &page, |attempt| attempt.id.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::store::Store;
+
+    async fn fresh_store() -> PostgresStore {
+        let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
+            .await
+            .unwrap()
+            .unwrap();
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        // Deadlocks are the point of the race test; find them fast. Needs a
+        // superuser (the testkit's server is one); otherwise they are merely
+        // found after the default second.
+        let _ = sqlx::query(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET deadlock_timeout = %L', \
+             current_database(), '20ms'); END $$",
+        )
+        .execute(store.pool())
+        .await;
+        store.pool().close().await;
+        PostgresStore::connect(&url).await.unwrap()
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000 + seconds, 0).unwrap()
+    }
+
+    fn run(id: &str) -> RunRecord {
+        RunRecord {
+            id: id.to_string(),
+            chain_id: "chain".to_string(),
+            chain_version: 1,
+            status: RunStatus::Queued,
+            input: vec![1, 2, 3],
+            output: None,
+            error: None,
+            labels: BTreeMap::new(),
+            priority: 0,
+            tenant: String::new(),
+            request_id: None,
+            steps: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            last_seq: 0,
+            created_at: at(0),
+            started_at: None,
+            ended_at: None,
+            updated_at: at(0),
+        }
+    }
+
+    fn ready_attempt(run_id: &str, step: i32) -> AttemptRecord {
+        AttemptRecord {
+            id: format!("{run_id}-a{step:02}"),
+            run_id: run_id.to_string(),
+            task_id: format!("task{step}"),
+            attempt: 1,
+            step,
+            status: AttemptStatus::Ready,
+            queue: "work".to_string(),
+            priority: 0,
+            available_at: at(step.into()),
+            deadline: None,
+            lease_owner: None,
+            lease_token: None,
+            lease_expires_at: None,
+            lease_expiries: 0,
+            input: vec![step as u8],
+            prompt: None,
+            output: None,
+            error: None,
+            dead_lettered: false,
+            backend_id: None,
+            model: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            created_at: at(0),
+            started_at: None,
+            ended_at: None,
+        }
+    }
+
+    fn claim_request(owner: &str, limit: u32) -> ClaimRequest {
+        ClaimRequest {
+            queues: vec!["work".to_string()],
+            owner: owner.to_string(),
+            limit,
+            now: at(3_600),
+            lease_ms: 30_000,
+        }
+    }
+
+    /// Marks the run running and writes one event per leased attempt.
+    fn start_run(run: &RunRecord, leased: &[AttemptRecord]) -> Plan {
+        Plan {
+            run: Some(RunRecord {
+                status: RunStatus::Running,
+                ..run.clone()
+            }),
+            events: leased.iter().map(|a| a.id.clone().into_bytes()).collect(),
+            ..Plan::apply()
+        }
+    }
+
+    /// Claimers lock ready attempts with their runs; transitions hold a run
+    /// and rewrite its ready attempts. Neither may fail the other (no
+    /// deadlock escapes), and no attempt may be leased twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn claims_racing_transitions_never_fail_or_double_lease() {
+        const RUNS: usize = 12;
+        const ATTEMPTS_PER_RUN: i32 = 4;
+        const TOTAL: usize = RUNS * ATTEMPTS_PER_RUN as usize;
+        let store = Arc::new(fresh_store().await);
+        let run_ids: Vec<String> = (0..RUNS).map(|i| format!("run{i:02}")).collect();
+        for id in &run_ids {
+            let attempts = (1..=ATTEMPTS_PER_RUN)
+                .map(|s| ready_attempt(id, s))
+                .collect();
+            store
+                .create_run(run(id), attempts, Vec::new(), None)
+                .await
+                .unwrap();
+        }
+
+        let leased = Arc::new(Mutex::new(Vec::<AttemptRecord>::new()));
+        let mut claimers = Vec::new();
+        for worker in 0..4 {
+            let store = store.clone();
+            let leased = leased.clone();
+            claimers.push(tokio::spawn(async move {
+                let owner = format!("worker{worker}");
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while leased.lock().unwrap().len() < TOTAL {
+                    assert!(tokio::time::Instant::now() < deadline, "claims stalled");
+                    let claimed = store.claim(&claim_request(&owner, 3), &start_run).await?;
+                    leased.lock().unwrap().extend(claimed.attempts);
+                    tokio::task::yield_now().await;
+                }
+                StoreResult::Ok(())
+            }));
+        }
+        let decisions = Arc::new(AtomicUsize::new(0));
+        let mut touchers = Vec::new();
+        for toucher in 0..4 {
+            let store = store.clone();
+            let run_ids = run_ids.clone();
+            let decisions = decisions.clone();
+            touchers.push(tokio::spawn(async move {
+                let mut applied = BTreeMap::<String, i64>::new();
+                for round in 0..6 {
+                    for id in run_ids.iter().cycle().skip(toucher * 3 + round).take(RUNS) {
+                        let decisions = decisions.clone();
+                        // Rewrites every ready attempt as it is: a row lock
+                        // on each, in the middle of the claimers' work.
+                        let decide: DecideFn = Box::new(move |snapshot: &RunSnapshot| {
+                            decisions.fetch_add(1, Ordering::Relaxed);
+                            Plan {
+                                attempt_updates: snapshot
+                                    .attempts
+                                    .iter()
+                                    .filter(|a| a.status == AttemptStatus::Ready)
+                                    .cloned()
+                                    .collect(),
+                                events: vec![b"touch".to_vec()],
+                                ..Plan::apply()
+                            }
+                        });
+                        match store.transition(id, decide).await? {
+                            TransitionOutcome::Applied { .. } => {
+                                *applied.entry(id.clone()).or_default() += 1;
+                            }
+                            TransitionOutcome::Rejected(rejection) => {
+                                panic!("nothing rejects here: {rejection:?}")
+                            }
+                        }
+                    }
+                }
+                StoreResult::Ok(applied)
+            }));
+        }
+        for claimer in claimers {
+            claimer.await.unwrap().unwrap();
+        }
+        let mut touches = BTreeMap::<String, i64>::new();
+        for toucher in touchers {
+            for (id, count) in toucher.await.unwrap().unwrap() {
+                *touches.entry(id).or_default() += count;
+            }
+        }
+
+        let leased = leased.lock().unwrap().clone();
+        let distinct: HashSet<&str> = leased.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(leased.len(), TOTAL, "every attempt leased once");
+        assert_eq!(distinct.len(), TOTAL, "no attempt leased twice");
+        for attempt in &leased {
+            assert_eq!(store.get_attempt(&attempt.id).await.unwrap(), *attempt);
+        }
+        for id in &run_ids {
+            let stored = store.get_run(id).await.unwrap();
+            assert_eq!(stored.status, RunStatus::Running);
+            let events = store.list_events(id, 0, 1_000).await.unwrap();
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=stored.last_seq).collect::<Vec<_>>());
+            let expected = i64::from(ATTEMPTS_PER_RUN) + touches.get(id).copied().unwrap_or(0);
+            assert_eq!(stored.last_seq, expected, "run {id}");
+        }
+        let transitions: i64 = touches.values().sum();
+        eprintln!(
+            "{transitions} transitions applied after {} decisions",
+            decisions.load(Ordering::Relaxed)
+        );
+    }
+
+    /// The database guard behind the Rust checks: a claim plan that updates
+    /// another run's attempt under its own run id matches no row, and the
+    /// whole claim, leases included, rolls back.
+    #[tokio::test]
+    async fn a_claim_plan_reaching_into_another_run_rolls_back() {
+        let store = fresh_store().await;
+        store
+            .create_run(run("a"), vec![ready_attempt("a", 1)], Vec::new(), None)
+            .await
+            .unwrap();
+        let foreign = AttemptRecord {
+            status: AttemptStatus::Waiting,
+            ..ready_attempt("b", 1)
+        };
+        store
+            .create_run(run("b"), vec![foreign.clone()], Vec::new(), None)
+            .await
+            .unwrap();
+        let claimed = store
+            .claim(&claim_request("w", 10), &move |run, leased| Plan {
+                attempt_updates: vec![AttemptRecord {
+                    run_id: run.id.clone(),
+                    status: AttemptStatus::Cancelled,
+                    ..foreign.clone()
+                }],
+                ..start_run(run, leased)
+            })
+            .await;
+        assert!(
+            matches!(claimed, Err(StoreError::Corrupt(_))),
+            "{claimed:?}"
+        );
+        assert_eq!(
+            store.get_attempt("a-a01").await.unwrap(),
+            ready_attempt("a", 1)
+        );
+        assert_eq!(
+            store.get_attempt("b-a01").await.unwrap().status,
+            AttemptStatus::Waiting
+        );
+        assert_eq!(store.get_run("a").await.unwrap(), run("a"));
+    }
+
+    /// Updates of the attempts a claim just leased are folded into the lease
+    /// write; what the claim returns is what is stored.
+    #[tokio::test]
+    async fn claim_plans_may_amend_the_leased_attempts() {
+        let store = fresh_store().await;
+        let attempts = vec![ready_attempt("r", 1), ready_attempt("r", 2)];
+        store
+            .create_run(run("r"), attempts, Vec::new(), None)
+            .await
+            .unwrap();
+        let deadline = at(7_200) + TimeDelta::nanoseconds(1_234_567);
+        let claimed = store
+            .claim(&claim_request("w", 1), &move |run, leased| Plan {
+                attempt_updates: leased
+                    .iter()
+                    .map(|a| AttemptRecord {
+                        deadline: Some(deadline),
+                        ..a.clone()
+                    })
+                    .collect(),
+                ..start_run(run, leased)
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.attempts.len(), 1);
+        let attempt = &claimed.attempts[0];
+        assert_eq!(attempt.id, "r-a01");
+        assert_eq!(attempt.status, AttemptStatus::Leased);
+        assert_eq!(attempt.deadline, Some(micros(deadline)));
+        assert_eq!(attempt.lease_token.as_ref().map(String::len), Some(32));
+        assert_eq!(store.get_attempt("r-a01").await.unwrap(), *attempt);
+        assert_eq!(claimed.events.len(), 1);
+        assert_eq!(store.get_run("r").await.unwrap().last_seq, 1);
+    }
+}

@@ -1,0 +1,785 @@
+//! [`RunStore`] for the embedded [`SqliteStore`]: runs, task attempts and
+//! run events.
+//!
+//! Every write runs on the store's single writer connection inside
+//! `BEGIN IMMEDIATE`, so a transaction holds the database's only write lock
+//! from its first statement: a transition's snapshot cannot change under it,
+//! two claimers cannot lease the same attempt, and nothing ever has to be
+//! retried — `decide` closures are called exactly once.
+//!
+//! The kernel owns time: the timestamps of runs and attempts are the
+//! caller's (claims use `ClaimRequest::now`), stored as INTEGER microseconds,
+//! so a record returned by a write equals what a later read returns.
+//!
+//! A plan that reaches outside its run — a run update for another id, an
+//! update of an attempt that does not exist or belongs to another run, a new
+//! attempt of another run — is a kernel bug, not a state the caller can fix:
+//! the whole transaction rolls back with [`StoreError::Corrupt`]. So does a
+//! claim decision that rejects, which [`ClaimFn`] must never do.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::sqlite::{
+    already_exists, column, exists, from_json, from_micros, into_page, micros, not_found,
+    page_limits, prior_result, remember_result, to_json, truncate_to_micros,
+    unique_as_already_exists,
+};
+use super::{
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
+    EventRecord, IdempotencyKey, Page, PageQuery, Plan, RunFailure, RunFilter, RunRecord,
+    RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult, TransitionOutcome,
+    Verdict,
+};
+
+const RUN_COLUMNS: &str = "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, \
+     r.error_message, r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, \
+     r.request_id, r.steps, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
+     r.started_at, r.ended_at, r.updated_at";
+const ATTEMPT_COLUMNS: &str = "a.id, a.run_id, a.task_id, a.attempt, a.step, a.status, a.queue, \
+     a.priority, a.available_at, a.deadline, a.lease_owner, a.lease_token, a.lease_expires_at, \
+     a.lease_expiries, a.input, a.prompt, a.output, a.error, a.dead_lettered, a.backend_id, \
+     a.model, a.input_tokens, a.output_tokens, a.created_at, a.started_at, a.ended_at";
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+fn optional_micros(at: Option<DateTime<Utc>>) -> Option<i64> {
+    at.map(micros)
+}
+
+fn optional_time(value: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+    value.map(from_micros).transpose()
+}
+
+/// `run` with its timestamps at the microsecond precision the table keeps.
+fn run_as_stored(run: RunRecord) -> RunRecord {
+    RunRecord {
+        created_at: truncate_to_micros(run.created_at),
+        started_at: run.started_at.map(truncate_to_micros),
+        ended_at: run.ended_at.map(truncate_to_micros),
+        updated_at: truncate_to_micros(run.updated_at),
+        ..run
+    }
+}
+
+/// The three error columns of a run: all set or all NULL.
+fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
+    match error {
+        Some(failure) => [
+            Some(failure.message.as_str()),
+            Some(failure.task_id.as_str()),
+            Some(failure.reason.as_str()),
+        ],
+        None => [None, None, None],
+    }
+}
+
+/// The run statuses whose ready attempts may be claimed, as a JSON array
+/// for `json_each`.
+fn dispatchable_statuses() -> StoreResult<String> {
+    let statuses: Vec<&str> = RunStatus::ALL
+        .into_iter()
+        .filter(|status| status.is_dispatchable())
+        .map(RunStatus::as_str)
+        .collect();
+    to_json(&statuses, "dispatchable run statuses")
+}
+
+/// `now + lease_ms`, refusing durations that leave the representable range.
+fn lease_expiry(now: DateTime<Utc>, lease_ms: i64) -> StoreResult<DateTime<Utc>> {
+    TimeDelta::try_milliseconds(lease_ms)
+        .and_then(|lease| now.checked_add_signed(lease))
+        .ok_or_else(|| {
+            StoreError::FailedPrecondition(format!("lease of {lease_ms} ms is out of range"))
+        })
+}
+
+/// A fresh fencing token: 128 random bits in hex.
+fn new_lease_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn outside_run(run_id: &str, what: String) -> StoreError {
+    StoreError::Corrupt(format!("a plan for run {run_id:?} {what}"))
+}
+
+// ---------------------------------------------------------------------------
+// Row decoding
+
+fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
+    let id: String = column(row, "id")?;
+    let status: String = column(row, "status")?;
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
+    let error = match (
+        column(row, "error_message")?,
+        column(row, "error_task_id")?,
+        column(row, "error_reason")?,
+    ) {
+        (None, None, None) => None,
+        (Some(message), Some(task_id), Some(reason)) => Some(RunFailure {
+            message,
+            task_id,
+            reason,
+        }),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "run {id:?} has an incomplete error"
+            )));
+        }
+    };
+    Ok(RunRecord {
+        chain_id: column(row, "chain_id")?,
+        chain_version: column(row, "chain_version")?,
+        status,
+        input: column(row, "input")?,
+        output: column(row, "output")?,
+        error,
+        labels: from_json(column(row, "labels")?, "run labels")?,
+        priority: column(row, "priority")?,
+        tenant: column(row, "tenant")?,
+        request_id: column(row, "request_id")?,
+        steps: column(row, "steps")?,
+        input_tokens: column(row, "input_tokens")?,
+        output_tokens: column(row, "output_tokens")?,
+        last_seq: column(row, "last_seq")?,
+        created_at: from_micros(column(row, "created_at")?)?,
+        started_at: optional_time(column(row, "started_at")?)?,
+        ended_at: optional_time(column(row, "ended_at")?)?,
+        updated_at: from_micros(column(row, "updated_at")?)?,
+        id,
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow) -> StoreResult<AttemptRecord> {
+    let id: String = column(row, "id")?;
+    let status: String = column(row, "status")?;
+    let status = AttemptStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("attempt {id:?} has unknown status {status:?}"))
+    })?;
+    Ok(AttemptRecord {
+        run_id: column(row, "run_id")?,
+        task_id: column(row, "task_id")?,
+        attempt: column(row, "attempt")?,
+        step: column(row, "step")?,
+        status,
+        queue: column(row, "queue")?,
+        priority: column(row, "priority")?,
+        available_at: from_micros(column(row, "available_at")?)?,
+        deadline: optional_time(column(row, "deadline")?)?,
+        lease_owner: column(row, "lease_owner")?,
+        lease_token: column(row, "lease_token")?,
+        lease_expires_at: optional_time(column(row, "lease_expires_at")?)?,
+        lease_expiries: column(row, "lease_expiries")?,
+        input: column(row, "input")?,
+        prompt: column(row, "prompt")?,
+        output: column(row, "output")?,
+        error: column(row, "error")?,
+        dead_lettered: column(row, "dead_lettered")?,
+        backend_id: column(row, "backend_id")?,
+        model: column(row, "model")?,
+        input_tokens: column(row, "input_tokens")?,
+        output_tokens: column(row, "output_tokens")?,
+        created_at: from_micros(column(row, "created_at")?)?,
+        started_at: optional_time(column(row, "started_at")?)?,
+        ended_at: optional_time(column(row, "ended_at")?)?,
+        id,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        run_id: column(row, "run_id")?,
+        seq: column(row, "seq")?,
+        payload: column(row, "payload")?,
+    })
+}
+
+fn decode_all<T>(
+    rows: &[SqliteRow],
+    decode: impl Fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    rows.iter().map(decode).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Reads shared by several methods
+
+async fn fetch_run(conn: &mut SqliteConnection, id: &str) -> StoreResult<RunRecord> {
+    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => run_from_row(&row),
+        None => Err(not_found("run", id)),
+    }
+}
+
+async fn fetch_attempt(conn: &mut SqliteConnection, id: &str) -> StoreResult<AttemptRecord> {
+    let row = sqlx::query(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => attempt_from_row(&row),
+        None => Err(not_found("attempt", id)),
+    }
+}
+
+/// All attempts of a run, ordered by `(step, id)`.
+async fn fetch_run_attempts(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+) -> StoreResult<Vec<AttemptRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.run_id = ? ORDER BY a.step, a.id"
+    ))
+    .bind(run_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    decode_all(&rows, attempt_from_row)
+}
+
+async fn require_run(conn: &mut SqliteConnection, run_id: &str) -> StoreResult<()> {
+    if exists(conn, "SELECT 1 FROM runs WHERE id = ?", run_id).await? {
+        Ok(())
+    } else {
+        Err(not_found("run", run_id))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+async fn insert_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult<()> {
+    let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
+    sqlx::query(
+        "INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
+         error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
+         output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&run.id)
+    .bind(&run.chain_id)
+    .bind(run.chain_version)
+    .bind(run.status.as_str())
+    .bind(&run.input)
+    .bind(&run.output)
+    .bind(error_message)
+    .bind(error_task_id)
+    .bind(error_reason)
+    .bind(to_json(&run.labels, "run labels")?)
+    .bind(run.priority)
+    .bind(&run.tenant)
+    .bind(&run.request_id)
+    .bind(run.steps)
+    .bind(run.input_tokens)
+    .bind(run.output_tokens)
+    .bind(run.last_seq)
+    .bind(micros(run.created_at))
+    .bind(optional_micros(run.started_at))
+    .bind(optional_micros(run.ended_at))
+    .bind(micros(run.updated_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(unique_as_already_exists("run", &run.id))?;
+    Ok(())
+}
+
+/// Writes the mutable columns of a run; `last_seq` is the store's own.
+async fn update_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult<()> {
+    let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
+    sqlx::query(
+        "UPDATE runs SET status = ?, output = ?, error_message = ?, error_task_id = ?, \
+         error_reason = ?, steps = ?, input_tokens = ?, output_tokens = ?, started_at = ?, \
+         ended_at = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(run.status.as_str())
+    .bind(&run.output)
+    .bind(error_message)
+    .bind(error_task_id)
+    .bind(error_reason)
+    .bind(run.steps)
+    .bind(run.input_tokens)
+    .bind(run.output_tokens)
+    .bind(optional_micros(run.started_at))
+    .bind(optional_micros(run.ended_at))
+    .bind(micros(run.updated_at))
+    .bind(&run.id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempt(conn: &mut SqliteConnection, attempt: &AttemptRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
+         available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, \
+         input, prompt, output, error, dead_lettered, backend_id, model, input_tokens, \
+         output_tokens, created_at, started_at, ended_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&attempt.id)
+    .bind(&attempt.run_id)
+    .bind(&attempt.task_id)
+    .bind(attempt.attempt)
+    .bind(attempt.step)
+    .bind(attempt.status.as_str())
+    .bind(&attempt.queue)
+    .bind(attempt.priority)
+    .bind(micros(attempt.available_at))
+    .bind(optional_micros(attempt.deadline))
+    .bind(&attempt.lease_owner)
+    .bind(&attempt.lease_token)
+    .bind(optional_micros(attempt.lease_expires_at))
+    .bind(attempt.lease_expiries)
+    .bind(&attempt.input)
+    .bind(&attempt.prompt)
+    .bind(&attempt.output)
+    .bind(&attempt.error)
+    .bind(attempt.dead_lettered)
+    .bind(&attempt.backend_id)
+    .bind(&attempt.model)
+    .bind(attempt.input_tokens)
+    .bind(attempt.output_tokens)
+    .bind(micros(attempt.created_at))
+    .bind(optional_micros(attempt.started_at))
+    .bind(optional_micros(attempt.ended_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(unique_as_already_exists("attempt", &attempt.id))?;
+    Ok(())
+}
+
+/// Writes the mutable columns of an attempt of `run_id`; input, prompt,
+/// identity and creation time stay as inserted.
+async fn update_attempt(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    attempt: &AttemptRecord,
+) -> StoreResult<()> {
+    let updated = sqlx::query(
+        "UPDATE attempts SET status = ?, available_at = ?, deadline = ?, lease_owner = ?, \
+         lease_token = ?, lease_expires_at = ?, lease_expiries = ?, output = ?, error = ?, \
+         dead_lettered = ?, backend_id = ?, model = ?, input_tokens = ?, output_tokens = ?, \
+         started_at = ?, ended_at = ? WHERE id = ? AND run_id = ?",
+    )
+    .bind(attempt.status.as_str())
+    .bind(micros(attempt.available_at))
+    .bind(optional_micros(attempt.deadline))
+    .bind(&attempt.lease_owner)
+    .bind(&attempt.lease_token)
+    .bind(optional_micros(attempt.lease_expires_at))
+    .bind(attempt.lease_expiries)
+    .bind(&attempt.output)
+    .bind(&attempt.error)
+    .bind(attempt.dead_lettered)
+    .bind(&attempt.backend_id)
+    .bind(&attempt.model)
+    .bind(attempt.input_tokens)
+    .bind(attempt.output_tokens)
+    .bind(optional_micros(attempt.started_at))
+    .bind(optional_micros(attempt.ended_at))
+    .bind(&attempt.id)
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(outside_run(
+            run_id,
+            format!(
+                "updates attempt {:?}, which is not one of its attempts",
+                attempt.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Inserts `payloads` as the events after `last_seq`. The caller keeps
+/// `runs.last_seq` in step.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    last_seq: i64,
+    payloads: Vec<Vec<u8>>,
+) -> StoreResult<Vec<EventRecord>> {
+    let mut events = Vec::with_capacity(payloads.len());
+    for (seq, payload) in (last_seq + 1..).zip(payloads) {
+        sqlx::query("INSERT INTO run_events (run_id, seq, payload) VALUES (?, ?, ?)")
+            .bind(run_id)
+            .bind(seq)
+            .bind(&payload)
+            .execute(&mut *conn)
+            .await?;
+        events.push(EventRecord {
+            run_id: run_id.to_string(),
+            seq,
+            payload,
+        });
+    }
+    Ok(events)
+}
+
+/// Applies an accepted plan to `run` (as read in this transaction) in the
+/// documented order: run row, attempt updates, new attempts, events.
+/// Returns the events written.
+async fn apply_plan(
+    conn: &mut SqliteConnection,
+    run: &RunRecord,
+    plan: Plan,
+) -> StoreResult<Vec<EventRecord>> {
+    if let Some(update) = &plan.run {
+        if update.id != run.id {
+            return Err(outside_run(&run.id, format!("updates run {:?}", update.id)));
+        }
+        update_run(conn, update).await?;
+    }
+    for attempt in &plan.attempt_updates {
+        update_attempt(conn, &run.id, attempt).await?;
+    }
+    for attempt in &plan.new_attempts {
+        if attempt.run_id != run.id {
+            return Err(outside_run(
+                &run.id,
+                format!(
+                    "creates attempt {:?} of run {:?}",
+                    attempt.id, attempt.run_id
+                ),
+            ));
+        }
+        insert_attempt(conn, attempt).await?;
+    }
+    let events = insert_events(conn, &run.id, run.last_seq, plan.events).await?;
+    if let Some(last) = events.last() {
+        sqlx::query("UPDATE runs SET last_seq = ? WHERE id = ?")
+            .bind(last.seq)
+            .bind(&run.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(events)
+}
+
+// ---------------------------------------------------------------------------
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(
+        &self,
+        run: RunRecord,
+        attempts: Vec<AttemptRecord>,
+        events: Vec<Vec<u8>>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<(Created<RunRecord>, Vec<EventRecord>)> {
+        let mut tx = self.write_tx().await?;
+        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
+            let record = fetch_run(&mut tx, &prior.resource_key).await?;
+            tx.commit().await?;
+            let created = Created {
+                record,
+                replayed: true,
+            };
+            return Ok((created, Vec::new()));
+        }
+        if exists(&mut tx, "SELECT 1 FROM runs WHERE id = ?", &run.id).await? {
+            return Err(already_exists("run", run.id));
+        }
+        if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
+            return Err(outside_run(
+                &run.id,
+                format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
+            ));
+        }
+        let record = RunRecord {
+            last_seq: events.len() as i64,
+            ..run_as_stored(run)
+        };
+        insert_run(&mut tx, &record).await?;
+        for attempt in &attempts {
+            insert_attempt(&mut tx, attempt).await?;
+        }
+        let events = insert_events(&mut tx, &record.id, 0, events).await?;
+        remember_result(&mut tx, idempotency.as_ref(), &record.id, None).await?;
+        tx.commit().await?;
+        let created = Created {
+            record,
+            replayed: false,
+        };
+        Ok((created, events))
+    }
+
+    async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {
+        let mut conn = self.reader.acquire().await?;
+        fetch_run(&mut conn, id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, page: PageQuery) -> StoreResult<Page<RunRecord>> {
+        let (limit, fetch) = page_limits(&page);
+        // Only the filters in use become SQL, so the planner can pick the
+        // index of the one that narrows.
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {RUN_COLUMNS} FROM runs r WHERE 1 = 1"));
+        if !filter.statuses.is_empty() {
+            query.push(" AND r.status IN (");
+            let mut statuses = query.separated(", ");
+            for status in &filter.statuses {
+                statuses.push_bind(status.as_str());
+            }
+            statuses.push_unseparated(")");
+        }
+        if let Some(chain_id) = &filter.chain_id {
+            query
+                .push(" AND r.chain_id = ")
+                .push_bind(chain_id.as_str());
+        }
+        for (key, value) in &filter.labels {
+            query
+                .push(" AND EXISTS (SELECT 1 FROM json_each(r.labels) l WHERE l.key = ")
+                .push_bind(key.as_str())
+                .push(" AND l.value = ")
+                .push_bind(value.as_str())
+                .push(")");
+        }
+        if let Some(tenant) = &filter.tenant {
+            query.push(" AND r.tenant = ").push_bind(tenant.as_str());
+        }
+        if let Some(after) = filter.created_after {
+            query.push(" AND r.created_at >= ").push_bind(micros(after));
+        }
+        if let Some(before) = filter.created_before {
+            query.push(" AND r.created_at < ").push_bind(micros(before));
+        }
+        if let Some(after) = &page.after {
+            query.push(" AND r.id < ").push_bind(after.as_str());
+        }
+        query.push(" ORDER BY r.id DESC LIMIT ").push_bind(fetch);
+        let rows = query.build().fetch_all(&self.reader).await?;
+        let items = decode_all(&rows, run_from_row)?;
+        Ok(into_page(items, limit, |run| run.id.clone()))
+    }
+
+    async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord> {
+        let mut conn = self.reader.acquire().await?;
+        fetch_attempt(&mut conn, id).await
+    }
+
+    async fn list_attempts(
+        &self,
+        run_id: &str,
+        page: PageQuery,
+    ) -> StoreResult<Page<AttemptRecord>> {
+        let (limit, fetch) = page_limits(&page);
+        let after_step = match page.after.as_deref() {
+            None => None,
+            Some(after) => Some(after.parse::<i64>().map_err(|_| {
+                StoreError::FailedPrecondition(format!("page key {after:?} is not a step number"))
+            })?),
+        };
+        let mut tx = self.read_tx().await?;
+        require_run(&mut tx, run_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
+             WHERE a.run_id = ?1 AND (?2 IS NULL OR a.step > ?2) \
+             ORDER BY a.step, a.id LIMIT ?3"
+        ))
+        .bind(run_id)
+        .bind(after_step)
+        .bind(fetch)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let items = decode_all(&rows, attempt_from_row)?;
+        Ok(into_page(items, limit, |attempt| attempt.step.to_string()))
+    }
+
+    async fn list_events(
+        &self,
+        run_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let mut tx = self.read_tx().await?;
+        require_run(&mut tx, run_id).await?;
+        let rows = sqlx::query(
+            "SELECT run_id, seq, payload FROM run_events \
+             WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(run_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        decode_all(&rows, event_from_row)
+    }
+
+    async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome> {
+        // The writer lock taken by BEGIN IMMEDIATE is the run lock: no other
+        // write can interleave between the snapshot and the plan's writes.
+        let mut tx = self.write_tx().await?;
+        let run = fetch_run(&mut tx, run_id).await?;
+        let attempts = fetch_run_attempts(&mut tx, run_id).await?;
+        let snapshot = RunSnapshot { run, attempts };
+        let plan = decide(&snapshot);
+        if let Verdict::Reject(rejection) = &plan.verdict {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(TransitionOutcome::Rejected(rejection.clone()));
+        }
+        let events = apply_plan(&mut tx, &snapshot.run, plan).await?;
+        let run = fetch_run(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(TransitionOutcome::Applied { run, events })
+    }
+
+    async fn claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
+        if request.queues.is_empty() || request.limit == 0 {
+            return Ok(Claimed {
+                attempts: Vec::new(),
+                events: Vec::new(),
+            });
+        }
+        let now = truncate_to_micros(request.now);
+        let lease_expires_at = lease_expiry(now, request.lease_ms)?;
+        let dispatchable = dispatchable_statuses()?;
+        let limit = request.limit as usize;
+        let mut tx = self.write_tx().await?;
+        // One index scan per queue, each already in claim order and cut at
+        // the limit, then merged: a single query over several queues would
+        // sort every ready attempt they hold. Under the single writer no
+        // other transaction holds these rows, so there is nothing to skip.
+        let queues: BTreeSet<&str> = request.queues.iter().map(String::as_str).collect();
+        let mut candidates: Vec<(i32, i64, String)> = Vec::new();
+        for queue in queues {
+            let rows: Vec<(i32, i64, String)> = sqlx::query_as(
+                "SELECT a.priority, a.available_at, a.id \
+                 FROM attempts a CROSS JOIN runs r ON r.id = a.run_id \
+                 WHERE a.status = 'ready' AND a.queue = ?1 AND a.available_at <= ?2 \
+                   AND r.status IN (SELECT value FROM json_each(?3)) \
+                 ORDER BY a.priority DESC, a.available_at, a.id LIMIT ?4",
+            )
+            .bind(queue)
+            .bind(micros(now))
+            .bind(&dispatchable)
+            .bind(i64::from(request.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            candidates.extend(rows);
+        }
+        candidates.sort_by(|(p1, at1, id1), (p2, at2, id2)| {
+            p2.cmp(p1).then(at1.cmp(at2)).then(id1.cmp(id2))
+        });
+        candidates.truncate(limit);
+        let claimed_ids: Vec<String> = candidates.into_iter().map(|(_, _, id)| id).collect();
+
+        let mut leased_by_run: BTreeMap<String, Vec<AttemptRecord>> = BTreeMap::new();
+        for id in &claimed_ids {
+            sqlx::query(
+                "UPDATE attempts SET status = ?, lease_owner = ?, lease_token = ?, \
+                 lease_expires_at = ?, started_at = ? WHERE id = ?",
+            )
+            .bind(AttemptStatus::Leased.as_str())
+            .bind(&request.owner)
+            .bind(new_lease_token())
+            .bind(micros(lease_expires_at))
+            .bind(micros(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let leased = fetch_attempt(&mut tx, id).await?;
+            leased_by_run
+                .entry(leased.run_id.clone())
+                .or_default()
+                .push(leased);
+        }
+
+        let mut events = Vec::new();
+        for (run_id, leased) in &leased_by_run {
+            let run = fetch_run(&mut tx, run_id).await?;
+            let plan = decide(&run, leased);
+            if let Verdict::Reject(rejection) = &plan.verdict {
+                return Err(outside_run(
+                    run_id,
+                    format!(
+                        "rejected a claim, which claim decisions must not do: {}",
+                        rejection.message
+                    ),
+                ));
+            }
+            events.extend(apply_plan(&mut tx, &run, plan).await?);
+        }
+
+        // The leased attempts as the plans left them, in claim order.
+        let mut attempts = Vec::with_capacity(claimed_ids.len());
+        for id in &claimed_ids {
+            attempts.push(fetch_attempt(&mut tx, id).await?);
+        }
+        tx.commit().await?;
+        Ok(Claimed { attempts, events })
+    }
+
+    async fn due_attempts(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<DueAttempt>> {
+        // Oldest first = the one that became due earliest: the earlier of
+        // its lease expiry and its deadline.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.run_id, a.id FROM attempts a \
+             WHERE a.status = 'leased' AND (a.lease_expires_at <= ?1 OR a.deadline <= ?1) \
+             ORDER BY CASE WHEN a.deadline IS NULL OR a.lease_expires_at <= a.deadline \
+                      THEN a.lease_expires_at ELSE a.deadline END, a.id \
+             LIMIT ?2",
+        )
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, attempt_id)| DueAttempt { run_id, attempt_id })
+            .collect())
+    }
+
+    async fn list_dead_letters(
+        &self,
+        queue: Option<&str>,
+        page: PageQuery,
+    ) -> StoreResult<Page<AttemptRecord>> {
+        let (limit, fetch) = page_limits(&page);
+        // Two statements rather than `(?1 IS NULL OR a.queue = ?1)`, so each
+        // can use its own partial index.
+        let rows = match queue {
+            Some(queue) => {
+                sqlx::query(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
+                     WHERE a.dead_lettered = 1 AND a.queue = ?1 AND (?2 IS NULL OR a.id < ?2) \
+                     ORDER BY a.id DESC LIMIT ?3"
+                ))
+                .bind(queue)
+                .bind(&page.after)
+                .bind(fetch)
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
+                     WHERE a.dead_lettered = 1 AND (?1 IS NULL OR a.id < ?1) \
+                     ORDER BY a.id DESC LIMIT ?2"
+                ))
+                .bind(&page.after)
+                .bind(fetch)
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        let items = decode_all(&rows, attempt_from_row)?;
+        Ok(into_page(items, limit, |attempt| attempt.id.clone()))
+    }
+}
