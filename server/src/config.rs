@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Lease expiries an attempt survives before it fails as lost.
     #[arg(long, env = "TASKLOOM_MAX_LEASE_EXPIRIES", default_value_t = 3)]
     pub max_lease_expiries: i32,
+    /// How the resolver orders backends serving the same model:
+    /// `round_robin`, `least_loaded`, `random` or `priority`.
+    #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]
+    pub selection_policy: String,
     /// Interval of HTTP/2 keepalive pings on idle connections and streams.
     #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,

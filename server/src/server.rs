@@ -17,6 +17,10 @@ use crate::config::ServeArgs;
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
 use crate::kernel::{Kernel, KernelConfig, runner};
+use crate::llm::{
+    self,
+    resolver::{Resolver, SelectionPolicy},
+};
 use crate::proto::taskloom::v1 as pb;
 use crate::store;
 
@@ -46,7 +50,7 @@ pub async fn run(
     println!("taskloom data: {} ({location})", store.kind());
 
     let kernel = Kernel::new(
-        store,
+        store.clone(),
         KernelConfig {
             lease: args.lease_duration,
             max_lease_expiries: args.max_lease_expiries,
@@ -55,12 +59,20 @@ pub async fn run(
         uuid::Uuid::now_v7().to_string(),
     );
     let (stop_runner, runner_stop) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(runner::run(
-        kernel.clone(),
-        Arc::new(Executor::new()),
-        runner_stop,
+    let http = llm::http_client().context("build the HTTP client")?;
+    let policy = SelectionPolicy::parse(&args.selection_policy).with_context(|| {
+        format!(
+            "--selection-policy {:?}: use round_robin, least_loaded, random or priority",
+            args.selection_policy
+        )
+    })?;
+    let executor = Arc::new(Executor::new(
+        kernel.store().clone(),
+        Resolver::new(kernel.store().clone(), http.clone(), policy),
+        http,
     ));
-    let context = ApiContext::new(kernel);
+    let runner = tokio::spawn(runner::run(kernel.clone(), executor.clone(), runner_stop));
+    let context = ApiContext::new(kernel, executor);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
         "taskloom.v1.BackendService",

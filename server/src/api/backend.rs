@@ -10,6 +10,9 @@ use super::request::{
     millis_duration, next_page_token, page_query, require, timestamp,
 };
 use super::{ApiContext, ApiError, ApiResult, respond};
+use crate::chain::ModelPreference;
+use crate::llm::resolver::{Capability, ResolveError};
+use crate::llm::{ChatMessage, ChatRequest};
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
 use crate::store::{BackendRecord, BackendState, ModelRecord, PoolRecord};
 
@@ -747,6 +750,20 @@ impl BackendService for BackendApi {
         )
     }
 
+    async fn execute_prompt(
+        &self,
+        request: Request<pb::ExecutePromptRequest>,
+    ) -> Result<Response<pb::ExecutePromptResponse>, Status> {
+        respond(BackendApi::execute_prompt(self, request.into_inner()).await)
+    }
+
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedResponse>, Status> {
+        respond(BackendApi::embed(self, request.into_inner()).await)
+    }
+
     async fn delete_model(
         &self,
         request: Request<pb::DeleteModelRequest>,
@@ -760,6 +777,139 @@ impl BackendService for BackendApi {
             }
             .await,
         )
+    }
+}
+
+impl BackendApi {
+    async fn execute_prompt(
+        &self,
+        request: pb::ExecutePromptRequest,
+    ) -> ApiResult<pb::ExecutePromptResponse> {
+        let mut violations = Violations::new();
+        if request.prompt.is_empty() {
+            violations.add("prompt", "is required");
+        }
+        violations.check_max_len("prompt", &request.prompt, 1024 * 1024);
+        violations.check_max_len("system_instruction", &request.system_instruction, 64 * 1024);
+        for (index, model) in request.models.iter().enumerate() {
+            check_model_name(&mut violations, &format!("models[{index}]"), model);
+        }
+        if !request.pool.is_empty() {
+            violations.check_id("pool", &request.pool);
+        }
+        if let Some(temperature) = request.temperature
+            && !(0.0..=2.0).contains(&temperature)
+        {
+            violations.add("temperature", "must be between 0 and 2");
+        }
+        if request.max_tokens < 0 {
+            violations.add("max_tokens", "must not be negative");
+        }
+        violations.finish()?;
+        let preference = ModelPreference {
+            models: request.models.clone(),
+            pool: (!request.pool.is_empty()).then(|| request.pool.clone()),
+            temperature: request.temperature,
+            max_tokens: (request.max_tokens > 0).then_some(request.max_tokens as u32),
+            ..Default::default()
+        };
+        let mut messages = Vec::new();
+        if !request.system_instruction.is_empty() {
+            messages.push(ChatMessage::system(request.system_instruction.clone()));
+        }
+        messages.push(ChatMessage::user(request.prompt.clone()));
+        let resolver = self.context.executor().resolver();
+        let chars = request.prompt.len() + request.system_instruction.len();
+        let candidates = resolver
+            .candidates(&preference, Capability::Chat, "internal_tasks_pool", chars)
+            .await
+            .map_err(resolve_error)?;
+        let served = resolver
+            .chat(
+                &candidates,
+                &ChatRequest {
+                    model: String::new(),
+                    messages,
+                    temperature: preference.temperature,
+                    max_tokens: preference.max_tokens,
+                },
+                None,
+            )
+            .await
+            .map_err(resolve_error)?;
+        Ok(pb::ExecutePromptResponse {
+            text: served.response.content,
+            model: served.model,
+            backend_id: served.backend_id,
+            usage: Some(pb::TokenUsage {
+                input_tokens: served.response.usage.input_tokens as i64,
+                output_tokens: served.response.usage.output_tokens as i64,
+            }),
+        })
+    }
+
+    async fn embed(&self, request: pb::EmbedRequest) -> ApiResult<pb::EmbedResponse> {
+        let mut violations = Violations::new();
+        if request.text.is_empty() {
+            violations.add("text", "is required");
+        }
+        violations.check_max_len("text", &request.text, 1024 * 1024);
+        for (index, model) in request.models.iter().enumerate() {
+            check_model_name(&mut violations, &format!("models[{index}]"), model);
+        }
+        if !request.pool.is_empty() {
+            violations.check_id("pool", &request.pool);
+        }
+        violations.finish()?;
+        let preference = ModelPreference {
+            models: request.models.clone(),
+            pool: (!request.pool.is_empty()).then(|| request.pool.clone()),
+            ..Default::default()
+        };
+        let resolver = self.context.executor().resolver();
+        let candidates = resolver
+            .candidates(
+                &preference,
+                Capability::Embed,
+                "internal_embed_pool",
+                request.text.len(),
+            )
+            .await
+            .map_err(resolve_error)?;
+        let served = resolver
+            .embed(&candidates, &request.text)
+            .await
+            .map_err(resolve_error)?;
+        Ok(pb::EmbedResponse {
+            vector: Some(pb::Vector {
+                values: served.response.vector,
+            }),
+            model: served.model,
+            backend_id: served.backend_id,
+            usage: Some(pb::TokenUsage {
+                input_tokens: served.response.usage.input_tokens as i64,
+                output_tokens: served.response.usage.output_tokens as i64,
+            }),
+        })
+    }
+}
+
+/// No candidate is a precondition problem (configure a backend); a provider
+/// failure is UNAVAILABLE when retryable.
+fn resolve_error(error: ResolveError) -> ApiError {
+    match error {
+        ResolveError::NoCandidate(message) => ApiError::FailedPrecondition {
+            reason: "NO_BACKEND",
+            message,
+        },
+        ResolveError::Provider(error) if error.is_retryable() => {
+            ApiError::Unavailable(format!("model call failed: {error}"))
+        }
+        ResolveError::Provider(error) => ApiError::FailedPrecondition {
+            reason: "MODEL_CALL_FAILED",
+            message: format!("model call failed: {error}"),
+        },
+        ResolveError::Store(error) => error.into(),
     }
 }
 

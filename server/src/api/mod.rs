@@ -23,6 +23,7 @@ pub use info::InfoApi;
 pub use run::RunApi;
 pub use worker::WorkerApi;
 
+use crate::executor::Executor;
 use crate::kernel::Kernel;
 use crate::store::DynStore;
 
@@ -34,15 +35,25 @@ pub struct ApiContext {
 
 struct ContextInner {
     kernel: Kernel,
+    executor: Arc<Executor>,
     draining: watch::Sender<bool>,
 }
 
 impl ApiContext {
-    pub fn new(kernel: Kernel) -> Self {
+    pub fn new(kernel: Kernel, executor: Arc<Executor>) -> Self {
         let (draining, _) = watch::channel(false);
         ApiContext {
-            inner: Arc::new(ContextInner { kernel, draining }),
+            inner: Arc::new(ContextInner {
+                kernel,
+                executor,
+                draining,
+            }),
         }
+    }
+
+    /// The built-in handlers (for one-shot model calls).
+    pub fn executor(&self) -> &Executor {
+        &self.inner.executor
     }
 
     pub fn store(&self) -> &DynStore {

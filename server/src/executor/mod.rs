@@ -1,24 +1,49 @@
-//! Executes one attempt of a built-in handler. The kernel's runner owns the
-//! lease, the timeout and recording the result; this module only turns an
-//! attempt's input into an output (or a failure).
+//! Executes one attempt of a built-in handler: model calls through the
+//! resolver (streaming token deltas to run watchers), HTTP hooks, and the
+//! trivial handlers. The kernel's runner owns the lease, the timeout and
+//! recording the result; dropping the future returned by
+//! [`Executor::execute`] cancels the work, including an in-flight HTTP call.
 
-use crate::chain::{CompiledTask, Handler};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::chain::{self, CompiledTask, Handler};
 use crate::kernel::{Kernel, TaskFailure, TaskSuccess, value};
-use crate::store::AttemptRecord;
+use crate::llm::resolver::{Capability, ResolveError, Resolver, Served};
+use crate::llm::{ChatMessage, ChatRequest, ChatResponse, Role};
+use crate::proto::taskloom::v1::{self as pb, value::Kind};
+use crate::store::{AttemptRecord, DynStore, StoreError};
+
+/// Pools a task uses when its `execute_config` names none.
+const TASKS_POOL: &str = "internal_tasks_pool";
+const CHAT_POOL: &str = "internal_chat_pool";
+const EMBED_POOL: &str = "internal_embed_pool";
 
 /// The built-in handlers of this replica.
-#[derive(Default)]
-pub struct Executor {}
+pub struct Executor {
+    store: DynStore,
+    resolver: Resolver,
+    http: reqwest::Client,
+}
 
 impl Executor {
-    pub fn new() -> Executor {
-        Executor {}
+    pub fn new(store: DynStore, resolver: Resolver, http: reqwest::Client) -> Executor {
+        Executor {
+            store,
+            resolver,
+            http,
+        }
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     /// Runs `attempt` of `task`. Dropping the future cancels the work.
     pub async fn execute(
         &self,
-        _kernel: &Kernel,
+        kernel: &Kernel,
         task: &CompiledTask,
         attempt: &AttemptRecord,
     ) -> Result<TaskSuccess, TaskFailure> {
@@ -33,13 +58,287 @@ impl Executor {
                     .unwrap_or_else(|| format!("task {} raised an error", task.id)),
                 false,
             )),
-            other => Err(TaskFailure::new(
+            Handler::RawString
+            | Handler::ConditionKey
+            | Handler::ParseNumber
+            | Handler::ParseScore
+            | Handler::ParseRange => {
+                let prompt = attempt
+                    .prompt
+                    .clone()
+                    .unwrap_or_else(|| value::as_text(&input));
+                let mut messages = Vec::new();
+                if let Some(system) = &task.system_instruction {
+                    messages.push(ChatMessage::system(system.clone()));
+                }
+                messages.push(ChatMessage::user(prompt));
+                let served = self
+                    .chat(kernel, task, attempt, messages, TASKS_POOL)
+                    .await?;
+                let answer = served.response.content.clone();
+                let output = parse_answer(task, &answer)?;
+                Ok(success(output, &served))
+            }
+            Handler::ModelExecution => {
+                let mut history = match input.kind {
+                    Some(Kind::ChatHistory(history)) => history,
+                    _ => pb::ChatHistory {
+                        messages: vec![pb::ChatMessage {
+                            role: "user".into(),
+                            content: attempt
+                                .prompt
+                                .clone()
+                                .unwrap_or_else(|| value::as_text(&input)),
+                        }],
+                        ..Default::default()
+                    },
+                };
+                if let Some(system) = &task.system_instruction
+                    && !history.messages.iter().any(|m| m.role == "system")
+                {
+                    history.messages.insert(
+                        0,
+                        pb::ChatMessage {
+                            role: "system".into(),
+                            content: system.clone(),
+                        },
+                    );
+                }
+                let messages = history
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        ChatMessage::new(
+                            Role::parse(&m.role).unwrap_or(Role::User),
+                            m.content.clone(),
+                        )
+                    })
+                    .collect();
+                let served = self
+                    .chat(kernel, task, attempt, messages, CHAT_POOL)
+                    .await?;
+                history.messages.push(pb::ChatMessage {
+                    role: "assistant".into(),
+                    content: served.response.content.clone(),
+                });
+                history.model = served.model.clone();
+                history.input_tokens = served.response.usage.input_tokens as i64;
+                history.output_tokens = served.response.usage.output_tokens as i64;
+                let output = pb::Value {
+                    kind: Some(Kind::ChatHistory(history)),
+                };
+                Ok(success(output, &served))
+            }
+            Handler::Embedding => {
+                let text = attempt
+                    .prompt
+                    .clone()
+                    .unwrap_or_else(|| value::as_text(&input));
+                let candidates = self
+                    .resolver
+                    .candidates(&task.model, Capability::Embed, EMBED_POOL, text.len())
+                    .await
+                    .map_err(resolve_failure)?;
+                let served = self
+                    .resolver
+                    .embed(&candidates, &text)
+                    .await
+                    .map_err(resolve_failure)?;
+                Ok(TaskSuccess {
+                    output: pb::Value {
+                        kind: Some(Kind::Vector(pb::Vector {
+                            values: served.response.vector.clone(),
+                        })),
+                    },
+                    input_tokens: served.response.usage.input_tokens as i64,
+                    output_tokens: served.response.usage.output_tokens as i64,
+                    backend_id: Some(served.backend_id),
+                    model: Some(served.model),
+                })
+            }
+            Handler::Hook => self.call_hook(task, attempt, &input).await,
+            Handler::Worker | Handler::HumanInput => Err(TaskFailure::new(
                 format!(
-                    "handler {} cannot run on this server: no executor is configured for it",
-                    other.name()
+                    "handler {} does not run on the server's executor",
+                    task.handler.name()
                 ),
                 false,
             )),
         }
     }
+
+    /// One chat call with failover, streaming token deltas to the run's
+    /// watchers.
+    async fn chat(
+        &self,
+        kernel: &Kernel,
+        task: &CompiledTask,
+        attempt: &AttemptRecord,
+        messages: Vec<ChatMessage>,
+        default_pool: &str,
+    ) -> Result<Served<ChatResponse>, TaskFailure> {
+        let prompt_chars = messages.iter().map(|m| m.content.len()).sum();
+        let candidates = self
+            .resolver
+            .candidates(&task.model, Capability::Chat, default_pool, prompt_chars)
+            .await
+            .map_err(resolve_failure)?;
+        let request = ChatRequest {
+            model: String::new(),
+            messages,
+            temperature: task.model.temperature,
+            max_tokens: task.model.max_tokens,
+        };
+        let (deltas, mut received) = mpsc::channel::<String>(64);
+        let call = self.resolver.chat(&candidates, &request, Some(deltas));
+        let forward = async {
+            while let Some(text) = received.recv().await {
+                kernel
+                    .hub()
+                    .delta(&attempt.run_id, &attempt.task_id, &attempt.id, text);
+            }
+        };
+        let (result, ()) = tokio::join!(call, forward);
+        result.map_err(resolve_failure)
+    }
+
+    /// Calls a registered HTTP hook with the task's input and rendered
+    /// arguments; a JSON answer becomes a JSON output, anything else text.
+    async fn call_hook(
+        &self,
+        task: &CompiledTask,
+        attempt: &AttemptRecord,
+        input: &pb::Value,
+    ) -> Result<TaskSuccess, TaskFailure> {
+        let Some(call) = &task.hook else {
+            return Err(TaskFailure::new(
+                format!("task {} names no hook", task.id),
+                false,
+            ));
+        };
+        let hook = match self.store.get_hook(&call.name).await {
+            Ok(hook) => hook,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(TaskFailure::new(
+                    format!("hook {:?} is not registered", call.name),
+                    false,
+                ));
+            }
+            Err(error) => return Err(TaskFailure::new(error.to_string(), true)),
+        };
+        let args: serde_json::Value = attempt
+            .prompt
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        let method = reqwest::Method::from_bytes(hook.method.as_bytes()).map_err(|_| {
+            TaskFailure::new(format!("hook {} has an invalid method", hook.name), false)
+        })?;
+        let mut request = self
+            .http
+            .request(method.clone(), &hook.url)
+            .timeout(Duration::from_millis(hook.timeout_ms.max(1) as u64))
+            .header("x-taskloom-run-id", &attempt.run_id)
+            .header("x-taskloom-task-id", &attempt.task_id)
+            .header("x-taskloom-attempt", attempt.attempt.to_string());
+        for (name, value) in hook.headers.iter().chain(hook.secret_headers.iter()) {
+            request = request.header(name, value);
+        }
+        request = if method == reqwest::Method::GET {
+            let query: Vec<(String, String)> = args
+                .as_object()
+                .map(|object| {
+                    object
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            request.query(&query)
+        } else {
+            request.json(&serde_json::json!({
+                "input": value::template_json(input),
+                "args": args,
+                "run_id": attempt.run_id,
+                "task_id": attempt.task_id,
+                "attempt": attempt.attempt,
+            }))
+        };
+        let response = request.send().await.map_err(|error| {
+            // Never echo URLs with secrets: reqwest errors name the URL only.
+            TaskFailure::new(
+                format!("hook {} failed: {}", hook.name, error.without_url()),
+                true,
+            )
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|error| {
+            TaskFailure::new(
+                format!(
+                    "hook {} failed reading its answer: {}",
+                    hook.name,
+                    error.without_url()
+                ),
+                true,
+            )
+        })?;
+        if !status.is_success() {
+            let shown: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return Err(TaskFailure::new(
+                format!(
+                    "hook {} answered HTTP {}: {shown}",
+                    hook.name,
+                    status.as_u16()
+                ),
+                crate::llm::is_retryable_status(status.as_u16()),
+            ));
+        }
+        let output = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(json) => value::json_value(json),
+            Err(_) => value::text(String::from_utf8_lossy(&body).into_owned()),
+        };
+        Ok(TaskSuccess::output(output))
+    }
+}
+
+fn success(output: pb::Value, served: &Served<ChatResponse>) -> TaskSuccess {
+    TaskSuccess {
+        output,
+        input_tokens: served.response.usage.input_tokens as i64,
+        output_tokens: served.response.usage.output_tokens as i64,
+        backend_id: Some(served.backend_id.clone()),
+        model: Some(served.model.clone()),
+    }
+}
+
+fn resolve_failure(error: ResolveError) -> TaskFailure {
+    let retryable = error.is_retryable();
+    TaskFailure::new(error.to_string(), retryable)
+}
+
+/// Turns a model's answer into the handler's typed output. A model that
+/// answered off-format may do better on a retry, so parse errors are
+/// retryable.
+fn parse_answer(task: &CompiledTask, answer: &str) -> Result<pb::Value, TaskFailure> {
+    let parse_failure = |error: chain::ParseError| {
+        TaskFailure::new(
+            format!(
+                "task {}: the model's answer {answer:?} does not fit: {error}",
+                task.id
+            ),
+            true,
+        )
+    };
+    Ok(match task.handler {
+        Handler::ConditionKey => value::text(
+            chain::parse_condition_key(answer, &task.valid_conditions).map_err(parse_failure)?,
+        ),
+        Handler::ParseNumber => value::number(chain::parse_number(answer).map_err(parse_failure)?),
+        Handler::ParseScore => value::number(chain::parse_score(answer).map_err(parse_failure)?),
+        Handler::ParseRange => {
+            let (low, high) = chain::parse_range(answer).map_err(parse_failure)?;
+            value::json_value(serde_json::json!({ "low": low, "high": high }))
+        }
+        _ => value::text(answer),
+    })
 }

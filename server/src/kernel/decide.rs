@@ -819,6 +819,20 @@ impl<'a> Step<'a> {
         task: &CompiledTask,
         input: &pb::Value,
     ) -> Result<Option<String>, String> {
+        if task.handler == Handler::Hook {
+            // A hook's "prompt" is its rendered arguments, as a JSON object.
+            let Some(hook) = &task.hook else {
+                return Ok(None);
+            };
+            let mut args = serde_json::Map::new();
+            for (name, template) in &hook.args {
+                let rendered = self.render(template, input).map_err(|message| {
+                    format!("task {}: hook.args[{name:?}]: {message}", task.id)
+                })?;
+                args.insert(name.clone(), serde_json::Value::String(rendered));
+            }
+            return Ok(Some(serde_json::Value::Object(args).to_string()));
+        }
         let template = if task.handler == Handler::RaiseError {
             &task.error_message
         } else {

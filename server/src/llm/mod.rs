@@ -14,6 +14,7 @@ mod gemini;
 mod http;
 mod ollama;
 mod openai;
+pub mod resolver;
 
 use std::future::Future;
 use std::time::Duration;

@@ -8,15 +8,17 @@
 //! and a transition costs five round trips: BEGIN, lock the run, read its
 //! attempts, apply, COMMIT. A claim costs the same for a whole batch.
 //!
-//! Locking: a transition locks its run row, then writes the run's attempts.
-//! A claim never waits for a lock: its candidate scan locks each ready
-//! attempt together with its run row and skips rows another transaction
-//! holds (`FOR UPDATE OF a, r SKIP LOCKED`), so an attempt whose run is in
-//! the middle of a transition is left for the next claim. With no waiting on
-//! the claim side, claims cannot deadlock with transitions or with each
-//! other; a transition that wants an attempt a claim holds waits for that
-//! claim's commit. Deadlocks and serialization failures are still retried
-//! (a few tries, jittered back-off), so `decide` may run more than once.
+//! Locking: a transition locks its run row, then writes the run's
+//! attempts. A claim locks ready attempts, skipping those another claim
+//! holds (`SKIP LOCKED`), then waits for the rows of their runs, in id
+//! order. The two orders would deadlock when a transition rewrites a ready
+//! attempt (a cancel, say) that a claim holds while the claim waits for the
+//! transition's run: Postgres would break that only after
+//! `deadlock_timeout` (a second by default). So a transition takes the
+//! ready attempts it rewrites with `NOWAIT` and, if a claim has one, rolls
+//! back and tries again once the claim is through. Deadlocks, serialization
+//! failures and such lock conflicts are retried a few times with a jittered
+//! back-off, so `decide` may run more than once.
 //!
 //! Timestamps are truncated to microseconds (what TIMESTAMPTZ keeps) before
 //! they are written, so the records built in memory from the snapshot and
@@ -70,14 +72,11 @@ macro_rules! attempt_columns {
 /// serialization failure.
 const MAX_TRIES: u32 = 5;
 
-/// Ready attempts to lease, in claim order, each locked together with its
-/// run. `SKIP LOCKED` passes over attempts another claimer holds and
-/// attempts whose run a transition holds, so a claim never waits; a run
-/// that changed since the statement's snapshot is re-checked against the
-/// status condition once locked. One ordered scan of the partial ready
-/// index per queue: a plain `queue = ANY($1)` would read and sort every
-/// ready attempt of those queues. Up to `limit` rows per queue are locked;
-/// the unused ones are released at commit.
+/// Ready attempts to lease, in claim order, locked; `SKIP LOCKED` passes
+/// over attempts another claim holds, so this never waits. One ordered scan
+/// of the partial ready index per queue: a plain `queue = ANY($1)` would
+/// read and sort every ready attempt of those queues. Up to `limit` rows per
+/// queue are locked; the unused ones are released at commit.
 const CLAIM_CANDIDATES: &str = concat!(
     "SELECT c.* FROM UNNEST($1::text[]) AS q(queue) CROSS JOIN LATERAL (SELECT ",
     attempt_columns!(),
@@ -85,7 +84,7 @@ const CLAIM_CANDIDATES: &str = concat!(
      WHERE a.status = 'ready' AND a.queue = q.queue AND a.available_at <= $2 \
      AND r.status IN ('queued', 'running') \
      ORDER BY a.priority DESC, a.available_at, a.id LIMIT $3 \
-     FOR UPDATE OF a, r SKIP LOCKED) AS c \
+     FOR UPDATE OF a SKIP LOCKED) AS c \
      ORDER BY c.priority DESC, c.available_at, c.id LIMIT $3"
 );
 
@@ -225,13 +224,14 @@ fn outside_run(run_id: &str, what: String) -> StoreError {
     StoreError::Corrupt(format!("a plan for run {run_id:?} {what}"))
 }
 
-/// A deadlock (40P01) or serialization failure (40001): the transaction
-/// was rolled back and may simply run again.
+/// A deadlock (40P01), serialization failure (40001) or a row lock taken
+/// with `NOWAIT` that another transaction holds (55P03): the transaction
+/// failed as a whole and may simply run again.
 fn is_retryable(err: &StoreError) -> bool {
     match err {
         StoreError::Database(err) => database_error(err)
             .and_then(|db| db.code())
-            .is_some_and(|code| code == "40P01" || code == "40001"),
+            .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "55P03")),
         _ => false,
     }
 }
@@ -702,6 +702,22 @@ impl PostgresStore {
                 ),
             ));
         }
+        // A claim holding one of the run's ready attempts is waiting for
+        // the run lock this transaction holds; waiting for the attempt would
+        // deadlock. Take them without waiting, or give way and retry.
+        let rewritten: HashSet<&str> = plan.attempt_updates.iter().map(|a| a.id.as_str()).collect();
+        let ready: Vec<&str> = snapshot
+            .attempts
+            .iter()
+            .filter(|a| a.status == AttemptStatus::Ready && rewritten.contains(a.id.as_str()))
+            .map(|a| a.id.as_str())
+            .collect();
+        if !ready.is_empty() {
+            sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
+                .bind(&ready)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut writes = Writes::default();
         let (run, events) = writes.stage(&snapshot.run, plan)?;
         writes.apply(&mut tx).await?;
@@ -738,12 +754,15 @@ impl PostgresStore {
                 .or_default()
                 .push(candidate);
         }
-        // Already locked by the candidate scan.
+        // In id order, so claims that want the same runs queue up rather
+        // than deadlock. A run may have been paused or cancelled since the
+        // candidates were read: waiting for its lock re-reads it, and only
+        // dispatchable runs get their attempts leased.
         let run_ids: Vec<&str> = candidates_by_run.keys().copied().collect();
         let rows = sqlx::query(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id"
+            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
         ))
         .bind(&run_ids)
         .fetch_all(&mut *tx)
@@ -1073,17 +1092,7 @@ mod tests {
             .unwrap();
         let store = PostgresStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        // Deadlocks are the point of the race test; find them fast. Needs a
-        // superuser (the testkit's server is one); otherwise they are merely
-        // found after the default second.
-        let _ = sqlx::query(
-            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET deadlock_timeout = %L', \
-             current_database(), '20ms'); END $$",
-        )
-        .execute(store.pool())
-        .await;
-        store.pool().close().await;
-        PostgresStore::connect(&url).await.unwrap()
+        store
     }
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -1167,9 +1176,10 @@ mod tests {
         }
     }
 
-    /// Claimers lock ready attempts with their runs; transitions hold a run
-    /// and rewrite its ready attempts. Neither may fail the other (no
-    /// deadlock escapes), and no attempt may be leased twice.
+    /// Claimers lock ready attempts and then wait for their runs;
+    /// transitions hold a run and rewrite its ready attempts. Neither may
+    /// fail the other (no deadlock or lock conflict escapes the retries),
+    /// and no attempt may be leased twice.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn claims_racing_transitions_never_fail_or_double_lease() {
         const RUNS: usize = 12;
