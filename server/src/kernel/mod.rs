@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, ClaimRequest, DynStore, IdempotencyKey, Plan, RejectionKind, RunRecord,
+    AttemptRecord, ClaimRequest, DynStore, EventRecord, IdempotencyKey, Plan, RejectionKind, RunRecord,
     RunSnapshot, StoreError, TransitionOutcome,
 };
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
@@ -112,10 +112,14 @@ struct Inner {
     hub: EventHub,
     /// Wakes the executor when internal work may be ready.
     work: Notify,
+    /// Runs changed by this replica, to announce to the others.
+    changed: mpsc::UnboundedSender<String>,
+    changed_receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 impl Kernel {
     pub fn new(store: DynStore, config: KernelConfig, instance_id: String) -> Kernel {
+        let (changed, changed_receiver) = mpsc::unbounded_channel();
         Kernel {
             inner: Arc::new(Inner {
                 store,
@@ -124,7 +128,83 @@ impl Kernel {
                 chains: RwLock::new(HashMap::new()),
                 hub: EventHub::default(),
                 work: Notify::new(),
+                changed,
+                changed_receiver: std::sync::Mutex::new(Some(changed_receiver)),
             }),
+        }
+    }
+
+    /// Publishes committed events to this replica's watchers and queues
+    /// their runs for announcement to the other replicas.
+    fn committed(&self, events: &[EventRecord]) {
+        self.inner.hub.publish(events);
+        let mut last: Option<&str> = None;
+        for event in events {
+            if last != Some(event.run_id.as_str()) {
+                let _ = self.inner.changed.send(event.run_id.clone());
+                last = Some(&event.run_id);
+            }
+        }
+    }
+
+    /// Exchanges change signals with the other replicas until `stop`:
+    /// announces this replica's changed runs (coalesced: one notification
+    /// per burst, never one per transition) and wakes watchers and the
+    /// runner on the others' announcements.
+    pub async fn exchange_signals(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(mut changed) = self
+            .inner
+            .changed_receiver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut incoming = match self.inner.store.listen().await {
+            Ok(incoming) => incoming,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for other replicas' changes; relying on polling");
+                None
+            }
+        };
+        let mut batch: Vec<String> = Vec::new();
+        loop {
+            tokio::select! {
+                received = changed.recv() => {
+                    let Some(run_id) = received else { return };
+                    batch.push(run_id);
+                    // Gather the rest of the burst.
+                    let window = tokio::time::sleep(Duration::from_millis(5));
+                    tokio::pin!(window);
+                    while batch.len() < 512 {
+                        tokio::select! {
+                            () = &mut window => break,
+                            more = changed.recv() => match more {
+                                Some(run_id) => batch.push(run_id),
+                                None => break,
+                            },
+                        }
+                    }
+                    batch.sort();
+                    batch.dedup();
+                    if let Err(error) = self.inner.store.announce(&self.inner.instance_id, &batch).await {
+                        tracing::debug!(error = %error, "announcing changed runs failed");
+                    }
+                    batch.clear();
+                }
+                announcement = recv_announcement(&mut incoming) => match announcement {
+                    Some(announcement) if announcement.origin != self.inner.instance_id => {
+                        for run_id in &announcement.run_ids {
+                            self.inner.hub.poke(run_id);
+                        }
+                        self.inner.work.notify_one();
+                    }
+                    Some(_) => {}
+                    None => incoming = None,
+                },
+                _ = stop.changed() => return,
+            }
         }
     }
 
@@ -271,7 +351,7 @@ impl Kernel {
             .store
             .create_run(run, attempts, events, request.idempotency)
             .await?;
-        self.inner.hub.publish(&stored_events);
+        self.committed(&stored_events);
         self.inner.work.notify_one();
         Ok((created.record, created.replayed))
     }
@@ -293,7 +373,7 @@ impl Kernel {
             .await?;
         match outcome {
             TransitionOutcome::Applied { run, events } => {
-                self.inner.hub.publish(&events);
+                self.committed(&events);
                 if !events.is_empty() {
                     self.inner.work.notify_one();
                 }
@@ -448,7 +528,7 @@ impl Kernel {
             decide::claimed(chain.as_deref(), run, attempts, now)
         };
         let claimed = self.inner.store.claim(&request, &decide_claim).await?;
-        self.inner.hub.publish(&claimed.events);
+        self.committed(&claimed.events);
         let chains_of_runs = std::mem::take(
             &mut *chains_of_runs
                 .lock()
@@ -495,6 +575,15 @@ impl Kernel {
 
     async fn work_available(&self) {
         self.inner.work.notified().await;
+    }
+}
+
+async fn recv_announcement(
+    incoming: &mut Option<mpsc::Receiver<crate::store::Announcement>>,
+) -> Option<crate::store::Announcement> {
+    match incoming {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -18,6 +18,11 @@ use crate::store::AttemptRecord;
 pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(kernel.config().executor_concurrency));
     let sweeper = tokio::spawn(sweep_loop(kernel.clone(), stop.clone()));
+    let signals = {
+        let kernel = kernel.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { kernel.exchange_signals(stop).await })
+    };
     let queues = vec![INTERNAL_QUEUE.to_string()];
     let owner = kernel.instance_id().to_string();
     loop {
@@ -57,6 +62,7 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
         }
     }
     sweeper.abort();
+    signals.abort();
 }
 
 async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {

@@ -12,6 +12,7 @@
 mod postgres;
 mod postgres_runs;
 mod runs;
+mod signals;
 mod sqlite;
 mod sqlite_runs;
 
@@ -27,6 +28,7 @@ pub use runs::{
     EventRecord, Plan, Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot,
     RunStatus, RunStore, TransitionOutcome, Verdict,
 };
+pub use signals::{Announcement, Signals};
 pub use sqlite::SqliteStore;
 
 /// Pools every install has; they cannot be deleted.
@@ -198,7 +200,7 @@ pub struct ChainRecord {
 /// and `id` for lookup; pools by `id`; models, hooks by `name`; chains by
 /// `id`; chain versions newest first (page key is the version number).
 #[async_trait]
-pub trait Store: RunStore + Send + Sync + 'static {
+pub trait Store: RunStore + Signals + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
 

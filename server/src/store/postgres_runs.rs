@@ -6,7 +6,8 @@
 //! first (see PERFORMANCE.md), so a plan of any size is written by one
 //! statement ([`APPLY_WRITES`]: data-modifying CTEs over `UNNEST`ed arrays),
 //! and a transition costs five round trips: BEGIN, lock the run, read its
-//! attempts, apply, COMMIT. A claim costs the same for a whole batch.
+//! attempts, apply, COMMIT. A claim costs the same for a whole batch, and
+//! creating a run three (BEGIN, [`CREATE_RUN`], COMMIT).
 //!
 //! Locking: a transition locks its run row, then writes the run's
 //! attempts. A claim locks ready attempts, skipping those another claim
@@ -34,9 +35,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
 use super::postgres::{
     Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
@@ -68,6 +70,14 @@ macro_rules! attempt_columns {
     };
 }
 
+/// Opens the transactions of the hot path. Their statements are prepared
+/// once per connection, and with arrays as parameters the planner's custom
+/// plans never look cheaper than re-planning, so Postgres would plan the
+/// larger ones on every execution (about as long as running them). A
+/// generic plan is planned once per connection; `SET LOCAL` rides along
+/// with BEGIN, in the same round trip, and ends with the transaction.
+const BEGIN_HOT: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+
 /// How often a transaction is tried when Postgres reports a deadlock or a
 /// serialization failure.
 const MAX_TRIES: u32 = 5;
@@ -88,51 +98,80 @@ const CLAIM_CANDIDATES: &str = concat!(
      ORDER BY c.priority DESC, c.available_at, c.id LIMIT $3"
 );
 
-/// Every write of one or more plans in one statement. Each part is an
-/// `UNNEST` over column arrays, so its cost does not grow in round trips
-/// with the plan; empty arrays make a part a no-op. The counts let the
-/// caller check that every attempt update matched an attempt of the named
-/// run (`a.run_id = u.run_id`).
-const APPLY_WRITES: &str = "\
-WITH attempt_updates AS (\
- UPDATE attempts AS a SET status = u.status, available_at = u.available_at, \
- deadline = u.deadline, lease_owner = u.lease_owner, lease_token = u.lease_token, \
- lease_expires_at = u.lease_expires_at, lease_expiries = u.lease_expiries, output = u.output, \
- error = u.error, dead_lettered = u.dead_lettered, backend_id = u.backend_id, model = u.model, \
- input_tokens = u.input_tokens, output_tokens = u.output_tokens, started_at = u.started_at, \
- ended_at = u.ended_at \
- FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
- $6::text[], $7::text[], $8::timestamptz[], $9::int4[], $10::bytea[], $11::text[], \
- $12::bool[], $13::text[], $14::text[], $15::int8[], $16::int8[], $17::timestamptz[], \
- $18::timestamptz[]) AS u(id, run_id, status, available_at, deadline, lease_owner, \
- lease_token, lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, \
- model, input_tokens, output_tokens, started_at, ended_at) \
- WHERE a.id = u.id AND a.run_id = u.run_id RETURNING 1), \
-attempt_inserts AS (\
- INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
- available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, input, \
- prompt, output, error, dead_lettered, backend_id, model, input_tokens, output_tokens, \
- created_at, started_at, ended_at) \
- SELECT * FROM UNNEST($19::text[], $20::text[], $21::text[], $22::int4[], $23::int4[], \
- $24::text[], $25::text[], $26::int4[], $27::timestamptz[], $28::timestamptz[], $29::text[], \
- $30::text[], $31::timestamptz[], $32::int4[], $33::bytea[], $34::text[], $35::bytea[], \
- $36::text[], $37::bool[], $38::text[], $39::text[], $40::int8[], $41::int8[], \
- $42::timestamptz[], $43::timestamptz[], $44::timestamptz[])), \
-event_inserts AS (\
- INSERT INTO run_events (run_id, seq, payload) \
- SELECT * FROM UNNEST($45::text[], $46::int8[], $47::bytea[])), \
-run_updates AS (\
- UPDATE runs AS r SET status = u.status, output = u.output, error_message = u.error_message, \
- error_task_id = u.error_task_id, error_reason = u.error_reason, steps = u.steps, \
- input_tokens = u.input_tokens, output_tokens = u.output_tokens, started_at = u.started_at, \
- ended_at = u.ended_at, updated_at = u.updated_at, last_seq = u.last_seq \
- FROM UNNEST($48::text[], $49::text[], $50::bytea[], $51::text[], $52::text[], $53::text[], \
- $54::int4[], $55::int8[], $56::int8[], $57::timestamptz[], $58::timestamptz[], \
- $59::timestamptz[], $60::int8[]) AS u(id, status, output, error_message, error_task_id, \
- error_reason, steps, input_tokens, output_tokens, started_at, ended_at, updated_at, last_seq) \
- WHERE r.id = u.id RETURNING 1) \
-SELECT (SELECT count(*) FROM attempt_updates) AS attempts_updated, \
-(SELECT count(*) FROM run_updates) AS runs_updated";
+/// The parts of a write statement that insert attempts (`$1`..`$26`) and
+/// events (`$27`..`$29`), each an `INSERT … SELECT` over `UNNEST`ed column
+/// arrays. Bound by [`bind_inserts`].
+macro_rules! insert_attempts_and_events {
+    () => {
+        "attempt_inserts AS (\
+         INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
+         available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, \
+         input, prompt, output, error, dead_lettered, backend_id, model, input_tokens, \
+         output_tokens, created_at, started_at, ended_at) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
+         $6::text[], $7::text[], $8::int4[], $9::timestamptz[], $10::timestamptz[], \
+         $11::text[], $12::text[], $13::timestamptz[], $14::int4[], $15::bytea[], \
+         $16::text[], $17::bytea[], $18::text[], $19::bool[], $20::text[], $21::text[], \
+         $22::int8[], $23::int8[], $24::timestamptz[], $25::timestamptz[], \
+         $26::timestamptz[])), \
+         event_inserts AS (\
+         INSERT INTO run_events (run_id, seq, payload) \
+         SELECT * FROM UNNEST($27::text[], $28::int8[], $29::bytea[]))"
+    };
+}
+
+/// Every write of one or more plans in one statement: new attempts and
+/// events, attempt updates (`$30`..`$47`), run updates (`$48`..`$60`). Each
+/// part works on column arrays, so a plan costs one round trip whatever its
+/// size, and empty arrays make a part a no-op. The counts let the caller
+/// check that every attempt update matched an attempt of the named run
+/// (`a.run_id = u.run_id`).
+const APPLY_WRITES: &str = concat!(
+    "WITH ",
+    insert_attempts_and_events!(),
+    ", attempt_updates AS (\
+     UPDATE attempts AS a SET status = u.status, available_at = u.available_at, \
+     deadline = u.deadline, lease_owner = u.lease_owner, lease_token = u.lease_token, \
+     lease_expires_at = u.lease_expires_at, lease_expiries = u.lease_expiries, \
+     output = u.output, error = u.error, dead_lettered = u.dead_lettered, \
+     backend_id = u.backend_id, model = u.model, input_tokens = u.input_tokens, \
+     output_tokens = u.output_tokens, started_at = u.started_at, ended_at = u.ended_at \
+     FROM UNNEST($30::text[], $31::text[], $32::text[], $33::timestamptz[], \
+     $34::timestamptz[], $35::text[], $36::text[], $37::timestamptz[], $38::int4[], \
+     $39::bytea[], $40::text[], $41::bool[], $42::text[], $43::text[], $44::int8[], \
+     $45::int8[], $46::timestamptz[], $47::timestamptz[]) \
+     AS u(id, run_id, status, available_at, deadline, lease_owner, lease_token, \
+     lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, model, \
+     input_tokens, output_tokens, started_at, ended_at) \
+     WHERE a.id = u.id AND a.run_id = u.run_id RETURNING 1), \
+     run_updates AS (\
+     UPDATE runs AS r SET status = u.status, output = u.output, \
+     error_message = u.error_message, error_task_id = u.error_task_id, \
+     error_reason = u.error_reason, steps = u.steps, input_tokens = u.input_tokens, \
+     output_tokens = u.output_tokens, started_at = u.started_at, ended_at = u.ended_at, \
+     updated_at = u.updated_at, last_seq = u.last_seq \
+     FROM UNNEST($48::text[], $49::text[], $50::bytea[], $51::text[], $52::text[], \
+     $53::text[], $54::int4[], $55::int8[], $56::int8[], $57::timestamptz[], \
+     $58::timestamptz[], $59::timestamptz[], $60::int8[]) \
+     AS u(id, status, output, error_message, error_task_id, error_reason, steps, \
+     input_tokens, output_tokens, started_at, ended_at, updated_at, last_seq) \
+     WHERE r.id = u.id RETURNING 1) \
+     SELECT (SELECT count(*) FROM attempt_updates) AS attempts_updated, \
+     (SELECT count(*) FROM run_updates) AS runs_updated"
+);
+
+/// A new run (`$30`..`$50`) with its first attempts and events, in one
+/// statement. The foreign keys are checked at its end, when the run row
+/// exists.
+const CREATE_RUN: &str = concat!(
+    "WITH ",
+    insert_attempts_and_events!(),
+    " INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
+     error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
+     output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
+     VALUES ($30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
+     $46, $47, $48, $49, $50)"
+);
 
 // ---------------------------------------------------------------------------
 // Encoding
@@ -480,7 +519,7 @@ impl Writes {
             .iter()
             .map(|r| error_columns(r.error.as_ref()))
             .collect();
-        let row = sqlx::query(APPLY_WRITES)
+        let row = bind_inserts(sqlx::query(APPLY_WRITES), news, events)
             // attempt updates
             .bind(col(updates, |a| a.id.as_str()))
             .bind(col(updates, |a| a.run_id.as_str()))
@@ -500,37 +539,6 @@ impl Writes {
             .bind(col(updates, |a| a.output_tokens))
             .bind(col(updates, |a| a.started_at))
             .bind(col(updates, |a| a.ended_at))
-            // new attempts
-            .bind(col(news, |a| a.id.as_str()))
-            .bind(col(news, |a| a.run_id.as_str()))
-            .bind(col(news, |a| a.task_id.as_str()))
-            .bind(col(news, |a| a.attempt))
-            .bind(col(news, |a| a.step))
-            .bind(col(news, |a| a.status.as_str()))
-            .bind(col(news, |a| a.queue.as_str()))
-            .bind(col(news, |a| a.priority))
-            .bind(col(news, |a| a.available_at))
-            .bind(col(news, |a| a.deadline))
-            .bind(col(news, |a| a.lease_owner.as_deref()))
-            .bind(col(news, |a| a.lease_token.as_deref()))
-            .bind(col(news, |a| a.lease_expires_at))
-            .bind(col(news, |a| a.lease_expiries))
-            .bind(col(news, |a| a.input.as_slice()))
-            .bind(col(news, |a| a.prompt.as_deref()))
-            .bind(col(news, |a| a.output.as_deref()))
-            .bind(col(news, |a| a.error.as_deref()))
-            .bind(col(news, |a| a.dead_lettered))
-            .bind(col(news, |a| a.backend_id.as_deref()))
-            .bind(col(news, |a| a.model.as_deref()))
-            .bind(col(news, |a| a.input_tokens))
-            .bind(col(news, |a| a.output_tokens))
-            .bind(col(news, |a| a.created_at))
-            .bind(col(news, |a| a.started_at))
-            .bind(col(news, |a| a.ended_at))
-            // events
-            .bind(col(events, |e| e.run_id.as_str()))
-            .bind(col(events, |e| e.seq))
-            .bind(col(events, |e| e.payload.as_slice()))
             // runs
             .bind(col(runs, |r| r.id.as_str()))
             .bind(col(runs, |r| r.status.as_str()))
@@ -547,7 +555,7 @@ impl Writes {
             .bind(col(runs, |r| r.last_seq))
             .fetch_one(&mut *conn)
             .await
-            .map_err(|err| self.explain_write_error(err))?;
+            .map_err(|err| write_error(err, news))?;
         let attempts_updated: i64 = column(&row, "attempts_updated")?;
         let runs_updated: i64 = column(&row, "runs_updated")?;
         if usize::try_from(attempts_updated).ok() != Some(updates.len()) {
@@ -564,30 +572,67 @@ impl Writes {
         }
         Ok(())
     }
+}
 
-    /// Names the record behind a constraint violation of [`APPLY_WRITES`].
-    fn explain_write_error(&self, err: sqlx::Error) -> StoreError {
-        let Some(db) = database_error(&err).filter(|db| db.is_unique_violation()) else {
-            return StoreError::Database(err);
-        };
-        match db.constraint() {
-            Some("attempts_pkey") => StoreError::AlreadyExists {
-                resource: "attempt",
-                id: self
-                    .new_attempts
-                    .iter()
-                    .map(|a| a.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            },
-            // Sequence numbers come from the locked run's last_seq.
-            Some("run_events_pkey") => StoreError::Corrupt(format!(
-                "event sequence numbers of a run are taken although last_seq is behind: {}",
-                db.message()
-            )),
-            _ => StoreError::Database(err),
-        }
+/// Names the record behind a unique violation of a write statement.
+fn write_error(err: sqlx::Error, new_attempts: &[AttemptRecord]) -> StoreError {
+    let Some(db) = database_error(&err).filter(|db| db.is_unique_violation()) else {
+        return StoreError::Database(err);
+    };
+    match db.constraint() {
+        Some("attempts_pkey") => StoreError::AlreadyExists {
+            resource: "attempt",
+            id: new_attempts
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        // Sequence numbers come from the locked run's last_seq.
+        Some("run_events_pkey") => StoreError::Corrupt(format!(
+            "event sequence numbers of a run are taken although last_seq is behind: {}",
+            db.message()
+        )),
+        _ => StoreError::Database(err),
     }
+}
+
+/// Binds the attempt and event inserts of [`insert_attempts_and_events`].
+fn bind_inserts<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    news: &'q [AttemptRecord],
+    events: &'q [EventRecord],
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(col(news, |a| a.id.as_str()))
+        .bind(col(news, |a| a.run_id.as_str()))
+        .bind(col(news, |a| a.task_id.as_str()))
+        .bind(col(news, |a| a.attempt))
+        .bind(col(news, |a| a.step))
+        .bind(col(news, |a| a.status.as_str()))
+        .bind(col(news, |a| a.queue.as_str()))
+        .bind(col(news, |a| a.priority))
+        .bind(col(news, |a| a.available_at))
+        .bind(col(news, |a| a.deadline))
+        .bind(col(news, |a| a.lease_owner.as_deref()))
+        .bind(col(news, |a| a.lease_token.as_deref()))
+        .bind(col(news, |a| a.lease_expires_at))
+        .bind(col(news, |a| a.lease_expiries))
+        .bind(col(news, |a| a.input.as_slice()))
+        .bind(col(news, |a| a.prompt.as_deref()))
+        .bind(col(news, |a| a.output.as_deref()))
+        .bind(col(news, |a| a.error.as_deref()))
+        .bind(col(news, |a| a.dead_lettered))
+        .bind(col(news, |a| a.backend_id.as_deref()))
+        .bind(col(news, |a| a.model.as_deref()))
+        .bind(col(news, |a| a.input_tokens))
+        .bind(col(news, |a| a.output_tokens))
+        .bind(col(news, |a| a.created_at))
+        .bind(col(news, |a| a.started_at))
+        .bind(col(news, |a| a.ended_at))
+        .bind(col(events, |e| e.run_id.as_str()))
+        .bind(col(events, |e| e.seq))
+        .bind(col(events, |e| e.payload.as_slice()))
 }
 
 /// One column of `items`, as an array parameter.
@@ -607,45 +652,45 @@ fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
     }
 }
 
-async fn insert_run(conn: &mut PgConnection, run: &RunRecord) -> StoreResult<()> {
+/// Inserts `run` with its first attempts and events (all as stored).
+async fn insert_run(
+    conn: &mut PgConnection,
+    run: &RunRecord,
+    attempts: &[AttemptRecord],
+    events: &[EventRecord],
+) -> StoreResult<()> {
     let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
-    sqlx::query(
-        "INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
-         error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
-         output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21)",
-    )
-    .bind(&run.id)
-    .bind(&run.chain_id)
-    .bind(run.chain_version)
-    .bind(run.status.as_str())
-    .bind(&run.input)
-    .bind(&run.output)
-    .bind(error_message)
-    .bind(error_task_id)
-    .bind(error_reason)
-    .bind(Json(&run.labels))
-    .bind(run.priority)
-    .bind(&run.tenant)
-    .bind(&run.request_id)
-    .bind(run.steps)
-    .bind(run.input_tokens)
-    .bind(run.output_tokens)
-    .bind(run.last_seq)
-    .bind(run.created_at)
-    .bind(run.started_at)
-    .bind(run.ended_at)
-    .bind(run.updated_at)
-    .execute(conn)
-    .await
-    .map_err(|err| match database_error(&err) {
-        Some(db) if db.is_unique_violation() => StoreError::AlreadyExists {
-            resource: "run",
-            id: run.id.clone(),
-        },
-        _ => StoreError::Database(err),
-    })?;
+    bind_inserts(sqlx::query(CREATE_RUN), attempts, events)
+        .bind(&run.id)
+        .bind(&run.chain_id)
+        .bind(run.chain_version)
+        .bind(run.status.as_str())
+        .bind(&run.input)
+        .bind(&run.output)
+        .bind(error_message)
+        .bind(error_task_id)
+        .bind(error_reason)
+        .bind(Json(&run.labels))
+        .bind(run.priority)
+        .bind(&run.tenant)
+        .bind(&run.request_id)
+        .bind(run.steps)
+        .bind(run.input_tokens)
+        .bind(run.output_tokens)
+        .bind(run.last_seq)
+        .bind(run.created_at)
+        .bind(run.started_at)
+        .bind(run.ended_at)
+        .bind(run.updated_at)
+        .execute(conn)
+        .await
+        .map_err(|err| match database_error(&err) {
+            Some(db) if db.constraint() == Some("runs_pkey") => StoreError::AlreadyExists {
+                resource: "run",
+                id: run.id.clone(),
+            },
+            _ => write_error(err, attempts),
+        })?;
     Ok(())
 }
 
@@ -653,12 +698,16 @@ async fn insert_run(conn: &mut PgConnection, run: &RunRecord) -> StoreResult<()>
 // Transactions (one try each; the trait methods retry them)
 
 impl PostgresStore {
+    async fn begin_hot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.pool().begin_with(BEGIN_HOT).await?)
+    }
+
     async fn try_transition(
         &self,
         run_id: &str,
         decide: &DecideFn,
     ) -> StoreResult<TransitionOutcome> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_hot().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             run_columns!(),
@@ -732,7 +781,7 @@ impl PostgresStore {
         queues.sort_unstable();
         queues.dedup();
 
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_hot().await?;
         let rows = sqlx::query(CLAIM_CANDIDATES)
             .bind(&queues)
             .bind(now)
@@ -846,7 +895,7 @@ impl RunStore for PostgresStore {
                 format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
             ));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_hot().await?;
         if let Some(key) = &idempotency
             && let Reservation::Replay { resource_key, .. } = reserve(&mut tx, key, &run.id).await?
         {
@@ -862,22 +911,17 @@ impl RunStore for PostgresStore {
             last_seq: events.len() as i64,
             ..run_as_stored(run)
         };
-        insert_run(&mut tx, &record).await?;
-        let writes = Writes {
-            new_attempts: attempts.into_iter().map(attempt_as_stored).collect(),
-            events: (1..)
-                .zip(events)
-                .map(|(seq, payload)| EventRecord {
-                    run_id: record.id.clone(),
-                    seq,
-                    payload,
-                })
-                .collect(),
-            ..Writes::default()
-        };
-        writes.apply(&mut tx).await?;
+        let attempts: Vec<AttemptRecord> = attempts.into_iter().map(attempt_as_stored).collect();
+        let events: Vec<EventRecord> = (1..)
+            .zip(events)
+            .map(|(seq, payload)| EventRecord {
+                run_id: record.id.clone(),
+                seq,
+                payload,
+            })
+            .collect();
+        insert_run(&mut tx, &record, &attempts, &events).await?;
         tx.commit().await?;
-        let events = writes.events;
         let created = Created {
             record,
             replayed: false,
@@ -1284,6 +1328,88 @@ mod tests {
             "{transitions} transitions applied after {} decisions",
             decisions.load(Ordering::Relaxed)
         );
+    }
+
+    /// A claim that waited for a run's lock sees the run as the holder left
+    /// it: a run paused meanwhile keeps its attempts ready.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_rechecks_a_run_paused_while_it_waited() {
+        let store = fresh_store().await;
+        for id in ["r", "s"] {
+            store
+                .create_run(run(id), vec![ready_attempt(id, 1)], Vec::new(), None)
+                .await
+                .unwrap();
+        }
+        let mut holder = store.pool().begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM runs WHERE id = 'r' FOR UPDATE")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let claimer = {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&claim_request("w", 10), &start_run).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the claim never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sqlx::query("UPDATE runs SET status = 'paused' WHERE id = 'r'")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        holder.commit().await.unwrap();
+
+        let claimed = claimer.await.unwrap().unwrap();
+        let leased: Vec<&str> = claimed.attempts.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(leased, ["s-a01"]);
+        assert_eq!(
+            store.get_attempt("r-a01").await.unwrap(),
+            ready_attempt("r", 1)
+        );
+        let paused = store.get_run("r").await.unwrap();
+        assert_eq!((paused.status, paused.last_seq), (RunStatus::Paused, 0));
+    }
+
+    #[tokio::test]
+    async fn a_taken_attempt_id_is_already_exists_and_creates_nothing() {
+        let store = fresh_store().await;
+        store
+            .create_run(run("r"), vec![ready_attempt("r", 1)], Vec::new(), None)
+            .await
+            .unwrap();
+        let clash = AttemptRecord {
+            run_id: "s".to_string(),
+            ..ready_attempt("r", 1)
+        };
+        let created = store
+            .create_run(run("s"), vec![clash], vec![b"created".to_vec()], None)
+            .await;
+        assert!(
+            matches!(
+                &created,
+                Err(StoreError::AlreadyExists { resource: "attempt", id }) if id == "r-a01"
+            ),
+            "{created:?}"
+        );
+        assert!(matches!(
+            store.get_run("s").await,
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     /// The database guard behind the Rust checks: a claim plan that updates

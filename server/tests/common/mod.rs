@@ -123,3 +123,75 @@ macro_rules! api_tests {
         }
     };
 }
+
+/// A tiny HTTP server for hook tests: answers every request with `status`
+/// and `body` after `delay`, and records each raw request.
+pub struct HookServer {
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HookServer {
+    pub async fn start(status: u16, body: &'static str, delay: std::time::Duration) -> HookServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = socket.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buffer);
+                        if let Some(head_end) = text.find("\r\n\r\n") {
+                            let length = text[..head_end]
+                                .lines()
+                                .find_map(|line| {
+                                    line.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if buffer.len() >= head_end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buffer).into_owned());
+                    tokio::time::sleep(delay).await;
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        HookServer { url, requests }
+    }
+
+    /// Raw requests received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// The value of a header in a raw HTTP request.
+pub fn raw_header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    request.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim().to_ascii_lowercase() == name).then(|| value.trim())
+    })
+}

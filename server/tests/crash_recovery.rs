@@ -1,0 +1,284 @@
+//! Crash safety: `kill -9` of a server mid-way loses nothing acknowledged,
+//! runs finish exactly once, completed tasks are not executed again, and
+//! the dead replica's leases are picked up after they expire. On Postgres
+//! with two replicas sharing the database; on SQLite with a restart.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{HookServer, raw_header};
+use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_testkit::ServerProcess;
+use tonic::transport::Channel;
+
+const LEASE: &str = "2s";
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_taskloom"))
+}
+
+async fn start(url: String) -> ServerProcess {
+    tokio::task::spawn_blocking(move || {
+        ServerProcess::start(binary(), Some(&url), &["--lease-duration", LEASE])
+            .expect("start taskloom")
+    })
+    .await
+    .unwrap()
+}
+
+async fn channel(server: &ServerProcess) -> Channel {
+    Channel::from_shared(server.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn kill_9(server: &ServerProcess) {
+    std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// A chain of three hook tasks; each call takes `delay` at the hook.
+fn slow_chain() -> pb::Chain {
+    let step = |id: &str, next: &str| pb::Task {
+        id: id.into(),
+        handler: "hook".into(),
+        hook: Some(pb::HookCall {
+            name: "slow".into(),
+            args: Default::default(),
+        }),
+        transition: Some(pb::Transition {
+            on_failure: String::new(),
+            branches: vec![pb::Branch {
+                operator: "default".into(),
+                goto: Some(prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(next.into())),
+                }),
+                ..Default::default()
+            }],
+        }),
+        ..Default::default()
+    };
+    pb::Chain {
+        id: "three-steps".into(),
+        tasks: vec![step("a", "b"), step("b", "c"), step("c", "end")],
+        ..Default::default()
+    }
+}
+
+async fn prepare(channel: Channel, hook_url: &str) {
+    pb::hook_service_client::HookServiceClient::new(channel.clone())
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(pb::Hook {
+                name: "slow".into(),
+                url: hook_url.into(),
+                timeout: Some(prost_types::Duration {
+                    seconds: 30,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    pb::chain_service_client::ChainServiceClient::new(channel)
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(slow_chain()),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn start_runs(channels: &[Channel], count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let mut runs =
+            pb::run_service_client::RunServiceClient::new(channels[i % channels.len()].clone());
+        let run = runs
+            .start_run(pb::StartRunRequest {
+                chain_id: "three-steps".into(),
+                run_input: Some(pb::start_run_request::RunInput::TypedInput(pb::Value {
+                    kind: Some(pb::value::Kind::Text(format!("run {i}"))),
+                })),
+                request_id: format!("crash-run-{i}"),
+                ..Default::default()
+            })
+            .await;
+        match run {
+            Ok(run) => ids.push(run.into_inner().id),
+            // The server died: only acknowledged runs count.
+            Err(_) => break,
+        }
+    }
+    ids
+}
+
+async fn succeeded_count(channel: &Channel) -> usize {
+    let mut runs = pb::run_service_client::RunServiceClient::new(channel.clone());
+    let mut total = 0;
+    let mut token = String::new();
+    loop {
+        let page = runs
+            .list_runs(pb::ListRunsRequest {
+                statuses: vec![pb::RunStatus::Succeeded as i32],
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += page.runs.len();
+        if page.next_page_token.is_empty() {
+            return total;
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn wait_all_succeeded(channel: &Channel, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let done = succeeded_count(channel).await;
+        if done == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {count} runs succeeded in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every run: succeeded exactly once, each task one attempt that succeeded,
+/// each task's hook called again only if its lease expired (the crash).
+async fn check_exactly_once(channel: &Channel, run_ids: &[String], hook: &HookServer) -> usize {
+    let mut calls: HashMap<(String, String), usize> = HashMap::new();
+    for request in hook.requests() {
+        let run = raw_header(&request, "x-taskloom-run-id")
+            .unwrap_or_default()
+            .to_string();
+        let task = raw_header(&request, "x-taskloom-task-id")
+            .unwrap_or_default()
+            .to_string();
+        *calls.entry((run, task)).or_default() += 1;
+    }
+    let mut runs = pb::run_service_client::RunServiceClient::new(channel.clone());
+    let mut expired_leases = 0;
+    for run_id in run_ids {
+        let events = runs
+            .list_run_events(pb::ListRunEventsRequest {
+                run_id: run_id.clone(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let count =
+            |kind: pb::RunEventType| events.iter().filter(|e| e.r#type == kind as i32).count();
+        assert_eq!(count(pb::RunEventType::RunSucceeded), 1, "run {run_id}");
+        assert_eq!(count(pb::RunEventType::TaskSucceeded), 3, "run {run_id}");
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=events.len() as i64).collect::<Vec<_>>(),
+            "gapless events of {run_id}"
+        );
+        let attempts = runs
+            .list_run_attempts(pb::ListRunAttemptsRequest {
+                run_id: run_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .attempts;
+        assert_eq!(attempts.len(), 3, "one attempt per task in {run_id}");
+        for attempt in &attempts {
+            assert_eq!(attempt.status, pb::AttemptStatus::Succeeded as i32);
+            let calls = calls
+                .get(&(run_id.clone(), attempt.task_id.clone()))
+                .copied()
+                .unwrap_or(0);
+            if attempt.lease_expiries == 0 {
+                assert_eq!(calls, 1, "task {} of {run_id} ran once", attempt.task_id);
+            } else {
+                expired_leases += 1;
+                assert!(
+                    calls <= 1 + attempt.lease_expiries as usize,
+                    "re-run only after its lease expired"
+                );
+            }
+        }
+    }
+    expired_leases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replica_killed_mid_way() {
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_millis(300)).await;
+    let doomed = start(url.clone()).await;
+    let survivor = start(url.clone()).await;
+    let _ = channel(&doomed).await;
+    let survivor_channel = channel(&survivor).await;
+    prepare(survivor_channel.clone(), &hook.url).await;
+    // Runs are started through the survivor while both replicas claim work;
+    // one replica dies mid-way, holding leases.
+    let starting = {
+        let channels = [survivor_channel.clone()];
+        tokio::spawn(async move { start_runs(&channels, 300).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill_9(&doomed);
+    drop(doomed);
+    let run_ids = starting.await.unwrap();
+    wait_all_succeeded(&survivor_channel, 300, Duration::from_secs(90)).await;
+    let expired = check_exactly_once(&survivor_channel, &run_ids, &hook).await;
+    assert!(
+        expired > 0,
+        "the survivor took over the dead replica's leases"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_restart_after_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db").display().to_string();
+    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_millis(100)).await;
+    let first = start(path.clone()).await;
+    let first_channel = channel(&first).await;
+    prepare(first_channel.clone(), &hook.url).await;
+    let starting = {
+        let channels = [first_channel.clone()];
+        tokio::spawn(async move { start_runs(&channels, 100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill_9(&first);
+    drop(first);
+    // Runs whose start was not acknowledged before the crash do not count.
+    let run_ids = starting.await.unwrap();
+    assert!(
+        run_ids.len() > 10,
+        "runs were acknowledged before the crash"
+    );
+    let second = start(path).await;
+    let second_channel = channel(&second).await;
+    wait_all_succeeded(&second_channel, run_ids.len(), Duration::from_secs(60)).await;
+    let expired = check_exactly_once(&second_channel, &run_ids, &hook).await;
+    assert!(
+        expired > 0,
+        "the restarted server recovered the leases of the killed one"
+    );
+}
