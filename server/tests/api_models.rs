@@ -21,6 +21,7 @@ api_tests!(
     embedding_and_chat_history,
     hooks_are_called_with_input_and_args,
     one_shot_prompt_and_embed,
+    token_limit_stops_a_run,
 );
 
 fn goto(target: &str) -> Option<prost_types::Value> {
@@ -716,4 +717,46 @@ async fn one_shot_prompt_and_embed(server: TestServer) {
         .await
         .unwrap_err();
     assert_invalid(error, &["prompt", "temperature"]);
+}
+
+async fn token_limit_stops_a_run(server: TestServer) {
+    let fake = FakeLlm::start().await;
+    add_backend(
+        &server,
+        "fake",
+        pb::BackendType::OpenaiCompatible,
+        &fake.url(),
+        0,
+    )
+    .await;
+    fake.set_default_reply(Reply::text("words").usage(6, 4));
+    let mut chain = pb::Chain {
+        id: "budget".into(),
+        tasks: vec![
+            with_models(
+                task("first", "raw_string", vec![branch("default", "", "second")]),
+                &["m"],
+            ),
+            with_models(
+                task("second", "raw_string", vec![branch("default", "", "third")]),
+                &["m"],
+            ),
+            with_models(task("third", "raw_string", vec![]), &["m"]),
+        ],
+        ..Default::default()
+    };
+    chain.token_limit = 15;
+    let response = execute(&server, chain, text_value("go")).await;
+    let run = response.run.unwrap();
+    assert_eq!(run.status, pb::RunStatus::Failed as i32);
+    let error = run.error.unwrap();
+    assert_eq!(error.reason, "TOKEN_LIMIT_EXCEEDED");
+    assert_eq!(error.task_id, "second");
+    assert_eq!(
+        run.usage,
+        Some(pb::TokenUsage {
+            input_tokens: 12,
+            output_tokens: 8
+        })
+    );
 }

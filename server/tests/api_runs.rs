@@ -26,6 +26,7 @@ api_tests!(
     list_runs_filters_and_pages,
     watch_resumes_after_a_sequence_number,
     bad_input_is_rejected_and_writes_nothing,
+    execute_chain_caller_leaving_cancels_the_run,
 );
 
 fn goto(target: &str) -> Option<prost_types::Value> {
@@ -921,4 +922,62 @@ async fn bad_input_is_rejected_and_writes_nothing(server: TestServer) {
         .unwrap()
         .into_inner();
     assert!(listed.runs.is_empty(), "rejected starts wrote nothing");
+}
+
+async fn execute_chain_caller_leaving_cancels_the_run(server: TestServer) {
+    let mut remote = task("remote", "worker", vec![]);
+    remote.queue = "nobody-serves-this".into();
+    let mut runs = server.runs();
+    // The caller gives up after 300 ms (its future is dropped, resetting the
+    // stream); the run must not go on without it.
+    let call = runs.execute_chain(pb::ExecuteChainRequest {
+        chain: Some(chain("abandoned", vec![remote])),
+        request_id: "abandoned-call".into(),
+        ..Default::default()
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err()
+    );
+    let listed = server
+        .runs()
+        .list_runs(pb::ListRunsRequest {
+            chain_id: "abandoned".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.runs.len(), 1);
+    wait_status(&server, &listed.runs[0].id, pb::RunStatus::Cancelled).await;
+
+    // A caller that waits less than the run takes gets DEADLINE_EXCEEDED with
+    // the run id; that run goes on.
+    let mut slow = task("remote", "worker", vec![]);
+    slow.queue = "nobody-serves-this".into();
+    let error = server
+        .runs()
+        .execute_chain(pb::ExecuteChainRequest {
+            chain: Some(chain("waited", vec![slow])),
+            wait_timeout: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 200_000_000,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::DeadlineExceeded);
+    assert_eq!(error_reason(&error), "RUN_STILL_ACTIVE");
+    let listed = server
+        .runs()
+        .list_runs(pb::ListRunsRequest {
+            chain_id: "waited".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.runs[0].status, pb::RunStatus::Queued as i32);
 }

@@ -1,0 +1,223 @@
+//! The kernel's fencing under real concurrency, on both stores: a
+//! completion racing a cancellation, duplicate completions, and stale lease
+//! tokens. Drives the kernel as a library against a real database.
+
+use taskloom_server::kernel::{
+    ChainSource, Kernel, KernelConfig, KernelError, StartRun, TaskSuccess,
+};
+use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_server::store::{self, DynStore, RunStatus};
+
+async fn sqlite() -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&dir.path().join("k.db").display().to_string())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+async fn postgres() -> DynStore {
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let store = store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn worker_chain() -> pb::Chain {
+    pb::Chain {
+        id: "remote".into(),
+        tasks: vec![pb::Task {
+            id: "work".into(),
+            handler: "worker".into(),
+            queue: "jobs".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn text(value: &str) -> pb::Value {
+    pb::Value {
+        kind: Some(pb::value::Kind::Text(value.into())),
+    }
+}
+
+async fn start(kernel: &Kernel) -> String {
+    let (run, _) = kernel
+        .start_run(StartRun {
+            chain: ChainSource::Inline(worker_chain()),
+            input: text("x"),
+            labels: Default::default(),
+            priority: 0,
+            tenant: String::new(),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    run.id
+}
+
+/// 40 rounds of complete-vs-cancel on one leased attempt: exactly one wins,
+/// and the run's final state agrees with the winner.
+async fn cancel_races_completion(store: DynStore) {
+    let kernel = Kernel::new(store, KernelConfig::default(), "test-replica".into());
+    let queues = vec!["jobs".to_string()];
+    let mut completions_won = 0;
+    let mut cancels_won = 0;
+    for _ in 0..40 {
+        let run_id = start(&kernel).await;
+        let claimed = kernel.claim(&queues, "worker-1", 1).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let attempt = claimed[0].attempt.clone();
+        let token = attempt.lease_token.clone().unwrap();
+        let complete = {
+            let kernel = kernel.clone();
+            let (run_id, attempt_id, token) = (run_id.clone(), attempt.id.clone(), token.clone());
+            tokio::spawn(async move {
+                kernel
+                    .complete(
+                        &run_id,
+                        &attempt_id,
+                        &token,
+                        TaskSuccess::output(text("done")),
+                    )
+                    .await
+            })
+        };
+        let cancel = {
+            let kernel = kernel.clone();
+            let run_id = run_id.clone();
+            tokio::spawn(async move { kernel.cancel_run(&run_id, "race").await })
+        };
+        let completed = complete.await.unwrap();
+        let cancelled = cancel.await.unwrap();
+        let run = kernel.get_run(&run_id).await.unwrap();
+        match (&completed, &cancelled) {
+            (Ok(_), Err(KernelError::FailedPrecondition(_))) => {
+                assert_eq!(run.status, RunStatus::Succeeded);
+                completions_won += 1;
+            }
+            (Err(KernelError::FailedPrecondition(_)), Ok(_)) => {
+                assert_eq!(run.status, RunStatus::Cancelled);
+                cancels_won += 1;
+            }
+            other => panic!("exactly one of the racers wins: {other:?}"),
+        }
+    }
+    assert_eq!(completions_won + cancels_won, 40);
+}
+
+/// A second completion, a completion with a foreign token, and one after
+/// the lease expired and was re-leased are all rejected and change nothing.
+async fn fencing_rejects_stale_tokens(store: DynStore) {
+    let config = KernelConfig {
+        lease: std::time::Duration::from_millis(200),
+        ..KernelConfig::default()
+    };
+    let kernel = Kernel::new(store.clone(), config, "test-replica".into());
+    let queues = vec!["jobs".to_string()];
+    let run_id = start(&kernel).await;
+    let first = kernel
+        .claim(&queues, "worker-1", 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .attempt;
+    let first_token = first.lease_token.clone().unwrap();
+    let foreign = kernel
+        .complete(
+            &run_id,
+            &first.id,
+            "not-the-token",
+            TaskSuccess::output(text("x")),
+        )
+        .await;
+    assert!(
+        matches!(foreign, Err(KernelError::FailedPrecondition(_))),
+        "{foreign:?}"
+    );
+    // The lease expires; the sweeper hands the attempt to another worker.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(kernel.sweep().await.unwrap(), 1);
+    let second = kernel
+        .claim(&queues, "worker-2", 1)
+        .await
+        .unwrap()
+        .remove(0)
+        .attempt;
+    assert_eq!(second.id, first.id, "the same attempt, re-leased");
+    assert_eq!(second.lease_expiries, 1);
+    let late = kernel
+        .complete(
+            &run_id,
+            &first.id,
+            &first_token,
+            TaskSuccess::output(text("late")),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(KernelError::FailedPrecondition(_))),
+        "{late:?}"
+    );
+    let second_token = second.lease_token.clone().unwrap();
+    kernel
+        .complete(
+            &run_id,
+            &second.id,
+            &second_token,
+            TaskSuccess::output(text("on time")),
+        )
+        .await
+        .unwrap();
+    let again = kernel
+        .complete(
+            &run_id,
+            &second.id,
+            &second_token,
+            TaskSuccess::output(text("twice")),
+        )
+        .await;
+    assert!(
+        matches!(again, Err(KernelError::FailedPrecondition(_))),
+        "{again:?}"
+    );
+    let run = kernel.get_run(&run_id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let output = taskloom_server::kernel::value::decode(run.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output, text("on time"));
+    let missing = kernel
+        .complete(
+            &run_id,
+            "no-such-attempt",
+            "t",
+            TaskSuccess::output(text("x")),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(KernelError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cancel_races_completion() {
+    let (store, _dir) = sqlite().await;
+    cancel_races_completion(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cancel_races_completion() {
+    cancel_races_completion(postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fencing_rejects_stale_tokens() {
+    let (store, _dir) = sqlite().await;
+    fencing_rejects_stale_tokens(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fencing_rejects_stale_tokens() {
+    fencing_rejects_stale_tokens(postgres().await).await;
+}
