@@ -176,8 +176,12 @@ impl Resolver {
                     .position(|p| p == &b.backend_type)
             });
         }
-        let declared: Vec<ModelRecord> =
+        let mut declared: Vec<ModelRecord> =
             Self::all(|page| store.list_pool_models(pool, page)).await?;
+        if declared.is_empty() && preference.models.is_empty() {
+            // A pool without its own models offers every declared model.
+            declared = Self::all(|page| store.list_models(page)).await?;
+        }
         let models: Vec<String> = if preference.models.is_empty() {
             let mut names: Vec<String> = declared
                 .iter()
