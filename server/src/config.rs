@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Lease expiries an attempt survives before it fails as lost.
     #[arg(long, env = "TASKLOOM_MAX_LEASE_EXPIRIES", default_value_t = 3)]
     pub max_lease_expiries: i32,
+    /// Shut down when standard input closes: a supervising process (a test
+    /// harness) that dies takes the server with it.
+    #[arg(long, hide = true)]
+    pub exit_with_stdin: bool,
     /// How the resolver orders backends serving the same model:
     /// `round_robin`, `least_loaded`, `random` or `priority`.
     #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]

@@ -9,7 +9,18 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => server::run(args, server::shutdown_signal()).await,
+        Command::Serve(args) => {
+            let with_stdin = args.exit_with_stdin;
+            let shutdown = async move {
+                tokio::select! {
+                    () = server::shutdown_signal() => {}
+                    () = server::stdin_closed(), if with_stdin => {
+                        tracing::info!("standard input closed");
+                    }
+                }
+            };
+            server::run(args, shutdown).await
+        }
         Command::Migrate(args) => migrate(&args.database_url).await,
     };
     match result {

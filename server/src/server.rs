@@ -208,6 +208,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Resolves when standard input reaches end of file (or fails).
+pub async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    while let Ok(read) = stdin.read(&mut buffer).await {
+        if read == 0 {
+            return;
+        }
+    }
+}
+
 /// Where the data lives, safe to print: the SQLite file's absolute path, or
 /// the Postgres URL without its password.
 pub fn describe_location(database_url: &str) -> String {

@@ -215,11 +215,13 @@ impl ServerProcess {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &url])
             .args(extra_args)
+            // The server exits when this process (holding the pipe) dies.
+            .arg("--exit-with-stdin")
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
             )
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .context("spawn taskloom")?;
