@@ -17,7 +17,7 @@ use super::request::{
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain::{self, CompiledChain, Goto};
 use crate::kernel::events::LiveEvent;
-use crate::kernel::{ChainSource, Kernel, StartRun, value};
+use crate::kernel::{ChainSource, Kernel, StartRun, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
 use crate::store::{
     AttemptRecord, AttemptStatus, EventRecord, PageQuery, RunFilter, RunRecord, RunStatus,
@@ -650,107 +650,6 @@ async fn watch(
     }
 }
 
-/// Re-derives a run's path from its recorded outputs: no model, hook or
-/// worker is called.
-fn replay(
-    chain: &CompiledChain,
-    run: &RunRecord,
-    attempts: &[AttemptRecord],
-) -> ApiResult<pb::ReplayRunResponse> {
-    let recorded: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.attempt == 1).collect();
-    let mut outputs: BTreeMap<String, Vec<pb::Value>> = BTreeMap::new();
-    for attempt in attempts
-        .iter()
-        .filter(|a| a.status == AttemptStatus::Succeeded)
-    {
-        if let Some(bytes) = &attempt.output {
-            outputs
-                .entry(attempt.task_id.clone())
-                .or_default()
-                .push(decode_value(bytes)?);
-        }
-    }
-    let mut hasher = Sha256::new();
-    hasher.update(run.chain_id.as_bytes());
-    hasher.update(run.chain_version.to_be_bytes());
-    hasher.update(&run.input);
-    let mut path: Vec<String> = Vec::new();
-    let mut queue: std::collections::VecDeque<String> = [chain.entry().to_string()].into();
-    let mut done: Vec<String> = Vec::new();
-    let mut used: BTreeMap<String, usize> = BTreeMap::new();
-    while let Some(task_id) = queue.pop_front() {
-        if path.len() > recorded.len() + chain.tasks().len() {
-            break;
-        }
-        path.push(task_id.clone());
-        let index = used.entry(task_id.clone()).or_default();
-        let Some(output) = outputs
-            .get(&task_id)
-            .and_then(|list| list.get(*index))
-            .cloned()
-        else {
-            // No recorded output (the run is still here, or failed here).
-            hasher.update(task_id.as_bytes());
-            break;
-        };
-        *index += 1;
-        done.push(task_id.clone());
-        let Some(task) = chain.task(&task_id) else {
-            break;
-        };
-        let text = value::as_text(&output);
-        let next: Vec<String> = if task.transition.branches.is_empty() {
-            Vec::new()
-        } else {
-            match task.transition.next(&text) {
-                Some(Goto::End) | None => Vec::new(),
-                Some(goto) => goto.targets().to_vec(),
-            }
-        };
-        hasher.update(task_id.as_bytes());
-        hasher.update(output.encode_to_vec());
-        hasher.update(next.join(",").as_bytes());
-        for target in next {
-            let ready = chain
-                .task(&target)
-                .is_none_or(|t| t.wait_for.iter().all(|dep| done.contains(dep)));
-            if ready {
-                queue.push_back(target);
-            }
-        }
-    }
-    let mut divergences = Vec::new();
-    for (step, (replayed, recorded)) in path.iter().zip(recorded.iter()).enumerate() {
-        if replayed != &recorded.task_id {
-            divergences.push(pb::Divergence {
-                step: step as i32,
-                task_id: recorded.task_id.clone(),
-                recorded: recorded.task_id.clone(),
-                replayed: replayed.clone(),
-            });
-        }
-    }
-    // Tasks the record has and the replay does not (or the reverse).
-    let on_failure_path = recorded.len() > path.len()
-        && run.error.is_none()
-        && !attempts.iter().any(|a| a.status == AttemptStatus::Failed);
-    if path.len() != recorded.len() && divergences.is_empty() && on_failure_path {
-        divergences.push(pb::Divergence {
-            step: path.len().min(recorded.len()) as i32,
-            task_id: String::new(),
-            recorded: format!("{} steps", recorded.len()),
-            replayed: format!("{} steps", path.len()),
-        });
-    }
-    let digest = hasher.finalize();
-    Ok(pb::ReplayRunResponse {
-        fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        diverged: !divergences.is_empty(),
-        path,
-        divergences,
-    })
-}
-
 fn run_filter(request: &pb::ListRunsRequest, violations: &mut Violations) -> RunFilter {
     let mut filter = RunFilter::default();
     for (index, status) in request.statuses.iter().enumerate() {
@@ -1103,7 +1002,7 @@ impl RunService for RunApi {
                     .chain(&run.chain_id, run.chain_version)
                     .await?;
                 let attempts = all_attempts(self.kernel(), &run.id).await?;
-                replay(&chain, &run, &attempts)
+                Ok(replay::replay(&chain, &run, &attempts)?)
             }
             .await,
         )

@@ -7,6 +7,7 @@
 
 pub mod decide;
 pub mod events;
+pub mod replay;
 pub mod runner;
 pub mod value;
 
