@@ -22,8 +22,8 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, ClaimRequest, DynStore, EventRecord, IdempotencyKey, Plan, RejectionKind, RunRecord,
-    RunSnapshot, StoreError, TransitionOutcome,
+    AttemptRecord, ClaimRequest, DynStore, EventRecord, IdempotencyKey, Plan, RejectionKind,
+    RunRecord, RunSnapshot, StoreError, TransitionOutcome,
 };
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
 use events::{EventHub, LiveEvent};
