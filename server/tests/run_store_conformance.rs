@@ -120,6 +120,7 @@ macro_rules! conformance_suite {
                 transition_outside_its_run_rolls_back,
                 transition_of_unknown_run_is_not_found,
                 concurrent_transitions_lose_no_update,
+                transition_many_applies_each_item,
                 claim_order_and_eligibility,
                 claim_applies_decisions_per_run,
                 claim_rejecting_decision_writes_nothing,
@@ -1181,6 +1182,96 @@ async fn concurrent_transitions_lose_no_update(store: Runs) {
         .map(|seq| event("run-1", seq, &format!("step {seq}")))
         .collect();
     assert_eq!(all_events(&store, "run-1").await, expected);
+}
+
+async fn transition_many_applies_each_item(store: Runs) {
+    for id in ["run-a", "run-b", "run-c"] {
+        create(&store, run(id), Vec::new(), &["created"]).await;
+    }
+    let bump = || {
+        decide(|snapshot| Plan {
+            run: Some(RunRecord {
+                steps: snapshot.run.steps + 1,
+                ..snapshot.run.clone()
+            }),
+            events: vec![payload("bumped")],
+            ..Plan::apply()
+        })
+    };
+    let results = store
+        .transition_many(vec![
+            ("run-c".to_string(), bump()),
+            ("missing".to_string(), bump()),
+            (
+                "run-b".to_string(),
+                decide(|_| Plan::reject(RejectionKind::FailedPrecondition, "no")),
+            ),
+            ("run-a".to_string(), bump()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    match &results[0] {
+        Ok(TransitionOutcome::Applied { run, events }) => {
+            assert_eq!((run.id.as_str(), run.steps, run.last_seq), ("run-c", 1, 2));
+            assert_eq!(events, &vec![event("run-c", 2, "bumped")]);
+        }
+        other => panic!("run-c applied: {other:?}"),
+    }
+    assert!(
+        matches!(results[1], Err(StoreError::NotFound { .. })),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Ok(TransitionOutcome::Rejected(_))),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(results[3], Ok(TransitionOutcome::Applied { .. })),
+        "{:?}",
+        results[3]
+    );
+    assert_eq!(store.get_run("run-a").await.unwrap().steps, 1);
+    assert_eq!(
+        store.get_run("run-b").await.unwrap().steps,
+        0,
+        "rejected: untouched"
+    );
+    assert_eq!(all_events(&store, "run-b").await.len(), 1);
+    // A batch naming a run twice is refused whole.
+    let refused = store
+        .transition_many(vec![
+            ("run-a".to_string(), bump()),
+            ("run-a".to_string(), bump()),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_run("run-a").await.unwrap().steps, 1);
+    // An item reaching outside its run fails the whole batch: nothing written.
+    let stray = store
+        .transition_many(vec![
+            ("run-a".to_string(), bump()),
+            (
+                "run-c".to_string(),
+                decide(|snapshot| Plan {
+                    new_attempts: vec![attempt(&run("run-a"), "stray", 99)],
+                    run: Some(snapshot.run.clone()),
+                    ..Plan::apply()
+                }),
+            ),
+        ])
+        .await;
+    assert!(stray.is_err());
+    assert_eq!(
+        store.get_run("run-a").await.unwrap().steps,
+        1,
+        "rolled back"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
@@ -116,11 +116,37 @@ struct Inner {
     /// Runs changed by this replica, to announce to the others.
     changed: mpsc::UnboundedSender<String>,
     changed_receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Transitions waiting to be written together (see `write_batches`).
+    batch: mpsc::UnboundedSender<BatchItem>,
+    batch_receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<BatchItem>>,
+    batch_writers: std::sync::Once,
 }
+
+/// A decision given the compiled chain, the snapshot and the time.
+type ChainDecision = dyn Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync;
+
+/// A transition queued for a batch write.
+struct BatchItem {
+    run_id: String,
+    chain: Arc<CompiledChain>,
+    decide: Arc<ChainDecision>,
+    reply: oneshot::Sender<KernelResult<RunRecord>>,
+}
+
+impl BatchItem {
+    fn decide_fn(&self) -> crate::store::DecideFn {
+        let (chain, decide) = (self.chain.clone(), self.decide.clone());
+        Box::new(move |snapshot| decide(&chain, snapshot, now()))
+    }
+}
+
+/// Most transitions written in one batch.
+const MAX_BATCH: usize = 128;
 
 impl Kernel {
     pub fn new(store: DynStore, config: KernelConfig, instance_id: String) -> Kernel {
         let (changed, changed_receiver) = mpsc::unbounded_channel();
+        let (batch, batch_receiver) = mpsc::unbounded_channel();
         Kernel {
             inner: Arc::new(Inner {
                 store,
@@ -131,6 +157,9 @@ impl Kernel {
                 work: Notify::new(),
                 changed,
                 changed_receiver: std::sync::Mutex::new(Some(changed_receiver)),
+                batch,
+                batch_receiver: tokio::sync::Mutex::new(batch_receiver),
+                batch_writers: std::sync::Once::new(),
             }),
         }
     }
@@ -372,6 +401,11 @@ impl Kernel {
                 Box::new(move |snapshot| decide(&chain, snapshot, now())),
             )
             .await?;
+        self.outcome(outcome)
+    }
+
+    /// Publishes an applied transition's events; maps a rejection.
+    fn outcome(&self, outcome: TransitionOutcome) -> KernelResult<RunRecord> {
         match outcome {
             TransitionOutcome::Applied { run, events } => {
                 self.committed(&events);
@@ -393,6 +427,120 @@ impl Kernel {
         }
     }
 
+    /// Queues a transition for the next batch write and waits for it.
+    async fn batched<F>(
+        &self,
+        run_id: &str,
+        chain: Arc<CompiledChain>,
+        decide: F,
+    ) -> KernelResult<RunRecord>
+    where
+        F: Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync + 'static,
+    {
+        self.inner
+            .batch_writers
+            .call_once(|| self.spawn_batch_writers());
+        let (reply, answer) = oneshot::channel();
+        let item = BatchItem {
+            run_id: run_id.to_string(),
+            chain,
+            decide: Arc::new(decide),
+            reply,
+        };
+        if self.inner.batch.send(item).is_err() {
+            return Err(KernelError::FailedPrecondition(
+                "the kernel is shutting down".into(),
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(KernelError::FailedPrecondition(
+                "the batch writer stopped".into(),
+            ))
+        })
+    }
+
+    /// Starts the tasks that write queued transitions in batches: one
+    /// transaction per batch instead of one per completion (see
+    /// PERFORMANCE.md: completions dominate). Two writers take turns, so one
+    /// batch forms while the other commits. They live as long as the
+    /// runtime.
+    fn spawn_batch_writers(&self) {
+        for _ in 0..2 {
+            let kernel = self.clone();
+            tokio::spawn(async move {
+                let mut carried: Vec<BatchItem> = Vec::new();
+                while let Some(batch) = kernel.next_batch(&mut carried).await {
+                    kernel.write_batch(batch).await;
+                }
+            });
+        }
+    }
+
+    /// The next batch: what is queued now (at least one item), each run at
+    /// most once; a second transition of the same run waits for the next.
+    async fn next_batch(&self, carried: &mut Vec<BatchItem>) -> Option<Vec<BatchItem>> {
+        let mut receiver = self.inner.batch_receiver.lock().await;
+        let mut batch: Vec<BatchItem> = Vec::new();
+        let mut later: Vec<BatchItem> = Vec::new();
+        for item in carried.drain(..) {
+            if batch.iter().any(|b| b.run_id == item.run_id) {
+                later.push(item);
+            } else {
+                batch.push(item);
+            }
+        }
+        if batch.is_empty() {
+            batch.push(receiver.recv().await?);
+        }
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(item) if batch.iter().any(|b| b.run_id == item.run_id) => later.push(item),
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        *carried = later;
+        Some(batch)
+    }
+
+    async fn write_batch(&self, batch: Vec<BatchItem>) {
+        let items = batch
+            .iter()
+            .map(|item| (item.run_id.clone(), item.decide_fn()))
+            .collect();
+        match self.inner.store.transition_many(items).await {
+            Ok(results) => {
+                for (item, result) in batch.into_iter().zip(results) {
+                    let answer = match result {
+                        Ok(outcome) => self.outcome(outcome),
+                        Err(StoreError::NotFound { .. }) => Err(KernelError::NotFound(format!(
+                            "run {:?} not found",
+                            item.run_id
+                        ))),
+                        Err(error) => Err(error.into()),
+                    };
+                    let _ = item.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                // One bad item must not fail its neighbours: write each alone.
+                tracing::warn!(error = %error, size = batch.len(), "a transition batch failed; writing its items one by one");
+                for item in batch {
+                    let answer = match self
+                        .inner
+                        .store
+                        .transition(&item.run_id, item.decide_fn())
+                        .await
+                    {
+                        Ok(outcome) => self.outcome(outcome),
+                        Err(error) => Err(error.into()),
+                    };
+                    let _ = item.reply.send(answer);
+                }
+            }
+        }
+    }
+
     pub async fn get_run(&self, run_id: &str) -> KernelResult<RunRecord> {
         self.inner
             .store
@@ -406,6 +554,7 @@ impl Kernel {
             })
     }
 
+    /// Records a completion (batched with others).
     pub async fn complete(
         &self,
         run_id: &str,
@@ -413,13 +562,28 @@ impl Kernel {
         lease_token: &str,
         success: TaskSuccess,
     ) -> KernelResult<RunRecord> {
+        let chain = self.run_chain(run_id).await?;
+        self.complete_in(chain, run_id, attempt_id, lease_token, success)
+            .await
+    }
+
+    /// As `complete`, for a caller that already holds the run's chain.
+    pub async fn complete_in(
+        &self,
+        chain: Arc<CompiledChain>,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+        success: TaskSuccess,
+    ) -> KernelResult<RunRecord> {
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.transition(run_id, move |chain, snapshot, now| {
+        self.batched(run_id, chain, move |chain, snapshot, now| {
             decide::complete(chain, snapshot, now, &attempt_id, &token, success.clone())
         })
         .await
     }
 
+    /// Records a failure (batched with others).
     pub async fn fail(
         &self,
         run_id: &str,
@@ -427,9 +591,23 @@ impl Kernel {
         lease_token: &str,
         failure: TaskFailure,
     ) -> KernelResult<RunRecord> {
+        let chain = self.run_chain(run_id).await?;
+        self.fail_in(chain, run_id, attempt_id, lease_token, failure)
+            .await
+    }
+
+    /// As `fail`, for a caller that already holds the run's chain.
+    pub async fn fail_in(
+        &self,
+        chain: Arc<CompiledChain>,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+        failure: TaskFailure,
+    ) -> KernelResult<RunRecord> {
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
         let random_unit: f64 = rand::random();
-        self.transition(run_id, move |chain, snapshot, now| {
+        self.batched(run_id, chain, move |chain, snapshot, now| {
             decide::fail(
                 chain,
                 snapshot,
@@ -441,6 +619,12 @@ impl Kernel {
             )
         })
         .await
+    }
+
+    /// The chain version a run pinned.
+    async fn run_chain(&self, run_id: &str) -> KernelResult<Arc<CompiledChain>> {
+        let run = self.get_run(run_id).await?;
+        self.chain(&run.chain_id, run.chain_version).await
     }
 
     pub async fn extend_lease(

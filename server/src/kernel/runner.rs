@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 use super::{ClaimedAttempt, INTERNAL_QUEUE, Kernel, TaskFailure};
+use crate::chain::CompiledChain;
 use crate::executor::Executor;
 use crate::store::AttemptRecord;
 
@@ -97,7 +98,7 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
     };
     let Some(task) = chain.task(&attempt.task_id).cloned() else {
         let failure = TaskFailure::new(format!("chain has no task {:?}", attempt.task_id), false);
-        record_failure(kernel, &attempt, &token, failure).await;
+        record_failure(kernel, &chain, &attempt, &token, failure).await;
         return;
     };
     let lease = kernel.config().lease;
@@ -123,11 +124,11 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
     let result = match outcome {
         Some(Ok(success)) => {
             kernel
-                .complete(&attempt.run_id, &attempt.id, &token, success)
+                .complete_in(chain.clone(), &attempt.run_id, &attempt.id, &token, success)
                 .await
         }
         Some(Err(failure)) => {
-            return record_failure(kernel, &attempt, &token, failure).await;
+            return record_failure(kernel, &chain, &attempt, &token, failure).await;
         }
         None => {
             // Dropping `work` cancelled the handler (and its model call).
@@ -140,7 +141,7 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
                 true,
             );
             failure.timed_out = true;
-            return record_failure(kernel, &attempt, &token, failure).await;
+            return record_failure(kernel, &chain, &attempt, &token, failure).await;
         }
     };
     if let Err(error) = result {
@@ -150,12 +151,13 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
 
 async fn record_failure(
     kernel: &Kernel,
+    chain: &Arc<CompiledChain>,
     attempt: &AttemptRecord,
     token: &str,
     failure: TaskFailure,
 ) {
     if let Err(error) = kernel
-        .fail(&attempt.run_id, &attempt.id, token, failure)
+        .fail_in(chain.clone(), &attempt.run_id, &attempt.id, token, failure)
         .await
     {
         tracing::info!(attempt_id = %attempt.id, error = %error, "failure not recorded");

@@ -774,6 +774,102 @@ impl PostgresStore {
         Ok(TransitionOutcome::Applied { run, events })
     }
 
+    async fn try_transition_many(
+        &self,
+        items: &[(String, DecideFn)],
+    ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
+        let mut tx = self.begin_hot().await?;
+        let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        // Runs in id order (as claims lock them), then their attempts in a
+        // separate statement, so its snapshot follows the locks.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut runs: HashMap<String, RunRecord> = HashMap::new();
+        for row in &rows {
+            let run = run_from_row(row)?;
+            runs.insert(run.id.clone(), run);
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a WHERE a.run_id = ANY($1) ORDER BY a.run_id, a.step, a.id"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+        for row in &rows {
+            let attempt = attempt_from_row(row)?;
+            attempts
+                .entry(attempt.run_id.clone())
+                .or_default()
+                .push(attempt);
+        }
+        let mut writes = Writes::default();
+        let mut ready: Vec<String> = Vec::new();
+        let mut results = Vec::with_capacity(items.len());
+        for (run_id, decide) in items {
+            let Some(run) = runs.get(run_id) else {
+                results.push(Err(not_found("run", run_id)));
+                continue;
+            };
+            let snapshot = RunSnapshot {
+                run: run.clone(),
+                attempts: attempts.remove(run_id).unwrap_or_default(),
+            };
+            let plan = decide(&snapshot);
+            if let Verdict::Reject(rejection) = plan.verdict {
+                results.push(Ok(TransitionOutcome::Rejected(rejection)));
+                continue;
+            }
+            let own: HashSet<&str> = snapshot.attempts.iter().map(|a| a.id.as_str()).collect();
+            if let Some(stray) = plan
+                .attempt_updates
+                .iter()
+                .find(|a| !own.contains(a.id.as_str()))
+            {
+                return Err(outside_run(
+                    run_id,
+                    format!(
+                        "updates attempt {:?}, which is not one of its attempts",
+                        stray.id
+                    ),
+                ));
+            }
+            let rewritten: HashSet<&str> =
+                plan.attempt_updates.iter().map(|a| a.id.as_str()).collect();
+            ready.extend(
+                snapshot
+                    .attempts
+                    .iter()
+                    .filter(|a| {
+                        a.status == AttemptStatus::Ready && rewritten.contains(a.id.as_str())
+                    })
+                    .map(|a| a.id.clone()),
+            );
+            let (run, events) = writes.stage(&snapshot.run, plan)?;
+            results.push(Ok(TransitionOutcome::Applied { run, events }));
+        }
+        // As in `try_transition`: never wait for a ready attempt a claim
+        // holds while holding run locks.
+        if !ready.is_empty() {
+            sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
+                .bind(&ready)
+                .execute(&mut *tx)
+                .await?;
+        }
+        writes.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
     async fn try_claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
         let now = micros(request.now);
         let lease_expires_at = lease_expiry(now, request.lease_ms)?;
@@ -1043,6 +1139,23 @@ impl RunStore for PostgresStore {
             require_run(&mut conn, run_id).await?;
         }
         decode_all(&rows, event_from_row)
+    }
+
+    async fn transition_many(
+        &self,
+        items: Vec<(String, DecideFn)>,
+    ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
+        super::runs::check_distinct_runs(&items)?;
+        let mut tries = 1;
+        loop {
+            match self.try_transition_many(&items).await {
+                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
+                    back_off(tries).await;
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome> {

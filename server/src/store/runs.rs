@@ -311,6 +311,19 @@ pub type DecideFn = Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>;
 /// run update and events to write. Must not reject.
 pub type ClaimFn = dyn Fn(&RunRecord, &[AttemptRecord]) -> Plan + Send + Sync;
 
+/// Checks that a batch names each run once.
+pub(super) fn check_distinct_runs(items: &[(String, DecideFn)]) -> Result<(), super::StoreError> {
+    let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    match ids.windows(2).find(|pair| pair[0] == pair[1]) {
+        Some(pair) => Err(super::StoreError::Corrupt(format!(
+            "a transition batch names run {:?} twice",
+            pair[0]
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What to claim.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
@@ -395,6 +408,17 @@ pub trait RunStore: Send + Sync + 'static {
     /// retry (deadlock, serialization failure); only the last plan counts.
     /// `NotFound` if the run does not exist.
     async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome>;
+    /// Several transitions of distinct runs in one transaction (a batch of
+    /// completions: one commit instead of one per task). Each item is
+    /// decided and applied as `transition` would; results come back in the
+    /// order of `items`. A missing run is that item's `NotFound`; a rejected
+    /// plan writes nothing for its run. Any other error fails the whole
+    /// batch and writes nothing. Run ids must be distinct (`Corrupt`
+    /// otherwise).
+    async fn transition_many(
+        &self,
+        items: Vec<(String, DecideFn)>,
+    ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>>;
     /// Leases up to `limit` `Ready` attempts of `queues` with
     /// `available_at <= now` whose run is `Queued` or `Running`, highest
     /// priority first, then oldest `available_at`, then id; skips attempts

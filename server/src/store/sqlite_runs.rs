@@ -622,6 +622,38 @@ impl RunStore for SqliteStore {
         decode_all(&rows, event_from_row)
     }
 
+    async fn transition_many(
+        &self,
+        items: Vec<(String, DecideFn)>,
+    ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
+        super::runs::check_distinct_runs(&items)?;
+        // One write transaction: the single writer is every run's lock.
+        let mut tx = self.write_tx().await?;
+        let mut results = Vec::with_capacity(items.len());
+        for (run_id, decide) in &items {
+            let run = match fetch_run(&mut tx, run_id).await {
+                Ok(run) => run,
+                Err(error @ StoreError::NotFound { .. }) => {
+                    results.push(Err(error));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let attempts = fetch_run_attempts(&mut tx, run_id).await?;
+            let snapshot = RunSnapshot { run, attempts };
+            let plan = decide(&snapshot);
+            if let Verdict::Reject(rejection) = &plan.verdict {
+                results.push(Ok(TransitionOutcome::Rejected(rejection.clone())));
+                continue;
+            }
+            let events = apply_plan(&mut tx, &snapshot.run, plan).await?;
+            let run = fetch_run(&mut tx, run_id).await?;
+            results.push(Ok(TransitionOutcome::Applied { run, events }));
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
     async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome> {
         // The writer lock taken by BEGIN IMMEDIATE is the run lock: no other
         // write can interleave between the snapshot and the plan's writes.
