@@ -44,7 +44,7 @@ fn text(value: &str) -> pb::Value {
 }
 
 async fn start(kernel: &Kernel) -> String {
-    let (run, _) = kernel
+    let started = kernel
         .start_run(StartRun {
             chain: ChainSource::Inline(worker_chain()),
             input: text("x"),
@@ -55,7 +55,7 @@ async fn start(kernel: &Kernel) -> String {
         })
         .await
         .unwrap();
-    run.id
+    started.run.id
 }
 
 /// 40 rounds of complete-vs-cancel on one leased attempt: exactly one wins,

@@ -366,11 +366,14 @@ impl RunApi {
             r.request_id.clear()
         });
         let start = kernel_start(source, value, &decoded, idempotency);
-        let (run, replayed) = self.kernel().start_run(start).await?;
-        if !replayed {
-            tracing::info!(run_id = %run.id, chain_id = %run.chain_id, version = run.chain_version, "run started");
+        let started = self.kernel().start_run(start).await?;
+        match &started.attempts {
+            Some(attempts) => {
+                tracing::debug!(run_id = %started.run.id, chain_id = %started.run.chain_id, version = started.run.chain_version, "run started");
+                run_message(&started.run, Some(attempts))
+            }
+            None => self.run_view(&started.run).await,
         }
-        self.run_view(&run).await
     }
 
     async fn execute(
@@ -410,9 +413,10 @@ impl RunApi {
             r.request_id.clear()
         });
         let kernel = self.kernel().clone();
-        let (run, _) = kernel
+        let run = kernel
             .start_run(kernel_start(source, value, &decoded, idempotency))
-            .await?;
+            .await?
+            .run;
         let mut guard = CancelOnDrop {
             kernel: kernel.clone(),
             run_id: Some(run.id.clone()),

@@ -91,6 +91,15 @@ pub struct StartRun {
     pub idempotency: Option<IdempotencyKey>,
 }
 
+/// A run just started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub run: RunRecord,
+    /// The attempts created with it; `None` when the request was a replay
+    /// of an earlier one with the same `request_id` (nothing was written).
+    pub attempts: Option<Vec<AttemptRecord>>,
+}
+
 /// A leased attempt with the chain version its run pinned.
 #[derive(Debug, Clone)]
 pub struct ClaimedAttempt {
@@ -348,9 +357,9 @@ impl Kernel {
         }
     }
 
-    /// Starts a run; returns it and whether this was a replay of an earlier
-    /// request with the same `request_id`.
-    pub async fn start_run(&self, request: StartRun) -> KernelResult<(RunRecord, bool)> {
+    /// Starts a run (or, for a repeated `request_id`, returns the run the
+    /// first request started).
+    pub async fn start_run(&self, request: StartRun) -> KernelResult<Started> {
         let (chain_id, version) = self.resolve_chain(&request.chain).await?;
         let chain = self.chain(&chain_id, version).await?;
         if let Some(entry) = chain.task(chain.entry()) {
@@ -379,11 +388,19 @@ impl Kernel {
         let (created, stored_events) = self
             .inner
             .store
-            .create_run(run, attempts, events, request.idempotency)
+            .create_run(run, attempts.clone(), events, request.idempotency)
             .await?;
         self.committed(&stored_events);
         self.inner.work.notify_one();
-        Ok((created.record, created.replayed))
+        let attempts = if created.replayed {
+            None
+        } else {
+            Some(attempts)
+        };
+        Ok(Started {
+            run: created.record,
+            attempts,
+        })
     }
 
     /// Applies one decision to a run.
