@@ -11,9 +11,10 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             let with_stdin = args.exit_with_stdin;
+            let signal = server::shutdown_signal();
             let shutdown = async move {
                 tokio::select! {
-                    () = server::shutdown_signal() => {}
+                    () = signal => {}
                     () = server::stdin_closed(), if with_stdin => {
                         tracing::info!("standard input closed");
                     }
