@@ -233,8 +233,10 @@ async fn watchers_see_token_deltas_live(server: TestServer) {
     add_backend(&server, "fake", pb::BackendType::Ollama, &fake.url(), 0).await;
     fake.script(
         "streamer",
+        // The delay gives the watcher time to attach before the first token.
         Reply::chunks(["one ", "two ", "three"])
             .usage(3, 3)
+            .delay(Duration::from_millis(500))
             .chunk_delay(Duration::from_millis(150)),
     );
     let run = server
