@@ -6,8 +6,8 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    Violations, check_etag, duration_millis, etag, expected_revision, idempotency_key, mask_field,
-    millis_duration, next_page_token, page_query, require, timestamp,
+    Violations, check_etag, duration_millis, etag, expected_revision, idempotency_key, list_page,
+    mask_field, millis_duration, require, timestamp,
 };
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain::ModelPreference;
@@ -448,11 +448,14 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListBackends";
-                let query = page_query(request.page_size, &request.page_token, scope)?;
-                let page = self.context.store().list_backends(query).await?;
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, scope, |query| {
+                        self.context.store().list_backends(query)
+                    })
+                    .await?;
                 Ok(pb::ListBackendsResponse {
-                    backends: page.items.into_iter().map(backend_message).collect(),
-                    next_page_token: next_page_token(page.next_after, scope),
+                    backends: items.into_iter().map(backend_message).collect(),
+                    next_page_token,
                 })
             }
             .await,
@@ -504,11 +507,14 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListPools";
-                let query = page_query(request.page_size, &request.page_token, scope)?;
-                let page = self.context.store().list_pools(query).await?;
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, scope, |query| {
+                        self.context.store().list_pools(query)
+                    })
+                    .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: page.items.into_iter().map(pool_message).collect(),
-                    next_page_token: next_page_token(page.next_after, scope),
+                    pools: items.into_iter().map(pool_message).collect(),
+                    next_page_token,
                 })
             }
             .await,
@@ -585,15 +591,16 @@ impl BackendService for BackendApi {
             async {
                 require("pool_id", &request.pool_id)?;
                 let scope = scoped("ListPoolBackends", &request.pool_id);
-                let query = page_query(request.page_size, &request.page_token, &scope)?;
-                let page = self
-                    .context
-                    .store()
-                    .list_pool_backends(&request.pool_id, query)
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                        self.context
+                            .store()
+                            .list_pool_backends(&request.pool_id, query)
+                    })
                     .await?;
                 Ok(pb::ListBackendsResponse {
-                    backends: page.items.into_iter().map(backend_message).collect(),
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    backends: items.into_iter().map(backend_message).collect(),
+                    next_page_token,
                 })
             }
             .await,
@@ -609,15 +616,16 @@ impl BackendService for BackendApi {
             async {
                 require("backend_id", &request.backend_id)?;
                 let scope = scoped("ListBackendPools", &request.backend_id);
-                let query = page_query(request.page_size, &request.page_token, &scope)?;
-                let page = self
-                    .context
-                    .store()
-                    .list_backend_pools(&request.backend_id, query)
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                        self.context
+                            .store()
+                            .list_backend_pools(&request.backend_id, query)
+                    })
                     .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: page.items.into_iter().map(pool_message).collect(),
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    pools: items.into_iter().map(pool_message).collect(),
+                    next_page_token,
                 })
             }
             .await,
@@ -669,15 +677,16 @@ impl BackendService for BackendApi {
             async {
                 require("pool_id", &request.pool_id)?;
                 let scope = scoped("ListPoolModels", &request.pool_id);
-                let query = page_query(request.page_size, &request.page_token, &scope)?;
-                let page = self
-                    .context
-                    .store()
-                    .list_pool_models(&request.pool_id, query)
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                        self.context
+                            .store()
+                            .list_pool_models(&request.pool_id, query)
+                    })
                     .await?;
                 Ok(pb::ListModelsResponse {
-                    models: page.items.into_iter().map(model_message).collect(),
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    models: items.into_iter().map(model_message).collect(),
+                    next_page_token,
                 })
             }
             .await,
@@ -693,15 +702,14 @@ impl BackendService for BackendApi {
             async {
                 require("model", &request.model)?;
                 let scope = scoped("ListModelPools", &request.model);
-                let query = page_query(request.page_size, &request.page_token, &scope)?;
-                let page = self
-                    .context
-                    .store()
-                    .list_model_pools(&request.model, query)
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                        self.context.store().list_model_pools(&request.model, query)
+                    })
                     .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: page.items.into_iter().map(pool_message).collect(),
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    pools: items.into_iter().map(pool_message).collect(),
+                    next_page_token,
                 })
             }
             .await,
@@ -739,11 +747,14 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListModels";
-                let query = page_query(request.page_size, &request.page_token, scope)?;
-                let page = self.context.store().list_models(query).await?;
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, scope, |query| {
+                        self.context.store().list_models(query)
+                    })
+                    .await?;
                 Ok(pb::ListModelsResponse {
-                    models: page.items.into_iter().map(model_message).collect(),
-                    next_page_token: next_page_token(page.next_after, scope),
+                    models: items.into_iter().map(model_message).collect(),
+                    next_page_token,
                 })
             }
             .await,

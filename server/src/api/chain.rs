@@ -4,7 +4,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    Violations, expected_revision, idempotency_key, next_page_token, page_query, require, timestamp,
+    Violations, expected_revision, idempotency_key, list_page, require, timestamp,
 };
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain;
@@ -160,15 +160,17 @@ impl ChainService for ChainApi {
         respond(
             async {
                 let scope = "ListChains";
-                let query = page_query(request.page_size, &request.page_token, scope)?;
-                let page = self.context.store().list_chains(query).await?;
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, scope, |query| {
+                        self.context.store().list_chains(query)
+                    })
+                    .await?;
                 Ok(pb::ListChainsResponse {
-                    chains: page
-                        .items
+                    chains: items
                         .into_iter()
                         .map(chain_message)
                         .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, scope),
+                    next_page_token,
                 })
             }
             .await,
@@ -184,19 +186,17 @@ impl ChainService for ChainApi {
             async {
                 require("id", &request.id)?;
                 let scope = format!("ListChainVersions/{}", request.id);
-                let query = page_query(request.page_size, &request.page_token, &scope)?;
-                let page = self
-                    .context
-                    .store()
-                    .list_chain_versions(&request.id, query)
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                        self.context.store().list_chain_versions(&request.id, query)
+                    })
                     .await?;
                 Ok(pb::ListChainVersionsResponse {
-                    chains: page
-                        .items
+                    chains: items
                         .into_iter()
                         .map(chain_message)
                         .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    next_page_token,
                 })
             }
             .await,

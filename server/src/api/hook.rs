@@ -6,8 +6,8 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    Violations, check_etag, duration_millis, etag, expected_revision, idempotency_key, mask_field,
-    millis_duration, next_page_token, page_query, require, timestamp,
+    Violations, check_etag, duration_millis, etag, expected_revision, idempotency_key, list_page,
+    mask_field, millis_duration, require, timestamp,
 };
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::proto::taskloom::v1::{self as pb, hook_service_server::HookService};
@@ -257,11 +257,14 @@ impl HookService for HookApi {
         respond(
             async {
                 let scope = "ListHooks";
-                let query = page_query(request.page_size, &request.page_token, scope)?;
-                let page = self.context.store().list_hooks(query).await?;
+                let (items, next_page_token) =
+                    list_page(request.page_size, &request.page_token, scope, |query| {
+                        self.context.store().list_hooks(query)
+                    })
+                    .await?;
                 Ok(pb::ListHooksResponse {
-                    hooks: page.items.into_iter().map(hook_message).collect(),
-                    next_page_token: next_page_token(page.next_after, scope),
+                    hooks: items.into_iter().map(hook_message).collect(),
+                    next_page_token,
                 })
             }
             .await,

@@ -184,6 +184,22 @@ pub fn page_query(page_size: i32, page_token: &str, scope: &str) -> ApiResult<Pa
     Ok(PageQuery { limit, after })
 }
 
+/// One page of a keyset listing: decodes the request's page token (bound to
+/// `scope`), fetches, and encodes the token of the next page.
+pub async fn list_page<T, Fut>(
+    page_size: i32,
+    page_token: &str,
+    scope: &str,
+    fetch: impl FnOnce(PageQuery) -> Fut,
+) -> ApiResult<(Vec<T>, String)>
+where
+    Fut: std::future::Future<Output = crate::store::StoreResult<crate::store::Page<T>>>,
+{
+    let query = page_query(page_size, page_token, scope)?;
+    let page = fetch(query).await?;
+    Ok((page.items, next_page_token(page.next_after, scope)))
+}
+
 /// Encodes the token for the page after `next_after` (empty on the last page).
 pub fn next_page_token(next_after: Option<String>, scope: &str) -> String {
     match next_after {
