@@ -38,6 +38,15 @@ pub const BUILTIN_POOLS: [(&str, &str); 3] = [
     ("internal_chat_pool", "chat"),
 ];
 
+/// The description a built-in pool is created with.
+pub(crate) fn builtin_pool_description(purpose: &str) -> String {
+    match purpose {
+        "chat" => "Built-in pool for chat models (model_execution tasks)".to_string(),
+        "embed" => "Built-in pool for embedding models (embedding tasks)".to_string(),
+        _ => "Built-in pool for prompt tasks (raw_string, condition_key, parse_*)".to_string(),
+    }
+}
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -477,7 +477,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
-            .bind(format!("Built-in pool for {purpose} tasks"))
+            .bind(super::builtin_pool_description(purpose))
             .bind(purpose)
             .bind(created_at)
             .execute(&mut *tx)
