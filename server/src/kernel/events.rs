@@ -33,8 +33,8 @@ pub struct EventHub {
 }
 
 /// Capacity of one run's channel; a watcher that lags further re-reads the
-/// store.
-const CHANNEL_CAPACITY: usize = 1024;
+/// store, so this stays small (every watched run allocates it).
+const CHANNEL_CAPACITY: usize = 64;
 
 impl EventHub {
     pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<LiveEvent> {
@@ -45,6 +45,21 @@ impl EventHub {
         runs.entry(run_id.to_string())
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
             .subscribe()
+    }
+
+    /// Drops the run's channel once its last watcher is gone (a finished
+    /// run gets no further send that would notice).
+    pub fn release(&self, run_id: &str) {
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if runs
+            .get(run_id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            runs.remove(run_id);
+        }
     }
 
     fn send(&self, run_id: &str, event: LiveEvent) {
@@ -90,5 +105,26 @@ impl EventHub {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_goes_with_its_last_watcher() {
+        let hub = EventHub::default();
+        let first = hub.subscribe("run");
+        let second = hub.subscribe("run");
+        drop(first);
+        hub.release("run");
+        assert_eq!(hub.watched_runs(), 1);
+        drop(second);
+        hub.release("run");
+        assert_eq!(hub.watched_runs(), 0);
+        // Publishing to a run nobody watches allocates nothing.
+        hub.poke("run");
+        assert_eq!(hub.watched_runs(), 0);
     }
 }

@@ -91,6 +91,30 @@ pub struct StartRun {
     pub idempotency: Option<IdempotencyKey>,
 }
 
+/// A watcher's live feed of one run; dropping it frees the run's channel
+/// when no other watcher is left.
+pub struct Subscription {
+    kernel: Kernel,
+    run_id: String,
+    receiver: Option<broadcast::Receiver<LiveEvent>>,
+}
+
+impl Subscription {
+    pub async fn recv(&mut self) -> Result<LiveEvent, broadcast::error::RecvError> {
+        match &mut self.receiver {
+            Some(receiver) => receiver.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        self.kernel.inner.hub.release(&self.run_id);
+    }
+}
+
 /// A run just started.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -264,8 +288,12 @@ impl Kernel {
     }
 
     /// Live events of one run (see [`EventHub`]).
-    pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<LiveEvent> {
-        self.inner.hub.subscribe(run_id)
+    pub fn subscribe(&self, run_id: &str) -> Subscription {
+        Subscription {
+            kernel: self.clone(),
+            run_id: run_id.to_string(),
+            receiver: Some(self.inner.hub.subscribe(run_id)),
+        }
     }
 
     fn cached_chain(&self, id: &str, version: i64) -> Option<Arc<CompiledChain>> {

@@ -76,7 +76,13 @@ macro_rules! attempt_columns {
 /// larger ones on every execution (about as long as running them). A
 /// generic plan is planned once per connection; `SET LOCAL` rides along
 /// with BEGIN, in the same round trip, and ends with the transaction.
-const BEGIN_HOT: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+///
+/// A generic plan made while the tables are still small (a fresh database)
+/// would scan them whole, and the connection would keep that plan as they
+/// grow: every statement here is a keyed lookup, so sequential scans are
+/// ruled out for these transactions.
+const BEGIN_HOT: &str =
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
 
 /// How often a transaction is tried when Postgres reports a deadlock or a
 /// serialization failure.
