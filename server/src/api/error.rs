@@ -195,6 +195,10 @@ impl From<StoreError> for ApiError {
                 reason: "FAILED_PRECONDITION",
                 message,
             },
+            StoreError::ChainChanged { .. } => ApiError::FailedPrecondition {
+                reason: "CHAIN_CHANGED",
+                message: error.to_string(),
+            },
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
             | StoreError::Database(sqlx::Error::PoolClosed) => {
                 ApiError::Unavailable(error.to_string())

@@ -17,7 +17,7 @@ use super::request::{
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain::{self, CompiledChain, Goto};
 use crate::kernel::events::LiveEvent;
-use crate::kernel::{ChainSource, Kernel, StartRun, replay, value};
+use crate::kernel::{ChainSource, Kernel, StartRun, Subscription, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
 use crate::store::{
     AttemptRecord, AttemptStatus, EventRecord, PageQuery, RunFilter, RunRecord, RunStatus,
@@ -552,18 +552,28 @@ fn trace(chain: &CompiledChain, attempts: &[AttemptRecord]) -> ApiResult<Vec<pb:
     Ok(entries)
 }
 
-/// Streams a run's stored events after `after_seq`, then live ones, without
-/// gap or duplicate at the switch, until the terminal event.
-async fn watch(
-    kernel: Kernel,
+/// A WatchRun whose run exists.
+struct Watch {
     run_id: String,
     after_seq: i64,
     include_deltas: bool,
-    sink: mpsc::Sender<Result<pb::RunEvent, Status>>,
-) {
-    // Subscribe before reading history, so nothing committed in between is
-    // missed; duplicates are dropped by sequence number.
-    let mut live = kernel.subscribe(&run_id);
+    /// Subscribed before `first_page` was read.
+    live: Subscription,
+    /// Stored events after `after_seq`, up to a page.
+    first_page: Vec<EventRecord>,
+}
+
+/// Streams a run's stored events after `after_seq`, then live ones, without
+/// gap or duplicate at the switch, until the terminal event.
+async fn watch(kernel: Kernel, watch: Watch, sink: mpsc::Sender<Result<pb::RunEvent, Status>>) {
+    let Watch {
+        run_id,
+        after_seq,
+        include_deltas,
+        mut live,
+        first_page,
+    } = watch;
+    let mut pending = Some(first_page);
     let mut last = after_seq;
     macro_rules! send {
         ($item:expr) => {
@@ -575,12 +585,15 @@ async fn watch(
     macro_rules! catch_up {
         () => {
             loop {
-                let events = match kernel.store().list_events(&run_id, last, EVENT_PAGE).await {
-                    Ok(events) => events,
-                    Err(error) => {
-                        send!(Err(Status::from(ApiError::from(error))));
-                        return;
-                    }
+                let events = match pending.take() {
+                    Some(events) => events,
+                    None => match kernel.store().list_events(&run_id, last, EVENT_PAGE).await {
+                        Ok(events) => events,
+                        Err(error) => {
+                            send!(Err(Status::from(ApiError::from(error))));
+                            return;
+                        }
+                    },
                 };
                 let count = events.len();
                 for record in events {
@@ -761,17 +774,30 @@ impl RunService for RunApi {
             if request.after_seq < 0 {
                 return Err(ApiError::invalid("after_seq", "must not be negative"));
             }
-            self.kernel().get_run(&request.run_id).await?;
             Ok(())
         }
         .await;
         result.map_err(Status::from)?;
+        // Subscribe before reading history, so nothing committed in between
+        // is missed; duplicates are dropped by sequence number. The first
+        // page also proves the run exists (a run always has events).
+        let live = self.kernel().subscribe(&request.run_id);
+        let first_page = self
+            .kernel()
+            .store()
+            .list_events(&request.run_id, request.after_seq, EVENT_PAGE)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         let (sink, stream) = mpsc::channel(256);
         tokio::spawn(watch(
             self.kernel().clone(),
-            request.run_id,
-            request.after_seq,
-            request.include_deltas,
+            Watch {
+                run_id: request.run_id,
+                after_seq: request.after_seq,
+                include_deltas: request.include_deltas,
+                live,
+                first_page,
+            },
             sink,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
@@ -801,7 +827,7 @@ impl RunService for RunApi {
                 } else {
                     query.limit
                 };
-                self.kernel().get_run(&request.run_id).await?;
+                // NOT_FOUND for an unknown run comes from the store.
                 let records = self
                     .kernel()
                     .store()

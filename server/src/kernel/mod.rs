@@ -5,6 +5,7 @@
 //! queue exactly as a remote worker claims from its queue; a sweeper returns
 //! expired leases and times out overdue attempts.
 
+mod batch;
 pub mod decide;
 pub mod events;
 pub mod replay;
@@ -17,14 +18,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, ClaimRequest, DynStore, EventRecord, IdempotencyKey, Plan, RejectionKind,
-    RunRecord, RunSnapshot, StoreError, TransitionOutcome,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, CreatedRun, DynStore, EventRecord,
+    IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot, StoreError, StoreResult,
+    TransitionOutcome,
 };
+use batch::{Batcher, Keyed};
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
 use events::{EventHub, LiveEvent};
 
@@ -149,24 +152,59 @@ struct Inner {
     /// Runs changed by this replica, to announce to the others.
     changed: mpsc::UnboundedSender<String>,
     changed_receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-    /// Transitions waiting to be written together (see `write_batches`).
-    batch: mpsc::UnboundedSender<BatchItem>,
-    batch_receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<BatchItem>>,
-    batch_writers: std::sync::Once,
+    /// Transitions waiting to be written together.
+    transitions: Batcher<TransitionItem>,
+    /// Runs waiting to be created together.
+    starts: Batcher<StartItem>,
+    /// Latest version of each stored chain as last seen; every start that
+    /// uses it is checked against the store in its batch transaction.
+    latest_versions: RwLock<HashMap<String, i64>>,
+    /// Built-in handler executions in flight on this replica.
+    slots: Arc<Semaphore>,
+    /// Attempts leased at the moment they were created, for this replica's
+    /// runner; set while the runner runs (see [`Kernel::attach_runner`]).
+    eager: std::sync::Mutex<Option<mpsc::UnboundedSender<EagerAttempt>>>,
+}
+
+/// An attempt leased to this replica in the transaction that created it,
+/// with the execution slot it holds.
+pub struct EagerAttempt {
+    pub claimed: ClaimedAttempt,
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// A decision given the compiled chain, the snapshot and the time.
 type ChainDecision = dyn Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync;
 
 /// A transition queued for a batch write.
-struct BatchItem {
+struct TransitionItem {
     run_id: String,
     chain: Arc<CompiledChain>,
     decide: Arc<ChainDecision>,
     reply: oneshot::Sender<KernelResult<RunRecord>>,
 }
 
-impl BatchItem {
+impl Keyed for TransitionItem {
+    fn key(&self) -> Option<&str> {
+        Some(&self.run_id)
+    }
+}
+
+/// A run queued for a batch create.
+struct StartItem {
+    new: NewRun,
+    /// `scope/request_id`, so one key is reserved once per batch.
+    key: Option<String>,
+    reply: oneshot::Sender<StoreResult<CreatedRun>>,
+}
+
+impl Keyed for StartItem {
+    fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl TransitionItem {
     fn decide_fn(&self) -> crate::store::DecideFn {
         let (chain, decide) = (self.chain.clone(), self.decide.clone());
         Box::new(move |snapshot| decide(&chain, snapshot, now()))
@@ -174,12 +212,16 @@ impl BatchItem {
 }
 
 /// Most transitions written in one batch.
-const MAX_BATCH: usize = 128;
+const MAX_TRANSITIONS: usize = 128;
+/// Most runs created in one batch.
+const MAX_STARTS: usize = 128;
+/// How often a start is retried when its chain changed under it.
+const START_TRIES: u32 = 3;
 
 impl Kernel {
     pub fn new(store: DynStore, config: KernelConfig, instance_id: String) -> Kernel {
         let (changed, changed_receiver) = mpsc::unbounded_channel();
-        let (batch, batch_receiver) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(config.executor_concurrency));
         Kernel {
             inner: Arc::new(Inner {
                 store,
@@ -190,9 +232,11 @@ impl Kernel {
                 work: Notify::new(),
                 changed,
                 changed_receiver: std::sync::Mutex::new(Some(changed_receiver)),
-                batch,
-                batch_receiver: tokio::sync::Mutex::new(batch_receiver),
-                batch_writers: std::sync::Once::new(),
+                transitions: Batcher::new(MAX_TRANSITIONS),
+                starts: Batcher::new(MAX_STARTS),
+                latest_versions: RwLock::new(HashMap::new()),
+                slots,
+                eager: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -332,23 +376,46 @@ impl Kernel {
         Ok(compiled)
     }
 
-    /// Resolves the chain version a new run pins.
-    async fn resolve_chain(&self, source: &ChainSource) -> KernelResult<(String, i64)> {
+    /// Resolves the chain version a new run pins, and what its batch must
+    /// check about it. `fresh` bypasses the latest-version cache.
+    async fn resolve_chain(
+        &self,
+        source: &ChainSource,
+        fresh: bool,
+    ) -> KernelResult<(String, i64, Option<ChainCheck>)> {
         let store = &self.inner.store;
         match source {
             ChainSource::Stored { id, version } => {
-                let record =
-                    store
-                        .get_chain(id, *version, false)
-                        .await
-                        .map_err(|error| match error {
-                            StoreError::NotFound { .. } => KernelError::NotFound(match version {
-                                Some(v) => format!("chain {id:?} has no version {v}"),
-                                None => format!("chain {id:?} not found"),
-                            }),
-                            other => other.into(),
-                        })?;
-                Ok((record.id, record.version))
+                let cached = match version {
+                    None if !fresh => self.cached_latest(id),
+                    Some(v) if self.cached_chain(id, *v).is_some() => Some(*v),
+                    _ => None,
+                };
+                let resolved = match cached {
+                    Some(v) => v,
+                    None => {
+                        let record = store.get_chain(id, *version, false).await.map_err(
+                            |error| match error {
+                                StoreError::NotFound { .. } => {
+                                    KernelError::NotFound(match version {
+                                        Some(v) => format!("chain {id:?} has no version {v}"),
+                                        None => format!("chain {id:?} not found"),
+                                    })
+                                }
+                                other => other.into(),
+                            },
+                        )?;
+                        if version.is_none() {
+                            self.remember_latest(id, record.version);
+                        }
+                        record.version
+                    }
+                };
+                let check = ChainCheck {
+                    chain_id: id.clone(),
+                    latest_version: version.is_none().then_some(resolved),
+                };
+                Ok((id.clone(), resolved, Some(check)))
             }
             ChainSource::Inline(chain) => {
                 let mut definition = chain.clone();
@@ -358,23 +425,25 @@ impl Kernel {
                 definition.update_time = None;
                 let bytes = definition.encode_to_vec();
                 match store.get_chain(&definition.id, None, false).await {
-                    Ok(latest) if latest.definition == bytes => Ok((latest.id, latest.version)),
+                    Ok(latest) if latest.definition == bytes => {
+                        Ok((latest.id, latest.version, None))
+                    }
                     Ok(_) => {
                         let updated = store
                             .update_chain(&definition.id, bytes, None, None)
                             .await?;
-                        Ok((updated.record.id, updated.record.version))
+                        Ok((updated.record.id, updated.record.version, None))
                     }
                     Err(StoreError::NotFound { .. }) => {
                         match store
                             .create_chain(&definition.id, bytes.clone(), None)
                             .await
                         {
-                            Ok(created) => Ok((created.record.id, created.record.version)),
+                            Ok(created) => Ok((created.record.id, created.record.version, None)),
                             // Another request stored it first.
                             Err(StoreError::AlreadyExists { .. }) => {
                                 let latest = store.get_chain(&definition.id, None, false).await?;
-                                Ok((latest.id, latest.version))
+                                Ok((latest.id, latest.version, None))
                             }
                             Err(other) => Err(other.into()),
                         }
@@ -385,50 +454,245 @@ impl Kernel {
         }
     }
 
+    fn cached_latest(&self, id: &str) -> Option<i64> {
+        self.inner
+            .latest_versions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    fn remember_latest(&self, id: &str, version: i64) {
+        self.inner
+            .latest_versions
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id.to_string(), version);
+    }
+
     /// Starts a run (or, for a repeated `request_id`, returns the run the
     /// first request started).
     pub async fn start_run(&self, request: StartRun) -> KernelResult<Started> {
-        let (chain_id, version) = self.resolve_chain(&request.chain).await?;
-        let chain = self.chain(&chain_id, version).await?;
-        if let Some(entry) = chain.task(chain.entry()) {
-            check_entry_input(entry.handler, &request.input).map_err(|message| {
-                KernelError::InvalidArgument {
-                    field: "input".to_string(),
-                    message,
+        let mut tries = 1;
+        loop {
+            let (chain_id, version, chain_check) =
+                self.resolve_chain(&request.chain, tries > 1).await?;
+            let chain = self.chain(&chain_id, version).await?;
+            if let Some(entry) = chain.task(chain.entry()) {
+                check_entry_input(entry.handler, &request.input).map_err(|message| {
+                    KernelError::InvalidArgument {
+                        field: "input".to_string(),
+                        message,
+                    }
+                })?;
+            }
+            let new = decide::NewRun {
+                id: uuid::Uuid::now_v7().to_string(),
+                chain_id,
+                chain_version: version,
+                input: request.input.clone(),
+                labels: request.labels.clone(),
+                priority: request.priority,
+                tenant: request.tenant.clone(),
+                request_id: request
+                    .idempotency
+                    .as_ref()
+                    .map(|key| key.request_id.clone()),
+            };
+            let now = now();
+            let (run, attempts, events) = decide::start(&chain, new, now);
+            let (run, attempts, events, eager) =
+                self.lease_eagerly(&chain, run, attempts, events, now);
+            let new = NewRun {
+                run,
+                attempts: attempts.clone(),
+                events,
+                idempotency: request.idempotency.clone(),
+                chain_check,
+            };
+            match self.create_batched(new).await {
+                Err(KernelError::Store(StoreError::ChainChanged { .. })) if tries < START_TRIES => {
+                    // Resolve the chain again, bypassing the cache.
+                    tries += 1;
                 }
-            })?;
+                Err(error) => return Err(error),
+                Ok((created, stored_events)) => {
+                    self.committed(&stored_events);
+                    if !created.replayed {
+                        self.dispatch_eagerly(eager);
+                    }
+                    self.inner.work.notify_one();
+                    let attempts = (!created.replayed).then_some(attempts);
+                    return Ok(Started {
+                        run: created.record,
+                        attempts,
+                    });
+                }
+            }
         }
-        let now = now();
-        let new = decide::NewRun {
-            id: uuid::Uuid::now_v7().to_string(),
-            chain_id,
-            chain_version: version,
-            input: request.input,
-            labels: request.labels,
-            priority: request.priority,
-            tenant: request.tenant,
-            request_id: request
-                .idempotency
-                .as_ref()
-                .map(|key| key.request_id.clone()),
-        };
-        let (run, attempts, events) = decide::start(&chain, new, now);
-        let (created, stored_events) = self
+    }
+
+    /// Eager dispatch (Temporal's eager activity dispatch): a new run's
+    /// `internal` attempts are leased to this replica in the transaction
+    /// that creates them, when its runner has free slots, so they start
+    /// without a claim transaction (one commit per task instead of two).
+    /// Fencing is unchanged: the lease is in the store, and if this replica
+    /// dies the lease expires and another replica claims the attempt.
+    fn lease_eagerly(
+        &self,
+        chain: &CompiledChain,
+        run: RunRecord,
+        mut attempts: Vec<AttemptRecord>,
+        mut events: Vec<Vec<u8>>,
+        now: DateTime<Utc>,
+    ) -> (
+        RunRecord,
+        Vec<AttemptRecord>,
+        Vec<Vec<u8>>,
+        Vec<EagerAttempt>,
+    ) {
+        if !self.runner_attached() {
+            return (run, attempts, events, Vec::new());
+        }
+        let mut permits = Vec::new();
+        let lease =
+            chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::MAX);
+        let mut leased = Vec::new();
+        for attempt in attempts.iter_mut() {
+            if attempt.queue != INTERNAL_QUEUE
+                || attempt.status != AttemptStatus::Ready
+                || attempt.available_at > now
+            {
+                continue;
+            }
+            let Ok(permit) = self.inner.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            attempt.status = AttemptStatus::Leased;
+            attempt.lease_owner = Some(self.inner.instance_id.clone());
+            attempt.lease_token = Some(format!("{:032x}", rand::random::<u128>()));
+            attempt.lease_expires_at = now.checked_add_signed(lease);
+            attempt.started_at = Some(now);
+            leased.push(attempt.clone());
+            permits.push(permit);
+        }
+        if leased.is_empty() {
+            return (run, attempts, events, Vec::new());
+        }
+        let plan = decide::claimed(Some(chain), &run, &leased, now);
+        for update in plan.attempt_updates {
+            if let Some(attempt) = attempts.iter_mut().find(|a| a.id == update.id) {
+                *attempt = update;
+            }
+        }
+        events.extend(plan.events);
+        let run = plan.run.unwrap_or(run);
+        let eager = attempts
+            .iter()
+            .filter(|attempt| attempt.status == AttemptStatus::Leased)
+            .zip(permits)
+            .map(|(attempt, permit)| EagerAttempt {
+                claimed: ClaimedAttempt {
+                    attempt: attempt.clone(),
+                    chain_id: run.chain_id.clone(),
+                    chain_version: run.chain_version,
+                },
+                permit,
+            })
+            .collect();
+        (run, attempts, events, eager)
+    }
+
+    /// Hands eagerly leased attempts of a committed run to the runner.
+    fn dispatch_eagerly(&self, eager: Vec<EagerAttempt>) {
+        if eager.is_empty() {
+            return;
+        }
+        let sender = self
             .inner
-            .store
-            .create_run(run, attempts.clone(), events, request.idempotency)
-            .await?;
-        self.committed(&stored_events);
-        self.inner.work.notify_one();
-        let attempts = if created.replayed {
-            None
-        } else {
-            Some(attempts)
+            .eager
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(sender) = sender {
+            for attempt in eager {
+                // A runner that stopped leaves the lease to expire, as a
+                // crash would.
+                let _ = sender.send(attempt);
+            }
+        }
+    }
+
+    fn runner_attached(&self) -> bool {
+        self.inner
+            .eager
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .is_some_and(|sender| !sender.is_closed())
+    }
+
+    /// Registers this replica's runner: it receives attempts leased eagerly
+    /// and shares the execution slots. Eager dispatch is off until then.
+    pub fn attach_runner(&self) -> (Arc<Semaphore>, mpsc::UnboundedReceiver<EagerAttempt>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        *self
+            .inner
+            .eager
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender);
+        (self.inner.slots.clone(), receiver)
+    }
+
+    /// Queues a run for the next batch create and waits for it.
+    async fn create_batched(&self, new: NewRun) -> KernelResult<CreatedRun> {
+        let (reply, answer) = oneshot::channel();
+        let key = new
+            .idempotency
+            .as_ref()
+            .map(|key| format!("{}/{}", key.scope, key.request_id));
+        let item = StartItem { new, key, reply };
+        let kernel = self.clone();
+        let write = move |batch| {
+            let kernel = kernel.clone();
+            async move { kernel.write_starts(batch).await }
         };
-        Ok(Started {
-            run: created.record,
-            attempts,
-        })
+        if self.inner.starts.submit(item, write).is_err() {
+            return Err(KernelError::FailedPrecondition(
+                "the kernel is shutting down".into(),
+            ));
+        }
+        match answer.await {
+            Ok(result) => result.map_err(KernelError::from),
+            Err(_) => Err(KernelError::FailedPrecondition(
+                "the batch writer stopped".into(),
+            )),
+        }
+    }
+
+    async fn write_starts(&self, batch: Vec<StartItem>) {
+        let news = batch.iter().map(|item| item.new.clone()).collect();
+        match self.inner.store.create_runs(news).await {
+            Ok(results) => {
+                for (item, result) in batch.into_iter().zip(results) {
+                    let _ = item.reply.send(result);
+                }
+            }
+            Err(error) => {
+                // One bad item must not fail its neighbours: write each alone.
+                tracing::warn!(error = %error, size = batch.len(), "a start batch failed; writing its runs one by one");
+                for item in batch {
+                    let result = match self.inner.store.create_runs(vec![item.new]).await {
+                        Ok(mut results) => results.pop().unwrap_or_else(|| {
+                            Err(StoreError::Corrupt("create_runs lost a run".into()))
+                        }),
+                        Err(error) => Err(error),
+                    };
+                    let _ = item.reply.send(result);
+                }
+            }
+        }
     }
 
     /// Applies one decision to a run.
@@ -482,17 +746,19 @@ impl Kernel {
     where
         F: Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync + 'static,
     {
-        self.inner
-            .batch_writers
-            .call_once(|| self.spawn_batch_writers());
         let (reply, answer) = oneshot::channel();
-        let item = BatchItem {
+        let item = TransitionItem {
             run_id: run_id.to_string(),
             chain,
             decide: Arc::new(decide),
             reply,
         };
-        if self.inner.batch.send(item).is_err() {
+        let kernel = self.clone();
+        let write = move |batch| {
+            let kernel = kernel.clone();
+            async move { kernel.write_transitions(batch).await }
+        };
+        if self.inner.transitions.submit(item, write).is_err() {
             return Err(KernelError::FailedPrecondition(
                 "the kernel is shutting down".into(),
             ));
@@ -504,51 +770,7 @@ impl Kernel {
         })
     }
 
-    /// Starts the tasks that write queued transitions in batches: one
-    /// transaction per batch instead of one per completion (see
-    /// PERFORMANCE.md: completions dominate). Two writers take turns, so one
-    /// batch forms while the other commits. They live as long as the
-    /// runtime.
-    fn spawn_batch_writers(&self) {
-        for _ in 0..2 {
-            let kernel = self.clone();
-            tokio::spawn(async move {
-                let mut carried: Vec<BatchItem> = Vec::new();
-                while let Some(batch) = kernel.next_batch(&mut carried).await {
-                    kernel.write_batch(batch).await;
-                }
-            });
-        }
-    }
-
-    /// The next batch: what is queued now (at least one item), each run at
-    /// most once; a second transition of the same run waits for the next.
-    async fn next_batch(&self, carried: &mut Vec<BatchItem>) -> Option<Vec<BatchItem>> {
-        let mut receiver = self.inner.batch_receiver.lock().await;
-        let mut batch: Vec<BatchItem> = Vec::new();
-        let mut later: Vec<BatchItem> = Vec::new();
-        for item in carried.drain(..) {
-            if batch.iter().any(|b| b.run_id == item.run_id) {
-                later.push(item);
-            } else {
-                batch.push(item);
-            }
-        }
-        if batch.is_empty() {
-            batch.push(receiver.recv().await?);
-        }
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(item) if batch.iter().any(|b| b.run_id == item.run_id) => later.push(item),
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        *carried = later;
-        Some(batch)
-    }
-
-    async fn write_batch(&self, batch: Vec<BatchItem>) {
+    async fn write_transitions(&self, batch: Vec<TransitionItem>) {
         let items = batch
             .iter()
             .map(|item| (item.run_id.clone(), item.decide_fn()))

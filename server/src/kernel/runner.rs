@@ -8,16 +8,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use super::{ClaimedAttempt, INTERNAL_QUEUE, Kernel, TaskFailure};
+use super::{ClaimedAttempt, EagerAttempt, INTERNAL_QUEUE, Kernel, TaskFailure};
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
 use crate::store::AttemptRecord;
 
 /// Runs the claim loop and the sweeper until `stop` turns true.
 pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(kernel.config().executor_concurrency));
+    let (slots, mut eager) = kernel.attach_runner();
+    let eager_runner = {
+        let kernel = kernel.clone();
+        let executor = executor.clone();
+        tokio::spawn(async move {
+            while let Some(EagerAttempt { claimed, permit }) = eager.recv().await {
+                let kernel = kernel.clone();
+                let executor = executor.clone();
+                tokio::spawn(async move {
+                    execute_attempt(&kernel, &executor, claimed).await;
+                    drop(permit);
+                });
+            }
+        })
+    };
     let sweeper = tokio::spawn(sweep_loop(kernel.clone(), stop.clone()));
     let signals = {
         let kernel = kernel.clone();
@@ -64,6 +78,7 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
     }
     sweeper.abort();
     signals.abort();
+    eager_runner.abort();
 }
 
 async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {

@@ -24,9 +24,9 @@ use chrono::{DateTime, Utc};
 
 pub use postgres::PostgresStore;
 pub use runs::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, DecideFn, DueAttempt,
-    EventRecord, Plan, Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot,
-    RunStatus, RunStore, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, CreatedRun, DecideFn,
+    DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
+    RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
 pub use signals::{Announcement, Signals};
 pub use sqlite::SqliteStore;
@@ -70,6 +70,10 @@ pub enum StoreError {
     /// The operation is not allowed in the record's current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A run's [`ChainCheck`] failed: its chain was deleted or has a newer
+    /// version than the one the run was built from.
+    #[error("chain {chain_id:?} changed while the run was being started")]
+    ChainChanged { chain_id: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

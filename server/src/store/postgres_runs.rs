@@ -7,7 +7,8 @@
 //! statement ([`APPLY_WRITES`]: data-modifying CTEs over `UNNEST`ed arrays),
 //! and a transition costs five round trips: BEGIN, lock the run, read its
 //! attempts, apply, COMMIT. A claim costs the same for a whole batch, and
-//! creating a run three (BEGIN, [`CREATE_RUN`], COMMIT).
+//! creating a batch of runs three or four (BEGIN, [`CHAIN_HEADS`] when checked,
+//! [`CREATE_RUNS`], COMMIT) plus one per idempotency key.
 //!
 //! Locking: a transition locks its run row, then writes the run's
 //! attempts. A claim locks ready attempts, skipping those another claim
@@ -44,10 +45,10 @@ use super::postgres::{
     Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
 };
 use super::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
-    EventRecord, IdempotencyKey, Page, PageQuery, Plan, PostgresStore, RunFailure, RunFilter,
-    RunRecord, RunSnapshot, RunStatus, RunStore, StoreError, StoreResult, TransitionOutcome,
-    Verdict,
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, DecideFn,
+    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore,
+    RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError, StoreResult,
+    TransitionOutcome, Verdict,
 };
 
 /// Columns of a run row, selected from the alias `r`.
@@ -166,18 +167,30 @@ const APPLY_WRITES: &str = concat!(
      (SELECT count(*) FROM run_updates) AS runs_updated"
 );
 
-/// A new run (`$30`..`$50`) with its first attempts and events, in one
-/// statement. The foreign keys are checked at its end, when the run row
-/// exists.
-const CREATE_RUN: &str = concat!(
+/// New runs (`$30`..`$50`, one array element per run) with their first
+/// attempts and events, in one statement.
+const CREATE_RUNS: &str = concat!(
     "WITH ",
     insert_attempts_and_events!(),
     " INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
      error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
      output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
-     VALUES ($30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
-     $46, $47, $48, $49, $50)"
+     SELECT id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
+     error_reason, labels::jsonb, priority, tenant, request_id, steps, input_tokens, \
+     output_tokens, last_seq, created_at, started_at, ended_at, updated_at \
+     FROM UNNEST($30::text[], $31::text[], $32::int8[], $33::text[], $34::bytea[], \
+     $35::bytea[], $36::text[], $37::text[], $38::text[], $39::text[], $40::int4[], \
+     $41::text[], $42::text[], $43::int4[], $44::int8[], $45::int8[], $46::int8[], \
+     $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[]) \
+     AS u(id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
+     error_reason, labels, priority, tenant, request_id, steps, input_tokens, output_tokens, \
+     last_seq, created_at, started_at, ended_at, updated_at)"
 );
+
+/// The chains of a batch of new runs: whether each exists, is deleted, and
+/// its latest version.
+const CHAIN_HEADS: &str =
+    "SELECT id, deleted, latest_version FROM chain_heads WHERE id = ANY($1::text[])";
 
 // ---------------------------------------------------------------------------
 // Encoding
@@ -658,46 +671,90 @@ fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
     }
 }
 
-/// Inserts `run` with its first attempts and events (all as stored).
-async fn insert_run(
+/// Inserts `runs` with their first attempts and events (all as stored).
+async fn insert_runs(
     conn: &mut PgConnection,
-    run: &RunRecord,
+    runs: &[RunRecord],
     attempts: &[AttemptRecord],
     events: &[EventRecord],
 ) -> StoreResult<()> {
-    let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
-    bind_inserts(sqlx::query(CREATE_RUN), attempts, events)
-        .bind(&run.id)
-        .bind(&run.chain_id)
-        .bind(run.chain_version)
-        .bind(run.status.as_str())
-        .bind(&run.input)
-        .bind(&run.output)
-        .bind(error_message)
-        .bind(error_task_id)
-        .bind(error_reason)
-        .bind(Json(&run.labels))
-        .bind(run.priority)
-        .bind(&run.tenant)
-        .bind(&run.request_id)
-        .bind(run.steps)
-        .bind(run.input_tokens)
-        .bind(run.output_tokens)
-        .bind(run.last_seq)
-        .bind(run.created_at)
-        .bind(run.started_at)
-        .bind(run.ended_at)
-        .bind(run.updated_at)
+    let errors: Vec<[Option<&str>; 3]> = runs
+        .iter()
+        .map(|r| error_columns(r.error.as_ref()))
+        .collect();
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|r| serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".to_string()))
+        .collect();
+    bind_inserts(sqlx::query(CREATE_RUNS), attempts, events)
+        .bind(col(runs, |r| r.id.as_str()))
+        .bind(col(runs, |r| r.chain_id.as_str()))
+        .bind(col(runs, |r| r.chain_version))
+        .bind(col(runs, |r| r.status.as_str()))
+        .bind(col(runs, |r| r.input.as_slice()))
+        .bind(col(runs, |r| r.output.as_deref()))
+        .bind(col(&errors, |e| e[0]))
+        .bind(col(&errors, |e| e[1]))
+        .bind(col(&errors, |e| e[2]))
+        .bind(&labels)
+        .bind(col(runs, |r| r.priority))
+        .bind(col(runs, |r| r.tenant.as_str()))
+        .bind(col(runs, |r| r.request_id.as_deref()))
+        .bind(col(runs, |r| r.steps))
+        .bind(col(runs, |r| r.input_tokens))
+        .bind(col(runs, |r| r.output_tokens))
+        .bind(col(runs, |r| r.last_seq))
+        .bind(col(runs, |r| r.created_at))
+        .bind(col(runs, |r| r.started_at))
+        .bind(col(runs, |r| r.ended_at))
+        .bind(col(runs, |r| r.updated_at))
         .execute(conn)
         .await
         .map_err(|err| match database_error(&err) {
             Some(db) if db.constraint() == Some("runs_pkey") => StoreError::AlreadyExists {
                 resource: "run",
-                id: run.id.clone(),
+                id: runs
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
             _ => write_error(err, attempts),
         })?;
     Ok(())
+}
+
+/// Which of `runs` fail their [`ChainCheck`] (by index).
+async fn failed_chain_checks(conn: &mut PgConnection, runs: &[NewRun]) -> StoreResult<Vec<bool>> {
+    let mut ids: Vec<&str> = runs
+        .iter()
+        .filter_map(|new| new.chain_check.as_ref())
+        .map(|check| check.chain_id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(vec![false; runs.len()]);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(CHAIN_HEADS).bind(&ids).fetch_all(conn).await?;
+    let mut heads = std::collections::HashMap::new();
+    for row in &rows {
+        let id: String = column(row, "id")?;
+        let deleted: bool = column(row, "deleted")?;
+        let latest: i64 = column(row, "latest_version")?;
+        heads.insert(id, (deleted, latest));
+    }
+    Ok(runs
+        .iter()
+        .map(|new| {
+            new.chain_check
+                .as_ref()
+                .is_some_and(|check| match heads.get(&check.chain_id) {
+                    Some((false, latest)) => check.latest_version.is_some_and(|v| v != *latest),
+                    _ => true,
+                })
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -706,6 +763,100 @@ async fn insert_run(
 impl PostgresStore {
     async fn begin_hot(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.pool().begin_with(BEGIN_HOT).await?)
+    }
+
+    async fn try_create_runs(&self, runs: &[NewRun]) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
+        let mut results: Vec<Option<StoreResult<CreatedRun>>> = runs
+            .iter()
+            .map(|new| {
+                new.attempts
+                    .iter()
+                    .find(|attempt| attempt.run_id != new.run.id)
+                    .map(|stray| {
+                        Err(outside_run(
+                            &new.run.id,
+                            format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
+                        ))
+                    })
+            })
+            .collect();
+        let mut tx = self.begin_hot().await?;
+        for (index, failed) in failed_chain_checks(&mut tx, runs)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            if failed && results[index].is_none() {
+                let chain_id = runs[index].run.chain_id.clone();
+                results[index] = Some(Err(StoreError::ChainChanged { chain_id }));
+            }
+        }
+        // Keys in one order, so concurrent batches cannot deadlock on them.
+        let mut keyed: Vec<(usize, &IdempotencyKey)> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, new)| new.idempotency.as_ref().map(|key| (index, key)))
+            .filter(|(index, _)| results[*index].is_none())
+            .collect();
+        keyed.sort_by(|a, b| (&a.1.scope, &a.1.request_id).cmp(&(&b.1.scope, &b.1.request_id)));
+        for (index, key) in keyed {
+            match reserve(&mut tx, key, &runs[index].run.id).await {
+                Ok(Reservation::Fresh) => {}
+                Ok(Reservation::Replay { resource_key, .. }) => {
+                    let record = fetch_run(&mut tx, &resource_key).await?;
+                    let created = Created {
+                        record,
+                        replayed: true,
+                    };
+                    results[index] = Some(Ok((created, Vec::new())));
+                }
+                Err(error @ StoreError::IdempotencyMismatch { .. }) => {
+                    results[index] = Some(Err(error));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut records = Vec::new();
+        let mut attempts = Vec::new();
+        let mut events = Vec::new();
+        let mut written = Vec::new();
+        for (index, new) in runs.iter().enumerate() {
+            if results[index].is_some() {
+                continue;
+            }
+            let record = RunRecord {
+                last_seq: new.events.len() as i64,
+                ..run_as_stored(new.run.clone())
+            };
+            let first_event = events.len();
+            events.extend((1..).zip(&new.events).map(|(seq, payload)| EventRecord {
+                run_id: record.id.clone(),
+                seq,
+                payload: payload.clone(),
+            }));
+            attempts.extend(new.attempts.iter().cloned().map(attempt_as_stored));
+            written.push((index, first_event, events.len()));
+            records.push(record);
+        }
+        if !records.is_empty() {
+            insert_runs(&mut tx, &records, &attempts, &events).await?;
+        }
+        tx.commit().await?;
+        for ((index, from, to), record) in written.into_iter().zip(records) {
+            let created = Created {
+                record,
+                replayed: false,
+            };
+            results[index] = Some(Ok((created, events[from..to].to_vec())));
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::Corrupt("a run of the batch was lost".into()))
+                })
+            })
+            .collect())
     }
 
     async fn try_transition(
@@ -984,51 +1135,18 @@ impl PostgresStore {
 
 #[async_trait]
 impl RunStore for PostgresStore {
-    async fn create_run(
-        &self,
-        run: RunRecord,
-        attempts: Vec<AttemptRecord>,
-        events: Vec<Vec<u8>>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> StoreResult<(Created<RunRecord>, Vec<EventRecord>)> {
-        if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
-            return Err(outside_run(
-                &run.id,
-                format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
-            ));
+    async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
+        super::runs::check_distinct_keys(&runs)?;
+        let mut tries = 1;
+        loop {
+            match self.try_create_runs(&runs).await {
+                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
+                    back_off(tries).await;
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
         }
-        let mut tx = self.begin_hot().await?;
-        if let Some(key) = &idempotency
-            && let Reservation::Replay { resource_key, .. } = reserve(&mut tx, key, &run.id).await?
-        {
-            let record = fetch_run(&mut tx, &resource_key).await?;
-            tx.commit().await?;
-            let created = Created {
-                record,
-                replayed: true,
-            };
-            return Ok((created, Vec::new()));
-        }
-        let record = RunRecord {
-            last_seq: events.len() as i64,
-            ..run_as_stored(run)
-        };
-        let attempts: Vec<AttemptRecord> = attempts.into_iter().map(attempt_as_stored).collect();
-        let events: Vec<EventRecord> = (1..)
-            .zip(events)
-            .map(|(seq, payload)| EventRecord {
-                run_id: record.id.clone(),
-                seq,
-                payload,
-            })
-            .collect();
-        insert_run(&mut tx, &record, &attempts, &events).await?;
-        tx.commit().await?;
-        let created = Created {
-            record,
-            replayed: false,
-        };
-        Ok((created, events))
     }
 
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {

@@ -325,6 +325,52 @@ pub(super) fn check_distinct_runs(items: &[(String, DecideFn)]) -> Result<(), su
 }
 
 /// What to claim.
+/// A run to insert (see [`RunStore::create_runs`]).
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run: RunRecord,
+    pub attempts: Vec<AttemptRecord>,
+    /// Encoded events, stored with sequence numbers from 1.
+    pub events: Vec<Vec<u8>>,
+    pub idempotency: Option<IdempotencyKey>,
+    pub chain_check: Option<ChainCheck>,
+}
+
+/// What the run's chain must still look like when the run is written: the
+/// kernel resolves chains from a cache, and this check (one query per batch)
+/// keeps that cache from ever starting a run on a deleted chain or on a
+/// version that is no longer the latest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainCheck {
+    /// The chain must exist and not be deleted.
+    pub chain_id: String,
+    /// When set, this must still be its latest version.
+    pub latest_version: Option<i64>,
+}
+
+/// The run a create wrote (or, for a replayed idempotency key, found), and
+/// the events it stored.
+pub type CreatedRun = (Created<RunRecord>, Vec<EventRecord>);
+
+/// Duplicate idempotency keys within one `create_runs` call.
+pub(super) fn check_distinct_keys(runs: &[NewRun]) -> Result<(), super::StoreError> {
+    let mut keys: Vec<(&str, &str)> = runs
+        .iter()
+        .filter_map(|new| new.idempotency.as_ref())
+        .map(|key| (key.scope.as_str(), key.request_id.as_str()))
+        .collect();
+    let count = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.len() == count {
+        Ok(())
+    } else {
+        Err(super::StoreError::Corrupt(
+            "create_runs got one request id twice".into(),
+        ))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     /// Claim only from these queues.
@@ -370,18 +416,36 @@ pub struct DueAttempt {
 /// checked by the same conformance suite.
 #[async_trait]
 pub trait RunStore: Send + Sync + 'static {
-    /// Inserts a run with its first attempts and events (sequence numbers
-    /// from 1; `run.last_seq` is set by the store) in one transaction.
-    /// Idempotent by `idempotency` like the other creates (the key names the
-    /// run id); a replay writes nothing and returns no events.
-    /// `AlreadyExists` if the run id is taken.
+    /// Inserts runs, each with its first attempts and events (sequence
+    /// numbers from 1; `run.last_seq` is set by the store), in one
+    /// transaction (a batch of starts: one commit instead of one per run).
+    /// Results come back in the order of `runs`. Per run: idempotent by its
+    /// key like the other creates (the key names the run id; a replay writes
+    /// nothing and returns no events); `AlreadyExists` if the run id is
+    /// taken; `ChainChanged` if its [`ChainCheck`] fails. Any other error
+    /// fails the whole batch and writes nothing. Idempotency keys must be
+    /// distinct within one call (`Corrupt` otherwise).
+    async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>>;
+    /// One run; see [`RunStore::create_runs`].
     async fn create_run(
         &self,
         run: RunRecord,
         attempts: Vec<AttemptRecord>,
         events: Vec<Vec<u8>>,
         idempotency: Option<IdempotencyKey>,
-    ) -> StoreResult<(Created<RunRecord>, Vec<EventRecord>)>;
+    ) -> StoreResult<CreatedRun> {
+        let new = NewRun {
+            run,
+            attempts,
+            events,
+            idempotency,
+            chain_check: None,
+        };
+        let mut results = self.create_runs(vec![new]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(super::StoreError::Corrupt("create_runs lost a run".into())))
+    }
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord>;
     /// Runs matching `filter`, newest first (descending id; the page key is
     /// the id).

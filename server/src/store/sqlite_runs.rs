@@ -30,8 +30,8 @@ use super::sqlite::{
     unique_as_already_exists,
 };
 use super::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
-    EventRecord, IdempotencyKey, Page, PageQuery, Plan, RunFailure, RunFilter, RunRecord,
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, DecideFn,
+    DueAttempt, EventRecord, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter, RunRecord,
     RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult, TransitionOutcome,
     Verdict,
 };
@@ -471,50 +471,80 @@ async fn apply_plan(
 
 // ---------------------------------------------------------------------------
 
-#[async_trait]
-impl RunStore for SqliteStore {
-    async fn create_run(
-        &self,
-        run: RunRecord,
-        attempts: Vec<AttemptRecord>,
-        events: Vec<Vec<u8>>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> StoreResult<(Created<RunRecord>, Vec<EventRecord>)> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_run(&mut tx, &prior.resource_key).await?;
-            tx.commit().await?;
-            let created = Created {
-                record,
-                replayed: true,
-            };
-            return Ok((created, Vec::new()));
-        }
-        if exists(&mut tx, "SELECT 1 FROM runs WHERE id = ?", &run.id).await? {
-            return Err(already_exists("run", run.id));
-        }
-        if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
-            return Err(outside_run(
-                &run.id,
-                format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
-            ));
-        }
-        let record = RunRecord {
-            last_seq: events.len() as i64,
-            ..run_as_stored(run)
-        };
-        insert_run(&mut tx, &record).await?;
-        for attempt in &attempts {
-            insert_attempt(&mut tx, attempt).await?;
-        }
-        let events = insert_events(&mut tx, &record.id, 0, events).await?;
-        remember_result(&mut tx, idempotency.as_ref(), &record.id, None).await?;
-        tx.commit().await?;
+/// One run of a `create_runs` batch, inside its transaction. An error
+/// other than `Database` has written nothing.
+async fn create_one_run(conn: &mut SqliteConnection, new: NewRun) -> StoreResult<CreatedRun> {
+    let NewRun {
+        run,
+        attempts,
+        events,
+        idempotency,
+        chain_check,
+    } = new;
+    if let Some(prior) = prior_result(conn, idempotency.as_ref()).await? {
+        let record = fetch_run(conn, &prior.resource_key).await?;
         let created = Created {
             record,
-            replayed: false,
+            replayed: true,
         };
-        Ok((created, events))
+        return Ok((created, Vec::new()));
+    }
+    if let Some(check) = &chain_check {
+        let head: Option<(bool, i64)> =
+            sqlx::query_as("SELECT deleted, latest_version FROM chain_heads WHERE id = ?")
+                .bind(&check.chain_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let current = match head {
+            Some((false, latest)) => check.latest_version.is_none_or(|v| v == latest),
+            _ => false,
+        };
+        if !current {
+            return Err(StoreError::ChainChanged {
+                chain_id: check.chain_id.clone(),
+            });
+        }
+    }
+    if exists(conn, "SELECT 1 FROM runs WHERE id = ?", &run.id).await? {
+        return Err(already_exists("run", run.id));
+    }
+    if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
+        return Err(outside_run(
+            &run.id,
+            format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
+        ));
+    }
+    let record = RunRecord {
+        last_seq: events.len() as i64,
+        ..run_as_stored(run)
+    };
+    insert_run(conn, &record).await?;
+    for attempt in &attempts {
+        insert_attempt(conn, attempt).await?;
+    }
+    let events = insert_events(conn, &record.id, 0, events).await?;
+    remember_result(conn, idempotency.as_ref(), &record.id, None).await?;
+    let created = Created {
+        record,
+        replayed: false,
+    };
+    Ok((created, events))
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
+        super::runs::check_distinct_keys(&runs)?;
+        let mut tx = self.write_tx().await?;
+        let mut results = Vec::with_capacity(runs.len());
+        for new in runs {
+            results.push(match create_one_run(&mut tx, new).await {
+                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+                result => result,
+            });
+        }
+        tx.commit().await?;
+        Ok(results)
     }
 
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {
