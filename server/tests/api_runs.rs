@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{TestServer, assert_invalid, error_reason};
+use common::{HookServer, TestServer, assert_invalid, error_reason};
 use taskloom_server::proto::taskloom::v1 as pb;
 use tonic::Code;
 
@@ -27,6 +27,8 @@ api_tests!(
     watch_resumes_after_a_sequence_number,
     bad_input_is_rejected_and_writes_nothing,
     execute_chain_caller_leaving_cancels_the_run,
+    stored_chains_start_their_latest_version,
+    a_paused_run_starts_no_next_task,
 );
 
 fn goto(target: &str) -> Option<prost_types::Value> {
@@ -980,4 +982,143 @@ async fn execute_chain_caller_leaving_cancels_the_run(server: TestServer) {
         .unwrap()
         .into_inner();
     assert_eq!(listed.runs[0].status, pb::RunStatus::Queued as i32);
+}
+
+/// Starts of a stored chain pin its latest version, including right after
+/// an update or a delete made since this server last resolved it.
+async fn stored_chains_start_their_latest_version(server: TestServer) {
+    let definition = |message: &str| {
+        let mut only = task("only", "noop", vec![branch("default", "", goto("end"))]);
+        only.description = message.into();
+        chain("versioned", vec![only])
+    };
+    let start_stored = |version: i64| {
+        let mut runs = server.runs();
+        async move {
+            runs.start_run(pb::StartRunRequest {
+                chain_id: "versioned".into(),
+                chain_version: version,
+                run_input: text("hi"),
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    server
+        .chains()
+        .create_chain(pb::CreateChainRequest {
+            chain: Some(definition("first")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(start_stored(0).await.unwrap().into_inner().chain_version, 1);
+    }
+    server
+        .chains()
+        .update_chain(pb::UpdateChainRequest {
+            chain: Some(definition("second")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(start_stored(0).await.unwrap().into_inner().chain_version, 2);
+    assert_eq!(start_stored(1).await.unwrap().into_inner().chain_version, 1);
+    let missing = start_stored(7).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    server
+        .chains()
+        .delete_chain(pb::DeleteChainRequest {
+            id: "versioned".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for version in [0, 1] {
+        let deleted = start_stored(version).await.unwrap_err();
+        assert_eq!(deleted.code(), Code::NotFound, "{deleted:?}");
+    }
+}
+
+/// A task that finishes while its run is paused leaves the next task ready
+/// but not started (eager dispatch included) until the run resumes.
+async fn a_paused_run_starts_no_next_task(server: TestServer) {
+    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_millis(800)).await;
+    server
+        .hooks()
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(pb::Hook {
+                name: "slow".into(),
+                url: hook.url.clone(),
+                timeout: Some(prost_types::Duration {
+                    seconds: 30,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut call = task("call", "hook", vec![branch("default", "", goto("after"))]);
+    call.hook = Some(pb::HookCall {
+        name: "slow".into(),
+        args: Default::default(),
+    });
+    let after = task("after", "noop", vec![branch("default", "", goto("end"))]);
+    let run = start(&server, chain("pause-between", vec![call, after]), "x").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hook.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the hook was called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
+        .runs()
+        .pause_run(pb::PauseRunRequest {
+            id: run.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The hook answers after 800 ms; give the next task time to (wrongly) start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let attempts = server
+        .runs()
+        .list_run_attempts(pb::ListRunAttemptsRequest {
+            run_id: run.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .attempts;
+    let status_of = |task_id: &str| {
+        attempts
+            .iter()
+            .find(|a| a.task_id == task_id)
+            .map(|a| a.status)
+    };
+    assert_eq!(status_of("call"), Some(pb::AttemptStatus::Succeeded as i32));
+    assert_eq!(status_of("after"), Some(pb::AttemptStatus::Ready as i32));
+    let paused = server
+        .runs()
+        .get_run(pb::GetRunRequest { id: run.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.status, pb::RunStatus::Paused as i32);
+    server
+        .runs()
+        .resume_run(pb::ResumeRunRequest {
+            id: run.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let events = watch_all(&server, &run.id, 0).await;
+    assert_eq!(
+        events.last().map(|e| e.r#type),
+        Some(pb::RunEventType::RunSucceeded as i32)
+    );
 }

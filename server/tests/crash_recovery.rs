@@ -97,28 +97,49 @@ async fn prepare(channel: Channel, hook_url: &str) {
         .unwrap();
 }
 
+/// Starts `count` runs round-robin over `channels`. A start whose server
+/// died is retried on the next channel with the same request id, so it
+/// counts exactly once; when no server answers, only acknowledged runs
+/// count.
 async fn start_runs(channels: &[Channel], count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..count {
-        let mut runs =
-            pb::run_service_client::RunServiceClient::new(channels[i % channels.len()].clone());
-        let run = runs
-            .start_run(pb::StartRunRequest {
-                chain_id: "three-steps".into(),
-                run_input: Some(pb::start_run_request::RunInput::TypedInput(pb::Value {
-                    kind: Some(pb::value::Kind::Text(format!("run {i}"))),
-                })),
-                request_id: format!("crash-run-{i}"),
-                ..Default::default()
-            })
-            .await;
-        match run {
-            Ok(run) => ids.push(run.into_inner().id),
-            // The server died: only acknowledged runs count.
-            Err(_) => break,
+        let mut acknowledged = None;
+        for offset in 0..channels.len() {
+            let channel = channels[(i + offset) % channels.len()].clone();
+            let run = pb::run_service_client::RunServiceClient::new(channel)
+                .start_run(pb::StartRunRequest {
+                    chain_id: "three-steps".into(),
+                    run_input: Some(pb::start_run_request::RunInput::TypedInput(pb::Value {
+                        kind: Some(pb::value::Kind::Text(format!("run {i}"))),
+                    })),
+                    request_id: format!("crash-run-{i}"),
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(run) = run {
+                acknowledged = Some(run.into_inner().id);
+                break;
+            }
+        }
+        match acknowledged {
+            Some(id) => ids.push(id),
+            None => break,
         }
     }
     ids
+}
+
+/// Waits until the hook has been called `calls` times: work is in flight.
+async fn wait_for_hook_calls(hook: &HookServer, calls: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hook.requests().len() < calls {
+        assert!(
+            Instant::now() < deadline,
+            "the hook was never called {calls} times"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn succeeded_count(channel: &Channel) -> usize {
@@ -231,19 +252,25 @@ async fn postgres_replica_killed_mid_way() {
     let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_millis(300)).await;
     let doomed = start(url.clone()).await;
     let survivor = start(url.clone()).await;
-    let _ = channel(&doomed).await;
+    let doomed_channel = channel(&doomed).await;
     let survivor_channel = channel(&survivor).await;
     prepare(survivor_channel.clone(), &hook.url).await;
-    // Runs are started through the survivor while both replicas claim work;
-    // one replica dies mid-way, holding leases.
+    // Runs are started through both replicas, and each replica runs the
+    // tasks of the runs it started (eager dispatch) and claims others; one
+    // replica dies mid-way, holding leases.
     let starting = {
-        let channels = [survivor_channel.clone()];
+        let channels = [survivor_channel.clone(), doomed_channel];
         tokio::spawn(async move { start_runs(&channels, 300).await })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_hook_calls(&hook, 150).await;
     kill_9(&doomed);
     drop(doomed);
     let run_ids = starting.await.unwrap();
+    assert_eq!(
+        run_ids.len(),
+        300,
+        "every start acknowledged by one replica"
+    );
     wait_all_succeeded(&survivor_channel, 300, Duration::from_secs(90)).await;
     let expired = check_exactly_once(&survivor_channel, &run_ids, &hook).await;
     assert!(
@@ -264,7 +291,7 @@ async fn sqlite_restart_after_kill() {
         let channels = [first_channel.clone()];
         tokio::spawn(async move { start_runs(&channels, 100).await })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_hook_calls(&hook, 60).await;
     kill_9(&first);
     drop(first);
     // Runs whose start was not acknowledged before the crash do not count.

@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Connection;
 use taskloom_server::store::{
-    AttemptRecord, AttemptStatus, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
-    EventRecord, IdempotencyKey, Page, PageQuery, Plan, PostgresStore, Rejection, RejectionKind,
-    RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore, Store,
-    StoreError, StoreResult, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
+    EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore, Rejection,
+    RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore,
+    Store, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use tempfile::TempDir;
 
@@ -42,6 +42,8 @@ type Runs = Arc<dyn RunStore>;
 /// A migrated store plus whatever must outlive it.
 struct Harness {
     store: Runs,
+    /// The same store with its control plane (chains).
+    full: Arc<dyn Store>,
     database: RawDatabase,
     /// Holds the SQLite file's directory until the test ends.
     _dir: Option<TempDir>,
@@ -80,8 +82,10 @@ async fn sqlite_store() -> Harness {
     let path = dir.path().join("taskloom.db").to_str().unwrap().to_string();
     let store = SqliteStore::open(&path).await.unwrap();
     store.migrate().await.unwrap();
+    let full: Arc<dyn Store> = Arc::new(store);
     Harness {
-        store: Arc::new(store),
+        store: full.clone(),
+        full,
         database: RawDatabase::Sqlite(path),
         _dir: Some(dir),
     }
@@ -95,8 +99,10 @@ async fn postgres_store() -> Harness {
         .unwrap();
     let store = PostgresStore::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
+    let full: Arc<dyn Store> = Arc::new(store);
     Harness {
-        store: Arc::new(store),
+        store: full.clone(),
+        full,
         database: RawDatabase::Postgres(url),
         _dir: None,
     }
@@ -134,6 +140,12 @@ macro_rules! conformance_suite {
                 missing_records_are_not_found,
                 dead_letters_newest_first,
             );
+
+            #[tokio::test]
+            async fn create_runs_checks_chains_and_keys() {
+                let harness = $factory;
+                super::create_runs_checks_chains_and_keys(harness.full.clone()).await;
+            }
 
             #[tokio::test]
             async fn unknown_stored_statuses_are_corrupt() {
@@ -2214,4 +2226,111 @@ async fn unknown_stored_statuses_are_corrupt(store: Runs, database: RawDatabase)
         store.get_attempt("att-2").await.unwrap().status,
         AttemptStatus::Ready
     );
+}
+
+fn new_run(id: &str, chain_id: &str, check: Option<Option<i64>>) -> NewRun {
+    let run = RunRecord {
+        chain_id: chain_id.to_string(),
+        ..run(id)
+    };
+    NewRun {
+        attempts: vec![attempt(&run, &format!("{id}-first"), 1)],
+        events: vec![payload("created")],
+        idempotency: None,
+        chain_check: check.map(|latest_version| ChainCheck {
+            chain_id: chain_id.to_string(),
+            latest_version,
+        }),
+        run,
+    }
+}
+
+/// A batch of creates: each run's chain check and idempotency key settle
+/// that run alone; a failed check writes nothing of its run; one request id
+/// twice in a call is refused whole.
+async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
+    store
+        .create_chain("flow", b"v1".to_vec(), None)
+        .await
+        .unwrap();
+    store
+        .update_chain("flow", b"v2".to_vec(), None, None)
+        .await
+        .unwrap();
+    let results = store
+        .create_runs(vec![
+            new_run("run-latest", "flow", Some(Some(2))),
+            new_run("run-stale", "flow", Some(Some(1))),
+            new_run("run-missing", "nowhere", Some(None)),
+            new_run("run-pinned", "flow", Some(None)),
+            new_run("run-unchecked", "nowhere", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 5);
+    for (result, expected) in results.iter().zip([true, false, false, true, true]) {
+        match (result, expected) {
+            (Ok((created, events)), true) => {
+                assert!(!created.replayed);
+                assert_eq!(events.len(), 1);
+                assert_eq!(created.record.last_seq, 1);
+            }
+            (Err(StoreError::ChainChanged { .. }), false) => {}
+            (other, _) => panic!("unexpected result {other:?}"),
+        }
+    }
+    for id in ["run-latest", "run-pinned", "run-unchecked"] {
+        assert_eq!(store.get_run(id).await.unwrap().id, id);
+        assert_eq!(all_events(&(store.clone() as Runs), id).await.len(), 1);
+    }
+    for id in ["run-stale", "run-missing"] {
+        assert_err!(store.get_run(id).await, StoreError::NotFound { .. });
+        assert_err!(
+            store.get_attempt(&format!("{id}-first")).await,
+            StoreError::NotFound { .. }
+        );
+    }
+
+    store.delete_chain("flow", None).await.unwrap();
+    let results = store
+        .create_runs(vec![new_run("run-deleted", "flow", Some(None))])
+        .await
+        .unwrap();
+    assert_err!(&results[0], StoreError::ChainChanged { .. });
+
+    // Idempotency keys in a batch: fresh ones create, a known one replays.
+    let keyed = |id: &str, request_id: &str| NewRun {
+        idempotency: key("StartRun", request_id, "hash"),
+        ..new_run(id, "other", None)
+    };
+    let first = store
+        .create_runs(vec![keyed("run-k1", "k1"), keyed("run-k2", "k2")])
+        .await
+        .unwrap();
+    assert!(first.iter().all(|r| matches!(r, Ok((c, _)) if !c.replayed)));
+    let again = store
+        .create_runs(vec![keyed("run-k1-again", "k1"), keyed("run-k3", "k3")])
+        .await
+        .unwrap();
+    match &again[0] {
+        Ok((created, events)) => {
+            assert!(created.replayed);
+            assert_eq!(created.record.id, "run-k1");
+            assert!(events.is_empty());
+        }
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    assert!(matches!(&again[1], Ok((c, _)) if !c.replayed && c.record.id == "run-k3"));
+    assert_err!(
+        store.get_run("run-k1-again").await,
+        StoreError::NotFound { .. }
+    );
+
+    assert_err!(
+        store
+            .create_runs(vec![keyed("run-k4", "k4"), keyed("run-k4b", "k4")])
+            .await,
+        StoreError::Corrupt(_)
+    );
+    assert_err!(store.get_run("run-k4").await, StoreError::NotFound { .. });
 }

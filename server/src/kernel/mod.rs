@@ -25,7 +25,7 @@ use crate::proto::taskloom::v1 as pb;
 use crate::store::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, CreatedRun, DynStore, EventRecord,
     IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot, StoreError, StoreResult,
-    TransitionOutcome,
+    TransitionOutcome, Verdict,
 };
 use batch::{Batcher, Keyed};
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
@@ -204,12 +204,15 @@ impl Keyed for StartItem {
     }
 }
 
-impl TransitionItem {
-    fn decide_fn(&self) -> crate::store::DecideFn {
-        let (chain, decide) = (self.chain.clone(), self.decide.clone());
-        Box::new(move |snapshot| decide(&chain, snapshot, now()))
-    }
+/// What a decision leased eagerly, and whether it left internal work
+/// ready for the claim loop.
+#[derive(Default)]
+struct Dispatch {
+    eager: Vec<EagerAttempt>,
+    ready_left: bool,
 }
+
+type DispatchSlot = Arc<std::sync::Mutex<Dispatch>>;
 
 /// Most transitions written in one batch.
 const MAX_TRANSITIONS: usize = 128;
@@ -388,7 +391,7 @@ impl Kernel {
             ChainSource::Stored { id, version } => {
                 let cached = match version {
                     None if !fresh => self.cached_latest(id),
-                    Some(v) if self.cached_chain(id, *v).is_some() => Some(*v),
+                    Some(v) if !fresh && self.cached_chain(id, *v).is_some() => Some(*v),
                     _ => None,
                 };
                 let resolved = match cached {
@@ -502,12 +505,18 @@ impl Kernel {
             };
             let now = now();
             let (run, attempts, events) = decide::start(&chain, new, now);
-            let (run, attempts, events, eager) =
-                self.lease_eagerly(&chain, run, attempts, events, now);
-            let new = NewRun {
-                run,
-                attempts: attempts.clone(),
+            let mut plan = Plan {
+                run: None,
+                new_attempts: attempts,
                 events,
+                ..Plan::apply()
+            };
+            let dispatch = self.lease_new_attempts(&chain, &run, &mut plan, now);
+            let attempts = plan.new_attempts;
+            let new = NewRun {
+                run: plan.run.unwrap_or(run),
+                attempts: attempts.clone(),
+                events: plan.events,
                 idempotency: request.idempotency.clone(),
                 chain_check,
             };
@@ -520,9 +529,8 @@ impl Kernel {
                 Ok((created, stored_events)) => {
                     self.committed(&stored_events);
                     if !created.replayed {
-                        self.dispatch_eagerly(eager);
+                        self.dispatch(dispatch);
                     }
-                    self.inner.work.notify_one();
                     let attempts = (!created.replayed).then_some(attempts);
                     return Ok(Started {
                         run: created.record,
@@ -533,64 +541,84 @@ impl Kernel {
         }
     }
 
-    /// Eager dispatch (Temporal's eager activity dispatch): a new run's
-    /// `internal` attempts are leased to this replica in the transaction
-    /// that creates them, when its runner has free slots, so they start
-    /// without a claim transaction (one commit per task instead of two).
-    /// Fencing is unchanged: the lease is in the store, and if this replica
-    /// dies the lease expires and another replica claims the attempt.
-    fn lease_eagerly(
+    /// Eager dispatch (as Temporal's eager activity dispatch): the
+    /// `internal` attempts a decision creates are leased to this replica in
+    /// the transaction that creates them, when its runner has free slots, so
+    /// they start without a claim transaction (one commit per task instead
+    /// of two). Fencing is unchanged: the lease is in the store, and if this
+    /// replica dies the lease expires and another replica claims the
+    /// attempt. Also tells whether the plan leaves internal work for the
+    /// claim loop, which is woken only then.
+    fn lease_new_attempts(
         &self,
         chain: &CompiledChain,
-        run: RunRecord,
-        mut attempts: Vec<AttemptRecord>,
-        mut events: Vec<Vec<u8>>,
+        current: &RunRecord,
+        plan: &mut Plan,
         now: DateTime<Utc>,
-    ) -> (
-        RunRecord,
-        Vec<AttemptRecord>,
-        Vec<Vec<u8>>,
-        Vec<EagerAttempt>,
-    ) {
-        if !self.runner_attached() {
-            return (run, attempts, events, Vec::new());
+    ) -> Dispatch {
+        if !matches!(plan.verdict, Verdict::Apply) {
+            return Dispatch::default();
         }
-        let mut permits = Vec::new();
+        // A paused run keeps its ready attempts until it resumes.
+        let dispatchable = plan
+            .run
+            .as_ref()
+            .unwrap_or(current)
+            .status
+            .is_dispatchable();
+        let attached = dispatchable && self.runner_attached();
         let lease =
             chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::MAX);
+        let ready_internal =
+            |a: &AttemptRecord| a.queue == INTERNAL_QUEUE && a.status == AttemptStatus::Ready;
+        let mut ready_left = plan.attempt_updates.iter().any(ready_internal)
+            || plan
+                .run
+                .as_ref()
+                .is_some_and(|run| run.status != current.status && run.status.is_dispatchable());
         let mut leased = Vec::new();
-        for attempt in attempts.iter_mut() {
-            if attempt.queue != INTERNAL_QUEUE
-                || attempt.status != AttemptStatus::Ready
-                || attempt.available_at > now
-            {
+        let mut permits = Vec::new();
+        for attempt in plan.new_attempts.iter_mut().filter(|a| ready_internal(a)) {
+            let permit = (attached && attempt.available_at <= now)
+                .then(|| self.inner.slots.clone().try_acquire_owned().ok())
+                .flatten();
+            let Some(permit) = permit else {
+                ready_left = true;
                 continue;
-            }
-            let Ok(permit) = self.inner.slots.clone().try_acquire_owned() else {
-                break;
             };
             attempt.status = AttemptStatus::Leased;
             attempt.lease_owner = Some(self.inner.instance_id.clone());
             attempt.lease_token = Some(format!("{:032x}", rand::random::<u128>()));
             attempt.lease_expires_at = now.checked_add_signed(lease);
             attempt.started_at = Some(now);
-            leased.push(attempt.clone());
+            leased.push(attempt.id.clone());
             permits.push(permit);
         }
         if leased.is_empty() {
-            return (run, attempts, events, Vec::new());
+            return Dispatch {
+                eager: Vec::new(),
+                ready_left,
+            };
         }
-        let plan = decide::claimed(Some(chain), &run, &leased, now);
-        for update in plan.attempt_updates {
-            if let Some(attempt) = attempts.iter_mut().find(|a| a.id == update.id) {
+        let run = plan.run.clone().unwrap_or_else(|| current.clone());
+        let leased_attempts: Vec<AttemptRecord> = plan
+            .new_attempts
+            .iter()
+            .filter(|a| leased.contains(&a.id))
+            .cloned()
+            .collect();
+        let claim = decide::claimed(Some(chain), &run, &leased_attempts, now);
+        for update in claim.attempt_updates {
+            if let Some(attempt) = plan.new_attempts.iter_mut().find(|a| a.id == update.id) {
                 *attempt = update;
             }
         }
-        events.extend(plan.events);
-        let run = plan.run.unwrap_or(run);
-        let eager = attempts
+        plan.events.extend(claim.events);
+        plan.run = claim.run;
+        let eager = plan
+            .new_attempts
             .iter()
-            .filter(|attempt| attempt.status == AttemptStatus::Leased)
+            .filter(|a| leased.contains(&a.id))
             .zip(permits)
             .map(|(attempt, permit)| EagerAttempt {
                 claimed: ClaimedAttempt {
@@ -601,26 +629,48 @@ impl Kernel {
                 permit,
             })
             .collect();
-        (run, attempts, events, eager)
+        Dispatch { eager, ready_left }
     }
 
-    /// Hands eagerly leased attempts of a committed run to the runner.
-    fn dispatch_eagerly(&self, eager: Vec<EagerAttempt>) {
-        if eager.is_empty() {
-            return;
-        }
-        let sender = self
-            .inner
-            .eager
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(sender) = sender {
-            for attempt in eager {
-                // A runner that stopped leaves the lease to expire, as a
-                // crash would.
-                let _ = sender.send(attempt);
+    /// A decision that leases its new internal attempts eagerly; the slot
+    /// holds what the last call (the one applied) leased.
+    fn decide_eagerly(
+        &self,
+        chain: Arc<CompiledChain>,
+        decide: Arc<ChainDecision>,
+    ) -> (crate::store::DecideFn, DispatchSlot) {
+        let slot = DispatchSlot::default();
+        let (kernel, last) = (self.clone(), slot.clone());
+        let decide_fn = Box::new(move |snapshot: &RunSnapshot| {
+            let now = now();
+            let mut plan = decide(&chain, snapshot, now);
+            let dispatch = kernel.lease_new_attempts(&chain, &snapshot.run, &mut plan, now);
+            *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;
+            plan
+        });
+        (decide_fn, slot)
+    }
+
+    /// After a commit: hands eagerly leased attempts to the runner and
+    /// wakes the claim loop if internal work is left.
+    fn dispatch(&self, dispatch: Dispatch) {
+        if !dispatch.eager.is_empty() {
+            let sender = self
+                .inner
+                .eager
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            if let Some(sender) = sender {
+                for attempt in dispatch.eager {
+                    // A runner that stopped leaves the lease to expire, as
+                    // a crash would.
+                    let _ = sender.send(attempt);
+                }
             }
+        }
+        if dispatch.ready_left {
+            self.inner.work.notify_one();
         }
     }
 
@@ -702,25 +752,26 @@ impl Kernel {
     {
         let run = self.get_run(run_id).await?;
         let chain = self.chain(&run.chain_id, run.chain_version).await?;
-        let outcome = self
-            .inner
-            .store
-            .transition(
-                run_id,
-                Box::new(move |snapshot| decide(&chain, snapshot, now())),
-            )
-            .await?;
-        self.outcome(outcome)
+        let (decide_fn, dispatch) = self.decide_eagerly(chain, Arc::new(decide));
+        let outcome = self.inner.store.transition(run_id, decide_fn).await?;
+        self.outcome(outcome, dispatch)
     }
 
     /// Publishes an applied transition's events; maps a rejection.
-    fn outcome(&self, outcome: TransitionOutcome) -> KernelResult<RunRecord> {
+    fn outcome(
+        &self,
+        outcome: TransitionOutcome,
+        dispatch: DispatchSlot,
+    ) -> KernelResult<RunRecord> {
+        let dispatch = std::mem::take(
+            &mut *dispatch
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
         match outcome {
             TransitionOutcome::Applied { run, events } => {
                 self.committed(&events);
-                if !events.is_empty() {
-                    self.inner.work.notify_one();
-                }
+                self.dispatch(dispatch);
                 Ok(run)
             }
             TransitionOutcome::Rejected(rejection) => Err(match rejection.kind {
@@ -771,15 +822,19 @@ impl Kernel {
     }
 
     async fn write_transitions(&self, batch: Vec<TransitionItem>) {
-        let items = batch
-            .iter()
-            .map(|item| (item.run_id.clone(), item.decide_fn()))
-            .collect();
+        let mut items = Vec::with_capacity(batch.len());
+        let mut dispatches = Vec::with_capacity(batch.len());
+        for item in &batch {
+            let (decide_fn, dispatch) =
+                self.decide_eagerly(item.chain.clone(), item.decide.clone());
+            items.push((item.run_id.clone(), decide_fn));
+            dispatches.push(dispatch);
+        }
         match self.inner.store.transition_many(items).await {
             Ok(results) => {
-                for (item, result) in batch.into_iter().zip(results) {
+                for ((item, result), dispatch) in batch.into_iter().zip(results).zip(dispatches) {
                     let answer = match result {
-                        Ok(outcome) => self.outcome(outcome),
+                        Ok(outcome) => self.outcome(outcome, dispatch),
                         Err(StoreError::NotFound { .. }) => Err(KernelError::NotFound(format!(
                             "run {:?} not found",
                             item.run_id
@@ -792,14 +847,11 @@ impl Kernel {
             Err(error) => {
                 // One bad item must not fail its neighbours: write each alone.
                 tracing::warn!(error = %error, size = batch.len(), "a transition batch failed; writing its items one by one");
+                drop(dispatches);
                 for item in batch {
-                    let answer = match self
-                        .inner
-                        .store
-                        .transition(&item.run_id, item.decide_fn())
-                        .await
-                    {
-                        Ok(outcome) => self.outcome(outcome),
+                    let (decide_fn, dispatch) = self.decide_eagerly(item.chain, item.decide);
+                    let answer = match self.inner.store.transition(&item.run_id, decide_fn).await {
+                        Ok(outcome) => self.outcome(outcome, dispatch),
                         Err(error) => Err(error.into()),
                     };
                     let _ = item.reply.send(answer);

@@ -7,8 +7,8 @@
 //! statement ([`APPLY_WRITES`]: data-modifying CTEs over `UNNEST`ed arrays),
 //! and a transition costs five round trips: BEGIN, lock the run, read its
 //! attempts, apply, COMMIT. A claim costs the same for a whole batch, and
-//! creating a batch of runs three or four (BEGIN, [`CHAIN_HEADS`] when checked,
-//! [`CREATE_RUNS`], COMMIT) plus one per idempotency key.
+//! creating a batch of runs three (BEGIN, [`CREATE_RUNS`], COMMIT) plus one per
+//! idempotency key.
 //!
 //! Locking: a transition locks its run row, then writes the run's
 //! attempts. A claim locks ready attempts, skipping those another claim
@@ -45,10 +45,10 @@ use super::postgres::{
     Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
 };
 use super::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, DecideFn,
-    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore,
-    RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError, StoreResult,
-    TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun,
+    DecideFn, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
+    PostgresStore, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError,
+    StoreResult, TransitionOutcome, Verdict,
 };
 
 /// Columns of a run row, selected from the alias `r`.
@@ -168,11 +168,14 @@ const APPLY_WRITES: &str = concat!(
 );
 
 /// New runs (`$30`..`$50`, one array element per run) with their first
-/// attempts and events, in one statement.
+/// attempts and events, in one statement that also checks the runs' chains
+/// (`$51` run ids, `$52` chain ids, `$53` expected latest versions or NULL)
+/// and returns the runs whose check fails; the caller then rolls back.
 const CREATE_RUNS: &str = concat!(
     "WITH ",
     insert_attempts_and_events!(),
-    " INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
+    ", run_inserts AS (\
+     INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
      error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
      output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
      SELECT id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
@@ -184,13 +187,11 @@ const CREATE_RUNS: &str = concat!(
      $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[]) \
      AS u(id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels, priority, tenant, request_id, steps, input_tokens, output_tokens, \
-     last_seq, created_at, started_at, ended_at, updated_at)"
+     last_seq, created_at, started_at, ended_at, updated_at) RETURNING 1) \
+     SELECT c.run_id FROM UNNEST($51::text[], $52::text[], $53::int8[]) \
+     AS c(run_id, chain_id, latest) LEFT JOIN chain_heads h ON h.id = c.chain_id \
+     WHERE h.id IS NULL OR h.deleted OR (c.latest IS NOT NULL AND c.latest <> h.latest_version)"
 );
-
-/// The chains of a batch of new runs: whether each exists, is deleted, and
-/// its latest version.
-const CHAIN_HEADS: &str =
-    "SELECT id, deleted, latest_version FROM chain_heads WHERE id = ANY($1::text[])";
 
 // ---------------------------------------------------------------------------
 // Encoding
@@ -671,13 +672,15 @@ fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
     }
 }
 
-/// Inserts `runs` with their first attempts and events (all as stored).
+/// Inserts `runs` with their first attempts and events (all as stored);
+/// returns the runs whose chain check fails (then nothing may be committed).
 async fn insert_runs(
     conn: &mut PgConnection,
     runs: &[RunRecord],
     attempts: &[AttemptRecord],
     events: &[EventRecord],
-) -> StoreResult<()> {
+    checks: &[(&str, &ChainCheck)],
+) -> StoreResult<Vec<String>> {
     let errors: Vec<[Option<&str>; 3]> = runs
         .iter()
         .map(|r| error_columns(r.error.as_ref()))
@@ -686,7 +689,7 @@ async fn insert_runs(
         .iter()
         .map(|r| serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".to_string()))
         .collect();
-    bind_inserts(sqlx::query(CREATE_RUNS), attempts, events)
+    let rows = bind_inserts(sqlx::query(CREATE_RUNS), attempts, events)
         .bind(col(runs, |r| r.id.as_str()))
         .bind(col(runs, |r| r.chain_id.as_str()))
         .bind(col(runs, |r| r.chain_version))
@@ -708,7 +711,10 @@ async fn insert_runs(
         .bind(col(runs, |r| r.started_at))
         .bind(col(runs, |r| r.ended_at))
         .bind(col(runs, |r| r.updated_at))
-        .execute(conn)
+        .bind(col(checks, |(run_id, _)| *run_id))
+        .bind(col(checks, |(_, c)| c.chain_id.as_str()))
+        .bind(col(checks, |(_, c)| c.latest_version))
+        .fetch_all(conn)
         .await
         .map_err(|err| match database_error(&err) {
             Some(db) if db.constraint() == Some("runs_pkey") => StoreError::AlreadyExists {
@@ -721,40 +727,7 @@ async fn insert_runs(
             },
             _ => write_error(err, attempts),
         })?;
-    Ok(())
-}
-
-/// Which of `runs` fail their [`ChainCheck`] (by index).
-async fn failed_chain_checks(conn: &mut PgConnection, runs: &[NewRun]) -> StoreResult<Vec<bool>> {
-    let mut ids: Vec<&str> = runs
-        .iter()
-        .filter_map(|new| new.chain_check.as_ref())
-        .map(|check| check.chain_id.as_str())
-        .collect();
-    if ids.is_empty() {
-        return Ok(vec![false; runs.len()]);
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    let rows = sqlx::query(CHAIN_HEADS).bind(&ids).fetch_all(conn).await?;
-    let mut heads = std::collections::HashMap::new();
-    for row in &rows {
-        let id: String = column(row, "id")?;
-        let deleted: bool = column(row, "deleted")?;
-        let latest: i64 = column(row, "latest_version")?;
-        heads.insert(id, (deleted, latest));
-    }
-    Ok(runs
-        .iter()
-        .map(|new| {
-            new.chain_check
-                .as_ref()
-                .is_some_and(|check| match heads.get(&check.chain_id) {
-                    Some((false, latest)) => check.latest_version.is_some_and(|v| v != *latest),
-                    _ => true,
-                })
-        })
-        .collect())
+    rows.iter().map(|row| column(row, "run_id")).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -780,83 +753,98 @@ impl PostgresStore {
                     })
             })
             .collect();
-        let mut tx = self.begin_hot().await?;
-        for (index, failed) in failed_chain_checks(&mut tx, runs)
-            .await?
-            .into_iter()
-            .enumerate()
-        {
-            if failed && results[index].is_none() {
-                let chain_id = runs[index].run.chain_id.clone();
-                results[index] = Some(Err(StoreError::ChainChanged { chain_id }));
-            }
-        }
-        // Keys in one order, so concurrent batches cannot deadlock on them.
-        let mut keyed: Vec<(usize, &IdempotencyKey)> = runs
-            .iter()
-            .enumerate()
-            .filter_map(|(index, new)| new.idempotency.as_ref().map(|key| (index, key)))
-            .filter(|(index, _)| results[*index].is_none())
-            .collect();
-        keyed.sort_by(|a, b| (&a.1.scope, &a.1.request_id).cmp(&(&b.1.scope, &b.1.request_id)));
-        for (index, key) in keyed {
-            match reserve(&mut tx, key, &runs[index].run.id).await {
-                Ok(Reservation::Fresh) => {}
-                Ok(Reservation::Replay { resource_key, .. }) => {
-                    let record = fetch_run(&mut tx, &resource_key).await?;
-                    let created = Created {
-                        record,
-                        replayed: true,
-                    };
-                    results[index] = Some(Ok((created, Vec::new())));
+        // A failed chain check rolls the batch back and the rest goes again
+        // (rare: only after a chain changed under the kernel's cache).
+        loop {
+            let mut tx = self.begin_hot().await?;
+            let mut replays = Vec::new();
+            // Keys in one order, so concurrent batches cannot deadlock on them.
+            let mut keyed: Vec<(usize, &IdempotencyKey)> = runs
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| results[*index].is_none())
+                .filter_map(|(index, new)| new.idempotency.as_ref().map(|key| (index, key)))
+                .collect();
+            keyed.sort_by(|a, b| (&a.1.scope, &a.1.request_id).cmp(&(&b.1.scope, &b.1.request_id)));
+            for (index, key) in keyed {
+                match reserve(&mut tx, key, &runs[index].run.id).await {
+                    Ok(Reservation::Fresh) => {}
+                    Ok(Reservation::Replay { resource_key, .. }) => {
+                        let record = fetch_run(&mut tx, &resource_key).await?;
+                        let created = Created {
+                            record,
+                            replayed: true,
+                        };
+                        replays.push((index, Ok((created, Vec::new()))));
+                    }
+                    Err(error @ StoreError::IdempotencyMismatch { .. }) => {
+                        replays.push((index, Err(error)));
+                    }
+                    Err(error) => return Err(error),
                 }
-                Err(error @ StoreError::IdempotencyMismatch { .. }) => {
-                    results[index] = Some(Err(error));
+            }
+            let settled: HashSet<usize> = replays.iter().map(|(index, _)| *index).collect();
+            let mut records = Vec::new();
+            let mut attempts = Vec::new();
+            let mut events = Vec::new();
+            let mut checks = Vec::new();
+            let mut written = Vec::new();
+            for (index, new) in runs.iter().enumerate() {
+                if results[index].is_some() || settled.contains(&index) {
+                    continue;
                 }
-                Err(error) => return Err(error),
+                let record = RunRecord {
+                    last_seq: new.events.len() as i64,
+                    ..run_as_stored(new.run.clone())
+                };
+                let first_event = events.len();
+                events.extend((1..).zip(&new.events).map(|(seq, payload)| EventRecord {
+                    run_id: record.id.clone(),
+                    seq,
+                    payload: payload.clone(),
+                }));
+                attempts.extend(new.attempts.iter().cloned().map(attempt_as_stored));
+                checks.extend(
+                    new.chain_check
+                        .as_ref()
+                        .map(|check| (new.run.id.as_str(), check)),
+                );
+                written.push((index, first_event, events.len()));
+                records.push(record);
             }
-        }
-        let mut records = Vec::new();
-        let mut attempts = Vec::new();
-        let mut events = Vec::new();
-        let mut written = Vec::new();
-        for (index, new) in runs.iter().enumerate() {
-            if results[index].is_some() {
-                continue;
+            if !records.is_empty() {
+                let failed = insert_runs(&mut tx, &records, &attempts, &events, &checks).await?;
+                if !failed.is_empty() {
+                    tx.rollback().await?;
+                    for (index, new) in runs.iter().enumerate() {
+                        if failed.contains(&new.run.id) {
+                            let chain_id = new.run.chain_id.clone();
+                            results[index] = Some(Err(StoreError::ChainChanged { chain_id }));
+                        }
+                    }
+                    continue;
+                }
             }
-            let record = RunRecord {
-                last_seq: new.events.len() as i64,
-                ..run_as_stored(new.run.clone())
-            };
-            let first_event = events.len();
-            events.extend((1..).zip(&new.events).map(|(seq, payload)| EventRecord {
-                run_id: record.id.clone(),
-                seq,
-                payload: payload.clone(),
-            }));
-            attempts.extend(new.attempts.iter().cloned().map(attempt_as_stored));
-            written.push((index, first_event, events.len()));
-            records.push(record);
-        }
-        if !records.is_empty() {
-            insert_runs(&mut tx, &records, &attempts, &events).await?;
-        }
-        tx.commit().await?;
-        for ((index, from, to), record) in written.into_iter().zip(records) {
-            let created = Created {
-                record,
-                replayed: false,
-            };
-            results[index] = Some(Ok((created, events[from..to].to_vec())));
-        }
-        Ok(results
-            .into_iter()
-            .map(|result| {
-                result.unwrap_or_else(|| {
-                    Err(StoreError::Corrupt("a run of the batch was lost".into()))
+            tx.commit().await?;
+            for (index, result) in replays {
+                results[index] = Some(result);
+            }
+            for ((index, from, to), record) in written.into_iter().zip(records) {
+                let created = Created {
+                    record,
+                    replayed: false,
+                };
+                results[index] = Some(Ok((created, events[from..to].to_vec())));
+            }
+            return Ok(results
+                .into_iter()
+                .map(|result| {
+                    result.unwrap_or_else(|| {
+                        Err(StoreError::Corrupt("a run of the batch was lost".into()))
+                    })
                 })
-            })
-            .collect())
+                .collect());
+        }
     }
 
     async fn try_transition(
