@@ -42,6 +42,10 @@ enum Scenario {
     Single,
     /// Runs of a three-task `noop` chain (a → b → c), each watched to its end.
     Chain3,
+    /// `single` on `--latency-clients` clients: both single-task targets
+    /// (throughput and p50) in one measurement, which 64 closed-loop
+    /// clients cannot show (their p50 is 64 / throughput by Little's law).
+    Latency,
     /// Runs left waiting on an unserved worker queue: server RSS with that
     /// many runs in flight, then CancelRun on all of them.
     Inflight,
@@ -70,9 +74,12 @@ struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "single,chain3,inflight"
+        default_value = "single,chain3,latency,inflight"
     )]
     scenarios: Vec<Scenario>,
+    /// Clients of the `latency` scenario.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    latency_clients: u32,
     /// Open-loop pacing: schedule run i at i/RATE seconds and measure latency
     /// from the schedule (0 = closed loop, as fast as the clients go).
     #[arg(long, default_value_t = 0.0)]
@@ -332,13 +339,25 @@ async fn bench(
     for scenario in &options.scenarios {
         match scenario {
             Scenario::Single => {
-                let report = bench.run_scenario("single", Shape::Single).await?;
+                let report = bench
+                    .run_scenario("single", Shape::Single, options.clients)
+                    .await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
                 report::print_run_progress(&report);
                 run_reports.push(report);
             }
             Scenario::Chain3 => {
-                let report = bench.run_scenario("chain3", Shape::Chain3).await?;
+                let report = bench
+                    .run_scenario("chain3", Shape::Chain3, options.clients)
+                    .await?;
+                peak_kib = peak_kib.max(report.resources.server_peak_kib);
+                report::print_run_progress(&report);
+                run_reports.push(report);
+            }
+            Scenario::Latency => {
+                let report = bench
+                    .run_scenario("latency", Shape::Single, options.latency_clients)
+                    .await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
                 report::print_run_progress(&report);
                 run_reports.push(report);
@@ -366,6 +385,7 @@ fn options_summary(options: &Options) -> String {
         .map(|s| match s {
             Scenario::Single => "single",
             Scenario::Chain3 => "chain3",
+            Scenario::Latency => "latency",
             Scenario::Inflight => "inflight",
         })
         .collect();
@@ -399,14 +419,19 @@ impl Bench<'_> {
         Meter::start(self.server_pid, self.postmaster, &self.sampler)
     }
 
-    async fn run_scenario(&self, name: &'static str, shape: Shape) -> Result<RunReport> {
+    async fn run_scenario(
+        &self,
+        name: &'static str,
+        shape: Shape,
+        clients: u32,
+    ) -> Result<RunReport> {
         let chain_id = drive::create_chain(&self.connections, shape, &self.tag).await?;
         if self.options.warmup > 0 {
             let warmup = drive::drive_runs(
                 &self.connections,
                 &chain_id,
                 self.options.warmup,
-                self.clients(),
+                clients as usize,
                 None,
                 self.deadline(),
             )
@@ -420,7 +445,7 @@ impl Bench<'_> {
         }
         eprintln!(
             "bench: {name}: {} runs on {} clients…",
-            self.options.runs, self.options.clients
+            self.options.runs, clients
         );
         let meter = self.meter();
         let rate = (self.options.rate > 0.0).then_some(self.options.rate);
@@ -428,7 +453,7 @@ impl Bench<'_> {
             &self.connections,
             &chain_id,
             self.options.runs,
-            self.clients(),
+            clients as usize,
             rate,
             self.deadline(),
         )
@@ -436,7 +461,7 @@ impl Bench<'_> {
         let resources = meter.finish(&self.sampler, batch.wall);
         Ok(RunReport::new(
             name,
-            self.options.clients,
+            clients,
             self.options.runs,
             batch,
             resources,

@@ -449,6 +449,19 @@ fn print_targets(runs: &[RunReport], inflight: &[InflightReport], clients: u32) 
             }
         }
     }
+    if let Some(latency) = runs.iter().find(|r| r.name == "latency") {
+        let rate = latency.runs_per_sec();
+        if let Some(p50) = latency.latency.percentile(50.0) {
+            let met = rate >= TARGET_SINGLE_RUNS_PER_SEC && p50 <= TARGET_SINGLE_P50;
+            println!(
+                "  single on {} clients: {rate:.0} runs/s at p50 {} ms  target ≥ {TARGET_SINGLE_RUNS_PER_SEC:.0} runs/s at p50 ≤ {} ms  {}",
+                latency.clients,
+                millis(Some(p50)),
+                TARGET_SINGLE_P50.as_millis(),
+                verdict(met)
+            );
+        }
+    }
     if let Some(chain3) = runs.iter().find(|r| r.name == "chain3") {
         let rate = chain3.runs_per_sec();
         println!(

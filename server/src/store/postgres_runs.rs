@@ -41,9 +41,7 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
-use super::postgres::{
-    Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
-};
+use super::postgres::{column, database_error, fetch_limit, into_page, not_found};
 use super::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun,
     DecideFn, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
@@ -107,23 +105,36 @@ const CLAIM_CANDIDATES: &str = concat!(
 
 /// The parts of a write statement that insert attempts (`$1`..`$26`) and
 /// events (`$27`..`$29`), each an `INSERT … SELECT` over `UNNEST`ed column
-/// arrays. Bound by [`bind_inserts`].
+/// arrays (rows named `u`, filtered by the optional `WHERE` clause given).
+/// Bound by [`bind_inserts`].
 macro_rules! insert_attempts_and_events {
     () => {
-        "attempt_inserts AS (\
-         INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
-         available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, \
-         input, prompt, output, error, dead_lettered, backend_id, model, input_tokens, \
-         output_tokens, created_at, started_at, ended_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
-         $6::text[], $7::text[], $8::int4[], $9::timestamptz[], $10::timestamptz[], \
-         $11::text[], $12::text[], $13::timestamptz[], $14::int4[], $15::bytea[], \
-         $16::text[], $17::bytea[], $18::text[], $19::bool[], $20::text[], $21::text[], \
-         $22::int8[], $23::int8[], $24::timestamptz[], $25::timestamptz[], \
-         $26::timestamptz[])), \
-         event_inserts AS (\
-         INSERT INTO run_events (run_id, seq, payload) \
-         SELECT * FROM UNNEST($27::text[], $28::int8[], $29::bytea[]))"
+        insert_attempts_and_events!("")
+    };
+    ($filter:literal) => {
+        concat!(
+            "attempt_inserts AS (\
+             INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
+             available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, \
+             input, prompt, output, error, dead_lettered, backend_id, model, input_tokens, \
+             output_tokens, created_at, started_at, ended_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
+             $6::text[], $7::text[], $8::int4[], $9::timestamptz[], $10::timestamptz[], \
+             $11::text[], $12::text[], $13::timestamptz[], $14::int4[], $15::bytea[], \
+             $16::text[], $17::bytea[], $18::text[], $19::bool[], $20::text[], $21::text[], \
+             $22::int8[], $23::int8[], $24::timestamptz[], $25::timestamptz[], \
+             $26::timestamptz[]) AS u(id, run_id, task_id, attempt, step, status, queue, \
+             priority, available_at, deadline, lease_owner, lease_token, lease_expires_at, \
+             lease_expiries, input, prompt, output, error, dead_lettered, backend_id, model, \
+             input_tokens, output_tokens, created_at, started_at, ended_at) ",
+            $filter,
+            "), event_inserts AS (\
+             INSERT INTO run_events (run_id, seq, payload) \
+             SELECT * FROM UNNEST($27::text[], $28::int8[], $29::bytea[]) \
+             AS u(run_id, seq, payload) ",
+            $filter,
+            ")"
+        )
     };
 }
 
@@ -168,12 +179,33 @@ const APPLY_WRITES: &str = concat!(
 );
 
 /// New runs (`$30`..`$50`, one array element per run) with their first
-/// attempts and events, in one statement that also checks the runs' chains
-/// (`$51` run ids, `$52` chain ids, `$53` expected latest versions or NULL)
-/// and returns the runs whose check fails; the caller then rolls back.
+/// attempts and events, their idempotency keys (`$54` run ids, `$55`
+/// scopes, `$56` request ids, `$57` hashes) and their chain checks (`$51`
+/// run ids, `$52` chain ids, `$53` expected latest versions or NULL): one
+/// statement, so one round trip and, outside a transaction, one commit for
+/// a whole batch of starts. A run whose chain check fails, or whose key
+/// exists already, is skipped entirely and returned with the reason
+/// (`chain` or `key`). An uncommitted insert of the same key makes the
+/// statement wait for it, so a key is never taken twice.
 const CREATE_RUNS: &str = concat!(
-    "WITH ",
-    insert_attempts_and_events!(),
+    "WITH failed_checks AS (\
+     SELECT c.run_id FROM UNNEST($51::text[], $52::text[], $53::int8[]) \
+     AS c(run_id, chain_id, latest) LEFT JOIN chain_heads h ON h.id = c.chain_id \
+     WHERE h.id IS NULL OR h.deleted \
+     OR (c.latest IS NOT NULL AND c.latest <> h.latest_version)), \
+     key_inserts AS (\
+     INSERT INTO idempotency_keys (scope, request_id, request_hash, resource_key) \
+     SELECT k.scope, k.request_id, k.request_hash, k.run_id \
+     FROM UNNEST($54::text[], $55::text[], $56::text[], $57::text[]) \
+     AS k(run_id, scope, request_id, request_hash) \
+     WHERE k.run_id NOT IN (SELECT run_id FROM failed_checks) \
+     ON CONFLICT (scope, request_id) DO NOTHING RETURNING resource_key), \
+     taken_keys AS (\
+     SELECT k.run_id FROM UNNEST($54::text[]) AS k(run_id) \
+     WHERE k.run_id NOT IN (SELECT run_id FROM failed_checks) \
+     AND k.run_id NOT IN (SELECT resource_key FROM key_inserts)), \
+     skipped AS (SELECT run_id FROM failed_checks UNION ALL SELECT run_id FROM taken_keys), ",
+    insert_attempts_and_events!("WHERE u.run_id NOT IN (SELECT run_id FROM skipped)"),
     ", run_inserts AS (\
      INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
      error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
@@ -187,10 +219,10 @@ const CREATE_RUNS: &str = concat!(
      $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[]) \
      AS u(id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels, priority, tenant, request_id, steps, input_tokens, output_tokens, \
-     last_seq, created_at, started_at, ended_at, updated_at) RETURNING 1) \
-     SELECT c.run_id FROM UNNEST($51::text[], $52::text[], $53::int8[]) \
-     AS c(run_id, chain_id, latest) LEFT JOIN chain_heads h ON h.id = c.chain_id \
-     WHERE h.id IS NULL OR h.deleted OR (c.latest IS NOT NULL AND c.latest <> h.latest_version)"
+     last_seq, created_at, started_at, ended_at, updated_at) \
+     WHERE u.id NOT IN (SELECT run_id FROM skipped) RETURNING 1) \
+     SELECT run_id, 'chain' AS reason FROM failed_checks \
+     UNION ALL SELECT run_id, 'key' AS reason FROM taken_keys"
 );
 
 // ---------------------------------------------------------------------------
@@ -672,54 +704,77 @@ fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
     }
 }
 
-/// Inserts `runs` with their first attempts and events (all as stored);
-/// returns the runs whose chain check fails (then nothing may be committed).
-async fn insert_runs(
-    conn: &mut PgConnection,
-    runs: &[RunRecord],
+/// Why [`CREATE_RUNS`] skipped a run.
+enum Skipped {
+    /// Its chain check failed.
+    Chain,
+    /// Its idempotency key exists already.
+    Key,
+}
+
+/// Inserts `news` (their records, attempts and events as stored) with their
+/// keys and checks in one statement; returns the runs it skipped.
+async fn insert_runs<'c, E>(
+    executor: E,
+    news: &[NewRun],
+    records: &[RunRecord],
     attempts: &[AttemptRecord],
     events: &[EventRecord],
-    checks: &[(&str, &ChainCheck)],
-) -> StoreResult<Vec<String>> {
-    let errors: Vec<[Option<&str>; 3]> = runs
+) -> StoreResult<HashMap<String, Skipped>>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    let errors: Vec<[Option<&str>; 3]> = records
         .iter()
         .map(|r| error_columns(r.error.as_ref()))
         .collect();
-    let labels: Vec<String> = runs
+    let labels: Vec<String> = records
         .iter()
         .map(|r| serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".to_string()))
         .collect();
+    let checks: Vec<(&str, &ChainCheck)> = news
+        .iter()
+        .filter_map(|new| Some((new.run.id.as_str(), new.chain_check.as_ref()?)))
+        .collect();
+    let keys: Vec<(&str, &IdempotencyKey)> = news
+        .iter()
+        .filter_map(|new| Some((new.run.id.as_str(), new.idempotency.as_ref()?)))
+        .collect();
     let rows = bind_inserts(sqlx::query(CREATE_RUNS), attempts, events)
-        .bind(col(runs, |r| r.id.as_str()))
-        .bind(col(runs, |r| r.chain_id.as_str()))
-        .bind(col(runs, |r| r.chain_version))
-        .bind(col(runs, |r| r.status.as_str()))
-        .bind(col(runs, |r| r.input.as_slice()))
-        .bind(col(runs, |r| r.output.as_deref()))
+        .bind(col(records, |r| r.id.as_str()))
+        .bind(col(records, |r| r.chain_id.as_str()))
+        .bind(col(records, |r| r.chain_version))
+        .bind(col(records, |r| r.status.as_str()))
+        .bind(col(records, |r| r.input.as_slice()))
+        .bind(col(records, |r| r.output.as_deref()))
         .bind(col(&errors, |e| e[0]))
         .bind(col(&errors, |e| e[1]))
         .bind(col(&errors, |e| e[2]))
         .bind(&labels)
-        .bind(col(runs, |r| r.priority))
-        .bind(col(runs, |r| r.tenant.as_str()))
-        .bind(col(runs, |r| r.request_id.as_deref()))
-        .bind(col(runs, |r| r.steps))
-        .bind(col(runs, |r| r.input_tokens))
-        .bind(col(runs, |r| r.output_tokens))
-        .bind(col(runs, |r| r.last_seq))
-        .bind(col(runs, |r| r.created_at))
-        .bind(col(runs, |r| r.started_at))
-        .bind(col(runs, |r| r.ended_at))
-        .bind(col(runs, |r| r.updated_at))
-        .bind(col(checks, |(run_id, _)| *run_id))
-        .bind(col(checks, |(_, c)| c.chain_id.as_str()))
-        .bind(col(checks, |(_, c)| c.latest_version))
-        .fetch_all(conn)
+        .bind(col(records, |r| r.priority))
+        .bind(col(records, |r| r.tenant.as_str()))
+        .bind(col(records, |r| r.request_id.as_deref()))
+        .bind(col(records, |r| r.steps))
+        .bind(col(records, |r| r.input_tokens))
+        .bind(col(records, |r| r.output_tokens))
+        .bind(col(records, |r| r.last_seq))
+        .bind(col(records, |r| r.created_at))
+        .bind(col(records, |r| r.started_at))
+        .bind(col(records, |r| r.ended_at))
+        .bind(col(records, |r| r.updated_at))
+        .bind(col(&checks, |(run_id, _)| *run_id))
+        .bind(col(&checks, |(_, c)| c.chain_id.as_str()))
+        .bind(col(&checks, |(_, c)| c.latest_version))
+        .bind(col(&keys, |(run_id, _)| *run_id))
+        .bind(col(&keys, |(_, k)| k.scope.as_str()))
+        .bind(col(&keys, |(_, k)| k.request_id.as_str()))
+        .bind(col(&keys, |(_, k)| k.request_hash.as_str()))
+        .fetch_all(executor)
         .await
         .map_err(|err| match database_error(&err) {
             Some(db) if db.constraint() == Some("runs_pkey") => StoreError::AlreadyExists {
                 resource: "run",
-                id: runs
+                id: records
                     .iter()
                     .map(|r| r.id.as_str())
                     .collect::<Vec<_>>()
@@ -727,7 +782,51 @@ async fn insert_runs(
             },
             _ => write_error(err, attempts),
         })?;
-    rows.iter().map(|row| column(row, "run_id")).collect()
+    let mut skipped = HashMap::new();
+    for row in &rows {
+        let run_id: String = column(row, "run_id")?;
+        let reason: String = column(row, "reason")?;
+        let why = if reason == "chain" {
+            Skipped::Chain
+        } else {
+            Skipped::Key
+        };
+        skipped.insert(run_id, why);
+    }
+    Ok(skipped)
+}
+
+/// The earlier creation an existing idempotency key guarded: a replay, a
+/// mismatch, or `None` if the key expired meanwhile (the caller tries again).
+async fn replay_of(
+    pool: &sqlx::PgPool,
+    key: &IdempotencyKey,
+) -> StoreResult<Option<StoreResult<CreatedRun>>> {
+    let existing = sqlx::query(
+        "SELECT request_hash, resource_key FROM idempotency_keys \
+         WHERE scope = $1 AND request_id = $2",
+    )
+    .bind(&key.scope)
+    .bind(&key.request_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = existing else {
+        return Ok(None);
+    };
+    let request_hash: String = column(&row, "request_hash")?;
+    if request_hash != key.request_hash {
+        return Ok(Some(Err(StoreError::IdempotencyMismatch {
+            request_id: key.request_id.clone(),
+        })));
+    }
+    let resource_key: String = column(&row, "resource_key")?;
+    let mut conn = pool.acquire().await?;
+    let record = fetch_run(&mut conn, &resource_key).await?;
+    let created = Created {
+        record,
+        replayed: true,
+    };
+    Ok(Some(Ok((created, Vec::new()))))
 }
 
 // ---------------------------------------------------------------------------
@@ -753,98 +852,70 @@ impl PostgresStore {
                     })
             })
             .collect();
-        // A failed chain check rolls the batch back and the rest goes again
-        // (rare: only after a chain changed under the kernel's cache).
-        loop {
-            let mut tx = self.begin_hot().await?;
-            let mut replays = Vec::new();
-            // Keys in one order, so concurrent batches cannot deadlock on them.
-            let mut keyed: Vec<(usize, &IdempotencyKey)> = runs
-                .iter()
-                .enumerate()
-                .filter(|(index, _)| results[*index].is_none())
-                .filter_map(|(index, new)| new.idempotency.as_ref().map(|key| (index, key)))
-                .collect();
-            keyed.sort_by(|a, b| (&a.1.scope, &a.1.request_id).cmp(&(&b.1.scope, &b.1.request_id)));
-            for (index, key) in keyed {
-                match reserve(&mut tx, key, &runs[index].run.id).await {
-                    Ok(Reservation::Fresh) => {}
-                    Ok(Reservation::Replay { resource_key, .. }) => {
-                        let record = fetch_run(&mut tx, &resource_key).await?;
-                        let created = Created {
-                            record,
-                            replayed: true,
-                        };
-                        replays.push((index, Ok((created, Vec::new()))));
-                    }
-                    Err(error @ StoreError::IdempotencyMismatch { .. }) => {
-                        replays.push((index, Err(error)));
-                    }
-                    Err(error) => return Err(error),
-                }
+        // A key that expires between the insert that found it and the read
+        // of what it guarded sends its run round again.
+        for _ in 0..3 {
+            let pending: Vec<usize> = (0..runs.len()).filter(|i| results[*i].is_none()).collect();
+            if pending.is_empty() {
+                break;
             }
-            let settled: HashSet<usize> = replays.iter().map(|(index, _)| *index).collect();
-            let mut records = Vec::new();
-            let mut attempts = Vec::new();
-            let mut events = Vec::new();
-            let mut checks = Vec::new();
-            let mut written = Vec::new();
-            for (index, new) in runs.iter().enumerate() {
-                if results[index].is_some() || settled.contains(&index) {
-                    continue;
-                }
-                let record = RunRecord {
+            let news: Vec<NewRun> = pending.iter().map(|i| runs[*i].clone()).collect();
+            let records: Vec<RunRecord> = news
+                .iter()
+                .map(|new| RunRecord {
                     last_seq: new.events.len() as i64,
                     ..run_as_stored(new.run.clone())
-                };
-                let first_event = events.len();
-                events.extend((1..).zip(&new.events).map(|(seq, payload)| EventRecord {
-                    run_id: record.id.clone(),
-                    seq,
-                    payload: payload.clone(),
-                }));
-                attempts.extend(new.attempts.iter().cloned().map(attempt_as_stored));
-                checks.extend(
-                    new.chain_check
-                        .as_ref()
-                        .map(|check| (new.run.id.as_str(), check)),
-                );
-                written.push((index, first_event, events.len()));
-                records.push(record);
-            }
-            if !records.is_empty() {
-                let failed = insert_runs(&mut tx, &records, &attempts, &events, &checks).await?;
-                if !failed.is_empty() {
-                    tx.rollback().await?;
-                    for (index, new) in runs.iter().enumerate() {
-                        if failed.contains(&new.run.id) {
-                            let chain_id = new.run.chain_id.clone();
-                            results[index] = Some(Err(StoreError::ChainChanged { chain_id }));
-                        }
-                    }
-                    continue;
-                }
-            }
-            tx.commit().await?;
-            for (index, result) in replays {
-                results[index] = Some(result);
-            }
-            for ((index, from, to), record) in written.into_iter().zip(records) {
-                let created = Created {
-                    record,
-                    replayed: false,
-                };
-                results[index] = Some(Ok((created, events[from..to].to_vec())));
-            }
-            return Ok(results
-                .into_iter()
-                .map(|result| {
-                    result.unwrap_or_else(|| {
-                        Err(StoreError::Corrupt("a run of the batch was lost".into()))
-                    })
                 })
-                .collect());
+                .collect();
+            let attempts: Vec<AttemptRecord> = news
+                .iter()
+                .flat_map(|new| new.attempts.iter().cloned().map(attempt_as_stored))
+                .collect();
+            let events_of = |new: &NewRun| -> Vec<EventRecord> {
+                (1..)
+                    .zip(&new.events)
+                    .map(|(seq, payload)| EventRecord {
+                        run_id: new.run.id.clone(),
+                        seq,
+                        payload: payload.clone(),
+                    })
+                    .collect()
+            };
+            let events: Vec<EventRecord> = news.iter().flat_map(events_of).collect();
+            // One statement: atomic on its own, so no transaction around it.
+            let skipped = insert_runs(self.pool(), &news, &records, &attempts, &events).await?;
+            for ((index, new), record) in pending.into_iter().zip(&news).zip(records) {
+                results[index] = match skipped.get(&new.run.id) {
+                    None => {
+                        let created = Created {
+                            record,
+                            replayed: false,
+                        };
+                        Some(Ok((created, events_of(new))))
+                    }
+                    Some(Skipped::Chain) => Some(Err(StoreError::ChainChanged {
+                        chain_id: new.run.chain_id.clone(),
+                    })),
+                    Some(Skipped::Key) => match &new.idempotency {
+                        Some(key) => replay_of(self.pool(), key).await?,
+                        None => Some(Err(StoreError::Corrupt(format!(
+                            "run {:?} was skipped for a key it does not have",
+                            new.run.id
+                        )))),
+                    },
+                };
+            }
         }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::FailedPrecondition(
+                        "the run's request_id is being expired concurrently; retry".into(),
+                    ))
+                })
+            })
+            .collect())
     }
 
     async fn try_transition(
