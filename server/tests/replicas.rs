@@ -127,3 +127,112 @@ async fn watch_on_one_replica_follows_changes_made_on_another() {
     }
     assert_eq!(last, Some(pb::RunEventType::RunSucceeded as i32));
 }
+
+/// Token deltas of a model call streaming on one replica reach watchers
+/// connected to the other replica, live and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_deltas_reach_watchers_on_every_replica() {
+    use taskloom_testkit::fake_llm::{FakeLlm, Reply};
+
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let (_a, channel_a) = replica(&url).await;
+    let (_b, channel_b) = replica(&url).await;
+    let fake = FakeLlm::start().await;
+    fake.script(
+        "streamer",
+        // The delay gives the watchers time to attach before the first token.
+        Reply::chunks(["one ", "two ", "three"])
+            .usage(3, 3)
+            .delay(Duration::from_millis(800))
+            .chunk_delay(Duration::from_millis(150)),
+    );
+    let mut backends = pb::backend_service_client::BackendServiceClient::new(channel_a.clone());
+    let backend = backends
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: "fake".into(),
+                r#type: pb::BackendType::Ollama as i32,
+                base_url: fake.url(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    backends
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "internal_tasks_pool".into(),
+            backend_id: backend.id,
+        })
+        .await
+        .unwrap();
+    let chain = pb::Chain {
+        id: "stream".into(),
+        tasks: vec![pb::Task {
+            id: "say".into(),
+            handler: "raw_string".into(),
+            execute_config: Some(pb::ExecuteConfig {
+                models: vec!["streamer".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    // Started on A: A's runner executes it (eager dispatch), so B only
+    // hears the deltas through the database.
+    let run = pb::run_service_client::RunServiceClient::new(channel_a.clone())
+        .start_run(pb::StartRunRequest {
+            chain: Some(chain),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(pb::Value {
+                kind: Some(pb::value::Kind::Text("count".into())),
+            })),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let watch = |channel: Channel| {
+        let run_id = run.id.clone();
+        tokio::spawn(async move {
+            let mut stream = pb::run_service_client::RunServiceClient::new(channel)
+                .watch_run(pb::WatchRunRequest {
+                    run_id,
+                    after_seq: 0,
+                    include_deltas: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut deltas = Vec::new();
+            let mut last = None;
+            while let Some(event) = tokio::time::timeout(Duration::from_secs(20), stream.message())
+                .await
+                .expect("the run ends")
+                .unwrap()
+            {
+                if event.r#type == pb::RunEventType::TokenDelta as i32 {
+                    deltas.push(event.delta.clone());
+                }
+                last = Some(event.r#type);
+            }
+            (deltas, last)
+        })
+    };
+    let on_a = watch(channel_a);
+    let on_b = watch(channel_b);
+    for (replica, watcher) in [("A", on_a), ("B", on_b)] {
+        let (deltas, last) = watcher.await.unwrap();
+        assert_eq!(
+            deltas.concat(),
+            "one two three",
+            "deltas on replica {replica}"
+        );
+        assert!(
+            deltas.len() >= 2,
+            "streamed in pieces on {replica}: {deltas:?}"
+        );
+        assert_eq!(last, Some(pb::RunEventType::RunSucceeded as i32));
+    }
+}

@@ -193,9 +193,7 @@ impl Executor {
         let call = self.resolver.chat(&candidates, &request, Some(deltas));
         let forward = async {
             while let Some(text) = received.recv().await {
-                kernel
-                    .hub()
-                    .delta(&attempt.run_id, &attempt.task_id, &attempt.id, text);
+                kernel.publish_delta(&attempt.run_id, &attempt.task_id, &attempt.id, text);
             }
         };
         let (result, ()) = tokio::join!(call, forward);

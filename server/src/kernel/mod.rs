@@ -23,9 +23,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, ones
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, CreatedRun, DynStore, EventRecord,
-    IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot, StoreError, StoreResult,
-    TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, CreatedRun, Delta, DeltaBatch,
+    DynStore, EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot,
+    Signal, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use batch::{Batcher, Keyed};
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
@@ -152,6 +152,9 @@ struct Inner {
     /// Runs changed by this replica, to announce to the others.
     changed: mpsc::UnboundedSender<String>,
     changed_receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Token deltas seen here, to send to the other replicas' watchers.
+    deltas: mpsc::UnboundedSender<Delta>,
+    deltas_receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Delta>>>,
     /// Transitions waiting to be written together.
     transitions: Batcher<TransitionItem>,
     /// Runs waiting to be created together.
@@ -224,6 +227,7 @@ const START_TRIES: u32 = 3;
 impl Kernel {
     pub fn new(store: DynStore, config: KernelConfig, instance_id: String) -> Kernel {
         let (changed, changed_receiver) = mpsc::unbounded_channel();
+        let (deltas, deltas_receiver) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(config.executor_concurrency));
         Kernel {
             inner: Arc::new(Inner {
@@ -235,6 +239,8 @@ impl Kernel {
                 work: Notify::new(),
                 changed,
                 changed_receiver: std::sync::Mutex::new(Some(changed_receiver)),
+                deltas,
+                deltas_receiver: std::sync::Mutex::new(Some(deltas_receiver)),
                 transitions: Batcher::new(MAX_TRANSITIONS),
                 starts: Batcher::new(MAX_STARTS),
                 latest_versions: RwLock::new(HashMap::new()),
@@ -257,18 +263,15 @@ impl Kernel {
         }
     }
 
-    /// Exchanges change signals with the other replicas until `stop`:
-    /// announces this replica's changed runs (coalesced: one notification
-    /// per burst, never one per transition) and wakes watchers and the
-    /// runner on the others' announcements.
+    /// Exchanges signals with the other replicas until `stop`: announces
+    /// this replica's changed runs and token deltas (coalesced, see
+    /// [`Kernel::announce`]), wakes watchers and the runner on the others'
+    /// announcements and forwards their deltas to this replica's watchers.
     pub async fn exchange_signals(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let Some(mut changed) = self
-            .inner
-            .changed_receiver
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-        else {
+        let (Some(changed), Some(deltas)) = (
+            take(&self.inner.changed_receiver),
+            take(&self.inner.deltas_receiver),
+        ) else {
             return;
         };
         let mut incoming = match self.inner.store.listen().await {
@@ -278,43 +281,99 @@ impl Kernel {
                 None
             }
         };
-        let mut batch: Vec<String> = Vec::new();
+        let _announcing = AbortOnDrop(Some(tokio::spawn(self.clone().announce(changed, deltas))));
         loop {
             tokio::select! {
-                received = changed.recv() => {
-                    let Some(run_id) = received else { return };
-                    batch.push(run_id);
-                    // Gather the rest of the burst.
-                    let window = tokio::time::sleep(Duration::from_millis(5));
-                    tokio::pin!(window);
-                    while batch.len() < 512 {
-                        tokio::select! {
-                            () = &mut window => break,
-                            more = changed.recv() => match more {
-                                Some(run_id) => batch.push(run_id),
-                                None => break,
-                            },
-                        }
-                    }
-                    batch.sort();
-                    batch.dedup();
-                    if let Err(error) = self.inner.store.announce(&self.inner.instance_id, &batch).await {
-                        tracing::debug!(error = %error, "announcing changed runs failed");
-                    }
-                    batch.clear();
-                }
-                announcement = recv_announcement(&mut incoming) => match announcement {
-                    Some(announcement) if announcement.origin != self.inner.instance_id => {
+                signal = recv_signal(&mut incoming) => match signal {
+                    Some(Signal::Changed(announcement)) if announcement.origin != self.inner.instance_id => {
                         for run_id in &announcement.run_ids {
                             self.inner.hub.poke(run_id);
                         }
                         self.inner.work.notify_one();
+                    }
+                    Some(Signal::Deltas(batch)) if batch.origin != self.inner.instance_id => {
+                        for delta in batch.deltas {
+                            self.inner.hub.delta(&delta.run_id, &delta.task_id, &delta.attempt_id, delta.text);
+                        }
                     }
                     Some(_) => {}
                     None => incoming = None,
                 },
                 _ = stop.changed() => return,
             }
+        }
+    }
+
+    /// Sends this replica's changed runs (one notification per 5 ms burst)
+    /// and token deltas (one per 20 ms of streaming) to the other replicas.
+    /// Deltas already seen go out before the changes that follow them, so
+    /// a remote watcher gets a call's last token before its completion.
+    async fn announce(
+        self,
+        mut changed: mpsc::UnboundedReceiver<String>,
+        mut deltas: mpsc::UnboundedReceiver<Delta>,
+    ) {
+        loop {
+            let (mut run_ids, mut pending, window) = tokio::select! {
+                run_id = changed.recv() => {
+                    let Some(run_id) = run_id else { return };
+                    (vec![run_id], Vec::new(), Duration::from_millis(5))
+                }
+                delta = deltas.recv() => {
+                    let Some(delta) = delta else { return };
+                    (Vec::new(), vec![delta], Duration::from_millis(20))
+                }
+            };
+            // Gather the rest of the burst.
+            let window = tokio::time::sleep(window);
+            tokio::pin!(window);
+            while run_ids.len() < 512 && pending.len() < 512 {
+                tokio::select! {
+                    () = &mut window => break,
+                    Some(run_id) = changed.recv(), if pending.is_empty() => run_ids.push(run_id),
+                    Some(delta) = deltas.recv(), if run_ids.is_empty() => pending.push(delta),
+                }
+            }
+            while let Ok(delta) = deltas.try_recv() {
+                pending.push(delta);
+            }
+            if !pending.is_empty() {
+                let batch = DeltaBatch {
+                    origin: self.inner.instance_id.clone(),
+                    deltas: pending,
+                };
+                if let Err(error) = self.inner.store.announce_deltas(&batch).await {
+                    tracing::debug!(error = %error, "sending token deltas failed");
+                }
+            }
+            if !run_ids.is_empty() {
+                run_ids.sort();
+                run_ids.dedup();
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .announce(&self.inner.instance_id, &run_ids)
+                    .await
+                {
+                    tracing::debug!(error = %error, "announcing changed runs failed");
+                }
+            }
+        }
+    }
+
+    /// A token delta of a streaming model call: to this replica's watchers
+    /// at once, to the others' within a few tens of milliseconds.
+    pub fn publish_delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
+        self.inner
+            .hub
+            .delta(run_id, task_id, attempt_id, text.clone());
+        if self.inner.store.kind() != "sqlite" {
+            let _ = self.inner.deltas.send(Delta {
+                run_id: run_id.to_string(),
+                task_id: task_id.to_string(),
+                attempt_id: attempt_id.to_string(),
+                text,
+            });
         }
     }
 
@@ -1082,12 +1141,28 @@ impl Kernel {
     }
 }
 
-async fn recv_announcement(
-    incoming: &mut Option<mpsc::Receiver<crate::store::Announcement>>,
-) -> Option<crate::store::Announcement> {
+/// Takes what a one-time slot holds.
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take()
+}
+
+async fn recv_signal(incoming: &mut Option<mpsc::Receiver<Signal>>) -> Option<Signal> {
     match incoming {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 

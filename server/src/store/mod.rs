@@ -28,7 +28,7 @@ pub use runs::{
     DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
     RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
-pub use signals::{Announcement, Signals};
+pub use signals::{Announcement, Delta, DeltaBatch, Signal, Signals};
 pub use sqlite::SqliteStore;
 
 /// Pools every install has; they cannot be deleted.

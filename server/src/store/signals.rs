@@ -4,9 +4,13 @@
 //! hints: everything they point at is read from the store, and every loop
 //! also polls slowly, so a lost signal only costs latency.
 //!
-//! PostgreSQL: `NOTIFY` on one channel, sent outside the write transactions
-//! and coalesced by the caller (see PERFORMANCE.md: a NOTIFY inside the
-//! write transaction serializes commits). SQLite: one process, no signals.
+//! Token deltas of streaming model calls travel the same way, so a watcher
+//! on any replica sees them live; they are never stored.
+//!
+//! PostgreSQL: `NOTIFY` on two channels (changes, deltas), sent outside the
+//! write transactions and coalesced by the caller (see PERFORMANCE.md: a
+//! NOTIFY inside the write transaction serializes commits). SQLite: one
+//! process, no signals.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgListener;
@@ -14,8 +18,10 @@ use tokio::sync::mpsc;
 
 use super::{PostgresStore, SqliteStore, StoreResult};
 
-/// The PostgreSQL notification channel.
+/// The PostgreSQL notification channel of changed runs.
 const CHANNEL: &str = "taskloom_runs";
+/// The PostgreSQL notification channel of token deltas.
+const DELTA_CHANNEL: &str = "taskloom_deltas";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7900;
 
@@ -26,14 +32,40 @@ pub struct Announcement {
     pub run_ids: Vec<String>,
 }
 
+/// A token delta of a streaming model call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delta {
+    pub run_id: String,
+    pub task_id: String,
+    pub attempt_id: String,
+    pub text: String,
+}
+
+/// Deltas from one replica, in the order it saw them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeltaBatch {
+    pub origin: String,
+    pub deltas: Vec<Delta>,
+}
+
+/// What another replica said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    Changed(Announcement),
+    Deltas(DeltaBatch),
+}
+
 #[async_trait]
 pub trait Signals: Send + Sync {
     /// Tells the other replicas that `run_ids` changed.
     async fn announce(&self, origin: &str, run_ids: &[String]) -> StoreResult<()>;
 
-    /// Announcements made by any replica (including this one: filter by
-    /// origin). `None` for a single-process store.
-    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Announcement>>>;
+    /// Sends token deltas to the other replicas' watchers.
+    async fn announce_deltas(&self, batch: &DeltaBatch) -> StoreResult<()>;
+
+    /// Signals sent by any replica (including this one: filter by origin).
+    /// `None` for a single-process store.
+    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>>;
 }
 
 #[async_trait]
@@ -42,7 +74,11 @@ impl Signals for SqliteStore {
         Ok(())
     }
 
-    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Announcement>>> {
+    async fn announce_deltas(&self, _batch: &DeltaBatch) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>> {
         Ok(None)
     }
 }
@@ -69,6 +105,58 @@ fn payloads(origin: &str, run_ids: &[String]) -> Vec<String> {
     payloads
 }
 
+/// Splits a batch of deltas into JSON payloads under the size limit; a
+/// delta too long for one payload is cut at character boundaries.
+fn delta_payloads(batch: &DeltaBatch) -> Vec<String> {
+    let encode = |deltas: &[Delta]| {
+        serde_json::to_string(&DeltaBatch {
+            origin: batch.origin.clone(),
+            deltas: deltas.to_vec(),
+        })
+        .unwrap_or_default()
+    };
+    // Room for the envelope and JSON escaping (at most 6 bytes a char).
+    let budget = MAX_PAYLOAD.saturating_sub(256 + batch.origin.len()) / 6;
+    let mut pieces: Vec<Delta> = Vec::new();
+    for delta in &batch.deltas {
+        let ids = delta.run_id.len() + delta.task_id.len() + delta.attempt_id.len();
+        let room = budget.saturating_sub(ids).max(1);
+        let mut text = delta.text.as_str();
+        loop {
+            let mut cut = text.len().min(room);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if cut == 0 && !text.is_empty() {
+                cut = text.chars().next().map_or(text.len(), char::len_utf8);
+            }
+            let (head, tail) = text.split_at(cut);
+            pieces.push(Delta {
+                text: head.to_string(),
+                ..delta.clone()
+            });
+            if tail.is_empty() {
+                break;
+            }
+            text = tail;
+        }
+    }
+    let mut payloads = Vec::new();
+    let mut current: Vec<Delta> = Vec::new();
+    for piece in pieces {
+        current.push(piece);
+        if current.len() > 1 && encode(&current).len() > MAX_PAYLOAD {
+            let last = current.pop();
+            payloads.push(encode(&current));
+            current = last.into_iter().collect();
+        }
+    }
+    if !current.is_empty() {
+        payloads.push(encode(&current));
+    }
+    payloads
+}
+
 fn parse(payload: &str) -> Option<Announcement> {
     let (origin, ids) = payload.split_once('|')?;
     Some(Announcement {
@@ -85,26 +173,36 @@ fn parse(payload: &str) -> Option<Announcement> {
 impl Signals for PostgresStore {
     async fn announce(&self, origin: &str, run_ids: &[String]) -> StoreResult<()> {
         for payload in payloads(origin, run_ids) {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(self.pool())
-                .await?;
+            notify(self, CHANNEL, payload).await?;
         }
         Ok(())
     }
 
-    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Announcement>>> {
+    async fn announce_deltas(&self, batch: &DeltaBatch) -> StoreResult<()> {
+        for payload in delta_payloads(batch) {
+            notify(self, DELTA_CHANNEL, payload).await?;
+        }
+        Ok(())
+    }
+
+    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>> {
         let mut listener = PgListener::connect_with(self.pool()).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, DELTA_CHANNEL]).await?;
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects by itself after a lost connection.
                 match listener.recv().await {
                     Ok(notification) => {
-                        if let Some(announcement) = parse(notification.payload())
-                            && sender.send(announcement).await.is_err()
+                        let signal = if notification.channel() == DELTA_CHANNEL {
+                            serde_json::from_str(notification.payload())
+                                .ok()
+                                .map(Signal::Deltas)
+                        } else {
+                            parse(notification.payload()).map(Signal::Changed)
+                        };
+                        if let Some(signal) = signal
+                            && sender.send(signal).await.is_err()
                         {
                             return;
                         }
@@ -121,6 +219,15 @@ impl Signals for PostgresStore {
         });
         Ok(Some(receiver))
     }
+}
+
+async fn notify(store: &PostgresStore, channel: &str, payload: String) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(store.pool())
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -141,5 +248,56 @@ mod tests {
         }
         assert_eq!(back, ids);
         assert!(payloads("a", &[]).is_empty());
+    }
+
+    #[test]
+    fn delta_payloads_stay_small_and_keep_the_text() {
+        let long = "é".repeat(5000) + &"x".repeat(9000);
+        let batch = DeltaBatch {
+            origin: "replica-a".into(),
+            deltas: vec![
+                Delta {
+                    run_id: "run-1".into(),
+                    task_id: "ask".into(),
+                    attempt_id: "att-1".into(),
+                    text: "Hel".into(),
+                },
+                Delta {
+                    run_id: "run-1".into(),
+                    task_id: "ask".into(),
+                    attempt_id: "att-1".into(),
+                    text: long.clone(),
+                },
+                Delta {
+                    run_id: "run-2".into(),
+                    task_id: "ask".into(),
+                    attempt_id: "att-2".into(),
+                    text: "\"quoted\"\n".into(),
+                },
+            ],
+        };
+        let split = delta_payloads(&batch);
+        assert!(split.len() > 1);
+        assert!(split.iter().all(|p| p.len() <= MAX_PAYLOAD));
+        let mut texts: Vec<(String, String)> = Vec::new();
+        for payload in &split {
+            let back: DeltaBatch = serde_json::from_str(payload).unwrap();
+            assert_eq!(back.origin, "replica-a");
+            for delta in back.deltas {
+                match texts.last_mut() {
+                    Some((run, text)) if *run == delta.run_id && delta.run_id == "run-1" => {
+                        text.push_str(&delta.text)
+                    }
+                    _ => texts.push((delta.run_id, delta.text)),
+                }
+            }
+        }
+        assert_eq!(
+            texts,
+            vec![
+                ("run-1".to_string(), format!("Hel{long}")),
+                ("run-2".to_string(), "\"quoted\"\n".to_string()),
+            ]
+        );
     }
 }
