@@ -425,7 +425,8 @@ impl Bench<'_> {
         shape: Shape,
         clients: u32,
     ) -> Result<RunReport> {
-        let chain_id = drive::create_chain(&self.connections, shape, &self.tag).await?;
+        let tag = format!("{name}-{}", self.tag);
+        let chain_id = drive::create_chain(&self.connections, shape, &tag).await?;
         if self.options.warmup > 0 {
             let warmup = drive::drive_runs(
                 &self.connections,

@@ -7,8 +7,9 @@
 //! statement ([`APPLY_WRITES`]: data-modifying CTEs over `UNNEST`ed arrays),
 //! and a transition costs five round trips: BEGIN, lock the run, read its
 //! attempts, apply, COMMIT. A claim costs the same for a whole batch, and
-//! creating a batch of runs three (BEGIN, [`CREATE_RUNS`], COMMIT) plus one per
-//! idempotency key.
+//! creating a batch of runs one: [`CREATE_RUNS`] is a single statement
+//! (atomic without an explicit transaction), plus a read per idempotency
+//! key that turns out to be a replay.
 //!
 //! Locking: a transition locks its run row, then writes the run's
 //! attempts. A claim locks ready attempts, skipping those another claim
