@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// Lease expiries an attempt survives before it fails as lost.
     #[arg(long, env = "TASKLOOM_MAX_LEASE_EXPIRIES", default_value_t = 3)]
     pub max_lease_expiries: i32,
+    /// How often remote workers heartbeat (and the server pings them).
+    #[arg(long, env = "TASKLOOM_WORKER_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub worker_heartbeat_interval: Duration,
+    /// Silence after which a worker session is closed (its leases stay
+    /// valid until they expire).
+    #[arg(long, env = "TASKLOOM_WORKER_HEARTBEAT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub worker_heartbeat_timeout: Duration,
     /// Shut down when standard input closes: a supervising process (a test
     /// harness) that dies takes the server with it.
     #[arg(long, hide = true)]

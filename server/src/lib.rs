@@ -5,6 +5,7 @@
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod dispatch;
 pub mod drain;
 pub mod executor;
 pub mod kernel;

@@ -14,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::{self, ApiContext};
 use crate::config::ServeArgs;
+use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
 use crate::kernel::{Kernel, KernelConfig, runner};
@@ -71,8 +72,23 @@ pub async fn run(
         Resolver::new(kernel.store().clone(), http.clone(), policy),
         http,
     ));
-    let runner = tokio::spawn(runner::run(kernel.clone(), executor.clone(), runner_stop));
-    let context = ApiContext::new(kernel, executor);
+    let runner = tokio::spawn(runner::run(
+        kernel.clone(),
+        executor.clone(),
+        runner_stop.clone(),
+    ));
+    let dispatcher = Dispatcher::new(
+        kernel.clone(),
+        DispatchConfig {
+            heartbeat_interval: args.worker_heartbeat_interval,
+            heartbeat_timeout: args.worker_heartbeat_timeout,
+            lease: args.lease_duration,
+            ..DispatchConfig::default()
+        },
+    );
+    let dispatch_loop = tokio::spawn(dispatcher.clone().run(runner_stop.clone()));
+    let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop));
+    let context = ApiContext::new(kernel, executor, dispatcher);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
         "taskloom.v1.BackendService",
@@ -159,6 +175,8 @@ pub async fn run(
     tokio::select! {
         result = &mut serve => {
             runner.abort();
+            dispatch_loop.abort();
+            lease_watch.abort();
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {}
@@ -180,6 +198,8 @@ pub async fn run(
         Err(_) => tracing::warn!("drain period elapsed; closing remaining connections"),
     }
     runner.abort();
+    dispatch_loop.abort();
+    lease_watch.abort();
     tracing::info!("taskloom stopped");
     Ok(())
 }

@@ -23,6 +23,7 @@ pub use info::InfoApi;
 pub use run::RunApi;
 pub use worker::WorkerApi;
 
+use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::kernel::Kernel;
 use crate::store::DynStore;
@@ -36,16 +37,18 @@ pub struct ApiContext {
 struct ContextInner {
     kernel: Kernel,
     executor: Arc<Executor>,
+    dispatcher: Dispatcher,
     draining: watch::Sender<bool>,
 }
 
 impl ApiContext {
-    pub fn new(kernel: Kernel, executor: Arc<Executor>) -> Self {
+    pub fn new(kernel: Kernel, executor: Arc<Executor>, dispatcher: Dispatcher) -> Self {
         let (draining, _) = watch::channel(false);
         ApiContext {
             inner: Arc::new(ContextInner {
                 kernel,
                 executor,
+                dispatcher,
                 draining,
             }),
         }
@@ -54,6 +57,11 @@ impl ApiContext {
     /// The built-in handlers (for one-shot model calls).
     pub fn executor(&self) -> &Executor {
         &self.inner.executor
+    }
+
+    /// This replica's worker sessions.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.inner.dispatcher
     }
 
     pub fn store(&self) -> &DynStore {

@@ -136,7 +136,7 @@ fn run_message(record: &RunRecord, attempts: Option<&[AttemptRecord]>) -> ApiRes
     Ok(run)
 }
 
-fn attempt_message(record: &AttemptRecord) -> ApiResult<pb::TaskAttempt> {
+pub(super) fn attempt_message(record: &AttemptRecord) -> ApiResult<pb::TaskAttempt> {
     Ok(pb::TaskAttempt {
         id: record.id.clone(),
         run_id: record.run_id.clone(),

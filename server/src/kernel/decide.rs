@@ -262,6 +262,31 @@ pub fn release(
     step.finish()
 }
 
+/// Records a progress note of a held lease: an event, nothing else.
+pub fn progress(
+    chain: &CompiledChain,
+    snapshot: &RunSnapshot,
+    now: DateTime<Utc>,
+    attempt_id: &str,
+    lease_token: &str,
+    message: &str,
+    data: Option<prost_types::Struct>,
+) -> Plan {
+    let mut step = Step::new(chain, snapshot, now);
+    let attempt = match step.fenced_attempt(attempt_id, lease_token) {
+        Ok(attempt) => attempt,
+        Err((kind, message)) => return Plan::reject(kind, message),
+    };
+    step.event(pb::RunEventType::TaskProgress, |event| {
+        event.task_id = attempt.task_id.clone();
+        event.attempt_id = attempt.id.clone();
+        event.attempt = attempt.attempt;
+        event.message = message.to_string();
+        event.data = data;
+    });
+    step.finish()
+}
+
 /// Extends a held lease to `until`.
 pub fn extend(
     chain: &CompiledChain,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
@@ -162,18 +162,35 @@ struct Inner {
     /// Latest version of each stored chain as last seen; every start that
     /// uses it is checked against the store in its batch transaction.
     latest_versions: RwLock<HashMap<String, i64>>,
-    /// Built-in handler executions in flight on this replica.
-    slots: Arc<Semaphore>,
-    /// Attempts leased at the moment they were created, for this replica's
-    /// runner; set while the runner runs (see [`Kernel::attach_runner`]).
-    eager: std::sync::Mutex<Option<mpsc::UnboundedSender<EagerAttempt>>>,
+    /// Places on this replica that take new attempts at once (eager
+    /// dispatch): the runner for `internal`, the worker dispatcher for the
+    /// queues its sessions serve.
+    providers: RwLock<Vec<Arc<dyn SlotProvider>>>,
+    /// Wakes the worker dispatcher when work may be ready on a worker queue.
+    worker_work: Notify,
+    /// Told about runs changed here or on other replicas.
+    observers: RwLock<Vec<Arc<dyn RunObserver>>>,
 }
 
-/// An attempt leased to this replica in the transaction that created it,
-/// with the execution slot it holds.
-pub struct EagerAttempt {
-    pub claimed: ClaimedAttempt,
-    pub permit: OwnedSemaphorePermit,
+/// Somewhere on this replica that can execute an attempt right away.
+pub trait SlotProvider: Send + Sync {
+    /// Reserves a slot for an attempt of `queue`, if one is free now. A slot
+    /// dropped without delivery frees itself.
+    fn reserve(&self, queue: &str) -> Option<Box<dyn Slot>>;
+}
+
+/// A reserved place for one attempt.
+pub trait Slot: Send + Sync {
+    /// The lease owner to record.
+    fn owner(&self) -> String;
+    /// Hands over the attempt, leased to `owner()` and committed.
+    fn deliver(self: Box<Self>, attempt: ClaimedAttempt);
+}
+
+/// Learns which runs changed, so it can react (e.g. push cancellations to
+/// the workers holding their attempts). Called on the hot path: cheap.
+pub trait RunObserver: Send + Sync {
+    fn runs_changed(&self, run_ids: &[&str]);
 }
 
 /// A decision given the compiled chain, the snapshot and the time.
@@ -207,12 +224,13 @@ impl Keyed for StartItem {
     }
 }
 
-/// What a decision leased eagerly, and whether it left internal work
-/// ready for the claim loop.
+/// What a decision leased eagerly, and which claim loops it left ready
+/// work for.
 #[derive(Default)]
 struct Dispatch {
-    eager: Vec<EagerAttempt>,
-    ready_left: bool,
+    eager: Vec<(ClaimedAttempt, Box<dyn Slot>)>,
+    internal_ready: bool,
+    worker_ready: bool,
 }
 
 type DispatchSlot = Arc<std::sync::Mutex<Dispatch>>;
@@ -228,7 +246,6 @@ impl Kernel {
     pub fn new(store: DynStore, config: KernelConfig, instance_id: String) -> Kernel {
         let (changed, changed_receiver) = mpsc::unbounded_channel();
         let (deltas, deltas_receiver) = mpsc::unbounded_channel();
-        let slots = Arc::new(Semaphore::new(config.executor_concurrency));
         Kernel {
             inner: Arc::new(Inner {
                 store,
@@ -244,8 +261,9 @@ impl Kernel {
                 transitions: Batcher::new(MAX_TRANSITIONS),
                 starts: Batcher::new(MAX_STARTS),
                 latest_versions: RwLock::new(HashMap::new()),
-                slots,
-                eager: std::sync::Mutex::new(None),
+                providers: RwLock::new(Vec::new()),
+                worker_work: Notify::new(),
+                observers: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -254,12 +272,15 @@ impl Kernel {
     /// their runs for announcement to the other replicas.
     fn committed(&self, events: &[EventRecord]) {
         self.inner.hub.publish(events);
-        let mut last: Option<&str> = None;
+        let mut run_ids: Vec<&str> = Vec::new();
         for event in events {
-            if last != Some(event.run_id.as_str()) {
+            if run_ids.last() != Some(&event.run_id.as_str()) {
                 let _ = self.inner.changed.send(event.run_id.clone());
-                last = Some(&event.run_id);
+                run_ids.push(&event.run_id);
             }
+        }
+        if !run_ids.is_empty() {
+            self.notify_observers(&run_ids);
         }
     }
 
@@ -289,7 +310,10 @@ impl Kernel {
                         for run_id in &announcement.run_ids {
                             self.inner.hub.poke(run_id);
                         }
+                        let run_ids: Vec<&str> = announcement.run_ids.iter().map(String::as_str).collect();
+                        self.notify_observers(&run_ids);
                         self.inner.work.notify_one();
+                        self.inner.worker_work.notify_one();
                     }
                     Some(Signal::Deltas(batch)) if batch.origin != self.inner.instance_id => {
                         for delta in batch.deltas {
@@ -600,14 +624,14 @@ impl Kernel {
         }
     }
 
-    /// Eager dispatch (as Temporal's eager activity dispatch): the
-    /// `internal` attempts a decision creates are leased to this replica in
-    /// the transaction that creates them, when its runner has free slots, so
-    /// they start without a claim transaction (one commit per task instead
-    /// of two). Fencing is unchanged: the lease is in the store, and if this
-    /// replica dies the lease expires and another replica claims the
-    /// attempt. Also tells whether the plan leaves internal work for the
-    /// claim loop, which is woken only then.
+    /// Eager dispatch (as Temporal's eager activity dispatch): the attempts
+    /// a decision creates are leased, in the transaction that creates them,
+    /// to a slot free on this replica right now (the runner for `internal`,
+    /// a connected worker for other queues), and handed over after the
+    /// commit without a claim transaction: one commit per task instead of
+    /// two, and no wait for the claim loop. Fencing is unchanged: the lease
+    /// is in the store, and if this replica dies it expires and the attempt
+    /// is claimed elsewhere. Also tells which claim loops have work left.
     fn lease_new_attempts(
         &self,
         chain: &CompiledChain,
@@ -615,58 +639,68 @@ impl Kernel {
         plan: &mut Plan,
         now: DateTime<Utc>,
     ) -> Dispatch {
+        let mut dispatch = Dispatch::default();
         if !matches!(plan.verdict, Verdict::Apply) {
-            return Dispatch::default();
+            return dispatch;
+        }
+        let note_ready = |dispatch: &mut Dispatch, queue: &str| {
+            if queue == INTERNAL_QUEUE {
+                dispatch.internal_ready = true;
+            } else {
+                dispatch.worker_ready = true;
+            }
+        };
+        for update in &plan.attempt_updates {
+            if update.status == AttemptStatus::Ready {
+                note_ready(&mut dispatch, &update.queue);
+            }
+        }
+        let run_after = plan.run.as_ref().unwrap_or(current);
+        if run_after.status != current.status && run_after.status.is_dispatchable() {
+            // Resumed or retried: its ready attempts are claimable again.
+            dispatch.internal_ready = true;
+            dispatch.worker_ready = true;
         }
         // A paused run keeps its ready attempts until it resumes.
-        let dispatchable = plan
-            .run
-            .as_ref()
-            .unwrap_or(current)
-            .status
-            .is_dispatchable();
-        let attached = dispatchable && self.runner_attached();
+        let dispatchable = run_after.status.is_dispatchable();
+        let providers = self
+            .inner
+            .providers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let lease =
             chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::MAX);
-        let ready_internal =
-            |a: &AttemptRecord| a.queue == INTERNAL_QUEUE && a.status == AttemptStatus::Ready;
-        let mut ready_left = plan.attempt_updates.iter().any(ready_internal)
-            || plan
-                .run
-                .as_ref()
-                .is_some_and(|run| run.status != current.status && run.status.is_dispatchable());
-        let mut leased = Vec::new();
-        let mut permits = Vec::new();
-        for attempt in plan.new_attempts.iter_mut().filter(|a| ready_internal(a)) {
-            let permit = (attached && attempt.available_at <= now)
-                .then(|| self.inner.slots.clone().try_acquire_owned().ok())
+        let mut slots: Vec<(String, Box<dyn Slot>)> = Vec::new();
+        for attempt in plan.new_attempts.iter_mut() {
+            if attempt.status != AttemptStatus::Ready {
+                continue;
+            }
+            let slot = (dispatchable && attempt.available_at <= now)
+                .then(|| providers.iter().find_map(|p| p.reserve(&attempt.queue)))
                 .flatten();
-            let Some(permit) = permit else {
-                ready_left = true;
+            let Some(slot) = slot else {
+                note_ready(&mut dispatch, &attempt.queue);
                 continue;
             };
             attempt.status = AttemptStatus::Leased;
-            attempt.lease_owner = Some(self.inner.instance_id.clone());
+            attempt.lease_owner = Some(slot.owner());
             attempt.lease_token = Some(format!("{:032x}", rand::random::<u128>()));
             attempt.lease_expires_at = now.checked_add_signed(lease);
             attempt.started_at = Some(now);
-            leased.push(attempt.id.clone());
-            permits.push(permit);
+            slots.push((attempt.id.clone(), slot));
         }
-        if leased.is_empty() {
-            return Dispatch {
-                eager: Vec::new(),
-                ready_left,
-            };
+        if slots.is_empty() {
+            return dispatch;
         }
         let run = plan.run.clone().unwrap_or_else(|| current.clone());
-        let leased_attempts: Vec<AttemptRecord> = plan
+        let leased: Vec<AttemptRecord> = plan
             .new_attempts
             .iter()
-            .filter(|a| leased.contains(&a.id))
+            .filter(|a| slots.iter().any(|(id, _)| *id == a.id))
             .cloned()
             .collect();
-        let claim = decide::claimed(Some(chain), &run, &leased_attempts, now);
+        let claim = decide::claimed(Some(chain), &run, &leased, now);
         for update in claim.attempt_updates {
             if let Some(attempt) = plan.new_attempts.iter_mut().find(|a| a.id == update.id) {
                 *attempt = update;
@@ -674,21 +708,17 @@ impl Kernel {
         }
         plan.events.extend(claim.events);
         plan.run = claim.run;
-        let eager = plan
-            .new_attempts
-            .iter()
-            .filter(|a| leased.contains(&a.id))
-            .zip(permits)
-            .map(|(attempt, permit)| EagerAttempt {
-                claimed: ClaimedAttempt {
+        for (id, slot) in slots {
+            if let Some(attempt) = plan.new_attempts.iter().find(|a| a.id == id) {
+                let claimed = ClaimedAttempt {
                     attempt: attempt.clone(),
                     chain_id: run.chain_id.clone(),
                     chain_version: run.chain_version,
-                },
-                permit,
-            })
-            .collect();
-        Dispatch { eager, ready_left }
+                };
+                dispatch.eager.push((claimed, slot));
+            }
+        }
+        dispatch
     }
 
     /// A decision that leases its new internal attempts eagerly; the slot
@@ -710,48 +740,53 @@ impl Kernel {
         (decide_fn, slot)
     }
 
-    /// After a commit: hands eagerly leased attempts to the runner and
-    /// wakes the claim loop if internal work is left.
+    /// After a commit: hands eagerly leased attempts over and wakes the
+    /// claim loops that have work left.
     fn dispatch(&self, dispatch: Dispatch) {
-        if !dispatch.eager.is_empty() {
-            let sender = self
-                .inner
-                .eager
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone();
-            if let Some(sender) = sender {
-                for attempt in dispatch.eager {
-                    // A runner that stopped leaves the lease to expire, as
-                    // a crash would.
-                    let _ = sender.send(attempt);
-                }
-            }
+        for (attempt, slot) in dispatch.eager {
+            slot.deliver(attempt);
         }
-        if dispatch.ready_left {
+        if dispatch.internal_ready {
             self.inner.work.notify_one();
         }
+        if dispatch.worker_ready {
+            self.inner.worker_work.notify_one();
+        }
     }
 
-    fn runner_attached(&self) -> bool {
+    /// Adds a place that takes new attempts at once (see
+    /// [`Kernel::lease_new_attempts`]).
+    pub fn register_slots(&self, provider: Arc<dyn SlotProvider>) {
         self.inner
-            .eager
-            .lock()
+            .providers
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
-            .is_some_and(|sender| !sender.is_closed())
+            .push(provider);
     }
 
-    /// Registers this replica's runner: it receives attempts leased eagerly
-    /// and shares the execution slots. Eager dispatch is off until then.
-    pub fn attach_runner(&self) -> (Arc<Semaphore>, mpsc::UnboundedReceiver<EagerAttempt>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        *self
+    /// Adds an observer of changed runs.
+    pub fn observe_runs(&self, observer: Arc<dyn RunObserver>) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(observer);
+    }
+
+    fn notify_observers(&self, run_ids: &[&str]) {
+        let observers = self
             .inner
-            .eager
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sender);
-        (self.inner.slots.clone(), receiver)
+            .observers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for observer in observers.iter() {
+            observer.runs_changed(run_ids);
+        }
+    }
+
+    /// Waits until work may be ready on a worker queue.
+    pub async fn worker_work_available(&self) {
+        self.inner.worker_work.notified().await;
     }
 
     /// Queues a run for the next batch create and waits for it.
@@ -1019,6 +1054,47 @@ impl Kernel {
         })
         .await?;
         Ok(until)
+    }
+
+    /// Gives a lease back: the attempt is `Ready` again at once, without
+    /// spending a retry (batched).
+    pub async fn release_lease(
+        &self,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+    ) -> KernelResult<RunRecord> {
+        let chain = self.run_chain(run_id).await?;
+        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
+        self.batched(run_id, chain, move |chain, snapshot, now| {
+            decide::release(chain, snapshot, now, &attempt_id, &token)
+        })
+        .await
+    }
+
+    /// Records a progress note of a held lease as a `TASK_PROGRESS` event.
+    pub async fn progress(
+        &self,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+        message: String,
+        data: Option<prost_types::Struct>,
+    ) -> KernelResult<RunRecord> {
+        let chain = self.run_chain(run_id).await?;
+        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
+        self.batched(run_id, chain, move |chain, snapshot, now| {
+            decide::progress(
+                chain,
+                snapshot,
+                now,
+                &attempt_id,
+                &token,
+                &message,
+                data.clone(),
+            )
+        })
+        .await
     }
 
     pub async fn cancel_run(&self, run_id: &str, reason: &str) -> KernelResult<RunRecord> {

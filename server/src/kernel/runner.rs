@@ -8,21 +8,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::{ClaimedAttempt, EagerAttempt, INTERNAL_QUEUE, Kernel, TaskFailure};
+use super::{ClaimedAttempt, INTERNAL_QUEUE, Kernel, Slot, SlotProvider, TaskFailure};
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
 use crate::store::AttemptRecord;
 
 /// Runs the claim loop and the sweeper until `stop` turns true.
 pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
-    let (slots, mut eager) = kernel.attach_runner();
+    let slots = Arc::new(Semaphore::new(kernel.config().executor_concurrency));
+    let (eager_sender, mut eager) = mpsc::unbounded_channel();
+    kernel.register_slots(Arc::new(RunnerSlots {
+        slots: slots.clone(),
+        sender: eager_sender,
+        owner: kernel.instance_id().to_string(),
+    }));
     let eager_runner = {
         let kernel = kernel.clone();
         let executor = executor.clone();
         tokio::spawn(async move {
-            while let Some(EagerAttempt { claimed, permit }) = eager.recv().await {
+            while let Some((claimed, permit)) = eager.recv().await {
                 let kernel = kernel.clone();
                 let executor = executor.clone();
                 tokio::spawn(async move {
@@ -79,6 +85,45 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
     sweeper.abort();
     signals.abort();
     eager_runner.abort();
+}
+
+/// The runner's execution slots, offered to the kernel for eager dispatch
+/// of `internal` attempts. Once the runner stops, it reserves nothing.
+struct RunnerSlots {
+    slots: Arc<Semaphore>,
+    sender: mpsc::UnboundedSender<(ClaimedAttempt, OwnedSemaphorePermit)>,
+    owner: String,
+}
+
+impl SlotProvider for RunnerSlots {
+    fn reserve(&self, queue: &str) -> Option<Box<dyn Slot>> {
+        if queue != INTERNAL_QUEUE || self.sender.is_closed() {
+            return None;
+        }
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        Some(Box::new(RunnerSlot {
+            permit,
+            sender: self.sender.clone(),
+            owner: self.owner.clone(),
+        }))
+    }
+}
+
+struct RunnerSlot {
+    permit: OwnedSemaphorePermit,
+    sender: mpsc::UnboundedSender<(ClaimedAttempt, OwnedSemaphorePermit)>,
+    owner: String,
+}
+
+impl Slot for RunnerSlot {
+    fn owner(&self) -> String {
+        self.owner.clone()
+    }
+
+    fn deliver(self: Box<Self>, attempt: ClaimedAttempt) {
+        // A runner that stopped leaves the lease to expire, as a crash would.
+        let _ = self.sender.send((attempt, self.permit));
+    }
 }
 
 async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {

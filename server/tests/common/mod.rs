@@ -15,6 +15,7 @@ pub use pb::chain_service_client::ChainServiceClient;
 pub use pb::hook_service_client::HookServiceClient;
 pub use pb::info_service_client::InfoServiceClient;
 pub use pb::run_service_client::RunServiceClient;
+pub use pb::worker_service_client::WorkerServiceClient;
 
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, &[]).await
+    }
+
+    /// A server started with extra `serve` flags.
+    pub async fn start_with(backend: Backend, args: &[&str]) -> TestServer {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let binary = Path::new(env!("CARGO_BIN_EXE_taskloom"));
         let url = match backend {
             Backend::Sqlite => None,
@@ -38,7 +45,8 @@ impl TestServer {
             }
         };
         let process = tokio::task::spawn_blocking(move || {
-            ServerProcess::start(binary, url.as_deref(), &[]).expect("start taskloom")
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            ServerProcess::start(binary, url.as_deref(), &args).expect("start taskloom")
         })
         .await
         .expect("join");
@@ -68,6 +76,10 @@ impl TestServer {
 
     pub fn runs(&self) -> RunServiceClient<Channel> {
         RunServiceClient::new(self.channel.clone())
+    }
+
+    pub fn workers(&self) -> WorkerServiceClient<Channel> {
+        WorkerServiceClient::new(self.channel.clone())
     }
 }
 

@@ -1,0 +1,886 @@
+//! Remote workers on this replica: their sessions (one per `Connect`
+//! stream), the leases they hold, and the offers sent to them. State
+//! transitions stay in the kernel; this module decides who gets which
+//! attempt and talks to the streams.
+//!
+//! - **Offers**: a worker gets attempts of its queues up to its free slots,
+//!   highest priority and oldest first, either eagerly (leased in the
+//!   transaction that creates the attempt, when a local session has a free
+//!   slot; see `Kernel::lease_new_attempts`) or by the dispatch loop's
+//!   claims (woken by the kernel, by other replicas' announcements, and by
+//!   slots freeing up; a slow poll is the safety net). A lease is committed
+//!   before its offer is sent; an offer that cannot be sent releases the
+//!   lease at once.
+//! - **Liveness is the stream**: any message counts; the server pings every
+//!   heartbeat interval and closes a session silent past the heartbeat
+//!   timeout. Its leases stay valid until they expire, so a worker that
+//!   reconnects in time re-attaches them (`Hello.held_leases`).
+//! - **Fencing**: completions, failures, releases, progress and extensions
+//!   name `(attempt id, lease token)` and the kernel rejects stale or foreign
+//!   ones (`FAILED_PRECONDITION`, counted here).
+//! - **Cancellation**: the kernel tells this module which runs changed; an
+//!   attempt a session holds that is no longer leased under its token gets a
+//!   `CancelLease` on that session's stream.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc, watch};
+use tonic::Status;
+
+use crate::kernel::{
+    ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure, TaskSuccess,
+    value,
+};
+use crate::proto::taskloom::v1 as pb;
+use crate::store::{AttemptRecord, AttemptStatus, StoreError};
+
+pub use pb::server_message::Msg as ServerMsg;
+
+/// Most attempts leased to one session by one claim.
+const MAX_CLAIM: u32 = 64;
+/// Outbound messages queued per session before sends count as failed.
+const OUTBOX: usize = 1024;
+
+/// Tunables of the worker protocol.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// How often workers heartbeat and the server pings.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a session is closed.
+    pub heartbeat_timeout: Duration,
+    /// How long a lease lasts without extension.
+    pub lease: Duration,
+    /// How often the dispatch loop looks for ready work without a wake-up.
+    pub poll_interval: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(15),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A validated `Hello`.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    pub worker_id: String,
+    pub name: String,
+    pub queues: Vec<String>,
+    pub slots: u32,
+    pub labels: BTreeMap<String, String>,
+    pub sdk_version: String,
+    pub held_leases: Vec<pb::LeaseRef>,
+}
+
+/// A session as `ListWorkers` shows it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub worker_id: String,
+    pub name: String,
+    pub queues: Vec<String>,
+    pub slots: u32,
+    pub leases_held: u32,
+    pub labels: BTreeMap<String, String>,
+    pub sdk_version: String,
+    pub replica: String,
+    pub connected_at: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+}
+
+/// This replica's worker sessions.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kernel: Kernel,
+    config: DispatchConfig,
+    state: Mutex<State>,
+    /// Wakes the dispatch loop (slots freed, sessions opened).
+    wake: Notify,
+    /// Stale or foreign lease operations rejected (fencing).
+    fencing_rejections: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    /// Leases held by this replica's sessions, by attempt id.
+    held: HashMap<String, Held>,
+    /// Attempt ids held, by run id (for cancellations).
+    by_run: HashMap<String, HashSet<String>>,
+    /// Round-robin start for eager slots.
+    turn: usize,
+}
+
+struct Session {
+    info: SessionInfo,
+    /// Slots taken: leases held plus slots reserved for offers in flight.
+    in_use: u32,
+    outbox: mpsc::Sender<Result<pb::ServerMessage, Status>>,
+}
+
+impl Session {
+    fn free(&self) -> u32 {
+        self.info.slots.saturating_sub(self.in_use)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    session_id: String,
+    run_id: String,
+    token: String,
+}
+
+impl Dispatcher {
+    pub fn new(kernel: Kernel, config: DispatchConfig) -> Dispatcher {
+        let dispatcher = Dispatcher {
+            inner: Arc::new(Inner {
+                kernel,
+                config,
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                fencing_rejections: AtomicU64::new(0),
+            }),
+        };
+        dispatcher
+            .inner
+            .kernel
+            .register_slots(Arc::new(SessionSlots(dispatcher.clone())));
+        dispatcher
+            .inner
+            .kernel
+            .observe_runs(Arc::new(LeaseWatch(dispatcher.clone())));
+        dispatcher
+    }
+
+    pub fn kernel(&self) -> &Kernel {
+        &self.inner.kernel
+    }
+
+    pub fn config(&self) -> &DispatchConfig {
+        &self.inner.config
+    }
+
+    /// Stale or foreign lease operations rejected so far on this replica.
+    pub fn fencing_rejections(&self) -> u64 {
+        self.inner.fencing_rejections.load(Ordering::Relaxed)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens a session: re-attaches the leases it still holds, registers it
+    /// and queues the `Welcome`. Returns the session id and its outbound
+    /// stream.
+    pub async fn open(
+        &self,
+        hello: Hello,
+    ) -> (String, mpsc::Receiver<Result<pb::ServerMessage, Status>>) {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let (outbox, outbound) = mpsc::channel(OUTBOX);
+        let mut reattached = Vec::new();
+        let mut rejected = Vec::new();
+        let mut attach = Vec::new();
+        for lease in &hello.held_leases {
+            match self
+                .inner
+                .kernel
+                .store()
+                .get_attempt(&lease.attempt_id)
+                .await
+            {
+                Ok(attempt)
+                    if attempt.status == AttemptStatus::Leased
+                        && attempt.lease_token.as_deref() == Some(lease.lease_token.as_str()) =>
+                {
+                    attach.push((
+                        attempt.id.clone(),
+                        attempt.run_id.clone(),
+                        lease.lease_token.clone(),
+                    ));
+                    reattached.push(lease.clone());
+                }
+                _ => rejected.push(lease.clone()),
+            }
+        }
+        let now = crate::kernel::now();
+        let welcome = pb::ServerMessage {
+            msg: Some(ServerMsg::Welcome(pb::Welcome {
+                session_id: session_id.clone(),
+                heartbeat_interval: Some(proto_duration(self.inner.config.heartbeat_interval)),
+                heartbeat_timeout: Some(proto_duration(self.inner.config.heartbeat_timeout)),
+                reattached,
+                rejected,
+                replica: self.inner.kernel.instance_id().to_string(),
+            })),
+        };
+        // The outbox is empty: this cannot fail.
+        let _ = outbox.try_send(Ok(welcome));
+        {
+            let mut state = self.state();
+            let mut session = Session {
+                info: SessionInfo {
+                    session_id: session_id.clone(),
+                    worker_id: hello.worker_id,
+                    name: hello.name,
+                    queues: hello.queues,
+                    slots: hello.slots,
+                    leases_held: 0,
+                    labels: hello.labels,
+                    sdk_version: hello.sdk_version,
+                    replica: self.inner.kernel.instance_id().to_string(),
+                    connected_at: now,
+                    last_heartbeat: now,
+                },
+                in_use: 0,
+                outbox,
+            };
+            for (attempt_id, run_id, token) in attach {
+                // A lease re-attached by an older session of this worker
+                // moves to this one.
+                if let Some(previous) = state.held.remove(&attempt_id)
+                    && let Some(old) = state.sessions.get_mut(&previous.session_id)
+                {
+                    old.in_use = old.in_use.saturating_sub(1);
+                }
+                session.in_use += 1;
+                state
+                    .by_run
+                    .entry(run_id.clone())
+                    .or_default()
+                    .insert(attempt_id.clone());
+                state.held.insert(
+                    attempt_id,
+                    Held {
+                        session_id: session_id.clone(),
+                        run_id,
+                        token,
+                    },
+                );
+            }
+            state.sessions.insert(session_id.clone(), session);
+        }
+        self.inner.wake.notify_one();
+        (session_id, outbound)
+    }
+
+    /// Closes a session: it gets no more offers; the leases it holds stay
+    /// valid until they expire (its worker may re-attach them).
+    pub fn close(&self, session_id: &str) {
+        let mut state = self.state();
+        if state.sessions.remove(session_id).is_none() {
+            return;
+        }
+        let dropped: Vec<(String, String)> = state
+            .held
+            .iter()
+            .filter(|(_, held)| held.session_id == session_id)
+            .map(|(attempt_id, held)| (attempt_id.clone(), held.run_id.clone()))
+            .collect();
+        for (attempt_id, run_id) in dropped {
+            state.held.remove(&attempt_id);
+            forget_run_attempt(&mut state, &run_id, &attempt_id);
+        }
+    }
+
+    /// Notes a sign of life from a session.
+    pub fn alive(&self, session_id: &str) {
+        if let Some(session) = self.state().sessions.get_mut(session_id) {
+            session.info.last_heartbeat = crate::kernel::now();
+        }
+    }
+
+    /// Changes a session's slot count.
+    pub fn set_slots(&self, session_id: &str, slots: u32) {
+        if let Some(session) = self.state().sessions.get_mut(session_id) {
+            session.info.slots = slots;
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// The run of an attempt, from this replica's leases or the store.
+    pub async fn run_of(&self, attempt_id: &str) -> Result<String, KernelError> {
+        if let Some(held) = self.state().held.get(attempt_id) {
+            return Ok(held.run_id.clone());
+        }
+        match self.inner.kernel.store().get_attempt(attempt_id).await {
+            Ok(attempt) => Ok(attempt.run_id),
+            Err(StoreError::NotFound { .. }) => Err(KernelError::NotFound(format!(
+                "attempt {attempt_id:?} not found"
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Forgets a lease this replica held (it was completed, failed,
+    /// released or lost) and frees its slot.
+    fn forget(&self, attempt_id: &str) {
+        let mut state = self.state();
+        if let Some(held) = state.held.remove(attempt_id) {
+            if let Some(session) = state.sessions.get_mut(&held.session_id) {
+                session.in_use = session.in_use.saturating_sub(1);
+            }
+            forget_run_attempt(&mut state, &held.run_id, attempt_id);
+            drop(state);
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Counts a fencing rejection.
+    fn rejected(&self, error: &KernelError) {
+        if matches!(error, KernelError::FailedPrecondition(_)) {
+            self.inner
+                .fencing_rejections
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Completes a leased attempt.
+    pub async fn complete(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        output: pb::Value,
+    ) -> Result<(), KernelError> {
+        let run_id = self.run_of(attempt_id).await?;
+        self.settle(attempt_id, token);
+        let result = self
+            .inner
+            .kernel
+            .complete(&run_id, attempt_id, token, TaskSuccess::output(output))
+            .await;
+        self.count_rejection(&result);
+        result.map(|_| ())
+    }
+
+    /// Fails a leased attempt; tells whether another attempt was scheduled.
+    pub async fn fail(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        failure: TaskFailure,
+    ) -> Result<bool, KernelError> {
+        let run_id = self.run_of(attempt_id).await?;
+        self.settle(attempt_id, token);
+        let result = self
+            .inner
+            .kernel
+            .fail(&run_id, attempt_id, token, failure)
+            .await;
+        self.count_rejection(&result);
+        result?;
+        let attempt = self.inner.kernel.store().get_attempt(attempt_id).await?;
+        let retry = self
+            .inner
+            .kernel
+            .store()
+            .list_attempts(
+                &run_id,
+                crate::store::PageQuery {
+                    limit: 1000,
+                    after: Some(attempt.step.to_string()),
+                },
+            )
+            .await?;
+        Ok(retry
+            .items
+            .iter()
+            .any(|a| a.task_id == attempt.task_id && a.attempt == attempt.attempt + 1))
+    }
+
+    /// Gives a lease back without spending a retry.
+    pub async fn release(&self, attempt_id: &str, token: &str) -> Result<(), KernelError> {
+        let run_id = self.run_of(attempt_id).await?;
+        self.settle(attempt_id, token);
+        let result = self
+            .inner
+            .kernel
+            .release_lease(&run_id, attempt_id, token)
+            .await;
+        self.count_rejection(&result);
+        result.map(|_| ())
+    }
+
+    /// Extends a lease by `extension` from now.
+    pub async fn extend(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        extension: Duration,
+    ) -> Result<DateTime<Utc>, KernelError> {
+        let run_id = self.run_of(attempt_id).await?;
+        let result = self
+            .inner
+            .kernel
+            .extend_lease(&run_id, attempt_id, token, extension)
+            .await;
+        self.count_rejection(&result);
+        result
+    }
+
+    /// Records progress of a leased attempt.
+    pub async fn progress(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        message: String,
+        data: Option<prost_types::Struct>,
+    ) -> Result<(), KernelError> {
+        let run_id = self.run_of(attempt_id).await?;
+        let result = self
+            .inner
+            .kernel
+            .progress(&run_id, attempt_id, token, message, data)
+            .await;
+        self.count_rejection(&result);
+        result.map(|_| ())
+    }
+
+    /// Before a completion, failure or release: the lease is gone whether
+    /// it is applied or rejected as stale, so its slot is free and its
+    /// run's next commit is not a lease lost under the worker.
+    fn settle(&self, attempt_id: &str, token: &str) {
+        let ours = self
+            .state()
+            .held
+            .get(attempt_id)
+            .is_some_and(|held| held.token == token);
+        if ours {
+            self.forget(attempt_id);
+        }
+    }
+
+    fn count_rejection<T>(&self, result: &Result<T, KernelError>) {
+        if let Err(error) = result {
+            self.rejected(error);
+        }
+    }
+
+    /// Extends the leases a heartbeat names; the ones no longer valid get a
+    /// `CancelLease` so the worker stops them.
+    pub async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
+        self.alive(session_id);
+        let lease = self.inner.config.lease;
+        for lease_ref in active {
+            let result = self
+                .extend(&lease_ref.attempt_id, &lease_ref.lease_token, lease)
+                .await;
+            if let Err(error) = result {
+                self.forget(&lease_ref.attempt_id);
+                self.send(
+                    session_id,
+                    ServerMsg::Cancel(pb::CancelLease {
+                        lease: Some(lease_ref),
+                        reason: format!("lease lost: {error}"),
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Queues a message on a session's stream; false if it cannot be sent.
+    pub fn send(&self, session_id: &str, msg: ServerMsg) -> bool {
+        let outbox = match self.state().sessions.get(session_id) {
+            Some(session) => session.outbox.clone(),
+            None => return false,
+        };
+        outbox
+            .try_send(Ok(pb::ServerMessage { msg: Some(msg) }))
+            .is_ok()
+    }
+
+    /// Sessions on this replica, optionally of one queue, by session id.
+    pub fn sessions(&self, queue: Option<&str>) -> Vec<SessionInfo> {
+        let state = self.state();
+        let mut held: HashMap<&str, u32> = HashMap::new();
+        for lease in state.held.values() {
+            *held.entry(lease.session_id.as_str()).or_default() += 1;
+        }
+        let mut sessions: Vec<SessionInfo> = state
+            .sessions
+            .values()
+            .filter(|s| queue.is_none_or(|q| s.info.queues.iter().any(|own| own == q)))
+            .map(|s| SessionInfo {
+                leases_held: held.get(s.info.session_id.as_str()).copied().unwrap_or(0),
+                ..s.info.clone()
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        sessions
+    }
+
+    /// Whether a session has been silent past the heartbeat timeout.
+    pub fn silent(&self, session_id: &str) -> bool {
+        let timeout = chrono::Duration::from_std(self.inner.config.heartbeat_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        self.state()
+            .sessions
+            .get(session_id)
+            .is_none_or(|s| crate::kernel::now() - s.info.last_heartbeat > timeout)
+    }
+
+    /// Hands a leased, committed attempt to a session: registers the lease
+    /// and sends the offer; if the offer cannot be sent, releases the lease.
+    fn deliver(&self, session_id: String, claimed: ClaimedAttempt) {
+        let attempt_id = claimed.attempt.id.clone();
+        let run_id = claimed.attempt.run_id.clone();
+        let token = claimed.attempt.lease_token.clone().unwrap_or_default();
+        {
+            let mut state = self.state();
+            if state.sessions.contains_key(&session_id) {
+                state
+                    .by_run
+                    .entry(run_id.clone())
+                    .or_default()
+                    .insert(attempt_id.clone());
+                state.held.insert(
+                    attempt_id.clone(),
+                    Held {
+                        session_id: session_id.clone(),
+                        run_id: run_id.clone(),
+                        token: token.clone(),
+                    },
+                );
+            }
+        }
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            let offer = dispatcher.offer(&claimed).await;
+            let sent = match offer {
+                Ok(offer) => dispatcher.send(&session_id, ServerMsg::Lease(offer)),
+                Err(error) => {
+                    tracing::warn!(attempt_id = %attempt_id, error = %error, "cannot build a lease offer");
+                    false
+                }
+            };
+            if !sent {
+                // Commit the lease, then send; a failed send releases it.
+                dispatcher.forget(&attempt_id);
+                if let Err(error) = dispatcher
+                    .inner
+                    .kernel
+                    .release_lease(&run_id, &attempt_id, &token)
+                    .await
+                {
+                    tracing::info!(attempt_id = %attempt_id, error = %error, "releasing an undelivered lease failed");
+                }
+            }
+        });
+    }
+
+    /// The offer of a leased attempt.
+    async fn offer(&self, claimed: &ClaimedAttempt) -> Result<pb::LeaseOffer, KernelError> {
+        let attempt = &claimed.attempt;
+        let chain = self
+            .inner
+            .kernel
+            .chain(&claimed.chain_id, claimed.chain_version)
+            .await?;
+        let task = chain.task(&attempt.task_id);
+        let input = value::decode(&attempt.input).map_err(KernelError::Corrupt)?;
+        Ok(pb::LeaseOffer {
+            attempt_id: attempt.id.clone(),
+            lease_token: attempt.lease_token.clone().unwrap_or_default(),
+            task_id: attempt.task_id.clone(),
+            run_id: attempt.run_id.clone(),
+            chain_id: claimed.chain_id.clone(),
+            chain_version: claimed.chain_version,
+            handler: task
+                .map(|task| task.handler.name().to_string())
+                .unwrap_or_default(),
+            queue: attempt.queue.clone(),
+            input: Some(input),
+            prompt: attempt.prompt.clone().unwrap_or_default(),
+            system_instruction: task
+                .and_then(|task| task.system_instruction.clone())
+                .unwrap_or_default(),
+            args: Default::default(),
+            lease_expire_time: attempt.lease_expires_at.map(proto_time),
+            deadline: attempt.deadline.map(proto_time),
+            attempt: attempt.attempt,
+            traceparent: traceparent(&attempt.run_id, &attempt.id),
+        })
+    }
+
+    /// Runs the dispatch loop until `stop`: leases ready attempts to
+    /// sessions with free slots.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let busy = self.dispatch_round().await;
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                () = self.inner.kernel.worker_work_available() => {}
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One claim per session with free slots; true if some claim was full
+    /// (more may be waiting).
+    async fn dispatch_round(&self) -> bool {
+        let wanting: Vec<(String, String, Vec<String>, u32)> = {
+            let mut state = self.state();
+            state
+                .sessions
+                .values_mut()
+                .filter(|s| s.free() > 0)
+                .map(|s| {
+                    let take = s.free().min(MAX_CLAIM);
+                    // Reserved until the claim returns.
+                    s.in_use += take;
+                    (
+                        s.info.session_id.clone(),
+                        s.info.worker_id.clone(),
+                        s.info.queues.clone(),
+                        take,
+                    )
+                })
+                .collect()
+        };
+        let mut full = false;
+        for (session_id, worker_id, queues, take) in wanting {
+            let claimed = match self.inner.kernel.claim(&queues, &worker_id, take).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(error = %error, "claiming attempts for a worker failed");
+                    Vec::new()
+                }
+            };
+            full |= claimed.len() as u32 == take;
+            {
+                let mut state = self.state();
+                if let Some(session) = state.sessions.get_mut(&session_id) {
+                    // Keep one slot per claimed attempt; give the rest back.
+                    session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
+                }
+            }
+            for attempt in claimed {
+                self.deliver(session_id.clone(), attempt);
+            }
+        }
+        full
+    }
+
+    /// Checks the leases this replica holds on `run_ids` and cancels, on
+    /// their sessions, those no longer leased under their token.
+    async fn check_runs(&self, run_ids: Vec<String>) {
+        let attempts: Vec<(String, Held)> = {
+            let state = self.state();
+            run_ids
+                .iter()
+                .filter_map(|run_id| state.by_run.get(run_id))
+                .flatten()
+                .filter_map(|attempt_id| {
+                    state
+                        .held
+                        .get(attempt_id)
+                        .map(|held| (attempt_id.clone(), held.clone()))
+                })
+                .collect()
+        };
+        for (attempt_id, held) in attempts {
+            let record = match self.inner.kernel.store().get_attempt(&attempt_id).await {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::debug!(attempt_id = %attempt_id, error = %error, "cannot check a lease");
+                    continue;
+                }
+            };
+            if let Some(reason) = lost_reason(&record, &held.token) {
+                // Only if the lease is still registered: a completion in
+                // flight forgets it first.
+                let still_held = self
+                    .state()
+                    .held
+                    .get(&attempt_id)
+                    .is_some_and(|h| h.token == held.token);
+                if still_held {
+                    self.forget(&attempt_id);
+                    self.send(
+                        &held.session_id,
+                        ServerMsg::Cancel(pb::CancelLease {
+                            lease: Some(pb::LeaseRef {
+                                attempt_id: attempt_id.clone(),
+                                lease_token: held.token.clone(),
+                            }),
+                            reason,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Safety net for cancellations whose change signal was lost: checks
+    /// every lease held here, every heartbeat interval, until `stop`.
+    pub async fn watch_leases(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.inner.config.heartbeat_interval) => {}
+                _ = stop.changed() => return,
+            }
+            let runs: Vec<String> = self.state().by_run.keys().cloned().collect();
+            if !runs.is_empty() {
+                self.check_runs(runs).await;
+            }
+        }
+    }
+}
+
+fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {
+    if let Some(attempts) = state.by_run.get_mut(run_id) {
+        attempts.remove(attempt_id);
+        if attempts.is_empty() {
+            state.by_run.remove(run_id);
+        }
+    }
+}
+
+/// Why a lease held under `token` is gone, if it is.
+fn lost_reason(attempt: &AttemptRecord, token: &str) -> Option<String> {
+    if attempt.status == AttemptStatus::Leased && attempt.lease_token.as_deref() == Some(token) {
+        return None;
+    }
+    Some(match attempt.status {
+        AttemptStatus::Cancelled => "run cancelled or paused".to_string(),
+        AttemptStatus::TimedOut => "the task's timeout passed".to_string(),
+        AttemptStatus::Ready | AttemptStatus::Leased => "lease expired".to_string(),
+        other => format!("attempt is {}", other.as_str()),
+    })
+}
+
+/// Offers this replica's free worker slots to the kernel's eager dispatch.
+struct SessionSlots(Dispatcher);
+
+impl SlotProvider for SessionSlots {
+    fn reserve(&self, queue: &str) -> Option<Box<dyn Slot>> {
+        let dispatcher = &self.0;
+        let mut state = dispatcher.state();
+        let turn = state.turn;
+        state.turn = state.turn.wrapping_add(1);
+        // Sessions in id order from a rotating start: offers spread evenly.
+        let mut candidates: Vec<&String> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.free() > 0 && s.info.queues.iter().any(|q| q == queue))
+            .map(|(id, _)| id)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.sort();
+        let chosen = candidates[turn % candidates.len()].clone();
+        let session = state.sessions.get_mut(&chosen)?;
+        session.in_use += 1;
+        Some(Box::new(SessionSlot {
+            dispatcher: dispatcher.clone(),
+            session_id: session.info.session_id.clone(),
+            owner: session.info.worker_id.clone(),
+            delivered: false,
+        }))
+    }
+}
+
+struct SessionSlot {
+    dispatcher: Dispatcher,
+    session_id: String,
+    owner: String,
+    delivered: bool,
+}
+
+impl Slot for SessionSlot {
+    fn owner(&self) -> String {
+        self.owner.clone()
+    }
+
+    fn deliver(mut self: Box<Self>, attempt: ClaimedAttempt) {
+        self.delivered = true;
+        self.dispatcher.deliver(self.session_id.clone(), attempt);
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if !self.delivered
+            && let Some(session) = self.dispatcher.state().sessions.get_mut(&self.session_id)
+        {
+            session.in_use = session.in_use.saturating_sub(1);
+        }
+    }
+}
+
+/// Hears which runs changed and checks the leases held on them.
+struct LeaseWatch(Dispatcher);
+
+impl RunObserver for LeaseWatch {
+    fn runs_changed(&self, run_ids: &[&str]) {
+        let held: Vec<String> = {
+            let state = self.0.state();
+            if state.by_run.is_empty() {
+                return;
+            }
+            run_ids
+                .iter()
+                .filter(|run_id| state.by_run.contains_key(**run_id))
+                .map(|run_id| run_id.to_string())
+                .collect()
+        };
+        if !held.is_empty() {
+            let dispatcher = self.0.clone();
+            tokio::spawn(async move { dispatcher.check_runs(held).await });
+        }
+    }
+}
+
+fn proto_duration(duration: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: duration.as_secs() as i64,
+        nanos: duration.subsec_nanos() as i32,
+    }
+}
+
+fn proto_time(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A W3C trace context: the run is the trace, the attempt a span in it.
+fn traceparent(run_id: &str, attempt_id: &str) -> String {
+    let trace: String = run_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let span: String = attempt_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .rev()
+        .take(16)
+        .collect();
+    if trace.len() != 32 || span.len() != 16 {
+        return String::new();
+    }
+    format!("00-{}-{}-01", trace.to_lowercase(), span.to_lowercase())
+}

@@ -1,0 +1,818 @@
+//! WorkerService against a real server process, on SQLite and Postgres:
+//! lease streams from a Rust test worker over real gRPC, the unary calls,
+//! fencing, lease expiry, stalled streams, reconnects, cancellation, slots
+//! and bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, assert_invalid, violated_fields};
+use taskloom_server::proto::taskloom::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use pb::server_message::Msg as ServerMsg;
+use pb::worker_message::Msg as WorkerMsg;
+
+/// Short leases and heartbeats, so expiry paths run in seconds.
+const ARGS: &[&str] = &[
+    "--lease-duration=2s",
+    "--worker-heartbeat-interval=300ms",
+    "--worker-heartbeat-timeout=1s",
+];
+
+macro_rules! worker_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::ARGS).await;
+                    super::$name(server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::ARGS).await;
+                    super::$name(server).await;
+                }
+            )*
+        }
+    };
+}
+
+worker_tests!(
+    happy_path_offers_and_completes,
+    stale_and_foreign_tokens_are_rejected,
+    killed_worker_task_completes_on_another,
+    stalled_stream_is_closed_and_work_reoffered,
+    reconnect_reattaches_held_leases,
+    cancellation_reaches_the_worker,
+    slots_bound_offers,
+    failures_retry_and_dead_letter,
+    bad_input_is_rejected,
+    list_workers_shows_sessions,
+);
+
+/// A worker on the other end of a `Connect` stream.
+struct Worker {
+    outbound: mpsc::Sender<pb::WorkerMessage>,
+    inbound: tonic::Streaming<pb::ServerMessage>,
+    welcome: pb::Welcome,
+    /// Messages read while waiting for something else.
+    backlog: Vec<ServerMsg>,
+}
+
+fn hello(worker_id: &str, queues: &[&str], slots: i32) -> pb::Hello {
+    pb::Hello {
+        worker_id: worker_id.into(),
+        name: format!("test worker {worker_id}"),
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        slots,
+        sdk_version: "taskloom-rust-tests/0".into(),
+        ..Default::default()
+    }
+}
+
+impl Worker {
+    async fn try_connect(channel: Channel, hello: pb::Hello) -> Result<Worker, tonic::Status> {
+        let (outbound, receiver) = mpsc::channel(256);
+        outbound
+            .send(pb::WorkerMessage {
+                msg: Some(WorkerMsg::Hello(hello)),
+            })
+            .await
+            .unwrap();
+        let mut inbound = pb::worker_service_client::WorkerServiceClient::new(channel)
+            .connect(ReceiverStream::new(receiver))
+            .await?
+            .into_inner();
+        let first = inbound.message().await?.expect("a welcome");
+        let Some(ServerMsg::Welcome(welcome)) = first.msg else {
+            panic!("expected a welcome, got {first:?}");
+        };
+        Ok(Worker {
+            outbound,
+            inbound,
+            welcome,
+            backlog: Vec::new(),
+        })
+    }
+
+    async fn connect(server: &TestServer, hello: pb::Hello) -> Worker {
+        Worker::try_connect(server.channel.clone(), hello)
+            .await
+            .expect("connect")
+    }
+
+    async fn send(&self, msg: WorkerMsg) {
+        let _ = self
+            .outbound
+            .send(pb::WorkerMessage { msg: Some(msg) })
+            .await;
+    }
+
+    /// The next message matching `pick` within `within`; others are kept.
+    async fn next<T>(
+        &mut self,
+        within: Duration,
+        pick: impl Fn(&ServerMsg) -> Option<T>,
+    ) -> Option<T> {
+        if let Some(index) = self.backlog.iter().position(|m| pick(m).is_some()) {
+            return pick(&self.backlog.remove(index));
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.inbound.message())
+                .await
+                .ok()?
+                .ok()??;
+            let msg = message.msg?;
+            if let ServerMsg::Ping(ping) = &msg {
+                self.send(WorkerMsg::Pong(pb::Pong { nonce: ping.nonce }))
+                    .await;
+                continue;
+            }
+            if let Some(found) = pick(&msg) {
+                return Some(found);
+            }
+            self.backlog.push(msg);
+        }
+    }
+
+    async fn offer(&mut self, within: Duration) -> Option<pb::LeaseOffer> {
+        self.next(within, |m| match m {
+            ServerMsg::Lease(offer) => Some(offer.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn ack(&mut self, attempt_id: &str) -> pb::Ack {
+        let attempt_id = attempt_id.to_string();
+        self.next(Duration::from_secs(10), move |m| match m {
+            ServerMsg::Ack(ack)
+                if ack
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.attempt_id == attempt_id) =>
+            {
+                Some(ack.clone())
+            }
+            _ => None,
+        })
+        .await
+        .expect("an ack")
+    }
+
+    async fn cancel(&mut self, within: Duration) -> Option<pb::CancelLease> {
+        self.next(within, |m| match m {
+            ServerMsg::Cancel(cancel) => Some(cancel.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn complete(&mut self, offer: &pb::LeaseOffer, text: &str) -> pb::Ack {
+        self.send(WorkerMsg::Complete(pb::Completion {
+            lease: Some(lease_of(offer)),
+            output: Some(text_value(text)),
+        }))
+        .await;
+        self.ack(&offer.attempt_id).await
+    }
+
+    async fn heartbeat(&self, active: &[&pb::LeaseOffer]) {
+        self.send(WorkerMsg::Heartbeat(pb::Heartbeat {
+            active: active.iter().map(|o| lease_of(o)).collect(),
+        }))
+        .await;
+    }
+}
+
+fn lease_of(offer: &pb::LeaseOffer) -> pb::LeaseRef {
+    pb::LeaseRef {
+        attempt_id: offer.attempt_id.clone(),
+        lease_token: offer.lease_token.clone(),
+    }
+}
+
+fn text_value(text: &str) -> pb::Value {
+    pb::Value {
+        kind: Some(pb::value::Kind::Text(text.into())),
+    }
+}
+
+fn worker_chain(id: &str, queue: &str) -> pb::Chain {
+    pb::Chain {
+        id: id.into(),
+        tasks: vec![pb::Task {
+            id: "remote".into(),
+            handler: "worker".into(),
+            queue: queue.into(),
+            prompt_template: "look up {{ input }}".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn start_run(server: &TestServer, chain: pb::Chain, input: &str) -> pb::Run {
+    server
+        .runs()
+        .start_run(pb::StartRunRequest {
+            chain: Some(chain),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value(
+                input,
+            ))),
+            ..Default::default()
+        })
+        .await
+        .expect("start run")
+        .into_inner()
+}
+
+async fn get_run(server: &TestServer, run_id: &str) -> pb::Run {
+    server
+        .runs()
+        .get_run(pb::GetRunRequest { id: run_id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -> pb::Run {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = get_run(server, run_id).await;
+        if run.status == status as i32 {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} never reached {status:?}: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn output_text(run: &pb::Run) -> String {
+    match run.output.as_ref().and_then(|v| v.kind.clone()) {
+        Some(pb::value::Kind::Text(text)) => text,
+        other => panic!("expected a text output, got {other:?}"),
+    }
+}
+
+async fn attempts(server: &TestServer, run_id: &str) -> Vec<pb::TaskAttempt> {
+    server
+        .runs()
+        .list_run_attempts(pb::ListRunAttemptsRequest {
+            run_id: run_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .attempts
+}
+
+const SOON: Duration = Duration::from_secs(10);
+
+async fn happy_path_offers_and_completes(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("w1", &["search"], 4)).await;
+    assert!(!worker.welcome.session_id.is_empty());
+    assert!(!worker.welcome.replica.is_empty());
+    let run = start_run(&server, worker_chain("lookup", "search"), "rust").await;
+    let offer = worker.offer(SOON).await.expect("an offer");
+    assert_eq!(offer.run_id, run.id);
+    assert_eq!(offer.task_id, "remote");
+    assert_eq!(offer.handler, "worker");
+    assert_eq!(offer.queue, "search");
+    assert_eq!(offer.chain_id, "lookup");
+    assert_eq!(offer.attempt, 1);
+    assert_eq!(offer.input, Some(text_value("rust")));
+    assert_eq!(offer.prompt, "look up rust");
+    assert!(offer.lease_expire_time.is_some());
+    assert!(
+        offer.traceparent.starts_with("00-"),
+        "{}",
+        offer.traceparent
+    );
+    // Progress is stored as an event watchers see.
+    worker
+        .send(WorkerMsg::Progress(pb::Progress {
+            lease: Some(lease_of(&offer)),
+            message: "halfway".into(),
+            payload: None,
+        }))
+        .await;
+    let ack = worker.complete(&offer, "found it").await;
+    assert!(ack.accepted, "{ack:?}");
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "found it");
+    let events = server
+        .runs()
+        .list_run_events(pb::ListRunEventsRequest {
+            run_id: run.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.r#type == pb::RunEventType::TaskProgress as i32 && e.message == "halfway"),
+        "progress event: {events:?}"
+    );
+    let started = events
+        .iter()
+        .find(|e| e.r#type == pb::RunEventType::TaskStarted as i32)
+        .expect("task started");
+    assert_eq!(started.message, "w1", "the lease owner is the worker");
+
+    // The unary path: a second run completed with CompleteTask.
+    let second = start_run(&server, worker_chain("lookup", "search"), "go").await;
+    let offer = worker.offer(SOON).await.expect("a second offer");
+    assert_eq!(offer.run_id, second.id);
+    server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: offer.attempt_id.clone(),
+            lease_token: offer.lease_token.clone(),
+            output: Some(text_value("via unary")),
+        })
+        .await
+        .unwrap();
+    let done = wait_status(&server, &second.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "via unary");
+}
+
+async fn stale_and_foreign_tokens_are_rejected(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("w1", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let offer = worker.offer(SOON).await.expect("an offer");
+    let forged = pb::LeaseOffer {
+        lease_token: "0".repeat(32),
+        ..offer.clone()
+    };
+    let ack = worker.complete(&forged, "forged").await;
+    assert!(!ack.accepted);
+    assert_eq!(ack.code, "FAILED_PRECONDITION", "{ack:?}");
+    for result in [
+        server
+            .workers()
+            .complete_task(pb::CompleteTaskRequest {
+                attempt_id: offer.attempt_id.clone(),
+                lease_token: forged.lease_token.clone(),
+                output: Some(text_value("forged")),
+            })
+            .await
+            .map(|_| ()),
+        server
+            .workers()
+            .fail_task(pb::FailTaskRequest {
+                attempt_id: offer.attempt_id.clone(),
+                lease_token: forged.lease_token.clone(),
+                message: "no".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        server
+            .workers()
+            .extend_lease(pb::ExtendLeaseRequest {
+                attempt_id: offer.attempt_id.clone(),
+                lease_token: forged.lease_token.clone(),
+                extension: None,
+            })
+            .await
+            .map(|_| ()),
+    ] {
+        let error = result.unwrap_err();
+        assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    }
+    // Nothing changed: the real token still works.
+    let extended = server
+        .workers()
+        .extend_lease(pb::ExtendLeaseRequest {
+            attempt_id: offer.attempt_id.clone(),
+            lease_token: offer.lease_token.clone(),
+            extension: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(extended.lease_expire_time.is_some());
+    assert_eq!(
+        get_run(&server, &run.id).await.status,
+        pb::RunStatus::Running as i32
+    );
+    let ack = worker.complete(&offer, "real").await;
+    assert!(ack.accepted, "{ack:?}");
+    // A second completion of the same lease is stale.
+    let again = worker.complete(&offer, "again").await;
+    assert_eq!(again.code, "FAILED_PRECONDITION");
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "real");
+    // An unknown attempt is NOT_FOUND.
+    let error = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: "no-such-attempt".into(),
+            lease_token: "x".into(),
+            output: Some(text_value("x")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::NotFound);
+}
+
+async fn killed_worker_task_completes_on_another(server: TestServer) {
+    let mut first = Worker::connect(&server, hello("first", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let lost = first.offer(SOON).await.expect("an offer");
+    // The worker dies: its stream goes away without a completion.
+    drop(first);
+    let mut second = Worker::connect(&server, hello("second", &["search"], 1)).await;
+    // Re-offered after the 2 s lease expires.
+    let offer = second
+        .offer(Duration::from_secs(10))
+        .await
+        .expect("the task is offered again after lease expiry");
+    assert_eq!(
+        offer.attempt_id, lost.attempt_id,
+        "same attempt, no retry spent"
+    );
+    assert_ne!(offer.lease_token, lost.lease_token, "a new lease");
+    assert!(second.complete(&offer, "second").await.accepted);
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "second");
+    // The first worker's late completion is rejected and changes nothing.
+    let late = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: lost.attempt_id.clone(),
+            lease_token: lost.lease_token.clone(),
+            output: Some(text_value("first")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert_eq!(output_text(&get_run(&server, &run.id).await), "second");
+    let attempt = &attempts(&server, &run.id).await[0];
+    assert_eq!(attempt.lease_expiries, 1);
+}
+
+async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
+    let mut stalled = Worker::connect(&server, hello("stalled", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let held = stalled.offer(SOON).await.expect("an offer");
+    let began = Instant::now();
+    // From now on the worker neither reads nor writes, but keeps the
+    // connection open.
+    let mut other = Worker::connect(&server, hello("other", &["search"], 1)).await;
+    let offer = other
+        .offer(Duration::from_secs(10))
+        .await
+        .expect("re-offered to the other worker");
+    assert_eq!(offer.attempt_id, held.attempt_id);
+    // Heartbeat timeout (1 s) + lease expiry (2 s) + sweep.
+    assert!(
+        began.elapsed() < Duration::from_secs(6),
+        "re-offered within the heartbeat timeout plus lease expiry: {:?}",
+        began.elapsed()
+    );
+    let sessions = server
+        .workers()
+        .list_workers(pb::ListWorkersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|s| s.worker_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["other"],
+        "the stalled session was closed"
+    );
+    assert!(other.complete(&offer, "done").await.accepted);
+    wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    drop(stalled);
+}
+
+async fn reconnect_reattaches_held_leases(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("flaky", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let offer = worker.offer(SOON).await.expect("an offer");
+    drop(worker);
+    // Back within the lease (2 s), naming the lease it still holds.
+    let mut again = Worker::connect(
+        &server,
+        pb::Hello {
+            held_leases: vec![
+                lease_of(&offer),
+                pb::LeaseRef {
+                    attempt_id: "unknown".into(),
+                    lease_token: "x".into(),
+                },
+            ],
+            ..hello("flaky", &["search"], 1)
+        },
+    )
+    .await;
+    assert_eq!(again.welcome.reattached, vec![lease_of(&offer)]);
+    assert_eq!(again.welcome.rejected.len(), 1);
+    // Heartbeats keep the lease alive past its first expiry.
+    for _ in 0..8 {
+        again.heartbeat(&[&offer]).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(
+        again.offer(Duration::from_millis(200)).await.is_none(),
+        "no second offer: the slot holds the re-attached lease"
+    );
+    assert!(again.complete(&offer, "once").await.accepted);
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "once");
+    let attempt = &attempts(&server, &run.id).await[0];
+    assert_eq!(attempt.lease_expiries, 0, "never expired, never re-run");
+}
+
+async fn cancellation_reaches_the_worker(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("w1", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let offer = worker.offer(SOON).await.expect("an offer");
+    let began = Instant::now();
+    server
+        .runs()
+        .cancel_run(pb::CancelRunRequest {
+            id: run.id.clone(),
+            reason: "stop".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let cancel = worker
+        .cancel(Duration::from_secs(5))
+        .await
+        .expect("a cancellation");
+    assert_eq!(cancel.lease, Some(lease_of(&offer)));
+    assert!(
+        began.elapsed() < Duration::from_millis(300 + 500),
+        "within one heartbeat interval: {:?}",
+        began.elapsed()
+    );
+    // Completing after the cancel is refused.
+    assert_eq!(
+        worker.complete(&offer, "late").await.code,
+        "FAILED_PRECONDITION"
+    );
+    assert_eq!(
+        get_run(&server, &run.id).await.status,
+        pb::RunStatus::Cancelled as i32
+    );
+}
+
+async fn slots_bound_offers(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("w1", &["bulk"], 2)).await;
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        runs.push(start_run(&server, worker_chain("bulk", "bulk"), &format!("{i}")).await);
+    }
+    let first = worker.offer(SOON).await.unwrap();
+    let second = worker.offer(SOON).await.unwrap();
+    assert!(
+        worker.offer(Duration::from_millis(700)).await.is_none(),
+        "two slots, two offers"
+    );
+    // Zero slots: finishing work brings nothing new.
+    worker
+        .send(WorkerMsg::SetSlots(pb::SetSlots { slots: 0 }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for offer in [&first, &second] {
+        worker.heartbeat(&[offer]).await;
+        assert!(worker.complete(offer, "ok").await.accepted);
+    }
+    assert!(
+        worker.offer(Duration::from_millis(700)).await.is_none(),
+        "a worker with no free slot receives nothing"
+    );
+    worker
+        .send(WorkerMsg::SetSlots(pb::SetSlots { slots: 3 }))
+        .await;
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        rest.push(worker.offer(SOON).await.expect("offers resume"));
+    }
+    for offer in &rest {
+        assert!(worker.complete(offer, "ok").await.accepted);
+    }
+    for run in &runs {
+        wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    }
+}
+
+async fn failures_retry_and_dead_letter(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("w1", &["flaky"], 1)).await;
+    let mut chain = worker_chain("flaky", "flaky");
+    chain.tasks[0].retry = Some(pb::RetryPolicy {
+        max_attempts: 2,
+        backoff: "fixed".into(),
+        initial_delay: "100ms".into(),
+        ..Default::default()
+    });
+    let run = start_run(&server, chain, "x").await;
+    let offer = worker.offer(SOON).await.unwrap();
+    worker
+        .send(WorkerMsg::Fail(pb::Failure {
+            lease: Some(lease_of(&offer)),
+            message: "transient".into(),
+            retryable: true,
+            retry_delay: None,
+        }))
+        .await;
+    assert!(worker.ack(&offer.attempt_id).await.accepted);
+    let retry = worker.offer(SOON).await.expect("a retry");
+    assert_eq!(retry.attempt, 2);
+    let failed = server
+        .workers()
+        .fail_task(pb::FailTaskRequest {
+            attempt_id: retry.attempt_id.clone(),
+            lease_token: retry.lease_token.clone(),
+            message: "for good".into(),
+            retryable: true,
+            retry_delay: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!failed.will_retry, "retries exhausted");
+    wait_status(&server, &run.id, pb::RunStatus::Failed).await;
+    let dead = server
+        .workers()
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            queue: "flaky".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .attempts;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, retry.attempt_id);
+    assert_eq!(dead[0].error, "for good");
+    // RetryRun re-queues the task: the worker gets it again.
+    server
+        .runs()
+        .retry_run(pb::RetryRunRequest {
+            id: run.id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let third = worker
+        .offer(SOON)
+        .await
+        .expect("offered again after RetryRun");
+    assert!(worker.complete(&third, "finally").await.accepted);
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "finally");
+}
+
+async fn bad_input_is_rejected(server: TestServer) {
+    let cases: Vec<(pb::Hello, &[&str])> = vec![
+        (hello("", &["search"], 1), &["hello.worker_id"]),
+        (hello("w", &[], 1), &["hello.queues"]),
+        (hello("w", &["search"], 0), &["hello.slots"]),
+        (hello("w", &["search"], -3), &["hello.slots"]),
+        (hello("w", &["internal"], 1), &["hello.queues[0]"]),
+        (hello("w", &["no spaces"], 1), &["hello.queues[0]"]),
+    ];
+    for (hello, fields) in cases {
+        let error = match Worker::try_connect(server.channel.clone(), hello.clone()).await {
+            Ok(_) => panic!("accepted {hello:?}"),
+            Err(error) => error,
+        };
+        assert_invalid(error, fields);
+    }
+    // The first message must be a hello.
+    let (outbound, receiver) = mpsc::channel(4);
+    outbound
+        .send(pb::WorkerMessage {
+            msg: Some(WorkerMsg::Heartbeat(pb::Heartbeat::default())),
+        })
+        .await
+        .unwrap();
+    let result = server
+        .workers()
+        .connect(ReceiverStream::new(receiver))
+        .await;
+    let error = match result {
+        Err(error) => error,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            stream.message().await.unwrap_err()
+        }
+    };
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert_eq!(violated_fields(&error), vec!["hello".to_string()]);
+
+    // Oversized and missing outputs are refused; the lease stays valid.
+    let mut worker = Worker::connect(&server, hello("w", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let offer = worker.offer(SOON).await.unwrap();
+    worker
+        .send(WorkerMsg::Complete(pb::Completion {
+            lease: Some(lease_of(&offer)),
+            output: Some(text_value(&"x".repeat(1024 * 1024 + 1))),
+        }))
+        .await;
+    let ack = worker.ack(&offer.attempt_id).await;
+    assert_eq!(ack.code, "INVALID_ARGUMENT", "{ack:?}");
+    let error = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: offer.attempt_id.clone(),
+            lease_token: offer.lease_token.clone(),
+            output: None,
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(error, &["output"]);
+    let error = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest::default())
+        .await
+        .unwrap_err();
+    assert_invalid(error, &["attempt_id", "lease_token"]);
+    assert_eq!(
+        get_run(&server, &run.id).await.status,
+        pb::RunStatus::Running as i32,
+        "nothing changed"
+    );
+    assert!(worker.complete(&offer, "fine").await.accepted);
+}
+
+async fn list_workers_shows_sessions(server: TestServer) {
+    let _a = Worker::connect(
+        &server,
+        pb::Hello {
+            labels: BTreeMap::from([("zone".to_string(), "eu".to_string())]),
+            ..hello("a", &["search", "index"], 3)
+        },
+    )
+    .await;
+    let _b = Worker::connect(&server, hello("b", &["index"], 1)).await;
+    let all = server
+        .workers()
+        .list_workers(pb::ListWorkersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert_eq!(all.len(), 2);
+    let a = all.iter().find(|w| w.worker_id == "a").unwrap();
+    assert_eq!(a.queues, vec!["index".to_string(), "search".to_string()]);
+    assert_eq!(a.slots, 3);
+    assert_eq!(a.labels.get("zone").map(String::as_str), Some("eu"));
+    assert_eq!(a.sdk_version, "taskloom-rust-tests/0");
+    assert!(a.connect_time.is_some() && a.last_heartbeat_time.is_some());
+    assert!(!a.replica.is_empty());
+    let search = server
+        .workers()
+        .list_workers(pb::ListWorkersRequest {
+            queue: "search".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert_eq!(search.len(), 1);
+    let page = server
+        .workers()
+        .list_workers(pb::ListWorkersRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.workers.len(), 1);
+    assert!(!page.next_page_token.is_empty());
+}
