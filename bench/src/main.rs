@@ -11,6 +11,7 @@ mod procfs;
 mod report;
 mod server;
 mod stats;
+mod workers;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,10 @@ enum Scenario {
     /// (throughput and p50) in one measurement, which 64 closed-loop
     /// clients cannot show (their p50 is 64 / throughput by Little's law).
     Latency,
+    /// Runs of a one-task `worker` chain served by `--workers` in-process
+    /// workers over gRPC: worker tasks/s, enqueue→lease and
+    /// lease→completion-recorded latency.
+    Workers,
     /// Runs left waiting on an unserved worker queue: server RSS with that
     /// many runs in flight, then CancelRun on all of them.
     Inflight,
@@ -74,9 +79,15 @@ struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "single,chain3,latency,inflight"
+        default_value = "single,chain3,latency,workers,inflight"
     )]
     scenarios: Vec<Scenario>,
+    /// Workers of the `workers` scenario (each one stream).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: u32,
+    /// Slots of each worker in the `workers` scenario.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    worker_slots: u32,
     /// Clients of the `latency` scenario.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     latency_clients: u32,
@@ -335,6 +346,7 @@ async fn bench(
 
     let mut run_reports = Vec::new();
     let mut inflight_reports = Vec::new();
+    let mut workers_reports = Vec::new();
     let mut peak_kib = startup_peak;
     for scenario in &options.scenarios {
         match scenario {
@@ -362,6 +374,28 @@ async fn bench(
                 report::print_run_progress(&report);
                 run_reports.push(report);
             }
+            Scenario::Workers => {
+                eprintln!(
+                    "bench: workers: {} runs, {} workers × {} slots, {} clients…",
+                    options.runs, options.workers, options.worker_slots, options.clients
+                );
+                let meter = bench.meter();
+                let report = workers::drive(workers::WorkersPlan {
+                    connections: &bench.connections,
+                    addr: &server.addr,
+                    tag: &bench.tag,
+                    workers: options.workers,
+                    slots: options.worker_slots,
+                    runs: options.runs,
+                    clients: options.clients as usize,
+                    deadline: bench.deadline().into_std(),
+                })
+                .await?;
+                let resources = meter.finish(&bench.sampler, report.wall);
+                peak_kib = peak_kib.max(resources.server_peak_kib);
+                report::print_workers(&report, &resources);
+                workers_reports.push((report, resources));
+            }
             Scenario::Inflight => {
                 let report = bench.inflight_scenario().await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
@@ -374,7 +408,13 @@ async fn bench(
         peak_kib = peak_kib.max(memory.peak_kib);
     }
     peak_kib = peak_kib.max(bench.sampler.max_kib());
-    report::print_summary(&run_reports, &inflight_reports, peak_kib, options.clients);
+    report::print_summary(
+        &run_reports,
+        &inflight_reports,
+        &workers_reports,
+        peak_kib,
+        options.clients,
+    );
     Ok(())
 }
 
@@ -386,6 +426,7 @@ fn options_summary(options: &Options) -> String {
             Scenario::Single => "single",
             Scenario::Chain3 => "chain3",
             Scenario::Latency => "latency",
+            Scenario::Workers => "workers",
             Scenario::Inflight => "inflight",
         })
         .collect();

@@ -7,12 +7,15 @@ use crate::drive::{Batch, RunSample, StartedRun};
 use crate::procfs::Memory;
 use crate::server::BenchServer;
 use crate::stats::{Latencies, mib, millis};
+use crate::workers::WorkersReport;
 
 /// The issue's targets (2-core machine, server + PostgreSQL + client on it).
 const TARGET_SINGLE_RUNS_PER_SEC: f64 = 1_500.0;
 const TARGET_SINGLE_P50: Duration = Duration::from_millis(10);
 const TARGET_CHAIN3_RUNS_PER_SEC: f64 = 500.0;
 const TARGET_INFLIGHT_RSS_BYTES: u64 = 150_000_000;
+const TARGET_WORKER_TASKS_PER_SEC: f64 = 2_000.0;
+const TARGET_ENQUEUE_TO_LEASE_P50: Duration = Duration::from_millis(5);
 
 /// CPU and memory spent during a measured phase.
 #[derive(Debug, Clone, Copy)]
@@ -233,7 +236,51 @@ pub fn print_inflight_progress(report: &InflightReport) {
 }
 
 /// Every table, the whole-bench peak RSS and the comparison to the targets.
-pub fn print_summary(runs: &[RunReport], inflight: &[InflightReport], peak_kib: u64, clients: u32) {
+/// The `workers` scenario's figures, printed as soon as it ends and again
+/// in the summary.
+pub fn print_workers(r: &WorkersReport, resources: &Resources) {
+    println!(
+        "workers: {} of {} worker tasks completed in {:.2} s = {:.0} tasks/s by {} workers × {} slots; \
+         enqueue→lease p50 {} ms, p99 {} ms; lease→completion recorded p50 {} ms, p99 {} ms; {} start errors",
+        r.completed,
+        r.runs,
+        r.wall.as_secs_f64(),
+        r.tasks_per_sec(),
+        r.workers,
+        r.slots,
+        millis(r.enqueue_to_lease.percentile(50.0)),
+        millis(r.enqueue_to_lease.percentile(99.0)),
+        millis(r.lease_to_recorded.percentile(50.0)),
+        millis(r.lease_to_recorded.percentile(99.0)),
+        r.start_errors,
+    );
+    let per_task = |cpu: Option<Duration>| {
+        cpu.map(|cpu| format!("{:.3}", cpu.as_secs_f64() * 1e3 / r.completed.max(1) as f64))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "  CPU ms per task: server {}, postgres {}, bench (clients + workers) {}; machine busy {}",
+        per_task(resources.server_cpu),
+        per_task(resources.postgres_cpu),
+        per_task(resources.bench_cpu),
+        resources
+            .machine_busy
+            .map(|b| format!("{:.0} %", b * 100.0))
+            .unwrap_or_else(|| "-".into()),
+    );
+}
+
+pub fn print_summary(
+    runs: &[RunReport],
+    inflight: &[InflightReport],
+    workers: &[(WorkersReport, Resources)],
+    peak_kib: u64,
+    clients: u32,
+) {
+    for (report, resources) in workers {
+        print_workers(report, resources);
+        println!();
+    }
     if !runs.is_empty() {
         println!(
             "runs (latency = StartRun sent → terminal event received; start = StartRun round trip)"
@@ -319,6 +366,22 @@ pub fn print_summary(runs: &[RunReport], inflight: &[InflightReport], peak_kib: 
     );
     println!();
     print_targets(runs, inflight, clients);
+    for (r, _) in workers {
+        let rate = r.tasks_per_sec();
+        println!(
+            "  worker tasks/s       {:>10.0}  target ≥ {TARGET_WORKER_TASKS_PER_SEC:.0}    {}",
+            rate,
+            verdict(rate >= TARGET_WORKER_TASKS_PER_SEC && r.completed == r.runs)
+        );
+        if let Some(p50) = r.enqueue_to_lease.percentile(50.0) {
+            println!(
+                "  enqueue→lease p50 ms {:>10}  target ≤ {}       {}",
+                millis(Some(p50)),
+                TARGET_ENQUEUE_TO_LEASE_P50.as_millis(),
+                verdict(p50 <= TARGET_ENQUEUE_TO_LEASE_P50)
+            );
+        }
+    }
 }
 
 fn print_inflight(r: &InflightReport) {

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use taskloom_server::proto::taskloom::v1 as pb;
 use tokio::sync::{mpsc, watch};
@@ -46,11 +46,14 @@ pub enum WorkerEvent {
     },
     Offered {
         attempt_id: String,
+        run_id: String,
+        at: Instant,
     },
     /// The server accepted a completion or failure of this attempt.
     Settled {
         attempt_id: String,
         completed: bool,
+        at: Instant,
     },
     /// The server refused it (e.g. a stale lease).
     Refused {
@@ -142,7 +145,11 @@ pub async fn run<H, F>(
                     };
                     match msg {
                         Some(ServerMsg::Lease(offer)) => {
-                            let _ = events.send(WorkerEvent::Offered { attempt_id: offer.attempt_id.clone() });
+                            let _ = events.send(WorkerEvent::Offered {
+                                attempt_id: offer.attempt_id.clone(),
+                                run_id: offer.run_id.clone(),
+                                at: Instant::now(),
+                            });
                             let lease = pb::LeaseRef {
                                 attempt_id: offer.attempt_id.clone(),
                                 lease_token: offer.lease_token.clone(),
@@ -171,7 +178,7 @@ pub async fn run<H, F>(
                         Some(ServerMsg::Ack(ack)) => {
                             let attempt_id = ack.lease.map(|l| l.attempt_id).unwrap_or_default();
                             let event = if ack.accepted {
-                                WorkerEvent::Settled { attempt_id, completed: true }
+                                WorkerEvent::Settled { attempt_id, completed: true, at: Instant::now() }
                             } else {
                                 WorkerEvent::Refused { attempt_id, code: ack.code }
                             };
@@ -214,6 +221,7 @@ pub async fn run<H, F>(
                     Ok(completed) => WorkerEvent::Settled {
                         attempt_id,
                         completed,
+                        at: Instant::now(),
                     },
                     Err(code) => WorkerEvent::Refused { attempt_id, code },
                 });

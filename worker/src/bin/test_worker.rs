@@ -59,7 +59,7 @@ async fn main() {
             } => {
                 format!("connected {session_id} {replica}")
             }
-            WorkerEvent::Offered { attempt_id } => format!("offered {attempt_id}"),
+            WorkerEvent::Offered { attempt_id, .. } => format!("offered {attempt_id}"),
             WorkerEvent::Settled { attempt_id, .. } => format!("settled {attempt_id}"),
             WorkerEvent::Refused { attempt_id, code } => format!("refused {attempt_id} {code}"),
             WorkerEvent::Cancelled { attempt_id } => format!("cancelled {attempt_id}"),
