@@ -313,6 +313,68 @@ expect_ok
 expect_json 'versions 1 and 2' '[.chains[]?.version | tostring] | sort == ["1", "2"]'
 passed
 
+# ---- a worker session over grpcurl ------------------------------------------
+
+# A Connect stream fed from a FIFO: grpcurl reads one JSON message after
+# another from it and prints each server message as JSON.
+WORKER_IN="$SMOKE_TMP/worker.in"
+WORKER_OUT="$SMOKE_TMP/worker.out"
+mkfifo "$WORKER_IN"
+
+# wait_for_worker JQ_FILTER: waits until a message on the stream matches.
+wait_for_worker() {
+    local deadline=$(($(date +%s) + 20))
+    until jq -e -s "any(.[]; $1)" "$WORKER_OUT" >/dev/null 2>&1; do
+        (($(date +%s) <= deadline)) || {
+            OUT=$(cat "$WORKER_OUT")
+            fail "no server message matched $1"
+        }
+        sleep 0.1
+    done
+}
+
+step "WorkerService/Connect: hello, welcome"
+grpcurl -plaintext -max-time 60 -d @ "$ADDRESS" taskloom.v1.WorkerService/Connect \
+    <"$WORKER_IN" >"$WORKER_OUT" 2>&1 &
+WORKER_PID=$!
+exec 3>"$WORKER_IN"
+printf '%s\n' '{"hello": {"workerId": "grpcurl", "queues": ["smoke"], "slots": 1}}' >&3
+wait_for_worker '.welcome.sessionId != null'
+passed
+
+step "WorkerService/ListWorkers shows the session"
+call taskloom.v1.WorkerService/ListWorkers '{"queue": "smoke"}'
+expect_ok
+expect_json 'the grpcurl worker' '.workers[0].workerId == "grpcurl" and .workers[0].slots == 1'
+passed
+
+step "RunService/StartRun of a worker task reaches the worker"
+call taskloom.v1.ChainService/CreateChain \
+    '{"chain": {"id": "smoke-worker", "tasks": [{"id": "remote", "handler": "worker", "queue": "smoke"}]}}'
+expect_ok
+call taskloom.v1.RunService/StartRun '{"chainId": "smoke-worker", "typedInput": {"text": "ping"}}'
+expect_ok
+RUN_ID=$(jq -r .id <<<"$OUT")
+wait_for_worker '.lease.runId == "'"$RUN_ID"'" and .lease.input.text == "ping"'
+LEASE=$(jq -c -s '[.[] | select(.lease)][0].lease | {attemptId, leaseToken}' "$WORKER_OUT")
+passed
+
+step "WorkerService/Connect: completion acknowledged, run succeeded"
+printf '%s\n' "$(jq -c '{complete: {lease: ., output: {text: "pong"}}}' <<<"$LEASE")" >&3
+wait_for_worker '.ack.accepted == true'
+call taskloom.v1.RunService/GetRun "$(jq -cn --arg id "$RUN_ID" '{id: $id}')"
+expect_ok
+expect_json 'a succeeded run with the output' '.status == "RUN_STATUS_SUCCEEDED" and .output.text == "pong"'
+passed
+
+step "WorkerService/CompleteTask with a stale token is refused"
+call taskloom.v1.WorkerService/CompleteTask \
+    "$(jq -c '{attemptId, leaseToken: "stale", output: {text: "again"}}' <<<"$LEASE")"
+expect_error FailedPrecondition
+exec 3>&-
+wait "$WORKER_PID" 2>/dev/null || true
+passed
+
 # ---- errors ---------------------------------------------------------------
 
 step "HookService/CreateHook rejects a bad hook with BadRequest details"

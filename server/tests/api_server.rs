@@ -50,9 +50,10 @@ async fn health_version_and_unimplemented(server: TestServer) {
     assert!(!version.version.is_empty());
     assert!(["sqlite", "postgres"].contains(&version.store.as_str()));
 
-    // The worker protocol arrives in a later release.
-    let error = pb::worker_service_client::WorkerServiceClient::new(server.channel.clone())
-        .list_workers(pb::ListWorkersRequest::default())
+    // The backend reconciler arrives in a later release.
+    let error = server
+        .backends()
+        .sync_backend(pb::SyncBackendRequest::default())
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::Unimplemented);
