@@ -61,6 +61,14 @@ pub struct ServeArgs {
     /// Lease expiries an attempt survives before it fails as lost.
     #[arg(long, env = "TASKLOOM_MAX_LEASE_EXPIRIES", default_value_t = 3)]
     pub max_lease_expiries: i32,
+    /// Most attempts of a queue leased at once, across replicas:
+    /// `QUEUE=N`; repeat for more queues.
+    #[arg(long = "queue-concurrency", value_name = "QUEUE=N", value_parser = parse_cap)]
+    pub queue_caps: Vec<(String, u32)>,
+    /// Most attempts of one tenant's runs leased at once, across replicas:
+    /// `TENANT=N`, or `*=N` for every tenant without its own; repeatable.
+    #[arg(long = "tenant-concurrency", value_name = "TENANT=N", value_parser = parse_cap)]
+    pub tenant_caps: Vec<(String, u32)>,
     /// How often remote workers heartbeat (and the server pings them).
     #[arg(long, env = "TASKLOOM_WORKER_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub worker_heartbeat_interval: Duration,
@@ -79,6 +87,38 @@ pub struct ServeArgs {
     /// Interval of HTTP/2 keepalive pings on idle connections and streams.
     #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,
+}
+
+/// `NAME=N` with N ≥ 1.
+fn parse_cap(text: &str) -> Result<(String, u32), String> {
+    let (name, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=N"))?;
+    let count: u32 = count
+        .parse()
+        .map_err(|_| format!("{text:?}: N must be a positive integer"))?;
+    if name.is_empty() || count == 0 {
+        return Err(format!("{text:?}: expected NAME=N with a name and N ≥ 1"));
+    }
+    Ok((name.to_string(), count))
+}
+
+impl ServeArgs {
+    /// The concurrency caps the flags name.
+    pub fn caps(&self) -> crate::store::Caps {
+        let mut caps = crate::store::Caps {
+            queues: self.queue_caps.iter().cloned().collect(),
+            ..Default::default()
+        };
+        for (tenant, count) in &self.tenant_caps {
+            if tenant == "*" {
+                caps.default_tenant = Some(*count);
+            } else {
+                caps.tenants.insert(tenant.clone(), *count);
+            }
+        }
+        caps
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -55,6 +55,7 @@ pub async fn run(
         KernelConfig {
             lease: args.lease_duration,
             max_lease_expiries: args.max_lease_expiries,
+            caps: args.caps(),
             ..KernelConfig::default()
         },
         uuid::Uuid::now_v7().to_string(),

@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Connection;
 use taskloom_server::store::{
-    AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, Claimed, Created, DecideFn, DueAttempt,
-    EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore, Rejection,
-    RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore,
-    Store, StoreError, StoreResult, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, Claimed, Created, DecideFn,
+    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore,
+    Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore,
+    SqliteStore, Store, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use tempfile::TempDir;
 
@@ -132,6 +132,7 @@ macro_rules! conformance_suite {
                 claim_rejecting_decision_writes_nothing,
                 claim_without_queues_or_limit_claims_nothing,
                 concurrent_claimers_lease_each_attempt_once,
+                concurrent_claimers_stay_within_caps,
                 due_attempts_by_lease_expiry_and_deadline,
                 list_runs_filters,
                 list_runs_paginate_newest_first,
@@ -403,6 +404,7 @@ fn claim_request(queues: &[&str], owner: &str, limit: u32, now: DateTime<Utc>) -
         limit,
         now,
         lease_ms: 30_000,
+        caps: Default::default(),
     }
 }
 
@@ -2333,4 +2335,65 @@ async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
         StoreError::Corrupt(_)
     );
     assert_err!(store.get_run("run-k4").await, StoreError::NotFound { .. });
+}
+
+/// Four claimers at once, a queue capped at 3 and every tenant at 2: the
+/// caps hold whatever the interleaving, and the rest stays ready.
+async fn concurrent_claimers_stay_within_caps(store: Runs) {
+    for r in 0..12 {
+        let parent = RunRecord {
+            tenant: format!("tenant-{}", r % 3),
+            ..run(&format!("run-{r:02}"))
+        };
+        let attempts = vec![AttemptRecord {
+            queue: if r < 6 { "capped" } else { "open" }.to_string(),
+            available_at: at(-1),
+            ..attempt(&parent, &format!("att-{r:02}"), 1)
+        }];
+        create(&store, parent, attempts, &[]).await;
+    }
+    let caps = Caps {
+        queues: BTreeMap::from([("capped".to_string(), 3)]),
+        default_tenant: Some(2),
+        ..Caps::default()
+    };
+    let claimers: Vec<_> = (0..4)
+        .map(|c| {
+            let store = store.clone();
+            let caps = caps.clone();
+            tokio::spawn(async move {
+                let request = ClaimRequest {
+                    caps,
+                    ..claim_request(&["capped", "open"], &format!("claimer-{c}"), 10, at(0))
+                };
+                store.claim(&request, &accept_claim).await.unwrap().attempts
+            })
+        })
+        .collect();
+    let mut leased = Vec::new();
+    for claimer in claimers {
+        leased.extend(claimer.await.unwrap());
+    }
+    let mut per_queue: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_tenant: BTreeMap<String, usize> = BTreeMap::new();
+    for attempt in &leased {
+        *per_queue.entry(attempt.queue.clone()).or_default() += 1;
+        let run = store.get_run(&attempt.run_id).await.unwrap();
+        *per_tenant.entry(run.tenant).or_default() += 1;
+    }
+    assert!(
+        per_queue.get("capped").copied().unwrap_or(0) <= 3,
+        "{per_queue:?}"
+    );
+    assert!(per_tenant.values().all(|n| *n <= 2), "{per_tenant:?}");
+    // Three tenants at two each: six leased, the rest still ready.
+    assert_eq!(leased.len(), 6, "{per_queue:?} {per_tenant:?}");
+    for r in 0..12 {
+        let stored = store.get_attempt(&format!("att-{r:02}")).await.unwrap();
+        let expected = leased.iter().any(|a| a.id == stored.id);
+        assert_eq!(stored.status == AttemptStatus::Leased, expected);
+        if !expected {
+            assert_eq!(stored.status, AttemptStatus::Ready);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::{TestServer, assert_invalid, violated_fields};
@@ -23,6 +23,8 @@ const ARGS: &[&str] = &[
     "--lease-duration=2s",
     "--worker-heartbeat-interval=300ms",
     "--worker-heartbeat-timeout=1s",
+    "--queue-concurrency=capped=2",
+    "--tenant-concurrency=acme=1",
 ];
 
 macro_rules! worker_tests {
@@ -59,6 +61,8 @@ worker_tests!(
     failures_retry_and_dead_letter,
     bad_input_is_rejected,
     list_workers_shows_sessions,
+    queue_and_tenant_caps_hold,
+    priority_orders_offers,
 );
 
 /// A worker on the other end of a `Connect` stream.
@@ -815,4 +819,113 @@ async fn list_workers_shows_sessions(server: TestServer) {
         .into_inner();
     assert_eq!(page.workers.len(), 1);
     assert!(!page.next_page_token.is_empty());
+}
+
+async fn start_tenant_run(
+    server: &TestServer,
+    chain: pb::Chain,
+    tenant: &str,
+    priority: i32,
+) -> pb::Run {
+    server
+        .runs()
+        .start_run(pb::StartRunRequest {
+            chain: Some(chain),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value("x"))),
+            tenant: tenant.into(),
+            priority,
+            ..Default::default()
+        })
+        .await
+        .expect("start run")
+        .into_inner()
+}
+
+/// `--queue-concurrency=capped=2` and `--tenant-concurrency=acme=1`: a worker
+/// with room for ten gets no more than the caps allow; the rest waits
+/// `READY` and follows as leases end.
+async fn queue_and_tenant_caps_hold(server: TestServer) {
+    let mut worker = Worker::connect(&server, hello("w", &["capped", "open"], 10)).await;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        runs.push(start_tenant_run(&server, worker_chain("capped", "capped"), "", 0).await);
+    }
+    let mut held = Vec::new();
+    while let Some(offer) = worker.offer(Duration::from_millis(800)).await {
+        held.push(offer);
+    }
+    assert_eq!(held.len(), 2, "queue cap 2");
+    // The tenant cap: one of acme's runs at a time, others unaffected.
+    for _ in 0..3 {
+        runs.push(start_tenant_run(&server, worker_chain("open", "open"), "acme", 0).await);
+    }
+    runs.push(start_tenant_run(&server, worker_chain("open", "open"), "other", 0).await);
+    let mut open = Vec::new();
+    while let Some(offer) = worker.offer(Duration::from_millis(800)).await {
+        open.push(offer);
+    }
+    assert_eq!(
+        open.len(),
+        2,
+        "one acme run and the other tenant's: {open:?}"
+    );
+    let waiting =
+        |attempts: Vec<pb::TaskAttempt>| attempts[0].status == pb::AttemptStatus::Ready as i32;
+    let mut ready = 0;
+    for run in &runs {
+        if waiting(attempts(&server, &run.id).await) {
+            ready += 1;
+        }
+    }
+    assert_eq!(ready, 3 + 2, "the rest waits READY, nothing failed");
+    // Finishing work lets the rest through, still within the caps.
+    let mut done = 0;
+    while done < runs.len() {
+        let mut batch: Vec<pb::LeaseOffer> = held.drain(..).chain(open.drain(..)).collect();
+        if batch.is_empty() {
+            match worker.offer(SOON).await {
+                Some(offer) => batch.push(offer),
+                None => {
+                    let mut states = Vec::new();
+                    for run in &runs {
+                        let a = &attempts(&server, &run.id).await[0];
+                        states.push((run.tenant.clone(), a.queue.clone(), a.status));
+                    }
+                    panic!(
+                        "no more offers after {done} done: {states:?} backlog {:?}",
+                        worker.backlog
+                    );
+                }
+            }
+        }
+        for offer in &batch {
+            assert!(worker.complete(offer, "ok").await.accepted);
+            done += 1;
+        }
+        while let Some(offer) = worker.offer(Duration::from_millis(300)).await {
+            held.push(offer);
+        }
+        let capped = held.iter().filter(|o| o.queue == "capped").count();
+        assert!(capped <= 2, "queue cap held: {capped}");
+    }
+    for run in &runs {
+        wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    }
+}
+
+/// Ready work is offered highest priority first, then oldest.
+async fn priority_orders_offers(server: TestServer) {
+    let mut by_priority = HashMap::new();
+    for (priority, name) in [(1, "low"), (9, "high"), (5, "mid"), (9, "high-later")] {
+        let run = start_tenant_run(&server, worker_chain(name, "ordered"), "", priority).await;
+        by_priority.insert(run.id, name);
+    }
+    let mut worker = Worker::connect(&server, hello("w", &["ordered"], 1)).await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let offer = worker.offer(SOON).await.expect("an offer");
+        order.push(by_priority[&offer.run_id]);
+        assert!(worker.complete(&offer, "ok").await.accepted);
+    }
+    assert_eq!(order, vec!["high", "high-later", "mid", "low"]);
 }

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, AttemptStatus, ChainCheck, ClaimRequest, CreatedRun, Delta, DeltaBatch,
+    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, CreatedRun, Delta, DeltaBatch,
     DynStore, EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot,
     Signal, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
@@ -60,6 +60,8 @@ pub struct KernelConfig {
     pub executor_concurrency: usize,
     /// How often idle loops look at the store even without a wake-up.
     pub poll_interval: Duration,
+    /// Concurrency caps per queue and per tenant, global across replicas.
+    pub caps: Caps,
 }
 
 impl Default for KernelConfig {
@@ -69,6 +71,7 @@ impl Default for KernelConfig {
             max_lease_expiries: 3,
             executor_concurrency: 256,
             poll_interval: Duration::from_millis(250),
+            caps: Caps::default(),
         }
     }
 }
@@ -676,7 +679,11 @@ impl Kernel {
             if attempt.status != AttemptStatus::Ready {
                 continue;
             }
-            let slot = (dispatchable && attempt.available_at <= now)
+            // Capped work goes through the claim, which counts across
+            // replicas.
+            let capped = self.inner.config.caps.queue(&attempt.queue).is_some()
+                || self.inner.config.caps.tenant(&run_after.tenant).is_some();
+            let slot = (dispatchable && !capped && attempt.available_at <= now)
                 .then(|| providers.iter().find_map(|p| p.reserve(&attempt.queue)))
                 .flatten();
             let Some(slot) = slot else {
@@ -1155,6 +1162,7 @@ impl Kernel {
             limit,
             now,
             lease_ms: self.inner.config.lease.as_millis() as i64,
+            caps: self.inner.config.caps.clone(),
         };
         let kernel = self.clone();
         let chains_of_runs = Arc::new(std::sync::Mutex::new(HashMap::new()));

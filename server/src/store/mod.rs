@@ -24,9 +24,9 @@ use chrono::{DateTime, Utc};
 
 pub use postgres::PostgresStore;
 pub use runs::{
-    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, CreatedRun, DecideFn,
-    DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
-    RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimFn, ClaimRequest, Claimed, CreatedRun,
+    DecideFn, DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure,
+    RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
 pub use signals::{Announcement, Delta, DeltaBatch, Signal, Signals};
 pub use sqlite::SqliteStore;

@@ -94,15 +94,31 @@ const MAX_TRIES: u32 = 5;
 /// read and sort every ready attempt of those queues. Up to `limit` rows per
 /// queue are locked; the unused ones are released at commit.
 const CLAIM_CANDIDATES: &str = concat!(
-    "SELECT c.* FROM UNNEST($1::text[]) AS q(queue) CROSS JOIN LATERAL (SELECT ",
+    "SELECT c.* FROM UNNEST($1::text[], $3::int8[]) AS q(queue, quota) CROSS JOIN LATERAL (SELECT ",
     attempt_columns!(),
-    " FROM attempts a JOIN runs r ON r.id = a.run_id \
+    ", r.tenant AS run_tenant FROM attempts a JOIN runs r ON r.id = a.run_id \
      WHERE a.status = 'ready' AND a.queue = q.queue AND a.available_at <= $2 \
-     AND r.status IN ('queued', 'running') \
-     ORDER BY a.priority DESC, a.available_at, a.id LIMIT $3 \
+     AND r.status IN ('queued', 'running') AND r.tenant <> ALL($5::text[]) \
+     AND a.id <> ALL($6::text[]) \
+     ORDER BY a.priority DESC, a.available_at, a.id LIMIT q.quota \
      FOR UPDATE OF a SKIP LOCKED) AS c \
-     ORDER BY c.priority DESC, c.available_at, c.id LIMIT $3"
+     ORDER BY c.priority DESC, c.available_at, c.id LIMIT $4"
 );
+
+/// Serializes the claims of capped queues or tenants across replicas (one
+/// transaction-scoped advisory lock per name, taken in name order) so two
+/// claims cannot both see room under a cap.
+const LOCK_CAPS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(k, 7)) \
+     FROM UNNEST($1::text[]) AS k ORDER BY k";
+
+/// Attempts leased now, per capped queue.
+const LEASED_PER_QUEUE: &str = "SELECT queue AS name, count(*) AS leased FROM attempts \
+     WHERE status = 'leased' AND queue = ANY($1::text[]) GROUP BY queue";
+
+/// Attempts leased now, per capped tenant.
+const LEASED_PER_TENANT: &str = "SELECT r.tenant AS name, count(*) AS leased \
+     FROM attempts a JOIN runs r ON r.id = a.run_id \
+     WHERE a.status = 'leased' AND r.tenant = ANY($1::text[]) GROUP BY r.tenant";
 
 /// The parts of a write statement that insert attempts (`$1`..`$26`) and
 /// events (`$27`..`$29`), each an `INSERT … SELECT` over `UNNEST`ed column
@@ -447,6 +463,22 @@ async fn fetch_run(conn: &mut PgConnection, id: &str) -> StoreResult<RunRecord> 
     .await?
     .ok_or_else(|| not_found("run", id))?;
     run_from_row(&row)
+}
+
+/// Leased attempts per name, from [`LEASED_PER_QUEUE`] or [`LEASED_PER_TENANT`].
+async fn leased_counts(
+    conn: &mut PgConnection,
+    query: &str,
+    names: &[&str],
+) -> StoreResult<HashMap<String, u32>> {
+    let rows = sqlx::query(query).bind(names).fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| {
+            let name: String = column(row, "name")?;
+            let leased: i64 = column(row, "leased")?;
+            Ok((name, leased.max(0) as u32))
+        })
+        .collect()
 }
 
 /// `NotFound` unless the run exists.
@@ -1095,20 +1127,106 @@ impl PostgresStore {
         queues.dedup();
 
         let mut tx = self.begin_hot().await?;
-        let rows = sqlx::query(CLAIM_CANDIDATES)
-            .bind(&queues)
-            .bind(now)
-            .bind(i64::from(request.limit))
-            .fetch_all(&mut *tx)
-            .await?;
-        let candidates = decode_all(&rows, attempt_from_row)?;
-        if candidates.is_empty() {
-            tx.commit().await?;
-            return Ok(Claimed {
-                attempts: Vec::new(),
-                events: Vec::new(),
+        let caps = &request.caps;
+        let capped_queues: Vec<&str> = queues
+            .iter()
+            .copied()
+            .filter(|queue| caps.queue(queue).is_some())
+            .collect();
+        let leased_per_queue = if capped_queues.is_empty() {
+            HashMap::new()
+        } else {
+            let locks: Vec<String> = capped_queues.iter().map(|q| format!("queue:{q}")).collect();
+            sqlx::query(LOCK_CAPS)
+                .bind(&locks)
+                .execute(&mut *tx)
+                .await?;
+            leased_counts(&mut tx, LEASED_PER_QUEUE, &capped_queues).await?
+        };
+        let quotas = super::runs::queue_quotas(request, &leased_per_queue);
+        let quota_queues: Vec<&str> = quotas.iter().map(|(q, _)| q.as_str()).collect();
+        let quota_limits: Vec<i64> = quotas.iter().map(|(_, n)| i64::from(*n)).collect();
+        // A tenant found without room after a read sends the read round
+        // again without it (and without the rows already kept), so its
+        // backlog does not hide other tenants' work.
+        let quota_map: HashMap<String, u32> = quotas.iter().cloned().collect();
+        let mut excluded: Vec<String> = Vec::new();
+        let mut locked_tenants: HashSet<String> = HashSet::new();
+        let mut leased_per_tenant: HashMap<String, u32> = HashMap::new();
+        let mut kept: Vec<(AttemptRecord, String)> = Vec::new();
+        for _ in 0..3 {
+            if quotas.is_empty() {
+                break;
+            }
+            let kept_ids: Vec<&str> = kept.iter().map(|(a, _)| a.id.as_str()).collect();
+            let rows = sqlx::query(CLAIM_CANDIDATES)
+                .bind(&quota_queues)
+                .bind(now)
+                .bind(&quota_limits)
+                .bind(i64::from(request.limit))
+                .bind(&excluded)
+                .bind(&kept_ids)
+                .fetch_all(&mut *tx)
+                .await?;
+            let read = decode_all(&rows, attempt_from_row)?;
+            let tenants: Vec<String> = rows
+                .iter()
+                .map(|row| column::<String>(row, "run_tenant"))
+                .collect::<StoreResult<_>>()?;
+            let read_count = read.len();
+            let mut all: Vec<(AttemptRecord, String)> = std::mem::take(&mut kept);
+            all.extend(read.into_iter().zip(tenants));
+            all.sort_by(|(a, _), (b, _)| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then(a.available_at.cmp(&b.available_at))
+                    .then(a.id.cmp(&b.id))
             });
+            let mut new_tenants: Vec<&str> = all
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .filter(|t| caps.tenant(t).is_some() && !locked_tenants.contains(*t))
+                .collect();
+            new_tenants.sort_unstable();
+            new_tenants.dedup();
+            if !new_tenants.is_empty() {
+                let locks: Vec<String> =
+                    new_tenants.iter().map(|t| format!("tenant:{t}")).collect();
+                sqlx::query(LOCK_CAPS)
+                    .bind(&locks)
+                    .execute(&mut *tx)
+                    .await?;
+                leased_per_tenant
+                    .extend(leased_counts(&mut tx, LEASED_PER_TENANT, &new_tenants).await?);
+                locked_tenants.extend(new_tenants.iter().map(|t| t.to_string()));
+            }
+            let order: Vec<(&str, &str)> = all
+                .iter()
+                .map(|(a, t)| (a.queue.as_str(), t.as_str()))
+                .collect();
+            let (keep, full) = super::runs::within_caps(
+                &order,
+                &quota_map,
+                caps,
+                &leased_per_tenant,
+                request.limit as usize,
+            );
+            let dropped = keep.len() < all.len();
+            let mut all: Vec<Option<(AttemptRecord, String)>> = all.into_iter().map(Some).collect();
+            kept = keep.into_iter().filter_map(|i| all[i].take()).collect();
+            let new_full: Vec<String> =
+                full.into_iter().filter(|t| !excluded.contains(t)).collect();
+            if read_count == 0
+                || !dropped
+                || new_full.is_empty()
+                || kept.len() == request.limit as usize
+            {
+                break;
+            }
+            // Rows locked for full tenants are released at commit.
+            excluded.extend(new_full);
         }
+        let candidates: Vec<AttemptRecord> = kept.into_iter().map(|(a, _)| a).collect();
         let mut candidates_by_run: BTreeMap<&str, Vec<&AttemptRecord>> = BTreeMap::new();
         for candidate in &candidates {
             candidates_by_run
@@ -1502,6 +1620,7 @@ mod tests {
             limit,
             now: at(3_600),
             lease_ms: 30_000,
+            caps: Default::default(),
         }
     }
 

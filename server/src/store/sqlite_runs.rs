@@ -17,7 +17,7 @@
 //! the whole transaction rolls back with [`StoreError::Corrupt`]. So does a
 //! claim decision that rejects, which [`ClaimFn`] must never do.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -718,11 +718,27 @@ impl RunStore for SqliteStore {
         // the limit, then merged: a single query over several queues would
         // sort every ready attempt they hold. Under the single writer no
         // other transaction holds these rows, so there is nothing to skip.
-        let queues: BTreeSet<&str> = request.queues.iter().map(String::as_str).collect();
-        let mut candidates: Vec<(i32, i64, String)> = Vec::new();
-        for queue in queues {
-            let rows: Vec<(i32, i64, String)> = sqlx::query_as(
-                "SELECT a.priority, a.available_at, a.id \
+        // Under the single writer, counting what is leased is exact: no
+        // other claim runs meanwhile.
+        let caps = &request.caps;
+        let mut leased_per_queue: HashMap<String, u32> = HashMap::new();
+        for queue in request.queues.iter().filter(|q| caps.queue(q).is_some()) {
+            let (leased,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM attempts WHERE status = 'leased' AND queue = ?",
+            )
+            .bind(queue)
+            .fetch_one(&mut *tx)
+            .await?;
+            leased_per_queue.insert(queue.clone(), leased.max(0) as u32);
+        }
+        let quotas: HashMap<String, u32> = super::runs::queue_quotas(request, &leased_per_queue)
+            .into_iter()
+            .collect();
+        // (priority, available_at, id, queue, tenant), per queue in claim order.
+        let mut candidates: Vec<(i32, i64, String, String, String)> = Vec::new();
+        for queue in quotas.keys() {
+            let rows: Vec<(i32, i64, String, String)> = sqlx::query_as(
+                "SELECT a.priority, a.available_at, a.id, r.tenant \
                  FROM attempts a CROSS JOIN runs r ON r.id = a.run_id \
                  WHERE a.status = 'ready' AND a.queue = ?1 AND a.available_at <= ?2 \
                    AND r.status IN (SELECT value FROM json_each(?3)) \
@@ -734,13 +750,40 @@ impl RunStore for SqliteStore {
             .bind(i64::from(request.limit))
             .fetch_all(&mut *tx)
             .await?;
-            candidates.extend(rows);
+            candidates.extend(
+                rows.into_iter()
+                    .map(|(priority, at, id, tenant)| (priority, at, id, queue.clone(), tenant)),
+            );
         }
-        candidates.sort_by(|(p1, at1, id1), (p2, at2, id2)| {
+        candidates.sort_by(|(p1, at1, id1, ..), (p2, at2, id2, ..)| {
             p2.cmp(p1).then(at1.cmp(at2)).then(id1.cmp(id2))
         });
-        candidates.truncate(limit);
-        let claimed_ids: Vec<String> = candidates.into_iter().map(|(_, _, id)| id).collect();
+        let mut leased_per_tenant: HashMap<String, u32> = HashMap::new();
+        if caps.limits_tenants() {
+            let mut tenants: Vec<&str> = candidates
+                .iter()
+                .map(|(.., tenant)| tenant.as_str())
+                .filter(|tenant| caps.tenant(tenant).is_some())
+                .collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            for tenant in tenants {
+                let (leased,): (i64,) = sqlx::query_as(
+                    "SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id \
+                     WHERE a.status = 'leased' AND r.tenant = ?",
+                )
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await?;
+                leased_per_tenant.insert(tenant.to_string(), leased.max(0) as u32);
+            }
+        }
+        let order: Vec<(&str, &str)> = candidates
+            .iter()
+            .map(|(_, _, _, queue, tenant)| (queue.as_str(), tenant.as_str()))
+            .collect();
+        let (kept, _) = super::runs::within_caps(&order, &quotas, caps, &leased_per_tenant, limit);
+        let claimed_ids: Vec<String> = kept.into_iter().map(|i| candidates[i].2.clone()).collect();
 
         let mut leased_by_run: BTreeMap<String, Vec<AttemptRecord>> = BTreeMap::new();
         for id in &claimed_ids {
