@@ -88,7 +88,8 @@ pub async fn run(
         },
     );
     let dispatch_loop = tokio::spawn(dispatcher.clone().run(runner_stop.clone()));
-    let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop));
+    let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop.clone()));
+    let publisher = tokio::spawn(dispatcher.clone().publish_sessions(runner_stop));
     let context = ApiContext::new(kernel, executor, dispatcher);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
@@ -178,6 +179,7 @@ pub async fn run(
             runner.abort();
             dispatch_loop.abort();
             lease_watch.abort();
+            publisher.abort();
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {}
@@ -201,6 +203,7 @@ pub async fn run(
     runner.abort();
     dispatch_loop.abort();
     lease_watch.abort();
+    publisher.abort();
     tracing::info!("taskloom stopped");
     Ok(())
 }

@@ -236,3 +236,60 @@ async fn token_deltas_reach_watchers_on_every_replica() {
         assert_eq!(last, Some(pb::RunEventType::RunSucceeded as i32));
     }
 }
+
+/// ListWorkers on either replica shows the workers of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_workers_shows_every_replicas_sessions() {
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let (a, channel_a) = replica(&url).await;
+    let (_b, channel_b) = replica(&url).await;
+    let mut streams = Vec::new();
+    for (channel, worker_id) in [(channel_a.clone(), "on-a"), (channel_b.clone(), "on-b")] {
+        let (outbound, receiver) = tokio::sync::mpsc::channel(4);
+        outbound
+            .send(pb::WorkerMessage {
+                msg: Some(pb::worker_message::Msg::Hello(pb::Hello {
+                    worker_id: worker_id.into(),
+                    queues: vec!["shared".into()],
+                    slots: 2,
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+        let stream = pb::worker_service_client::WorkerServiceClient::new(channel)
+            .connect(ReceiverStream::new(receiver))
+            .await
+            .unwrap()
+            .into_inner();
+        streams.push((outbound, stream));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for channel in [channel_a, channel_b] {
+        loop {
+            let workers = pb::worker_service_client::WorkerServiceClient::new(channel.clone())
+                .list_workers(pb::ListWorkersRequest {
+                    queue: "shared".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .workers;
+            let mut ids: Vec<&str> = workers.iter().map(|w| w.worker_id.as_str()).collect();
+            ids.sort();
+            if ids == ["on-a", "on-b"] {
+                let replicas: std::collections::HashSet<&str> =
+                    workers.iter().map(|w| w.replica.as_str()).collect();
+                assert_eq!(replicas.len(), 2, "each session names its replica");
+                break;
+            }
+            assert!(Instant::now() < deadline, "sessions seen: {ids:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(streams);
+    drop(a);
+}

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use taskloom_server::store::{
     self, BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, DynStore, HookRecord,
     IdempotencyKey, ModelRecord, Page, PageQuery, PoolRecord, StoreError, StoreResult,
+    WorkerSessionRecord,
 };
 use tempfile::TempDir;
 
@@ -89,6 +90,7 @@ macro_rules! conformance_suite {
                 chains_paginate_by_id_excluding_deleted,
                 chain_versions_paginate_newest_first,
                 missing_chain_is_not_found,
+                worker_sessions_per_replica,
             );
         }
     };
@@ -1931,4 +1933,67 @@ mod sqlite_file {
         assert!(replay.replayed);
         assert_eq!(replay.record, backend_record);
     }
+}
+
+fn session(id: &str, replica: &str, slots: u32) -> WorkerSessionRecord {
+    let at = |seconds: i64| DateTime::from_timestamp(1_800_000_000 + seconds, 123_456_000).unwrap();
+    WorkerSessionRecord {
+        session_id: id.to_string(),
+        replica: replica.to_string(),
+        worker_id: format!("worker-{id}"),
+        name: format!("worker {id}"),
+        queues: vec!["a".to_string(), "b".to_string()],
+        slots,
+        leases_held: 1,
+        labels: BTreeMap::from([("zone".to_string(), "eu".to_string())]),
+        sdk_version: "sdk/1".to_string(),
+        connected_at: at(0),
+        last_heartbeat: at(5),
+    }
+}
+
+/// Each replica's published sessions replace its earlier ones; readers see
+/// only sessions seen recently; old rows are forgotten.
+async fn worker_sessions_per_replica(store: DynStore) {
+    let t = |seconds: i64| DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap();
+    store
+        .publish_sessions(
+            "r1",
+            &[session("s1", "r1", 4), session("s2", "r1", 2)],
+            t(10),
+            t(0),
+        )
+        .await
+        .unwrap();
+    store
+        .publish_sessions("r2", &[session("s3", "r2", 1)], t(10), t(0))
+        .await
+        .unwrap();
+    let all = store.list_sessions(t(0)).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            session("s1", "r1", 4),
+            session("s2", "r1", 2),
+            session("s3", "r2", 1)
+        ]
+    );
+    // r1 republishes: s2 closed, s1 changed.
+    store
+        .publish_sessions("r1", &[session("s1", "r1", 8)], t(20), t(0))
+        .await
+        .unwrap();
+    let all = store.list_sessions(t(0)).await.unwrap();
+    assert_eq!(all, vec![session("s1", "r1", 8), session("s3", "r2", 1)]);
+    // r2 stopped publishing: stale for readers asking for recent sessions.
+    assert_eq!(
+        store.list_sessions(t(15)).await.unwrap(),
+        vec![session("s1", "r1", 8)]
+    );
+    // And forgotten once older than the cutoff.
+    store
+        .publish_sessions("r1", &[], t(30), t(15))
+        .await
+        .unwrap();
+    assert!(store.list_sessions(t(0)).await.unwrap().is_empty());
 }

@@ -514,7 +514,8 @@ impl WorkerService for WorkerApi {
                 let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
                 let sessions: Vec<_> = self
                     .dispatcher()
-                    .sessions(queue)
+                    .all_sessions(queue)
+                    .await?
                     .into_iter()
                     .filter(|s| {
                         query

@@ -111,6 +111,8 @@ struct Inner {
     wake: Notify,
     /// Stale or foreign lease operations rejected (fencing).
     fencing_rejections: AtomicU64,
+    /// Asks the publisher to write this replica's sessions now.
+    publish: Notify,
 }
 
 #[derive(Default)]
@@ -153,6 +155,7 @@ impl Dispatcher {
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
                 fencing_rejections: AtomicU64::new(0),
+                publish: Notify::new(),
             }),
         };
         dispatcher
@@ -278,6 +281,7 @@ impl Dispatcher {
             state.sessions.insert(session_id.clone(), session);
         }
         self.inner.wake.notify_one();
+        self.inner.publish.notify_one();
         (session_id, outbound)
     }
 
@@ -298,6 +302,8 @@ impl Dispatcher {
             state.held.remove(&attempt_id);
             forget_run_attempt(&mut state, &run_id, &attempt_id);
         }
+        drop(state);
+        self.inner.publish.notify_one();
     }
 
     /// Notes a sign of life from a session.
@@ -524,6 +530,92 @@ impl Dispatcher {
             .collect();
         sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
         sessions
+    }
+
+    /// Every replica's sessions (this one's live, the others' as last
+    /// published), optionally of one queue, by session id.
+    pub async fn all_sessions(&self, queue: Option<&str>) -> Result<Vec<SessionInfo>, KernelError> {
+        let mut sessions = self.sessions(queue);
+        let fresh =
+            chrono::Duration::from_std(self.published_freshness()).unwrap_or(chrono::Duration::MAX);
+        let replica = self.inner.kernel.instance_id();
+        let published = self
+            .inner
+            .kernel
+            .store()
+            .list_sessions(crate::kernel::now() - fresh)
+            .await?;
+        sessions.extend(
+            published
+                .into_iter()
+                .filter(|s| s.replica != replica)
+                .filter(|s| queue.is_none_or(|q| s.queues.iter().any(|own| own == q)))
+                .map(|s| SessionInfo {
+                    session_id: s.session_id,
+                    worker_id: s.worker_id,
+                    name: s.name,
+                    queues: s.queues,
+                    slots: s.slots,
+                    leases_held: s.leases_held,
+                    labels: s.labels,
+                    sdk_version: s.sdk_version,
+                    replica: s.replica,
+                    connected_at: s.connected_at,
+                    last_heartbeat: s.last_heartbeat,
+                }),
+        );
+        sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        Ok(sessions)
+    }
+
+    /// How recent another replica's published sessions must be to count.
+    fn published_freshness(&self) -> Duration {
+        (self.inner.config.heartbeat_interval * 3).max(self.inner.config.heartbeat_timeout)
+    }
+
+    /// Publishes this replica's sessions every heartbeat interval (and when
+    /// one opens or closes) until `stop`, for `ListWorkers` elsewhere.
+    pub async fn publish_sessions(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let now = crate::kernel::now();
+            let records: Vec<crate::store::WorkerSessionRecord> = self
+                .sessions(None)
+                .into_iter()
+                .map(|s| crate::store::WorkerSessionRecord {
+                    session_id: s.session_id,
+                    replica: s.replica,
+                    worker_id: s.worker_id,
+                    name: s.name,
+                    queues: s.queues,
+                    slots: s.slots,
+                    leases_held: s.leases_held,
+                    labels: s.labels,
+                    sdk_version: s.sdk_version,
+                    connected_at: s.connected_at,
+                    last_heartbeat: s.last_heartbeat,
+                })
+                .collect();
+            let forget_before = now - chrono::Duration::hours(1);
+            if let Err(error) = self
+                .inner
+                .kernel
+                .store()
+                .publish_sessions(
+                    self.inner.kernel.instance_id(),
+                    &records,
+                    now,
+                    forget_before,
+                )
+                .await
+            {
+                tracing::debug!(error = %error, "publishing worker sessions failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.inner.config.heartbeat_interval) => {}
+                () = self.inner.publish.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     /// Whether a session has been silent past the heartbeat timeout.

@@ -12,6 +12,7 @@
 mod postgres;
 mod postgres_runs;
 mod runs;
+mod sessions;
 mod signals;
 mod sqlite;
 mod sqlite_runs;
@@ -28,6 +29,7 @@ pub use runs::{
     DecideFn, DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure,
     RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
+pub use sessions::{SessionStore, WorkerSessionRecord};
 pub use signals::{Announcement, Delta, DeltaBatch, Signal, Signals};
 pub use sqlite::SqliteStore;
 
@@ -213,7 +215,7 @@ pub struct ChainRecord {
 /// and `id` for lookup; pools by `id`; models, hooks by `name`; chains by
 /// `id`; chain versions newest first (page key is the version number).
 #[async_trait]
-pub trait Store: RunStore + Signals + Send + Sync + 'static {
+pub trait Store: RunStore + SessionStore + Signals + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
 
