@@ -197,7 +197,10 @@ async fn serve_session(
             _ = ping.tick() => {
                 if dispatcher.silent(&session_id) {
                     tracing::info!(session_id = %session_id, "worker session silent past the heartbeat timeout; closing");
-                    dispatcher.send(&session_id, ServerMsg::Ping(pb::Ping { nonce: -1 }));
+                    dispatcher.end(
+                        &session_id,
+                        Status::unavailable("no message within the heartbeat timeout; reconnect"),
+                    );
                     break;
                 }
                 nonce += 1;

@@ -512,6 +512,13 @@ impl Dispatcher {
             .is_ok()
     }
 
+    /// Ends a session's stream with `status` (the session closes after).
+    pub fn end(&self, session_id: &str, status: Status) {
+        if let Some(session) = self.state().sessions.get(session_id) {
+            let _ = session.outbox.try_send(Err(status));
+        }
+    }
+
     /// Sessions on this replica, optionally of one queue, by session id.
     pub fn sessions(&self, queue: Option<&str>) -> Vec<SessionInfo> {
         let state = self.state();
