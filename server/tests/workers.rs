@@ -63,6 +63,7 @@ worker_tests!(
     list_workers_shows_sessions,
     queue_and_tenant_caps_hold,
     priority_orders_offers,
+    hooks_routed_to_a_queue_reach_workers,
 );
 
 /// A worker on the other end of a `Connect` stream.
@@ -928,4 +929,33 @@ async fn priority_orders_offers(server: TestServer) {
         assert!(worker.complete(&offer, "ok").await.accepted);
     }
     assert_eq!(order, vec!["high", "high-later", "mid", "low"]);
+}
+
+/// A `hook` task with a queue is offered to that queue's workers, with its
+/// rendered arguments, instead of the server calling a URL.
+async fn hooks_routed_to_a_queue_reach_workers(server: TestServer) {
+    let chain = pb::Chain {
+        id: "routed-hook".into(),
+        tasks: vec![pb::Task {
+            id: "notify".into(),
+            handler: "hook".into(),
+            queue: "hooks".into(),
+            hook: Some(pb::HookCall {
+                name: "slack".into(),
+                args: BTreeMap::from([("text".to_string(), "deploy {{ input }}".to_string())]),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut worker = Worker::connect(&server, hello("hooker", &["hooks"], 1)).await;
+    let run = start_run(&server, chain, "v2").await;
+    let offer = worker.offer(SOON).await.expect("the hook is offered to the queue");
+    assert_eq!(offer.handler, "hook");
+    assert_eq!(offer.queue, "hooks");
+    assert_eq!(offer.args.get("text").map(String::as_str), Some("deploy v2"));
+    assert!(offer.prompt.is_empty());
+    assert!(worker.complete(&offer, "sent").await.accepted);
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "sent");
 }

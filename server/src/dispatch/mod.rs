@@ -35,6 +35,7 @@ use crate::kernel::{
     ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure, TaskSuccess,
     value,
 };
+use crate::chain::Handler;
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, StoreError};
 
@@ -694,6 +695,13 @@ impl Dispatcher {
             .await?;
         let task = chain.task(&attempt.task_id);
         let input = value::decode(&attempt.input).map_err(KernelError::Corrupt)?;
+        // A hook routed to a queue: its rendered arguments (kept as a JSON
+        // object where other tasks keep their prompt) travel as `args`.
+        let is_hook = task.is_some_and(|task| task.handler == Handler::Hook);
+        let (prompt, args) = match (&attempt.prompt, is_hook) {
+            (Some(json), true) => (String::new(), hook_args(json)),
+            (prompt, _) => (prompt.clone().unwrap_or_default(), Default::default()),
+        };
         Ok(pb::LeaseOffer {
             attempt_id: attempt.id.clone(),
             lease_token: attempt.lease_token.clone().unwrap_or_default(),
@@ -706,11 +714,11 @@ impl Dispatcher {
                 .unwrap_or_default(),
             queue: attempt.queue.clone(),
             input: Some(input),
-            prompt: attempt.prompt.clone().unwrap_or_default(),
+            prompt,
             system_instruction: task
                 .and_then(|task| task.system_instruction.clone())
                 .unwrap_or_default(),
-            args: Default::default(),
+            args,
             lease_expire_time: attempt.lease_expires_at.map(proto_time),
             deadline: attempt.deadline.map(proto_time),
             attempt: attempt.attempt,
@@ -848,6 +856,21 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Rendered hook arguments (a JSON object of strings) as a map.
+fn hook_args(json: &str) -> BTreeMap<String, String> {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+        .map(|object| {
+            object
+                .into_iter()
+                .map(|(name, value)| match value {
+                    serde_json::Value::String(text) => (name, text),
+                    other => (name, other.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {
