@@ -389,6 +389,8 @@ async fn bench(
                     runs: options.runs,
                     clients: options.clients as usize,
                     deadline: bench.deadline().into_std(),
+                    // The server's default; the bench does not change it.
+                    lease: Duration::from_secs(30),
                 })
                 .await?;
                 let resources = meter.finish(&bench.sampler, report.wall);

@@ -25,6 +25,8 @@ pub struct WorkersReport {
     pub wall: Duration,
     pub enqueue_to_lease: Latencies,
     pub lease_to_recorded: Latencies,
+    /// Task made ready and leased on the server → offer received.
+    pub ready_to_offer: Latencies,
     pub start_errors: u64,
 }
 
@@ -43,6 +45,8 @@ pub struct WorkersPlan<'a> {
     pub runs: usize,
     pub clients: usize,
     pub deadline: Instant,
+    /// The server's lease duration.
+    pub lease: Duration,
 }
 
 pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
@@ -144,6 +148,7 @@ pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
     let mut offered: HashMap<String, (String, Instant)> = HashMap::new();
     let mut leased_at: Vec<(String, Instant)> = Vec::new();
     let mut lease_to_recorded = Vec::new();
+    let mut ready_to_offer = Vec::new();
     let mut completed = 0;
     let mut last = begin;
     while completed < plan.runs {
@@ -157,7 +162,14 @@ pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
                 attempt_id,
                 run_id,
                 at,
+                received,
+                lease_expires,
             } => {
+                // The server leased it at `lease_expires - lease`: for an
+                // eager offer, the decision that made the task ready.
+                if let Some(leased) = lease_expires.and_then(|e| e.checked_sub(plan.lease)) {
+                    ready_to_offer.push(received.duration_since(leased).unwrap_or_default());
+                }
                 offered.insert(attempt_id, (run_id, at));
             }
             WorkerEvent::Settled { attempt_id, at, .. } => {
@@ -188,6 +200,7 @@ pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
         wall: last.saturating_duration_since(begin),
         enqueue_to_lease: Latencies::new(enqueue_to_lease),
         lease_to_recorded: Latencies::new(lease_to_recorded),
+        ready_to_offer: Latencies::new(ready_to_offer),
         start_errors: errors.load(std::sync::atomic::Ordering::Relaxed),
     })
 }

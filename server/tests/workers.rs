@@ -950,10 +950,16 @@ async fn hooks_routed_to_a_queue_reach_workers(server: TestServer) {
     };
     let mut worker = Worker::connect(&server, hello("hooker", &["hooks"], 1)).await;
     let run = start_run(&server, chain, "v2").await;
-    let offer = worker.offer(SOON).await.expect("the hook is offered to the queue");
+    let offer = worker
+        .offer(SOON)
+        .await
+        .expect("the hook is offered to the queue");
     assert_eq!(offer.handler, "hook");
     assert_eq!(offer.queue, "hooks");
-    assert_eq!(offer.args.get("text").map(String::as_str), Some("deploy v2"));
+    assert_eq!(
+        offer.args.get("text").map(String::as_str),
+        Some("deploy v2")
+    );
     assert!(offer.prompt.is_empty());
     assert!(worker.complete(&offer, "sent").await.accepted);
     let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use taskloom_server::proto::taskloom::v1 as pb;
 use tokio::sync::{mpsc, watch};
@@ -48,6 +48,9 @@ pub enum WorkerEvent {
         attempt_id: String,
         run_id: String,
         at: Instant,
+        /// Wall-clock arrival and the lease's expiry as the server set it.
+        received: SystemTime,
+        lease_expires: Option<SystemTime>,
     },
     /// The server accepted a completion or failure of this attempt.
     Settled {
@@ -149,6 +152,11 @@ pub async fn run<H, F>(
                                 attempt_id: offer.attempt_id.clone(),
                                 run_id: offer.run_id.clone(),
                                 at: Instant::now(),
+                                received: SystemTime::now(),
+                                lease_expires: offer.lease_expire_time.map(|t| {
+                                    SystemTime::UNIX_EPOCH
+                                        + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
+                                }),
                             });
                             let lease = pb::LeaseRef {
                                 attempt_id: offer.attempt_id.clone(),

@@ -31,11 +31,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::Status;
 
+use crate::chain::Handler;
 use crate::kernel::{
     ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure, TaskSuccess,
     value,
 };
-use crate::chain::Handler;
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, StoreError};
 
