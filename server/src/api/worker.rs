@@ -94,6 +94,18 @@ fn validate_hello(hello: pb::Hello) -> ApiResult<Hello> {
     })
 }
 
+/// Violations of a unary call's `(attempt_id, lease_token)`.
+fn lease_violations(attempt_id: &str, lease_token: &str) -> Violations {
+    let mut violations = Violations::new();
+    if attempt_id.is_empty() {
+        violations.add("attempt_id", "is required");
+    }
+    if lease_token.is_empty() {
+        violations.add("lease_token", "is required");
+    }
+    violations
+}
+
 fn lease_ref(lease: Option<pb::LeaseRef>, field: &str) -> ApiResult<pb::LeaseRef> {
     let lease = lease.unwrap_or_default();
     let mut violations = Violations::new();
@@ -419,13 +431,7 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         respond(
             async {
-                let mut violations = Violations::new();
-                if request.attempt_id.is_empty() {
-                    violations.add("attempt_id", "is required");
-                }
-                if request.lease_token.is_empty() {
-                    violations.add("lease_token", "is required");
-                }
+                let violations = lease_violations(&request.attempt_id, &request.lease_token);
                 violations.finish()?;
                 let output = check_output(request.output, "output")?;
                 self.dispatcher()
@@ -444,13 +450,7 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         respond(
             async {
-                let mut violations = Violations::new();
-                if request.attempt_id.is_empty() {
-                    violations.add("attempt_id", "is required");
-                }
-                if request.lease_token.is_empty() {
-                    violations.add("lease_token", "is required");
-                }
+                let violations = lease_violations(&request.attempt_id, &request.lease_token);
                 violations.finish()?;
                 let delay = retry_delay(request.retry_delay, "retry_delay")?;
                 let will_retry = self
@@ -474,13 +474,7 @@ impl WorkerService for WorkerApi {
         let request = request.into_inner();
         respond(
             async {
-                let mut violations = Violations::new();
-                if request.attempt_id.is_empty() {
-                    violations.add("attempt_id", "is required");
-                }
-                if request.lease_token.is_empty() {
-                    violations.add("lease_token", "is required");
-                }
+                let mut violations = lease_violations(&request.attempt_id, &request.lease_token);
                 let extension = match request.extension {
                     None => self.dispatcher().config().lease,
                     Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {

@@ -37,7 +37,7 @@ use crate::kernel::{
     value,
 };
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{AttemptRecord, AttemptStatus, StoreError};
+use crate::store::{AttemptRecord, AttemptStatus, StoreError, WorkerSessionRecord};
 
 pub use pb::server_message::Msg as ServerMsg;
 
@@ -82,21 +82,8 @@ pub struct Hello {
     pub held_leases: Vec<pb::LeaseRef>,
 }
 
-/// A session as `ListWorkers` shows it.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub session_id: String,
-    pub worker_id: String,
-    pub name: String,
-    pub queues: Vec<String>,
-    pub slots: u32,
-    pub leases_held: u32,
-    pub labels: BTreeMap<String, String>,
-    pub sdk_version: String,
-    pub replica: String,
-    pub connected_at: DateTime<Utc>,
-    pub last_heartbeat: DateTime<Utc>,
-}
+/// A session as `ListWorkers` shows it (and as replicas publish it).
+pub type SessionInfo = WorkerSessionRecord;
 
 /// This replica's worker sessions.
 #[derive(Clone)]
@@ -557,20 +544,7 @@ impl Dispatcher {
             published
                 .into_iter()
                 .filter(|s| s.replica != replica)
-                .filter(|s| queue.is_none_or(|q| s.queues.iter().any(|own| own == q)))
-                .map(|s| SessionInfo {
-                    session_id: s.session_id,
-                    worker_id: s.worker_id,
-                    name: s.name,
-                    queues: s.queues,
-                    slots: s.slots,
-                    leases_held: s.leases_held,
-                    labels: s.labels,
-                    sdk_version: s.sdk_version,
-                    replica: s.replica,
-                    connected_at: s.connected_at,
-                    last_heartbeat: s.last_heartbeat,
-                }),
+                .filter(|s| queue.is_none_or(|q| s.queues.iter().any(|own| own == q))),
         );
         sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
         Ok(sessions)
@@ -586,23 +560,7 @@ impl Dispatcher {
     pub async fn publish_sessions(self, mut stop: watch::Receiver<bool>) {
         loop {
             let now = crate::kernel::now();
-            let records: Vec<crate::store::WorkerSessionRecord> = self
-                .sessions(None)
-                .into_iter()
-                .map(|s| crate::store::WorkerSessionRecord {
-                    session_id: s.session_id,
-                    replica: s.replica,
-                    worker_id: s.worker_id,
-                    name: s.name,
-                    queues: s.queues,
-                    slots: s.slots,
-                    leases_held: s.leases_held,
-                    labels: s.labels,
-                    sdk_version: s.sdk_version,
-                    connected_at: s.connected_at,
-                    last_heartbeat: s.last_heartbeat,
-                })
-                .collect();
+            let records = self.sessions(None);
             let forget_before = now - chrono::Duration::hours(1);
             if let Err(error) = self
                 .inner
