@@ -1949,6 +1949,7 @@ fn session(id: &str, replica: &str, slots: u32) -> WorkerSessionRecord {
         sdk_version: "sdk/1".to_string(),
         connected_at: at(0),
         last_heartbeat: at(5),
+        fenced_operations: slots as u64 * 10,
     }
 }
 

@@ -372,6 +372,17 @@ async fn stale_and_foreign_tokens_are_rejected(server: TestServer) {
     let ack = worker.complete(&forged, "forged").await;
     assert!(!ack.accepted);
     assert_eq!(ack.code, "FAILED_PRECONDITION", "{ack:?}");
+    let sessions = server
+        .workers()
+        .list_workers(pb::ListWorkersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert_eq!(
+        sessions[0].fenced_operations, 1,
+        "the refusal is counted on the session"
+    );
     for result in [
         server
             .workers()

@@ -13,6 +13,8 @@ CREATE TABLE worker_sessions (
     sdk_version    TEXT        NOT NULL,
     connected_at   TIMESTAMPTZ NOT NULL,
     last_heartbeat TIMESTAMPTZ NOT NULL,
+    -- Lease operations refused for a stale or foreign token.
+    fenced_operations BIGINT   NOT NULL,
     seen_at        TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX worker_sessions_replica_idx ON worker_sessions (replica);

@@ -16,6 +16,8 @@ CREATE TABLE worker_sessions (
     -- Unix microseconds.
     connected_at   INTEGER NOT NULL,
     last_heartbeat INTEGER NOT NULL,
+    -- Lease operations refused for a stale or foreign token.
+    fenced_operations INTEGER NOT NULL,
     seen_at        INTEGER NOT NULL
 );
 CREATE INDEX worker_sessions_replica_idx ON worker_sessions (replica);

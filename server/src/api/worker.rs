@@ -377,6 +377,9 @@ fn spawn_ordered<F, Fut>(
             Ok(lease) => (lease.clone(), op(dispatcher.clone(), lease).await),
             Err(error) => (lease.unwrap_or_default(), Err(error)),
         };
+        if let Err(ApiError::FailedPrecondition { .. }) = &result {
+            dispatcher.fenced(&session_id);
+        }
         if ack_success || result.is_err() {
             dispatcher.send(&session_id, ack(lease, result));
         }
@@ -538,6 +541,7 @@ impl WorkerService for WorkerApi {
                         replica: s.replica,
                         connect_time: Some(timestamp(s.connected_at)),
                         last_heartbeat_time: Some(timestamp(s.last_heartbeat)),
+                        fenced_operations: s.fenced_operations as i64,
                     })
                     .collect();
                 Ok(pb::ListWorkersResponse {

@@ -239,6 +239,7 @@ impl Dispatcher {
                     replica: self.inner.kernel.instance_id().to_string(),
                     connected_at: now,
                     last_heartbeat: now,
+                    fenced_operations: 0,
                 },
                 in_use: 0,
                 outbox,
@@ -343,6 +344,13 @@ impl Dispatcher {
             self.inner
                 .fencing_rejections
                 .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a lease operation of `session_id` refused by fencing.
+    pub fn fenced(&self, session_id: &str) {
+        if let Some(session) = self.state().sessions.get_mut(session_id) {
+            session.info.fenced_operations += 1;
         }
     }
 

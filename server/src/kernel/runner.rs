@@ -1,6 +1,7 @@
-//! This replica's runner for built-in handlers: it claims attempts from the
-//! `internal` queue exactly as a remote worker claims from its queue (owner =
-//! this replica), executes them with bounded concurrency, renews their
+//! This replica's runner for built-in handlers: it takes the `internal`
+//! attempts this replica's decisions lease to it eagerly, and claims the rest
+//! from the `internal` queue exactly as a remote worker claims from its queue
+//! (owner = this replica); it executes them with bounded concurrency, renews their
 //! leases while they run, and records the results through the kernel. A
 //! crashed replica's attempts return to `Ready` when their leases expire and
 //! another replica picks them up. The runner also drives the sweeper.

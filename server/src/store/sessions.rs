@@ -26,6 +26,8 @@ pub struct WorkerSessionRecord {
     pub sdk_version: String,
     pub connected_at: DateTime<Utc>,
     pub last_heartbeat: DateTime<Utc>,
+    /// Lease operations refused for a stale or foreign token.
+    pub fenced_operations: u64,
 }
 
 #[async_trait]
@@ -75,7 +77,7 @@ impl SessionStore for SqliteStore {
             sqlx::query(
                 "INSERT OR REPLACE INTO worker_sessions (session_id, replica, worker_id, name, \
                  queues, slots, leases_held, labels, sdk_version, connected_at, last_heartbeat, \
-                 seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 fenced_operations, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&session.session_id)
             .bind(replica)
@@ -88,6 +90,7 @@ impl SessionStore for SqliteStore {
             .bind(&session.sdk_version)
             .bind(micros(session.connected_at))
             .bind(micros(session.last_heartbeat))
+            .bind(session.fenced_operations as i64)
             .bind(micros(seen_at))
             .execute(&mut *tx)
             .await?;
@@ -103,7 +106,7 @@ impl SessionStore for SqliteStore {
         let mut tx = self.read_tx().await?;
         let rows = sqlx::query(
             "SELECT session_id, replica, worker_id, name, queues, slots, leases_held, labels, \
-             sdk_version, connected_at, last_heartbeat FROM worker_sessions \
+             sdk_version, connected_at, last_heartbeat, fenced_operations FROM worker_sessions \
              WHERE seen_at >= ? ORDER BY session_id",
         )
         .bind(micros(seen_after))
@@ -125,6 +128,7 @@ impl SessionStore for SqliteStore {
                     sdk_version: row.try_get("sdk_version")?,
                     connected_at: from_micros(row.try_get("connected_at")?)?,
                     last_heartbeat: from_micros(row.try_get("last_heartbeat")?)?,
+                    fenced_operations: row.try_get::<i64, _>("fenced_operations")?.max(0) as u64,
                 })
             })
             .collect()
@@ -151,16 +155,20 @@ impl SessionStore for PostgresStore {
         };
         sqlx::query(
             "INSERT INTO worker_sessions (session_id, replica, worker_id, name, queues, slots, \
-             leases_held, labels, sdk_version, connected_at, last_heartbeat, seen_at) \
+             leases_held, labels, sdk_version, connected_at, last_heartbeat, fenced_operations, \
+             seen_at) \
              SELECT s.session_id, $2, s.worker_id, s.name, s.queues::jsonb, s.slots, \
-             s.leases_held, s.labels::jsonb, s.sdk_version, s.connected_at, s.last_heartbeat, $3 \
+             s.leases_held, s.labels::jsonb, s.sdk_version, s.connected_at, s.last_heartbeat, \
+             s.fenced_operations, $3 \
              FROM UNNEST($1::text[], $4::text[], $5::text[], $6::text[], $7::int4[], \
-             $8::int4[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[]) \
+             $8::int4[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
+             $13::int8[]) \
              AS s(session_id, worker_id, name, queues, slots, leases_held, labels, \
-             sdk_version, connected_at, last_heartbeat) \
+             sdk_version, connected_at, last_heartbeat, fenced_operations) \
              ON CONFLICT (session_id) DO UPDATE SET replica = EXCLUDED.replica, \
              slots = EXCLUDED.slots, leases_held = EXCLUDED.leases_held, \
-             last_heartbeat = EXCLUDED.last_heartbeat, seen_at = EXCLUDED.seen_at",
+             last_heartbeat = EXCLUDED.last_heartbeat, \
+             fenced_operations = EXCLUDED.fenced_operations, seen_at = EXCLUDED.seen_at",
         )
         .bind(col(&|s| s.session_id.clone()))
         .bind(replica)
@@ -184,6 +192,12 @@ impl SessionStore for PostgresStore {
                 .map(|s| s.last_heartbeat)
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            sessions
+                .iter()
+                .map(|s| s.fenced_operations as i64)
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -196,8 +210,8 @@ impl SessionStore for PostgresStore {
     ) -> StoreResult<Vec<WorkerSessionRecord>> {
         let rows = sqlx::query(
             "SELECT session_id, replica, worker_id, name, queues::text AS queues, slots, \
-             leases_held, labels::text AS labels, sdk_version, connected_at, last_heartbeat \
-             FROM worker_sessions WHERE seen_at >= $1 ORDER BY session_id",
+             leases_held, labels::text AS labels, sdk_version, connected_at, last_heartbeat, \
+             fenced_operations FROM worker_sessions WHERE seen_at >= $1 ORDER BY session_id",
         )
         .bind(seen_after)
         .fetch_all(self.pool())
@@ -218,6 +232,7 @@ impl SessionStore for PostgresStore {
                     sdk_version: row.try_get("sdk_version")?,
                     connected_at: row.try_get("connected_at")?,
                     last_heartbeat: row.try_get("last_heartbeat")?,
+                    fenced_operations: row.try_get::<i64, _>("fenced_operations")?.max(0) as u64,
                 })
             })
             .collect()
