@@ -230,18 +230,7 @@ fn worker_chain(id: &str, queue: &str) -> pb::Chain {
 }
 
 async fn start_run(server: &TestServer, chain: pb::Chain, input: &str) -> pb::Run {
-    server
-        .runs()
-        .start_run(pb::StartRunRequest {
-            chain: Some(chain),
-            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value(
-                input,
-            ))),
-            ..Default::default()
-        })
-        .await
-        .expect("start run")
-        .into_inner()
+    start_tenant_run(server, chain, input, "", 0).await
 }
 
 async fn get_run(server: &TestServer, run_id: &str) -> pb::Run {
@@ -273,6 +262,18 @@ fn output_text(run: &pb::Run) -> String {
         Some(pb::value::Kind::Text(text)) => text,
         other => panic!("expected a text output, got {other:?}"),
     }
+}
+
+async fn list_workers(
+    server: &TestServer,
+    request: pb::ListWorkersRequest,
+) -> pb::ListWorkersResponse {
+    server
+        .workers()
+        .list_workers(request)
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 async fn attempts(server: &TestServer, run_id: &str) -> Vec<pb::TaskAttempt> {
@@ -372,12 +373,8 @@ async fn stale_and_foreign_tokens_are_rejected(server: TestServer) {
     let ack = worker.complete(&forged, "forged").await;
     assert!(!ack.accepted);
     assert_eq!(ack.code, "FAILED_PRECONDITION", "{ack:?}");
-    let sessions = server
-        .workers()
-        .list_workers(pb::ListWorkersRequest::default())
+    let sessions = list_workers(&server, pb::ListWorkersRequest::default())
         .await
-        .unwrap()
-        .into_inner()
         .workers;
     assert_eq!(
         sessions[0].fenced_operations, 1,
@@ -510,12 +507,8 @@ async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
         "re-offered within the heartbeat timeout plus lease expiry: {:?}",
         began.elapsed()
     );
-    let sessions = server
-        .workers()
-        .list_workers(pb::ListWorkersRequest::default())
+    let sessions = list_workers(&server, pb::ListWorkersRequest::default())
         .await
-        .unwrap()
-        .into_inner()
         .workers;
     assert_eq!(
         sessions
@@ -794,12 +787,8 @@ async fn list_workers_shows_sessions(server: TestServer) {
     )
     .await;
     let _b = Worker::connect(&server, hello("b", &["index"], 1)).await;
-    let all = server
-        .workers()
-        .list_workers(pb::ListWorkersRequest::default())
+    let all = list_workers(&server, pb::ListWorkersRequest::default())
         .await
-        .unwrap()
-        .into_inner()
         .workers;
     assert_eq!(all.len(), 2);
     let a = all.iter().find(|w| w.worker_id == "a").unwrap();
@@ -809,26 +798,24 @@ async fn list_workers_shows_sessions(server: TestServer) {
     assert_eq!(a.sdk_version, "taskloom-rust-tests/0");
     assert!(a.connect_time.is_some() && a.last_heartbeat_time.is_some());
     assert!(!a.replica.is_empty());
-    let search = server
-        .workers()
-        .list_workers(pb::ListWorkersRequest {
+    let search = list_workers(
+        &server,
+        pb::ListWorkersRequest {
             queue: "search".into(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .workers;
+        },
+    )
+    .await
+    .workers;
     assert_eq!(search.len(), 1);
-    let page = server
-        .workers()
-        .list_workers(pb::ListWorkersRequest {
+    let page = list_workers(
+        &server,
+        pb::ListWorkersRequest {
             page_size: 1,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     assert_eq!(page.workers.len(), 1);
     assert!(!page.next_page_token.is_empty());
 }
@@ -836,6 +823,7 @@ async fn list_workers_shows_sessions(server: TestServer) {
 async fn start_tenant_run(
     server: &TestServer,
     chain: pb::Chain,
+    input: &str,
     tenant: &str,
     priority: i32,
 ) -> pb::Run {
@@ -843,7 +831,9 @@ async fn start_tenant_run(
         .runs()
         .start_run(pb::StartRunRequest {
             chain: Some(chain),
-            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value("x"))),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value(
+                input,
+            ))),
             tenant: tenant.into(),
             priority,
             ..Default::default()
@@ -860,7 +850,7 @@ async fn queue_and_tenant_caps_hold(server: TestServer) {
     let mut worker = Worker::connect(&server, hello("w", &["capped", "open"], 10)).await;
     let mut runs = Vec::new();
     for _ in 0..5 {
-        runs.push(start_tenant_run(&server, worker_chain("capped", "capped"), "", 0).await);
+        runs.push(start_tenant_run(&server, worker_chain("capped", "capped"), "x", "", 0).await);
     }
     let mut held = Vec::new();
     while let Some(offer) = worker.offer(Duration::from_millis(800)).await {
@@ -869,9 +859,9 @@ async fn queue_and_tenant_caps_hold(server: TestServer) {
     assert_eq!(held.len(), 2, "queue cap 2");
     // The tenant cap: one of acme's runs at a time, others unaffected.
     for _ in 0..3 {
-        runs.push(start_tenant_run(&server, worker_chain("open", "open"), "acme", 0).await);
+        runs.push(start_tenant_run(&server, worker_chain("open", "open"), "x", "acme", 0).await);
     }
-    runs.push(start_tenant_run(&server, worker_chain("open", "open"), "other", 0).await);
+    runs.push(start_tenant_run(&server, worker_chain("open", "open"), "x", "other", 0).await);
     let mut open = Vec::new();
     while let Some(offer) = worker.offer(Duration::from_millis(800)).await {
         open.push(offer);
@@ -929,7 +919,7 @@ async fn queue_and_tenant_caps_hold(server: TestServer) {
 async fn priority_orders_offers(server: TestServer) {
     let mut by_priority = HashMap::new();
     for (priority, name) in [(1, "low"), (9, "high"), (5, "mid"), (9, "high-later")] {
-        let run = start_tenant_run(&server, worker_chain(name, "ordered"), "", priority).await;
+        let run = start_tenant_run(&server, worker_chain(name, "ordered"), "x", "", priority).await;
         by_priority.insert(run.id, name);
     }
     let mut worker = Worker::connect(&server, hello("w", &["ordered"], 1)).await;
