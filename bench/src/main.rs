@@ -91,6 +91,11 @@ struct Options {
     /// Clients of the `latency` scenario.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     latency_clients: u32,
+    /// Clients of the `workers` scenario's second phase, which checks the
+    /// enqueue→lease target (p50 at ≥ 2,000 tasks/s); the first phase runs
+    /// `--clients` for throughput.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    worker_latency_clients: u32,
     /// Open-loop pacing: schedule run i at i/RATE seconds and measure latency
     /// from the schedule (0 = closed loop, as fast as the clients go).
     #[arg(long, default_value_t = 0.0)]
@@ -375,28 +380,33 @@ async fn bench(
                 run_reports.push(report);
             }
             Scenario::Workers => {
-                eprintln!(
-                    "bench: workers: {} runs, {} workers × {} slots, {} clients…",
-                    options.runs, options.workers, options.worker_slots, options.clients
-                );
-                let meter = bench.meter();
-                let report = workers::drive(workers::WorkersPlan {
-                    connections: &bench.connections,
-                    addr: &server.addr,
-                    tag: &bench.tag,
-                    workers: options.workers,
-                    slots: options.worker_slots,
-                    runs: options.runs,
-                    clients: options.clients as usize,
-                    deadline: bench.deadline().into_std(),
-                    // The server's default; the bench does not change it.
-                    lease: Duration::from_secs(30),
-                })
-                .await?;
-                let resources = meter.finish(&bench.sampler, report.wall);
-                peak_kib = peak_kib.max(resources.server_peak_kib);
-                report::print_workers(&report, &resources);
-                workers_reports.push((report, resources));
+                // Throughput on `--clients`, then the latency target on
+                // `--worker-latency-clients` (as `single` and `latency`).
+                for clients in [options.clients, options.worker_latency_clients] {
+                    eprintln!(
+                        "bench: workers: {} runs, {} workers × {} slots, {} clients…",
+                        options.runs, options.workers, options.worker_slots, clients
+                    );
+                    let meter = bench.meter();
+                    let report = workers::drive(workers::WorkersPlan {
+                        connections: &bench.connections,
+                        addr: &server.addr,
+                        tag: &format!("{}-{clients}", bench.tag),
+                        workers: options.workers,
+                        slots: options.worker_slots,
+                        runs: options.runs,
+                        clients: clients as usize,
+                        deadline: bench.deadline().into_std(),
+                        // The server's default; the bench does not change it.
+                        lease: Duration::from_secs(30),
+                        rate: (options.rate > 0.0).then_some(options.rate),
+                    })
+                    .await?;
+                    let resources = meter.finish(&bench.sampler, report.wall);
+                    peak_kib = peak_kib.max(resources.server_peak_kib);
+                    report::print_workers(&report, &resources);
+                    workers_reports.push((report, resources));
+                }
             }
             Scenario::Inflight => {
                 let report = bench.inflight_scenario().await?;

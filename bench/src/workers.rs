@@ -18,6 +18,7 @@ use crate::drive::Connections;
 use crate::stats::Latencies;
 
 pub struct WorkersReport {
+    pub clients: usize,
     pub workers: u32,
     pub slots: u32,
     pub runs: usize,
@@ -47,6 +48,9 @@ pub struct WorkersPlan<'a> {
     pub deadline: Instant,
     /// The server's lease duration.
     pub lease: Duration,
+    /// Open-loop pacing (`--rate`): run i is scheduled at `i / rate` seconds
+    /// and enqueue→lease is measured from that schedule.
+    pub rate: Option<f64>,
 }
 
 pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
@@ -114,13 +118,21 @@ pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
         );
         let total = plan.runs;
         let deadline = plan.deadline;
+        let rate = plan.rate;
         clients.spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= total || Instant::now() > deadline {
                     return;
                 }
-                let sent = Instant::now();
+                let sent = match rate {
+                    Some(rate) => {
+                        let scheduled = begin + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
                 let result = runs
                     .start_run(pb::StartRunRequest {
                         chain_id: chain_id.clone(),
@@ -193,6 +205,7 @@ pub async fn drive(plan: WorkersPlan<'_>) -> Result<WorkersReport> {
         .filter_map(|(run_id, at)| Some(at.saturating_duration_since(*started.get(run_id)?)))
         .collect();
     Ok(WorkersReport {
+        clients: plan.clients,
         workers: plan.workers,
         slots: plan.slots,
         runs: plan.runs,

@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::Status;
 
-use crate::chain::Handler;
+use crate::chain::{CompiledChain, Handler};
 use crate::kernel::{
     ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure, TaskSuccess,
     value,
@@ -112,6 +112,10 @@ struct State {
     by_run: HashMap<String, HashSet<String>>,
     /// Round-robin start for eager slots.
     turn: usize,
+    /// Counts the signs that ready work may be waiting for a slot (ready
+    /// work left after a commit, a change on another replica, the safety
+    /// poll); see `Session::clean_at`.
+    ready_epoch: u64,
 }
 
 struct Session {
@@ -119,11 +123,25 @@ struct Session {
     /// Slots taken: leases held plus slots reserved for offers in flight.
     in_use: u32,
     outbox: mpsc::Sender<Result<pb::ServerMessage, Status>>,
+    /// The `ready_epoch` at the start of this session's last claim that
+    /// found less than it asked for: no ready work for it was left then.
+    /// A freed slot wakes the claim loop only if work may have become
+    /// ready since; most completions free a slot with nothing waiting, and
+    /// a claim transaction per completion was a third of PostgreSQL's work.
+    clean_at: Option<u64>,
+    /// Serves a capped queue or tenant-capped work: room under a cap comes
+    /// from leases settled anywhere, so every freed slot tries a claim.
+    capped: bool,
 }
 
 impl Session {
     fn free(&self) -> u32 {
         self.info.slots.saturating_sub(self.in_use)
+    }
+
+    /// Whether ready work may be waiting for this session's slots.
+    fn may_have_work(&self, ready_epoch: u64) -> bool {
+        self.capped || self.clean_at.is_none_or(|clean| clean < ready_epoch)
     }
 }
 
@@ -132,6 +150,16 @@ struct Held {
     session_id: String,
     run_id: String,
     token: String,
+    /// The chain and version the run pinned, when this replica leased the
+    /// attempt (not for leases re-attached at Hello): settling the lease
+    /// then needs no read of the run.
+    chain: Option<(String, i64)>,
+}
+
+/// A lease's run, and its pinned chain when known (see `Held::chain`).
+struct LeaseRun {
+    run_id: String,
+    chain: Option<(String, i64)>,
 }
 
 impl Dispatcher {
@@ -224,6 +252,9 @@ impl Dispatcher {
         };
         // The outbox is empty: this cannot fail.
         let _ = outbox.try_send(Ok(welcome));
+        let caps = &self.inner.kernel.config().caps;
+        let capped =
+            caps.limits_tenants() || hello.queues.iter().any(|queue| caps.queue(queue).is_some());
         {
             let mut state = self.state();
             let mut session = Session {
@@ -243,6 +274,8 @@ impl Dispatcher {
                 },
                 in_use: 0,
                 outbox,
+                clean_at: None,
+                capped,
             };
             for (attempt_id, run_id, token) in attach {
                 // A lease re-attached by an older session of this worker
@@ -264,6 +297,7 @@ impl Dispatcher {
                         session_id: session_id.clone(),
                         run_id,
                         token,
+                        chain: None,
                     },
                 );
             }
@@ -311,16 +345,30 @@ impl Dispatcher {
     }
 
     /// The run of an attempt, from this replica's leases or the store.
-    pub async fn run_of(&self, attempt_id: &str) -> Result<String, KernelError> {
+    async fn run_of(&self, attempt_id: &str) -> Result<LeaseRun, KernelError> {
         if let Some(held) = self.state().held.get(attempt_id) {
-            return Ok(held.run_id.clone());
+            return Ok(LeaseRun {
+                run_id: held.run_id.clone(),
+                chain: held.chain.clone(),
+            });
         }
         match self.inner.kernel.store().get_attempt(attempt_id).await {
-            Ok(attempt) => Ok(attempt.run_id),
+            Ok(attempt) => Ok(LeaseRun {
+                run_id: attempt.run_id,
+                chain: None,
+            }),
             Err(StoreError::NotFound { .. }) => Err(KernelError::NotFound(format!(
                 "attempt {attempt_id:?} not found"
             ))),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The chain version a lease's run pinned.
+    async fn chain_of(&self, lease: &LeaseRun) -> Result<Arc<CompiledChain>, KernelError> {
+        match &lease.chain {
+            Some((chain_id, version)) => self.inner.kernel.chain(chain_id, *version).await,
+            None => self.inner.kernel.run_chain(&lease.run_id).await,
         }
     }
 
@@ -329,12 +377,19 @@ impl Dispatcher {
     fn forget(&self, attempt_id: &str) {
         let mut state = self.state();
         if let Some(held) = state.held.remove(attempt_id) {
-            if let Some(session) = state.sessions.get_mut(&held.session_id) {
-                session.in_use = session.in_use.saturating_sub(1);
-            }
+            let ready_epoch = state.ready_epoch;
+            let wake = state
+                .sessions
+                .get_mut(&held.session_id)
+                .is_some_and(|session| {
+                    session.in_use = session.in_use.saturating_sub(1);
+                    session.may_have_work(ready_epoch)
+                });
             forget_run_attempt(&mut state, &held.run_id, attempt_id);
             drop(state);
-            self.inner.wake.notify_one();
+            if wake {
+                self.inner.wake.notify_one();
+            }
         }
     }
 
@@ -361,12 +416,19 @@ impl Dispatcher {
         token: &str,
         output: pb::Value,
     ) -> Result<(), KernelError> {
-        let run_id = self.run_of(attempt_id).await?;
+        let lease = self.run_of(attempt_id).await?;
+        let chain = self.chain_of(&lease).await?;
         self.settle(attempt_id, token);
         let result = self
             .inner
             .kernel
-            .complete(&run_id, attempt_id, token, TaskSuccess::output(output))
+            .complete_in(
+                chain,
+                &lease.run_id,
+                attempt_id,
+                token,
+                TaskSuccess::output(output),
+            )
             .await;
         self.count_rejection(&result);
         result.map(|_| ())
@@ -379,12 +441,14 @@ impl Dispatcher {
         token: &str,
         failure: TaskFailure,
     ) -> Result<bool, KernelError> {
-        let run_id = self.run_of(attempt_id).await?;
+        let lease = self.run_of(attempt_id).await?;
+        let chain = self.chain_of(&lease).await?;
         self.settle(attempt_id, token);
+        let run_id = lease.run_id;
         let result = self
             .inner
             .kernel
-            .fail(&run_id, attempt_id, token, failure)
+            .fail_in(chain, &run_id, attempt_id, token, failure)
             .await;
         self.count_rejection(&result);
         result?;
@@ -409,7 +473,7 @@ impl Dispatcher {
 
     /// Gives a lease back without spending a retry.
     pub async fn release(&self, attempt_id: &str, token: &str) -> Result<(), KernelError> {
-        let run_id = self.run_of(attempt_id).await?;
+        let run_id = self.run_of(attempt_id).await?.run_id;
         self.settle(attempt_id, token);
         let result = self
             .inner
@@ -427,7 +491,7 @@ impl Dispatcher {
         token: &str,
         extension: Duration,
     ) -> Result<DateTime<Utc>, KernelError> {
-        let run_id = self.run_of(attempt_id).await?;
+        let run_id = self.run_of(attempt_id).await?.run_id;
         let result = self
             .inner
             .kernel
@@ -445,7 +509,7 @@ impl Dispatcher {
         message: String,
         data: Option<prost_types::Struct>,
     ) -> Result<(), KernelError> {
-        let run_id = self.run_of(attempt_id).await?;
+        let run_id = self.run_of(attempt_id).await?.run_id;
         let result = self
             .inner
             .kernel
@@ -622,6 +686,7 @@ impl Dispatcher {
                         session_id: session_id.clone(),
                         run_id: run_id.clone(),
                         token: token.clone(),
+                        chain: Some((claimed.chain_id.clone(), claimed.chain_version)),
                     },
                 );
             }
@@ -703,11 +768,14 @@ impl Dispatcher {
             if busy {
                 continue;
             }
-            tokio::select! {
-                () = self.inner.kernel.worker_work_available() => {}
-                () = self.inner.wake.notified() => {}
-                () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+            let work_may_be_ready = tokio::select! {
+                () = self.inner.kernel.worker_work_available() => true,
+                () = self.inner.wake.notified() => false,
+                () = tokio::time::sleep(self.inner.config.poll_interval) => true,
                 _ = stop.changed() => return,
+            };
+            if work_may_be_ready {
+                self.state().ready_epoch += 1;
             }
         }
     }
@@ -715,12 +783,14 @@ impl Dispatcher {
     /// One claim per session with free slots; true if some claim was full
     /// (more may be waiting).
     async fn dispatch_round(&self) -> bool {
+        // Read before the claims: work made ready while they run bumps it.
+        let ready_epoch = self.state().ready_epoch;
         let wanting: Vec<(String, String, Vec<String>, u32)> = {
             let mut state = self.state();
             state
                 .sessions
                 .values_mut()
-                .filter(|s| s.free() > 0)
+                .filter(|s| s.free() > 0 && s.may_have_work(ready_epoch))
                 .map(|s| {
                     let take = s.free().min(MAX_CLAIM);
                     // Reserved until the claim returns.
@@ -736,19 +806,26 @@ impl Dispatcher {
         };
         let mut full = false;
         for (session_id, worker_id, queues, take) in wanting {
-            let claimed = match self.inner.kernel.claim(&queues, &worker_id, take).await {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(error = %error, "claiming attempts for a worker failed");
-                    Vec::new()
-                }
-            };
+            let (claimed, found_all) =
+                match self.inner.kernel.claim(&queues, &worker_id, take).await {
+                    Ok(claimed) => {
+                        let found_all = (claimed.len() as u32) < take;
+                        (claimed, found_all)
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "claiming attempts for a worker failed");
+                        (Vec::new(), false)
+                    }
+                };
             full |= claimed.len() as u32 == take;
             {
                 let mut state = self.state();
                 if let Some(session) = state.sessions.get_mut(&session_id) {
                     // Keep one slot per claimed attempt; give the rest back.
                     session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
+                    if found_all {
+                        session.clean_at = Some(ready_epoch);
+                    }
                 }
             }
             for attempt in claimed {

@@ -1042,7 +1042,7 @@ impl Kernel {
     }
 
     /// The chain version a run pinned.
-    async fn run_chain(&self, run_id: &str) -> KernelResult<Arc<CompiledChain>> {
+    pub async fn run_chain(&self, run_id: &str) -> KernelResult<Arc<CompiledChain>> {
         let run = self.get_run(run_id).await?;
         self.chain(&run.chain_id, run.chain_version).await
     }
