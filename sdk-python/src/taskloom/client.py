@@ -1,0 +1,632 @@
+"""The client: one `grpc.aio` channel, every service, typed errors, and
+helpers for the calls people make most."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2, message
+
+from taskloom.chains import ChainLike, chain_from
+from taskloom.errors import from_rpc_error
+from taskloom.values import ValueLike, json_value, to_value
+from taskloom.v1 import (
+    backend_pb2,
+    backend_pb2_grpc,
+    chain_pb2,
+    chain_pb2_grpc,
+    hook_pb2,
+    hook_pb2_grpc,
+    info_pb2,
+    info_pb2_grpc,
+    run_pb2,
+    run_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+#: Events after which a run's event stream ends.
+TERMINAL_EVENTS = frozenset(
+    {
+        run_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED,
+        run_pb2.RUN_EVENT_TYPE_RUN_FAILED,
+        run_pb2.RUN_EVENT_TYPE_RUN_CANCELLED,
+    }
+)
+
+#: Run statuses that end a run.
+TERMINAL_STATUSES = frozenset(
+    {run_pb2.RUN_STATUS_SUCCEEDED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED}
+)
+
+Request = TypeVar("Request", bound=message.Message)
+Response = TypeVar("Response")
+
+
+@dataclass(frozen=True)
+class Tls:
+    """TLS settings: PEM bytes; no root certificates = the system's."""
+
+    root_certificates: bytes | None = None
+    private_key: bytes | None = None
+    certificate_chain: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter, in seconds."""
+
+    initial: float = 0.1
+    maximum: float = 10.0
+
+    def delays(self) -> "Delays":
+        return Delays(self)
+
+
+class Delays:
+    """Successive backoff delays; `reset` after a success."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+        self._ceiling = backoff.initial
+
+    def next(self) -> float:
+        delay = random.uniform(0, self._ceiling)
+        self._ceiling = min(self._ceiling * 2, self._backoff.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._ceiling = self._backoff.initial
+
+
+def duration(value: float | timedelta) -> duration_pb2.Duration:
+    """Seconds or a `timedelta` as `google.protobuf.Duration`."""
+    message = duration_pb2.Duration()
+    message.FromTimedelta(value if isinstance(value, timedelta) else timedelta(seconds=value))
+    return message
+
+
+class Stubs:
+    """The generated stubs of every service, on one channel."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.chains = chain_pb2_grpc.ChainServiceStub(channel)
+        self.runs = run_pb2_grpc.RunServiceStub(channel)
+        self.backends = backend_pb2_grpc.BackendServiceStub(channel)
+        self.hooks = hook_pb2_grpc.HookServiceStub(channel)
+        self.workers = worker_pb2_grpc.WorkerServiceStub(channel)
+        self.info = info_pb2_grpc.InfoServiceStub(channel)
+
+
+class Client:
+    """A connection to a Taskloom server.
+
+    `address` is `host:port`, optionally with `http://` or `https://` (TLS).
+    `api_key` is sent as `authorization: Bearer <key>` on every call the SDK
+    makes (pass `client.metadata` when calling `client.stubs` directly).
+    Use as `async with Client(...) as client:` or call `close()`.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        api_key: str | None = None,
+        tls: Tls | bool | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        retries: int = 4,
+    ) -> None:
+        target, https = _parse_address(address)
+        if tls is None:
+            tls = https
+        channel_options = [
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            *options,
+        ]
+        if tls:
+            settings = tls if isinstance(tls, Tls) else Tls()
+            credentials = grpc.ssl_channel_credentials(
+                settings.root_certificates, settings.private_key, settings.certificate_chain
+            )
+            self._channel = grpc.aio.secure_channel(target, credentials, channel_options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, channel_options)
+        self.address = target
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+        self._retries = max(1, retries)
+        self.stubs = Stubs(self._channel)
+        self.chains = Chains(self)
+        self.runs = Runs(self)
+        self.backends = Backends(self)
+        self.hooks = Hooks(self)
+        self.workers = Workers(self)
+        self.info = Info(self)
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def call(
+        self,
+        rpc: Callable[..., Awaitable[Response]],
+        request: Request,
+        *,
+        timeout: float | None = None,
+    ) -> Response:
+        """Calls a unary RPC with the client's metadata and typed errors.
+
+        A request with an empty `request_id` gets a fresh one, which makes
+        it safe to retry: such calls, and reads (requests without one that
+        change nothing: Get/List/Validate), are retried on UNAVAILABLE.
+        """
+        fields = request.DESCRIPTOR.fields_by_name
+        retryable = "request_id" in fields or _is_read(request)
+        if "request_id" in fields and not getattr(request, "request_id"):
+            setattr(request, "request_id", str(uuid.uuid4()))
+        delays = Backoff(initial=0.05, maximum=1.0).delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await rpc(request, metadata=self.metadata, timeout=timeout)
+            except grpc.aio.AioRpcError as error:
+                unavailable = error.code() == grpc.StatusCode.UNAVAILABLE
+                if not (retryable and unavailable and attempt < self._retries):
+                    raise from_rpc_error(error) from None
+            await asyncio.sleep(delays.next())
+
+
+def _parse_address(address: str) -> tuple[str, bool]:
+    for scheme, https in (("https://", True), ("http://", False)):
+        if address.startswith(scheme):
+            return address[len(scheme) :].rstrip("/"), https
+    return address, False
+
+
+def _is_read(request: message.Message) -> bool:
+    name = request.DESCRIPTOR.name
+    return name.startswith(("Get", "List", "Validate"))
+
+
+class _Service:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._stubs = client.stubs
+
+
+class Chains(_Service):
+    """ChainService: chain definitions, versioned."""
+
+    async def create(self, chain: ChainLike, *, request_id: str = "") -> chain_pb2.Chain:
+        request = chain_pb2.CreateChainRequest(chain=chain_from(chain), request_id=request_id)
+        return await self._client.call(self._stubs.chains.CreateChain, request)
+
+    async def get(self, chain_id: str, *, version: int = 0) -> chain_pb2.Chain:
+        request = chain_pb2.GetChainRequest(id=chain_id, version=version)
+        return await self._client.call(self._stubs.chains.GetChain, request)
+
+    async def list(self, *, page_size: int = 0, page_token: str = "") -> chain_pb2.ListChainsResponse:
+        request = chain_pb2.ListChainsRequest(page_size=page_size, page_token=page_token)
+        return await self._client.call(self._stubs.chains.ListChains, request)
+
+    async def versions(
+        self, chain_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> chain_pb2.ListChainVersionsResponse:
+        request = chain_pb2.ListChainVersionsRequest(
+            id=chain_id, page_size=page_size, page_token=page_token
+        )
+        return await self._client.call(self._stubs.chains.ListChainVersions, request)
+
+    async def update(
+        self, chain: ChainLike, *, etag: str = "", request_id: str = ""
+    ) -> chain_pb2.Chain:
+        request = chain_pb2.UpdateChainRequest(
+            chain=chain_from(chain), etag=etag, request_id=request_id
+        )
+        return await self._client.call(self._stubs.chains.UpdateChain, request)
+
+    async def delete(self, chain_id: str, *, etag: str = "") -> None:
+        request = chain_pb2.DeleteChainRequest(id=chain_id, etag=etag)
+        await self._client.call(self._stubs.chains.DeleteChain, request)
+
+    async def validate(self, chain: ChainLike) -> chain_pb2.ValidateChainResponse:
+        request = chain_pb2.ValidateChainRequest(chain=chain_from(chain))
+        return await self._client.call(self._stubs.chains.ValidateChain, request)
+
+
+class Runs(_Service):
+    """RunService: start, observe and steer runs."""
+
+    async def start(
+        self,
+        chain_id: str = "",
+        *,
+        chain: ChainLike | None = None,
+        chain_version: int = 0,
+        input: ValueLike = None,
+        input_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
+        tenant: str = "",
+        request_id: str = "",
+    ) -> run_pb2.Run:
+        """Starts a run of a stored chain (`chain_id`) or an inline `chain`.
+
+        `input` is a Python value (see `to_value`); with `input_type` it is
+        sent as JSON and interpreted by the server (`string`, `json`, …).
+        """
+        request = run_pb2.StartRunRequest(
+            chain_id=chain_id,
+            chain_version=chain_version,
+            labels=dict(labels or {}),
+            priority=priority,
+            tenant=tenant,
+            request_id=request_id,
+        )
+        if chain is not None:
+            request.chain.CopyFrom(chain_from(chain))
+        _set_input(request, input, input_type)
+        return await self._client.call(self._stubs.runs.StartRun, request)
+
+    async def execute(
+        self,
+        chain_id: str = "",
+        *,
+        chain: ChainLike | None = None,
+        chain_version: int = 0,
+        input: ValueLike = None,
+        input_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
+        tenant: str = "",
+        request_id: str = "",
+        wait_timeout: float | timedelta | None = None,
+    ) -> run_pb2.ExecuteChainResponse:
+        """Starts a run and waits for its output and per-task trace."""
+        request = run_pb2.ExecuteChainRequest(
+            chain_id=chain_id,
+            chain_version=chain_version,
+            labels=dict(labels or {}),
+            priority=priority,
+            tenant=tenant,
+            request_id=request_id,
+        )
+        if chain is not None:
+            request.chain.CopyFrom(chain_from(chain))
+        if wait_timeout is not None:
+            request.wait_timeout.CopyFrom(duration(wait_timeout))
+        _set_input(request, input, input_type)
+        return await self._client.call(self._stubs.runs.ExecuteChain, request)
+
+    async def get(self, run_id: str) -> run_pb2.Run:
+        return await self._client.call(self._stubs.runs.GetRun, run_pb2.GetRunRequest(id=run_id))
+
+    async def list(
+        self,
+        *,
+        statuses: Sequence[run_pb2.RunStatus.ValueType] = (),
+        chain_id: str = "",
+        labels: Mapping[str, str] | None = None,
+        tenant: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> run_pb2.ListRunsResponse:
+        request = run_pb2.ListRunsRequest(
+            statuses=builtins.list(statuses),
+            chain_id=chain_id,
+            labels=dict(labels or {}),
+            tenant=tenant,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._client.call(self._stubs.runs.ListRuns, request)
+
+    async def events(self, run_id: str, *, after_seq: int = 0) -> builtins.list[run_pb2.RunEvent]:
+        """Every stored event of a run after `after_seq`, in order."""
+        events: builtins.list[run_pb2.RunEvent] = []
+        token = ""
+        while True:
+            request = run_pb2.ListRunEventsRequest(
+                run_id=run_id, after_seq=after_seq, page_size=500, page_token=token
+            )
+            page = await self._client.call(self._stubs.runs.ListRunEvents, request)
+            events.extend(page.events)
+            token = page.next_page_token
+            if not token:
+                return events
+
+    async def attempts(self, run_id: str) -> builtins.list[run_pb2.TaskAttempt]:
+        """Every task attempt of a run, in order."""
+        attempts: builtins.list[run_pb2.TaskAttempt] = []
+        token = ""
+        while True:
+            request = run_pb2.ListRunAttemptsRequest(run_id=run_id, page_size=500, page_token=token)
+            page = await self._client.call(self._stubs.runs.ListRunAttempts, request)
+            attempts.extend(page.attempts)
+            token = page.next_page_token
+            if not token:
+                return attempts
+
+    async def cancel(self, run_id: str, *, reason: str = "", request_id: str = "") -> run_pb2.Run:
+        request = run_pb2.CancelRunRequest(id=run_id, reason=reason, request_id=request_id)
+        return await self._client.call(self._stubs.runs.CancelRun, request)
+
+    async def pause(
+        self, run_id: str, *, cancel_running: bool = False, request_id: str = ""
+    ) -> run_pb2.Run:
+        request = run_pb2.PauseRunRequest(
+            id=run_id, cancel_running=cancel_running, request_id=request_id
+        )
+        return await self._client.call(self._stubs.runs.PauseRun, request)
+
+    async def resume(self, run_id: str, *, request_id: str = "") -> run_pb2.Run:
+        request = run_pb2.ResumeRunRequest(id=run_id, request_id=request_id)
+        return await self._client.call(self._stubs.runs.ResumeRun, request)
+
+    async def retry(self, run_id: str, *, request_id: str = "") -> run_pb2.Run:
+        request = run_pb2.RetryRunRequest(id=run_id, request_id=request_id)
+        return await self._client.call(self._stubs.runs.RetryRun, request)
+
+    async def replay(self, run_id: str) -> run_pb2.ReplayRunResponse:
+        request = run_pb2.ReplayRunRequest(id=run_id)
+        return await self._client.call(self._stubs.runs.ReplayRun, request)
+
+    async def submit_input(
+        self, run_id: str, task_id: str, answer: ValueLike, *, request_id: str = ""
+    ) -> run_pb2.Run:
+        """Answers the `human_input` task a run waits on."""
+        request = run_pb2.SubmitInputRequest(
+            run_id=run_id, task_id=task_id, typed_input=to_value(answer), request_id=request_id
+        )
+        return await self._client.call(self._stubs.runs.SubmitInput, request)
+
+    async def watch(
+        self,
+        run_id: str,
+        *,
+        after_seq: int = 0,
+        include_deltas: bool = False,
+        backoff: Backoff = Backoff(initial=0.1, maximum=5.0),
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        """A run's events after `after_seq` (stored ones, then live ones),
+        ending after the terminal event.
+
+        If the stream drops (UNAVAILABLE: a restart, a lost connection) it
+        reconnects with backoff and resumes after the last stored event it
+        delivered, so each stored event arrives once, in order. Token deltas
+        (`include_deltas`) are live only: those sent while disconnected are
+        lost, the stored events they led to are not.
+        """
+        last_seq = after_seq
+        delays = backoff.delays()
+        while True:
+            request = run_pb2.WatchRunRequest(
+                run_id=run_id, after_seq=last_seq, include_deltas=include_deltas
+            )
+            stream = self._stubs.runs.WatchRun(request, metadata=self._client.metadata)
+            try:
+                async for event in stream:
+                    delays.reset()
+                    if event.type == run_pb2.RUN_EVENT_TYPE_TOKEN_DELTA:
+                        yield event
+                        continue
+                    if event.seq <= last_seq:
+                        continue
+                    last_seq = event.seq
+                    yield event
+                    if event.type in TERMINAL_EVENTS:
+                        return
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise from_rpc_error(error) from None
+            finally:
+                stream.cancel()
+            # Ended without a terminal event (the server shut down, the
+            # connection dropped): resume.
+            await asyncio.sleep(delays.next())
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> run_pb2.Run:
+        """Waits until the run ends and returns it; `asyncio.TimeoutError`
+        after `timeout` seconds."""
+
+        async def ended() -> run_pb2.Run:
+            run = await self.get(run_id)
+            if run.status not in TERMINAL_STATUSES:
+                async for _ in self.watch(run_id):
+                    pass
+                run = await self.get(run_id)
+            return run
+
+        return await asyncio.wait_for(ended(), timeout)
+
+
+def _set_input(
+    request: run_pb2.StartRunRequest | run_pb2.ExecuteChainRequest,
+    value: ValueLike,
+    input_type: str,
+) -> None:
+    if value is None and not input_type:
+        return
+    if input_type:
+        request.input_type = input_type
+        request.input.CopyFrom(json_value(value))
+    else:
+        request.typed_input.CopyFrom(to_value(value))
+
+
+class Workers(_Service):
+    """WorkerService's unary calls (`Worker` holds the streams)."""
+
+    async def list(
+        self, *, queue: str = "", page_size: int = 0, page_token: str = ""
+    ) -> worker_pb2.ListWorkersResponse:
+        request = worker_pb2.ListWorkersRequest(
+            queue=queue, page_size=page_size, page_token=page_token
+        )
+        return await self._client.call(self._stubs.workers.ListWorkers, request)
+
+    async def dead_letters(
+        self, *, queue: str = "", page_size: int = 0, page_token: str = ""
+    ) -> worker_pb2.ListDeadLettersResponse:
+        request = worker_pb2.ListDeadLettersRequest(
+            queue=queue, page_size=page_size, page_token=page_token
+        )
+        return await self._client.call(self._stubs.workers.ListDeadLetters, request)
+
+    async def complete(self, attempt_id: str, lease_token: str, output: ValueLike) -> None:
+        """Completes a leased attempt outside a stream."""
+        request = worker_pb2.CompleteTaskRequest(
+            attempt_id=attempt_id, lease_token=lease_token, output=to_value(output)
+        )
+        await self._client.call(self._stubs.workers.CompleteTask, request)
+
+    async def fail(
+        self,
+        attempt_id: str,
+        lease_token: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_delay: float | timedelta | None = None,
+    ) -> bool:
+        """Fails a leased attempt outside a stream; tells whether another
+        attempt was scheduled."""
+        request = worker_pb2.FailTaskRequest(
+            attempt_id=attempt_id, lease_token=lease_token, message=message, retryable=retryable
+        )
+        if retry_delay is not None:
+            request.retry_delay.CopyFrom(duration(retry_delay))
+        response: worker_pb2.FailTaskResponse = await self._client.call(
+            self._stubs.workers.FailTask, request
+        )
+        return response.will_retry
+
+    async def extend_lease(
+        self, attempt_id: str, lease_token: str, extension: float | timedelta
+    ) -> worker_pb2.ExtendLeaseResponse:
+        request = worker_pb2.ExtendLeaseRequest(
+            attempt_id=attempt_id, lease_token=lease_token, extension=duration(extension)
+        )
+        return await self._client.call(self._stubs.workers.ExtendLease, request)
+
+
+class Info(_Service):
+    """InfoService: the server's version and features."""
+
+    async def version(self) -> info_pb2.GetVersionResponse:
+        return await self._client.call(self._stubs.info.GetVersion, info_pb2.GetVersionRequest())
+
+
+class Hooks(_Service):
+    """HookService: the HTTP endpoints `hook` tasks call."""
+
+    async def create(self, hook: hook_pb2.Hook, *, request_id: str = "") -> hook_pb2.Hook:
+        request = hook_pb2.CreateHookRequest(hook=hook, request_id=request_id)
+        return await self._client.call(self._stubs.hooks.CreateHook, request)
+
+    async def get(self, name: str) -> hook_pb2.Hook:
+        return await self._client.call(self._stubs.hooks.GetHook, hook_pb2.GetHookRequest(name=name))
+
+    async def list(self, *, page_size: int = 0, page_token: str = "") -> hook_pb2.ListHooksResponse:
+        request = hook_pb2.ListHooksRequest(page_size=page_size, page_token=page_token)
+        return await self._client.call(self._stubs.hooks.ListHooks, request)
+
+    async def update(self, request: hook_pb2.UpdateHookRequest) -> hook_pb2.Hook:
+        return await self._client.call(self._stubs.hooks.UpdateHook, request)
+
+    async def delete(self, name: str, *, etag: str = "") -> None:
+        request = hook_pb2.DeleteHookRequest(name=name, etag=etag)
+        await self._client.call(self._stubs.hooks.DeleteHook, request)
+
+
+class Backends(_Service):
+    """BackendService: model providers, pools and declared models. Each
+    method takes the RPC's request message (all fields are optional
+    keyword arguments of the message constructors)."""
+
+    async def create_backend(self, request: backend_pb2.CreateBackendRequest) -> backend_pb2.Backend:
+        return await self._client.call(self._stubs.backends.CreateBackend, request)
+
+    async def get_backend(self, backend_id: str) -> backend_pb2.Backend:
+        request = backend_pb2.GetBackendRequest(id=backend_id)
+        return await self._client.call(self._stubs.backends.GetBackend, request)
+
+    async def list_backends(
+        self, request: backend_pb2.ListBackendsRequest | None = None
+    ) -> backend_pb2.ListBackendsResponse:
+        request = request or backend_pb2.ListBackendsRequest()
+        return await self._client.call(self._stubs.backends.ListBackends, request)
+
+    async def update_backend(self, request: backend_pb2.UpdateBackendRequest) -> backend_pb2.Backend:
+        return await self._client.call(self._stubs.backends.UpdateBackend, request)
+
+    async def delete_backend(self, request: backend_pb2.DeleteBackendRequest) -> None:
+        await self._client.call(self._stubs.backends.DeleteBackend, request)
+
+    async def create_pool(self, request: backend_pb2.CreatePoolRequest) -> backend_pb2.Pool:
+        return await self._client.call(self._stubs.backends.CreatePool, request)
+
+    async def get_pool(self, pool_id: str) -> backend_pb2.Pool:
+        request = backend_pb2.GetPoolRequest(id=pool_id)
+        return await self._client.call(self._stubs.backends.GetPool, request)
+
+    async def list_pools(
+        self, request: backend_pb2.ListPoolsRequest | None = None
+    ) -> backend_pb2.ListPoolsResponse:
+        request = request or backend_pb2.ListPoolsRequest()
+        return await self._client.call(self._stubs.backends.ListPools, request)
+
+    async def delete_pool(self, request: backend_pb2.DeletePoolRequest) -> None:
+        await self._client.call(self._stubs.backends.DeletePool, request)
+
+    async def assign_backend_to_pool(self, pool_id: str, backend_id: str) -> None:
+        request = backend_pb2.AssignBackendToPoolRequest(pool_id=pool_id, backend_id=backend_id)
+        await self._client.call(self._stubs.backends.AssignBackendToPool, request)
+
+    async def remove_backend_from_pool(self, pool_id: str, backend_id: str) -> None:
+        request = backend_pb2.RemoveBackendFromPoolRequest(pool_id=pool_id, backend_id=backend_id)
+        await self._client.call(self._stubs.backends.RemoveBackendFromPool, request)
+
+    async def list_pool_backends(self, pool_id: str) -> backend_pb2.ListBackendsResponse:
+        request = backend_pb2.ListPoolBackendsRequest(pool_id=pool_id)
+        return await self._client.call(self._stubs.backends.ListPoolBackends, request)
+
+    async def create_model(self, request: backend_pb2.CreateModelRequest) -> backend_pb2.Model:
+        return await self._client.call(self._stubs.backends.CreateModel, request)
+
+    async def list_models(
+        self, request: backend_pb2.ListModelsRequest | None = None
+    ) -> backend_pb2.ListModelsResponse:
+        request = request or backend_pb2.ListModelsRequest()
+        return await self._client.call(self._stubs.backends.ListModels, request)
+
+    async def assign_model_to_pool(self, pool_id: str, model: str) -> None:
+        request = backend_pb2.AssignModelToPoolRequest(pool_id=pool_id, model=model)
+        await self._client.call(self._stubs.backends.AssignModelToPool, request)
+
+    async def execute_prompt(
+        self, request: backend_pb2.ExecutePromptRequest
+    ) -> backend_pb2.ExecutePromptResponse:
+        return await self._client.call(self._stubs.backends.ExecutePrompt, request)
+
+    async def embed(self, request: backend_pb2.EmbedRequest) -> backend_pb2.EmbedResponse:
+        return await self._client.call(self._stubs.backends.Embed, request)
+
