@@ -86,7 +86,7 @@ esac
 LABEL="smoke ($EXPECTED_STORE)"
 
 command -v jq >/dev/null || die "jq is needed for the JSON checks"
-run_logged "$SMOKE_TMP/tools.log" ensure_grpcurl || die "could not install grpcurl"
+run_logged "$SMOKE_TMP/tools.log" ensure_python_tools || die "could not install grpcurl"
 use_test_tools
 
 # ---- steps and assertions -------------------------------------------------

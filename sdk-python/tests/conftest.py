@@ -32,7 +32,9 @@ FAST = [
 def server_binary() -> str:
     binary = os.environ.get("TASKLOOM_BIN") or str(REPO / "target" / "debug" / "taskloom")
     if not Path(binary).is_file():
-        raise RuntimeError(f"no taskloom binary at {binary}: build it with cargo build -p taskloom-server")
+        raise RuntimeError(
+            f"no taskloom binary at {binary}: build it with cargo build -p taskloom-server"
+        )
     return binary
 
 

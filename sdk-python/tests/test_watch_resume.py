@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import Server, worker_chain
+
 from taskloom import Client, Task, Worker
 from taskloom.v1 import run_pb2
-
-from conftest import Server, worker_chain
 
 
 async def test_watch_resumes_after_the_server_restarts(server: Server) -> None:

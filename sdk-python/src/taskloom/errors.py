@@ -182,7 +182,9 @@ _BY_CODE: dict[grpc.StatusCode, type[TaskloomError]] = {
 }
 
 
-def error_for(code: grpc.StatusCode, message: str, details: ErrorDetails | None = None) -> TaskloomError:
+def error_for(
+    code: grpc.StatusCode, message: str, details: ErrorDetails | None = None
+) -> TaskloomError:
     """The typed error for a status code."""
     return _BY_CODE.get(code, Unknown)(message, details)
 
@@ -196,7 +198,11 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> TaskloomError:
 def decode_details(trailing: Sequence[tuple[str, str | bytes]]) -> ErrorDetails:
     """Decodes the `grpc-status-details-bin` trailer (a `google.rpc.Status`)."""
     blob = next(
-        (value for key, value in trailing if key == _STATUS_DETAILS_KEY and isinstance(value, bytes)),
+        (
+            value
+            for key, value in trailing
+            if key == _STATUS_DETAILS_KEY and isinstance(value, bytes)
+        ),
         None,
     )
     if blob is None:
@@ -224,7 +230,8 @@ def decode_details(trailing: Sequence[tuple[str, str | bytes]]) -> ErrorDetails:
             resource_type, resource_name = resource.resource_type, resource.resource_name
         elif detail.Unpack(precondition):
             violations.extend(
-                PreconditionViolation(v.type, v.subject, v.description) for v in precondition.violations
+                PreconditionViolation(v.type, v.subject, v.description)
+                for v in precondition.violations
             )
     return ErrorDetails(
         reason=reason,

@@ -28,10 +28,10 @@ import grpc
 from google.protobuf import struct_pb2
 
 from taskloom import __version__
-from taskloom.client import Backoff, Client, duration
+from taskloom.client import WORKER_BACKOFF, Backoff, Client, duration
 from taskloom.errors import InvalidArgument, TaskloomError, from_rpc_error
-from taskloom.values import from_value, to_value
 from taskloom.v1 import common_pb2, worker_pb2
+from taskloom.values import from_value, to_value
 
 log = logging.getLogger("taskloom.worker")
 
@@ -163,7 +163,7 @@ class Worker:
         worker_id: str | None = None,
         name: str = "",
         labels: Mapping[str, str] | None = None,
-        backoff: Backoff = Backoff(initial=0.1, maximum=10.0),
+        backoff: Backoff = WORKER_BACKOFF,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
@@ -313,7 +313,9 @@ class Worker:
                 try:
                     message = await asyncio.wait_for(stream.read(), silence_limit)
                 except asyncio.TimeoutError:
-                    log.warning("no message from the server for %.1f s; reconnecting", silence_limit)
+                    log.warning(
+                        "no message from the server for %.1f s; reconnecting", silence_limit
+                    )
                     return welcomed
                 if message is grpc.aio.EOF:
                     return welcomed
@@ -368,7 +370,9 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             active = [_lease(r.offer) for r in self._running.values()]
-            outbox.put_nowait(worker_pb2.WorkerMessage(heartbeat=worker_pb2.Heartbeat(active=active)))
+            outbox.put_nowait(
+                worker_pb2.WorkerMessage(heartbeat=worker_pb2.Heartbeat(active=active))
+            )
 
     def _offered(self, offer: worker_pb2.LeaseOffer) -> None:
         handler = self._handlers.get(offer.queue)
@@ -389,7 +393,9 @@ class Worker:
     def _acknowledged(self, ack: worker_pb2.Ack) -> None:
         attempt_id = ack.lease.attempt_id
         if not ack.accepted:
-            log.warning("server refused a message about %s: %s %s", attempt_id, ack.code, ack.message)
+            log.warning(
+                "server refused a message about %s: %s %s", attempt_id, ack.code, ack.message
+            )
         if self._unacked.pop(attempt_id, None) is not None:
             self._acked.set()
 
@@ -409,7 +415,9 @@ class Worker:
                 value = to_value(output)
             except (TypeError, ValueError) as error:
                 # Retrying would return the same thing.
-                result = _failure(lease, f"the handler's result cannot be sent: {error}", False, None)
+                result = _failure(
+                    lease, f"the handler's result cannot be sent: {error}", False, None
+                )
             else:
                 result = worker_pb2.WorkerMessage(
                     complete=worker_pb2.Completion(lease=lease, output=value)
