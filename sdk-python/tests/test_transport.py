@@ -1,0 +1,123 @@
+"""Transport options against an in-process gRPC server that records what
+arrives: TLS with a private CA, and the API key on every kind of call.
+(The taskloom server itself does not serve TLS or check keys yet.)"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from taskloom import Client, Tls, Unavailable
+from taskloom.v1 import info_pb2, info_pb2_grpc, run_pb2, run_pb2_grpc
+
+
+def self_signed() -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1 and localhost, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+@dataclass
+class Recorder:
+    """Answers GetVersion and WatchRun (the generated servicer bases are
+    abstract over every method), recording each call's authorization."""
+
+    authorizations: list[str] = field(default_factory=list)
+
+    def saw(self, context: grpc.aio.ServicerContext) -> None:
+        metadata = dict(context.invocation_metadata() or ())
+        self.authorizations.append(str(metadata.get("authorization", "")))
+
+    async def GetVersion(
+        self, request: info_pb2.GetVersionRequest, context: grpc.aio.ServicerContext
+    ) -> info_pb2.GetVersionResponse:
+        self.saw(context)
+        return info_pb2.GetVersionResponse(version="recorder")
+
+    async def WatchRun(
+        self, request: run_pb2.WatchRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        self.saw(context)
+        yield run_pb2.RunEvent(
+            run_id=request.run_id, seq=1, type=run_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED
+        )
+
+
+async def serve(recorder: Recorder, tls: tuple[bytes, bytes] | None) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    info_pb2_grpc.add_InfoServiceServicer_to_server(recorder, server)  # type: ignore[arg-type]
+    run_pb2_grpc.add_RunServiceServicer_to_server(recorder, server)  # type: ignore[arg-type]
+    if tls is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        certificate, key = tls
+        credentials = grpc.ssl_server_credentials([(key, certificate)])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    await server.start()
+    return server, port
+
+
+async def test_tls_with_a_private_ca_and_an_api_key() -> None:
+    certificate, key = self_signed()
+    recorder = Recorder()
+    server, port = await serve(recorder, (certificate, key))
+    try:
+        tls = Tls(root_certificates=certificate)
+        async with Client(f"https://127.0.0.1:{port}", tls=tls, api_key="s3cret") as client:
+            assert (await client.info.version()).version == "recorder"
+            events = [e async for e in client.runs.watch("r1")]
+            assert [e.type for e in events] == [run_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED]
+        assert recorder.authorizations == ["Bearer s3cret", "Bearer s3cret"]
+
+        # Without the CA the server's certificate is not trusted.
+        async with Client(f"https://127.0.0.1:{port}", retries=1) as untrusting:
+            with pytest.raises(Unavailable):
+                await untrusting.info.version()
+    finally:
+        await server.stop(None)
+
+
+async def test_plaintext_without_a_key_sends_no_authorization() -> None:
+    recorder = Recorder()
+    server, port = await serve(recorder, None)
+    try:
+        async with Client(f"http://127.0.0.1:{port}") as client:
+            await client.info.version()
+        assert recorder.authorizations == [""]
+    finally:
+        await server.stop(None)
