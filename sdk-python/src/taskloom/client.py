@@ -282,17 +282,19 @@ class Runs(_Service):
         `input` is a Python value (see `to_value`); with `input_type` it is
         sent as JSON and interpreted by the server (`string`, `json`, …).
         """
-        request = run_pb2.StartRunRequest(
-            chain_id=chain_id,
-            chain_version=chain_version,
-            labels=dict(labels or {}),
-            priority=priority,
-            tenant=tenant,
-            request_id=request_id,
+        request = _run_request(
+            run_pb2.StartRunRequest(
+                chain_id=chain_id,
+                chain_version=chain_version,
+                labels=labels,
+                priority=priority,
+                tenant=tenant,
+                request_id=request_id,
+            ),
+            chain,
+            input,
+            input_type,
         )
-        if chain is not None:
-            request.chain.CopyFrom(chain_from(chain))
-        _set_input(request, input, input_type)
         return await self._client.call(self._stubs.runs.StartRun, request)
 
     async def execute(
@@ -310,19 +312,20 @@ class Runs(_Service):
         wait_timeout: float | timedelta | None = None,
     ) -> run_pb2.ExecuteChainResponse:
         """Starts a run and waits for its output and per-task trace."""
-        request = run_pb2.ExecuteChainRequest(
-            chain_id=chain_id,
-            chain_version=chain_version,
-            labels=dict(labels or {}),
-            priority=priority,
-            tenant=tenant,
-            request_id=request_id,
+        request = _run_request(
+            run_pb2.ExecuteChainRequest(
+                chain_id=chain_id,
+                chain_version=chain_version,
+                labels=labels,
+                priority=priority,
+                tenant=tenant,
+                request_id=request_id,
+                wait_timeout=None if wait_timeout is None else duration(wait_timeout),
+            ),
+            chain,
+            input,
+            input_type,
         )
-        if chain is not None:
-            request.chain.CopyFrom(chain_from(chain))
-        if wait_timeout is not None:
-            request.wait_timeout.CopyFrom(duration(wait_timeout))
-        _set_input(request, input, input_type)
         return await self._client.call(self._stubs.runs.ExecuteChain, request)
 
     async def get(self, run_id: str) -> run_pb2.Run:
@@ -467,18 +470,22 @@ class Runs(_Service):
         return await asyncio.wait_for(ended(), timeout)
 
 
-def _set_input(
-    request: run_pb2.StartRunRequest | run_pb2.ExecuteChainRequest,
-    value: ValueLike,
-    input_type: str,
-) -> None:
-    if value is None and not input_type:
-        return
+RunRequest = TypeVar("RunRequest", run_pb2.StartRunRequest, run_pb2.ExecuteChainRequest)
+
+
+def _run_request(
+    request: RunRequest, chain: ChainLike | None, value: ValueLike, input_type: str
+) -> RunRequest:
+    """Adds the inline chain and the input (typed, or JSON read as
+    `input_type`) to a StartRun or ExecuteChain request."""
+    if chain is not None:
+        request.chain.CopyFrom(chain_from(chain))
     if input_type:
         request.input_type = input_type
         request.input.CopyFrom(json_value(value))
-    else:
+    elif value is not None:
         request.typed_input.CopyFrom(to_value(value))
+    return request
 
 
 class Workers(_Service):
