@@ -263,3 +263,36 @@ async def test_bad_worker_configuration(client: Client) -> None:
     with pytest.raises(InvalidArgument) as refused:
         await worker.run()
     assert [v.field for v in refused.value.field_violations] == ["hello.queues[0]"]
+
+
+async def test_reconnect_reattaches_a_running_lease(client: Client, server: Server) -> None:
+    worker = Worker(client, slots=1)
+    started = asyncio.Event()
+    executions = 0
+
+    @worker.task("survivor")
+    async def survive(task: Task) -> str:
+        nonlocal executions
+        executions += 1
+        started.set()
+        await asyncio.sleep(1.0)
+        return "finished across a restart"
+
+    async with Serving(worker):
+        run = await client.runs.start(chain=worker_chain("survivor", "survivor"))
+        await asyncio.wait_for(started.wait(), 10)
+        first_session = worker.session_id
+        # The server dies under the running task and comes back well within
+        # the 2 s lease: the worker reconnects and names the lease in Hello.
+        server.kill()
+        server.start()
+        done = await client.runs.wait(run.id, timeout=15)
+        assert worker.session_id != first_session
+    assert done.status == run_pb2.RUN_STATUS_SUCCEEDED
+    assert from_value(done.output) == "finished across a restart"
+    assert executions == 1
+    attempts = await client.runs.attempts(run.id)
+    assert [a.attempt for a in attempts] == [1]
+    kinds = [e.type for e in await client.runs.events(run.id)]
+    assert kinds.count(run_pb2.RUN_EVENT_TYPE_TASK_STARTED) == 1
+    assert run_pb2.RUN_EVENT_TYPE_LEASE_EXPIRED not in kinds
