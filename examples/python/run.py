@@ -24,12 +24,10 @@ CHAIN = Path(__file__).resolve().parent.parent / "research.json"
 async def register_backend(client: Client, url: str, model: str) -> None:
     try:
         backend = await client.backends.create_backend(
-            backend_pb2.CreateBackendRequest(
-                backend=backend_pb2.Backend(
-                    name="example-model",
-                    type=backend_pb2.BACKEND_TYPE_OPENAI_COMPATIBLE,
-                    base_url=url,
-                )
+            backend_pb2.Backend(
+                name="example-model",
+                type=backend_pb2.BACKEND_TYPE_OPENAI_COMPATIBLE,
+                base_url=url,
             )
         )
     except AlreadyExists:
@@ -37,15 +35,10 @@ async def register_backend(client: Client, url: str, model: str) -> None:
     for pool in ("internal_tasks_pool", "internal_chat_pool"):
         await client.backends.assign_backend_to_pool(pool, backend.id)
     await client.backends.create_model(
-        backend_pb2.CreateModelRequest(
-            model=backend_pb2.Model(
-                name=model,
-                context_length=8192,
-                capabilities=[
-                    backend_pb2.MODEL_CAPABILITY_CHAT,
-                    backend_pb2.MODEL_CAPABILITY_PROMPT,
-                ],
-            )
+        backend_pb2.Model(
+            name=model,
+            context_length=8192,
+            capabilities=[backend_pb2.MODEL_CAPABILITY_CHAT, backend_pb2.MODEL_CAPABILITY_PROMPT],
         )
     )
     await client.backends.assign_model_to_pool("internal_tasks_pool", model)

@@ -134,6 +134,15 @@ async def test_typed_errors_carry_details(client: Client) -> None:
     with pytest.raises(FailedPrecondition):
         await client.runs.submit_input(run.id, "ask", "again", request_id="another")
 
+    # Lease calls with a token that is not the attempt's: fenced.
+    attempt = (await client.runs.attempts(run.id))[0]
+    with pytest.raises(FailedPrecondition):
+        await client.workers.complete(attempt.id, "stale", "x")
+    with pytest.raises(FailedPrecondition):
+        await client.workers.fail(attempt.id, "stale", "no", retryable=False)
+    with pytest.raises(FailedPrecondition):
+        await client.workers.extend_lease(attempt.id, "stale", 1.0)
+
 
 async def test_request_ids_make_retries_safe(client: Client) -> None:
     await client.chains.create(APPROVAL)

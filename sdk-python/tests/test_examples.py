@@ -1,5 +1,7 @@
-"""examples/python against a real server, the real local model (SmolLM2
-through tests/llm/serve.mjs) and the example worker process."""
+"""examples/python and examples/typescript against a real server and the
+real local model (SmolLM2 through tests/llm/serve.mjs): each example client
+with each example worker, so Python runs are served by a TypeScript worker
+and the reverse."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import REPO, Server
@@ -65,29 +68,56 @@ def model() -> Iterator[ModelServer]:
         server.stop()
 
 
-def test_python_examples_run_the_research_chain(server: Server, model: ModelServer) -> None:
+TYPESCRIPT = REPO / "examples" / "typescript" / "dist"
+
+
+def worker_command(language: str, address: str) -> list[str]:
+    if language == "python":
+        return [sys.executable, str(EXAMPLES / "worker.py"), "--address", address]
+    return ["node", str(typescript_script("worker.js")), "--address", f"http://{address}"]
+
+
+def run_command(language: str, address: str, model: ModelServer) -> list[str]:
+    model_args = ["--model-url", model.url, "--model", model.model]
+    if language == "python":
+        script = [sys.executable, str(EXAMPLES / "run.py")]
+    else:
+        script = ["node", str(typescript_script("run.js"))]
+        address = f"http://{address}"
+    return [*script, "Why is the sky blue?", "--address", address, *model_args]
+
+
+def typescript_script(name: str) -> Path:
+    script = TYPESCRIPT / name
+    if not script.is_file():
+        raise RuntimeError(f"{script} is missing: run tests/sdk-typescript.sh first (it builds it)")
+    return script
+
+
+# Each example client with each example worker: the cross-language pairs are
+# a Python client whose worker task a TypeScript worker serves, and the
+# reverse.
+@pytest.mark.parametrize(
+    ("client_language", "worker_language"),
+    [
+        ("python", "python"),
+        ("python", "typescript"),
+        ("typescript", "python"),
+        ("typescript", "typescript"),
+    ],
+)
+def test_examples_run_the_research_chain(
+    server: Server, model: ModelServer, client_language: str, worker_language: str
+) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     worker = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "worker.py"), "--address", server.address],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
+        worker_command(worker_language, server.address), stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert worker.stdout is not None
         assert worker.stdout.readline().startswith("serving queue 'search'")
         run = subprocess.run(
-            [
-                sys.executable,
-                str(EXAMPLES / "run.py"),
-                "Why is the sky blue?",
-                "--address",
-                server.address,
-                "--model-url",
-                model.url,
-                "--model",
-                model.model,
-            ],
+            run_command(client_language, server.address, model),
             capture_output=True,
             text=True,
             timeout=120,
@@ -97,15 +127,14 @@ def test_python_examples_run_the_research_chain(server: Server, model: ModelServ
     finally:
         worker.terminate()
         worker.wait(timeout=15)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     kinds = [line.split()[1] for line in lines if line[:3].strip().isdigit()]
     assert kinds[0] == "RUN_CREATED" and kinds[-1] == "RUN_SUCCEEDED", lines
     assert any("TASK_PROGRESS    search   searching" in line for line in lines), lines
     assert any("TASK_SUCCEEDED   search   Sunlight scatters" in line for line in lines), lines
-    assert any(
-        line.split()[1:3] == ["TASK_SUCCEEDED", "answer"] for line in lines if len(line.split()) > 2
-    )
+    answers = [line for line in lines if line.split()[1:3] == ["TASK_SUCCEEDED", "answer"]]
+    assert len(answers) == 1, lines
     assert "status: RUN_STATUS_SUCCEEDED" in lines
     tokens = next(line for line in lines if line.startswith("tokens: "))
     assert tokens != "tokens: 0 in, 0 out", tokens

@@ -576,13 +576,15 @@ class Hooks(_Service):
 
 
 class Backends(_Service):
-    """BackendService: model providers, pools and declared models. Each
-    method takes the RPC's request message (all fields are optional
-    keyword arguments of the message constructors)."""
+    """BackendService helpers, named after their RPCs (the rest:
+    `client.stubs.backends`, with `metadata=client.metadata`)."""
 
     async def create_backend(
-        self, request: backend_pb2.CreateBackendRequest
+        self, backend: backend_pb2.Backend, *, backend_id: str = "", request_id: str = ""
     ) -> backend_pb2.Backend:
+        request = backend_pb2.CreateBackendRequest(
+            backend=backend, backend_id=backend_id, request_id=request_id
+        )
         return await self._client.call(self._stubs.backends.CreateBackend, request)
 
     async def get_backend(self, backend_id: str) -> backend_pb2.Backend:
@@ -590,64 +592,37 @@ class Backends(_Service):
         return await self._client.call(self._stubs.backends.GetBackend, request)
 
     async def list_backends(
-        self, request: backend_pb2.ListBackendsRequest | None = None
+        self, *, page_size: int = 0, page_token: str = ""
     ) -> backend_pb2.ListBackendsResponse:
-        request = request or backend_pb2.ListBackendsRequest()
+        request = backend_pb2.ListBackendsRequest(page_size=page_size, page_token=page_token)
         return await self._client.call(self._stubs.backends.ListBackends, request)
 
-    async def update_backend(
-        self, request: backend_pb2.UpdateBackendRequest
-    ) -> backend_pb2.Backend:
-        return await self._client.call(self._stubs.backends.UpdateBackend, request)
-
-    async def delete_backend(self, request: backend_pb2.DeleteBackendRequest) -> None:
+    async def delete_backend(self, backend_id: str, *, etag: str = "") -> None:
+        request = backend_pb2.DeleteBackendRequest(id=backend_id, etag=etag)
         await self._client.call(self._stubs.backends.DeleteBackend, request)
 
-    async def create_pool(self, request: backend_pb2.CreatePoolRequest) -> backend_pb2.Pool:
-        return await self._client.call(self._stubs.backends.CreatePool, request)
-
-    async def get_pool(self, pool_id: str) -> backend_pb2.Pool:
-        request = backend_pb2.GetPoolRequest(id=pool_id)
-        return await self._client.call(self._stubs.backends.GetPool, request)
-
     async def list_pools(
-        self, request: backend_pb2.ListPoolsRequest | None = None
+        self, *, page_size: int = 0, page_token: str = ""
     ) -> backend_pb2.ListPoolsResponse:
-        request = request or backend_pb2.ListPoolsRequest()
+        request = backend_pb2.ListPoolsRequest(page_size=page_size, page_token=page_token)
         return await self._client.call(self._stubs.backends.ListPools, request)
-
-    async def delete_pool(self, request: backend_pb2.DeletePoolRequest) -> None:
-        await self._client.call(self._stubs.backends.DeletePool, request)
 
     async def assign_backend_to_pool(self, pool_id: str, backend_id: str) -> None:
         request = backend_pb2.AssignBackendToPoolRequest(pool_id=pool_id, backend_id=backend_id)
         await self._client.call(self._stubs.backends.AssignBackendToPool, request)
 
-    async def remove_backend_from_pool(self, pool_id: str, backend_id: str) -> None:
-        request = backend_pb2.RemoveBackendFromPoolRequest(pool_id=pool_id, backend_id=backend_id)
-        await self._client.call(self._stubs.backends.RemoveBackendFromPool, request)
-
-    async def list_pool_backends(self, pool_id: str) -> backend_pb2.ListBackendsResponse:
-        request = backend_pb2.ListPoolBackendsRequest(pool_id=pool_id)
-        return await self._client.call(self._stubs.backends.ListPoolBackends, request)
-
-    async def create_model(self, request: backend_pb2.CreateModelRequest) -> backend_pb2.Model:
+    async def create_model(
+        self, model: backend_pb2.Model, *, request_id: str = ""
+    ) -> backend_pb2.Model:
+        request = backend_pb2.CreateModelRequest(model=model, request_id=request_id)
         return await self._client.call(self._stubs.backends.CreateModel, request)
 
     async def list_models(
-        self, request: backend_pb2.ListModelsRequest | None = None
+        self, *, page_size: int = 0, page_token: str = ""
     ) -> backend_pb2.ListModelsResponse:
-        request = request or backend_pb2.ListModelsRequest()
+        request = backend_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
         return await self._client.call(self._stubs.backends.ListModels, request)
 
     async def assign_model_to_pool(self, pool_id: str, model: str) -> None:
         request = backend_pb2.AssignModelToPoolRequest(pool_id=pool_id, model=model)
         await self._client.call(self._stubs.backends.AssignModelToPool, request)
-
-    async def execute_prompt(
-        self, request: backend_pb2.ExecutePromptRequest
-    ) -> backend_pb2.ExecutePromptResponse:
-        return await self._client.call(self._stubs.backends.ExecutePrompt, request)
-
-    async def embed(self, request: backend_pb2.EmbedRequest) -> backend_pb2.EmbedResponse:
-        return await self._client.call(self._stubs.backends.Embed, request)
