@@ -248,21 +248,28 @@ async def test_shutdown_releases_what_it_cannot_finish(client: Client) -> None:
 async def test_bad_worker_configuration(client: Client) -> None:
     with pytest.raises(ValueError):
         Worker(client, slots=0)
-    worker = Worker(client)
     with pytest.raises(ValueError):
-        worker.handle("", lambda task: None)  # type: ignore[arg-type, return-value]
+        Worker(client, slots=10_001)
+    worker = Worker(client)
+    for bad in ("", "internal", "has space", "x" * 129):
+        with pytest.raises(ValueError):
+            worker.handle(bad, lambda task: None)  # type: ignore[arg-type, return-value]
     with pytest.raises(ValueError):
         await worker.run()
 
-    @worker.task("internal")
-    async def reserved(task: Task) -> None:
-        return None
+    # What only the server knows to refuse: a queue list longer than it takes.
+    for index in range(65):
+
+        async def handler(task: Task) -> None:
+            return None
+
+        worker.handle(f"q{index}", handler)
 
     from taskloom import InvalidArgument
 
     with pytest.raises(InvalidArgument) as refused:
         await worker.run()
-    assert [v.field for v in refused.value.field_violations] == ["hello.queues[0]"]
+    assert [v.field for v in refused.value.field_violations] == ["hello.queues"]
 
 
 async def test_reconnect_reattaches_a_running_lease(client: Client, server: Server) -> None:
@@ -296,3 +303,30 @@ async def test_reconnect_reattaches_a_running_lease(client: Client, server: Serv
     kinds = [e.type for e in await client.runs.events(run.id)]
     assert kinds.count(run_pb2.RUN_EVENT_TYPE_TASK_STARTED) == 1
     assert run_pb2.RUN_EVENT_TYPE_LEASE_EXPIRED not in kinds
+
+
+async def test_a_silent_server_is_left_and_reconnected(client: Client, server: Server) -> None:
+    worker = Worker(client, slots=1)
+
+    @worker.task("patient")
+    async def patient(task: Task) -> str:
+        return "served after the stall"
+
+    async with Serving(worker):
+        first_session = worker.session_id
+        assert server.process is not None
+        # Frozen, not dead: the TCP connection stays up but nothing arrives.
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(60):  # the Welcome's heartbeat timeout is 1 s
+                if not worker.connected.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            assert not worker.connected.is_set(), "the worker did not notice the silence"
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(worker.connected.wait(), 10)
+        assert worker.session_id != first_session
+        run = await client.runs.start(chain=worker_chain("patient", "patient"))
+        done = await client.runs.wait(run.id, timeout=10)
+    assert from_value(done.output) == "served after the stall"

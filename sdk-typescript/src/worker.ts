@@ -95,7 +95,7 @@ export interface WorkerLogger {
 }
 
 export interface WorkerOptions {
-  /** Handlers run at once (1–10,000; default 1). */
+  /** Handlers run at once (1–10,000; default 10). */
   slots?: number;
   /** Stable id across reconnects (default: a fresh UUID per Worker). */
   workerId?: string;
@@ -156,7 +156,7 @@ export class Worker {
   private connection: AbortController | undefined;
 
   constructor(client: TaskloomClient, options: WorkerOptions = {}) {
-    const slots = options.slots ?? 1;
+    const slots = options.slots ?? 10;
     if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS) {
       throw new RangeError(`Worker: slots must be an integer from 1 to ${MAX_SLOTS}, got ${slots}`);
     }
@@ -280,12 +280,14 @@ export class Worker {
       },
     });
     let heartbeat: NodeJS.Timeout | undefined;
+    let lastHeard = Date.now();
     try {
       const responses = this.service.connect(outbound, { signal: connection.signal });
       for await (const message of responses) {
+        lastHeard = Date.now();
         if (message.msg.case === "welcome") {
           this.session = { outbound, welcome: message.msg.value };
-          heartbeat = this.startHeartbeats(message.msg.value);
+          heartbeat = this.startHeartbeats(message.msg.value, () => lastHeard, connection);
           this.onWelcome(message.msg.value);
         } else {
           this.onServerMessage(message);
@@ -320,13 +322,21 @@ export class Worker {
     this.notifyChange();
   }
 
-  private startHeartbeats(welcome: Welcome): NodeJS.Timeout {
-    const interval = welcome.heartbeatInterval;
-    const ms = interval
-      ? Number(interval.seconds) * 1000 + interval.nanos / 1e6
-      : 0;
+  /**
+   * Heartbeats every interval the Welcome names; a server silent past its
+   * heartbeat timeout (it pings every interval) is treated as gone: the
+   * stream is dropped and the worker reconnects.
+   */
+  private startHeartbeats(welcome: Welcome, lastHeard: () => number, connection: AbortController): NodeJS.Timeout {
+    const ms = durationMs(welcome.heartbeatInterval);
+    const timeoutMs = durationMs(welcome.heartbeatTimeout) || 15_000;
     return setInterval(
       () => {
+        if (Date.now() - lastHeard() > timeoutMs) {
+          this.logger.warn(`taskloom worker: no message from the server for ${timeoutMs} ms; reconnecting`);
+          connection.abort(new Error("server silent past the heartbeat timeout"));
+          return;
+        }
         const active = [...this.running.values(), ...this.pending.values()].map((t) => t.lease);
         this.send({ msg: { case: "heartbeat", value: { active } } });
       },
@@ -474,6 +484,10 @@ export class Worker {
       this.changeListeners.add(listener);
     });
   }
+}
+
+function durationMs(duration: Welcome["heartbeatInterval"]): number {
+  return duration ? Number(duration.seconds) * 1000 + duration.nanos / 1e6 : 0;
 }
 
 function toOutput(output: ValueInput | undefined | void): Value {

@@ -112,6 +112,40 @@ describe("crashes", () => {
     }
   });
 
+  test("a worker leaves a frozen server after the heartbeat timeout and reconnects", async () => {
+    const queue = uniqueId("frozen");
+    const warnings: string[] = [];
+    const worker = new Worker(client, { logger: { warn: (message) => warnings.push(message) } }).handle(
+      queue,
+      () => "served after the stall",
+    );
+    const running = worker.run();
+    try {
+      const sessionOf = async () =>
+        (await client.workers.list({ queue })).workers.find((w) => w.workerId === worker.workerId)?.sessionId;
+      const first = await eventually("the worker connected", sessionOf);
+      // Frozen, not dead: the TCP connection stays up but nothing arrives.
+      server.signal("SIGSTOP");
+      try {
+        await eventually("the worker noticed the silence", () =>
+          warnings.some((w) => w.includes("no message from the server")) ? true : undefined,
+        );
+      } finally {
+        server.signal("SIGCONT");
+      }
+      await eventually("a new session", async () => {
+        const session = await sessionOf();
+        return session !== undefined && session !== first ? session : undefined;
+      });
+      const run = await client.runs.start({ chain: workerChain(uniqueId("frozen"), queue) });
+      const done = await client.runs.wait(run.id, { timeoutMs: 10_000 });
+      assert.equal(fromValue(done.output), "served after the stall");
+    } finally {
+      await worker.shutdown({ graceMs: 1_000 });
+      await running;
+    }
+  });
+
   test("a worker re-attaches its running lease after a server restart and reports the result", async () => {
     const queue = uniqueId("reattach");
     let release: (() => void) | undefined;

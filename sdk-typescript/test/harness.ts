@@ -118,6 +118,11 @@ export class TestServer {
     await exited;
   }
 
+  /** Sends `signal` to the process (SIGSTOP freezes it with its sockets open). */
+  signal(signal: NodeJS.Signals): void {
+    this.process?.kill(signal);
+  }
+
   client(options: { apiKey?: string } = {}): TaskloomClient {
     return createClient({ address: this.address, ...options });
   }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ from taskloom.values import from_value, to_value
 log = logging.getLogger("taskloom.worker")
 
 Handler = Callable[["Task"], Awaitable[Any]]
+
+#: What the server accepts as a queue name (`internal` is the runner's).
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+MAX_SLOTS = 10_000
 H = TypeVar("H", bound=Handler)
 
 
@@ -165,8 +170,8 @@ class Worker:
         labels: Mapping[str, str] | None = None,
         backoff: Backoff = WORKER_BACKOFF,
     ) -> None:
-        if slots < 1:
-            raise ValueError(f"slots must be at least 1, got {slots}")
+        if not 1 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be from 1 to {MAX_SLOTS}, got {slots}")
         self._client = client
         self.slots = slots
         self.worker_id = worker_id or str(uuid.uuid4())
@@ -200,8 +205,10 @@ class Worker:
 
     def handle(self, queue: str, handler: Handler) -> None:
         """`handler` serves `queue`."""
-        if not queue:
-            raise ValueError("a queue name must not be empty")
+        if not QUEUE_NAME.fullmatch(queue) or queue == "internal":
+            raise ValueError(
+                f"queue {queue!r}: use 1-128 of A-Z a-z 0-9 _ . - (and not `internal`)"
+            )
         if queue in self._handlers:
             raise ValueError(f"queue {queue!r} already has a handler")
         if not asyncio.iscoroutinefunction(handler):
