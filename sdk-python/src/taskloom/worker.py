@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import struct_pb2
@@ -326,7 +326,7 @@ class Worker:
                     return welcomed
                 if message is grpc.aio.EOF:
                     return welcomed
-                assert isinstance(message, worker_pb2.ServerMessage)
+                message = cast(worker_pb2.ServerMessage, message)
                 kind = message.WhichOneof("msg")
                 if kind == "welcome":
                     welcomed = True
