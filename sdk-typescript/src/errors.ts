@@ -130,13 +130,18 @@ export function toTaskloomError(error: unknown): TaskloomError {
   }
   const connectError = ConnectError.from(error);
   const info = connectError.findDetails(ErrorInfoSchema)[0];
+  // connect-node reports a failed TLS handshake as INTERNAL; gRPC's own
+  // transports (and the Python SDK) report it as UNAVAILABLE, a connection
+  // that could not be made.
+  const code =
+    connectError.code === Code.Internal && isTlsFailure(connectError) ? Code.Unavailable : connectError.code;
   const details: RawErrorDetail[] = connectError.details.map((detail) =>
     "desc" in detail
       ? { type: detail.desc.typeName, value: new Uint8Array() }
       : { type: detail.type, value: detail.value },
   );
-  const ErrorType = classByCode[connectError.code] ?? Unknown;
-  const result = new ErrorType(connectError.code, connectError.rawMessage, {
+  const ErrorType = classByCode[code] ?? Unknown;
+  const result = new ErrorType(code, connectError.rawMessage, {
     reason: info?.reason,
     metadata: info ? { ...info.metadata } : undefined,
     details,
@@ -163,4 +168,17 @@ export function toTaskloomError(error: unknown): TaskloomError {
 /** True for errors worth retrying with the same request id. */
 export function isUnavailable(error: unknown): boolean {
   return error instanceof Unavailable;
+}
+
+/** Whether a node TLS error (certificate or handshake) is in `error`'s cause chain. */
+function isTlsFailure(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  for (let current = error; current instanceof Error && !seen.has(current); current = current.cause) {
+    seen.add(current);
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && /CERT|TLS|SSL|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) {
+      return true;
+    }
+  }
+  return false;
 }
