@@ -55,6 +55,7 @@ pub enum WorkerEvent {
     /// The server accepted a completion or failure of this attempt.
     Settled {
         attempt_id: String,
+        /// A completion (not a failure).
         completed: bool,
         at: Instant,
     },
@@ -136,7 +137,11 @@ pub async fn run<H, F>(
         while let Ok(item) = finished.try_recv() {
             unsent.push(item);
         }
+        // Whether each outcome sent on this stream was a completion (its
+        // Ack says only accepted or not).
+        let mut sent: HashMap<String, bool> = HashMap::new();
         for (lease, outcome) in unsent {
+            sent.insert(lease.attempt_id.clone(), outcome.is_ok());
             send_outcome(&outbound, lease, outcome).await;
         }
         loop {
@@ -185,8 +190,9 @@ pub async fn run<H, F>(
                         }
                         Some(ServerMsg::Ack(ack)) => {
                             let attempt_id = ack.lease.map(|l| l.attempt_id).unwrap_or_default();
+                            let completed = sent.remove(&attempt_id).unwrap_or(false);
                             let event = if ack.accepted {
-                                WorkerEvent::Settled { attempt_id, completed: true, at: Instant::now() }
+                                WorkerEvent::Settled { attempt_id, completed, at: Instant::now() }
                             } else {
                                 WorkerEvent::Refused { attempt_id, code: ack.code }
                             };
@@ -198,6 +204,7 @@ pub async fn run<H, F>(
                 Some((lease, outcome)) = finished.recv() => {
                     let ours = running.lock().ok().and_then(|mut r| r.remove(&lease.attempt_id)).is_some();
                     if ours {
+                        sent.insert(lease.attempt_id.clone(), outcome.is_ok());
                         send_outcome(&outbound, lease, outcome).await;
                     }
                 }
