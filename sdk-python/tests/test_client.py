@@ -116,6 +116,7 @@ async def test_typed_errors_carry_details(client: Client) -> None:
     with pytest.raises(NotFound) as not_found:
         await client.runs.get("no-such-run")
     assert not_found.value.reason == "NOT_FOUND"
+    assert (not_found.value.resource_type, not_found.value.resource_name) == ("run", "no-such-run")
     assert not_found.value.details.domain == "taskloom.dev"
     with pytest.raises(NotFound) as no_chain:
         await client.chains.get("no-such-chain")

@@ -126,6 +126,8 @@ describe("typed errors", () => {
     assert.ok(error instanceof TaskloomError);
     assert.equal(error.code, Code.NotFound);
     assert.equal(error.reason, "NOT_FOUND");
+    assert.equal(error.resourceType, "run");
+    assert.equal(error.resourceName, "no-such-run");
     const chainError = await client.chains.get("no-such-chain").catch((e: unknown) => e);
     assert.ok(chainError instanceof NotFound);
     assert.equal(chainError.resourceType, "chain");

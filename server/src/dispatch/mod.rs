@@ -37,7 +37,7 @@ use crate::kernel::{
     value,
 };
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{AttemptRecord, AttemptStatus, StoreError, WorkerSessionRecord};
+use crate::store::{AttemptRecord, AttemptStatus, WorkerSessionRecord};
 
 pub use pb::server_message::Msg as ServerMsg;
 
@@ -357,9 +357,6 @@ impl Dispatcher {
                 run_id: attempt.run_id,
                 chain: None,
             }),
-            Err(StoreError::NotFound { .. }) => Err(KernelError::NotFound(format!(
-                "attempt {attempt_id:?} not found"
-            ))),
             Err(error) => Err(error.into()),
         }
     }

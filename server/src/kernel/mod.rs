@@ -936,10 +936,6 @@ impl Kernel {
                 for ((item, result), dispatch) in batch.into_iter().zip(results).zip(dispatches) {
                     let answer = match result {
                         Ok(outcome) => self.outcome(outcome, dispatch),
-                        Err(StoreError::NotFound { .. }) => Err(KernelError::NotFound(format!(
-                            "run {:?} not found",
-                            item.run_id
-                        ))),
                         Err(error) => Err(error.into()),
                     };
                     let _ = item.reply.send(answer);
@@ -961,17 +957,10 @@ impl Kernel {
         }
     }
 
+    /// A run; a missing one is the store's `NotFound` (resource and id,
+    /// which the API returns as `ResourceInfo`).
     pub async fn get_run(&self, run_id: &str) -> KernelResult<RunRecord> {
-        self.inner
-            .store
-            .get_run(run_id)
-            .await
-            .map_err(|error| match error {
-                StoreError::NotFound { .. } => {
-                    KernelError::NotFound(format!("run {run_id:?} not found"))
-                }
-                other => other.into(),
-            })
+        Ok(self.inner.store.get_run(run_id).await?)
     }
 
     /// Records a completion (batched with others).
