@@ -228,7 +228,8 @@ async def test_watch_streams_to_the_end(client: Client) -> None:
 
 async def test_service_reads(client: Client) -> None:
     version = await client.info.version()
-    assert version.version
+    assert version.version and version.store == "sqlite"
+    assert {"chains", "runs", "workers"} <= set(version.features)
     pools = await client.backends.list_pools()
     assert "internal_chat_pool" in {p.id for p in pools.pools}
     assert (await client.backends.list_backends()).backends == []

@@ -49,6 +49,13 @@ async fn health_version_and_unimplemented(server: TestServer) {
     assert_eq!(version.api_version, "v1");
     assert!(!version.version.is_empty());
     assert!(["sqlite", "postgres"].contains(&version.store.as_str()));
+    for feature in ["chains", "runs", "workers", "backends", "hooks"] {
+        assert!(
+            version.features.iter().any(|f| f == feature),
+            "{feature} missing from {:?}",
+            version.features
+        );
+    }
 
     // The backend reconciler arrives in a later release.
     let error = server

@@ -23,6 +23,8 @@ const FEATURES: &[&str] = &[
     "hooks",
     "chains",
     "chain_versions",
+    "runs",
+    "workers",
 ];
 
 #[tonic::async_trait]
