@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import worker_chain
+from conftest import Server, worker_chain
 
 from taskloom import (
     Client,
@@ -240,3 +240,18 @@ async def test_service_reads(client: Client) -> None:
         await client.hooks.get("missing-hook")
     with pytest.raises(NotFound):
         await client.workers.complete("missing-attempt", "token", "x")
+
+
+async def test_calls_are_retried_while_the_server_restarts(server: Server) -> None:
+    async with Client(server.address, retries=40) as client:
+        await client.chains.create(APPROVAL)
+        server.kill()
+        start = asyncio.create_task(client.runs.start("approval", input="x"))
+        read = asyncio.create_task(client.chains.get("approval"))
+        await asyncio.sleep(0.5)
+        assert not start.done() and not read.done()
+        server.start()
+        run = await asyncio.wait_for(start, 30)
+        assert (await asyncio.wait_for(read, 30)).id == "approval"
+        # Retried with one request id: one run, whatever reached the server.
+        assert [r.id for r in (await client.runs.list()).runs] == [run.id]

@@ -2,7 +2,8 @@
 // `TaskloomError`s and whose mutating calls are idempotent: a request with a
 // `request_id` field gets a fresh UUID unless the caller set one, and is
 // retried with that same id when the server is unavailable, so a retry can
-// never start a second run or create a second resource.
+// never start a second run or create a second resource. Reads (Get, List,
+// Validate) are retried as they are.
 
 import { randomUUID } from "node:crypto";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
@@ -49,14 +50,16 @@ export function createServiceClient<S extends DescService>(
 }
 
 function unaryWithRetries(method: DescMethod, call: AnyFunction, retry: RetryOptions): AnyFunction {
-  const idempotent = method.input.fields.some((field) => field.localName === "requestId");
+  const hasRequestId = method.input.fields.some((field) => field.localName === "requestId");
+  // Reads change nothing, so they are safe to retry too.
+  const idempotent = hasRequestId || /^(Get|List|Validate)/.test(method.name);
   return async (request, options) => {
     if (!idempotent) {
       return callTyped(call, request, options);
     }
-    const given = request as RequestRecord;
+    const given = (request ?? {}) as RequestRecord;
     const withId =
-      typeof given.requestId === "string" && given.requestId !== ""
+      !hasRequestId || (typeof given.requestId === "string" && given.requestId !== "")
         ? given
         : { ...given, requestId: randomUUID() };
     for (let attempt = 0; ; attempt++) {

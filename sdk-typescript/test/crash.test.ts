@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { RunEventType, RunStatus, Worker, fromValue } from "../dist/index.js";
 import type { RunEvent, TaskloomClient } from "../dist/index.js";
-import { workerChain } from "./chains.js";
+import { approvalChain, workerChain } from "./chains.js";
 import { TestServer, eventually, uniqueId } from "./harness.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -180,6 +180,30 @@ describe("crashes", () => {
       release?.();
       await worker.shutdown({ graceMs: 1_000 });
       await running;
+    }
+  });
+
+  test("calls are retried while the server restarts: one request id, one run", async () => {
+    const retrying = server.client({ retry: { maxRetries: 60, initialDelayMs: 50, maxDelayMs: 500 } });
+    try {
+      const chain = await retrying.chains.create(approvalChain(uniqueId("retried")));
+      await server.kill();
+      const start = retrying.runs.start({ chainId: chain.id, input: "x" });
+      const read = retrying.chains.get(chain.id);
+      let settled = false;
+      void Promise.allSettled([start, read]).then(() => (settled = true));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(settled, false, "the calls waited for the server");
+      await server.spawn();
+      const run = await start;
+      assert.equal((await read).id, chain.id);
+      const { runs } = await retrying.runs.list({ chainId: chain.id });
+      assert.deepEqual(
+        runs.map((r) => r.id),
+        [run.id],
+      );
+    } finally {
+      retrying.close();
     }
   });
 });

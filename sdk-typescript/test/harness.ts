@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "../dist/index.js";
-import type { TaskloomClient } from "../dist/index.js";
+import type { ClientOptions, TaskloomClient } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root (dist-test/ sits in sdk-typescript/). */
@@ -123,7 +123,7 @@ export class TestServer {
     this.process?.kill(signal);
   }
 
-  client(options: { apiKey?: string } = {}): TaskloomClient {
+  client(options: { apiKey?: string; retry?: ClientOptions["retry"] } = {}): TaskloomClient {
     return createClient({ address: this.address, ...options });
   }
 
