@@ -1,22 +1,26 @@
-"""Transport options against an in-process gRPC server that records what
-arrives: TLS with a private CA, and the API key on every kind of call.
-(The taskloom server itself does not serve TLS or check keys yet.)"""
+"""Transport options: TLS with a private CA and the API key on every kind of
+call, against an in-process gRPC server that records what arrives (the
+taskloom server does not check keys yet), and TLS against `taskloom serve
+--tls-cert --tls-key`."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
+from conftest import FAST, Server, worker_chain
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from taskloom import Client, Tls, Unavailable
+from taskloom import Client, Task, Tls, Unavailable, Worker, from_value
 from taskloom.v1 import info_pb2, run_pb2
 
 
@@ -143,3 +147,32 @@ async def test_plaintext_without_a_key_sends_no_authorization() -> None:
         assert recorder.authorizations == [""]
     finally:
         await server.stop(None)
+
+
+async def test_the_server_serves_tls(tmp_path: Path) -> None:
+    certificate, key = self_signed()
+    (tmp_path / "cert.pem").write_bytes(certificate)
+    (tmp_path / "key.pem").write_bytes(key)
+    tls_args = ["--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem")]
+    server = Server(tmp_path / "taskloom.db", [*FAST, *tls_args])
+    server.start()
+    try:
+        address = f"https://127.0.0.1:{server.port}"
+        async with Client(address, tls=Tls(root_certificates=certificate)) as client:
+            worker = Worker(client, slots=1)
+
+            @worker.task("secure")
+            async def secure(task: Task) -> str:
+                return f"over TLS: {task.input}"
+
+            serving = asyncio.create_task(worker.run())
+            run = await client.runs.start(chain=worker_chain("secure", "secure"), input="x")
+            done = await client.runs.wait(run.id, timeout=10)
+            assert from_value(done.output) == "over TLS: x"
+            await worker.shutdown(grace=1)
+            await serving
+        async with Client(f"http://127.0.0.1:{server.port}", retries=1) as plaintext:
+            with pytest.raises(Unavailable):
+                await plaintext.info.version()
+    finally:
+        server.kill()

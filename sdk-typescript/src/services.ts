@@ -9,7 +9,9 @@ import { randomUUID } from "node:crypto";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import type { CallOptions, Client, Transport } from "@connectrpc/connect";
-import { toTaskloomError, Unavailable } from "./errors.js";
+import { Code } from "@connectrpc/connect";
+import { Cancelled, toTaskloomError, Unavailable } from "./errors.js";
+import type { TaskloomError } from "./errors.js";
 import { sleep } from "./backoff.js";
 
 /** How often and how patiently idempotent calls are retried on UNAVAILABLE. */
@@ -44,7 +46,7 @@ export function createServiceClient<S extends DescService>(
     wrapped[method.localName] =
       method.methodKind === "unary"
         ? unaryWithRetries(method, call, retry)
-        : (request, options) => rethrowTyped(call(request, options) as AsyncIterable<unknown>);
+        : (request, options) => rethrowTyped(call(request, options) as AsyncIterable<unknown>, options);
   }
   return wrapped as unknown as Client<S>;
 }
@@ -80,14 +82,28 @@ async function callTyped(call: AnyFunction, request: unknown, options?: CallOpti
   try {
     return await call(request, options);
   } catch (error) {
-    throw toTaskloomError(error);
+    throw typedError(error, options);
   }
 }
 
-async function* rethrowTyped<T>(stream: AsyncIterable<T>): AsyncGenerator<T> {
+async function* rethrowTyped<T>(stream: AsyncIterable<T>, options?: CallOptions): AsyncGenerator<T> {
   try {
     yield* stream;
   } catch (error) {
-    throw toTaskloomError(error);
+    throw typedError(error, options);
   }
+}
+
+/**
+ * The typed error of a failed call. Node reports a connection that died
+ * under a call (a killed server) as an HTTP/2 stream reset, which Connect
+ * maps to CANCELLED; unless the caller's own signal aborted, that is a lost
+ * connection: UNAVAILABLE, as gRPC's own transports and the Python SDK say.
+ */
+function typedError(error: unknown, options?: CallOptions): TaskloomError {
+  const typed = toTaskloomError(error);
+  if (typed instanceof Cancelled && !options?.signal?.aborted) {
+    return new Unavailable(Code.Unavailable, typed.message, { details: [...typed.details], cause: typed });
+  }
+  return typed;
 }

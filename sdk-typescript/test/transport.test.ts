@@ -5,8 +5,11 @@
 // RunService.watchRun and records the authorization header of each call.
 
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -18,9 +21,13 @@ import {
   RunService,
   TaskloomError,
   Unavailable,
+  Worker,
   createClient,
+  fromValue,
 } from "../dist/index.js";
 import type { RunEvent, TaskloomClient } from "../dist/index.js";
+import { workerChain } from "./chains.js";
+import { TestServer, uniqueId } from "./harness.js";
 
 const serverVersion = "9.8.7-transport-test";
 
@@ -88,6 +95,7 @@ async function collect(events: AsyncIterable<RunEvent>): Promise<RunEvent[]> {
 
 describe("TLS", () => {
   let certPem: string;
+  let keyPem: string;
   let server: FakeServer;
   let port: number;
   const clients: TaskloomClient[] = [];
@@ -111,6 +119,7 @@ describe("TLS", () => {
       ],
     });
     certPem = pems.cert;
+    keyPem = pems.private;
     server = new FakeServer({ key: pems.private, cert: pems.cert });
     port = await server.listen();
   });
@@ -163,6 +172,33 @@ describe("TLS", () => {
       return true;
     });
     assert.deepEqual(server.calls, [], "no call reached the server");
+  });
+
+  test("taskloom serve --tls-cert/--tls-key: a worker and a run over TLS", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "taskloom-tls-"));
+    writeFileSync(join(dir, "cert.pem"), certPem);
+    writeFileSync(join(dir, "key.pem"), keyPem);
+    const real = await TestServer.start(["--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem")]);
+    const client = createClient({ address: `https://127.0.0.1:${real.port}`, tls: { ca: certPem } });
+    const worker = new Worker(client, { logger: { warn: () => undefined } }).handle("secure", (task) => `over TLS: ${String(task.input)}`);
+    const running = worker.run();
+    try {
+      const run = await client.runs.start({ chain: workerChain(uniqueId("secure"), "secure"), input: "x" });
+      const done = await client.runs.wait(run.id, { timeoutMs: 10_000 });
+      assert.equal(fromValue(done.output), "over TLS: x");
+      const plaintext = createClient({ address: `http://127.0.0.1:${real.port}`, retry: { maxRetries: 0 } });
+      try {
+        await assert.rejects(plaintext.info.version(), TaskloomError);
+      } finally {
+        plaintext.close();
+      }
+    } finally {
+      await worker.shutdown({ graceMs: 1_000 });
+      await running;
+      client.close();
+      await real.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

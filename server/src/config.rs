@@ -1,6 +1,7 @@
 //! Command line and environment configuration.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -45,6 +46,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TASKLOOM_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Serve TLS with this PEM certificate chain (needs `--tls-key`);
+    /// plaintext without it.
+    #[arg(long, env = "TASKLOOM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "TASKLOOM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM

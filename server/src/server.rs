@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::api::{self, ApiContext};
 use crate::config::ServeArgs;
@@ -128,8 +128,14 @@ pub async fn run(
         };
     }
 
+    let mut server = Server::builder();
+    if let Some(tls) = tls_config(&args)? {
+        server = server
+            .tls_config(tls)
+            .context("the TLS certificate or key is not usable")?;
+    }
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let router = Server::builder()
+    let router = server
         .layer(DrainLayer::new(drain_rx.clone()))
         .http2_keepalive_interval(Some(args.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -272,4 +278,16 @@ pub fn describe_location(database_url: &str) -> String {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| path.to_string())
     }
+}
+
+/// The TLS identity of `--tls-cert` and `--tls-key`, if given.
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let identity = Identity::from_pem(read(cert)?, read(key)?);
+    Ok(Some(ServerTlsConfig::new().identity(identity)))
 }
