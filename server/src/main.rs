@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
                     }
                 }
             };
-            server::run(args, shutdown).await
+            server::run(*args, shutdown).await
         }
         Command::Migrate(args) => migrate(&args.database_url).await,
     };
