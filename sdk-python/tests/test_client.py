@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, worker_chain
+from google.protobuf import duration_pb2
 
 from taskloom import (
     Client,
@@ -20,7 +21,7 @@ from taskloom import (
     load_chain,
     to_value,
 )
-from taskloom.v1 import chain_pb2, common_pb2, run_pb2
+from taskloom.v1 import backend_pb2, chain_pb2, common_pb2, hook_pb2, run_pb2
 
 APPROVAL = {
     "id": "approval",
@@ -255,3 +256,50 @@ async def test_calls_are_retried_while_the_server_restarts(server: Server) -> No
         assert (await asyncio.wait_for(read, 30)).id == "approval"
         # Retried with one request id: one run, whatever reached the server.
         assert [r.id for r in (await client.runs.list()).runs] == [run.id]
+
+
+async def test_hooks_and_backends_helpers(client: Client) -> None:
+    created = await client.hooks.create(
+        hook_pb2.Hook(
+            name="search",
+            url="http://127.0.0.1:9/search",
+            method="post",
+            timeout=duration_pb2.Duration(seconds=30),
+            secret_headers={"Authorization": "Bearer top-secret"},
+        )
+    )
+    assert created.secret_header_names == ["Authorization"] and not created.secret_headers
+    assert (await client.hooks.get("search")).url == "http://127.0.0.1:9/search"
+    assert [h.name for h in (await client.hooks.list()).hooks] == ["search"]
+    updated = await client.hooks.update(
+        hook_pb2.UpdateHookRequest(
+            hook=hook_pb2.Hook(name="search", timeout=duration_pb2.Duration(seconds=5)),
+            update_mask=["timeout"],
+            etag=created.etag,
+        )
+    )
+    assert updated.timeout.seconds == 5 and updated.etag != created.etag
+    await client.hooks.delete("search", etag=updated.etag)
+    with pytest.raises(NotFound):
+        await client.hooks.get("search")
+
+    backend = await client.backends.create_backend(
+        backend_pb2.Backend(
+            name="local", type=backend_pb2.BACKEND_TYPE_OLLAMA, base_url="http://127.0.0.1:9"
+        )
+    )
+    assert (await client.backends.get_backend(backend.id)).name == "local"
+    await client.backends.assign_backend_to_pool("internal_chat_pool", backend.id)
+    model = await client.backends.create_model(
+        backend_pb2.Model(
+            name="tiny", context_length=2048, capabilities=[backend_pb2.MODEL_CAPABILITY_CHAT]
+        )
+    )
+    await client.backends.assign_model_to_pool("internal_chat_pool", model.name)
+    assert [m.name for m in (await client.backends.list_models()).models] == ["tiny"]
+    with pytest.raises(InvalidArgument) as invalid:
+        await client.backends.create_backend(backend_pb2.Backend(name="", base_url="nope"))
+    assert {v.field for v in invalid.value.field_violations} >= {"backend.name"}
+    await client.backends.delete_backend(backend.id)
+    with pytest.raises(NotFound):
+        await client.backends.get_backend(backend.id)

@@ -134,6 +134,14 @@ export class HooksClient {
     return { hooks, nextPageToken };
   }
 
+  /** Replaces the fields named in `updateMask` (all when empty). */
+  update(
+    hook: MessageInitShape<typeof HookService.method.updateHook.input>["hook"],
+    options: { updateMask?: string[]; etag?: string } = {},
+  ): Promise<Hook> {
+    return this.service.updateHook({ hook, updateMask: options.updateMask, etag: options.etag });
+  }
+
   async delete(name: string, options: { etag?: string } = {}): Promise<void> {
     await this.service.deleteHook({ name, etag: options.etag });
   }

@@ -7,9 +7,11 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
   AlreadyExists,
+  BackendType,
   Code,
   FailedPrecondition,
   InvalidArgument,
+  ModelCapability,
   NotFound,
   RunEventType,
   RunStatus,
@@ -314,6 +316,48 @@ describe("runs", () => {
 });
 
 describe("other services", () => {
+  test("hooks and backends helpers", async () => {
+    const name = uniqueId("hook");
+    const created = await client.hooks.create({
+      name,
+      url: "http://127.0.0.1:9/search",
+      method: "post",
+      timeout: { seconds: 30n },
+      secretHeaders: { Authorization: "Bearer top-secret" },
+    });
+    assert.deepEqual(created.secretHeaderNames, ["Authorization"]);
+    assert.deepEqual(created.secretHeaders, {});
+    assert.equal((await client.hooks.get(name)).url, "http://127.0.0.1:9/search");
+    assert.ok((await client.hooks.list()).hooks.some((h) => h.name === name));
+    const updated = await client.hooks.update(
+      { name, timeout: { seconds: 5n } },
+      { updateMask: ["timeout"], etag: created.etag },
+    );
+    assert.equal(updated.timeout?.seconds, 5n);
+    await client.hooks.delete(name, { etag: updated.etag });
+    await assert.rejects(client.hooks.get(name), NotFound);
+
+    const backend = await client.backends.createBackend({
+      name: uniqueId("local"),
+      type: BackendType.OLLAMA,
+      baseUrl: "http://127.0.0.1:9",
+    });
+    assert.equal((await client.backends.getBackend(backend.id)).id, backend.id);
+    await client.backends.assignBackendToPool("internal_chat_pool", backend.id);
+    const model = await client.backends.createModel({
+      name: uniqueId("tiny"),
+      contextLength: 2048,
+      capabilities: [ModelCapability.CHAT],
+    });
+    await client.backends.assignModelToPool("internal_chat_pool", model.name);
+    assert.ok((await client.backends.listModels()).models.some((m) => m.name === model.name));
+    const invalid = await client.backends.createBackend({ name: "", baseUrl: "nope" }).catch((e: unknown) => e);
+    assert.ok(invalid instanceof InvalidArgument, String(invalid));
+    assert.ok(invalid.fieldViolations.some((v) => v.field === "backend.name"));
+    await client.backends.deleteBackend(backend.id);
+    await assert.rejects(client.backends.getBackend(backend.id), NotFound);
+  });
+
   test("info.version, backends.listBackends, workers.list and deadLetters, raw clients", async () => {
     const version = await client.info.version();
     assert.equal(version.apiVersion, "v1");
