@@ -1,7 +1,6 @@
 """Transport options: TLS with a private CA and the API key on every kind of
-call, against an in-process gRPC server that records what arrives (the
-taskloom server does not check keys yet), and TLS against `taskloom serve
---tls-cert --tls-key`."""
+call, against an in-process gRPC server that records what arrives, and both
+against `taskloom serve` (`--tls-cert --tls-key`, `--api-keys-file`)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from taskloom import Client, Task, Tls, Unavailable, Worker, from_value
+from taskloom import Client, Task, Tls, Unauthenticated, Unavailable, Worker, from_value
 from taskloom.v1 import info_pb2, run_pb2
 
 
@@ -176,3 +175,37 @@ async def test_the_server_serves_tls(tmp_path: Path) -> None:
                 await plaintext.info.version()
     finally:
         server.kill()
+
+
+async def test_the_server_requires_its_api_key(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("s3cret\n")
+    server = Server(tmp_path / "taskloom.db", [*FAST, "--api-keys-file", str(keys)])
+    server.start()
+    try:
+        for key in (None, "wrong"):
+            async with Client(server.address, api_key=key) as refused:
+                with pytest.raises(Unauthenticated) as error:
+                    await refused.info.version()
+                assert error.value.reason == "UNAUTHENTICATED"
+                with pytest.raises(Unauthenticated):
+                    # A worker with a bad key stops instead of retrying forever.
+                    rejected = Worker(refused)
+                    rejected.handle("keyed", echo)
+                    await asyncio.wait_for(rejected.run(), 10)
+        async with Client(server.address, api_key="s3cret") as client:
+            worker = Worker(client, slots=1)
+            worker.handle("keyed", echo)
+            serving = asyncio.create_task(worker.run())
+            run = await client.runs.start(chain=worker_chain("keyed", "keyed"), input="x")
+            events = [event async for event in client.runs.watch(run.id)]
+            assert events[-1].type == run_pb2.RUN_EVENT_TYPE_RUN_SUCCEEDED
+            assert from_value((await client.runs.get(run.id)).output) == "echo x"
+            await worker.shutdown(grace=1)
+            await serving
+    finally:
+        server.kill()
+
+
+async def echo(task: Task) -> str:
+    return f"echo {task.input}"

@@ -14,7 +14,7 @@ import { AsyncQueue } from "./async-queue.js";
 import { Backoff, sleep } from "./backoff.js";
 import type { BackoffOptions } from "./backoff.js";
 import type { TaskloomClient } from "./client.js";
-import { InvalidArgument, toTaskloomError, Unimplemented } from "./errors.js";
+import { InvalidArgument, PermissionDenied, toTaskloomError, Unauthenticated, Unimplemented } from "./errors.js";
 import type { Value } from "./gen/taskloom/v1/common_pb.js";
 import {
   WorkerMessageSchema,
@@ -220,7 +220,14 @@ export class Worker {
         await this.serveOneStream();
       } catch (error) {
         const typed = toTaskloomError(error);
-        if (typed instanceof InvalidArgument || typed instanceof Unimplemented) {
+        // The server refused this worker's hello or key: retrying cannot
+        // change its answer.
+        if (
+          typed instanceof InvalidArgument ||
+          typed instanceof Unimplemented ||
+          typed instanceof Unauthenticated ||
+          typed instanceof PermissionDenied
+        ) {
           this.stop.abort();
           this.abortAll("worker stopped: " + typed.message);
           throw typed;

@@ -1,8 +1,10 @@
-// The transport against an in-process gRPC server (no taskloom binary): TLS
-// with a throwaway self-signed certificate, a client that does not trust it,
-// and the `authorization: Bearer <apiKey>` header (sent with a key, absent
-// without one). The server implements only InfoService.getVersion and
-// RunService.watchRun and records the authorization header of each call.
+// The transport. Against an in-process gRPC server (it implements only
+// InfoService.getVersion and RunService.watchRun and records the
+// authorization header of each call): TLS with a throwaway self-signed
+// certificate, a client that does not trust it, and the `authorization:
+// Bearer <apiKey>` header (sent with a key, absent without one). Against
+// `taskloom serve`: TLS (`--tls-cert/--tls-key`) and API keys
+// (`--api-keys-file`).
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -20,6 +22,7 @@ import {
   RunEventType,
   RunService,
   TaskloomError,
+  Unauthenticated,
   Unavailable,
   Worker,
   createClient,
@@ -259,5 +262,47 @@ describe("plaintext", () => {
 
     await client.info.version();
     assert.deepEqual(server.calls, [{ method: "getVersion", authorization: "Bearer plain-key" }]);
+  });
+});
+
+describe("API keys against taskloom serve --api-keys-file", () => {
+  test("no key or a wrong one is Unauthenticated (a worker stops); the right key works", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "taskloom-keys-"));
+    writeFileSync(join(dir, "keys"), "s3cret\n");
+    const real = await TestServer.start(["--api-keys-file", join(dir, "keys")]);
+    try {
+      for (const apiKey of [undefined, "wrong"]) {
+        const refused = real.client({ apiKey });
+        try {
+          const error = await refused.info.version().catch((e: unknown) => e);
+          assert.ok(error instanceof Unauthenticated, String(error));
+          assert.equal(error.reason, "UNAUTHENTICATED");
+          const worker = new Worker(refused, { logger: { warn: () => undefined } }).handle("keyed", () => "never");
+          await assert.rejects(worker.run(), Unauthenticated);
+        } finally {
+          refused.close();
+        }
+      }
+      const client = real.client({ apiKey: "s3cret" });
+      const worker = new Worker(client, { logger: { warn: () => undefined } }).handle(
+        "keyed",
+        (task) => `echo ${String(task.input)}`,
+      );
+      const running = worker.run();
+      try {
+        const run = await client.runs.start({ chain: workerChain(uniqueId("keyed"), "keyed"), input: "x" });
+        const events = [];
+        for await (const event of client.runs.watch(run.id)) events.push(event);
+        assert.equal(events.at(-1)?.type, RunEventType.RUN_SUCCEEDED);
+        assert.equal(fromValue((await client.runs.get(run.id)).output), "echo x");
+      } finally {
+        await worker.shutdown({ graceMs: 1_000 });
+        await running;
+        client.close();
+      }
+    } finally {
+      await real.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

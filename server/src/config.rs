@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// The PEM private key of `--tls-cert`.
     #[arg(long, env = "TASKLOOM_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A file of API keys, one per line (`#` comments and blank lines
+    /// ignored). With any key configured (here or in `TASKLOOM_API_KEYS`,
+    /// comma-separated), calls must send `authorization: Bearer <key>`.
+    #[arg(long, env = "TASKLOOM_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -115,16 +116,29 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let keys = api_keys(&args)?;
+    if keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured: every caller has full access (local development mode; \
+             see --api-keys-file)"
+        );
+    } else {
+        tracing::info!(keys = keys.len(), "API keys required");
+    }
     let limit = args.max_message_bytes;
+    // Compression, message limits and the API key check of each service.
     macro_rules! configure {
         ($server:expr) => {
-            $server
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .send_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Zstd)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit)
+            InterceptedService::new(
+                $server
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Zstd)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Zstd)
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit),
+                keys.clone(),
+            )
         };
     }
 
@@ -290,4 +304,22 @@ fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
     };
     let identity = Identity::from_pem(read(cert)?, read(key)?);
     Ok(Some(ServerTlsConfig::new().identity(identity)))
+}
+
+/// The keys of `--api-keys-file` and `TASKLOOM_API_KEYS`.
+fn api_keys(args: &ServeArgs) -> anyhow::Result<api::ApiKeys> {
+    let mut keys: Vec<String> = std::env::var("TASKLOOM_API_KEYS")
+        .map(|list| list.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    if let Some(path) = &args.api_keys_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    Ok(api::ApiKeys::new(keys))
 }

@@ -257,3 +257,51 @@ fn migrate_command() {
         "an unreachable database is an error"
     );
 }
+
+/// With `--api-keys-file`, services need `authorization: Bearer <key>`;
+/// health checks do not.
+#[tokio::test]
+async fn api_keys_gate_the_services() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys_file = dir.path().join("keys");
+    std::fs::write(&keys_file, "# operators\nfirst-key\n\nsecond-key\n").expect("write keys");
+    let keys_path = keys_file.display().to_string();
+    let server = TestServer::start_with(
+        common::Backend::Sqlite,
+        &["--api-keys-file", keys_path.as_str()],
+    )
+    .await;
+
+    let version = |key: Option<&str>| {
+        let mut info = server.info();
+        let mut request = tonic::Request::new(pb::GetVersionRequest {});
+        if let Some(key) = key {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {key}").parse().expect("ascii"),
+            );
+        }
+        async move { info.get_version(request).await }
+    };
+    let missing = version(None).await.unwrap_err();
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    assert!(
+        missing.message().contains("API key is required"),
+        "{missing:?}"
+    );
+    let wrong = version(Some("third-key")).await.unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    for key in ["first-key", "second-key"] {
+        assert!(version(Some(key)).await.is_ok(), "{key}");
+    }
+    let mut health = HealthClient::new(server.channel.clone());
+    let status = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health checks need no key")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+}

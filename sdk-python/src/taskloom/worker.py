@@ -30,7 +30,13 @@ from google.protobuf import struct_pb2
 
 from taskloom import __version__
 from taskloom.client import WORKER_BACKOFF, Backoff, Client, duration
-from taskloom.errors import InvalidArgument, TaskloomError, from_rpc_error
+from taskloom.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    TaskloomError,
+    Unauthenticated,
+    from_rpc_error,
+)
 from taskloom.v1 import common_pb2, worker_pb2
 from taskloom.values import from_value, to_value
 
@@ -220,7 +226,8 @@ class Worker:
     async def run(self) -> None:
         """Serves until `shutdown()`; reconnects with capped exponential
         backoff and jitter whenever the stream ends. Raises only for a
-        configuration the server refuses (`InvalidArgument`)."""
+        configuration the server refuses (`InvalidArgument`,
+        `Unauthenticated`, `PermissionDenied`)."""
         if not self._handlers:
             raise ValueError("register a handler with @worker.task(queue) first")
         if self._started:
@@ -232,7 +239,9 @@ class Worker:
                 welcomed = False
                 try:
                     welcomed = await self._session()
-                except InvalidArgument:
+                except (InvalidArgument, Unauthenticated, PermissionDenied):
+                    # The server refused this worker's hello or key:
+                    # retrying cannot change its answer.
                     raise
                 except TaskloomError as error:
                     log.warning("worker stream ended: %s", error)

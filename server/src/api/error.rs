@@ -56,6 +56,9 @@ pub enum ApiError {
         run_id: String,
         waited: std::time::Duration,
     },
+    /// No API key, or one the server does not know.
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage unavailable: {0}")]
@@ -89,6 +92,7 @@ impl ApiError {
                 Code::FailedPrecondition
             }
             ApiError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::ShuttingDown | ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
             ApiError::FailedPrecondition { reason, .. } => reason,
             ApiError::DeadlineExceeded { .. } => "RUN_STILL_ACTIVE",
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::ShuttingDown => "SHUTTING_DOWN",
             ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -159,7 +164,9 @@ impl From<ApiError> for Status {
             ApiError::DeadlineExceeded { run_id, .. } => {
                 metadata.insert("run_id".to_string(), run_id.clone());
             }
-            ApiError::ShuttingDown | ApiError::NotFoundMessage(_) => {}
+            ApiError::ShuttingDown
+            | ApiError::NotFoundMessage(_)
+            | ApiError::Unauthenticated(_) => {}
         }
         details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(code, error.to_string(), details)

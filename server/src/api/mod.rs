@@ -2,6 +2,7 @@
 //! call the store (later: the kernel), encode responses, and map errors
 //! through [`ApiError`]. No SQL, no provider HTTP here.
 
+mod auth;
 mod backend;
 mod chain;
 mod error;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use auth::ApiKeys;
 pub use backend::BackendApi;
 pub use chain::ChainApi;
 pub use error::{ApiError, ApiResult, ERROR_DOMAIN};
