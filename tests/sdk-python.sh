@@ -14,6 +14,8 @@ export TASKLOOM_BIN="${TASKLOOM_BIN:-$TASKLOOM_ROOT/target/debug/taskloom}"
 [[ -x $TASKLOOM_BIN ]] || die "no taskloom binary at $TASKLOOM_BIN: cargo build -p taskloom-server"
 
 cd "$TASKLOOM_ROOT/sdk-python"
+# The package itself afresh (its version does not change between edits),
+# then its dependencies only where missing.
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
 "$PYTHON" -m pip install --quiet --disable-pip-version-check .
 "$PYTHON" -m ruff format --check . ../examples/python

@@ -2,7 +2,7 @@
 // dropped streams and a `wait` built on it.
 
 import { fromJson, isMessage } from "@bufbuild/protobuf";
-import { ValueSchema as JsonValueSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ValueSchema as JsonValueSchema, durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { Backoff, sleep } from "./backoff.js";
 import type { BackoffOptions } from "./backoff.js";
@@ -326,9 +326,4 @@ function startRequest(options: StartRunOptions) {
     priority: options.priority,
     tenant: options.tenant,
   };
-}
-
-export function durationFromMs(ms: number) {
-  const whole = Math.floor(ms);
-  return { seconds: BigInt(Math.floor(whole / 1000)), nanos: (whole % 1000) * 1_000_000 };
 }

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { AsyncQueue } from "./async-queue.js";
 import { Backoff, sleep } from "./backoff.js";
@@ -21,7 +21,6 @@ import {
   WorkerService,
 } from "./gen/taskloom/v1/worker_pb.js";
 import type { LeaseOffer, LeaseRef, ServerMessage, Welcome } from "./gen/taskloom/v1/worker_pb.js";
-import { durationFromMs } from "./runs.js";
 import { fromValue, toValue } from "./values.js";
 import type { PlainValue, ValueInput } from "./values.js";
 
@@ -335,8 +334,8 @@ export class Worker {
    * stream is dropped and the worker reconnects.
    */
   private startHeartbeats(welcome: Welcome, lastHeard: () => number, connection: AbortController): NodeJS.Timeout {
-    const ms = durationMs(welcome.heartbeatInterval);
-    const timeoutMs = durationMs(welcome.heartbeatTimeout) || 15_000;
+    const ms = welcome.heartbeatInterval ? durationMs(welcome.heartbeatInterval) : 0;
+    const timeoutMs = (welcome.heartbeatTimeout ? durationMs(welcome.heartbeatTimeout) : 0) || 15_000;
     return setInterval(
       () => {
         if (Date.now() - lastHeard() > timeoutMs) {
@@ -491,10 +490,6 @@ export class Worker {
       this.changeListeners.add(listener);
     });
   }
-}
-
-function durationMs(duration: Welcome["heartbeatInterval"]): number {
-  return duration ? Number(duration.seconds) * 1000 + duration.nanos / 1e6 : 0;
 }
 
 function toOutput(output: ValueInput | undefined | void): Value {

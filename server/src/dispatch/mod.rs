@@ -390,15 +390,6 @@ impl Dispatcher {
         }
     }
 
-    /// Counts a fencing rejection.
-    fn rejected(&self, error: &KernelError) {
-        if matches!(error, KernelError::FailedPrecondition(_)) {
-            self.inner
-                .fencing_rejections
-                .fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Counts a lease operation of `session_id` refused by fencing.
     pub fn fenced(&self, session_id: &str) {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
@@ -530,9 +521,13 @@ impl Dispatcher {
         }
     }
 
+    /// Counts a fencing rejection (a lease operation refused as stale or
+    /// foreign).
     fn count_rejection<T>(&self, result: &Result<T, KernelError>) {
-        if let Err(error) = result {
-            self.rejected(error);
+        if let Err(KernelError::FailedPrecondition(_)) = result {
+            self.inner
+                .fencing_rejections
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
