@@ -708,7 +708,14 @@ struct Step<'a> {
     snapshot_len: usize,
     updated: Vec<String>,
     events: Vec<pb::RunEvent>,
+    /// Tasks this decision failed because their template did not render.
+    template_failures: u32,
 }
+
+/// Most tasks one decision fails because their template did not render:
+/// `on_failure` pointing back at a task whose template always fails would
+/// otherwise go round within one decision until the step budget ran out.
+const MAX_TEMPLATE_FAILURES: u32 = 16;
 
 impl<'a> Step<'a> {
     fn new(
@@ -726,6 +733,7 @@ impl<'a> Step<'a> {
             snapshot_len: snapshot.attempts.len(),
             updated: Vec::new(),
             events: Vec::new(),
+            template_failures: 0,
         }
     }
 
@@ -914,7 +922,21 @@ impl<'a> Step<'a> {
                     event.attempt = attempt.attempt;
                     event.message = message.clone();
                 });
-                self.fail_task(&task, message, why);
+                self.template_failures += 1;
+                if self.template_failures >= MAX_TEMPLATE_FAILURES {
+                    // Do not follow `on_failure` into yet another task that
+                    // cannot start.
+                    self.fail_run(
+                        format!(
+                            "{message} ({} tasks failed to render in a row; on_failure was not followed)",
+                            self.template_failures
+                        ),
+                        &task.id,
+                        why,
+                    );
+                } else {
+                    self.fail_task(&task, message, why);
+                }
                 return;
             }
         }
