@@ -278,7 +278,6 @@ async fn abusive_renders_leave_the_server_responsive(server: TestServer) {
         let started = Instant::now();
         runs.get_run(pb::GetRunRequest {
             id: spinning[0].clone(),
-            ..Default::default()
         })
         .await
         .expect("get run");
@@ -333,7 +332,6 @@ async fn abusive_renders_leave_the_server_responsive(server: TestServer) {
         let run = runs
             .get_run(pb::GetRunRequest {
                 id: id.clone(),
-                ..Default::default()
             })
             .await
             .expect("get spin")
@@ -349,7 +347,6 @@ async fn abusive_renders_leave_the_server_responsive(server: TestServer) {
     let error = runs
         .get_run(pb::GetRunRequest {
             id: "missing".into(),
-            ..Default::default()
         })
         .await
         .expect_err("missing run");
