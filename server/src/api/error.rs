@@ -64,10 +64,10 @@ pub enum ApiError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The store cannot be reached or cannot serve now; retry.
-    #[error("the store is unavailable; retry later")]
+    #[error("the store is unavailable; retry later with the same request id")]
     StoreUnavailable(String),
     /// The store's disk is full; reads still work.
-    #[error("the store's storage is full; nothing was written")]
+    #[error("the store's storage is full; retry later with the same request id")]
     StorageFull(String),
     /// A server-side fault; details are logged, not returned.
     #[error("internal error")]

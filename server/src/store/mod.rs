@@ -84,7 +84,9 @@ pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL
-    /// `53100`): nothing was written; reads still work.
+    /// `53100`); reads still work. Usually nothing was written, but SQLite
+    /// also reports a failed checkpoint after a commit this way, so retry
+    /// with the same request id.
     #[error("the database's storage is full: {0}")]
     StorageFull(String),
     /// Any other database error: a fault of this server.
