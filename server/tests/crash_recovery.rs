@@ -70,7 +70,7 @@ async fn postgres_replica_killed_mid_way() {
         300,
         "every start acknowledged by one replica"
     );
-    wait_all_succeeded(&survivor_channel, 300, Duration::from_secs(90)).await;
+    wait_all_succeeded(&survivor_channel, &run_ids, Duration::from_secs(90)).await;
     let expired = check_exactly_once(&survivor_channel, &run_ids, &hook).await;
     assert!(
         expired > 0,
@@ -101,7 +101,7 @@ async fn sqlite_restart_after_kill() {
     );
     let second = start(path).await;
     let second_channel = channel(&second).await;
-    wait_all_succeeded(&second_channel, run_ids.len(), Duration::from_secs(60)).await;
+    wait_all_succeeded(&second_channel, &run_ids, Duration::from_secs(60)).await;
     let expired = check_exactly_once(&second_channel, &run_ids, &hook).await;
     assert!(
         expired > 0,

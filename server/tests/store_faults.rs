@@ -258,7 +258,7 @@ async fn sqlite_full_disk_heals() {
     }
     let after = start_runs_through_faults(&channel, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
-    wait_all_succeeded(&channel, all.len(), Duration::from_secs(60)).await;
+    wait_all_succeeded(&channel, &all, Duration::from_secs(60)).await;
     check_exactly_once(&channel, &all, &hook).await;
 }
 
@@ -313,7 +313,7 @@ async fn postgres_restart_heals() {
     wait_health(&channel_b, ServingStatus::Serving, Duration::from_secs(20)).await;
     let after = start_runs_through_faults(&channel_b, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
-    wait_all_succeeded(&channel_a, all.len(), Duration::from_secs(90)).await;
+    wait_all_succeeded(&channel_a, &all, Duration::from_secs(90)).await;
     check_exactly_once(&channel_b, &all, &hook).await;
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
     drop(postgres);
@@ -375,7 +375,7 @@ async fn postgres_lost_connections_heal() {
     wait_health(&channel_b, ServingStatus::Serving, Duration::from_secs(20)).await;
     let after = start_runs_through_faults(&channel_b, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
-    wait_all_succeeded(&channel_a, all.len(), Duration::from_secs(90)).await;
+    wait_all_succeeded(&channel_a, &all, Duration::from_secs(90)).await;
     check_exactly_once(&channel_b, &all, &hook).await;
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
 }

@@ -3,7 +3,7 @@
 //! acknowledged run finishes exactly once, and a task runs again only after
 //! its lease expired.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use taskloom_server::proto::taskloom::v1 as pb;
@@ -109,9 +109,10 @@ pub async fn wait_for_hook_calls(hook: &HookServer, calls: usize) {
     }
 }
 
-pub async fn succeeded_count(channel: &Channel) -> usize {
+/// The ids of the runs that succeeded.
+pub async fn succeeded_runs(channel: &Channel) -> HashSet<String> {
     let mut runs = pb::run_service_client::RunServiceClient::new(channel.clone());
-    let mut total = 0;
+    let mut succeeded = HashSet::new();
     let mut token = String::new();
     loop {
         let page = runs
@@ -124,27 +125,28 @@ pub async fn succeeded_count(channel: &Channel) -> usize {
             .await
             .unwrap()
             .into_inner();
-        total += page.runs.len();
+        succeeded.extend(page.runs.into_iter().map(|run| run.id));
         if page.next_page_token.is_empty() {
-            return total;
+            return succeeded;
         }
         token = page.next_page_token;
     }
 }
 
-/// Waits until at least `count` runs succeeded: a start committed just
-/// before a crash but never acknowledged adds one (the acknowledged ones are
-/// checked by [`check_exactly_once`]).
-pub async fn wait_all_succeeded(channel: &Channel, count: usize, within: Duration) {
+/// Waits until every run of `run_ids` succeeded. (A start committed just
+/// before a crash but never acknowledged may add a run that is not listed.)
+pub async fn wait_all_succeeded(channel: &Channel, run_ids: &[String], within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let done = succeeded_count(channel).await;
-        if done >= count {
+        let succeeded = succeeded_runs(channel).await;
+        let missing = run_ids.iter().filter(|id| !succeeded.contains(*id)).count();
+        if missing == 0 {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "only {done} of {count} runs succeeded in {within:?}"
+            "{missing} of {} runs did not succeed in {within:?}",
+            run_ids.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
