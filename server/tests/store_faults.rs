@@ -259,7 +259,11 @@ async fn sqlite_full_disk_heals() {
     let after = start_runs_through_faults(&channel, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
     wait_all_succeeded(&channel, &all, Duration::from_secs(60)).await;
-    check_exactly_once(&channel, &all, &hook).await;
+    let expired = check_exactly_once(&channel, &all, &hook).await;
+    assert_eq!(
+        expired, 0,
+        "outcomes met during the fault were written later, not re-run"
+    );
 }
 
 /// Two replicas on a private PostgreSQL that is stopped while runs are in
@@ -314,7 +318,11 @@ async fn postgres_restart_heals() {
     let after = start_runs_through_faults(&channel_b, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
     wait_all_succeeded(&channel_a, &all, Duration::from_secs(90)).await;
-    check_exactly_once(&channel_b, &all, &hook).await;
+    let expired = check_exactly_once(&channel_b, &all, &hook).await;
+    assert_eq!(
+        expired, 0,
+        "outcomes met during the fault were written later, not re-run"
+    );
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
     drop(postgres);
 }
@@ -376,7 +384,11 @@ async fn postgres_lost_connections_heal() {
     let after = start_runs_through_faults(&channel_b, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
     wait_all_succeeded(&channel_a, &all, Duration::from_secs(90)).await;
-    check_exactly_once(&channel_b, &all, &hook).await;
+    let expired = check_exactly_once(&channel_b, &all, &hook).await;
+    assert_eq!(
+        expired, 0,
+        "outcomes met during the fault were written later, not re-run"
+    );
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
 }
 

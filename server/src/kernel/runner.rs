@@ -8,13 +8,13 @@
 //!
 //! Store outages: an attempt goes on running while its lease cannot be
 //! renewed, and its outcome is written again and again until the store
-//! takes it (or rejects it: the lease was lost). After an outage the sweeper
-//! waits one lease period (at least [`MIN_OUTAGE_GRACE`]) before it expires
-//! leases, so holders can renew or complete first; an attempt whose holder
-//! did not is run again.
+//! takes it (or rejects it: the lease was lost). After a store fault the
+//! sweeper waits one lease period (at least [`MIN_OUTAGE_GRACE`]) before it
+//! expires leases, so holders can renew or complete first; an attempt whose
+//! holder did not is run again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -23,7 +23,7 @@ use super::{
 };
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
-use crate::store::{AttemptRecord, RunRecord};
+use crate::store::{self, AttemptRecord, RunRecord};
 use crate::telemetry::FailureLog;
 
 /// The least time leases are left alone after the store comes back.
@@ -157,45 +157,35 @@ async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {
         .poll_interval
         .max(Duration::from_millis(100));
     let grace = kernel.config().lease.max(MIN_OUTAGE_GRACE);
+    let mut faults = store::fault_hints();
+    let mut last_fault: Option<Instant> = None;
     let mut failures = FailureLog::new("sweeping leases");
     loop {
-        let wait = match kernel.sweep().await {
-            Ok(handled) => {
-                failures.succeeded();
-                if handled > 0 {
-                    continue;
+        if faults.has_changed().unwrap_or(false) {
+            faults.mark_unchanged();
+            last_fault = Some(Instant::now());
+        }
+        // During a store fault leases could be neither renewed nor
+        // completed: their holders get a lease period after the last one.
+        let wait = match last_fault.map(|at| grace.saturating_sub(at.elapsed())) {
+            Some(left) if !left.is_zero() => left,
+            _ => match kernel.sweep().await {
+                Ok(handled) => {
+                    failures.succeeded();
+                    if handled > 0 {
+                        continue;
+                    }
+                    interval
                 }
-                interval
-            }
-            Err(error) if error.is_store_fault() => {
-                failures.failed(&error);
-                // Leases could be neither renewed nor completed meanwhile.
-                if !store_writes_again(&kernel, &mut stop).await {
-                    return;
+                Err(error) => {
+                    failures.failed(&error);
+                    failures.backoff()
                 }
-                grace
-            }
-            Err(error) => {
-                failures.failed(&error);
-                failures.backoff()
-            }
+            },
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Waits until a probe write succeeds; false if `stop` came first.
-async fn store_writes_again(kernel: &Kernel, stop: &mut watch::Receiver<bool>) -> bool {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return false,
-        }
-        if kernel.store().probe().await.is_ok() {
-            return true;
         }
     }
 }
