@@ -318,11 +318,10 @@ async fn postgres_restart_heals() {
     let after = start_runs_through_faults(&channel_b, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
     wait_all_succeeded(&channel_a, &all, Duration::from_secs(90)).await;
-    let expired = check_exactly_once(&channel_b, &all, &hook).await;
-    assert_eq!(
-        expired, 0,
-        "outcomes met during the fault were written later, not re-run"
-    );
+    // A replica whose connection attempts outlast the outage sees no
+    // fault, so its sweeper may expire the other's leases: a task may run
+    // again, but only after its lease expired.
+    check_exactly_once(&channel_b, &all, &hook).await;
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
     drop(postgres);
 }
@@ -384,11 +383,9 @@ async fn postgres_lost_connections_heal() {
     let after = start_runs_through_faults(&channel_b, "after", 5).await;
     let all: Vec<String> = before.into_iter().chain(after).collect();
     wait_all_succeeded(&channel_a, &all, Duration::from_secs(90)).await;
-    let expired = check_exactly_once(&channel_b, &all, &hook).await;
-    assert_eq!(
-        expired, 0,
-        "outcomes met during the fault were written later, not re-run"
-    );
+    // A replica that met no fault itself may expire the other's leases: a
+    // task may run again, but only after its lease expired.
+    check_exactly_once(&channel_b, &all, &hook).await;
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
 }
 
