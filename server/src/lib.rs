@@ -11,6 +11,7 @@ pub mod executor;
 pub mod health;
 pub mod kernel;
 pub mod llm;
+pub mod render;
 pub mod server;
 pub mod store;
 pub mod telemetry;
