@@ -18,6 +18,7 @@ use crate::config::ServeArgs;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
+use crate::health;
 use crate::kernel::{Kernel, KernelConfig, runner};
 use crate::llm::{
     self,
@@ -100,7 +101,7 @@ pub async fn run(
     );
     let dispatch_loop = tokio::spawn(dispatcher.clone().run(runner_stop.clone()));
     let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop.clone()));
-    let publisher = tokio::spawn(dispatcher.clone().publish_sessions(runner_stop));
+    let publisher = tokio::spawn(dispatcher.clone().publish_sessions(runner_stop.clone()));
     let context = ApiContext::new(kernel, executor, dispatcher);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
@@ -116,6 +117,13 @@ pub async fn run(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
+    // NOT_SERVING while the store cannot write.
+    let store_health = tokio::spawn(health::follow_store(
+        store.clone(),
+        health_reporter.clone(),
+        service_names.to_vec(),
+        runner_stop,
+    ));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -206,6 +214,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     tokio::select! {
         result = &mut serve => {
+            store_health.abort();
             runner.abort();
             dispatch_loop.abort();
             lease_watch.abort();
@@ -215,6 +224,7 @@ pub async fn run(
         () = &mut shutdown => {}
     }
     tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
+    store_health.abort();
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;

@@ -21,3 +21,86 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// Logs the failures of a background loop at a sane rate while they repeat
+/// (a store outage fails every round): the first at once, then one line
+/// every [`FailureLog::REPEAT`] with the count, and the recovery. It also
+/// paces the loop's retries.
+pub struct FailureLog {
+    what: &'static str,
+    /// Consecutive failures.
+    failures: u32,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl FailureLog {
+    const REPEAT: std::time::Duration = std::time::Duration::from_secs(30);
+    const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// `what` names the work, e.g. "claiming internal attempts".
+    pub const fn new(what: &'static str) -> FailureLog {
+        FailureLog {
+            what,
+            failures: 0,
+            logged_at: None,
+        }
+    }
+
+    pub fn failed(&mut self, error: &dyn std::fmt::Display) {
+        self.failures += 1;
+        let now = std::time::Instant::now();
+        if self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= Self::REPEAT)
+        {
+            tracing::warn!(error = %error, failures = self.failures, "{} failed", self.what);
+            self.logged_at = Some(now);
+        }
+    }
+
+    pub fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "{} works again", self.what);
+        }
+        self.failures = 0;
+        self.logged_at = None;
+    }
+
+    /// Whether the last round failed.
+    pub fn failing(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// How long to wait before the next try: from 250 ms, doubling with
+    /// each consecutive failure, at most 5 s.
+    pub fn backoff(&self) -> std::time::Duration {
+        let doublings = self.failures.saturating_sub(1).min(5);
+        (Self::FIRST_BACKOFF * 2u32.pow(doublings)).min(Self::MAX_BACKOFF)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureLog;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_and_resets() {
+        let mut log = FailureLog::new("testing");
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            log.failed(&"boom");
+            waits.push(log.backoff());
+        }
+        assert_eq!(
+            waits,
+            [250, 500, 1000, 2000, 4000, 5000, 5000].map(Duration::from_millis)
+        );
+        assert!(log.failing());
+        log.succeeded();
+        assert!(!log.failing());
+        log.failed(&"boom");
+        assert_eq!(log.backoff(), Duration::from_millis(250));
+    }
+}

@@ -5,8 +5,9 @@
 //! PostgreSQL: if `TASKLOOM_TEST_PG_URL` names a running server (the README's
 //! test command starts one and sets it), databases are created there.
 //! Otherwise the first caller in a test process starts a private server with
-//! `initdb` + `postgres` on a free loopback port; a watchdog shell stops it
-//! when the test process exits.
+//! `initdb` + `pg_ctl` on a free loopback port; a watchdog shell stops it
+//! when the test process exits. Tests that stop or break PostgreSQL start a
+//! [`PostgresServer`] of their own.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -108,82 +109,147 @@ fn pg_command(program: &Path, root: bool) -> Command {
 }
 
 fn start_private_postgres() -> Result<String> {
-    let root = is_root();
-    let initdb = find_pg_bin("initdb")?;
-    let postgres = find_pg_bin("postgres")?;
-    let dir = std::env::temp_dir().join(format!("taskloom-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let data = dir.join("data");
-    if root {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()?;
-        if !status.success() {
-            bail!("chown {} to postgres failed", dir.display());
+    let server = PostgresServer::start()?;
+    let url = server.url();
+    // It serves the whole test process; its watchdog stops it at exit.
+    std::mem::forget(server);
+    Ok(url)
+}
+
+/// A PostgreSQL server of the caller's own, from the installed binaries, on
+/// a free loopback port, for tests that stop, restart or break it (never do
+/// that to the shared server). Stopped and removed on drop; a watchdog shell
+/// does the same if the test process dies first.
+pub struct PostgresServer {
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+    root: bool,
+}
+
+impl PostgresServer {
+    /// `initdb` + `pg_ctl start` with settings for tests (no fsync).
+    pub fn start() -> Result<PostgresServer> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = is_root();
+        let initdb = find_pg_bin("initdb")?;
+        let dir = std::env::temp_dir().join(format!(
+            "taskloom-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let data = dir.join("data");
+        if root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()?;
+            if !status.success() {
+                bail!("chown {} to postgres failed", dir.display());
+            }
         }
-    }
-    let output = pg_command(&initdb, root)
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "-D",
-        ])
-        .arg(&data)
-        .output()
-        .context("run initdb")?;
-    if !output.status.success() {
-        bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let port = free_port();
-    // The watchdog runs postgres and stops it once this test process is gone.
-    let me = std::process::id();
-    let mut pg = pg_command(&postgres, root);
-    pg.arg("-D")
-        .arg(&data)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-        .arg(&dir)
-        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off", "-c", "max_connections=300"]);
-    let pg_line = format!("{pg:?}").replace('"', "'");
-    let script = format!(
-        "{pg_line} >'{log}' 2>&1 & pg=$!; while kill -0 {me} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done; kill -INT $(head -1 '{data}/postmaster.pid') 2>/dev/null; wait $pg; rm -rf '{dir}'",
-        log = dir.join("postgres.log").display(),
-        data = data.display(),
-        dir = dir.display(),
-    );
-    let _watchdog: Child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("spawn postgres")?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let ok = Command::new("psql")
-            .arg(&url)
-            .args(["-q", "-c", "SELECT 1"])
+        let output = pg_command(&initdb, root)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .context("run initdb")?;
+        if !output.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let server = PostgresServer {
+            dir,
+            data,
+            port: free_port(),
+            root,
+        };
+        // The watchdog stops the server once this test process is gone.
+        let stop = format!("{:?}", server.pg_ctl(&["stop", "-m", "immediate"])?).replace('"', "'");
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+            me = std::process::id(),
+            dir = server.dir.display(),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            return Ok(url);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+            .spawn()
+            .context("spawn the postgres watchdog")?;
+        server.start_again()?;
+        Ok(server)
     }
-    let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
-    bail!("postgres did not start on port {port}: {log}")
+
+    /// URL of the `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown: open sessions are terminated).
+    pub fn stop(&self) -> Result<()> {
+        self.run_pg_ctl(&["stop", "-m", "fast", "-w"])
+    }
+
+    /// Starts the (stopped) server again on the same port and data, and
+    /// waits until it accepts connections.
+    pub fn start_again(&self) -> Result<()> {
+        let options = format!(
+            "-h 127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log");
+        let log = log.display().to_string();
+        self.run_pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &options])
+            .with_context(|| {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                format!("postgres did not start on port {}: {log}", self.port)
+            })
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<Command> {
+        let mut command = pg_command(&find_pg_bin("pg_ctl")?, self.root);
+        command.arg("-D").arg(&self.data).args(args);
+        Ok(command)
+    }
+
+    fn run_pg_ctl(&self, args: &[&str]) -> Result<()> {
+        let output = self
+            .pg_ctl(args)?
+            .stdin(Stdio::null())
+            .output()
+            .context("run pg_ctl")?;
+        if !output.status.success() {
+            bail!(
+                "pg_ctl {args:?} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if let Ok(mut stop) = self.pg_ctl(&["stop", "-m", "immediate", "-w"]) {
+            let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A running `taskloom serve` process on a loopback port; killed on drop.

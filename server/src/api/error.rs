@@ -63,6 +63,12 @@ pub enum ApiError {
     ShuttingDown,
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot be reached or cannot serve now; retry.
+    #[error("the store is unavailable; retry later with the same request id")]
+    StoreUnavailable(String),
+    /// The store's disk is full; reads still work.
+    #[error("the store's storage is full; retry later with the same request id")]
+    StorageFull(String),
     /// A server-side fault; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -93,7 +99,10 @@ impl ApiError {
             }
             ApiError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
-            ApiError::ShuttingDown | ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::ShuttingDown | ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => {
+                Code::Unavailable
+            }
+            ApiError::StorageFull(_) => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
         }
     }
@@ -110,6 +119,8 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::ShuttingDown => "SHUTTING_DOWN",
             ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
+            ApiError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            ApiError::StorageFull(_) => "STORAGE_FULL",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -161,6 +172,11 @@ impl From<ApiError> for Status {
             ApiError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "storage unavailable");
             }
+            // The health monitor reports store faults; a request's failure
+            // is not worth a line of its own.
+            ApiError::StoreUnavailable(cause) | ApiError::StorageFull(cause) => {
+                tracing::debug!(cause = %cause, "store fault");
+            }
             ApiError::DeadlineExceeded { run_id, .. } => {
                 metadata.insert("run_id".to_string(), run_id.clone());
             }
@@ -206,10 +222,8 @@ impl From<StoreError> for ApiError {
                 reason: "CHAIN_CHANGED",
                 message: error.to_string(),
             },
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
-            | StoreError::Database(sqlx::Error::PoolClosed) => {
-                ApiError::Unavailable(error.to_string())
-            }
+            StoreError::Unavailable(_) => ApiError::StoreUnavailable(error.to_string()),
+            StoreError::StorageFull(_) => ApiError::StorageFull(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -38,6 +38,7 @@ use crate::kernel::{
 };
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, WorkerSessionRecord};
+use crate::telemetry::FailureLog;
 
 pub use pb::server_message::Msg as ServerMsg;
 
@@ -541,6 +542,11 @@ impl Dispatcher {
                 .extend(&lease_ref.attempt_id, &lease_ref.lease_token, lease)
                 .await;
             if let Err(error) = result {
+                if error.is_store_fault() {
+                    // Not lost, only not renewed now: the next heartbeat
+                    // tries again.
+                    continue;
+                }
                 self.forget(&lease_ref.attempt_id);
                 self.send(
                     session_id,
@@ -752,11 +758,25 @@ impl Dispatcher {
     /// Runs the dispatch loop until `stop`: leases ready attempts to
     /// sessions with free slots.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures = FailureLog::new("claiming attempts for workers");
         loop {
             if *stop.borrow() {
                 return;
             }
-            let busy = self.dispatch_round().await;
+            let busy = match self.dispatch_round().await {
+                Ok(busy) => {
+                    failures.succeeded();
+                    busy
+                }
+                Err(error) => {
+                    failures.failed(&error);
+                    tokio::select! {
+                        () = tokio::time::sleep(failures.backoff()) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            };
             if busy {
                 continue;
             }
@@ -773,8 +793,9 @@ impl Dispatcher {
     }
 
     /// One claim per session with free slots; true if some claim was full
-    /// (more may be waiting).
-    async fn dispatch_round(&self) -> bool {
+    /// (more may be waiting). The error of a failed claim, after the others
+    /// were made.
+    async fn dispatch_round(&self) -> Result<bool, KernelError> {
         // Read before the claims: work made ready while they run bumps it.
         let ready_epoch = self.state().ready_epoch;
         let wanting: Vec<(String, String, Vec<String>, u32)> = {
@@ -797,6 +818,7 @@ impl Dispatcher {
                 .collect()
         };
         let mut full = false;
+        let mut failed = None;
         for (session_id, worker_id, queues, take) in wanting {
             let (claimed, found_all) =
                 match self.inner.kernel.claim(&queues, &worker_id, take).await {
@@ -805,7 +827,7 @@ impl Dispatcher {
                         (claimed, found_all)
                     }
                     Err(error) => {
-                        tracing::warn!(error = %error, "claiming attempts for a worker failed");
+                        failed = Some(error);
                         (Vec::new(), false)
                     }
                 };
@@ -824,7 +846,10 @@ impl Dispatcher {
                 self.deliver(session_id.clone(), attempt);
             }
         }
-        full
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(full),
+        }
     }
 
     /// Checks the leases this replica holds on `run_ids` and cancels, on

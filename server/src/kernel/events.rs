@@ -87,6 +87,21 @@ impl EventHub {
         self.send(run_id, LiveEvent::Poke);
     }
 
+    /// Tells every watcher to re-read the store (changes may have been
+    /// missed).
+    pub fn poke_all(&self) {
+        let senders: Vec<broadcast::Sender<LiveEvent>> = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for sender in senders {
+            let _ = sender.send(LiveEvent::Poke);
+        }
+    }
+
     /// Forwards a token delta to the run's watchers.
     pub fn delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
         self.send(

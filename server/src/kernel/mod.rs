@@ -51,6 +51,13 @@ pub enum KernelError {
 
 pub type KernelResult<T> = Result<T, KernelError>;
 
+impl KernelError {
+    /// The store itself failed (see [`StoreError::is_fault`]): retry later.
+    pub fn is_store_fault(&self) -> bool {
+        matches!(self, KernelError::Store(error) if error.is_fault())
+    }
+}
+
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
@@ -338,6 +345,12 @@ impl Kernel {
                         }
                         let run_ids: Vec<&str> = announcement.run_ids.iter().map(String::as_str).collect();
                         self.notify_observers(&run_ids);
+                        self.inner.work.notify_one();
+                        self.inner.worker_work.notify_one();
+                    }
+                    Some(Signal::Resync) => {
+                        // Signals were missed while the store was away.
+                        self.inner.hub.poke_all();
                         self.inner.work.notify_one();
                         self.inner.worker_work.notify_one();
                     }
@@ -862,13 +875,22 @@ impl Kernel {
             }
             Err(error) => {
                 // One bad item must not fail its neighbours: write each alone.
+                // A lost connection is replaced for the first one; once the
+                // store itself fails, the rest fail the same way at once.
                 tracing::warn!(error = %error, size = batch.len(), "a start batch failed; writing its runs one by one");
+                let mut fault: Option<StoreError> = None;
                 for item in batch {
-                    let result = match self.inner.store.create_runs(vec![item.new]).await {
-                        Ok(mut results) => results.pop().unwrap_or_else(|| {
-                            Err(StoreError::Corrupt("create_runs lost a run".into()))
-                        }),
-                        Err(error) => Err(error),
+                    let result = match fault.as_ref().and_then(StoreError::fault_copy) {
+                        Some(fault) => Err(fault),
+                        None => match self.inner.store.create_runs(vec![item.new]).await {
+                            Ok(mut results) => results.pop().unwrap_or_else(|| {
+                                Err(StoreError::Corrupt("create_runs lost a run".into()))
+                            }),
+                            Err(error) => {
+                                fault = error.fault_copy();
+                                Err(error)
+                            }
+                        },
                     };
                     let _ = item.reply.send(result);
                 }
@@ -1036,15 +1058,24 @@ impl Kernel {
                 }
             }
             Err(error) => {
-                // One bad item must not fail its neighbours: write each alone.
+                // One bad item must not fail its neighbours: write each alone
+                // (as for starts, a store fault fails the rest at once).
                 tracing::warn!(error = %error, size = batch.len(), "a transition batch failed; writing its items one by one");
                 drop(dispatches);
+                let mut fault: Option<StoreError> = None;
                 for item in batch {
+                    if let Some(fault) = fault.as_ref().and_then(StoreError::fault_copy) {
+                        let _ = item.reply.send(Decided::Done(Err(fault.into())));
+                        continue;
+                    }
                     let (decide_fn, dispatch) =
                         self.decide_eagerly(item.chain, item.decide, item.renders.clone());
                     let answer = match self.inner.store.transition(&item.run_id, decide_fn).await {
                         Ok(outcome) => self.outcome(outcome, dispatch, &item.renders),
-                        Err(error) => Decided::Done(Err(error.into())),
+                        Err(error) => {
+                            fault = error.fault_copy();
+                            Decided::Done(Err(error.into()))
+                        }
                     };
                     let _ = item.reply.send(answer);
                 }
@@ -1253,7 +1284,7 @@ impl Kernel {
     }
 
     /// Returns expired leases to `Ready` and times out overdue attempts.
-    /// Returns how many attempts were handled.
+    /// Returns how many attempts were handled; stops at a store fault.
     pub async fn sweep(&self) -> KernelResult<usize> {
         let due = self.inner.store.due_attempts(now(), 256).await?;
         let max = self.inner.config.max_lease_expiries;
@@ -1265,8 +1296,12 @@ impl Kernel {
                     decide::expire(given, &attempt_id, max, random_unit)
                 })
                 .await;
-            if let Err(error) = result {
-                tracing::warn!(run_id = %item.run_id, attempt_id = %item.attempt_id, error = %error, "sweeping an attempt failed");
+            match result {
+                Err(error) if error.is_store_fault() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(run_id = %item.run_id, attempt_id = %item.attempt_id, error = %error, "sweeping an attempt failed");
+                }
+                Ok(_) => {}
             }
         }
         Ok(due.len())

@@ -5,16 +5,31 @@
 //! leases while they run, and records the results through the kernel. A
 //! crashed replica's attempts return to `Ready` when their leases expire and
 //! another replica picks them up. The runner also drives the sweeper.
+//!
+//! Store outages: an attempt goes on running while its lease cannot be
+//! renewed, and its outcome is written again and again until the store
+//! takes it (or rejects it: the lease was lost). After a store fault the
+//! sweeper waits one lease period (at least [`MIN_OUTAGE_GRACE`]) before it
+//! expires leases, so holders can renew or complete first; an attempt whose
+//! holder did not is run again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::{ClaimedAttempt, INTERNAL_QUEUE, Kernel, Slot, SlotProvider, TaskFailure};
+use super::{
+    ClaimedAttempt, INTERNAL_QUEUE, Kernel, KernelResult, Slot, SlotProvider, TaskFailure,
+};
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
-use crate::store::AttemptRecord;
+use crate::store::{self, AttemptRecord, RunRecord};
+use crate::telemetry::FailureLog;
+
+/// The least time leases are left alone after the store comes back.
+pub const MIN_OUTAGE_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait between two tries to record an outcome during an outage.
+const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Runs the claim loop and the sweeper until `stop` turns true.
 pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
@@ -47,6 +62,7 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
     };
     let queues = vec![INTERNAL_QUEUE.to_string()];
     let owner = kernel.instance_id().to_string();
+    let mut failures = FailureLog::new("claiming internal attempts");
     loop {
         if *stop.borrow() {
             break;
@@ -55,11 +71,19 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
         let mut claimed = Vec::new();
         if free > 0 {
             match kernel.claim(&queues, &owner, free).await {
-                Ok(attempts) => claimed = attempts,
-                Err(error) => {
-                    tracing::warn!(error = %error, "claiming internal attempts failed");
+                Ok(attempts) => {
+                    failures.succeeded();
+                    claimed = attempts;
                 }
+                Err(error) => failures.failed(&error),
             }
+        }
+        if failures.failing() {
+            tokio::select! {
+                () = tokio::time::sleep(failures.backoff()) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
         }
         let full = claimed.len() as u32 == free && free > 0;
         for attempt in claimed {
@@ -132,14 +156,35 @@ async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {
         .config()
         .poll_interval
         .max(Duration::from_millis(100));
+    let grace = kernel.config().lease.max(MIN_OUTAGE_GRACE);
+    let mut faults = store::fault_hints();
+    let mut last_fault: Option<Instant> = None;
+    let mut failures = FailureLog::new("sweeping leases");
     loop {
-        match kernel.sweep().await {
-            Ok(handled) if handled > 0 => continue,
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "sweeping leases failed"),
+        if faults.has_changed().unwrap_or(false) {
+            faults.mark_unchanged();
+            last_fault = Some(Instant::now());
         }
+        // During a store fault leases could be neither renewed nor
+        // completed: their holders get a lease period after the last one.
+        let wait = match last_fault.map(|at| grace.saturating_sub(at.elapsed())) {
+            Some(left) if !left.is_zero() => left,
+            _ => match kernel.sweep().await {
+                Ok(handled) => {
+                    failures.succeeded();
+                    if handled > 0 {
+                        continue;
+                    }
+                    interval
+                }
+                Err(error) => {
+                    failures.failed(&error);
+                    failures.backoff()
+                }
+            },
+        };
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
     }
@@ -174,22 +219,39 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
             result = &mut work => break Some(result),
             () = sleep_until(deadline) => break None,
             _ = renew.tick() => {
-                if let Err(error) = kernel.extend_lease(&attempt.run_id, &attempt.id, &token, lease).await {
-                    // The lease is gone (cancelled, expired, reassigned): stop.
-                    tracing::info!(attempt_id = %attempt.id, error = %error, "lease lost; abandoning the attempt");
-                    return;
+                let renewal = kernel.extend_lease(&attempt.run_id, &attempt.id, &token, lease);
+                match tokio::time::timeout(lease / 3, renewal).await {
+                    Ok(Ok(_)) => {}
+                    // The store is failing or slow: go on; the outcome is
+                    // written once it is back.
+                    Ok(Err(error)) if error.is_store_fault() => {
+                        tracing::debug!(attempt_id = %attempt.id, error = %error, "cannot renew a lease now");
+                    }
+                    Err(_) => {}
+                    Ok(Err(error)) => {
+                        // The lease is gone (cancelled, expired, reassigned): stop.
+                        tracing::info!(attempt_id = %attempt.id, error = %error, "lease lost; abandoning the attempt");
+                        return;
+                    }
                 }
             }
         }
     };
-    let result = match outcome {
+    match outcome {
         Some(Ok(success)) => {
-            kernel
-                .complete_in(chain.clone(), &attempt.run_id, &attempt.id, &token, success)
-                .await
+            record(&attempt, "completion", || {
+                kernel.complete_in(
+                    chain.clone(),
+                    &attempt.run_id,
+                    &attempt.id,
+                    &token,
+                    success.clone(),
+                )
+            })
+            .await;
         }
         Some(Err(failure)) => {
-            return record_failure(kernel, &chain, &attempt, &token, failure).await;
+            record_failure(kernel, &chain, &attempt, &token, failure).await;
         }
         None => {
             // Dropping `work` cancelled the handler (and its model call).
@@ -202,11 +264,8 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
                 true,
             );
             failure.timed_out = true;
-            return record_failure(kernel, &chain, &attempt, &token, failure).await;
+            record_failure(kernel, &chain, &attempt, &token, failure).await;
         }
-    };
-    if let Err(error) = result {
-        tracing::info!(attempt_id = %attempt.id, error = %error, "completion not recorded");
     }
 }
 
@@ -217,11 +276,38 @@ async fn record_failure(
     token: &str,
     failure: TaskFailure,
 ) {
-    if let Err(error) = kernel
-        .fail_in(chain.clone(), &attempt.run_id, &attempt.id, token, failure)
-        .await
-    {
-        tracing::info!(attempt_id = %attempt.id, error = %error, "failure not recorded");
+    record(attempt, "failure", || {
+        kernel.fail_in(
+            chain.clone(),
+            &attempt.run_id,
+            &attempt.id,
+            token,
+            failure.clone(),
+        )
+    })
+    .await;
+}
+
+/// Writes an attempt's outcome, again and again while the store fails.
+async fn record<W, F>(attempt: &AttemptRecord, what: &str, write: W)
+where
+    W: Fn() -> F,
+    F: std::future::Future<Output = KernelResult<RunRecord>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Ok(_) => return,
+            Err(error) if error.is_store_fault() => {
+                tracing::debug!(attempt_id = %attempt.id, error = %error, "{what} not recorded yet; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RECORD_BACKOFF);
+            }
+            Err(error) => {
+                tracing::info!(attempt_id = %attempt.id, error = %error, "{what} not recorded");
+                return;
+            }
+        }
     }
 }
 

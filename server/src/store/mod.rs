@@ -76,8 +76,22 @@ pub enum StoreError {
     /// version than the one the run was built from.
     #[error("chain {chain_id:?} changed while the run was being started")]
     ChainChanged { chain_id: String },
+    /// The database cannot be reached or cannot serve now (connection
+    /// refused or lost, pool exhausted, PostgreSQL shutting down or
+    /// starting up, SQLite file locked or unreadable). Retry later; a write
+    /// whose connection was lost at commit may have been applied, so retry
+    /// with the same request id.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `53100`); reads still work. Usually nothing was written, but SQLite
+    /// also reports a failed checkpoint after a commit this way, so retry
+    /// with the same request id.
+    #[error("the database's storage is full: {0}")]
+    StorageFull(String),
+    /// Any other database error: a fault of this server.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// Stored data could not be decoded.
@@ -86,6 +100,116 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// The store itself failed ([`StoreError::Unavailable`] or
+    /// [`StoreError::StorageFull`]): the same call may succeed once it
+    /// recovers.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::StorageFull(_)
+        )
+    }
+
+    /// A copy of a store fault, for every caller of a batch it failed.
+    pub fn fault_copy(&self) -> Option<StoreError> {
+        match self {
+            StoreError::Unavailable(cause) => Some(StoreError::Unavailable(cause.clone())),
+            StoreError::StorageFull(cause) => Some(StoreError::StorageFull(cause.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Every database error becomes a `StoreError` here, classified once: the
+/// store's own faults are told apart from faults of this server.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        let classified = match fault_of(&error) {
+            Some(Fault::Full) => StoreError::StorageFull(error.to_string()),
+            Some(Fault::Unavailable) => StoreError::Unavailable(error.to_string()),
+            None => StoreError::Database(error),
+        };
+        if classified.is_fault() {
+            FAULTS.send_modify(|count| *count += 1);
+        }
+        classified
+    }
+}
+
+enum Fault {
+    Unavailable,
+    Full,
+}
+
+fn fault_of(error: &sqlx::Error) -> Option<Fault> {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Some(Fault::Unavailable),
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                sqlite_fault(code.as_deref())
+            } else {
+                postgres_fault(code.as_deref())
+            }
+        }
+        _ => None,
+    }
+}
+
+/// SQLite result codes (reported extended; the primary code is the low
+/// byte): https://sqlite.org/rescode.html
+fn sqlite_fault(code: Option<&str>) -> Option<Fault> {
+    const BUSY: i32 = 5;
+    const LOCKED: i32 = 6;
+    const NOMEM: i32 = 7;
+    const READONLY: i32 = 8;
+    const IOERR: i32 = 10;
+    const FULL: i32 = 13;
+    const CANTOPEN: i32 = 14;
+    const PROTOCOL: i32 = 15;
+    match code?.parse::<i32>().ok()? & 0xff {
+        FULL => Some(Fault::Full),
+        BUSY | LOCKED | NOMEM | READONLY | IOERR | CANTOPEN | PROTOCOL => Some(Fault::Unavailable),
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs: https://www.postgresql.org/docs/current/errcodes-appendix.html
+fn postgres_fault(code: Option<&str>) -> Option<Fault> {
+    let code = code?;
+    match code {
+        // disk_full
+        "53100" => Some(Fault::Full),
+        // admin_shutdown, crash_shutdown, cannot_connect_now (starting up,
+        // shutting down, in recovery), too_many_connections,
+        // read_only_sql_transaction (a standby), out_of_memory,
+        // insufficient_resources
+        "57P01" | "57P02" | "57P03" | "53300" | "25006" | "53200" | "53000" => {
+            Some(Fault::Unavailable)
+        }
+        // connection_exception, system_error (I/O)
+        _ if code.starts_with("08") || code.starts_with("58") => Some(Fault::Unavailable),
+        _ => None,
+    }
+}
+
+/// Counts the store faults (`Unavailable`, `StorageFull`) this process has
+/// met. The count is a hint for the health monitor, which confirms it with
+/// [`Store::probe`]; it is process-wide because errors are classified where
+/// they are converted, without a store at hand.
+static FAULTS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// Changes whenever a store fault is met.
+pub fn fault_hints() -> tokio::sync::watch::Receiver<u64> {
+    FAULTS.subscribe()
+}
 
 /// Keyset pagination: items strictly after `after` in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -221,6 +345,11 @@ pub trait Store: RunStore + SessionStore + Signals + Send + Sync + 'static {
 
     /// Applies pending migrations and seeds the built-in pools. Idempotent.
     async fn migrate(&self) -> StoreResult<()>;
+
+    /// Commits a small write (the one row of `store_probe`) to learn
+    /// whether the store can write; the health monitor calls it while the
+    /// store is failing.
+    async fn probe(&self) -> StoreResult<()>;
 
     // ---- backends ----
     /// `AlreadyExists` when the id or the name is taken.

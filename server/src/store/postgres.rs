@@ -185,7 +185,7 @@ where
 {
     row.try_get(name).map_err(|err| match err {
         sqlx::Error::ColumnDecode { .. } => StoreError::Corrupt(err.to_string()),
-        other => StoreError::Database(other),
+        other => other.into(),
     })
 }
 
@@ -281,7 +281,7 @@ fn on_unique_violation(
             resource,
             id: key_of(db.constraint()),
         },
-        _ => StoreError::Database(err),
+        _ => err.into(),
     }
 }
 
@@ -293,7 +293,7 @@ fn on_foreign_key_violation(err: sqlx::Error, resource: &'static str, id: &str) 
             resource,
             id: id.to_string(),
         },
-        _ => StoreError::Database(err),
+        _ => err.into(),
     }
 }
 
@@ -576,6 +576,16 @@ impl Store for PostgresStore {
             .execute(&mut conn)
             .await?;
         conn.close().await?;
+        Ok(())
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, now()) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -662,7 +662,7 @@ impl Writes {
 /// Names the record behind a unique violation of a write statement.
 fn write_error(err: sqlx::Error, new_attempts: &[AttemptRecord]) -> StoreError {
     let Some(db) = database_error(&err).filter(|db| db.is_unique_violation()) else {
-        return StoreError::Database(err);
+        return err.into();
     };
     match db.constraint() {
         Some("attempts_pkey") => StoreError::AlreadyExists {
@@ -678,7 +678,7 @@ fn write_error(err: sqlx::Error, new_attempts: &[AttemptRecord]) -> StoreError {
             "event sequence numbers of a run are taken although last_seq is behind: {}",
             db.message()
         )),
-        _ => StoreError::Database(err),
+        _ => err.into(),
     }
 }
 

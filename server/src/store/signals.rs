@@ -17,6 +17,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
 use super::{PostgresStore, SqliteStore, StoreResult};
+use crate::telemetry::FailureLog;
 
 /// The PostgreSQL notification channel of changed runs.
 const CHANNEL: &str = "taskloom_runs";
@@ -53,6 +54,10 @@ pub struct DeltaBatch {
 pub enum Signal {
     Changed(Announcement),
     Deltas(DeltaBatch),
+    /// Listening was interrupted (a lost connection, a database restart)
+    /// and is back: signals sent meanwhile were missed, so everything that
+    /// waits for one should look at the store.
+    Resync,
 }
 
 #[async_trait]
@@ -186,39 +191,63 @@ impl Signals for PostgresStore {
     }
 
     async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>> {
-        let mut listener = PgListener::connect_with(self.pool()).await?;
-        listener.listen_all([CHANNEL, DELTA_CHANNEL]).await?;
+        let pool = self.pool().clone();
+        let mut listener = subscribe(&pool).await?;
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(async move {
+            let mut failures = FailureLog::new("listening for other replicas' changes");
             loop {
-                // `recv` reconnects by itself after a lost connection.
-                match listener.recv().await {
-                    Ok(notification) => {
-                        let signal = if notification.channel() == DELTA_CHANNEL {
+                let received = tokio::select! {
+                    received = listener.try_recv() => received,
+                    () = sender.closed() => return,
+                };
+                let signal = match received {
+                    Ok(Some(notification)) => {
+                        if notification.channel() == DELTA_CHANNEL {
                             serde_json::from_str(notification.payload())
                                 .ok()
                                 .map(Signal::Deltas)
                         } else {
                             parse(notification.payload()).map(Signal::Changed)
-                        };
-                        if let Some(signal) = signal
-                            && sender.send(signal).await.is_err()
-                        {
-                            return;
                         }
                     }
+                    // The connection was lost; sqlx connected and listened
+                    // again before returning.
+                    Ok(None) => Some(Signal::Resync),
                     Err(error) => {
-                        tracing::warn!(error = %error, "listening for run changes failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        // Start over on a fresh connection once the
+                        // database answers again.
+                        failures.failed(&error);
+                        listener = loop {
+                            tokio::select! {
+                                () = tokio::time::sleep(failures.backoff()) => {}
+                                () = sender.closed() => return,
+                            }
+                            match subscribe(&pool).await {
+                                Ok(listener) => break listener,
+                                Err(error) => failures.failed(&error),
+                            }
+                        };
+                        failures.succeeded();
+                        Some(Signal::Resync)
                     }
-                }
-                if sender.is_closed() {
+                };
+                if let Some(signal) = signal
+                    && sender.send(signal).await.is_err()
+                {
                     return;
                 }
             }
         });
         Ok(Some(receiver))
     }
+}
+
+/// A listener on a pooled connection, listening on both channels.
+async fn subscribe(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([CHANNEL, DELTA_CHANNEL]).await?;
+    Ok(listener)
 }
 
 async fn notify(store: &PostgresStore, channel: &str, payload: String) -> StoreResult<()> {

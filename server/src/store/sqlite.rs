@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Decode, Row, Sqlite, Transaction, Type};
+use sqlx::{Connection, Decode, Row, Sqlite, Transaction, Type};
 
 use super::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
@@ -33,6 +33,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// concurrent `taskloom migrate`) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_CONNECTIONS: u32 = 4;
+/// Size of the probe write: a disk with less room than this for a
+/// transaction counts as full.
+const PROBE_BYTES: i64 = 64 * 1024;
 
 const BACKEND_COLUMNS: &str = "b.id, b.name, b.backend_type, b.base_url, b.api_key, b.priority, \
      b.max_concurrency, b.request_timeout_ms, b.labels, b.health, b.models, b.last_error, \
@@ -66,14 +69,10 @@ impl SqliteStore {
         // The writer connects first and switches the file to WAL, which is
         // persistent; readers then need no journal-mode change (that would
         // take an exclusive lock).
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
+        let writer = pool_options(1)
             .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
             .await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options)
-            .await?;
+        let reader = pool_options(READ_CONNECTIONS).connect_with(options).await?;
         Ok(SqliteStore { writer, reader })
     }
 
@@ -86,6 +85,26 @@ impl SqliteStore {
     pub(super) async fn read_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.reader.begin().await?)
     }
+}
+
+/// Pools whose connections go back only outside a transaction. After a
+/// full disk or an I/O error SQLite rolls the transaction back by itself;
+/// the ROLLBACK sqlx sends when the failed transaction is dropped then
+/// fails, sqlx still counts the transaction as open, and every later
+/// `BEGIN` on that connection would fail ("attempted to call begin_with at
+/// non-zero transaction depth"). Such a connection is closed instead, and
+/// the pool opens a fresh one.
+fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                // The drop's ROLLBACK is queued on the connection's worker
+                // thread; a ping returns once it has run.
+                conn.ping().await?;
+                Ok(!conn.is_in_transaction())
+            })
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -139,7 +158,7 @@ pub(super) fn unique_as_already_exists(
 ) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |error| match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => already_exists(resource, id),
-        _ => StoreError::Database(error),
+        _ => error.into(),
     }
 }
 
@@ -183,7 +202,7 @@ where
 {
     row.try_get(name).map_err(|error| match error {
         sqlx::Error::ColumnDecode { .. } => StoreError::Corrupt(error.to_string()),
-        other => StoreError::Database(other),
+        other => other.into(),
     })
 }
 
@@ -483,6 +502,21 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO store_probe (id, probed_at, payload) VALUES (1, ?, zeroblob(?)) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, \
+             payload = excluded.payload",
+        )
+        .bind(micros(now()))
+        .bind(PROBE_BYTES)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

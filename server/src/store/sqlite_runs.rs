@@ -472,7 +472,8 @@ async fn apply_plan(
 // ---------------------------------------------------------------------------
 
 /// One run of a `create_runs` batch, inside its transaction. An error
-/// other than `Database` has written nothing.
+/// other than a database error (`Database`, `Unavailable`, `StorageFull`)
+/// has written nothing.
 async fn create_one_run(conn: &mut SqliteConnection, new: NewRun) -> StoreResult<CreatedRun> {
     let NewRun {
         run,
@@ -539,7 +540,8 @@ impl RunStore for SqliteStore {
         let mut results = Vec::with_capacity(runs.len());
         for new in runs {
             results.push(match create_one_run(&mut tx, new).await {
-                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+                Err(error @ StoreError::Database(_)) => return Err(error),
+                Err(error) if error.is_fault() => return Err(error),
                 result => result,
             });
         }

@@ -3,6 +3,8 @@
 //! fresh PostgreSQL database, and gRPC clients connected to it.
 #![allow(dead_code)]
 
+pub mod slow_runs;
+
 use std::path::Path;
 
 use taskloom_server::proto::taskloom::v1 as pb;
