@@ -53,6 +53,7 @@ macro_rules! worker_tests {
 worker_tests!(
     happy_path_offers_and_completes,
     stale_and_foreign_tokens_are_rejected,
+    foreign_tokens_change_no_bookkeeping,
     killed_worker_task_completes_on_another,
     stalled_stream_is_closed_and_work_reoffered,
     reconnect_reattaches_held_leases,
@@ -66,13 +67,17 @@ worker_tests!(
     hooks_routed_to_a_queue_reach_workers,
 );
 
-/// A worker on the other end of a `Connect` stream.
+/// A worker on the other end of a `Connect` stream. A background task reads
+/// its stream as a real worker does, answering pings at once; the rest
+/// waits in `inbox` for the test to look at.
 struct Worker {
     outbound: mpsc::Sender<pb::WorkerMessage>,
-    inbound: tonic::Streaming<pb::ServerMessage>,
+    inbox: mpsc::UnboundedReceiver<Result<ServerMsg, tonic::Status>>,
     welcome: pb::Welcome,
     /// Messages read while waiting for something else.
     backlog: Vec<ServerMsg>,
+    /// How the stream ended, once it has.
+    ended: Option<tonic::Status>,
 }
 
 fn hello(worker_id: &str, queues: &[&str], slots: i32) -> pb::Hello {
@@ -88,26 +93,39 @@ fn hello(worker_id: &str, queues: &[&str], slots: i32) -> pb::Hello {
 
 impl Worker {
     async fn try_connect(channel: Channel, hello: pb::Hello) -> Result<Worker, tonic::Status> {
-        let (outbound, receiver) = mpsc::channel(256);
-        outbound
-            .send(pb::WorkerMessage {
-                msg: Some(WorkerMsg::Hello(hello)),
-            })
-            .await
-            .unwrap();
-        let mut inbound = pb::worker_service_client::WorkerServiceClient::new(channel)
-            .connect(ReceiverStream::new(receiver))
-            .await?
-            .into_inner();
-        let first = inbound.message().await?.expect("a welcome");
-        let Some(ServerMsg::Welcome(welcome)) = first.msg else {
-            panic!("expected a welcome, got {first:?}");
-        };
+        let (outbound, mut inbound, welcome) = open_stream(channel, hello).await?;
+        let (forward, inbox) = mpsc::unbounded_channel();
+        let pongs = outbound.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(message)) => message.msg,
+                    Ok(None) => return,
+                    Err(status) => {
+                        let _ = forward.send(Err(status));
+                        return;
+                    }
+                };
+                match msg {
+                    Some(ServerMsg::Ping(ping)) => {
+                        let pong = WorkerMsg::Pong(pb::Pong { nonce: ping.nonce });
+                        let _ = pongs.send(pb::WorkerMessage { msg: Some(pong) }).await;
+                    }
+                    Some(msg) => {
+                        if forward.send(Ok(msg)).is_err() {
+                            return;
+                        }
+                    }
+                    None => {}
+                }
+            }
+        });
         Ok(Worker {
             outbound,
-            inbound,
+            inbox,
             welcome,
             backlog: Vec::new(),
+            ended: None,
         })
     }
 
@@ -134,22 +152,19 @@ impl Worker {
             return pick(&self.backlog.remove(index));
         }
         let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.inbound.message())
-                .await
-                .ok()?
-                .ok()??;
-            let msg = message.msg?;
-            if let ServerMsg::Ping(ping) = &msg {
-                self.send(WorkerMsg::Pong(pb::Pong { nonce: ping.nonce }))
-                    .await;
-                continue;
+        while self.ended.is_none() {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Err(_) | Ok(None) => return None,
+                Ok(Some(Err(status))) => self.ended = Some(status),
+                Ok(Some(Ok(msg))) => {
+                    if let Some(found) = pick(&msg) {
+                        return Some(found);
+                    }
+                    self.backlog.push(msg);
+                }
             }
-            if let Some(found) = pick(&msg) {
-                return Some(found);
-            }
-            self.backlog.push(msg);
         }
+        None
     }
 
     async fn offer(&mut self, within: Duration) -> Option<pb::LeaseOffer> {
@@ -199,6 +214,81 @@ impl Worker {
             active: active.iter().map(|o| lease_of(o)).collect(),
         }))
         .await;
+    }
+}
+
+/// Opens a `Connect` stream with `hello` and reads its `Welcome`.
+async fn open_stream(
+    channel: Channel,
+    hello: pb::Hello,
+) -> Result<
+    (
+        mpsc::Sender<pb::WorkerMessage>,
+        tonic::Streaming<pb::ServerMessage>,
+        pb::Welcome,
+    ),
+    tonic::Status,
+> {
+    let (outbound, receiver) = mpsc::channel(256);
+    outbound
+        .send(pb::WorkerMessage {
+            msg: Some(WorkerMsg::Hello(hello)),
+        })
+        .await
+        .unwrap();
+    let mut inbound = pb::worker_service_client::WorkerServiceClient::new(channel)
+        .connect(ReceiverStream::new(receiver))
+        .await?
+        .into_inner();
+    let first = inbound.message().await?.expect("a welcome");
+    let Some(ServerMsg::Welcome(welcome)) = first.msg else {
+        panic!("expected a welcome, got {first:?}");
+    };
+    Ok((outbound, inbound, welcome))
+}
+
+/// A worker that reads its stream only when the test says so and never
+/// answers a ping: a stalled process, or a zombie whose reader died.
+struct Unread {
+    outbound: mpsc::Sender<pb::WorkerMessage>,
+    inbound: tonic::Streaming<pb::ServerMessage>,
+}
+
+impl Unread {
+    async fn connect(server: &TestServer, hello: pb::Hello) -> Unread {
+        let (outbound, inbound, _) = open_stream(server.channel.clone(), hello)
+            .await
+            .expect("connect");
+        Unread { outbound, inbound }
+    }
+
+    /// Reads up to the first lease offer, leaving pings unanswered.
+    async fn offer(&mut self, within: Duration) -> Option<pb::LeaseOffer> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.inbound.message())
+                .await
+                .ok()?
+                .ok()??;
+            if let Some(ServerMsg::Lease(offer)) = message.msg {
+                return Some(offer);
+            }
+        }
+    }
+
+    /// Everything left on the stream, and how it ended (None: it had not
+    /// ended within `within`).
+    async fn rest(&mut self, within: Duration) -> (Vec<ServerMsg>, Option<tonic::Status>) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut messages = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.inbound.message()).await {
+                Err(_) => return (messages, None),
+                Ok(Ok(Some(message))) => messages.extend(message.msg),
+                Ok(Ok(None)) => return (messages, Some(tonic::Status::ok(""))),
+                Ok(Err(status)) => return (messages, Some(status)),
+            }
+        }
     }
 }
 
@@ -452,6 +542,117 @@ async fn stale_and_foreign_tokens_are_rejected(server: TestServer) {
     assert_eq!(error.code(), Code::NotFound);
 }
 
+/// Messages naming another worker's lease with a wrong token change
+/// nothing: not the holder's slot, not its cancellation, not the lease's
+/// expiry.
+async fn foreign_tokens_change_no_bookkeeping(server: TestServer) {
+    let mut holder = Worker::connect(&server, hello("holder", &["solo"], 1)).await;
+    let held_run = start_run(&server, worker_chain("solo", "solo"), "first").await;
+    let held = holder.offer(SOON).await.expect("an offer");
+    // An intruder on another queue, with a lease of its own.
+    let mut intruder = Worker::connect(&server, hello("intruder", &["other"], 1)).await;
+    start_run(&server, worker_chain("other", "other"), "x").await;
+    let own = intruder
+        .offer(SOON)
+        .await
+        .expect("the intruder's own offer");
+    let expiry_before = attempts(&server, &held_run.id).await[0]
+        .lease_expire_time
+        .clone();
+    let wrong_tokens = ["0".repeat(32), own.lease_token.clone(), "stale".to_string()];
+    let mut fenced = 0;
+    for token in &wrong_tokens {
+        let forged = pb::LeaseOffer {
+            lease_token: token.clone(),
+            ..held.clone()
+        };
+        // A heartbeat naming the lease: the intruder is told to stop it.
+        intruder.heartbeat(&[&forged]).await;
+        let cancel = intruder.cancel(SOON).await.expect("a CancelLease");
+        assert_eq!(cancel.lease, Some(lease_of(&forged)));
+        fenced += 1;
+        for msg in [
+            WorkerMsg::Complete(pb::Completion {
+                lease: Some(lease_of(&forged)),
+                output: Some(text_value("forged")),
+            }),
+            WorkerMsg::Fail(pb::Failure {
+                lease: Some(lease_of(&forged)),
+                message: "forged".into(),
+                retryable: true,
+                retry_delay: None,
+            }),
+            WorkerMsg::Release(pb::Release {
+                lease: Some(lease_of(&forged)),
+            }),
+            WorkerMsg::Progress(pb::Progress {
+                lease: Some(lease_of(&forged)),
+                message: "forged".into(),
+                payload: None,
+            }),
+        ] {
+            intruder.send(msg).await;
+            let ack = intruder.ack(&held.attempt_id).await;
+            assert_eq!(ack.code, "FAILED_PRECONDITION", "{ack:?}");
+            fenced += 1;
+        }
+        let error = server
+            .workers()
+            .extend_lease(pb::ExtendLeaseRequest {
+                attempt_id: held.attempt_id.clone(),
+                lease_token: token.clone(),
+                extension: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::FailedPrecondition);
+    }
+    assert_eq!(
+        attempts(&server, &held_run.id).await[0].lease_expire_time,
+        expiry_before,
+        "the lease's expiry did not move"
+    );
+    // The holder's one slot is still taken: a second task waits.
+    let waiting = start_run(&server, worker_chain("solo", "solo"), "second").await;
+    assert!(
+        holder.offer(Duration::from_millis(1000)).await.is_none(),
+        "no second offer to a worker whose only slot is taken"
+    );
+    // And it still hears of its run's cancellation.
+    server
+        .runs()
+        .cancel_run(pb::CancelRunRequest {
+            id: held_run.id.clone(),
+            reason: "stop".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let cancel = holder
+        .cancel(Duration::from_secs(2))
+        .await
+        .expect("the holder gets CancelLease");
+    assert_eq!(cancel.lease, Some(lease_of(&held)));
+    let next = holder
+        .offer(SOON)
+        .await
+        .expect("the freed slot takes the next task");
+    assert_eq!(next.run_id, waiting.id);
+    assert!(holder.complete(&next, "ok").await.accepted);
+    assert!(intruder.complete(&own, "ok").await.accepted);
+    // Each refusal is counted on the intruder's session.
+    let intruder_session = list_workers(&server, pb::ListWorkersRequest::default())
+        .await
+        .workers
+        .into_iter()
+        .find(|w| w.worker_id == "intruder")
+        .expect("the intruder's session");
+    assert_eq!(intruder_session.fenced_operations, fenced);
+}
+
 async fn killed_worker_task_completes_on_another(server: TestServer) {
     let mut first = Worker::connect(&server, hello("first", &["search"], 1)).await;
     let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
@@ -489,7 +690,7 @@ async fn killed_worker_task_completes_on_another(server: TestServer) {
 }
 
 async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
-    let mut stalled = Worker::connect(&server, hello("stalled", &["search"], 1)).await;
+    let mut stalled = Unread::connect(&server, hello("stalled", &["search"], 1)).await;
     let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
     let held = stalled.offer(SOON).await.expect("an offer");
     let began = Instant::now();
@@ -501,10 +702,12 @@ async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
         .await
         .expect("re-offered to the other worker");
     assert_eq!(offer.attempt_id, held.attempt_id);
-    // Heartbeat timeout (1 s) + lease expiry (2 s) + sweep.
+    // A ping unanswered past the heartbeat timeout (0.3 s + 1 s) closes the
+    // session and ends its leases at once, without waiting for the lease
+    // (2 s) to expire.
     assert!(
-        began.elapsed() < Duration::from_secs(6),
-        "re-offered within the heartbeat timeout plus lease expiry: {:?}",
+        began.elapsed() < Duration::from_millis(1300 + 1000),
+        "re-offered within a heartbeat interval plus the timeout: {:?}",
         began.elapsed()
     );
     let sessions = list_workers(&server, pb::ListWorkersRequest::default())
@@ -520,7 +723,9 @@ async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
     );
     assert!(other.complete(&offer, "done").await.accepted);
     wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
-    drop(stalled);
+    // The stalled worker's stream ended with UNAVAILABLE.
+    let (_, ended) = stalled.rest(SOON).await;
+    assert_eq!(ended.map(|s| s.code()), Some(Code::Unavailable));
 }
 
 async fn reconnect_reattaches_held_leases(server: TestServer) {

@@ -370,24 +370,43 @@ impl Dispatcher {
     }
 
     /// Forgets a lease this replica held (it was completed, failed,
-    /// released or lost) and frees its slot.
-    fn forget(&self, attempt_id: &str) {
+    /// released or lost) and frees its slot; returns what was held.
+    fn forget(&self, attempt_id: &str) -> Option<Held> {
         let mut state = self.state();
-        if let Some(held) = state.held.remove(attempt_id) {
-            let ready_epoch = state.ready_epoch;
-            let wake = state
-                .sessions
-                .get_mut(&held.session_id)
-                .is_some_and(|session| {
-                    session.in_use = session.in_use.saturating_sub(1);
-                    session.may_have_work(ready_epoch)
-                });
-            forget_run_attempt(&mut state, &held.run_id, attempt_id);
-            drop(state);
-            if wake {
-                self.inner.wake.notify_one();
-            }
+        let held = state.held.remove(attempt_id)?;
+        let ready_epoch = state.ready_epoch;
+        let wake = state
+            .sessions
+            .get_mut(&held.session_id)
+            .is_some_and(|session| {
+                session.in_use = session.in_use.saturating_sub(1);
+                session.may_have_work(ready_epoch)
+            });
+        forget_run_attempt(&mut state, &held.run_id, attempt_id);
+        drop(state);
+        if wake {
+            self.inner.wake.notify_one();
         }
+        Some(held)
+    }
+
+    /// Holds a settled lease again (see [`Dispatcher::settle`]), unless its
+    /// session is gone or the attempt is held anew.
+    fn restore(&self, attempt_id: &str, held: Held) {
+        let mut state = self.state();
+        if state.held.contains_key(attempt_id) {
+            return;
+        }
+        let Some(session) = state.sessions.get_mut(&held.session_id) else {
+            return;
+        };
+        session.in_use += 1;
+        state
+            .by_run
+            .entry(held.run_id.clone())
+            .or_default()
+            .insert(attempt_id.to_string());
+        state.held.insert(attempt_id.to_string(), held);
     }
 
     /// Counts a lease operation of `session_id` refused by fencing.
@@ -406,7 +425,7 @@ impl Dispatcher {
     ) -> Result<(), KernelError> {
         let lease = self.run_of(attempt_id).await?;
         let chain = self.chain_of(&lease).await?;
-        self.settle(attempt_id, token);
+        let settled = self.settle(attempt_id, token);
         let result = self
             .inner
             .kernel
@@ -418,7 +437,7 @@ impl Dispatcher {
                 TaskSuccess::output(output),
             )
             .await;
-        self.count_rejection(&result);
+        self.after_settle(attempt_id, settled, &result);
         result.map(|_| ())
     }
 
@@ -431,14 +450,14 @@ impl Dispatcher {
     ) -> Result<bool, KernelError> {
         let lease = self.run_of(attempt_id).await?;
         let chain = self.chain_of(&lease).await?;
-        self.settle(attempt_id, token);
+        let settled = self.settle(attempt_id, token);
         let run_id = lease.run_id;
         let result = self
             .inner
             .kernel
             .fail_in(chain, &run_id, attempt_id, token, failure)
             .await;
-        self.count_rejection(&result);
+        self.after_settle(attempt_id, settled, &result);
         result?;
         let attempt = self.inner.kernel.store().get_attempt(attempt_id).await?;
         let retry = self
@@ -462,13 +481,13 @@ impl Dispatcher {
     /// Gives a lease back without spending a retry.
     pub async fn release(&self, attempt_id: &str, token: &str) -> Result<(), KernelError> {
         let run_id = self.run_of(attempt_id).await?.run_id;
-        self.settle(attempt_id, token);
+        let settled = self.settle(attempt_id, token);
         let result = self
             .inner
             .kernel
             .release_lease(&run_id, attempt_id, token)
             .await;
-        self.count_rejection(&result);
+        self.after_settle(attempt_id, settled, &result);
         result.map(|_| ())
     }
 
@@ -507,17 +526,36 @@ impl Dispatcher {
         result.map(|_| ())
     }
 
-    /// Before a completion, failure or release: the lease is gone whether
-    /// it is applied or rejected as stale, so its slot is free and its
-    /// run's next commit is not a lease lost under the worker.
-    fn settle(&self, attempt_id: &str, token: &str) {
+    /// Before a completion, failure or release naming the token this
+    /// replica handed out with the lease: the lease ends whether the kernel
+    /// applies the message or finds it stale, so its slot is freed now (the
+    /// commit may lease the next attempt into it) and the commit is not
+    /// taken for a lease lost under the worker. Any other token changes
+    /// nothing here: it is someone else's, or stale. Returns the lease
+    /// forgotten.
+    fn settle(&self, attempt_id: &str, token: &str) -> Option<Held> {
         let ours = self
             .state()
             .held
             .get(attempt_id)
             .is_some_and(|held| held.token == token);
-        if ours {
-            self.forget(attempt_id);
+        if ours { self.forget(attempt_id) } else { None }
+    }
+
+    /// After a settled message: counts a fencing rejection, and holds the
+    /// lease again if the message failed for a reason that leaves it valid
+    /// (bad output, store unavailable).
+    fn after_settle<T>(
+        &self,
+        attempt_id: &str,
+        settled: Option<Held>,
+        result: &Result<T, KernelError>,
+    ) {
+        self.count_rejection(result);
+        if let (Some(held), Err(error)) = (settled, result)
+            && !lease_gone(error)
+        {
+            self.restore(attempt_id, held);
         }
     }
 
@@ -532,24 +570,45 @@ impl Dispatcher {
     }
 
     /// Extends the leases a heartbeat names; the ones no longer valid get a
-    /// `CancelLease` so the worker stops them.
+    /// `CancelLease` so the worker stops them. A refused lease is forgotten
+    /// only if it is the sender's own under that token: a heartbeat naming
+    /// another worker's lease with a wrong token changes nothing.
     pub async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
-        self.alive(session_id);
         let lease = self.inner.config.lease;
         for lease_ref in active {
             let result = self
                 .extend(&lease_ref.attempt_id, &lease_ref.lease_token, lease)
                 .await;
-            if let Err(error) = result {
-                self.forget(&lease_ref.attempt_id);
-                self.send(
-                    session_id,
-                    ServerMsg::Cancel(pb::CancelLease {
-                        lease: Some(lease_ref),
-                        reason: format!("lease lost: {error}"),
-                    }),
-                );
+            let error = match result {
+                Ok(_) => continue,
+                Err(error) if lease_gone(&error) => error,
+                Err(error) => {
+                    // The lease may still be valid: the next heartbeat tries
+                    // again.
+                    tracing::info!(attempt_id = %lease_ref.attempt_id, error = %error, "extending a lease failed");
+                    continue;
+                }
+            };
+            if let KernelError::FailedPrecondition(_) = error {
+                self.fenced(session_id);
             }
+            let senders = self
+                .state()
+                .held
+                .get(&lease_ref.attempt_id)
+                .is_some_and(|held| {
+                    held.session_id == session_id && held.token == lease_ref.lease_token
+                });
+            if senders {
+                self.forget(&lease_ref.attempt_id);
+            }
+            self.send(
+                session_id,
+                ServerMsg::Cancel(pb::CancelLease {
+                    lease: Some(lease_ref),
+                    reason: format!("lease lost: {error}"),
+                }),
+            );
         }
     }
 
@@ -664,7 +723,7 @@ impl Dispatcher {
         let attempt_id = claimed.attempt.id.clone();
         let run_id = claimed.attempt.run_id.clone();
         let token = claimed.attempt.lease_token.clone().unwrap_or_default();
-        {
+        let superseded = {
             let mut state = self.state();
             if state.sessions.contains_key(&session_id) {
                 state
@@ -672,7 +731,7 @@ impl Dispatcher {
                     .entry(run_id.clone())
                     .or_default()
                     .insert(attempt_id.clone());
-                state.held.insert(
+                let previous = state.held.insert(
                     attempt_id.clone(),
                     Held {
                         session_id: session_id.clone(),
@@ -681,7 +740,28 @@ impl Dispatcher {
                         chain: Some((claimed.chain_id.clone(), claimed.chain_version)),
                     },
                 );
+                // An earlier lease on this attempt that the check of its
+                // run has not caught yet: it is gone, and its slot with it.
+                previous.inspect(|previous| {
+                    if let Some(old) = state.sessions.get_mut(&previous.session_id) {
+                        old.in_use = old.in_use.saturating_sub(1);
+                    }
+                })
+            } else {
+                None
             }
+        };
+        if let Some(previous) = superseded {
+            self.send(
+                &previous.session_id,
+                ServerMsg::Cancel(pb::CancelLease {
+                    lease: Some(pb::LeaseRef {
+                        attempt_id: attempt_id.clone(),
+                        lease_token: previous.token,
+                    }),
+                    reason: "lease expired".to_string(),
+                }),
+            );
         }
         let dispatcher = self.clone();
         tokio::spawn(async move {
@@ -906,6 +986,16 @@ fn hook_args(json: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether a lease operation's error means the lease is no longer held
+/// under its token (stale, foreign, or an unknown attempt), rather than a
+/// failure that leaves it valid.
+fn lease_gone(error: &KernelError) -> bool {
+    matches!(
+        error,
+        KernelError::FailedPrecondition(_) | KernelError::NotFound(_)
+    )
 }
 
 fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {
