@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::{TestServer, assert_invalid, violated_fields};
+use futures::StreamExt;
 use taskloom_server::proto::taskloom::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -56,6 +57,8 @@ worker_tests!(
     foreign_tokens_change_no_bookkeeping,
     killed_worker_task_completes_on_another,
     stalled_stream_is_closed_and_work_reoffered,
+    zombie_that_heartbeats_but_never_reads_loses_its_lease,
+    a_worker_that_stops_reading_blocks_nothing,
     reconnect_reattaches_held_leases,
     cancellation_reaches_the_worker,
     slots_bound_offers,
@@ -726,6 +729,168 @@ async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
     // The stalled worker's stream ended with UNAVAILABLE.
     let (_, ended) = stalled.rest(SOON).await;
     assert_eq!(ended.map(|s| s.code()), Some(Code::Unavailable));
+}
+
+/// A worker that keeps heartbeating its lease but has stopped reading its
+/// stream (a zombie) fails the liveness check within the heartbeat
+/// timeout: its session is closed, its lease ends at once and a healthy
+/// worker finishes the task; the run does not fail as lost.
+async fn zombie_that_heartbeats_but_never_reads_loses_its_lease(server: TestServer) {
+    let mut zombie = Unread::connect(&server, hello("zombie", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let held = zombie.offer(SOON).await.expect("an offer");
+    // From now on it only writes: a heartbeat naming its lease every
+    // heartbeat interval, and never a pong.
+    let beats = zombie.outbound.clone();
+    let lease = lease_of(&held);
+    let heartbeating = tokio::spawn(async move {
+        loop {
+            let heartbeat = WorkerMsg::Heartbeat(pb::Heartbeat {
+                active: vec![lease.clone()],
+            });
+            if beats
+                .send(pb::WorkerMessage {
+                    msg: Some(heartbeat),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let began = Instant::now();
+    let mut healthy = Worker::connect(&server, hello("healthy", &["search"], 1)).await;
+    let offer = healthy
+        .offer(Duration::from_secs(10))
+        .await
+        .expect("the zombie's task reaches the healthy worker");
+    assert_eq!(
+        offer.attempt_id, held.attempt_id,
+        "same attempt, no retry spent"
+    );
+    // First ping after 0.3 s, unanswered for 1 s; a second of margin.
+    assert!(
+        began.elapsed() < Duration::from_millis(1300 + 1000),
+        "within a heartbeat interval plus the timeout: {:?}",
+        began.elapsed()
+    );
+    let workers: Vec<String> = list_workers(&server, pb::ListWorkersRequest::default())
+        .await
+        .workers
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert_eq!(
+        workers,
+        vec!["healthy".to_string()],
+        "the zombie's session is closed"
+    );
+    assert!(healthy.complete(&offer, "healthy").await.accepted);
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "healthy");
+    let attempt = &attempts(&server, &run.id).await[0];
+    assert_eq!(
+        attempt.lease_expiries, 1,
+        "the zombie's lease counted as expired"
+    );
+    // The zombie's late completion is fenced.
+    let late = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: held.attempt_id.clone(),
+            lease_token: held.lease_token.clone(),
+            output: Some(text_value("zombie")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    heartbeating.abort();
+    // Its stream ended with UNAVAILABLE after the pings it never answered.
+    let (messages, ended) = zombie.rest(SOON).await;
+    assert!(
+        messages.iter().all(|m| matches!(m, ServerMsg::Ping(_))),
+        "{messages:?}"
+    );
+    assert_eq!(ended.map(|s| s.code()), Some(Code::Unavailable));
+}
+
+/// A worker that stops reading while offers pour in backs up its HTTP/2
+/// stream and then its outbox: nothing on the server waits on them. Other
+/// workers are served meanwhile, the stalled session is closed within the
+/// heartbeat timeout, and every task it held is finished by a healthy
+/// worker, each exactly once.
+async fn a_worker_that_stops_reading_blocks_nothing(server: TestServer) {
+    const RUNS: usize = 1500;
+    // A small HTTP/2 window: the stream backs up after a few hundred offers.
+    let channel = tonic::transport::Endpoint::from_shared(server.process.addr.clone())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let (outbound, _unread, _) = open_stream(channel, hello("flooded", &["flood"], 10_000))
+        .await
+        .unwrap();
+    let heartbeating = tokio::spawn(async move {
+        loop {
+            let heartbeat = WorkerMsg::Heartbeat(pb::Heartbeat::default());
+            let message = pb::WorkerMessage {
+                msg: Some(heartbeat),
+            };
+            if outbound.send(message).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let mut bystander = Worker::connect(&server, hello("bystander", &["other"], 1)).await;
+    let chain = worker_chain("flood", "flood");
+    futures::stream::iter(0..RUNS)
+        .map(|i| {
+            let (server, chain) = (&server, chain.clone());
+            async move { start_run(server, chain, &i.to_string()).await }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let began = Instant::now();
+    let other = start_run(&server, worker_chain("other", "other"), "x").await;
+    let offer = bystander
+        .offer(SOON)
+        .await
+        .expect("the bystander is served");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "served at once: {:?}",
+        began.elapsed()
+    );
+    assert!(bystander.complete(&offer, "ok").await.accepted);
+    wait_status(&server, &other.id, pb::RunStatus::Succeeded).await;
+    // Everything the stalled worker held reaches a healthy one.
+    let mut healthy = Worker::connect(&server, hello("healthy", &["flood"], 64)).await;
+    let mut completed = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed.len() < RUNS {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {RUNS} tasks finished",
+            completed.len()
+        );
+        let offer = healthy.offer(SOON).await.expect("more offers");
+        assert!(healthy.complete(&offer, "ok").await.accepted);
+        assert!(completed.insert(offer.attempt_id), "offered twice");
+    }
+    let workers: Vec<String> = list_workers(&server, pb::ListWorkersRequest::default())
+        .await
+        .workers
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert!(!workers.contains(&"flooded".to_string()), "{workers:?}");
+    heartbeating.abort();
 }
 
 async fn reconnect_reattaches_held_leases(server: TestServer) {

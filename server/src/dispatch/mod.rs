@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tonic::Status;
 
 use crate::chain::{CompiledChain, Handler};
@@ -45,6 +45,10 @@ pub use pb::server_message::Msg as ServerMsg;
 const MAX_CLAIM: u32 = 64;
 /// Outbound messages queued per session before sends count as failed.
 const OUTBOX: usize = 1024;
+/// Room kept in an outbox for acks, pings and cancellations: a session
+/// whose outbox has less free room gets no offers (its worker is not
+/// reading fast enough) until it drains.
+const OUTBOX_RESERVE: usize = 64;
 
 /// Tunables of the worker protocol.
 #[derive(Debug, Clone)]
@@ -122,7 +126,9 @@ struct Session {
     info: SessionInfo,
     /// Slots taken: leases held plus slots reserved for offers in flight.
     in_use: u32,
-    outbox: mpsc::Sender<Result<pb::ServerMessage, Status>>,
+    outbox: mpsc::Sender<pb::ServerMessage>,
+    /// Ends the session's stream at once (see [`Outbound`]).
+    end: Option<oneshot::Sender<Status>>,
     /// The `ready_epoch` at the start of this session's last claim that
     /// found less than it asked for: no ready work for it was left then.
     /// A freed slot wakes the claim loop only if work may have become
@@ -136,6 +142,9 @@ struct Session {
 
 impl Session {
     fn free(&self) -> u32 {
+        if self.outbox.capacity() < OUTBOX_RESERVE {
+            return 0;
+        }
         self.info.slots.saturating_sub(self.in_use)
     }
 
@@ -208,12 +217,15 @@ impl Dispatcher {
     /// Opens a session: re-attaches the leases it still holds, registers it
     /// and queues the `Welcome`. Returns the session id and its outbound
     /// stream.
-    pub async fn open(
-        &self,
-        hello: Hello,
-    ) -> (String, mpsc::Receiver<Result<pb::ServerMessage, Status>>) {
+    pub async fn open(&self, hello: Hello) -> (String, Outbound) {
         let session_id = uuid::Uuid::now_v7().to_string();
-        let (outbox, outbound) = mpsc::channel(OUTBOX);
+        let (outbox, messages) = mpsc::channel(OUTBOX);
+        let (end, ended) = oneshot::channel();
+        let outbound = Outbound {
+            messages,
+            end: Some(ended),
+            ended: false,
+        };
         let mut reattached = Vec::new();
         let mut rejected = Vec::new();
         let mut attach = Vec::new();
@@ -251,7 +263,7 @@ impl Dispatcher {
             })),
         };
         // The outbox is empty: this cannot fail.
-        let _ = outbox.try_send(Ok(welcome));
+        let _ = outbox.try_send(welcome);
         let caps = &self.inner.kernel.config().caps;
         let capped =
             caps.limits_tenants() || hello.queues.iter().any(|queue| caps.queue(queue).is_some());
@@ -274,6 +286,7 @@ impl Dispatcher {
                 },
                 in_use: 0,
                 outbox,
+                end: Some(end),
                 clean_at: None,
                 capped,
             };
@@ -311,22 +324,49 @@ impl Dispatcher {
     /// Closes a session: it gets no more offers; the leases it holds stay
     /// valid until they expire (its worker may re-attach them).
     pub fn close(&self, session_id: &str) {
+        self.remove_session(session_id);
+    }
+
+    /// Closes a session that failed the liveness check (a ping unanswered
+    /// past the heartbeat timeout): its leases end at once, counted as
+    /// lease expiries, so other workers get their tasks now.
+    pub fn abandon(&self, session_id: &str) {
+        for (attempt_id, held) in self.remove_session(session_id) {
+            let kernel = self.inner.kernel.clone();
+            tokio::spawn(async move {
+                if let Err(error) = kernel
+                    .expire_lease(&held.run_id, &attempt_id, &held.token)
+                    .await
+                {
+                    tracing::info!(attempt_id = %attempt_id, error = %error, "ending an abandoned lease failed");
+                }
+            });
+        }
+    }
+
+    /// Removes a session and the leases it holds from this replica's
+    /// bookkeeping; returns those leases.
+    fn remove_session(&self, session_id: &str) -> Vec<(String, Held)> {
         let mut state = self.state();
         if state.sessions.remove(session_id).is_none() {
-            return;
+            return Vec::new();
         }
-        let dropped: Vec<(String, String)> = state
+        let attempt_ids: Vec<String> = state
             .held
             .iter()
             .filter(|(_, held)| held.session_id == session_id)
-            .map(|(attempt_id, held)| (attempt_id.clone(), held.run_id.clone()))
+            .map(|(attempt_id, _)| attempt_id.clone())
             .collect();
-        for (attempt_id, run_id) in dropped {
-            state.held.remove(&attempt_id);
-            forget_run_attempt(&mut state, &run_id, &attempt_id);
+        let mut dropped = Vec::with_capacity(attempt_ids.len());
+        for attempt_id in attempt_ids {
+            if let Some(held) = state.held.remove(&attempt_id) {
+                forget_run_attempt(&mut state, &held.run_id, &attempt_id);
+                dropped.push((attempt_id, held));
+            }
         }
         drop(state);
         self.inner.publish.notify_one();
+        dropped
     }
 
     /// Notes a sign of life from a session.
@@ -618,15 +658,23 @@ impl Dispatcher {
             Some(session) => session.outbox.clone(),
             None => return false,
         };
+        // Never waits: a worker that stopped reading fills its outbox, and
+        // what does not fit counts as not sent.
         outbox
-            .try_send(Ok(pb::ServerMessage { msg: Some(msg) }))
+            .try_send(pb::ServerMessage { msg: Some(msg) })
             .is_ok()
     }
 
-    /// Ends a session's stream with `status` (the session closes after).
+    /// Ends a session's stream with `status` at once, ahead of whatever
+    /// its outbox still holds (the session closes after).
     pub fn end(&self, session_id: &str, status: Status) {
-        if let Some(session) = self.state().sessions.get(session_id) {
-            let _ = session.outbox.try_send(Err(status));
+        let end = self
+            .state()
+            .sessions
+            .get_mut(session_id)
+            .and_then(|session| session.end.take());
+        if let Some(end) = end {
+            let _ = end.send(status);
         }
     }
 
@@ -705,16 +753,6 @@ impl Dispatcher {
                 _ = stop.changed() => return,
             }
         }
-    }
-
-    /// Whether a session has been silent past the heartbeat timeout.
-    pub fn silent(&self, session_id: &str) -> bool {
-        let timeout = chrono::Duration::from_std(self.inner.config.heartbeat_timeout)
-            .unwrap_or(chrono::Duration::MAX);
-        self.state()
-            .sessions
-            .get(session_id)
-            .is_none_or(|s| crate::kernel::now() - s.info.last_heartbeat > timeout)
     }
 
     /// Hands a leased, committed attempt to a session: registers the lease
@@ -970,6 +1008,42 @@ impl Dispatcher {
                 self.check_runs(runs).await;
             }
         }
+    }
+}
+
+/// A session's outbound stream: the messages queued in its outbox until
+/// the session is ended with a status, which is sent at once in place of
+/// whatever is still queued (a worker that stopped reading must not hold
+/// its own ending back). A session closed without a status ends after its
+/// queued messages.
+pub struct Outbound {
+    messages: mpsc::Receiver<pb::ServerMessage>,
+    end: Option<oneshot::Receiver<Status>>,
+    ended: bool,
+}
+
+impl tokio_stream::Stream for Outbound {
+    type Item = Result<pb::ServerMessage, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(end) = self.end.as_mut()
+            && let Poll::Ready(ended) = std::pin::Pin::new(end).poll(cx)
+        {
+            self.end = None;
+            if let Ok(status) = ended {
+                self.ended = true;
+                return Poll::Ready(Some(Err(status)));
+            }
+        }
+        self.messages.poll_recv(cx).map(|message| message.map(Ok))
     }
 }
 

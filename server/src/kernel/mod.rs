@@ -1212,6 +1212,40 @@ impl Kernel {
     async fn work_available(&self) {
         self.inner.work.notified().await;
     }
+
+    /// Ends a lease at once, as if it had expired: its holder failed the
+    /// liveness check, so the attempt goes back to `Ready` for someone else
+    /// now rather than when the lease runs out. Counted as a lease expiry
+    /// (a task that keeps losing its workers still fails as lost).
+    /// `FailedPrecondition` unless the attempt is leased under
+    /// `lease_token`.
+    pub async fn expire_lease(
+        &self,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+    ) -> KernelResult<RunRecord> {
+        let max = self.inner.config.max_lease_expiries;
+        let random_unit: f64 = rand::random();
+        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
+        self.transition(run_id, move |chain, snapshot, now| {
+            let mut expired = snapshot.clone();
+            let held = expired.attempts.iter_mut().find(|a| {
+                a.id == attempt_id
+                    && a.status == AttemptStatus::Leased
+                    && a.lease_token.as_deref() == Some(token.as_str())
+            });
+            let Some(held) = held else {
+                return Plan::reject(
+                    RejectionKind::FailedPrecondition,
+                    format!("attempt {attempt_id} is not leased under this token"),
+                );
+            };
+            held.lease_expires_at = Some(now);
+            decide::expire(chain, &expired, now, &attempt_id, max, random_unit)
+        })
+        .await
+    }
 }
 
 /// Takes what a one-time slot holds.
