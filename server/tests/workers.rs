@@ -63,6 +63,8 @@ worker_tests!(
     cancellation_reaches_the_worker,
     slots_bound_offers,
     failures_retry_and_dead_letter,
+    worker_retries_are_leased_when_due,
+    internal_retries_run_when_due,
     bad_input_is_rejected,
     list_workers_shows_sessions,
     queue_and_tenant_caps_hold,
@@ -1071,6 +1073,169 @@ async fn failures_retry_and_dead_letter(server: TestServer) {
     assert!(worker.complete(&third, "finally").await.accepted);
     let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
     assert_eq!(output_text(&done), "finally");
+}
+
+/// How long after falling due each run's second attempt was leased.
+async fn retry_lateness(server: &TestServer, run_ids: &[String]) -> Vec<Duration> {
+    let micros = |t: &Option<prost_types::Timestamp>| {
+        let t = t.as_ref().expect("a timestamp");
+        t.seconds * 1_000_000 + i64::from(t.nanos) / 1000
+    };
+    let mut lateness = Vec::new();
+    for run_id in run_ids {
+        let attempts = attempts(server, run_id).await;
+        assert_eq!(attempts.len(), 2, "{attempts:?}");
+        let retry = &attempts[1];
+        let late = micros(&retry.start_time) - micros(&retry.available_time);
+        assert!(late >= 0, "leased before it was due: {retry:?}");
+        lateness.push(Duration::from_micros(late as u64));
+    }
+    lateness.sort();
+    lateness
+}
+
+/// The p99 of sorted durations, after printing a summary.
+fn p99(label: &str, sorted: &[Duration]) -> Duration {
+    let at =
+        |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
+    println!(
+        "{label}: lateness p50 {:?} p99 {:?} max {:?} over {}",
+        at(0.5),
+        at(0.99),
+        sorted[sorted.len() - 1],
+        sorted.len()
+    );
+    at(0.99)
+}
+
+/// Starts `count` runs of `chain`, one every 5 ms (so their retries fall
+/// due apart, as in steady traffic), in the background.
+fn start_paced(
+    server: &TestServer,
+    chain: pb::Chain,
+    count: usize,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let runs = server.runs();
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        for i in 0..count {
+            tick.tick().await;
+            let run = runs
+                .clone()
+                .start_run(pb::StartRunRequest {
+                    chain: Some(chain.clone()),
+                    run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value(
+                        &i.to_string(),
+                    ))),
+                    ..Default::default()
+                })
+                .await
+                .expect("start run")
+                .into_inner();
+            ids.push(run.id);
+        }
+        ids
+    })
+}
+
+/// Delayed work is leased when it falls due, not at the next safety poll:
+/// tasks whose first attempt fails with a worker-requested retry delay of
+/// 100 ms are each offered again within 20 ms of falling due (p99).
+async fn worker_retries_are_leased_when_due(server: TestServer) {
+    const RUNS: usize = 200;
+    let mut worker = Worker::connect(&server, hello("w", &["later"], 64)).await;
+    let mut chain = worker_chain("later", "later");
+    // The worker's delay overrides the policy's.
+    chain.tasks[0].retry = Some(pb::RetryPolicy {
+        max_attempts: 2,
+        backoff: "fixed".into(),
+        initial_delay: "10s".into(),
+        ..Default::default()
+    });
+    let starting = start_paced(&server, chain, RUNS);
+    let mut completed = 0;
+    while completed < RUNS {
+        let offer = worker.offer(SOON).await.expect("an offer");
+        let msg = if offer.attempt == 1 {
+            WorkerMsg::Fail(pb::Failure {
+                lease: Some(lease_of(&offer)),
+                message: "later".into(),
+                retryable: true,
+                retry_delay: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 100_000_000,
+                }),
+            })
+        } else {
+            completed += 1;
+            WorkerMsg::Complete(pb::Completion {
+                lease: Some(lease_of(&offer)),
+                output: Some(text_value("done")),
+            })
+        };
+        worker.send(msg).await;
+    }
+    let run_ids = starting.await.unwrap();
+    for run_id in &run_ids {
+        wait_status(&server, run_id, pb::RunStatus::Succeeded).await;
+    }
+    let lateness = retry_lateness(&server, &run_ids).await;
+    let p99 = p99("worker retries", &lateness);
+    assert!(p99 <= Duration::from_millis(20), "p99 {p99:?}");
+}
+
+/// The same for the server's own executor: hook tasks whose call fails
+/// (connection refused) are called again within 20 ms (p99) of their
+/// retry policy's 100 ms backoff.
+async fn internal_retries_run_when_due(server: TestServer) {
+    const RUNS: usize = 100;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/down", closed.local_addr().unwrap());
+    drop(closed);
+    server
+        .hooks()
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(pb::Hook {
+                name: "down".into(),
+                url,
+                method: "POST".into(),
+                timeout: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let chain = pb::Chain {
+        id: "down".into(),
+        tasks: vec![pb::Task {
+            id: "call".into(),
+            handler: "hook".into(),
+            hook: Some(pb::HookCall {
+                name: "down".into(),
+                ..Default::default()
+            }),
+            retry: Some(pb::RetryPolicy {
+                max_attempts: 2,
+                backoff: "fixed".into(),
+                initial_delay: "100ms".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let run_ids = start_paced(&server, chain, RUNS).await.unwrap();
+    for run_id in &run_ids {
+        wait_status(&server, run_id, pb::RunStatus::Failed).await;
+    }
+    let lateness = retry_lateness(&server, &run_ids).await;
+    let p99 = p99("internal retries", &lateness);
+    assert!(p99 <= Duration::from_millis(20), "p99 {p99:?}");
 }
 
 async fn bad_input_is_rejected(server: TestServer) {

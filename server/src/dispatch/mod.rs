@@ -33,8 +33,8 @@ use tonic::Status;
 
 use crate::chain::{CompiledChain, Handler};
 use crate::kernel::{
-    ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure, TaskSuccess,
-    value,
+    ClaimLoop, ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure,
+    TaskSuccess, value,
 };
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, WorkerSessionRecord};
@@ -878,10 +878,11 @@ impl Dispatcher {
             if busy {
                 continue;
             }
+            let kernel = &self.inner.kernel;
             let work_may_be_ready = tokio::select! {
-                () = self.inner.kernel.worker_work_available() => true,
+                () = kernel.worker_work_available() => true,
                 () = self.inner.wake.notified() => false,
-                () = tokio::time::sleep(self.inner.config.poll_interval) => true,
+                () = kernel.sleep_until_due(ClaimLoop::Workers, self.inner.config.poll_interval) => true,
                 _ = stop.changed() => return,
             };
             if work_may_be_ready {
@@ -915,6 +916,7 @@ impl Dispatcher {
                 .collect()
         };
         let mut full = false;
+        let mut short = false;
         for (session_id, worker_id, queues, take) in wanting {
             let (claimed, found_all) =
                 match self.inner.kernel.claim(&queues, &worker_id, take).await {
@@ -928,6 +930,7 @@ impl Dispatcher {
                     }
                 };
             full |= claimed.len() as u32 == take;
+            short |= found_all;
             {
                 let mut state = self.state();
                 if let Some(session) = state.sessions.get_mut(&session_id) {
@@ -941,6 +944,21 @@ impl Dispatcher {
             for attempt in claimed {
                 self.deliver(session_id.clone(), attempt);
             }
+        }
+        if short {
+            // Every session's queues: any of them may claim next.
+            let mut queues: Vec<String> = self
+                .state()
+                .sessions
+                .values()
+                .flat_map(|s| s.info.queues.iter().cloned())
+                .collect();
+            queues.sort();
+            queues.dedup();
+            self.inner
+                .kernel
+                .learn_due(ClaimLoop::Workers, &queues)
+                .await;
         }
         full
     }

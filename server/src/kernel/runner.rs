@@ -4,14 +4,16 @@
 //! (owner = this replica); it executes them with bounded concurrency, renews their
 //! leases while they run, and records the results through the kernel. A
 //! crashed replica's attempts return to `Ready` when their leases expire and
-//! another replica picks them up. The runner also drives the sweeper.
+//! another replica picks them up. Between claims it sleeps until woken, until
+//! its earliest known future work (a retry's backoff) falls due, or until the
+//! safety poll. The runner also drives the sweeper.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::{ClaimedAttempt, INTERNAL_QUEUE, Kernel, Slot, SlotProvider, TaskFailure};
+use super::{ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, Slot, SlotProvider, TaskFailure};
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
 use crate::store::AttemptRecord;
@@ -77,9 +79,12 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
             // More may be waiting: claim again at once.
             continue;
         }
+        if free > 0 {
+            kernel.learn_due(ClaimLoop::Internal, &queues).await;
+        }
         tokio::select! {
             () = kernel.work_available() => {}
-            () = tokio::time::sleep(kernel.config().poll_interval) => {}
+            () = kernel.sleep_until_due(ClaimLoop::Internal, kernel.config().poll_interval) => {}
             _ = stop.changed() => {}
         }
     }
