@@ -11,13 +11,18 @@
 //!   slots freeing up; a slow poll is the safety net). A lease is committed
 //!   before its offer is sent; an offer that cannot be sent releases the
 //!   lease at once.
-//! - **Liveness is the stream**: any message counts; the server pings every
-//!   heartbeat interval and closes a session silent past the heartbeat
-//!   timeout. Its leases stay valid until they expire, so a worker that
-//!   reconnects in time re-attaches them (`Hello.held_leases`).
-//! - **Fencing**: completions, failures, releases, progress and extensions
-//!   name `(attempt id, lease token)` and the kernel rejects stale or foreign
-//!   ones (`FAILED_PRECONDITION`, counted here).
+//! - **Liveness is reading the stream**: the session's stream loop
+//!   (`api::worker`) pings every heartbeat interval and abandons a session
+//!   that leaves a ping unanswered past the heartbeat timeout: its leases end
+//!   at once, as expired. A session whose stream just ends is closed and its
+//!   leases stay valid until they expire, so a worker that reconnects in
+//!   time re-attaches them (`Hello.held_leases`). Nothing here waits on a
+//!   stream: outboxes are bounded and written without waiting.
+//! - **Fencing**: completions, failures, releases, progress, heartbeats and
+//!   extensions name `(attempt id, lease token)` and the kernel rejects stale
+//!   or foreign ones (`FAILED_PRECONDITION`, counted here). The bookkeeping
+//!   here (slots, held leases, leases by run) changes only for the lease the
+//!   token names as this replica handed it out.
 //! - **Cancellation**: the kernel tells this module which runs changed; an
 //!   attempt a session holds that is no longer leased under its token gets a
 //!   `CancelLease` on that session's stream.
