@@ -104,24 +104,19 @@ impl Worker {
         tokio::spawn(async move {
             loop {
                 let msg = match inbound.message().await {
-                    Ok(Some(message)) => message.msg,
+                    Ok(Some(pb::ServerMessage { msg: Some(msg) })) => msg,
+                    Ok(Some(_)) => continue,
                     Ok(None) => return,
                     Err(status) => {
                         let _ = forward.send(Err(status));
                         return;
                     }
                 };
-                match msg {
-                    Some(ServerMsg::Ping(ping)) => {
-                        let pong = WorkerMsg::Pong(pb::Pong { nonce: ping.nonce });
-                        let _ = pongs.send(pb::WorkerMessage { msg: Some(pong) }).await;
-                    }
-                    Some(msg) => {
-                        if forward.send(Ok(msg)).is_err() {
-                            return;
-                        }
-                    }
-                    None => {}
+                if let ServerMsg::Ping(ping) = msg {
+                    let pong = WorkerMsg::Pong(pb::Pong { nonce: ping.nonce });
+                    let _ = pongs.send(pb::WorkerMessage { msg: Some(pong) }).await;
+                } else if forward.send(Ok(msg)).is_err() {
+                    return;
                 }
             }
         });
@@ -561,9 +556,7 @@ async fn foreign_tokens_change_no_bookkeeping(server: TestServer) {
         .offer(SOON)
         .await
         .expect("the intruder's own offer");
-    let expiry_before = attempts(&server, &held_run.id).await[0]
-        .lease_expire_time
-        .clone();
+    let expiry_before = attempts(&server, &held_run.id).await[0].lease_expire_time;
     let wrong_tokens = ["0".repeat(32), own.lease_token.clone(), "stale".to_string()];
     let mut fenced = 0;
     for token in &wrong_tokens {
