@@ -28,22 +28,31 @@ const ARGS: &[&str] = &[
     "--tenant-concurrency=acme=1",
 ];
 
+/// The same without concurrency caps: a session serving capped work claims
+/// on every freed slot, which would add claims that are no part of what the
+/// lateness tests measure.
+const UNCAPPED_ARGS: &[&str] = &[
+    "--lease-duration=2s",
+    "--worker-heartbeat-interval=300ms",
+    "--worker-heartbeat-timeout=1s",
+];
+
 macro_rules! worker_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
+    ($args:ident; $sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
+        mod $sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::ARGS).await;
+                    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::$args).await;
                     super::$name(server).await;
                 }
             )*
         }
-        mod postgres {
+        mod $postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::ARGS).await;
+                    let server = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::$args).await;
                     super::$name(server).await;
                 }
             )*
@@ -52,6 +61,7 @@ macro_rules! worker_tests {
 }
 
 worker_tests!(
+    ARGS; sqlite, postgres;
     happy_path_offers_and_completes,
     stale_and_foreign_tokens_are_rejected,
     foreign_tokens_change_no_bookkeeping,
@@ -63,13 +73,17 @@ worker_tests!(
     cancellation_reaches_the_worker,
     slots_bound_offers,
     failures_retry_and_dead_letter,
-    worker_retries_are_leased_when_due,
-    internal_retries_run_when_due,
     bad_input_is_rejected,
     list_workers_shows_sessions,
     queue_and_tenant_caps_hold,
     priority_orders_offers,
     hooks_routed_to_a_queue_reach_workers,
+);
+
+worker_tests!(
+    UNCAPPED_ARGS; sqlite_uncapped, postgres_uncapped;
+    worker_retries_are_leased_when_due,
+    internal_retries_run_when_due,
 );
 
 /// A worker on the other end of a `Connect` stream. A background task reads

@@ -48,8 +48,14 @@ pub use pb::server_message::Msg as ServerMsg;
 
 /// Most attempts leased to one session by one claim.
 const MAX_CLAIM: u32 = 64;
+/// Most attempts leased to one session by a claim for work falling due:
+/// few fall due at once, and rounds running together must leave each other
+/// slots.
+const MAX_CLAIM_WHEN_DUE: u32 = 16;
 /// Outbound messages queued per session before sends count as failed.
 const OUTBOX: usize = 1024;
+/// Dispatch rounds for work falling due that may run at once.
+const ROUNDS_WHEN_DUE: usize = 4;
 /// Room kept in an outbox for acks, pings and cancellations: a session
 /// whose outbox has less free room gets no offers (its worker is not
 /// reading fast enough) until it drains.
@@ -875,40 +881,81 @@ impl Dispatcher {
     /// Runs the dispatch loop until `stop`: leases ready attempts to
     /// sessions with free slots.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let due_rounds = tokio::spawn(self.clone().dispatch_when_due(stop.clone()));
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            let busy = self.dispatch_round().await;
+            let busy = self.dispatch_round(Round::ReadyWork).await;
             if busy {
                 continue;
             }
-            let kernel = &self.inner.kernel;
             let work_may_be_ready = tokio::select! {
-                () = kernel.worker_work_available() => true,
+                () = self.inner.kernel.worker_work_available() => true,
                 () = self.inner.wake.notified() => false,
-                () = kernel.sleep_until_due(ClaimLoop::Workers, self.inner.config.poll_interval) => true,
-                _ = stop.changed() => return,
+                () = tokio::time::sleep(self.inner.config.poll_interval) => true,
+                _ = stop.changed() => break,
             };
             if work_may_be_ready {
                 self.state().ready_epoch += 1;
             }
         }
+        due_rounds.abort();
     }
 
-    /// One claim per session with free slots; true if some claim was full
-    /// (more may be waiting).
-    async fn dispatch_round(&self) -> bool {
-        // Read before the claims: work made ready while they run bumps it.
-        let ready_epoch = self.state().ready_epoch;
-        let wanting: Vec<(String, String, Vec<String>, u32)> = {
+    /// Runs a dispatch round whenever future work (a retry's delay) falls
+    /// due, until `stop`. Each such round runs on its own, a few at once
+    /// (slots are reserved per claim): work falling due while an earlier
+    /// claim is still in the store is not held up.
+    async fn dispatch_when_due(self, mut stop: watch::Receiver<bool>) {
+        let rounds = Arc::new(tokio::sync::Semaphore::new(ROUNDS_WHEN_DUE));
+        let poll = self.inner.config.poll_interval;
+        loop {
+            let fell_due = tokio::select! {
+                fell_due = self.inner.kernel.sleep_until_due(ClaimLoop::Workers, poll) => fell_due,
+                _ = stop.changed() => return,
+            };
+            if !fell_due {
+                continue;
+            }
+            let Ok(permit) = rounds.clone().acquire_owned().await else {
+                return;
+            };
+            let dispatcher = self.clone();
+            tokio::spawn(async move {
+                if dispatcher.dispatch_round(Round::WhenDue).await {
+                    dispatcher.inner.wake.notify_one();
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// One claim per session with free slots (for ready work: those that
+    /// may have some); true if some claim was full (more may be waiting).
+    async fn dispatch_round(&self, round: Round) -> bool {
+        let (ready_epoch, wanting) = {
             let mut state = self.state();
-            state
+            let (most, ready_epoch) = match round {
+                Round::ReadyWork => (MAX_CLAIM, state.ready_epoch),
+                Round::WhenDue => {
+                    // Sessions without room now claim when a slot frees.
+                    if state.sessions.values().any(|s| s.free() == 0) {
+                        state.ready_epoch += 1;
+                    }
+                    (MAX_CLAIM_WHEN_DUE, state.ready_epoch)
+                }
+            };
+            // Read before the claims: work made ready while they run bumps
+            // it.
+            let wanting: Vec<(String, String, Vec<String>, u32)> = state
                 .sessions
                 .values_mut()
-                .filter(|s| s.free() > 0 && s.may_have_work(ready_epoch))
+                .filter(|s| {
+                    s.free() > 0 && (round == Round::WhenDue || s.may_have_work(ready_epoch))
+                })
                 .map(|s| {
-                    let take = s.free().min(MAX_CLAIM);
+                    let take = s.free().min(most);
                     // Reserved until the claim returns.
                     s.in_use += take;
                     (
@@ -918,7 +965,8 @@ impl Dispatcher {
                         take,
                     )
                 })
-                .collect()
+                .collect();
+            (ready_epoch, wanting)
         };
         let mut full = false;
         let mut short = false;
@@ -936,15 +984,23 @@ impl Dispatcher {
                 };
             full |= claimed.len() as u32 == take;
             short |= found_all;
-            {
+            let freed_for_more = {
                 let mut state = self.state();
-                if let Some(session) = state.sessions.get_mut(&session_id) {
+                let current_epoch = state.ready_epoch;
+                state.sessions.get_mut(&session_id).is_some_and(|session| {
                     // Keep one slot per claimed attempt; give the rest back.
                     session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
                     if found_all {
                         session.clean_at = Some(ready_epoch);
                     }
-                }
+                    // Slots given back while work became ready (e.g. a round
+                    // for work falling due found them reserved by this
+                    // claim): claim again, as a freed slot does.
+                    take > claimed.len() as u32 && session.may_have_work(current_epoch)
+                })
+            };
+            if freed_for_more {
+                self.inner.wake.notify_one();
             }
             for attempt in claimed {
                 self.deliver(session_id.clone(), attempt);
@@ -1032,6 +1088,17 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// What a dispatch round claims for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Work made ready (signals, freed slots, the poll): sessions that may
+    /// have some claim up to `MAX_CLAIM`.
+    ReadyWork,
+    /// Work that fell due: every session with room claims, up to
+    /// `MAX_CLAIM_WHEN_DUE`.
+    WhenDue,
 }
 
 /// A session's outbound stream: the messages queued in its outbox until

@@ -139,11 +139,12 @@ impl Kernel {
     }
 
     /// Sleeps until `which`'s earliest known future work falls due (as
-    /// learnt meanwhile too), or `poll` passes, whichever is first.
-    /// Cancel-safe: a caller woken by something else loses nothing.
-    pub async fn sleep_until_due(&self, which: ClaimLoop, poll: Duration) {
+    /// learnt meanwhile too), or `poll` passes, whichever is first; true if
+    /// work fell due. Cancel-safe: a caller woken by something else loses
+    /// nothing.
+    pub async fn sleep_until_due(&self, which: ClaimLoop, poll: Duration) -> bool {
         let poll_at = Instant::now() + poll;
-        loop {
+        let fell_due = loop {
             let sooner = self.inner.due.loop_due(which).sooner.notified();
             let first = self.inner.due.of(which).known.first().copied();
             let wake_at = first.map_or(poll_at, |at| {
@@ -151,10 +152,10 @@ impl Kernel {
                 poll_at.min(Instant::now() + wait)
             });
             tokio::select! {
-                () = tokio::time::sleep_until(wake_at) => break,
+                () = tokio::time::sleep_until(wake_at) => break wake_at < poll_at,
                 () = sooner => {}
             }
-        }
+        };
         let current = now();
         let mut due = self.inner.due.of(which);
         // What fell due is claimable now.
@@ -166,8 +167,9 @@ impl Kernel {
             due.unknown = true;
         }
         // The poll is also the net for lost signals.
-        if Instant::now() >= poll_at {
+        if !fell_due {
             due.unknown = true;
         }
+        fell_due
     }
 }
