@@ -122,6 +122,29 @@ async def test_cancelling_a_run_cancels_its_handler(client: Client) -> None:
     assert (await client.runs.get(run.id)).status == run_pb2.RUN_STATUS_CANCELLED
 
 
+async def test_a_long_task_keeps_its_session_by_answering_pings(client: Client) -> None:
+    # The server closes a session that leaves a ping unanswered past the
+    # heartbeat timeout (1 s here) and ends its leases: a worker busy with
+    # a task three times as long must answer them.
+    worker = Worker(client, slots=1)
+
+    @worker.task("long")
+    async def long(task: Task) -> str:
+        await asyncio.sleep(3.0)
+        return "done in one go"
+
+    async with Serving(worker):
+        session = worker.session_id
+        run = await client.runs.start(chain=worker_chain("long", "long"))
+        done = await client.runs.wait(run.id, timeout=15)
+        assert worker.session_id == session
+        listed = await client.workers.list()
+        assert [w.session_id for w in listed.workers] == [session]
+    assert from_value(done.output) == "done in one go"
+    attempts = await client.runs.attempts(run.id)
+    assert [(a.attempt, a.lease_expiries) for a in attempts] == [(1, 0)]
+
+
 async def test_slots_bound_concurrency(client: Client) -> None:
     worker = Worker(client, slots=2)
     running = 0

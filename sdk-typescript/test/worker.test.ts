@@ -154,6 +154,36 @@ describe("worker", () => {
     }
   });
 
+  test("a task longer than the heartbeat timeout keeps its session: the worker answers pings", async () => {
+    // The server closes a session that leaves a ping unanswered past the
+    // heartbeat timeout (1 s here) and ends its leases.
+    const queue = uniqueId("long");
+    const { worker, running } = startWorker(queue, async () => {
+      await sleep(3_000);
+      return "done in one go";
+    });
+    try {
+      const sessions = async () => (await client.workers.list({ queue })).workers.map((w) => w.sessionId);
+      const first = await eventually("a session", async () => {
+        const open = await sessions();
+        return open.length === 1 ? open : undefined;
+      });
+      const run = await client.runs.start({ chain: workerChain(uniqueId("long"), queue), input: "x" });
+      const done = await client.runs.wait(run.id, { timeoutMs: 15_000 });
+      assert.equal(done.status, RunStatus.SUCCEEDED);
+      assert.equal(fromValue(done.output), "done in one go");
+      assert.deepEqual(await sessions(), first);
+      const { attempts } = await client.runs.attempts(run.id);
+      assert.deepEqual(
+        attempts.map((a) => [a.attempt, a.leaseExpiries]),
+        [[1, 0]],
+      );
+    } finally {
+      await worker.shutdown({ graceMs: 1_000 });
+      await running;
+    }
+  });
+
   test("slots bound concurrency", async () => {
     const queue = uniqueId("slots");
     let current = 0;

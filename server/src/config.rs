@@ -111,8 +111,9 @@ pub struct ServeArgs {
     /// How often remote workers heartbeat (and the server pings them).
     #[arg(long, env = "TASKLOOM_WORKER_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub worker_heartbeat_interval: Duration,
-    /// Silence after which a worker session is closed (its leases stay
-    /// valid until they expire).
+    /// How long a ping to a worker may go unanswered before its session is
+    /// closed and its leases end. Long values keep clients that cannot
+    /// answer pings (a grpcurl session) connected.
     #[arg(long, env = "TASKLOOM_WORKER_HEARTBEAT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub worker_heartbeat_timeout: Duration,
     /// Shut down when standard input closes: a supervising process (a test

@@ -140,6 +140,7 @@ macro_rules! conformance_suite {
                 list_events_after_seq,
                 missing_records_are_not_found,
                 dead_letters_newest_first,
+                next_ready_at_is_the_earliest_future_ready_attempt,
             );
 
             #[tokio::test]
@@ -1434,6 +1435,67 @@ async fn claim_order_and_eligibility(store: Runs) {
         .unwrap();
     assert_eq!(ids(&later.attempts), ["att-a5"]);
     leased(&originals["att-a5"], &later.attempts[0], "replica-1", at(1));
+}
+
+async fn next_ready_at_is_the_earliest_future_ready_attempt(store: Runs) {
+    let ready =
+        |run: &RunRecord, id: &str, queue: &str, priority: i32, available_ms: i64| AttemptRecord {
+            queue: queue.to_string(),
+            priority,
+            available_at: at(available_ms),
+            ..attempt(run, id, 1)
+        };
+    let run_a = run("run-a");
+    let mut attempts = vec![
+        ready(&run_a, "due-now", "q", 9, -100),
+        ready(&run_a, "high-later", "q", 9, 700),
+        ready(&run_a, "mid", "q", 5, 300),
+        ready(&run_a, "low", "q", 0, 500),
+        ready(&run_a, "other-queue", "other", 1, 100),
+        AttemptRecord {
+            status: AttemptStatus::Succeeded,
+            ..ready(&run_a, "not-ready", "q", 3, 50)
+        },
+    ];
+    // Many priorities: the earliest is in the lowest.
+    for priority in 0..20 {
+        attempts.push(ready(
+            &run_a,
+            &format!("spread-{priority}"),
+            "spread",
+            priority,
+            1000 - priority as i64,
+        ));
+    }
+    create(&store, run_a, attempts, &[]).await;
+    // A paused run's attempts count too: waking for them costs one claim.
+    let paused = RunRecord {
+        status: RunStatus::Paused,
+        ..run("run-p")
+    };
+    let paused_attempt = ready(&paused, "paused", "held", 0, 40);
+    create(&store, paused, vec![paused_attempt], &[]).await;
+
+    let queues = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let next = |names: &[&str], after_ms: i64| {
+        let (store, names) = (store.clone(), queues(names));
+        async move {
+            store
+                .next_ready_at(&names, precise(after_ms))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(next(&["q"], 0).await, Some(at(300)));
+    assert_eq!(next(&["q", "other"], 0).await, Some(at(100)));
+    // Strictly after: the one due at `after` is claimable already.
+    assert_eq!(next(&["q"], 300).await, Some(at(500)));
+    assert_eq!(next(&["q"], 500).await, Some(at(700)));
+    assert_eq!(next(&["q"], 700).await, None);
+    assert_eq!(next(&["spread"], 0).await, Some(at(981)));
+    assert_eq!(next(&["held"], 0).await, Some(at(40)));
+    assert_eq!(next(&["nobody"], 0).await, None);
+    assert_eq!(next(&[], 0).await, None);
 }
 
 async fn claim_applies_decisions_per_run(store: Runs) {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::{TestServer, assert_invalid, violated_fields};
+use futures::StreamExt;
 use taskloom_server::proto::taskloom::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,22 +28,31 @@ const ARGS: &[&str] = &[
     "--tenant-concurrency=acme=1",
 ];
 
+/// The same without concurrency caps: a session serving capped work claims
+/// on every freed slot, which would add claims that are no part of what the
+/// lateness tests measure.
+const UNCAPPED_ARGS: &[&str] = &[
+    "--lease-duration=2s",
+    "--worker-heartbeat-interval=300ms",
+    "--worker-heartbeat-timeout=1s",
+];
+
 macro_rules! worker_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
+    ($args:ident; $sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
+        mod $sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::ARGS).await;
+                    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::$args).await;
                     super::$name(server).await;
                 }
             )*
         }
-        mod postgres {
+        mod $postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::ARGS).await;
+                    let server = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::$args).await;
                     super::$name(server).await;
                 }
             )*
@@ -51,10 +61,14 @@ macro_rules! worker_tests {
 }
 
 worker_tests!(
+    ARGS; sqlite, postgres;
     happy_path_offers_and_completes,
     stale_and_foreign_tokens_are_rejected,
+    foreign_tokens_change_no_bookkeeping,
     killed_worker_task_completes_on_another,
     stalled_stream_is_closed_and_work_reoffered,
+    zombie_that_heartbeats_but_never_reads_loses_its_lease,
+    a_worker_that_stops_reading_blocks_nothing,
     reconnect_reattaches_held_leases,
     cancellation_reaches_the_worker,
     slots_bound_offers,
@@ -66,13 +80,23 @@ worker_tests!(
     hooks_routed_to_a_queue_reach_workers,
 );
 
-/// A worker on the other end of a `Connect` stream.
+worker_tests!(
+    UNCAPPED_ARGS; sqlite_uncapped, postgres_uncapped;
+    worker_retries_are_leased_when_due,
+    internal_retries_run_when_due,
+);
+
+/// A worker on the other end of a `Connect` stream. A background task reads
+/// its stream as a real worker does, answering pings at once; the rest
+/// waits in `inbox` for the test to look at.
 struct Worker {
     outbound: mpsc::Sender<pb::WorkerMessage>,
-    inbound: tonic::Streaming<pb::ServerMessage>,
+    inbox: mpsc::UnboundedReceiver<Result<ServerMsg, tonic::Status>>,
     welcome: pb::Welcome,
     /// Messages read while waiting for something else.
     backlog: Vec<ServerMsg>,
+    /// How the stream ended, once it has.
+    ended: Option<tonic::Status>,
 }
 
 fn hello(worker_id: &str, queues: &[&str], slots: i32) -> pb::Hello {
@@ -88,26 +112,34 @@ fn hello(worker_id: &str, queues: &[&str], slots: i32) -> pb::Hello {
 
 impl Worker {
     async fn try_connect(channel: Channel, hello: pb::Hello) -> Result<Worker, tonic::Status> {
-        let (outbound, receiver) = mpsc::channel(256);
-        outbound
-            .send(pb::WorkerMessage {
-                msg: Some(WorkerMsg::Hello(hello)),
-            })
-            .await
-            .unwrap();
-        let mut inbound = pb::worker_service_client::WorkerServiceClient::new(channel)
-            .connect(ReceiverStream::new(receiver))
-            .await?
-            .into_inner();
-        let first = inbound.message().await?.expect("a welcome");
-        let Some(ServerMsg::Welcome(welcome)) = first.msg else {
-            panic!("expected a welcome, got {first:?}");
-        };
+        let (outbound, mut inbound, welcome) = open_stream(channel, hello).await?;
+        let (forward, inbox) = mpsc::unbounded_channel();
+        let pongs = outbound.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(pb::ServerMessage { msg: Some(msg) })) => msg,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return,
+                    Err(status) => {
+                        let _ = forward.send(Err(status));
+                        return;
+                    }
+                };
+                if let ServerMsg::Ping(ping) = msg {
+                    let pong = WorkerMsg::Pong(pb::Pong { nonce: ping.nonce });
+                    let _ = pongs.send(pb::WorkerMessage { msg: Some(pong) }).await;
+                } else if forward.send(Ok(msg)).is_err() {
+                    return;
+                }
+            }
+        });
         Ok(Worker {
             outbound,
-            inbound,
+            inbox,
             welcome,
             backlog: Vec::new(),
+            ended: None,
         })
     }
 
@@ -134,22 +166,19 @@ impl Worker {
             return pick(&self.backlog.remove(index));
         }
         let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.inbound.message())
-                .await
-                .ok()?
-                .ok()??;
-            let msg = message.msg?;
-            if let ServerMsg::Ping(ping) = &msg {
-                self.send(WorkerMsg::Pong(pb::Pong { nonce: ping.nonce }))
-                    .await;
-                continue;
+        while self.ended.is_none() {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Err(_) | Ok(None) => return None,
+                Ok(Some(Err(status))) => self.ended = Some(status),
+                Ok(Some(Ok(msg))) => {
+                    if let Some(found) = pick(&msg) {
+                        return Some(found);
+                    }
+                    self.backlog.push(msg);
+                }
             }
-            if let Some(found) = pick(&msg) {
-                return Some(found);
-            }
-            self.backlog.push(msg);
         }
+        None
     }
 
     async fn offer(&mut self, within: Duration) -> Option<pb::LeaseOffer> {
@@ -199,6 +228,81 @@ impl Worker {
             active: active.iter().map(|o| lease_of(o)).collect(),
         }))
         .await;
+    }
+}
+
+/// Opens a `Connect` stream with `hello` and reads its `Welcome`.
+async fn open_stream(
+    channel: Channel,
+    hello: pb::Hello,
+) -> Result<
+    (
+        mpsc::Sender<pb::WorkerMessage>,
+        tonic::Streaming<pb::ServerMessage>,
+        pb::Welcome,
+    ),
+    tonic::Status,
+> {
+    let (outbound, receiver) = mpsc::channel(256);
+    outbound
+        .send(pb::WorkerMessage {
+            msg: Some(WorkerMsg::Hello(hello)),
+        })
+        .await
+        .unwrap();
+    let mut inbound = pb::worker_service_client::WorkerServiceClient::new(channel)
+        .connect(ReceiverStream::new(receiver))
+        .await?
+        .into_inner();
+    let first = inbound.message().await?.expect("a welcome");
+    let Some(ServerMsg::Welcome(welcome)) = first.msg else {
+        panic!("expected a welcome, got {first:?}");
+    };
+    Ok((outbound, inbound, welcome))
+}
+
+/// A worker that reads its stream only when the test says so and never
+/// answers a ping: a stalled process, or a zombie whose reader died.
+struct Unread {
+    outbound: mpsc::Sender<pb::WorkerMessage>,
+    inbound: tonic::Streaming<pb::ServerMessage>,
+}
+
+impl Unread {
+    async fn connect(server: &TestServer, hello: pb::Hello) -> Unread {
+        let (outbound, inbound, _) = open_stream(server.channel.clone(), hello)
+            .await
+            .expect("connect");
+        Unread { outbound, inbound }
+    }
+
+    /// Reads up to the first lease offer, leaving pings unanswered.
+    async fn offer(&mut self, within: Duration) -> Option<pb::LeaseOffer> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.inbound.message())
+                .await
+                .ok()?
+                .ok()??;
+            if let Some(ServerMsg::Lease(offer)) = message.msg {
+                return Some(offer);
+            }
+        }
+    }
+
+    /// Everything left on the stream, and how it ended (None: it had not
+    /// ended within `within`).
+    async fn rest(&mut self, within: Duration) -> (Vec<ServerMsg>, Option<tonic::Status>) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut messages = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.inbound.message()).await {
+                Err(_) => return (messages, None),
+                Ok(Ok(Some(message))) => messages.extend(message.msg),
+                Ok(Ok(None)) => return (messages, Some(tonic::Status::ok(""))),
+                Ok(Err(status)) => return (messages, Some(status)),
+            }
+        }
     }
 }
 
@@ -452,6 +556,115 @@ async fn stale_and_foreign_tokens_are_rejected(server: TestServer) {
     assert_eq!(error.code(), Code::NotFound);
 }
 
+/// Messages naming another worker's lease with a wrong token change
+/// nothing: not the holder's slot, not its cancellation, not the lease's
+/// expiry.
+async fn foreign_tokens_change_no_bookkeeping(server: TestServer) {
+    let mut holder = Worker::connect(&server, hello("holder", &["solo"], 1)).await;
+    let held_run = start_run(&server, worker_chain("solo", "solo"), "first").await;
+    let held = holder.offer(SOON).await.expect("an offer");
+    // An intruder on another queue, with a lease of its own.
+    let mut intruder = Worker::connect(&server, hello("intruder", &["other"], 1)).await;
+    start_run(&server, worker_chain("other", "other"), "x").await;
+    let own = intruder
+        .offer(SOON)
+        .await
+        .expect("the intruder's own offer");
+    let expiry_before = attempts(&server, &held_run.id).await[0].lease_expire_time;
+    let wrong_tokens = ["0".repeat(32), own.lease_token.clone(), "stale".to_string()];
+    let mut fenced = 0;
+    for token in &wrong_tokens {
+        let forged = pb::LeaseOffer {
+            lease_token: token.clone(),
+            ..held.clone()
+        };
+        // A heartbeat naming the lease: the intruder is told to stop it.
+        intruder.heartbeat(&[&forged]).await;
+        let cancel = intruder.cancel(SOON).await.expect("a CancelLease");
+        assert_eq!(cancel.lease, Some(lease_of(&forged)));
+        fenced += 1;
+        for msg in [
+            WorkerMsg::Complete(pb::Completion {
+                lease: Some(lease_of(&forged)),
+                output: Some(text_value("forged")),
+            }),
+            WorkerMsg::Fail(pb::Failure {
+                lease: Some(lease_of(&forged)),
+                message: "forged".into(),
+                retryable: true,
+                retry_delay: None,
+            }),
+            WorkerMsg::Release(pb::Release {
+                lease: Some(lease_of(&forged)),
+            }),
+            WorkerMsg::Progress(pb::Progress {
+                lease: Some(lease_of(&forged)),
+                message: "forged".into(),
+                payload: None,
+            }),
+        ] {
+            intruder.send(msg).await;
+            let ack = intruder.ack(&held.attempt_id).await;
+            assert_eq!(ack.code, "FAILED_PRECONDITION", "{ack:?}");
+            fenced += 1;
+        }
+        let error = server
+            .workers()
+            .extend_lease(pb::ExtendLeaseRequest {
+                attempt_id: held.attempt_id.clone(),
+                lease_token: token.clone(),
+                extension: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::FailedPrecondition);
+    }
+    assert_eq!(
+        attempts(&server, &held_run.id).await[0].lease_expire_time,
+        expiry_before,
+        "the lease's expiry did not move"
+    );
+    // The holder's one slot is still taken: a second task waits.
+    let waiting = start_run(&server, worker_chain("solo", "solo"), "second").await;
+    assert!(
+        holder.offer(Duration::from_millis(1000)).await.is_none(),
+        "no second offer to a worker whose only slot is taken"
+    );
+    // And it still hears of its run's cancellation.
+    server
+        .runs()
+        .cancel_run(pb::CancelRunRequest {
+            id: held_run.id.clone(),
+            reason: "stop".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let cancel = holder
+        .cancel(Duration::from_secs(2))
+        .await
+        .expect("the holder gets CancelLease");
+    assert_eq!(cancel.lease, Some(lease_of(&held)));
+    let next = holder
+        .offer(SOON)
+        .await
+        .expect("the freed slot takes the next task");
+    assert_eq!(next.run_id, waiting.id);
+    assert!(holder.complete(&next, "ok").await.accepted);
+    assert!(intruder.complete(&own, "ok").await.accepted);
+    // Each refusal is counted on the intruder's session.
+    let intruder_session = list_workers(&server, pb::ListWorkersRequest::default())
+        .await
+        .workers
+        .into_iter()
+        .find(|w| w.worker_id == "intruder")
+        .expect("the intruder's session");
+    assert_eq!(intruder_session.fenced_operations, fenced);
+}
+
 async fn killed_worker_task_completes_on_another(server: TestServer) {
     let mut first = Worker::connect(&server, hello("first", &["search"], 1)).await;
     let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
@@ -489,7 +702,7 @@ async fn killed_worker_task_completes_on_another(server: TestServer) {
 }
 
 async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
-    let mut stalled = Worker::connect(&server, hello("stalled", &["search"], 1)).await;
+    let mut stalled = Unread::connect(&server, hello("stalled", &["search"], 1)).await;
     let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
     let held = stalled.offer(SOON).await.expect("an offer");
     let began = Instant::now();
@@ -501,10 +714,12 @@ async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
         .await
         .expect("re-offered to the other worker");
     assert_eq!(offer.attempt_id, held.attempt_id);
-    // Heartbeat timeout (1 s) + lease expiry (2 s) + sweep.
+    // A ping unanswered past the heartbeat timeout (0.3 s + 1 s) closes the
+    // session and ends its leases at once, without waiting for the lease
+    // (2 s) to expire.
     assert!(
-        began.elapsed() < Duration::from_secs(6),
-        "re-offered within the heartbeat timeout plus lease expiry: {:?}",
+        began.elapsed() < Duration::from_millis(1300 + 1000),
+        "re-offered within a heartbeat interval plus the timeout: {:?}",
         began.elapsed()
     );
     let sessions = list_workers(&server, pb::ListWorkersRequest::default())
@@ -520,7 +735,171 @@ async fn stalled_stream_is_closed_and_work_reoffered(server: TestServer) {
     );
     assert!(other.complete(&offer, "done").await.accepted);
     wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
-    drop(stalled);
+    // The stalled worker's stream ended with UNAVAILABLE.
+    let (_, ended) = stalled.rest(SOON).await;
+    assert_eq!(ended.map(|s| s.code()), Some(Code::Unavailable));
+}
+
+/// A worker that keeps heartbeating its lease but has stopped reading its
+/// stream (a zombie) fails the liveness check within the heartbeat
+/// timeout: its session is closed, its lease ends at once and a healthy
+/// worker finishes the task; the run does not fail as lost.
+async fn zombie_that_heartbeats_but_never_reads_loses_its_lease(server: TestServer) {
+    let mut zombie = Unread::connect(&server, hello("zombie", &["search"], 1)).await;
+    let run = start_run(&server, worker_chain("lookup", "search"), "x").await;
+    let held = zombie.offer(SOON).await.expect("an offer");
+    // From now on it only writes: a heartbeat naming its lease every
+    // heartbeat interval, and never a pong.
+    let beats = zombie.outbound.clone();
+    let lease = lease_of(&held);
+    let heartbeating = tokio::spawn(async move {
+        loop {
+            let heartbeat = WorkerMsg::Heartbeat(pb::Heartbeat {
+                active: vec![lease.clone()],
+            });
+            if beats
+                .send(pb::WorkerMessage {
+                    msg: Some(heartbeat),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let began = Instant::now();
+    let mut healthy = Worker::connect(&server, hello("healthy", &["search"], 1)).await;
+    let offer = healthy
+        .offer(Duration::from_secs(10))
+        .await
+        .expect("the zombie's task reaches the healthy worker");
+    assert_eq!(
+        offer.attempt_id, held.attempt_id,
+        "same attempt, no retry spent"
+    );
+    // First ping after 0.3 s, unanswered for 1 s; a second of margin.
+    assert!(
+        began.elapsed() < Duration::from_millis(1300 + 1000),
+        "within a heartbeat interval plus the timeout: {:?}",
+        began.elapsed()
+    );
+    let workers: Vec<String> = list_workers(&server, pb::ListWorkersRequest::default())
+        .await
+        .workers
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert_eq!(
+        workers,
+        vec!["healthy".to_string()],
+        "the zombie's session is closed"
+    );
+    assert!(healthy.complete(&offer, "healthy").await.accepted);
+    let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(output_text(&done), "healthy");
+    let attempt = &attempts(&server, &run.id).await[0];
+    assert_eq!(
+        attempt.lease_expiries, 1,
+        "the zombie's lease counted as expired"
+    );
+    // The zombie's late completion is fenced.
+    let late = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: held.attempt_id.clone(),
+            lease_token: held.lease_token.clone(),
+            output: Some(text_value("zombie")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    heartbeating.abort();
+    // Its stream ended with UNAVAILABLE after the pings it never answered.
+    let (messages, ended) = zombie.rest(SOON).await;
+    assert!(
+        messages.iter().all(|m| matches!(m, ServerMsg::Ping(_))),
+        "{messages:?}"
+    );
+    assert_eq!(ended.map(|s| s.code()), Some(Code::Unavailable));
+}
+
+/// A worker that stops reading while offers pour in backs up its HTTP/2
+/// stream and then its outbox: nothing on the server waits on them. Other
+/// workers are served meanwhile, the stalled session is closed within the
+/// heartbeat timeout, and every task it held is finished by a healthy
+/// worker, each exactly once.
+async fn a_worker_that_stops_reading_blocks_nothing(server: TestServer) {
+    const RUNS: usize = 1500;
+    // A small HTTP/2 window: the stream backs up after a few hundred offers.
+    let channel = tonic::transport::Endpoint::from_shared(server.process.addr.clone())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let (outbound, _unread, _) = open_stream(channel, hello("flooded", &["flood"], 10_000))
+        .await
+        .unwrap();
+    let heartbeating = tokio::spawn(async move {
+        loop {
+            let heartbeat = WorkerMsg::Heartbeat(pb::Heartbeat::default());
+            let message = pb::WorkerMessage {
+                msg: Some(heartbeat),
+            };
+            if outbound.send(message).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let mut bystander = Worker::connect(&server, hello("bystander", &["other"], 1)).await;
+    let chain = worker_chain("flood", "flood");
+    futures::stream::iter(0..RUNS)
+        .map(|i| {
+            let (server, chain) = (&server, chain.clone());
+            async move { start_run(server, chain, &i.to_string()).await }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let began = Instant::now();
+    let other = start_run(&server, worker_chain("other", "other"), "x").await;
+    let offer = bystander
+        .offer(SOON)
+        .await
+        .expect("the bystander is served");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "served at once: {:?}",
+        began.elapsed()
+    );
+    assert!(bystander.complete(&offer, "ok").await.accepted);
+    wait_status(&server, &other.id, pb::RunStatus::Succeeded).await;
+    // Everything the stalled worker held reaches a healthy one.
+    let mut healthy = Worker::connect(&server, hello("healthy", &["flood"], 64)).await;
+    let mut completed = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed.len() < RUNS {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {RUNS} tasks finished",
+            completed.len()
+        );
+        let offer = healthy.offer(SOON).await.expect("more offers");
+        assert!(healthy.complete(&offer, "ok").await.accepted);
+        assert!(completed.insert(offer.attempt_id), "offered twice");
+    }
+    let workers: Vec<String> = list_workers(&server, pb::ListWorkersRequest::default())
+        .await
+        .workers
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert!(!workers.contains(&"flooded".to_string()), "{workers:?}");
+    heartbeating.abort();
 }
 
 async fn reconnect_reattaches_held_leases(server: TestServer) {
@@ -701,6 +1080,169 @@ async fn failures_retry_and_dead_letter(server: TestServer) {
     assert!(worker.complete(&third, "finally").await.accepted);
     let done = wait_status(&server, &run.id, pb::RunStatus::Succeeded).await;
     assert_eq!(output_text(&done), "finally");
+}
+
+/// How long after falling due each run's second attempt was leased.
+async fn retry_lateness(server: &TestServer, run_ids: &[String]) -> Vec<Duration> {
+    let micros = |t: &Option<prost_types::Timestamp>| {
+        let t = t.as_ref().expect("a timestamp");
+        t.seconds * 1_000_000 + i64::from(t.nanos) / 1000
+    };
+    let mut lateness = Vec::new();
+    for run_id in run_ids {
+        let attempts = attempts(server, run_id).await;
+        assert_eq!(attempts.len(), 2, "{attempts:?}");
+        let retry = &attempts[1];
+        let late = micros(&retry.start_time) - micros(&retry.available_time);
+        assert!(late >= 0, "leased before it was due: {retry:?}");
+        lateness.push(Duration::from_micros(late as u64));
+    }
+    lateness.sort();
+    lateness
+}
+
+/// The p99 of sorted durations, after printing a summary.
+fn p99(label: &str, sorted: &[Duration]) -> Duration {
+    let at =
+        |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
+    println!(
+        "{label}: lateness p50 {:?} p99 {:?} max {:?} over {}",
+        at(0.5),
+        at(0.99),
+        sorted[sorted.len() - 1],
+        sorted.len()
+    );
+    at(0.99)
+}
+
+/// Starts `count` runs of `chain`, one every 5 ms (so their retries fall
+/// due apart, as in steady traffic), in the background.
+fn start_paced(
+    server: &TestServer,
+    chain: pb::Chain,
+    count: usize,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let runs = server.runs();
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        for i in 0..count {
+            tick.tick().await;
+            let run = runs
+                .clone()
+                .start_run(pb::StartRunRequest {
+                    chain: Some(chain.clone()),
+                    run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value(
+                        &i.to_string(),
+                    ))),
+                    ..Default::default()
+                })
+                .await
+                .expect("start run")
+                .into_inner();
+            ids.push(run.id);
+        }
+        ids
+    })
+}
+
+/// Delayed work is leased when it falls due, not at the next safety poll:
+/// tasks whose first attempt fails with a worker-requested retry delay of
+/// 100 ms are each offered again within 20 ms of falling due (p99).
+async fn worker_retries_are_leased_when_due(server: TestServer) {
+    const RUNS: usize = 200;
+    let mut worker = Worker::connect(&server, hello("w", &["later"], 64)).await;
+    let mut chain = worker_chain("later", "later");
+    // The worker's delay overrides the policy's.
+    chain.tasks[0].retry = Some(pb::RetryPolicy {
+        max_attempts: 2,
+        backoff: "fixed".into(),
+        initial_delay: "10s".into(),
+        ..Default::default()
+    });
+    let starting = start_paced(&server, chain, RUNS);
+    let mut completed = 0;
+    while completed < RUNS {
+        let offer = worker.offer(SOON).await.expect("an offer");
+        let msg = if offer.attempt == 1 {
+            WorkerMsg::Fail(pb::Failure {
+                lease: Some(lease_of(&offer)),
+                message: "later".into(),
+                retryable: true,
+                retry_delay: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 100_000_000,
+                }),
+            })
+        } else {
+            completed += 1;
+            WorkerMsg::Complete(pb::Completion {
+                lease: Some(lease_of(&offer)),
+                output: Some(text_value("done")),
+            })
+        };
+        worker.send(msg).await;
+    }
+    let run_ids = starting.await.unwrap();
+    for run_id in &run_ids {
+        wait_status(&server, run_id, pb::RunStatus::Succeeded).await;
+    }
+    let lateness = retry_lateness(&server, &run_ids).await;
+    let p99 = p99("worker retries", &lateness);
+    assert!(p99 <= Duration::from_millis(20), "p99 {p99:?}");
+}
+
+/// The same for the server's own executor: hook tasks whose call fails
+/// (connection refused) are called again within 20 ms (p99) of their
+/// retry policy's 100 ms backoff.
+async fn internal_retries_run_when_due(server: TestServer) {
+    const RUNS: usize = 100;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/down", closed.local_addr().unwrap());
+    drop(closed);
+    server
+        .hooks()
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(pb::Hook {
+                name: "down".into(),
+                url,
+                method: "POST".into(),
+                timeout: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let chain = pb::Chain {
+        id: "down".into(),
+        tasks: vec![pb::Task {
+            id: "call".into(),
+            handler: "hook".into(),
+            hook: Some(pb::HookCall {
+                name: "down".into(),
+                ..Default::default()
+            }),
+            retry: Some(pb::RetryPolicy {
+                max_attempts: 2,
+                backoff: "fixed".into(),
+                initial_delay: "100ms".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let run_ids = start_paced(&server, chain, RUNS).await.unwrap();
+    for run_id in &run_ids {
+        wait_status(&server, run_id, pb::RunStatus::Failed).await;
+    }
+    let lateness = retry_lateness(&server, &run_ids).await;
+    let p99 = p99("internal retries", &lateness);
+    assert!(p99 <= Duration::from_millis(20), "p99 {p99:?}");
 }
 
 async fn bad_input_is_rejected(server: TestServer) {

@@ -1,7 +1,8 @@
 //! Workers as real processes (`taskloom-test-worker`) against real server
 //! processes, killed with SIGKILL: a task outlives its worker, 1,000 tasks
 //! survive random worker restarts exactly once, and workers of a killed
-//! replica finish their work on the survivor.
+//! replica finish their work on the survivor; a busy worker answers the
+//! server's pings and keeps its session.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -300,6 +301,24 @@ async fn a_killed_workers_task_finishes_on_another() {
             check_exactly_once(&channel, &run_ids, &[doomed.lines(), rescuer.lines()]).await;
         assert_eq!(expiries, 1, "the lease expired once");
     }
+}
+
+/// The server closes a session that leaves a ping unanswered past the
+/// heartbeat timeout (1 s) and ends its leases: a worker busy with a task
+/// three times as long answers them and keeps its session and lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_longer_than_the_heartbeat_timeout_keeps_its_session() {
+    let (server, channel) = server(None).await;
+    let worker = WorkerProcess::start(&[&server.addr], "patient", "long", 1, 3_000);
+    wait_for_line(&worker, "connected", Duration::from_secs(10)).await;
+    let run_ids = start_runs(&channel, "long", 1).await;
+    wait_all_succeeded(&channel, 1, Duration::from_secs(20)).await;
+    let lines = worker.lines();
+    let sessions = lines.iter().filter(|l| l.starts_with("connected ")).count();
+    assert_eq!(sessions, 1, "one session throughout: {lines:?}");
+    assert!(!lines.iter().any(|l| l == "disconnected"), "{lines:?}");
+    let expiries = check_exactly_once(&channel, &run_ids, &[lines]).await;
+    assert_eq!(expiries, 0, "the lease never expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

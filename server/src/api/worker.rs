@@ -2,10 +2,11 @@
 //! stream. Thin: validates messages and hands them to the dispatcher
 //! (`crate::dispatch`), which owns the sessions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::time::Instant;
+
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -22,6 +23,9 @@ const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 const MAX_QUEUES: usize = 64;
 /// Most slots one worker offers.
 const MAX_SLOTS: i32 = 10_000;
+/// Most pings awaiting an answer; none is sent beyond them (the oldest
+/// closes the session when its time is up).
+const MAX_UNANSWERED_PINGS: usize = 64;
 
 pub struct WorkerApi {
     context: ApiContext,
@@ -188,8 +192,8 @@ fn code_name(code: tonic::Code) -> String {
     .to_string()
 }
 
-/// Serves one session's inbound messages until the stream ends, falls
-/// silent past the heartbeat timeout, or the server drains.
+/// Serves one session's inbound messages until the stream ends, a ping
+/// goes unanswered past the heartbeat timeout, or the server drains.
 async fn serve_session(
     context: ApiContext,
     session_id: String,
@@ -198,28 +202,45 @@ async fn serve_session(
     use pb::worker_message::Msg;
     let dispatcher = context.dispatcher().clone();
     let interval = dispatcher.config().heartbeat_interval;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    let mut nonce: i64 = 0;
+    let timeout = dispatcher.config().heartbeat_timeout;
+    let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+    // Pings not answered yet, oldest first: (nonce, sent). Liveness is a
+    // worker that reads its stream: a heartbeat proves only that it writes.
+    let mut unanswered: VecDeque<(i64, Instant)> = VecDeque::new();
     // Messages about one lease are applied in stream order (progress before
     // the completion that follows it); different leases go in parallel.
     let mut pending = LeaseOrder::default();
     loop {
+        let answer_due = unanswered.front().map(|(_, sent)| *sent + timeout);
         let message = tokio::select! {
             message = inbound.message() => message,
             _ = ping.tick() => {
-                if dispatcher.silent(&session_id) {
-                    tracing::info!(session_id = %session_id, "worker session silent past the heartbeat timeout; closing");
-                    dispatcher.end(
-                        &session_id,
-                        Status::unavailable("no message within the heartbeat timeout; reconnect"),
-                    );
-                    break;
+                if unanswered.len() < MAX_UNANSWERED_PINGS {
+                    // Unguessable, so only a worker that read the ping can
+                    // answer it. A ping the outbox has no room for stays
+                    // unanswered.
+                    let nonce = rand::random::<i64>();
+                    unanswered.push_back((nonce, Instant::now()));
+                    dispatcher.send(&session_id, ServerMsg::Ping(pb::Ping { nonce }));
                 }
-                nonce += 1;
-                dispatcher.send(&session_id, ServerMsg::Ping(pb::Ping { nonce }));
                 continue;
             }
-            () = context.drained() => break,
+            () = sleep_until(answer_due) => {
+                tracing::info!(session_id = %session_id, "worker session left a ping unanswered past the heartbeat timeout; closing it and ending its leases");
+                dispatcher.end(
+                    &session_id,
+                    Status::unavailable("no answer to a ping within the heartbeat timeout; reconnect"),
+                );
+                dispatcher.abandon(&session_id);
+                return;
+            }
+            () = context.drained() => {
+                dispatcher.end(
+                    &session_id,
+                    Status::unavailable("the server is shutting down; reconnect"),
+                );
+                break;
+            }
         };
         let message = match message {
             Ok(Some(message)) => message,
@@ -238,7 +259,16 @@ async fn serve_session(
                     async move { dispatcher.heartbeat(&session_id, heartbeat.active).await },
                 );
             }
-            Some(Msg::Pong(_)) | None => {}
+            Some(Msg::Pong(pong)) => {
+                // Answers this ping and every earlier one (stream order).
+                if let Some(index) = unanswered
+                    .iter()
+                    .position(|(nonce, _)| *nonce == pong.nonce)
+                {
+                    unanswered.drain(..=index);
+                }
+            }
+            None => {}
             Some(Msg::SetSlots(set)) => {
                 if set.slots < 0 || set.slots > MAX_SLOTS {
                     tracing::info!(session_id = %session_id, slots = set.slots, "bad SetSlots; ignored");
@@ -328,6 +358,13 @@ async fn serve_session(
         }
     }
     dispatcher.close(&session_id);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The last operation started on each lease of a session.
@@ -424,7 +461,7 @@ impl WorkerService for WorkerApi {
         let hello = validate_hello(hello).map_err(Status::from)?;
         let (session_id, outbound) = self.dispatcher().open(hello).await;
         tokio::spawn(serve_session(self.context.clone(), session_id, inbound));
-        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+        Ok(Response::new(Box::pin(outbound)))
     }
 
     async fn complete_task(

@@ -11,13 +11,18 @@
 //!   slots freeing up; a slow poll is the safety net). A lease is committed
 //!   before its offer is sent; an offer that cannot be sent releases the
 //!   lease at once.
-//! - **Liveness is the stream**: any message counts; the server pings every
-//!   heartbeat interval and closes a session silent past the heartbeat
-//!   timeout. Its leases stay valid until they expire, so a worker that
-//!   reconnects in time re-attaches them (`Hello.held_leases`).
-//! - **Fencing**: completions, failures, releases, progress and extensions
-//!   name `(attempt id, lease token)` and the kernel rejects stale or foreign
-//!   ones (`FAILED_PRECONDITION`, counted here).
+//! - **Liveness is reading the stream**: the session's stream loop
+//!   (`api::worker`) pings every heartbeat interval and abandons a session
+//!   that leaves a ping unanswered past the heartbeat timeout: its leases end
+//!   at once, as expired. A session whose stream just ends is closed and its
+//!   leases stay valid until they expire, so a worker that reconnects in
+//!   time re-attaches them (`Hello.held_leases`). Nothing here waits on a
+//!   stream: outboxes are bounded and written without waiting.
+//! - **Fencing**: completions, failures, releases, progress, heartbeats and
+//!   extensions name `(attempt id, lease token)` and the kernel rejects stale
+//!   or foreign ones (`FAILED_PRECONDITION`, counted here). The bookkeeping
+//!   here (slots, held leases, leases by run) changes only for the lease the
+//!   token names as this replica handed it out.
 //! - **Cancellation**: the kernel tells this module which runs changed; an
 //!   attempt a session holds that is no longer leased under its token gets a
 //!   `CancelLease` on that session's stream.
@@ -28,13 +33,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tonic::Status;
 
 use crate::chain::{CompiledChain, Handler};
 use crate::kernel::{
-    ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure, TaskSuccess,
-    value,
+    ClaimLoop, ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure,
+    TaskSuccess, value,
 };
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, WorkerSessionRecord};
@@ -44,8 +49,18 @@ pub use pb::server_message::Msg as ServerMsg;
 
 /// Most attempts leased to one session by one claim.
 const MAX_CLAIM: u32 = 64;
+/// Most attempts leased to one session by a claim for work falling due:
+/// few fall due at once, and rounds running together must leave each other
+/// slots.
+const MAX_CLAIM_WHEN_DUE: u32 = 16;
 /// Outbound messages queued per session before sends count as failed.
 const OUTBOX: usize = 1024;
+/// Dispatch rounds for work falling due that may run at once.
+const ROUNDS_WHEN_DUE: usize = 4;
+/// Room kept in an outbox for acks, pings and cancellations: a session
+/// whose outbox has less free room gets no offers (its worker is not
+/// reading fast enough) until it drains.
+const OUTBOX_RESERVE: usize = 64;
 
 /// Tunables of the worker protocol.
 #[derive(Debug, Clone)]
@@ -123,7 +138,9 @@ struct Session {
     info: SessionInfo,
     /// Slots taken: leases held plus slots reserved for offers in flight.
     in_use: u32,
-    outbox: mpsc::Sender<Result<pb::ServerMessage, Status>>,
+    outbox: mpsc::Sender<pb::ServerMessage>,
+    /// Ends the session's stream at once (see [`Outbound`]).
+    end: Option<oneshot::Sender<Status>>,
     /// The `ready_epoch` at the start of this session's last claim that
     /// found less than it asked for: no ready work for it was left then.
     /// A freed slot wakes the claim loop only if work may have become
@@ -137,6 +154,9 @@ struct Session {
 
 impl Session {
     fn free(&self) -> u32 {
+        if self.outbox.capacity() < OUTBOX_RESERVE {
+            return 0;
+        }
         self.info.slots.saturating_sub(self.in_use)
     }
 
@@ -209,12 +229,15 @@ impl Dispatcher {
     /// Opens a session: re-attaches the leases it still holds, registers it
     /// and queues the `Welcome`. Returns the session id and its outbound
     /// stream.
-    pub async fn open(
-        &self,
-        hello: Hello,
-    ) -> (String, mpsc::Receiver<Result<pb::ServerMessage, Status>>) {
+    pub async fn open(&self, hello: Hello) -> (String, Outbound) {
         let session_id = uuid::Uuid::now_v7().to_string();
-        let (outbox, outbound) = mpsc::channel(OUTBOX);
+        let (outbox, messages) = mpsc::channel(OUTBOX);
+        let (end, ended) = oneshot::channel();
+        let outbound = Outbound {
+            messages,
+            end: Some(ended),
+            ended: false,
+        };
         let mut reattached = Vec::new();
         let mut rejected = Vec::new();
         let mut attach = Vec::new();
@@ -252,7 +275,7 @@ impl Dispatcher {
             })),
         };
         // The outbox is empty: this cannot fail.
-        let _ = outbox.try_send(Ok(welcome));
+        let _ = outbox.try_send(welcome);
         let caps = &self.inner.kernel.config().caps;
         let capped =
             caps.limits_tenants() || hello.queues.iter().any(|queue| caps.queue(queue).is_some());
@@ -275,6 +298,7 @@ impl Dispatcher {
                 },
                 in_use: 0,
                 outbox,
+                end: Some(end),
                 clean_at: None,
                 capped,
             };
@@ -312,22 +336,49 @@ impl Dispatcher {
     /// Closes a session: it gets no more offers; the leases it holds stay
     /// valid until they expire (its worker may re-attach them).
     pub fn close(&self, session_id: &str) {
+        self.remove_session(session_id);
+    }
+
+    /// Closes a session that failed the liveness check (a ping unanswered
+    /// past the heartbeat timeout): its leases end at once, counted as
+    /// lease expiries, so other workers get their tasks now.
+    pub fn abandon(&self, session_id: &str) {
+        for (attempt_id, held) in self.remove_session(session_id) {
+            let kernel = self.inner.kernel.clone();
+            tokio::spawn(async move {
+                if let Err(error) = kernel
+                    .expire_lease(&held.run_id, &attempt_id, &held.token)
+                    .await
+                {
+                    tracing::info!(attempt_id = %attempt_id, error = %error, "ending an abandoned lease failed");
+                }
+            });
+        }
+    }
+
+    /// Removes a session and the leases it holds from this replica's
+    /// bookkeeping; returns those leases.
+    fn remove_session(&self, session_id: &str) -> Vec<(String, Held)> {
         let mut state = self.state();
         if state.sessions.remove(session_id).is_none() {
-            return;
+            return Vec::new();
         }
-        let dropped: Vec<(String, String)> = state
+        let attempt_ids: Vec<String> = state
             .held
             .iter()
             .filter(|(_, held)| held.session_id == session_id)
-            .map(|(attempt_id, held)| (attempt_id.clone(), held.run_id.clone()))
+            .map(|(attempt_id, _)| attempt_id.clone())
             .collect();
-        for (attempt_id, run_id) in dropped {
-            state.held.remove(&attempt_id);
-            forget_run_attempt(&mut state, &run_id, &attempt_id);
+        let mut dropped = Vec::with_capacity(attempt_ids.len());
+        for attempt_id in attempt_ids {
+            if let Some(held) = state.held.remove(&attempt_id) {
+                forget_run_attempt(&mut state, &held.run_id, &attempt_id);
+                dropped.push((attempt_id, held));
+            }
         }
         drop(state);
         self.inner.publish.notify_one();
+        dropped
     }
 
     /// Notes a sign of life from a session.
@@ -371,24 +422,43 @@ impl Dispatcher {
     }
 
     /// Forgets a lease this replica held (it was completed, failed,
-    /// released or lost) and frees its slot.
-    fn forget(&self, attempt_id: &str) {
+    /// released or lost) and frees its slot; returns what was held.
+    fn forget(&self, attempt_id: &str) -> Option<Held> {
         let mut state = self.state();
-        if let Some(held) = state.held.remove(attempt_id) {
-            let ready_epoch = state.ready_epoch;
-            let wake = state
-                .sessions
-                .get_mut(&held.session_id)
-                .is_some_and(|session| {
-                    session.in_use = session.in_use.saturating_sub(1);
-                    session.may_have_work(ready_epoch)
-                });
-            forget_run_attempt(&mut state, &held.run_id, attempt_id);
-            drop(state);
-            if wake {
-                self.inner.wake.notify_one();
-            }
+        let held = state.held.remove(attempt_id)?;
+        let ready_epoch = state.ready_epoch;
+        let wake = state
+            .sessions
+            .get_mut(&held.session_id)
+            .is_some_and(|session| {
+                session.in_use = session.in_use.saturating_sub(1);
+                session.may_have_work(ready_epoch)
+            });
+        forget_run_attempt(&mut state, &held.run_id, attempt_id);
+        drop(state);
+        if wake {
+            self.inner.wake.notify_one();
         }
+        Some(held)
+    }
+
+    /// Holds a settled lease again (see [`Dispatcher::settle`]), unless its
+    /// session is gone or the attempt is held anew.
+    fn restore(&self, attempt_id: &str, held: Held) {
+        let mut state = self.state();
+        if state.held.contains_key(attempt_id) {
+            return;
+        }
+        let Some(session) = state.sessions.get_mut(&held.session_id) else {
+            return;
+        };
+        session.in_use += 1;
+        state
+            .by_run
+            .entry(held.run_id.clone())
+            .or_default()
+            .insert(attempt_id.to_string());
+        state.held.insert(attempt_id.to_string(), held);
     }
 
     /// Counts a lease operation of `session_id` refused by fencing.
@@ -407,7 +477,7 @@ impl Dispatcher {
     ) -> Result<(), KernelError> {
         let lease = self.run_of(attempt_id).await?;
         let chain = self.chain_of(&lease).await?;
-        self.settle(attempt_id, token);
+        let settled = self.settle(attempt_id, token);
         let result = self
             .inner
             .kernel
@@ -419,7 +489,7 @@ impl Dispatcher {
                 TaskSuccess::output(output),
             )
             .await;
-        self.count_rejection(&result);
+        self.after_settle(attempt_id, settled, &result);
         result.map(|_| ())
     }
 
@@ -432,14 +502,14 @@ impl Dispatcher {
     ) -> Result<bool, KernelError> {
         let lease = self.run_of(attempt_id).await?;
         let chain = self.chain_of(&lease).await?;
-        self.settle(attempt_id, token);
+        let settled = self.settle(attempt_id, token);
         let run_id = lease.run_id;
         let result = self
             .inner
             .kernel
             .fail_in(chain, &run_id, attempt_id, token, failure)
             .await;
-        self.count_rejection(&result);
+        self.after_settle(attempt_id, settled, &result);
         result?;
         let attempt = self.inner.kernel.store().get_attempt(attempt_id).await?;
         let retry = self
@@ -463,13 +533,13 @@ impl Dispatcher {
     /// Gives a lease back without spending a retry.
     pub async fn release(&self, attempt_id: &str, token: &str) -> Result<(), KernelError> {
         let run_id = self.run_of(attempt_id).await?.run_id;
-        self.settle(attempt_id, token);
+        let settled = self.settle(attempt_id, token);
         let result = self
             .inner
             .kernel
             .release_lease(&run_id, attempt_id, token)
             .await;
-        self.count_rejection(&result);
+        self.after_settle(attempt_id, settled, &result);
         result.map(|_| ())
     }
 
@@ -508,17 +578,36 @@ impl Dispatcher {
         result.map(|_| ())
     }
 
-    /// Before a completion, failure or release: the lease is gone whether
-    /// it is applied or rejected as stale, so its slot is free and its
-    /// run's next commit is not a lease lost under the worker.
-    fn settle(&self, attempt_id: &str, token: &str) {
+    /// Before a completion, failure or release naming the token this
+    /// replica handed out with the lease: the lease ends whether the kernel
+    /// applies the message or finds it stale, so its slot is freed now (the
+    /// commit may lease the next attempt into it) and the commit is not
+    /// taken for a lease lost under the worker. Any other token changes
+    /// nothing here: it is someone else's, or stale. Returns the lease
+    /// forgotten.
+    fn settle(&self, attempt_id: &str, token: &str) -> Option<Held> {
         let ours = self
             .state()
             .held
             .get(attempt_id)
             .is_some_and(|held| held.token == token);
-        if ours {
-            self.forget(attempt_id);
+        if ours { self.forget(attempt_id) } else { None }
+    }
+
+    /// After a settled message: counts a fencing rejection, and holds the
+    /// lease again if the message failed for a reason that leaves it valid
+    /// (bad output, store unavailable).
+    fn after_settle<T>(
+        &self,
+        attempt_id: &str,
+        settled: Option<Held>,
+        result: &Result<T, KernelError>,
+    ) {
+        self.count_rejection(result);
+        if let (Some(held), Err(error)) = (settled, result)
+            && !lease_gone(error)
+        {
+            self.restore(attempt_id, held);
         }
     }
 
@@ -533,29 +622,45 @@ impl Dispatcher {
     }
 
     /// Extends the leases a heartbeat names; the ones no longer valid get a
-    /// `CancelLease` so the worker stops them.
+    /// `CancelLease` so the worker stops them. A refused lease is forgotten
+    /// only if it is the sender's own under that token: a heartbeat naming
+    /// another worker's lease with a wrong token changes nothing.
     pub async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
-        self.alive(session_id);
         let lease = self.inner.config.lease;
         for lease_ref in active {
             let result = self
                 .extend(&lease_ref.attempt_id, &lease_ref.lease_token, lease)
                 .await;
-            if let Err(error) = result {
-                if error.is_store_fault() {
-                    // Not lost, only not renewed now: the next heartbeat
-                    // tries again.
+            let error = match result {
+                Ok(_) => continue,
+                Err(error) if lease_gone(&error) => error,
+                Err(error) => {
+                    // The lease may still be valid: the next heartbeat tries
+                    // again.
+                    tracing::info!(attempt_id = %lease_ref.attempt_id, error = %error, "extending a lease failed");
                     continue;
                 }
-                self.forget(&lease_ref.attempt_id);
-                self.send(
-                    session_id,
-                    ServerMsg::Cancel(pb::CancelLease {
-                        lease: Some(lease_ref),
-                        reason: format!("lease lost: {error}"),
-                    }),
-                );
+            };
+            if let KernelError::FailedPrecondition(_) = error {
+                self.fenced(session_id);
             }
+            let senders = self
+                .state()
+                .held
+                .get(&lease_ref.attempt_id)
+                .is_some_and(|held| {
+                    held.session_id == session_id && held.token == lease_ref.lease_token
+                });
+            if senders {
+                self.forget(&lease_ref.attempt_id);
+            }
+            self.send(
+                session_id,
+                ServerMsg::Cancel(pb::CancelLease {
+                    lease: Some(lease_ref),
+                    reason: format!("lease lost: {error}"),
+                }),
+            );
         }
     }
 
@@ -565,15 +670,23 @@ impl Dispatcher {
             Some(session) => session.outbox.clone(),
             None => return false,
         };
+        // Never waits: a worker that stopped reading fills its outbox, and
+        // what does not fit counts as not sent.
         outbox
-            .try_send(Ok(pb::ServerMessage { msg: Some(msg) }))
+            .try_send(pb::ServerMessage { msg: Some(msg) })
             .is_ok()
     }
 
-    /// Ends a session's stream with `status` (the session closes after).
+    /// Ends a session's stream with `status` at once, ahead of whatever
+    /// its outbox still holds (the session closes after).
     pub fn end(&self, session_id: &str, status: Status) {
-        if let Some(session) = self.state().sessions.get(session_id) {
-            let _ = session.outbox.try_send(Err(status));
+        let end = self
+            .state()
+            .sessions
+            .get_mut(session_id)
+            .and_then(|session| session.end.take());
+        if let Some(end) = end {
+            let _ = end.send(status);
         }
     }
 
@@ -654,23 +767,13 @@ impl Dispatcher {
         }
     }
 
-    /// Whether a session has been silent past the heartbeat timeout.
-    pub fn silent(&self, session_id: &str) -> bool {
-        let timeout = chrono::Duration::from_std(self.inner.config.heartbeat_timeout)
-            .unwrap_or(chrono::Duration::MAX);
-        self.state()
-            .sessions
-            .get(session_id)
-            .is_none_or(|s| crate::kernel::now() - s.info.last_heartbeat > timeout)
-    }
-
     /// Hands a leased, committed attempt to a session: registers the lease
     /// and sends the offer; if the offer cannot be sent, releases the lease.
     fn deliver(&self, session_id: String, claimed: ClaimedAttempt) {
         let attempt_id = claimed.attempt.id.clone();
         let run_id = claimed.attempt.run_id.clone();
         let token = claimed.attempt.lease_token.clone().unwrap_or_default();
-        {
+        let superseded = {
             let mut state = self.state();
             if state.sessions.contains_key(&session_id) {
                 state
@@ -678,7 +781,7 @@ impl Dispatcher {
                     .entry(run_id.clone())
                     .or_default()
                     .insert(attempt_id.clone());
-                state.held.insert(
+                let previous = state.held.insert(
                     attempt_id.clone(),
                     Held {
                         session_id: session_id.clone(),
@@ -687,7 +790,28 @@ impl Dispatcher {
                         chain: Some((claimed.chain_id.clone(), claimed.chain_version)),
                     },
                 );
+                // An earlier lease on this attempt that the check of its
+                // run has not caught yet: it is gone, and its slot with it.
+                previous.inspect(|previous| {
+                    if let Some(old) = state.sessions.get_mut(&previous.session_id) {
+                        old.in_use = old.in_use.saturating_sub(1);
+                    }
+                })
+            } else {
+                None
             }
+        };
+        if let Some(previous) = superseded {
+            self.send(
+                &previous.session_id,
+                ServerMsg::Cancel(pb::CancelLease {
+                    lease: Some(pb::LeaseRef {
+                        attempt_id: attempt_id.clone(),
+                        lease_token: previous.token,
+                    }),
+                    reason: "lease expired".to_string(),
+                }),
+            );
         }
         let dispatcher = self.clone();
         tokio::spawn(async move {
@@ -759,11 +883,12 @@ impl Dispatcher {
     /// sessions with free slots.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures = FailureLog::new("claiming attempts for workers");
+        let due_rounds = tokio::spawn(self.clone().dispatch_when_due(stop.clone()));
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            let busy = match self.dispatch_round().await {
+            let busy = match self.dispatch_round(Round::ReadyWork).await {
                 Ok(busy) => {
                     failures.succeeded();
                     busy
@@ -772,7 +897,7 @@ impl Dispatcher {
                     failures.failed(&error);
                     tokio::select! {
                         () = tokio::time::sleep(failures.backoff()) => {}
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => break,
                     }
                     continue;
                 }
@@ -784,28 +909,72 @@ impl Dispatcher {
                 () = self.inner.kernel.worker_work_available() => true,
                 () = self.inner.wake.notified() => false,
                 () = tokio::time::sleep(self.inner.config.poll_interval) => true,
-                _ = stop.changed() => return,
+                _ = stop.changed() => break,
             };
             if work_may_be_ready {
                 self.state().ready_epoch += 1;
             }
         }
+        due_rounds.abort();
     }
 
-    /// One claim per session with free slots; true if some claim was full
-    /// (more may be waiting). The error of a failed claim, after the others
-    /// were made.
-    async fn dispatch_round(&self) -> Result<bool, KernelError> {
-        // Read before the claims: work made ready while they run bumps it.
-        let ready_epoch = self.state().ready_epoch;
-        let wanting: Vec<(String, String, Vec<String>, u32)> = {
+    /// Runs a dispatch round whenever future work (a retry's delay) falls
+    /// due, until `stop`. Each such round runs on its own, a few at once
+    /// (slots are reserved per claim): work falling due while an earlier
+    /// claim is still in the store is not held up.
+    async fn dispatch_when_due(self, mut stop: watch::Receiver<bool>) {
+        let rounds = Arc::new(tokio::sync::Semaphore::new(ROUNDS_WHEN_DUE));
+        let poll = self.inner.config.poll_interval;
+        loop {
+            let fell_due = tokio::select! {
+                fell_due = self.inner.kernel.sleep_until_due(ClaimLoop::Workers, poll) => fell_due,
+                _ = stop.changed() => return,
+            };
+            if !fell_due {
+                continue;
+            }
+            let Ok(permit) = rounds.clone().acquire_owned().await else {
+                return;
+            };
+            let dispatcher = self.clone();
+            tokio::spawn(async move {
+                match dispatcher.dispatch_round(Round::WhenDue).await {
+                    Ok(true) => dispatcher.inner.wake.notify_one(),
+                    Ok(false) => {}
+                    // The dispatch loop logs store faults and backs off.
+                    Err(error) => tracing::debug!(error = %error, "claiming work fallen due failed"),
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// One claim per session with free slots (for ready work: those that
+    /// may have some); true if some claim was full (more may be waiting).
+    /// The error of a failed claim, after the others were made.
+    async fn dispatch_round(&self, round: Round) -> Result<bool, KernelError> {
+        let (ready_epoch, wanting) = {
             let mut state = self.state();
-            state
+            let (most, ready_epoch) = match round {
+                Round::ReadyWork => (MAX_CLAIM, state.ready_epoch),
+                Round::WhenDue => {
+                    // Sessions without room now claim when a slot frees.
+                    if state.sessions.values().any(|s| s.free() == 0) {
+                        state.ready_epoch += 1;
+                    }
+                    (MAX_CLAIM_WHEN_DUE, state.ready_epoch)
+                }
+            };
+            // Read before the claims: work made ready while they run bumps
+            // it.
+            let wanting: Vec<(String, String, Vec<String>, u32)> = state
                 .sessions
                 .values_mut()
-                .filter(|s| s.free() > 0 && s.may_have_work(ready_epoch))
+                .filter(|s| {
+                    s.free() > 0 && (round == Round::WhenDue || s.may_have_work(ready_epoch))
+                })
                 .map(|s| {
-                    let take = s.free().min(MAX_CLAIM);
+                    let take = s.free().min(most);
                     // Reserved until the claim returns.
                     s.in_use += take;
                     (
@@ -815,10 +984,12 @@ impl Dispatcher {
                         take,
                     )
                 })
-                .collect()
+                .collect();
+            (ready_epoch, wanting)
         };
         let mut full = false;
         let mut failed = None;
+        let mut short = false;
         for (session_id, worker_id, queues, take) in wanting {
             let (claimed, found_all) =
                 match self.inner.kernel.claim(&queues, &worker_id, take).await {
@@ -832,19 +1003,43 @@ impl Dispatcher {
                     }
                 };
             full |= claimed.len() as u32 == take;
-            {
+            short |= found_all;
+            let freed_for_more = {
                 let mut state = self.state();
-                if let Some(session) = state.sessions.get_mut(&session_id) {
+                let current_epoch = state.ready_epoch;
+                state.sessions.get_mut(&session_id).is_some_and(|session| {
                     // Keep one slot per claimed attempt; give the rest back.
                     session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
                     if found_all {
                         session.clean_at = Some(ready_epoch);
                     }
-                }
+                    // Slots given back while work became ready (e.g. a round
+                    // for work falling due found them reserved by this
+                    // claim): claim again, as a freed slot does.
+                    take > claimed.len() as u32 && session.may_have_work(current_epoch)
+                })
+            };
+            if freed_for_more {
+                self.inner.wake.notify_one();
             }
             for attempt in claimed {
                 self.deliver(session_id.clone(), attempt);
             }
+        }
+        if short {
+            // Every session's queues: any of them may claim next.
+            let mut queues: Vec<String> = self
+                .state()
+                .sessions
+                .values()
+                .flat_map(|s| s.info.queues.iter().cloned())
+                .collect();
+            queues.sort();
+            queues.dedup();
+            self.inner
+                .kernel
+                .learn_due(ClaimLoop::Workers, &queues)
+                .await;
         }
         match failed {
             Some(error) => Err(error),
@@ -918,6 +1113,53 @@ impl Dispatcher {
     }
 }
 
+/// What a dispatch round claims for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Work made ready (signals, freed slots, the poll): sessions that may
+    /// have some claim up to `MAX_CLAIM`.
+    ReadyWork,
+    /// Work that fell due: every session with room claims, up to
+    /// `MAX_CLAIM_WHEN_DUE`.
+    WhenDue,
+}
+
+/// A session's outbound stream: the messages queued in its outbox until
+/// the session is ended with a status, which is sent at once in place of
+/// whatever is still queued (a worker that stopped reading must not hold
+/// its own ending back). A session closed without a status ends after its
+/// queued messages.
+pub struct Outbound {
+    messages: mpsc::Receiver<pb::ServerMessage>,
+    end: Option<oneshot::Receiver<Status>>,
+    ended: bool,
+}
+
+impl tokio_stream::Stream for Outbound {
+    type Item = Result<pb::ServerMessage, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(end) = self.end.as_mut()
+            && let Poll::Ready(ended) = std::pin::Pin::new(end).poll(cx)
+        {
+            self.end = None;
+            if let Ok(status) = ended {
+                self.ended = true;
+                return Poll::Ready(Some(Err(status)));
+            }
+        }
+        self.messages.poll_recv(cx).map(|message| message.map(Ok))
+    }
+}
+
 /// Rendered hook arguments (a JSON object of strings) as a map.
 fn hook_args(json: &str) -> BTreeMap<String, String> {
     serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
@@ -931,6 +1173,16 @@ fn hook_args(json: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether a lease operation's error means the lease is no longer held
+/// under its token (stale, foreign, or an unknown attempt), rather than a
+/// failure that leaves it valid.
+fn lease_gone(error: &KernelError) -> bool {
+    matches!(
+        error,
+        KernelError::FailedPrecondition(_) | KernelError::NotFound(_)
+    )
 }
 
 fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {

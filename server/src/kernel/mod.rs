@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod decide;
+mod due;
 pub mod events;
 pub mod replay;
 pub mod runner;
@@ -31,6 +32,7 @@ use crate::store::{
 use batch::{Batcher, Keyed};
 use decide::{Given, RenderJob, Renders};
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
+pub use due::ClaimLoop;
 use events::{EventHub, LiveEvent};
 
 /// Errors of the kernel layer.
@@ -186,6 +188,8 @@ struct Inner {
     worker_work: Notify,
     /// Told about runs changed here or on other replicas.
     observers: RwLock<Vec<Arc<dyn RunObserver>>>,
+    /// When the claim loops' future work falls due.
+    due: due::DueTimes,
 }
 
 /// Somewhere on this replica that can execute an attempt right away.
@@ -259,6 +263,9 @@ struct Dispatch {
     eager: Vec<(ClaimedAttempt, Box<dyn Slot>)>,
     internal_ready: bool,
     worker_ready: bool,
+    /// The earliest future `available_at` of the ready work left, per loop.
+    internal_due: Option<DateTime<Utc>>,
+    worker_due: Option<DateTime<Utc>>,
 }
 
 type DispatchSlot = Arc<std::sync::Mutex<Dispatch>>;
@@ -297,6 +304,7 @@ impl Kernel {
                 providers: RwLock::new(Vec::new()),
                 worker_work: Notify::new(),
                 observers: RwLock::new(Vec::new()),
+                due: due::DueTimes::default(),
             }),
         }
     }
@@ -345,6 +353,8 @@ impl Kernel {
                         }
                         let run_ids: Vec<&str> = announcement.run_ids.iter().map(String::as_str).collect();
                         self.notify_observers(&run_ids);
+                        // Their changes may include future work.
+                        self.inner.due.forget();
                         self.inner.work.notify_one();
                         self.inner.worker_work.notify_one();
                     }
@@ -682,16 +692,22 @@ impl Kernel {
         if !matches!(plan.verdict, Verdict::Apply) {
             return dispatch;
         }
-        let note_ready = |dispatch: &mut Dispatch, queue: &str| {
-            if queue == INTERNAL_QUEUE {
-                dispatch.internal_ready = true;
+        // Work due later wakes its claim loop then, not now.
+        let note_ready = |dispatch: &mut Dispatch, queue: &str, available_at: DateTime<Utc>| {
+            let (ready, due) = if queue == INTERNAL_QUEUE {
+                (&mut dispatch.internal_ready, &mut dispatch.internal_due)
             } else {
-                dispatch.worker_ready = true;
+                (&mut dispatch.worker_ready, &mut dispatch.worker_due)
+            };
+            if available_at > now {
+                *due = Some(due.map_or(available_at, |due| due.min(available_at)));
+            } else {
+                *ready = true;
             }
         };
         for update in &plan.attempt_updates {
             if update.status == AttemptStatus::Ready {
-                note_ready(&mut dispatch, &update.queue);
+                note_ready(&mut dispatch, &update.queue, update.available_at);
             }
         }
         let run_after = plan.run.as_ref().unwrap_or(current);
@@ -723,7 +739,7 @@ impl Kernel {
                 .then(|| providers.iter().find_map(|p| p.reserve(&attempt.queue)))
                 .flatten();
             let Some(slot) = slot else {
-                note_ready(&mut dispatch, &attempt.queue);
+                note_ready(&mut dispatch, &attempt.queue, attempt.available_at);
                 continue;
             };
             attempt.status = AttemptStatus::Leased;
@@ -795,6 +811,12 @@ impl Kernel {
     fn dispatch(&self, dispatch: Dispatch) {
         for (attempt, slot) in dispatch.eager {
             slot.deliver(attempt);
+        }
+        if let Some(at) = dispatch.internal_due {
+            self.inner.due.note(ClaimLoop::Internal, at);
+        }
+        if let Some(at) = dispatch.worker_due {
+            self.inner.due.note(ClaimLoop::Workers, at);
         }
         if dispatch.internal_ready {
             self.inner.work.notify_one();
@@ -1314,6 +1336,44 @@ impl Kernel {
 
     async fn work_available(&self) {
         self.inner.work.notified().await;
+    }
+
+    /// Ends a lease at once, as if it had expired: its holder failed the
+    /// liveness check, so the attempt goes back to `Ready` for someone else
+    /// now rather than when the lease runs out. Counted as a lease expiry
+    /// (a task that keeps losing its workers still fails as lost).
+    /// `FailedPrecondition` unless the attempt is leased under
+    /// `lease_token`.
+    pub async fn expire_lease(
+        &self,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+    ) -> KernelResult<RunRecord> {
+        let max = self.inner.config.max_lease_expiries;
+        let random_unit: f64 = rand::random();
+        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
+        self.transition(run_id, move |given| {
+            let mut expired = given.snapshot.clone();
+            let held = expired.attempts.iter_mut().find(|a| {
+                a.id == attempt_id
+                    && a.status == AttemptStatus::Leased
+                    && a.lease_token.as_deref() == Some(token.as_str())
+            });
+            let Some(held) = held else {
+                return Plan::reject(
+                    RejectionKind::FailedPrecondition,
+                    format!("attempt {attempt_id} is not leased under this token"),
+                );
+            };
+            held.lease_expires_at = Some(given.now);
+            let given = decide::Given {
+                snapshot: &expired,
+                ..*given
+            };
+            decide::expire(&given, &attempt_id, max, random_unit)
+        })
+        .await
     }
 }
 

@@ -4,7 +4,9 @@
 //! (owner = this replica); it executes them with bounded concurrency, renews their
 //! leases while they run, and records the results through the kernel. A
 //! crashed replica's attempts return to `Ready` when their leases expire and
-//! another replica picks them up. The runner also drives the sweeper.
+//! another replica picks them up. Between claims it sleeps until woken, until
+//! its earliest known future work (a retry's backoff) falls due, or until the
+//! safety poll. The runner also drives the sweeper.
 //!
 //! Store outages: an attempt goes on running while its lease cannot be
 //! renewed, and its outcome is written again and again until the store
@@ -14,12 +16,14 @@
 //! holder did not is run again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::{
-    ClaimedAttempt, INTERNAL_QUEUE, Kernel, KernelResult, Slot, SlotProvider, TaskFailure,
+    ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, KernelError, KernelResult, Slot,
+    SlotProvider, TaskFailure,
 };
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
@@ -30,6 +34,14 @@ use crate::telemetry::FailureLog;
 pub const MIN_OUTAGE_GRACE: Duration = Duration::from_secs(5);
 /// Longest wait between two tries to record an outcome during an outage.
 const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Most attempts one claim leases.
+const MAX_CLAIM: usize = 64;
+/// Claims for work falling due that may run at once.
+const CLAIMS_WHEN_DUE: usize = 4;
+/// Most attempts a claim for work falling due leases: few fall due at once,
+/// and claims running together must leave each other slots.
+const MAX_CLAIM_WHEN_DUE: usize = 16;
 
 /// Runs the claim loop and the sweeper until `stop` turns true.
 pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Receiver<bool>) {
@@ -62,44 +74,35 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
     };
     let queues = vec![INTERNAL_QUEUE.to_string()];
     let owner = kernel.instance_id().to_string();
+    let claimer = Claimer {
+        kernel: kernel.clone(),
+        executor,
+        slots,
+        queues,
+        owner,
+        missed: Arc::default(),
+    };
+    let due_claims = tokio::spawn(claimer.clone().claim_when_due(stop.clone()));
     let mut failures = FailureLog::new("claiming internal attempts");
     loop {
         if *stop.borrow() {
             break;
         }
-        let free = slots.available_permits().min(64) as u32;
-        let mut claimed = Vec::new();
-        if free > 0 {
-            match kernel.claim(&queues, &owner, free).await {
-                Ok(attempts) => {
-                    failures.succeeded();
-                    claimed = attempts;
-                }
-                Err(error) => failures.failed(&error),
-            }
-        }
-        if failures.failing() {
-            tokio::select! {
-                () = tokio::time::sleep(failures.backoff()) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        let full = claimed.len() as u32 == free && free > 0;
-        for attempt in claimed {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let kernel = kernel.clone();
-            let executor = executor.clone();
-            tokio::spawn(async move {
-                execute_attempt(&kernel, &executor, attempt).await;
-                drop(permit);
-            });
-        }
-        if full {
+        match claimer.claim(MAX_CLAIM).await {
             // More may be waiting: claim again at once.
-            continue;
+            Ok(true) => {
+                failures.succeeded();
+                continue;
+            }
+            Ok(false) => failures.succeeded(),
+            Err(error) => {
+                failures.failed(&error);
+                tokio::select! {
+                    () = tokio::time::sleep(failures.backoff()) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
         }
         tokio::select! {
             () = kernel.work_available() => {}
@@ -107,9 +110,99 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
             _ = stop.changed() => {}
         }
     }
+    due_claims.abort();
     sweeper.abort();
     signals.abort();
     eager_runner.abort();
+}
+
+/// Claims from the `internal` queue for this replica's runner.
+#[derive(Clone)]
+struct Claimer {
+    kernel: Kernel,
+    executor: Arc<Executor>,
+    slots: Arc<Semaphore>,
+    queues: Vec<String>,
+    owner: String,
+    /// A claim found every slot taken or reserved: the next claim to give
+    /// reserved slots back wakes the claim loop.
+    missed: Arc<AtomicBool>,
+}
+
+impl Claimer {
+    /// Claims up to as many attempts as there are free execution slots (at
+    /// most `most`) and starts them; true if it leased all it asked for
+    /// (more may be waiting).
+    async fn claim(&self, most: usize) -> Result<bool, KernelError> {
+        let free = self.slots.available_permits().min(most);
+        // Reserved first, so claims running at once cannot lease more than
+        // there are slots.
+        let reserved = match free {
+            0 => None,
+            free => self.slots.clone().try_acquire_many_owned(free as u32).ok(),
+        };
+        let Some(mut reserved) = reserved else {
+            self.missed.store(true, Ordering::Relaxed);
+            return Ok(false);
+        };
+        let claimed = self
+            .kernel
+            .claim(&self.queues, &self.owner, free as u32)
+            .await?;
+        let full = claimed.len() == free;
+        for attempt in claimed {
+            let Some(permit) = reserved.split(1) else {
+                break;
+            };
+            let kernel = self.kernel.clone();
+            let executor = self.executor.clone();
+            tokio::spawn(async move {
+                execute_attempt(&kernel, &executor, attempt).await;
+                drop(permit);
+            });
+        }
+        let gave_back = reserved.num_permits() > 0;
+        drop(reserved);
+        if gave_back && self.missed.swap(false, Ordering::Relaxed) {
+            self.kernel.wake();
+        }
+        if !full {
+            self.kernel
+                .learn_due(ClaimLoop::Internal, &self.queues)
+                .await;
+        }
+        Ok(full)
+    }
+
+    /// Claims whenever future work (a retry's backoff) falls due, until
+    /// `stop`. Each such claim runs on its own, a few at once: work falling
+    /// due while an earlier claim is still in the store is not held up.
+    async fn claim_when_due(self, mut stop: watch::Receiver<bool>) {
+        let claims = Arc::new(Semaphore::new(CLAIMS_WHEN_DUE));
+        let poll = self.kernel.config().poll_interval;
+        loop {
+            let fell_due = tokio::select! {
+                fell_due = self.kernel.sleep_until_due(ClaimLoop::Internal, poll) => fell_due,
+                _ = stop.changed() => return,
+            };
+            if !fell_due {
+                continue;
+            }
+            let Ok(permit) = claims.clone().acquire_owned().await else {
+                return;
+            };
+            let claimer = self.clone();
+            tokio::spawn(async move {
+                match claimer.claim(MAX_CLAIM_WHEN_DUE).await {
+                    Ok(true) => claimer.kernel.wake(),
+                    Ok(false) => {}
+                    // The claim loop logs store faults and backs off.
+                    Err(error) => tracing::debug!(error = %error, "claiming work fallen due failed"),
+                }
+                drop(permit);
+            });
+        }
+    }
 }
 
 /// The runner's execution slots, offered to the kernel for eager dispatch

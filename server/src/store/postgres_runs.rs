@@ -1534,7 +1534,43 @@ impl RunStore for PostgresStore {
         let items = decode_all(&rows, attempt_from_row)?;
         Ok(into_page(items, &page, |attempt| attempt.id.clone()))
     }
+
+    async fn next_ready_at(
+        &self,
+        queues: &[String],
+        after: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for queue in queues {
+            let (next,): (Option<DateTime<Utc>>,) = sqlx::query_as(NEXT_READY_AT)
+                .bind(queue)
+                .bind(micros(after))
+                .bind(super::runs::NEXT_READY_PRIORITIES)
+                .fetch_one(self.pool())
+                .await?;
+            if let Some(next) = next {
+                earliest = Some(earliest.map_or(next, |known: DateTime<Utc>| known.min(next)));
+            }
+        }
+        Ok(earliest)
+    }
 }
+
+/// `next_ready_at` of one queue: `attempts_ready_idx` is ordered by
+/// priority first, so a plain `min(available_at)` would read every ready
+/// attempt of the queue; instead walk its distinct priorities (each a seek)
+/// and take the first due time after `$2` of each (a seek too).
+const NEXT_READY_AT: &str = "WITH RECURSIVE levels(priority, n) AS ( \
+     SELECT (SELECT priority FROM attempts WHERE status = 'ready' AND queue = $1 \
+             ORDER BY priority DESC LIMIT 1), 1 \
+     UNION ALL \
+     SELECT (SELECT a.priority FROM attempts a WHERE a.status = 'ready' AND a.queue = $1 \
+             AND a.priority < l.priority ORDER BY a.priority DESC LIMIT 1), l.n + 1 \
+     FROM levels l WHERE l.priority IS NOT NULL AND l.n < $3) \
+     SELECT min((SELECT a.available_at FROM attempts a WHERE a.status = 'ready' \
+             AND a.queue = $1 AND a.priority = l.priority AND a.available_at > $2 \
+             ORDER BY a.available_at LIMIT 1)) \
+     FROM levels l WHERE l.priority IS NOT NULL";
 
 #[cfg(test)]
 mod tests {

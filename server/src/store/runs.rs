@@ -594,7 +594,21 @@ pub trait RunStore: Send + Sync + 'static {
         queue: Option<&str>,
         page: PageQuery,
     ) -> StoreResult<Page<AttemptRecord>>;
+    /// The earliest `available_at` later than `after` among `Ready`
+    /// attempts of `queues`, whatever their run's state: when the next
+    /// retry or delayed task of those queues falls due. A few index seeks
+    /// per queue (one per distinct priority of its ready attempts; the
+    /// first [`NEXT_READY_PRIORITIES`] only), however long its backlog.
+    async fn next_ready_at(
+        &self,
+        queues: &[String],
+        after: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
 }
+
+/// Distinct priorities of one queue's ready attempts `next_ready_at` looks
+/// at, highest first (work of lower ones is found by the claim loops' poll).
+pub const NEXT_READY_PRIORITIES: i32 = 64;
 
 #[cfg(test)]
 mod caps_tests {

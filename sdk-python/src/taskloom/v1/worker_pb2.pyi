@@ -43,7 +43,7 @@ class WorkerMessage(_message.Message):
 
     @_builtins.property
     def heartbeat(self) -> Global___Heartbeat:
-        """Liveness and lease renewal."""
+        """Lease renewal."""
 
     @_builtins.property
     def progress(self) -> Global___Progress:
@@ -67,7 +67,7 @@ class WorkerMessage(_message.Message):
 
     @_builtins.property
     def pong(self) -> Global___Pong:
-        """Answer to a server `Ping`."""
+        """Answer to a server `Ping`; required within the heartbeat timeout."""
 
     def __init__(
         self,
@@ -191,14 +191,19 @@ Global___LeaseRef: _TypeAlias = LeaseRef  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """Liveness from a worker."""
+    """Lease renewal from a worker. A heartbeat does not prove the worker reads
+    its stream: only a `Pong` does.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTIVE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def active(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
-        """Attempts the worker is executing; their leases are extended."""
+        """Attempts the worker is executing; their leases are extended. One that
+        is not the sender's under that token is answered with a `CancelLease`
+        and changes nothing.
+        """
 
     def __init__(
         self,
@@ -369,7 +374,7 @@ class Pong(_message.Message):
 
     NONCE_FIELD_NUMBER: _builtins.int
     nonce: _builtins.int
-    """The ping's nonce."""
+    """The ping's nonce. It answers that ping and every earlier one."""
     def __init__(
         self,
         *,
@@ -408,7 +413,7 @@ class ServerMessage(_message.Message):
 
     @_builtins.property
     def ping(self) -> Global___Ping:
-        """Liveness probe."""
+        """Liveness probe: answer with a `Pong`."""
 
     @_builtins.property
     def ack(self) -> Global___Ack:
@@ -455,7 +460,7 @@ class Welcome(_message.Message):
 
     @_builtins.property
     def heartbeat_timeout(self) -> _duration_pb2.Duration:
-        """Silence after which the session is closed."""
+        """How long a ping may go unanswered before the session is closed."""
 
     @_builtins.property
     def reattached(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseRef]:
@@ -623,13 +628,16 @@ Global___CancelLease: _TypeAlias = CancelLease  # noqa: Y015
 
 @_typing.final
 class Ping(_message.Message):
-    """Liveness probe from the server."""
+    """Liveness probe from the server, every heartbeat interval: answer with a
+    `Pong` carrying its nonce within the heartbeat timeout, or the session is
+    closed and its leases end.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NONCE_FIELD_NUMBER: _builtins.int
     nonce: _builtins.int
-    """Echoed in `Pong`."""
+    """Unguessable; echo it in `Pong`."""
     def __init__(
         self,
         *,

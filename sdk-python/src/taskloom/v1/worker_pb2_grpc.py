@@ -76,10 +76,12 @@ class WorkerServiceServicer:
     def Connect(self, request_iterator, context):
         """One bidirectional stream per worker process. The worker sends `Hello`
         first; the server answers `Welcome` and then offers leases up to the
-        worker's free slots. Liveness is the stream: a session whose stream breaks
-        or stays silent past the heartbeat timeout is closed; its leases stay
-        valid until they expire, so a worker that reconnects in time re-attaches
-        them.
+        worker's free slots. Liveness is reading the stream: the server pings
+        every heartbeat interval, and a session that leaves a ping unanswered
+        past the heartbeat timeout is closed (`UNAVAILABLE`) and its leases end
+        at once (counted as lease expiries), so other workers get their tasks.
+        A session whose stream merely breaks keeps its leases until they
+        expire, so a worker that reconnects in time re-attaches them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,10 +38,12 @@ class WorkerServiceStub:
     Connect: _grpc.StreamStreamMultiCallable[_worker_pb2.WorkerMessage, _worker_pb2.ServerMessage]
     """One bidirectional stream per worker process. The worker sends `Hello`
     first; the server answers `Welcome` and then offers leases up to the
-    worker's free slots. Liveness is the stream: a session whose stream breaks
-    or stays silent past the heartbeat timeout is closed; its leases stay
-    valid until they expire, so a worker that reconnects in time re-attaches
-    them.
+    worker's free slots. Liveness is reading the stream: the server pings
+    every heartbeat interval, and a session that leaves a ping unanswered
+    past the heartbeat timeout is closed (`UNAVAILABLE`) and its leases end
+    at once (counted as lease expiries), so other workers get their tasks.
+    A session whose stream merely breaks keeps its leases until they
+    expire, so a worker that reconnects in time re-attaches them.
     """
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_worker_pb2.CompleteTaskRequest, _worker_pb2.CompleteTaskResponse]
     """Completes a leased attempt from outside a stream."""
@@ -64,10 +66,12 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     Connect: _aio.StreamStreamMultiCallable[_worker_pb2.WorkerMessage, _worker_pb2.ServerMessage]  # type: ignore[assignment]
     """One bidirectional stream per worker process. The worker sends `Hello`
     first; the server answers `Welcome` and then offers leases up to the
-    worker's free slots. Liveness is the stream: a session whose stream breaks
-    or stays silent past the heartbeat timeout is closed; its leases stay
-    valid until they expire, so a worker that reconnects in time re-attaches
-    them.
+    worker's free slots. Liveness is reading the stream: the server pings
+    every heartbeat interval, and a session that leaves a ping unanswered
+    past the heartbeat timeout is closed (`UNAVAILABLE`) and its leases end
+    at once (counted as lease expiries), so other workers get their tasks.
+    A session whose stream merely breaks keeps its leases until they
+    expire, so a worker that reconnects in time re-attaches them.
     """
     CompleteTask: _aio.UnaryUnaryMultiCallable[_worker_pb2.CompleteTaskRequest, _worker_pb2.CompleteTaskResponse]  # type: ignore[assignment]
     """Completes a leased attempt from outside a stream."""
@@ -93,10 +97,12 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_worker_pb2.ServerMessage], _abc.AsyncIterator[_worker_pb2.ServerMessage]]:
         """One bidirectional stream per worker process. The worker sends `Hello`
         first; the server answers `Welcome` and then offers leases up to the
-        worker's free slots. Liveness is the stream: a session whose stream breaks
-        or stays silent past the heartbeat timeout is closed; its leases stay
-        valid until they expire, so a worker that reconnects in time re-attaches
-        them.
+        worker's free slots. Liveness is reading the stream: the server pings
+        every heartbeat interval, and a session that leaves a ping unanswered
+        past the heartbeat timeout is closed (`UNAVAILABLE`) and its leases end
+        at once (counted as lease expiries), so other workers get their tasks.
+        A session whose stream merely breaks keeps its leases until they
+        expire, so a worker that reconnects in time re-attaches them.
         """
 
     @_abc_1.abstractmethod

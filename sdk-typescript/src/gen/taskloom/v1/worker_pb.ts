@@ -39,7 +39,7 @@ export type WorkerMessage = Message<"taskloom.v1.WorkerMessage"> & {
     case: "hello";
   } | {
     /**
-     * Liveness and lease renewal.
+     * Lease renewal.
      *
      * @generated from field: taskloom.v1.Heartbeat heartbeat = 2;
      */
@@ -87,7 +87,7 @@ export type WorkerMessage = Message<"taskloom.v1.WorkerMessage"> & {
     case: "release";
   } | {
     /**
-     * Answer to a server `Ping`.
+     * Answer to a server `Ping`; required within the heartbeat timeout.
      *
      * @generated from field: taskloom.v1.Pong pong = 8;
      */
@@ -195,13 +195,16 @@ export const LeaseRefSchema: GenMessage<LeaseRef> = /*@__PURE__*/
   messageDesc(file_taskloom_v1_worker, 2);
 
 /**
- * Liveness from a worker.
+ * Lease renewal from a worker. A heartbeat does not prove the worker reads
+ * its stream: only a `Pong` does.
  *
  * @generated from message taskloom.v1.Heartbeat
  */
 export type Heartbeat = Message<"taskloom.v1.Heartbeat"> & {
   /**
-   * Attempts the worker is executing; their leases are extended.
+   * Attempts the worker is executing; their leases are extended. One that
+   * is not the sender's under that token is answered with a `CancelLease`
+   * and changes nothing.
    *
    * @generated from field: repeated taskloom.v1.LeaseRef active = 1;
    */
@@ -369,7 +372,7 @@ export const ReleaseSchema: GenMessage<Release> = /*@__PURE__*/
  */
 export type Pong = Message<"taskloom.v1.Pong"> & {
   /**
-   * The ping's nonce.
+   * The ping's nonce. It answers that ping and every earlier one.
    *
    * @generated from field: int64 nonce = 1;
    */
@@ -420,7 +423,7 @@ export type ServerMessage = Message<"taskloom.v1.ServerMessage"> & {
     case: "cancel";
   } | {
     /**
-     * Liveness probe.
+     * Liveness probe: answer with a `Pong`.
      *
      * @generated from field: taskloom.v1.Ping ping = 4;
      */
@@ -465,7 +468,7 @@ export type Welcome = Message<"taskloom.v1.Welcome"> & {
   heartbeatInterval?: Duration | undefined;
 
   /**
-   * Silence after which the session is closed.
+   * How long a ping may go unanswered before the session is closed.
    *
    * @generated from field: google.protobuf.Duration heartbeat_timeout = 3;
    */
@@ -655,13 +658,15 @@ export const CancelLeaseSchema: GenMessage<CancelLease> = /*@__PURE__*/
   messageDesc(file_taskloom_v1_worker, 13);
 
 /**
- * Liveness probe from the server.
+ * Liveness probe from the server, every heartbeat interval: answer with a
+ * `Pong` carrying its nonce within the heartbeat timeout, or the session is
+ * closed and its leases end.
  *
  * @generated from message taskloom.v1.Ping
  */
 export type Ping = Message<"taskloom.v1.Ping"> & {
   /**
-   * Echoed in `Pong`.
+   * Unguessable; echo it in `Pong`.
    *
    * @generated from field: int64 nonce = 1;
    */
@@ -1128,10 +1133,12 @@ export const WorkerService: GenService<{
   /**
    * One bidirectional stream per worker process. The worker sends `Hello`
    * first; the server answers `Welcome` and then offers leases up to the
-   * worker's free slots. Liveness is the stream: a session whose stream breaks
-   * or stays silent past the heartbeat timeout is closed; its leases stay
-   * valid until they expire, so a worker that reconnects in time re-attaches
-   * them.
+   * worker's free slots. Liveness is reading the stream: the server pings
+   * every heartbeat interval, and a session that leaves a ping unanswered
+   * past the heartbeat timeout is closed (`UNAVAILABLE`) and its leases end
+   * at once (counted as lease expiries), so other workers get their tasks.
+   * A session whose stream merely breaks keeps its leases until they
+   * expire, so a worker that reconnects in time re-attaches them.
    *
    * @generated from rpc taskloom.v1.WorkerService.Connect
    */
