@@ -55,7 +55,8 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// A file of API keys, one per line (`#` comments and blank lines
     /// ignored). With any key configured (here or in `TASKLOOM_API_KEYS`,
-    /// comma-separated), calls must send `authorization: Bearer <key>`.
+    /// comma-separated), calls must send `authorization: Bearer <key>`. A
+    /// file or a non-empty variable holding no key stops the start.
     #[arg(long, env = "TASKLOOM_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     #[command(flatten)]

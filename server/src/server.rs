@@ -32,6 +32,9 @@ pub async fn run(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Configuration that refuses to start is checked before anything is
+    // created on disk.
+    let keys = api_keys(&args)?;
     let store = store::open(&args.database.database_url)
         .await
         .with_context(|| {
@@ -116,7 +119,6 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let keys = api_keys(&args)?;
     if keys.is_empty() {
         tracing::warn!(
             "no API keys configured: every caller has full access (local development mode; \
@@ -306,20 +308,46 @@ fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
     Ok(Some(ServerTlsConfig::new().identity(identity)))
 }
 
-/// The keys of `--api-keys-file` and `TASKLOOM_API_KEYS`.
+/// The keys of `--api-keys-file` and `TASKLOOM_API_KEYS`. A source that is
+/// configured but holds no key is a mistake that would leave the server
+/// open to every caller, so it stops the start (fail closed); an empty
+/// `TASKLOOM_API_KEYS` counts as unset.
 fn api_keys(args: &ServeArgs) -> anyhow::Result<api::ApiKeys> {
-    let mut keys: Vec<String> = std::env::var("TASKLOOM_API_KEYS")
-        .map(|list| list.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut keys: Vec<String> = Vec::new();
+    if let Ok(list) = std::env::var("TASKLOOM_API_KEYS")
+        && !list.is_empty()
+    {
+        let listed: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_string)
+            .collect();
+        if listed.is_empty() {
+            anyhow::bail!(
+                "TASKLOOM_API_KEYS is set but holds no API key (only separators or blanks): \
+                 refusing to start without authentication; set keys or unset it"
+            );
+        }
+        keys.extend(listed);
+    }
     if let Some(path) = &args.api_keys_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
-        keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|line| !line.starts_with('#'))
-                .map(str::to_string),
-        );
+        let listed: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        if listed.is_empty() {
+            anyhow::bail!(
+                "--api-keys-file {} holds no API key (only blank or `#` comment lines): \
+                 refusing to start without authentication",
+                path.display()
+            );
+        }
+        keys.extend(listed);
     }
     Ok(api::ApiKeys::new(keys))
 }
