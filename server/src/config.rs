@@ -98,6 +98,11 @@ pub struct ServeArgs {
     /// `round_robin`, `least_loaded`, `random` or `priority`.
     #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]
     pub selection_policy: String,
+    /// Also refuse hook and model calls to loopback, unspecified and private
+    /// (RFC 1918, 100.64.0.0/10, fc00::/7) addresses. Link-local and cloud
+    /// metadata addresses are always refused.
+    #[arg(long, env = "TASKLOOM_OUTBOUND_DENY_PRIVATE")]
+    pub outbound_deny_private: bool,
     /// Interval of HTTP/2 keepalive pings on idle connections and streams.
     #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,

@@ -19,10 +19,8 @@ use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
 use crate::kernel::{Kernel, KernelConfig, runner};
-use crate::llm::{
-    self,
-    resolver::{Resolver, SelectionPolicy},
-};
+use crate::llm::resolver::{Resolver, SelectionPolicy};
+use crate::outbound::{HttpClient, OutboundPolicy};
 use crate::proto::taskloom::v1 as pb;
 use crate::store;
 
@@ -65,7 +63,10 @@ pub async fn run(
         uuid::Uuid::now_v7().to_string(),
     );
     let (stop_runner, runner_stop) = tokio::sync::watch::channel(false);
-    let http = llm::http_client().context("build the HTTP client")?;
+    let outbound_policy = OutboundPolicy {
+        deny_private: args.outbound_deny_private,
+    };
+    let http = HttpClient::new(outbound_policy).context("build the HTTP client")?;
     let policy = SelectionPolicy::parse(&args.selection_policy).with_context(|| {
         format!(
             "--selection-policy {:?}: use round_robin, least_loaded, random or priority",
