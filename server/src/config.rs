@@ -61,6 +61,13 @@ pub struct ServeArgs {
     pub api_keys_file: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// The key that encrypts provider API keys and hook secret headers in
+    /// the database: 32 random bytes as 64 hex digits (`openssl rand -hex
+    /// 32`) or base64. Without it, SQLite uses `<database>.key` (created
+    /// with mode 0600 if missing); PostgreSQL needs it, the same on every
+    /// replica.
+    #[arg(long, env = "TASKLOOM_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM
     /// before open streams are ended with UNAVAILABLE.
     #[arg(long, env = "TASKLOOM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use taskloom_server::config::{Cli, Command};
+use taskloom_server::secrets::SecretBox;
 use taskloom_server::{server, store, telemetry};
 
 #[tokio::main]
@@ -34,7 +35,8 @@ async fn main() -> ExitCode {
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let store = store::open(database_url).await?;
+    // Migrations read and write no secret: any key will do.
+    let store = store::open(database_url, SecretBox::ephemeral()).await?;
     store.migrate().await?;
     println!(
         "taskloom: {} database migrated ({})",

@@ -22,6 +22,7 @@ use crate::kernel::{Kernel, KernelConfig, runner};
 use crate::llm::resolver::{Resolver, SelectionPolicy};
 use crate::outbound::{HttpClient, OutboundPolicy};
 use crate::proto::taskloom::v1 as pb;
+use crate::secrets::SecretBox;
 use crate::store;
 
 /// Serves until `shutdown` resolves, then drains for at most the configured
@@ -33,7 +34,8 @@ pub async fn run(
     // Configuration that refuses to start is checked before anything is
     // created on disk.
     let keys = api_keys(&args)?;
-    let store = store::open(&args.database.database_url)
+    let secrets = secret_key(&args)?;
+    let store = store::open(&args.database.database_url, secrets)
         .await
         .with_context(|| {
             format!(
@@ -42,6 +44,19 @@ pub async fn run(
             )
         })?;
     store.migrate().await.context("migrate database")?;
+    let sealed = store
+        .seal_stored_secrets()
+        .await
+        .context("check the stored secrets")?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "encrypted secrets that an earlier version stored in plain text"
+        );
+    }
+    if let Some(path) = store::sqlite_path(&args.database.database_url) {
+        warn_if_others_can_read(Path::new(path), "the database file");
+    }
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -294,6 +309,60 @@ pub fn describe_location(database_url: &str) -> String {
         std::path::absolute(Path::new(path))
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| path.to_string())
+    }
+}
+
+/// The key that seals stored secrets: `--secret-key-file`, else (SQLite
+/// only) `<database>.key`, created if missing.
+fn secret_key(args: &ServeArgs) -> anyhow::Result<SecretBox> {
+    let database_url = &args.database.database_url;
+    let (path, created) = match (&args.secret_key_file, store::sqlite_path(database_url)) {
+        (Some(path), _) => (path.clone(), false),
+        (None, None) => anyhow::bail!(
+            "PostgreSQL needs --secret-key-file (or TASKLOOM_SECRET_KEY_FILE): the key that \
+             encrypts provider API keys and hook secret headers, the same file on every \
+             replica; create one with `openssl rand -hex 32 > taskloom.key; chmod 600 taskloom.key`"
+        ),
+        (None, Some(":memory:")) => return Ok(SecretBox::ephemeral()),
+        (None, Some(database)) => {
+            let path = std::path::PathBuf::from(format!("{database}.key"));
+            let created = !path.exists();
+            (path, created)
+        }
+    };
+    let secrets = if created {
+        SecretBox::create_key_file(&path)?
+    } else {
+        SecretBox::load_key_file(&path)?
+    };
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    if created {
+        tracing::warn!(
+            path = %shown.display(),
+            "created a new secret key file (mode 0600) next to the database: keep it with the \
+             database and back it up; the secrets stored with it cannot be read without it"
+        );
+    } else {
+        warn_if_others_can_read(&path, "the secret key file");
+    }
+    tracing::info!(path = %shown.display(), key_id = secrets.key_id(), "secret key loaded");
+    println!("taskloom secret key: {}", shown.display());
+    Ok(secrets)
+}
+
+/// Warns when group or others may read `path`.
+fn warn_if_others_can_read(path: &Path, what: &str) {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "{what} is readable by others than its owner; `chmod 600` it"
+            );
+        }
     }
 }
 

@@ -11,22 +11,33 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Runs `taskloom serve` with these arguments and environment until it
-/// exits on its own (standard input is closed, so a server that does start
-/// stops again at once); returns its exit status and standard error.
+/// Runs `taskloom serve` on a fresh SQLite file with these arguments and
+/// environment until it exits on its own; see [`serve_on_until_exit`].
 fn serve_until_exit(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("taskloom.db");
+    serve_on_until_exit(database.to_str().unwrap(), args, env)
+}
+
+/// Runs `taskloom serve` on `database_url` until it exits on its own
+/// (standard input is closed, so a server that does start stops again at
+/// once); returns its exit status and standard error.
+fn serve_on_until_exit(
+    database_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
     let port = taskloom_testkit::free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_taskloom"));
     command
         .arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database.to_str().unwrap()])
+        .args(["--database-url", database_url])
         .arg("--exit-with-stdin")
         .args(args)
         .env_remove("TASKLOOM_API_KEYS")
         .env_remove("TASKLOOM_API_KEYS_FILE")
+        .env_remove("TASKLOOM_SECRET_KEY_FILE")
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -243,6 +254,10 @@ impl Serve {
 
     fn hooks(&self) -> common::HookServiceClient<tonic::transport::Channel> {
         common::HookServiceClient::new(self.channel.clone())
+    }
+
+    fn backends(&self) -> common::BackendServiceClient<tonic::transport::Channel> {
+        common::BackendServiceClient::new(self.channel.clone())
     }
 
     fn workers(&self) -> common::WorkerServiceClient<tonic::transport::Channel> {
@@ -719,4 +734,379 @@ async fn resolved_addresses_are_checked_on_every_call() {
         assert!(error.message.contains(part), "{part}: {error}");
     }
     assert_eq!(models.requests().len(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Secrets at rest.
+
+const AT_REST_KEY: &str = "sk-at-rest-0a1b2c3d4e5f";
+const AT_REST_HEADER: &str = "hook-at-rest-6a7b8c9d";
+
+/// A backend that answers every chat, recording what it was sent.
+async fn chat_backend() -> RawServer {
+    RawServer::start(|_| {
+        http_response(
+            200,
+            &[],
+            r#"{"choices": [{"message": {"content": "pong"}, "finish_reason": "stop"}]}"#,
+        )
+    })
+    .await
+}
+
+/// Registers `backend` (openai_compatible) with the API key and a hook
+/// with the secret header.
+async fn create_secrets(server: &Serve, backend: &RawServer, hook: &RawServer) {
+    let created = server
+        .backends()
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: "remote".into(),
+                r#type: pb::BackendType::OpenaiCompatible as i32,
+                base_url: backend.url(""),
+                api_key: AT_REST_KEY.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    server
+        .backends()
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "internal_tasks_pool".into(),
+            backend_id: created.id,
+        })
+        .await
+        .unwrap();
+    create_hook(
+        server,
+        "stored",
+        &hook.url("/hook"),
+        &[("X-Api-Token", AT_REST_HEADER)],
+    )
+    .await;
+}
+
+/// Uses both secrets: a prompt through the backend and a run calling the
+/// hook; each must have received its secret.
+async fn use_secrets(server: &Serve, backend: &RawServer, hook: &RawServer) {
+    let answer = server
+        .backends()
+        .execute_prompt(pb::ExecutePromptRequest {
+            prompt: "ping".into(),
+            models: vec!["m".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("prompt through the stored backend")
+        .into_inner();
+    assert_eq!(answer.text, "pong");
+    let request = backend.requests().pop().unwrap();
+    assert_eq!(
+        common::raw_header(&request, "authorization"),
+        Some(format!("Bearer {AT_REST_KEY}").as_str())
+    );
+    let (run, _) = run_to_end(server, hook_chain("stored", 1)).await;
+    assert_eq!(run.status, pb::RunStatus::Succeeded as i32, "{run:?}");
+    let request = hook.requests().pop().unwrap();
+    assert_eq!(
+        common::raw_header(&request, "x-api-token"),
+        Some(AT_REST_HEADER)
+    );
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every byte of the SQLite files, for a search of plain text.
+fn sqlite_bytes(database: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", database.display());
+        bytes.extend(std::fs::read(path).unwrap_or_default());
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_secrets_are_encrypted_in_files_only_the_owner_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("taskloom.db");
+    let database_url = database.to_str().unwrap().to_string();
+    let key_file = dir.path().join("taskloom.db.key");
+    let backend = chat_backend().await;
+    let hook = RawServer::start(|_| http_response(200, &[], r#"{"ok": true}"#)).await;
+
+    let mut server = Serve::start(&database_url, &[], &dir.path().join("1.log")).await;
+    let log = server.log_text();
+    assert!(
+        log.contains("created a new secret key file") && log.contains("taskloom.db.key"),
+        "{log}"
+    );
+    assert_eq!(mode(&key_file), 0o600);
+    create_secrets(&server, &backend, &hook).await;
+    use_secrets(&server, &backend, &hook).await;
+    for file in ["taskloom.db", "taskloom.db-wal", "taskloom.db-shm"] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+    let bytes = sqlite_bytes(&database);
+    assert!(!bytes.is_empty());
+    for secret in [AT_REST_KEY, AT_REST_HEADER] {
+        assert!(
+            !contains(&bytes, secret),
+            "{secret} is stored in plain text"
+        );
+    }
+    assert!(contains(&bytes, "taskloom-sealed:v1:"));
+    server.stop();
+
+    // Restarted, it reads its key file again and the secrets still work.
+    let mut server = Serve::start(&database_url, &[], &dir.path().join("2.log")).await;
+    use_secrets(&server, &backend, &hook).await;
+    server.stop();
+
+    // Another key, or no key at all, refuses to start, saying why.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    let (status, stderr) = serve_on_until_exit(
+        &database_url,
+        &["--secret-key-file", other.to_str().unwrap()],
+        &[],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("encrypted with secret key") && stderr.contains("--secret-key-file"),
+        "{stderr}"
+    );
+    std::fs::write(&other, "not a key\n").unwrap();
+    let (status, stderr) = serve_on_until_exit(
+        &database_url,
+        &["--secret-key-file", other.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        !status.success() && stderr.contains("does not hold a key"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&key_file).unwrap();
+    let (status, stderr) = serve_on_until_exit(&database_url, &[], &[]);
+    assert!(
+        !status.success(),
+        "a new key does not read old secrets: {stderr}"
+    );
+    assert!(stderr.contains("encrypted with secret key"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_needs_a_secret_key_and_stores_secrets_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, stderr) = serve_on_until_exit(&database_url, &[], &[]);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("PostgreSQL needs --secret-key-file"),
+        "{stderr}"
+    );
+
+    let key = dir.path().join("pg.key");
+    std::fs::write(&key, format!("{}\n", "5c".repeat(32))).unwrap();
+    let backend = chat_backend().await;
+    let hook = RawServer::start(|_| http_response(200, &[], r#"{"ok": true}"#)).await;
+    let mut server = Serve::start(
+        &database_url,
+        &["--secret-key-file", key.to_str().unwrap()],
+        &dir.path().join("1.log"),
+    )
+    .await;
+    create_secrets(&server, &backend, &hook).await;
+    use_secrets(&server, &backend, &hook).await;
+    server.stop();
+
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let (api_key, headers): (String, String) = sqlx::query_as(
+        "SELECT b.api_key, h.secret_headers::text FROM backends b, hooks h WHERE h.name = 'stored'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(api_key.starts_with("taskloom-sealed:v1:"), "{api_key}");
+    assert!(headers.starts_with("\"taskloom-sealed:v1:"), "{headers}");
+    assert!(!headers.contains(AT_REST_HEADER) && !headers.contains("X-Api-Token"));
+    pool.close().await;
+
+    // The variable names the key as well as the flag does.
+    let (status, stderr) = serve_on_until_exit(
+        &database_url,
+        &[],
+        &[("TASKLOOM_SECRET_KEY_FILE", key.to_str().unwrap())],
+    );
+    assert!(status.success(), "{stderr}");
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+    let (status, stderr) = serve_on_until_exit(
+        &database_url,
+        &["--secret-key-file", other.to_str().unwrap()],
+        &[],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("encrypted with secret key"), "{stderr}");
+}
+
+/// Writes a backend and a hook the way versions before encryption at rest
+/// did (plain text API key, secret headers as a JSON object), on a database
+/// `taskloom migrate` created.
+async fn write_plaintext_secrets(database_url: &str, backend_url: &str, hook_url: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_taskloom"))
+        .args(["migrate", "--database-url", database_url])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let headers = serde_json::json!({ "X-Api-Token": AT_REST_HEADER }).to_string();
+    if database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO backends (id, name, backend_type, base_url, api_key, priority, \
+             max_concurrency, request_timeout_ms, revision, created_at, updated_at) \
+             VALUES ('b-old', 'remote', 'openai_compatible', $1, $2, 0, 0, 0, 1, now(), now())",
+        )
+        .bind(backend_url)
+        .bind(AT_REST_KEY)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+             secret_headers, queue, revision, created_at, updated_at) \
+             VALUES ('stored', '', $1, 'POST', 5000, '{}', $2::jsonb, '', 1, now(), now())",
+        )
+        .bind(hook_url)
+        .bind(&headers)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO pool_backends (pool_id, backend_id) VALUES ('internal_tasks_pool', 'b-old')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{database_url}"))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO backends (id, name, backend_type, base_url, api_key, priority, \
+             max_concurrency, request_timeout_ms, labels, revision, created_at, updated_at) \
+             VALUES ('b-old', 'remote', 'openai_compatible', ?, ?, 0, 0, 0, '{}', 1, 1, 1)",
+        )
+        .bind(backend_url)
+        .bind(AT_REST_KEY)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+             secret_headers, queue, revision, created_at, updated_at) \
+             VALUES ('stored', '', ?, 'POST', 5000, '{}', ?, '', 1, 1, 1)",
+        )
+        .bind(hook_url)
+        .bind(&headers)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO pool_backends (pool_id, backend_id) VALUES ('internal_tasks_pool', 'b-old')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+}
+
+/// The stored API key and secret headers, as text.
+async fn stored_secrets(database_url: &str) -> (String, String) {
+    let query = "SELECT b.api_key, CAST(h.secret_headers AS TEXT) FROM backends b, hooks h";
+    if database_url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let row = sqlx::query_as(query).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        row
+    } else {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{database_url}"))
+            .await
+            .unwrap();
+        let row = sqlx::query_as(query).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        row
+    }
+}
+
+async fn plaintext_secrets_of_earlier_versions_are_encrypted_at_start(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = if postgres {
+        tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
+            .await
+            .unwrap()
+            .unwrap()
+    } else {
+        dir.path().join("old.db").to_str().unwrap().to_string()
+    };
+    let key = dir.path().join("k.key");
+    std::fs::write(&key, format!("{}\n", "3e".repeat(32))).unwrap();
+    let args = ["--secret-key-file", key.to_str().unwrap()];
+    let backend = chat_backend().await;
+    let hook = RawServer::start(|_| http_response(200, &[], r#"{"ok": true}"#)).await;
+    write_plaintext_secrets(&database_url, &backend.url(""), &hook.url("/hook")).await;
+    assert_eq!(
+        stored_secrets(&database_url).await.0,
+        AT_REST_KEY,
+        "written in plain text"
+    );
+
+    let mut server = Serve::start(&database_url, &args, &dir.path().join("1.log")).await;
+    let log = server.log_text();
+    assert!(
+        log.contains("encrypted secrets that an earlier version stored in plain text")
+            && log.contains("sealed=2"),
+        "{log}"
+    );
+    let (api_key, headers) = stored_secrets(&database_url).await;
+    assert!(api_key.starts_with("taskloom-sealed:v1:"), "{api_key}");
+    assert!(headers.contains("taskloom-sealed:v1:"), "{headers}");
+    assert!(!headers.contains(AT_REST_HEADER), "{headers}");
+    use_secrets(&server, &backend, &hook).await;
+    server.stop();
+
+    // The second start has nothing left to encrypt.
+    let server = Serve::start(&database_url, &args, &dir.path().join("2.log")).await;
+    assert!(!server.log_text().contains("earlier version"));
+    use_secrets(&server, &backend, &hook).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_plaintext_secrets_of_earlier_versions_are_encrypted_at_start() {
+    plaintext_secrets_of_earlier_versions_are_encrypted_at_start(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_plaintext_secrets_of_earlier_versions_are_encrypted_at_start() {
+    plaintext_secrets_of_earlier_versions_are_encrypted_at_start(true).await;
 }

@@ -1549,7 +1549,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let store = PostgresStore::connect(&url).await.unwrap();
+        let store = PostgresStore::connect(&url, crate::secrets::SecretBox::ephemeral())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         store
     }
