@@ -504,15 +504,11 @@ async fn hook_error_bodies_are_truncated_and_redacted_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_to_metadata_and_link_local_addresses_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Serve::start(
-        dir.path().join("t.db").to_str().unwrap(),
-        &[],
-        &dir.path().join("log"),
-    )
-    .await;
+    let database = dir.path().join("t.db");
+    let server = Serve::start(database.to_str().unwrap(), &[], &dir.path().join("log")).await;
     // fe80:: without a scope cannot be routed, and the metadata name is
     // refused before any lookup: even a broken policy sends no packet.
-    for (name, url, host) in [
+    let cases = [
         (
             "gce",
             "http://metadata.google.internal/computeMetadata/v1/",
@@ -524,8 +520,57 @@ async fn hooks_to_metadata_and_link_local_addresses_are_refused() {
             "metadata.google.internal",
         ),
         ("linklocal", "http://[fe80::1]:9/", "[fe80::1]"),
-    ] {
-        create_hook(&server, name, url, &[("X-Api-Token", HOOK_SECRET)]).await;
+    ];
+
+    // The API refuses to store them…
+    for (name, url, host) in cases {
+        let error = server
+            .hooks()
+            .create_hook(pb::CreateHookRequest {
+                hook: Some(pb::Hook {
+                    name: name.into(),
+                    url: url.into(),
+                    timeout: seconds(5),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        common::assert_invalid(error.clone(), &["hook.url"]);
+        assert!(error.message().contains(host), "{error:?}");
+        let error = server
+            .backends()
+            .create_backend(pb::CreateBackendRequest {
+                backend: Some(pb::Backend {
+                    name: name.into(),
+                    r#type: pb::BackendType::OpenaiCompatible as i32,
+                    base_url: url.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        common::assert_invalid(error, &["backend.base_url"]);
+    }
+
+    // …and the call refuses them when they are stored anyway (by a version
+    // before this check, or behind the API's back).
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", database.display()))
+        .await
+        .unwrap();
+    for (name, url, host) in cases {
+        sqlx::query(
+            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+             secret_headers, queue, revision, created_at, updated_at) \
+             VALUES (?, '', ?, 'POST', 5000, '{}', '{}', '', 1, 1, 1)",
+        )
+        .bind(name)
+        .bind(url)
+        .execute(&pool)
+        .await
+        .unwrap();
         let (run, attempts) = run_to_end(&server, hook_chain(name, 3)).await;
         assert_eq!(run.status, pb::RunStatus::Failed as i32, "{run:?}");
         let error = run_error(&run);
@@ -535,6 +580,7 @@ async fn hooks_to_metadata_and_link_local_addresses_are_refused() {
         );
         assert_eq!(attempts.len(), 1, "{name}: not retried: {attempts:?}");
     }
+    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
