@@ -82,6 +82,10 @@ pub async fn run(
         deny_private: args.outbound_deny_private,
     };
     let http = HttpClient::new(outbound_policy).context("build the HTTP client")?;
+    tracing::info!(
+        deny_private = outbound_policy.deny_private,
+        "outbound calls: no redirects; link-local and cloud metadata addresses refused"
+    );
     let policy = SelectionPolicy::parse(&args.selection_policy).with_context(|| {
         format!(
             "--selection-policy {:?}: use round_robin, least_loaded, random or priority",
@@ -291,8 +295,8 @@ pub async fn stdin_closed() {
 /// Where the data lives, safe to print: the SQLite file's absolute path, or
 /// the Postgres URL without its password.
 pub fn describe_location(database_url: &str) -> String {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        match url::Url::parse(database_url) {
+    match store::sqlite_path(database_url) {
+        None => match url::Url::parse(database_url) {
             Ok(mut parsed) => {
                 if parsed.password().is_some() {
                     let _ = parsed.set_password(Some("***"));
@@ -300,15 +304,10 @@ pub fn describe_location(database_url: &str) -> String {
                 parsed.to_string()
             }
             Err(_) => "postgres (unparseable URL)".to_string(),
-        }
-    } else {
-        let path = database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| database_url.strip_prefix("sqlite:"))
-            .unwrap_or(database_url);
-        std::path::absolute(Path::new(path))
+        },
+        Some(path) => std::path::absolute(Path::new(path))
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.to_string())
+            .unwrap_or_else(|_| path.to_string()),
     }
 }
 
