@@ -11,6 +11,7 @@ pub mod executor;
 pub mod kernel;
 pub mod llm;
 pub mod outbound;
+pub mod render;
 pub mod secrets;
 pub mod server;
 pub mod store;

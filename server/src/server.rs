@@ -22,6 +22,7 @@ use crate::kernel::{Kernel, KernelConfig, runner};
 use crate::llm::resolver::{Resolver, SelectionPolicy};
 use crate::outbound::{HttpClient, OutboundPolicy};
 use crate::proto::taskloom::v1 as pb;
+use crate::render::{RenderConfig, SandboxConfig};
 use crate::secrets::SecretBox;
 use crate::store;
 
@@ -67,12 +68,21 @@ pub async fn run(
     println!("taskloom {} listening on {local_addr}", crate::VERSION);
     println!("taskloom data: {} ({location})", store.kind());
 
+    let program = std::env::current_exe()
+        .context("find the taskloom executable (to start template sandboxes)")?;
     let kernel = Kernel::new(
         store.clone(),
         KernelConfig {
             lease: args.lease_duration,
             max_lease_expiries: args.max_lease_expiries,
             caps: args.caps(),
+            render: RenderConfig {
+                limits: args.templates.limits(),
+                sandbox: Some(SandboxConfig::new(
+                    program,
+                    args.template_memory_mib.saturating_mul(1024 * 1024),
+                )),
+            },
             ..KernelConfig::default()
         },
         uuid::Uuid::now_v7().to_string(),
