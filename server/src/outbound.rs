@@ -254,10 +254,6 @@ impl HttpClient {
         Ok(HttpClient { client, policy })
     }
 
-    pub fn policy(&self) -> OutboundPolicy {
-        self.policy
-    }
-
     /// Whether `url` may be called as written (see
     /// [`OutboundPolicy::check_url`]).
     pub fn check_url(&self, url: &Url) -> Result<(), Refused> {

@@ -1156,3 +1156,58 @@ async fn sqlite_plaintext_secrets_of_earlier_versions_are_encrypted_at_start() {
 async fn postgres_plaintext_secrets_of_earlier_versions_are_encrypted_at_start() {
     plaintext_secrets_of_earlier_versions_are_encrypted_at_start(true).await;
 }
+
+/// The store itself, on both backends: plain text of earlier versions reads
+/// until sealed, sealing is counted once, and another key is a clear
+/// `Corrupt` error naming both keys, never a panic.
+async fn store_seals_plaintext_and_names_a_wrong_key(postgres: bool) {
+    use taskloom_server::secrets::SecretBox;
+    use taskloom_server::store::{self, StoreError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = if postgres {
+        tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
+            .await
+            .unwrap()
+            .unwrap()
+    } else {
+        dir.path().join("s.db").to_str().unwrap().to_string()
+    };
+    write_plaintext_secrets(&database_url, "http://127.0.0.1:9", "http://127.0.0.1:9/h").await;
+    let key = SecretBox::from_key([1; 32]);
+    let store = store::open(&database_url, key.clone()).await.unwrap();
+    let backend = store.get_backend("b-old").await.unwrap();
+    assert_eq!(backend.api_key.as_deref(), Some(AT_REST_KEY));
+    assert_eq!(
+        store.get_hook("stored").await.unwrap().secret_headers["X-Api-Token"],
+        AT_REST_HEADER
+    );
+    assert_eq!(store.seal_stored_secrets().await.unwrap(), 2);
+    assert_eq!(store.seal_stored_secrets().await.unwrap(), 0);
+    assert_eq!(store.get_backend("b-old").await.unwrap(), backend);
+
+    let other = SecretBox::from_key([2; 32]);
+    let wrong = store::open(&database_url, other.clone()).await.unwrap();
+    for error in [
+        wrong.seal_stored_secrets().await.unwrap_err(),
+        wrong.get_backend("b-old").await.unwrap_err(),
+        wrong.get_hook("stored").await.unwrap_err(),
+    ] {
+        let message = error.to_string();
+        assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+        assert!(
+            message.contains(key.key_id()) && message.contains(other.key_id()),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_seals_plaintext_and_names_a_wrong_key() {
+    store_seals_plaintext_and_names_a_wrong_key(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_seals_plaintext_and_names_a_wrong_key() {
+    store_seals_plaintext_and_names_a_wrong_key(true).await;
+}
