@@ -179,7 +179,14 @@ passed
 step "taskloom serve"
 PORT=$(free_port)
 ADDRESS="127.0.0.1:$PORT"
-NO_COLOR=1 "$TASKLOOM_BIN" serve --listen "$ADDRESS" --database-url "$DATABASE_URL" >"$SERVER_LOG" 2>&1 &
+# SQLite keeps its secret key next to the database; PostgreSQL needs one.
+SECRET_KEY_ARGS=()
+if [[ $EXPECTED_STORE == postgres ]]; then
+    od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$SMOKE_TMP/secret.key"
+    chmod 600 "$SMOKE_TMP/secret.key"
+    SECRET_KEY_ARGS=(--secret-key-file "$SMOKE_TMP/secret.key")
+fi
+NO_COLOR=1 "$TASKLOOM_BIN" serve --listen "$ADDRESS" --database-url "$DATABASE_URL" "${SECRET_KEY_ARGS[@]}" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 if [[ -n $PID_FILE ]]; then
     printf '%s\n' "$SERVER_PID" >"$PID_FILE"

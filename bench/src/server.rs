@@ -65,11 +65,18 @@ impl BenchServer {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("create {}", log_path.display()))?;
         let port = taskloom_testkit::free_port();
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &url])
-            .args(extra_args)
+            .args(extra_args);
+        if database_url.is_some() && !extra_args.contains(&"--secret-key-file") {
+            command
+                .arg("--secret-key-file")
+                .arg(taskloom_testkit::test_secret_key_file()?);
+        }
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),

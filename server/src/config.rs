@@ -81,11 +81,19 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// A file of API keys, one per line (`#` comments and blank lines
     /// ignored). With any key configured (here or in `TASKLOOM_API_KEYS`,
-    /// comma-separated), calls must send `authorization: Bearer <key>`.
+    /// comma-separated), calls must send `authorization: Bearer <key>`. A
+    /// file or a non-empty variable holding no key stops the start.
     #[arg(long, env = "TASKLOOM_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// The key that encrypts provider API keys and hook secret headers in
+    /// the database: 32 random bytes as 64 hex digits (`openssl rand -hex
+    /// 32`) or base64. Without it, SQLite uses `<database>.key` (created
+    /// with mode 0600 if missing); PostgreSQL needs it, the same on every
+    /// replica.
+    #[arg(long, env = "TASKLOOM_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM
     /// before open streams are ended with UNAVAILABLE.
     #[arg(long, env = "TASKLOOM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -124,6 +132,11 @@ pub struct ServeArgs {
     /// `round_robin`, `least_loaded`, `random` or `priority`.
     #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]
     pub selection_policy: String,
+    /// Also refuse hook and model calls to loopback, unspecified and private
+    /// (RFC 1918, 100.64.0.0/10, fc00::/7) addresses. Link-local and cloud
+    /// metadata addresses are always refused.
+    #[arg(long, env = "TASKLOOM_OUTBOUND_DENY_PRIVATE")]
+    pub outbound_deny_private: bool,
     #[command(flatten)]
     pub templates: TemplateArgs,
     /// Most memory a template render may use, in MiB: templates that do

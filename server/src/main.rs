@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use taskloom_server::config::{Cli, Command};
+use taskloom_server::secrets::SecretBox;
 use taskloom_server::{render, server, store, telemetry};
 
 fn main() -> ExitCode {
@@ -51,7 +52,8 @@ fn main() -> ExitCode {
 }
 
 async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let store = store::open(database_url).await?;
+    // Migrations read and write no secret: any key will do.
+    let store = store::open(database_url, SecretBox::ephemeral()).await?;
     store.migrate().await?;
     println!(
         "taskloom: {} database migrated ({})",

@@ -20,12 +20,11 @@ use crate::drain::DrainLayer;
 use crate::executor::Executor;
 use crate::health;
 use crate::kernel::{Kernel, KernelConfig, runner};
-use crate::llm::{
-    self,
-    resolver::{Resolver, SelectionPolicy},
-};
+use crate::llm::resolver::{Resolver, SelectionPolicy};
+use crate::outbound::{HttpClient, OutboundPolicy};
 use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, SandboxConfig};
+use crate::secrets::SecretBox;
 use crate::store;
 
 /// Serves until `shutdown` resolves, then drains for at most the configured
@@ -34,7 +33,11 @@ pub async fn run(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = store::open(&args.database.database_url)
+    // Configuration that refuses to start is checked before anything is
+    // created on disk.
+    let keys = api_keys(&args)?;
+    let secrets = secret_key(&args)?;
+    let store = store::open(&args.database.database_url, secrets)
         .await
         .with_context(|| {
             format!(
@@ -43,6 +46,19 @@ pub async fn run(
             )
         })?;
     store.migrate().await.context("migrate database")?;
+    let sealed = store
+        .seal_stored_secrets()
+        .await
+        .context("check the stored secrets")?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "encrypted secrets that an earlier version stored in plain text"
+        );
+    }
+    if let Some(path) = store::sqlite_path(&args.database.database_url) {
+        warn_if_others_can_read(Path::new(path), "the database file");
+    }
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -73,7 +89,14 @@ pub async fn run(
         uuid::Uuid::now_v7().to_string(),
     );
     let (stop_runner, runner_stop) = tokio::sync::watch::channel(false);
-    let http = llm::http_client().context("build the HTTP client")?;
+    let outbound_policy = OutboundPolicy {
+        deny_private: args.outbound_deny_private,
+    };
+    let http = HttpClient::new(outbound_policy).context("build the HTTP client")?;
+    tracing::info!(
+        deny_private = outbound_policy.deny_private,
+        "outbound calls: no redirects; link-local and cloud metadata addresses refused"
+    );
     let policy = SelectionPolicy::parse(&args.selection_policy).with_context(|| {
         format!(
             "--selection-policy {:?}: use round_robin, least_loaded, random or priority",
@@ -134,7 +157,6 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let keys = api_keys(&args)?;
     if keys.is_empty() {
         tracing::warn!(
             "no API keys configured: every caller has full access (local development mode; \
@@ -293,8 +315,8 @@ pub async fn stdin_closed() {
 /// Where the data lives, safe to print: the SQLite file's absolute path, or
 /// the Postgres URL without its password.
 pub fn describe_location(database_url: &str) -> String {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        match url::Url::parse(database_url) {
+    match store::sqlite_path(database_url) {
+        None => match url::Url::parse(database_url) {
             Ok(mut parsed) => {
                 if parsed.password().is_some() {
                     let _ = parsed.set_password(Some("***"));
@@ -302,15 +324,64 @@ pub fn describe_location(database_url: &str) -> String {
                 parsed.to_string()
             }
             Err(_) => "postgres (unparseable URL)".to_string(),
-        }
-    } else {
-        let path = database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| database_url.strip_prefix("sqlite:"))
-            .unwrap_or(database_url);
-        std::path::absolute(Path::new(path))
+        },
+        Some(path) => std::path::absolute(Path::new(path))
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.to_string())
+            .unwrap_or_else(|_| path.to_string()),
+    }
+}
+
+/// The key that seals stored secrets: `--secret-key-file`, else (SQLite
+/// only) `<database>.key`, created if missing.
+fn secret_key(args: &ServeArgs) -> anyhow::Result<SecretBox> {
+    let database_url = &args.database.database_url;
+    let (path, created) = match (&args.secret_key_file, store::sqlite_path(database_url)) {
+        (Some(path), _) => (path.clone(), false),
+        (None, None) => anyhow::bail!(
+            "PostgreSQL needs --secret-key-file (or TASKLOOM_SECRET_KEY_FILE): the key that \
+             encrypts provider API keys and hook secret headers, the same file on every \
+             replica; create one with `openssl rand -hex 32 > taskloom.key; chmod 600 taskloom.key`"
+        ),
+        (None, Some(":memory:")) => return Ok(SecretBox::ephemeral()),
+        (None, Some(database)) => {
+            let path = std::path::PathBuf::from(format!("{database}.key"));
+            let created = !path.exists();
+            (path, created)
+        }
+    };
+    let secrets = if created {
+        SecretBox::create_key_file(&path)?
+    } else {
+        SecretBox::load_key_file(&path)?
+    };
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    if created {
+        tracing::warn!(
+            path = %shown.display(),
+            "created a new secret key file (mode 0600) next to the database: keep it with the \
+             database and back it up; the secrets stored with it cannot be read without it"
+        );
+    } else {
+        warn_if_others_can_read(&path, "the secret key file");
+    }
+    tracing::info!(path = %shown.display(), key_id = secrets.key_id(), "secret key loaded");
+    println!("taskloom secret key: {}", shown.display());
+    Ok(secrets)
+}
+
+/// Warns when group or others may read `path`.
+fn warn_if_others_can_read(path: &Path, what: &str) {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "{what} is readable by others than its owner; `chmod 600` it"
+            );
+        }
     }
 }
 
@@ -326,20 +397,46 @@ fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
     Ok(Some(ServerTlsConfig::new().identity(identity)))
 }
 
-/// The keys of `--api-keys-file` and `TASKLOOM_API_KEYS`.
+/// The keys of `--api-keys-file` and `TASKLOOM_API_KEYS`. A source that is
+/// configured but holds no key is a mistake that would leave the server
+/// open to every caller, so it stops the start (fail closed); an empty
+/// `TASKLOOM_API_KEYS` counts as unset.
 fn api_keys(args: &ServeArgs) -> anyhow::Result<api::ApiKeys> {
-    let mut keys: Vec<String> = std::env::var("TASKLOOM_API_KEYS")
-        .map(|list| list.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut keys: Vec<String> = Vec::new();
+    if let Ok(list) = std::env::var("TASKLOOM_API_KEYS")
+        && !list.is_empty()
+    {
+        let listed: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_string)
+            .collect();
+        if listed.is_empty() {
+            anyhow::bail!(
+                "TASKLOOM_API_KEYS is set but holds no API key (only separators or blanks): \
+                 refusing to start without authentication; set keys or unset it"
+            );
+        }
+        keys.extend(listed);
+    }
     if let Some(path) = &args.api_keys_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
-        keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|line| !line.starts_with('#'))
-                .map(str::to_string),
-        );
+        let listed: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        if listed.is_empty() {
+            anyhow::bail!(
+                "--api-keys-file {} holds no API key (only blank or `#` comment lines): \
+                 refusing to start without authentication",
+                path.display()
+            );
+        }
+        keys.extend(listed);
     }
     Ok(api::ApiKeys::new(keys))
 }

@@ -8,18 +8,27 @@ use taskloom_server::kernel::{
 use taskloom_server::proto::taskloom::v1 as pb;
 use taskloom_server::store::{self, DynStore, RunStatus};
 
+/// One fixed key for the whole suite: stores reopened in a test read what
+/// they sealed.
+fn test_secrets() -> taskloom_server::secrets::SecretBox {
+    taskloom_server::secrets::SecretBox::from_key([7; 32])
+}
+
 async fn sqlite() -> (DynStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&dir.path().join("k.db").display().to_string())
-        .await
-        .unwrap();
+    let store = store::open(
+        &dir.path().join("k.db").display().to_string(),
+        test_secrets(),
+    )
+    .await
+    .unwrap();
     store.migrate().await.unwrap();
     (store, dir)
 }
 
 async fn postgres() -> DynStore {
     let url = taskloom_testkit::fresh_postgres_database().unwrap();
-    let store = store::open(&url).await.unwrap();
+    let store = store::open(&url, test_secrets()).await.unwrap();
     store.migrate().await.unwrap();
     store
 }

@@ -376,7 +376,7 @@ async fn error_messages_never_contain_the_key() {
             assert_eq!(error.kind, ErrorKind::Fatal, "{backend}: {error}");
             assert!(!error.message.contains(KEY), "{backend}: {error}");
             assert!(!format!("{error:?}").contains(KEY), "{backend}: {error:?}");
-            assert!(error.message.contains("[redacted]"), "{backend}: {error}");
+            assert!(error.message.contains("[REDACTED]"), "{backend}: {error}");
         }
 
         // Connection failures too.

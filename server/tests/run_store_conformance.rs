@@ -34,6 +34,12 @@ use taskloom_server::store::{
 };
 use tempfile::TempDir;
 
+/// One fixed key for the whole suite: stores reopened in a test read what
+/// they sealed.
+fn test_secrets() -> taskloom_server::secrets::SecretBox {
+    taskloom_server::secrets::SecretBox::from_key([7; 32])
+}
+
 type Runs = Arc<dyn RunStore>;
 
 // ---------------------------------------------------------------------------
@@ -80,7 +86,7 @@ impl RawDatabase {
 async fn sqlite_store() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("taskloom.db").to_str().unwrap().to_string();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteStore::open(&path, test_secrets()).await.unwrap();
     store.migrate().await.unwrap();
     let full: Arc<dyn Store> = Arc::new(store);
     Harness {
@@ -97,7 +103,7 @@ async fn postgres_store() -> Harness {
         .await
         .unwrap()
         .unwrap();
-    let store = PostgresStore::connect(&url).await.unwrap();
+    let store = PostgresStore::connect(&url, test_secrets()).await.unwrap();
     store.migrate().await.unwrap();
     let full: Arc<dyn Store> = Arc::new(store);
     Harness {

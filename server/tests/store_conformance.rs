@@ -19,6 +19,12 @@ use taskloom_server::store::{
 };
 use tempfile::TempDir;
 
+/// One fixed key for the whole suite: stores reopened in a test read what
+/// they sealed.
+fn test_secrets() -> taskloom_server::secrets::SecretBox {
+    taskloom_server::secrets::SecretBox::from_key([7; 32])
+}
+
 // ---------------------------------------------------------------------------
 // Harness
 
@@ -32,7 +38,9 @@ struct Harness {
 async fn sqlite_store() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("taskloom.db");
-    let store = store::open(path.to_str().unwrap()).await.unwrap();
+    let store = store::open(path.to_str().unwrap(), test_secrets())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Harness {
         store,
@@ -46,7 +54,7 @@ async fn postgres_store() -> Harness {
         .await
         .unwrap()
         .unwrap();
-    let store = store::open(&url).await.unwrap();
+    let store = store::open(&url, test_secrets()).await.unwrap();
     store.migrate().await.unwrap();
     Harness { store, _dir: None }
 }
@@ -1883,7 +1891,7 @@ mod sqlite_file {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fresh.db");
         assert!(!path.exists());
-        let store = store::open(&format!("sqlite://{}", path.display()))
+        let store = store::open(&format!("sqlite://{}", path.display()), test_secrets())
             .await
             .unwrap();
         store.migrate().await.unwrap();
@@ -1906,7 +1914,7 @@ mod sqlite_file {
         let path = dir.path().join("durable.db");
         let path = path.to_str().unwrap();
         let (backend_record, chain) = {
-            let store = store::open(path).await.unwrap();
+            let store = store::open(path, test_secrets()).await.unwrap();
             store.migrate().await.unwrap();
             let backend_record = store
                 .create_backend(backend("b-1", "alpha"), key("CreateBackend", "req-1", "h"))
@@ -1921,7 +1929,7 @@ mod sqlite_file {
             (backend_record, chain)
         };
 
-        let store = store::open(path).await.unwrap();
+        let store = store::open(path, test_secrets()).await.unwrap();
         store.migrate().await.unwrap();
         assert_eq!(store.get_backend("b-1").await.unwrap(), backend_record);
         assert_eq!(store.get_chain("keep", None, false).await.unwrap(), chain);

@@ -252,6 +252,27 @@ impl Drop for PostgresServer {
     }
 }
 
+/// A secret key file for test servers on PostgreSQL, the same for every
+/// test process (a fixed test key, mode 0600).
+pub fn test_secret_key_file() -> Result<PathBuf> {
+    const TEST_KEY: &str = "7465737420736563726574206b657920666f72207461736b6c6f6f6d21212121";
+    let path = std::env::temp_dir().join("taskloom-test-secret.key");
+    if std::fs::read_to_string(&path).is_ok_and(|text| text.trim() == TEST_KEY) {
+        return Ok(path);
+    }
+    // Written whole under a unique name, then renamed: concurrent callers
+    // never see a partial file.
+    let partial = path.with_extension(format!("{}.partial", std::process::id()));
+    std::fs::write(&partial, format!("{TEST_KEY}\n"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
 /// A running `taskloom serve` process on a loopback port; killed on drop.
 pub struct ServerProcess {
     child: Child,
@@ -276,11 +297,20 @@ impl ServerProcess {
                 )
             }
         };
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", &url])
-            .args(extra_args)
+            .args(extra_args);
+        if database_url.is_some() && !extra_args.contains(&"--secret-key-file") {
+            // PostgreSQL needs a key, the same for every process on a
+            // database (replicas, restarts).
+            command
+                .arg("--secret-key-file")
+                .arg(test_secret_key_file()?);
+        }
+        let child = command
             // The server exits when this process (holding the pipe) dies.
             .arg("--exit-with-stdin")
             .env(

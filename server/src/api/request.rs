@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tonic_types::FieldViolation;
 
 use super::error::{ApiError, ApiResult};
+use crate::outbound::OutboundPolicy;
 use crate::store::{IdempotencyKey, PageQuery};
 
 /// Default and maximum `page_size`.
@@ -107,7 +108,14 @@ impl Violations {
                 field,
                 "must not embed credentials; pass secrets in their own field",
             ),
-            Ok(_) => {}
+            // Addresses refused whatever the flags (link-local, cloud
+            // metadata) are refused here already; the call-time check is
+            // the one that counts, since a name can change its address.
+            Ok(url) => {
+                if let Err(refused) = OutboundPolicy::default().check_url(&url) {
+                    self.add(field, refused.to_string());
+                }
+            }
             Err(error) => self.add(field, format!("is not a valid URL: {error}")),
         }
     }

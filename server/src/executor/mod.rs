@@ -12,6 +12,7 @@ use crate::chain::{self, CompiledTask, Handler};
 use crate::kernel::{Kernel, TaskFailure, TaskSuccess, value};
 use crate::llm::resolver::{Capability, ResolveError, Resolver, Served};
 use crate::llm::{ChatMessage, ChatRequest, ChatResponse, Role};
+use crate::outbound::{self, HttpClient};
 use crate::proto::taskloom::v1::{self as pb, value::Kind};
 use crate::store::{AttemptRecord, DynStore, StoreError};
 
@@ -24,11 +25,11 @@ const EMBED_POOL: &str = "internal_embed_pool";
 pub struct Executor {
     store: DynStore,
     resolver: Resolver,
-    http: reqwest::Client,
+    http: HttpClient,
 }
 
 impl Executor {
-    pub fn new(store: DynStore, resolver: Resolver, http: reqwest::Client) -> Executor {
+    pub fn new(store: DynStore, resolver: Resolver, http: HttpClient) -> Executor {
         Executor {
             store,
             resolver,
@@ -232,9 +233,19 @@ impl Executor {
         let method = reqwest::Method::from_bytes(hook.method.as_bytes()).map_err(|_| {
             TaskFailure::new(format!("hook {} has an invalid method", hook.name), false)
         })?;
+        let url = reqwest::Url::parse(&hook.url).map_err(|error| {
+            TaskFailure::new(
+                format!("hook {} has an invalid URL: {error}", hook.name),
+                false,
+            )
+        })?;
+        let refused = |refused: &outbound::Refused| {
+            TaskFailure::new(format!("hook {}: {refused}", hook.name), false)
+        };
         let mut request = self
             .http
-            .request(method.clone(), &hook.url)
+            .request(method.clone(), url)
+            .map_err(|error| refused(&error))?
             .timeout(Duration::from_millis(hook.timeout_ms.max(1) as u64))
             .header("x-taskloom-run-id", &attempt.run_id)
             .header("x-taskloom-task-id", &attempt.task_id)
@@ -262,14 +273,45 @@ impl Executor {
                 "attempt": attempt.attempt,
             }))
         };
-        let response = request.send().await.map_err(|error| {
-            // Never echo URLs with secrets: reqwest errors name the URL only.
-            TaskFailure::new(
-                format!("hook {} failed: {}", hook.name, error.without_url()),
-                true,
-            )
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| match outbound::refusal(&error) {
+                Some(refusal) => refused(refusal),
+                // Never echo URLs with secrets: reqwest errors name the URL only.
+                None => TaskFailure::new(
+                    format!("hook {} failed: {}", hook.name, error.without_url()),
+                    true,
+                ),
+            })?;
         let status = response.status();
+        if status.is_redirection() {
+            // Following it would hand the secret headers to wherever it
+            // points; the hook's URL should name the final address.
+            return Err(TaskFailure::new(
+                format!(
+                    "hook {} answered {}",
+                    hook.name,
+                    outbound::redirect_description(&response)
+                ),
+                false,
+            ));
+        }
+        if !status.is_success() {
+            // The body may echo the request, secret headers included: every
+            // secret value is redacted before the text is cut and recorded.
+            let body = outbound::read_error_body(response).await;
+            let secrets: Vec<&str> = hook.secret_headers.values().map(String::as_str).collect();
+            return Err(TaskFailure::new(
+                format!(
+                    "hook {} answered HTTP {}: {}",
+                    hook.name,
+                    status.as_u16(),
+                    outbound::error_excerpt(&body, &secrets)
+                ),
+                crate::llm::is_retryable_status(status.as_u16()),
+            ));
+        }
         let body = response.bytes().await.map_err(|error| {
             TaskFailure::new(
                 format!(
@@ -280,17 +322,6 @@ impl Executor {
                 true,
             )
         })?;
-        if !status.is_success() {
-            let shown: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            return Err(TaskFailure::new(
-                format!(
-                    "hook {} answered HTTP {}: {shown}",
-                    hook.name,
-                    status.as_u16()
-                ),
-                crate::llm::is_retryable_status(status.as_u16()),
-            ));
-        }
         let output = match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(json) => value::json_value(json),
             Err(_) => value::text(String::from_utf8_lossy(&body).into_owned()),

@@ -1,6 +1,8 @@
 //! HTTP plumbing shared by the providers: base URLs, auth headers, the
 //! per-call deadline, error classification and redaction, and readers for
-//! NDJSON and server-sent-event streams.
+//! NDJSON and server-sent-event streams. Calls go through the outbound
+//! [`HttpClient`]: no redirects (a key never crosses to another origin) and
+//! the outbound address policy.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -13,10 +15,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::ProviderError;
+use crate::outbound::{self, HttpClient};
 
 /// What [`super::provider_for`] was given.
 pub(crate) struct Settings<'a> {
-    pub client: reqwest::Client,
+    pub client: HttpClient,
     pub base_url: &'a str,
     pub api_key: Option<&'a str>,
     pub timeout: Duration,
@@ -30,15 +33,14 @@ pub(crate) enum Auth {
     Header(&'static str),
 }
 
-/// Longest error body excerpt and stream line we accept.
-const MAX_ERROR_DETAIL_CHARS: usize = 500;
+/// Longest stream line we accept.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// One backend's base URL, credentials and deadline.
 pub(crate) struct Endpoint {
     /// Names the backend type in error messages.
     pub provider: &'static str,
-    client: reqwest::Client,
+    client: HttpClient,
     /// Scheme and authority plus any path prefix, without a trailing slash
     /// or API version.
     base: String,
@@ -77,6 +79,12 @@ impl Endpoint {
                 "{provider}: base URL {base:?} must be an http(s) URL with a host"
             )));
         }
+        // Request paths only append to the base, so the host checked here is
+        // the host of every request; names are checked again on resolution.
+        settings
+            .client
+            .check_url(&parsed)
+            .map_err(|refused| ProviderError::fatal(format!("{provider}: {refused}")))?;
 
         let api_key = settings.api_key.filter(|key| !key.is_empty());
         let auth_header = api_key
@@ -108,7 +116,10 @@ impl Endpoint {
 
     /// A request to `base + path`, with the auth header when a key is set.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let builder = self.client.request(method, format!("{}{path}", self.base));
+        let builder = self
+            .client
+            .checked()
+            .request(method, format!("{}{path}", self.base));
         match &self.auth_header {
             Some((name, value)) => builder.header(name.clone(), value.clone()),
             None => builder,
@@ -129,11 +140,13 @@ impl Endpoint {
             ))),
         };
         result.map_err(|mut error| {
-            if let Some(key) = &self.api_key {
-                error.message = error.message.replace(key.as_str(), "[redacted]");
-            }
+            error.message = outbound::redact(&error.message, self.secrets());
             error
         })
+    }
+
+    fn secrets(&self) -> &[String] {
+        self.api_key.as_slice()
     }
 
     /// Sends a request; an error status becomes a classified error carrying
@@ -147,9 +160,21 @@ impl Endpoint {
         if status.is_success() {
             return Ok(response);
         }
+        if status.is_redirection() {
+            return Err(ProviderError {
+                status: Some(status.as_u16()),
+                ..ProviderError::fatal(format!(
+                    "{}: {}",
+                    self.provider,
+                    outbound::redirect_description(&response)
+                ))
+            });
+        }
         // The status alone decides the kind; an unreadable body only costs
-        // the detail.
-        let body = response.text().await.unwrap_or_default();
+        // the detail. The body may echo the request (and its key): it is
+        // redacted before anything is cut from it.
+        let body = outbound::read_error_body(response).await;
+        let body = outbound::redact(&body, self.secrets());
         Err(ProviderError::from_status(
             status.as_u16(),
             format!("{}: HTTP {status}: {}", self.provider, error_detail(&body)),
@@ -197,8 +222,12 @@ impl Endpoint {
 }
 
 /// Connection-level failures (refused, reset, timed out, body cut short)
-/// are retryable; failing to even build the request is a configuration bug.
+/// are retryable; failing to even build the request is a configuration bug,
+/// and so is an address the outbound policy refuses.
 fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError {
+    if let Some(refused) = outbound::refusal(error) {
+        return ProviderError::fatal(format!("{provider}: {refused}"));
+    }
     let mut message = format!("{provider}: {error}");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -223,13 +252,10 @@ fn error_detail(body: &str) -> String {
             .or_else(|| value["message"].as_str())
     });
     let detail = message.unwrap_or(body).trim();
-    if detail.chars().count() > MAX_ERROR_DETAIL_CHARS {
-        let cut: String = detail.chars().take(MAX_ERROR_DETAIL_CHARS).collect();
-        format!("{cut}…")
-    } else if detail.is_empty() {
+    if detail.is_empty() {
         "(empty body)".to_string()
     } else {
-        detail.to_string()
+        outbound::error_excerpt(detail, &[] as &[&str])
     }
 }
 

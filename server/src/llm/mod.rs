@@ -1,7 +1,7 @@
 //! LLM provider clients: one provider-neutral request/response model and a
 //! [`Provider`] trait, implemented for Ollama, OpenAI and OpenAI-compatible
 //! servers (vLLM, llama.cpp, LM Studio, OpenRouter, Mistral), Gemini and
-//! Anthropic over one shared `reqwest::Client`.
+//! Anthropic over one shared [`HttpClient`].
 //!
 //! Every call is bounded by the timeout given at construction and runs
 //! entirely inside the returned future: dropping the future aborts the HTTP
@@ -22,6 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+use crate::outbound::{HttpClient, OutboundPolicy};
 
 /// Who said a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -224,7 +226,7 @@ pub fn provider_for(
     base_url: &str,
     api_key: Option<&str>,
     timeout: Duration,
-    client: reqwest::Client,
+    client: HttpClient,
 ) -> Result<Box<dyn Provider>, ProviderError> {
     let settings = http::Settings {
         client,
@@ -249,13 +251,10 @@ pub fn provider_for(
     })
 }
 
-/// A `reqwest::Client` suited to provider calls, to share across providers.
+/// An outbound client with the default policy, to share across providers.
 /// Per-call deadlines come from each provider's timeout, not from here.
-pub fn http_client() -> Result<reqwest::Client, ProviderError> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("taskloom/", env!("CARGO_PKG_VERSION")))
-        .build()
+pub fn http_client() -> Result<HttpClient, ProviderError> {
+    HttpClient::new(OutboundPolicy::default())
         .map_err(|error| ProviderError::fatal(format!("cannot build the HTTP client: {error}")))
 }
 

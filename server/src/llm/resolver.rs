@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
 use crate::chain::ModelPreference;
+use crate::outbound::HttpClient;
 use crate::store::{BackendRecord, DynStore, ModelRecord, PageQuery, StoreError};
 
 /// What a call needs from a model.
@@ -96,7 +97,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Resolver {
     store: DynStore,
-    client: reqwest::Client,
+    client: HttpClient,
     policy: SelectionPolicy,
     rotation: Mutex<HashMap<String, usize>>,
     in_flight: Mutex<HashMap<String, usize>>,
@@ -122,7 +123,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Resolver {
-    pub fn new(store: DynStore, client: reqwest::Client, policy: SelectionPolicy) -> Resolver {
+    pub fn new(store: DynStore, client: HttpClient, policy: SelectionPolicy) -> Resolver {
         Resolver {
             store,
             client,

@@ -12,6 +12,7 @@
 mod postgres;
 mod postgres_runs;
 mod runs;
+mod sealed;
 mod sessions;
 mod signals;
 mod sqlite;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use crate::secrets::SecretBox;
 
 pub use postgres::PostgresStore;
 pub use runs::{
@@ -350,6 +353,11 @@ pub trait Store: RunStore + SessionStore + Signals + Send + Sync + 'static {
     /// whether the store can write; the health monitor calls it while the
     /// store is failing.
     async fn probe(&self) -> StoreResult<()>;
+    /// Encrypts the secrets that versions before encryption at rest stored
+    /// in plain text, and checks that every stored secret opens with this
+    /// store's key (`Corrupt`, naming the key, when one does not). Returns
+    /// how many were encrypted. Idempotent; safe while other replicas run.
+    async fn seal_stored_secrets(&self) -> StoreResult<usize>;
 
     // ---- backends ----
     /// `AlreadyExists` when the id or the name is taken.
@@ -484,14 +492,25 @@ pub type DynStore = Arc<dyn Store>;
 
 /// Opens the store a database URL names: `postgres://…`/`postgresql://…`,
 /// or `sqlite://PATH` / a plain file path for SQLite (created if missing).
-pub async fn open(database_url: &str) -> StoreResult<DynStore> {
+/// Secrets are sealed with `secrets`.
+pub async fn open(database_url: &str, secrets: SecretBox) -> StoreResult<DynStore> {
+    match sqlite_path(database_url) {
+        None => Ok(Arc::new(
+            PostgresStore::connect(database_url, secrets).await?,
+        )),
+        Some(path) => Ok(Arc::new(SqliteStore::open(path, secrets).await?)),
+    }
+}
+
+/// The SQLite file a database URL names; `None` for PostgreSQL.
+pub fn sqlite_path(database_url: &str) -> Option<&str> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(database_url).await?))
-    } else {
-        let path = database_url
+        return None;
+    }
+    Some(
+        database_url
             .strip_prefix("sqlite://")
             .or_else(|| database_url.strip_prefix("sqlite:"))
-            .unwrap_or(database_url);
-        Ok(Arc::new(SqliteStore::open(path).await?))
-    }
+            .unwrap_or(database_url),
+    )
 }

@@ -17,6 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Decode, PgConnection, Row, Type};
 
+use super::sealed;
+use crate::secrets::SecretBox;
+
 use super::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
     ModelRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult,
@@ -80,14 +83,17 @@ macro_rules! chain_columns {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Seals the secret columns.
+    secrets: SecretBox,
 }
 
 impl PostgresStore {
-    /// Connects to `url`. The pool size comes from the optional
-    /// `max_connections` query parameter (default 16).
-    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+    /// Connects to `url`, sealing secrets with `secrets`. The pool size
+    /// comes from the optional `max_connections` query parameter (default
+    /// 16).
+    pub async fn connect(url: &str, secrets: SecretBox) -> StoreResult<PostgresStore> {
         let (url, max_connections) = split_max_connections(url)?;
-        Self::connect_with(&url, max_connections).await
+        Self::connect_with(&url, max_connections, secrets).await
     }
 
     /// Connects to `url` with a pool of at most `max_connections`
@@ -95,6 +101,7 @@ impl PostgresStore {
     pub async fn connect_with(
         url: &str,
         max_connections: Option<u32>,
+        secrets: SecretBox,
     ) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
@@ -102,7 +109,7 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, secrets })
     }
 
     /// The connection pool, for components that need Postgres directly
@@ -189,14 +196,15 @@ where
     })
 }
 
-fn backend_from_row(row: &PgRow) -> StoreResult<BackendRecord> {
+fn backend_from_row(row: &PgRow, secrets: &SecretBox) -> StoreResult<BackendRecord> {
     let labels: Json<BTreeMap<String, String>> = column(row, "labels")?;
+    let id: String = column(row, "id")?;
     Ok(BackendRecord {
-        id: column(row, "id")?,
+        api_key: sealed::open_api_key(secrets, &id, column(row, "api_key")?)?,
+        id,
         name: column(row, "name")?,
         backend_type: column(row, "backend_type")?,
         base_url: column(row, "base_url")?,
-        api_key: column(row, "api_key")?,
         priority: column(row, "priority")?,
         max_concurrency: column(row, "max_concurrency")?,
         request_timeout_ms: column(row, "request_timeout_ms")?,
@@ -233,17 +241,18 @@ fn model_from_row(row: &PgRow) -> StoreResult<ModelRecord> {
     })
 }
 
-fn hook_from_row(row: &PgRow) -> StoreResult<HookRecord> {
+fn hook_from_row(row: &PgRow, secrets: &SecretBox) -> StoreResult<HookRecord> {
     let headers: Json<BTreeMap<String, String>> = column(row, "headers")?;
-    let secret_headers: Json<BTreeMap<String, String>> = column(row, "secret_headers")?;
+    let secret_headers: Json<serde_json::Value> = column(row, "secret_headers")?;
+    let name: String = column(row, "name")?;
     Ok(HookRecord {
-        name: column(row, "name")?,
+        secret_headers: sealed::open_headers(secrets, &name, secret_headers.0)?,
+        name,
         description: column(row, "description")?,
         url: column(row, "url")?,
         method: column(row, "method")?,
         timeout_ms: column(row, "timeout_ms")?,
         headers: headers.0,
-        secret_headers: secret_headers.0,
         queue: column(row, "queue")?,
         revision: column(row, "revision")?,
         created_at: column(row, "created_at")?,
@@ -414,7 +423,11 @@ async fn record_idempotent_version(
     Ok(())
 }
 
-async fn fetch_backend(conn: &mut PgConnection, id: &str) -> StoreResult<BackendRecord> {
+async fn fetch_backend(
+    conn: &mut PgConnection,
+    id: &str,
+    secrets: &SecretBox,
+) -> StoreResult<BackendRecord> {
     let row = sqlx::query(concat!(
         "SELECT ",
         backend_columns!(),
@@ -424,7 +437,7 @@ async fn fetch_backend(conn: &mut PgConnection, id: &str) -> StoreResult<Backend
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| not_found("backend", id))?;
-    backend_from_row(&row)
+    backend_from_row(&row, secrets)
 }
 
 async fn fetch_pool(conn: &mut PgConnection, id: &str) -> StoreResult<PoolRecord> {
@@ -453,7 +466,11 @@ async fn fetch_model(conn: &mut PgConnection, name: &str) -> StoreResult<ModelRe
     model_from_row(&row)
 }
 
-async fn fetch_hook(conn: &mut PgConnection, name: &str) -> StoreResult<HookRecord> {
+async fn fetch_hook(
+    conn: &mut PgConnection,
+    name: &str,
+    secrets: &SecretBox,
+) -> StoreResult<HookRecord> {
     let row = sqlx::query(concat!(
         "SELECT ",
         hook_columns!(),
@@ -463,7 +480,7 @@ async fn fetch_hook(conn: &mut PgConnection, name: &str) -> StoreResult<HookReco
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| not_found("hook", name))?;
-    hook_from_row(&row)
+    hook_from_row(&row, secrets)
 }
 
 /// A chain version, live or deleted.
@@ -589,6 +606,49 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn seal_stored_secrets(&self) -> StoreResult<usize> {
+        // Each plain-text value is replaced only if it is still the one
+        // read: replicas starting together (with the same key) each seal a
+        // row at most once between them.
+        let mut sealed = 0;
+        let keys = sqlx::query("SELECT id, api_key FROM backends WHERE api_key IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &keys {
+            let id: String = column(row, "id")?;
+            let stored: String = column(row, "api_key")?;
+            if let Some(resealed) = sealed::reseal_api_key(&self.secrets, &id, &stored)? {
+                sealed +=
+                    sqlx::query("UPDATE backends SET api_key = $3 WHERE id = $1 AND api_key = $2")
+                        .bind(&id)
+                        .bind(&stored)
+                        .bind(resealed)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected() as usize;
+            }
+        }
+        let hooks = sqlx::query("SELECT name, secret_headers FROM hooks")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &hooks {
+            let name: String = column(row, "name")?;
+            let stored: Json<serde_json::Value> = column(row, "secret_headers")?;
+            if let Some(resealed) = sealed::reseal_headers(&self.secrets, &name, &stored.0)? {
+                sealed += sqlx::query(
+                    "UPDATE hooks SET secret_headers = $3 WHERE name = $1 AND secret_headers = $2",
+                )
+                .bind(&name)
+                .bind(&stored)
+                .bind(Json(resealed))
+                .execute(&self.pool)
+                .await?
+                .rows_affected() as usize;
+            }
+        }
+        Ok(sealed)
+    }
+
     // ---- backends ----
 
     async fn create_backend(
@@ -601,7 +661,7 @@ impl Store for PostgresStore {
             && let Reservation::Replay { resource_key, .. } =
                 reserve(&mut tx, key, &backend.id).await?
         {
-            let record = fetch_backend(&mut tx, &resource_key).await?;
+            let record = fetch_backend(&mut tx, &resource_key, &self.secrets).await?;
             return Ok(Created {
                 record,
                 replayed: true,
@@ -620,7 +680,11 @@ impl Store for PostgresStore {
         .bind(&backend.name)
         .bind(&backend.backend_type)
         .bind(&backend.base_url)
-        .bind(&backend.api_key)
+        .bind(sealed::seal_api_key(
+            &self.secrets,
+            &backend.id,
+            backend.api_key.as_deref(),
+        ))
         .bind(backend.priority)
         .bind(backend.max_concurrency)
         .bind(backend.request_timeout_ms)
@@ -642,7 +706,7 @@ impl Store for PostgresStore {
                 }
             })
         })?;
-        let record = backend_from_row(&row)?;
+        let record = backend_from_row(&row, &self.secrets)?;
         tx.commit().await?;
         Ok(Created {
             record,
@@ -652,7 +716,7 @@ impl Store for PostgresStore {
 
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {
         let mut conn = self.pool.acquire().await?;
-        fetch_backend(&mut conn, id).await
+        fetch_backend(&mut conn, id, &self.secrets).await
     }
 
     async fn list_backends(&self, page: PageQuery) -> StoreResult<Page<BackendRecord>> {
@@ -667,7 +731,7 @@ impl Store for PostgresStore {
         .await?;
         let items = rows
             .iter()
-            .map(backend_from_row)
+            .map(|row| backend_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(items, &page, |b| b.name.clone()))
     }
@@ -688,7 +752,11 @@ impl Store for PostgresStore {
         .bind(&backend.name)
         .bind(&backend.backend_type)
         .bind(&backend.base_url)
-        .bind(&backend.api_key)
+        .bind(sealed::seal_api_key(
+            &self.secrets,
+            &backend.id,
+            backend.api_key.as_deref(),
+        ))
         .bind(backend.priority)
         .bind(backend.max_concurrency)
         .bind(backend.request_timeout_ms)
@@ -709,7 +777,7 @@ impl Store for PostgresStore {
                 actual,
             ));
         };
-        let record = backend_from_row(&row)?;
+        let record = backend_from_row(&row, &self.secrets)?;
         tx.commit().await?;
         Ok(record)
     }
@@ -904,7 +972,7 @@ impl Store for PostgresStore {
         tx.commit().await?;
         let items = rows
             .iter()
-            .map(backend_from_row)
+            .map(|row| backend_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(items, &page, |b| b.name.clone()))
     }
@@ -1139,7 +1207,7 @@ impl Store for PostgresStore {
             && let Reservation::Replay { resource_key, .. } =
                 reserve(&mut tx, key, &hook.name).await?
         {
-            let record = fetch_hook(&mut tx, &resource_key).await?;
+            let record = fetch_hook(&mut tx, &resource_key, &self.secrets).await?;
             return Ok(Created {
                 record,
                 replayed: true,
@@ -1157,13 +1225,17 @@ impl Store for PostgresStore {
         .bind(&hook.method)
         .bind(hook.timeout_ms)
         .bind(Json(&hook.headers))
-        .bind(Json(&hook.secret_headers))
+        .bind(Json(sealed::seal_headers(
+            &self.secrets,
+            &hook.name,
+            &hook.secret_headers,
+        )?))
         .bind(&hook.queue)
         .bind(now())
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| on_unique_violation(err, "hook", |_| hook.name.clone()))?;
-        let record = hook_from_row(&row)?;
+        let record = hook_from_row(&row, &self.secrets)?;
         tx.commit().await?;
         Ok(Created {
             record,
@@ -1173,7 +1245,7 @@ impl Store for PostgresStore {
 
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
         let mut conn = self.pool.acquire().await?;
-        fetch_hook(&mut conn, name).await
+        fetch_hook(&mut conn, name, &self.secrets).await
     }
 
     async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>> {
@@ -1188,7 +1260,7 @@ impl Store for PostgresStore {
         .await?;
         let items = rows
             .iter()
-            .map(hook_from_row)
+            .map(|row| hook_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(items, &page, |h| h.name.clone()))
     }
@@ -1208,7 +1280,11 @@ impl Store for PostgresStore {
         .bind(&hook.method)
         .bind(hook.timeout_ms)
         .bind(Json(&hook.headers))
-        .bind(Json(&hook.secret_headers))
+        .bind(Json(sealed::seal_headers(
+            &self.secrets,
+            &hook.name,
+            &hook.secret_headers,
+        )?))
         .bind(&hook.queue)
         .bind(now())
         .fetch_optional(&mut *tx)
@@ -1220,7 +1296,7 @@ impl Store for PostgresStore {
                 .await?;
             return Err(revision_mismatch("hook", &hook.name, hook.revision, actual));
         };
-        let record = hook_from_row(&row)?;
+        let record = hook_from_row(&row, &self.secrets)?;
         tx.commit().await?;
         Ok(record)
     }
@@ -1524,7 +1600,11 @@ mod tests {
             .map(|_| {
                 let url = url.clone();
                 tokio::spawn(async move {
-                    let store = PostgresStore::connect(&format!("{url}?max_connections=2")).await?;
+                    let store = PostgresStore::connect(
+                        &format!("{url}?max_connections=2"),
+                        crate::secrets::SecretBox::ephemeral(),
+                    )
+                    .await?;
                     store.migrate().await?;
                     store.migrate().await
                 })
@@ -1533,7 +1613,9 @@ mod tests {
         for replica in replicas {
             replica.await.unwrap().unwrap();
         }
-        let store = PostgresStore::connect(&url).await.unwrap();
+        let store = PostgresStore::connect(&url, crate::secrets::SecretBox::ephemeral())
+            .await
+            .unwrap();
         let pools = store
             .list_pools(PageQuery {
                 limit: 10,

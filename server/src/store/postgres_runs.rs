@@ -1585,7 +1585,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let store = PostgresStore::connect(&url).await.unwrap();
+        let store = PostgresStore::connect(&url, crate::secrets::SecretBox::ephemeral())
+            .await
+            .unwrap();
         store.migrate().await.unwrap();
         store
     }

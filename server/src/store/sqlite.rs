@@ -22,6 +22,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Decode, Row, Sqlite, Transaction, Type};
 
+use crate::secrets::SecretBox;
+
+use super::sealed;
 use super::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
     ModelRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult,
@@ -54,12 +57,16 @@ pub struct SqliteStore {
     /// Exactly one connection: the only one that writes.
     writer: SqlitePool,
     pub(super) reader: SqlitePool,
+    /// Seals the secret columns.
+    secrets: SecretBox,
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database file at `path`. Call
+    /// Opens (creating if missing, readable by its owner only) the
+    /// database file at `path`, sealing secrets with `secrets`. Call
     /// [`Store::migrate`] before use.
-    pub async fn open(path: &str) -> StoreResult<SqliteStore> {
+    pub async fn open(path: &str, secrets: SecretBox) -> StoreResult<SqliteStore> {
+        create_private_file(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -73,7 +80,11 @@ impl SqliteStore {
             .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
             .await?;
         let reader = pool_options(READ_CONNECTIONS).connect_with(options).await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            secrets,
+        })
     }
 
     pub(super) async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -105,6 +116,24 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
                 Ok(!conn.is_in_transaction())
             })
         })
+}
+
+/// Creates the database file, readable and writable by its owner only, if
+/// it does not exist: SQLite creates its `-wal` and `-shm` files with the
+/// database file's permissions. An existing file keeps its mode.
+fn create_private_file(path: &str) -> StoreResult<()> {
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Database(sqlx::Error::Io(error))),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -206,14 +235,15 @@ where
     })
 }
 
-fn backend_from_row(row: &SqliteRow) -> StoreResult<BackendRecord> {
+fn backend_from_row(row: &SqliteRow, secrets: &SecretBox) -> StoreResult<BackendRecord> {
     let last_sync_at: Option<i64> = column(row, "last_sync_at")?;
+    let id: String = column(row, "id")?;
     Ok(BackendRecord {
-        id: column(row, "id")?,
+        api_key: sealed::open_api_key(secrets, &id, column(row, "api_key")?)?,
+        id,
         name: column(row, "name")?,
         backend_type: column(row, "backend_type")?,
         base_url: column(row, "base_url")?,
-        api_key: column(row, "api_key")?,
         priority: column(row, "priority")?,
         max_concurrency: column(row, "max_concurrency")?,
         request_timeout_ms: column(row, "request_timeout_ms")?,
@@ -250,15 +280,20 @@ fn model_from_row(row: &SqliteRow) -> StoreResult<ModelRecord> {
     })
 }
 
-fn hook_from_row(row: &SqliteRow) -> StoreResult<HookRecord> {
+fn hook_from_row(row: &SqliteRow, secrets: &SecretBox) -> StoreResult<HookRecord> {
+    let name: String = column(row, "name")?;
     Ok(HookRecord {
-        name: column(row, "name")?,
+        secret_headers: sealed::open_headers(
+            secrets,
+            &name,
+            from_json(column(row, "secret_headers")?, "hook secret headers")?,
+        )?,
+        name,
         description: column(row, "description")?,
         url: column(row, "url")?,
         method: column(row, "method")?,
         timeout_ms: column(row, "timeout_ms")?,
         headers: from_json(column(row, "headers")?, "hook headers")?,
-        secret_headers: from_json(column(row, "secret_headers")?, "hook secret headers")?,
         queue: column(row, "queue")?,
         revision: column(row, "revision")?,
         created_at: from_micros(column(row, "created_at")?)?,
@@ -281,7 +316,11 @@ fn chain_from_row(row: &SqliteRow) -> StoreResult<(ChainRecord, bool)> {
 // ---------------------------------------------------------------------------
 // Single-row lookups shared by several methods
 
-async fn fetch_backend(conn: &mut SqliteConnection, id: &str) -> StoreResult<BackendRecord> {
+async fn fetch_backend(
+    conn: &mut SqliteConnection,
+    id: &str,
+    secrets: &SecretBox,
+) -> StoreResult<BackendRecord> {
     let row = sqlx::query(&format!(
         "SELECT {BACKEND_COLUMNS} FROM backends b WHERE b.id = ?"
     ))
@@ -289,7 +328,7 @@ async fn fetch_backend(conn: &mut SqliteConnection, id: &str) -> StoreResult<Bac
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(row) => backend_from_row(&row),
+        Some(row) => backend_from_row(&row, secrets),
         None => Err(not_found("backend", id)),
     }
 }
@@ -320,7 +359,11 @@ async fn fetch_model(conn: &mut SqliteConnection, name: &str) -> StoreResult<Mod
     }
 }
 
-async fn fetch_hook(conn: &mut SqliteConnection, name: &str) -> StoreResult<HookRecord> {
+async fn fetch_hook(
+    conn: &mut SqliteConnection,
+    name: &str,
+    secrets: &SecretBox,
+) -> StoreResult<HookRecord> {
     let row = sqlx::query(&format!(
         "SELECT {HOOK_COLUMNS} FROM hooks h WHERE h.name = ?"
     ))
@@ -328,7 +371,7 @@ async fn fetch_hook(conn: &mut SqliteConnection, name: &str) -> StoreResult<Hook
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(row) => hook_from_row(&row),
+        Some(row) => hook_from_row(&row, secrets),
         None => Err(not_found("hook", name)),
     }
 }
@@ -521,6 +564,43 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn seal_stored_secrets(&self) -> StoreResult<usize> {
+        let mut tx = self.write_tx().await?;
+        let mut sealed = 0;
+        let keys = sqlx::query("SELECT id, api_key FROM backends WHERE api_key IS NOT NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &keys {
+            let id: String = column(row, "id")?;
+            let stored: String = column(row, "api_key")?;
+            if let Some(resealed) = sealed::reseal_api_key(&self.secrets, &id, &stored)? {
+                sqlx::query("UPDATE backends SET api_key = ? WHERE id = ?")
+                    .bind(resealed)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                sealed += 1;
+            }
+        }
+        let hooks = sqlx::query("SELECT name, secret_headers FROM hooks")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &hooks {
+            let name: String = column(row, "name")?;
+            let stored = from_json(column(row, "secret_headers")?, "hook secret headers")?;
+            if let Some(resealed) = sealed::reseal_headers(&self.secrets, &name, &stored)? {
+                sqlx::query("UPDATE hooks SET secret_headers = ? WHERE name = ?")
+                    .bind(to_json(&resealed, "hook secret headers")?)
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                sealed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
     // ---- backends ----
 
     async fn create_backend(
@@ -530,7 +610,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Created<BackendRecord>> {
         let mut tx = self.write_tx().await?;
         if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_backend(&mut tx, &prior.resource_key).await?;
+            let record = fetch_backend(&mut tx, &prior.resource_key, &self.secrets).await?;
             tx.commit().await?;
             return Ok(Created {
                 record,
@@ -570,7 +650,11 @@ impl Store for SqliteStore {
         .bind(&record.name)
         .bind(&record.backend_type)
         .bind(&record.base_url)
-        .bind(&record.api_key)
+        .bind(sealed::seal_api_key(
+            &self.secrets,
+            &record.id,
+            record.api_key.as_deref(),
+        ))
         .bind(record.priority)
         .bind(record.max_concurrency)
         .bind(record.request_timeout_ms)
@@ -596,7 +680,7 @@ impl Store for SqliteStore {
 
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {
         let mut conn = self.reader.acquire().await?;
-        fetch_backend(&mut conn, id).await
+        fetch_backend(&mut conn, id, &self.secrets).await
     }
 
     async fn list_backends(&self, page: PageQuery) -> StoreResult<Page<BackendRecord>> {
@@ -611,7 +695,7 @@ impl Store for SqliteStore {
         .await?;
         let items = rows
             .iter()
-            .map(backend_from_row)
+            .map(|row| backend_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(items, limit, |b| b.name.clone()))
     }
@@ -643,7 +727,11 @@ impl Store for SqliteStore {
         .bind(&backend.name)
         .bind(&backend.backend_type)
         .bind(&backend.base_url)
-        .bind(&backend.api_key)
+        .bind(sealed::seal_api_key(
+            &self.secrets,
+            &backend.id,
+            backend.api_key.as_deref(),
+        ))
         .bind(backend.priority)
         .bind(backend.max_concurrency)
         .bind(backend.request_timeout_ms)
@@ -653,7 +741,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unique_as_already_exists("backend", &backend.name))?;
-        let record = fetch_backend(&mut tx, &backend.id).await?;
+        let record = fetch_backend(&mut tx, &backend.id, &self.secrets).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -839,7 +927,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         let items = rows
             .iter()
-            .map(backend_from_row)
+            .map(|row| backend_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(items, limit, |b| b.name.clone()))
     }
@@ -1052,7 +1140,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Created<HookRecord>> {
         let mut tx = self.write_tx().await?;
         if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_hook(&mut tx, &prior.resource_key).await?;
+            let record = fetch_hook(&mut tx, &prior.resource_key, &self.secrets).await?;
             tx.commit().await?;
             return Ok(Created {
                 record,
@@ -1080,7 +1168,10 @@ impl Store for SqliteStore {
         .bind(&record.method)
         .bind(record.timeout_ms)
         .bind(to_json(&record.headers, "hook headers")?)
-        .bind(to_json(&record.secret_headers, "hook secret headers")?)
+        .bind(to_json(
+            &sealed::seal_headers(&self.secrets, &record.name, &record.secret_headers)?,
+            "hook secret headers",
+        )?)
         .bind(&record.queue)
         .bind(record.revision)
         .bind(micros(record.created_at))
@@ -1098,7 +1189,7 @@ impl Store for SqliteStore {
 
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
         let mut conn = self.reader.acquire().await?;
-        fetch_hook(&mut conn, name).await
+        fetch_hook(&mut conn, name, &self.secrets).await
     }
 
     async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>> {
@@ -1113,7 +1204,7 @@ impl Store for SqliteStore {
         .await?;
         let items = rows
             .iter()
-            .map(hook_from_row)
+            .map(|row| hook_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(items, limit, |h| h.name.clone()))
     }
@@ -1138,13 +1229,16 @@ impl Store for SqliteStore {
         .bind(&hook.method)
         .bind(hook.timeout_ms)
         .bind(to_json(&hook.headers, "hook headers")?)
-        .bind(to_json(&hook.secret_headers, "hook secret headers")?)
+        .bind(to_json(
+            &sealed::seal_headers(&self.secrets, &hook.name, &hook.secret_headers)?,
+            "hook secret headers",
+        )?)
         .bind(&hook.queue)
         .bind(micros(now()))
         .bind(&hook.name)
         .execute(&mut *tx)
         .await?;
-        let record = fetch_hook(&mut tx, &hook.name).await?;
+        let record = fetch_hook(&mut tx, &hook.name, &self.secrets).await?;
         tx.commit().await?;
         Ok(record)
     }
