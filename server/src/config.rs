@@ -23,6 +23,32 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Render chain templates for a serving process (internal: the server
+    /// starts these itself).
+    #[command(hide = true)]
+    RenderSandbox(TemplateArgs),
+}
+
+/// Bounds of every template render.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// Fuel of one template render: about one unit per template
+    /// instruction; a template that runs out fails its task with
+    /// TEMPLATE_LIMIT.
+    #[arg(long = "template-fuel", env = "TASKLOOM_TEMPLATE_FUEL", default_value_t = crate::chain::template::TemplateLimits::DEFAULT_FUEL)]
+    pub fuel: u64,
+    /// Largest text one template render may produce, in bytes.
+    #[arg(long = "template-max-output", env = "TASKLOOM_TEMPLATE_MAX_OUTPUT", default_value_t = crate::chain::template::TemplateLimits::DEFAULT_MAX_OUTPUT_BYTES)]
+    pub max_output_bytes: usize,
+}
+
+impl TemplateArgs {
+    pub fn limits(&self) -> crate::chain::template::TemplateLimits {
+        crate::chain::template::TemplateLimits {
+            fuel: self.fuel,
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,6 +123,17 @@ pub struct ServeArgs {
     /// `round_robin`, `least_loaded`, `random` or `priority`.
     #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]
     pub selection_policy: String,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
+    /// Most memory a template render may use, in MiB: templates that do
+    /// more than substitute values render in separate processes with this
+    /// limit.
+    #[arg(
+        long = "template-memory",
+        env = "TASKLOOM_TEMPLATE_MEMORY",
+        default_value_t = 256
+    )]
+    pub template_memory_mib: u64,
     /// Interval of HTTP/2 keepalive pings on idle connections and streams.
     #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,

@@ -10,6 +10,7 @@ pub mod drain;
 pub mod executor;
 pub mod kernel;
 pub mod llm;
+pub mod render;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -2,28 +2,45 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use taskloom_server::config::{Cli, Command};
-use taskloom_server::{server, store, telemetry};
+use taskloom_server::{render, server, store, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::RenderSandbox(args) = &cli.command {
+        // A render sandbox is single-threaded and starts no runtime: its
+        // memory limit is for templates, not for worker threads.
+        return render::serve_sandbox(args.limits());
+    }
     telemetry::init(cli.log_format);
-    let result = match cli.command {
-        Command::Serve(args) => {
-            let with_stdin = args.exit_with_stdin;
-            let signal = server::shutdown_signal();
-            let shutdown = async move {
-                tokio::select! {
-                    () = signal => {}
-                    () = server::stdin_closed(), if with_stdin => {
-                        tracing::info!("standard input closed");
-                    }
-                }
-            };
-            server::run(*args, shutdown).await
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("taskloom: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
         }
-        Command::Migrate(args) => migrate(&args.database_url).await,
     };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let with_stdin = args.exit_with_stdin;
+                let signal = server::shutdown_signal();
+                let shutdown = async move {
+                    tokio::select! {
+                        () = signal => {}
+                        () = server::stdin_closed(), if with_stdin => {
+                            tracing::info!("standard input closed");
+                        }
+                    }
+                };
+                server::run(*args, shutdown).await
+            }
+            Command::Migrate(args) => migrate(&args.database_url).await,
+            Command::RenderSandbox(_) => Ok(()),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -24,6 +24,7 @@ use crate::llm::{
     resolver::{Resolver, SelectionPolicy},
 };
 use crate::proto::taskloom::v1 as pb;
+use crate::render::{RenderConfig, SandboxConfig};
 use crate::store;
 
 /// Serves until `shutdown` resolves, then drains for at most the configured
@@ -51,12 +52,21 @@ pub async fn run(
     println!("taskloom {} listening on {local_addr}", crate::VERSION);
     println!("taskloom data: {} ({location})", store.kind());
 
+    let program = std::env::current_exe()
+        .context("find the taskloom executable (to start template sandboxes)")?;
     let kernel = Kernel::new(
         store.clone(),
         KernelConfig {
             lease: args.lease_duration,
             max_lease_expiries: args.max_lease_expiries,
             caps: args.caps(),
+            render: RenderConfig {
+                limits: args.templates.limits(),
+                sandbox: Some(SandboxConfig::new(
+                    program,
+                    args.template_memory_mib.saturating_mul(1024 * 1024),
+                )),
+            },
             ..KernelConfig::default()
         },
         uuid::Uuid::now_v7().to_string(),

@@ -5,12 +5,14 @@
 //! and recorded task outputs — never on timing or on which replica decided.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
 
 use super::value;
+use crate::chain::template::TemplateError;
 use crate::chain::{self, CompiledChain, CompiledTask, Goto, Handler, InputSource};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
@@ -31,6 +33,8 @@ pub mod reason {
     pub const MAX_STEPS_EXCEEDED: &str = "MAX_STEPS_EXCEEDED";
     pub const TOKEN_LIMIT_EXCEEDED: &str = "TOKEN_LIMIT_EXCEEDED";
     pub const TEMPLATE_ERROR: &str = "TEMPLATE_ERROR";
+    /// A template exceeded its fuel, output or memory bound.
+    pub const TEMPLATE_LIMIT: &str = "TEMPLATE_LIMIT";
     pub const LEASE_LOST: &str = "LEASE_LOST";
 }
 
@@ -96,11 +100,103 @@ impl TaskFailure {
     }
 }
 
+/// A template render a decision needs: its template and the context it
+/// sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderJob {
+    pub template: String,
+    pub context: serde_json::Value,
+}
+
+/// The renders a decision may use. Templates are never rendered inside a
+/// decision: decisions run in the store's write transaction under the run's
+/// lock, and a template may be slow. A decision that needs a render it does
+/// not find here records it as missing and rejects as
+/// [`RejectionKind::Deferred`]; the kernel renders what is missing outside
+/// any transaction and decides again with the results. Renders are found by
+/// their exact template and context, so a result is only ever used where
+/// rendering in place would have given the same.
+#[derive(Debug, Default)]
+pub struct Renders {
+    done: Vec<(RenderJob, Result<String, TemplateError>)>,
+    missing: Mutex<Vec<RenderJob>>,
+}
+
+impl Renders {
+    /// Renders `done` with their results.
+    pub fn new(done: Vec<(RenderJob, Result<String, TemplateError>)>) -> Renders {
+        Renders {
+            done,
+            missing: Mutex::default(),
+        }
+    }
+
+    /// The renders done so far, to add more to.
+    pub fn into_done(self) -> Vec<(RenderJob, Result<String, TemplateError>)> {
+        self.done
+    }
+
+    fn get(&self, job: RenderJob) -> Result<String, TemplateError> {
+        if let Some((_, result)) = self.done.iter().find(|(done, _)| *done == job) {
+            return result.clone();
+        }
+        let mut missing = self
+            .missing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !missing.contains(&job) {
+            missing.push(job);
+        }
+        // A stand-in: the decision is rejected, whatever it did with it.
+        Ok(String::new())
+    }
+
+    /// Whether a decision asked for a render not done yet.
+    pub fn has_missing(&self) -> bool {
+        !self
+            .missing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty()
+    }
+
+    /// The renders decisions asked for and did not find.
+    pub fn take_missing(&self) -> Vec<RenderJob> {
+        std::mem::take(
+            &mut *self
+                .missing
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
+/// The message and reason a task fails with when its `field` template did
+/// not render.
+fn failed_render(task: &CompiledTask, field: &str, error: TemplateError) -> (String, &'static str) {
+    let why = match error {
+        TemplateError::Limit(_) => reason::TEMPLATE_LIMIT,
+        TemplateError::Invalid(_) => reason::TEMPLATE_ERROR,
+    };
+    (format!("task {}: {field}: {error}", task.id), why)
+}
+
+/// What every decision on a run is given: the chain version the run
+/// pinned, the run's snapshot, the renders done for it, and the time.
+#[derive(Clone, Copy)]
+pub struct Given<'a> {
+    pub chain: &'a CompiledChain,
+    pub snapshot: &'a RunSnapshot,
+    pub renders: &'a Renders,
+    pub now: DateTime<Utc>,
+}
+
 /// Builds the first state of a run: the run row, the entry task's attempt
 /// and the first events.
 pub fn start(
     chain: &CompiledChain,
     new: NewRun,
+    renders: &Renders,
     now: DateTime<Utc>,
 ) -> (RunRecord, Vec<AttemptRecord>, Vec<Vec<u8>>) {
     let run = RunRecord {
@@ -128,7 +224,7 @@ pub fn start(
         run,
         attempts: Vec::new(),
     };
-    let mut step = Step::new(chain, &snapshot, now);
+    let mut step = Step::new(chain, &snapshot, renders, now);
     step.event(pb::RunEventType::RunCreated, |event| {
         event.message = format!("chain {} version {}", chain.id(), step_version(&snapshot));
     });
@@ -144,15 +240,14 @@ fn step_version(snapshot: &RunSnapshot) -> i64 {
 }
 
 /// Records a successful attempt and moves the run on.
-pub fn complete(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
-    attempt_id: &str,
-    lease_token: &str,
-    success: TaskSuccess,
-) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+pub fn complete(given: &Given, attempt_id: &str, lease_token: &str, success: TaskSuccess) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     let attempt = match step.fenced_attempt(attempt_id, lease_token) {
         Ok(attempt) => attempt,
         Err((kind, message)) => return Plan::reject(kind, message),
@@ -163,15 +258,19 @@ pub fn complete(
 
 /// Records a failed attempt: retry per policy, or fail the task.
 pub fn fail(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
+    given: &Given,
     attempt_id: &str,
     lease_token: &str,
     failure: TaskFailure,
     random_unit: f64,
 ) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     let attempt = match step.fenced_attempt(attempt_id, lease_token) {
         Ok(attempt) => attempt,
         Err((kind, message)) => return Plan::reject(kind, message),
@@ -184,15 +283,14 @@ pub fn fail(
 /// A lease that expired returns the attempt to `Ready` without spending a
 /// retry, at most `max_lease_expiries` times; then the attempt fails as
 /// lost. A passed deadline is a timeout. Anything else is a no-op.
-pub fn expire(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
-    attempt_id: &str,
-    max_lease_expiries: i32,
-    random_unit: f64,
-) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+pub fn expire(given: &Given, attempt_id: &str, max_lease_expiries: i32, random_unit: f64) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     let Some(attempt) = step.attempt(attempt_id).cloned() else {
         return Plan::apply();
     };
@@ -242,14 +340,14 @@ pub fn expire(
 }
 
 /// Gives a lease back without spending a retry (graceful worker shutdown).
-pub fn release(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
-    attempt_id: &str,
-    lease_token: &str,
-) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+pub fn release(given: &Given, attempt_id: &str, lease_token: &str) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     let attempt = match step.fenced_attempt(attempt_id, lease_token) {
         Ok(attempt) => attempt,
         Err((kind, message)) => return Plan::reject(kind, message),
@@ -264,15 +362,19 @@ pub fn release(
 
 /// Records a progress note of a held lease: an event, nothing else.
 pub fn progress(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
+    given: &Given,
     attempt_id: &str,
     lease_token: &str,
     message: &str,
     data: Option<prost_types::Struct>,
 ) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     let attempt = match step.fenced_attempt(attempt_id, lease_token) {
         Ok(attempt) => attempt,
         Err((kind, message)) => return Plan::reject(kind, message),
@@ -288,15 +390,14 @@ pub fn progress(
 }
 
 /// Extends a held lease to `until`.
-pub fn extend(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
-    attempt_id: &str,
-    lease_token: &str,
-    until: DateTime<Utc>,
-) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+pub fn extend(given: &Given, attempt_id: &str, lease_token: &str, until: DateTime<Utc>) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     let attempt = match step.fenced_attempt(attempt_id, lease_token) {
         Ok(attempt) => attempt,
         Err((kind, message)) => return Plan::reject(kind, message),
@@ -308,12 +409,13 @@ pub fn extend(
 }
 
 /// Cancels a run. Already cancelled: no-op. Ended otherwise: rejected.
-pub fn cancel(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
-    why: &str,
-) -> Plan {
+pub fn cancel(given: &Given, why: &str) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
     match snapshot.run.status {
         RunStatus::Cancelled => return Plan::apply(),
         RunStatus::Succeeded | RunStatus::Failed => {
@@ -328,7 +430,7 @@ pub fn cancel(
         }
         _ => {}
     }
-    let mut step = Step::new(chain, snapshot, now);
+    let mut step = Step::new(chain, snapshot, renders, now);
     step.cancel_active();
     step.run.status = RunStatus::Cancelled;
     step.run.ended_at = Some(now);
@@ -345,12 +447,13 @@ pub fn cancel(
 
 /// Pauses dispatch. With `cancel_running`, executing attempts are cancelled
 /// and re-queued to run again on resume.
-pub fn pause(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
-    cancel_running: bool,
-) -> Plan {
+pub fn pause(given: &Given, cancel_running: bool) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
     match snapshot.run.status {
         RunStatus::Paused => return Plan::apply(),
         status if status.is_terminal() => {
@@ -365,7 +468,7 @@ pub fn pause(
         }
         _ => {}
     }
-    let mut step = Step::new(chain, snapshot, now);
+    let mut step = Step::new(chain, snapshot, renders, now);
     if cancel_running {
         let leased: Vec<AttemptRecord> = step
             .latest_attempts()
@@ -387,7 +490,13 @@ pub fn pause(
 }
 
 /// Resumes a paused run. Not paused: no-op (if live) or rejected (ended).
-pub fn resume(chain: &CompiledChain, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Plan {
+pub fn resume(given: &Given) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
     match snapshot.run.status {
         RunStatus::Paused => {}
         status if status.is_terminal() => {
@@ -402,7 +511,7 @@ pub fn resume(chain: &CompiledChain, snapshot: &RunSnapshot, now: DateTime<Utc>)
         }
         _ => return Plan::apply(),
     }
-    let mut step = Step::new(chain, snapshot, now);
+    let mut step = Step::new(chain, snapshot, renders, now);
     // `finish` derives the live status from the attempts.
     step.run.status = RunStatus::Running;
     step.event(pb::RunEventType::RunResumed, |_| {});
@@ -413,14 +522,18 @@ pub fn resume(chain: &CompiledChain, snapshot: &RunSnapshot, now: DateTime<Utc>)
 /// payload hash) answering again is a no-op; another key for an answered
 /// task is rejected.
 pub fn submit_input(
-    chain: &CompiledChain,
-    snapshot: &RunSnapshot,
-    now: DateTime<Utc>,
+    given: &Given,
     task_id: &str,
     answer: pb::Value,
     request_key: Option<&str>,
 ) -> Plan {
-    let mut step = Step::new(chain, snapshot, now);
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
+    let mut step = Step::new(chain, snapshot, renders, now);
     if chain.task(task_id).is_none() {
         return Plan::reject(
             RejectionKind::NotFound,
@@ -471,7 +584,13 @@ pub fn submit_input(
 }
 
 /// Continues a failed run from the task that failed.
-pub fn retry_run(chain: &CompiledChain, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Plan {
+pub fn retry_run(given: &Given) -> Plan {
+    let Given {
+        chain,
+        snapshot,
+        renders,
+        now,
+    } = *given;
     if snapshot.run.status != RunStatus::Failed {
         return Plan::reject(
             RejectionKind::FailedPrecondition,
@@ -482,7 +601,7 @@ pub fn retry_run(chain: &CompiledChain, snapshot: &RunSnapshot, now: DateTime<Ut
             ),
         );
     }
-    let mut step = Step::new(chain, snapshot, now);
+    let mut step = Step::new(chain, snapshot, renders, now);
     let failed_task = snapshot
         .run
         .error
@@ -581,6 +700,7 @@ fn new_event(run_id: &str, kind: pb::RunEventType, now: DateTime<Utc>) -> pb::Ru
 /// The working state of one decision.
 struct Step<'a> {
     chain: &'a CompiledChain,
+    renders: &'a Renders,
     now: DateTime<Utc>,
     run: RunRecord,
     /// Snapshot attempts with this step's updates applied, then new ones.
@@ -588,18 +708,32 @@ struct Step<'a> {
     snapshot_len: usize,
     updated: Vec<String>,
     events: Vec<pb::RunEvent>,
+    /// Tasks this decision failed because their template did not render.
+    template_failures: u32,
 }
 
+/// Most tasks one decision fails because their template did not render:
+/// `on_failure` pointing back at a task whose template always fails would
+/// otherwise go round within one decision until the step budget ran out.
+const MAX_TEMPLATE_FAILURES: u32 = 16;
+
 impl<'a> Step<'a> {
-    fn new(chain: &'a CompiledChain, snapshot: &RunSnapshot, now: DateTime<Utc>) -> Step<'a> {
+    fn new(
+        chain: &'a CompiledChain,
+        snapshot: &RunSnapshot,
+        renders: &'a Renders,
+        now: DateTime<Utc>,
+    ) -> Step<'a> {
         Step {
             chain,
+            renders,
             now,
             run: snapshot.run.clone(),
             attempts: snapshot.attempts.clone(),
             snapshot_len: snapshot.attempts.len(),
             updated: Vec::new(),
             events: Vec::new(),
+            template_failures: 0,
         }
     }
 
@@ -775,7 +909,7 @@ impl<'a> Step<'a> {
         };
         match prompt {
             Ok(prompt) => attempt.prompt = prompt,
-            Err(message) => {
+            Err((message, why)) => {
                 // A template that cannot render fails the task for good.
                 attempt.status = AttemptStatus::Failed;
                 attempt.error = Some(message.clone());
@@ -788,7 +922,21 @@ impl<'a> Step<'a> {
                     event.attempt = attempt.attempt;
                     event.message = message.clone();
                 });
-                self.fail_task(&task, message, reason::TEMPLATE_ERROR);
+                self.template_failures += 1;
+                if self.template_failures >= MAX_TEMPLATE_FAILURES {
+                    // Do not follow `on_failure` into yet another task that
+                    // cannot start.
+                    self.fail_run(
+                        format!(
+                            "{message} ({} tasks failed to render in a row; on_failure was not followed)",
+                            self.template_failures
+                        ),
+                        &task.id,
+                        why,
+                    );
+                } else {
+                    self.fail_task(&task, message, why);
+                }
                 return;
             }
         }
@@ -838,12 +986,12 @@ impl<'a> Step<'a> {
 
     /// The rendered prompt template (for `raise_error`, the rendered error
     /// message), stored on the attempt so executors and workers get it as
-    /// recorded.
+    /// recorded. An error is the message and reason to fail the task with.
     fn render_prompt(
         &self,
         task: &CompiledTask,
         input: &pb::Value,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, (String, &'static str)> {
         if task.handler == Handler::Hook {
             // A hook's "prompt" is its rendered arguments, as a JSON object.
             let Some(hook) = &task.hook else {
@@ -851,27 +999,29 @@ impl<'a> Step<'a> {
             };
             let mut args = serde_json::Map::new();
             for (name, template) in &hook.args {
-                let rendered = self.render(template, input).map_err(|message| {
-                    format!("task {}: hook.args[{name:?}]: {message}", task.id)
-                })?;
+                let rendered = self
+                    .render(template, input)
+                    .map_err(|error| failed_render(task, &format!("hook.args[{name:?}]"), error))?;
                 args.insert(name.clone(), serde_json::Value::String(rendered));
             }
             return Ok(Some(serde_json::Value::Object(args).to_string()));
         }
-        let template = if task.handler == Handler::RaiseError {
-            &task.error_message
+        let (field, template) = if task.handler == Handler::RaiseError {
+            ("error_message", &task.error_message)
         } else {
-            &task.prompt_template
+            ("prompt_template", &task.prompt_template)
         };
         let Some(template) = template else {
             return Ok(None);
         };
         self.render(template, input)
             .map(Some)
-            .map_err(|message| format!("task {}: prompt_template: {message}", task.id))
+            .map_err(|error| failed_render(task, field, error))
     }
 
-    fn render(&self, template: &str, previous: &pb::Value) -> Result<String, String> {
+    /// A template rendered with this step's context, as the kernel rendered
+    /// it before the decision (see [`Renders`]).
+    fn render(&self, template: &str, previous: &pb::Value) -> Result<String, TemplateError> {
         let context = chain::template::context(
             value::template_json(&self.run_input()),
             value::template_json(previous),
@@ -879,7 +1029,10 @@ impl<'a> Step<'a> {
                 .into_iter()
                 .map(|(id, output)| (id, value::template_json(&output))),
         );
-        chain::template::render(template, &context).map_err(|error| error.message().to_string())
+        self.renders.get(RenderJob {
+            template: template.to_string(),
+            context,
+        })
     }
 
     /// A new `Ready` attempt with the same input as `attempt` (a retry or a
@@ -953,12 +1106,9 @@ impl<'a> Step<'a> {
                     event.task_id = task.id.clone();
                     event.message = text;
                 }),
-                Err(message) => {
-                    self.fail_task(
-                        task,
-                        format!("task {}: print: {message}", task.id),
-                        reason::TEMPLATE_ERROR,
-                    );
+                Err(error) => {
+                    let (message, why) = failed_render(task, "print", error);
+                    self.fail_task(task, message, why);
                     return;
                 }
             }
@@ -1225,6 +1375,12 @@ impl<'a> Step<'a> {
     }
 
     fn finish(mut self) -> Plan {
+        if self.renders.has_missing() {
+            return Plan::reject(
+                RejectionKind::Deferred,
+                "the decision needs templates rendered first",
+            );
+        }
         self.settle_status();
         self.run.updated_at = self.now;
         let mut plan = Plan::apply();

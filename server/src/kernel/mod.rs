@@ -22,12 +22,14 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
+use crate::render::{RenderConfig, Renderer};
 use crate::store::{
     AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, CreatedRun, Delta, DeltaBatch,
     DynStore, EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot,
     Signal, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use batch::{Batcher, Keyed};
+use decide::{Given, RenderJob, Renders};
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
 use events::{EventHub, LiveEvent};
 
@@ -62,6 +64,8 @@ pub struct KernelConfig {
     pub poll_interval: Duration,
     /// Concurrency caps per queue and per tenant, global across replicas.
     pub caps: Caps,
+    /// How chain templates render (limits, sandbox).
+    pub render: RenderConfig,
 }
 
 impl Default for KernelConfig {
@@ -72,6 +76,7 @@ impl Default for KernelConfig {
             executor_concurrency: 256,
             poll_interval: Duration::from_millis(250),
             caps: Caps::default(),
+            render: RenderConfig::default(),
         }
     }
 }
@@ -147,6 +152,7 @@ pub struct Kernel {
 struct Inner {
     store: DynStore,
     config: KernelConfig,
+    renderer: Renderer,
     instance_id: String,
     chains: RwLock<HashMap<(String, i64), Arc<CompiledChain>>>,
     hub: EventHub,
@@ -197,14 +203,26 @@ pub trait RunObserver: Send + Sync {
 }
 
 /// A decision given the compiled chain, the snapshot and the time.
-type ChainDecision = dyn Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync;
+type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
 
 /// A transition queued for a batch write.
 struct TransitionItem {
     run_id: String,
     chain: Arc<CompiledChain>,
     decide: Arc<ChainDecision>,
-    reply: oneshot::Sender<KernelResult<RunRecord>>,
+    renders: Arc<Renders>,
+    reply: oneshot::Sender<Decided>,
+}
+
+/// What a transition came to.
+// Sent once per transition and matched at once: boxing the result would
+// cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Decided {
+    Done(KernelResult<RunRecord>),
+    /// Nothing was written: the decision needs these templates rendered
+    /// first (see [`Renders`]).
+    NeedsRenders(Vec<RenderJob>),
 }
 
 impl Keyed for TransitionItem {
@@ -244,6 +262,10 @@ const MAX_TRANSITIONS: usize = 128;
 const MAX_STARTS: usize = 128;
 /// How often a start is retried when its chain changed under it.
 const START_TRIES: u32 = 3;
+/// Most rounds of rendering and deciding again for one transition: a run
+/// whose other branches keep changing the templates' context may need more
+/// than one.
+const RENDER_ROUNDS: usize = 16;
 
 impl Kernel {
     pub fn new(store: DynStore, config: KernelConfig, instance_id: String) -> Kernel {
@@ -252,6 +274,7 @@ impl Kernel {
         Kernel {
             inner: Arc::new(Inner {
                 store,
+                renderer: Renderer::new(&config.render),
                 config,
                 instance_id,
                 chains: RwLock::new(HashMap::new()),
@@ -590,7 +613,7 @@ impl Kernel {
                     .map(|key| key.request_id.clone()),
             };
             let now = now();
-            let (run, attempts, events) = decide::start(&chain, new, now);
+            let (run, attempts, events) = self.decide_start(&chain, new, now).await;
             let mut plan = Plan {
                 run: None,
                 new_attempts: attempts,
@@ -734,12 +757,19 @@ impl Kernel {
         &self,
         chain: Arc<CompiledChain>,
         decide: Arc<ChainDecision>,
+        renders: Arc<Renders>,
     ) -> (crate::store::DecideFn, DispatchSlot) {
         let slot = DispatchSlot::default();
         let (kernel, last) = (self.clone(), slot.clone());
         let decide_fn = Box::new(move |snapshot: &RunSnapshot| {
             let now = now();
-            let mut plan = decide(&chain, snapshot, now);
+            let given = Given {
+                chain: &chain,
+                snapshot,
+                renders: &renders,
+                now,
+            };
+            let mut plan = decide(&given);
             let dispatch = kernel.lease_new_attempts(&chain, &snapshot.run, &mut plan, now);
             *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;
             plan
@@ -849,13 +879,48 @@ impl Kernel {
     /// Applies one decision to a run.
     pub async fn transition<F>(&self, run_id: &str, decide: F) -> KernelResult<RunRecord>
     where
-        F: Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync + 'static,
+        F: Fn(&Given) -> Plan + Send + Sync + 'static,
     {
         let run = self.get_run(run_id).await?;
         let chain = self.chain(&run.chain_id, run.chain_version).await?;
-        let (decide_fn, dispatch) = self.decide_eagerly(chain, Arc::new(decide));
-        let outcome = self.inner.store.transition(run_id, decide_fn).await?;
-        self.outcome(outcome, dispatch)
+        let decide: Arc<ChainDecision> = Arc::new(decide);
+        let mut done = Vec::new();
+        for _ in 0..RENDER_ROUNDS {
+            let renders = Arc::new(Renders::new(done.clone()));
+            let (decide_fn, dispatch) =
+                self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
+            let outcome = self.inner.store.transition(run_id, decide_fn).await?;
+            match self.outcome(outcome, dispatch, &renders) {
+                Decided::Done(result) => return result,
+                Decided::NeedsRenders(jobs) => {
+                    done.extend(self.inner.renderer.render_all(jobs).await)
+                }
+            }
+        }
+        Err(restless(run_id))
+    }
+
+    /// The first state of a run, with its entry task's templates rendered
+    /// (outside any transaction, like every render).
+    async fn decide_start(
+        &self,
+        chain: &CompiledChain,
+        new: decide::NewRun,
+        now: DateTime<Utc>,
+    ) -> (RunRecord, Vec<AttemptRecord>, Vec<Vec<u8>>) {
+        let mut done = Vec::new();
+        loop {
+            let renders = Renders::new(done);
+            let first = decide::start(chain, new.clone(), &renders, now);
+            let missing = renders.take_missing();
+            if missing.is_empty() {
+                return first;
+            }
+            // The context of an entry task is the run's input alone, so a
+            // second round always finds what it needs.
+            done = renders.into_done();
+            done.extend(self.inner.renderer.render_all(missing).await);
+        }
     }
 
     /// Publishes an applied transition's events; maps a rejection.
@@ -863,7 +928,8 @@ impl Kernel {
         &self,
         outcome: TransitionOutcome,
         dispatch: DispatchSlot,
-    ) -> KernelResult<RunRecord> {
+        renders: &Renders,
+    ) -> Decided {
         let dispatch = std::mem::take(
             &mut *dispatch
                 .lock()
@@ -873,9 +939,9 @@ impl Kernel {
             TransitionOutcome::Applied { run, events } => {
                 self.committed(&events);
                 self.dispatch(dispatch);
-                Ok(run)
+                Decided::Done(Ok(run))
             }
-            TransitionOutcome::Rejected(rejection) => Err(match rejection.kind {
+            TransitionOutcome::Rejected(rejection) => Decided::Done(Err(match rejection.kind {
                 RejectionKind::NotFound => KernelError::NotFound(rejection.message),
                 RejectionKind::FailedPrecondition => {
                     KernelError::FailedPrecondition(rejection.message)
@@ -884,11 +950,24 @@ impl Kernel {
                     field: String::new(),
                     message: rejection.message,
                 },
-            }),
+                RejectionKind::Deferred => {
+                    let missing = renders.take_missing();
+                    if !missing.is_empty() {
+                        return Decided::NeedsRenders(missing);
+                    }
+                    KernelError::Corrupt(format!(
+                        "a decision was deferred without naming a render: {}",
+                        rejection.message
+                    ))
+                }
+            })),
         }
     }
 
-    /// Queues a transition for the next batch write and waits for it.
+    /// Queues a transition for the next batch write and waits for it. A
+    /// decision that needs templates rendered comes back unwritten; this
+    /// caller renders them (delaying nothing but its own run) and queues it
+    /// again with the results.
     async fn batched<F>(
         &self,
         run_id: &str,
@@ -896,38 +975,53 @@ impl Kernel {
         decide: F,
     ) -> KernelResult<RunRecord>
     where
-        F: Fn(&CompiledChain, &RunSnapshot, DateTime<Utc>) -> Plan + Send + Sync + 'static,
+        F: Fn(&Given) -> Plan + Send + Sync + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let item = TransitionItem {
-            run_id: run_id.to_string(),
-            chain,
-            decide: Arc::new(decide),
-            reply,
-        };
-        let kernel = self.clone();
-        let write = move |batch| {
-            let kernel = kernel.clone();
-            async move { kernel.write_transitions(batch).await }
-        };
-        if self.inner.transitions.submit(item, write).is_err() {
-            return Err(KernelError::FailedPrecondition(
-                "the kernel is shutting down".into(),
-            ));
+        let decide: Arc<ChainDecision> = Arc::new(decide);
+        let mut done = Vec::new();
+        for _ in 0..RENDER_ROUNDS {
+            let (reply, answer) = oneshot::channel();
+            let item = TransitionItem {
+                run_id: run_id.to_string(),
+                chain: chain.clone(),
+                decide: decide.clone(),
+                renders: Arc::new(Renders::new(done.clone())),
+                reply,
+            };
+            let kernel = self.clone();
+            let write = move |batch| {
+                let kernel = kernel.clone();
+                async move { kernel.write_transitions(batch).await }
+            };
+            if self.inner.transitions.submit(item, write).is_err() {
+                return Err(KernelError::FailedPrecondition(
+                    "the kernel is shutting down".into(),
+                ));
+            }
+            match answer.await {
+                Ok(Decided::Done(result)) => return result,
+                Ok(Decided::NeedsRenders(jobs)) => {
+                    done.extend(self.inner.renderer.render_all(jobs).await)
+                }
+                Err(_) => {
+                    return Err(KernelError::FailedPrecondition(
+                        "the batch writer stopped".into(),
+                    ));
+                }
+            }
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(KernelError::FailedPrecondition(
-                "the batch writer stopped".into(),
-            ))
-        })
+        Err(restless(run_id))
     }
 
     async fn write_transitions(&self, batch: Vec<TransitionItem>) {
         let mut items = Vec::with_capacity(batch.len());
         let mut dispatches = Vec::with_capacity(batch.len());
         for item in &batch {
-            let (decide_fn, dispatch) =
-                self.decide_eagerly(item.chain.clone(), item.decide.clone());
+            let (decide_fn, dispatch) = self.decide_eagerly(
+                item.chain.clone(),
+                item.decide.clone(),
+                item.renders.clone(),
+            );
             items.push((item.run_id.clone(), decide_fn));
             dispatches.push(dispatch);
         }
@@ -935,8 +1029,8 @@ impl Kernel {
             Ok(results) => {
                 for ((item, result), dispatch) in batch.into_iter().zip(results).zip(dispatches) {
                     let answer = match result {
-                        Ok(outcome) => self.outcome(outcome, dispatch),
-                        Err(error) => Err(error.into()),
+                        Ok(outcome) => self.outcome(outcome, dispatch, &item.renders),
+                        Err(error) => Decided::Done(Err(error.into())),
                     };
                     let _ = item.reply.send(answer);
                 }
@@ -946,10 +1040,11 @@ impl Kernel {
                 tracing::warn!(error = %error, size = batch.len(), "a transition batch failed; writing its items one by one");
                 drop(dispatches);
                 for item in batch {
-                    let (decide_fn, dispatch) = self.decide_eagerly(item.chain, item.decide);
+                    let (decide_fn, dispatch) =
+                        self.decide_eagerly(item.chain, item.decide, item.renders.clone());
                     let answer = match self.inner.store.transition(&item.run_id, decide_fn).await {
-                        Ok(outcome) => self.outcome(outcome, dispatch),
-                        Err(error) => Err(error.into()),
+                        Ok(outcome) => self.outcome(outcome, dispatch, &item.renders),
+                        Err(error) => Decided::Done(Err(error.into())),
                     };
                     let _ = item.reply.send(answer);
                 }
@@ -986,8 +1081,8 @@ impl Kernel {
         success: TaskSuccess,
     ) -> KernelResult<RunRecord> {
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, chain, move |chain, snapshot, now| {
-            decide::complete(chain, snapshot, now, &attempt_id, &token, success.clone())
+        self.batched(run_id, chain, move |given| {
+            decide::complete(given, &attempt_id, &token, success.clone())
         })
         .await
     }
@@ -1016,16 +1111,8 @@ impl Kernel {
     ) -> KernelResult<RunRecord> {
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
         let random_unit: f64 = rand::random();
-        self.batched(run_id, chain, move |chain, snapshot, now| {
-            decide::fail(
-                chain,
-                snapshot,
-                now,
-                &attempt_id,
-                &token,
-                failure.clone(),
-                random_unit,
-            )
+        self.batched(run_id, chain, move |given| {
+            decide::fail(given, &attempt_id, &token, failure.clone(), random_unit)
         })
         .await
     }
@@ -1045,8 +1132,8 @@ impl Kernel {
     ) -> KernelResult<DateTime<Utc>> {
         let until = now() + chrono::Duration::from_std(extension).unwrap_or(chrono::Duration::MAX);
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.transition(run_id, move |chain, snapshot, now| {
-            decide::extend(chain, snapshot, now, &attempt_id, &token, until)
+        self.transition(run_id, move |given| {
+            decide::extend(given, &attempt_id, &token, until)
         })
         .await?;
         Ok(until)
@@ -1062,8 +1149,8 @@ impl Kernel {
     ) -> KernelResult<RunRecord> {
         let chain = self.run_chain(run_id).await?;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, chain, move |chain, snapshot, now| {
-            decide::release(chain, snapshot, now, &attempt_id, &token)
+        self.batched(run_id, chain, move |given| {
+            decide::release(given, &attempt_id, &token)
         })
         .await
     }
@@ -1079,33 +1166,21 @@ impl Kernel {
     ) -> KernelResult<RunRecord> {
         let chain = self.run_chain(run_id).await?;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, chain, move |chain, snapshot, now| {
-            decide::progress(
-                chain,
-                snapshot,
-                now,
-                &attempt_id,
-                &token,
-                &message,
-                data.clone(),
-            )
+        self.batched(run_id, chain, move |given| {
+            decide::progress(given, &attempt_id, &token, &message, data.clone())
         })
         .await
     }
 
     pub async fn cancel_run(&self, run_id: &str, reason: &str) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.transition(run_id, move |chain, snapshot, now| {
-            decide::cancel(chain, snapshot, now, &reason)
-        })
-        .await
+        self.transition(run_id, move |given| decide::cancel(given, &reason))
+            .await
     }
 
     pub async fn pause_run(&self, run_id: &str, cancel_running: bool) -> KernelResult<RunRecord> {
-        self.transition(run_id, move |chain, snapshot, now| {
-            decide::pause(chain, snapshot, now, cancel_running)
-        })
-        .await
+        self.transition(run_id, move |given| decide::pause(given, cancel_running))
+            .await
     }
 
     pub async fn resume_run(&self, run_id: &str) -> KernelResult<RunRecord> {
@@ -1120,15 +1195,8 @@ impl Kernel {
         request_key: Option<String>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.transition(run_id, move |chain, snapshot, now| {
-            decide::submit_input(
-                chain,
-                snapshot,
-                now,
-                &task_id,
-                answer.clone(),
-                request_key.as_deref(),
-            )
+        self.transition(run_id, move |given| {
+            decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
     }
@@ -1193,8 +1261,8 @@ impl Kernel {
             let attempt_id = item.attempt_id.clone();
             let random_unit: f64 = rand::random();
             let result = self
-                .transition(&item.run_id, move |chain, snapshot, now| {
-                    decide::expire(chain, snapshot, now, &attempt_id, max, random_unit)
+                .transition(&item.run_id, move |given| {
+                    decide::expire(given, &attempt_id, max, random_unit)
                 })
                 .await;
             if let Err(error) = result {
@@ -1212,6 +1280,13 @@ impl Kernel {
     async fn work_available(&self) {
         self.inner.work.notified().await;
     }
+}
+
+/// A run whose templates' context changed under every render round.
+fn restless(run_id: &str) -> KernelError {
+    KernelError::FailedPrecondition(format!(
+        "run {run_id} kept changing while its templates rendered; try again"
+    ))
 }
 
 /// Takes what a one-time slot holds.

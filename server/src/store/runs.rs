@@ -243,6 +243,9 @@ pub enum RejectionKind {
     NotFound,
     FailedPrecondition,
     InvalidArgument,
+    /// The decision needs work done outside the transaction first (the
+    /// kernel's template renders); the kernel does it and decides again.
+    Deferred,
 }
 
 /// Writes one transition makes. Applied in one transaction, in this order:
