@@ -3,7 +3,8 @@
 # repository (tracked, or new and not ignored) cites a document that is not
 # in it — the design notes that used to live outside (DESIGN.md,
 # PERFORMANCE.md, a `shared/` directory) — or if a Markdown file names a
-# `.md` file that does not exist (relative to itself or to the root).
+# `.md` file that does not exist (relative to itself or to the root), or if
+# README's prerequisites name another Rust version than Cargo.toml.
 #
 # Usage: tests/docs-check.sh
 set -euo pipefail
@@ -18,13 +19,13 @@ status=0
 # a comment in one breaks every database that ran it (docs/postgres.md is
 # the page its comment cites).
 OUTSIDE_REFERENCES='DESIGN\.md|PERFORMANCE\.md|(^|[^A-Za-z0-9_.-])shared/|/work/'
-if git grep --untracked -n -I -E "$OUTSIDE_REFERENCES" -- . \
-    ':!tests/docs-check.sh' ':!server/migrations/postgres/0002_runs.sql' >"${TMPDIR:-/tmp}/docs-check.$$"; then
+hits=$(git grep --untracked -n -I -E "$OUTSIDE_REFERENCES" -- . \
+    ':!tests/docs-check.sh' ':!server/migrations/postgres/0002_runs.sql' || true)
+if [[ -n $hits ]]; then
     echo "these lines cite documents that are not in the repository (bring what they need into docs/):"
-    sed 's/^/  /' "${TMPDIR:-/tmp}/docs-check.$$"
+    printf '%s\n' "$hits" | sed 's/^/  /'
     status=1
 fi
-rm -f "${TMPDIR:-/tmp}/docs-check.$$"
 
 # Every `.md` a Markdown file names must exist.
 while IFS= read -r doc; do
@@ -38,7 +39,14 @@ while IFS= read -r doc; do
     done < <(grep -oE '[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md\b' "$doc" | sort -u)
 done < <(git ls-files --cached --others --exclude-standard -- '*.md')
 
+# README's prerequisites name the toolchain Cargo.toml requires.
+rust_version=$(sed -nE 's/^rust-version = "([0-9.]+)"$/\1/p' Cargo.toml)
+if [[ -z $rust_version ]] || ! grep -qF "Rust $rust_version or newer" README.md; then
+    echo "README.md's prerequisites must say \"Rust $rust_version or newer\" (rust-version in Cargo.toml)"
+    status=1
+fi
+
 if ((status == 0)); then
-    echo "docs: no references to documents outside the repository"
+    echo "docs: no references to documents outside the repository; README names Rust $rust_version"
 fi
 exit "$status"
