@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Fails if the committed SDK code generated from proto/ differs from what
-# `buf generate` (buf.gen.yaml) produces now: it regenerates into a temp dir
-# and compares every generated file, including ones that should no longer
-# exist. Needs the tools tests/run installs (buf and protoc-gen-es from npm,
-# grpcio-tools and mypy-protobuf in tests/.work/venv).
+# Fails if committed generated code differs from what its generator produces
+# now, including files that should no longer exist:
+#   - the SDK code generated from proto/ by `buf generate` (buf.gen.yaml)
+#   - sdk-typescript/dist/, compiled from sdk-typescript/src by tsc: it is
+#     committed so that installing the SDK (`npm install --install-links
+#     …/sdk-typescript`, or `npm install` in examples/typescript) needs no
+#     TypeScript compiler
+# Both are regenerated into a temp dir and compared file by file. Needs the
+# tools tests/run installs (buf and protoc-gen-es from npm, grpcio-tools and
+# mypy-protobuf in tests/.work/venv); installs sdk-typescript's own
+# dependencies (npm ci, skipped while they match its lock file).
 #
 # Usage: tests/codegen-check.sh          check
 #        tests/codegen-check.sh --write  regenerate in place (then commit)
@@ -11,7 +17,11 @@ set -euo pipefail
 
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=tests/lib/tools.sh
+source "$TASKLOOM_ROOT/tests/lib/tools.sh"
 cd "$TASKLOOM_ROOT"
+
+SDK_TS=sdk-typescript
 
 BUF="$TASKLOOM_ROOT/tests/tools/node_modules/.bin/buf"
 [[ -x $BUF ]] || die "buf is not installed: run tests/run (or npm ci in tests/tools)"
@@ -23,10 +33,28 @@ generated_files() {
         find sdk-typescript/src/gen -type f -name '*_pb.ts') 2>/dev/null | sort
 }
 
+# Compiles sdk-typescript/src into ROOT/sdk-typescript/dist with the SDK's
+# own tsc and tsconfig (a copy of them outside the checkout when ROOT is not
+# `.`; the output is the same wherever it is built).
+build_typescript_dist() {
+    local root=$1
+    if [[ $root != . ]]; then
+        mkdir -p "$root/$SDK_TS"
+        cp -R "$SDK_TS/src" "$SDK_TS/tsconfig.json" "$SDK_TS/package.json" "$root/$SDK_TS/"
+        ln -s "$TASKLOOM_ROOT/$SDK_TS/node_modules" "$root/$SDK_TS/node_modules"
+    fi
+    rm -rf "$root/$SDK_TS/dist"
+    "$SDK_TS/node_modules/.bin/tsc" -p "$root/$SDK_TS/tsconfig.json"
+}
+
+npm_ci_cached "$TASKLOOM_ROOT/$SDK_TS"
+
 if [[ ${1:-} == --write ]]; then
     generated_files . | xargs -r rm -f
     "$BUF" generate
     echo "regenerated: $(generated_files . | wc -l) files"
+    build_typescript_dist .
+    echo "rebuilt $SDK_TS/dist: $(find "$SDK_TS/dist" -type f | wc -l) files"
     exit 0
 fi
 
@@ -47,8 +75,17 @@ while read -r file; do
         status=1
     fi
 done < <(generated_files "$tmp")
+
+build_typescript_dist "$tmp/tsc"
+if ! diff -r "$tmp/tsc/$SDK_TS/dist" "$SDK_TS/dist" >"$tmp/dist.diff"; then
+    echo "$SDK_TS/dist differs from what tsc builds from $SDK_TS/src (< would be built, > is committed):"
+    head -40 "$tmp/dist.diff"
+    status=1
+fi
+
 if ((status != 0)); then
     echo "run tests/codegen-check.sh --write and commit the result"
     exit 1
 fi
 echo "generated code matches proto/: $(generated_files . | wc -l) files"
+echo "$SDK_TS/dist matches $SDK_TS/src: $(find "$SDK_TS/dist" -type f | wc -l) files"

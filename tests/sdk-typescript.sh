@@ -7,6 +7,8 @@ set -euo pipefail
 
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=tests/lib/tools.sh
+source "$TASKLOOM_ROOT/tests/lib/tools.sh"
 
 SDK="$TASKLOOM_ROOT/sdk-typescript"
 EXAMPLE="$TASKLOOM_ROOT/examples/typescript"
@@ -14,20 +16,6 @@ export TASKLOOM_BIN="${TASKLOOM_BIN:-$TASKLOOM_ROOT/target/debug/taskloom}"
 
 command -v npm >/dev/null || die "npm not found: Node.js 20 with npm is needed"
 [[ -x $TASKLOOM_BIN ]] || die "no taskloom binary at $TASKLOOM_BIN (cargo build -p taskloom-server --bin taskloom)"
-
-# npm ci in $1 unless node_modules was installed from the same package.json
-# and lock file (a stamp holds their digest).
-npm_ci_cached() {
-    local dir=$1
-    local stamp="$dir/node_modules/.taskloom-installed"
-    local digest
-    digest=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)
-    if [[ -f $stamp && $(<"$stamp") == "$digest" ]]; then
-        return 0
-    fi
-    (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in $dir failed"
-    printf '%s\n' "$digest" >"$stamp"
-}
 
 echo "== sdk-typescript: install"
 npm_ci_cached "$SDK"

@@ -37,6 +37,21 @@ ensure_buf() {
     printf '%s\n' "$digest" >"$stamp"
 }
 
+# npm ci in $1 unless node_modules was installed from the same package.json
+# and lock file (a stamp holds their digest).
+npm_ci_cached() {
+    local dir=$1
+    local stamp="$dir/node_modules/.taskloom-installed"
+    local digest
+    digest=$(files_digest "$dir/package.json" "$dir/package-lock.json")
+    if [[ -f $stamp && $(<"$stamp") == "$digest" ]]; then
+        return 0
+    fi
+    command -v npm >/dev/null || die "npm not found: Node.js 20 with npm is needed"
+    (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in $dir failed"
+    printf '%s\n' "$digest" >"$stamp"
+}
+
 # Prints where the grpcurl binary of the venv is.
 venv_grpcurl_path() {
     "$TASKLOOM_VENV/bin/python" -c \

@@ -1,5 +1,5 @@
 //! Group writes: callers queue items and wait; writer tasks take whatever
-//! is queued and write it in one transaction (see PERFORMANCE.md: one
+//! is queued and write it in one transaction (see docs/postgres.md: one
 //! commit per batch instead of one per item is what lets a 2-core box reach
 //! its targets). Two writers take turns, so one batch forms while the other
 //! commits. Items with the same key never share a batch (a run transitions

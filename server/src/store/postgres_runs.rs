@@ -3,7 +3,7 @@
 //! Every method is one transaction at READ COMMITTED, with
 //! `synchronous_commit` left on: these commits acknowledge starts and
 //! completions to clients. Round trips are what a 2-core box runs out of
-//! first (see PERFORMANCE.md), so a plan of any size is written by one
+//! first (see docs/postgres.md), so a plan of any size is written by one
 //! statement ([`APPLY_WRITES`]: data-modifying CTEs over `UNNEST`ed arrays),
 //! and a transition costs five round trips: BEGIN, lock the run, read its
 //! attempts, apply, COMMIT. A claim costs the same for a whole batch, and

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Created, IdempotencyKey, Page, PageQuery, StoreResult};
 
-/// The state of a run (see DESIGN.md, "The kernel").
+/// The state of a run (see docs/kernel.md, "State and transitions").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
     Queued,

@@ -8,7 +8,7 @@
 //! on any replica sees them live; they are never stored.
 //!
 //! PostgreSQL: `NOTIFY` on two channels (changes, deltas), sent outside the
-//! write transactions and coalesced by the caller (see PERFORMANCE.md: a
+//! write transactions and coalesced by the caller (see docs/postgres.md: a
 //! NOTIFY inside the write transaction serializes commits). SQLite: one
 //! process, no signals.
 
