@@ -330,9 +330,7 @@ async fn abusive_renders_leave_the_server_responsive(server: TestServer) {
     // The abusive runs did render all along.
     for id in &spinning {
         let run = runs
-            .get_run(pb::GetRunRequest {
-                id: id.clone(),
-            })
+            .get_run(pb::GetRunRequest { id: id.clone() })
             .await
             .expect("get spin")
             .into_inner();

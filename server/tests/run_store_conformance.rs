@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Connection;
 use taskloom_server::store::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, Claimed, Created, DecideFn,
+    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, Claimed, Created, Decision,
     DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore,
     Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore,
     SqliteStore, Store, StoreError, StoreResult, TransitionOutcome, Verdict,
@@ -147,6 +147,8 @@ macro_rules! conformance_suite {
                 missing_records_are_not_found,
                 dead_letters_newest_first,
                 next_ready_at_is_the_earliest_future_ready_attempt,
+                snapshots_hold_heads_and_focus,
+                run_text_with_nul_round_trips,
             );
 
             #[tokio::test]
@@ -253,6 +255,8 @@ fn run(id: &str) -> RunRecord {
         tenant: "acme".to_string(),
         request_id: None,
         steps: 0,
+        executions: 0,
+        heads: None,
         input_tokens: 0,
         output_tokens: 0,
         last_seq: 0,
@@ -328,8 +332,8 @@ async fn create(
     created.record
 }
 
-fn decide(f: impl Fn(&RunSnapshot) -> Plan + Send + Sync + 'static) -> DecideFn {
-    Box::new(f)
+fn decide(f: impl Fn(&RunSnapshot) -> Plan + Send + Sync + 'static) -> Decision {
+    Decision::new(f)
 }
 
 fn first_page(limit: u32) -> PageQuery {
@@ -2464,4 +2468,135 @@ async fn concurrent_claimers_stay_within_caps(store: Runs) {
             assert_eq!(stored.status, AttemptStatus::Ready);
         }
     }
+}
+
+/// A run that keeps heads is decided on those attempts and the ones the
+/// decision names, not on every attempt it has; one without heads (written
+/// before heads were kept) on all of them. The plan's heads are stored.
+async fn snapshots_hold_heads_and_focus(store: Runs) {
+    let base = run("run-1");
+    let attempts: Vec<AttemptRecord> = (1..=6)
+        .map(|step| attempt(&base, &format!("att-{step}"), step))
+        .collect();
+    let stored = create(
+        &store,
+        RunRecord {
+            heads: Some(vec!["att-5".into(), "att-2".into()]),
+            ..base.clone()
+        },
+        attempts.clone(),
+        &["created"],
+    )
+    .await;
+    assert_eq!(
+        stored.heads,
+        Some(vec!["att-5".to_string(), "att-2".to_string()])
+    );
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let snapshot_ids = |seen: &Arc<Mutex<Vec<Vec<String>>>>, heads: Option<Vec<String>>| {
+        let recorder = seen.clone();
+        decide(move |snapshot| {
+            recorder
+                .lock()
+                .unwrap()
+                .push(snapshot.attempts.iter().map(|a| a.id.clone()).collect());
+            Plan {
+                run: Some(RunRecord {
+                    heads: heads.clone(),
+                    ..snapshot.run.clone()
+                }),
+                ..Plan::apply()
+            }
+        })
+    };
+    // Heads and focus, in step order; a focus on another run's attempt or
+    // a missing one adds nothing.
+    create(
+        &store,
+        run("run-2"),
+        vec![attempt(&run("run-2"), "other", 1)],
+        &[],
+    )
+    .await;
+    let decision = snapshot_ids(&seen, Some(vec!["att-6".into()])).with_focus(vec![
+        "att-3".into(),
+        "other".into(),
+        "missing".into(),
+    ]);
+    store.transition("run-1", decision).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().pop().unwrap(),
+        ["att-2", "att-3", "att-5"]
+    );
+    assert_eq!(
+        store.get_run("run-1").await.unwrap().heads,
+        Some(vec!["att-6".to_string()])
+    );
+    // The same through a batch.
+    let decision = snapshot_ids(&seen, None).with_focus(vec!["att-1".into()]);
+    let results = store
+        .transition_many(vec![("run-1".to_string(), decision)])
+        .await
+        .unwrap();
+    assert!(matches!(results[0], Ok(TransitionOutcome::Applied { .. })));
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), ["att-1", "att-6"]);
+    // No heads: every attempt.
+    store
+        .transition("run-1", snapshot_ids(&seen, None))
+        .await
+        .unwrap();
+    let all: Vec<String> = attempts.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), all);
+    let decision = snapshot_ids(&seen, None).with_focus(vec!["att-1".into()]);
+    store
+        .transition_many(vec![("run-1".to_string(), decision)])
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), all);
+}
+
+/// Prompts and error messages are run data and may hold U+0000: both stores
+/// keep them as given.
+async fn run_text_with_nul_round_trips(store: Runs) {
+    let base = run("run-1");
+    let stored = create(
+        &store,
+        base.clone(),
+        vec![AttemptRecord {
+            prompt: Some("a\0prompt".to_string()),
+            ..attempt(&base, "att-1", 1)
+        }],
+        &["created"],
+    )
+    .await;
+    let failed = RunRecord {
+        status: RunStatus::Failed,
+        error: Some(RunFailure {
+            message: "model said \0 and stopped".to_string(),
+            task_id: "task-1".to_string(),
+            reason: "TASK_FAILED".to_string(),
+        }),
+        ..stored.clone()
+    };
+    let mut dead = attempt(&base, "att-1", 1);
+    dead.prompt = Some("a\0prompt".to_string());
+    dead.status = AttemptStatus::Failed;
+    dead.error = Some("hook answered \0".to_string());
+    let (run_update, attempt_update) = (failed.clone(), dead.clone());
+    store
+        .transition(
+            "run-1",
+            decide(move |_| Plan {
+                run: Some(run_update.clone()),
+                attempt_updates: vec![attempt_update.clone()],
+                ..Plan::apply()
+            }),
+        )
+        .await
+        .unwrap();
+    let run = store.get_run("run-1").await.unwrap();
+    assert_eq!(run.error, failed.error);
+    let attempts = all_attempts(&store, "run-1").await;
+    assert_eq!(attempts[0].prompt.as_deref(), Some("a\0prompt"));
+    assert_eq!(attempts[0].error.as_deref(), Some("hook answered \0"));
 }

@@ -942,7 +942,9 @@ impl Dispatcher {
                     Ok(true) => dispatcher.inner.wake.notify_one(),
                     Ok(false) => {}
                     // The dispatch loop logs store faults and backs off.
-                    Err(error) => tracing::debug!(error = %error, "claiming work fallen due failed"),
+                    Err(error) => {
+                        tracing::debug!(error = %error, "claiming work fallen due failed")
+                    }
                 }
                 drop(permit);
             });

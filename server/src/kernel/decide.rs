@@ -212,6 +212,8 @@ pub fn start(
         tenant: new.tenant,
         request_id: new.request_id,
         steps: 0,
+        executions: 0,
+        heads: Some(Vec::new()),
         input_tokens: 0,
         output_tokens: 0,
         last_seq: 0,
@@ -697,6 +699,38 @@ fn new_event(run_id: &str, kind: pb::RunEventType, now: DateTime<Utc>) -> pb::Ru
     }
 }
 
+/// The attempts the next decision on a run needs, of all it knows: the
+/// active ones, and each task's latest and latest successful. Every attempt
+/// that can become one of these is among them now or created by this
+/// decision, so a decision never misses one it needs.
+fn heads(attempts: &[AttemptRecord]) -> Vec<String> {
+    let mut latest: BTreeMap<&str, &AttemptRecord> = BTreeMap::new();
+    let mut latest_success: BTreeMap<&str, &AttemptRecord> = BTreeMap::new();
+    let mut heads: Vec<&AttemptRecord> = Vec::new();
+    let later = |a: &AttemptRecord, b: &AttemptRecord| (a.step, &a.id) > (b.step, &b.id);
+    for attempt in attempts {
+        if attempt.status.is_active() {
+            heads.push(attempt);
+        }
+        let task = attempt.task_id.as_str();
+        if latest.get(task).is_none_or(|known| later(attempt, known)) {
+            latest.insert(task, attempt);
+        }
+        if attempt.status == AttemptStatus::Succeeded
+            && latest_success
+                .get(task)
+                .is_none_or(|known| later(attempt, known))
+        {
+            latest_success.insert(task, attempt);
+        }
+    }
+    heads.extend(latest.into_values());
+    heads.extend(latest_success.into_values());
+    heads.sort_by(|a, b| (a.step, &a.id).cmp(&(b.step, &b.id)));
+    heads.dedup_by(|a, b| a.id == b.id);
+    heads.into_iter().map(|a| a.id.clone()).collect()
+}
+
 /// The working state of one decision.
 struct Step<'a> {
     chain: &'a CompiledChain,
@@ -848,8 +882,7 @@ impl<'a> Step<'a> {
             );
             return;
         };
-        let executions = self.attempts.iter().filter(|a| a.attempt == 1).count();
-        if retry_of.is_none() && executions >= self.chain.max_steps() as usize {
+        if retry_of.is_none() && self.run.executions >= self.chain.max_steps() as i32 {
             self.fail_run(
                 format!(
                     "the run reached max_steps ({}) before task {task_id:?}",
@@ -872,6 +905,9 @@ impl<'a> Step<'a> {
             }
         };
         self.run.steps += 1;
+        if retry_of.is_none() {
+            self.run.executions += 1;
+        }
         let mut attempt = AttemptRecord {
             id: uuid::Uuid::now_v7().to_string(),
             run_id: self.run.id.clone(),
@@ -1383,6 +1419,7 @@ impl<'a> Step<'a> {
         }
         self.settle_status();
         self.run.updated_at = self.now;
+        self.run.heads = Some(heads(&self.attempts));
         let mut plan = Plan::apply();
         let new_attempts = self.attempts.split_off(self.snapshot_len);
         plan.attempt_updates = self

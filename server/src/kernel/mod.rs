@@ -25,9 +25,9 @@ use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, Renderer};
 use crate::store::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, CreatedRun, Delta, DeltaBatch,
-    DynStore, EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot,
-    Signal, StoreError, StoreResult, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, CreatedRun, Decision, Delta,
+    DeltaBatch, DynStore, EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
+    RunSnapshot, Signal, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use batch::{Batcher, Keyed};
 use decide::{Given, RenderJob, Renders};
@@ -219,6 +219,8 @@ type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
 /// A transition queued for a batch write.
 struct TransitionItem {
     run_id: String,
+    /// An attempt the decision looks at.
+    focus: Option<String>,
     chain: Arc<CompiledChain>,
     decide: Arc<ChainDecision>,
     renders: Arc<Renders>,
@@ -787,10 +789,10 @@ impl Kernel {
         chain: Arc<CompiledChain>,
         decide: Arc<ChainDecision>,
         renders: Arc<Renders>,
-    ) -> (crate::store::DecideFn, DispatchSlot) {
+    ) -> (Decision, DispatchSlot) {
         let slot = DispatchSlot::default();
         let (kernel, last) = (self.clone(), slot.clone());
-        let decide_fn = Box::new(move |snapshot: &RunSnapshot| {
+        let decide_fn = Decision::new(move |snapshot: &RunSnapshot| {
             let now = now();
             let given = Given {
                 chain: &chain,
@@ -921,7 +923,14 @@ impl Kernel {
     }
 
     /// Applies one decision to a run.
-    pub async fn transition<F>(&self, run_id: &str, decide: F) -> KernelResult<RunRecord>
+    /// `focus` names an attempt the decision looks at (read into its
+    /// snapshot even when it is not one of the run's heads).
+    pub async fn transition<F>(
+        &self,
+        run_id: &str,
+        focus: Option<&str>,
+        decide: F,
+    ) -> KernelResult<RunRecord>
     where
         F: Fn(&Given) -> Plan + Send + Sync + 'static,
     {
@@ -933,6 +942,7 @@ impl Kernel {
             let renders = Arc::new(Renders::new(done.clone()));
             let (decide_fn, dispatch) =
                 self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
+            let decide_fn = decide_fn.with_focus(focus.into_iter().map(str::to_string).collect());
             let outcome = self.inner.store.transition(run_id, decide_fn).await?;
             match self.outcome(outcome, dispatch, &renders) {
                 Decided::Done(result) => return result,
@@ -1015,6 +1025,7 @@ impl Kernel {
     async fn batched<F>(
         &self,
         run_id: &str,
+        focus: Option<&str>,
         chain: Arc<CompiledChain>,
         decide: F,
     ) -> KernelResult<RunRecord>
@@ -1027,6 +1038,7 @@ impl Kernel {
             let (reply, answer) = oneshot::channel();
             let item = TransitionItem {
                 run_id: run_id.to_string(),
+                focus: focus.map(str::to_string),
                 chain: chain.clone(),
                 decide: decide.clone(),
                 renders: Arc::new(Renders::new(done.clone())),
@@ -1066,7 +1078,10 @@ impl Kernel {
                 item.decide.clone(),
                 item.renders.clone(),
             );
-            items.push((item.run_id.clone(), decide_fn));
+            items.push((
+                item.run_id.clone(),
+                decide_fn.with_focus(item.focus.iter().cloned().collect()),
+            ));
             dispatches.push(dispatch);
         }
         match self.inner.store.transition_many(items).await {
@@ -1092,6 +1107,7 @@ impl Kernel {
                     }
                     let (decide_fn, dispatch) =
                         self.decide_eagerly(item.chain, item.decide, item.renders.clone());
+                    let decide_fn = decide_fn.with_focus(item.focus.into_iter().collect());
                     let answer = match self.inner.store.transition(&item.run_id, decide_fn).await {
                         Ok(outcome) => self.outcome(outcome, dispatch, &item.renders),
                         Err(error) => {
@@ -1133,8 +1149,9 @@ impl Kernel {
         lease_token: &str,
         success: TaskSuccess,
     ) -> KernelResult<RunRecord> {
+        let focus = attempt_id;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, chain, move |given| {
+        self.batched(run_id, Some(focus), chain, move |given| {
             decide::complete(given, &attempt_id, &token, success.clone())
         })
         .await
@@ -1162,9 +1179,10 @@ impl Kernel {
         lease_token: &str,
         failure: TaskFailure,
     ) -> KernelResult<RunRecord> {
+        let focus = attempt_id;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
         let random_unit: f64 = rand::random();
-        self.batched(run_id, chain, move |given| {
+        self.batched(run_id, Some(focus), chain, move |given| {
             decide::fail(given, &attempt_id, &token, failure.clone(), random_unit)
         })
         .await
@@ -1184,8 +1202,9 @@ impl Kernel {
         extension: Duration,
     ) -> KernelResult<DateTime<Utc>> {
         let until = now() + chrono::Duration::from_std(extension).unwrap_or(chrono::Duration::MAX);
+        let focus = attempt_id;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.transition(run_id, move |given| {
+        self.transition(run_id, Some(focus), move |given| {
             decide::extend(given, &attempt_id, &token, until)
         })
         .await?;
@@ -1201,8 +1220,9 @@ impl Kernel {
         lease_token: &str,
     ) -> KernelResult<RunRecord> {
         let chain = self.run_chain(run_id).await?;
+        let focus = attempt_id;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, chain, move |given| {
+        self.batched(run_id, Some(focus), chain, move |given| {
             decide::release(given, &attempt_id, &token)
         })
         .await
@@ -1218,8 +1238,9 @@ impl Kernel {
         data: Option<prost_types::Struct>,
     ) -> KernelResult<RunRecord> {
         let chain = self.run_chain(run_id).await?;
+        let focus = attempt_id;
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, chain, move |given| {
+        self.batched(run_id, Some(focus), chain, move |given| {
             decide::progress(given, &attempt_id, &token, &message, data.clone())
         })
         .await
@@ -1227,17 +1248,19 @@ impl Kernel {
 
     pub async fn cancel_run(&self, run_id: &str, reason: &str) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.transition(run_id, move |given| decide::cancel(given, &reason))
+        self.transition(run_id, None, move |given| decide::cancel(given, &reason))
             .await
     }
 
     pub async fn pause_run(&self, run_id: &str, cancel_running: bool) -> KernelResult<RunRecord> {
-        self.transition(run_id, move |given| decide::pause(given, cancel_running))
-            .await
+        self.transition(run_id, None, move |given| {
+            decide::pause(given, cancel_running)
+        })
+        .await
     }
 
     pub async fn resume_run(&self, run_id: &str) -> KernelResult<RunRecord> {
-        self.transition(run_id, decide::resume).await
+        self.transition(run_id, None, decide::resume).await
     }
 
     pub async fn submit_input(
@@ -1248,14 +1271,14 @@ impl Kernel {
         request_key: Option<String>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.transition(run_id, move |given| {
+        self.transition(run_id, None, move |given| {
             decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
     }
 
     pub async fn retry_run(&self, run_id: &str) -> KernelResult<RunRecord> {
-        self.transition(run_id, decide::retry_run).await
+        self.transition(run_id, None, decide::retry_run).await
     }
 
     /// Leases ready attempts of `queues` for `owner`.
@@ -1314,7 +1337,7 @@ impl Kernel {
             let attempt_id = item.attempt_id.clone();
             let random_unit: f64 = rand::random();
             let result = self
-                .transition(&item.run_id, move |given| {
+                .transition(&item.run_id, Some(&item.attempt_id), move |given| {
                     decide::expire(given, &attempt_id, max, random_unit)
                 })
                 .await;
@@ -1353,7 +1376,8 @@ impl Kernel {
         let max = self.inner.config.max_lease_expiries;
         let random_unit: f64 = rand::random();
         let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.transition(run_id, move |given| {
+        let focus = attempt_id.clone();
+        self.transition(run_id, Some(&focus), move |given| {
             let mut expired = given.snapshot.clone();
             let held = expired.attempts.iter_mut().find(|a| {
                 a.id == attempt_id

@@ -219,6 +219,8 @@ mod tests {
             tenant: String::new(),
             request_id: None,
             steps: 0,
+            executions: 0,
+            heads: None,
             input_tokens: 0,
             output_tokens: 0,
             last_seq: 0,

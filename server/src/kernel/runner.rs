@@ -197,7 +197,9 @@ impl Claimer {
                     Ok(true) => claimer.kernel.wake(),
                     Ok(false) => {}
                     // The claim loop logs store faults and backs off.
-                    Err(error) => tracing::debug!(error = %error, "claiming work fallen due failed"),
+                    Err(error) => {
+                        tracing::debug!(error = %error, "claiming work fallen due failed")
+                    }
                 }
                 drop(permit);
             });

@@ -29,7 +29,7 @@ use crate::secrets::SecretBox;
 pub use postgres::PostgresStore;
 pub use runs::{
     AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimFn, ClaimRequest, Claimed, CreatedRun,
-    DecideFn, DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure,
+    Decision, DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure,
     RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
 pub use sessions::{SessionStore, WorkerSessionRecord};

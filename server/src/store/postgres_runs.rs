@@ -45,7 +45,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 use super::postgres::{column, database_error, fetch_limit, into_page, not_found};
 use super::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun,
-    DecideFn, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
+    Decision, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
     PostgresStore, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError,
     StoreResult, TransitionOutcome, Verdict,
 };
@@ -55,8 +55,8 @@ macro_rules! run_columns {
     () => {
         "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
          r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, r.request_id, r.steps, \
-         r.input_tokens, r.output_tokens, r.last_seq, r.created_at, r.started_at, r.ended_at, \
-         r.updated_at"
+         r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
+         r.started_at, r.ended_at, r.updated_at"
     };
 }
 
@@ -138,7 +138,7 @@ macro_rules! insert_attempts_and_events {
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
              $6::text[], $7::text[], $8::int4[], $9::timestamptz[], $10::timestamptz[], \
              $11::text[], $12::text[], $13::timestamptz[], $14::int4[], $15::bytea[], \
-             $16::text[], $17::bytea[], $18::text[], $19::bool[], $20::text[], $21::text[], \
+             $16::bytea[], $17::bytea[], $18::bytea[], $19::bool[], $20::text[], $21::text[], \
              $22::int8[], $23::int8[], $24::timestamptz[], $25::timestamptz[], \
              $26::timestamptz[]) AS u(id, run_id, task_id, attempt, step, status, queue, \
              priority, available_at, deadline, lease_owner, lease_token, lease_expires_at, \
@@ -156,7 +156,7 @@ macro_rules! insert_attempts_and_events {
 }
 
 /// Every write of one or more plans in one statement: new attempts and
-/// events, attempt updates (`$30`..`$47`), run updates (`$48`..`$60`). Each
+/// events, attempt updates (`$30`..`$47`), run updates (`$48`..`$62`). Each
 /// part works on column arrays, so a plan costs one round trip whatever its
 /// size, and empty arrays make a part a no-op. The counts let the caller
 /// check that every attempt update matched an attempt of the named run
@@ -173,7 +173,7 @@ const APPLY_WRITES: &str = concat!(
      output_tokens = u.output_tokens, started_at = u.started_at, ended_at = u.ended_at \
      FROM UNNEST($30::text[], $31::text[], $32::text[], $33::timestamptz[], \
      $34::timestamptz[], $35::text[], $36::text[], $37::timestamptz[], $38::int4[], \
-     $39::bytea[], $40::text[], $41::bool[], $42::text[], $43::text[], $44::int8[], \
+     $39::bytea[], $40::bytea[], $41::bool[], $42::text[], $43::text[], $44::int8[], \
      $45::int8[], $46::timestamptz[], $47::timestamptz[]) \
      AS u(id, run_id, status, available_at, deadline, lease_owner, lease_token, \
      lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, model, \
@@ -184,18 +184,20 @@ const APPLY_WRITES: &str = concat!(
      error_message = u.error_message, error_task_id = u.error_task_id, \
      error_reason = u.error_reason, steps = u.steps, input_tokens = u.input_tokens, \
      output_tokens = u.output_tokens, started_at = u.started_at, ended_at = u.ended_at, \
-     updated_at = u.updated_at, last_seq = u.last_seq \
-     FROM UNNEST($48::text[], $49::text[], $50::bytea[], $51::text[], $52::text[], \
+     updated_at = u.updated_at, last_seq = u.last_seq, executions = u.executions, \
+     heads = u.heads \
+     FROM UNNEST($48::text[], $49::text[], $50::bytea[], $51::bytea[], $52::text[], \
      $53::text[], $54::int4[], $55::int8[], $56::int8[], $57::timestamptz[], \
-     $58::timestamptz[], $59::timestamptz[], $60::int8[]) \
+     $58::timestamptz[], $59::timestamptz[], $60::int8[], $61::int4[], $62::text[]) \
      AS u(id, status, output, error_message, error_task_id, error_reason, steps, \
-     input_tokens, output_tokens, started_at, ended_at, updated_at, last_seq) \
+     input_tokens, output_tokens, started_at, ended_at, updated_at, last_seq, executions, \
+     heads) \
      WHERE r.id = u.id RETURNING 1) \
      SELECT (SELECT count(*) FROM attempt_updates) AS attempts_updated, \
      (SELECT count(*) FROM run_updates) AS runs_updated"
 );
 
-/// New runs (`$30`..`$50`, one array element per run) with their first
+/// New runs (`$30`..`$50` and `$58`..`$59`, one array element per run) with their first
 /// attempts and events, their idempotency keys (`$54` run ids, `$55`
 /// scopes, `$56` request ids, `$57` hashes) and their chain checks (`$51`
 /// run ids, `$52` chain ids, `$53` expected latest versions or NULL): one
@@ -226,17 +228,18 @@ const CREATE_RUNS: &str = concat!(
     ", run_inserts AS (\
      INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
      error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
-     output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
+     output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads) \
      SELECT id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels::jsonb, priority, tenant, request_id, steps, input_tokens, \
-     output_tokens, last_seq, created_at, started_at, ended_at, updated_at \
+     output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads \
      FROM UNNEST($30::text[], $31::text[], $32::int8[], $33::text[], $34::bytea[], \
-     $35::bytea[], $36::text[], $37::text[], $38::text[], $39::text[], $40::int4[], \
+     $35::bytea[], $36::bytea[], $37::text[], $38::text[], $39::text[], $40::int4[], \
      $41::text[], $42::text[], $43::int4[], $44::int8[], $45::int8[], $46::int8[], \
-     $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[]) \
+     $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[], \
+     $58::int4[], $59::text[]) \
      AS u(id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels, priority, tenant, request_id, steps, input_tokens, output_tokens, \
-     last_seq, created_at, started_at, ended_at, updated_at) \
+     last_seq, created_at, started_at, ended_at, updated_at, executions, heads) \
      WHERE u.id NOT IN (SELECT run_id FROM skipped) RETURNING 1) \
      SELECT run_id, 'chain' AS reason FROM failed_checks \
      UNION ALL SELECT run_id, 'key' AS reason FROM taken_keys"
@@ -361,7 +364,7 @@ fn run_from_row(row: &PgRow) -> StoreResult<RunRecord> {
     let status = RunStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
     let error = match (
-        column(row, "error_message")?,
+        text_column(row, "error_message")?,
         column(row, "error_task_id")?,
         column(row, "error_reason")?,
     ) {
@@ -390,6 +393,13 @@ fn run_from_row(row: &PgRow) -> StoreResult<RunRecord> {
         tenant: column(row, "tenant")?,
         request_id: column(row, "request_id")?,
         steps: column(row, "steps")?,
+        executions: column(row, "executions")?,
+        heads: column::<Option<String>>(row, "heads")?
+            .map(|heads| {
+                serde_json::from_str(&heads)
+                    .map_err(|e| StoreError::Corrupt(format!("run {id:?} has bad heads: {e}")))
+            })
+            .transpose()?,
         input_tokens: column(row, "input_tokens")?,
         output_tokens: column(row, "output_tokens")?,
         last_seq: column(row, "last_seq")?,
@@ -422,9 +432,9 @@ fn attempt_from_row(row: &PgRow) -> StoreResult<AttemptRecord> {
         lease_expires_at: column(row, "lease_expires_at")?,
         lease_expiries: column(row, "lease_expiries")?,
         input: column(row, "input")?,
-        prompt: column(row, "prompt")?,
+        prompt: text_column(row, "prompt")?,
         output: column(row, "output")?,
-        error: column(row, "error")?,
+        error: text_column(row, "error")?,
         dead_lettered: column(row, "dead_lettered")?,
         backend_id: column(row, "backend_id")?,
         model: column(row, "model")?,
@@ -482,6 +492,65 @@ async fn leased_counts(
 }
 
 /// `NotFound` unless the run exists.
+/// The attempts each run's decision needs (see [`RunSnapshot`]), by run id,
+/// each ordered by `(step, id)`: one statement for the runs that keep heads,
+/// one for those that do not (written before heads were kept).
+async fn snapshot_attempts(
+    conn: &mut PgConnection,
+    wanted: &[(&RunRecord, &Decision)],
+) -> StoreResult<HashMap<String, Vec<AttemptRecord>>> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut whole_runs: Vec<&str> = Vec::new();
+    for (run, decision) in wanted {
+        match decision.attempt_ids(run) {
+            Some(heads) => ids.extend(heads),
+            None => whole_runs.push(run.id.as_str()),
+        }
+    }
+    let mut rows = Vec::new();
+    if !ids.is_empty() {
+        rows.extend(
+            sqlx::query(concat!(
+                "SELECT ",
+                attempt_columns!(),
+                " FROM attempts a WHERE a.id = ANY($1)"
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    if !whole_runs.is_empty() {
+        rows.extend(
+            sqlx::query(concat!(
+                "SELECT ",
+                attempt_columns!(),
+                " FROM attempts a WHERE a.run_id = ANY($1)"
+            ))
+            .bind(&whole_runs)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    let runs: HashSet<&str> = wanted.iter().map(|(run, _)| run.id.as_str()).collect();
+    let mut seen = HashSet::new();
+    let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+    for row in &rows {
+        let attempt = attempt_from_row(row)?;
+        // A decision may name an attempt of another run: not its own.
+        if runs.contains(attempt.run_id.as_str()) && seen.insert(attempt.id.clone()) {
+            attempts
+                .entry(attempt.run_id.clone())
+                .or_default()
+                .push(attempt);
+        }
+    }
+    for list in attempts.values_mut() {
+        list.sort_by(|a, b| (a.step, &a.id).cmp(&(b.step, &b.id)));
+    }
+    Ok(attempts)
+}
+
 async fn require_run(conn: &mut PgConnection, id: &str) -> StoreResult<()> {
     sqlx::query("SELECT 1 FROM runs WHERE id = $1")
         .bind(id)
@@ -604,6 +673,7 @@ impl Writes {
             .iter()
             .map(|r| error_columns(r.error.as_ref()))
             .collect();
+        let run_heads = heads_column(runs)?;
         let row = bind_inserts(sqlx::query(APPLY_WRITES), news, events)
             // attempt updates
             .bind(col(updates, |a| a.id.as_str()))
@@ -616,7 +686,7 @@ impl Writes {
             .bind(col(updates, |a| a.lease_expires_at))
             .bind(col(updates, |a| a.lease_expiries))
             .bind(col(updates, |a| a.output.as_deref()))
-            .bind(col(updates, |a| a.error.as_deref()))
+            .bind(col(updates, |a| a.error.as_deref().map(str::as_bytes)))
             .bind(col(updates, |a| a.dead_lettered))
             .bind(col(updates, |a| a.backend_id.as_deref()))
             .bind(col(updates, |a| a.model.as_deref()))
@@ -628,7 +698,7 @@ impl Writes {
             .bind(col(runs, |r| r.id.as_str()))
             .bind(col(runs, |r| r.status.as_str()))
             .bind(col(runs, |r| r.output.as_deref()))
-            .bind(col(&run_errors, |e| e[0]))
+            .bind(col(&run_errors, |e| e[0].map(str::as_bytes)))
             .bind(col(&run_errors, |e| e[1]))
             .bind(col(&run_errors, |e| e[2]))
             .bind(col(runs, |r| r.steps))
@@ -638,6 +708,8 @@ impl Writes {
             .bind(col(runs, |r| r.ended_at))
             .bind(col(runs, |r| r.updated_at))
             .bind(col(runs, |r| r.last_seq))
+            .bind(col(runs, |r| r.executions))
+            .bind(&run_heads)
             .fetch_one(&mut *conn)
             .await
             .map_err(|err| write_error(err, news))?;
@@ -704,9 +776,9 @@ fn bind_inserts<'q>(
         .bind(col(news, |a| a.lease_expires_at))
         .bind(col(news, |a| a.lease_expiries))
         .bind(col(news, |a| a.input.as_slice()))
-        .bind(col(news, |a| a.prompt.as_deref()))
+        .bind(col(news, |a| a.prompt.as_deref().map(str::as_bytes)))
         .bind(col(news, |a| a.output.as_deref()))
-        .bind(col(news, |a| a.error.as_deref()))
+        .bind(col(news, |a| a.error.as_deref().map(str::as_bytes)))
         .bind(col(news, |a| a.dead_lettered))
         .bind(col(news, |a| a.backend_id.as_deref()))
         .bind(col(news, |a| a.model.as_deref()))
@@ -718,6 +790,33 @@ fn bind_inserts<'q>(
         .bind(col(events, |e| e.run_id.as_str()))
         .bind(col(events, |e| e.seq))
         .bind(col(events, |e| e.payload.as_slice()))
+}
+
+/// The `heads` column of `runs` (JSON arrays, or NULL), as an array
+/// parameter.
+fn heads_column(runs: &[RunRecord]) -> StoreResult<Vec<Option<String>>> {
+    runs.iter()
+        .map(|run| {
+            run.heads
+                .as_ref()
+                .map(|heads| {
+                    serde_json::to_string(heads)
+                        .map_err(|e| StoreError::Corrupt(format!("encode run heads: {e}")))
+                })
+                .transpose()
+        })
+        .collect()
+}
+
+/// A text column stored as UTF-8 bytes: PostgreSQL's `text` refuses U+0000,
+/// which run data (prompts, model and hook errors) may hold.
+fn text_column(row: &PgRow, name: &str) -> StoreResult<Option<String>> {
+    column::<Option<Vec<u8>>>(row, name)?
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| StoreError::Corrupt(format!("column {name} is not UTF-8")))
+        })
+        .transpose()
 }
 
 /// One column of `items`, as an array parameter.
@@ -765,6 +864,7 @@ where
         .iter()
         .map(|r| serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".to_string()))
         .collect();
+    let heads = heads_column(records)?;
     let checks: Vec<(&str, &ChainCheck)> = news
         .iter()
         .filter_map(|new| Some((new.run.id.as_str(), new.chain_check.as_ref()?)))
@@ -780,7 +880,7 @@ where
         .bind(col(records, |r| r.status.as_str()))
         .bind(col(records, |r| r.input.as_slice()))
         .bind(col(records, |r| r.output.as_deref()))
-        .bind(col(&errors, |e| e[0]))
+        .bind(col(&errors, |e| e[0].map(str::as_bytes)))
         .bind(col(&errors, |e| e[1]))
         .bind(col(&errors, |e| e[2]))
         .bind(&labels)
@@ -802,6 +902,8 @@ where
         .bind(col(&keys, |(_, k)| k.scope.as_str()))
         .bind(col(&keys, |(_, k)| k.request_id.as_str()))
         .bind(col(&keys, |(_, k)| k.request_hash.as_str()))
+        .bind(col(records, |r| r.executions))
+        .bind(&heads)
         .fetch_all(executor)
         .await
         .map_err(|err| match database_error(&err) {
@@ -954,7 +1056,7 @@ impl PostgresStore {
     async fn try_transition(
         &self,
         run_id: &str,
-        decide: &DecideFn,
+        decide: &Decision,
     ) -> StoreResult<TransitionOutcome> {
         let mut tx = self.begin_hot().await?;
         let row = sqlx::query(concat!(
@@ -969,19 +1071,12 @@ impl PostgresStore {
         let run = run_from_row(&row)?;
         // A separate statement, so its snapshot is taken after the lock:
         // nothing can change the run's attempts until commit.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            attempt_columns!(),
-            " FROM attempts a WHERE a.run_id = $1 ORDER BY a.step, a.id"
-        ))
-        .bind(run_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let snapshot = RunSnapshot {
-            run,
-            attempts: decode_all(&rows, attempt_from_row)?,
-        };
-        let plan = decide(&snapshot);
+        let attempts = snapshot_attempts(&mut tx, &[(&run, decide)])
+            .await?
+            .remove(run_id)
+            .unwrap_or_default();
+        let snapshot = RunSnapshot { run, attempts };
+        let plan = decide.decide(&snapshot);
         if let Verdict::Reject(rejection) = plan.verdict {
             tx.rollback().await?;
             return Ok(TransitionOutcome::Rejected(rejection));
@@ -1025,7 +1120,7 @@ impl PostgresStore {
 
     async fn try_transition_many(
         &self,
-        items: &[(String, DecideFn)],
+        items: &[(String, Decision)],
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
         let mut tx = self.begin_hot().await?;
         let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
@@ -1045,22 +1140,11 @@ impl PostgresStore {
             let run = run_from_row(row)?;
             runs.insert(run.id.clone(), run);
         }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            attempt_columns!(),
-            " FROM attempts a WHERE a.run_id = ANY($1) ORDER BY a.run_id, a.step, a.id"
-        ))
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
-        for row in &rows {
-            let attempt = attempt_from_row(row)?;
-            attempts
-                .entry(attempt.run_id.clone())
-                .or_default()
-                .push(attempt);
-        }
+        let wanted: Vec<(&RunRecord, &Decision)> = items
+            .iter()
+            .filter_map(|(id, decide)| Some((runs.get(id)?, decide)))
+            .collect();
+        let mut attempts = snapshot_attempts(&mut tx, &wanted).await?;
         let mut writes = Writes::default();
         let mut ready: Vec<String> = Vec::new();
         let mut results = Vec::with_capacity(items.len());
@@ -1073,7 +1157,7 @@ impl PostgresStore {
                 run: run.clone(),
                 attempts: attempts.remove(run_id).unwrap_or_default(),
             };
-            let plan = decide(&snapshot);
+            let plan = decide.decide(&snapshot);
             if let Verdict::Reject(rejection) = plan.verdict {
                 results.push(Ok(TransitionOutcome::Rejected(rejection)));
                 continue;
@@ -1445,7 +1529,7 @@ impl RunStore for PostgresStore {
 
     async fn transition_many(
         &self,
-        items: Vec<(String, DecideFn)>,
+        items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
         super::runs::check_distinct_runs(&items)?;
         let mut tries = 1;
@@ -1460,7 +1544,7 @@ impl RunStore for PostgresStore {
         }
     }
 
-    async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome> {
+    async fn transition(&self, run_id: &str, decide: Decision) -> StoreResult<TransitionOutcome> {
         let mut tries = 1;
         loop {
             match self.try_transition(run_id, &decide).await {
@@ -1610,6 +1694,8 @@ mod tests {
             tenant: String::new(),
             request_id: None,
             steps: 0,
+            executions: 0,
+            heads: None,
             input_tokens: 0,
             output_tokens: 0,
             last_seq: 0,
@@ -1725,7 +1811,7 @@ mod tests {
                         let decisions = decisions.clone();
                         // Rewrites every ready attempt as it is: a row lock
                         // on each, in the middle of the claimers' work.
-                        let decide: DecideFn = Box::new(move |snapshot: &RunSnapshot| {
+                        let decide = Decision::new(move |snapshot: &RunSnapshot| {
                             decisions.fetch_add(1, Ordering::Relaxed);
                             Plan {
                                 attempt_updates: snapshot

@@ -147,8 +147,16 @@ pub struct RunRecord {
     pub tenant: String,
     /// Written at creation only.
     pub request_id: Option<String>,
-    /// Task attempts created so far (the `max_steps` budget).
+    /// Task attempts created so far.
     pub steps: i32,
+    /// Task executions started so far, retries excluded (the `max_steps`
+    /// budget).
+    pub executions: i32,
+    /// The attempts the next decision needs (the kernel's choice: active
+    /// ones, each task's latest and latest successful), so a transition
+    /// reads those instead of every attempt of a long run. `None` (runs
+    /// written before heads were kept): all of them.
+    pub heads: Option<Vec<String>>,
     pub input_tokens: i64,
     pub output_tokens: i64,
     /// Sequence number of the last stored event; the store maintains it.
@@ -214,7 +222,9 @@ pub struct EventRecord {
     pub payload: Vec<u8>,
 }
 
-/// A run with all of its attempts, read under the run's row lock.
+/// A run with the attempts a decision needs, read under the run's row
+/// lock: those its `heads` name (every attempt when it has none) and those
+/// the decision names itself ([`Decision::focus`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSnapshot {
     pub run: RunRecord,
@@ -306,8 +316,41 @@ pub enum TransitionOutcome {
     Rejected(Rejection),
 }
 
-/// The kernel's decision function for one run.
-pub type DecideFn = Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>;
+/// The kernel's decision for one run: the attempts it names (read into the
+/// snapshot whether or not they are heads) and the function that decides.
+pub struct Decision {
+    pub focus: Vec<String>,
+    decide: Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>,
+}
+
+impl Decision {
+    pub fn new(decide: impl Fn(&RunSnapshot) -> Plan + Send + Sync + 'static) -> Decision {
+        Decision {
+            focus: Vec::new(),
+            decide: Box::new(decide),
+        }
+    }
+
+    /// The same decision, also reading these attempts.
+    pub fn with_focus(mut self, focus: Vec<String>) -> Decision {
+        self.focus = focus;
+        self
+    }
+
+    pub fn decide(&self, snapshot: &RunSnapshot) -> Plan {
+        (self.decide)(snapshot)
+    }
+
+    /// The attempt ids a snapshot of `run` holds: its heads and the focus;
+    /// `None` for all of them.
+    pub fn attempt_ids(&self, run: &RunRecord) -> Option<Vec<String>> {
+        let heads = run.heads.as_ref()?;
+        let mut ids: Vec<String> = heads.iter().chain(&self.focus).cloned().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids)
+    }
+}
 
 /// The kernel's decision for the runs touched by a claim: given a run and
 /// the attempts just leased from it (already in their leased state), the
@@ -315,7 +358,7 @@ pub type DecideFn = Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>;
 pub type ClaimFn = dyn Fn(&RunRecord, &[AttemptRecord]) -> Plan + Send + Sync;
 
 /// Checks that a batch names each run once.
-pub(super) fn check_distinct_runs(items: &[(String, DecideFn)]) -> Result<(), super::StoreError> {
+pub(super) fn check_distinct_runs(items: &[(String, Decision)]) -> Result<(), super::StoreError> {
     let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
     ids.sort_unstable();
     match ids.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -563,7 +606,7 @@ pub trait RunStore: Send + Sync + 'static {
     /// `decide` may be called more than once if the database asks for a
     /// retry (deadlock, serialization failure); only the last plan counts.
     /// `NotFound` if the run does not exist.
-    async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome>;
+    async fn transition(&self, run_id: &str, decide: Decision) -> StoreResult<TransitionOutcome>;
     /// Several transitions of distinct runs in one transaction (a batch of
     /// completions: one commit instead of one per task). Each item is
     /// decided and applied as `transition` would; results come back in the
@@ -573,7 +616,7 @@ pub trait RunStore: Send + Sync + 'static {
     /// otherwise).
     async fn transition_many(
         &self,
-        items: Vec<(String, DecideFn)>,
+        items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>>;
     /// Leases up to `limit` `Ready` attempts of `queues` with
     /// `available_at <= now` whose run is `Queued` or `Running`, highest

@@ -30,7 +30,7 @@ use super::sqlite::{
     unique_as_already_exists,
 };
 use super::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, DecideFn,
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, Decision,
     DueAttempt, EventRecord, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter, RunRecord,
     RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult, TransitionOutcome,
     Verdict,
@@ -38,8 +38,8 @@ use super::{
 
 const RUN_COLUMNS: &str = "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, \
      r.error_message, r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, \
-     r.request_id, r.steps, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
-     r.started_at, r.ended_at, r.updated_at";
+     r.request_id, r.steps, r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, \
+     r.created_at, r.started_at, r.ended_at, r.updated_at";
 const ATTEMPT_COLUMNS: &str = "a.id, a.run_id, a.task_id, a.attempt, a.step, a.status, a.queue, \
      a.priority, a.available_at, a.deadline, a.lease_owner, a.lease_token, a.lease_expires_at, \
      a.lease_expiries, a.input, a.prompt, a.output, a.error, a.dead_lettered, a.backend_id, \
@@ -145,6 +145,10 @@ fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
         tenant: column(row, "tenant")?,
         request_id: column(row, "request_id")?,
         steps: column(row, "steps")?,
+        executions: column(row, "executions")?,
+        heads: column::<Option<String>>(row, "heads")?
+            .map(|heads| from_json(&heads, "run heads"))
+            .transpose()?,
         input_tokens: column(row, "input_tokens")?,
         output_tokens: column(row, "output_tokens")?,
         last_seq: column(row, "last_seq")?,
@@ -248,6 +252,36 @@ async fn fetch_run_attempts(
     decode_all(&rows, attempt_from_row)
 }
 
+/// The snapshot of `run` that `decision` needs (see [`RunSnapshot`]).
+async fn fetch_snapshot(
+    conn: &mut SqliteConnection,
+    run: RunRecord,
+    decision: &Decision,
+) -> StoreResult<RunSnapshot> {
+    let attempts = match decision.attempt_ids(&run) {
+        None => fetch_run_attempts(conn, &run.id).await?,
+        Some(ids) => {
+            let rows = sqlx::query(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.run_id = ? \
+                 AND a.id IN (SELECT value FROM json_each(?)) ORDER BY a.step, a.id"
+            ))
+            .bind(&run.id)
+            .bind(to_json(&ids, "attempt ids")?)
+            .fetch_all(&mut *conn)
+            .await?;
+            decode_all(&rows, attempt_from_row)?
+        }
+    };
+    Ok(RunSnapshot { run, attempts })
+}
+
+fn heads_column(run: &RunRecord) -> StoreResult<Option<String>> {
+    run.heads
+        .as_ref()
+        .map(|heads| to_json(heads, "run heads"))
+        .transpose()
+}
+
 async fn require_run(conn: &mut SqliteConnection, run_id: &str) -> StoreResult<()> {
     if exists(conn, "SELECT 1 FROM runs WHERE id = ?", run_id).await? {
         Ok(())
@@ -263,9 +297,9 @@ async fn insert_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult
     let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
     sqlx::query(
         "INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
-         error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
-         output_tokens, last_seq, created_at, started_at, ended_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         error_task_id, error_reason, labels, priority, tenant, request_id, steps, executions, \
+         heads, input_tokens, output_tokens, last_seq, created_at, started_at, ended_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&run.id)
     .bind(&run.chain_id)
@@ -281,6 +315,8 @@ async fn insert_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult
     .bind(&run.tenant)
     .bind(&run.request_id)
     .bind(run.steps)
+    .bind(run.executions)
+    .bind(heads_column(run)?)
     .bind(run.input_tokens)
     .bind(run.output_tokens)
     .bind(run.last_seq)
@@ -299,8 +335,8 @@ async fn update_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult
     let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
     sqlx::query(
         "UPDATE runs SET status = ?, output = ?, error_message = ?, error_task_id = ?, \
-         error_reason = ?, steps = ?, input_tokens = ?, output_tokens = ?, started_at = ?, \
-         ended_at = ?, updated_at = ? WHERE id = ?",
+         error_reason = ?, steps = ?, executions = ?, heads = ?, input_tokens = ?, \
+         output_tokens = ?, started_at = ?, ended_at = ?, updated_at = ? WHERE id = ?",
     )
     .bind(run.status.as_str())
     .bind(&run.output)
@@ -308,6 +344,8 @@ async fn update_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult
     .bind(error_task_id)
     .bind(error_reason)
     .bind(run.steps)
+    .bind(run.executions)
+    .bind(heads_column(run)?)
     .bind(run.input_tokens)
     .bind(run.output_tokens)
     .bind(optional_micros(run.started_at))
@@ -656,7 +694,7 @@ impl RunStore for SqliteStore {
 
     async fn transition_many(
         &self,
-        items: Vec<(String, DecideFn)>,
+        items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
         super::runs::check_distinct_runs(&items)?;
         // One write transaction: the single writer is every run's lock.
@@ -671,9 +709,8 @@ impl RunStore for SqliteStore {
                 }
                 Err(other) => return Err(other),
             };
-            let attempts = fetch_run_attempts(&mut tx, run_id).await?;
-            let snapshot = RunSnapshot { run, attempts };
-            let plan = decide(&snapshot);
+            let snapshot = fetch_snapshot(&mut tx, run, decide).await?;
+            let plan = decide.decide(&snapshot);
             if let Verdict::Reject(rejection) = &plan.verdict {
                 results.push(Ok(TransitionOutcome::Rejected(rejection.clone())));
                 continue;
@@ -686,14 +723,13 @@ impl RunStore for SqliteStore {
         Ok(results)
     }
 
-    async fn transition(&self, run_id: &str, decide: DecideFn) -> StoreResult<TransitionOutcome> {
+    async fn transition(&self, run_id: &str, decide: Decision) -> StoreResult<TransitionOutcome> {
         // The writer lock taken by BEGIN IMMEDIATE is the run lock: no other
         // write can interleave between the snapshot and the plan's writes.
         let mut tx = self.write_tx().await?;
         let run = fetch_run(&mut tx, run_id).await?;
-        let attempts = fetch_run_attempts(&mut tx, run_id).await?;
-        let snapshot = RunSnapshot { run, attempts };
-        let plan = decide(&snapshot);
+        let snapshot = fetch_snapshot(&mut tx, run, &decide).await?;
+        let plan = decide.decide(&snapshot);
         if let Verdict::Reject(rejection) = &plan.verdict {
             // Dropping the transaction rolls it back; nothing was written.
             return Ok(TransitionOutcome::Rejected(rejection.clone()));
