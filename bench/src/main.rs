@@ -6,6 +6,7 @@
 //! (unless `--keep`); it never connects anywhere but loopback.
 
 mod drive;
+mod looping;
 mod postgres;
 mod procfs;
 mod report;
@@ -54,6 +55,10 @@ enum Scenario {
     /// Runs left waiting on an unserved worker queue: server RSS with that
     /// many runs in flight, then CancelRun on all of them.
     Inflight,
+    /// One run whose task goes round to itself `--loop-steps` times (small
+    /// outputs), then `--loop-large-steps` times with 100 kB outputs: the
+    /// last steps' rate against the first ones', and server RSS.
+    Loop,
 }
 
 /// Benchmark one taskloom server: N runs driven by C concurrent gRPC
@@ -79,7 +84,7 @@ struct Options {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "single,chain3,latency,workers,inflight"
+        default_value = "single,chain3,latency,workers,inflight,loop"
     )]
     scenarios: Vec<Scenario>,
     /// Workers of the `workers` scenario (each one stream).
@@ -88,6 +93,12 @@ struct Options {
     /// Slots of each worker in the `workers` scenario.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     worker_slots: u32,
+    /// Steps of the `loop` scenario's run with small outputs.
+    #[arg(long, default_value_t = 10_000)]
+    loop_steps: usize,
+    /// Steps of the `loop` scenario's run with 100 kB outputs.
+    #[arg(long, default_value_t = 2_000)]
+    loop_large_steps: usize,
     /// Clients of the `latency` scenario.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     latency_clients: u32,
@@ -408,6 +419,24 @@ async fn bench(
                     workers_reports.push((report, resources));
                 }
             }
+            Scenario::Loop => {
+                for (steps, output_bytes) in [
+                    (options.loop_steps, 16),
+                    (options.loop_large_steps, 100_000),
+                ] {
+                    eprintln!("bench: loop: {steps} steps with {output_bytes} B outputs…");
+                    let report = looping::drive(looping::LoopPlan {
+                        connections: &bench.connections,
+                        tag: &bench.tag,
+                        steps,
+                        output_bytes,
+                        server_pid,
+                        deadline: bench.deadline(),
+                    })
+                    .await?;
+                    looping::print(&report);
+                }
+            }
             Scenario::Inflight => {
                 let report = bench.inflight_scenario().await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
@@ -440,6 +469,7 @@ fn options_summary(options: &Options) -> String {
             Scenario::Latency => "latency",
             Scenario::Workers => "workers",
             Scenario::Inflight => "inflight",
+            Scenario::Loop => "loop",
         })
         .collect();
     let pacing = if options.rate > 0.0 {

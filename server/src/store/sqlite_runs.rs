@@ -261,15 +261,20 @@ async fn fetch_snapshot(
     let attempts = match decision.attempt_ids(&run) {
         None => fetch_run_attempts(conn, &run.id).await?,
         Some(ids) => {
+            // By primary key only: with the run id in the filter SQLite
+            // would walk the run's index, every attempt of a long run.
             let rows = sqlx::query(&format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.run_id = ? \
-                 AND a.id IN (SELECT value FROM json_each(?)) ORDER BY a.step, a.id"
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
+                 WHERE a.id IN (SELECT value FROM json_each(?)) ORDER BY a.step, a.id"
             ))
-            .bind(&run.id)
             .bind(to_json(&ids, "attempt ids")?)
             .fetch_all(&mut *conn)
             .await?;
+            // A decision may name an attempt of another run: not its own.
             decode_all(&rows, attempt_from_row)?
+                .into_iter()
+                .filter(|attempt| attempt.run_id == run.id)
+                .collect()
         }
     };
     Ok(RunSnapshot { run, attempts })
