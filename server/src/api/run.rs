@@ -332,7 +332,7 @@ impl Drop for CancelOnDrop {
             let kernel = self.kernel.clone();
             tokio::spawn(async move {
                 if let Err(error) = kernel
-                    .cancel_run(&run_id, "ExecuteChain caller disconnected")
+                    .cancel_run(&run_id, "ExecuteChain caller disconnected", None)
                     .await
                 {
                     tracing::debug!(run_id = %run_id, error = %error, "cancel after disconnect");
@@ -890,9 +890,13 @@ impl RunService for RunApi {
                 violations.check_max_len("reason", &request.reason, 1024);
                 violations.check_request_id("request_id", &request.request_id);
                 violations.finish()?;
+                let idempotency =
+                    idempotency_key("CancelRun", &request.request_id, &request, |r| {
+                        r.request_id.clear()
+                    });
                 let run = self
                     .kernel()
-                    .cancel_run(&request.id, &request.reason)
+                    .cancel_run(&request.id, &request.reason, idempotency)
                     .await?;
                 tracing::info!(run_id = %run.id, reason = %request.reason, "run cancelled");
                 self.run_view(&run).await
@@ -909,9 +913,15 @@ impl RunService for RunApi {
         respond(
             async {
                 require("id", &request.id)?;
+                let mut violations = Violations::new();
+                violations.check_request_id("request_id", &request.request_id);
+                violations.finish()?;
+                let idempotency = idempotency_key("PauseRun", &request.request_id, &request, |r| {
+                    r.request_id.clear()
+                });
                 let run = self
                     .kernel()
-                    .pause_run(&request.id, request.cancel_running)
+                    .pause_run(&request.id, request.cancel_running, idempotency)
                     .await?;
                 tracing::info!(run_id = %run.id, "run paused");
                 self.run_view(&run).await
@@ -928,7 +938,14 @@ impl RunService for RunApi {
         respond(
             async {
                 require("id", &request.id)?;
-                let run = self.kernel().resume_run(&request.id).await?;
+                let mut violations = Violations::new();
+                violations.check_request_id("request_id", &request.request_id);
+                violations.finish()?;
+                let idempotency =
+                    idempotency_key("ResumeRun", &request.request_id, &request, |r| {
+                        r.request_id.clear()
+                    });
+                let run = self.kernel().resume_run(&request.id, idempotency).await?;
                 tracing::info!(run_id = %run.id, "run resumed");
                 self.run_view(&run).await
             }
@@ -1010,7 +1027,13 @@ impl RunService for RunApi {
         respond(
             async {
                 require("id", &request.id)?;
-                let run = self.kernel().retry_run(&request.id).await?;
+                let mut violations = Violations::new();
+                violations.check_request_id("request_id", &request.request_id);
+                violations.finish()?;
+                let idempotency = idempotency_key("RetryRun", &request.request_id, &request, |r| {
+                    r.request_id.clear()
+                });
+                let run = self.kernel().retry_run(&request.id, idempotency).await?;
                 tracing::info!(run_id = %run.id, "run retried");
                 self.run_view(&run).await
             }

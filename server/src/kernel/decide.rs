@@ -1317,7 +1317,15 @@ impl<'a> Step<'a> {
         } else {
             reason::TASK_FAILED
         };
-        self.fail_task(&task, failure.message, why);
+        let message = if attempt.attempt > 1 {
+            format!(
+                "failed after {} attempts: {}",
+                attempt.attempt, failure.message
+            )
+        } else {
+            failure.message
+        };
+        self.fail_task(&task, message, why);
     }
 
     /// A task failed for good: follow `on_failure` (its input is the error

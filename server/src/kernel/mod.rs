@@ -611,19 +611,34 @@ impl Kernel {
     /// Starts a run (or, for a repeated `request_id`, returns the run the
     /// first request started).
     pub async fn start_run(&self, request: StartRun) -> KernelResult<Started> {
+        if let ChainSource::Inline(definition) = &request.chain {
+            // An inline chain is stored before its run: first check what
+            // could still refuse the start, so a refused one writes nothing.
+            let compiled =
+                chain::compile(definition).map_err(|violations| KernelError::InvalidArgument {
+                    field: "chain".to_string(),
+                    message: violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })?;
+            check_start_input(&compiled, &request.input)?;
+            if let Some(key) = &request.idempotency
+                && let Some(run_id) = self.inner.store.find_request(key).await?
+            {
+                return Ok(Started {
+                    run: self.get_run(&run_id).await?,
+                    attempts: None,
+                });
+            }
+        }
         let mut tries = 1;
         loop {
             let (chain_id, version, chain_check) =
                 self.resolve_chain(&request.chain, tries > 1).await?;
             let chain = self.chain(&chain_id, version).await?;
-            if let Some(entry) = chain.task(chain.entry()) {
-                check_entry_input(entry.handler, &request.input).map_err(|message| {
-                    KernelError::InvalidArgument {
-                        field: "input".to_string(),
-                        message,
-                    }
-                })?;
-            }
+            check_start_input(&chain, &request.input)?;
             let new = decide::NewRun {
                 id: uuid::Uuid::now_v7().to_string(),
                 chain_id,
@@ -934,6 +949,21 @@ impl Kernel {
     where
         F: Fn(&Given) -> Plan + Send + Sync + 'static,
     {
+        self.transition_once(run_id, focus, None, decide).await
+    }
+
+    /// As `transition`, guarded by the caller's request id: a repeat of an
+    /// applied request returns the run as it is, deciding nothing.
+    async fn transition_once<F>(
+        &self,
+        run_id: &str,
+        focus: Option<&str>,
+        idempotency: Option<IdempotencyKey>,
+        decide: F,
+    ) -> KernelResult<RunRecord>
+    where
+        F: Fn(&Given) -> Plan + Send + Sync + 'static,
+    {
         let run = self.get_run(run_id).await?;
         let chain = self.chain(&run.chain_id, run.chain_version).await?;
         let decide: Arc<ChainDecision> = Arc::new(decide);
@@ -942,7 +972,9 @@ impl Kernel {
             let renders = Arc::new(Renders::new(done.clone()));
             let (decide_fn, dispatch) =
                 self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
-            let decide_fn = decide_fn.with_focus(focus.into_iter().map(str::to_string).collect());
+            let decide_fn = decide_fn
+                .with_focus(focus.into_iter().map(str::to_string).collect())
+                .with_idempotency(idempotency.clone());
             let outcome = self.inner.store.transition(run_id, decide_fn).await?;
             match self.outcome(outcome, dispatch, &renders) {
                 Decided::Done(result) => return result,
@@ -995,6 +1027,7 @@ impl Kernel {
                 self.dispatch(dispatch);
                 Decided::Done(Ok(run))
             }
+            TransitionOutcome::Replayed(run) => Decided::Done(Ok(run)),
             TransitionOutcome::Rejected(rejection) => Decided::Done(Err(match rejection.kind {
                 RejectionKind::NotFound => KernelError::NotFound(rejection.message),
                 RejectionKind::FailedPrecondition => {
@@ -1246,21 +1279,39 @@ impl Kernel {
         .await
     }
 
-    pub async fn cancel_run(&self, run_id: &str, reason: &str) -> KernelResult<RunRecord> {
+    /// Cancels a run; with a request id, a repeat answers the run as it is.
+    pub async fn cancel_run(
+        &self,
+        run_id: &str,
+        reason: &str,
+        idempotency: Option<IdempotencyKey>,
+    ) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.transition(run_id, None, move |given| decide::cancel(given, &reason))
-            .await
+        self.transition_once(run_id, None, idempotency, move |given| {
+            decide::cancel(given, &reason)
+        })
+        .await
     }
 
-    pub async fn pause_run(&self, run_id: &str, cancel_running: bool) -> KernelResult<RunRecord> {
-        self.transition(run_id, None, move |given| {
+    pub async fn pause_run(
+        &self,
+        run_id: &str,
+        cancel_running: bool,
+        idempotency: Option<IdempotencyKey>,
+    ) -> KernelResult<RunRecord> {
+        self.transition_once(run_id, None, idempotency, move |given| {
             decide::pause(given, cancel_running)
         })
         .await
     }
 
-    pub async fn resume_run(&self, run_id: &str) -> KernelResult<RunRecord> {
-        self.transition(run_id, None, decide::resume).await
+    pub async fn resume_run(
+        &self,
+        run_id: &str,
+        idempotency: Option<IdempotencyKey>,
+    ) -> KernelResult<RunRecord> {
+        self.transition_once(run_id, None, idempotency, decide::resume)
+            .await
     }
 
     pub async fn submit_input(
@@ -1277,8 +1328,15 @@ impl Kernel {
         .await
     }
 
-    pub async fn retry_run(&self, run_id: &str) -> KernelResult<RunRecord> {
-        self.transition(run_id, None, decide::retry_run).await
+    /// Continues a failed run; with a request id, a repeat answers the run
+    /// as it is instead of failing because the run is no longer failed.
+    pub async fn retry_run(
+        &self,
+        run_id: &str,
+        idempotency: Option<IdempotencyKey>,
+    ) -> KernelResult<RunRecord> {
+        self.transition_once(run_id, None, idempotency, decide::retry_run)
+            .await
     }
 
     /// Leases ready attempts of `queues` for `owner`.
@@ -1437,6 +1495,17 @@ impl Drop for AbortOnDrop {
 pub fn now() -> DateTime<Utc> {
     use chrono::SubsecRound;
     Utc::now().trunc_subsecs(6)
+}
+
+/// A start's input must suit its chain's entry task.
+fn check_start_input(chain: &CompiledChain, input: &pb::Value) -> KernelResult<()> {
+    let Some(entry) = chain.task(chain.entry()) else {
+        return Ok(());
+    };
+    check_entry_input(entry.handler, input).map_err(|message| KernelError::InvalidArgument {
+        field: "input".to_string(),
+        message,
+    })
 }
 
 /// Whether the run's input suits the entry task's handler.

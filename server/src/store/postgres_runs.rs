@@ -42,7 +42,9 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
-use super::postgres::{column, database_error, fetch_limit, into_page, not_found};
+use super::postgres::{
+    Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
+};
 use super::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun,
     Decision, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
@@ -1069,6 +1071,13 @@ impl PostgresStore {
         .await?
         .ok_or_else(|| not_found("run", run_id))?;
         let run = run_from_row(&row)?;
+        if let Some(key) = &decide.idempotency {
+            // Reserved before deciding; a rejected plan rolls it back.
+            if let Reservation::Replay { .. } = reserve(&mut tx, key, run_id).await? {
+                tx.rollback().await?;
+                return Ok(TransitionOutcome::Replayed(run));
+            }
+        }
         // A separate statement, so its snapshot is taken after the lock:
         // nothing can change the run's attempts until commit.
         let attempts = snapshot_attempts(&mut tx, &[(&run, decide)])
@@ -1409,6 +1418,27 @@ impl RunStore for PostgresStore {
                 outcome => return outcome,
             }
         }
+    }
+
+    async fn find_request(&self, key: &IdempotencyKey) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT request_hash, resource_key FROM idempotency_keys \
+             WHERE scope = $1 AND request_id = $2",
+        )
+        .bind(&key.scope)
+        .bind(&key.request_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let request_hash: String = column(&row, "request_hash")?;
+        if request_hash != key.request_hash {
+            return Err(StoreError::IdempotencyMismatch {
+                request_id: key.request_id.clone(),
+            });
+        }
+        Ok(Some(column(&row, "resource_key")?))
     }
 
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {
@@ -1828,9 +1858,7 @@ mod tests {
                             TransitionOutcome::Applied { .. } => {
                                 *applied.entry(id.clone()).or_default() += 1;
                             }
-                            TransitionOutcome::Rejected(rejection) => {
-                                panic!("nothing rejects here: {rejection:?}")
-                            }
+                            other => panic!("nothing rejects or replays here: {other:?}"),
                         }
                     }
                 }

@@ -314,12 +314,20 @@ pub enum TransitionOutcome {
         events: Vec<EventRecord>,
     },
     Rejected(Rejection),
+    /// The decision's request id was applied before (with the same
+    /// payload): nothing was decided or written; the run as it is now.
+    Replayed(RunRecord),
 }
 
 /// The kernel's decision for one run: the attempts it names (read into the
 /// snapshot whether or not they are heads) and the function that decides.
 pub struct Decision {
     pub focus: Vec<String>,
+    /// The caller's request id (AIP-155), reserved in the transaction that
+    /// applies the plan: a repeat of an applied request is
+    /// [`TransitionOutcome::Replayed`] without a decision; a rejected plan
+    /// keeps no key.
+    pub idempotency: Option<IdempotencyKey>,
     decide: Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>,
 }
 
@@ -327,8 +335,15 @@ impl Decision {
     pub fn new(decide: impl Fn(&RunSnapshot) -> Plan + Send + Sync + 'static) -> Decision {
         Decision {
             focus: Vec::new(),
+            idempotency: None,
             decide: Box::new(decide),
         }
+    }
+
+    /// The same decision, guarded by the caller's request id.
+    pub fn with_idempotency(mut self, idempotency: Option<IdempotencyKey>) -> Decision {
+        self.idempotency = idempotency;
+        self
     }
 
     /// The same decision, also reading these attempts.
@@ -357,8 +372,14 @@ impl Decision {
 /// run update and events to write. Must not reject.
 pub type ClaimFn = dyn Fn(&RunRecord, &[AttemptRecord]) -> Plan + Send + Sync;
 
-/// Checks that a batch names each run once.
+/// Checks that a batch names each run once and carries no request id
+/// (those are honoured by single transitions only).
 pub(super) fn check_distinct_runs(items: &[(String, Decision)]) -> Result<(), super::StoreError> {
+    if let Some((run_id, _)) = items.iter().find(|(_, d)| d.idempotency.is_some()) {
+        return Err(super::StoreError::Corrupt(format!(
+            "a transition batch carries a request id (run {run_id:?})"
+        )));
+    }
     let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
     ids.sort_unstable();
     match ids.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -582,6 +603,10 @@ pub trait RunStore: Send + Sync + 'static {
             .unwrap_or_else(|| Err(super::StoreError::Corrupt("create_runs lost a run".into())))
     }
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord>;
+    /// What a request id guarded so far: the key (run id) of the run it
+    /// started, `None` if it is unused, `IdempotencyMismatch` if it was used
+    /// with another payload. A read: it reserves nothing.
+    async fn find_request(&self, key: &IdempotencyKey) -> StoreResult<Option<String>>;
     /// Runs matching `filter`, newest first (descending id; the page key is
     /// the id).
     async fn list_runs(&self, filter: &RunFilter, page: PageQuery) -> StoreResult<Page<RunRecord>>;
@@ -605,7 +630,9 @@ pub trait RunStore: Send + Sync + 'static {
     /// snapshot, call `decide`, apply its plan (or nothing if it rejects).
     /// `decide` may be called more than once if the database asks for a
     /// retry (deadlock, serialization failure); only the last plan counts.
-    /// `NotFound` if the run does not exist.
+    /// `NotFound` if the run does not exist. A decision with a request id
+    /// that was applied before is `Replayed` (the same id with another
+    /// payload: `IdempotencyMismatch`).
     async fn transition(&self, run_id: &str, decide: Decision) -> StoreResult<TransitionOutcome>;
     /// Several transitions of distinct runs in one transaction (a batch of
     /// completions: one commit instead of one per task). Each item is

@@ -31,9 +31,9 @@ use super::sqlite::{
 };
 use super::{
     AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, Decision,
-    DueAttempt, EventRecord, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter, RunRecord,
-    RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult, TransitionOutcome,
-    Verdict,
+    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter,
+    RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult,
+    TransitionOutcome, Verdict,
 };
 
 const RUN_COLUMNS: &str = "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, \
@@ -592,6 +592,13 @@ impl RunStore for SqliteStore {
         Ok(results)
     }
 
+    async fn find_request(&self, key: &IdempotencyKey) -> StoreResult<Option<String>> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(prior_result(&mut conn, Some(key))
+            .await?
+            .map(|prior| prior.resource_key))
+    }
+
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {
         let mut conn = self.reader.acquire().await?;
         fetch_run(&mut conn, id).await
@@ -733,6 +740,10 @@ impl RunStore for SqliteStore {
         // write can interleave between the snapshot and the plan's writes.
         let mut tx = self.write_tx().await?;
         let run = fetch_run(&mut tx, run_id).await?;
+        let key = decide.idempotency.as_ref();
+        if prior_result(&mut tx, key).await?.is_some() {
+            return Ok(TransitionOutcome::Replayed(run));
+        }
         let snapshot = fetch_snapshot(&mut tx, run, &decide).await?;
         let plan = decide.decide(&snapshot);
         if let Verdict::Reject(rejection) = &plan.verdict {
@@ -740,6 +751,7 @@ impl RunStore for SqliteStore {
             return Ok(TransitionOutcome::Rejected(rejection.clone()));
         }
         let events = apply_plan(&mut tx, &snapshot.run, plan).await?;
+        remember_result(&mut tx, key, run_id, None).await?;
         let run = fetch_run(&mut tx, run_id).await?;
         tx.commit().await?;
         Ok(TransitionOutcome::Applied { run, events })

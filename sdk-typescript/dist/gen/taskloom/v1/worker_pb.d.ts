@@ -28,7 +28,7 @@ export type WorkerMessage = Message<"taskloom.v1.WorkerMessage"> & {
         case: "hello";
     } | {
         /**
-         * Liveness and lease renewal.
+         * Lease renewal.
          *
          * @generated from field: taskloom.v1.Heartbeat heartbeat = 2;
          */
@@ -76,7 +76,7 @@ export type WorkerMessage = Message<"taskloom.v1.WorkerMessage"> & {
         case: "release";
     } | {
         /**
-         * Answer to a server `Ping`.
+         * Answer to a server `Ping`; required within the heartbeat timeout.
          *
          * @generated from field: taskloom.v1.Pong pong = 8;
          */
@@ -173,13 +173,16 @@ export type LeaseRef = Message<"taskloom.v1.LeaseRef"> & {
  */
 export declare const LeaseRefSchema: GenMessage<LeaseRef>;
 /**
- * Liveness from a worker.
+ * Lease renewal from a worker. A heartbeat does not prove the worker reads
+ * its stream: only a `Pong` does.
  *
  * @generated from message taskloom.v1.Heartbeat
  */
 export type Heartbeat = Message<"taskloom.v1.Heartbeat"> & {
     /**
-     * Attempts the worker is executing; their leases are extended.
+     * Attempts the worker is executing; their leases are extended. One that
+     * is not the sender's under that token is answered with a `CancelLease`
+     * and changes nothing.
      *
      * @generated from field: repeated taskloom.v1.LeaseRef active = 1;
      */
@@ -323,7 +326,7 @@ export declare const ReleaseSchema: GenMessage<Release>;
  */
 export type Pong = Message<"taskloom.v1.Pong"> & {
     /**
-     * The ping's nonce.
+     * The ping's nonce. It answers that ping and every earlier one.
      *
      * @generated from field: int64 nonce = 1;
      */
@@ -371,7 +374,7 @@ export type ServerMessage = Message<"taskloom.v1.ServerMessage"> & {
         case: "cancel";
     } | {
         /**
-         * Liveness probe.
+         * Liveness probe: answer with a `Pong`.
          *
          * @generated from field: taskloom.v1.Ping ping = 4;
          */
@@ -414,7 +417,7 @@ export type Welcome = Message<"taskloom.v1.Welcome"> & {
      */
     heartbeatInterval?: Duration | undefined;
     /**
-     * Silence after which the session is closed.
+     * How long a ping may go unanswered before the session is closed.
      *
      * @generated from field: google.protobuf.Duration heartbeat_timeout = 3;
      */
@@ -578,13 +581,15 @@ export type CancelLease = Message<"taskloom.v1.CancelLease"> & {
  */
 export declare const CancelLeaseSchema: GenMessage<CancelLease>;
 /**
- * Liveness probe from the server.
+ * Liveness probe from the server, every heartbeat interval: answer with a
+ * `Pong` carrying its nonce within the heartbeat timeout, or the session is
+ * closed and its leases end.
  *
  * @generated from message taskloom.v1.Ping
  */
 export type Ping = Message<"taskloom.v1.Ping"> & {
     /**
-     * Echoed in `Pong`.
+     * Unguessable; echo it in `Pong`.
      *
      * @generated from field: int64 nonce = 1;
      */
@@ -985,10 +990,12 @@ export declare const WorkerService: GenService<{
     /**
      * One bidirectional stream per worker process. The worker sends `Hello`
      * first; the server answers `Welcome` and then offers leases up to the
-     * worker's free slots. Liveness is the stream: a session whose stream breaks
-     * or stays silent past the heartbeat timeout is closed; its leases stay
-     * valid until they expire, so a worker that reconnects in time re-attaches
-     * them.
+     * worker's free slots. Liveness is reading the stream: the server pings
+     * every heartbeat interval, and a session that leaves a ping unanswered
+     * past the heartbeat timeout is closed (`UNAVAILABLE`) and its leases end
+     * at once (counted as lease expiries), so other workers get their tasks.
+     * A session whose stream merely breaks keeps its leases until they
+     * expire, so a worker that reconnects in time re-attaches them.
      *
      * @generated from rpc taskloom.v1.WorkerService.Connect
      */
