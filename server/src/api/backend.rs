@@ -140,7 +140,7 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
         );
     }
     violations.check_http_url("backend.base_url", &backend.base_url);
-    violations.check_max_len("backend.api_key", &backend.api_key, MAX_API_KEY_LEN);
+    violations.check_text("backend.api_key", &backend.api_key, MAX_API_KEY_LEN);
     if backend.api_key.chars().any(char::is_control) {
         violations.add("backend.api_key", "must not contain control characters");
     }
@@ -326,8 +326,8 @@ impl BackendApi {
             return Err(ApiError::invalid("pool", "is required"));
         };
         violations.check_id("pool.id", &pool.id);
-        violations.check_max_len("pool.description", &pool.description, 1024);
-        violations.check_max_len("pool.purpose", &pool.purpose, 64);
+        violations.check_text("pool.description", &pool.description, 1024);
+        violations.check_text("pool.purpose", &pool.purpose, 64);
         violations.finish()?;
         let record = PoolRecord {
             id: pool.id.clone(),
@@ -800,8 +800,8 @@ impl BackendApi {
         if request.prompt.is_empty() {
             violations.add("prompt", "is required");
         }
-        violations.check_max_len("prompt", &request.prompt, 1024 * 1024);
-        violations.check_max_len("system_instruction", &request.system_instruction, 64 * 1024);
+        violations.check_text("prompt", &request.prompt, 1024 * 1024);
+        violations.check_text("system_instruction", &request.system_instruction, 64 * 1024);
         for (index, model) in request.models.iter().enumerate() {
             check_model_name(&mut violations, &format!("models[{index}]"), model);
         }
@@ -864,7 +864,7 @@ impl BackendApi {
         if request.text.is_empty() {
             violations.add("text", "is required");
         }
-        violations.check_max_len("text", &request.text, 1024 * 1024);
+        violations.check_text("text", &request.text, 1024 * 1024);
         for (index, model) in request.models.iter().enumerate() {
             check_model_name(&mut violations, &format!("models[{index}]"), model);
         }

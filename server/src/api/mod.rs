@@ -5,6 +5,7 @@
 mod auth;
 mod backend;
 mod chain;
+pub mod codec;
 mod error;
 mod hook;
 mod info;

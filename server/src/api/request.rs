@@ -79,10 +79,10 @@ impl Violations {
         }
     }
 
-    /// Checks an optional text's length.
-    pub fn check_max_len(&mut self, field: &str, value: &str, max_len: usize) {
-        if value.len() > max_len {
-            self.add(field, format!("must be at most {max_len} bytes"));
+    /// Checks a caller's free text (see [`check_text`]).
+    pub fn check_text(&mut self, field: &str, value: &str, max_len: usize) {
+        if let Some(description) = text_problem(value, max_len) {
+            self.add(field, description);
         }
     }
 
@@ -94,6 +94,10 @@ impl Violations {
         }
         if value.len() > 2048 {
             self.add(field, "must be at most 2048 bytes");
+            return;
+        }
+        if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
             return;
         }
         match url::Url::parse(value) {
@@ -124,10 +128,10 @@ impl Violations {
                     format!("label keys must be 1 to {MAX_LABEL_KEY_LEN} characters of letters, digits, '_', '.' or '-'"),
                 );
             }
-            if value.len() > MAX_LABEL_VALUE_LEN {
+            if let Some(problem) = text_problem(value, MAX_LABEL_VALUE_LEN) {
                 self.add(
                     format!("{field}[{key:?}]"),
-                    format!("label values must be at most {MAX_LABEL_VALUE_LEN} bytes"),
+                    format!("label values {problem}"),
                 );
             }
         }
@@ -140,6 +144,30 @@ impl Violations {
         } else if value.chars().any(char::is_control) {
             self.add(field, "must not contain control characters");
         }
+    }
+}
+
+/// Longest failure or progress message a worker may report.
+pub const MAX_WORKER_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Checks a caller's free text that is stored as text (descriptions,
+/// reasons, label values, a worker's failure and progress messages): at
+/// most `max_len` bytes and no NUL. PostgreSQL text cannot hold U+0000, so
+/// both stores refuse it alike.
+pub fn check_text(field: &str, value: &str, max_len: usize) -> ApiResult<()> {
+    match text_problem(value, max_len) {
+        Some(description) => Err(ApiError::invalid(field, description)),
+        None => Ok(()),
+    }
+}
+
+fn text_problem(value: &str, max_len: usize) -> Option<String> {
+    if value.len() > max_len {
+        Some(format!("must be at most {max_len} bytes"))
+    } else if value.contains('\0') {
+        Some("must not contain NUL (U+0000) characters".to_string())
+    } else {
+        None
     }
 }
 

@@ -887,7 +887,7 @@ impl RunService for RunApi {
             async {
                 require("id", &request.id)?;
                 let mut violations = Violations::new();
-                violations.check_max_len("reason", &request.reason, 1024);
+                violations.check_text("reason", &request.reason, 1024);
                 violations.check_request_id("request_id", &request.request_id);
                 violations.finish()?;
                 let run = self
