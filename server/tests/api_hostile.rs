@@ -742,7 +742,11 @@ async fn watching_a_finished_run_ends_at_once(server: TestServer) {
         })
         .await
         .expect("the watch of a finished run ends at once");
-        assert_eq!(events, [terminal.clone()], "the terminal event, once more");
+        assert_eq!(
+            events,
+            std::slice::from_ref(&terminal),
+            "the terminal event, once more"
+        );
     }
 }
 
