@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut};
-use common::{TestServer, assert_invalid, error_reason};
+use common::{HookServer, TestServer, assert_invalid, error_reason};
 use prost::Message;
 use taskloom_server::proto::taskloom::v1 as pb;
 use tokio::sync::mpsc;
@@ -27,6 +27,7 @@ api_tests!(
     malformed_requests_are_invalid_argument,
     list_pages_stay_under_the_client_limit,
     watching_a_finished_run_ends_at_once,
+    failure_messages_say_the_cause,
 );
 
 /// What default gRPC clients accept in trailers: grpc-java and gRPC core
@@ -748,6 +749,123 @@ async fn watching_a_finished_run_ends_at_once(server: TestServer) {
             "the terminal event, once more"
         );
     }
+}
+
+/// Runs a one-task chain to its end and returns its error message.
+async fn run_error(server: &TestServer, task: pb::Task) -> String {
+    let response = server
+        .runs()
+        .execute_chain(pb::ExecuteChainRequest {
+            chain: Some(pb::Chain {
+                id: format!("cause-{}", task.id),
+                tasks: vec![task],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("execute")
+        .into_inner();
+    let run = response.run.unwrap();
+    assert_eq!(run.status, pb::RunStatus::Failed as i32, "{run:?}");
+    run.error.expect("a failed run says why").message
+}
+
+async fn failure_messages_say_the_cause(server: TestServer) {
+    // A hook answering after 5 s, called with a 300 ms timeout.
+    let slow = HookServer::start(200, "{}", Duration::from_secs(5)).await;
+    server
+        .hooks()
+        .create_hook(pb::CreateHookRequest {
+            hook: Some(pb::Hook {
+                name: "slow".into(),
+                url: slow.url.clone(),
+                timeout: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 300_000_000,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let message = run_error(
+        &server,
+        pb::Task {
+            id: "call".into(),
+            handler: "hook".into(),
+            hook: Some(pb::HookCall {
+                name: "slow".into(),
+                args: Default::default(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        message.contains("hook slow timed out after 300ms"),
+        "{message}"
+    );
+
+    // A model declared with a 16-token context, given a 2,000-character
+    // prompt (about 500 tokens).
+    let backends = server.backends();
+    let backend = backends
+        .clone()
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: "unused".into(),
+                r#type: pb::BackendType::Ollama as i32,
+                base_url: "http://127.0.0.1:9".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    backends
+        .clone()
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "internal_tasks_pool".into(),
+            backend_id: backend.id,
+        })
+        .await
+        .unwrap();
+    backends
+        .clone()
+        .create_model(pb::CreateModelRequest {
+            model: Some(pb::Model {
+                name: "tiny:1m".into(),
+                context_length: 16,
+                capabilities: vec![pb::ModelCapability::Chat as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let message = run_error(
+        &server,
+        pb::Task {
+            id: "ask".into(),
+            handler: "parse_number".into(),
+            prompt_template: "x".repeat(2000),
+            execute_config: Some(pb::ExecuteConfig {
+                models: vec!["tiny:1m".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        message.contains("\"tiny:1m\"")
+            && message.contains("about 500 tokens of context")
+            && message.contains("has 16"),
+        "{message}"
+    );
 }
 
 /// A TCP connection that never sends the HTTP/2 preface is closed after the

@@ -12,9 +12,7 @@ pub enum ParseError {
     NoNumber,
     /// No `a-b`, `a..b` or `a to b` range in the answer, and not exactly
     /// one number either.
-    #[error(
-        "no range (`a-b`, `a..b` or `a to b`) and no single number found in the answer"
-    )]
+    #[error("no range (`a-b`, `a..b` or `a to b`) and no single number found in the answer")]
     NoRange,
     /// The answer names none of the valid condition keys.
     #[error("the answer matches none of the valid conditions: {}", .valid.join(", "))]

@@ -232,10 +232,20 @@ impl Executor {
         let method = reqwest::Method::from_bytes(hook.method.as_bytes()).map_err(|_| {
             TaskFailure::new(format!("hook {} has an invalid method", hook.name), false)
         })?;
+        let timeout = Duration::from_millis(hook.timeout_ms.max(1) as u64);
+        // Never echo URLs with secrets: reqwest errors name the URL only.
+        let failed = |doing: &str, error: reqwest::Error| {
+            let cause = if error.is_timeout() {
+                format!("timed out after {timeout:?}")
+            } else {
+                format!("failed{doing}: {}", error.without_url())
+            };
+            TaskFailure::new(format!("hook {} {cause}", hook.name), true)
+        };
         let mut request = self
             .http
             .request(method.clone(), &hook.url)
-            .timeout(Duration::from_millis(hook.timeout_ms.max(1) as u64))
+            .timeout(timeout)
             .header("x-taskloom-run-id", &attempt.run_id)
             .header("x-taskloom-task-id", &attempt.task_id)
             .header("x-taskloom-attempt", attempt.attempt.to_string());
@@ -262,24 +272,12 @@ impl Executor {
                 "attempt": attempt.attempt,
             }))
         };
-        let response = request.send().await.map_err(|error| {
-            // Never echo URLs with secrets: reqwest errors name the URL only.
-            TaskFailure::new(
-                format!("hook {} failed: {}", hook.name, error.without_url()),
-                true,
-            )
-        })?;
+        let response = request.send().await.map_err(|error| failed("", error))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|error| {
-            TaskFailure::new(
-                format!(
-                    "hook {} failed reading its answer: {}",
-                    hook.name,
-                    error.without_url()
-                ),
-                true,
-            )
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| failed(" reading its answer", error))?;
         if !status.is_success() {
             let shown: String = String::from_utf8_lossy(&body).chars().take(300).collect();
             return Err(TaskFailure::new(
