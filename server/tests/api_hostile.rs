@@ -635,11 +635,18 @@ async fn list_pages_stay_under_the_client_limit(server: TestServer) {
     let tasks: Vec<&str> = attempts.iter().map(|a| a.task_id.as_str()).collect();
     assert_eq!(tasks, ["t0", "t1", "t2", "t3", "t4"]);
 
-    // Chains and chain versions near the 1 MiB definition bound.
+    // Chains and chain versions near the 1 MiB definition bound: 15 tasks
+    // with 64 KB descriptions.
+    let big_chain = |id: &str, text: &str| {
+        let mut chain = noop_chain(id, 15);
+        for task in &mut chain.tasks {
+            task.description = text.repeat(64_000);
+        }
+        chain
+    };
     let chains = server.chains();
     for index in 0..5 {
-        let mut chain = noop_chain(&format!("big-{index}"), 1);
-        chain.description = "d".repeat(BIG);
+        let chain = big_chain(&format!("big-{index}"), "d");
         chains
             .clone()
             .create_chain(pb::CreateChainRequest {
@@ -650,8 +657,7 @@ async fn list_pages_stay_under_the_client_limit(server: TestServer) {
             .expect("create chain");
     }
     for version in 0..5 {
-        let mut chain = noop_chain("big-0", 1);
-        chain.description = format!("{version}{}", "v".repeat(BIG));
+        let chain = big_chain("big-0", &version.to_string());
         chains
             .clone()
             .update_chain(pb::UpdateChainRequest {

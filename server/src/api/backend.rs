@@ -448,13 +448,16 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListBackends";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_backends(query)
-                    })
-                    .await?;
+                let (backends, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_backends(query),
+                    |item| Ok(backend_message(item)),
+                )
+                .await?;
                 Ok(pb::ListBackendsResponse {
-                    backends: items.into_iter().map(backend_message).collect(),
+                    backends,
                     next_page_token,
                 })
             }
@@ -507,13 +510,16 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListPools";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_pools(query)
-                    })
-                    .await?;
+                let (pools, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_pools(query),
+                    |item| Ok(pool_message(item)),
+                )
+                .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: items.into_iter().map(pool_message).collect(),
+                    pools,
                     next_page_token,
                 })
             }
@@ -591,15 +597,20 @@ impl BackendService for BackendApi {
             async {
                 require("pool_id", &request.pool_id)?;
                 let scope = scoped("ListPoolBackends", &request.pool_id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                let (backends, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| {
                         self.context
                             .store()
                             .list_pool_backends(&request.pool_id, query)
-                    })
-                    .await?;
+                    },
+                    |item| Ok(backend_message(item)),
+                )
+                .await?;
                 Ok(pb::ListBackendsResponse {
-                    backends: items.into_iter().map(backend_message).collect(),
+                    backends,
                     next_page_token,
                 })
             }
@@ -616,15 +627,20 @@ impl BackendService for BackendApi {
             async {
                 require("backend_id", &request.backend_id)?;
                 let scope = scoped("ListBackendPools", &request.backend_id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                let (pools, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| {
                         self.context
                             .store()
                             .list_backend_pools(&request.backend_id, query)
-                    })
-                    .await?;
+                    },
+                    |item| Ok(pool_message(item)),
+                )
+                .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: items.into_iter().map(pool_message).collect(),
+                    pools,
                     next_page_token,
                 })
             }
@@ -677,15 +693,20 @@ impl BackendService for BackendApi {
             async {
                 require("pool_id", &request.pool_id)?;
                 let scope = scoped("ListPoolModels", &request.pool_id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                let (models, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| {
                         self.context
                             .store()
                             .list_pool_models(&request.pool_id, query)
-                    })
-                    .await?;
+                    },
+                    |item| Ok(model_message(item)),
+                )
+                .await?;
                 Ok(pb::ListModelsResponse {
-                    models: items.into_iter().map(model_message).collect(),
+                    models,
                     next_page_token,
                 })
             }
@@ -702,13 +723,16 @@ impl BackendService for BackendApi {
             async {
                 require("model", &request.model)?;
                 let scope = scoped("ListModelPools", &request.model);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
-                        self.context.store().list_model_pools(&request.model, query)
-                    })
-                    .await?;
+                let (pools, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| self.context.store().list_model_pools(&request.model, query),
+                    |item| Ok(pool_message(item)),
+                )
+                .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: items.into_iter().map(pool_message).collect(),
+                    pools,
                     next_page_token,
                 })
             }
@@ -747,13 +771,16 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListModels";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_models(query)
-                    })
-                    .await?;
+                let (models, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_models(query),
+                    |item| Ok(model_message(item)),
+                )
+                .await?;
                 Ok(pb::ListModelsResponse {
-                    models: items.into_iter().map(model_message).collect(),
+                    models,
                     next_page_token,
                 })
             }

@@ -257,13 +257,16 @@ impl HookService for HookApi {
         respond(
             async {
                 let scope = "ListHooks";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_hooks(query)
-                    })
-                    .await?;
+                let (hooks, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_hooks(query),
+                    |item| Ok(hook_message(item)),
+                )
+                .await?;
                 Ok(pb::ListHooksResponse {
-                    hooks: items.into_iter().map(hook_message).collect(),
+                    hooks,
                     next_page_token,
                 })
             }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tonic_types::FieldViolation;
 
 use super::error::{ApiError, ApiResult};
-use crate::store::{IdempotencyKey, PageQuery};
+use crate::store::{IdempotencyKey, Page, PageQuery};
 
 /// Default and maximum `page_size`.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -212,20 +212,56 @@ pub fn page_query(page_size: i32, page_token: &str, scope: &str) -> ApiResult<Pa
     Ok(PageQuery { limit, after })
 }
 
+/// Most encoded bytes of the items of one list page: clients refuse
+/// messages over 4 MiB by default, so a page ends before this (a single
+/// larger item still goes, alone) and its token continues after the last
+/// item sent.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
+
 /// One page of a keyset listing: decodes the request's page token (bound to
-/// `scope`), fetches, and encodes the token of the next page.
-pub async fn list_page<T, Fut>(
+/// `scope`), fetches, encodes the items up to [`MAX_PAGE_BYTES`] and the
+/// token of the next page.
+pub async fn list_page<T, M, Fut>(
     page_size: i32,
     page_token: &str,
     scope: &str,
     fetch: impl FnOnce(PageQuery) -> Fut,
-) -> ApiResult<(Vec<T>, String)>
+    encode: impl FnMut(T) -> ApiResult<M>,
+) -> ApiResult<(Vec<M>, String)>
 where
-    Fut: std::future::Future<Output = crate::store::StoreResult<crate::store::Page<T>>>,
+    M: Message,
+    Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
 {
     let query = page_query(page_size, page_token, scope)?;
     let page = fetch(query).await?;
-    Ok((page.items, next_page_token(page.next_after, scope)))
+    encode_page(page, scope, encode)
+}
+
+/// Encodes a fetched page's items up to [`MAX_PAGE_BYTES`]; the token
+/// continues after the last item encoded.
+pub fn encode_page<T, M: Message>(
+    page: Page<T>,
+    scope: &str,
+    mut encode: impl FnMut(T) -> ApiResult<M>,
+) -> ApiResult<(Vec<M>, String)> {
+    let Page {
+        items,
+        mut next_after,
+        keys,
+    } = page;
+    let mut messages = Vec::with_capacity(items.len());
+    let mut bytes = 0;
+    for item in items {
+        let message = encode(item)?;
+        // The field tag and length prefix of a repeated entry.
+        bytes += message.encoded_len() + 6;
+        if bytes > MAX_PAGE_BYTES && !messages.is_empty() {
+            next_after = keys.get(messages.len() - 1).cloned();
+            break;
+        }
+        messages.push(message);
+    }
+    Ok((messages, next_page_token(next_after, scope)))
 }
 
 /// Encodes the token for the page after `next_after` (empty on the last page).

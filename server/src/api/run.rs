@@ -12,7 +12,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    Violations, duration_millis, idempotency_key, next_page_token, page_query, require, timestamp,
+    Violations, duration_millis, encode_page, idempotency_key, page_query, require, timestamp,
 };
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain::{self, CompiledChain, Goto};
@@ -20,7 +20,7 @@ use crate::kernel::events::LiveEvent;
 use crate::kernel::{ChainSource, Kernel, StartRun, Subscription, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
 use crate::store::{
-    AttemptRecord, AttemptStatus, EventRecord, PageQuery, RunFilter, RunRecord, RunStatus,
+    AttemptRecord, AttemptStatus, EventRecord, Page, PageQuery, RunFilter, RunRecord, RunStatus,
 };
 
 /// Largest accepted run input or human answer (encoded).
@@ -751,13 +751,11 @@ impl RunService for RunApi {
                 );
                 let query = page_query(request.page_size, &request.page_token, &scope)?;
                 let page = self.kernel().store().list_runs(&filter, query).await?;
+                let (runs, next_page_token) =
+                    encode_page(page, &scope, |run| run_message(&run, None))?;
                 Ok(pb::ListRunsResponse {
-                    runs: page
-                        .items
-                        .iter()
-                        .map(|run| run_message(run, None))
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    runs,
+                    next_page_token,
                 })
             }
             .await,
@@ -833,17 +831,12 @@ impl RunService for RunApi {
                     .store()
                     .list_events(&request.run_id, after, limit + 1)
                     .await?;
-                let more = records.len() > limit as usize;
-                let records = &records[..records.len().min(limit as usize)];
-                let next = more
-                    .then(|| records.last().map(|r| r.seq.to_string()))
-                    .flatten();
+                let page = Page::new(records, limit as usize, |record| record.seq.to_string());
+                let (events, next_page_token) =
+                    encode_page(page, &scope, |record| event_message(&record))?;
                 Ok(pb::ListRunEventsResponse {
-                    events: records
-                        .iter()
-                        .map(event_message)
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(next, &scope),
+                    events,
+                    next_page_token,
                 })
             }
             .await,
@@ -865,13 +858,11 @@ impl RunService for RunApi {
                     .store()
                     .list_attempts(&request.run_id, query)
                     .await?;
+                let (attempts, next_page_token) =
+                    encode_page(page, &scope, |attempt| attempt_message(&attempt))?;
                 Ok(pb::ListRunAttemptsResponse {
-                    attempts: page
-                        .items
-                        .iter()
-                        .map(attempt_message)
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    attempts,
+                    next_page_token,
                 })
             }
             .await,

@@ -586,13 +586,11 @@ impl WorkerService for WorkerApi {
                 let query = page_query(request.page_size, &request.page_token, &scope)?;
                 let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
                 let page = self.context.store().list_dead_letters(queue, query).await?;
+                let (attempts, next_page_token) =
+                    super::request::encode_page(page, &scope, |a| attempt_message(&a))?;
                 Ok(pb::ListDeadLettersResponse {
-                    attempts: page
-                        .items
-                        .iter()
-                        .map(attempt_message)
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    attempts,
+                    next_page_token,
                 })
             }
             .await,
