@@ -8,6 +8,7 @@ pub mod config;
 pub mod dispatch;
 pub mod drain;
 pub mod executor;
+pub mod handshake;
 pub mod kernel;
 pub mod llm;
 pub mod server;

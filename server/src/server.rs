@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
@@ -18,6 +19,7 @@ use crate::config::ServeArgs;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
+use crate::handshake::HandshakeDeadline;
 use crate::kernel::{Kernel, KernelConfig, runner};
 use crate::llm::{
     self,
@@ -184,9 +186,13 @@ pub async fn run(
     // Socket options apply to our own listener (the builder's only to
     // listeners it creates). Without TCP_NODELAY, multi-segment responses
     // wait ~40 ms on Nagle + delayed ACK.
+    let handshake_timeout = args.handshake_timeout;
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+        .with_keepalive(Some(Duration::from_secs(60)))
+        .map(move |accepted| {
+            accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
+        });
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = drain_signal.wait_for(|draining| *draining).await;
     });
