@@ -314,6 +314,7 @@ impl From<KernelError> for ApiError {
             KernelError::InvalidArgument { field, message } => ApiError::invalid(field, message),
             KernelError::Store(error) => error.into(),
             KernelError::Corrupt(message) => ApiError::Internal(message),
+            KernelError::ShuttingDown => ApiError::ShuttingDown,
         }
     }
 }

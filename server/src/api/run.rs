@@ -421,14 +421,22 @@ impl RunApi {
             kernel: kernel.clone(),
             run_id: Some(run.id.clone()),
         };
-        let ended = match tokio::time::timeout(wait, wait_for_end(&kernel, &run.id)).await {
-            Ok(result) => result?,
-            Err(_) => {
+        let ended = tokio::select! {
+            ended = tokio::time::timeout(wait, wait_for_end(&kernel, &run.id)) => match ended {
+                Ok(result) => result?,
+                Err(_) => {
+                    guard.run_id = None;
+                    return Err(ApiError::DeadlineExceeded {
+                        run_id: run.id.clone(),
+                        waited: wait,
+                    });
+                }
+            },
+            // The run goes on (another replica, or this one restarted, takes
+            // it up); a retry with the same request_id finds it.
+            () = self.context.drained() => {
                 guard.run_id = None;
-                return Err(ApiError::DeadlineExceeded {
-                    run_id: run.id.clone(),
-                    waited: wait,
-                });
+                return Err(ApiError::ShuttingDown);
             }
         };
         guard.run_id = None;

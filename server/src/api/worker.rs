@@ -221,7 +221,10 @@ async fn serve_session(
                 dispatcher.send(&session_id, ServerMsg::Ping(pb::Ping { nonce }));
                 continue;
             }
-            () = context.drained() => break,
+            () = context.drained() => {
+                dispatcher.end(&session_id, ApiError::ShuttingDown.into());
+                break;
+            }
         };
         let message = match message {
             Ok(Some(message)) => message,

@@ -38,6 +38,9 @@ pub enum KernelError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The process is stopping; the caller should retry elsewhere.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
     #[error(transparent)]
@@ -810,15 +813,11 @@ impl Kernel {
             async move { kernel.write_starts(batch).await }
         };
         if self.inner.starts.submit(item, write).is_err() {
-            return Err(KernelError::FailedPrecondition(
-                "the kernel is shutting down".into(),
-            ));
+            return Err(KernelError::ShuttingDown);
         }
         match answer.await {
             Ok(result) => result.map_err(KernelError::from),
-            Err(_) => Err(KernelError::FailedPrecondition(
-                "the batch writer stopped".into(),
-            )),
+            Err(_) => Err(KernelError::ShuttingDown),
         }
     }
 
@@ -911,15 +910,9 @@ impl Kernel {
             async move { kernel.write_transitions(batch).await }
         };
         if self.inner.transitions.submit(item, write).is_err() {
-            return Err(KernelError::FailedPrecondition(
-                "the kernel is shutting down".into(),
-            ));
+            return Err(KernelError::ShuttingDown);
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(KernelError::FailedPrecondition(
-                "the batch writer stopped".into(),
-            ))
-        })
+        answer.await.unwrap_or(Err(KernelError::ShuttingDown))
     }
 
     async fn write_transitions(&self, batch: Vec<TransitionItem>) {
