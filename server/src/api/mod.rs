@@ -11,6 +11,7 @@ mod hook;
 mod info;
 mod request;
 mod run;
+mod run_watch;
 mod worker;
 
 use std::sync::Arc;
