@@ -65,12 +65,37 @@ impl<S> Layer<S> for DrainLayer {
 struct Calls {
     count: AtomicUsize,
     idle: Notify,
+    /// The most calls in flight since memory was last handed back.
+    high_water: AtomicUsize,
 }
+
+/// When calls in flight fall to half of a high-water mark of at least this
+/// many, the memory they held is handed back to the system (see
+/// [`crate::memory`]).
+const RELEASE_AFTER_CALLS: usize = 256;
 
 impl Calls {
     fn begin(self: &Arc<Self>) -> CallGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
+        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.high_water.fetch_max(count, Ordering::Relaxed);
         CallGuard(self.clone())
+    }
+
+    fn end(&self) {
+        let count = self.count.fetch_sub(1, Ordering::SeqCst) - 1;
+        if count == 0 {
+            self.idle.notify_waiters();
+        }
+        let high_water = self.high_water.load(Ordering::Relaxed);
+        if high_water >= RELEASE_AFTER_CALLS
+            && count <= high_water / 2
+            && self
+                .high_water
+                .compare_exchange(high_water, count, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            crate::memory::release_freed_soon();
+        }
     }
 
     async fn idle(&self) {
@@ -91,9 +116,7 @@ struct CallGuard(Arc<Calls>);
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.end();
     }
 }
 

@@ -11,6 +11,7 @@ pub mod executor;
 pub mod handshake;
 pub mod kernel;
 pub mod llm;
+pub mod memory;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -17,6 +17,12 @@ use tonic_prost::ProstEncoder;
 
 use super::ApiError;
 
+/// Response bodies go out in chunks of about 16 KiB (tonic's default is
+/// 32 KiB): one chunk is what a stream whose client stopped reading keeps
+/// queued in HTTP/2, and HTTP/2 frames carry 16 KiB each anyway.
+const ENCODE_BUFFER_BYTES: usize = 8 * 1024;
+const ENCODE_YIELD_BYTES: usize = 16 * 1024;
+
 /// Encodes `T`, decodes `U`.
 #[derive(Debug, Clone)]
 pub struct ProstCodec<T, U>(PhantomData<(T, U)>);
@@ -38,7 +44,7 @@ where
     type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::new(BufferSettings::default())
+        ProstEncoder::new(BufferSettings::new(ENCODE_BUFFER_BYTES, ENCODE_YIELD_BYTES))
     }
 
     fn decoder(&mut self) -> Self::Decoder {

@@ -23,18 +23,19 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 use tonic::codegen::BoxStream;
 
-use super::ApiResult;
 use super::run::{event_message, is_terminal_event};
+use super::{ApiError, ApiResult};
 use crate::kernel::events::LiveEvent;
 use crate::kernel::{Kernel, Subscription, now};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::EventRecord;
 
-/// Bytes of stored events read at once (about).
-const CHUNK_BYTES: usize = 256 * 1024;
+/// Bytes of stored events read at once (about): what a watcher whose
+/// client stopped reading may hold, so it stays small.
+const CHUNK_BYTES: usize = 8 * 1024;
 /// Events read at once: the first read, and at most.
-const FIRST_CHUNK_EVENTS: u32 = 16;
-const MAX_CHUNK_EVENTS: u32 = 256;
+const FIRST_CHUNK_EVENTS: u32 = 8;
+const MAX_CHUNK_EVENTS: u32 = 64;
 
 /// One client's watch of one run.
 pub struct Watcher {
@@ -112,13 +113,17 @@ impl Watcher {
         .boxed()
     }
 
-    /// Reads the next chunk of stored events after `last`.
+    /// Reads the next chunk of stored events after `last`. The read runs
+    /// as a task of its own: a response stream is not polled while its
+    /// client's window is full, and a read parked half-way would hold a
+    /// pooled connection (in a transaction) for as long as that lasts.
     async fn read_chunk(&mut self) -> ApiResult<()> {
-        let events = self
-            .kernel
-            .store()
-            .list_events(&self.run_id, self.last, self.chunk_events)
-            .await?;
+        let store = self.kernel.store().clone();
+        let run_id = self.run_id.clone();
+        let (after, limit) = (self.last, self.chunk_events);
+        let events = tokio::spawn(async move { store.list_events(&run_id, after, limit).await })
+            .await
+            .map_err(|error| ApiError::Internal(format!("reading run events: {error}")))??;
         self.behind = events.len() as u32 == self.chunk_events;
         if !events.is_empty() {
             let bytes: usize = events.iter().map(|e| e.payload.len()).sum();
