@@ -105,6 +105,17 @@ impl EventHub {
         self.send(run_id, || LiveEvent::Poke);
     }
 
+    /// Tells every watcher to re-read the store.
+    pub fn poke_all(&self) {
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for sender in runs.values() {
+            let _ = sender.send(LiveEvent::Poke);
+        }
+    }
+
     /// Forwards a token delta to the run's watchers.
     pub fn delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
         self.send(run_id, || {

@@ -321,6 +321,12 @@ impl Kernel {
                         self.inner.work.notify_one();
                         self.inner.worker_work.notify_one();
                     }
+                    // Announcements were lost: every watcher re-reads the store.
+                    Some(Signal::Resync) => {
+                        self.inner.hub.poke_all();
+                        self.inner.work.notify_one();
+                        self.inner.worker_work.notify_one();
+                    }
                     Some(Signal::Deltas(batch)) if batch.origin != self.inner.instance_id => {
                         for delta in batch.deltas {
                             self.inner.hub.delta(&delta.run_id, &delta.task_id, &delta.attempt_id, delta.text);

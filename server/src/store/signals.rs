@@ -53,6 +53,9 @@ pub struct DeltaBatch {
 pub enum Signal {
     Changed(Announcement),
     Deltas(DeltaBatch),
+    /// The listening connection was lost and is back: announcements sent
+    /// in between are gone, so anything may have changed.
+    Resync,
 }
 
 #[async_trait]
@@ -191,9 +194,11 @@ impl Signals for PostgresStore {
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(async move {
             loop {
-                // `recv` reconnects by itself after a lost connection.
-                match listener.recv().await {
-                    Ok(notification) => {
+                let lost = match listener.try_recv().await {
+                    // Reconnected (and listening again) after a lost
+                    // connection.
+                    Ok(None) => true,
+                    Ok(Some(notification)) => {
                         let signal = if notification.channel() == DELTA_CHANNEL {
                             serde_json::from_str(notification.payload())
                                 .ok()
@@ -206,11 +211,16 @@ impl Signals for PostgresStore {
                         {
                             return;
                         }
+                        false
                     }
                     Err(error) => {
                         tracing::warn!(error = %error, "listening for run changes failed; retrying");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        listener.listen_all([CHANNEL, DELTA_CHANNEL]).await.is_ok()
                     }
+                };
+                if lost && sender.send(Signal::Resync).await.is_err() {
+                    return;
                 }
                 if sender.is_closed() {
                     return;
