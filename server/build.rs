@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         // RPCs a release does not implement yet answer UNIMPLEMENTED.
         .generate_default_stubs(true)
+        // Requests that do not decode answer INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::api::codec::ProstCodec")
         // Deterministic map order: stable encodings for request hashes and
         // stored definitions.
         .btree_map(".")

@@ -151,6 +151,10 @@ pub struct ServeArgs {
     /// Interval of HTTP/2 keepalive pings on idle connections and streams.
     #[arg(long, env = "TASKLOOM_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,
+    /// A connection that has not sent the HTTP/2 preface this long after
+    /// connecting is closed.
+    #[arg(long, env = "TASKLOOM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
 }
 
 /// `NAME=N` with N ≥ 1.

@@ -1,30 +1,50 @@
-//! Ends open response streams with `UNAVAILABLE` when the server starts
-//! draining, so long-lived streams (watches, worker sessions, health watches)
-//! tell their clients to reconnect elsewhere instead of hanging until the
-//! connection is cut. Unary responses are not affected: their bodies are
-//! complete before the drain can interrupt them.
+//! Graceful shutdown at the HTTP layer. Once the server starts draining:
+//!
+//! - calls that arrive are answered `UNAVAILABLE` at once, without reaching
+//!   a handler, so clients retry elsewhere (a GOAWAY alone makes some
+//!   clients report `CANCELLED` for a call that raced it);
+//! - open response streams (watches, worker sessions, health watches) end
+//!   with `UNAVAILABLE`, telling their clients to reconnect elsewhere
+//!   instead of hanging until the connection is cut;
+//! - unary calls in flight finish; [`DrainLayer::idle`] says when none is
+//!   left, and only then does the server close its connections.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tower::{Layer, Service};
 
-/// Wraps every response body of a service in a [`DrainBody`].
+use crate::api::ApiError;
+
+/// Wraps every response body of a service in a [`DrainBody`] and refuses
+/// calls once draining has begun.
 #[derive(Clone)]
 pub struct DrainLayer {
     draining: watch::Receiver<bool>,
+    calls: Arc<Calls>,
 }
 
 impl DrainLayer {
     /// `draining` flips to `true` when shutdown begins.
     pub fn new(draining: watch::Receiver<bool>) -> Self {
-        DrainLayer { draining }
+        DrainLayer {
+            draining,
+            calls: Arc::default(),
+        }
+    }
+
+    /// Resolves when no call is in flight (a stream ended by the drain
+    /// counts as over).
+    pub async fn idle(&self) {
+        self.calls.idle().await;
     }
 }
 
@@ -35,7 +55,68 @@ impl<S> Layer<S> for DrainLayer {
         DrainService {
             inner,
             draining: self.draining.clone(),
+            calls: self.calls.clone(),
         }
+    }
+}
+
+/// Calls whose responses have not ended.
+#[derive(Default)]
+struct Calls {
+    count: AtomicUsize,
+    idle: Notify,
+    /// The most calls in flight since memory was last handed back.
+    high_water: AtomicUsize,
+}
+
+/// When calls in flight fall to half of a high-water mark of at least this
+/// many, the memory they held is handed back to the system (see
+/// [`crate::memory`]).
+const RELEASE_AFTER_CALLS: usize = 256;
+
+impl Calls {
+    fn begin(self: &Arc<Self>) -> CallGuard {
+        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.high_water.fetch_max(count, Ordering::Relaxed);
+        CallGuard(self.clone())
+    }
+
+    fn end(&self) {
+        let count = self.count.fetch_sub(1, Ordering::SeqCst) - 1;
+        if count == 0 {
+            self.idle.notify_waiters();
+        }
+        let high_water = self.high_water.load(Ordering::Relaxed);
+        if high_water >= RELEASE_AFTER_CALLS
+            && count <= high_water / 2
+            && self
+                .high_water
+                .compare_exchange(high_water, count, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            crate::memory::release_freed_soon();
+        }
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One call in flight, until dropped with its response body.
+struct CallGuard(Arc<Calls>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
@@ -43,6 +124,7 @@ impl<S> Layer<S> for DrainLayer {
 pub struct DrainService<S> {
     inner: S,
     draining: watch::Receiver<bool>,
+    calls: Arc<Calls>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -51,7 +133,7 @@ impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for DrainService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody: Body<Data = Bytes> + Default + Send + 'static,
 {
     type Response = http::Response<DrainBody<ResBody>>;
     type Error = S::Error;
@@ -62,11 +144,18 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let response = self.inner.call(request);
         let draining = self.draining.clone();
+        if *draining.borrow() {
+            let refused = tonic::Status::from(ApiError::ShuttingDown).into_http::<ResBody>();
+            return Box::pin(async move {
+                Ok(refused.map(|body| DrainBody::new(body, draining, None)))
+            });
+        }
+        let call = self.calls.begin();
+        let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            Ok(response.map(|inner| DrainBody::new(inner, draining)))
+            Ok(response.map(|inner| DrainBody::new(inner, draining, Some(call))))
         })
     }
 }
@@ -79,6 +168,8 @@ pin_project! {
         inner: B,
         drained: BoxFuture<()>,
         state: State,
+        // Counts the call as in flight until the body is gone.
+        call: Option<CallGuard>,
     }
 }
 
@@ -92,7 +183,7 @@ enum State {
 }
 
 impl<B> DrainBody<B> {
-    fn new(inner: B, mut draining: watch::Receiver<bool>) -> Self {
+    fn new(inner: B, mut draining: watch::Receiver<bool>, call: Option<CallGuard>) -> Self {
         DrainBody {
             inner,
             drained: Box::pin(async move {
@@ -100,6 +191,7 @@ impl<B> DrainBody<B> {
                 let _ = draining.wait_for(|draining| *draining).await;
             }),
             state: State::Streaming,
+            call,
         }
     }
 }
@@ -109,7 +201,7 @@ fn unavailable_trailers() -> HeaderMap {
     trailers.insert("grpc-status", HeaderValue::from_static("14"));
     trailers.insert(
         "grpc-message",
-        HeaderValue::from_static("the server is shutting down; reconnect"),
+        HeaderValue::from_static("the server is shutting down; reconnect elsewhere"),
     );
     trailers
 }

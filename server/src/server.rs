@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
@@ -18,6 +19,7 @@ use crate::config::ServeArgs;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
+use crate::handshake::HandshakeDeadline;
 use crate::health;
 use crate::kernel::{Kernel, KernelConfig, runner};
 use crate::llm::resolver::{Resolver, SelectionPolicy};
@@ -189,8 +191,9 @@ pub async fn run(
             .context("the TLS certificate or key is not usable")?;
     }
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let drain = DrainLayer::new(drain_rx);
     let router = server
-        .layer(DrainLayer::new(drain_rx.clone()))
+        .layer(drain.clone())
         .http2_keepalive_interval(Some(args.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
@@ -220,15 +223,21 @@ pub async fn run(
             ))
         ));
 
-    let mut drain_signal = drain_rx.clone();
+    // Connections close (GOAWAY) once the calls in flight at the drain have
+    // finished, or the grace period is over.
+    let (close_tx, mut close_signal) = tokio::sync::watch::channel(false);
     // Socket options apply to our own listener (the builder's only to
     // listeners it creates). Without TCP_NODELAY, multi-segment responses
     // wait ~40 ms on Nagle + delayed ACK.
+    let handshake_timeout = args.handshake_timeout;
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+        .with_keepalive(Some(Duration::from_secs(60)))
+        .map(move |accepted| {
+            accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
+        });
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
-        let _ = drain_signal.wait_for(|draining| *draining).await;
+        let _ = close_signal.wait_for(|close| *close).await;
     });
     tokio::pin!(serve);
 
@@ -250,17 +259,32 @@ pub async fn run(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    // Open streams end with UNAVAILABLE at once; unary calls may finish
-    // within the grace period; new connections are refused.
+    // Open streams end with UNAVAILABLE at once, new calls are refused with
+    // UNAVAILABLE, unary calls in flight may finish within the grace period.
+    let deadline = tokio::time::Instant::now() + grace;
     context.begin_drain();
     let _ = drain_tx.send(true);
     // No new internal work is claimed; attempts in flight either finish
     // within the grace period or are picked up again after their leases
     // expire.
     let _ = stop_runner.send(true);
-    match tokio::time::timeout(grace, &mut serve).await {
-        Ok(result) => result.context("gRPC server failed during shutdown")?,
-        Err(_) => tracing::warn!("drain period elapsed; closing remaining connections"),
+    tokio::select! {
+        result = &mut serve => {
+            result.context("gRPC server failed during shutdown")?;
+        }
+        idle = tokio::time::timeout_at(deadline, drain.idle()) => {
+            if idle.is_err() {
+                tracing::warn!("drain period elapsed with calls in flight; closing connections");
+            }
+            let _ = close_tx.send(true);
+            let closing = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_secs(1));
+            match tokio::time::timeout(closing, &mut serve).await {
+                Ok(result) => result.context("gRPC server failed during shutdown")?,
+                Err(_) => tracing::warn!("connections still open; closing them"),
+            }
+        }
     }
     runner.abort();
     dispatch_loop.abort();

@@ -305,3 +305,223 @@ async fn api_keys_gate_the_services() {
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 }
+
+/// While draining: calls that arrive are refused with UNAVAILABLE
+/// (`SHUTTING_DOWN`), a unary call in flight finishes with its own answer,
+/// an ExecuteChain waiting for its run answers UNAVAILABLE at once and
+/// leaves the run going, and a worker's stream ends with UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_calls_with_unavailable() {
+    use pb::server_message::Msg as ServerMsg;
+    use pb::worker_message::Msg as WorkerMsg;
+    use std::time::{Duration, Instant};
+    use taskloom_testkit::fake_llm::{FakeLlm, Reply};
+
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_taskloom"));
+    let url = taskloom_testkit::fresh_postgres_database().expect("a database");
+    let start = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            taskloom_testkit::ServerProcess::start(binary, Some(&url), &["--shutdown-grace", "10s"])
+                .expect("start taskloom")
+        })
+        .await
+        .unwrap()
+    };
+    let process = start(url.clone()).await;
+    let channel = tonic::transport::Channel::from_shared(process.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let runs = pb::run_service_client::RunServiceClient::new(channel.clone());
+    let mut backends = pb::backend_service_client::BackendServiceClient::new(channel.clone());
+
+    // A model that takes 3 s to answer.
+    let fake = FakeLlm::start().await;
+    fake.script(
+        "slow",
+        Reply::text("late")
+            .usage(1, 1)
+            .delay(Duration::from_secs(3)),
+    );
+    let backend = backends
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: "fake".into(),
+                r#type: pb::BackendType::OpenaiCompatible as i32,
+                base_url: fake.url(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    backends
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "internal_tasks_pool".into(),
+            backend_id: backend.id,
+        })
+        .await
+        .unwrap();
+
+    // A worker holding a lease.
+    let worker_chain = |id: &str, queue: &str| pb::Chain {
+        id: id.into(),
+        tasks: vec![pb::Task {
+            id: "work".into(),
+            handler: "worker".into(),
+            queue: queue.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (outbound, receiver) = tokio::sync::mpsc::channel(8);
+    outbound
+        .send(pb::WorkerMessage {
+            msg: Some(WorkerMsg::Hello(pb::Hello {
+                worker_id: "w".into(),
+                queues: vec!["held".into()],
+                slots: 1,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let mut stream = pb::worker_service_client::WorkerServiceClient::new(channel.clone())
+        .connect(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    runs.clone()
+        .start_run(pb::StartRunRequest {
+            chain: Some(worker_chain("held", "held")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    loop {
+        let message = stream.message().await.unwrap().unwrap();
+        if let Some(ServerMsg::Lease(_)) = message.msg {
+            break;
+        }
+    }
+
+    // In flight at SIGTERM: an ExecuteChain waiting on a queue nobody
+    // serves, and a one-shot prompt to the slow model.
+    let executing = tokio::spawn({
+        let mut runs = runs.clone();
+        let chain = worker_chain("waiting", "nobody");
+        async move {
+            runs.execute_chain(pb::ExecuteChainRequest {
+                chain: Some(chain),
+                request_id: "exec-1".into(),
+                ..Default::default()
+            })
+            .await
+        }
+    });
+    let prompting = tokio::spawn({
+        let mut backends = backends.clone();
+        async move {
+            backends
+                .execute_prompt(pb::ExecutePromptRequest {
+                    prompt: "ping".into(),
+                    models: vec!["slow".into()],
+                    ..Default::default()
+                })
+                .await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.in_flight() == 0 {
+        if prompting.is_finished() {
+            panic!("the prompt ended early: {:?}", prompting.await);
+        }
+        assert!(Instant::now() < deadline, "the prompt reached the model");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed = runs
+        .clone()
+        .list_runs(pb::ListRunsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.runs.len(), 2, "both runs exist before the drain");
+
+    let sigterm = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &process.pid().to_string()])
+        .status()
+        .unwrap();
+
+    // The worker's stream ends with UNAVAILABLE right away.
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(3), stream.message())
+            .await
+            .expect("the worker stream ends promptly")
+        {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    let status = end.expect_err("the worker stream ends with an error");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // ExecuteChain stops waiting with UNAVAILABLE.
+    let status = tokio::time::timeout(Duration::from_secs(3), executing)
+        .await
+        .expect("ExecuteChain answers promptly")
+        .unwrap()
+        .expect_err("ExecuteChain is cut short");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // New calls on the open connection are refused while the prompt runs.
+    let status = runs
+        .clone()
+        .get_run(pb::GetRunRequest { id: "any".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(common::error_reason(&status), "SHUTTING_DOWN");
+    assert!(sigterm.elapsed() < Duration::from_secs(2));
+    // The call in flight gets its answer.
+    let answer = prompting
+        .await
+        .unwrap()
+        .expect("the call in flight finishes")
+        .into_inner();
+    assert_eq!(answer.text, "late");
+    // Then the process exits, well within the grace period.
+    let mut process = process;
+    let status = tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        sigterm.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        sigterm.elapsed()
+    );
+
+    // The run ExecuteChain waited for was not cancelled by the drain.
+    let process = start(url).await;
+    let channel = tonic::transport::Channel::from_shared(process.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let listed = pb::run_service_client::RunServiceClient::new(channel)
+        .list_runs(pb::ListRunsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.runs.len(), 2);
+    assert!(
+        listed.runs.iter().all(
+            |run| [pb::RunStatus::Queued as i32, pb::RunStatus::Running as i32]
+                .contains(&run.status)
+        ),
+        "{:?}",
+        listed.runs
+    );
+}

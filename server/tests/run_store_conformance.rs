@@ -2097,7 +2097,8 @@ async fn list_attempts_paginate_by_step(store: Runs) {
         empty,
         Page {
             items: Vec::new(),
-            next_after: None
+            next_after: None,
+            keys: Vec::new(),
         }
     );
     assert_err!(

@@ -602,7 +602,8 @@ async fn backends_paginate_by_name(store: DynStore) {
         empty,
         Page {
             items: vec![],
-            next_after: None
+            next_after: None,
+            keys: vec![],
         }
     );
 
@@ -1329,7 +1330,8 @@ async fn models_paginate_by_name(store: DynStore) {
         store.list_models(first_page(2)).await.unwrap(),
         Page {
             items: vec![],
-            next_after: None
+            next_after: None,
+            keys: vec![],
         }
     );
     for i in (0..5).rev() {
@@ -1462,7 +1464,8 @@ async fn hooks_paginate_by_name(store: DynStore) {
         store.list_hooks(first_page(4)).await.unwrap(),
         Page {
             items: vec![],
-            next_after: None
+            next_after: None,
+            keys: vec![],
         }
     );
     for i in (0..9).rev() {
@@ -1536,7 +1539,8 @@ async fn chain_versions_lifecycle(store: DynStore) {
             .unwrap(),
         Page {
             items: vec![v2.clone(), v1.clone()],
-            next_after: None
+            next_after: None,
+            keys: vec!["2".into(), "1".into()],
         }
     );
 
@@ -1768,7 +1772,8 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
         store.list_chains(first_page(2)).await.unwrap(),
         Page {
             items: vec![],
-            next_after: None
+            next_after: None,
+            keys: vec![],
         }
     );
     for i in (0..6).rev() {

@@ -140,7 +140,7 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
         );
     }
     violations.check_http_url("backend.base_url", &backend.base_url);
-    violations.check_max_len("backend.api_key", &backend.api_key, MAX_API_KEY_LEN);
+    violations.check_text("backend.api_key", &backend.api_key, MAX_API_KEY_LEN);
     if backend.api_key.chars().any(char::is_control) {
         violations.add("backend.api_key", "must not contain control characters");
     }
@@ -326,8 +326,8 @@ impl BackendApi {
             return Err(ApiError::invalid("pool", "is required"));
         };
         violations.check_id("pool.id", &pool.id);
-        violations.check_max_len("pool.description", &pool.description, 1024);
-        violations.check_max_len("pool.purpose", &pool.purpose, 64);
+        violations.check_text("pool.description", &pool.description, 1024);
+        violations.check_text("pool.purpose", &pool.purpose, 64);
         violations.finish()?;
         let record = PoolRecord {
             id: pool.id.clone(),
@@ -448,13 +448,16 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListBackends";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_backends(query)
-                    })
-                    .await?;
+                let (backends, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_backends(query),
+                    |item| Ok(backend_message(item)),
+                )
+                .await?;
                 Ok(pb::ListBackendsResponse {
-                    backends: items.into_iter().map(backend_message).collect(),
+                    backends,
                     next_page_token,
                 })
             }
@@ -507,13 +510,16 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListPools";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_pools(query)
-                    })
-                    .await?;
+                let (pools, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_pools(query),
+                    |item| Ok(pool_message(item)),
+                )
+                .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: items.into_iter().map(pool_message).collect(),
+                    pools,
                     next_page_token,
                 })
             }
@@ -591,15 +597,20 @@ impl BackendService for BackendApi {
             async {
                 require("pool_id", &request.pool_id)?;
                 let scope = scoped("ListPoolBackends", &request.pool_id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                let (backends, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| {
                         self.context
                             .store()
                             .list_pool_backends(&request.pool_id, query)
-                    })
-                    .await?;
+                    },
+                    |item| Ok(backend_message(item)),
+                )
+                .await?;
                 Ok(pb::ListBackendsResponse {
-                    backends: items.into_iter().map(backend_message).collect(),
+                    backends,
                     next_page_token,
                 })
             }
@@ -616,15 +627,20 @@ impl BackendService for BackendApi {
             async {
                 require("backend_id", &request.backend_id)?;
                 let scope = scoped("ListBackendPools", &request.backend_id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                let (pools, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| {
                         self.context
                             .store()
                             .list_backend_pools(&request.backend_id, query)
-                    })
-                    .await?;
+                    },
+                    |item| Ok(pool_message(item)),
+                )
+                .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: items.into_iter().map(pool_message).collect(),
+                    pools,
                     next_page_token,
                 })
             }
@@ -677,15 +693,20 @@ impl BackendService for BackendApi {
             async {
                 require("pool_id", &request.pool_id)?;
                 let scope = scoped("ListPoolModels", &request.pool_id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
+                let (models, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| {
                         self.context
                             .store()
                             .list_pool_models(&request.pool_id, query)
-                    })
-                    .await?;
+                    },
+                    |item| Ok(model_message(item)),
+                )
+                .await?;
                 Ok(pb::ListModelsResponse {
-                    models: items.into_iter().map(model_message).collect(),
+                    models,
                     next_page_token,
                 })
             }
@@ -702,13 +723,16 @@ impl BackendService for BackendApi {
             async {
                 require("model", &request.model)?;
                 let scope = scoped("ListModelPools", &request.model);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
-                        self.context.store().list_model_pools(&request.model, query)
-                    })
-                    .await?;
+                let (pools, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| self.context.store().list_model_pools(&request.model, query),
+                    |item| Ok(pool_message(item)),
+                )
+                .await?;
                 Ok(pb::ListPoolsResponse {
-                    pools: items.into_iter().map(pool_message).collect(),
+                    pools,
                     next_page_token,
                 })
             }
@@ -747,13 +771,16 @@ impl BackendService for BackendApi {
         respond(
             async {
                 let scope = "ListModels";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_models(query)
-                    })
-                    .await?;
+                let (models, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_models(query),
+                    |item| Ok(model_message(item)),
+                )
+                .await?;
                 Ok(pb::ListModelsResponse {
-                    models: items.into_iter().map(model_message).collect(),
+                    models,
                     next_page_token,
                 })
             }
@@ -800,8 +827,8 @@ impl BackendApi {
         if request.prompt.is_empty() {
             violations.add("prompt", "is required");
         }
-        violations.check_max_len("prompt", &request.prompt, 1024 * 1024);
-        violations.check_max_len("system_instruction", &request.system_instruction, 64 * 1024);
+        violations.check_text("prompt", &request.prompt, 1024 * 1024);
+        violations.check_text("system_instruction", &request.system_instruction, 64 * 1024);
         for (index, model) in request.models.iter().enumerate() {
             check_model_name(&mut violations, &format!("models[{index}]"), model);
         }
@@ -864,7 +891,7 @@ impl BackendApi {
         if request.text.is_empty() {
             violations.add("text", "is required");
         }
-        violations.check_max_len("text", &request.text, 1024 * 1024);
+        violations.check_text("text", &request.text, 1024 * 1024);
         for (index, model) in request.models.iter().enumerate() {
             check_model_name(&mut violations, &format!("models[{index}]"), model);
         }

@@ -160,16 +160,16 @@ impl ChainService for ChainApi {
         respond(
             async {
                 let scope = "ListChains";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_chains(query)
-                    })
-                    .await?;
+                let (chains, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_chains(query),
+                    chain_message,
+                )
+                .await?;
                 Ok(pb::ListChainsResponse {
-                    chains: items
-                        .into_iter()
-                        .map(chain_message)
-                        .collect::<ApiResult<_>>()?,
+                    chains,
                     next_page_token,
                 })
             }
@@ -186,16 +186,16 @@ impl ChainService for ChainApi {
             async {
                 require("id", &request.id)?;
                 let scope = format!("ListChainVersions/{}", request.id);
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, &scope, |query| {
-                        self.context.store().list_chain_versions(&request.id, query)
-                    })
-                    .await?;
+                let (chains, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    &scope,
+                    |query| self.context.store().list_chain_versions(&request.id, query),
+                    chain_message,
+                )
+                .await?;
                 Ok(pb::ListChainVersionsResponse {
-                    chains: items
-                        .into_iter()
-                        .map(chain_message)
-                        .collect::<ApiResult<_>>()?,
+                    chains,
                     next_page_token,
                 })
             }

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// One or more request fields are invalid.
     #[error("invalid request: {}", summarize(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    /// The request's bytes are not a valid message of its type.
+    #[error("{0}")]
+    Undecodable(String),
     #[error("{resource_type} {name:?} not found")]
     NotFound {
         resource_type: &'static str,
@@ -90,7 +93,7 @@ impl ApiError {
 
     fn code(&self) -> Code {
         match self {
-            ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::InvalidArgument(_) | ApiError::Undecodable(_) => Code::InvalidArgument,
             ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => Code::NotFound,
             ApiError::AlreadyExists { .. } => Code::AlreadyExists,
             ApiError::EtagMismatch { .. } => Code::Aborted,
@@ -109,7 +112,7 @@ impl ApiError {
 
     fn reason(&self) -> &'static str {
         match self {
-            ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ApiError::InvalidArgument(_) | ApiError::Undecodable(_) => "INVALID_ARGUMENT",
             ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => "NOT_FOUND",
             ApiError::AlreadyExists { .. } => "ALREADY_EXISTS",
             ApiError::EtagMismatch { .. } => "ETAG_MISMATCH",
@@ -181,12 +184,95 @@ impl From<ApiError> for Status {
                 metadata.insert("run_id".to_string(), run_id.clone());
             }
             ApiError::ShuttingDown
+            | ApiError::Undecodable(_)
             | ApiError::NotFoundMessage(_)
             | ApiError::Unauthenticated(_) => {}
         }
         details.set_error_info(error.reason(), ERROR_DOMAIN, metadata);
-        Status::with_error_details(code, error.to_string(), details)
+        Status::with_error_details(code, bounded(&error.to_string()), bounded_details(&details))
     }
+}
+
+/// Longest text an error carries in its message or in one detail string:
+/// errors may quote inputs, and `grpc-message` plus the details travel in
+/// trailers, which default clients cap at 8 KiB (16 KiB for some): over
+/// that they report `RESOURCE_EXHAUSTED` or a protocol error instead.
+const MAX_ERROR_TEXT: usize = 256;
+/// Most field violations returned, and their total size; the rest are
+/// counted in a last violation.
+const MAX_VIOLATIONS: usize = 20;
+const MAX_VIOLATION_BYTES: usize = 3 * 1024;
+/// Marks a cut text.
+const CUT_MARKER: &str = "…(truncated)";
+
+/// `text`, cut on a character boundary to [`MAX_ERROR_TEXT`] bytes with a
+/// marker.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_string();
+    }
+    let mut cut = MAX_ERROR_TEXT - CUT_MARKER.len();
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{CUT_MARKER}", &text[..cut])
+}
+
+/// The details with every string bounded and the violations capped.
+fn bounded_details(details: &ErrorDetails) -> ErrorDetails {
+    let mut bounded_details = ErrorDetails::new();
+    if let Some(info) = details.error_info() {
+        let metadata: HashMap<String, String> = info
+            .metadata
+            .iter()
+            .map(|(key, value)| (bounded(key), bounded(value)))
+            .collect();
+        bounded_details.set_error_info(bounded(&info.reason), bounded(&info.domain), metadata);
+    }
+    if let Some(bad_request) = details.bad_request() {
+        let all = &bad_request.field_violations;
+        let mut kept = Vec::new();
+        let mut bytes = 0;
+        for original in all.iter().take(MAX_VIOLATIONS) {
+            let violation = FieldViolation {
+                field: bounded(&original.field),
+                description: bounded(&original.description),
+                reason: bounded(&original.reason),
+                ..Default::default()
+            };
+            bytes += violation.field.len() + violation.description.len() + violation.reason.len();
+            if bytes > MAX_VIOLATION_BYTES {
+                break;
+            }
+            kept.push(violation);
+        }
+        let more = all.len() - kept.len();
+        if more > 0 {
+            kept.push(FieldViolation::new(
+                "",
+                format!("and {more} more violations, not shown"),
+            ));
+        }
+        bounded_details.set_bad_request(kept);
+    }
+    if let Some(info) = details.resource_info() {
+        bounded_details.set_resource_info(
+            bounded(&info.resource_type),
+            bounded(&info.resource_name),
+            bounded(&info.owner),
+            bounded(&info.description),
+        );
+    }
+    if let Some(failure) = details.precondition_failure() {
+        for violation in &failure.violations {
+            bounded_details.add_precondition_failure_violation(
+                bounded(&violation.r#type),
+                bounded(&violation.subject),
+                bounded(&violation.description),
+            );
+        }
+    }
+    bounded_details
 }
 
 impl From<StoreError> for ApiError {
@@ -242,6 +328,42 @@ impl From<KernelError> for ApiError {
             KernelError::InvalidArgument { field, message } => ApiError::invalid(field, message),
             KernelError::Store(error) => error.into(),
             KernelError::Corrupt(message) => ApiError::Internal(message),
+            KernelError::ShuttingDown => ApiError::ShuttingDown,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_on_a_char_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = bounded(&long);
+        assert!(cut.len() <= MAX_ERROR_TEXT, "{}", cut.len());
+        assert!(cut.ends_with(CUT_MARKER));
+        assert!(cut.starts_with("éé"));
+    }
+
+    #[test]
+    fn violations_are_capped_and_counted() {
+        let violations = (0..64)
+            .map(|i| FieldViolation::new(format!("labels[{i}]{}", "k".repeat(1000)), "bad"))
+            .collect();
+        let status = Status::from(ApiError::InvalidArgument(violations));
+        assert!(status.message().len() <= MAX_ERROR_TEXT);
+        let kept = status.get_details_bad_request().unwrap().field_violations;
+        assert!(kept.len() <= MAX_VIOLATIONS + 1);
+        assert_eq!(
+            kept.last().unwrap().description,
+            format!("and {} more violations, not shown", 64 - (kept.len() - 1))
+        );
+        assert!(
+            status.details().len() < 4 * 1024,
+            "{}",
+            status.details().len()
+        );
     }
 }

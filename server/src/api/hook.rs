@@ -77,7 +77,7 @@ fn check_headers(violations: &mut Violations, field: &str, headers: &BTreeMap<St
 /// Checks every writable field of a hook and builds its record.
 fn validate_hook(hook: &pb::Hook, violations: &mut Violations) -> HookRecord {
     violations.check_id("hook.name", &hook.name);
-    violations.check_max_len("hook.description", &hook.description, 1024);
+    violations.check_text("hook.description", &hook.description, 1024);
     violations.check_http_url("hook.url", &hook.url);
     let method = if hook.method.is_empty() {
         "POST".to_string()
@@ -257,13 +257,16 @@ impl HookService for HookApi {
         respond(
             async {
                 let scope = "ListHooks";
-                let (items, next_page_token) =
-                    list_page(request.page_size, &request.page_token, scope, |query| {
-                        self.context.store().list_hooks(query)
-                    })
-                    .await?;
+                let (hooks, next_page_token) = list_page(
+                    request.page_size,
+                    &request.page_token,
+                    scope,
+                    |query| self.context.store().list_hooks(query),
+                    |item| Ok(hook_message(item)),
+                )
+                .await?;
                 Ok(pb::ListHooksResponse {
-                    hooks: items.into_iter().map(hook_message).collect(),
+                    hooks,
                     next_page_token,
                 })
             }

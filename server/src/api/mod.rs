@@ -5,11 +5,13 @@
 mod auth;
 mod backend;
 mod chain;
+pub mod codec;
 mod error;
 mod hook;
 mod info;
 mod request;
 mod run;
+mod run_watch;
 mod worker;
 
 use std::sync::Arc;

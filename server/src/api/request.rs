@@ -12,7 +12,7 @@ use tonic_types::FieldViolation;
 
 use super::error::{ApiError, ApiResult};
 use crate::outbound::OutboundPolicy;
-use crate::store::{IdempotencyKey, PageQuery};
+use crate::store::{IdempotencyKey, Page, PageQuery};
 
 /// Default and maximum `page_size`.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -80,10 +80,10 @@ impl Violations {
         }
     }
 
-    /// Checks an optional text's length.
-    pub fn check_max_len(&mut self, field: &str, value: &str, max_len: usize) {
-        if value.len() > max_len {
-            self.add(field, format!("must be at most {max_len} bytes"));
+    /// Checks a caller's free text (see [`check_text`]).
+    pub fn check_text(&mut self, field: &str, value: &str, max_len: usize) {
+        if let Some(description) = text_problem(value, max_len) {
+            self.add(field, description);
         }
     }
 
@@ -95,6 +95,10 @@ impl Violations {
         }
         if value.len() > 2048 {
             self.add(field, "must be at most 2048 bytes");
+            return;
+        }
+        if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
             return;
         }
         match url::Url::parse(value) {
@@ -132,10 +136,10 @@ impl Violations {
                     format!("label keys must be 1 to {MAX_LABEL_KEY_LEN} characters of letters, digits, '_', '.' or '-'"),
                 );
             }
-            if value.len() > MAX_LABEL_VALUE_LEN {
+            if let Some(problem) = text_problem(value, MAX_LABEL_VALUE_LEN) {
                 self.add(
                     format!("{field}[{key:?}]"),
-                    format!("label values must be at most {MAX_LABEL_VALUE_LEN} bytes"),
+                    format!("label values {problem}"),
                 );
             }
         }
@@ -148,6 +152,30 @@ impl Violations {
         } else if value.chars().any(char::is_control) {
             self.add(field, "must not contain control characters");
         }
+    }
+}
+
+/// Longest failure or progress message a worker may report.
+pub const MAX_WORKER_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Checks a caller's free text that is stored as text (descriptions,
+/// reasons, label values, a worker's failure and progress messages): at
+/// most `max_len` bytes and no NUL. PostgreSQL text cannot hold U+0000, so
+/// both stores refuse it alike.
+pub fn check_text(field: &str, value: &str, max_len: usize) -> ApiResult<()> {
+    match text_problem(value, max_len) {
+        Some(description) => Err(ApiError::invalid(field, description)),
+        None => Ok(()),
+    }
+}
+
+fn text_problem(value: &str, max_len: usize) -> Option<String> {
+    if value.len() > max_len {
+        Some(format!("must be at most {max_len} bytes"))
+    } else if value.contains('\0') {
+        Some("must not contain NUL (U+0000) characters".to_string())
+    } else {
+        None
     }
 }
 
@@ -192,20 +220,56 @@ pub fn page_query(page_size: i32, page_token: &str, scope: &str) -> ApiResult<Pa
     Ok(PageQuery { limit, after })
 }
 
+/// Most encoded bytes of the items of one list page: clients refuse
+/// messages over 4 MiB by default, so a page ends before this (a single
+/// larger item still goes, alone) and its token continues after the last
+/// item sent.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
+
 /// One page of a keyset listing: decodes the request's page token (bound to
-/// `scope`), fetches, and encodes the token of the next page.
-pub async fn list_page<T, Fut>(
+/// `scope`), fetches, encodes the items up to [`MAX_PAGE_BYTES`] and the
+/// token of the next page.
+pub async fn list_page<T, M, Fut>(
     page_size: i32,
     page_token: &str,
     scope: &str,
     fetch: impl FnOnce(PageQuery) -> Fut,
-) -> ApiResult<(Vec<T>, String)>
+    encode: impl FnMut(T) -> ApiResult<M>,
+) -> ApiResult<(Vec<M>, String)>
 where
-    Fut: std::future::Future<Output = crate::store::StoreResult<crate::store::Page<T>>>,
+    M: Message,
+    Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
 {
     let query = page_query(page_size, page_token, scope)?;
     let page = fetch(query).await?;
-    Ok((page.items, next_page_token(page.next_after, scope)))
+    encode_page(page, scope, encode)
+}
+
+/// Encodes a fetched page's items up to [`MAX_PAGE_BYTES`]; the token
+/// continues after the last item encoded.
+pub fn encode_page<T, M: Message>(
+    page: Page<T>,
+    scope: &str,
+    mut encode: impl FnMut(T) -> ApiResult<M>,
+) -> ApiResult<(Vec<M>, String)> {
+    let Page {
+        items,
+        mut next_after,
+        keys,
+    } = page;
+    let mut messages = Vec::with_capacity(items.len());
+    let mut bytes = 0;
+    for item in items {
+        let message = encode(item)?;
+        // The field tag and length prefix of a repeated entry.
+        bytes += message.encoded_len() + 6;
+        if bytes > MAX_PAGE_BYTES && !messages.is_empty() {
+            next_after = keys.get(messages.len() - 1).cloned();
+            break;
+        }
+        messages.push(message);
+    }
+    Ok((messages, next_page_token(next_after, scope)))
 }
 
 /// Encodes the token for the page after `next_after` (empty on the last page).

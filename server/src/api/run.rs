@@ -6,21 +6,21 @@ use std::time::Duration;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::request::{
-    Violations, duration_millis, idempotency_key, next_page_token, page_query, require, timestamp,
+    Violations, duration_millis, encode_page, idempotency_key, page_query, require, timestamp,
 };
+use super::run_watch::Watcher;
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::chain::{self, CompiledChain, Goto};
 use crate::kernel::events::LiveEvent;
-use crate::kernel::{ChainSource, Kernel, StartRun, Subscription, replay, value};
+use crate::kernel::{ChainSource, Kernel, StartRun, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
 use crate::store::{
-    AttemptRecord, AttemptStatus, EventRecord, PageQuery, RunFilter, RunRecord, RunStatus,
+    AttemptRecord, AttemptStatus, EventRecord, Page, PageQuery, RunFilter, RunRecord, RunStatus,
 };
 
 /// Largest accepted run input or human answer (encoded).
@@ -28,8 +28,6 @@ const MAX_INPUT_BYTES: usize = 1024 * 1024;
 /// Default and maximum ExecuteChain wait.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
-/// Events read from the store per page while catching up.
-const EVENT_PAGE: u32 = 500;
 
 pub struct RunApi {
     context: ApiContext,
@@ -172,7 +170,7 @@ pub fn event_message(record: &EventRecord) -> ApiResult<pb::RunEvent> {
     Ok(event)
 }
 
-fn is_terminal_event(event: &pb::RunEvent) -> bool {
+pub(super) fn is_terminal_event(event: &pb::RunEvent) -> bool {
     matches!(
         pb::RunEventType::try_from(event.r#type),
         Ok(pb::RunEventType::RunSucceeded
@@ -421,14 +419,22 @@ impl RunApi {
             kernel: kernel.clone(),
             run_id: Some(run.id.clone()),
         };
-        let ended = match tokio::time::timeout(wait, wait_for_end(&kernel, &run.id)).await {
-            Ok(result) => result?,
-            Err(_) => {
+        let ended = tokio::select! {
+            ended = tokio::time::timeout(wait, wait_for_end(&kernel, &run.id)) => match ended {
+                Ok(result) => result?,
+                Err(_) => {
+                    guard.run_id = None;
+                    return Err(ApiError::DeadlineExceeded {
+                        run_id: run.id.clone(),
+                        waited: wait,
+                    });
+                }
+            },
+            // The run goes on (another replica, or this one restarted, takes
+            // it up); a retry with the same request_id finds it.
+            () = self.context.drained() => {
                 guard.run_id = None;
-                return Err(ApiError::DeadlineExceeded {
-                    run_id: run.id.clone(),
-                    waited: wait,
-                });
+                return Err(ApiError::ShuttingDown);
             }
         };
         guard.run_id = None;
@@ -470,7 +476,8 @@ async fn all_attempts(kernel: &Kernel, run_id: &str) -> ApiResult<Vec<AttemptRec
     }
 }
 
-/// Waits until the run is over; returns it as it ended.
+/// Waits until the run is over; returns it as it ended. Wakes on the hub's
+/// signals only (any stored event may be the terminal one).
 async fn wait_for_end(kernel: &Kernel, run_id: &str) -> ApiResult<RunRecord> {
     let mut live = kernel.subscribe(run_id);
     loop {
@@ -478,21 +485,16 @@ async fn wait_for_end(kernel: &Kernel, run_id: &str) -> ApiResult<RunRecord> {
         if run.status.is_terminal() {
             return Ok(run);
         }
-        // Any stored event may be the terminal one; re-read on each, and
-        // now and then in case the run is driven by another replica.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            loop {
-                match live.recv().await {
-                    Ok(LiveEvent::Delta { .. }) => continue,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        return;
-                    }
+        loop {
+            match live.recv().await {
+                Ok(LiveEvent::Delta(_)) => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => {
+                    live = kernel.subscribe(run_id);
+                    break;
                 }
             }
-        })
-        .await;
+        }
     }
 }
 
@@ -550,121 +552,6 @@ fn trace(chain: &CompiledChain, attempts: &[AttemptRecord]) -> ApiResult<Vec<pb:
         }
     }
     Ok(entries)
-}
-
-/// A WatchRun whose run exists.
-struct Watch {
-    run_id: String,
-    after_seq: i64,
-    include_deltas: bool,
-    /// Subscribed before `first_page` was read.
-    live: Subscription,
-    /// Stored events after `after_seq`, up to a page.
-    first_page: Vec<EventRecord>,
-}
-
-/// Streams a run's stored events after `after_seq`, then live ones, without
-/// gap or duplicate at the switch, until the terminal event.
-async fn watch(kernel: Kernel, watch: Watch, sink: mpsc::Sender<Result<pb::RunEvent, Status>>) {
-    let Watch {
-        run_id,
-        after_seq,
-        include_deltas,
-        mut live,
-        first_page,
-    } = watch;
-    let mut pending = Some(first_page);
-    let mut last = after_seq;
-    macro_rules! send {
-        ($item:expr) => {
-            if sink.send($item).await.is_err() {
-                return;
-            }
-        };
-    }
-    macro_rules! catch_up {
-        () => {
-            loop {
-                let events = match pending.take() {
-                    Some(events) => events,
-                    None => match kernel.store().list_events(&run_id, last, EVENT_PAGE).await {
-                        Ok(events) => events,
-                        Err(error) => {
-                            send!(Err(Status::from(ApiError::from(error))));
-                            return;
-                        }
-                    },
-                };
-                let count = events.len();
-                for record in events {
-                    let event = match event_message(&record) {
-                        Ok(event) => event,
-                        Err(error) => {
-                            send!(Err(Status::from(error)));
-                            return;
-                        }
-                    };
-                    last = record.seq;
-                    let terminal = is_terminal_event(&event);
-                    send!(Ok(event));
-                    if terminal {
-                        return;
-                    }
-                }
-                if count < EVENT_PAGE as usize {
-                    break;
-                }
-            }
-        };
-    }
-    catch_up!();
-    loop {
-        tokio::select! {
-            message = live.recv() => match message {
-                Ok(LiveEvent::Stored(record)) if record.seq == last + 1 => {
-                    let event = match event_message(&record) {
-                        Ok(event) => event,
-                        Err(error) => {
-                            send!(Err(Status::from(error)));
-                            return;
-                        }
-                    };
-                    last = record.seq;
-                    let terminal = is_terminal_event(&event);
-                    send!(Ok(event));
-                    if terminal {
-                        return;
-                    }
-                }
-                Ok(LiveEvent::Stored(record)) if record.seq <= last => {}
-                Ok(LiveEvent::Stored(_) | LiveEvent::Poke) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    catch_up!();
-                }
-                Ok(LiveEvent::Delta { task_id, attempt_id, text }) => {
-                    if include_deltas {
-                        send!(Ok(pb::RunEvent {
-                            run_id: run_id.clone(),
-                            seq: last,
-                            r#type: pb::RunEventType::TokenDelta as i32,
-                            time: Some(timestamp(crate::kernel::now())),
-                            task_id,
-                            attempt_id,
-                            delta: text,
-                            ..Default::default()
-                        }));
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    live = kernel.subscribe(&run_id);
-                }
-            },
-            // Safety net for runs driven by another replica.
-            () = tokio::time::sleep(Duration::from_secs(1)) => {
-                catch_up!();
-            }
-            () = sink.closed() => return,
-        }
-    }
 }
 
 fn run_filter(request: &pb::ListRunsRequest, violations: &mut Violations) -> RunFilter {
@@ -751,13 +638,11 @@ impl RunService for RunApi {
                 );
                 let query = page_query(request.page_size, &request.page_token, &scope)?;
                 let page = self.kernel().store().list_runs(&filter, query).await?;
+                let (runs, next_page_token) =
+                    encode_page(page, &scope, |run| run_message(&run, None))?;
                 Ok(pb::ListRunsResponse {
-                    runs: page
-                        .items
-                        .iter()
-                        .map(|run| run_message(run, None))
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    runs,
+                    next_page_token,
                 })
             }
             .await,
@@ -778,29 +663,15 @@ impl RunService for RunApi {
         }
         .await;
         result.map_err(Status::from)?;
-        // Subscribe before reading history, so nothing committed in between
-        // is missed; duplicates are dropped by sequence number. The first
-        // page also proves the run exists (a run always has events).
-        let live = self.kernel().subscribe(&request.run_id);
-        let first_page = self
-            .kernel()
-            .store()
-            .list_events(&request.run_id, request.after_seq, EVENT_PAGE)
-            .await
-            .map_err(|error| Status::from(ApiError::from(error)))?;
-        let (sink, stream) = mpsc::channel(256);
-        tokio::spawn(watch(
+        let watcher = Watcher::open(
             self.kernel().clone(),
-            Watch {
-                run_id: request.run_id,
-                after_seq: request.after_seq,
-                include_deltas: request.include_deltas,
-                live,
-                first_page,
-            },
-            sink,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+            request.run_id,
+            request.after_seq,
+            request.include_deltas,
+        )
+        .await
+        .map_err(Status::from)?;
+        Ok(Response::new(watcher.into_stream()))
     }
 
     async fn list_run_events(
@@ -833,17 +704,12 @@ impl RunService for RunApi {
                     .store()
                     .list_events(&request.run_id, after, limit + 1)
                     .await?;
-                let more = records.len() > limit as usize;
-                let records = &records[..records.len().min(limit as usize)];
-                let next = more
-                    .then(|| records.last().map(|r| r.seq.to_string()))
-                    .flatten();
+                let page = Page::new(records, limit as usize, |record| record.seq.to_string());
+                let (events, next_page_token) =
+                    encode_page(page, &scope, |record| event_message(&record))?;
                 Ok(pb::ListRunEventsResponse {
-                    events: records
-                        .iter()
-                        .map(event_message)
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(next, &scope),
+                    events,
+                    next_page_token,
                 })
             }
             .await,
@@ -865,13 +731,11 @@ impl RunService for RunApi {
                     .store()
                     .list_attempts(&request.run_id, query)
                     .await?;
+                let (attempts, next_page_token) =
+                    encode_page(page, &scope, |attempt| attempt_message(&attempt))?;
                 Ok(pb::ListRunAttemptsResponse {
-                    attempts: page
-                        .items
-                        .iter()
-                        .map(attempt_message)
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    attempts,
+                    next_page_token,
                 })
             }
             .await,
@@ -887,7 +751,7 @@ impl RunService for RunApi {
             async {
                 require("id", &request.id)?;
                 let mut violations = Violations::new();
-                violations.check_max_len("reason", &request.reason, 1024);
+                violations.check_text("reason", &request.reason, 1024);
                 violations.check_request_id("request_id", &request.request_id);
                 violations.finish()?;
                 let idempotency =

@@ -46,9 +46,11 @@ fn validate_hello(hello: pb::Hello) -> ApiResult<Hello> {
     let mut violations = Violations::new();
     if hello.worker_id.is_empty() {
         violations.add("hello.worker_id", "is required");
-    } else if hello.worker_id.len() > 128 {
-        violations.add("hello.worker_id", "is longer than 128 bytes");
+    } else {
+        violations.check_text("hello.worker_id", &hello.worker_id, 128);
     }
+    violations.check_text("hello.name", &hello.name, 256);
+    violations.check_text("hello.sdk_version", &hello.sdk_version, 256);
     if hello.queues.is_empty() {
         violations.add("hello.queues", "name at least one queue");
     }
@@ -235,10 +237,7 @@ async fn serve_session(
                 return;
             }
             () = context.drained() => {
-                dispatcher.end(
-                    &session_id,
-                    Status::unavailable("the server is shutting down; reconnect"),
-                );
+                dispatcher.end(&session_id, ApiError::ShuttingDown.into());
                 break;
             }
         };
@@ -304,6 +303,11 @@ async fn serve_session(
                     "fail.lease",
                     move |dispatcher, lease| async move {
                         let delay = retry_delay(fail.retry_delay, "fail.retry_delay")?;
+                        super::request::check_text(
+                            "fail.message",
+                            &fail.message,
+                            super::request::MAX_WORKER_MESSAGE_BYTES,
+                        )?;
                         dispatcher
                             .fail(
                                 &lease.attempt_id,
@@ -334,6 +338,11 @@ async fn serve_session(
             Some(Msg::Progress(progress)) => {
                 let lease = progress.lease.clone();
                 let op = move |dispatcher: Dispatcher, lease: pb::LeaseRef| async move {
+                    super::request::check_text(
+                        "progress.message",
+                        &progress.message,
+                        super::request::MAX_WORKER_MESSAGE_BYTES,
+                    )?;
                     dispatcher
                         .progress(
                             &lease.attempt_id,
@@ -493,6 +502,11 @@ impl WorkerService for WorkerApi {
                 let violations = lease_violations(&request.attempt_id, &request.lease_token);
                 violations.finish()?;
                 let delay = retry_delay(request.retry_delay, "retry_delay")?;
+                super::request::check_text(
+                    "message",
+                    &request.message,
+                    super::request::MAX_WORKER_MESSAGE_BYTES,
+                )?;
                 let will_retry = self
                     .dispatcher()
                     .fail(
@@ -606,13 +620,11 @@ impl WorkerService for WorkerApi {
                 let query = page_query(request.page_size, &request.page_token, &scope)?;
                 let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
                 let page = self.context.store().list_dead_letters(queue, query).await?;
+                let (attempts, next_page_token) =
+                    super::request::encode_page(page, &scope, |a| attempt_message(&a))?;
                 Ok(pb::ListDeadLettersResponse {
-                    attempts: page
-                        .items
-                        .iter()
-                        .map(attempt_message)
-                        .collect::<ApiResult<_>>()?,
-                    next_page_token: next_page_token(page.next_after, &scope),
+                    attempts,
+                    next_page_token,
                 })
             }
             .await,

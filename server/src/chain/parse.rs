@@ -10,8 +10,9 @@ pub enum ParseError {
     /// No number in the answer.
     #[error("no number found in the answer")]
     NoNumber,
-    /// No `a-b`, `a..b` or `a to b` range in the answer.
-    #[error("no range (`a-b`, `a..b` or `a to b`) found in the answer")]
+    /// No `a-b`, `a..b` or `a to b` range in the answer, and not exactly
+    /// one number either.
+    #[error("no range (`a-b`, `a..b` or `a to b`) and no single number found in the answer")]
     NoRange,
     /// The answer names none of the valid condition keys.
     #[error("the answer matches none of the valid conditions: {}", .valid.join(", "))]
@@ -46,7 +47,9 @@ pub fn parse_score(text: &str) -> Result<f64, ParseError> {
 
 /// The first range in `text` written `a-b`, `a..b`, `a–b` (en dash) or
 /// `a to b`, negatives allowed (`-10--5`, `-3 to 7`). Returned as
-/// `(low, high)` whatever order the answer used.
+/// `(low, high)` whatever order the answer used. An answer without a range
+/// but with exactly one number (`5`, `about 5 days`) is the range 5–5, as
+/// contenox reads it; several numbers without a range are no range.
 pub fn parse_range(text: &str) -> Result<(f64, f64), ParseError> {
     let mut from = 0;
     while let Some(low) = find_number(text, from) {
@@ -55,7 +58,10 @@ pub fn parse_range(text: &str) -> Result<(f64, f64), ParseError> {
         }
         from = low.end;
     }
-    Err(ParseError::NoRange)
+    match find_number(text, 0) {
+        Some(only) if find_number(text, only.end).is_none() => Ok((only.value, only.value)),
+        _ => Err(ParseError::NoRange),
+    }
 }
 
 /// The number closing a range whose first number is `low`, if a range
@@ -187,10 +193,16 @@ mod tests {
     }
 
     #[test]
-    fn range_needs_two_numbers() {
-        assert_eq!(parse_range("5"), Err(ParseError::NoRange));
+    fn a_single_number_is_a_degenerate_range() {
+        assert_eq!(parse_range("5"), Ok((5.0, 5.0)));
+        assert_eq!(parse_range(" -2.5 "), Ok((-2.5, -2.5)));
+        assert_eq!(parse_range("about 5 days"), Ok((5.0, 5.0)));
+        assert_eq!(parse_range("5 tomorrow"), Ok((5.0, 5.0)));
+    }
+
+    #[test]
+    fn range_needs_a_range_or_a_single_number() {
         assert_eq!(parse_range("5 apples, 6 pears"), Err(ParseError::NoRange));
-        assert_eq!(parse_range("5 tomorrow"), Err(ParseError::NoRange));
         assert_eq!(parse_range("range: x-y"), Err(ParseError::NoRange));
         assert_eq!(parse_range(""), Err(ParseError::NoRange));
         assert_eq!(

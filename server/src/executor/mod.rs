@@ -239,14 +239,24 @@ impl Executor {
                 false,
             )
         })?;
+        let timeout = Duration::from_millis(hook.timeout_ms.max(1) as u64);
         let refused = |refused: &outbound::Refused| {
             TaskFailure::new(format!("hook {}: {refused}", hook.name), false)
+        };
+        // Never echo URLs with secrets: reqwest errors name the URL only.
+        let failed = |doing: &str, error: reqwest::Error| {
+            let cause = if error.is_timeout() {
+                format!("timed out after {timeout:?}")
+            } else {
+                format!("failed{doing}: {}", error.without_url())
+            };
+            TaskFailure::new(format!("hook {} {cause}", hook.name), true)
         };
         let mut request = self
             .http
             .request(method.clone(), url)
             .map_err(|error| refused(&error))?
-            .timeout(Duration::from_millis(hook.timeout_ms.max(1) as u64))
+            .timeout(timeout)
             .header("x-taskloom-run-id", &attempt.run_id)
             .header("x-taskloom-task-id", &attempt.task_id)
             .header("x-taskloom-attempt", attempt.attempt.to_string());
@@ -278,11 +288,7 @@ impl Executor {
             .await
             .map_err(|error| match outbound::refusal(&error) {
                 Some(refusal) => refused(refusal),
-                // Never echo URLs with secrets: reqwest errors name the URL only.
-                None => TaskFailure::new(
-                    format!("hook {} failed: {}", hook.name, error.without_url()),
-                    true,
-                ),
+                None => failed("", error),
             })?;
         let status = response.status();
         if status.is_redirection() {
@@ -312,16 +318,10 @@ impl Executor {
                 crate::llm::is_retryable_status(status.as_u16()),
             ));
         }
-        let body = response.bytes().await.map_err(|error| {
-            TaskFailure::new(
-                format!(
-                    "hook {} failed reading its answer: {}",
-                    hook.name,
-                    error.without_url()
-                ),
-                true,
-            )
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| failed(" reading its answer", error))?;
         let output = match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(json) => value::json_value(json),
             Err(_) => value::text(String::from_utf8_lossy(&body).into_owned()),

@@ -1,10 +1,12 @@
 //! Live fan-out of run events inside one process. Stored events are the
-//! truth (watchers read them from the store); the hub only tells watchers
-//! that something new exists, and carries token deltas, which are never
-//! stored.
+//! truth (watchers read them from the store); the hub tells watchers that
+//! something new exists, hands small new events along so that watchers
+//! keeping up need not read them back, and carries token deltas, which are
+//! never stored. What it holds is bounded: a small ring per watched run,
+//! shared by its watchers (a watcher that falls behind reads the store).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
@@ -13,16 +15,21 @@ use crate::store::EventRecord;
 /// What a watcher of one run hears.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
-    /// Events just committed.
-    Stored(EventRecord),
-    /// The run changed on another replica; read the store.
+    /// An event just committed.
+    Stored(Arc<EventRecord>),
+    /// The run changed (on another replica, or with an event too large to
+    /// pass around); read the store.
     Poke,
     /// A token delta of a streaming model call.
-    Delta {
-        task_id: String,
-        attempt_id: String,
-        text: String,
-    },
+    Delta(Arc<TokenDelta>),
+}
+
+/// A token delta of a streaming model call.
+#[derive(Debug)]
+pub struct TokenDelta {
+    pub task_id: String,
+    pub attempt_id: String,
+    pub text: String,
 }
 
 /// Per-run broadcast channels, created by the first watcher and dropped
@@ -35,6 +42,9 @@ pub struct EventHub {
 /// Capacity of one run's channel; a watcher that lags further re-reads the
 /// store, so this stays small (every watched run allocates it).
 const CHANNEL_CAPACITY: usize = 64;
+/// Larger events are announced with a [`LiveEvent::Poke`] rather than
+/// kept in the ring, which would otherwise hold up to 64 of them per run.
+const MAX_CARRIED_EVENT_BYTES: usize = 16 * 1024;
 
 impl EventHub {
     pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<LiveEvent> {
@@ -62,14 +72,16 @@ impl EventHub {
         }
     }
 
-    fn send(&self, run_id: &str, event: LiveEvent) {
+    /// Sends `event()` to the run's watchers; builds nothing when the run
+    /// has none.
+    fn send(&self, run_id: &str, event: impl FnOnce() -> LiveEvent) {
         let mut runs = self
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // A failed send means no receiver is left.
         if let Some(sender) = runs.get(run_id)
-            && sender.send(event).is_err()
+            && sender.send(event()).is_err()
         {
             runs.remove(run_id);
         }
@@ -78,13 +90,19 @@ impl EventHub {
     /// Announces committed events.
     pub fn publish(&self, events: &[EventRecord]) {
         for event in events {
-            self.send(&event.run_id, LiveEvent::Stored(event.clone()));
+            self.send(&event.run_id, || {
+                if event.payload.len() <= MAX_CARRIED_EVENT_BYTES {
+                    LiveEvent::Stored(Arc::new(event.clone()))
+                } else {
+                    LiveEvent::Poke
+                }
+            });
         }
     }
 
     /// Tells watchers of `run_id` to re-read the store.
     pub fn poke(&self, run_id: &str) {
-        self.send(run_id, LiveEvent::Poke);
+        self.send(run_id, || LiveEvent::Poke);
     }
 
     /// Tells every watcher to re-read the store (changes may have been
@@ -104,14 +122,13 @@ impl EventHub {
 
     /// Forwards a token delta to the run's watchers.
     pub fn delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
-        self.send(
-            run_id,
-            LiveEvent::Delta {
+        self.send(run_id, || {
+            LiveEvent::Delta(Arc::new(TokenDelta {
                 task_id: task_id.to_string(),
                 attempt_id: attempt_id.to_string(),
                 text,
-            },
-        );
+            }))
+        });
     }
 
     /// Number of runs with watchers (for tests and metrics).

@@ -42,6 +42,9 @@ pub enum KernelError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The process is stopping; the caller should retry elsewhere.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
     #[error(transparent)]
@@ -360,9 +363,11 @@ impl Kernel {
                         self.inner.work.notify_one();
                         self.inner.worker_work.notify_one();
                     }
+                    // Announcements were lost while the store was away: every
+                    // watcher and claim loop looks at the store again.
                     Some(Signal::Resync) => {
-                        // Signals were missed while the store was away.
                         self.inner.hub.poke_all();
+                        self.inner.due.forget();
                         self.inner.work.notify_one();
                         self.inner.worker_work.notify_one();
                     }
@@ -892,15 +897,11 @@ impl Kernel {
             async move { kernel.write_starts(batch).await }
         };
         if self.inner.starts.submit(item, write).is_err() {
-            return Err(KernelError::FailedPrecondition(
-                "the kernel is shutting down".into(),
-            ));
+            return Err(KernelError::ShuttingDown);
         }
         match answer.await {
             Ok(result) => result.map_err(KernelError::from),
-            Err(_) => Err(KernelError::FailedPrecondition(
-                "the batch writer stopped".into(),
-            )),
+            Err(_) => Err(KernelError::ShuttingDown),
         }
     }
 
@@ -1083,20 +1084,14 @@ impl Kernel {
                 async move { kernel.write_transitions(batch).await }
             };
             if self.inner.transitions.submit(item, write).is_err() {
-                return Err(KernelError::FailedPrecondition(
-                    "the kernel is shutting down".into(),
-                ));
+                return Err(KernelError::ShuttingDown);
             }
             match answer.await {
                 Ok(Decided::Done(result)) => return result,
                 Ok(Decided::NeedsRenders(jobs)) => {
                     done.extend(self.inner.renderer.render_all(jobs).await)
                 }
-                Err(_) => {
-                    return Err(KernelError::FailedPrecondition(
-                        "the batch writer stopped".into(),
-                    ));
-                }
+                Err(_) => return Err(KernelError::ShuttingDown),
             }
         }
         Err(restless(run_id))

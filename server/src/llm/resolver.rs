@@ -203,12 +203,15 @@ impl Resolver {
         };
         let estimated_tokens = prompt_chars / 4;
         let mut candidates = Vec::new();
+        // Models refused because the prompt does not fit their context.
+        let mut too_small = Vec::new();
         for model in &models {
             if let Some(record) = self.declared_model(&declared, model).await? {
                 if !record.capabilities.iter().any(|c| c == capability.name()) {
                     continue;
                 }
                 if record.context_length > 0 && estimated_tokens > record.context_length as usize {
+                    too_small.push(format!("{model:?} has {} tokens", record.context_length));
                     continue;
                 }
             }
@@ -224,6 +227,12 @@ impl Resolver {
             }));
         }
         if candidates.is_empty() {
+            if !too_small.is_empty() {
+                return Err(ResolveError::NoCandidate(format!(
+                    "the prompt needs about {estimated_tokens} tokens of context (4 characters a token); {}",
+                    too_small.join(", ")
+                )));
+            }
             return Err(ResolveError::NoCandidate(format!(
                 "no backend in pool {pool:?} serves {} with the {} capability{}",
                 if models.is_empty() {

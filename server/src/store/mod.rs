@@ -230,6 +230,23 @@ pub struct Page<T> {
     /// Key to pass as `PageQuery::after` for the next page; `None` on the
     /// last page.
     pub next_after: Option<String>,
+    /// Each item's key, in order.
+    pub keys: Vec<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` with their keys, `limit` at most: fetched with one
+    /// extra row, which says whether another page follows.
+    pub fn new(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let keys: Vec<String> = items.iter().map(key).collect();
+        Page {
+            next_after: more.then(|| keys.last().cloned()).flatten(),
+            items,
+            keys,
+        }
+    }
 }
 
 /// An idempotency key (AIP-155) reserved in the same transaction as the

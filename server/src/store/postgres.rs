@@ -326,19 +326,8 @@ fn after_key(page: &PageQuery) -> &str {
 
 /// Trims the extra row fetched by [`fetch_limit`] and derives the next page
 /// key from the last item kept.
-pub(super) fn into_page<T>(
-    mut items: Vec<T>,
-    page: &PageQuery,
-    key: impl Fn(&T) -> String,
-) -> Page<T> {
-    let limit = page.limit.max(1) as usize;
-    let next_after = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next_after }
+pub(super) fn into_page<T>(items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
+    Page::new(items, page.limit.max(1) as usize, key)
 }
 
 /// What an idempotency key says about a create.

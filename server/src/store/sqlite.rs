@@ -211,14 +211,8 @@ pub(super) fn page_limits(page: &PageQuery) -> (usize, i64) {
     (limit as usize, i64::from(limit) + 1)
 }
 
-pub(super) fn into_page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    let next_after = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next_after }
+pub(super) fn into_page<T>(items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    Page::new(items, limit, key)
 }
 
 // ---------------------------------------------------------------------------
