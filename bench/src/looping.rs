@@ -35,6 +35,8 @@ pub struct LoopReport {
     /// Server RSS after the first window and at the end, KiB.
     pub early_rss_kib: u64,
     pub end_rss_kib: u64,
+    /// Steps per second in each tenth of the steps.
+    pub tenths: Vec<f64>,
 }
 
 impl LoopReport {
@@ -139,7 +141,14 @@ pub async fn drive(plan: LoopPlan<'_>) -> Result<LoopReport> {
     }
     let rate = |from: Instant, to: Instant| WINDOW as f64 / (to - from).as_secs_f64();
     let n = done.len();
+    let tenths = (0..10)
+        .map(|i| {
+            let (from, to) = (i * (n - 1) / 10, (i + 1) * (n - 1) / 10);
+            (to - from) as f64 / (done[to] - done[from]).as_secs_f64()
+        })
+        .collect();
     Ok(LoopReport {
+        tenths,
         steps: n,
         output_bytes: plan.output_bytes,
         wall,
@@ -165,4 +174,6 @@ pub fn print(report: &LoopReport) {
         WINDOW,
         report.end_rss_kib / 1024,
     );
+    let tenths: Vec<String> = report.tenths.iter().map(|r| format!("{r:.0}")).collect();
+    println!("  steps/s by tenth of the steps: {}", tenths.join(" "));
 }

@@ -161,8 +161,10 @@ macro_rules! insert_attempts_and_events {
 /// events, attempt updates (`$30`..`$47`), run updates (`$48`..`$62`). Each
 /// part works on column arrays, so a plan costs one round trip whatever its
 /// size, and empty arrays make a part a no-op. The counts let the caller
-/// check that every attempt update matched an attempt of the named run
-/// (`a.run_id = u.run_id`).
+/// check that every attempt update matched an attempt of the named run; the
+/// update joins on the primary key alone (a generic plan joining on the run
+/// too may walk the run's index, every attempt of a long run), and a count
+/// short of the plan rolls the whole statement back.
 const APPLY_WRITES: &str = concat!(
     "WITH ",
     insert_attempts_and_events!(),
@@ -180,7 +182,7 @@ const APPLY_WRITES: &str = concat!(
      AS u(id, run_id, status, available_at, deadline, lease_owner, lease_token, \
      lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, model, \
      input_tokens, output_tokens, started_at, ended_at) \
-     WHERE a.id = u.id AND a.run_id = u.run_id RETURNING 1), \
+     WHERE a.id = u.id RETURNING a.run_id = u.run_id AS own), \
      run_updates AS (\
      UPDATE runs AS r SET status = u.status, output = u.output, \
      error_message = u.error_message, error_task_id = u.error_task_id, \
@@ -195,7 +197,7 @@ const APPLY_WRITES: &str = concat!(
      input_tokens, output_tokens, started_at, ended_at, updated_at, last_seq, executions, \
      heads) \
      WHERE r.id = u.id RETURNING 1) \
-     SELECT (SELECT count(*) FROM attempt_updates) AS attempts_updated, \
+     SELECT (SELECT count(*) FROM attempt_updates WHERE own) AS attempts_updated, \
      (SELECT count(*) FROM run_updates) AS runs_updated"
 );
 
