@@ -282,11 +282,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `binary serve` on a free port with the given database URL (a
-    /// fresh SQLite file in a temp dir when `None`) and waits until it
-    /// accepts connections.
+    /// Starts `binary serve` on a port the kernel picks (the server prints
+    /// the address it bound; picking a "free" port first races with other
+    /// tests) with the given database URL (a fresh SQLite file in a temp dir
+    /// when `None`) and waits until it accepts connections.
     pub fn start(binary: &Path, database_url: Option<&str>, extra_args: &[&str]) -> Result<Self> {
-        let port = free_port();
         let (url, data_dir) = match database_url {
             Some(url) => (url.to_string(), None),
             None => {
@@ -300,7 +300,7 @@ impl ServerProcess {
         let mut command = Command::new(binary);
         command
             .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--database-url", &url])
             .args(extra_args);
         if database_url.is_some() && !extra_args.contains(&"--secret-key-file") {
@@ -310,7 +310,7 @@ impl ServerProcess {
                 .arg("--secret-key-file")
                 .arg(test_secret_key_file()?);
         }
-        let child = command
+        let mut child = command
             // The server exits when this process (holding the pipe) dies.
             .arg("--exit-with-stdin")
             .env(
@@ -318,9 +318,17 @@ impl ServerProcess {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .context("spawn taskloom")?;
+        let port = match read_announced_port(&mut child, Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         let mut server = ServerProcess {
             child,
             addr: format!("http://127.0.0.1:{port}"),
@@ -360,6 +368,37 @@ impl ServerProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Reads the server's "taskloom <version> listening on <addr>" line and
+/// keeps draining its stdout afterwards so the pipe never fills.
+fn read_announced_port(child: &mut Child, timeout: Duration) -> Result<u16> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().context("taskloom stdout")?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut sender = Some(sender);
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(addr) = line.split(" listening on ").nth(1)
+                && let Some(sender) = sender.take()
+            {
+                let _ = sender.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = match receiver.recv_timeout(timeout) {
+        Ok(addr) => addr,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            bail!("taskloom exited early with {}", child.wait()?)
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            bail!("taskloom did not announce its address within {timeout:?}")
+        }
+    };
+    addr.parse::<std::net::SocketAddr>()
+        .map(|addr| addr.port())
+        .with_context(|| format!("taskloom announced an unparsable address {addr:?}"))
 }
 
 impl Drop for ServerProcess {
