@@ -1,45 +1,33 @@
-//! Compiles `proto/` with protox (no system protoc) and generates the tonic
-//! services. The encoded descriptor set is also written out for gRPC
-//! reflection; it includes `google.rpc` so clients can decode error details.
-use std::path::PathBuf;
-
+//! Generates the tonic service traits of `taskloom.v1` from the descriptor
+//! set `taskloom-proto` compiled (its messages and clients live there). The
+//! traits are generated here because they decode requests with the api's
+//! codec, which answers INVALID_ARGUMENT for a request that does not decode.
 use prost::Message;
+use prost_types::FileDescriptorSet;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from("../proto");
-    let files = [
-        "taskloom/v1/common.proto",
-        "taskloom/v1/chain.proto",
-        "taskloom/v1/backend.proto",
-        "taskloom/v1/hook.proto",
-        "taskloom/v1/run.proto",
-        "taskloom/v1/worker.proto",
-        "taskloom/v1/info.proto",
-        "google/rpc/status.proto",
-        "google/rpc/error_details.proto",
-    ];
-    println!("cargo:rerun-if-changed=../proto");
+    let descriptor_path = std::env::var("DEP_TASKLOOM_PROTO_DESCRIPTOR_SET")?;
+    println!("cargo:rerun-if-changed={descriptor_path}");
     // `sqlx::migrate!` embeds these; new files must trigger a rebuild.
     println!("cargo:rerun-if-changed=migrations");
 
-    let descriptors = protox::compile(files, [&proto_root])?;
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let descriptor_path = out_dir.join("taskloom_descriptor.bin");
-    std::fs::write(&descriptor_path, descriptors.encode_to_vec())?;
+    let mut descriptors = FileDescriptorSet::decode(std::fs::read(&descriptor_path)?.as_slice())?;
+    // Services only: every message and enum comes from `taskloom_proto`.
+    for file in &mut descriptors.file {
+        file.message_type.clear();
+        file.enum_type.clear();
+    }
 
     tonic_prost_build::configure()
-        .build_client(true)
+        .build_client(false)
         .build_server(true)
-        // WorkerService has an RPC named `Connect`, which would clash with the
-        // generated `XClient::connect` constructor; clients use `XClient::new`.
         .build_transport(false)
+        .extern_path(".taskloom.v1", "::taskloom_proto::taskloom::v1")
+        .extern_path(".google.rpc", "::taskloom_proto::google::rpc")
         // RPCs a release does not implement yet answer UNIMPLEMENTED.
         .generate_default_stubs(true)
         // Requests that do not decode answer INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::api::codec::ProstCodec")
-        // Deterministic map order: stable encodings for request hashes and
-        // stored definitions.
-        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_proto::taskloom::v1 as pb;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_proto::taskloom::v1 as pb;
 use taskloom_worker::{WorkerEvent, WorkerOptions};
 use tokio::sync::{mpsc, watch};
 

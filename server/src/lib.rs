@@ -20,25 +20,20 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 
-/// Code generated from `proto/` by `build.rs`.
+/// The protocol: messages and clients from `taskloom-proto`, and the
+/// service traits `build.rs` generates with the api's codec.
 pub mod proto {
-    #![allow(clippy::all, missing_docs)]
+    pub use taskloom_proto::{FILE_DESCRIPTOR_SET, google};
 
     pub mod taskloom {
         pub mod v1 {
+            #![allow(clippy::all, missing_docs)]
+
+            pub use taskloom_proto::taskloom::v1::*;
+
             tonic::include_proto!("taskloom.v1");
         }
     }
-    pub mod google {
-        pub mod rpc {
-            tonic::include_proto!("google.rpc");
-        }
-    }
-
-    /// Encoded descriptors of every served proto (and `google.rpc`), for
-    /// server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("taskloom_descriptor");
 }
 
 /// The server version, reported by `InfoService.GetVersion`.

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_proto::taskloom::v1 as pb;
 use taskloom_testkit::ServerProcess;
 use tonic::transport::Channel;
 

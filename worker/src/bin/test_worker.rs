@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Parser;
-use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_proto::taskloom::v1 as pb;
 use taskloom_worker::{WorkerEvent, WorkerOptions};
 
 #[derive(Parser)]
