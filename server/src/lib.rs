@@ -3,7 +3,6 @@
 //! is pure chain logic, `store` owns all SQL, `server` wires the process.
 
 pub mod api;
-pub mod chain;
 pub mod config;
 pub mod dispatch;
 pub mod drain;
@@ -19,6 +18,9 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+
+/// Chains, pure: validation, the compiled form, templating and output parsing.
+pub use taskloom_chain as chain;
 
 /// The protocol: messages and clients from `taskloom-proto`, and the
 /// service traits `build.rs` generates with the api's codec.

@@ -21,7 +21,7 @@ use super::model::{
 use super::number::{parse_range_operand, parse_strict};
 use super::retry::{Backoff, RetryPolicy};
 use super::template::check_syntax;
-use crate::proto::taskloom::v1 as pb;
+use taskloom_proto::taskloom::v1 as pb;
 
 /// One problem with a chain definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
