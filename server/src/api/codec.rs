@@ -2,11 +2,8 @@
 //! tonic-prost's, except that a message that does not decode — malformed
 //! bytes, a string that is not UTF-8, nesting past prost's recursion limit
 //! — is the caller's fault and answers `INVALID_ARGUMENT` with prost's
-//! description, where tonic-prost answers `INTERNAL`.
-//!
-//! Clients built from the same generated code use it too; for them an
-//! undecodable response (which this server never sends) reads as
-//! `INVALID_ARGUMENT` rather than `INTERNAL`.
+//! description, where tonic-prost answers `INTERNAL`. (The clients in
+//! `taskloom-proto` use tonic-prost's codec.)
 
 use std::marker::PhantomData;
 
