@@ -319,16 +319,37 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl From<KernelError> for ApiError {
     fn from(error: KernelError) -> ApiError {
+        let precondition = |reason, message| ApiError::FailedPrecondition { reason, message };
         match error {
             KernelError::NotFound(message) => ApiError::NotFoundMessage(message),
-            KernelError::FailedPrecondition(message) => ApiError::FailedPrecondition {
-                reason: "FAILED_PRECONDITION",
-                message,
-            },
+            KernelError::LeaseFenced(message) => precondition("LEASE_FENCED", message),
+            KernelError::RunNotActive(message) => precondition("RUN_NOT_ACTIVE", message),
+            KernelError::WrongRunState(message) => precondition("WRONG_RUN_STATE", message),
+            KernelError::Contended(message) => precondition("RUN_CONTENDED", message),
             KernelError::InvalidArgument { field, message } => ApiError::invalid(field, message),
             KernelError::Store(error) => error.into(),
             KernelError::Corrupt(message) => ApiError::Internal(message),
             KernelError::ShuttingDown => ApiError::ShuttingDown,
+        }
+    }
+}
+
+/// How a refused lease message is answered on a worker stream: the code
+/// and reason a unary call with the same outcome gets, and its message.
+pub struct Refusal {
+    pub code: Code,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Refusal {
+        let (code, reason) = (error.code(), error.reason());
+        let status = Status::from(error);
+        Refusal {
+            code,
+            reason,
+            message: status.message().to_string(),
         }
     }
 }

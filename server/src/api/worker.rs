@@ -10,11 +10,13 @@ use tokio::time::Instant;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::error::Refusal;
 use super::request::{Violations, next_page_token, page_query, timestamp};
 use super::run::attempt_message;
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::dispatch::{Dispatcher, Hello, ServerMsg};
 use crate::kernel::{INTERNAL_QUEUE, TaskFailure};
+use crate::proto::google::rpc::Code as RpcCode;
 use crate::proto::taskloom::v1::{self as pb, worker_service_server::WorkerService};
 
 /// Largest completion output accepted, encoded (as run inputs).
@@ -163,35 +165,20 @@ fn failure(message: String, retryable: bool, delay: Option<Duration>) -> TaskFai
 
 /// The `Ack` of a stream message naming `lease`.
 fn ack(lease: pb::LeaseRef, result: ApiResult<()>) -> ServerMsg {
-    let (accepted, code, message) = match result {
-        Ok(()) => (true, String::new(), String::new()),
-        Err(error) => {
-            let status = Status::from(error);
-            (
-                false,
-                code_name(status.code()),
-                status.message().to_string(),
-            )
-        }
-    };
-    ServerMsg::Ack(pb::Ack {
+    let mut ack = pb::Ack {
         lease: Some(lease),
-        accepted,
-        code,
-        message,
-    })
-}
-
-fn code_name(code: tonic::Code) -> String {
-    match code {
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::Aborted => "ABORTED",
-        _ => "INTERNAL",
+        accepted: result.is_ok(),
+        ..Default::default()
+    };
+    if let Err(error) = result {
+        let refusal = Refusal::from(error);
+        let code = RpcCode::try_from(refusal.code as i32).unwrap_or(RpcCode::Unknown);
+        ack.code = code.as_str_name().to_string();
+        ack.set_status_code(code);
+        ack.reason = refusal.reason.to_string();
+        ack.message = refusal.message;
     }
-    .to_string()
+    ServerMsg::Ack(ack)
 }
 
 /// Serves one session's inbound messages until the stream ends, a ping

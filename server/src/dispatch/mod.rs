@@ -38,11 +38,11 @@ use tonic::Status;
 
 use crate::chain::{CompiledChain, Handler};
 use crate::kernel::{
-    ClaimLoop, ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider, TaskFailure,
-    TaskSuccess, value,
+    AttemptChange, ClaimLoop, ClaimedAttempt, Kernel, KernelError, RunObserver, Slot, SlotProvider,
+    TaskFailure, TaskSuccess, value,
 };
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{AttemptRecord, AttemptStatus, WorkerSessionRecord};
+use crate::store::{AttemptStatus, WorkerSessionRecord};
 use crate::telemetry::FailureLog;
 
 pub use pb::server_message::Msg as ServerMsg;
@@ -503,31 +503,13 @@ impl Dispatcher {
         let lease = self.run_of(attempt_id).await?;
         let chain = self.chain_of(&lease).await?;
         let settled = self.settle(attempt_id, token);
-        let run_id = lease.run_id;
         let result = self
             .inner
             .kernel
-            .fail_in(chain, &run_id, attempt_id, token, failure)
+            .fail_in(chain, &lease.run_id, attempt_id, token, failure)
             .await;
         self.after_settle(attempt_id, settled, &result);
-        result?;
-        let attempt = self.inner.kernel.store().get_attempt(attempt_id).await?;
-        let retry = self
-            .inner
-            .kernel
-            .store()
-            .list_attempts(
-                &run_id,
-                crate::store::PageQuery {
-                    limit: 1000,
-                    after: Some(attempt.step.to_string()),
-                },
-            )
-            .await?;
-        Ok(retry
-            .items
-            .iter()
-            .any(|a| a.task_id == attempt.task_id && a.attempt == attempt.attempt + 1))
+        Ok(result?.will_retry(attempt_id))
     }
 
     /// Gives a lease back without spending a retry.
@@ -605,7 +587,7 @@ impl Dispatcher {
     ) {
         self.count_rejection(result);
         if let (Some(held), Err(error)) = (settled, result)
-            && !lease_gone(error)
+            && !error.lease_gone()
         {
             self.restore(attempt_id, held);
         }
@@ -614,7 +596,7 @@ impl Dispatcher {
     /// Counts a fencing rejection (a lease operation refused as stale or
     /// foreign).
     fn count_rejection<T>(&self, result: &Result<T, KernelError>) {
-        if let Err(KernelError::FailedPrecondition(_)) = result {
+        if let Err(KernelError::LeaseFenced(_)) = result {
             self.inner
                 .fencing_rejections
                 .fetch_add(1, Ordering::Relaxed);
@@ -633,7 +615,7 @@ impl Dispatcher {
                 .await;
             let error = match result {
                 Ok(_) => continue,
-                Err(error) if lease_gone(&error) => error,
+                Err(error) if error.lease_gone() => error,
                 Err(error) => {
                     // The lease may still be valid: the next heartbeat tries
                     // again.
@@ -641,7 +623,7 @@ impl Dispatcher {
                     continue;
                 }
             };
-            if let KernelError::FailedPrecondition(_) = error {
+            if let KernelError::LeaseFenced(_) = error {
                 self.fenced(session_id);
             }
             let senders = self
@@ -1074,28 +1056,34 @@ impl Dispatcher {
                     continue;
                 }
             };
-            if let Some(reason) = lost_reason(&record, &held.token) {
-                // Only if the lease is still registered: a completion in
-                // flight forgets it first.
-                let still_held = self
-                    .state()
-                    .held
-                    .get(&attempt_id)
-                    .is_some_and(|h| h.token == held.token);
-                if still_held {
-                    self.forget(&attempt_id);
-                    self.send(
-                        &held.session_id,
-                        ServerMsg::Cancel(pb::CancelLease {
-                            lease: Some(pb::LeaseRef {
-                                attempt_id: attempt_id.clone(),
-                                lease_token: held.token.clone(),
-                            }),
-                            reason,
-                        }),
-                    );
-                }
+            let leased_under_token = record.status == AttemptStatus::Leased
+                && record.lease_token.as_deref() == Some(held.token.as_str());
+            if let Some(reason) = lost_reason(record.status, leased_under_token) {
+                self.cancel_lost(&attempt_id, &held, reason);
             }
+        }
+    }
+
+    /// Tells a session that a lease it holds is gone, unless the lease was
+    /// forgotten meanwhile (a completion in flight forgets it first).
+    fn cancel_lost(&self, attempt_id: &str, held: &Held, reason: String) {
+        let still_held = self
+            .state()
+            .held
+            .get(attempt_id)
+            .is_some_and(|h| h.token == held.token);
+        if still_held {
+            self.forget(attempt_id);
+            self.send(
+                &held.session_id,
+                ServerMsg::Cancel(pb::CancelLease {
+                    lease: Some(pb::LeaseRef {
+                        attempt_id: attempt_id.to_string(),
+                        lease_token: held.token.clone(),
+                    }),
+                    reason,
+                }),
+            );
         }
     }
 
@@ -1177,16 +1165,6 @@ fn hook_args(json: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Whether a lease operation's error means the lease is no longer held
-/// under its token (stale, foreign, or an unknown attempt), rather than a
-/// failure that leaves it valid.
-fn lease_gone(error: &KernelError) -> bool {
-    matches!(
-        error,
-        KernelError::FailedPrecondition(_) | KernelError::NotFound(_)
-    )
-}
-
 fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {
     if let Some(attempts) = state.by_run.get_mut(run_id) {
         attempts.remove(attempt_id);
@@ -1196,12 +1174,13 @@ fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {
     }
 }
 
-/// Why a lease held under `token` is gone, if it is.
-fn lost_reason(attempt: &AttemptRecord, token: &str) -> Option<String> {
-    if attempt.status == AttemptStatus::Leased && attempt.lease_token.as_deref() == Some(token) {
+/// Why a lease is gone, if it is: its attempt's status, and whether the
+/// attempt is still leased under the token held.
+fn lost_reason(status: AttemptStatus, leased_under_token: bool) -> Option<String> {
+    if leased_under_token {
         return None;
     }
-    Some(match attempt.status {
+    Some(match status {
         AttemptStatus::Cancelled => "run cancelled or paused".to_string(),
         AttemptStatus::TimedOut => "the task's timeout passed".to_string(),
         AttemptStatus::Ready | AttemptStatus::Leased => "lease expired".to_string(),
@@ -1288,6 +1267,27 @@ impl RunObserver for LeaseWatch {
         if !held.is_empty() {
             let dispatcher = self.0.clone();
             tokio::spawn(async move { dispatcher.check_runs(held).await });
+        }
+    }
+
+    /// This replica's own commits say what they wrote: no read needed.
+    fn attempts_changed(&self, attempts: &[AttemptChange]) {
+        let lost: Vec<(String, Held, String)> = {
+            let state = self.0.state();
+            if state.held.is_empty() {
+                return;
+            }
+            attempts
+                .iter()
+                .filter_map(|attempt| {
+                    let held = state.held.get(&attempt.id)?;
+                    let reason = lost_reason(attempt.status, attempt.leased_under(&held.token))?;
+                    Some((attempt.id.clone(), held.clone(), reason))
+                })
+                .collect()
+        };
+        for (attempt_id, held, reason) in lost {
+            self.0.cancel_lost(&attempt_id, &held, reason);
         }
     }
 }
