@@ -71,20 +71,6 @@ impl Transitioned {
                 && !attempt.dead_lettered
         })
     }
-
-    /// The attempts it leased (eagerly, to a slot on this replica).
-    pub fn leased(&self) -> impl Iterator<Item = &AttemptChange> {
-        self.attempts
-            .iter()
-            .filter(|attempt| attempt.status == AttemptStatus::Leased)
-    }
-
-    /// The attempts it cancelled.
-    pub fn cancelled(&self) -> impl Iterator<Item = &AttemptChange> {
-        self.attempts
-            .iter()
-            .filter(|attempt| attempt.status == AttemptStatus::Cancelled)
-    }
 }
 
 /// A start's input must suit its chain's entry task.
