@@ -45,10 +45,13 @@ impl KernelError {
     }
 
     /// The lease an operation named is no longer held under its token
-    /// (fenced, or its attempt is unknown), rather than a failure that
-    /// leaves it valid.
+    /// (fenced, its run ended, or its attempt is unknown), rather than a
+    /// failure that leaves it valid.
     pub fn lease_gone(&self) -> bool {
-        matches!(self, KernelError::LeaseFenced(_) | KernelError::NotFound(_))
+        matches!(
+            self,
+            KernelError::LeaseFenced(_) | KernelError::RunNotActive(_) | KernelError::NotFound(_)
+        )
     }
 
     /// A decision's refusal (not [`RejectionKind::Deferred`], which the
