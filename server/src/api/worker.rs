@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -14,7 +15,7 @@ use super::error::Refusal;
 use super::request::{Violations, next_page_token, page_query, timestamp};
 use super::run::attempt_message;
 use super::{ApiContext, ApiError, ApiResult, respond};
-use crate::dispatch::{Dispatcher, Hello, ServerMsg};
+use crate::dispatch::{Dispatcher, Hello, ServerMsg, SessionEnd};
 use crate::kernel::{INTERNAL_QUEUE, TaskFailure};
 use crate::proto::google::rpc::Code as RpcCode;
 use crate::proto::taskloom::v1::{self as pb, worker_service_server::WorkerService};
@@ -216,15 +217,12 @@ async fn serve_session(
             }
             () = sleep_until(answer_due) => {
                 tracing::info!(session_id = %session_id, "worker session left a ping unanswered past the heartbeat timeout; closing it and ending its leases");
-                dispatcher.end(
-                    &session_id,
-                    Status::unavailable("no answer to a ping within the heartbeat timeout; reconnect"),
-                );
+                dispatcher.end(&session_id, SessionEnd::Silent);
                 dispatcher.abandon(&session_id);
                 return;
             }
             () = context.drained() => {
-                dispatcher.end(&session_id, ApiError::ShuttingDown.into());
+                dispatcher.end(&session_id, SessionEnd::ShuttingDown);
                 break;
             }
         };
@@ -457,6 +455,7 @@ impl WorkerService for WorkerApi {
         let hello = validate_hello(hello).map_err(Status::from)?;
         let (session_id, outbound) = self.dispatcher().open(hello).await;
         tokio::spawn(serve_session(self.context.clone(), session_id, inbound));
+        let outbound = outbound.map(|item| item.map_err(|end| Status::from(ApiError::from(end))));
         Ok(Response::new(Box::pin(outbound)))
     }
 

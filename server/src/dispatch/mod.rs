@@ -42,7 +42,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tonic::Status;
 
 use crate::kernel::Kernel;
 use crate::proto::taskloom::v1 as pb;
@@ -145,7 +144,7 @@ struct Session {
     in_use: u32,
     outbox: mpsc::Sender<pb::ServerMessage>,
     /// Ends the session's stream at once (see [`Outbound`]).
-    end: Option<oneshot::Sender<Status>>,
+    end: Option<oneshot::Sender<SessionEnd>>,
     /// The `ready_epoch` at the start of this session's last claim that
     /// found less than it asked for: no ready work for it was left then.
     /// A freed slot wakes the claim loop only if work may have become
@@ -408,18 +407,29 @@ impl Dispatcher {
             .is_ok()
     }
 
-    /// Ends a session's stream with `status` at once, ahead of whatever
-    /// its outbox still holds (the session closes after).
-    pub fn end(&self, session_id: &str, status: Status) {
+    /// Ends a session's stream at once, ahead of whatever its outbox
+    /// still holds (the session closes after).
+    pub fn end(&self, session_id: &str, why: SessionEnd) {
         let end = self
             .state()
             .sessions
             .get_mut(session_id)
             .and_then(|session| session.end.take());
         if let Some(end) = end {
-            let _ = end.send(status);
+            let _ = end.send(why);
         }
     }
+}
+
+/// Why the server ends a session's stream (the API turns it into the
+/// stream's final status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionEnd {
+    /// A ping went unanswered past the heartbeat timeout.
+    #[error("no answer to a ping within the heartbeat timeout; reconnect")]
+    Silent,
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 /// A session's outbound stream: the messages queued in its outbox until
@@ -429,12 +439,12 @@ impl Dispatcher {
 /// queued messages.
 pub struct Outbound {
     messages: mpsc::Receiver<pb::ServerMessage>,
-    end: Option<oneshot::Receiver<Status>>,
+    end: Option<oneshot::Receiver<SessionEnd>>,
     ended: bool,
 }
 
 impl tokio_stream::Stream for Outbound {
-    type Item = Result<pb::ServerMessage, Status>;
+    type Item = Result<pb::ServerMessage, SessionEnd>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
