@@ -14,6 +14,7 @@ pub mod llm;
 pub mod memory;
 pub mod outbound;
 pub mod render;
+pub mod runner;
 pub mod secrets;
 pub mod server;
 pub mod store;

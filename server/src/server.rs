@@ -21,11 +21,12 @@ use crate::drain::DrainLayer;
 use crate::executor::Executor;
 use crate::handshake::HandshakeDeadline;
 use crate::health;
-use crate::kernel::{Kernel, KernelConfig, runner};
+use crate::kernel::{Kernel, KernelConfig};
 use crate::llm::resolver::{Resolver, SelectionPolicy};
 use crate::outbound::{HttpClient, OutboundPolicy};
 use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, SandboxConfig};
+use crate::runner;
 use crate::secrets::SecretBox;
 use crate::store;
 

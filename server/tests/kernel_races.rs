@@ -103,11 +103,11 @@ async fn cancel_races_completion(store: DynStore) {
         let cancelled = cancel.await.unwrap();
         let run = kernel.get_run(&run_id).await.unwrap();
         match (&completed, &cancelled) {
-            (Ok(_), Err(KernelError::FailedPrecondition(_))) => {
+            (Ok(_), Err(KernelError::RunNotActive(_))) => {
                 assert_eq!(run.status, RunStatus::Succeeded);
                 completions_won += 1;
             }
-            (Err(KernelError::FailedPrecondition(_)), Ok(_)) => {
+            (Err(KernelError::LeaseFenced(_)), Ok(_)) => {
                 assert_eq!(run.status, RunStatus::Cancelled);
                 cancels_won += 1;
             }
@@ -143,7 +143,7 @@ async fn fencing_rejects_stale_tokens(store: DynStore) {
         )
         .await;
     assert!(
-        matches!(foreign, Err(KernelError::FailedPrecondition(_))),
+        matches!(foreign, Err(KernelError::LeaseFenced(_))),
         "{foreign:?}"
     );
     // The lease expires; the sweeper hands the attempt to another worker.
@@ -165,10 +165,7 @@ async fn fencing_rejects_stale_tokens(store: DynStore) {
             TaskSuccess::output(text("late")),
         )
         .await;
-    assert!(
-        matches!(late, Err(KernelError::FailedPrecondition(_))),
-        "{late:?}"
-    );
+    assert!(matches!(late, Err(KernelError::LeaseFenced(_))), "{late:?}");
     let second_token = second.lease_token.clone().unwrap();
     kernel
         .complete(
@@ -188,7 +185,7 @@ async fn fencing_rejects_stale_tokens(store: DynStore) {
         )
         .await;
     assert!(
-        matches!(again, Err(KernelError::FailedPrecondition(_))),
+        matches!(again, Err(KernelError::LeaseFenced(_))),
         "{again:?}"
     );
     let run = kernel.get_run(&run_id).await.unwrap();

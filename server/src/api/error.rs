@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::dispatch::SessionEnd;
 use crate::kernel::KernelError;
 use crate::store::StoreError;
 
@@ -64,6 +65,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A worker session left a ping unanswered past the heartbeat timeout.
+    #[error("{0}")]
+    SessionSilent(SessionEnd),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The store cannot be reached or cannot serve now; retry.
@@ -102,9 +106,10 @@ impl ApiError {
             }
             ApiError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
-            ApiError::ShuttingDown | ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => {
-                Code::Unavailable
-            }
+            ApiError::ShuttingDown
+            | ApiError::SessionSilent(_)
+            | ApiError::Unavailable(_)
+            | ApiError::StoreUnavailable(_) => Code::Unavailable,
             ApiError::StorageFull(_) => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
         }
@@ -121,6 +126,7 @@ impl ApiError {
             ApiError::DeadlineExceeded { .. } => "RUN_STILL_ACTIVE",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::ShuttingDown => "SHUTTING_DOWN",
+            ApiError::SessionSilent(_) => "SESSION_SILENT",
             ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
             ApiError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             ApiError::StorageFull(_) => "STORAGE_FULL",
@@ -184,6 +190,7 @@ impl From<ApiError> for Status {
                 metadata.insert("run_id".to_string(), run_id.clone());
             }
             ApiError::ShuttingDown
+            | ApiError::SessionSilent(_)
             | ApiError::Undecodable(_)
             | ApiError::NotFoundMessage(_)
             | ApiError::Unauthenticated(_) => {}
@@ -319,16 +326,46 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl From<KernelError> for ApiError {
     fn from(error: KernelError) -> ApiError {
+        let precondition = |reason, message| ApiError::FailedPrecondition { reason, message };
         match error {
             KernelError::NotFound(message) => ApiError::NotFoundMessage(message),
-            KernelError::FailedPrecondition(message) => ApiError::FailedPrecondition {
-                reason: "FAILED_PRECONDITION",
-                message,
-            },
+            KernelError::LeaseFenced(message) => precondition("LEASE_FENCED", message),
+            KernelError::RunNotActive(message) => precondition("RUN_NOT_ACTIVE", message),
+            KernelError::WrongRunState(message) => precondition("WRONG_RUN_STATE", message),
+            KernelError::Contended(message) => precondition("RUN_CONTENDED", message),
             KernelError::InvalidArgument { field, message } => ApiError::invalid(field, message),
             KernelError::Store(error) => error.into(),
             KernelError::Corrupt(message) => ApiError::Internal(message),
             KernelError::ShuttingDown => ApiError::ShuttingDown,
+        }
+    }
+}
+
+impl From<SessionEnd> for ApiError {
+    fn from(end: SessionEnd) -> ApiError {
+        match end {
+            SessionEnd::Silent => ApiError::SessionSilent(end),
+            SessionEnd::ShuttingDown => ApiError::ShuttingDown,
+        }
+    }
+}
+
+/// How a refused lease message is answered on a worker stream: the code
+/// and reason a unary call with the same outcome gets, and its message.
+pub struct Refusal {
+    pub code: Code,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Refusal {
+        let (code, reason) = (error.code(), error.reason());
+        let status = Status::from(error);
+        Refusal {
+            code,
+            reason,
+            message: status.message().to_string(),
         }
     }
 }

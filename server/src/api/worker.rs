@@ -6,15 +6,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::error::Refusal;
 use super::request::{Violations, next_page_token, page_query, timestamp};
 use super::run::attempt_message;
 use super::{ApiContext, ApiError, ApiResult, respond};
-use crate::dispatch::{Dispatcher, Hello, ServerMsg};
+use crate::dispatch::{Dispatcher, Hello, ServerMsg, SessionEnd};
 use crate::kernel::{INTERNAL_QUEUE, TaskFailure};
+use crate::proto::google::rpc::Code as RpcCode;
 use crate::proto::taskloom::v1::{self as pb, worker_service_server::WorkerService};
 
 /// Largest completion output accepted, encoded (as run inputs).
@@ -163,35 +166,20 @@ fn failure(message: String, retryable: bool, delay: Option<Duration>) -> TaskFai
 
 /// The `Ack` of a stream message naming `lease`.
 fn ack(lease: pb::LeaseRef, result: ApiResult<()>) -> ServerMsg {
-    let (accepted, code, message) = match result {
-        Ok(()) => (true, String::new(), String::new()),
-        Err(error) => {
-            let status = Status::from(error);
-            (
-                false,
-                code_name(status.code()),
-                status.message().to_string(),
-            )
-        }
-    };
-    ServerMsg::Ack(pb::Ack {
+    let mut ack = pb::Ack {
         lease: Some(lease),
-        accepted,
-        code,
-        message,
-    })
-}
-
-fn code_name(code: tonic::Code) -> String {
-    match code {
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::Aborted => "ABORTED",
-        _ => "INTERNAL",
+        accepted: result.is_ok(),
+        ..Default::default()
+    };
+    if let Err(error) = result {
+        let refusal = Refusal::from(error);
+        let code = RpcCode::try_from(refusal.code as i32).unwrap_or(RpcCode::Unknown);
+        ack.code = code.as_str_name().to_string();
+        ack.set_status_code(code);
+        ack.reason = refusal.reason.to_string();
+        ack.message = refusal.message;
     }
-    .to_string()
+    ServerMsg::Ack(ack)
 }
 
 /// Serves one session's inbound messages until the stream ends, a ping
@@ -229,15 +217,12 @@ async fn serve_session(
             }
             () = sleep_until(answer_due) => {
                 tracing::info!(session_id = %session_id, "worker session left a ping unanswered past the heartbeat timeout; closing it and ending its leases");
-                dispatcher.end(
-                    &session_id,
-                    Status::unavailable("no answer to a ping within the heartbeat timeout; reconnect"),
-                );
+                dispatcher.end(&session_id, SessionEnd::Silent);
                 dispatcher.abandon(&session_id);
                 return;
             }
             () = context.drained() => {
-                dispatcher.end(&session_id, ApiError::ShuttingDown.into());
+                dispatcher.end(&session_id, SessionEnd::ShuttingDown);
                 break;
             }
         };
@@ -470,6 +455,7 @@ impl WorkerService for WorkerApi {
         let hello = validate_hello(hello).map_err(Status::from)?;
         let (session_id, outbound) = self.dispatcher().open(hello).await;
         tokio::spawn(serve_session(self.context.clone(), session_id, inbound));
+        let outbound = outbound.map(|item| item.map_err(|end| Status::from(ApiError::from(end))));
         Ok(Response::new(Box::pin(outbound)))
     }
 

@@ -422,7 +422,7 @@ pub fn cancel(given: &Given, why: &str) -> Plan {
         RunStatus::Cancelled => return Plan::apply(),
         RunStatus::Succeeded | RunStatus::Failed => {
             return Plan::reject(
-                RejectionKind::FailedPrecondition,
+                RejectionKind::RunNotActive,
                 format!(
                     "run {} already ended ({})",
                     snapshot.run.id,
@@ -460,7 +460,7 @@ pub fn pause(given: &Given, cancel_running: bool) -> Plan {
         RunStatus::Paused => return Plan::apply(),
         status if status.is_terminal() => {
             return Plan::reject(
-                RejectionKind::FailedPrecondition,
+                RejectionKind::RunNotActive,
                 format!(
                     "run {} already ended ({})",
                     snapshot.run.id,
@@ -503,7 +503,7 @@ pub fn resume(given: &Given) -> Plan {
         RunStatus::Paused => {}
         status if status.is_terminal() => {
             return Plan::reject(
-                RejectionKind::FailedPrecondition,
+                RejectionKind::RunNotActive,
                 format!(
                     "run {} already ended ({})",
                     snapshot.run.id,
@@ -567,7 +567,7 @@ pub fn submit_input(
     };
     if step.run.status.is_terminal() {
         return Plan::reject(
-            RejectionKind::FailedPrecondition,
+            RejectionKind::RunNotActive,
             format!("run {} already ended", snapshot.run.id),
         );
     }
@@ -796,7 +796,7 @@ impl<'a> Step<'a> {
             || attempt.lease_token.as_deref() != Some(lease_token)
         {
             return Err((
-                RejectionKind::FailedPrecondition,
+                RejectionKind::LeaseFenced,
                 format!(
                     "stale lease on attempt {attempt_id}: it is {} and the token does not match the current lease",
                     attempt.status.as_str()
@@ -805,7 +805,7 @@ impl<'a> Step<'a> {
         }
         if self.run.status.is_terminal() {
             return Err((
-                RejectionKind::FailedPrecondition,
+                RejectionKind::RunNotActive,
                 format!(
                     "run {} already ended ({})",
                     self.run.id,

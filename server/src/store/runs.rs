@@ -251,6 +251,11 @@ pub struct Rejection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectionKind {
     NotFound,
+    /// The lease named is not held under the token given (fencing).
+    LeaseFenced,
+    /// The run already ended.
+    RunNotActive,
+    /// The run is not in the state the decision needs.
     FailedPrecondition,
     InvalidArgument,
     /// The decision needs work done outside the transaction first (the

@@ -661,12 +661,19 @@ class Ack(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     accepted: _builtins.bool
     """True when the message was applied."""
     code: _builtins.str
-    """gRPC code name when rejected, e.g. `FAILED_PRECONDITION`."""
+    """gRPC code name when rejected, e.g. `FAILED_PRECONDITION` (the name of
+    `status_code`).
+    """
     message: _builtins.str
     """Why it was rejected."""
+    reason: _builtins.str
+    """`google.rpc.ErrorInfo.reason` when rejected, as a unary call with the
+    same outcome answers, e.g. `LEASE_FENCED`.
+    """
     @_builtins.property
     def lease(self) -> Global___LeaseRef:
         """The lease."""
@@ -678,10 +685,11 @@ class Ack(_message.Message):
         accepted: _builtins.bool = ...,
         code: _builtins.str = ...,
         message: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "code", b"code", "lease", b"lease", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "code", b"code", "lease", b"lease", "message", b"message", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,5 +1,6 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Code } from "../../google/rpc/code_pb.js";
 import type { Value } from "./common_pb.js";
 import type { TaskAttempt } from "./run_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -619,7 +620,8 @@ export type Ack = Message<"taskloom.v1.Ack"> & {
      */
     accepted: boolean;
     /**
-     * gRPC code name when rejected, e.g. `FAILED_PRECONDITION`.
+     * gRPC code name when rejected, e.g. `FAILED_PRECONDITION` (the name of
+     * `status_code`).
      *
      * @generated from field: string code = 3;
      */
@@ -630,6 +632,19 @@ export type Ack = Message<"taskloom.v1.Ack"> & {
      * @generated from field: string message = 4;
      */
     message: string;
+    /**
+     * The code when rejected, as a unary call with the same outcome answers.
+     *
+     * @generated from field: google.rpc.Code status_code = 5;
+     */
+    statusCode: Code;
+    /**
+     * `google.rpc.ErrorInfo.reason` when rejected, as a unary call with the
+     * same outcome answers, e.g. `LEASE_FENCED`.
+     *
+     * @generated from field: string reason = 6;
+     */
+    reason: string;
 };
 /**
  * Describes the message taskloom.v1.Ack.

@@ -1,4 +1,6 @@
-//! This replica's runner for built-in handlers: it takes the `internal`
+//! This replica's built-in worker: the runner of built-in handlers. It
+//! stands beside the remote workers' dispatcher (`crate::dispatch`) as one
+//! more consumer of leases: it takes the `internal`
 //! attempts this replica's decisions lease to it eagerly, and claims the rest
 //! from the `internal` queue exactly as a remote worker claims from its queue
 //! (owner = this replica); it executes them with bounded concurrency, renews their
@@ -21,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::{
-    ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, KernelError, KernelResult, Slot,
-    SlotProvider, TaskFailure,
-};
 use crate::chain::CompiledChain;
 use crate::executor::Executor;
-use crate::store::{self, AttemptRecord, RunRecord};
+use crate::kernel::{
+    ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, KernelError, KernelResult, Slot,
+    SlotProvider, TaskFailure, Transitioned,
+};
+use crate::store::{self, AttemptRecord};
 use crate::telemetry::FailureLog;
 
 /// The least time leases are left alone after the store comes back.
@@ -387,7 +389,7 @@ async fn record_failure(
 async fn record<W, F>(attempt: &AttemptRecord, what: &str, write: W)
 where
     W: Fn() -> F,
-    F: std::future::Future<Output = KernelResult<RunRecord>>,
+    F: std::future::Future<Output = KernelResult<Transitioned>>,
 {
     let mut backoff = Duration::from_millis(100);
     loop {

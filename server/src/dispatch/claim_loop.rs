@@ -1,0 +1,193 @@
+//! The claim loop: leases ready work to sessions with free slots, woken by
+//! the kernel, by other replicas, by freed slots and by work falling due.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{Dispatcher, MAX_CLAIM, MAX_CLAIM_WHEN_DUE, ROUNDS_WHEN_DUE};
+use crate::kernel::{ClaimLoop, KernelError};
+use crate::telemetry::FailureLog;
+
+/// What a dispatch round claims for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Round {
+    /// Work made ready (signals, freed slots, the poll): sessions that may
+    /// have some claim up to `MAX_CLAIM`.
+    ReadyWork,
+    /// Work that fell due: every session with room claims, up to
+    /// `MAX_CLAIM_WHEN_DUE`.
+    WhenDue,
+}
+
+impl Dispatcher {
+    /// Runs the dispatch loop until `stop`: leases ready attempts to
+    /// sessions with free slots.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures = FailureLog::new("claiming attempts for workers");
+        let due_rounds = tokio::spawn(self.clone().dispatch_when_due(stop.clone()));
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let busy = match self.dispatch_round(Round::ReadyWork).await {
+                Ok(busy) => {
+                    failures.succeeded();
+                    busy
+                }
+                Err(error) => {
+                    failures.failed(&error);
+                    tokio::select! {
+                        () = tokio::time::sleep(failures.backoff()) => {}
+                        _ = stop.changed() => break,
+                    }
+                    continue;
+                }
+            };
+            if busy {
+                continue;
+            }
+            let work_may_be_ready = tokio::select! {
+                () = self.inner.kernel.worker_work_available() => true,
+                () = self.inner.wake.notified() => false,
+                () = tokio::time::sleep(self.inner.config.poll_interval) => true,
+                _ = stop.changed() => break,
+            };
+            if work_may_be_ready {
+                self.state().ready_epoch += 1;
+            }
+        }
+        due_rounds.abort();
+    }
+
+    /// Runs a dispatch round whenever future work (a retry's delay) falls
+    /// due, until `stop`. Each such round runs on its own, a few at once
+    /// (slots are reserved per claim): work falling due while an earlier
+    /// claim is still in the store is not held up.
+    pub(super) async fn dispatch_when_due(self, mut stop: watch::Receiver<bool>) {
+        let rounds = Arc::new(tokio::sync::Semaphore::new(ROUNDS_WHEN_DUE));
+        let poll = self.inner.config.poll_interval;
+        loop {
+            let fell_due = tokio::select! {
+                fell_due = self.inner.kernel.sleep_until_due(ClaimLoop::Workers, poll) => fell_due,
+                _ = stop.changed() => return,
+            };
+            if !fell_due {
+                continue;
+            }
+            let Ok(permit) = rounds.clone().acquire_owned().await else {
+                return;
+            };
+            let dispatcher = self.clone();
+            tokio::spawn(async move {
+                match dispatcher.dispatch_round(Round::WhenDue).await {
+                    Ok(true) => dispatcher.inner.wake.notify_one(),
+                    Ok(false) => {}
+                    // The dispatch loop logs store faults and backs off.
+                    Err(error) => {
+                        tracing::debug!(error = %error, "claiming work fallen due failed")
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// One claim per session with free slots (for ready work: those that
+    /// may have some); true if some claim was full (more may be waiting).
+    /// The error of a failed claim, after the others were made.
+    pub(super) async fn dispatch_round(&self, round: Round) -> Result<bool, KernelError> {
+        let (ready_epoch, wanting) = {
+            let mut state = self.state();
+            let (most, ready_epoch) = match round {
+                Round::ReadyWork => (MAX_CLAIM, state.ready_epoch),
+                Round::WhenDue => {
+                    // Sessions without room now claim when a slot frees.
+                    if state.sessions.values().any(|s| s.free() == 0) {
+                        state.ready_epoch += 1;
+                    }
+                    (MAX_CLAIM_WHEN_DUE, state.ready_epoch)
+                }
+            };
+            // Read before the claims: work made ready while they run bumps
+            // it.
+            let wanting: Vec<(String, String, Vec<String>, u32)> = state
+                .sessions
+                .values_mut()
+                .filter(|s| {
+                    s.free() > 0 && (round == Round::WhenDue || s.may_have_work(ready_epoch))
+                })
+                .map(|s| {
+                    let take = s.free().min(most);
+                    // Reserved until the claim returns.
+                    s.in_use += take;
+                    (
+                        s.info.session_id.clone(),
+                        s.info.worker_id.clone(),
+                        s.info.queues.clone(),
+                        take,
+                    )
+                })
+                .collect();
+            (ready_epoch, wanting)
+        };
+        let mut full = false;
+        let mut failed = None;
+        let mut short = false;
+        for (session_id, worker_id, queues, take) in wanting {
+            let (claimed, found_all) =
+                match self.inner.kernel.claim(&queues, &worker_id, take).await {
+                    Ok(claimed) => {
+                        let found_all = (claimed.len() as u32) < take;
+                        (claimed, found_all)
+                    }
+                    Err(error) => {
+                        failed = Some(error);
+                        (Vec::new(), false)
+                    }
+                };
+            full |= claimed.len() as u32 == take;
+            short |= found_all;
+            let freed_for_more = {
+                let mut state = self.state();
+                let current_epoch = state.ready_epoch;
+                state.sessions.get_mut(&session_id).is_some_and(|session| {
+                    // Keep one slot per claimed attempt; give the rest back.
+                    session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
+                    if found_all {
+                        session.clean_at = Some(ready_epoch);
+                    }
+                    // Slots given back while work became ready (e.g. a round
+                    // for work falling due found them reserved by this
+                    // claim): claim again, as a freed slot does.
+                    take > claimed.len() as u32 && session.may_have_work(current_epoch)
+                })
+            };
+            if freed_for_more {
+                self.inner.wake.notify_one();
+            }
+            for attempt in claimed {
+                self.deliver(session_id.clone(), attempt);
+            }
+        }
+        if short {
+            // Every session's queues: any of them may claim next.
+            let mut queues: Vec<String> = self
+                .state()
+                .sessions
+                .values()
+                .flat_map(|s| s.info.queues.iter().cloned())
+                .collect();
+            queues.sort();
+            queues.dedup();
+            self.inner
+                .kernel
+                .learn_due(ClaimLoop::Workers, &queues)
+                .await;
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(full),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Changes told onwards: committed events to this replica's watchers, the
+//! attempts a commit changed to this replica's observers, and changed runs
+//! and token deltas to the other replicas (and theirs heard from them).
+
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{AttemptChange, Kernel};
+use crate::store::{Delta, DeltaBatch, EventRecord, Signal};
+
+/// Learns what changed, so it can react (e.g. push cancellations to the
+/// workers holding their attempts). Called on the hot path: cheap.
+pub trait RunObserver: Send + Sync {
+    /// Runs changed elsewhere (another replica, or signals were lost): what
+    /// changed in them is not known here.
+    fn runs_changed(&self, run_ids: &[&str]);
+    /// Attempts this replica's commit just wrote, as stored.
+    fn attempts_changed(&self, attempts: &[AttemptChange]);
+}
+
+/// Takes what a one-time slot holds.
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take()
+}
+
+async fn recv_signal(incoming: &mut Option<mpsc::Receiver<Signal>>) -> Option<Signal> {
+    match incoming {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Kernel {
+    /// Publishes committed events to this replica's watchers, tells the
+    /// observers which attempts the commit wrote, and queues the runs for
+    /// announcement to the other replicas.
+    pub(super) fn committed(&self, events: &[EventRecord], attempts: &[AttemptChange]) {
+        self.inner.hub.publish(events);
+        let mut last: Option<&str> = None;
+        for event in events {
+            if last != Some(event.run_id.as_str()) {
+                let _ = self.inner.changed.send(event.run_id.clone());
+                last = Some(&event.run_id);
+            }
+        }
+        if !attempts.is_empty() {
+            for observer in self.observers().iter() {
+                observer.attempts_changed(attempts);
+            }
+        }
+    }
+
+    /// Exchanges signals with the other replicas until `stop`: announces
+    /// this replica's changed runs and token deltas (coalesced, see
+    /// [`Kernel::announce`]), wakes watchers and the runner on the others'
+    /// announcements and forwards their deltas to this replica's watchers.
+    pub async fn exchange_signals(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let (Some(changed), Some(deltas)) = (
+            take(&self.inner.changed_receiver),
+            take(&self.inner.deltas_receiver),
+        ) else {
+            return;
+        };
+        let mut incoming = match self.inner.store.listen().await {
+            Ok(incoming) => incoming,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for other replicas' changes; relying on polling");
+                None
+            }
+        };
+        let _announcing = AbortOnDrop(Some(tokio::spawn(self.clone().announce(changed, deltas))));
+        loop {
+            tokio::select! {
+                signal = recv_signal(&mut incoming) => match signal {
+                    Some(Signal::Changed(announcement)) if announcement.origin != self.inner.instance_id => {
+                        for run_id in &announcement.run_ids {
+                            self.inner.hub.poke(run_id);
+                        }
+                        let run_ids: Vec<&str> = announcement.run_ids.iter().map(String::as_str).collect();
+                        self.notify_observers(&run_ids);
+                        // Their changes may include future work.
+                        self.inner.due.forget();
+                        self.inner.work.notify_one();
+                        self.inner.worker_work.notify_one();
+                    }
+                    // Announcements were lost while the store was away: every
+                    // watcher and claim loop looks at the store again.
+                    Some(Signal::Resync) => {
+                        self.inner.hub.poke_all();
+                        self.inner.due.forget();
+                        self.inner.work.notify_one();
+                        self.inner.worker_work.notify_one();
+                    }
+                    Some(Signal::Deltas(batch)) if batch.origin != self.inner.instance_id => {
+                        for delta in batch.deltas {
+                            self.inner.hub.delta(&delta.run_id, &delta.task_id, &delta.attempt_id, delta.text);
+                        }
+                    }
+                    Some(_) => {}
+                    None => incoming = None,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Sends this replica's changed runs (one notification per 5 ms burst)
+    /// and token deltas (one per 20 ms of streaming) to the other replicas.
+    /// Deltas already seen go out before the changes that follow them, so
+    /// a remote watcher gets a call's last token before its completion.
+    pub(super) async fn announce(
+        self,
+        mut changed: mpsc::UnboundedReceiver<String>,
+        mut deltas: mpsc::UnboundedReceiver<Delta>,
+    ) {
+        loop {
+            let (mut run_ids, mut pending, window) = tokio::select! {
+                run_id = changed.recv() => {
+                    let Some(run_id) = run_id else { return };
+                    (vec![run_id], Vec::new(), Duration::from_millis(5))
+                }
+                delta = deltas.recv() => {
+                    let Some(delta) = delta else { return };
+                    (Vec::new(), vec![delta], Duration::from_millis(20))
+                }
+            };
+            // Gather the rest of the burst.
+            let window = tokio::time::sleep(window);
+            tokio::pin!(window);
+            while run_ids.len() < 512 && pending.len() < 512 {
+                tokio::select! {
+                    () = &mut window => break,
+                    Some(run_id) = changed.recv(), if pending.is_empty() => run_ids.push(run_id),
+                    Some(delta) = deltas.recv(), if run_ids.is_empty() => pending.push(delta),
+                }
+            }
+            while let Ok(delta) = deltas.try_recv() {
+                pending.push(delta);
+            }
+            if !pending.is_empty() {
+                let batch = DeltaBatch {
+                    origin: self.inner.instance_id.clone(),
+                    deltas: pending,
+                };
+                if let Err(error) = self.inner.store.announce_deltas(&batch).await {
+                    tracing::debug!(error = %error, "sending token deltas failed");
+                }
+            }
+            if !run_ids.is_empty() {
+                run_ids.sort();
+                run_ids.dedup();
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .announce(&self.inner.instance_id, &run_ids)
+                    .await
+                {
+                    tracing::debug!(error = %error, "announcing changed runs failed");
+                }
+            }
+        }
+    }
+
+    /// A token delta of a streaming model call: to this replica's watchers
+    /// at once, to the others' within a few tens of milliseconds.
+    pub fn publish_delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
+        self.inner
+            .hub
+            .delta(run_id, task_id, attempt_id, text.clone());
+        if self.inner.store.kind() != "sqlite" {
+            let _ = self.inner.deltas.send(Delta {
+                run_id: run_id.to_string(),
+                task_id: task_id.to_string(),
+                attempt_id: attempt_id.to_string(),
+                text,
+            });
+        }
+    }
+
+    /// Adds an observer of changed runs.
+    pub fn observe_runs(&self, observer: Arc<dyn RunObserver>) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(observer);
+    }
+
+    pub(super) fn notify_observers(&self, run_ids: &[&str]) {
+        for observer in self.observers().iter() {
+            observer.runs_changed(run_ids);
+        }
+    }
+
+    fn observers(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn RunObserver>>> {
+        self.inner
+            .observers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,347 @@
+//! Batching glue: decisions are queued and written together (one commit
+//! for many transitions, one for many starts), and each caller gets back
+//! what its own transition did ([`Transitioned`]), read off the plan that
+//! was applied, never off the store again. A decision that needs templates
+//! rendered comes back unwritten and is queued again with the renders.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use super::batch::Keyed;
+use super::decide::{self, Given, RenderJob, Renders};
+use super::eager::DispatchSlot;
+use super::{Kernel, KernelError, KernelResult, Transitioned};
+use crate::chain::CompiledChain;
+use crate::store::{
+    AttemptRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, StoreError,
+    StoreResult, TransitionOutcome,
+};
+
+/// A decision given the compiled chain, the snapshot and the time.
+pub(super) type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
+
+/// A transition queued for a batch write.
+pub(super) struct TransitionItem {
+    run_id: String,
+    /// An attempt the decision looks at.
+    focus: Option<String>,
+    chain: Arc<CompiledChain>,
+    decide: Arc<ChainDecision>,
+    renders: Arc<Renders>,
+    reply: oneshot::Sender<Decided>,
+}
+
+/// What a transition came to.
+// Sent once per transition and matched at once: boxing the result would
+// cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Decided {
+    Done(KernelResult<Transitioned>),
+    /// Nothing was written: the decision needs these templates rendered
+    /// first (see [`Renders`]).
+    NeedsRenders(Vec<RenderJob>),
+}
+
+impl Keyed for TransitionItem {
+    fn key(&self) -> Option<&str> {
+        Some(&self.run_id)
+    }
+}
+
+/// A run queued for a batch create.
+pub(super) struct StartItem {
+    new: NewRun,
+    /// `scope/request_id`, so one key is reserved once per batch.
+    key: Option<String>,
+    reply: oneshot::Sender<StoreResult<CreatedRun>>,
+}
+
+impl Keyed for StartItem {
+    fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+/// Most transitions written in one batch.
+pub(super) const MAX_TRANSITIONS: usize = 128;
+
+/// Most runs created in one batch.
+pub(super) const MAX_STARTS: usize = 128;
+
+/// How often a start is retried when its chain changed under it.
+pub(super) const START_TRIES: u32 = 3;
+
+/// Most rounds of rendering and deciding again for one transition: a run
+/// whose other branches keep changing the templates' context may need more
+/// than one.
+const RENDER_ROUNDS: usize = 16;
+
+/// A run whose templates' context changed under every render round.
+fn restless(run_id: &str) -> KernelError {
+    KernelError::Contended(format!(
+        "run {run_id} kept changing while its templates rendered; try again"
+    ))
+}
+
+impl Kernel {
+    /// Queues a run for the next batch create and waits for it.
+    pub(super) async fn create_batched(&self, new: NewRun) -> KernelResult<CreatedRun> {
+        let (reply, answer) = oneshot::channel();
+        let key = new
+            .idempotency
+            .as_ref()
+            .map(|key| format!("{}/{}", key.scope, key.request_id));
+        let item = StartItem { new, key, reply };
+        let kernel = self.clone();
+        let write = move |batch| {
+            let kernel = kernel.clone();
+            async move { kernel.write_starts(batch).await }
+        };
+        if self.inner.starts.submit(item, write).is_err() {
+            return Err(KernelError::ShuttingDown);
+        }
+        match answer.await {
+            Ok(result) => result.map_err(KernelError::from),
+            Err(_) => Err(KernelError::ShuttingDown),
+        }
+    }
+
+    pub(super) async fn write_starts(&self, batch: Vec<StartItem>) {
+        let news = batch.iter().map(|item| item.new.clone()).collect();
+        match self.inner.store.create_runs(news).await {
+            Ok(results) => {
+                for (item, result) in batch.into_iter().zip(results) {
+                    let _ = item.reply.send(result);
+                }
+            }
+            Err(error) => {
+                // One bad item must not fail its neighbours: write each alone.
+                // A lost connection is replaced for the first one; once the
+                // store itself fails, the rest fail the same way at once.
+                tracing::warn!(error = %error, size = batch.len(), "a start batch failed; writing its runs one by one");
+                let mut fault: Option<StoreError> = None;
+                for item in batch {
+                    let result = match fault.as_ref().and_then(StoreError::fault_copy) {
+                        Some(fault) => Err(fault),
+                        None => match self.inner.store.create_runs(vec![item.new]).await {
+                            Ok(mut results) => results.pop().unwrap_or_else(|| {
+                                Err(StoreError::Corrupt("create_runs lost a run".into()))
+                            }),
+                            Err(error) => {
+                                fault = error.fault_copy();
+                                Err(error)
+                            }
+                        },
+                    };
+                    let _ = item.reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Applies one decision to a run.
+    /// `focus` names an attempt the decision looks at (read into its
+    /// snapshot even when it is not one of the run's heads).
+    pub async fn transition<F>(
+        &self,
+        run_id: &str,
+        focus: Option<&str>,
+        decide: F,
+    ) -> KernelResult<Transitioned>
+    where
+        F: Fn(&Given) -> Plan + Send + Sync + 'static,
+    {
+        self.transition_once(run_id, focus, None, decide).await
+    }
+
+    /// As `transition`, guarded by the caller's request id: a repeat of an
+    /// applied request returns the run as it is, deciding nothing.
+    pub(super) async fn transition_once<F>(
+        &self,
+        run_id: &str,
+        focus: Option<&str>,
+        idempotency: Option<IdempotencyKey>,
+        decide: F,
+    ) -> KernelResult<Transitioned>
+    where
+        F: Fn(&Given) -> Plan + Send + Sync + 'static,
+    {
+        let run = self.get_run(run_id).await?;
+        let chain = self.chain(&run.chain_id, run.chain_version).await?;
+        let decide: Arc<ChainDecision> = Arc::new(decide);
+        let mut done = Vec::new();
+        for _ in 0..RENDER_ROUNDS {
+            let renders = Arc::new(Renders::new(done.clone()));
+            let (decide_fn, dispatch) =
+                self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
+            let decide_fn = decide_fn
+                .with_focus(focus.into_iter().map(str::to_string).collect())
+                .with_idempotency(idempotency.clone());
+            let outcome = self.inner.store.transition(run_id, decide_fn).await?;
+            match self.outcome(outcome, dispatch, &renders) {
+                Decided::Done(result) => return result,
+                Decided::NeedsRenders(jobs) => {
+                    done.extend(self.inner.renderer.render_all(jobs).await)
+                }
+            }
+        }
+        Err(restless(run_id))
+    }
+
+    /// The first state of a run, with its entry task's templates rendered
+    /// (outside any transaction, like every render).
+    pub(super) async fn decide_start(
+        &self,
+        chain: &CompiledChain,
+        new: decide::NewRun,
+        now: DateTime<Utc>,
+    ) -> (RunRecord, Vec<AttemptRecord>, Vec<Vec<u8>>) {
+        let mut done = Vec::new();
+        loop {
+            let renders = Renders::new(done);
+            let first = decide::start(chain, new.clone(), &renders, now);
+            let missing = renders.take_missing();
+            if missing.is_empty() {
+                return first;
+            }
+            // The context of an entry task is the run's input alone, so a
+            // second round always finds what it needs.
+            done = renders.into_done();
+            done.extend(self.inner.renderer.render_all(missing).await);
+        }
+    }
+
+    /// Publishes an applied transition's events; maps a rejection.
+    pub(super) fn outcome(
+        &self,
+        outcome: TransitionOutcome,
+        dispatch: DispatchSlot,
+        renders: &Renders,
+    ) -> Decided {
+        let mut dispatch = std::mem::take(
+            &mut *dispatch
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        match outcome {
+            TransitionOutcome::Applied { run, events } => {
+                self.committed(&events, &dispatch.changes);
+                let attempts = std::mem::take(&mut dispatch.changes);
+                self.dispatch(dispatch);
+                Decided::Done(Ok(Transitioned { run, attempts }))
+            }
+            TransitionOutcome::Replayed(run) => Decided::Done(Ok(Transitioned {
+                run,
+                attempts: Vec::new(),
+            })),
+            TransitionOutcome::Rejected(rejection) => {
+                if rejection.kind == RejectionKind::Deferred {
+                    let missing = renders.take_missing();
+                    if !missing.is_empty() {
+                        return Decided::NeedsRenders(missing);
+                    }
+                }
+                Decided::Done(Err(KernelError::rejected(rejection)))
+            }
+        }
+    }
+
+    /// Queues a transition for the next batch write and waits for it. A
+    /// decision that needs templates rendered comes back unwritten; this
+    /// caller renders them (delaying nothing but its own run) and queues it
+    /// again with the results.
+    pub(super) async fn batched<F>(
+        &self,
+        run_id: &str,
+        focus: Option<&str>,
+        chain: Arc<CompiledChain>,
+        decide: F,
+    ) -> KernelResult<Transitioned>
+    where
+        F: Fn(&Given) -> Plan + Send + Sync + 'static,
+    {
+        let decide: Arc<ChainDecision> = Arc::new(decide);
+        let mut done = Vec::new();
+        for _ in 0..RENDER_ROUNDS {
+            let (reply, answer) = oneshot::channel();
+            let item = TransitionItem {
+                run_id: run_id.to_string(),
+                focus: focus.map(str::to_string),
+                chain: chain.clone(),
+                decide: decide.clone(),
+                renders: Arc::new(Renders::new(done.clone())),
+                reply,
+            };
+            let kernel = self.clone();
+            let write = move |batch| {
+                let kernel = kernel.clone();
+                async move { kernel.write_transitions(batch).await }
+            };
+            if self.inner.transitions.submit(item, write).is_err() {
+                return Err(KernelError::ShuttingDown);
+            }
+            match answer.await {
+                Ok(Decided::Done(result)) => return result,
+                Ok(Decided::NeedsRenders(jobs)) => {
+                    done.extend(self.inner.renderer.render_all(jobs).await)
+                }
+                Err(_) => return Err(KernelError::ShuttingDown),
+            }
+        }
+        Err(restless(run_id))
+    }
+
+    pub(super) async fn write_transitions(&self, batch: Vec<TransitionItem>) {
+        let mut items = Vec::with_capacity(batch.len());
+        let mut dispatches = Vec::with_capacity(batch.len());
+        for item in &batch {
+            let (decide_fn, dispatch) = self.decide_eagerly(
+                item.chain.clone(),
+                item.decide.clone(),
+                item.renders.clone(),
+            );
+            items.push((
+                item.run_id.clone(),
+                decide_fn.with_focus(item.focus.iter().cloned().collect()),
+            ));
+            dispatches.push(dispatch);
+        }
+        match self.inner.store.transition_many(items).await {
+            Ok(results) => {
+                for ((item, result), dispatch) in batch.into_iter().zip(results).zip(dispatches) {
+                    let answer = match result {
+                        Ok(outcome) => self.outcome(outcome, dispatch, &item.renders),
+                        Err(error) => Decided::Done(Err(error.into())),
+                    };
+                    let _ = item.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                // One bad item must not fail its neighbours: write each alone
+                // (as for starts, a store fault fails the rest at once).
+                tracing::warn!(error = %error, size = batch.len(), "a transition batch failed; writing its items one by one");
+                drop(dispatches);
+                let mut fault: Option<StoreError> = None;
+                for item in batch {
+                    if let Some(fault) = fault.as_ref().and_then(StoreError::fault_copy) {
+                        let _ = item.reply.send(Decided::Done(Err(fault.into())));
+                        continue;
+                    }
+                    let (decide_fn, dispatch) =
+                        self.decide_eagerly(item.chain, item.decide, item.renders.clone());
+                    let decide_fn = decide_fn.with_focus(item.focus.into_iter().collect());
+                    let answer = match self.inner.store.transition(&item.run_id, decide_fn).await {
+                        Ok(outcome) => self.outcome(outcome, dispatch, &item.renders),
+                        Err(error) => {
+                            fault = error.fault_copy();
+                            Decided::Done(Err(error.into()))
+                        }
+                    };
+                    let _ = item.reply.send(answer);
+                }
+            }
+        }
+    }
+}
