@@ -45,6 +45,8 @@ use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, WorkerSessionRecord};
 use crate::telemetry::FailureLog;
 
+mod workers;
+
 pub use pb::server_message::Msg as ServerMsg;
 
 /// Most attempts leased to one session by one claim.

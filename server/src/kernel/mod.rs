@@ -12,6 +12,7 @@ pub mod events;
 pub mod replay;
 pub mod runner;
 pub mod value;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
