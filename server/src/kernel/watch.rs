@@ -66,7 +66,7 @@ pub struct RunWatch {
 /// How [`Kernel::execute_run`] ended.
 pub enum Executed {
     /// The run is over.
-    Ended(EndedRun),
+    Ended(Box<EndedRun>),
     /// The wait ran out; the run goes on.
     TimedOut { run_id: String },
     /// The caller's `stop` fired (the server is draining); the run goes on
@@ -191,7 +191,7 @@ impl Kernel {
             }
         };
         guard.run_id = None;
-        Ok(Executed::Ended(self.ended_run(ended).await?))
+        Ok(Executed::Ended(Box::new(self.ended_run(ended).await?)))
     }
 
     /// Every attempt of a run, in step order.
