@@ -225,23 +225,10 @@ fn decode_start(
                     "applies to `input` only, not to `typed_input`",
                 );
             }
-            match value::check_typed(typed) {
-                Ok(()) => Some(typed.clone()),
-                Err(message) => {
-                    violations.add("typed_input", message);
-                    None
-                }
-            }
+            checked_typed(typed, violations)
         }
     };
-    if let Some(input) = &input
-        && input.encoded_len() > MAX_INPUT_BYTES
-    {
-        violations.add(
-            "input",
-            format!("is larger than {MAX_INPUT_BYTES} bytes encoded"),
-        );
-    }
+    check_input_size(input.as_ref(), violations);
     Some((source?, input?))
 }
 
@@ -421,6 +408,29 @@ pub fn list_runs_scope(request: &pb::ListRunsRequest) -> String {
     )
 }
 
+/// A typed value as given, if it is well formed.
+fn checked_typed(typed: &pb::Value, violations: &mut Violations) -> Option<pb::Value> {
+    match value::check_typed(typed) {
+        Ok(()) => Some(typed.clone()),
+        Err(message) => {
+            violations.add("typed_input", message);
+            None
+        }
+    }
+}
+
+/// Refuses a run input or answer over [`MAX_INPUT_BYTES`].
+fn check_input_size(input: Option<&pb::Value>, violations: &mut Violations) {
+    if let Some(input) = input
+        && input.encoded_len() > MAX_INPUT_BYTES
+    {
+        violations.add(
+            "input",
+            format!("is larger than {MAX_INPUT_BYTES} bytes encoded"),
+        );
+    }
+}
+
 /// A `SubmitInput`: the answer and the request's idempotency key.
 pub fn submitted_input(request: &pb::SubmitInputRequest) -> ApiResult<(pb::Value, Option<String>)> {
     let mut violations = Violations::new();
@@ -446,23 +456,10 @@ pub fn submitted_input(request: &pb::SubmitInputRequest) -> ApiResult<(pb::Value
             }
         }
         Some(pb::submit_input_request::Answer::TypedInput(typed)) => {
-            match value::check_typed(typed) {
-                Ok(()) => Some(typed.clone()),
-                Err(message) => {
-                    violations.add("typed_input", message);
-                    None
-                }
-            }
+            checked_typed(typed, &mut violations)
         }
     };
-    if let Some(answer) = &answer
-        && answer.encoded_len() > MAX_INPUT_BYTES
-    {
-        violations.add(
-            "input",
-            format!("is larger than {MAX_INPUT_BYTES} bytes encoded"),
-        );
-    }
+    check_input_size(answer.as_ref(), &mut violations);
     violations.finish()?;
     let Some(answer) = answer else {
         return Err(ApiError::invalid("input", "is required"));
