@@ -37,10 +37,6 @@ impl Executor {
         }
     }
 
-    pub fn resolver(&self) -> &Resolver {
-        &self.resolver
-    }
-
     /// Runs `attempt` of `task`. Dropping the future cancels the work.
     pub async fn execute(
         &self,
