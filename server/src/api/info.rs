@@ -1,8 +1,6 @@
 //! InfoService: what this server is, for SDK feature detection.
 
-use tonic::{Request, Response, Status};
-
-use super::ApiContext;
+use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, info_service_server::InfoService};
 
 pub struct InfoApi {
@@ -27,18 +25,23 @@ const FEATURES: &[&str] = &[
     "workers",
 ];
 
-#[tonic::async_trait]
-impl InfoService for InfoApi {
+service! {
+    impl InfoService for InfoApi {
+        fn get_version(pb::GetVersionRequest) -> pb::GetVersionResponse;
+    }
+}
+
+impl InfoApi {
     async fn get_version(
         &self,
-        _request: Request<pb::GetVersionRequest>,
-    ) -> Result<Response<pb::GetVersionResponse>, Status> {
-        Ok(Response::new(pb::GetVersionResponse {
+        _request: pb::GetVersionRequest,
+    ) -> ApiResult<pb::GetVersionResponse> {
+        Ok(pb::GetVersionResponse {
             version: crate::VERSION.to_string(),
             api_version: "v1".to_string(),
             store: self.context.store().kind().to_string(),
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
             instance_id: self.context.instance_id().to_string(),
-        }))
+        })
     }
 }

@@ -1,17 +1,41 @@
-//! The gRPC services. Thin: decode and validate requests into store records,
-//! call the store (later: the kernel), encode responses, and map errors
-//! through [`ApiError`]. No SQL, no provider HTTP here.
+//! The gRPC services. Thin: every handler decodes and validates its
+//! request (the conversions live in [`convert`], one file per resource),
+//! calls one function of the store, kernel, dispatcher or executor, and
+//! encodes the answer; errors map to gRPC codes once, through
+//! [`ApiError`]. No SQL, no provider HTTP, no decision here.
+
+/// Implements a gRPC service in the one handler convention: each listed
+/// method hands its decoded request to the service's inherent method of the
+/// same name (which returns an [`ApiResult`]) and answers through
+/// [`respond`].
+macro_rules! service {
+    (impl $service:ident for $api:ident {
+        $(fn $method:ident($request:ty) -> $response:ty;)*
+    }) => {
+        #[tonic::async_trait]
+        impl $service for $api {
+            $(
+                async fn $method(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, tonic::Status> {
+                    super::respond($api::$method(self, request.into_inner()).await)
+                }
+            )*
+        }
+    };
+}
 
 mod auth;
 mod backend;
 mod chain;
 pub mod codec;
+mod convert;
 mod error;
 mod hook;
 mod info;
 mod request;
 mod run;
-mod run_watch;
 mod worker;
 
 use std::sync::Arc;

@@ -408,6 +408,46 @@ pub fn mask_field(path: &str) -> String {
     out
 }
 
+/// An update mask, normalized and checked against the `writable` fields;
+/// an empty mask means every writable field (the second value: `true`).
+pub fn update_mask(paths: &[String], writable: &[&str]) -> ApiResult<(Vec<String>, bool)> {
+    let mask: Vec<String> = paths.iter().map(|p| mask_field(p)).collect();
+    let mut violations = Violations::new();
+    for (index, field) in mask.iter().enumerate() {
+        if !writable.contains(&field.as_str()) {
+            violations.add(
+                format!("update_mask[{index}]"),
+                format!(
+                    "unknown or read-only field {field:?}; writable: {}",
+                    writable.join(", ")
+                ),
+            );
+        }
+    }
+    violations.finish()?;
+    if mask.is_empty() {
+        return Ok((writable.iter().map(|f| f.to_string()).collect(), true));
+    }
+    Ok((mask, false))
+}
+
+/// Both keys of an association request are required; reports both at once.
+pub fn require_pair(
+    first: &str,
+    first_value: &str,
+    second: &str,
+    second_value: &str,
+) -> ApiResult<()> {
+    let mut violations = Violations::new();
+    if first_value.is_empty() {
+        violations.add(first, "is required");
+    }
+    if second_value.is_empty() {
+        violations.add(second, "is required");
+    }
+    violations.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,10 @@ use tokio_stream::StreamExt;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::convert::run::attempt_message;
+use super::convert::worker::worker_message;
 use super::error::Refusal;
-use super::request::{Violations, next_page_token, page_query, timestamp};
-use super::run::attempt_message;
+use super::request::{Violations, encode_page, page_query, timestamp};
 use super::{ApiContext, ApiError, ApiResult, respond};
 use crate::dispatch::{Dispatcher, Hello, ServerMsg, SessionEnd};
 use crate::kernel::{INTERNAL_QUEUE, TaskFailure};
@@ -549,41 +550,12 @@ impl WorkerService for WorkerApi {
             async {
                 let query = page_query(request.page_size, &request.page_token, "ListWorkers")?;
                 let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
-                let sessions: Vec<_> = self
-                    .dispatcher()
-                    .all_sessions(queue)
-                    .await?
-                    .into_iter()
-                    .filter(|s| {
-                        query
-                            .after
-                            .as_ref()
-                            .is_none_or(|after| s.session_id > *after)
-                    })
-                    .collect();
-                let limit = query.limit as usize;
-                let next = (sessions.len() > limit).then(|| sessions[limit - 1].session_id.clone());
-                let workers = sessions
-                    .into_iter()
-                    .take(limit)
-                    .map(|s| pb::WorkerSession {
-                        session_id: s.session_id,
-                        worker_id: s.worker_id,
-                        name: s.name,
-                        queues: s.queues,
-                        slots: s.slots as i32,
-                        leases_held: s.leases_held as i32,
-                        labels: s.labels.into_iter().collect(),
-                        sdk_version: s.sdk_version,
-                        replica: s.replica,
-                        connect_time: Some(timestamp(s.connected_at)),
-                        last_heartbeat_time: Some(timestamp(s.last_heartbeat)),
-                        fenced_operations: s.fenced_operations as i64,
-                    })
-                    .collect();
+                let page = self.dispatcher().list_workers(queue, query).await?;
+                let (workers, next_page_token) =
+                    encode_page(page, "ListWorkers", |s| Ok(worker_message(s)))?;
                 Ok(pb::ListWorkersResponse {
                     workers,
-                    next_page_token: next_page_token(next, "ListWorkers"),
+                    next_page_token,
                 })
             }
             .await,

@@ -49,6 +49,8 @@ use crate::store::{AttemptStatus, WorkerSessionRecord};
 use leases::{LeaseWatch, forget_run_attempt};
 use offer::SessionSlots;
 
+mod workers;
+
 pub use pb::server_message::Msg as ServerMsg;
 
 /// Most attempts leased to one session by one claim.

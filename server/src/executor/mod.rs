@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::chain::{self, CompiledTask, Handler};
+use crate::chain::{self, CompiledTask, Handler, ModelPreference};
 use crate::kernel::{Kernel, TaskFailure, TaskSuccess, value};
 use crate::llm::resolver::{Capability, ResolveError, Resolver, Served};
-use crate::llm::{ChatMessage, ChatRequest, ChatResponse, Role};
+use crate::llm::{ChatMessage, ChatRequest, ChatResponse, EmbedResponse, Role};
 use crate::outbound::{self, HttpClient};
 use crate::proto::taskloom::v1::{self as pb, value::Kind};
 use crate::store::{AttemptRecord, DynStore, StoreError};
@@ -35,10 +35,6 @@ impl Executor {
             resolver,
             http,
         }
-    }
-
-    pub fn resolver(&self) -> &Resolver {
-        &self.resolver
     }
 
     /// Runs `attempt` of `task`. Dropping the future cancels the work.
@@ -327,6 +323,50 @@ impl Executor {
             Err(_) => value::text(String::from_utf8_lossy(&body).into_owned()),
         };
         Ok(TaskSuccess::output(output))
+    }
+}
+
+/// One-shot model calls outside any run (`ExecutePrompt`, `Embed`): the
+/// resolution, failover and default pools of a task's call; nothing is
+/// recorded.
+impl Executor {
+    /// Answers `prompt` (after `system_instruction`, if any) in one chat call.
+    pub async fn prompt(
+        &self,
+        model: &ModelPreference,
+        system_instruction: Option<String>,
+        prompt: String,
+    ) -> Result<Served<ChatResponse>, ResolveError> {
+        let messages: Vec<ChatMessage> = system_instruction
+            .map(ChatMessage::system)
+            .into_iter()
+            .chain([ChatMessage::user(prompt)])
+            .collect();
+        let prompt_chars = messages.iter().map(|m| m.content.len()).sum();
+        let candidates = self
+            .resolver
+            .candidates(model, Capability::Chat, TASKS_POOL, prompt_chars)
+            .await?;
+        let request = ChatRequest {
+            model: String::new(),
+            messages,
+            temperature: model.temperature,
+            max_tokens: model.max_tokens,
+        };
+        self.resolver.chat(&candidates, &request, None).await
+    }
+
+    /// Embeds `text`.
+    pub async fn embed(
+        &self,
+        model: &ModelPreference,
+        text: &str,
+    ) -> Result<Served<EmbedResponse>, ResolveError> {
+        let candidates = self
+            .resolver
+            .candidates(model, Capability::Embed, EMBED_POOL, text.len())
+            .await?;
+        self.resolver.embed(&candidates, text).await
     }
 }
 

@@ -30,6 +30,7 @@ pub mod replay;
 mod signals;
 mod transitions;
 pub mod value;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

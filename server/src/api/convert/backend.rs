@@ -1,0 +1,477 @@
+//! Backends, pools, models and one-shot model calls.
+
+use chrono::Utc;
+
+use crate::api::request::{
+    Violations, duration_millis, etag, idempotency_key, millis_duration, timestamp,
+};
+use crate::api::{ApiError, ApiResult};
+use crate::chain::ModelPreference;
+use crate::llm::resolver::{ResolveError, Served};
+use crate::llm::{ChatResponse, EmbedResponse};
+use crate::proto::taskloom::v1 as pb;
+use crate::store::{BackendRecord, BackendState, IdempotencyKey, ModelRecord, PoolRecord};
+
+/// Longest backend `request_timeout`.
+const MAX_REQUEST_TIMEOUT_MS: i64 = 3_600_000;
+const MAX_API_KEY_LEN: usize = 8192;
+/// Longest prompt, embedded text and system instruction of a one-shot call.
+const MAX_PROMPT_BYTES: usize = 1024 * 1024;
+const MAX_SYSTEM_INSTRUCTION_BYTES: usize = 64 * 1024;
+
+/// The fields `UpdateBackend` may change.
+pub const BACKEND_MASK_FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "base_url",
+    "api_key",
+    "priority",
+    "max_concurrency",
+    "request_timeout",
+    "labels",
+];
+
+fn backend_type_name(value: i32) -> Option<&'static str> {
+    match pb::BackendType::try_from(value).ok()? {
+        pb::BackendType::Unspecified => None,
+        pb::BackendType::Ollama => Some("ollama"),
+        pb::BackendType::Openai => Some("openai"),
+        pb::BackendType::OpenaiCompatible => Some("openai_compatible"),
+        pb::BackendType::Gemini => Some("gemini"),
+        pb::BackendType::Anthropic => Some("anthropic"),
+    }
+}
+
+fn backend_type_value(name: &str) -> pb::BackendType {
+    match name {
+        "ollama" => pb::BackendType::Ollama,
+        "openai" => pb::BackendType::Openai,
+        "openai_compatible" => pb::BackendType::OpenaiCompatible,
+        "gemini" => pb::BackendType::Gemini,
+        "anthropic" => pb::BackendType::Anthropic,
+        _ => pb::BackendType::Unspecified,
+    }
+}
+
+fn capability_name(value: i32) -> Option<&'static str> {
+    match pb::ModelCapability::try_from(value).ok()? {
+        pb::ModelCapability::Unspecified => None,
+        pb::ModelCapability::Chat => Some("chat"),
+        pb::ModelCapability::Prompt => Some("prompt"),
+        pb::ModelCapability::Embed => Some("embed"),
+        pb::ModelCapability::Stream => Some("stream"),
+    }
+}
+
+fn capability_value(name: &str) -> pb::ModelCapability {
+    match name {
+        "chat" => pb::ModelCapability::Chat,
+        "prompt" => pb::ModelCapability::Prompt,
+        "embed" => pb::ModelCapability::Embed,
+        "stream" => pb::ModelCapability::Stream,
+        _ => pb::ModelCapability::Unspecified,
+    }
+}
+
+/// The API view of a backend: never carries the API key.
+pub fn backend_message(record: BackendRecord) -> pb::Backend {
+    let state = &record.state;
+    pb::Backend {
+        id: record.id,
+        name: record.name,
+        r#type: backend_type_value(&record.backend_type) as i32,
+        base_url: record.base_url,
+        api_key: String::new(),
+        has_api_key: record.api_key.as_deref().is_some_and(|key| !key.is_empty()),
+        priority: record.priority,
+        max_concurrency: record.max_concurrency,
+        request_timeout: (record.request_timeout_ms > 0)
+            .then(|| millis_duration(record.request_timeout_ms)),
+        labels: record.labels,
+        state: Some(pb::BackendState {
+            health: match state.health.as_str() {
+                "healthy" => pb::BackendHealth::Healthy,
+                "unhealthy" => pb::BackendHealth::Unhealthy,
+                _ => pb::BackendHealth::Unspecified,
+            } as i32,
+            models: state.models.clone(),
+            last_error: state.last_error.clone(),
+            last_sync_time: state.last_sync_at.map(timestamp),
+            latency: state.latency_ms.map(millis_duration),
+        }),
+        etag: etag(record.revision),
+        create_time: Some(timestamp(record.created_at)),
+        update_time: Some(timestamp(record.updated_at)),
+    }
+}
+
+pub fn pool_message(record: PoolRecord) -> pb::Pool {
+    pb::Pool {
+        id: record.id,
+        description: record.description,
+        purpose: record.purpose,
+        policy: pb::SelectionPolicy::RoundRobin as i32,
+        create_time: Some(timestamp(record.created_at)),
+    }
+}
+
+pub fn model_message(record: ModelRecord) -> pb::Model {
+    pb::Model {
+        id: record.id,
+        name: record.name,
+        context_length: record.context_length,
+        capabilities: record
+            .capabilities
+            .iter()
+            .map(|c| capability_value(c) as i32)
+            .collect(),
+        create_time: Some(timestamp(record.created_at)),
+    }
+}
+
+/// Checks the writable fields of a backend (after defaults and masks are
+/// applied) and returns them as a record with placeholder bookkeeping.
+fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Option<BackendRecord> {
+    violations.check_name("backend.name", &backend.name, 128);
+    let backend_type = backend_type_name(backend.r#type);
+    if backend_type.is_none() {
+        violations.add(
+            "backend.type",
+            "must be one of BACKEND_TYPE_OLLAMA, BACKEND_TYPE_OPENAI, BACKEND_TYPE_OPENAI_COMPATIBLE, BACKEND_TYPE_GEMINI, BACKEND_TYPE_ANTHROPIC",
+        );
+    }
+    violations.check_http_url("backend.base_url", &backend.base_url);
+    violations.check_text("backend.api_key", &backend.api_key, MAX_API_KEY_LEN);
+    if backend.api_key.chars().any(char::is_control) {
+        violations.add("backend.api_key", "must not contain control characters");
+    }
+    if backend.max_concurrency < 0 {
+        violations.add(
+            "backend.max_concurrency",
+            "must not be negative (0 = unlimited)",
+        );
+    }
+    let request_timeout_ms = match &backend.request_timeout {
+        None => 0,
+        Some(duration) => match duration_millis(duration) {
+            Some(ms) if ms > 0 && ms <= MAX_REQUEST_TIMEOUT_MS => ms,
+            _ => {
+                violations.add(
+                    "backend.request_timeout",
+                    "must be positive and at most 1 hour",
+                );
+                0
+            }
+        },
+    };
+    violations.check_labels("backend.labels", &backend.labels);
+    let now = Utc::now();
+    Some(BackendRecord {
+        id: backend.id.clone(),
+        name: backend.name.trim().to_string(),
+        backend_type: backend_type?.to_string(),
+        base_url: backend.base_url.trim_end_matches('/').to_string(),
+        api_key: (!backend.api_key.is_empty()).then(|| backend.api_key.clone()),
+        priority: backend.priority,
+        max_concurrency: backend.max_concurrency,
+        request_timeout_ms,
+        labels: backend.labels.clone(),
+        state: BackendState::default(),
+        revision: 1,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Hosted providers that cannot be called without a key.
+fn requires_api_key(backend_type: &str) -> bool {
+    matches!(backend_type, "openai" | "gemini" | "anthropic")
+}
+
+/// The backend a `CreateBackend` asks for, with a new id unless it names
+/// one.
+pub fn new_backend(
+    request: &pb::CreateBackendRequest,
+) -> ApiResult<(BackendRecord, Option<IdempotencyKey>)> {
+    let mut violations = Violations::new();
+    violations.check_request_id("request_id", &request.request_id);
+    let Some(backend) = request.backend.as_ref() else {
+        return Err(ApiError::invalid("backend", "is required"));
+    };
+    if !request.backend_id.is_empty() {
+        violations.check_id("backend_id", &request.backend_id);
+    }
+    let record = validate_backend(backend, &mut violations);
+    if let Some(record) = &record
+        && requires_api_key(&record.backend_type)
+        && record.api_key.is_none()
+    {
+        violations.add(
+            "backend.api_key",
+            format!("is required for {} backends", record.backend_type),
+        );
+    }
+    violations.finish()?;
+    let Some(mut record) = record else {
+        return Err(ApiError::invalid("backend", "is invalid"));
+    };
+    record.id = if request.backend_id.is_empty() {
+        uuid::Uuid::now_v7().to_string()
+    } else {
+        request.backend_id.clone()
+    };
+    let idempotency = idempotency_key("CreateBackend", &request.request_id, request, |r| {
+        r.request_id.clear()
+    });
+    Ok((record, idempotency))
+}
+
+/// `current` with the fields of `mask` (every writable one when `whole`)
+/// taken from `patch`, checked.
+pub fn updated_backend(
+    current: BackendRecord,
+    patch: &pb::Backend,
+    mask: &[String],
+    whole: bool,
+) -> ApiResult<BackendRecord> {
+    let mut merged = backend_message(current.clone());
+    for field in mask {
+        match field.as_str() {
+            "name" => merged.name = patch.name.clone(),
+            "type" => merged.r#type = patch.r#type,
+            "base_url" => merged.base_url = patch.base_url.clone(),
+            "api_key" => merged.api_key = patch.api_key.clone(),
+            "priority" => merged.priority = patch.priority,
+            "max_concurrency" => merged.max_concurrency = patch.max_concurrency,
+            "request_timeout" => merged.request_timeout = patch.request_timeout,
+            "labels" => merged.labels = patch.labels.clone(),
+            _ => {}
+        }
+    }
+    let mut violations = Violations::new();
+    let record = validate_backend(&merged, &mut violations);
+    violations.finish()?;
+    let Some(mut record) = record else {
+        return Err(ApiError::invalid("backend", "is invalid"));
+    };
+    // An empty key in a whole-resource update keeps the stored key; an
+    // explicit `api_key` mask entry with an empty value clears it.
+    let key_in_mask = !whole && mask.iter().any(|f| f == "api_key");
+    if record.api_key.is_none() && !key_in_mask {
+        record.api_key = current.api_key;
+    }
+    if requires_api_key(&record.backend_type) && record.api_key.is_none() {
+        return Err(ApiError::invalid(
+            "backend.api_key",
+            format!("is required for {} backends", record.backend_type),
+        ));
+    }
+    record.id = current.id;
+    record.state = current.state;
+    record.revision = current.revision;
+    record.created_at = current.created_at;
+    Ok(record)
+}
+
+/// The pool a `CreatePool` asks for.
+pub fn new_pool(
+    request: &pb::CreatePoolRequest,
+) -> ApiResult<(PoolRecord, Option<IdempotencyKey>)> {
+    let mut violations = Violations::new();
+    violations.check_request_id("request_id", &request.request_id);
+    let Some(pool) = request.pool.as_ref() else {
+        return Err(ApiError::invalid("pool", "is required"));
+    };
+    violations.check_id("pool.id", &pool.id);
+    violations.check_text("pool.description", &pool.description, 1024);
+    violations.check_text("pool.purpose", &pool.purpose, 64);
+    violations.finish()?;
+    let record = PoolRecord {
+        id: pool.id.clone(),
+        description: pool.description.clone(),
+        purpose: pool.purpose.clone(),
+        created_at: Utc::now(),
+    };
+    let idempotency = idempotency_key("CreatePool", &request.request_id, request, |r| {
+        r.request_id.clear()
+    });
+    Ok((record, idempotency))
+}
+
+/// The model a `CreateModel` declares.
+pub fn new_model(
+    request: &pb::CreateModelRequest,
+) -> ApiResult<(ModelRecord, Option<IdempotencyKey>)> {
+    let mut violations = Violations::new();
+    violations.check_request_id("request_id", &request.request_id);
+    let Some(model) = request.model.as_ref() else {
+        return Err(ApiError::invalid("model", "is required"));
+    };
+    check_model_name(&mut violations, "model.name", &model.name);
+    if model.context_length <= 0 {
+        violations.add("model.context_length", "must be positive");
+    }
+    if model.capabilities.is_empty() {
+        violations.add(
+            "model.capabilities",
+            "must name at least one of MODEL_CAPABILITY_CHAT, _PROMPT, _EMBED, _STREAM",
+        );
+    }
+    let mut capabilities = Vec::new();
+    for (index, value) in model.capabilities.iter().enumerate() {
+        match capability_name(*value) {
+            Some(name) => capabilities.push(name.to_string()),
+            None => violations.add(
+                format!("model.capabilities[{index}]"),
+                "must be MODEL_CAPABILITY_CHAT, _PROMPT, _EMBED or _STREAM",
+            ),
+        }
+    }
+    violations.finish()?;
+    capabilities.sort();
+    capabilities.dedup();
+    let record = ModelRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        name: model.name.clone(),
+        context_length: model.context_length,
+        capabilities,
+        created_at: Utc::now(),
+    };
+    let idempotency = idempotency_key("CreateModel", &request.request_id, request, |r| {
+        r.request_id.clear()
+    });
+    Ok((record, idempotency))
+}
+
+/// Model names as providers spell them: `smollm2:135m`, `gpt-4o-mini`,
+/// `library/llama3:8b`, `models/gemini-1.5-pro`.
+fn check_model_name(violations: &mut Violations, field: &str, name: &str) {
+    if name.is_empty() {
+        violations.add(field, "is required");
+    } else if name.len() > 256
+        || !name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':' | b'/' | b'@')
+        })
+    {
+        violations.add(
+            field,
+            "must be 1 to 256 characters of letters, digits and '_', '.', '-', ':', '/', '@'",
+        );
+    }
+}
+
+/// Checks the `models` and `pool` a one-shot call prefers.
+fn check_preference(violations: &mut Violations, models: &[String], pool: &str) {
+    for (index, model) in models.iter().enumerate() {
+        check_model_name(violations, &format!("models[{index}]"), model);
+    }
+    if !pool.is_empty() {
+        violations.check_id("pool", pool);
+    }
+}
+
+fn preference(models: &[String], pool: &str) -> ModelPreference {
+    ModelPreference {
+        models: models.to_vec(),
+        pool: (!pool.is_empty()).then(|| pool.to_string()),
+        ..Default::default()
+    }
+}
+
+/// An `ExecutePrompt`: the model preference, the system instruction (if
+/// any) and the prompt.
+pub fn prompt_call(
+    request: pb::ExecutePromptRequest,
+) -> ApiResult<(ModelPreference, Option<String>, String)> {
+    let mut violations = Violations::new();
+    if request.prompt.is_empty() {
+        violations.add("prompt", "is required");
+    }
+    violations.check_text("prompt", &request.prompt, MAX_PROMPT_BYTES);
+    violations.check_text(
+        "system_instruction",
+        &request.system_instruction,
+        MAX_SYSTEM_INSTRUCTION_BYTES,
+    );
+    check_preference(&mut violations, &request.models, &request.pool);
+    if let Some(temperature) = request.temperature
+        && !(0.0..=2.0).contains(&temperature)
+    {
+        violations.add("temperature", "must be between 0 and 2");
+    }
+    if request.max_tokens < 0 {
+        violations.add("max_tokens", "must not be negative");
+    }
+    violations.finish()?;
+    let model = ModelPreference {
+        temperature: request.temperature,
+        max_tokens: (request.max_tokens > 0).then_some(request.max_tokens as u32),
+        ..preference(&request.models, &request.pool)
+    };
+    let system = (!request.system_instruction.is_empty()).then_some(request.system_instruction);
+    Ok((model, system, request.prompt))
+}
+
+/// An `Embed`: the model preference and the text.
+pub fn embed_call(request: pb::EmbedRequest) -> ApiResult<(ModelPreference, String)> {
+    let mut violations = Violations::new();
+    if request.text.is_empty() {
+        violations.add("text", "is required");
+    }
+    violations.check_text("text", &request.text, MAX_PROMPT_BYTES);
+    check_preference(&mut violations, &request.models, &request.pool);
+    violations.finish()?;
+    Ok((preference(&request.models, &request.pool), request.text))
+}
+
+fn usage(input_tokens: u64, output_tokens: u64) -> Option<pb::TokenUsage> {
+    Some(pb::TokenUsage {
+        input_tokens: input_tokens as i64,
+        output_tokens: output_tokens as i64,
+    })
+}
+
+pub fn prompt_answer(served: Served<ChatResponse>) -> pb::ExecutePromptResponse {
+    pb::ExecutePromptResponse {
+        usage: usage(
+            served.response.usage.input_tokens,
+            served.response.usage.output_tokens,
+        ),
+        text: served.response.content,
+        model: served.model,
+        backend_id: served.backend_id,
+    }
+}
+
+pub fn embed_answer(served: Served<EmbedResponse>) -> pb::EmbedResponse {
+    pb::EmbedResponse {
+        usage: usage(
+            served.response.usage.input_tokens,
+            served.response.usage.output_tokens,
+        ),
+        vector: Some(pb::Vector {
+            values: served.response.vector,
+        }),
+        model: served.model,
+        backend_id: served.backend_id,
+    }
+}
+
+/// No candidate is a precondition problem (configure a backend); a provider
+/// failure is UNAVAILABLE when retryable.
+pub fn resolve_error(error: ResolveError) -> ApiError {
+    match error {
+        ResolveError::NoCandidate(message) => ApiError::FailedPrecondition {
+            reason: "NO_BACKEND",
+            message,
+        },
+        ResolveError::Provider(error) if error.is_retryable() => {
+            ApiError::Unavailable(format!("model call failed: {error}"))
+        }
+        ResolveError::Provider(error) => ApiError::FailedPrecondition {
+            reason: "MODEL_CALL_FAILED",
+            message: format!("model call failed: {error}"),
+        },
+        ResolveError::Store(error) => error.into(),
+    }
+}
