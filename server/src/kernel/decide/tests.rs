@@ -323,6 +323,12 @@ fn heads_keep_active_latest_and_latest_successful_attempts() {
     );
     run.complete("a", "again");
     let first_a = run.attempts_of("a")[0].id.clone();
+    let looping_a = run.attempts_of("a")[1].id.clone();
+    assert_eq!(
+        run.run().heads.clone().unwrap(),
+        vec![first_a.clone(), looping_a],
+        "a's output is needed while a runs again"
+    );
     run.complete("a", "on");
     run.fail("b", boom(true), 0.0);
     let heads = run.run().heads.clone().unwrap();
