@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod slow_runs;
+pub mod stores;
 
 use std::path::Path;
 
