@@ -127,10 +127,15 @@ fn claimed_starts_the_run_once_and_sets_deadlines() {
     assert_eq!(attempt.id, lease.attempt_id);
 
     // A run already running gets no second RunStarted.
-    let plan = claimed(Some(&run.chain), run.run(), &[attempt.clone()], run.now);
+    let plan = claimed(
+        Some(&run.chain),
+        run.run(),
+        std::slice::from_ref(attempt),
+        run.now,
+    );
     assert_eq!(event_types(&plan), vec![E::TaskStarted]);
     // Without the chain (or without a timeout) no deadline is set.
-    let plan = claimed(None, run.run(), &[attempt.clone()], run.now);
+    let plan = claimed(None, run.run(), std::slice::from_ref(attempt), run.now);
     assert!(plan.attempt_updates.is_empty());
 }
 

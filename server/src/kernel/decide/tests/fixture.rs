@@ -335,7 +335,7 @@ impl TestRun {
         let plan = decide::claimed(
             Some(&self.chain),
             &self.snapshot.run,
-            &[leased.clone()],
+            std::slice::from_ref(&leased),
             now,
         );
         self.apply(&plan);
