@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::chains::{branch, goto};
+
 use common::{TestServer, assert_invalid, error_reason};
 use taskloom_server::proto::taskloom::v1 as pb;
 use tonic::Code;
@@ -12,21 +14,6 @@ api_tests!(
     chain_idempotency_under_concurrency,
     chain_pagination,
 );
-
-fn goto(target: &str) -> Option<prost_types::Value> {
-    Some(prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(target.into())),
-    })
-}
-
-fn branch(operator: &str, when: &str, target: &str) -> pb::Branch {
-    pb::Branch {
-        operator: operator.into(),
-        when: when.into(),
-        goto: goto(target),
-        ..Default::default()
-    }
-}
 
 fn two_step_chain(id: &str) -> pb::Chain {
     pb::Chain {
@@ -41,8 +28,8 @@ fn two_step_chain(id: &str) -> pb::Chain {
                 transition: Some(pb::Transition {
                     on_failure: String::new(),
                     branches: vec![
-                        branch("equals", "yes", "answer"),
-                        branch("default", "", "end"),
+                        branch("equals", "yes", goto("answer")),
+                        branch("default", "", goto("end")),
                     ],
                 }),
                 ..Default::default()
@@ -53,7 +40,7 @@ fn two_step_chain(id: &str) -> pb::Chain {
                 system_instruction: "Answer briefly.".into(),
                 transition: Some(pb::Transition {
                     on_failure: String::new(),
-                    branches: vec![branch("default", "", "end")],
+                    branches: vec![branch("default", "", goto("end"))],
                 }),
                 ..Default::default()
             },

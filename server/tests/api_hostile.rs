@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::chains::{noop_chain, worker_chain};
+
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -48,46 +50,6 @@ fn assert_fits_default_metadata_limits(status: &tonic::Status) {
         "trailers of ~{encoded} bytes (details {})",
         status.details().len()
     );
-}
-
-fn noop_chain(id: &str, tasks: usize) -> pb::Chain {
-    pb::Chain {
-        id: id.into(),
-        tasks: (0..tasks)
-            .map(|index| pb::Task {
-                id: format!("t{index}"),
-                handler: "noop".into(),
-                transition: (index + 1 < tasks).then(|| pb::Transition {
-                    on_failure: String::new(),
-                    branches: vec![pb::Branch {
-                        operator: "default".into(),
-                        goto: Some(prost_types::Value {
-                            kind: Some(prost_types::value::Kind::StringValue(format!(
-                                "t{}",
-                                index + 1
-                            ))),
-                        }),
-                        ..Default::default()
-                    }],
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn worker_chain(id: &str, queue: &str) -> pb::Chain {
-    pb::Chain {
-        id: id.into(),
-        tasks: vec![pb::Task {
-            id: "work".into(),
-            handler: "worker".into(),
-            queue: queue.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
 }
 
 fn text_input(text: String) -> Option<pb::start_run_request::RunInput> {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::chains::{branch, goto, task, text_value};
+
 use std::time::{Duration, Instant};
 
 use common::{TestServer, assert_invalid};
@@ -24,45 +26,12 @@ api_tests!(
     token_limit_stops_a_run,
 );
 
-fn goto(target: &str) -> Option<prost_types::Value> {
-    Some(prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(target.into())),
-    })
-}
-
-fn branch(operator: &str, when: &str, target: &str) -> pb::Branch {
-    pb::Branch {
-        operator: operator.into(),
-        when: when.into(),
-        goto: goto(target),
-        ..Default::default()
-    }
-}
-
-fn task(id: &str, handler: &str, branches: Vec<pb::Branch>) -> pb::Task {
-    pb::Task {
-        id: id.into(),
-        handler: handler.into(),
-        transition: Some(pb::Transition {
-            on_failure: String::new(),
-            branches,
-        }),
-        ..Default::default()
-    }
-}
-
 fn with_models(mut task: pb::Task, models: &[&str]) -> pb::Task {
     task.execute_config = Some(pb::ExecuteConfig {
         models: models.iter().map(|m| m.to_string()).collect(),
         ..Default::default()
     });
     task
-}
-
-fn text_value(value: &str) -> pb::Value {
-    pb::Value {
-        kind: Some(pb::value::Kind::Text(value.into())),
-    }
 }
 
 /// Registers a backend of `kind` at `url` in the three built-in pools.
@@ -160,8 +129,8 @@ async fn prompt_handlers_record_backend_model_and_usage(server: TestServer) {
             "classify",
             "condition_key",
             vec![
-                branch("equals", "yes", "score"),
-                branch("default", "", "end"),
+                branch("equals", "yes", goto("score")),
+                branch("default", "", goto("end")),
             ],
         ),
         &["classifier"],
@@ -170,7 +139,7 @@ async fn prompt_handlers_record_backend_model_and_usage(server: TestServer) {
     classify.prompt_template = "Is this a question? {{ input }}".into();
     classify.system_instruction = "Answer yes or no.".into();
     let score = with_models(
-        task("score", "parse_score", vec![branch("gt", "5", "end")]),
+        task("score", "parse_score", vec![branch("gt", "5", goto("end"))]),
         &["scorer"],
     );
     let chain = pb::Chain {
@@ -736,11 +705,19 @@ async fn token_limit_stops_a_run(server: TestServer) {
         id: "budget".into(),
         tasks: vec![
             with_models(
-                task("first", "raw_string", vec![branch("default", "", "second")]),
+                task(
+                    "first",
+                    "raw_string",
+                    vec![branch("default", "", goto("second"))],
+                ),
                 &["m"],
             ),
             with_models(
-                task("second", "raw_string", vec![branch("default", "", "third")]),
+                task(
+                    "second",
+                    "raw_string",
+                    vec![branch("default", "", goto("third"))],
+                ),
                 &["m"],
             ),
             with_models(task("third", "raw_string", vec![]), &["m"]),

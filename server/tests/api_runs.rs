@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::chains::{branch, chain, fan_out, goto, task, text_value};
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -31,61 +33,10 @@ api_tests!(
     a_paused_run_starts_no_next_task,
 );
 
-fn goto(target: &str) -> Option<prost_types::Value> {
-    Some(prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(target.into())),
-    })
-}
-
-fn fan_out(targets: &[&str]) -> Option<prost_types::Value> {
-    Some(prost_types::Value {
-        kind: Some(prost_types::value::Kind::ListValue(
-            prost_types::ListValue {
-                values: targets.iter().map(|t| goto(t).unwrap()).collect(),
-            },
-        )),
-    })
-}
-
-fn branch(operator: &str, when: &str, target: Option<prost_types::Value>) -> pb::Branch {
-    pb::Branch {
-        operator: operator.into(),
-        when: when.into(),
-        goto: target,
-        ..Default::default()
-    }
-}
-
-fn task(id: &str, handler: &str, branches: Vec<pb::Branch>) -> pb::Task {
-    pb::Task {
-        id: id.into(),
-        handler: handler.into(),
-        transition: Some(pb::Transition {
-            on_failure: String::new(),
-            branches,
-        }),
-        ..Default::default()
-    }
-}
-
-fn chain(id: &str, tasks: Vec<pb::Task>) -> pb::Chain {
-    pb::Chain {
-        id: id.into(),
-        tasks,
-        ..Default::default()
-    }
-}
-
 fn text(value: &str) -> Option<pb::start_run_request::RunInput> {
     Some(pb::start_run_request::RunInput::TypedInput(pb::Value {
         kind: Some(pb::value::Kind::Text(value.into())),
     }))
-}
-
-fn text_value(value: &str) -> pb::Value {
-    pb::Value {
-        kind: Some(pb::value::Kind::Text(value.into())),
-    }
 }
 
 async fn start(server: &TestServer, chain: pb::Chain, input: &str) -> pb::Run {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::chains::chain;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -33,14 +35,6 @@ fn task(id: &str, handler: &str) -> pb::Task {
     pb::Task {
         id: id.into(),
         handler: handler.into(),
-        ..Default::default()
-    }
-}
-
-fn chain(id: &str, tasks: Vec<pb::Task>) -> pb::Chain {
-    pb::Chain {
-        id: id.into(),
-        tasks,
         ..Default::default()
     }
 }

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::chains::goto;
+
 use std::time::{Duration, Instant};
 
 use common::TestServer;
@@ -42,12 +44,6 @@ fn start_input(value: &str) -> Option<pb::start_run_request::RunInput> {
 
 fn execute_input(value: &str) -> Option<pb::execute_chain_request::RunInput> {
     Some(pb::execute_chain_request::RunInput::TypedInput(text(value)))
-}
-
-fn goto(target: &str) -> Option<prost_types::Value> {
-    Some(prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(target.into())),
-    })
 }
 
 fn noop(id: &str, template: &str, next: Option<&str>) -> pb::Task {

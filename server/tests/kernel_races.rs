@@ -6,45 +6,13 @@ use taskloom_server::kernel::{
     ChainSource, Kernel, KernelConfig, KernelError, StartRun, TaskSuccess,
 };
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_server::store::{self, DynStore, RunStatus};
+use taskloom_server::store::{DynStore, RunStatus};
 
-/// One fixed key for the whole suite: stores reopened in a test read what
-/// they sealed.
-fn test_secrets() -> taskloom_server::secrets::SecretBox {
-    taskloom_server::secrets::SecretBox::from_key([7; 32])
-}
+mod common;
 
-async fn sqlite() -> (DynStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(
-        &dir.path().join("k.db").display().to_string(),
-        test_secrets(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    (store, dir)
-}
-
-async fn postgres() -> DynStore {
-    let url = taskloom_testkit::fresh_postgres_database().unwrap();
-    let store = store::open(&url, test_secrets()).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
-
-fn worker_chain() -> pb::Chain {
-    pb::Chain {
-        id: "remote".into(),
-        tasks: vec![pb::Task {
-            id: "work".into(),
-            handler: "worker".into(),
-            queue: "jobs".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
+use common::Backend;
+use common::chains::worker_chain;
+use common::stores::StoreHarness;
 
 fn text(value: &str) -> pb::Value {
     pb::Value {
@@ -55,7 +23,7 @@ fn text(value: &str) -> pb::Value {
 async fn start(kernel: &Kernel) -> String {
     let started = kernel
         .start_run(StartRun {
-            chain: ChainSource::Inline(worker_chain()),
+            chain: ChainSource::Inline(worker_chain("remote", "jobs")),
             input: text("x"),
             labels: Default::default(),
             priority: 0,
@@ -208,22 +176,24 @@ async fn fencing_rejects_stale_tokens(store: DynStore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_cancel_races_completion() {
-    let (store, _dir) = sqlite().await;
-    cancel_races_completion(store).await;
+    let harness = StoreHarness::open(Backend::Sqlite).await;
+    cancel_races_completion(harness.store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cancel_races_completion() {
-    cancel_races_completion(postgres().await).await;
+    let harness = StoreHarness::open(Backend::Postgres).await;
+    cancel_races_completion(harness.store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_fencing_rejects_stale_tokens() {
-    let (store, _dir) = sqlite().await;
-    fencing_rejects_stale_tokens(store).await;
+    let harness = StoreHarness::open(Backend::Sqlite).await;
+    fencing_rejects_stale_tokens(harness.store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_fencing_rejects_stale_tokens() {
-    fencing_rejects_stale_tokens(postgres().await).await;
+    let harness = StoreHarness::open(Backend::Postgres).await;
+    fencing_rejects_stale_tokens(harness.store.clone()).await;
 }

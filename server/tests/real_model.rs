@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::chains::{goto, then};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -321,23 +323,6 @@ fn text_of(value: &Option<pb::Value>) -> &str {
         }) => text,
         other => panic!("expected a text value, got {other:?}"),
     }
-}
-
-fn goto(target: &str) -> Option<prost_types::Value> {
-    Some(prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(target.into())),
-    })
-}
-
-fn then(target: &str) -> Option<pb::Transition> {
-    Some(pb::Transition {
-        on_failure: String::new(),
-        branches: vec![pb::Branch {
-            operator: "default".into(),
-            goto: goto(target),
-            ..Default::default()
-        }],
-    })
 }
 
 #[track_caller]

@@ -1,12 +1,11 @@
 //! RunStore conformance: one suite, run against every backend.
 //!
 //! Same shape as `store_conformance.rs`: each check is written once as
-//! `async fn name(store: Runs)`; `conformance_suite!` stamps out a
-//! `#[tokio::test]` per check and backend (`sqlite::name`,
+//! `async fn name(store: Runs)`; `store_tests!` (in `common/stores.rs`)
+//! stamps out a `#[tokio::test]` per check and backend (`sqlite::name`,
 //! `postgres::name`), so `cargo test --test run_store_conformance sqlite`
-//! runs the SQLite half. `store::open` hands out a `dyn Store`, so the
-//! factories open the concrete stores, migrate them and use them as
-//! `Arc<dyn RunStore>`.
+//! runs the SQLite half. The harness's store is a `dyn Store`, handed to
+//! the checks as `Arc<dyn RunStore>`.
 //!
 //! Contract points the trait docs leave open and this suite pins down:
 //! - timestamps are the caller's (the kernel owns time), kept to the
@@ -25,162 +24,55 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Connection;
 use taskloom_server::store::{
     AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, Claimed, Created, Decision,
-    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore,
-    Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore,
-    SqliteStore, Store, StoreError, StoreResult, TransitionOutcome, Verdict,
+    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, Rejection,
+    RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, Store,
+    StoreError, StoreResult, TransitionOutcome, Verdict,
 };
-use tempfile::TempDir;
 
-/// One fixed key for the whole suite: stores reopened in a test read what
-/// they sealed.
-fn test_secrets() -> taskloom_server::secrets::SecretBox {
-    taskloom_server::secrets::SecretBox::from_key([7; 32])
-}
+mod common;
+
+use common::stores::RawDatabase;
 
 type Runs = Arc<dyn RunStore>;
 
 // ---------------------------------------------------------------------------
-// Harness
+// The suite
 
-/// A migrated store plus whatever must outlive it.
-struct Harness {
-    store: Runs,
-    /// The same store with its control plane (chains).
-    full: Arc<dyn Store>,
-    database: RawDatabase,
-    /// Holds the SQLite file's directory until the test ends.
-    _dir: Option<TempDir>,
-}
-
-/// Direct access to the database under a store, to plant rows the store
-/// itself would never write.
-#[derive(Clone)]
-enum RawDatabase {
-    Sqlite(String),
-    Postgres(String),
-}
-
-impl RawDatabase {
-    async fn execute(&self, sql: &str) {
-        match self {
-            RawDatabase::Sqlite(path) => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-                let mut conn = sqlx::SqliteConnection::connect_with(&options)
-                    .await
-                    .unwrap();
-                sqlx::query(sql).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-            RawDatabase::Postgres(url) => {
-                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query(sql).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-        }
-    }
-}
-
-async fn sqlite_store() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("taskloom.db").to_str().unwrap().to_string();
-    let store = SqliteStore::open(&path, test_secrets()).await.unwrap();
-    store.migrate().await.unwrap();
-    let full: Arc<dyn Store> = Arc::new(store);
-    Harness {
-        store: full.clone(),
-        full,
-        database: RawDatabase::Sqlite(path),
-        _dir: Some(dir),
-    }
-}
-
-async fn postgres_store() -> Harness {
-    // Creating the database shells out to psql (and may start a server).
-    let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
-        .await
-        .unwrap()
-        .unwrap();
-    let store = PostgresStore::connect(&url, test_secrets()).await.unwrap();
-    store.migrate().await.unwrap();
-    let full: Arc<dyn Store> = Arc::new(store);
-    Harness {
-        store: full.clone(),
-        full,
-        database: RawDatabase::Postgres(url),
-        _dir: None,
-    }
-}
-
-/// `conformance_suite!(backend, factory)` defines module `backend` with one
-/// test per check, each on a fresh store from `factory`.
-macro_rules! conformance_suite {
-    ($backend:ident, $factory:expr) => {
-        mod $backend {
-            use super::*;
-
-            conformance_suite!(@checks $factory;
-                create_run_round_trips_exactly,
-                statuses_round_trip,
-                create_run_idempotency,
-                concurrent_duplicate_creates_make_one_run,
-                create_run_refuses_attempts_of_another_run,
-                transition_applies_the_plan,
-                transition_rejection_writes_nothing,
-                transition_outside_its_run_rolls_back,
-                transition_of_unknown_run_is_not_found,
-                concurrent_transitions_lose_no_update,
-                transition_many_applies_each_item,
-                claim_order_and_eligibility,
-                claim_applies_decisions_per_run,
-                claim_rejecting_decision_writes_nothing,
-                claim_without_queues_or_limit_claims_nothing,
-                concurrent_claimers_lease_each_attempt_once,
-                concurrent_claimers_stay_within_caps,
-                due_attempts_by_lease_expiry_and_deadline,
-                list_runs_filters,
-                list_runs_paginate_newest_first,
-                list_attempts_paginate_by_step,
-                list_events_after_seq,
-                missing_records_are_not_found,
-                dead_letters_newest_first,
-                next_ready_at_is_the_earliest_future_ready_attempt,
-                snapshots_hold_heads_and_focus,
-                run_text_with_nul_round_trips,
-            );
-
-            #[tokio::test]
-            async fn create_runs_checks_chains_and_keys() {
-                let harness = $factory;
-                super::create_runs_checks_chains_and_keys(harness.full.clone()).await;
-            }
-
-            #[tokio::test]
-            async fn unknown_stored_statuses_are_corrupt() {
-                let harness = $factory;
-                super::unknown_stored_statuses_are_corrupt(
-                    harness.store.clone(),
-                    harness.database.clone(),
-                )
-                .await;
-            }
-        }
-    };
-    (@checks $factory:expr; $($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $check() {
-                let harness = $factory;
-                super::$check(harness.store.clone()).await;
-            }
-        )*
-    };
-}
-
-conformance_suite!(sqlite, sqlite_store().await);
-conformance_suite!(postgres, postgres_store().await);
+store_tests!(harness;
+    (harness.store.clone()) => [
+        create_run_round_trips_exactly,
+        statuses_round_trip,
+        create_run_idempotency,
+        concurrent_duplicate_creates_make_one_run,
+        create_run_refuses_attempts_of_another_run,
+        transition_applies_the_plan,
+        transition_rejection_writes_nothing,
+        transition_outside_its_run_rolls_back,
+        transition_of_unknown_run_is_not_found,
+        concurrent_transitions_lose_no_update,
+        transition_many_applies_each_item,
+        claim_order_and_eligibility,
+        claim_applies_decisions_per_run,
+        claim_rejecting_decision_writes_nothing,
+        claim_without_queues_or_limit_claims_nothing,
+        concurrent_claimers_lease_each_attempt_once,
+        concurrent_claimers_stay_within_caps,
+        due_attempts_by_lease_expiry_and_deadline,
+        list_runs_filters,
+        list_runs_paginate_newest_first,
+        list_attempts_paginate_by_step,
+        list_events_after_seq,
+        missing_records_are_not_found,
+        dead_letters_newest_first,
+        next_ready_at_is_the_earliest_future_ready_attempt,
+        snapshots_hold_heads_and_focus,
+        run_text_with_nul_round_trips,
+        create_runs_checks_chains_and_keys,
+    ],
+    (harness.store.clone(), harness.database.clone()) => [unknown_stored_statuses_are_corrupt],
+);
 
 // ---------------------------------------------------------------------------
 // Fixtures and helpers

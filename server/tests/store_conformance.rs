@@ -1,11 +1,10 @@
 //! Store conformance: one suite, run against every backend.
 //!
 //! Each check is written once as `async fn name(store: DynStore)`;
-//! `conformance_suite!` stamps out a `#[tokio::test]` per check and backend
-//! (`sqlite::name`, `postgres::name`), so
-//! `cargo test --test store_conformance sqlite` runs the SQLite half.
-//! SQLite stores live in a fresh temp file; Postgres stores in a fresh
-//! database on the testkit's throwaway server.
+//! `store_tests!` (in `common/stores.rs`, shared with the run store's suite)
+//! stamps out a `#[tokio::test]` per check and backend (`sqlite::name`,
+//! `postgres::name`), so `cargo test --test store_conformance sqlite` runs
+//! the SQLite half.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -17,104 +16,50 @@ use taskloom_server::store::{
     IdempotencyKey, ModelRecord, Page, PageQuery, PoolRecord, StoreError, StoreResult,
     WorkerSessionRecord,
 };
-use tempfile::TempDir;
 
-/// One fixed key for the whole suite: stores reopened in a test read what
-/// they sealed.
-fn test_secrets() -> taskloom_server::secrets::SecretBox {
-    taskloom_server::secrets::SecretBox::from_key([7; 32])
-}
+mod common;
+
+use common::Backend;
+use common::stores::test_secrets;
 
 // ---------------------------------------------------------------------------
-// Harness
+// The suite
 
-/// A migrated store plus whatever must outlive it.
-struct Harness {
-    store: DynStore,
-    /// Holds the SQLite file's directory until the test ends.
-    _dir: Option<TempDir>,
+store_tests!(harness;
+    (harness.store.clone(), harness.backend) => [reports_its_kind],
+    (harness.store.clone()) => [
+        migrate_seeds_builtin_pools_idempotently,
+        backend_crud_round_trip,
+        backend_unique_id_and_name,
+        backend_missing_is_not_found,
+        backend_stale_revision_conflicts,
+        backend_state_does_not_bump_revision,
+        backends_paginate_by_name,
+        backend_idempotent_create,
+        concurrent_creates_with_one_request_id,
+        concurrent_distinct_writes_all_succeed,
+        pool_crud_and_builtin_protection,
+        pools_paginate_by_id,
+        pool_backend_membership,
+        pool_model_membership,
+        membership_pages,
+        model_crud_and_errors,
+        models_paginate_by_name,
+        hook_crud_and_revisions,
+        hooks_paginate_by_name,
+        chain_versions_lifecycle,
+        chain_recreate_continues_numbering,
+        chain_idempotency,
+        chains_paginate_by_id_excluding_deleted,
+        chain_versions_paginate_newest_first,
+        missing_chain_is_not_found,
+        worker_sessions_per_replica,
+    ],
+);
+
+async fn reports_its_kind(store: DynStore, backend: Backend) {
+    assert_eq!(store.kind(), backend.name());
 }
-
-async fn sqlite_store() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("taskloom.db");
-    let store = store::open(path.to_str().unwrap(), test_secrets())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Harness {
-        store,
-        _dir: Some(dir),
-    }
-}
-
-async fn postgres_store() -> Harness {
-    // Creating the database shells out to psql (and may start a server).
-    let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
-        .await
-        .unwrap()
-        .unwrap();
-    let store = store::open(&url, test_secrets()).await.unwrap();
-    store.migrate().await.unwrap();
-    Harness { store, _dir: None }
-}
-
-/// `conformance_suite!(backend, factory)` defines module `backend` with one
-/// test per check, each on a fresh store from `factory`.
-macro_rules! conformance_suite {
-    ($backend:ident, $factory:expr) => {
-        mod $backend {
-            use super::*;
-
-            #[tokio::test]
-            async fn reports_its_kind() {
-                let harness = $factory;
-                assert_eq!(harness.store.kind(), stringify!($backend));
-            }
-
-            conformance_suite!(@checks $factory;
-                migrate_seeds_builtin_pools_idempotently,
-                backend_crud_round_trip,
-                backend_unique_id_and_name,
-                backend_missing_is_not_found,
-                backend_stale_revision_conflicts,
-                backend_state_does_not_bump_revision,
-                backends_paginate_by_name,
-                backend_idempotent_create,
-                concurrent_creates_with_one_request_id,
-                concurrent_distinct_writes_all_succeed,
-                pool_crud_and_builtin_protection,
-                pools_paginate_by_id,
-                pool_backend_membership,
-                pool_model_membership,
-                membership_pages,
-                model_crud_and_errors,
-                models_paginate_by_name,
-                hook_crud_and_revisions,
-                hooks_paginate_by_name,
-                chain_versions_lifecycle,
-                chain_recreate_continues_numbering,
-                chain_idempotency,
-                chains_paginate_by_id_excluding_deleted,
-                chain_versions_paginate_newest_first,
-                missing_chain_is_not_found,
-                worker_sessions_per_replica,
-            );
-        }
-    };
-    (@checks $factory:expr; $($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $check() {
-                let harness = $factory;
-                super::$check(harness.store.clone()).await;
-            }
-        )*
-    };
-}
-
-conformance_suite!(sqlite, sqlite_store().await);
-conformance_suite!(postgres, postgres_store().await);
 
 // ---------------------------------------------------------------------------
 // Fixtures and helpers

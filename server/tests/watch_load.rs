@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::chains::worker_chain;
+
 use std::time::{Duration, Instant};
 
 use common::TestServer;
@@ -48,19 +50,6 @@ fn cpu_seconds(pid: u32) -> f64 {
         .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
         .unwrap_or(100.0);
     ticks / per_second
-}
-
-fn worker_chain(id: &str, queue: &str) -> pb::Chain {
-    pb::Chain {
-        id: id.into(),
-        tasks: vec![pb::Task {
-            id: "work".into(),
-            handler: "worker".into(),
-            queue: queue.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
 }
 
 /// Connections whose streams accept `STREAM_WINDOW` bytes each and never

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::chains::text_value;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -37,30 +39,7 @@ const UNCAPPED_ARGS: &[&str] = &[
     "--worker-heartbeat-timeout=1s",
 ];
 
-macro_rules! worker_tests {
-    ($args:ident; $sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
-        mod $sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server = crate::common::TestServer::start_with(crate::common::Backend::Sqlite, super::$args).await;
-                    super::$name(server).await;
-                }
-            )*
-        }
-        mod $postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server = crate::common::TestServer::start_with(crate::common::Backend::Postgres, super::$args).await;
-                    super::$name(server).await;
-                }
-            )*
-        }
-    };
-}
-
-worker_tests!(
+api_tests!(
     ARGS; sqlite, postgres;
     happy_path_offers_and_completes,
     stale_and_foreign_tokens_are_rejected,
@@ -80,7 +59,7 @@ worker_tests!(
     hooks_routed_to_a_queue_reach_workers,
 );
 
-worker_tests!(
+api_tests!(
     UNCAPPED_ARGS; sqlite_uncapped, postgres_uncapped;
     worker_retries_are_leased_when_due,
     internal_retries_run_when_due,
@@ -310,12 +289,6 @@ fn lease_of(offer: &pb::LeaseOffer) -> pb::LeaseRef {
     pb::LeaseRef {
         attempt_id: offer.attempt_id.clone(),
         lease_token: offer.lease_token.clone(),
-    }
-}
-
-fn text_value(text: &str) -> pb::Value {
-    pb::Value {
-        kind: Some(pb::value::Kind::Text(text.into())),
     }
 }
 

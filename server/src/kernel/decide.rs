@@ -1441,3 +1441,6 @@ impl<'a> Step<'a> {
         plan
     }
 }
+
+#[cfg(test)]
+mod tests;

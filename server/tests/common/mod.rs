@@ -3,7 +3,9 @@
 //! fresh PostgreSQL database, and gRPC clients connected to it.
 #![allow(dead_code)]
 
+pub mod chains;
 pub mod slow_runs;
+pub mod stores;
 
 use std::path::Path;
 
@@ -113,24 +115,31 @@ pub fn assert_invalid(status: tonic::Status, fields: &[&str]) {
     assert_eq!(error_reason(&status), "INVALID_ARGUMENT");
 }
 
-/// Stamps out each listed `async fn(TestServer)` as one test per store.
+/// Stamps out each listed `async fn(TestServer)` as one test per store, in
+/// modules `sqlite` and `postgres`; `api_tests!(ARGS; sqlite_x, postgres_x;
+/// …)` starts the servers with the extra `serve` flags `ARGS` and names the
+/// modules.
 #[macro_export]
 macro_rules! api_tests {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        $crate::api_tests!(NO_ARGS; sqlite, postgres; $($name),*);
+        const NO_ARGS: &[&str] = &[];
+    };
+    ($args:ident; $sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
+        mod $sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = $crate::common::TestServer::start($crate::common::Backend::Sqlite).await;
+                    let server = $crate::common::TestServer::start_with($crate::common::Backend::Sqlite, super::$args).await;
                     super::$name(server).await;
                 }
             )*
         }
-        mod postgres {
+        mod $postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = $crate::common::TestServer::start($crate::common::Backend::Postgres).await;
+                    let server = $crate::common::TestServer::start_with($crate::common::Backend::Postgres, super::$args).await;
                     super::$name(server).await;
                 }
             )*
