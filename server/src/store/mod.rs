@@ -10,13 +10,11 @@
 //! (optimistic concurrency; the API exposes it as an etag).
 
 mod postgres;
-mod postgres_runs;
 mod runs;
 mod sealed;
 mod sessions;
 mod signals;
 mod sqlite;
-mod sqlite_runs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,6 +7,10 @@
 //! creating transaction: a concurrent duplicate blocks on the key's primary
 //! key until the first transaction ends and then finds its row.
 
+mod runs;
+mod sessions;
+mod signals;
+
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,10 +21,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Decode, PgConnection, Row, Type};
 
-use super::sealed;
+use crate::store::sealed;
 use crate::secrets::SecretBox;
 
-use super::{
+use crate::store::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
     ModelRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult,
 };
@@ -132,7 +136,7 @@ impl PostgresStore {
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
-            .bind(super::builtin_pool_description(purpose))
+            .bind(crate::store::builtin_pool_description(purpose))
             .bind(purpose)
             .bind(created_at)
             .execute(&mut *tx)

@@ -42,10 +42,10 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
-use super::postgres::{
+use super::{
     Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
 };
-use super::{
+use crate::store::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun,
     Decision, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
     PostgresStore, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError,
@@ -1238,7 +1238,7 @@ impl PostgresStore {
                 .await?;
             leased_counts(&mut tx, LEASED_PER_QUEUE, &capped_queues).await?
         };
-        let quotas = super::runs::queue_quotas(request, &leased_per_queue);
+        let quotas = crate::store::runs::queue_quotas(request, &leased_per_queue);
         let quota_queues: Vec<&str> = quotas.iter().map(|(q, _)| q.as_str()).collect();
         let quota_limits: Vec<i64> = quotas.iter().map(|(_, n)| i64::from(*n)).collect();
         // A tenant found without room after a read sends the read round
@@ -1299,7 +1299,7 @@ impl PostgresStore {
                 .iter()
                 .map(|(a, t)| (a.queue.as_str(), t.as_str()))
                 .collect();
-            let (keep, full) = super::runs::within_caps(
+            let (keep, full) = crate::store::runs::within_caps(
                 &order,
                 &quota_map,
                 caps,
@@ -1409,7 +1409,7 @@ impl PostgresStore {
 #[async_trait]
 impl RunStore for PostgresStore {
     async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
-        super::runs::check_distinct_keys(&runs)?;
+        crate::store::runs::check_distinct_keys(&runs)?;
         let mut tries = 1;
         loop {
             match self.try_create_runs(&runs).await {
@@ -1563,7 +1563,7 @@ impl RunStore for PostgresStore {
         &self,
         items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
-        super::runs::check_distinct_runs(&items)?;
+        crate::store::runs::check_distinct_runs(&items)?;
         let mut tries = 1;
         loop {
             match self.try_transition_many(&items).await {
@@ -1661,7 +1661,7 @@ impl RunStore for PostgresStore {
             let (next,): (Option<DateTime<Utc>>,) = sqlx::query_as(NEXT_READY_AT)
                 .bind(queue)
                 .bind(micros(after))
-                .bind(super::runs::NEXT_READY_PRIORITIES)
+                .bind(crate::store::runs::NEXT_READY_PRIORITIES)
                 .fetch_one(self.pool())
                 .await?;
             if let Some(next) = next {

@@ -10,6 +10,10 @@
 //! creation and update times itself, truncated to microseconds, so a record
 //! returned by a write equals what a later read returns.
 
+mod runs;
+mod sessions;
+mod signals;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,8 +28,8 @@ use sqlx::{Connection, Decode, Row, Sqlite, Transaction, Type};
 
 use crate::secrets::SecretBox;
 
-use super::sealed;
-use super::{
+use crate::store::sealed;
+use crate::store::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
     ModelRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult,
 };
@@ -533,7 +537,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
-            .bind(super::builtin_pool_description(purpose))
+            .bind(crate::store::builtin_pool_description(purpose))
             .bind(purpose)
             .bind(created_at)
             .execute(&mut *tx)

@@ -24,12 +24,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::sqlite::{
+use super::{
     already_exists, column, exists, from_json, from_micros, into_page, micros, not_found,
     page_limits, prior_result, remember_result, to_json, truncate_to_micros,
     unique_as_already_exists,
 };
-use super::{
+use crate::store::{
     AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, Decision,
     DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter,
     RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult,
@@ -578,7 +578,7 @@ async fn create_one_run(conn: &mut SqliteConnection, new: NewRun) -> StoreResult
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
-        super::runs::check_distinct_keys(&runs)?;
+        crate::store::runs::check_distinct_keys(&runs)?;
         let mut tx = self.write_tx().await?;
         let mut results = Vec::with_capacity(runs.len());
         for new in runs {
@@ -708,7 +708,7 @@ impl RunStore for SqliteStore {
         &self,
         items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
-        super::runs::check_distinct_runs(&items)?;
+        crate::store::runs::check_distinct_runs(&items)?;
         // One write transaction: the single writer is every run's lock.
         let mut tx = self.write_tx().await?;
         let mut results = Vec::with_capacity(items.len());
@@ -786,7 +786,7 @@ impl RunStore for SqliteStore {
             .await?;
             leased_per_queue.insert(queue.clone(), leased.max(0) as u32);
         }
-        let quotas: HashMap<String, u32> = super::runs::queue_quotas(request, &leased_per_queue)
+        let quotas: HashMap<String, u32> = crate::store::runs::queue_quotas(request, &leased_per_queue)
             .into_iter()
             .collect();
         // (priority, available_at, id, queue, tenant), per queue in claim order.
@@ -837,7 +837,7 @@ impl RunStore for SqliteStore {
             .iter()
             .map(|(_, _, _, queue, tenant)| (queue.as_str(), tenant.as_str()))
             .collect();
-        let (kept, _) = super::runs::within_caps(&order, &quotas, caps, &leased_per_tenant, limit);
+        let (kept, _) = crate::store::runs::within_caps(&order, &quotas, caps, &leased_per_tenant, limit);
         let claimed_ids: Vec<String> = kept.into_iter().map(|i| candidates[i].2.clone()).collect();
 
         let mut leased_by_run: BTreeMap<String, Vec<AttemptRecord>> = BTreeMap::new();
@@ -953,7 +953,7 @@ impl RunStore for SqliteStore {
             let (next,): (Option<i64>,) = sqlx::query_as(NEXT_READY_AT)
                 .bind(queue)
                 .bind(micros(after))
-                .bind(super::runs::NEXT_READY_PRIORITIES)
+                .bind(crate::store::runs::NEXT_READY_PRIORITIES)
                 .fetch_one(&self.reader)
                 .await?;
             if let Some(next) = next {
