@@ -26,11 +26,12 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Connection;
+use taskloom_server::kernel::lease::{Caps, ClaimRequest};
 use taskloom_server::store::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, Claimed, Created, Decision,
-    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore,
-    Rejection, RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore,
-    SqliteStore, Store, StoreError, StoreResult, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, Claimed, Created, Decision, DueAttempt, EventRecord,
+    IdempotencyKey, NewRun, Page, PageQuery, Plan, PostgresStore, Rejection, RejectionKind,
+    RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore, Store,
+    StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use tempfile::TempDir;
 

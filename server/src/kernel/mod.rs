@@ -9,6 +9,7 @@ mod batch;
 pub mod decide;
 mod due;
 pub mod events;
+pub mod lease;
 pub mod replay;
 pub mod runner;
 pub mod value;
@@ -25,15 +26,16 @@ use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, Renderer};
 use crate::store::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, CreatedRun, Decision, Delta,
-    DeltaBatch, DynStore, EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
-    RunSnapshot, Signal, StoreError, StoreResult, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, CreatedRun, Decision, Delta, DeltaBatch, DynStore,
+    EventRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, RunSnapshot, Signal,
+    StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 use batch::{Batcher, Keyed};
 use decide::{Given, RenderJob, Renders};
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
 pub use due::ClaimLoop;
 use events::{EventHub, LiveEvent};
+use lease::{Caps, ClaimRequest};
 
 /// Errors of the kernel layer.
 #[derive(Debug, thiserror::Error)]
@@ -746,8 +748,7 @@ impl Kernel {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let lease =
-            chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::MAX);
+        let expires_at = lease::expiry(now, self.inner.config.lease.as_millis() as i64);
         let mut slots: Vec<(String, Box<dyn Slot>)> = Vec::new();
         for attempt in plan.new_attempts.iter_mut() {
             if attempt.status != AttemptStatus::Ready {
@@ -757,18 +758,19 @@ impl Kernel {
             // replicas.
             let capped = self.inner.config.caps.queue(&attempt.queue).is_some()
                 || self.inner.config.caps.tenant(&run_after.tenant).is_some();
-            let slot = (dispatchable && !capped && attempt.available_at <= now)
-                .then(|| providers.iter().find_map(|p| p.reserve(&attempt.queue)))
-                .flatten();
-            let Some(slot) = slot else {
+            let lease =
+                expires_at.filter(|_| dispatchable && !capped && attempt.available_at <= now);
+            let slot = lease.and_then(|until| {
+                providers
+                    .iter()
+                    .find_map(|p| p.reserve(&attempt.queue))
+                    .map(|slot| (slot, until))
+            });
+            let Some((slot, until)) = slot else {
                 note_ready(&mut dispatch, &attempt.queue, attempt.available_at);
                 continue;
             };
-            attempt.status = AttemptStatus::Leased;
-            attempt.lease_owner = Some(slot.owner());
-            attempt.lease_token = Some(format!("{:032x}", rand::random::<u128>()));
-            attempt.lease_expires_at = now.checked_add_signed(lease);
-            attempt.started_at = Some(now);
+            *attempt = lease::grant(attempt, &slot.owner(), now, until, rand::random());
             slots.push((attempt.id.clone(), slot));
         }
         if slots.is_empty() {

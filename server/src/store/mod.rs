@@ -9,6 +9,7 @@
 //! revision fail with [`StoreError::Conflict`] when it no longer matches
 //! (optimistic concurrency; the API exposes it as an etag).
 
+mod codec;
 mod postgres;
 mod runs;
 mod sealed;
@@ -26,9 +27,9 @@ use crate::secrets::SecretBox;
 
 pub use postgres::PostgresStore;
 pub use runs::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimFn, ClaimRequest, Claimed, CreatedRun,
-    Decision, DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure,
-    RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
+    DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
+    RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
 pub use sessions::{SessionStore, WorkerSessionRecord};
 pub use signals::{Announcement, Delta, DeltaBatch, Signal, Signals};

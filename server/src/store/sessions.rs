@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use super::{StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use super::{StoreError, StoreResult};
 
 /// One connected worker session.
 #[derive(Debug, Clone, PartialEq)]

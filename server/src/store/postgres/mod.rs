@@ -7,6 +7,7 @@
 //! creating transaction: a concurrent duplicate blocks on the key's primary
 //! key until the first transaction ends and then finds its row.
 
+mod retry;
 mod runs;
 mod sessions;
 mod signals;
@@ -21,8 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Decode, PgConnection, Row, Type};
 
-use crate::store::sealed;
 use crate::secrets::SecretBox;
+use crate::store::codec::{conflict, into_page, not_found, page_limits};
+use crate::store::sealed;
 
 use crate::store::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
@@ -310,28 +312,10 @@ fn on_foreign_key_violation(err: sqlx::Error, resource: &'static str, id: &str) 
     }
 }
 
-pub(super) fn not_found(resource: &'static str, id: &str) -> StoreError {
-    StoreError::NotFound {
-        resource,
-        id: id.to_string(),
-    }
-}
-
-/// `limit + 1` rows are fetched so a next page can be detected.
-pub(super) fn fetch_limit(page: &PageQuery) -> i64 {
-    i64::from(page.limit.max(1)) + 1
-}
-
 /// The lower bound for string keys: every key is non-empty (the API validates
 /// ids and names), so `""` precedes them all.
 fn after_key(page: &PageQuery) -> &str {
     page.after.as_deref().unwrap_or("")
-}
-
-/// Trims the extra row fetched by [`fetch_limit`] and derives the next page
-/// key from the last item kept.
-pub(super) fn into_page<T>(items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
-    Page::new(items, page.limit.max(1) as usize, key)
 }
 
 /// What an idempotency key says about a create.
@@ -515,12 +499,7 @@ fn revision_mismatch(
 ) -> StoreError {
     match actual {
         None => not_found(resource, id),
-        Some(actual) => StoreError::Conflict {
-            resource,
-            id: id.to_string(),
-            expected,
-            actual,
-        },
+        Some(actual) => conflict(resource, id, expected, actual),
     }
 }
 
@@ -719,7 +698,7 @@ impl Store for PostgresStore {
             " FROM backends b WHERE b.name > $1 ORDER BY b.name LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -868,7 +847,7 @@ impl Store for PostgresStore {
             " FROM pools p WHERE p.id > $1 ORDER BY p.id LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -959,7 +938,7 @@ impl Store for PostgresStore {
         ))
         .bind(pool_id)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -992,7 +971,7 @@ impl Store for PostgresStore {
         ))
         .bind(backend_id)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1062,7 +1041,7 @@ impl Store for PostgresStore {
         ))
         .bind(pool_id)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1095,7 +1074,7 @@ impl Store for PostgresStore {
         ))
         .bind(model_name)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1165,7 +1144,7 @@ impl Store for PostgresStore {
             " FROM models m WHERE m.name > $1 ORDER BY m.name LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -1248,7 +1227,7 @@ impl Store for PostgresStore {
             " FROM hooks h WHERE h.name > $1 ORDER BY h.name LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -1415,7 +1394,7 @@ impl Store for PostgresStore {
              WHERE NOT h.deleted AND h.id > $1 ORDER BY h.id LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -1455,7 +1434,7 @@ impl Store for PostgresStore {
         ))
         .bind(id)
         .bind(before)
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -85,4 +85,3 @@ impl SessionStore for SqliteStore {
             .collect()
     }
 }
-
