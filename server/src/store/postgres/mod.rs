@@ -476,7 +476,7 @@ async fn fetch_chain_version(
     .bind(version)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| not_found("chain version", &format!("{id}@{version}")))?;
+    .ok_or_else(|| not_found("chain version", format!("{id}@{version}")))?;
     chain_from_row(&row)
 }
 
@@ -913,10 +913,7 @@ impl Store for PostgresStore {
                 .await?
                 .rows_affected();
         if deleted == 0 {
-            return Err(not_found(
-                "pool backend",
-                &format!("{pool_id}/{backend_id}"),
-            ));
+            return Err(not_found("pool backend", format!("{pool_id}/{backend_id}")));
         }
         Ok(())
     }
@@ -1019,7 +1016,7 @@ impl Store for PostgresStore {
             .await?
             .rows_affected();
         if deleted == 0 {
-            return Err(not_found("pool model", &format!("{pool_id}/{model_name}")));
+            return Err(not_found("pool model", format!("{pool_id}/{model_name}")));
         }
         Ok(())
     }
@@ -1380,7 +1377,7 @@ impl Store for PostgresStore {
         if found.is_none() {
             let latest: i64 = column(&row, "latest_version")?;
             let version = version.unwrap_or(latest);
-            return Err(not_found("chain version", &format!("{id}@{version}")));
+            return Err(not_found("chain version", format!("{id}@{version}")));
         }
         chain_from_row(&row)
     }
