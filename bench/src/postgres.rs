@@ -6,11 +6,12 @@
 //! flatters every commit-bound figure; the bench uses it only with
 //! `--pg-no-fsync`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use taskloom_testkit::{find_pg_bin, is_root, pg_command};
 
 /// File whose presence tells the watchdog to leave postgres running.
 const KEEP_MARKER: &str = "keep";
@@ -48,7 +49,7 @@ impl LocalPostgres {
                 bail!("chown {} to postgres failed", dir.display());
             }
         }
-        let output = as_postgres_user(&initdb, root)
+        let output = pg_command(&initdb, root)
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale"])
             .arg("-D")
             .arg(&data)
@@ -58,7 +59,7 @@ impl LocalPostgres {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         let port = taskloom_testkit::free_port();
-        let mut server = as_postgres_user(&postgres, root);
+        let mut server = pg_command(&postgres, root);
         server
             .arg("-D")
             .arg(&data)
@@ -177,44 +178,6 @@ fn psql_ok(url: &str, sql: &str) -> bool {
         .status()
         .map(|status| status.success())
         .unwrap_or(false)
-}
-
-fn find_pg_bin(name: &str) -> Result<PathBuf> {
-    if let Ok(dir) = std::env::var("PG_BIN") {
-        return Ok(Path::new(&dir).join(name));
-    }
-    let mut candidates: Vec<PathBuf> = vec![];
-    if let Ok(path) = std::env::var("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|p| p.join(name)));
-    }
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        versions.sort();
-        candidates.extend(versions.into_iter().rev().map(|v| v.join("bin").join(name)));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .with_context(|| format!("{name} not found (install PostgreSQL or set PG_BIN)"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// initdb and postgres refuse to run as root; run them as `postgres` then.
-fn as_postgres_user(program: &Path, root: bool) -> Command {
-    if root {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
 }
 
 /// The server's version string (`SHOW server_version`), if psql can reach it.

@@ -173,8 +173,8 @@ fn parse_cap(text: &str) -> Result<(String, u32), String> {
 
 impl ServeArgs {
     /// The concurrency caps the flags name.
-    pub fn caps(&self) -> crate::store::Caps {
-        let mut caps = crate::store::Caps {
+    pub fn caps(&self) -> crate::kernel::lease::Caps {
+        let mut caps = crate::kernel::lease::Caps {
             queues: self.queue_caps.iter().cloned().collect(),
             ..Default::default()
         };

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use taskloom_server::kernel::lease::{Caps, ClaimRequest};
 use taskloom_server::store::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimRequest, Claimed, Created, Decision,
-    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, Rejection,
-    RejectionKind, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, Store,
+    AttemptRecord, AttemptStatus, ChainCheck, Claimed, Created, Decision, DueAttempt, EventRecord,
+    IdempotencyKey, NewRun, Page, PageQuery, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
+    RunRecord, RunSnapshot, RunStatus, RunStore, Store,
     StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 

@@ -69,7 +69,9 @@ pub fn fresh_postgres_database() -> Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
-fn find_pg_bin(name: &str) -> Result<PathBuf> {
+/// A PostgreSQL binary: from `PG_BIN`, the `PATH`, or the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find_pg_bin(name: &str) -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Ok(Path::new(&dir).join(name));
     }
@@ -88,7 +90,8 @@ fn find_pg_bin(name: &str) -> Result<PathBuf> {
         .with_context(|| format!("{name} not found (set PG_BIN)"))
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -98,7 +101,7 @@ fn is_root() -> bool {
 
 /// Runs `program args` as the `postgres` user when we are root (initdb and
 /// postgres refuse to run as root).
-fn pg_command(program: &Path, root: bool) -> Command {
+pub fn pg_command(program: &Path, root: bool) -> Command {
     if root {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "postgres", "--"]).arg(program);

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::decide::{self, Given, Renders};
 use super::transitions::ChainDecision;
-use super::{AttemptChange, ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, now};
+use super::{AttemptChange, ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, lease, now};
 use crate::chain::CompiledChain;
 use crate::store::{AttemptRecord, AttemptStatus, Decision, Plan, RunRecord, RunSnapshot, Verdict};
 
@@ -95,8 +95,7 @@ impl Kernel {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let lease =
-            chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::MAX);
+        let expires_at = lease::expiry(now, self.inner.config.lease.as_millis() as i64);
         let mut slots: Vec<(String, Box<dyn Slot>)> = Vec::new();
         for attempt in plan.new_attempts.iter_mut() {
             if attempt.status != AttemptStatus::Ready {
@@ -106,18 +105,19 @@ impl Kernel {
             // replicas.
             let capped = self.inner.config.caps.queue(&attempt.queue).is_some()
                 || self.inner.config.caps.tenant(&run_after.tenant).is_some();
-            let slot = (dispatchable && !capped && attempt.available_at <= now)
-                .then(|| providers.iter().find_map(|p| p.reserve(&attempt.queue)))
-                .flatten();
-            let Some(slot) = slot else {
+            let lease =
+                expires_at.filter(|_| dispatchable && !capped && attempt.available_at <= now);
+            let slot = lease.and_then(|until| {
+                providers
+                    .iter()
+                    .find_map(|p| p.reserve(&attempt.queue))
+                    .map(|slot| (slot, until))
+            });
+            let Some((slot, until)) = slot else {
                 note_ready(&mut dispatch, &attempt.queue, attempt.available_at);
                 continue;
             };
-            attempt.status = AttemptStatus::Leased;
-            attempt.lease_owner = Some(slot.owner());
-            attempt.lease_token = Some(format!("{:032x}", rand::random::<u128>()));
-            attempt.lease_expires_at = now.checked_add_signed(lease);
-            attempt.started_at = Some(now);
+            *attempt = lease::grant(attempt, &slot.owner(), now, until, rand::random());
             slots.push((attempt.id.clone(), slot));
         }
         if slots.is_empty() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::decide::{self, TaskFailure, TaskSuccess};
+use super::lease::ClaimRequest;
 use super::transitions::START_TRIES;
 use super::{
     ChainSource, ClaimedAttempt, Kernel, KernelError, KernelResult, StartRun, Started, now, value,
@@ -16,8 +17,8 @@ use super::{
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, AttemptStatus, ClaimRequest, IdempotencyKey, NewRun, Plan, RejectionKind,
-    RunRecord, StoreError,
+    AttemptRecord, AttemptStatus, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
+    StoreError,
 };
 
 /// An attempt a transition wrote, as stored afterwards.

@@ -9,14 +9,13 @@
 //! revision fail with [`StoreError::Conflict`] when it no longer matches
 //! (optimistic concurrency; the API exposes it as an etag).
 
+mod codec;
 mod postgres;
-mod postgres_runs;
 mod runs;
 mod sealed;
 mod sessions;
 mod signals;
 mod sqlite;
-mod sqlite_runs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,9 +27,9 @@ use crate::secrets::SecretBox;
 
 pub use postgres::PostgresStore;
 pub use runs::{
-    AttemptRecord, AttemptStatus, Caps, ChainCheck, ClaimFn, ClaimRequest, Claimed, CreatedRun,
-    Decision, DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure,
-    RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
+    DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
+    RunRecord, RunSnapshot, RunStatus, RunStore, TransitionOutcome, Verdict,
 };
 pub use sessions::{SessionStore, WorkerSessionRecord};
 pub use signals::{Announcement, Delta, DeltaBatch, Signal, Signals};

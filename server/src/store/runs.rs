@@ -396,7 +396,6 @@ pub(super) fn check_distinct_runs(items: &[(String, Decision)]) -> Result<(), su
     }
 }
 
-/// What to claim.
 /// A run to insert (see [`RunStore::create_runs`]).
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -443,111 +442,43 @@ pub(super) fn check_distinct_keys(runs: &[NewRun]) -> Result<(), super::StoreErr
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ClaimRequest {
+/// The kernel's side of a claim (`kernel::lease::ClaimRequest`): what to
+/// claim, the cap policy, fed the leased counts the store reads, and the
+/// lease of each attempt taken. The store only selects and locks candidates
+/// in claim order and applies what this decides. Called inside the claim's
+/// transaction: it must not block, lock or do I/O.
+pub trait ClaimPolicy: Send + Sync {
     /// Claim only from these queues.
-    pub queues: Vec<String>,
-    /// The lease owner (a replica's executor or a worker session).
-    pub owner: String,
+    fn queues(&self) -> &[String];
     /// At most this many attempts.
-    pub limit: u32,
+    fn limit(&self) -> u32;
     /// Claim attempts whose `available_at <= now`.
-    pub now: DateTime<Utc>,
-    /// The leases expire at `now + lease_ms`.
-    pub lease_ms: i64,
-    /// Concurrency caps the claim must stay within.
-    pub caps: Caps,
+    fn now(&self) -> DateTime<Utc>;
+    /// Whether the claim needs the attempts leased now of this queue.
+    fn queue_capped(&self, queue: &str) -> bool;
+    /// Whether the claim needs the attempts leased now of this tenant's
+    /// runs.
+    fn tenant_capped(&self, tenant: &str) -> bool;
+    /// How many attempts each queue may take given what is leased now (of
+    /// the capped queues), sorted by queue; queues without room are left
+    /// out.
+    fn quotas(&self, leased_per_queue: &HashMap<String, u32>) -> Vec<(String, u32)>;
+    /// Which candidates (in claim order: queue, tenant) to take within the
+    /// quotas and the tenants' room; also the tenants found without room
+    /// while candidates of theirs were left (to leave out of a re-read).
+    fn within_caps(
+        &self,
+        candidates: &[(&str, &str)],
+        quotas: &HashMap<String, u32>,
+        leased_per_tenant: &HashMap<String, u32>,
+    ) -> (Vec<usize>, Vec<String>);
+    /// The attempt leased (status, owner, token, expiry, start); a
+    /// rejection fails the claim.
+    fn lease(&self, attempt: &AttemptRecord) -> Result<AttemptRecord, Rejection>;
 }
 
-/// Concurrency caps, global across replicas: how many attempts of a queue,
-/// or of a tenant's runs, may be leased at once. A claim leaves attempts
-/// beyond them `Ready` (backpressure, never a failure).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caps {
-    pub queues: BTreeMap<String, u32>,
-    pub tenants: BTreeMap<String, u32>,
-    /// For every tenant without a cap of its own.
-    pub default_tenant: Option<u32>,
-}
-
-impl Caps {
-    pub fn queue(&self, queue: &str) -> Option<u32> {
-        self.queues.get(queue).copied()
-    }
-
-    pub fn tenant(&self, tenant: &str) -> Option<u32> {
-        self.tenants.get(tenant).copied().or(self.default_tenant)
-    }
-
-    pub fn limits_tenants(&self) -> bool {
-        !self.tenants.is_empty() || self.default_tenant.is_some()
-    }
-}
-
-/// How many attempts each queue of a claim may take: the claim's limit,
-/// cut by the queue's cap less what is leased now. Queues with no room are
-/// left out. Sorted by queue.
-pub(super) fn queue_quotas(
-    request: &ClaimRequest,
-    leased: &HashMap<String, u32>,
-) -> Vec<(String, u32)> {
-    let mut queues: Vec<&String> = request.queues.iter().collect();
-    queues.sort();
-    queues.dedup();
-    queues
-        .into_iter()
-        .filter_map(|queue| {
-            let room = match request.caps.queue(queue) {
-                Some(cap) => cap.saturating_sub(leased.get(queue).copied().unwrap_or(0)),
-                None => request.limit,
-            };
-            (room > 0).then(|| (queue.clone(), room.min(request.limit)))
-        })
-        .collect()
-}
-
-/// Keeps the candidates (in claim order, each with its queue and its run's
-/// tenant) that fit each queue's quota and each tenant's room given what
-/// is leased now, at most `limit`; also returns the tenants that ran out
-/// of room while candidates of theirs were left (to leave out of a
-/// re-read).
-pub(super) fn within_caps(
-    candidates: &[(&str, &str)],
-    quotas: &HashMap<String, u32>,
-    caps: &Caps,
-    leased_per_tenant: &HashMap<String, u32>,
-    limit: usize,
-) -> (Vec<usize>, Vec<String>) {
-    let mut per_queue: HashMap<&str, u32> = HashMap::new();
-    let mut per_tenant: HashMap<&str, u32> = HashMap::new();
-    let mut kept = Vec::new();
-    let mut full: Vec<String> = Vec::new();
-    for (index, (queue, tenant)) in candidates.iter().enumerate() {
-        if kept.len() == limit {
-            break;
-        }
-        let queue_taken = per_queue.entry(queue).or_default();
-        if *queue_taken >= quotas.get(*queue).copied().unwrap_or(0) {
-            continue;
-        }
-        if let Some(cap) = caps.tenant(tenant) {
-            let taken = per_tenant.entry(tenant).or_default();
-            if leased_per_tenant.get(*tenant).copied().unwrap_or(0) + *taken >= cap {
-                if !full.iter().any(|t| t == tenant) {
-                    full.push(tenant.to_string());
-                }
-                continue;
-            }
-            *taken += 1;
-        }
-        *queue_taken += 1;
-        kept.push(index);
-    }
-    (kept, full)
-}
-
-/// Result of a claim: the leased attempts (each with a fresh random
-/// `lease_token`) and the events written, in claim order.
+/// Result of a claim: the leased attempts and the events written, in claim
+/// order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
     pub attempts: Vec<AttemptRecord>,
@@ -650,15 +581,16 @@ pub trait RunStore: Send + Sync + 'static {
         &self,
         items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>>;
-    /// Leases up to `limit` `Ready` attempts of `queues` with
-    /// `available_at <= now` whose run is `Queued` or `Running`, highest
-    /// priority first, then oldest `available_at`, then id; skips attempts
-    /// another transaction holds. Each leased attempt gets `Leased`, the
-    /// owner, a fresh random token, `lease_expires_at = now + lease_ms` and
-    /// `started_at = now`. Then, per run touched (in run id order, under the
-    /// run row lock), `decide(run, leased attempts of that run)` gives the
-    /// run update, attempt updates and events to apply. One transaction.
-    async fn claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed>;
+    /// Leases up to `policy.limit()` `Ready` attempts of `policy.queues()`
+    /// with `available_at <= now` whose run is `Queued` or `Running`,
+    /// highest priority first, then oldest `available_at`, then id, within
+    /// the caps `policy` decides on the leased counts the store reads; skips
+    /// attempts another transaction holds. Each attempt taken is written as
+    /// `policy.lease` leased it. Then, per run touched (in run id order,
+    /// under the run row lock), `decide(run, leased attempts of that run)`
+    /// gives the run update, attempt updates and events to apply. One
+    /// transaction.
+    async fn claim(&self, policy: &dyn ClaimPolicy, decide: &ClaimFn) -> StoreResult<Claimed>;
     /// Leased attempts whose lease expired or whose deadline passed at
     /// `now`, oldest first, at most `limit`.
     async fn due_attempts(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<DueAttempt>>;
@@ -684,57 +616,3 @@ pub trait RunStore: Send + Sync + 'static {
 /// Distinct priorities of one queue's ready attempts `next_ready_at` looks
 /// at, highest first (work of lower ones is found by the claim loops' poll).
 pub const NEXT_READY_PRIORITIES: i32 = 64;
-
-#[cfg(test)]
-mod caps_tests {
-    use super::*;
-
-    fn request(queues: &[&str], limit: u32, caps: Caps) -> ClaimRequest {
-        ClaimRequest {
-            queues: queues.iter().map(|q| q.to_string()).collect(),
-            owner: "w".into(),
-            limit,
-            now: chrono::Utc::now(),
-            lease_ms: 1000,
-            caps,
-        }
-    }
-
-    #[test]
-    fn queue_quotas_follow_caps_and_leases() {
-        let caps = Caps {
-            queues: BTreeMap::from([("capped".to_string(), 3), ("full".to_string(), 2)]),
-            ..Caps::default()
-        };
-        let leased = HashMap::from([("capped".to_string(), 1), ("full".to_string(), 2)]);
-        let quotas = queue_quotas(&request(&["free", "full", "capped"], 10, caps), &leased);
-        assert_eq!(
-            quotas,
-            vec![("capped".to_string(), 2), ("free".to_string(), 10)]
-        );
-    }
-
-    #[test]
-    fn candidates_within_queue_quotas_and_tenant_caps() {
-        let caps = Caps {
-            tenants: BTreeMap::from([("big".to_string(), 5)]),
-            default_tenant: Some(1),
-            ..Caps::default()
-        };
-        let leased = HashMap::from([("big".to_string(), 4)]);
-        let quotas = HashMap::from([("q".to_string(), 10), ("small".to_string(), 1)]);
-        let candidates = [
-            ("q", "big"),
-            ("q", "big"),
-            ("q", "a"),
-            ("q", "a"),
-            ("small", "b"),
-            ("small", "c"),
-        ];
-        let (kept, full) = within_caps(&candidates, &quotas, &caps, &leased, 10);
-        assert_eq!(kept, vec![0, 2, 4]);
-        assert_eq!(full, vec!["big".to_string(), "a".to_string()]);
-        let (kept, _) = within_caps(&candidates, &quotas, &caps, &leased, 2);
-        assert_eq!(kept, vec![0, 2]);
-    }
-}

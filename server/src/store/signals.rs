@@ -13,16 +13,14 @@
 //! process, no signals.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
-use super::{PostgresStore, SqliteStore, StoreResult};
-use crate::telemetry::FailureLog;
+use super::StoreResult;
 
 /// The PostgreSQL notification channel of changed runs.
-const CHANNEL: &str = "taskloom_runs";
+pub(super) const CHANNEL: &str = "taskloom_runs";
 /// The PostgreSQL notification channel of token deltas.
-const DELTA_CHANNEL: &str = "taskloom_deltas";
+pub(super) const DELTA_CHANNEL: &str = "taskloom_deltas";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7900;
 
@@ -73,23 +71,8 @@ pub trait Signals: Send + Sync {
     async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>>;
 }
 
-#[async_trait]
-impl Signals for SqliteStore {
-    async fn announce(&self, _origin: &str, _run_ids: &[String]) -> StoreResult<()> {
-        Ok(())
-    }
-
-    async fn announce_deltas(&self, _batch: &DeltaBatch) -> StoreResult<()> {
-        Ok(())
-    }
-
-    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>> {
-        Ok(None)
-    }
-}
-
 /// Splits run ids into payloads `origin|id,id,…` under the size limit.
-fn payloads(origin: &str, run_ids: &[String]) -> Vec<String> {
+pub(super) fn payloads(origin: &str, run_ids: &[String]) -> Vec<String> {
     let mut payloads = Vec::new();
     let mut current = format!("{origin}|");
     let mut empty = true;
@@ -112,7 +95,7 @@ fn payloads(origin: &str, run_ids: &[String]) -> Vec<String> {
 
 /// Splits a batch of deltas into JSON payloads under the size limit; a
 /// delta too long for one payload is cut at character boundaries.
-fn delta_payloads(batch: &DeltaBatch) -> Vec<String> {
+pub(super) fn delta_payloads(batch: &DeltaBatch) -> Vec<String> {
     let encode = |deltas: &[Delta]| {
         serde_json::to_string(&DeltaBatch {
             origin: batch.origin.clone(),
@@ -162,7 +145,7 @@ fn delta_payloads(batch: &DeltaBatch) -> Vec<String> {
     payloads
 }
 
-fn parse(payload: &str) -> Option<Announcement> {
+pub(super) fn parse(payload: &str) -> Option<Announcement> {
     let (origin, ids) = payload.split_once('|')?;
     Some(Announcement {
         origin: origin.to_string(),
@@ -172,91 +155,6 @@ fn parse(payload: &str) -> Option<Announcement> {
             .map(str::to_string)
             .collect(),
     })
-}
-
-#[async_trait]
-impl Signals for PostgresStore {
-    async fn announce(&self, origin: &str, run_ids: &[String]) -> StoreResult<()> {
-        for payload in payloads(origin, run_ids) {
-            notify(self, CHANNEL, payload).await?;
-        }
-        Ok(())
-    }
-
-    async fn announce_deltas(&self, batch: &DeltaBatch) -> StoreResult<()> {
-        for payload in delta_payloads(batch) {
-            notify(self, DELTA_CHANNEL, payload).await?;
-        }
-        Ok(())
-    }
-
-    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<Signal>>> {
-        let pool = self.pool().clone();
-        let mut listener = subscribe(&pool).await?;
-        let (sender, receiver) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            let mut failures = FailureLog::new("listening for other replicas' changes");
-            loop {
-                let received = tokio::select! {
-                    received = listener.try_recv() => received,
-                    () = sender.closed() => return,
-                };
-                let signal = match received {
-                    Ok(Some(notification)) => {
-                        if notification.channel() == DELTA_CHANNEL {
-                            serde_json::from_str(notification.payload())
-                                .ok()
-                                .map(Signal::Deltas)
-                        } else {
-                            parse(notification.payload()).map(Signal::Changed)
-                        }
-                    }
-                    // The connection was lost; sqlx connected and listened
-                    // again before returning.
-                    Ok(None) => Some(Signal::Resync),
-                    Err(error) => {
-                        // Start over on a fresh connection once the
-                        // database answers again.
-                        failures.failed(&error);
-                        listener = loop {
-                            tokio::select! {
-                                () = tokio::time::sleep(failures.backoff()) => {}
-                                () = sender.closed() => return,
-                            }
-                            match subscribe(&pool).await {
-                                Ok(listener) => break listener,
-                                Err(error) => failures.failed(&error),
-                            }
-                        };
-                        failures.succeeded();
-                        Some(Signal::Resync)
-                    }
-                };
-                if let Some(signal) = signal
-                    && sender.send(signal).await.is_err()
-                {
-                    return;
-                }
-            }
-        });
-        Ok(Some(receiver))
-    }
-}
-
-/// A listener on a pooled connection, listening on both channels.
-async fn subscribe(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all([CHANNEL, DELTA_CHANNEL]).await?;
-    Ok(listener)
-}
-
-async fn notify(store: &PostgresStore, channel: &str, payload: String) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(payload)
-        .execute(store.pool())
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

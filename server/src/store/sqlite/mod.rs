@@ -10,12 +10,14 @@
 //! creation and update times itself, truncated to microseconds, so a record
 //! returned by a write equals what a later read returns.
 
+mod runs;
+mod sessions;
+mod signals;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -24,8 +26,11 @@ use sqlx::{Connection, Decode, Row, Sqlite, Transaction, Type};
 
 use crate::secrets::SecretBox;
 
-use super::sealed;
-use super::{
+use crate::store::codec::{
+    already_exists, conflict, from_json, not_found, page_limits, to_json, truncate_to_micros,
+};
+use crate::store::sealed;
+use crate::store::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
     ModelRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult,
 };
@@ -148,35 +153,8 @@ pub(super) fn from_micros(value: i64) -> StoreResult<DateTime<Utc>> {
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {value} out of range")))
 }
 
-/// Drops sub-microsecond precision, which the database does not keep.
-pub(super) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
-}
-
 fn now() -> DateTime<Utc> {
     truncate_to_micros(Utc::now())
-}
-
-pub(super) fn to_json<T: Serialize>(value: &T, what: &str) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encode {what}: {e}")))
-}
-
-pub(super) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("decode {what}: {e}")))
-}
-
-pub(super) fn not_found(resource: &'static str, id: impl Into<String>) -> StoreError {
-    StoreError::NotFound {
-        resource,
-        id: id.into(),
-    }
-}
-
-pub(super) fn already_exists(resource: &'static str, id: impl Into<String>) -> StoreError {
-    StoreError::AlreadyExists {
-        resource,
-        id: id.into(),
-    }
 }
 
 /// Maps a unique-constraint violation to `AlreadyExists`. The callers check
@@ -195,24 +173,8 @@ fn check_revision(resource: &'static str, id: &str, expected: i64, actual: i64) 
     if expected == actual {
         Ok(())
     } else {
-        Err(StoreError::Conflict {
-            resource,
-            id: id.to_string(),
-            expected,
-            actual,
-        })
+        Err(conflict(resource, id, expected, actual))
     }
-}
-
-/// `limit` clamped to at least 1, and the SQL LIMIT that fetches one extra
-/// row to learn whether another page exists.
-pub(super) fn page_limits(page: &PageQuery) -> (usize, i64) {
-    let limit = page.limit.max(1);
-    (limit as usize, i64::from(limit) + 1)
-}
-
-pub(super) fn into_page<T>(items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    Page::new(items, limit, key)
 }
 
 // ---------------------------------------------------------------------------
@@ -533,7 +495,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
-            .bind(super::builtin_pool_description(purpose))
+            .bind(crate::store::builtin_pool_description(purpose))
             .bind(purpose)
             .bind(created_at)
             .execute(&mut *tx)
@@ -691,7 +653,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| backend_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |b| b.name.clone()))
+        Ok(Page::new(items, limit, |b| b.name.clone()))
     }
 
     async fn update_backend(&self, backend: BackendRecord) -> StoreResult<BackendRecord> {
@@ -840,7 +802,7 @@ impl Store for SqliteStore {
             .iter()
             .map(pool_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |p| p.id.clone()))
+        Ok(Page::new(items, limit, |p| p.id.clone()))
     }
 
     async fn delete_pool(&self, id: &str) -> StoreResult<()> {
@@ -923,7 +885,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| backend_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |b| b.name.clone()))
+        Ok(Page::new(items, limit, |b| b.name.clone()))
     }
 
     async fn list_backend_pools(
@@ -951,7 +913,7 @@ impl Store for SqliteStore {
             .iter()
             .map(pool_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |p| p.id.clone()))
+        Ok(Page::new(items, limit, |p| p.id.clone()))
     }
 
     async fn assign_model_to_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()> {
@@ -1015,7 +977,7 @@ impl Store for SqliteStore {
             .iter()
             .map(model_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |m| m.name.clone()))
+        Ok(Page::new(items, limit, |m| m.name.clone()))
     }
 
     async fn list_model_pools(
@@ -1043,7 +1005,7 @@ impl Store for SqliteStore {
             .iter()
             .map(pool_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |p| p.id.clone()))
+        Ok(Page::new(items, limit, |p| p.id.clone()))
     }
 
     // ---- models ----
@@ -1108,7 +1070,7 @@ impl Store for SqliteStore {
             .iter()
             .map(model_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |m| m.name.clone()))
+        Ok(Page::new(items, limit, |m| m.name.clone()))
     }
 
     async fn delete_model(&self, name: &str) -> StoreResult<()> {
@@ -1200,7 +1162,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| hook_from_row(row, &self.secrets))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |h| h.name.clone()))
+        Ok(Page::new(items, limit, |h| h.name.clone()))
     }
 
     async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord> {
@@ -1355,7 +1317,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| chain_from_row(row).map(|(record, _)| record))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |c| c.id.clone()))
+        Ok(Page::new(items, limit, |c| c.id.clone()))
     }
 
     async fn list_chain_versions(
@@ -1389,7 +1351,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| chain_from_row(row).map(|(record, _)| record))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, limit, |c| c.version.to_string()))
+        Ok(Page::new(items, limit, |c| c.version.to_string()))
     }
 
     async fn update_chain(

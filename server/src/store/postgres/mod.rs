@@ -7,6 +7,11 @@
 //! creating transaction: a concurrent duplicate blocks on the key's primary
 //! key until the first transaction ends and then finds its row.
 
+mod retry;
+mod runs;
+mod sessions;
+mod signals;
+
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,10 +22,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{Connection, Decode, PgConnection, Row, Type};
 
-use super::sealed;
 use crate::secrets::SecretBox;
+use crate::store::codec::{conflict, into_page, not_found, page_limits};
+use crate::store::sealed;
 
-use super::{
+use crate::store::{
     BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, HookRecord, IdempotencyKey,
     ModelRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult,
 };
@@ -132,7 +138,7 @@ impl PostgresStore {
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
-            .bind(super::builtin_pool_description(purpose))
+            .bind(crate::store::builtin_pool_description(purpose))
             .bind(purpose)
             .bind(created_at)
             .execute(&mut *tx)
@@ -306,28 +312,10 @@ fn on_foreign_key_violation(err: sqlx::Error, resource: &'static str, id: &str) 
     }
 }
 
-pub(super) fn not_found(resource: &'static str, id: &str) -> StoreError {
-    StoreError::NotFound {
-        resource,
-        id: id.to_string(),
-    }
-}
-
-/// `limit + 1` rows are fetched so a next page can be detected.
-pub(super) fn fetch_limit(page: &PageQuery) -> i64 {
-    i64::from(page.limit.max(1)) + 1
-}
-
 /// The lower bound for string keys: every key is non-empty (the API validates
 /// ids and names), so `""` precedes them all.
 fn after_key(page: &PageQuery) -> &str {
     page.after.as_deref().unwrap_or("")
-}
-
-/// Trims the extra row fetched by [`fetch_limit`] and derives the next page
-/// key from the last item kept.
-pub(super) fn into_page<T>(items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
-    Page::new(items, page.limit.max(1) as usize, key)
 }
 
 /// What an idempotency key says about a create.
@@ -488,7 +476,7 @@ async fn fetch_chain_version(
     .bind(version)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| not_found("chain version", &format!("{id}@{version}")))?;
+    .ok_or_else(|| not_found("chain version", format!("{id}@{version}")))?;
     chain_from_row(&row)
 }
 
@@ -511,12 +499,7 @@ fn revision_mismatch(
 ) -> StoreError {
     match actual {
         None => not_found(resource, id),
-        Some(actual) => StoreError::Conflict {
-            resource,
-            id: id.to_string(),
-            expected,
-            actual,
-        },
+        Some(actual) => conflict(resource, id, expected, actual),
     }
 }
 
@@ -715,7 +698,7 @@ impl Store for PostgresStore {
             " FROM backends b WHERE b.name > $1 ORDER BY b.name LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -864,7 +847,7 @@ impl Store for PostgresStore {
             " FROM pools p WHERE p.id > $1 ORDER BY p.id LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -930,10 +913,7 @@ impl Store for PostgresStore {
                 .await?
                 .rows_affected();
         if deleted == 0 {
-            return Err(not_found(
-                "pool backend",
-                &format!("{pool_id}/{backend_id}"),
-            ));
+            return Err(not_found("pool backend", format!("{pool_id}/{backend_id}")));
         }
         Ok(())
     }
@@ -955,7 +935,7 @@ impl Store for PostgresStore {
         ))
         .bind(pool_id)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -988,7 +968,7 @@ impl Store for PostgresStore {
         ))
         .bind(backend_id)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1036,7 +1016,7 @@ impl Store for PostgresStore {
             .await?
             .rows_affected();
         if deleted == 0 {
-            return Err(not_found("pool model", &format!("{pool_id}/{model_name}")));
+            return Err(not_found("pool model", format!("{pool_id}/{model_name}")));
         }
         Ok(())
     }
@@ -1058,7 +1038,7 @@ impl Store for PostgresStore {
         ))
         .bind(pool_id)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1091,7 +1071,7 @@ impl Store for PostgresStore {
         ))
         .bind(model_name)
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1161,7 +1141,7 @@ impl Store for PostgresStore {
             " FROM models m WHERE m.name > $1 ORDER BY m.name LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -1244,7 +1224,7 @@ impl Store for PostgresStore {
             " FROM hooks h WHERE h.name > $1 ORDER BY h.name LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -1397,7 +1377,7 @@ impl Store for PostgresStore {
         if found.is_none() {
             let latest: i64 = column(&row, "latest_version")?;
             let version = version.unwrap_or(latest);
-            return Err(not_found("chain version", &format!("{id}@{version}")));
+            return Err(not_found("chain version", format!("{id}@{version}")));
         }
         chain_from_row(&row)
     }
@@ -1411,7 +1391,7 @@ impl Store for PostgresStore {
              WHERE NOT h.deleted AND h.id > $1 ORDER BY h.id LIMIT $2"
         ))
         .bind(after_key(&page))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -1451,7 +1431,7 @@ impl Store for PostgresStore {
         ))
         .bind(id)
         .bind(before)
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -33,20 +33,22 @@
 //! [`StoreError::Corrupt`]. So does a claim decision that rejects.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
-use super::postgres::{
-    Reservation, column, database_error, fetch_limit, into_page, not_found, reserve,
+use super::retry::retrying;
+use super::{Reservation, column, database_error, into_page, not_found, page_limits, reserve};
+use crate::store::codec::{
+    attempt_as_stored, error_columns, fold_claim_plan, lease_refused, outside_run, run_as_stored,
+    run_updated, sort_in_claim_order, truncate_to_micros,
 };
-use super::{
-    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun,
+use crate::store::{
+    AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, Created, CreatedRun,
     Decision, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
     PostgresStore, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError,
     StoreResult, TransitionOutcome, Verdict,
@@ -85,42 +87,6 @@ macro_rules! attempt_columns {
 /// ruled out for these transactions.
 const BEGIN_HOT: &str =
     "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
-
-/// How often a transaction is tried when Postgres reports a deadlock or a
-/// serialization failure.
-const MAX_TRIES: u32 = 5;
-
-/// Ready attempts to lease, in claim order, locked; `SKIP LOCKED` passes
-/// over attempts another claim holds, so this never waits. One ordered scan
-/// of the partial ready index per queue: a plain `queue = ANY($1)` would
-/// read and sort every ready attempt of those queues. Up to `limit` rows per
-/// queue are locked; the unused ones are released at commit.
-const CLAIM_CANDIDATES: &str = concat!(
-    "SELECT c.* FROM UNNEST($1::text[], $3::int8[]) AS q(queue, quota) CROSS JOIN LATERAL (SELECT ",
-    attempt_columns!(),
-    ", r.tenant AS run_tenant FROM attempts a JOIN runs r ON r.id = a.run_id \
-     WHERE a.status = 'ready' AND a.queue = q.queue AND a.available_at <= $2 \
-     AND r.status IN ('queued', 'running') AND r.tenant <> ALL($5::text[]) \
-     AND a.id <> ALL($6::text[]) \
-     ORDER BY a.priority DESC, a.available_at, a.id LIMIT q.quota \
-     FOR UPDATE OF a SKIP LOCKED) AS c \
-     ORDER BY c.priority DESC, c.available_at, c.id LIMIT $4"
-);
-
-/// Serializes the claims of capped queues or tenants across replicas (one
-/// transaction-scoped advisory lock per name, taken in name order) so two
-/// claims cannot both see room under a cap.
-const LOCK_CAPS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(k, 7)) \
-     FROM UNNEST($1::text[]) AS k ORDER BY k";
-
-/// Attempts leased now, per capped queue.
-const LEASED_PER_QUEUE: &str = "SELECT queue AS name, count(*) AS leased FROM attempts \
-     WHERE status = 'leased' AND queue = ANY($1::text[]) GROUP BY queue";
-
-/// Attempts leased now, per capped tenant.
-const LEASED_PER_TENANT: &str = "SELECT r.tenant AS name, count(*) AS leased \
-     FROM attempts a JOIN runs r ON r.id = a.run_id \
-     WHERE a.status = 'leased' AND r.tenant = ANY($1::text[]) GROUP BY r.tenant";
 
 /// The parts of a write statement that insert attempts (`$1`..`$26`) and
 /// events (`$27`..`$29`), each an `INSERT … SELECT` over `UNNEST`ed column
@@ -252,113 +218,6 @@ const CREATE_RUNS: &str = concat!(
 // ---------------------------------------------------------------------------
 // Encoding
 
-/// A timestamp at the precision TIMESTAMPTZ keeps.
-fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.trunc_subsecs(6)
-}
-
-fn optional_micros(at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    at.map(micros)
-}
-
-/// `run` with its timestamps as the table keeps them.
-fn run_as_stored(run: RunRecord) -> RunRecord {
-    RunRecord {
-        created_at: micros(run.created_at),
-        started_at: optional_micros(run.started_at),
-        ended_at: optional_micros(run.ended_at),
-        updated_at: micros(run.updated_at),
-        ..run
-    }
-}
-
-/// `attempt` with its timestamps as the table keeps them.
-fn attempt_as_stored(attempt: AttemptRecord) -> AttemptRecord {
-    AttemptRecord {
-        available_at: micros(attempt.available_at),
-        deadline: optional_micros(attempt.deadline),
-        lease_expires_at: optional_micros(attempt.lease_expires_at),
-        created_at: micros(attempt.created_at),
-        started_at: optional_micros(attempt.started_at),
-        ended_at: optional_micros(attempt.ended_at),
-        ..attempt
-    }
-}
-
-/// `stored` with the mutable columns of `update` (already as stored):
-/// what an attempt update leaves in the row.
-fn attempt_updated(stored: &AttemptRecord, update: &AttemptRecord) -> AttemptRecord {
-    AttemptRecord {
-        id: stored.id.clone(),
-        run_id: stored.run_id.clone(),
-        task_id: stored.task_id.clone(),
-        attempt: stored.attempt,
-        step: stored.step,
-        queue: stored.queue.clone(),
-        priority: stored.priority,
-        input: stored.input.clone(),
-        prompt: stored.prompt.clone(),
-        created_at: stored.created_at,
-        ..update.clone()
-    }
-}
-
-/// `stored` with the mutable columns of `update` (already as stored) and
-/// `last_seq`: what a run update leaves in the row.
-fn run_updated(stored: &RunRecord, update: &RunRecord, last_seq: i64) -> RunRecord {
-    RunRecord {
-        id: stored.id.clone(),
-        chain_id: stored.chain_id.clone(),
-        chain_version: stored.chain_version,
-        input: stored.input.clone(),
-        labels: stored.labels.clone(),
-        priority: stored.priority,
-        tenant: stored.tenant.clone(),
-        request_id: stored.request_id.clone(),
-        created_at: stored.created_at,
-        last_seq,
-        ..update.clone()
-    }
-}
-
-/// `now + lease_ms`, refusing durations that leave the representable range.
-fn lease_expiry(now: DateTime<Utc>, lease_ms: i64) -> StoreResult<DateTime<Utc>> {
-    TimeDelta::try_milliseconds(lease_ms)
-        .and_then(|lease| now.checked_add_signed(lease))
-        .ok_or_else(|| {
-            StoreError::FailedPrecondition(format!("lease of {lease_ms} ms is out of range"))
-        })
-}
-
-/// A fresh fencing token: 128 bits from the thread's CSPRNG, in hex.
-fn new_lease_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
-fn outside_run(run_id: &str, what: String) -> StoreError {
-    StoreError::Corrupt(format!("a plan for run {run_id:?} {what}"))
-}
-
-/// A deadlock (40P01), serialization failure (40001) or a row lock taken
-/// with `NOWAIT` that another transaction holds (55P03): the transaction
-/// failed as a whole and may simply run again.
-fn is_retryable(err: &StoreError) -> bool {
-    match err {
-        StoreError::Database(err) => database_error(err)
-            .and_then(|db| db.code())
-            .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "55P03")),
-        _ => false,
-    }
-}
-
-/// Sleeps before try `tries + 1`: a jittered, doubling delay, so the
-/// transactions that collided do not collide again in lockstep.
-async fn back_off(tries: u32) {
-    let ceiling_us = 1_000u64 << tries.min(6);
-    let delay_us = rand::random_range(ceiling_us / 4..=ceiling_us);
-    tokio::time::sleep(Duration::from_micros(delay_us)).await;
-}
-
 // ---------------------------------------------------------------------------
 // Row decoding
 
@@ -477,22 +336,6 @@ async fn fetch_run(conn: &mut PgConnection, id: &str) -> StoreResult<RunRecord> 
     .await?
     .ok_or_else(|| not_found("run", id))?;
     run_from_row(&row)
-}
-
-/// Leased attempts per name, from [`LEASED_PER_QUEUE`] or [`LEASED_PER_TENANT`].
-async fn leased_counts(
-    conn: &mut PgConnection,
-    query: &str,
-    names: &[&str],
-) -> StoreResult<HashMap<String, u32>> {
-    let rows = sqlx::query(query).bind(names).fetch_all(conn).await?;
-    rows.iter()
-        .map(|row| {
-            let name: String = column(row, "name")?;
-            let leased: i64 = column(row, "leased")?;
-            Ok((name, leased.max(0) as u32))
-        })
-        .collect()
 }
 
 /// `NotFound` unless the run exists.
@@ -826,18 +669,6 @@ fn text_column(row: &PgRow, name: &str) -> StoreResult<Option<String>> {
 /// One column of `items`, as an array parameter.
 fn col<'a, T, V>(items: &'a [T], value: impl Fn(&'a T) -> V) -> Vec<V> {
     items.iter().map(value).collect()
-}
-
-/// The three error columns of a run: all set or all NULL.
-fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
-    match error {
-        Some(failure) => [
-            Some(failure.message.as_str()),
-            Some(failure.task_id.as_str()),
-            Some(failure.reason.as_str()),
-        ],
-        None => [None, None, None],
-    }
 }
 
 /// Why [`CREATE_RUNS`] skipped a run.
@@ -1213,195 +1044,6 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(results)
     }
-
-    async fn try_claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
-        let now = micros(request.now);
-        let lease_expires_at = lease_expiry(now, request.lease_ms)?;
-        let mut queues: Vec<&str> = request.queues.iter().map(String::as_str).collect();
-        queues.sort_unstable();
-        queues.dedup();
-
-        let mut tx = self.begin_hot().await?;
-        let caps = &request.caps;
-        let capped_queues: Vec<&str> = queues
-            .iter()
-            .copied()
-            .filter(|queue| caps.queue(queue).is_some())
-            .collect();
-        let leased_per_queue = if capped_queues.is_empty() {
-            HashMap::new()
-        } else {
-            let locks: Vec<String> = capped_queues.iter().map(|q| format!("queue:{q}")).collect();
-            sqlx::query(LOCK_CAPS)
-                .bind(&locks)
-                .execute(&mut *tx)
-                .await?;
-            leased_counts(&mut tx, LEASED_PER_QUEUE, &capped_queues).await?
-        };
-        let quotas = super::runs::queue_quotas(request, &leased_per_queue);
-        let quota_queues: Vec<&str> = quotas.iter().map(|(q, _)| q.as_str()).collect();
-        let quota_limits: Vec<i64> = quotas.iter().map(|(_, n)| i64::from(*n)).collect();
-        // A tenant found without room after a read sends the read round
-        // again without it (and without the rows already kept), so its
-        // backlog does not hide other tenants' work.
-        let quota_map: HashMap<String, u32> = quotas.iter().cloned().collect();
-        let mut excluded: Vec<String> = Vec::new();
-        let mut locked_tenants: HashSet<String> = HashSet::new();
-        let mut leased_per_tenant: HashMap<String, u32> = HashMap::new();
-        let mut kept: Vec<(AttemptRecord, String)> = Vec::new();
-        for _ in 0..3 {
-            if quotas.is_empty() {
-                break;
-            }
-            let kept_ids: Vec<&str> = kept.iter().map(|(a, _)| a.id.as_str()).collect();
-            let rows = sqlx::query(CLAIM_CANDIDATES)
-                .bind(&quota_queues)
-                .bind(now)
-                .bind(&quota_limits)
-                .bind(i64::from(request.limit))
-                .bind(&excluded)
-                .bind(&kept_ids)
-                .fetch_all(&mut *tx)
-                .await?;
-            let read = decode_all(&rows, attempt_from_row)?;
-            let tenants: Vec<String> = rows
-                .iter()
-                .map(|row| column::<String>(row, "run_tenant"))
-                .collect::<StoreResult<_>>()?;
-            let read_count = read.len();
-            let mut all: Vec<(AttemptRecord, String)> = std::mem::take(&mut kept);
-            all.extend(read.into_iter().zip(tenants));
-            all.sort_by(|(a, _), (b, _)| {
-                b.priority
-                    .cmp(&a.priority)
-                    .then(a.available_at.cmp(&b.available_at))
-                    .then(a.id.cmp(&b.id))
-            });
-            let mut new_tenants: Vec<&str> = all
-                .iter()
-                .map(|(_, t)| t.as_str())
-                .filter(|t| caps.tenant(t).is_some() && !locked_tenants.contains(*t))
-                .collect();
-            new_tenants.sort_unstable();
-            new_tenants.dedup();
-            if !new_tenants.is_empty() {
-                let locks: Vec<String> =
-                    new_tenants.iter().map(|t| format!("tenant:{t}")).collect();
-                sqlx::query(LOCK_CAPS)
-                    .bind(&locks)
-                    .execute(&mut *tx)
-                    .await?;
-                leased_per_tenant
-                    .extend(leased_counts(&mut tx, LEASED_PER_TENANT, &new_tenants).await?);
-                locked_tenants.extend(new_tenants.iter().map(|t| t.to_string()));
-            }
-            let order: Vec<(&str, &str)> = all
-                .iter()
-                .map(|(a, t)| (a.queue.as_str(), t.as_str()))
-                .collect();
-            let (keep, full) = super::runs::within_caps(
-                &order,
-                &quota_map,
-                caps,
-                &leased_per_tenant,
-                request.limit as usize,
-            );
-            let dropped = keep.len() < all.len();
-            let mut all: Vec<Option<(AttemptRecord, String)>> = all.into_iter().map(Some).collect();
-            kept = keep.into_iter().filter_map(|i| all[i].take()).collect();
-            let new_full: Vec<String> =
-                full.into_iter().filter(|t| !excluded.contains(t)).collect();
-            if read_count == 0
-                || !dropped
-                || new_full.is_empty()
-                || kept.len() == request.limit as usize
-            {
-                break;
-            }
-            // Rows locked for full tenants are released at commit.
-            excluded.extend(new_full);
-        }
-        let candidates: Vec<AttemptRecord> = kept.into_iter().map(|(a, _)| a).collect();
-        let mut candidates_by_run: BTreeMap<&str, Vec<&AttemptRecord>> = BTreeMap::new();
-        for candidate in &candidates {
-            candidates_by_run
-                .entry(candidate.run_id.as_str())
-                .or_default()
-                .push(candidate);
-        }
-        // In id order, so claims that want the same runs queue up rather
-        // than deadlock. A run may have been paused or cancelled since the
-        // candidates were read: waiting for its lock re-reads it, and only
-        // dispatchable runs get their attempts leased.
-        let run_ids: Vec<&str> = candidates_by_run.keys().copied().collect();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
-        ))
-        .bind(&run_ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let runs = decode_all(&rows, run_from_row)?;
-
-        let mut writes = Writes::default();
-        let mut leased_by_id: HashMap<String, AttemptRecord> = HashMap::new();
-        let mut events = Vec::new();
-        for run in runs.iter().filter(|run| run.status.is_dispatchable()) {
-            let Some(candidates) = candidates_by_run.get(run.id.as_str()) else {
-                continue;
-            };
-            let leased: Vec<AttemptRecord> = candidates
-                .iter()
-                .map(|candidate| AttemptRecord {
-                    status: AttemptStatus::Leased,
-                    lease_owner: Some(request.owner.clone()),
-                    lease_token: Some(new_lease_token()),
-                    lease_expires_at: Some(lease_expires_at),
-                    started_at: Some(now),
-                    ..(*candidate).clone()
-                })
-                .collect();
-            let mut plan = decide(run, &leased);
-            if let Verdict::Reject(rejection) = &plan.verdict {
-                return Err(outside_run(
-                    &run.id,
-                    format!(
-                        "rejected a claim, which claim decisions must not do: {}",
-                        rejection.message
-                    ),
-                ));
-            }
-            // Updates of the attempts just leased fold into their lease
-            // write: one row version per claimed attempt, not two.
-            let mut leased: HashMap<String, AttemptRecord> = leased
-                .into_iter()
-                .map(|attempt| (attempt.id.clone(), attempt))
-                .collect();
-            let mut other_updates = Vec::new();
-            for update in std::mem::take(&mut plan.attempt_updates) {
-                match leased.get_mut(&update.id) {
-                    Some(attempt) if update.run_id == run.id => {
-                        *attempt = attempt_updated(attempt, &attempt_as_stored(update));
-                    }
-                    _ => other_updates.push(update),
-                }
-            }
-            plan.attempt_updates = other_updates;
-            let (_, run_events) = writes.stage(run, plan)?;
-            events.extend(run_events);
-            writes.attempt_updates.extend(leased.values().cloned());
-            leased_by_id.extend(leased);
-        }
-        writes.apply(&mut tx).await?;
-        tx.commit().await?;
-
-        let attempts = candidates
-            .iter()
-            .filter_map(|candidate| leased_by_id.remove(&candidate.id))
-            .collect();
-        Ok(Claimed { attempts, events })
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1409,17 +1051,8 @@ impl PostgresStore {
 #[async_trait]
 impl RunStore for PostgresStore {
     async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
-        super::runs::check_distinct_keys(&runs)?;
-        let mut tries = 1;
-        loop {
-            match self.try_create_runs(&runs).await {
-                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
-                    back_off(tries).await;
-                    tries += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+        crate::store::runs::check_distinct_keys(&runs)?;
+        retrying(|| self.try_create_runs(&runs)).await
     }
 
     async fn find_request(&self, key: &IdempotencyKey) -> StoreResult<Option<String>> {
@@ -1477,17 +1110,21 @@ impl RunStore for PostgresStore {
             query.push(" AND r.tenant = ").push_bind(tenant.as_str());
         }
         if let Some(after) = filter.created_after {
-            query.push(" AND r.created_at >= ").push_bind(micros(after));
+            query
+                .push(" AND r.created_at >= ")
+                .push_bind(truncate_to_micros(after));
         }
         if let Some(before) = filter.created_before {
-            query.push(" AND r.created_at < ").push_bind(micros(before));
+            query
+                .push(" AND r.created_at < ")
+                .push_bind(truncate_to_micros(before));
         }
         if let Some(after) = &page.after {
             query.push(" AND r.id < ").push_bind(after.as_str());
         }
         query
             .push(" ORDER BY r.id DESC LIMIT ")
-            .push_bind(fetch_limit(&page));
+            .push_bind(page_limits(&page).1);
         let rows = query.build().fetch_all(self.pool()).await?;
         let items = decode_all(&rows, run_from_row)?;
         Ok(into_page(items, &page, |run| run.id.clone()))
@@ -1525,7 +1162,7 @@ impl RunStore for PostgresStore {
         ))
         .bind(run_id)
         .bind(after_step.unwrap_or(i32::MIN))
-        .bind(fetch_limit(&page))
+        .bind(page_limits(&page).1)
         .fetch_all(&mut *conn)
         .await?;
         // Attempts exist only with their run; only an empty page needs the
@@ -1563,49 +1200,22 @@ impl RunStore for PostgresStore {
         &self,
         items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
-        super::runs::check_distinct_runs(&items)?;
-        let mut tries = 1;
-        loop {
-            match self.try_transition_many(&items).await {
-                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
-                    back_off(tries).await;
-                    tries += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+        crate::store::runs::check_distinct_runs(&items)?;
+        retrying(|| self.try_transition_many(&items)).await
     }
 
     async fn transition(&self, run_id: &str, decide: Decision) -> StoreResult<TransitionOutcome> {
-        let mut tries = 1;
-        loop {
-            match self.try_transition(run_id, &decide).await {
-                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
-                    back_off(tries).await;
-                    tries += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+        retrying(|| self.try_transition(run_id, &decide)).await
     }
 
-    async fn claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
-        if request.queues.is_empty() || request.limit == 0 {
+    async fn claim(&self, policy: &dyn ClaimPolicy, decide: &ClaimFn) -> StoreResult<Claimed> {
+        if policy.queues().is_empty() || policy.limit() == 0 {
             return Ok(Claimed {
                 attempts: Vec::new(),
                 events: Vec::new(),
             });
         }
-        let mut tries = 1;
-        loop {
-            match self.try_claim(request, decide).await {
-                Err(err) if tries < MAX_TRIES && is_retryable(&err) => {
-                    back_off(tries).await;
-                    tries += 1;
-                }
-                claimed => return claimed,
-            }
-        }
+        retrying(|| self.try_claim(policy, decide)).await
     }
 
     async fn due_attempts(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<DueAttempt>> {
@@ -1617,7 +1227,7 @@ impl RunStore for PostgresStore {
              WHERE a.status = 'leased' AND LEAST(a.lease_expires_at, a.deadline) <= $1 \
              ORDER BY LEAST(a.lease_expires_at, a.deadline), a.id LIMIT $2",
         )
-        .bind(micros(now))
+        .bind(truncate_to_micros(now))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
@@ -1645,7 +1255,7 @@ impl RunStore for PostgresStore {
         }
         query
             .push(" ORDER BY a.id DESC LIMIT ")
-            .push_bind(fetch_limit(&page));
+            .push_bind(page_limits(&page).1);
         let rows = query.build().fetch_all(self.pool()).await?;
         let items = decode_all(&rows, attempt_from_row)?;
         Ok(into_page(items, &page, |attempt| attempt.id.clone()))
@@ -1660,8 +1270,8 @@ impl RunStore for PostgresStore {
         for queue in queues {
             let (next,): (Option<DateTime<Utc>>,) = sqlx::query_as(NEXT_READY_AT)
                 .bind(queue)
-                .bind(micros(after))
-                .bind(super::runs::NEXT_READY_PRIORITIES)
+                .bind(truncate_to_micros(after))
+                .bind(crate::store::runs::NEXT_READY_PRIORITIES)
                 .fetch_one(self.pool())
                 .await?;
             if let Some(next) = next {
@@ -1688,375 +1298,9 @@ const NEXT_READY_AT: &str = "WITH RECURSIVE levels(priority, n) AS ( \
              ORDER BY a.available_at LIMIT 1)) \
      FROM levels l WHERE l.priority IS NOT NULL";
 
+#[path = "claim.rs"]
+mod claim;
+
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use super::*;
-    use crate::store::Store;
-
-    async fn fresh_store() -> PostgresStore {
-        let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
-            .await
-            .unwrap()
-            .unwrap();
-        let store = PostgresStore::connect(&url, crate::secrets::SecretBox::ephemeral())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        store
-    }
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_750_000_000 + seconds, 0).unwrap()
-    }
-
-    fn run(id: &str) -> RunRecord {
-        RunRecord {
-            id: id.to_string(),
-            chain_id: "chain".to_string(),
-            chain_version: 1,
-            status: RunStatus::Queued,
-            input: vec![1, 2, 3],
-            output: None,
-            error: None,
-            labels: BTreeMap::new(),
-            priority: 0,
-            tenant: String::new(),
-            request_id: None,
-            steps: 0,
-            executions: 0,
-            heads: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            last_seq: 0,
-            created_at: at(0),
-            started_at: None,
-            ended_at: None,
-            updated_at: at(0),
-        }
-    }
-
-    fn ready_attempt(run_id: &str, step: i32) -> AttemptRecord {
-        AttemptRecord {
-            id: format!("{run_id}-a{step:02}"),
-            run_id: run_id.to_string(),
-            task_id: format!("task{step}"),
-            attempt: 1,
-            step,
-            status: AttemptStatus::Ready,
-            queue: "work".to_string(),
-            priority: 0,
-            available_at: at(step.into()),
-            deadline: None,
-            lease_owner: None,
-            lease_token: None,
-            lease_expires_at: None,
-            lease_expiries: 0,
-            input: vec![step as u8],
-            prompt: None,
-            output: None,
-            error: None,
-            dead_lettered: false,
-            backend_id: None,
-            model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            created_at: at(0),
-            started_at: None,
-            ended_at: None,
-        }
-    }
-
-    fn claim_request(owner: &str, limit: u32) -> ClaimRequest {
-        ClaimRequest {
-            queues: vec!["work".to_string()],
-            owner: owner.to_string(),
-            limit,
-            now: at(3_600),
-            lease_ms: 30_000,
-            caps: Default::default(),
-        }
-    }
-
-    /// Marks the run running and writes one event per leased attempt.
-    fn start_run(run: &RunRecord, leased: &[AttemptRecord]) -> Plan {
-        Plan {
-            run: Some(RunRecord {
-                status: RunStatus::Running,
-                ..run.clone()
-            }),
-            events: leased.iter().map(|a| a.id.clone().into_bytes()).collect(),
-            ..Plan::apply()
-        }
-    }
-
-    /// Claimers lock ready attempts and then wait for their runs;
-    /// transitions hold a run and rewrite its ready attempts. Neither may
-    /// fail the other (no deadlock or lock conflict escapes the retries),
-    /// and no attempt may be leased twice.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn claims_racing_transitions_never_fail_or_double_lease() {
-        const RUNS: usize = 12;
-        const ATTEMPTS_PER_RUN: i32 = 4;
-        const TOTAL: usize = RUNS * ATTEMPTS_PER_RUN as usize;
-        let store = Arc::new(fresh_store().await);
-        let run_ids: Vec<String> = (0..RUNS).map(|i| format!("run{i:02}")).collect();
-        for id in &run_ids {
-            let attempts = (1..=ATTEMPTS_PER_RUN)
-                .map(|s| ready_attempt(id, s))
-                .collect();
-            store
-                .create_run(run(id), attempts, Vec::new(), None)
-                .await
-                .unwrap();
-        }
-
-        let leased = Arc::new(Mutex::new(Vec::<AttemptRecord>::new()));
-        let mut claimers = Vec::new();
-        for worker in 0..4 {
-            let store = store.clone();
-            let leased = leased.clone();
-            claimers.push(tokio::spawn(async move {
-                let owner = format!("worker{worker}");
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                while leased.lock().unwrap().len() < TOTAL {
-                    assert!(tokio::time::Instant::now() < deadline, "claims stalled");
-                    let claimed = store.claim(&claim_request(&owner, 3), &start_run).await?;
-                    leased.lock().unwrap().extend(claimed.attempts);
-                    tokio::task::yield_now().await;
-                }
-                StoreResult::Ok(())
-            }));
-        }
-        let decisions = Arc::new(AtomicUsize::new(0));
-        let mut touchers = Vec::new();
-        for toucher in 0..4 {
-            let store = store.clone();
-            let run_ids = run_ids.clone();
-            let decisions = decisions.clone();
-            touchers.push(tokio::spawn(async move {
-                let mut applied = BTreeMap::<String, i64>::new();
-                for round in 0..6 {
-                    for id in run_ids.iter().cycle().skip(toucher * 3 + round).take(RUNS) {
-                        let decisions = decisions.clone();
-                        // Rewrites every ready attempt as it is: a row lock
-                        // on each, in the middle of the claimers' work.
-                        let decide = Decision::new(move |snapshot: &RunSnapshot| {
-                            decisions.fetch_add(1, Ordering::Relaxed);
-                            Plan {
-                                attempt_updates: snapshot
-                                    .attempts
-                                    .iter()
-                                    .filter(|a| a.status == AttemptStatus::Ready)
-                                    .cloned()
-                                    .collect(),
-                                events: vec![b"touch".to_vec()],
-                                ..Plan::apply()
-                            }
-                        });
-                        match store.transition(id, decide).await? {
-                            TransitionOutcome::Applied { .. } => {
-                                *applied.entry(id.clone()).or_default() += 1;
-                            }
-                            other => panic!("nothing rejects or replays here: {other:?}"),
-                        }
-                    }
-                }
-                StoreResult::Ok(applied)
-            }));
-        }
-        for claimer in claimers {
-            claimer.await.unwrap().unwrap();
-        }
-        let mut touches = BTreeMap::<String, i64>::new();
-        for toucher in touchers {
-            for (id, count) in toucher.await.unwrap().unwrap() {
-                *touches.entry(id).or_default() += count;
-            }
-        }
-
-        let leased = leased.lock().unwrap().clone();
-        let distinct: HashSet<&str> = leased.iter().map(|a| a.id.as_str()).collect();
-        assert_eq!(leased.len(), TOTAL, "every attempt leased once");
-        assert_eq!(distinct.len(), TOTAL, "no attempt leased twice");
-        for attempt in &leased {
-            assert_eq!(store.get_attempt(&attempt.id).await.unwrap(), *attempt);
-        }
-        for id in &run_ids {
-            let stored = store.get_run(id).await.unwrap();
-            assert_eq!(stored.status, RunStatus::Running);
-            let events = store.list_events(id, 0, 1_000).await.unwrap();
-            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-            assert_eq!(seqs, (1..=stored.last_seq).collect::<Vec<_>>());
-            let expected = i64::from(ATTEMPTS_PER_RUN) + touches.get(id).copied().unwrap_or(0);
-            assert_eq!(stored.last_seq, expected, "run {id}");
-        }
-        let transitions: i64 = touches.values().sum();
-        eprintln!(
-            "{transitions} transitions applied after {} decisions",
-            decisions.load(Ordering::Relaxed)
-        );
-    }
-
-    /// A claim that waited for a run's lock sees the run as the holder left
-    /// it: a run paused meanwhile keeps its attempts ready.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_claim_rechecks_a_run_paused_while_it_waited() {
-        let store = fresh_store().await;
-        for id in ["r", "s"] {
-            store
-                .create_run(run(id), vec![ready_attempt(id, 1)], Vec::new(), None)
-                .await
-                .unwrap();
-        }
-        let mut holder = store.pool().begin().await.unwrap();
-        sqlx::query("SELECT 1 FROM runs WHERE id = 'r' FOR UPDATE")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-        let claimer = {
-            let store = store.clone();
-            tokio::spawn(async move { store.claim(&claim_request("w", 10), &start_run).await })
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the claim never waited"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        sqlx::query("UPDATE runs SET status = 'paused' WHERE id = 'r'")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-        holder.commit().await.unwrap();
-
-        let claimed = claimer.await.unwrap().unwrap();
-        let leased: Vec<&str> = claimed.attempts.iter().map(|a| a.id.as_str()).collect();
-        assert_eq!(leased, ["s-a01"]);
-        assert_eq!(
-            store.get_attempt("r-a01").await.unwrap(),
-            ready_attempt("r", 1)
-        );
-        let paused = store.get_run("r").await.unwrap();
-        assert_eq!((paused.status, paused.last_seq), (RunStatus::Paused, 0));
-    }
-
-    #[tokio::test]
-    async fn a_taken_attempt_id_is_already_exists_and_creates_nothing() {
-        let store = fresh_store().await;
-        store
-            .create_run(run("r"), vec![ready_attempt("r", 1)], Vec::new(), None)
-            .await
-            .unwrap();
-        let clash = AttemptRecord {
-            run_id: "s".to_string(),
-            ..ready_attempt("r", 1)
-        };
-        let created = store
-            .create_run(run("s"), vec![clash], vec![b"created".to_vec()], None)
-            .await;
-        assert!(
-            matches!(
-                &created,
-                Err(StoreError::AlreadyExists { resource: "attempt", id }) if id == "r-a01"
-            ),
-            "{created:?}"
-        );
-        assert!(matches!(
-            store.get_run("s").await,
-            Err(StoreError::NotFound { .. })
-        ));
-    }
-
-    /// The database guard behind the Rust checks: a claim plan that updates
-    /// another run's attempt under its own run id matches no row, and the
-    /// whole claim, leases included, rolls back.
-    #[tokio::test]
-    async fn a_claim_plan_reaching_into_another_run_rolls_back() {
-        let store = fresh_store().await;
-        store
-            .create_run(run("a"), vec![ready_attempt("a", 1)], Vec::new(), None)
-            .await
-            .unwrap();
-        let foreign = AttemptRecord {
-            status: AttemptStatus::Waiting,
-            ..ready_attempt("b", 1)
-        };
-        store
-            .create_run(run("b"), vec![foreign.clone()], Vec::new(), None)
-            .await
-            .unwrap();
-        let claimed = store
-            .claim(&claim_request("w", 10), &move |run, leased| Plan {
-                attempt_updates: vec![AttemptRecord {
-                    run_id: run.id.clone(),
-                    status: AttemptStatus::Cancelled,
-                    ..foreign.clone()
-                }],
-                ..start_run(run, leased)
-            })
-            .await;
-        assert!(
-            matches!(claimed, Err(StoreError::Corrupt(_))),
-            "{claimed:?}"
-        );
-        assert_eq!(
-            store.get_attempt("a-a01").await.unwrap(),
-            ready_attempt("a", 1)
-        );
-        assert_eq!(
-            store.get_attempt("b-a01").await.unwrap().status,
-            AttemptStatus::Waiting
-        );
-        assert_eq!(store.get_run("a").await.unwrap(), run("a"));
-    }
-
-    /// Updates of the attempts a claim just leased are folded into the lease
-    /// write; what the claim returns is what is stored.
-    #[tokio::test]
-    async fn claim_plans_may_amend_the_leased_attempts() {
-        let store = fresh_store().await;
-        let attempts = vec![ready_attempt("r", 1), ready_attempt("r", 2)];
-        store
-            .create_run(run("r"), attempts, Vec::new(), None)
-            .await
-            .unwrap();
-        let deadline = at(7_200) + TimeDelta::nanoseconds(1_234_567);
-        let claimed = store
-            .claim(&claim_request("w", 1), &move |run, leased| Plan {
-                attempt_updates: leased
-                    .iter()
-                    .map(|a| AttemptRecord {
-                        deadline: Some(deadline),
-                        ..a.clone()
-                    })
-                    .collect(),
-                ..start_run(run, leased)
-            })
-            .await
-            .unwrap();
-        assert_eq!(claimed.attempts.len(), 1);
-        let attempt = &claimed.attempts[0];
-        assert_eq!(attempt.id, "r-a01");
-        assert_eq!(attempt.status, AttemptStatus::Leased);
-        assert_eq!(attempt.deadline, Some(micros(deadline)));
-        assert_eq!(attempt.lease_token.as_ref().map(String::len), Some(32));
-        assert_eq!(store.get_attempt("r-a01").await.unwrap(), *attempt);
-        assert_eq!(claimed.events.len(), 1);
-        assert_eq!(store.get_run("r").await.unwrap().last_seq, 1);
-    }
-}
+#[path = "runs_tests.rs"]
+mod tests;

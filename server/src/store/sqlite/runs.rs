@@ -20,17 +20,19 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::sqlite::{
-    already_exists, column, exists, from_json, from_micros, into_page, micros, not_found,
-    page_limits, prior_result, remember_result, to_json, truncate_to_micros,
-    unique_as_already_exists,
-};
 use super::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimRequest, Claimed, Created, CreatedRun, Decision,
+    already_exists, column, exists, from_json, from_micros, micros, not_found, page_limits,
+    prior_result, remember_result, to_json, unique_as_already_exists,
+};
+use crate::store::codec::{
+    error_columns, fold_claim_plan, lease_refused, outside_run, run_as_stored, sort_in_claim_order,
+};
+use crate::store::{
+    AttemptRecord, AttemptStatus, ClaimFn, ClaimPolicy, Claimed, Created, CreatedRun, Decision,
     DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter,
     RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult,
     TransitionOutcome, Verdict,
@@ -56,29 +58,6 @@ fn optional_time(value: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
     value.map(from_micros).transpose()
 }
 
-/// `run` with its timestamps at the microsecond precision the table keeps.
-fn run_as_stored(run: RunRecord) -> RunRecord {
-    RunRecord {
-        created_at: truncate_to_micros(run.created_at),
-        started_at: run.started_at.map(truncate_to_micros),
-        ended_at: run.ended_at.map(truncate_to_micros),
-        updated_at: truncate_to_micros(run.updated_at),
-        ..run
-    }
-}
-
-/// The three error columns of a run: all set or all NULL.
-fn error_columns(error: Option<&RunFailure>) -> [Option<&str>; 3] {
-    match error {
-        Some(failure) => [
-            Some(failure.message.as_str()),
-            Some(failure.task_id.as_str()),
-            Some(failure.reason.as_str()),
-        ],
-        None => [None, None, None],
-    }
-}
-
 /// The run statuses whose ready attempts may be claimed, as a JSON array
 /// for `json_each`.
 fn dispatchable_statuses() -> StoreResult<String> {
@@ -90,22 +69,10 @@ fn dispatchable_statuses() -> StoreResult<String> {
     to_json(&statuses, "dispatchable run statuses")
 }
 
-/// `now + lease_ms`, refusing durations that leave the representable range.
-fn lease_expiry(now: DateTime<Utc>, lease_ms: i64) -> StoreResult<DateTime<Utc>> {
-    TimeDelta::try_milliseconds(lease_ms)
-        .and_then(|lease| now.checked_add_signed(lease))
-        .ok_or_else(|| {
-            StoreError::FailedPrecondition(format!("lease of {lease_ms} ms is out of range"))
-        })
-}
-
-/// A fresh fencing token: 128 random bits in hex.
-fn new_lease_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
-fn outside_run(run_id: &str, what: String) -> StoreError {
-    StoreError::Corrupt(format!("a plan for run {run_id:?} {what}"))
+/// The count a `SELECT count(*)` for `key` returns.
+async fn count_leased(conn: &mut SqliteConnection, sql: &str, key: &str) -> StoreResult<u32> {
+    let (leased,): (i64,) = sqlx::query_as(sql).bind(key).fetch_one(&mut *conn).await?;
+    Ok(leased.max(0) as u32)
 }
 
 // ---------------------------------------------------------------------------
@@ -578,7 +545,7 @@ async fn create_one_run(conn: &mut SqliteConnection, new: NewRun) -> StoreResult
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn create_runs(&self, runs: Vec<NewRun>) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
-        super::runs::check_distinct_keys(&runs)?;
+        crate::store::runs::check_distinct_keys(&runs)?;
         let mut tx = self.write_tx().await?;
         let mut results = Vec::with_capacity(runs.len());
         for new in runs {
@@ -646,7 +613,7 @@ impl RunStore for SqliteStore {
         query.push(" ORDER BY r.id DESC LIMIT ").push_bind(fetch);
         let rows = query.build().fetch_all(&self.reader).await?;
         let items = decode_all(&rows, run_from_row)?;
-        Ok(into_page(items, limit, |run| run.id.clone()))
+        Ok(Page::new(items, limit, |run| run.id.clone()))
     }
 
     async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord> {
@@ -680,7 +647,7 @@ impl RunStore for SqliteStore {
         .await?;
         tx.commit().await?;
         let items = decode_all(&rows, attempt_from_row)?;
-        Ok(into_page(items, limit, |attempt| attempt.step.to_string()))
+        Ok(Page::new(items, limit, |attempt| attempt.step.to_string()))
     }
 
     async fn list_events(
@@ -708,7 +675,7 @@ impl RunStore for SqliteStore {
         &self,
         items: Vec<(String, Decision)>,
     ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
-        super::runs::check_distinct_runs(&items)?;
+        crate::store::runs::check_distinct_runs(&items)?;
         // One write transaction: the single writer is every run's lock.
         let mut tx = self.write_tx().await?;
         let mut results = Vec::with_capacity(items.len());
@@ -757,132 +724,105 @@ impl RunStore for SqliteStore {
         Ok(TransitionOutcome::Applied { run, events })
     }
 
-    async fn claim(&self, request: &ClaimRequest, decide: &ClaimFn) -> StoreResult<Claimed> {
-        if request.queues.is_empty() || request.limit == 0 {
+    async fn claim(&self, policy: &dyn ClaimPolicy, decide: &ClaimFn) -> StoreResult<Claimed> {
+        let limit = policy.limit();
+        if policy.queues().is_empty() || limit == 0 {
             return Ok(Claimed {
                 attempts: Vec::new(),
                 events: Vec::new(),
             });
         }
-        let now = truncate_to_micros(request.now);
-        let lease_expires_at = lease_expiry(now, request.lease_ms)?;
+        let now = micros(policy.now());
         let dispatchable = dispatchable_statuses()?;
-        let limit = request.limit as usize;
         let mut tx = self.write_tx().await?;
+        // Under the single writer no other transaction holds these rows, so
+        // there is nothing to skip, and counting what is leased is exact: no
+        // other claim runs meanwhile.
+        let mut leased_per_queue: HashMap<String, u32> = HashMap::new();
+        for queue in policy.queues().iter().filter(|q| policy.queue_capped(q)) {
+            let leased = count_leased(
+                &mut tx,
+                "SELECT count(*) FROM attempts WHERE status = 'leased' AND queue = ?",
+                queue,
+            )
+            .await?;
+            leased_per_queue.insert(queue.clone(), leased);
+        }
+        let quotas: HashMap<String, u32> = policy.quotas(&leased_per_queue).into_iter().collect();
         // One index scan per queue, each already in claim order and cut at
         // the limit, then merged: a single query over several queues would
-        // sort every ready attempt they hold. Under the single writer no
-        // other transaction holds these rows, so there is nothing to skip.
-        // Under the single writer, counting what is leased is exact: no
-        // other claim runs meanwhile.
-        let caps = &request.caps;
-        let mut leased_per_queue: HashMap<String, u32> = HashMap::new();
-        for queue in request.queues.iter().filter(|q| caps.queue(q).is_some()) {
-            let (leased,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM attempts WHERE status = 'leased' AND queue = ?",
-            )
-            .bind(queue)
-            .fetch_one(&mut *tx)
-            .await?;
-            leased_per_queue.insert(queue.clone(), leased.max(0) as u32);
-        }
-        let quotas: HashMap<String, u32> = super::runs::queue_quotas(request, &leased_per_queue)
-            .into_iter()
-            .collect();
-        // (priority, available_at, id, queue, tenant), per queue in claim order.
-        let mut candidates: Vec<(i32, i64, String, String, String)> = Vec::new();
+        // sort every ready attempt they hold.
+        let mut candidates: Vec<(AttemptRecord, String)> = Vec::new();
         for queue in quotas.keys() {
-            let rows: Vec<(i32, i64, String, String)> = sqlx::query_as(
-                "SELECT a.priority, a.available_at, a.id, r.tenant \
+            let rows = sqlx::query(&format!(
+                "SELECT {ATTEMPT_COLUMNS}, r.tenant AS run_tenant \
                  FROM attempts a CROSS JOIN runs r ON r.id = a.run_id \
                  WHERE a.status = 'ready' AND a.queue = ?1 AND a.available_at <= ?2 \
                    AND r.status IN (SELECT value FROM json_each(?3)) \
-                 ORDER BY a.priority DESC, a.available_at, a.id LIMIT ?4",
-            )
+                 ORDER BY a.priority DESC, a.available_at, a.id LIMIT ?4"
+            ))
             .bind(queue)
-            .bind(micros(now))
+            .bind(now)
             .bind(&dispatchable)
-            .bind(i64::from(request.limit))
+            .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await?;
-            candidates.extend(
-                rows.into_iter()
-                    .map(|(priority, at, id, tenant)| (priority, at, id, queue.clone(), tenant)),
-            );
-        }
-        candidates.sort_by(|(p1, at1, id1, ..), (p2, at2, id2, ..)| {
-            p2.cmp(p1).then(at1.cmp(at2)).then(id1.cmp(id2))
-        });
-        let mut leased_per_tenant: HashMap<String, u32> = HashMap::new();
-        if caps.limits_tenants() {
-            let mut tenants: Vec<&str> = candidates
-                .iter()
-                .map(|(.., tenant)| tenant.as_str())
-                .filter(|tenant| caps.tenant(tenant).is_some())
-                .collect();
-            tenants.sort_unstable();
-            tenants.dedup();
-            for tenant in tenants {
-                let (leased,): (i64,) = sqlx::query_as(
-                    "SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id \
-                     WHERE a.status = 'leased' AND r.tenant = ?",
-                )
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await?;
-                leased_per_tenant.insert(tenant.to_string(), leased.max(0) as u32);
+            for row in &rows {
+                candidates.push((attempt_from_row(row)?, column(row, "run_tenant")?));
             }
+        }
+        sort_in_claim_order(&mut candidates, |(attempt, _)| attempt);
+        let mut tenants: Vec<&str> = candidates
+            .iter()
+            .map(|(_, tenant)| tenant.as_str())
+            .filter(|tenant| policy.tenant_capped(tenant))
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let mut leased_per_tenant: HashMap<String, u32> = HashMap::new();
+        for tenant in tenants {
+            let leased = count_leased(
+                &mut tx,
+                "SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id \
+                 WHERE a.status = 'leased' AND r.tenant = ?",
+                tenant,
+            )
+            .await?;
+            leased_per_tenant.insert(tenant.to_string(), leased);
         }
         let order: Vec<(&str, &str)> = candidates
             .iter()
-            .map(|(_, _, _, queue, tenant)| (queue.as_str(), tenant.as_str()))
+            .map(|(attempt, tenant)| (attempt.queue.as_str(), tenant.as_str()))
             .collect();
-        let (kept, _) = super::runs::within_caps(&order, &quotas, caps, &leased_per_tenant, limit);
-        let claimed_ids: Vec<String> = kept.into_iter().map(|i| candidates[i].2.clone()).collect();
+        let (kept, _) = policy.within_caps(&order, &quotas, &leased_per_tenant);
 
+        let mut claimed_ids = Vec::with_capacity(kept.len());
         let mut leased_by_run: BTreeMap<String, Vec<AttemptRecord>> = BTreeMap::new();
-        for id in &claimed_ids {
-            sqlx::query(
-                "UPDATE attempts SET status = ?, lease_owner = ?, lease_token = ?, \
-                 lease_expires_at = ?, started_at = ? WHERE id = ?",
-            )
-            .bind(AttemptStatus::Leased.as_str())
-            .bind(&request.owner)
-            .bind(new_lease_token())
-            .bind(micros(lease_expires_at))
-            .bind(micros(now))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            let leased = fetch_attempt(&mut tx, id).await?;
+        for index in kept {
+            let leased = policy.lease(&candidates[index].0).map_err(lease_refused)?;
+            claimed_ids.push(leased.id.clone());
             leased_by_run
                 .entry(leased.run_id.clone())
                 .or_default()
                 .push(leased);
         }
-
+        let mut leased_by_id: HashMap<String, AttemptRecord> = HashMap::new();
         let mut events = Vec::new();
-        for (run_id, leased) in &leased_by_run {
-            let run = fetch_run(&mut tx, run_id).await?;
-            let plan = decide(&run, leased);
-            if let Verdict::Reject(rejection) = &plan.verdict {
-                return Err(outside_run(
-                    run_id,
-                    format!(
-                        "rejected a claim, which claim decisions must not do: {}",
-                        rejection.message
-                    ),
-                ));
+        for (run_id, leased) in leased_by_run {
+            let run = fetch_run(&mut tx, &run_id).await?;
+            let mut plan = decide(&run, &leased);
+            let leased = fold_claim_plan(&run, leased, &mut plan)?;
+            for attempt in leased.values() {
+                update_attempt(&mut tx, &run.id, attempt).await?;
             }
             events.extend(apply_plan(&mut tx, &run, plan).await?);
-        }
-
-        // The leased attempts as the plans left them, in claim order.
-        let mut attempts = Vec::with_capacity(claimed_ids.len());
-        for id in &claimed_ids {
-            attempts.push(fetch_attempt(&mut tx, id).await?);
+            leased_by_id.extend(leased);
         }
         tx.commit().await?;
+        let attempts = claimed_ids
+            .iter()
+            .filter_map(|id| leased_by_id.remove(id))
+            .collect();
         Ok(Claimed { attempts, events })
     }
 
@@ -940,7 +880,7 @@ impl RunStore for SqliteStore {
             }
         };
         let items = decode_all(&rows, attempt_from_row)?;
-        Ok(into_page(items, limit, |attempt| attempt.id.clone()))
+        Ok(Page::new(items, limit, |attempt| attempt.id.clone()))
     }
 
     async fn next_ready_at(
@@ -953,7 +893,7 @@ impl RunStore for SqliteStore {
             let (next,): (Option<i64>,) = sqlx::query_as(NEXT_READY_AT)
                 .bind(queue)
                 .bind(micros(after))
-                .bind(super::runs::NEXT_READY_PRIORITIES)
+                .bind(crate::store::runs::NEXT_READY_PRIORITIES)
                 .fetch_one(&self.reader)
                 .await?;
             if let Some(next) = next {

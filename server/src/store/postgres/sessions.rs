@@ -1,0 +1,114 @@
+//! [`SessionStore`] for PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::store::sessions::{corrupt, to_json};
+use crate::store::{SessionStore, StoreResult, WorkerSessionRecord};
+
+use super::PostgresStore;
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn publish_sessions(
+        &self,
+        replica: &str,
+        sessions: &[WorkerSessionRecord],
+        seen_at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM worker_sessions WHERE replica = $1 OR seen_at < $2")
+            .bind(replica)
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await?;
+        let col = |f: &dyn Fn(&WorkerSessionRecord) -> String| -> Vec<String> {
+            sessions.iter().map(f).collect()
+        };
+        sqlx::query(
+            "INSERT INTO worker_sessions (session_id, replica, worker_id, name, queues, slots, \
+             leases_held, labels, sdk_version, connected_at, last_heartbeat, fenced_operations, \
+             seen_at) \
+             SELECT s.session_id, $2, s.worker_id, s.name, s.queues::jsonb, s.slots, \
+             s.leases_held, s.labels::jsonb, s.sdk_version, s.connected_at, s.last_heartbeat, \
+             s.fenced_operations, $3 \
+             FROM UNNEST($1::text[], $4::text[], $5::text[], $6::text[], $7::int4[], \
+             $8::int4[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
+             $13::int8[]) \
+             AS s(session_id, worker_id, name, queues, slots, leases_held, labels, \
+             sdk_version, connected_at, last_heartbeat, fenced_operations) \
+             ON CONFLICT (session_id) DO UPDATE SET replica = EXCLUDED.replica, \
+             slots = EXCLUDED.slots, leases_held = EXCLUDED.leases_held, \
+             last_heartbeat = EXCLUDED.last_heartbeat, \
+             fenced_operations = EXCLUDED.fenced_operations, seen_at = EXCLUDED.seen_at",
+        )
+        .bind(col(&|s| s.session_id.clone()))
+        .bind(replica)
+        .bind(seen_at)
+        .bind(col(&|s| s.worker_id.clone()))
+        .bind(col(&|s| s.name.clone()))
+        .bind(col(&|s| to_json(&s.queues)))
+        .bind(sessions.iter().map(|s| s.slots as i32).collect::<Vec<_>>())
+        .bind(
+            sessions
+                .iter()
+                .map(|s| s.leases_held as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(&|s| to_json(&s.labels)))
+        .bind(col(&|s| s.sdk_version.clone()))
+        .bind(sessions.iter().map(|s| s.connected_at).collect::<Vec<_>>())
+        .bind(
+            sessions
+                .iter()
+                .map(|s| s.last_heartbeat)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            sessions
+                .iter()
+                .map(|s| s.fenced_operations as i64)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_sessions(
+        &self,
+        seen_after: DateTime<Utc>,
+    ) -> StoreResult<Vec<WorkerSessionRecord>> {
+        let rows = sqlx::query(
+            "SELECT session_id, replica, worker_id, name, queues::text AS queues, slots, \
+             leases_held, labels::text AS labels, sdk_version, connected_at, last_heartbeat, \
+             fenced_operations FROM worker_sessions WHERE seen_at >= $1 ORDER BY session_id",
+        )
+        .bind(seen_after)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let queues: String = row.try_get("queues")?;
+                let labels: String = row.try_get("labels")?;
+                Ok(WorkerSessionRecord {
+                    session_id: row.try_get("session_id")?,
+                    replica: row.try_get("replica")?,
+                    worker_id: row.try_get("worker_id")?,
+                    name: row.try_get("name")?,
+                    queues: serde_json::from_str(&queues).map_err(|e| corrupt("queues", e))?,
+                    slots: row.try_get::<i32, _>("slots")?.max(0) as u32,
+                    leases_held: row.try_get::<i32, _>("leases_held")?.max(0) as u32,
+                    labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", e))?,
+                    sdk_version: row.try_get("sdk_version")?,
+                    connected_at: row.try_get("connected_at")?,
+                    last_heartbeat: row.try_get("last_heartbeat")?,
+                    fenced_operations: row.try_get::<i64, _>("fenced_operations")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}
