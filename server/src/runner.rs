@@ -34,8 +34,6 @@ use crate::telemetry::FailureLog;
 
 /// The least time leases are left alone after the store comes back.
 pub const MIN_OUTAGE_GRACE: Duration = Duration::from_secs(5);
-/// Longest wait between two tries to record an outcome during an outage.
-const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Most attempts one claim leases.
 const MAX_CLAIM: usize = 64;
@@ -292,7 +290,11 @@ async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {
 async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedAttempt) {
     let attempt = claimed.attempt;
     let token = attempt.lease_token.clone().unwrap_or_default();
-    let chain = match kernel.chain(&claimed.chain_id, claimed.chain_version).await {
+    let chain = match store::through_faults(KernelError::is_store_fault, || {
+        kernel.chain(&claimed.chain_id, claimed.chain_version)
+    })
+    .await
+    {
         Ok(chain) => chain,
         Err(error) => {
             tracing::error!(run_id = %attempt.run_id, error = %error, "cannot load the chain of an attempt");
@@ -391,20 +393,8 @@ where
     W: Fn() -> F,
     F: std::future::Future<Output = KernelResult<Transitioned>>,
 {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match write().await {
-            Ok(_) => return,
-            Err(error) if error.is_store_fault() => {
-                tracing::debug!(attempt_id = %attempt.id, error = %error, "{what} not recorded yet; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_RECORD_BACKOFF);
-            }
-            Err(error) => {
-                tracing::info!(attempt_id = %attempt.id, error = %error, "{what} not recorded");
-                return;
-            }
-        }
+    if let Err(error) = store::through_faults(KernelError::is_store_fault, write).await {
+        tracing::info!(attempt_id = %attempt.id, error = %error, "{what} not recorded");
     }
 }
 

@@ -389,6 +389,53 @@ async fn postgres_lost_connections_heal() {
     assert_signalled_across_replicas(&channel_a, &channel_b).await;
 }
 
+/// A task whose own read of the store (its hook) meets a fault waits for
+/// the store and then runs: an outage delays work, it never fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_read_through_a_lost_connection_waits() {
+    use sqlx::Connection;
+
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::ZERO).await;
+    let (_server, channel) = start(url.clone()).await;
+    prepare(channel.clone(), &hook.url).await;
+
+    // The first task's read of its hook waits on a lock this test holds;
+    // then its connection is terminated.
+    let mut dba = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut lock = dba.begin().await.unwrap();
+    sqlx::query("LOCK TABLE hooks IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let run = start_runs_through_faults(&channel, "read", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reader: i32 = loop {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query ILIKE '%hooks%'",
+        )
+        .fetch_optional(&mut *lock)
+        .await
+        .unwrap();
+        if let Some(pid) = waiting {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the task never read its hook");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(reader)
+        .fetch_one(&mut *lock)
+        .await
+        .unwrap();
+    assert!(terminated);
+    lock.rollback().await.unwrap();
+
+    wait_all_succeeded(&channel, &run, Duration::from_secs(30)).await;
+    assert_eq!(hook.requests().len(), 3, "each task called its hook once");
+}
+
 /// A change made through replica A reaches a watcher on replica B well
 /// before B's one-second safety poll: B listens to PostgreSQL again.
 async fn assert_signalled_across_replicas(channel_a: &Channel, channel_b: &Channel) {

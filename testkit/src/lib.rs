@@ -285,10 +285,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `binary serve` on a port the kernel picks (the server prints
-    /// the address it bound; picking a "free" port first races with other
-    /// tests) with the given database URL (a fresh SQLite file in a temp dir
-    /// when `None`) and waits until it accepts connections.
+    /// Starts `binary serve` on port 0, so the operating system picks the
+    /// port and the server prints the address it bound (choosing a "free"
+    /// port first races with parallel tests), with the given database URL
+    /// (a fresh SQLite file in a temp dir when `None`), and waits until it
+    /// accepts connections.
     pub fn start(binary: &Path, database_url: Option<&str>, extra_args: &[&str]) -> Result<Self> {
         let (url, data_dir) = match database_url {
             Some(url) => (url.to_string(), None),

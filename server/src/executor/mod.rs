@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 
 use crate::chain::{self, CompiledTask, Handler, ModelPreference};
 use crate::kernel::{Kernel, TaskFailure, TaskSuccess, value};
-use crate::llm::resolver::{Capability, ResolveError, Resolver, Served};
+use crate::llm::resolver::{Candidate, Capability, ResolveError, Resolver, Served};
 use crate::llm::{ChatMessage, ChatRequest, ChatResponse, EmbedResponse, Role};
 use crate::outbound::{self, HttpClient};
 use crate::proto::taskloom::v1::{self as pb, value::Kind};
-use crate::store::{AttemptRecord, DynStore, StoreError};
+use crate::store::{self, AttemptRecord, DynStore, StoreError};
 
 /// Pools a task uses when its `execute_config` names none.
 const TASKS_POOL: &str = "internal_tasks_pool";
@@ -132,10 +132,8 @@ impl Executor {
                     .clone()
                     .unwrap_or_else(|| value::as_text(&input));
                 let candidates = self
-                    .resolver
-                    .candidates(&task.model, Capability::Embed, EMBED_POOL, text.len())
-                    .await
-                    .map_err(resolve_failure)?;
+                    .candidates(task, Capability::Embed, EMBED_POOL, text.len())
+                    .await?;
                 let served = self
                     .resolver
                     .embed(&candidates, &text)
@@ -164,6 +162,25 @@ impl Executor {
         }
     }
 
+    /// The backends and models that may serve a task, read through store
+    /// faults: an outage delays the task, never fails it.
+    async fn candidates(
+        &self,
+        task: &CompiledTask,
+        capability: Capability,
+        default_pool: &str,
+        prompt_chars: usize,
+    ) -> Result<Vec<Candidate>, TaskFailure> {
+        let is_fault =
+            |error: &ResolveError| matches!(error, ResolveError::Store(e) if e.is_fault());
+        store::through_faults(is_fault, || {
+            self.resolver
+                .candidates(&task.model, capability, default_pool, prompt_chars)
+        })
+        .await
+        .map_err(resolve_failure)
+    }
+
     /// One chat call with failover, streaming token deltas to the run's
     /// watchers.
     async fn chat(
@@ -176,10 +193,8 @@ impl Executor {
     ) -> Result<Served<ChatResponse>, TaskFailure> {
         let prompt_chars = messages.iter().map(|m| m.content.len()).sum();
         let candidates = self
-            .resolver
-            .candidates(&task.model, Capability::Chat, default_pool, prompt_chars)
-            .await
-            .map_err(resolve_failure)?;
+            .candidates(task, Capability::Chat, default_pool, prompt_chars)
+            .await?;
         let request = ChatRequest {
             model: String::new(),
             messages,
@@ -211,16 +226,19 @@ impl Executor {
                 false,
             ));
         };
-        let hook = match self.store.get_hook(&call.name).await {
-            Ok(hook) => hook,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(TaskFailure::new(
-                    format!("hook {:?} is not registered", call.name),
-                    false,
-                ));
-            }
-            Err(error) => return Err(TaskFailure::new(error.to_string(), true)),
-        };
+        let hook =
+            match store::through_faults(StoreError::is_fault, || self.store.get_hook(&call.name))
+                .await
+            {
+                Ok(hook) => hook,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(TaskFailure::new(
+                        format!("hook {:?} is not registered", call.name),
+                        false,
+                    ));
+                }
+                Err(error) => return Err(TaskFailure::new(error.to_string(), true)),
+            };
         let args: serde_json::Value = attempt
             .prompt
             .as_deref()

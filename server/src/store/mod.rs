@@ -213,6 +213,30 @@ pub fn fault_hints() -> tokio::sync::watch::Receiver<u64> {
     FAULTS.subscribe()
 }
 
+/// Calls `call` again, with growing pauses (at most a second apart), while
+/// its error is a store fault (`is_fault`): an outage delays the work that
+/// needs the store instead of failing it. The caller bounds the wait (a
+/// task's timeout, a lease it stops renewing).
+pub async fn through_faults<T, E, F, Fut>(
+    is_fault: impl Fn(&E) -> bool,
+    mut call: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(error) if is_fault(&error) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Keyset pagination: items strictly after `after` in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageQuery {

@@ -143,11 +143,31 @@ pub async fn wait_all_succeeded(channel: &Channel, run_ids: &[String], within: D
         if missing == 0 {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} runs did not succeed in {within:?}",
-            run_ids.len()
-        );
+        if Instant::now() >= deadline {
+            let mut runs = pb::run_service_client::RunServiceClient::new(channel.clone());
+            let mut states = Vec::new();
+            for id in run_ids.iter().filter(|id| !succeeded.contains(*id)) {
+                let run = runs
+                    .get_run(pb::GetRunRequest { id: id.clone() })
+                    .await
+                    .map(|run| run.into_inner());
+                states.push(match run {
+                    Ok(run) => format!(
+                        "{id}: {:?} active {:?} steps {} error {:?}",
+                        run.status(),
+                        run.active_tasks,
+                        run.steps,
+                        run.error
+                    ),
+                    Err(status) => format!("{id}: {status:?}"),
+                });
+            }
+            panic!(
+                "{missing} of {} runs did not succeed in {within:?}:\n{}",
+                run_ids.len(),
+                states.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
