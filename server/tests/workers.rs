@@ -1074,18 +1074,22 @@ async fn retry_lateness(server: &TestServer, run_ids: &[String]) -> Vec<Duration
     lateness
 }
 
-/// The p99 of sorted durations, after printing a summary.
-fn p99(label: &str, sorted: &[Duration]) -> Duration {
+/// Checks that work was leased when it fell due, not at the next safety
+/// poll (every 250 ms for the runner, 500 ms for dispatch): waiting for the
+/// poll would make lateness spread evenly over the poll interval (p50 about
+/// 125 ms). The bounds leave room for a loaded CI machine; the bench
+/// measures the figures themselves.
+fn assert_leased_when_due(label: &str, sorted: &[Duration]) {
     let at =
         |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let (p50, p99) = (at(0.5), at(0.99));
     println!(
-        "{label}: lateness p50 {:?} p99 {:?} max {:?} over {}",
-        at(0.5),
-        at(0.99),
+        "{label}: lateness p50 {p50:?} p99 {p99:?} max {:?} over {}",
         sorted[sorted.len() - 1],
         sorted.len()
     );
-    at(0.99)
+    assert!(p50 <= Duration::from_millis(25), "{label}: p50 {p50:?}");
+    assert!(p99 <= Duration::from_millis(100), "{label}: p99 {p99:?}");
 }
 
 /// Starts `count` runs of `chain`, one every 5 ms (so their retries fall
@@ -1121,7 +1125,7 @@ fn start_paced(
 
 /// Delayed work is leased when it falls due, not at the next safety poll:
 /// tasks whose first attempt fails with a worker-requested retry delay of
-/// 100 ms are each offered again within 20 ms of falling due (p99).
+/// 100 ms are each offered again soon after falling due.
 async fn worker_retries_are_leased_when_due(server: TestServer) {
     const RUNS: usize = 200;
     let mut worker = Worker::connect(&server, hello("w", &["later"], 64)).await;
@@ -1161,13 +1165,12 @@ async fn worker_retries_are_leased_when_due(server: TestServer) {
         wait_status(&server, run_id, pb::RunStatus::Succeeded).await;
     }
     let lateness = retry_lateness(&server, &run_ids).await;
-    let p99 = p99("worker retries", &lateness);
-    assert!(p99 <= Duration::from_millis(20), "p99 {p99:?}");
+    assert_leased_when_due("worker retries", &lateness);
 }
 
 /// The same for the server's own executor: hook tasks whose call fails
-/// (connection refused) are called again within 20 ms (p99) of their
-/// retry policy's 100 ms backoff.
+/// (connection refused) are called again soon after their retry policy's
+/// 100 ms backoff.
 async fn internal_retries_run_when_due(server: TestServer) {
     const RUNS: usize = 100;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1214,8 +1217,7 @@ async fn internal_retries_run_when_due(server: TestServer) {
         wait_status(&server, run_id, pb::RunStatus::Failed).await;
     }
     let lateness = retry_lateness(&server, &run_ids).await;
-    let p99 = p99("internal retries", &lateness);
-    assert!(p99 <= Duration::from_millis(20), "p99 {p99:?}");
+    assert_leased_when_due("internal retries", &lateness);
 }
 
 async fn bad_input_is_rejected(server: TestServer) {
