@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
 use super::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, Role,
-    TokenUsage,
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage, Wire,
 };
 
 const API_VERSION: &str = "2023-06-01";
@@ -40,8 +39,15 @@ impl Anthropic {
             .request(method, path)
             .header("anthropic-version", API_VERSION)
     }
+}
 
-    async fn chat_call(
+#[async_trait]
+impl Wire for Anthropic {
+    fn endpoint(&self) -> &Endpoint {
+        &self.http
+    }
+
+    async fn chat(
         &self,
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
@@ -139,7 +145,13 @@ impl Anthropic {
         Err(self.http.truncated())
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        Err(ProviderError::fatal(
+            "anthropic: embeddings are unsupported by this provider",
+        ))
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
         let mut models = vec![];
         let mut after: Option<String> = None;
         for _ in 0..MAX_MODEL_PAGES {
@@ -157,27 +169,6 @@ impl Anthropic {
             }
         }
         Ok(models)
-    }
-}
-
-#[async_trait]
-impl Provider for Anthropic {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        Err(ProviderError::fatal(
-            "anthropic: embeddings are unsupported by this provider",
-        ))
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
     }
 }
 

@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
 use super::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, Role,
-    TokenUsage,
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage, Wire,
 };
 
 /// Listing pages to follow at most (1000 models each).
@@ -47,8 +46,15 @@ impl Gemini {
         }
         Ok(format!("/v1beta/models/{model}:{method}"))
     }
+}
 
-    async fn chat_call(
+#[async_trait]
+impl Wire for Gemini {
+    fn endpoint(&self) -> &Endpoint {
+        &self.http
+    }
+
+    async fn chat(
         &self,
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
@@ -110,7 +116,7 @@ impl Gemini {
         answer.finish(&self.http)
     }
 
-    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
         let path = self.model_path(&request.model, "embedContent")?;
         let model = request
             .model
@@ -135,7 +141,7 @@ impl Gemini {
         })
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
         let mut models = vec![];
         let mut page_token: Option<String> = None;
         for _ in 0..MAX_MODEL_PAGES {
@@ -160,25 +166,6 @@ impl Gemini {
             }
         }
         Ok(models)
-    }
-}
-
-#[async_trait]
-impl Provider for Gemini {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.http.bounded(self.embed_call(request)).await
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
     }
 }
 

@@ -209,6 +209,50 @@ pub trait Provider: Send + Sync {
     async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
 }
 
+/// One provider's calls on the wire, unbounded: [`Bounded`] makes them a
+/// [`Provider`], so every provider gets the same deadline and the same
+/// scrubbing of its key from errors.
+#[async_trait]
+trait Wire: Send + Sync {
+    /// The endpoint the calls go to (its timeout and key bound them).
+    fn endpoint(&self) -> &http::Endpoint;
+
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError>;
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
+}
+
+/// A provider's [`Wire`] calls, each bounded by the provider's timeout.
+struct Bounded<W>(W);
+
+#[async_trait]
+impl<W: Wire> Provider for Bounded<W> {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        self.0
+            .endpoint()
+            .bounded(self.0.chat(request, deltas))
+            .await
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        self.0.endpoint().bounded(self.0.embed(request)).await
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        self.0.endpoint().bounded(self.0.list_models()).await
+    }
+}
+
 /// The backend types [`provider_for`] accepts.
 pub const BACKEND_TYPES: &[&str] = &[
     "ollama",
@@ -235,13 +279,17 @@ pub fn provider_for(
         timeout,
     };
     Ok(match backend_type {
-        "ollama" => Box::new(ollama::Ollama::new(settings)?),
-        "openai" => Box::new(openai::OpenAi::new(settings, openai::Dialect::OpenAi)?),
-        "openai_compatible" => {
-            Box::new(openai::OpenAi::new(settings, openai::Dialect::Compatible)?)
-        }
-        "gemini" => Box::new(gemini::Gemini::new(settings)?),
-        "anthropic" => Box::new(anthropic::Anthropic::new(settings)?),
+        "ollama" => Box::new(Bounded(ollama::Ollama::new(settings)?)),
+        "openai" => Box::new(Bounded(openai::OpenAi::new(
+            settings,
+            openai::Dialect::OpenAi,
+        )?)),
+        "openai_compatible" => Box::new(Bounded(openai::OpenAi::new(
+            settings,
+            openai::Dialect::Compatible,
+        )?)),
+        "gemini" => Box::new(Bounded(gemini::Gemini::new(settings)?)),
+        "anthropic" => Box::new(Bounded(anthropic::Anthropic::new(settings)?)),
         other => {
             return Err(ProviderError::fatal(format!(
                 "unknown backend type {other:?} (expected one of {})",

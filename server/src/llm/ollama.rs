@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Lines, Settings, Transcript};
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
-    TokenUsage,
+    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, TokenUsage,
+    Wire,
 };
 
 pub(crate) struct Ollama {
@@ -29,8 +29,15 @@ impl Ollama {
         )?;
         Ok(Ollama { http })
     }
+}
 
-    async fn chat_call(
+#[async_trait]
+impl Wire for Ollama {
+    fn endpoint(&self) -> &Endpoint {
+        &self.http
+    }
+
+    async fn chat(
         &self,
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
@@ -73,7 +80,7 @@ impl Ollama {
         Err(self.http.truncated())
     }
 
-    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
         let body = EmbedBody {
             model: &request.model,
             input: &request.input,
@@ -95,31 +102,12 @@ impl Ollama {
         })
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
         let reply: TagsReply = self
             .http
             .send_json(self.http.request(Method::GET, "/api/tags"))
             .await?;
         Ok(reply.models.into_iter().map(|model| model.name).collect())
-    }
-}
-
-#[async_trait]
-impl Provider for Ollama {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.http.bounded(self.embed_call(request)).await
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
     }
 }
 

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
-    TokenUsage,
+    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, TokenUsage,
+    Wire,
 };
 
 /// OpenAI itself has replaced `max_tokens` with `max_completion_tokens` (its
@@ -37,8 +37,15 @@ impl OpenAi {
         let http = Endpoint::new(name, settings, default_base, "/v1", Auth::Bearer)?;
         Ok(OpenAi { http, dialect })
     }
+}
 
-    async fn chat_call(
+#[async_trait]
+impl Wire for OpenAi {
+    fn endpoint(&self) -> &Endpoint {
+        &self.http
+    }
+
+    async fn chat(
         &self,
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
@@ -117,7 +124,7 @@ impl OpenAi {
         Err(self.http.truncated())
     }
 
-    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
         let body = EmbedBody {
             model: &request.model,
             input: &request.input,
@@ -140,31 +147,12 @@ impl OpenAi {
         })
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
         let reply: ModelList = self
             .http
             .send_json(self.http.request(Method::GET, "/v1/models"))
             .await?;
         Ok(reply.data.into_iter().map(|model| model.id).collect())
-    }
-}
-
-#[async_trait]
-impl Provider for OpenAi {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.http.bounded(self.embed_call(request)).await
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
     }
 }
 
