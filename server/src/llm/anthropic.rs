@@ -15,8 +15,6 @@ use super::{
 const API_VERSION: &str = "2023-06-01";
 /// The API requires `max_tokens`; used when the request leaves it open.
 const DEFAULT_MAX_TOKENS: u32 = 1024;
-/// Listing pages to follow at most (1000 models each).
-const MAX_MODEL_PAGES: usize = 20;
 
 pub(crate) struct Anthropic {
     http: Endpoint,
@@ -152,23 +150,21 @@ impl Wire for Anthropic {
     }
 
     async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        let mut models = vec![];
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_MODEL_PAGES {
-            let mut builder = self
+        let request = |after: Option<&str>| {
+            let builder = self
                 .request(Method::GET, "/v1/models")
                 .query(&[("limit", "1000")]);
-            if let Some(after) = &after {
-                builder = builder.query(&[("after_id", after)]);
+            match after {
+                Some(after) => builder.query(&[("after_id", after)]),
+                None => builder,
             }
-            let page: ModelPage = self.http.send_json(builder).await?;
-            models.extend(page.data.into_iter().map(|model| model.id));
-            after = page.last_id.filter(|_| page.has_more);
-            if after.is_none() {
-                break;
-            }
-        }
-        Ok(models)
+        };
+        self.http
+            .pages(request, |page: ModelPage| {
+                let names = page.data.into_iter().map(|model| model.id).collect();
+                (names, page.last_id.filter(|_| page.has_more))
+            })
+            .await
     }
 }
 

@@ -12,9 +12,6 @@ use super::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage, Wire,
 };
 
-/// Listing pages to follow at most (1000 models each).
-const MAX_MODEL_PAGES: usize = 20;
-
 pub(crate) struct Gemini {
     http: Endpoint,
 }
@@ -142,30 +139,35 @@ impl Wire for Gemini {
     }
 
     async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        let mut models = vec![];
-        let mut page_token: Option<String> = None;
-        for _ in 0..MAX_MODEL_PAGES {
-            let mut builder = self
+        let request = |token: Option<&str>| {
+            let builder = self
                 .http
                 .request(Method::GET, "/v1beta/models")
                 .query(&[("pageSize", "1000")]);
-            if let Some(token) = &page_token {
-                builder = builder.query(&[("pageToken", token)]);
+            match token {
+                Some(token) => builder.query(&[("pageToken", token)]),
+                None => builder,
             }
-            let page: ModelPage = self.http.send_json(builder).await?;
-            models.extend(page.models.into_iter().map(|model| {
-                model
-                    .name
-                    .strip_prefix("models/")
-                    .map(str::to_string)
-                    .unwrap_or(model.name)
-            }));
-            page_token = page.next_page_token.filter(|token| !token.is_empty());
-            if page_token.is_none() {
-                break;
-            }
-        }
-        Ok(models)
+        };
+        self.http
+            .pages(request, |page: ModelPage| {
+                let names = page
+                    .models
+                    .into_iter()
+                    .map(|model| {
+                        model
+                            .name
+                            .strip_prefix("models/")
+                            .map(str::to_string)
+                            .unwrap_or(model.name)
+                    })
+                    .collect();
+                (
+                    names,
+                    page.next_page_token.filter(|token| !token.is_empty()),
+                )
+            })
+            .await
     }
 }
 
