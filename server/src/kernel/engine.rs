@@ -215,11 +215,13 @@ impl Kernel {
         lease_token: &str,
         success: TaskSuccess,
     ) -> KernelResult<Transitioned> {
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::complete(given, &attempt_id, &token, success.clone())
-        })
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| decide::complete(given, id, token, success.clone()),
+        )
         .await
     }
 
@@ -245,11 +247,33 @@ impl Kernel {
         lease_token: &str,
         failure: TaskFailure,
     ) -> KernelResult<Transitioned> {
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
         let random_unit: f64 = rand::random();
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::fail(given, &attempt_id, &token, failure.clone(), random_unit)
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| decide::fail(given, id, token, failure.clone(), random_unit),
+        )
+        .await
+    }
+
+    /// A batched decision on a lease its caller holds: `decide` is given
+    /// the attempt id and the lease token.
+    async fn on_lease<F>(
+        &self,
+        chain: Arc<CompiledChain>,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+        decide: F,
+    ) -> KernelResult<Transitioned>
+    where
+        F: Fn(&decide::Given, &str, &str) -> Plan + Send + Sync + 'static,
+    {
+        let (attempt, token) = (attempt_id.to_string(), lease_token.to_string());
+        self.batched(run_id, Some(attempt_id), chain, move |given| {
+            decide(given, &attempt, &token)
         })
         .await
     }
@@ -280,12 +304,8 @@ impl Kernel {
         lease_token: &str,
     ) -> KernelResult<Transitioned> {
         let chain = self.run_chain(run_id).await?;
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::release(given, &attempt_id, &token)
-        })
-        .await
+        self.on_lease(chain, run_id, attempt_id, lease_token, decide::release)
+            .await
     }
 
     /// Records a progress note of a held lease as a `TASK_PROGRESS` event.
@@ -298,11 +318,13 @@ impl Kernel {
         data: Option<prost_types::Struct>,
     ) -> KernelResult<Transitioned> {
         let chain = self.run_chain(run_id).await?;
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::progress(given, &attempt_id, &token, &message, data.clone())
-        })
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| decide::progress(given, id, token, &message, data.clone()),
+        )
         .await
     }
 
