@@ -336,11 +336,10 @@ impl Kernel {
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.transition_once(run_id, None, idempotency, move |given| {
+        self.steer(run_id, idempotency, move |given| {
             decide::cancel(given, &reason)
         })
         .await
-        .map(|done| done.run)
     }
 
     pub async fn pause_run(
@@ -349,11 +348,10 @@ impl Kernel {
         cancel_running: bool,
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, move |given| {
+        self.steer(run_id, idempotency, move |given| {
             decide::pause(given, cancel_running)
         })
         .await
-        .map(|done| done.run)
     }
 
     pub async fn resume_run(
@@ -361,9 +359,7 @@ impl Kernel {
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, decide::resume)
-            .await
-            .map(|done| done.run)
+        self.steer(run_id, idempotency, decide::resume).await
     }
 
     pub async fn submit_input(
@@ -374,11 +370,10 @@ impl Kernel {
         request_key: Option<String>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.transition(run_id, None, move |given| {
+        self.steer(run_id, None, move |given| {
             decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
-        .map(|done| done.run)
     }
 
     /// Continues a failed run; with a request id, a repeat answers the run
@@ -388,7 +383,21 @@ impl Kernel {
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, decide::retry_run)
+        self.steer(run_id, idempotency, decide::retry_run).await
+    }
+
+    /// A decision that steers a whole run (guarded by the caller's request
+    /// id, if any); answers the run as it is after.
+    async fn steer<F>(
+        &self,
+        run_id: &str,
+        idempotency: Option<IdempotencyKey>,
+        decide: F,
+    ) -> KernelResult<RunRecord>
+    where
+        F: Fn(&decide::Given) -> Plan + Send + Sync + 'static,
+    {
+        self.transition_once(run_id, None, idempotency, decide)
             .await
             .map(|done| done.run)
     }

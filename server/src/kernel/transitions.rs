@@ -99,13 +99,10 @@ impl Kernel {
             let kernel = kernel.clone();
             async move { kernel.write_starts(batch).await }
         };
-        if self.inner.starts.submit(item, write).is_err() {
-            return Err(KernelError::ShuttingDown);
-        }
-        match answer.await {
-            Ok(result) => result.map_err(KernelError::from),
-            Err(_) => Err(KernelError::ShuttingDown),
-        }
+        let created = self.inner.starts.ask(item, answer, write).await;
+        created
+            .ok_or(KernelError::ShuttingDown)?
+            .map_err(KernelError::from)
     }
 
     pub(super) async fn write_starts(&self, batch: Vec<StartItem>) {
@@ -279,15 +276,12 @@ impl Kernel {
                 let kernel = kernel.clone();
                 async move { kernel.write_transitions(batch).await }
             };
-            if self.inner.transitions.submit(item, write).is_err() {
-                return Err(KernelError::ShuttingDown);
-            }
-            match answer.await {
-                Ok(Decided::Done(result)) => return result,
-                Ok(Decided::NeedsRenders(jobs)) => {
+            let decided = self.inner.transitions.ask(item, answer, write).await;
+            match decided.ok_or(KernelError::ShuttingDown)? {
+                Decided::Done(result) => return result,
+                Decided::NeedsRenders(jobs) => {
                     done.extend(self.inner.renderer.render_all(jobs).await)
                 }
-                Err(_) => return Err(KernelError::ShuttingDown),
             }
         }
         Err(restless(run_id))
