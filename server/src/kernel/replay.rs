@@ -270,6 +270,14 @@ mod tests {
         }
     }
 
+    /// One successful attempt per `(task, output)`, in step order.
+    fn succeeded(path: &[(&str, &str)]) -> Vec<AttemptRecord> {
+        path.iter()
+            .zip(1..)
+            .map(|(&(task, output), step)| attempt(step, task, 1, AttemptStatus::Succeeded, output))
+            .collect()
+    }
+
     fn diamond() -> CompiledChain {
         chain(serde_json::json!({"tasks": [
             {"id": "a", "branches": [["default", "", ["b", "c"]]]},
@@ -282,31 +290,15 @@ mod tests {
     #[test]
     fn the_fingerprint_ignores_the_interleaving_of_parallel_branches() {
         let chain = diamond();
-        let ok = AttemptStatus::Succeeded;
-        let one = [
-            attempt(1, "a", 1, ok, "x"),
-            attempt(2, "b", 1, ok, "y"),
-            attempt(3, "c", 1, ok, "z"),
-            attempt(4, "d", 1, ok, "w"),
-        ];
+        let one = succeeded(&[("a", "x"), ("b", "y"), ("c", "z"), ("d", "w")]);
         // c finished first: the same executions, another step order.
-        let other = [
-            attempt(1, "a", 1, ok, "x"),
-            attempt(2, "c", 1, ok, "z"),
-            attempt(3, "b", 1, ok, "y"),
-            attempt(4, "d", 1, ok, "w"),
-        ];
+        let other = succeeded(&[("a", "x"), ("c", "z"), ("b", "y"), ("d", "w")]);
         let first = replay(&chain, &run(RunStatus::Succeeded), &one).unwrap();
         let second = replay(&chain, &run(RunStatus::Succeeded), &other).unwrap();
         assert!(!first.diverged, "{first:?}");
         assert_eq!(first.path, vec!["a", "b", "c", "d"]);
         assert_eq!(first.fingerprint, second.fingerprint);
-        let changed = [
-            attempt(1, "a", 1, ok, "x"),
-            attempt(2, "b", 1, ok, "CHANGED"),
-            attempt(3, "c", 1, ok, "z"),
-            attempt(4, "d", 1, ok, "w"),
-        ];
+        let changed = succeeded(&[("a", "x"), ("b", "CHANGED"), ("c", "z"), ("d", "w")]);
         let third = replay(&chain, &run(RunStatus::Succeeded), &changed).unwrap();
         assert_ne!(
             first.fingerprint, third.fingerprint,
@@ -321,11 +313,7 @@ mod tests {
             {"id": "left"},
             {"id": "right"},
         ]}));
-        let ok = AttemptStatus::Succeeded;
-        let record = [
-            attempt(1, "route", 1, ok, "left"),
-            attempt(2, "right", 1, ok, "r"),
-        ];
+        let record = succeeded(&[("route", "left"), ("right", "r")]);
         let result = replay(&chain, &run(RunStatus::Succeeded), &record).unwrap();
         assert!(result.diverged);
         let tasks: Vec<&str> = result
