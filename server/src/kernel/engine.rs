@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::decide::{self, TaskFailure, TaskSuccess};
 use super::lease::ClaimRequest;
-use super::transitions::START_TRIES;
+use super::transitions::{RunDecision, START_TRIES};
 use super::{
     ChainSource, ClaimedAttempt, Kernel, KernelError, KernelResult, StartRun, Started, now, value,
 };
@@ -388,15 +388,12 @@ impl Kernel {
 
     /// A decision that steers a whole run (guarded by the caller's request
     /// id, if any); answers the run as it is after.
-    async fn steer<F>(
+    async fn steer(
         &self,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
-        decide: F,
-    ) -> KernelResult<RunRecord>
-    where
-        F: Fn(&decide::Given) -> Plan + Send + Sync + 'static,
-    {
+        decide: impl RunDecision,
+    ) -> KernelResult<RunRecord> {
         self.transition_once(run_id, None, idempotency, decide)
             .await
             .map(|done| done.run)

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::step::Step;
-use super::{Given, TaskFailure, TaskSuccess};
+use super::{Given, TaskFailure, TaskSuccess, rejected};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, AttemptStatus, Plan};
 
@@ -24,7 +24,7 @@ fn on_held(
             act(&mut step, attempt);
             step.finish()
         }
-        Err(rejected) => rejected,
+        Err(rejection) => rejected(rejection),
     }
 }
 

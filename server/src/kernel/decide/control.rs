@@ -2,7 +2,7 @@
 //! answer to a `human_input` task.
 
 use super::step::Step;
-use super::{Given, HUMAN_OWNER, TaskSuccess, run_ended, value};
+use super::{Given, HUMAN_OWNER, TaskSuccess, rejected, run_ended, value};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptStatus, Plan, RejectionKind, RunRecord, RunStatus};
 
@@ -12,7 +12,7 @@ fn settled(run: &RunRecord, wanted: RunStatus) -> Option<Plan> {
     if run.status == wanted {
         Some(Plan::apply())
     } else if run.status.is_terminal() {
-        Some(run_ended(run))
+        Some(rejected(run_ended(run)))
     } else {
         None
     }
@@ -71,7 +71,7 @@ pub fn resume(given: &Given) -> Plan {
     let run = &given.snapshot.run;
     match run.status {
         RunStatus::Paused => {}
-        status if status.is_terminal() => return run_ended(run),
+        status if status.is_terminal() => return rejected(run_ended(run)),
         _ => return Plan::apply(),
     }
     let mut step = Step::new(given);

@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 use super::value;
 use crate::chain::CompiledChain;
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{AttemptRecord, Plan, RejectionKind, RunRecord, RunSnapshot};
+use crate::store::{AttemptRecord, Plan, Rejection, RejectionKind, RunRecord, RunSnapshot};
 
 pub use attempt::{complete, expire, extend, fail, progress, release};
 pub use claim::claimed;
@@ -139,11 +139,16 @@ pub struct Given<'a> {
 }
 
 /// The rejection of a call that needs a live run, for a run that ended.
-fn run_ended(run: &RunRecord) -> Plan {
-    Plan::reject(
-        RejectionKind::RunNotActive,
-        format!("run {} already ended ({})", run.id, run.status.as_str()),
-    )
+fn run_ended(run: &RunRecord) -> Rejection {
+    Rejection {
+        kind: RejectionKind::RunNotActive,
+        message: format!("run {} already ended ({})", run.id, run.status.as_str()),
+    }
+}
+
+/// A plan that rejects the decision.
+fn rejected(rejection: Rejection) -> Plan {
+    Plan::reject(rejection.kind, rejection.message)
 }
 
 fn to_chrono(duration: Duration) -> chrono::Duration {

@@ -9,7 +9,9 @@ use prost::Message;
 use super::{Given, Renders, name_attempt, new_event, run_ended, value};
 use crate::chain::CompiledChain;
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{AttemptRecord, AttemptStatus, Plan, RejectionKind, RunRecord, RunStatus};
+use crate::store::{
+    AttemptRecord, AttemptStatus, Plan, Rejection, RejectionKind, RunRecord, RunStatus,
+};
 
 /// The working state of one decision.
 pub(super) struct Step<'a> {
@@ -46,29 +48,28 @@ impl<'a> Step<'a> {
     }
 
     /// The leased attempt named by a completion or failure, if the caller
-    /// still holds its lease and the run can accept results; otherwise the
-    /// rejection to answer.
+    /// still holds its lease and the run can accept results.
     pub(super) fn fenced_attempt(
         &self,
         attempt_id: &str,
         lease_token: &str,
-    ) -> Result<AttemptRecord, Plan> {
+    ) -> Result<AttemptRecord, Rejection> {
         let Some(attempt) = self.attempt(attempt_id) else {
-            return Err(Plan::reject(
-                RejectionKind::NotFound,
-                format!("attempt {attempt_id:?} not found in run {}", self.run.id),
-            ));
+            return Err(Rejection {
+                kind: RejectionKind::NotFound,
+                message: format!("attempt {attempt_id:?} not found in run {}", self.run.id),
+            });
         };
         if attempt.status != AttemptStatus::Leased
             || attempt.lease_token.as_deref() != Some(lease_token)
         {
-            return Err(Plan::reject(
-                RejectionKind::LeaseFenced,
-                format!(
+            return Err(Rejection {
+                kind: RejectionKind::LeaseFenced,
+                message: format!(
                     "stale lease on attempt {attempt_id}: it is {} and the token does not match the current lease",
                     attempt.status.as_str()
                 ),
-            ));
+            });
         }
         if self.run.status.is_terminal() {
             return Err(run_ended(&self.run));
