@@ -162,6 +162,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::kernel::decide::{self, NewRun, Renders};
     use crate::store::RunStatus;
 
     fn chain(json: serde_json::Value) -> CompiledChain {
@@ -204,30 +205,28 @@ mod tests {
         .unwrap()
     }
 
-    fn run(status: RunStatus) -> RunRecord {
-        let now = Utc::now();
-        RunRecord {
+    /// A run started on a one-task chain, and its first attempt: what the
+    /// tests' records are made from.
+    fn started() -> (RunRecord, AttemptRecord) {
+        let new = NewRun {
             id: "r".into(),
             chain_id: "c".into(),
             chain_version: 1,
-            status,
-            input: value::encode(&value::text("in")),
-            output: None,
-            error: None,
+            input: value::text("in"),
             labels: Default::default(),
             priority: 0,
             tenant: String::new(),
             request_id: None,
-            steps: 0,
-            executions: 0,
-            heads: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            last_seq: 0,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
-            updated_at: now,
+        };
+        let chain = chain(serde_json::json!({"tasks": [{"id": "a"}]}));
+        let (run, mut attempts, _) = decide::start(&chain, new, &Renders::default(), Utc::now());
+        (run, attempts.remove(0))
+    }
+
+    fn run(status: RunStatus) -> RunRecord {
+        RunRecord {
+            status,
+            ..started().0
         }
     }
 
@@ -238,35 +237,16 @@ mod tests {
         status: AttemptStatus,
         output: &str,
     ) -> AttemptRecord {
-        let now = Utc::now();
         AttemptRecord {
             id: format!("a{step}"),
-            run_id: "r".into(),
             task_id: task.into(),
             attempt: number,
             step,
             status,
-            queue: "internal".into(),
-            priority: 0,
-            available_at: now,
-            deadline: None,
-            lease_owner: None,
-            lease_token: None,
-            lease_expires_at: None,
-            lease_expiries: 0,
-            input: value::encode(&value::text("in")),
-            prompt: None,
             output: (status == AttemptStatus::Succeeded)
                 .then(|| value::encode(&value::text(output))),
-            error: None,
             dead_lettered: status == AttemptStatus::Failed,
-            backend_id: None,
-            model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
+            ..started().1
         }
     }
 
