@@ -225,20 +225,7 @@ impl Kernel {
         .await
     }
 
-    /// Records a failure (batched with others).
-    pub async fn fail(
-        &self,
-        run_id: &str,
-        attempt_id: &str,
-        lease_token: &str,
-        failure: TaskFailure,
-    ) -> KernelResult<Transitioned> {
-        let chain = self.run_chain(run_id).await?;
-        self.fail_in(chain, run_id, attempt_id, lease_token, failure)
-            .await
-    }
-
-    /// As `fail`, for a caller that already holds the run's chain.
+    /// Records a failure (batched with others) in a run of `chain`.
     pub async fn fail_in(
         &self,
         chain: Arc<CompiledChain>,
