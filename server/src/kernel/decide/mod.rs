@@ -5,18 +5,18 @@
 //! and recorded task outputs — never on timing or on which replica decided.
 //!
 //! The decisions callers make, by what they are about:
-//! - [`start`] builds a run's first state;
-//! - [`attempt`]: a held lease's result ([`complete`], [`fail`]), progress,
+//! - `start`: a run's first state ([`start`]);
+//! - `attempt`: a held lease's result ([`complete`], [`fail`]), progress,
 //!   extension and release, and [`expire`] for a lease or deadline that ran
 //!   out;
-//! - [`control`]: [`cancel`], [`pause`], [`resume`], [`retry_run`] and
+//! - `control`: [`cancel`], [`pause`], [`resume`], [`retry_run`] and
 //!   [`submit_input`];
-//! - [`claim`]: what a claim writes besides the lease ([`claimed`]).
+//! - `claim`: what a claim writes besides the lease ([`claimed`]).
 //!
-//! They share one working state, [`step`]'s `Step`, which [`schedule`]
-//! creates attempts on, [`route`] moves along the chain's transitions and
-//! [`failure`] fails attempts, tasks and runs on. Templates are rendered
-//! outside decisions ([`renders`]).
+//! They share one working state, `step::Step`, which `schedule` creates
+//! attempts on, `route` moves along the chain's transitions and `failure`
+//! fails attempts, tasks and runs on. Templates are rendered outside
+//! decisions (`renders`, [`Renders`]).
 
 mod attempt;
 mod claim;
@@ -43,10 +43,6 @@ pub use claim::claimed;
 pub use control::{cancel, pause, resume, retry_run, submit_input};
 pub use renders::{RenderJob, Renders};
 pub use start::start;
-
-// The table tests reach every decision and the records they write.
-#[cfg(test)]
-use crate::store::{AttemptStatus, RunStatus};
 
 /// The queue built-in handlers are claimed from.
 pub const INTERNAL_QUEUE: &str = "internal";

@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use self::fixture::*;
 use super::*;
 use crate::proto::taskloom::v1::RunEventType as E;
-use crate::store::Verdict;
+use crate::store::{AttemptStatus, RunStatus, Verdict};
 
 fn boom(retryable: bool) -> TaskFailure {
     TaskFailure::new("boom", retryable)
