@@ -5,23 +5,21 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
+use super::http::{Auth, Endpoint, Settings, SseEvents};
 use super::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage, Wire,
+    Bounded, ChatCall, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage,
+    Wire,
 };
 
 const API_VERSION: &str = "2023-06-01";
 /// The API requires `max_tokens`; used when the request leaves it open.
 const DEFAULT_MAX_TOKENS: u32 = 1024;
 
-pub(crate) struct Anthropic {
-    http: Endpoint,
-}
+pub(crate) struct Anthropic;
 
 impl Anthropic {
-    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+    pub fn new(settings: Settings<'_>) -> Result<Bounded<Self>, ProviderError> {
         let http = Endpoint::new(
             "anthropic",
             settings,
@@ -29,28 +27,20 @@ impl Anthropic {
             "/v1",
             Auth::Header("x-api-key"),
         )?;
-        Ok(Anthropic { http })
+        Ok(Bounded::new(http, Anthropic))
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, path)
+    fn versioned(http: &Endpoint, method: Method, path: &str) -> reqwest::RequestBuilder {
+        http.request(method, path)
             .header("anthropic-version", API_VERSION)
     }
 }
 
 #[async_trait]
 impl Wire for Anthropic {
-    fn endpoint(&self) -> &Endpoint {
-        &self.http
-    }
-
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        let stream = deltas.is_some();
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError> {
+        let (http, request, mut transcript) = (call.http, call.request, call.transcript);
+        let stream = transcript.streams();
         let mut system = vec![];
         let mut messages = vec![];
         for message in &request.messages {
@@ -75,9 +65,9 @@ impl Wire for Anthropic {
             temperature: request.temperature,
             stream,
         };
-        let builder = self.request(Method::POST, "/v1/messages").json(&body);
+        let builder = Self::versioned(http, Method::POST, "/v1/messages").json(&body);
         if !stream {
-            let reply: MessageReply = self.http.send_json(builder).await?;
+            let reply: MessageReply = http.send_json(builder).await?;
             let content = reply
                 .content
                 .into_iter()
@@ -96,13 +86,12 @@ impl Wire for Anthropic {
             });
         }
 
-        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
-        let mut transcript = Transcript::new(deltas);
+        let mut events = SseEvents::new(http, http.send(builder).await?);
         let mut model = request.model.clone();
         let mut usage = TokenUsage::default();
         let mut finish_reason = None;
         while let Some(data) = events.next_data().await? {
-            match self.http.parse(&data)? {
+            match http.parse(&data)? {
                 StreamEvent::MessageStart { message } => {
                     model = message.model.unwrap_or(model);
                     if let Some(start) = message.usage {
@@ -136,35 +125,37 @@ impl Wire for Anthropic {
                         finish_reason,
                     });
                 }
-                StreamEvent::Error { error } => return Err(self.http.reported_error(error)),
+                StreamEvent::Error { error } => return Err(http.reported_error(error)),
                 StreamEvent::Other => {}
             }
         }
-        Err(self.http.truncated())
+        Err(http.truncated())
     }
 
-    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(
+        &self,
+        _http: &Endpoint,
+        _request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
         Err(ProviderError::fatal(
             "anthropic: embeddings are unsupported by this provider",
         ))
     }
 
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
         let request = |after: Option<&str>| {
-            let builder = self
-                .request(Method::GET, "/v1/models")
-                .query(&[("limit", "1000")]);
+            let builder =
+                Self::versioned(http, Method::GET, "/v1/models").query(&[("limit", "1000")]);
             match after {
                 Some(after) => builder.query(&[("after_id", after)]),
                 None => builder,
             }
         };
-        self.http
-            .pages(request, |page: ModelPage| {
-                let names = page.data.into_iter().map(|model| model.id).collect();
-                (names, page.last_id.filter(|_| page.has_more))
-            })
-            .await
+        http.pages(request, |page: ModelPage| {
+            let names = page.data.into_iter().map(|model| model.id).collect();
+            (names, page.last_id.filter(|_| page.has_more))
+        })
+        .await
     }
 }
 

@@ -5,19 +5,17 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
 use super::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage, Wire,
+    Bounded, ChatCall, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role,
+    TokenUsage, Wire,
 };
 
-pub(crate) struct Gemini {
-    http: Endpoint,
-}
+pub(crate) struct Gemini;
 
 impl Gemini {
-    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+    pub fn new(settings: Settings<'_>) -> Result<Bounded<Self>, ProviderError> {
         let http = Endpoint::new(
             "gemini",
             settings,
@@ -25,7 +23,7 @@ impl Gemini {
             "/v1beta",
             Auth::Header("x-goog-api-key"),
         )?;
-        Ok(Gemini { http })
+        Ok(Bounded::new(http, Gemini))
     }
 
     /// `/v1beta/models/{model}:{method}`. The model goes into the path, so
@@ -47,16 +45,9 @@ impl Gemini {
 
 #[async_trait]
 impl Wire for Gemini {
-    fn endpoint(&self) -> &Endpoint {
-        &self.http
-    }
-
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        let stream = deltas.is_some();
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError> {
+        let (http, request, transcript) = (call.http, call.request, call.transcript);
+        let stream = transcript.streams();
         let mut system_parts = vec![];
         let mut contents = vec![];
         for message in &request.messages {
@@ -88,32 +79,34 @@ impl Wire for Gemini {
         };
         let builder = if stream {
             let path = self.model_path(&request.model, "streamGenerateContent")?;
-            self.http
-                .request(Method::POST, &path)
-                .query(&[("alt", "sse")])
+            http.request(Method::POST, &path).query(&[("alt", "sse")])
         } else {
             let path = self.model_path(&request.model, "generateContent")?;
-            self.http.request(Method::POST, &path)
+            http.request(Method::POST, &path)
         }
         .json(&body);
 
-        let mut answer = Answer::new(request, deltas);
+        let mut answer = Answer::new(request, transcript);
         if !stream {
-            let reply: GenerateReply = self.http.send_json(builder).await?;
-            answer.add(&self.http, reply).await?;
+            let reply: GenerateReply = http.send_json(builder).await?;
+            answer.add(http, reply).await?;
             if answer.finish_reason.is_none() {
-                return Err(self.http.malformed("no finished candidate in the answer"));
+                return Err(http.malformed("no finished candidate in the answer"));
             }
-            return answer.finish(&self.http);
+            return answer.finish(http);
         }
-        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
+        let mut events = SseEvents::new(http, http.send(builder).await?);
         while let Some(data) = events.next_data().await? {
-            answer.add(&self.http, self.http.parse(&data)?).await?;
+            answer.add(http, http.parse(&data)?).await?;
         }
-        answer.finish(&self.http)
+        answer.finish(http)
     }
 
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(
+        &self,
+        http: &Endpoint,
+        request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
         let path = self.model_path(&request.model, "embedContent")?;
         let model = request
             .model
@@ -128,8 +121,8 @@ impl Wire for Gemini {
                 }],
             },
         };
-        let builder = self.http.request(Method::POST, &path).json(&body);
-        let reply: EmbedReply = self.http.send_json(builder).await?;
+        let builder = http.request(Method::POST, &path).json(&body);
+        let reply: EmbedReply = http.send_json(builder).await?;
         Ok(EmbedResponse {
             vector: reply.embedding.values,
             model: request.model.clone(),
@@ -138,10 +131,9 @@ impl Wire for Gemini {
         })
     }
 
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
         let request = |token: Option<&str>| {
-            let builder = self
-                .http
+            let builder = http
                 .request(Method::GET, "/v1beta/models")
                 .query(&[("pageSize", "1000")]);
             match token {
@@ -149,25 +141,24 @@ impl Wire for Gemini {
                 None => builder,
             }
         };
-        self.http
-            .pages(request, |page: ModelPage| {
-                let names = page
-                    .models
-                    .into_iter()
-                    .map(|model| {
-                        model
-                            .name
-                            .strip_prefix("models/")
-                            .map(str::to_string)
-                            .unwrap_or(model.name)
-                    })
-                    .collect();
-                (
-                    names,
-                    page.next_page_token.filter(|token| !token.is_empty()),
-                )
-            })
-            .await
+        http.pages(request, |page: ModelPage| {
+            let names = page
+                .models
+                .into_iter()
+                .map(|model| {
+                    model
+                        .name
+                        .strip_prefix("models/")
+                        .map(str::to_string)
+                        .unwrap_or(model.name)
+                })
+                .collect();
+            (
+                names,
+                page.next_page_token.filter(|token| !token.is_empty()),
+            )
+        })
+        .await
     }
 }
 
@@ -182,9 +173,9 @@ struct Answer {
 }
 
 impl Answer {
-    fn new(request: &ChatRequest, deltas: Option<mpsc::Sender<String>>) -> Self {
+    fn new(request: &ChatRequest, transcript: Transcript) -> Self {
         Answer {
-            transcript: Transcript::new(deltas),
+            transcript,
             model: request.model.clone(),
             usage: TokenUsage::default(),
             finish_reason: None,

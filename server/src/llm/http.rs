@@ -399,6 +399,12 @@ impl Transcript {
         }
     }
 
+    /// Whether the text goes on to a listener as it arrives (the call
+    /// streams).
+    pub fn streams(&self) -> bool {
+        self.listener.is_some()
+    }
+
     pub async fn push(&mut self, delta: &str) {
         if delta.is_empty() {
             return;

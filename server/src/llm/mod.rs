@@ -209,27 +209,43 @@ pub trait Provider: Send + Sync {
     async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
 }
 
+/// One chat call as a provider makes it: the endpoint it goes to, the
+/// request, and the transcript its text goes into (streamed on to a
+/// listener when the caller asked for deltas).
+struct ChatCall<'a> {
+    http: &'a http::Endpoint,
+    request: &'a ChatRequest,
+    transcript: http::Transcript,
+}
+
 /// One provider's calls on the wire, unbounded: [`Bounded`] makes them a
 /// [`Provider`], so every provider gets the same deadline and the same
 /// scrubbing of its key from errors.
 #[async_trait]
 trait Wire: Send + Sync {
-    /// The endpoint the calls go to (its timeout and key bound them).
-    fn endpoint(&self) -> &http::Endpoint;
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError>;
 
-    async fn chat(
+    async fn embed(
         &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError>;
+        http: &http::Endpoint,
+        request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError>;
 
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
+    async fn list_models(&self, http: &http::Endpoint) -> Result<Vec<String>, ProviderError>;
 }
 
-/// A provider's [`Wire`] calls, each bounded by the provider's timeout.
-struct Bounded<W>(W);
+/// A provider: its [`Wire`] calls on its endpoint, each bounded by the
+/// endpoint's timeout.
+struct Bounded<W> {
+    http: http::Endpoint,
+    wire: W,
+}
+
+impl<W> Bounded<W> {
+    fn new(http: http::Endpoint, wire: W) -> Self {
+        Bounded { http, wire }
+    }
+}
 
 #[async_trait]
 impl<W: Wire> Provider for Bounded<W> {
@@ -238,18 +254,22 @@ impl<W: Wire> Provider for Bounded<W> {
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<ChatResponse, ProviderError> {
-        self.0
-            .endpoint()
-            .bounded(self.0.chat(request, deltas))
-            .await
+        let call = ChatCall {
+            http: &self.http,
+            request,
+            transcript: http::Transcript::new(deltas),
+        };
+        self.http.bounded(self.wire.chat(call)).await
     }
 
     async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.0.endpoint().bounded(self.0.embed(request)).await
+        self.http
+            .bounded(self.wire.embed(&self.http, request))
+            .await
     }
 
     async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.0.endpoint().bounded(self.0.list_models()).await
+        self.http.bounded(self.wire.list_models(&self.http)).await
     }
 }
 
@@ -279,17 +299,13 @@ pub fn provider_for(
         timeout,
     };
     Ok(match backend_type {
-        "ollama" => Box::new(Bounded(ollama::Ollama::new(settings)?)),
-        "openai" => Box::new(Bounded(openai::OpenAi::new(
-            settings,
-            openai::Dialect::OpenAi,
-        )?)),
-        "openai_compatible" => Box::new(Bounded(openai::OpenAi::new(
-            settings,
-            openai::Dialect::Compatible,
-        )?)),
-        "gemini" => Box::new(Bounded(gemini::Gemini::new(settings)?)),
-        "anthropic" => Box::new(Bounded(anthropic::Anthropic::new(settings)?)),
+        "ollama" => Box::new(ollama::Ollama::new(settings)?),
+        "openai" => Box::new(openai::OpenAi::new(settings, openai::Dialect::OpenAi)?),
+        "openai_compatible" => {
+            Box::new(openai::OpenAi::new(settings, openai::Dialect::Compatible)?)
+        }
+        "gemini" => Box::new(gemini::Gemini::new(settings)?),
+        "anthropic" => Box::new(anthropic::Anthropic::new(settings)?),
         other => {
             return Err(ProviderError::fatal(format!(
                 "unknown backend type {other:?} (expected one of {})",
