@@ -30,6 +30,7 @@ impl Anthropic {
         Ok(Bounded::new(http, Anthropic))
     }
 
+    /// A request with the API version every Anthropic call names.
     fn versioned(http: &Endpoint, method: Method, path: &str) -> reqwest::RequestBuilder {
         http.request(method, path)
             .header("anthropic-version", API_VERSION)
