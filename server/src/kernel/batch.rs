@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::{Arc, Once};
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Writer tasks per batcher.
 const WRITERS: usize = 2;
@@ -60,6 +60,18 @@ impl<T: Keyed + Send + 'static> Batcher<T> {
             }
         });
         self.sender.send(item).map_err(|error| error.0)
+    }
+
+    /// Queues `item`, which carries the sender of `answer`, and waits for
+    /// the writers to answer it; `None` when they are gone or dropped it
+    /// unanswered (shutting down).
+    pub async fn ask<A, W, F>(&self, item: T, answer: oneshot::Receiver<A>, write: W) -> Option<A>
+    where
+        W: Fn(Vec<T>) -> F + Clone + Send + 'static,
+        F: Future<Output = ()> + Send,
+    {
+        self.submit(item, write).ok()?;
+        answer.await.ok()
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::decide::{self, TaskFailure, TaskSuccess};
 use super::lease::ClaimRequest;
-use super::transitions::START_TRIES;
+use super::transitions::{RunDecision, START_TRIES};
 use super::{
     ChainSource, ClaimedAttempt, Kernel, KernelError, KernelResult, StartRun, Started, now, value,
 };
@@ -215,28 +215,17 @@ impl Kernel {
         lease_token: &str,
         success: TaskSuccess,
     ) -> KernelResult<Transitioned> {
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::complete(given, &attempt_id, &token, success.clone())
-        })
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| decide::complete(given, id, token, success.clone()),
+        )
         .await
     }
 
-    /// Records a failure (batched with others).
-    pub async fn fail(
-        &self,
-        run_id: &str,
-        attempt_id: &str,
-        lease_token: &str,
-        failure: TaskFailure,
-    ) -> KernelResult<Transitioned> {
-        let chain = self.run_chain(run_id).await?;
-        self.fail_in(chain, run_id, attempt_id, lease_token, failure)
-            .await
-    }
-
-    /// As `fail`, for a caller that already holds the run's chain.
+    /// Records a failure (batched with others) in a run of `chain`.
     pub async fn fail_in(
         &self,
         chain: Arc<CompiledChain>,
@@ -245,11 +234,33 @@ impl Kernel {
         lease_token: &str,
         failure: TaskFailure,
     ) -> KernelResult<Transitioned> {
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
         let random_unit: f64 = rand::random();
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::fail(given, &attempt_id, &token, failure.clone(), random_unit)
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| decide::fail(given, id, token, failure.clone(), random_unit),
+        )
+        .await
+    }
+
+    /// A batched decision on a lease its caller holds: `decide` is given
+    /// the attempt id and the lease token.
+    async fn on_lease<F>(
+        &self,
+        chain: Arc<CompiledChain>,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+        decide: F,
+    ) -> KernelResult<Transitioned>
+    where
+        F: Fn(&decide::Given, &str, &str) -> Plan + Send + Sync + 'static,
+    {
+        let (attempt, token) = (attempt_id.to_string(), lease_token.to_string());
+        self.batched(run_id, Some(attempt_id), chain, move |given| {
+            decide(given, &attempt, &token)
         })
         .await
     }
@@ -280,12 +291,8 @@ impl Kernel {
         lease_token: &str,
     ) -> KernelResult<Transitioned> {
         let chain = self.run_chain(run_id).await?;
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::release(given, &attempt_id, &token)
-        })
-        .await
+        self.on_lease(chain, run_id, attempt_id, lease_token, decide::release)
+            .await
     }
 
     /// Records a progress note of a held lease as a `TASK_PROGRESS` event.
@@ -298,11 +305,13 @@ impl Kernel {
         data: Option<prost_types::Struct>,
     ) -> KernelResult<Transitioned> {
         let chain = self.run_chain(run_id).await?;
-        let focus = attempt_id;
-        let (attempt_id, token) = (attempt_id.to_string(), lease_token.to_string());
-        self.batched(run_id, Some(focus), chain, move |given| {
-            decide::progress(given, &attempt_id, &token, &message, data.clone())
-        })
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| decide::progress(given, id, token, &message, data.clone()),
+        )
         .await
     }
 
@@ -314,11 +323,10 @@ impl Kernel {
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.transition_once(run_id, None, idempotency, move |given| {
+        self.steer(run_id, idempotency, move |given| {
             decide::cancel(given, &reason)
         })
         .await
-        .map(|done| done.run)
     }
 
     pub async fn pause_run(
@@ -327,11 +335,10 @@ impl Kernel {
         cancel_running: bool,
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, move |given| {
+        self.steer(run_id, idempotency, move |given| {
             decide::pause(given, cancel_running)
         })
         .await
-        .map(|done| done.run)
     }
 
     pub async fn resume_run(
@@ -339,9 +346,7 @@ impl Kernel {
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, decide::resume)
-            .await
-            .map(|done| done.run)
+        self.steer(run_id, idempotency, decide::resume).await
     }
 
     pub async fn submit_input(
@@ -352,11 +357,10 @@ impl Kernel {
         request_key: Option<String>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.transition(run_id, None, move |given| {
+        self.steer(run_id, None, move |given| {
             decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
-        .map(|done| done.run)
     }
 
     /// Continues a failed run; with a request id, a repeat answers the run
@@ -366,7 +370,18 @@ impl Kernel {
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, decide::retry_run)
+        self.steer(run_id, idempotency, decide::retry_run).await
+    }
+
+    /// A decision that steers a whole run (guarded by the caller's request
+    /// id, if any); answers the run as it is after.
+    async fn steer(
+        &self,
+        run_id: &str,
+        idempotency: Option<IdempotencyKey>,
+        decide: impl RunDecision,
+    ) -> KernelResult<RunRecord> {
+        self.transition_once(run_id, None, idempotency, decide)
             .await
             .map(|done| done.run)
     }

@@ -162,6 +162,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::kernel::decide::{self, NewRun, Renders};
     use crate::store::RunStatus;
 
     fn chain(json: serde_json::Value) -> CompiledChain {
@@ -204,30 +205,28 @@ mod tests {
         .unwrap()
     }
 
-    fn run(status: RunStatus) -> RunRecord {
-        let now = Utc::now();
-        RunRecord {
+    /// A run started on a one-task chain, and its first attempt: what the
+    /// tests' records are made from.
+    fn started() -> (RunRecord, AttemptRecord) {
+        let new = NewRun {
             id: "r".into(),
             chain_id: "c".into(),
             chain_version: 1,
-            status,
-            input: value::encode(&value::text("in")),
-            output: None,
-            error: None,
+            input: value::text("in"),
             labels: Default::default(),
             priority: 0,
             tenant: String::new(),
             request_id: None,
-            steps: 0,
-            executions: 0,
-            heads: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            last_seq: 0,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
-            updated_at: now,
+        };
+        let chain = chain(serde_json::json!({"tasks": [{"id": "a"}]}));
+        let (run, mut attempts, _) = decide::start(&chain, new, &Renders::default(), Utc::now());
+        (run, attempts.remove(0))
+    }
+
+    fn run(status: RunStatus) -> RunRecord {
+        RunRecord {
+            status,
+            ..started().0
         }
     }
 
@@ -238,36 +237,25 @@ mod tests {
         status: AttemptStatus,
         output: &str,
     ) -> AttemptRecord {
-        let now = Utc::now();
         AttemptRecord {
             id: format!("a{step}"),
-            run_id: "r".into(),
             task_id: task.into(),
             attempt: number,
             step,
             status,
-            queue: "internal".into(),
-            priority: 0,
-            available_at: now,
-            deadline: None,
-            lease_owner: None,
-            lease_token: None,
-            lease_expires_at: None,
-            lease_expiries: 0,
-            input: value::encode(&value::text("in")),
-            prompt: None,
             output: (status == AttemptStatus::Succeeded)
                 .then(|| value::encode(&value::text(output))),
-            error: None,
             dead_lettered: status == AttemptStatus::Failed,
-            backend_id: None,
-            model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
+            ..started().1
         }
+    }
+
+    /// One successful attempt per `(task, output)`, in step order.
+    fn succeeded(path: &[(&str, &str)]) -> Vec<AttemptRecord> {
+        path.iter()
+            .zip(1..)
+            .map(|(&(task, output), step)| attempt(step, task, 1, AttemptStatus::Succeeded, output))
+            .collect()
     }
 
     fn diamond() -> CompiledChain {
@@ -282,31 +270,15 @@ mod tests {
     #[test]
     fn the_fingerprint_ignores_the_interleaving_of_parallel_branches() {
         let chain = diamond();
-        let ok = AttemptStatus::Succeeded;
-        let one = [
-            attempt(1, "a", 1, ok, "x"),
-            attempt(2, "b", 1, ok, "y"),
-            attempt(3, "c", 1, ok, "z"),
-            attempt(4, "d", 1, ok, "w"),
-        ];
+        let one = succeeded(&[("a", "x"), ("b", "y"), ("c", "z"), ("d", "w")]);
         // c finished first: the same executions, another step order.
-        let other = [
-            attempt(1, "a", 1, ok, "x"),
-            attempt(2, "c", 1, ok, "z"),
-            attempt(3, "b", 1, ok, "y"),
-            attempt(4, "d", 1, ok, "w"),
-        ];
+        let other = succeeded(&[("a", "x"), ("c", "z"), ("b", "y"), ("d", "w")]);
         let first = replay(&chain, &run(RunStatus::Succeeded), &one).unwrap();
         let second = replay(&chain, &run(RunStatus::Succeeded), &other).unwrap();
         assert!(!first.diverged, "{first:?}");
         assert_eq!(first.path, vec!["a", "b", "c", "d"]);
         assert_eq!(first.fingerprint, second.fingerprint);
-        let changed = [
-            attempt(1, "a", 1, ok, "x"),
-            attempt(2, "b", 1, ok, "CHANGED"),
-            attempt(3, "c", 1, ok, "z"),
-            attempt(4, "d", 1, ok, "w"),
-        ];
+        let changed = succeeded(&[("a", "x"), ("b", "CHANGED"), ("c", "z"), ("d", "w")]);
         let third = replay(&chain, &run(RunStatus::Succeeded), &changed).unwrap();
         assert_ne!(
             first.fingerprint, third.fingerprint,
@@ -321,11 +293,7 @@ mod tests {
             {"id": "left"},
             {"id": "right"},
         ]}));
-        let ok = AttemptStatus::Succeeded;
-        let record = [
-            attempt(1, "route", 1, ok, "left"),
-            attempt(2, "right", 1, ok, "r"),
-        ];
+        let record = succeeded(&[("route", "left"), ("right", "r")]);
         let result = replay(&chain, &run(RunStatus::Succeeded), &record).unwrap();
         assert!(result.diverged);
         let tasks: Vec<&str> = result

@@ -22,6 +22,12 @@ use crate::store::{
 /// A decision given the compiled chain, the snapshot and the time.
 pub(super) type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
 
+/// A decision a caller asks the kernel to make on a run; it may be made
+/// more than once (after renders, or in another batch).
+pub trait RunDecision: Fn(&Given) -> Plan + Send + Sync + 'static {}
+
+impl<F: Fn(&Given) -> Plan + Send + Sync + 'static> RunDecision for F {}
+
 /// A transition queued for a batch write.
 pub(super) struct TransitionItem {
     run_id: String,
@@ -99,13 +105,10 @@ impl Kernel {
             let kernel = kernel.clone();
             async move { kernel.write_starts(batch).await }
         };
-        if self.inner.starts.submit(item, write).is_err() {
-            return Err(KernelError::ShuttingDown);
-        }
-        match answer.await {
-            Ok(result) => result.map_err(KernelError::from),
-            Err(_) => Err(KernelError::ShuttingDown),
-        }
+        let created = self.inner.starts.ask(item, answer, write).await;
+        created
+            .ok_or(KernelError::ShuttingDown)?
+            .map_err(KernelError::from)
     }
 
     pub(super) async fn write_starts(&self, batch: Vec<StartItem>) {
@@ -144,30 +147,24 @@ impl Kernel {
     /// Applies one decision to a run.
     /// `focus` names an attempt the decision looks at (read into its
     /// snapshot even when it is not one of the run's heads).
-    pub async fn transition<F>(
+    pub async fn transition(
         &self,
         run_id: &str,
         focus: Option<&str>,
-        decide: F,
-    ) -> KernelResult<Transitioned>
-    where
-        F: Fn(&Given) -> Plan + Send + Sync + 'static,
-    {
+        decide: impl RunDecision,
+    ) -> KernelResult<Transitioned> {
         self.transition_once(run_id, focus, None, decide).await
     }
 
     /// As `transition`, guarded by the caller's request id: a repeat of an
     /// applied request returns the run as it is, deciding nothing.
-    pub(super) async fn transition_once<F>(
+    pub(super) async fn transition_once(
         &self,
         run_id: &str,
         focus: Option<&str>,
         idempotency: Option<IdempotencyKey>,
-        decide: F,
-    ) -> KernelResult<Transitioned>
-    where
-        F: Fn(&Given) -> Plan + Send + Sync + 'static,
-    {
+        decide: impl RunDecision,
+    ) -> KernelResult<Transitioned> {
         let run = self.get_run(run_id).await?;
         let chain = self.chain(&run.chain_id, run.chain_version).await?;
         let decide: Arc<ChainDecision> = Arc::new(decide);
@@ -252,16 +249,13 @@ impl Kernel {
     /// decision that needs templates rendered comes back unwritten; this
     /// caller renders them (delaying nothing but its own run) and queues it
     /// again with the results.
-    pub(super) async fn batched<F>(
+    pub(super) async fn batched(
         &self,
         run_id: &str,
         focus: Option<&str>,
         chain: Arc<CompiledChain>,
-        decide: F,
-    ) -> KernelResult<Transitioned>
-    where
-        F: Fn(&Given) -> Plan + Send + Sync + 'static,
-    {
+        decide: impl RunDecision,
+    ) -> KernelResult<Transitioned> {
         let decide: Arc<ChainDecision> = Arc::new(decide);
         let mut done = Vec::new();
         for _ in 0..RENDER_ROUNDS {
@@ -279,15 +273,12 @@ impl Kernel {
                 let kernel = kernel.clone();
                 async move { kernel.write_transitions(batch).await }
             };
-            if self.inner.transitions.submit(item, write).is_err() {
-                return Err(KernelError::ShuttingDown);
-            }
-            match answer.await {
-                Ok(Decided::Done(result)) => return result,
-                Ok(Decided::NeedsRenders(jobs)) => {
+            let decided = self.inner.transitions.ask(item, answer, write).await;
+            match decided.ok_or(KernelError::ShuttingDown)? {
+                Decided::Done(result) => return result,
+                Decided::NeedsRenders(jobs) => {
                     done.extend(self.inner.renderer.render_all(jobs).await)
                 }
-                Err(_) => return Err(KernelError::ShuttingDown),
             }
         }
         Err(restless(run_id))

@@ -153,6 +153,10 @@ pub fn from_json_input(
     let json = input
         .map(from_proto_json)
         .unwrap_or(serde_json::Value::Null);
+    // The value a type reads from the JSON, or what the type needs.
+    let needs = |kind: Option<Kind>, what: &str| {
+        kind.ok_or_else(|| format!("input_type {input_type:?} needs {what}"))
+    };
     let kind = match input_type.trim().to_ascii_lowercase().as_str() {
         "" => match &json {
             serde_json::Value::Null => Kind::Text(String::new()),
@@ -172,22 +176,9 @@ pub fn from_json_input(
                 ));
             }
         },
-        "number" | "float" => match json.as_f64() {
-            Some(number) => Kind::Number(number),
-            None => return Err(format!("input_type {input_type:?} needs a JSON number")),
-        },
-        "integer" | "int" => match json.as_i64() {
-            Some(integer) => Kind::Integer(integer),
-            None => {
-                return Err(format!(
-                    "input_type {input_type:?} needs a whole JSON number"
-                ));
-            }
-        },
-        "boolean" | "bool" => match json.as_bool() {
-            Some(boolean) => Kind::Boolean(boolean),
-            None => return Err(format!("input_type {input_type:?} needs true or false")),
-        },
+        "number" | "float" => needs(json.as_f64().map(Kind::Number), "a JSON number")?,
+        "integer" | "int" => needs(json.as_i64().map(Kind::Integer), "a whole JSON number")?,
+        "boolean" | "bool" => needs(json.as_bool().map(Kind::Boolean), "true or false")?,
         "json" | "object" | "any" => Kind::Json(to_proto_json(&json)),
         "chat_history" | "chat" => Kind::ChatHistory(chat_history_from_json(&json)?),
         "vector" => match &json {

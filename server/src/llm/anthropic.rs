@@ -5,26 +5,21 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
+use super::http::{Auth, Endpoint, Settings, SseEvents};
 use super::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, Role,
-    TokenUsage,
+    Bounded, ChatCall, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage,
+    Wire,
 };
 
 const API_VERSION: &str = "2023-06-01";
 /// The API requires `max_tokens`; used when the request leaves it open.
 const DEFAULT_MAX_TOKENS: u32 = 1024;
-/// Listing pages to follow at most (1000 models each).
-const MAX_MODEL_PAGES: usize = 20;
 
-pub(crate) struct Anthropic {
-    http: Endpoint,
-}
+pub(crate) struct Anthropic;
 
 impl Anthropic {
-    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+    pub fn new(settings: Settings<'_>) -> Result<Bounded<Self>, ProviderError> {
         let http = Endpoint::new(
             "anthropic",
             settings,
@@ -32,21 +27,21 @@ impl Anthropic {
             "/v1",
             Auth::Header("x-api-key"),
         )?;
-        Ok(Anthropic { http })
+        Ok(Bounded::new(http, Anthropic))
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, path)
+    /// A request with the API version every Anthropic call names.
+    fn versioned(http: &Endpoint, method: Method, path: &str) -> reqwest::RequestBuilder {
+        http.request(method, path)
             .header("anthropic-version", API_VERSION)
     }
+}
 
-    async fn chat_call(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        let stream = deltas.is_some();
+#[async_trait]
+impl Wire for Anthropic {
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError> {
+        let (http, request, mut transcript) = (call.http, call.request, call.transcript);
+        let stream = transcript.streams();
         let mut system = vec![];
         let mut messages = vec![];
         for message in &request.messages {
@@ -71,9 +66,9 @@ impl Anthropic {
             temperature: request.temperature,
             stream,
         };
-        let builder = self.request(Method::POST, "/v1/messages").json(&body);
+        let builder = Self::versioned(http, Method::POST, "/v1/messages").json(&body);
         if !stream {
-            let reply: MessageReply = self.http.send_json(builder).await?;
+            let reply: MessageReply = http.send_json(builder).await?;
             let content = reply
                 .content
                 .into_iter()
@@ -92,13 +87,12 @@ impl Anthropic {
             });
         }
 
-        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
-        let mut transcript = Transcript::new(deltas);
+        let mut events = SseEvents::new(http, http.send(builder).await?);
         let mut model = request.model.clone();
         let mut usage = TokenUsage::default();
         let mut finish_reason = None;
         while let Some(data) = events.next_data().await? {
-            match self.http.parse(&data)? {
+            match http.parse(&data)? {
                 StreamEvent::MessageStart { message } => {
                     model = message.model.unwrap_or(model);
                     if let Some(start) = message.usage {
@@ -132,52 +126,37 @@ impl Anthropic {
                         finish_reason,
                     });
                 }
-                StreamEvent::Error { error } => return Err(self.http.reported_error(error)),
+                StreamEvent::Error { error } => return Err(http.reported_error(error)),
                 StreamEvent::Other => {}
             }
         }
-        Err(self.http.truncated())
+        Err(http.truncated())
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
-        let mut models = vec![];
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_MODEL_PAGES {
-            let mut builder = self
-                .request(Method::GET, "/v1/models")
-                .query(&[("limit", "1000")]);
-            if let Some(after) = &after {
-                builder = builder.query(&[("after_id", after)]);
-            }
-            let page: ModelPage = self.http.send_json(builder).await?;
-            models.extend(page.data.into_iter().map(|model| model.id));
-            after = page.last_id.filter(|_| page.has_more);
-            if after.is_none() {
-                break;
-            }
-        }
-        Ok(models)
-    }
-}
-
-#[async_trait]
-impl Provider for Anthropic {
-    async fn chat(
+    async fn embed(
         &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        _http: &Endpoint,
+        _request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
         Err(ProviderError::fatal(
             "anthropic: embeddings are unsupported by this provider",
         ))
     }
 
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+        let request = |after: Option<&str>| {
+            let builder =
+                Self::versioned(http, Method::GET, "/v1/models").query(&[("limit", "1000")]);
+            match after {
+                Some(after) => builder.query(&[("after_id", after)]),
+                None => builder,
+            }
+        };
+        http.pages(request, |page: ModelPage| {
+            let names = page.data.into_iter().map(|model| model.id).collect();
+            (names, page.last_id.filter(|_| page.has_more))
+        })
+        .await
     }
 }
 

@@ -5,23 +5,17 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
 use super::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, Role,
-    TokenUsage,
+    Bounded, ChatCall, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role,
+    TokenUsage, Wire,
 };
 
-/// Listing pages to follow at most (1000 models each).
-const MAX_MODEL_PAGES: usize = 20;
-
-pub(crate) struct Gemini {
-    http: Endpoint,
-}
+pub(crate) struct Gemini;
 
 impl Gemini {
-    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+    pub fn new(settings: Settings<'_>) -> Result<Bounded<Self>, ProviderError> {
         let http = Endpoint::new(
             "gemini",
             settings,
@@ -29,7 +23,7 @@ impl Gemini {
             "/v1beta",
             Auth::Header("x-goog-api-key"),
         )?;
-        Ok(Gemini { http })
+        Ok(Bounded::new(http, Gemini))
     }
 
     /// `/v1beta/models/{model}:{method}`. The model goes into the path, so
@@ -47,13 +41,13 @@ impl Gemini {
         }
         Ok(format!("/v1beta/models/{model}:{method}"))
     }
+}
 
-    async fn chat_call(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        let stream = deltas.is_some();
+#[async_trait]
+impl Wire for Gemini {
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError> {
+        let (http, request, transcript) = (call.http, call.request, call.transcript);
+        let stream = transcript.streams();
         let mut system_parts = vec![];
         let mut contents = vec![];
         for message in &request.messages {
@@ -85,32 +79,34 @@ impl Gemini {
         };
         let builder = if stream {
             let path = self.model_path(&request.model, "streamGenerateContent")?;
-            self.http
-                .request(Method::POST, &path)
-                .query(&[("alt", "sse")])
+            http.request(Method::POST, &path).query(&[("alt", "sse")])
         } else {
             let path = self.model_path(&request.model, "generateContent")?;
-            self.http.request(Method::POST, &path)
+            http.request(Method::POST, &path)
         }
         .json(&body);
 
-        let mut answer = Answer::new(request, deltas);
+        let mut answer = Answer::new(request, transcript);
         if !stream {
-            let reply: GenerateReply = self.http.send_json(builder).await?;
-            answer.add(&self.http, reply).await?;
+            let reply: GenerateReply = http.send_json(builder).await?;
+            answer.add(http, reply).await?;
             if answer.finish_reason.is_none() {
-                return Err(self.http.malformed("no finished candidate in the answer"));
+                return Err(http.malformed("no finished candidate in the answer"));
             }
-            return answer.finish(&self.http);
+            return answer.finish(http);
         }
-        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
+        let mut events = SseEvents::new(http, http.send(builder).await?);
         while let Some(data) = events.next_data().await? {
-            answer.add(&self.http, self.http.parse(&data)?).await?;
+            answer.add(http, http.parse(&data)?).await?;
         }
-        answer.finish(&self.http)
+        answer.finish(http)
     }
 
-    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(
+        &self,
+        http: &Endpoint,
+        request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
         let path = self.model_path(&request.model, "embedContent")?;
         let model = request
             .model
@@ -125,8 +121,8 @@ impl Gemini {
                 }],
             },
         };
-        let builder = self.http.request(Method::POST, &path).json(&body);
-        let reply: EmbedReply = self.http.send_json(builder).await?;
+        let builder = http.request(Method::POST, &path).json(&body);
+        let reply: EmbedReply = http.send_json(builder).await?;
         Ok(EmbedResponse {
             vector: reply.embedding.values,
             model: request.model.clone(),
@@ -135,50 +131,34 @@ impl Gemini {
         })
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
-        let mut models = vec![];
-        let mut page_token: Option<String> = None;
-        for _ in 0..MAX_MODEL_PAGES {
-            let mut builder = self
-                .http
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+        let request = |token: Option<&str>| {
+            let builder = http
                 .request(Method::GET, "/v1beta/models")
                 .query(&[("pageSize", "1000")]);
-            if let Some(token) = &page_token {
-                builder = builder.query(&[("pageToken", token)]);
+            match token {
+                Some(token) => builder.query(&[("pageToken", token)]),
+                None => builder,
             }
-            let page: ModelPage = self.http.send_json(builder).await?;
-            models.extend(page.models.into_iter().map(|model| {
-                model
-                    .name
-                    .strip_prefix("models/")
-                    .map(str::to_string)
-                    .unwrap_or(model.name)
-            }));
-            page_token = page.next_page_token.filter(|token| !token.is_empty());
-            if page_token.is_none() {
-                break;
-            }
-        }
-        Ok(models)
-    }
-}
-
-#[async_trait]
-impl Provider for Gemini {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.http.bounded(self.embed_call(request)).await
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
+        };
+        http.pages(request, |page: ModelPage| {
+            let names = page
+                .models
+                .into_iter()
+                .map(|model| {
+                    model
+                        .name
+                        .strip_prefix("models/")
+                        .map(str::to_string)
+                        .unwrap_or(model.name)
+                })
+                .collect();
+            (
+                names,
+                page.next_page_token.filter(|token| !token.is_empty()),
+            )
+        })
+        .await
     }
 }
 
@@ -193,9 +173,9 @@ struct Answer {
 }
 
 impl Answer {
-    fn new(request: &ChatRequest, deltas: Option<mpsc::Sender<String>>) -> Self {
+    fn new(request: &ChatRequest, transcript: Transcript) -> Self {
         Answer {
-            transcript: Transcript::new(deltas),
+            transcript,
             model: request.model.clone(),
             usage: TokenUsage::default(),
             finish_reason: None,

@@ -33,6 +33,9 @@ pub(crate) enum Auth {
     Header(&'static str),
 }
 
+/// Listing pages followed at most (each of up to 1000 models).
+const MAX_PAGES: usize = 20;
+
 /// Longest stream line we accept.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -179,6 +182,29 @@ impl Endpoint {
             status.as_u16(),
             format!("{}: HTTP {status}: {}", self.provider, error_detail(&body)),
         ))
+    }
+
+    /// The names of a paged listing, following at most [`MAX_PAGES`] pages:
+    /// `request` builds the request for a page from the cursor the previous
+    /// one returned (`None` for the first), `read` takes a page's names and
+    /// the next cursor (`None` on the last page).
+    pub async fn pages<Page: DeserializeOwned>(
+        &self,
+        request: impl Fn(Option<&str>) -> RequestBuilder,
+        read: impl Fn(Page) -> (Vec<String>, Option<String>),
+    ) -> Result<Vec<String>, ProviderError> {
+        let mut names = vec![];
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page: Page = self.send_json(request(cursor.as_deref())).await?;
+            let (page_names, next) = read(page);
+            names.extend(page_names);
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(names)
     }
 
     /// Sends a request and decodes its JSON answer.
@@ -371,6 +397,12 @@ impl Transcript {
             content: String::new(),
             listener,
         }
+    }
+
+    /// Whether the text goes on to a listener as it arrives (the call
+    /// streams).
+    pub fn streams(&self) -> bool {
+        self.listener.is_some()
     }
 
     pub async fn push(&mut self, delta: &str) {

@@ -209,6 +209,70 @@ pub trait Provider: Send + Sync {
     async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
 }
 
+/// One chat call as a provider makes it: the endpoint it goes to, the
+/// request, and the transcript its text goes into (streamed on to a
+/// listener when the caller asked for deltas).
+struct ChatCall<'a> {
+    http: &'a http::Endpoint,
+    request: &'a ChatRequest,
+    transcript: http::Transcript,
+}
+
+/// One provider's calls on the wire, unbounded: [`Bounded`] makes them a
+/// [`Provider`], so every provider gets the same deadline and the same
+/// scrubbing of its key from errors.
+#[async_trait]
+trait Wire: Send + Sync {
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError>;
+
+    async fn embed(
+        &self,
+        http: &http::Endpoint,
+        request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError>;
+
+    async fn list_models(&self, http: &http::Endpoint) -> Result<Vec<String>, ProviderError>;
+}
+
+/// A provider: its [`Wire`] calls on its endpoint, each bounded by the
+/// endpoint's timeout.
+struct Bounded<W> {
+    http: http::Endpoint,
+    wire: W,
+}
+
+impl<W> Bounded<W> {
+    fn new(http: http::Endpoint, wire: W) -> Self {
+        Bounded { http, wire }
+    }
+}
+
+#[async_trait]
+impl<W: Wire> Provider for Bounded<W> {
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deltas: Option<mpsc::Sender<String>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let call = ChatCall {
+            http: &self.http,
+            request,
+            transcript: http::Transcript::new(deltas),
+        };
+        self.http.bounded(self.wire.chat(call)).await
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        self.http
+            .bounded(self.wire.embed(&self.http, request))
+            .await
+    }
+
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        self.http.bounded(self.wire.list_models(&self.http)).await
+    }
+}
+
 /// The backend types [`provider_for`] accepts.
 pub const BACKEND_TYPES: &[&str] = &[
     "ollama",

@@ -4,20 +4,17 @@
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use super::http::{Auth, Endpoint, Lines, Settings, Transcript};
+use super::http::{Auth, Endpoint, Lines, Settings};
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
-    TokenUsage,
+    Bounded, ChatCall, ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse,
+    ProviderError, TokenUsage, Wire,
 };
 
-pub(crate) struct Ollama {
-    http: Endpoint,
-}
+pub(crate) struct Ollama;
 
 impl Ollama {
-    pub fn new(settings: Settings<'_>) -> Result<Self, ProviderError> {
+    pub fn new(settings: Settings<'_>) -> Result<Bounded<Self>, ProviderError> {
         // Ollama has no keys of its own; a key is sent as a bearer token for
         // servers behind an authenticating proxy.
         let http = Endpoint::new(
@@ -27,15 +24,15 @@ impl Ollama {
             "/api",
             Auth::Bearer,
         )?;
-        Ok(Ollama { http })
+        Ok(Bounded::new(http, Ollama))
     }
+}
 
-    async fn chat_call(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        let stream = deltas.is_some();
+#[async_trait]
+impl Wire for Ollama {
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError> {
+        let (http, request, mut transcript) = (call.http, call.request, call.transcript);
+        let stream = transcript.streams();
         let body = ChatBody {
             model: &request.model,
             messages: &request.messages,
@@ -45,46 +42,49 @@ impl Ollama {
                 num_predict: request.max_tokens,
             },
         };
-        let builder = self.http.request(Method::POST, "/api/chat").json(&body);
+        let builder = http.request(Method::POST, "/api/chat").json(&body);
         if !stream {
-            let reply: ChatLine = self.http.send_json(builder).await?;
+            let reply: ChatLine = http.send_json(builder).await?;
             if let Some(error) = reply.error {
-                return Err(self.http.reported_error(error));
+                return Err(http.reported_error(error));
             }
             let content = reply_content(&reply).to_string();
             return Ok(reply.into_response(content, request));
         }
 
-        let mut lines = Lines::new(&self.http, self.http.send(builder).await?);
-        let mut transcript = Transcript::new(deltas);
+        let mut lines = Lines::new(http, http.send(builder).await?);
         while let Some(line) = lines.next_line().await? {
             if line.trim().is_empty() {
                 continue;
             }
-            let chunk: ChatLine = self.http.parse(&line)?;
+            let chunk: ChatLine = http.parse(&line)?;
             if let Some(error) = chunk.error {
-                return Err(self.http.reported_error(error));
+                return Err(http.reported_error(error));
             }
             transcript.push(reply_content(&chunk)).await;
             if chunk.done {
                 return Ok(chunk.into_response(transcript.into_content(), request));
             }
         }
-        Err(self.http.truncated())
+        Err(http.truncated())
     }
 
-    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(
+        &self,
+        http: &Endpoint,
+        request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
         let body = EmbedBody {
             model: &request.model,
             input: &request.input,
         };
-        let builder = self.http.request(Method::POST, "/api/embed").json(&body);
-        let reply: EmbedReply = self.http.send_json(builder).await?;
+        let builder = http.request(Method::POST, "/api/embed").json(&body);
+        let reply: EmbedReply = http.send_json(builder).await?;
         let vector = reply
             .embeddings
             .into_iter()
             .next()
-            .ok_or_else(|| self.http.malformed("no embedding in the answer"))?;
+            .ok_or_else(|| http.malformed("no embedding in the answer"))?;
         Ok(EmbedResponse {
             vector,
             model: reply.model.unwrap_or_else(|| request.model.clone()),
@@ -95,31 +95,11 @@ impl Ollama {
         })
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
-        let reply: TagsReply = self
-            .http
-            .send_json(self.http.request(Method::GET, "/api/tags"))
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+        let reply: TagsReply = http
+            .send_json(http.request(Method::GET, "/api/tags"))
             .await?;
         Ok(reply.models.into_iter().map(|model| model.name).collect())
-    }
-}
-
-#[async_trait]
-impl Provider for Ollama {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.http.bounded(self.embed_call(request)).await
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
     }
 }
 

@@ -6,12 +6,11 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
+use super::http::{Auth, Endpoint, Settings, SseEvents};
 use super::{
-    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
-    TokenUsage,
+    Bounded, ChatCall, ChatMessage, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
+    TokenUsage, Wire,
 };
 
 /// OpenAI itself has replaced `max_tokens` with `max_completion_tokens` (its
@@ -24,26 +23,25 @@ pub(crate) enum Dialect {
 }
 
 pub(crate) struct OpenAi {
-    http: Endpoint,
     dialect: Dialect,
 }
 
 impl OpenAi {
-    pub fn new(settings: Settings<'_>, dialect: Dialect) -> Result<Self, ProviderError> {
+    pub fn new(settings: Settings<'_>, dialect: Dialect) -> Result<Bounded<Self>, ProviderError> {
         let (name, default_base) = match dialect {
             Dialect::OpenAi => ("openai", Some("https://api.openai.com")),
             Dialect::Compatible => ("openai_compatible", None),
         };
         let http = Endpoint::new(name, settings, default_base, "/v1", Auth::Bearer)?;
-        Ok(OpenAi { http, dialect })
+        Ok(Bounded::new(http, OpenAi { dialect }))
     }
+}
 
-    async fn chat_call(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        let stream = deltas.is_some();
+#[async_trait]
+impl Wire for OpenAi {
+    async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError> {
+        let (http, request, mut transcript) = (call.http, call.request, call.transcript);
+        let stream = transcript.streams();
         let (max_tokens, max_completion_tokens) = match self.dialect {
             Dialect::OpenAi => (None, request.max_tokens),
             Dialect::Compatible => (request.max_tokens, None),
@@ -60,20 +58,19 @@ impl OpenAi {
                 include_usage: true,
             }),
         };
-        let builder = self
-            .http
+        let builder = http
             .request(Method::POST, "/v1/chat/completions")
             .json(&body);
         if !stream {
-            let reply: Completion = self.http.send_json(builder).await?;
+            let reply: Completion = http.send_json(builder).await?;
             if let Some(error) = reply.error {
-                return Err(self.http.reported_error(error));
+                return Err(http.reported_error(error));
             }
             let choice = reply
                 .choices
                 .into_iter()
                 .next()
-                .ok_or_else(|| self.http.malformed("no choices in the answer"))?;
+                .ok_or_else(|| http.malformed("no choices in the answer"))?;
             return Ok(ChatResponse {
                 content: choice
                     .message
@@ -85,8 +82,7 @@ impl OpenAi {
             });
         }
 
-        let mut events = SseEvents::new(&self.http, self.http.send(builder).await?);
-        let mut transcript = Transcript::new(deltas);
+        let mut events = SseEvents::new(http, http.send(builder).await?);
         let mut model = None;
         let mut usage = TokenUsage::default();
         let mut finish_reason = None;
@@ -99,9 +95,9 @@ impl OpenAi {
                     finish_reason,
                 });
             }
-            let chunk: Completion = self.http.parse(&data)?;
+            let chunk: Completion = http.parse(&data)?;
             if let Some(error) = chunk.error {
-                return Err(self.http.reported_error(error));
+                return Err(http.reported_error(error));
             }
             model = chunk.model.or(model);
             if let Some(chunk_usage) = chunk.usage {
@@ -114,25 +110,26 @@ impl OpenAi {
                 }
             }
         }
-        Err(self.http.truncated())
+        Err(http.truncated())
     }
 
-    async fn embed_call(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    async fn embed(
+        &self,
+        http: &Endpoint,
+        request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
         let body = EmbedBody {
             model: &request.model,
             input: &request.input,
         };
-        let builder = self
-            .http
-            .request(Method::POST, "/v1/embeddings")
-            .json(&body);
-        let reply: EmbeddingList = self.http.send_json(builder).await?;
+        let builder = http.request(Method::POST, "/v1/embeddings").json(&body);
+        let reply: EmbeddingList = http.send_json(builder).await?;
         let vector = reply
             .data
             .into_iter()
             .next()
             .map(|item| item.embedding)
-            .ok_or_else(|| self.http.malformed("no embedding in the answer"))?;
+            .ok_or_else(|| http.malformed("no embedding in the answer"))?;
         Ok(EmbedResponse {
             vector,
             model: reply.model.unwrap_or_else(|| request.model.clone()),
@@ -140,31 +137,11 @@ impl OpenAi {
         })
     }
 
-    async fn list_models_call(&self) -> Result<Vec<String>, ProviderError> {
-        let reply: ModelList = self
-            .http
-            .send_json(self.http.request(Method::GET, "/v1/models"))
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+        let reply: ModelList = http
+            .send_json(http.request(Method::GET, "/v1/models"))
             .await?;
         Ok(reply.data.into_iter().map(|model| model.id).collect())
-    }
-}
-
-#[async_trait]
-impl Provider for OpenAi {
-    async fn chat(
-        &self,
-        request: &ChatRequest,
-        deltas: Option<mpsc::Sender<String>>,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.http.bounded(self.chat_call(request, deltas)).await
-    }
-
-    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        self.http.bounded(self.embed_call(request)).await
-    }
-
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        self.http.bounded(self.list_models_call()).await
     }
 }
 

@@ -338,6 +338,42 @@ impl Resolver {
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Served<ChatResponse>, ResolveError> {
+        self.failover(candidates, |provider, candidate| {
+            let mut request = request.clone();
+            request.model = candidate.model.clone();
+            let deltas = deltas.clone();
+            async move { provider.chat(&request, deltas).await }
+        })
+        .await
+    }
+
+    /// Embeds on the first candidate that answers, failing over on retryable
+    /// errors.
+    pub async fn embed(
+        &self,
+        candidates: &[Candidate],
+        input: &str,
+    ) -> Result<Served<EmbedResponse>, ResolveError> {
+        self.failover(candidates, |provider, candidate| {
+            let request = EmbedRequest {
+                model: candidate.model.clone(),
+                input: input.to_string(),
+            };
+            async move { provider.embed(&request).await }
+        })
+        .await
+    }
+
+    /// Makes `call` on each candidate's provider in turn until one answers
+    /// or fails for good; a retryable failure moves on to the next.
+    async fn failover<T, Call>(
+        &self,
+        candidates: &[Candidate],
+        call: impl Fn(Box<dyn Provider>, &Candidate) -> Call,
+    ) -> Result<Served<T>, ResolveError>
+    where
+        Call: Future<Output = Result<T, ProviderError>>,
+    {
         let mut last = None;
         for candidate in candidates {
             let provider = match self.provider(&candidate.backend) {
@@ -347,10 +383,8 @@ impl Resolver {
                     continue;
                 }
             };
-            let mut request = request.clone();
-            request.model = candidate.model.clone();
             let _in_flight = self.track(&candidate.backend.id);
-            match provider.chat(&request, deltas.clone()).await {
+            match call(provider, candidate).await {
                 Ok(response) => {
                     return Ok(Served {
                         response,
@@ -362,44 +396,6 @@ impl Resolver {
                     tracing::warn!(backend = %candidate.backend.name, model = %candidate.model, error = %error, "model call failed; trying the next backend");
                     last = Some(error);
                 }
-                Err(error) => return Err(ResolveError::Provider(error)),
-            }
-        }
-        Err(ResolveError::Provider(last.unwrap_or_else(|| {
-            ProviderError::retryable("no candidate was tried")
-        })))
-    }
-
-    /// Embeds on the first candidate that answers, failing over on retryable
-    /// errors.
-    pub async fn embed(
-        &self,
-        candidates: &[Candidate],
-        input: &str,
-    ) -> Result<Served<EmbedResponse>, ResolveError> {
-        let mut last = None;
-        for candidate in candidates {
-            let provider = match self.provider(&candidate.backend) {
-                Ok(provider) => provider,
-                Err(error) => {
-                    last = Some(error);
-                    continue;
-                }
-            };
-            let request = EmbedRequest {
-                model: candidate.model.clone(),
-                input: input.to_string(),
-            };
-            let _in_flight = self.track(&candidate.backend.id);
-            match provider.embed(&request).await {
-                Ok(response) => {
-                    return Ok(Served {
-                        response,
-                        backend_id: candidate.backend.id.clone(),
-                        model: candidate.model.clone(),
-                    });
-                }
-                Err(error) if error.is_retryable() => last = Some(error),
                 Err(error) => return Err(ResolveError::Provider(error)),
             }
         }

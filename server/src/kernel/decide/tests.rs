@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use self::fixture::*;
 use super::*;
 use crate::proto::taskloom::v1::RunEventType as E;
-use crate::store::Verdict;
+use crate::store::{AttemptStatus, RunStatus, Verdict};
 
 fn boom(retryable: bool) -> TaskFailure {
     TaskFailure::new("boom", retryable)
@@ -435,7 +435,7 @@ fn results_need_the_current_lease_of_a_live_run() {
                 "stale token",
                 lease.attempt_id.clone(),
                 "token-0".to_string(),
-                RejectionKind::FailedPrecondition,
+                RejectionKind::LeaseFenced,
             ),
         ];
         for (case, attempt_id, token, kind) in cases {
@@ -453,7 +453,7 @@ fn results_need_the_current_lease_of_a_live_run() {
         cancelled.snapshot = snapshot;
         let plan = cancelled.decide(|given| decision(given, &lease.attempt_id, &lease.token));
         let (kind, message) = rejection(&plan);
-        assert_eq!(kind, RejectionKind::FailedPrecondition, "{name}");
+        assert_eq!(kind, RejectionKind::RunNotActive, "{name}");
         assert!(message.contains("already ended"), "{name}: {message}");
 
         // A completed attempt's lease is spent.
@@ -823,7 +823,10 @@ impl Tap for pb::Chain {}
 enum Answer {
     Applied(RunStatus),
     NoOp,
-    Rejected,
+    /// Rejected: the run already ended.
+    Ended,
+    /// Rejected: the run is not in the state the call needs.
+    WrongState,
 }
 
 fn answer(run: &mut TestRun, decision: impl Fn(&Given) -> Plan) -> Answer {
@@ -833,8 +836,11 @@ fn answer(run: &mut TestRun, decision: impl Fn(&Given) -> Plan) -> Answer {
     } else if plan.verdict == Verdict::Apply {
         Answer::Applied(run.status())
     } else {
-        assert_eq!(rejection(&plan).0, RejectionKind::FailedPrecondition);
-        Answer::Rejected
+        match rejection(&plan).0 {
+            RejectionKind::RunNotActive => Answer::Ended,
+            RejectionKind::FailedPrecondition => Answer::WrongState,
+            other => panic!("unexpected rejection {other:?}"),
+        }
     }
 }
 
@@ -844,19 +850,37 @@ fn run_controls_by_run_status() {
     use RunStatus::*;
     // (status, cancel, pause, resume, retry_run)
     let table = [
-        (Queued, Applied(Cancelled), Applied(Paused), NoOp, Rejected),
-        (Running, Applied(Cancelled), Applied(Paused), NoOp, Rejected),
+        (
+            Queued,
+            Applied(Cancelled),
+            Applied(Paused),
+            NoOp,
+            WrongState,
+        ),
+        (
+            Running,
+            Applied(Cancelled),
+            Applied(Paused),
+            NoOp,
+            WrongState,
+        ),
         (
             WaitingInput,
             Applied(Cancelled),
             Applied(Paused),
             NoOp,
-            Rejected,
+            WrongState,
         ),
-        (Paused, Applied(Cancelled), NoOp, Applied(Running), Rejected),
-        (Succeeded, Rejected, Rejected, Rejected, Rejected),
-        (Failed, Rejected, Rejected, Rejected, Applied(Running)),
-        (Cancelled, NoOp, Rejected, Rejected, Rejected),
+        (
+            Paused,
+            Applied(Cancelled),
+            NoOp,
+            Applied(Running),
+            WrongState,
+        ),
+        (Succeeded, Ended, Ended, Ended, WrongState),
+        (Failed, Ended, Ended, Ended, Applied(Running)),
+        (Cancelled, NoOp, Ended, Ended, WrongState),
     ];
     for (status, on_cancel, on_pause, on_resume, on_retry) in table {
         assert_eq!(
@@ -1005,8 +1029,8 @@ fn input_answers_a_waiting_task_once_per_request() {
     // (case, task, request key, answer)
     let replays = [
         ("same request again", "ask", Some("key-1"), Answer::NoOp),
-        ("another request", "ask", Some("key-2"), Answer::Rejected),
-        ("no request id", "ask", None, Answer::Rejected),
+        ("another request", "ask", Some("key-2"), Answer::WrongState),
+        ("no request id", "ask", None, Answer::WrongState),
     ];
     for (case, task_id, key, expected) in replays {
         let got = answer(&mut run, |g| {

@@ -345,30 +345,29 @@ impl TestRun {
         }
     }
 
+    /// Leases `task_id` and makes `decision` on the lease (given the
+    /// attempt id and the lease token).
+    pub fn on_lease(
+        &mut self,
+        task_id: &str,
+        decision: impl Fn(&Given, &str, &str) -> Plan,
+    ) -> Plan {
+        let lease = self.lease(task_id);
+        self.step(|given| decision(given, &lease.attempt_id, &lease.token))
+    }
+
     /// Leases `task_id` and completes it with a text output.
     pub fn complete(&mut self, task_id: &str, output: &str) -> Plan {
-        let lease = self.lease(task_id);
-        self.step(|given| {
-            decide::complete(
-                given,
-                &lease.attempt_id,
-                &lease.token,
-                TaskSuccess::output(value::text(output)),
-            )
+        let success = TaskSuccess::output(value::text(output));
+        self.on_lease(task_id, |given, attempt_id, token| {
+            decide::complete(given, attempt_id, token, success.clone())
         })
     }
 
     /// Leases `task_id` and fails it.
     pub fn fail(&mut self, task_id: &str, failure: TaskFailure, random_unit: f64) -> Plan {
-        let lease = self.lease(task_id);
-        self.step(|given| {
-            decide::fail(
-                given,
-                &lease.attempt_id,
-                &lease.token,
-                failure.clone(),
-                random_unit,
-            )
+        self.on_lease(task_id, |given, attempt_id, token| {
+            decide::fail(given, attempt_id, token, failure.clone(), random_unit)
         })
     }
 }
