@@ -159,7 +159,7 @@ impl Dispatcher {
     }
 
     /// Counts a lease operation of `session_id` refused by fencing.
-    pub fn fenced(&self, session_id: &str) {
+    pub(super) fn fenced(&self, session_id: &str) {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
             session.info.fenced_operations += 1;
         }
@@ -304,7 +304,7 @@ impl Dispatcher {
     /// `CancelLease` so the worker stops them. A refused lease is forgotten
     /// only if it is the sender's own under that token: a heartbeat naming
     /// another worker's lease with a wrong token changes nothing.
-    pub async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
+    pub(super) async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
         let lease = self.inner.config.lease;
         for lease_ref in active {
             let result = self

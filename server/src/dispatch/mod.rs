@@ -3,9 +3,10 @@
 //! transitions stay in the kernel; this module decides who gets which
 //! attempt and talks to the streams.
 //!
-//! Rooms: `mod.rs` (sessions: open, close, abandon, send, end), `leases`
-//! (the lease book and lease operations), `claim_loop`, `offer` (delivery,
-//! offer encoding, eager slots), `sessions` (every replica's sessions).
+//! Rooms: `mod.rs` (sessions: open, close, abandon, send, end), `session`
+//! (one session's stream loop), `leases` (the lease book and lease
+//! operations), `claim_loop`, `offer` (delivery, offer encoding, eager
+//! slots), `sessions` (every replica's sessions).
 //!
 //! - **Offers**: a worker gets attempts of its queues up to its free slots,
 //!   highest priority and oldest first, either eagerly (leased in the
@@ -16,7 +17,7 @@
 //!   before its offer is sent; an offer that cannot be sent releases the
 //!   lease at once.
 //! - **Liveness is reading the stream**: the session's stream loop
-//!   (`api::worker`) pings every heartbeat interval and abandons a session
+//!   (`session`) pings every heartbeat interval and abandons a session
 //!   that leaves a ping unanswered past the heartbeat timeout: its leases end
 //!   at once, as expired. A session whose stream just ends is closed and its
 //!   leases stay valid until they expire, so a worker that reconnects in
@@ -34,6 +35,7 @@
 mod claim_loop;
 mod leases;
 mod offer;
+mod session;
 mod sessions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -52,6 +54,7 @@ use offer::SessionSlots;
 mod workers;
 
 pub use pb::server_message::Msg as ServerMsg;
+pub use session::{Inbound, LeaseMessage, LeaseOp, StreamBroken};
 
 /// Most attempts leased to one session by one claim.
 const MAX_CLAIM: u32 = 64;
@@ -144,7 +147,7 @@ struct Session {
     info: SessionInfo,
     /// Slots taken: leases held plus slots reserved for offers in flight.
     in_use: u32,
-    outbox: mpsc::Sender<pb::ServerMessage>,
+    outbox: mpsc::Sender<Outgoing>,
     /// Ends the session's stream at once (see [`Outbound`]).
     end: Option<oneshot::Sender<SessionEnd>>,
     /// The `ready_epoch` at the start of this session's last claim that
@@ -229,7 +232,7 @@ impl Dispatcher {
     /// Opens a session: re-attaches the leases it still holds, registers it
     /// and queues the `Welcome`. Returns the session id and its outbound
     /// stream.
-    pub async fn open(&self, hello: Hello) -> (String, Outbound) {
+    async fn open(&self, hello: Hello) -> (String, Outbound) {
         let session_id = uuid::Uuid::now_v7().to_string();
         let (outbox, messages) = mpsc::channel(OUTBOX);
         let (end, ended) = oneshot::channel();
@@ -264,16 +267,14 @@ impl Dispatcher {
             }
         }
         let now = crate::kernel::now();
-        let welcome = pb::ServerMessage {
-            msg: Some(ServerMsg::Welcome(pb::Welcome {
-                session_id: session_id.clone(),
-                heartbeat_interval: Some(proto_duration(self.inner.config.heartbeat_interval)),
-                heartbeat_timeout: Some(proto_duration(self.inner.config.heartbeat_timeout)),
-                reattached,
-                rejected,
-                replica: self.inner.kernel.instance_id().to_string(),
-            })),
-        };
+        let welcome = Outgoing::Message(ServerMsg::Welcome(pb::Welcome {
+            session_id: session_id.clone(),
+            heartbeat_interval: Some(proto_duration(self.inner.config.heartbeat_interval)),
+            heartbeat_timeout: Some(proto_duration(self.inner.config.heartbeat_timeout)),
+            reattached,
+            rejected,
+            replica: self.inner.kernel.instance_id().to_string(),
+        }));
         // The outbox is empty: this cannot fail.
         let _ = outbox.try_send(welcome);
         let caps = &self.inner.kernel.config().caps;
@@ -335,14 +336,14 @@ impl Dispatcher {
 
     /// Closes a session: it gets no more offers; the leases it holds stay
     /// valid until they expire (its worker may re-attach them).
-    pub fn close(&self, session_id: &str) {
+    fn close(&self, session_id: &str) {
         self.remove_session(session_id);
     }
 
     /// Closes a session that failed the liveness check (a ping unanswered
     /// past the heartbeat timeout): its leases end at once, counted as
     /// lease expiries, so other workers get their tasks now.
-    pub fn abandon(&self, session_id: &str) {
+    fn abandon(&self, session_id: &str) {
         for (attempt_id, held) in self.remove_session(session_id) {
             let kernel = self.inner.kernel.clone();
             tokio::spawn(async move {
@@ -382,14 +383,14 @@ impl Dispatcher {
     }
 
     /// Notes a sign of life from a session.
-    pub fn alive(&self, session_id: &str) {
+    fn alive(&self, session_id: &str) {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
             session.info.last_heartbeat = crate::kernel::now();
         }
     }
 
     /// Changes a session's slot count.
-    pub fn set_slots(&self, session_id: &str, slots: u32) {
+    fn set_slots(&self, session_id: &str, slots: u32) {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
             session.info.slots = slots;
         }
@@ -397,21 +398,23 @@ impl Dispatcher {
     }
 
     /// Queues a message on a session's stream; false if it cannot be sent.
-    pub fn send(&self, session_id: &str, msg: ServerMsg) -> bool {
+    fn send(&self, session_id: &str, msg: ServerMsg) -> bool {
+        self.push(session_id, Outgoing::Message(msg))
+    }
+
+    fn push(&self, session_id: &str, item: Outgoing) -> bool {
         let outbox = match self.state().sessions.get(session_id) {
             Some(session) => session.outbox.clone(),
             None => return false,
         };
         // Never waits: a worker that stopped reading fills its outbox, and
         // what does not fit counts as not sent.
-        outbox
-            .try_send(pb::ServerMessage { msg: Some(msg) })
-            .is_ok()
+        outbox.try_send(item).is_ok()
     }
 
     /// Ends a session's stream at once, ahead of whatever its outbox
     /// still holds (the session closes after).
-    pub fn end(&self, session_id: &str, why: SessionEnd) {
+    fn end(&self, session_id: &str, why: SessionEnd) {
         let end = self
             .state()
             .sessions
@@ -434,19 +437,29 @@ pub enum SessionEnd {
     ShuttingDown,
 }
 
+/// What a session's stream carries.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A message encoded here (welcome, offers, pings, cancellations).
+    Message(ServerMsg),
+    /// The outcome of a lease message the worker sent: the API encodes it
+    /// as an `Ack` with the code and reason a unary call would get.
+    Ack(pb::LeaseRef, Result<(), crate::kernel::KernelError>),
+}
+
 /// A session's outbound stream: the messages queued in its outbox until
 /// the session is ended with a status, which is sent at once in place of
 /// whatever is still queued (a worker that stopped reading must not hold
 /// its own ending back). A session closed without a status ends after its
 /// queued messages.
 pub struct Outbound {
-    messages: mpsc::Receiver<pb::ServerMessage>,
+    messages: mpsc::Receiver<Outgoing>,
     end: Option<oneshot::Receiver<SessionEnd>>,
     ended: bool,
 }
 
 impl tokio_stream::Stream for Outbound {
-    type Item = Result<pb::ServerMessage, SessionEnd>;
+    type Item = Result<Outgoing, SessionEnd>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

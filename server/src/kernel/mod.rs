@@ -44,7 +44,6 @@ use crate::chain::CompiledChain;
 use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, Renderer};
 use crate::store::{AttemptRecord, Delta, DynStore, IdempotencyKey, RunRecord};
-use lease::Caps;
 use batch::Batcher;
 pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
 pub use due::ClaimLoop;
@@ -52,6 +51,7 @@ pub use eager::{Slot, SlotProvider};
 pub use engine::{AttemptChange, Transitioned};
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
+use lease::Caps;
 pub use signals::RunObserver;
 use transitions::{MAX_STARTS, MAX_TRANSITIONS, StartItem, TransitionItem};
 
