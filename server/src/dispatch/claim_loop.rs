@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::slots::Seat;
 use super::{Dispatcher, MAX_CLAIM, MAX_CLAIM_WHEN_DUE, ROUNDS_WHEN_DUE};
 use crate::kernel::{ClaimLoop, KernelError};
 use crate::telemetry::FailureLog;
@@ -103,7 +104,7 @@ impl Dispatcher {
                 Round::ReadyWork => (MAX_CLAIM, state.ready_epoch),
                 Round::WhenDue => {
                     // Sessions without room now claim when a slot frees.
-                    if state.sessions.values().any(|s| s.free() == 0) {
+                    if state.sessions.values().any(|s| s.seat.free() == 0) {
                         state.ready_epoch += 1;
                     }
                     (MAX_CLAIM_WHEN_DUE, state.ready_epoch)
@@ -111,22 +112,14 @@ impl Dispatcher {
             };
             // Read before the claims: work made ready while they run bumps
             // it.
-            let wanting: Vec<(String, String, Vec<String>, u32)> = state
+            let wanting: Vec<(Arc<Seat>, Vec<String>, u32)> = state
                 .sessions
-                .values_mut()
-                .filter(|s| {
-                    s.free() > 0 && (round == Round::WhenDue || s.may_have_work(ready_epoch))
-                })
-                .map(|s| {
-                    let take = s.free().min(most);
+                .values()
+                .filter(|s| round == Round::WhenDue || s.may_have_work(ready_epoch))
+                .filter_map(|s| {
                     // Reserved until the claim returns.
-                    s.in_use += take;
-                    (
-                        s.info.session_id.clone(),
-                        s.info.worker_id.clone(),
-                        s.info.queues.clone(),
-                        take,
-                    )
+                    let take = s.seat.take(most);
+                    (take > 0).then(|| (s.seat.clone(), s.info.queues.clone(), take))
                 })
                 .collect();
             (ready_epoch, wanting)
@@ -134,26 +127,31 @@ impl Dispatcher {
         let mut full = false;
         let mut failed = None;
         let mut short = false;
-        for (session_id, worker_id, queues, take) in wanting {
-            let (claimed, found_all) =
-                match self.inner.kernel.claim(&queues, &worker_id, take).await {
-                    Ok(claimed) => {
-                        let found_all = (claimed.len() as u32) < take;
-                        (claimed, found_all)
-                    }
-                    Err(error) => {
-                        failed = Some(error);
-                        (Vec::new(), false)
-                    }
-                };
+        for (seat, queues, take) in wanting {
+            let session_id = &seat.session_id;
+            let (claimed, found_all) = match self
+                .inner
+                .kernel
+                .claim(&queues, &seat.worker_id, take)
+                .await
+            {
+                Ok(claimed) => {
+                    let found_all = (claimed.len() as u32) < take;
+                    (claimed, found_all)
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    (Vec::new(), false)
+                }
+            };
             full |= claimed.len() as u32 == take;
             short |= found_all;
+            // Keep one slot per claimed attempt; give the rest back.
+            seat.give_back(take - claimed.len() as u32);
             let freed_for_more = {
                 let mut state = self.state();
                 let current_epoch = state.ready_epoch;
-                state.sessions.get_mut(&session_id).is_some_and(|session| {
-                    // Keep one slot per claimed attempt; give the rest back.
-                    session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
+                state.sessions.get_mut(session_id).is_some_and(|session| {
                     if found_all {
                         session.clean_at = Some(ready_epoch);
                     }

@@ -128,7 +128,7 @@ impl Dispatcher {
             .sessions
             .get_mut(&held.session_id)
             .is_some_and(|session| {
-                session.in_use = session.in_use.saturating_sub(1);
+                session.seat.give_back(1);
                 session.may_have_work(ready_epoch)
             });
         forget_run_attempt(&mut state, &held.run_id, attempt_id);
@@ -149,7 +149,7 @@ impl Dispatcher {
         let Some(session) = state.sessions.get_mut(&held.session_id) else {
             return;
         };
-        session.in_use += 1;
+        session.seat.hold();
         state
             .by_run
             .entry(held.run_id.clone())

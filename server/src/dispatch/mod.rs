@@ -5,8 +5,9 @@
 //!
 //! Rooms: `mod.rs` (sessions: open, close, abandon, send, end), `session`
 //! (one session's stream loop), `leases` (the lease book and lease
-//! operations), `claim_loop`, `offer` (delivery, offer encoding, eager
-//! slots), `sessions` (every replica's sessions).
+//! operations), `claim_loop`, `offer` (delivery and offer encoding),
+//! `slots` (lock-free session slots, offered to eager dispatch), `sessions`
+//! (every replica's sessions).
 //!
 //! - **Offers**: a worker gets attempts of its queues up to its free slots,
 //!   highest priority and oldest first, either eagerly (leased in the
@@ -37,6 +38,7 @@ mod leases;
 mod offer;
 mod session;
 mod sessions;
+mod slots;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +51,7 @@ use crate::kernel::Kernel;
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptStatus, WorkerSessionRecord};
 use leases::{LeaseWatch, forget_run_attempt};
-use offer::SessionSlots;
+use slots::{Seat, Seats, SessionSlots};
 
 mod workers;
 
@@ -120,6 +122,8 @@ struct Inner {
     kernel: Kernel,
     config: DispatchConfig,
     state: Mutex<State>,
+    /// Every session's slots, for eager dispatch (no lock of `state`).
+    seats: Seats,
     /// Wakes the dispatch loop (slots freed, sessions opened).
     wake: Notify,
     /// Stale or foreign lease operations rejected (fencing).
@@ -135,8 +139,6 @@ struct State {
     held: HashMap<String, Held>,
     /// Attempt ids held, by run id (for cancellations).
     by_run: HashMap<String, HashSet<String>>,
-    /// Round-robin start for eager slots.
-    turn: usize,
     /// Counts the signs that ready work may be waiting for a slot (ready
     /// work left after a commit, a change on another replica, the safety
     /// poll); see `Session::clean_at`.
@@ -144,10 +146,9 @@ struct State {
 }
 
 struct Session {
+    /// As opened (its slot count is the seat's).
     info: SessionInfo,
-    /// Slots taken: leases held plus slots reserved for offers in flight.
-    in_use: u32,
-    outbox: mpsc::Sender<Outgoing>,
+    seat: Arc<Seat>,
     /// Ends the session's stream at once (see [`Outbound`]).
     end: Option<oneshot::Sender<SessionEnd>>,
     /// The `ready_epoch` at the start of this session's last claim that
@@ -162,13 +163,6 @@ struct Session {
 }
 
 impl Session {
-    fn free(&self) -> u32 {
-        if self.outbox.capacity() < OUTBOX_RESERVE {
-            return 0;
-        }
-        self.info.slots.saturating_sub(self.in_use)
-    }
-
     /// Whether ready work may be waiting for this session's slots.
     fn may_have_work(&self, ready_epoch: u64) -> bool {
         self.capped || self.clean_at.is_none_or(|clean| clean < ready_epoch)
@@ -193,6 +187,7 @@ impl Dispatcher {
                 kernel,
                 config,
                 state: Mutex::new(State::default()),
+                seats: Seats::default(),
                 wake: Notify::new(),
                 fencing_rejections: AtomicU64::new(0),
                 publish: Notify::new(),
@@ -282,7 +277,13 @@ impl Dispatcher {
             caps.limits_tenants() || hello.queues.iter().any(|queue| caps.queue(queue).is_some());
         {
             let mut state = self.state();
-            let mut session = Session {
+            let seat = Seat::new(
+                session_id.clone(),
+                hello.worker_id.clone(),
+                hello.slots,
+                outbox,
+            );
+            let session = Session {
                 info: SessionInfo {
                     session_id: session_id.clone(),
                     worker_id: hello.worker_id,
@@ -297,8 +298,7 @@ impl Dispatcher {
                     last_heartbeat: now,
                     fenced_operations: 0,
                 },
-                in_use: 0,
-                outbox,
+                seat: Arc::new(seat),
                 end: Some(end),
                 clean_at: None,
                 capped,
@@ -309,9 +309,9 @@ impl Dispatcher {
                 if let Some(previous) = state.held.remove(&attempt_id)
                     && let Some(old) = state.sessions.get_mut(&previous.session_id)
                 {
-                    old.in_use = old.in_use.saturating_sub(1);
+                    old.seat.give_back(1);
                 }
-                session.in_use += 1;
+                session.seat.hold();
                 state
                     .by_run
                     .entry(run_id.clone())
@@ -328,6 +328,7 @@ impl Dispatcher {
                 );
             }
             state.sessions.insert(session_id.clone(), session);
+            self.inner.seats.reindex(&state);
         }
         self.inner.wake.notify_one();
         self.inner.publish.notify_one();
@@ -364,6 +365,7 @@ impl Dispatcher {
         if state.sessions.remove(session_id).is_none() {
             return Vec::new();
         }
+        self.inner.seats.reindex(&state);
         let attempt_ids: Vec<String> = state
             .held
             .iter()
@@ -391,8 +393,8 @@ impl Dispatcher {
 
     /// Changes a session's slot count.
     fn set_slots(&self, session_id: &str, slots: u32) {
-        if let Some(session) = self.state().sessions.get_mut(session_id) {
-            session.info.slots = slots;
+        if let Some(session) = self.state().sessions.get(session_id) {
+            session.seat.set_slots(slots);
         }
         self.inner.wake.notify_one();
     }
@@ -404,7 +406,7 @@ impl Dispatcher {
 
     fn push(&self, session_id: &str, item: Outgoing) -> bool {
         let outbox = match self.state().sessions.get(session_id) {
-            Some(session) => session.outbox.clone(),
+            Some(session) => session.seat.outbox.clone(),
             None => return false,
         };
         // Never waits: a worker that stopped reading fills its outbox, and
