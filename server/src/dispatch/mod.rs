@@ -34,6 +34,7 @@
 //!   `CancelLease` on that session's stream.
 
 mod claim_loop;
+pub(crate) use claim_loop::when_due;
 mod leases;
 mod offer;
 mod session;
@@ -66,8 +67,6 @@ const MAX_CLAIM: u32 = 64;
 const MAX_CLAIM_WHEN_DUE: u32 = 16;
 /// Outbound messages queued per session before sends count as failed.
 const OUTBOX: usize = 1024;
-/// Dispatch rounds for work falling due that may run at once.
-const ROUNDS_WHEN_DUE: usize = 4;
 /// Room kept in an outbox for acks, pings and cancellations: a session
 /// whose outbox has less free room gets no offers (its worker is not
 /// reading fast enough) until it drains.

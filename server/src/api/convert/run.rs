@@ -152,6 +152,24 @@ struct RunRequest<'a> {
     tenant: &'a str,
 }
 
+/// The [`RunRequest`] of a `StartRun` or an `ExecuteChain` (which name
+/// the same fields), with its input.
+macro_rules! run_request {
+    ($request:ident, $input:expr) => {
+        RunRequest {
+            chain_id: &$request.chain_id,
+            chain_version: $request.chain_version,
+            chain: $request.chain.as_ref(),
+            input: $input,
+            input_type: &$request.input_type,
+            request_id: &$request.request_id,
+            labels: &$request.labels,
+            priority: $request.priority,
+            tenant: &$request.tenant,
+        }
+    };
+}
+
 fn decode_start(
     request: &RunRequest<'_>,
     violations: &mut Violations,
@@ -235,17 +253,7 @@ fn decode_start(
 /// A `StartRun` as the kernel takes it.
 pub fn start_run(request: &pb::StartRunRequest) -> ApiResult<StartRun> {
     let input = start_input(&request.run_input);
-    let decoded = RunRequest {
-        chain_id: &request.chain_id,
-        chain_version: request.chain_version,
-        chain: request.chain.as_ref(),
-        input: input.as_ref(),
-        input_type: &request.input_type,
-        request_id: &request.request_id,
-        labels: &request.labels,
-        priority: request.priority,
-        tenant: &request.tenant,
-    };
+    let decoded = run_request!(request, input.as_ref());
     let mut violations = Violations::new();
     let parts = decode_start(&decoded, &mut violations);
     finish_start(&decoded, parts, violations, || {
@@ -257,17 +265,7 @@ pub fn start_run(request: &pb::StartRunRequest) -> ApiResult<StartRun> {
 
 /// An `ExecuteChain`: the run to start and how long to wait for its end.
 pub fn execute_chain(request: &pb::ExecuteChainRequest) -> ApiResult<(StartRun, Duration)> {
-    let decoded = RunRequest {
-        chain_id: &request.chain_id,
-        chain_version: request.chain_version,
-        chain: request.chain.as_ref(),
-        input: request.run_input.as_ref(),
-        input_type: &request.input_type,
-        request_id: &request.request_id,
-        labels: &request.labels,
-        priority: request.priority,
-        tenant: &request.tenant,
-    };
+    let decoded = run_request!(request, request.run_input.as_ref());
     let mut violations = Violations::new();
     let parts = decode_start(&decoded, &mut violations);
     let wait = match &request.wait_timeout {
