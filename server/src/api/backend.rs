@@ -5,9 +5,8 @@ use super::convert::backend::{
     BACKEND_MASK_FIELDS, backend_message, embed_answer, embed_call, model_message, new_backend,
     new_model, new_pool, pool_message, prompt_answer, prompt_call, resolve_error, updated_backend,
 };
-use super::request::{
-    check_etag, expected_revision, list_page, require, require_pair, update_mask,
-};
+use super::page::{infallible, list_page};
+use super::request::{check_etag, expected_revision, require, require_pair, update_mask};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
 use crate::store::DynStore;
@@ -80,18 +79,8 @@ impl BackendApi {
         &self,
         request: pb::ListBackendsRequest,
     ) -> ApiResult<pb::ListBackendsResponse> {
-        let (backends, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListBackends",
-            |query| self.store().list_backends(query),
-            |item| Ok(backend_message(item)),
-        )
-        .await?;
-        Ok(pb::ListBackendsResponse {
-            backends,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_backends(query);
+        list_page(&request, "ListBackends", fetch, infallible(backend_message)).await
     }
 
     async fn update_backend(&self, request: pb::UpdateBackendRequest) -> ApiResult<pb::Backend> {
@@ -128,18 +117,8 @@ impl BackendApi {
     }
 
     async fn list_pools(&self, request: pb::ListPoolsRequest) -> ApiResult<pb::ListPoolsResponse> {
-        let (pools, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListPools",
-            |query| self.store().list_pools(query),
-            |item| Ok(pool_message(item)),
-        )
-        .await?;
-        Ok(pb::ListPoolsResponse {
-            pools,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_pools(query);
+        list_page(&request, "ListPools", fetch, infallible(pool_message)).await
     }
 
     async fn delete_pool(&self, request: pb::DeletePoolRequest) -> ApiResult<()> {
@@ -170,18 +149,14 @@ impl BackendApi {
         request: pb::ListPoolBackendsRequest,
     ) -> ApiResult<pb::ListBackendsResponse> {
         require("pool_id", &request.pool_id)?;
-        let (backends, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
+        let fetch = |query| self.store().list_pool_backends(&request.pool_id, query);
+        list_page(
+            &request,
             &scoped("ListPoolBackends", &request.pool_id),
-            |query| self.store().list_pool_backends(&request.pool_id, query),
-            |item| Ok(backend_message(item)),
+            fetch,
+            infallible(backend_message),
         )
-        .await?;
-        Ok(pb::ListBackendsResponse {
-            backends,
-            next_page_token,
-        })
+        .await
     }
 
     async fn list_backend_pools(
@@ -189,18 +164,14 @@ impl BackendApi {
         request: pb::ListBackendPoolsRequest,
     ) -> ApiResult<pb::ListPoolsResponse> {
         require("backend_id", &request.backend_id)?;
-        let (pools, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
+        let fetch = |query| self.store().list_backend_pools(&request.backend_id, query);
+        list_page(
+            &request,
             &scoped("ListBackendPools", &request.backend_id),
-            |query| self.store().list_backend_pools(&request.backend_id, query),
-            |item| Ok(pool_message(item)),
+            fetch,
+            infallible(pool_message),
         )
-        .await?;
-        Ok(pb::ListPoolsResponse {
-            pools,
-            next_page_token,
-        })
+        .await
     }
 
     async fn assign_model_to_pool(&self, request: pb::AssignModelToPoolRequest) -> ApiResult<()> {
@@ -223,18 +194,14 @@ impl BackendApi {
         request: pb::ListPoolModelsRequest,
     ) -> ApiResult<pb::ListModelsResponse> {
         require("pool_id", &request.pool_id)?;
-        let (models, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
+        let fetch = |query| self.store().list_pool_models(&request.pool_id, query);
+        list_page(
+            &request,
             &scoped("ListPoolModels", &request.pool_id),
-            |query| self.store().list_pool_models(&request.pool_id, query),
-            |item| Ok(model_message(item)),
+            fetch,
+            infallible(model_message),
         )
-        .await?;
-        Ok(pb::ListModelsResponse {
-            models,
-            next_page_token,
-        })
+        .await
     }
 
     async fn list_model_pools(
@@ -242,18 +209,14 @@ impl BackendApi {
         request: pb::ListModelPoolsRequest,
     ) -> ApiResult<pb::ListPoolsResponse> {
         require("model", &request.model)?;
-        let (pools, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
+        let fetch = |query| self.store().list_model_pools(&request.model, query);
+        list_page(
+            &request,
             &scoped("ListModelPools", &request.model),
-            |query| self.store().list_model_pools(&request.model, query),
-            |item| Ok(pool_message(item)),
+            fetch,
+            infallible(pool_message),
         )
-        .await?;
-        Ok(pb::ListPoolsResponse {
-            pools,
-            next_page_token,
-        })
+        .await
     }
 
     async fn create_model(&self, request: pb::CreateModelRequest) -> ApiResult<pb::Model> {
@@ -271,18 +234,8 @@ impl BackendApi {
         &self,
         request: pb::ListModelsRequest,
     ) -> ApiResult<pb::ListModelsResponse> {
-        let (models, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListModels",
-            |query| self.store().list_models(query),
-            |item| Ok(model_message(item)),
-        )
-        .await?;
-        Ok(pb::ListModelsResponse {
-            models,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_models(query);
+        list_page(&request, "ListModels", fetch, infallible(model_message)).await
     }
 
     async fn delete_model(&self, request: pb::DeleteModelRequest) -> ApiResult<()> {

@@ -1,7 +1,8 @@
 //! ChainService: chain definitions with immutable versions.
 
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
-use super::request::{Violations, expected_revision, idempotency_key, list_page, require};
+use super::page::list_page;
+use super::request::{Violations, expected_revision, idempotency_key, require};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
 use crate::store::DynStore;
@@ -58,18 +59,8 @@ impl ChainApi {
         &self,
         request: pb::ListChainsRequest,
     ) -> ApiResult<pb::ListChainsResponse> {
-        let (chains, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListChains",
-            |query| self.store().list_chains(query),
-            chain_message,
-        )
-        .await?;
-        Ok(pb::ListChainsResponse {
-            chains,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_chains(query);
+        list_page(&request, "ListChains", fetch, chain_message).await
     }
 
     async fn list_chain_versions(
@@ -77,18 +68,9 @@ impl ChainApi {
         request: pb::ListChainVersionsRequest,
     ) -> ApiResult<pb::ListChainVersionsResponse> {
         require("id", &request.id)?;
-        let (chains, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            &format!("ListChainVersions/{}", request.id),
-            |query| self.store().list_chain_versions(&request.id, query),
-            chain_message,
-        )
-        .await?;
-        Ok(pb::ListChainVersionsResponse {
-            chains,
-            next_page_token,
-        })
+        let scope = format!("ListChainVersions/{}", request.id);
+        let fetch = |query| self.store().list_chain_versions(&request.id, query);
+        list_page(&request, &scope, fetch, chain_message).await
     }
 
     async fn update_chain(&self, request: pb::UpdateChainRequest) -> ApiResult<pb::Chain> {

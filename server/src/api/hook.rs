@@ -1,7 +1,8 @@
 //! HookService: registered HTTP hooks that `hook` tasks call.
 
 use super::convert::hook::{HOOK_MASK_FIELDS, hook_message, new_hook, updated_hook};
-use super::request::{check_etag, expected_revision, list_page, require, update_mask};
+use super::page::{infallible, list_page};
+use super::request::{check_etag, expected_revision, require, update_mask};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, hook_service_server::HookService};
 use crate::store::DynStore;
@@ -46,18 +47,8 @@ impl HookApi {
     }
 
     async fn list_hooks(&self, request: pb::ListHooksRequest) -> ApiResult<pb::ListHooksResponse> {
-        let (hooks, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListHooks",
-            |query| self.store().list_hooks(query),
-            |item| Ok(hook_message(item)),
-        )
-        .await?;
-        Ok(pb::ListHooksResponse {
-            hooks,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_hooks(query);
+        list_page(&request, "ListHooks", fetch, infallible(hook_message)).await
     }
 
     async fn update_hook(&self, request: pb::UpdateHookRequest) -> ApiResult<pb::Hook> {

@@ -1,10 +1,8 @@
 //! Request decoding helpers shared by the services: field checks that collect
-//! every violation, page tokens, idempotency keys and etags.
+//! every violation, idempotency keys and etags (pages: [`super::page`]).
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -12,11 +10,8 @@ use tonic_types::FieldViolation;
 
 use super::error::{ApiError, ApiResult};
 use crate::outbound::OutboundPolicy;
-use crate::store::{IdempotencyKey, Page, PageQuery};
+use crate::store::IdempotencyKey;
 
-/// Default and maximum `page_size`.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-pub const MAX_PAGE_SIZE: u32 = 1000;
 /// Longest accepted `request_id`.
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Bounds on label maps.
@@ -197,107 +192,7 @@ pub fn require(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
-/// Decodes `page_size`/`page_token`. `scope` binds a token to the listing
-/// (and its filters) it came from, so a token cannot be replayed elsewhere.
-pub fn page_query(page_size: i32, page_token: &str, scope: &str) -> ApiResult<PageQuery> {
-    let limit = match page_size {
-        size if size < 0 => {
-            return Err(ApiError::invalid("page_size", "must not be negative"));
-        }
-        0 => DEFAULT_PAGE_SIZE,
-        size => (size as u32).min(MAX_PAGE_SIZE),
-    };
-    let after = if page_token.is_empty() {
-        None
-    } else {
-        Some(decode_page_token(page_token, scope).ok_or_else(|| {
-            ApiError::invalid(
-                "page_token",
-                "is not a token returned by this listing with the same filters",
-            )
-        })?)
-    };
-    Ok(PageQuery { limit, after })
-}
-
-/// Most encoded bytes of the items of one list page: clients refuse
-/// messages over 4 MiB by default, so a page ends before this (a single
-/// larger item still goes, alone) and its token continues after the last
-/// item sent.
-pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
-
-/// One page of a keyset listing: decodes the request's page token (bound to
-/// `scope`), fetches, encodes the items up to [`MAX_PAGE_BYTES`] and the
-/// token of the next page.
-pub async fn list_page<T, M, Fut>(
-    page_size: i32,
-    page_token: &str,
-    scope: &str,
-    fetch: impl FnOnce(PageQuery) -> Fut,
-    encode: impl FnMut(T) -> ApiResult<M>,
-) -> ApiResult<(Vec<M>, String)>
-where
-    M: Message,
-    Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
-{
-    let query = page_query(page_size, page_token, scope)?;
-    let page = fetch(query).await?;
-    encode_page(page, scope, encode)
-}
-
-/// Encodes a fetched page's items up to [`MAX_PAGE_BYTES`]; the token
-/// continues after the last item encoded.
-pub fn encode_page<T, M: Message>(
-    page: Page<T>,
-    scope: &str,
-    mut encode: impl FnMut(T) -> ApiResult<M>,
-) -> ApiResult<(Vec<M>, String)> {
-    let Page {
-        items,
-        mut next_after,
-        keys,
-    } = page;
-    let mut messages = Vec::with_capacity(items.len());
-    let mut bytes = 0;
-    for item in items {
-        let message = encode(item)?;
-        // The field tag and length prefix of a repeated entry.
-        bytes += message.encoded_len() + 6;
-        if bytes > MAX_PAGE_BYTES && !messages.is_empty() {
-            next_after = keys.get(messages.len() - 1).cloned();
-            break;
-        }
-        messages.push(message);
-    }
-    Ok((messages, next_page_token(next_after, scope)))
-}
-
-/// Encodes the token for the page after `next_after` (empty on the last page).
-pub fn next_page_token(next_after: Option<String>, scope: &str) -> String {
-    match next_after {
-        None => String::new(),
-        Some(after) => {
-            let payload = serde_json::json!({ "s": scope_digest(scope), "a": after });
-            URL_SAFE_NO_PAD.encode(payload.to_string())
-        }
-    }
-}
-
-fn decode_page_token(token: &str, scope: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    let payload: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    if payload.get("s")?.as_str()? != scope_digest(scope) {
-        return None;
-    }
-    Some(payload.get("a")?.as_str()?.to_string())
-}
-
-fn scope_digest(scope: &str) -> String {
-    let digest = Sha256::digest(scope.as_bytes());
-    hex(&digest[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -451,20 +346,6 @@ pub fn require_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_are_bound_to_their_scope() {
-        let token = next_page_token(Some("abc".into()), "ListBackends");
-        let query = page_query(10, &token, "ListBackends").unwrap();
-        assert_eq!(query.after.as_deref(), Some("abc"));
-        assert_eq!(query.limit, 10);
-        assert!(page_query(10, &token, "ListPools").is_err());
-        assert!(page_query(10, "garbage!", "ListBackends").is_err());
-        assert!(page_query(-1, "", "ListBackends").is_err());
-        assert_eq!(page_query(0, "", "x").unwrap().limit, DEFAULT_PAGE_SIZE);
-        assert_eq!(page_query(5000, "", "x").unwrap().limit, MAX_PAGE_SIZE);
-        assert_eq!(next_page_token(None, "x"), "");
-    }
 
     #[test]
     fn etags_check_revisions() {

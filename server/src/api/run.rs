@@ -7,7 +7,8 @@ use super::convert::run::{
     attempt_message, execute_chain, list_runs_scope, run_filter, run_message, start_run,
     submitted_input, trace,
 };
-use super::request::{Violations, encode_page, idempotency_key, page_query, require};
+use super::page::{encode_page, list_page, page_query};
+use super::request::{Violations, idempotency_key, require};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::kernel::watch::{Executed, decode_event};
 use crate::kernel::{Kernel, replay, value};
@@ -122,13 +123,8 @@ impl RunApi {
         let filter = run_filter(&request, &mut violations);
         violations.finish()?;
         let scope = list_runs_scope(&request);
-        let query = page_query(request.page_size, &request.page_token, &scope)?;
-        let page = self.kernel().store().list_runs(&filter, query).await?;
-        let (runs, next_page_token) = encode_page(page, &scope, |run| run_message(&run, None))?;
-        Ok(pb::ListRunsResponse {
-            runs,
-            next_page_token,
-        })
+        let fetch = |query| self.kernel().store().list_runs(&filter, query);
+        list_page(&request, &scope, fetch, |run| run_message(&run, None)).await
     }
 
     async fn watch_run(&self, request: pb::WatchRunRequest) -> ApiResult<BoxStream<pb::RunEvent>> {
@@ -174,12 +170,7 @@ impl RunApi {
             .list_events(&request.run_id, after, limit + 1)
             .await?;
         let page = Page::new(records, limit as usize, |record| record.seq.to_string());
-        let (events, next_page_token) =
-            encode_page(page, &scope, |record| Ok(decode_event(&record)?))?;
-        Ok(pb::ListRunEventsResponse {
-            events,
-            next_page_token,
-        })
+        encode_page(page, &scope, |record| Ok(decode_event(&record)?))
     }
 
     async fn list_run_attempts(
@@ -188,18 +179,8 @@ impl RunApi {
     ) -> ApiResult<pb::ListRunAttemptsResponse> {
         require("run_id", &request.run_id)?;
         let scope = format!("ListRunAttempts/{}", request.run_id);
-        let query = page_query(request.page_size, &request.page_token, &scope)?;
-        let page = self
-            .kernel()
-            .store()
-            .list_attempts(&request.run_id, query)
-            .await?;
-        let (attempts, next_page_token) =
-            encode_page(page, &scope, |attempt| attempt_message(&attempt))?;
-        Ok(pb::ListRunAttemptsResponse {
-            attempts,
-            next_page_token,
-        })
+        let fetch = |query| self.kernel().store().list_attempts(&request.run_id, query);
+        list_page(&request, &scope, fetch, |attempt| attempt_message(&attempt)).await
     }
 
     async fn cancel_run(&self, request: pb::CancelRunRequest) -> ApiResult<pb::Run> {

@@ -13,9 +13,8 @@ use tonic::{Status, Streaming};
 use super::convert::run::attempt_message;
 use super::convert::worker::worker_message;
 use super::error::Refusal;
-use super::request::{
-    MAX_WORKER_MESSAGE_BYTES, Violations, check_text, encode_page, page_query, timestamp,
-};
+use super::page::{encode_page, infallible, list_page, request_query};
+use super::request::{MAX_WORKER_MESSAGE_BYTES, Violations, check_text, timestamp};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::dispatch::{
     Dispatcher, Hello, Inbound, LeaseMessage, LeaseOp, Outgoing, ServerMsg, StreamBroken,
@@ -348,15 +347,10 @@ impl WorkerApi {
         &self,
         request: pb::ListWorkersRequest,
     ) -> ApiResult<pb::ListWorkersResponse> {
-        let query = page_query(request.page_size, &request.page_token, "ListWorkers")?;
+        let query = request_query(&request, "ListWorkers")?;
         let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
         let page = self.dispatcher().list_workers(queue, query).await?;
-        let (workers, next_page_token) =
-            encode_page(page, "ListWorkers", |s| Ok(worker_message(s)))?;
-        Ok(pb::ListWorkersResponse {
-            workers,
-            next_page_token,
-        })
+        encode_page(page, "ListWorkers", infallible(worker_message))
     }
 
     async fn list_dead_letters(
@@ -369,13 +363,8 @@ impl WorkerApi {
             violations.finish()?;
         }
         let scope = format!("ListDeadLetters/{}", request.queue);
-        let query = page_query(request.page_size, &request.page_token, &scope)?;
         let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
-        let page = self.context.store().list_dead_letters(queue, query).await?;
-        let (attempts, next_page_token) = encode_page(page, &scope, |a| attempt_message(&a))?;
-        Ok(pb::ListDeadLettersResponse {
-            attempts,
-            next_page_token,
-        })
+        let fetch = |query| self.context.store().list_dead_letters(queue, query);
+        list_page(&request, &scope, fetch, |a| attempt_message(&a)).await
     }
 }
