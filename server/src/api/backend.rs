@@ -5,7 +5,7 @@ use super::convert::backend::{
     BACKEND_MASK_FIELDS, backend_message, embed_answer, embed_call, model_message, new_backend,
     new_model, new_pool, pool_message, prompt_answer, prompt_call, resolve_error, updated_backend,
 };
-use super::page::{infallible, list_page};
+use super::page::{child_scope, infallible, list_page};
 use super::request::{check_etag, expected_revision, require, require_pair, update_mask};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
@@ -23,11 +23,6 @@ impl BackendApi {
     fn store(&self) -> &DynStore {
         self.context.store()
     }
-}
-
-/// Scope strings bind page tokens to one listing.
-fn scoped(listing: &str, key: &str) -> String {
-    format!("{listing}/{key}")
 }
 
 service! {
@@ -148,30 +143,18 @@ impl BackendApi {
         &self,
         request: pb::ListPoolBackendsRequest,
     ) -> ApiResult<pb::ListBackendsResponse> {
-        require("pool_id", &request.pool_id)?;
+        let scope = child_scope("ListPoolBackends", "pool_id", &request.pool_id)?;
         let fetch = |query| self.store().list_pool_backends(&request.pool_id, query);
-        list_page(
-            &request,
-            &scoped("ListPoolBackends", &request.pool_id),
-            fetch,
-            infallible(backend_message),
-        )
-        .await
+        list_page(&request, &scope, fetch, infallible(backend_message)).await
     }
 
     async fn list_backend_pools(
         &self,
         request: pb::ListBackendPoolsRequest,
     ) -> ApiResult<pb::ListPoolsResponse> {
-        require("backend_id", &request.backend_id)?;
+        let scope = child_scope("ListBackendPools", "backend_id", &request.backend_id)?;
         let fetch = |query| self.store().list_backend_pools(&request.backend_id, query);
-        list_page(
-            &request,
-            &scoped("ListBackendPools", &request.backend_id),
-            fetch,
-            infallible(pool_message),
-        )
-        .await
+        list_page(&request, &scope, fetch, infallible(pool_message)).await
     }
 
     async fn assign_model_to_pool(&self, request: pb::AssignModelToPoolRequest) -> ApiResult<()> {
@@ -193,30 +176,18 @@ impl BackendApi {
         &self,
         request: pb::ListPoolModelsRequest,
     ) -> ApiResult<pb::ListModelsResponse> {
-        require("pool_id", &request.pool_id)?;
+        let scope = child_scope("ListPoolModels", "pool_id", &request.pool_id)?;
         let fetch = |query| self.store().list_pool_models(&request.pool_id, query);
-        list_page(
-            &request,
-            &scoped("ListPoolModels", &request.pool_id),
-            fetch,
-            infallible(model_message),
-        )
-        .await
+        list_page(&request, &scope, fetch, infallible(model_message)).await
     }
 
     async fn list_model_pools(
         &self,
         request: pb::ListModelPoolsRequest,
     ) -> ApiResult<pb::ListPoolsResponse> {
-        require("model", &request.model)?;
+        let scope = child_scope("ListModelPools", "model", &request.model)?;
         let fetch = |query| self.store().list_model_pools(&request.model, query);
-        list_page(
-            &request,
-            &scoped("ListModelPools", &request.model),
-            fetch,
-            infallible(pool_message),
-        )
-        .await
+        list_page(&request, &scope, fetch, infallible(pool_message)).await
     }
 
     async fn create_model(&self, request: pb::CreateModelRequest) -> ApiResult<pb::Model> {

@@ -1,7 +1,7 @@
 //! ChainService: chain definitions with immutable versions.
 
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
-use super::page::list_page;
+use super::page::{child_scope, list_page};
 use super::request::{Violations, expected_revision, idempotency_key, require};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
@@ -39,9 +39,7 @@ impl ChainApi {
         violations.check_request_id("request_id", &request.request_id);
         violations.finish()?;
         let (id, bytes) = definition_bytes(request.chain.as_ref())?;
-        let idempotency = idempotency_key("CreateChain", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = idempotency_key(&request);
         let created = self.store().create_chain(&id, bytes, idempotency).await?;
         if !created.replayed {
             tracing::info!(chain_id = %id, version = created.record.version, "chain created");
@@ -67,8 +65,7 @@ impl ChainApi {
         &self,
         request: pb::ListChainVersionsRequest,
     ) -> ApiResult<pb::ListChainVersionsResponse> {
-        require("id", &request.id)?;
-        let scope = format!("ListChainVersions/{}", request.id);
+        let scope = child_scope("ListChainVersions", "id", &request.id)?;
         let fetch = |query| self.store().list_chain_versions(&request.id, query);
         list_page(&request, &scope, fetch, chain_message).await
     }
@@ -79,9 +76,7 @@ impl ChainApi {
         violations.finish()?;
         let (id, bytes) = definition_bytes(request.chain.as_ref())?;
         let expected = expected_revision(&request.etag, "chain", &id, None)?;
-        let idempotency = idempotency_key("UpdateChain", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = idempotency_key(&request);
         let updated = self
             .store()
             .update_chain(&id, bytes, expected, idempotency)

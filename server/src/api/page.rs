@@ -9,7 +9,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ApiResult};
-use super::request::hex;
+use super::request::{hex, require};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{Page, PageQuery, StoreResult};
 
@@ -99,6 +99,14 @@ pub fn infallible<T, M>(encode: impl Fn(T) -> M) -> impl FnMut(T) -> ApiResult<M
 /// The page a request asks for in the listing `scope`.
 pub fn request_query(request: &impl ListRequest, scope: &str) -> ApiResult<PageQuery> {
     page_query(request.page_size(), request.page_token(), scope)
+}
+
+/// The scope of a listing of the items under one parent (a chain's
+/// versions, a pool's backends, …): the parent's key (`field` of the
+/// request) is required and binds the page tokens, with the listing's name.
+pub fn child_scope(listing: &str, field: &str, key: &str) -> ApiResult<String> {
+    require(field, key)?;
+    Ok(format!("{listing}/{key}"))
 }
 
 /// One page of a keyset listing: decodes the request's page token (bound to

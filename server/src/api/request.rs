@@ -10,6 +10,7 @@ use tonic_types::FieldViolation;
 
 use super::error::{ApiError, ApiResult};
 use crate::outbound::OutboundPolicy;
+use crate::proto::taskloom::v1 as pb;
 use crate::store::IdempotencyKey;
 
 /// Longest accepted `request_id`.
@@ -199,23 +200,56 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 /// The idempotency key of a mutating request (AIP-155): `None` when the
 /// caller sent no `request_id`. The hash covers the whole request with its
 /// `request_id` cleared (maps encode in key order, so it is deterministic).
-pub fn idempotency_key<M: Message + Clone>(
-    scope: &str,
-    request_id: &str,
-    request: &M,
-    clear_request_id: impl FnOnce(&mut M),
-) -> Option<IdempotencyKey> {
-    if request_id.is_empty() {
+pub fn idempotency_key<M: Idempotent>(request: &M) -> Option<IdempotencyKey> {
+    if request.request_id().is_empty() {
         return None;
     }
     let mut payload = request.clone();
-    clear_request_id(&mut payload);
+    payload.clear_request_id();
     Some(IdempotencyKey {
-        scope: scope.to_string(),
-        request_id: request_id.to_string(),
+        scope: M::METHOD.to_string(),
+        request_id: request.request_id().to_string(),
         request_hash: hex(&Sha256::digest(payload.encode_to_vec())),
     })
 }
+
+/// A mutating request that carries a `request_id` (AIP-155).
+pub trait Idempotent: Message + Clone {
+    /// The method's name: a request id is bound to its method.
+    const METHOD: &'static str;
+    fn request_id(&self) -> &str;
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! idempotent {
+    ($($request:ident => $method:literal),* $(,)?) => {$(
+        impl Idempotent for pb::$request {
+            const METHOD: &'static str = $method;
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )*};
+}
+
+idempotent!(
+    CreateChainRequest => "CreateChain",
+    UpdateChainRequest => "UpdateChain",
+    CreateHookRequest => "CreateHook",
+    CreateBackendRequest => "CreateBackend",
+    CreatePoolRequest => "CreatePool",
+    CreateModelRequest => "CreateModel",
+    StartRunRequest => "StartRun",
+    ExecuteChainRequest => "ExecuteChain",
+    SubmitInputRequest => "SubmitInput",
+    CancelRunRequest => "CancelRun",
+    PauseRunRequest => "PauseRun",
+    ResumeRunRequest => "ResumeRun",
+    RetryRunRequest => "RetryRun",
+);
 
 /// The etag of a revisioned resource.
 pub fn etag(revision: i64) -> String {

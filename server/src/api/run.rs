@@ -7,13 +7,13 @@ use super::convert::run::{
     attempt_message, execute_chain, list_runs_scope, run_filter, run_message, start_run,
     submitted_input, trace,
 };
-use super::page::{encode_page, list_page, page_query};
-use super::request::{Violations, idempotency_key, require};
+use super::page::{child_scope, encode_page, list_page, page_query};
+use super::request::{Idempotent, Violations, idempotency_key, require};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::kernel::watch::{Executed, decode_event};
 use crate::kernel::{Kernel, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
-use crate::store::{Page, RunRecord};
+use crate::store::{IdempotencyKey, Page, RunRecord};
 
 /// Events a `ListRunEvents` page holds when the request names no size.
 const DEFAULT_EVENTS_PAGE: u32 = 100;
@@ -38,11 +38,14 @@ impl RunApi {
     }
 }
 
-/// Checks the `request_id` of a request whose other fields need no check.
-fn check_request_id(request_id: &str) -> ApiResult<()> {
+/// Checks the `id` and `request_id` of a run control (pause, resume,
+/// retry) and keys it for idempotency.
+fn control_key<M: Idempotent>(id: &str, request: &M) -> ApiResult<Option<IdempotencyKey>> {
+    require("id", id)?;
     let mut violations = Violations::new();
-    violations.check_request_id("request_id", request_id);
-    violations.finish()
+    violations.check_request_id("request_id", request.request_id());
+    violations.finish()?;
+    Ok(idempotency_key(request))
 }
 
 service! {
@@ -177,8 +180,7 @@ impl RunApi {
         &self,
         request: pb::ListRunAttemptsRequest,
     ) -> ApiResult<pb::ListRunAttemptsResponse> {
-        require("run_id", &request.run_id)?;
-        let scope = format!("ListRunAttempts/{}", request.run_id);
+        let scope = child_scope("ListRunAttempts", "run_id", &request.run_id)?;
         let fetch = |query| self.kernel().store().list_attempts(&request.run_id, query);
         list_page(&request, &scope, fetch, |attempt| attempt_message(&attempt)).await
     }
@@ -189,9 +191,7 @@ impl RunApi {
         violations.check_text("reason", &request.reason, 1024);
         violations.check_request_id("request_id", &request.request_id);
         violations.finish()?;
-        let idempotency = idempotency_key("CancelRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = idempotency_key(&request);
         let run = self
             .kernel()
             .cancel_run(&request.id, &request.reason, idempotency)
@@ -201,11 +201,7 @@ impl RunApi {
     }
 
     async fn pause_run(&self, request: pb::PauseRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        check_request_id(&request.request_id)?;
-        let idempotency = idempotency_key("PauseRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = control_key(&request.id, &request)?;
         let run = self
             .kernel()
             .pause_run(&request.id, request.cancel_running, idempotency)
@@ -215,11 +211,7 @@ impl RunApi {
     }
 
     async fn resume_run(&self, request: pb::ResumeRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        check_request_id(&request.request_id)?;
-        let idempotency = idempotency_key("ResumeRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = control_key(&request.id, &request)?;
         let run = self.kernel().resume_run(&request.id, idempotency).await?;
         tracing::info!(run_id = %run.id, "run resumed");
         self.run_view(&run).await
@@ -235,11 +227,7 @@ impl RunApi {
     }
 
     async fn retry_run(&self, request: pb::RetryRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        check_request_id(&request.request_id)?;
-        let idempotency = idempotency_key("RetryRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = control_key(&request.id, &request)?;
         let run = self.kernel().retry_run(&request.id, idempotency).await?;
         tracing::info!(run_id = %run.id, "run retried");
         self.run_view(&run).await

@@ -220,9 +220,7 @@ pub fn new_backend(
     } else {
         request.backend_id.clone()
     };
-    let idempotency = idempotency_key("CreateBackend", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
+    let idempotency = idempotency_key(request);
     Ok((record, idempotency))
 }
 
@@ -292,9 +290,7 @@ pub fn new_pool(
         purpose: pool.purpose.clone(),
         created_at: Utc::now(),
     };
-    let idempotency = idempotency_key("CreatePool", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
+    let idempotency = idempotency_key(request);
     Ok((record, idempotency))
 }
 
@@ -337,9 +333,7 @@ pub fn new_model(
         capabilities,
         created_at: Utc::now(),
     };
-    let idempotency = idempotency_key("CreateModel", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
+    let idempotency = idempotency_key(request);
     Ok((record, idempotency))
 }
 

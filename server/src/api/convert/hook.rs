@@ -146,9 +146,7 @@ pub fn new_hook(
     };
     let record = validate_hook(hook, &mut violations);
     violations.finish()?;
-    let idempotency = idempotency_key("CreateHook", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
+    let idempotency = idempotency_key(request);
     Ok((record, idempotency))
 }
 

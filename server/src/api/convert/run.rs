@@ -256,11 +256,7 @@ pub fn start_run(request: &pb::StartRunRequest) -> ApiResult<StartRun> {
     let decoded = run_request!(request, input.as_ref());
     let mut violations = Violations::new();
     let parts = decode_start(&decoded, &mut violations);
-    finish_start(&decoded, parts, violations, || {
-        idempotency_key("StartRun", &request.request_id, request, |r| {
-            r.request_id.clear()
-        })
-    })
+    finish_start(&decoded, parts, violations, || idempotency_key(request))
 }
 
 /// An `ExecuteChain`: the run to start and how long to wait for its end.
@@ -280,11 +276,7 @@ pub fn execute_chain(request: &pb::ExecuteChainRequest) -> ApiResult<(StartRun, 
             }
         },
     };
-    let start = finish_start(&decoded, parts, violations, || {
-        idempotency_key("ExecuteChain", &request.request_id, request, |r| {
-            r.request_id.clear()
-        })
-    })?;
+    let start = finish_start(&decoded, parts, violations, || idempotency_key(request))?;
     Ok((start, wait))
 }
 
@@ -462,9 +454,7 @@ pub fn submitted_input(request: &pb::SubmitInputRequest) -> ApiResult<(pb::Value
     let Some(answer) = answer else {
         return Err(ApiError::invalid("input", "is required"));
     };
-    let request_key = idempotency_key("SubmitInput", &request.request_id, request, |r| {
-        r.request_id.clear()
-    })
-    .map(|key| format!("{}:{}", key.request_id, key.request_hash));
+    let request_key =
+        idempotency_key(request).map(|key| format!("{}:{}", key.request_id, key.request_hash));
     Ok((answer, request_key))
 }
