@@ -213,6 +213,19 @@ pub fn idempotency_key<M: Idempotent>(request: &M) -> Option<IdempotencyKey> {
     })
 }
 
+/// The resource a Create request carries as `field` (required), and the
+/// violations found so far (its `request_id` checked).
+pub fn created<'a, M: Idempotent, R>(
+    request: &M,
+    field: &str,
+    resource: Option<&'a R>,
+) -> ApiResult<(&'a R, Violations)> {
+    let mut violations = Violations::new();
+    violations.check_request_id("request_id", request.request_id());
+    let resource = resource.ok_or_else(|| ApiError::invalid(field, "is required"))?;
+    Ok((resource, violations))
+}
+
 /// A mutating request that carries a `request_id` (AIP-155).
 pub trait Idempotent: Message + Clone {
     /// The method's name: a request id is bound to its method.

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
+use crate::api::ApiResult;
 use crate::api::request::{
-    Violations, duration_millis, etag, idempotency_key, millis_duration, timestamp,
+    Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
 };
-use crate::api::{ApiError, ApiResult};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{HookRecord, IdempotencyKey};
 
@@ -139,15 +139,10 @@ pub const HOOK_MASK_FIELDS: &[&str] = &[
 pub fn new_hook(
     request: &pb::CreateHookRequest,
 ) -> ApiResult<(HookRecord, Option<IdempotencyKey>)> {
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", &request.request_id);
-    let Some(hook) = request.hook.as_ref() else {
-        return Err(ApiError::invalid("hook", "is required"));
-    };
+    let (hook, mut violations) = created(request, "hook", request.hook.as_ref())?;
     let record = validate_hook(hook, &mut violations);
     violations.finish()?;
-    let idempotency = idempotency_key(request);
-    Ok((record, idempotency))
+    Ok((record, idempotency_key(request)))
 }
 
 /// `current` with the fields of `mask` (every writable one when `whole`)
