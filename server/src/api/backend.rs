@@ -6,8 +6,8 @@ use super::convert::backend::{
     new_model, new_pool, pool_message, prompt_answer, prompt_call, resolve_error, updated_backend,
 };
 use super::page::{child_scope, infallible, list_page};
-use super::request::{check_etag, expected_revision, require, require_pair, update_mask};
-use super::{ApiContext, ApiError, ApiResult};
+use super::request::{Patch, deletion, require, require_pair};
+use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
 use crate::store::DynStore;
 
@@ -79,22 +79,20 @@ impl BackendApi {
     }
 
     async fn update_backend(&self, request: pb::UpdateBackendRequest) -> ApiResult<pb::Backend> {
-        let Some(patch) = request.backend else {
-            return Err(ApiError::invalid("backend", "is required"));
-        };
-        require("backend.id", &patch.id)?;
-        let (mask, whole) = update_mask(&request.update_mask, BACKEND_MASK_FIELDS)?;
-        let current = self.store().get_backend(&patch.id).await?;
-        check_etag(&request.etag, "backend", &patch.id, current.revision)?;
-        let record = updated_backend(current, &patch, &mask, whole)?;
-        let updated = self.store().update_backend(record).await?;
+        let key = ("id", |backend: &pb::Backend| backend.id.clone());
+        let mask = (&request.update_mask[..], BACKEND_MASK_FIELDS);
+        let patch = Patch::checked(request.backend, "backend", key, mask)?;
+        let read = || self.store().get_backend(patch.key());
+        let write = |record| self.store().update_backend(record);
+        let updated = patch
+            .write(&request.etag, read, updated_backend, write)
+            .await?;
         tracing::info!(backend_id = %updated.id, "backend updated");
         Ok(backend_message(updated))
     }
 
     async fn delete_backend(&self, request: pb::DeleteBackendRequest) -> ApiResult<()> {
-        require("id", &request.id)?;
-        let expected = expected_revision(&request.etag, "backend", &request.id, None)?;
+        let expected = deletion("backend", "id", &request.id, &request.etag)?;
         self.store().delete_backend(&request.id, expected).await?;
         tracing::info!(backend_id = %request.id, "backend deleted");
         Ok(())

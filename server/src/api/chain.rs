@@ -2,7 +2,7 @@
 
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
 use super::page::{child_scope, list_page};
-use super::request::{Violations, expected_revision, idempotency_key, require};
+use super::request::{Violations, deletion, expected_revision, idempotency_key, require};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
 use crate::store::DynStore;
@@ -88,8 +88,7 @@ impl ChainApi {
     }
 
     async fn delete_chain(&self, request: pb::DeleteChainRequest) -> ApiResult<()> {
-        require("id", &request.id)?;
-        let expected = expected_revision(&request.etag, "chain", &request.id, None)?;
+        let expected = deletion("chain", "id", &request.id, &request.etag)?;
         self.store().delete_chain(&request.id, expected).await?;
         tracing::info!(chain_id = %request.id, "chain deleted");
         Ok(())

@@ -11,7 +11,7 @@ use tonic_types::FieldViolation;
 use super::error::{ApiError, ApiResult};
 use crate::outbound::OutboundPolicy;
 use crate::proto::taskloom::v1 as pb;
-use crate::store::IdempotencyKey;
+use crate::store::{IdempotencyKey, StoreResult};
 
 /// Longest accepted `request_id`.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -348,6 +348,95 @@ pub fn mask_field(path: &str) -> String {
         }
     }
     out
+}
+
+/// The revision a Delete expects (AIP-135): its key (`key_field`) is
+/// required; its etag, when given, names the revision.
+pub fn deletion(
+    resource_type: &'static str,
+    key_field: &str,
+    key: &str,
+    etag: &str,
+) -> ApiResult<Option<i64>> {
+    require(key_field, key)?;
+    expected_revision(etag, resource_type, key, None)
+}
+
+/// A stored resource with a revision (its etag).
+pub trait Revisioned {
+    fn revision(&self) -> i64;
+}
+
+impl Revisioned for crate::store::BackendRecord {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+impl Revisioned for crate::store::HookRecord {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// An Update (AIP-134), checked: the patch, the key of the resource it
+/// changes, and the fields its update mask names.
+pub struct Patch<P> {
+    pub resource: P,
+    resource_type: &'static str,
+    key: String,
+    /// The fields written, normalized.
+    pub mask: Vec<String>,
+    /// The mask was empty: every writable field is written.
+    pub whole: bool,
+}
+
+impl<P> Patch<P> {
+    /// `resource` (required, as `resource_type`), its key (`key_field` of
+    /// it, required) and its update mask (`paths`) checked against the
+    /// `writable` fields.
+    pub fn checked(
+        resource: Option<P>,
+        resource_type: &'static str,
+        (key_field, key): (&str, impl FnOnce(&P) -> String),
+        (paths, writable): (&[String], &[&str]),
+    ) -> ApiResult<Patch<P>> {
+        let resource = resource.ok_or_else(|| ApiError::invalid(resource_type, "is required"))?;
+        let key = key(&resource);
+        require(&format!("{resource_type}.{key_field}"), &key)?;
+        let (mask, whole) = update_mask(paths, writable)?;
+        Ok(Patch {
+            resource,
+            resource_type,
+            key,
+            mask,
+            whole,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Reads the current resource, checks `etag` against its revision,
+    /// merges the patch into it and writes the result.
+    pub async fn write<R, ReadFut, WriteFut>(
+        &self,
+        etag: &str,
+        read: impl FnOnce() -> ReadFut,
+        merge: impl FnOnce(R, &Self) -> ApiResult<R>,
+        write: impl FnOnce(R) -> WriteFut,
+    ) -> ApiResult<R>
+    where
+        R: Revisioned,
+        ReadFut: std::future::Future<Output = StoreResult<R>>,
+        WriteFut: std::future::Future<Output = StoreResult<R>>,
+    {
+        let current = read().await?;
+        check_etag(etag, self.resource_type, &self.key, current.revision())?;
+        let merged = merge(current, self)?;
+        Ok(write(merged).await?)
+    }
 }
 
 /// An update mask, normalized and checked against the `writable` fields;

@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use crate::api::request::{
-    Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
+    Patch, Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
 };
 use crate::api::{ApiError, ApiResult};
 use crate::chain::ModelPreference;
@@ -235,10 +235,14 @@ pub fn new_backend(
 /// taken from `patch`, checked.
 pub fn updated_backend(
     current: BackendRecord,
-    patch: &pb::Backend,
-    mask: &[String],
-    whole: bool,
+    update: &Patch<pb::Backend>,
 ) -> ApiResult<BackendRecord> {
+    let Patch {
+        resource: patch,
+        mask,
+        whole,
+        ..
+    } = update;
     let mut merged = backend_message(current.clone());
     for field in mask {
         match field.as_str() {

@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use crate::api::ApiResult;
 use crate::api::request::{
-    Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
+    Patch, Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
 };
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{HookRecord, IdempotencyKey};
@@ -147,12 +147,13 @@ pub fn new_hook(
 
 /// `current` with the fields of `mask` (every writable one when `whole`)
 /// taken from `patch`, checked.
-pub fn updated_hook(
-    current: HookRecord,
-    patch: &pb::Hook,
-    mask: &[String],
-    whole: bool,
-) -> ApiResult<HookRecord> {
+pub fn updated_hook(current: HookRecord, update: &Patch<pb::Hook>) -> ApiResult<HookRecord> {
+    let Patch {
+        resource: patch,
+        mask,
+        whole,
+        ..
+    } = update;
     let (revision, created_at) = (current.revision, current.created_at);
     let secret_headers = current.secret_headers.clone();
     let mut merged = hook_message(current);
