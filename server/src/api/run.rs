@@ -1,6 +1,8 @@
 //! RunService: start, observe and steer durable runs. Every state change is
 //! a kernel transition; watching and waiting are the kernel's too.
 
+use std::future::Future;
+
 use tonic::codegen::BoxStream;
 
 use super::convert::run::{
@@ -11,7 +13,7 @@ use super::page::{child_scope, encode_page, list_page, page_query};
 use super::request::{Idempotent, Violations, idempotency_key, require};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::kernel::watch::{Executed, decode_event};
-use crate::kernel::{Kernel, replay, value};
+use crate::kernel::{Kernel, KernelResult, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
 use crate::store::{IdempotencyKey, Page, RunRecord};
 
@@ -31,21 +33,34 @@ impl RunApi {
         self.context.kernel()
     }
 
+    /// A run control (pause, resume, retry) of the run `id`: checked, keyed
+    /// for idempotency, applied by `apply`, logged as `done`, answered with
+    /// the run.
+    async fn control<M, Fut>(
+        &self,
+        id: &str,
+        request: &M,
+        apply: impl FnOnce(Option<IdempotencyKey>) -> Fut,
+        done: &str,
+    ) -> ApiResult<pb::Run>
+    where
+        M: Idempotent,
+        Fut: Future<Output = KernelResult<RunRecord>>,
+    {
+        require("id", id)?;
+        let mut violations = Violations::new();
+        violations.check_request_id("request_id", request.request_id());
+        violations.finish()?;
+        let run = apply(idempotency_key(request)).await?;
+        tracing::info!(run_id = %run.id, "{done}");
+        self.run_view(&run).await
+    }
+
     /// The run with its active tasks and input request.
     async fn run_view(&self, run: &RunRecord) -> ApiResult<pb::Run> {
         let attempts = self.kernel().run_attempts(&run.id).await?;
         run_message(run, Some(&attempts))
     }
-}
-
-/// Checks the `id` and `request_id` of a run control (pause, resume,
-/// retry) and keys it for idempotency.
-fn control_key<M: Idempotent>(id: &str, request: &M) -> ApiResult<Option<IdempotencyKey>> {
-    require("id", id)?;
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", request.request_id());
-    violations.finish()?;
-    Ok(idempotency_key(request))
 }
 
 service! {
@@ -201,20 +216,18 @@ impl RunApi {
     }
 
     async fn pause_run(&self, request: pb::PauseRunRequest) -> ApiResult<pb::Run> {
-        let idempotency = control_key(&request.id, &request)?;
-        let run = self
-            .kernel()
-            .pause_run(&request.id, request.cancel_running, idempotency)
-            .await?;
-        tracing::info!(run_id = %run.id, "run paused");
-        self.run_view(&run).await
+        let pause = |key| {
+            self.kernel()
+                .pause_run(&request.id, request.cancel_running, key)
+        };
+        self.control(&request.id, &request, pause, "run paused")
+            .await
     }
 
     async fn resume_run(&self, request: pb::ResumeRunRequest) -> ApiResult<pb::Run> {
-        let idempotency = control_key(&request.id, &request)?;
-        let run = self.kernel().resume_run(&request.id, idempotency).await?;
-        tracing::info!(run_id = %run.id, "run resumed");
-        self.run_view(&run).await
+        let resume = |key| self.kernel().resume_run(&request.id, key);
+        self.control(&request.id, &request, resume, "run resumed")
+            .await
     }
 
     async fn submit_input(&self, request: pb::SubmitInputRequest) -> ApiResult<pb::Run> {
@@ -227,10 +240,9 @@ impl RunApi {
     }
 
     async fn retry_run(&self, request: pb::RetryRunRequest) -> ApiResult<pb::Run> {
-        let idempotency = control_key(&request.id, &request)?;
-        let run = self.kernel().retry_run(&request.id, idempotency).await?;
-        tracing::info!(run_id = %run.id, "run retried");
-        self.run_view(&run).await
+        let retry = |key| self.kernel().retry_run(&request.id, key);
+        self.control(&request.id, &request, retry, "run retried")
+            .await
     }
 
     async fn replay_run(&self, request: pb::ReplayRunRequest) -> ApiResult<pb::ReplayRunResponse> {
