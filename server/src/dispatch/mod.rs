@@ -439,6 +439,8 @@ pub enum SessionEnd {
 }
 
 /// What a session's stream carries.
+// Most items are messages: boxing them would allocate for every offer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outgoing {
     /// A message encoded here (welcome, offers, pings, cancellations).
