@@ -34,7 +34,6 @@
 //!   `CancelLease` on that session's stream.
 
 mod claim_loop;
-pub(crate) use claim_loop::when_due;
 mod leases;
 mod offer;
 mod session;
@@ -56,6 +55,7 @@ use slots::{Seat, Seats, SessionSlots};
 
 mod workers;
 
+pub(crate) use claim_loop::when_due;
 pub use pb::server_message::Msg as ServerMsg;
 pub use session::{Inbound, LeaseMessage, LeaseOp, StreamBroken};
 
