@@ -8,10 +8,14 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
 use super::{
-    AttemptRecord, Page, PageQuery, Plan, Rejection, RunFailure, RunRecord, StoreError,
-    StoreResult, Verdict,
+    AttemptRecord, AttemptStatus, BackendRecord, BackendState, ChainRecord, EventRecord,
+    HookRecord, ModelRecord, Page, PageQuery, Plan, PoolRecord, Rejection, RunFailure, RunRecord,
+    RunStatus, StoreError, StoreResult, Verdict, WorkerSessionRecord, sealed,
 };
+use crate::secrets::SecretBox;
 
 /// Drops sub-microsecond precision, which neither database keeps.
 pub(super) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -193,4 +197,300 @@ pub(super) fn page_limits(page: &PageQuery) -> (usize, i64) {
 /// A page of `items` fetched with [`page_limits`].
 pub(super) fn into_page<T>(items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
     Page::new(items, page.limit.max(1) as usize, key)
+}
+
+// ---------------------------------------------------------------------------
+// Row decoding, shared by both backends
+
+/// Reads a column, reporting undecodable values as corrupt data.
+pub(super) fn column<'r, R, T>(row: &'r R, name: &str) -> StoreResult<T>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(name).map_err(|error| match error {
+        sqlx::Error::ColumnDecode { .. } => StoreError::Corrupt(error.to_string()),
+        other => other.into(),
+    })
+}
+
+/// The columns both databases decode alike.
+pub(super) trait PlainColumns {
+    fn text(&self, name: &str) -> StoreResult<String>;
+    fn optional_text(&self, name: &str) -> StoreResult<Option<String>>;
+    fn int(&self, name: &str) -> StoreResult<i64>;
+    fn optional_int(&self, name: &str) -> StoreResult<Option<i64>>;
+    fn int32(&self, name: &str) -> StoreResult<i32>;
+    fn flag(&self, name: &str) -> StoreResult<bool>;
+    fn bytes(&self, name: &str) -> StoreResult<Vec<u8>>;
+    fn optional_bytes(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+}
+
+impl<R> PlainColumns for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, name: &str) -> StoreResult<String> {
+        column(self, name)
+    }
+    fn optional_text(&self, name: &str) -> StoreResult<Option<String>> {
+        column(self, name)
+    }
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        column(self, name)
+    }
+    fn optional_int(&self, name: &str) -> StoreResult<Option<i64>> {
+        column(self, name)
+    }
+    fn int32(&self, name: &str) -> StoreResult<i32> {
+        column(self, name)
+    }
+    fn flag(&self, name: &str) -> StoreResult<bool> {
+        column(self, name)
+    }
+    fn bytes(&self, name: &str) -> StoreResult<Vec<u8>> {
+        column(self, name)
+    }
+    fn optional_bytes(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        column(self, name)
+    }
+}
+
+/// A row of either database: the columns each keeps its own way (times,
+/// JSON documents, lists of strings, run text).
+pub(super) trait StoredRow: PlainColumns {
+    fn time(&self, name: &str) -> StoreResult<DateTime<Utc>>;
+    fn optional_time(&self, name: &str) -> StoreResult<Option<DateTime<Utc>>>;
+    fn json<T: DeserializeOwned>(&self, name: &str, what: &str) -> StoreResult<T>;
+    fn strings(&self, name: &str, what: &str) -> StoreResult<Vec<String>>;
+    /// Run data that may hold U+0000 (prompts, error messages).
+    fn run_text(&self, name: &str) -> StoreResult<Option<String>>;
+}
+
+pub(super) fn decode_all<R, T>(
+    rows: &[R],
+    decode: impl Fn(&R) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    rows.iter().map(decode).collect()
+}
+
+pub(super) fn backend_from_row(
+    row: &impl StoredRow,
+    secrets: &SecretBox,
+) -> StoreResult<BackendRecord> {
+    let id = row.text("id")?;
+    Ok(BackendRecord {
+        api_key: sealed::open_api_key(secrets, &id, row.optional_text("api_key")?)?,
+        id,
+        name: row.text("name")?,
+        backend_type: row.text("backend_type")?,
+        base_url: row.text("base_url")?,
+        priority: row.int32("priority")?,
+        max_concurrency: row.int32("max_concurrency")?,
+        request_timeout_ms: row.int("request_timeout_ms")?,
+        labels: row.json("labels", "backend labels")?,
+        state: BackendState {
+            health: row.text("health")?,
+            models: row.strings("models", "backend models")?,
+            last_error: row.text("last_error")?,
+            last_sync_at: row.optional_time("last_sync_at")?,
+            latency_ms: row.optional_int("latency_ms")?,
+        },
+        revision: row.int("revision")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(super) fn pool_from_row(row: &impl StoredRow) -> StoreResult<PoolRecord> {
+    Ok(PoolRecord {
+        id: row.text("id")?,
+        description: row.text("description")?,
+        purpose: row.text("purpose")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(super) fn model_from_row(row: &impl StoredRow) -> StoreResult<ModelRecord> {
+    Ok(ModelRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        context_length: row.int32("context_length")?,
+        capabilities: row.strings("capabilities", "model capabilities")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(super) fn hook_from_row(row: &impl StoredRow, secrets: &SecretBox) -> StoreResult<HookRecord> {
+    let name = row.text("name")?;
+    Ok(HookRecord {
+        secret_headers: sealed::open_headers(
+            secrets,
+            &name,
+            row.json("secret_headers", "hook secret headers")?,
+        )?,
+        name,
+        description: row.text("description")?,
+        url: row.text("url")?,
+        method: row.text("method")?,
+        timeout_ms: row.int("timeout_ms")?,
+        headers: row.json("headers", "hook headers")?,
+        queue: row.text("queue")?,
+        revision: row.int("revision")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// A chain version joined with its head (the chain's creation time).
+pub(super) fn chain_from_row(row: &impl StoredRow) -> StoreResult<ChainRecord> {
+    Ok(ChainRecord {
+        id: row.text("id")?,
+        version: row.int("version")?,
+        definition: row.bytes("definition")?,
+        created_at: row.time("chain_created_at")?,
+        updated_at: row.time("version_created_at")?,
+    })
+}
+
+pub(super) fn run_from_row(row: &impl StoredRow) -> StoreResult<RunRecord> {
+    let id = row.text("id")?;
+    let status = row.text("status")?;
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
+    let error = match (
+        row.run_text("error_message")?,
+        row.optional_text("error_task_id")?,
+        row.optional_text("error_reason")?,
+    ) {
+        (None, None, None) => None,
+        (Some(message), Some(task_id), Some(reason)) => Some(RunFailure {
+            message,
+            task_id,
+            reason,
+        }),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "run {id:?} has an incomplete error"
+            )));
+        }
+    };
+    Ok(RunRecord {
+        chain_id: row.text("chain_id")?,
+        chain_version: row.int("chain_version")?,
+        status,
+        input: row.bytes("input")?,
+        output: row.optional_bytes("output")?,
+        error,
+        labels: row.json("labels", "run labels")?,
+        priority: row.int32("priority")?,
+        tenant: row.text("tenant")?,
+        request_id: row.optional_text("request_id")?,
+        steps: row.int32("steps")?,
+        executions: row.int32("executions")?,
+        heads: row
+            .optional_text("heads")?
+            .map(|heads| from_json(&heads, "run heads"))
+            .transpose()?,
+        input_tokens: row.int("input_tokens")?,
+        output_tokens: row.int("output_tokens")?,
+        last_seq: row.int("last_seq")?,
+        created_at: row.time("created_at")?,
+        started_at: row.optional_time("started_at")?,
+        ended_at: row.optional_time("ended_at")?,
+        updated_at: row.time("updated_at")?,
+        id,
+    })
+}
+
+pub(super) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<AttemptRecord> {
+    let id = row.text("id")?;
+    let status = row.text("status")?;
+    let status = AttemptStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("attempt {id:?} has unknown status {status:?}"))
+    })?;
+    Ok(AttemptRecord {
+        run_id: row.text("run_id")?,
+        task_id: row.text("task_id")?,
+        attempt: row.int32("attempt")?,
+        step: row.int32("step")?,
+        status,
+        queue: row.text("queue")?,
+        priority: row.int32("priority")?,
+        available_at: row.time("available_at")?,
+        deadline: row.optional_time("deadline")?,
+        lease_owner: row.optional_text("lease_owner")?,
+        lease_token: row.optional_text("lease_token")?,
+        lease_expires_at: row.optional_time("lease_expires_at")?,
+        lease_expiries: row.int32("lease_expiries")?,
+        input: row.bytes("input")?,
+        prompt: row.run_text("prompt")?,
+        output: row.optional_bytes("output")?,
+        error: row.run_text("error")?,
+        dead_lettered: row.flag("dead_lettered")?,
+        backend_id: row.optional_text("backend_id")?,
+        model: row.optional_text("model")?,
+        input_tokens: row.int("input_tokens")?,
+        output_tokens: row.int("output_tokens")?,
+        created_at: row.time("created_at")?,
+        started_at: row.optional_time("started_at")?,
+        ended_at: row.optional_time("ended_at")?,
+        id,
+    })
+}
+
+pub(super) fn event_from_row(row: &impl StoredRow) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        run_id: row.text("run_id")?,
+        seq: row.int("seq")?,
+        payload: row.bytes("payload")?,
+    })
+}
+
+pub(super) fn session_from_row(row: &impl StoredRow) -> StoreResult<WorkerSessionRecord> {
+    Ok(WorkerSessionRecord {
+        session_id: row.text("session_id")?,
+        replica: row.text("replica")?,
+        worker_id: row.text("worker_id")?,
+        name: row.text("name")?,
+        queues: row.json("queues", "worker session queues")?,
+        slots: row.int32("slots")?.max(0) as u32,
+        leases_held: row.int32("leases_held")?.max(0) as u32,
+        labels: row.json("labels", "worker session labels")?,
+        sdk_version: row.text("sdk_version")?,
+        connected_at: row.time("connected_at")?,
+        last_heartbeat: row.time("last_heartbeat")?,
+        fenced_operations: row.int("fenced_operations")?.max(0) as u64,
+    })
+}
+
+/// `FailedPrecondition` for a built-in pool, which cannot be deleted.
+pub(super) fn refuse_builtin_pool(id: &str) -> StoreResult<()> {
+    if super::BUILTIN_POOLS
+        .iter()
+        .any(|(builtin, _)| *builtin == id)
+    {
+        return Err(StoreError::FailedPrecondition(format!(
+            "pool {id:?} is built in and cannot be deleted"
+        )));
+    }
+    Ok(())
+}
+
+/// Commits a creation: `record` as written, or as an earlier request with
+/// the same id wrote it (`replayed`).
+pub(super) async fn commit_created<DB: sqlx::Database, T>(
+    tx: sqlx::Transaction<'static, DB>,
+    record: T,
+    replayed: bool,
+) -> StoreResult<super::Created<T>> {
+    tx.commit().await?;
+    Ok(super::Created { record, replayed })
 }

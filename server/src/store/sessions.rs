@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{StoreError, StoreResult};
+use super::StoreResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -45,10 +45,6 @@ pub trait SessionStore: Send + Sync {
         &self,
         seen_after: DateTime<Utc>,
     ) -> StoreResult<Vec<WorkerSessionRecord>>;
-}
-
-pub(super) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("worker session {what}: {error}"))
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {

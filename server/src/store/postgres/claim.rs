@@ -45,8 +45,8 @@ async fn leased_counts(
     let rows = sqlx::query(query).bind(names).fetch_all(conn).await?;
     rows.iter()
         .map(|row| {
-            let name: String = column(row, "name")?;
-            let leased: i64 = column(row, "leased")?;
+            let name = row.text("name")?;
+            let leased = row.int("leased")?;
             Ok((name, leased.max(0) as u32))
         })
         .collect()
@@ -108,7 +108,7 @@ impl PostgresStore {
             let read = decode_all(&rows, attempt_from_row)?;
             let tenants: Vec<String> = rows
                 .iter()
-                .map(|row| column::<String>(row, "run_tenant"))
+                .map(|row| row.text("run_tenant"))
                 .collect::<StoreResult<_>>()?;
             let read_count = read.len();
             let mut all: Vec<(AttemptRecord, String)> = std::mem::take(&mut kept);

@@ -36,22 +36,23 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 
 use super::retry::retrying;
-use super::{Reservation, column, database_error, into_page, not_found, page_limits, reserve};
+use super::{Reservation, database_error, into_page, not_found, page_limits, reserve};
 use crate::store::codec::{
-    attempt_as_stored, error_columns, fold_claim_plan, lease_refused, outside_run, run_as_stored,
-    run_updated, sort_in_claim_order, truncate_to_micros,
+    PlainColumns, attempt_as_stored, attempt_from_row, decode_all, error_columns, event_from_row,
+    fold_claim_plan, lease_refused, outside_run, run_as_stored, run_from_row, run_updated,
+    sort_in_claim_order, truncate_to_micros,
 };
 use crate::store::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, Created, CreatedRun,
     Decision, DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan,
-    PostgresStore, RunFailure, RunFilter, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError,
-    StoreResult, TransitionOutcome, Verdict,
+    PostgresStore, RunFilter, RunRecord, RunSnapshot, RunStore, StoreError, StoreResult,
+    TransitionOutcome, Verdict,
 };
 
 /// Columns of a run row, selected from the alias `r`.
@@ -214,113 +215,6 @@ const CREATE_RUNS: &str = concat!(
      SELECT run_id, 'chain' AS reason FROM failed_checks \
      UNION ALL SELECT run_id, 'key' AS reason FROM taken_keys"
 );
-
-// ---------------------------------------------------------------------------
-// Encoding
-
-// ---------------------------------------------------------------------------
-// Row decoding
-
-fn run_from_row(row: &PgRow) -> StoreResult<RunRecord> {
-    let id: String = column(row, "id")?;
-    let status: String = column(row, "status")?;
-    let status = RunStatus::parse(&status)
-        .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
-    let error = match (
-        text_column(row, "error_message")?,
-        column(row, "error_task_id")?,
-        column(row, "error_reason")?,
-    ) {
-        (None, None, None) => None,
-        (Some(message), Some(task_id), Some(reason)) => Some(RunFailure {
-            message,
-            task_id,
-            reason,
-        }),
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "run {id:?} has an incomplete error"
-            )));
-        }
-    };
-    let labels: Json<BTreeMap<String, String>> = column(row, "labels")?;
-    Ok(RunRecord {
-        chain_id: column(row, "chain_id")?,
-        chain_version: column(row, "chain_version")?,
-        status,
-        input: column(row, "input")?,
-        output: column(row, "output")?,
-        error,
-        labels: labels.0,
-        priority: column(row, "priority")?,
-        tenant: column(row, "tenant")?,
-        request_id: column(row, "request_id")?,
-        steps: column(row, "steps")?,
-        executions: column(row, "executions")?,
-        heads: column::<Option<String>>(row, "heads")?
-            .map(|heads| {
-                serde_json::from_str(&heads)
-                    .map_err(|e| StoreError::Corrupt(format!("run {id:?} has bad heads: {e}")))
-            })
-            .transpose()?,
-        input_tokens: column(row, "input_tokens")?,
-        output_tokens: column(row, "output_tokens")?,
-        last_seq: column(row, "last_seq")?,
-        created_at: column(row, "created_at")?,
-        started_at: column(row, "started_at")?,
-        ended_at: column(row, "ended_at")?,
-        updated_at: column(row, "updated_at")?,
-        id,
-    })
-}
-
-fn attempt_from_row(row: &PgRow) -> StoreResult<AttemptRecord> {
-    let id: String = column(row, "id")?;
-    let status: String = column(row, "status")?;
-    let status = AttemptStatus::parse(&status).ok_or_else(|| {
-        StoreError::Corrupt(format!("attempt {id:?} has unknown status {status:?}"))
-    })?;
-    Ok(AttemptRecord {
-        run_id: column(row, "run_id")?,
-        task_id: column(row, "task_id")?,
-        attempt: column(row, "attempt")?,
-        step: column(row, "step")?,
-        status,
-        queue: column(row, "queue")?,
-        priority: column(row, "priority")?,
-        available_at: column(row, "available_at")?,
-        deadline: column(row, "deadline")?,
-        lease_owner: column(row, "lease_owner")?,
-        lease_token: column(row, "lease_token")?,
-        lease_expires_at: column(row, "lease_expires_at")?,
-        lease_expiries: column(row, "lease_expiries")?,
-        input: column(row, "input")?,
-        prompt: text_column(row, "prompt")?,
-        output: column(row, "output")?,
-        error: text_column(row, "error")?,
-        dead_lettered: column(row, "dead_lettered")?,
-        backend_id: column(row, "backend_id")?,
-        model: column(row, "model")?,
-        input_tokens: column(row, "input_tokens")?,
-        output_tokens: column(row, "output_tokens")?,
-        created_at: column(row, "created_at")?,
-        started_at: column(row, "started_at")?,
-        ended_at: column(row, "ended_at")?,
-        id,
-    })
-}
-
-fn event_from_row(row: &PgRow) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        run_id: column(row, "run_id")?,
-        seq: column(row, "seq")?,
-        payload: column(row, "payload")?,
-    })
-}
-
-fn decode_all<T>(rows: &[PgRow], decode: impl Fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
-    rows.iter().map(decode).collect()
-}
 
 // ---------------------------------------------------------------------------
 // Reads shared by several methods
@@ -560,8 +454,8 @@ impl Writes {
             .fetch_one(&mut *conn)
             .await
             .map_err(|err| write_error(err, news))?;
-        let attempts_updated: i64 = column(&row, "attempts_updated")?;
-        let runs_updated: i64 = column(&row, "runs_updated")?;
+        let attempts_updated = row.int("attempts_updated")?;
+        let runs_updated = row.int("runs_updated")?;
         if usize::try_from(attempts_updated).ok() != Some(updates.len()) {
             return Err(StoreError::Corrupt(format!(
                 "a plan updates attempts that do not exist or belong to another run (of {:?})",
@@ -655,17 +549,6 @@ fn heads_column(runs: &[RunRecord]) -> StoreResult<Vec<Option<String>>> {
         .collect()
 }
 
-/// A text column stored as UTF-8 bytes: PostgreSQL's `text` refuses U+0000,
-/// which run data (prompts, model and hook errors) may hold.
-fn text_column(row: &PgRow, name: &str) -> StoreResult<Option<String>> {
-    column::<Option<Vec<u8>>>(row, name)?
-        .map(|bytes| {
-            String::from_utf8(bytes)
-                .map_err(|_| StoreError::Corrupt(format!("column {name} is not UTF-8")))
-        })
-        .transpose()
-}
-
 /// One column of `items`, as an array parameter.
 fn col<'a, T, V>(items: &'a [T], value: impl Fn(&'a T) -> V) -> Vec<V> {
     items.iter().map(value).collect()
@@ -754,8 +637,8 @@ where
         })?;
     let mut skipped = HashMap::new();
     for row in &rows {
-        let run_id: String = column(row, "run_id")?;
-        let reason: String = column(row, "reason")?;
+        let run_id = row.text("run_id")?;
+        let reason = row.text("reason")?;
         let why = if reason == "chain" {
             Skipped::Chain
         } else {
@@ -783,13 +666,13 @@ async fn replay_of(
     let Some(row) = existing else {
         return Ok(None);
     };
-    let request_hash: String = column(&row, "request_hash")?;
+    let request_hash = row.text("request_hash")?;
     if request_hash != key.request_hash {
         return Ok(Some(Err(StoreError::IdempotencyMismatch {
             request_id: key.request_id.clone(),
         })));
     }
-    let resource_key: String = column(&row, "resource_key")?;
+    let resource_key = row.text("resource_key")?;
     let mut conn = pool.acquire().await?;
     let record = fetch_run(&mut conn, &resource_key).await?;
     let created = Created {
@@ -1067,13 +950,13 @@ impl RunStore for PostgresStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let request_hash: String = column(&row, "request_hash")?;
+        let request_hash = row.text("request_hash")?;
         if request_hash != key.request_hash {
             return Err(StoreError::IdempotencyMismatch {
                 request_id: key.request_id.clone(),
             });
         }
-        Ok(Some(column(&row, "resource_key")?))
+        Ok(Some(row.text("resource_key")?))
     }
 
     async fn get_run(&self, id: &str) -> StoreResult<RunRecord> {

@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 
 use super::*;
 use crate::kernel::lease::ClaimRequest;
-use crate::store::Store;
+use crate::store::{RunStatus, Store};
 
 async fn fresh_store() -> PostgresStore {
     let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)

@@ -1,11 +1,10 @@
 //! [`SessionStore`] for PostgreSQL.
 
+use crate::store::codec::{decode_all, session_from_row};
+use crate::store::sessions::to_json;
+use crate::store::{SessionStore, StoreResult, WorkerSessionRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-
-use crate::store::sessions::{corrupt, to_json};
-use crate::store::{SessionStore, StoreResult, WorkerSessionRecord};
 
 use super::PostgresStore;
 
@@ -83,32 +82,13 @@ impl SessionStore for PostgresStore {
         seen_after: DateTime<Utc>,
     ) -> StoreResult<Vec<WorkerSessionRecord>> {
         let rows = sqlx::query(
-            "SELECT session_id, replica, worker_id, name, queues::text AS queues, slots, \
-             leases_held, labels::text AS labels, sdk_version, connected_at, last_heartbeat, \
+            "SELECT session_id, replica, worker_id, name, queues, slots, leases_held, \
+             labels, sdk_version, connected_at, last_heartbeat, \
              fenced_operations FROM worker_sessions WHERE seen_at >= $1 ORDER BY session_id",
         )
         .bind(seen_after)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let queues: String = row.try_get("queues")?;
-                let labels: String = row.try_get("labels")?;
-                Ok(WorkerSessionRecord {
-                    session_id: row.try_get("session_id")?,
-                    replica: row.try_get("replica")?,
-                    worker_id: row.try_get("worker_id")?,
-                    name: row.try_get("name")?,
-                    queues: serde_json::from_str(&queues).map_err(|e| corrupt("queues", e))?,
-                    slots: row.try_get::<i32, _>("slots")?.max(0) as u32,
-                    leases_held: row.try_get::<i32, _>("leases_held")?.max(0) as u32,
-                    labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", e))?,
-                    sdk_version: row.try_get("sdk_version")?,
-                    connected_at: row.try_get("connected_at")?,
-                    last_heartbeat: row.try_get("last_heartbeat")?,
-                    fenced_operations: row.try_get::<i64, _>("fenced_operations")?.max(0) as u64,
-                })
-            })
-            .collect()
+        decode_all(&rows, session_from_row)
     }
 }

@@ -21,22 +21,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::idempotency::{prior_result, remember_result};
 use super::{
-    column, exists, from_json, from_micros, micros, not_found, page_limits, prior_result,
-    remember_result, to_json, unique_as_already_exists,
+    exists, from_micros, micros, not_found, page_limits, to_json, unique_as_already_exists,
 };
 use crate::store::codec::{
-    error_columns, fold_claim_plan, lease_refused, outside_run, run_as_stored, run_updated,
-    sort_in_claim_order,
+    PlainColumns, attempt_from_row, decode_all, error_columns, event_from_row, fold_claim_plan,
+    lease_refused, outside_run, run_as_stored, run_from_row, run_updated, sort_in_claim_order,
 };
 use crate::store::{
-    AttemptRecord, AttemptStatus, ClaimFn, ClaimPolicy, Claimed, Created, CreatedRun, Decision,
-    DueAttempt, EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, RunFailure, RunFilter,
-    RunRecord, RunSnapshot, RunStatus, RunStore, SqliteStore, StoreError, StoreResult,
-    TransitionOutcome, Verdict,
+    AttemptRecord, ClaimFn, ClaimPolicy, Claimed, Created, CreatedRun, Decision, DueAttempt,
+    EventRecord, IdempotencyKey, NewRun, Page, PageQuery, Plan, RunFilter, RunRecord, RunSnapshot,
+    RunStatus, RunStore, SqliteStore, StoreError, StoreResult, TransitionOutcome, Verdict,
 };
 
 const RUN_COLUMNS: &str = "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, \
@@ -55,10 +54,6 @@ fn optional_micros(at: Option<DateTime<Utc>>) -> Option<i64> {
     at.map(micros)
 }
 
-fn optional_time(value: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
-    value.map(from_micros).transpose()
-}
-
 /// The run statuses whose ready attempts may be claimed, as a JSON array
 /// for `json_each`.
 fn dispatchable_statuses() -> StoreResult<String> {
@@ -74,109 +69,6 @@ fn dispatchable_statuses() -> StoreResult<String> {
 async fn count_leased(conn: &mut SqliteConnection, sql: &str, key: &str) -> StoreResult<u32> {
     let (leased,): (i64,) = sqlx::query_as(sql).bind(key).fetch_one(&mut *conn).await?;
     Ok(leased.max(0) as u32)
-}
-
-// ---------------------------------------------------------------------------
-// Row decoding
-
-fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
-    let id: String = column(row, "id")?;
-    let status: String = column(row, "status")?;
-    let status = RunStatus::parse(&status)
-        .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
-    let error = match (
-        column(row, "error_message")?,
-        column(row, "error_task_id")?,
-        column(row, "error_reason")?,
-    ) {
-        (None, None, None) => None,
-        (Some(message), Some(task_id), Some(reason)) => Some(RunFailure {
-            message,
-            task_id,
-            reason,
-        }),
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "run {id:?} has an incomplete error"
-            )));
-        }
-    };
-    Ok(RunRecord {
-        chain_id: column(row, "chain_id")?,
-        chain_version: column(row, "chain_version")?,
-        status,
-        input: column(row, "input")?,
-        output: column(row, "output")?,
-        error,
-        labels: from_json(column(row, "labels")?, "run labels")?,
-        priority: column(row, "priority")?,
-        tenant: column(row, "tenant")?,
-        request_id: column(row, "request_id")?,
-        steps: column(row, "steps")?,
-        executions: column(row, "executions")?,
-        heads: column::<Option<String>>(row, "heads")?
-            .map(|heads| from_json(&heads, "run heads"))
-            .transpose()?,
-        input_tokens: column(row, "input_tokens")?,
-        output_tokens: column(row, "output_tokens")?,
-        last_seq: column(row, "last_seq")?,
-        created_at: from_micros(column(row, "created_at")?)?,
-        started_at: optional_time(column(row, "started_at")?)?,
-        ended_at: optional_time(column(row, "ended_at")?)?,
-        updated_at: from_micros(column(row, "updated_at")?)?,
-        id,
-    })
-}
-
-fn attempt_from_row(row: &SqliteRow) -> StoreResult<AttemptRecord> {
-    let id: String = column(row, "id")?;
-    let status: String = column(row, "status")?;
-    let status = AttemptStatus::parse(&status).ok_or_else(|| {
-        StoreError::Corrupt(format!("attempt {id:?} has unknown status {status:?}"))
-    })?;
-    Ok(AttemptRecord {
-        run_id: column(row, "run_id")?,
-        task_id: column(row, "task_id")?,
-        attempt: column(row, "attempt")?,
-        step: column(row, "step")?,
-        status,
-        queue: column(row, "queue")?,
-        priority: column(row, "priority")?,
-        available_at: from_micros(column(row, "available_at")?)?,
-        deadline: optional_time(column(row, "deadline")?)?,
-        lease_owner: column(row, "lease_owner")?,
-        lease_token: column(row, "lease_token")?,
-        lease_expires_at: optional_time(column(row, "lease_expires_at")?)?,
-        lease_expiries: column(row, "lease_expiries")?,
-        input: column(row, "input")?,
-        prompt: column(row, "prompt")?,
-        output: column(row, "output")?,
-        error: column(row, "error")?,
-        dead_lettered: column(row, "dead_lettered")?,
-        backend_id: column(row, "backend_id")?,
-        model: column(row, "model")?,
-        input_tokens: column(row, "input_tokens")?,
-        output_tokens: column(row, "output_tokens")?,
-        created_at: from_micros(column(row, "created_at")?)?,
-        started_at: optional_time(column(row, "started_at")?)?,
-        ended_at: optional_time(column(row, "ended_at")?)?,
-        id,
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        run_id: column(row, "run_id")?,
-        seq: column(row, "seq")?,
-        payload: column(row, "payload")?,
-    })
-}
-
-fn decode_all<T>(
-    rows: &[SqliteRow],
-    decode: impl Fn(&SqliteRow) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    rows.iter().map(decode).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -785,7 +677,7 @@ impl RunStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
             for row in &rows {
-                candidates.push((attempt_from_row(row)?, column(row, "run_tenant")?));
+                candidates.push((attempt_from_row(row)?, row.text("run_tenant")?));
             }
         }
         sort_in_claim_order(&mut candidates, |(attempt, _)| attempt);

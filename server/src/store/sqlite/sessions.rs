@@ -1,13 +1,12 @@
 //! [`SessionStore`] for the embedded store.
 
+use crate::store::codec::{decode_all, session_from_row};
+use crate::store::sessions::to_json;
+use crate::store::{SessionStore, StoreResult, WorkerSessionRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
-use crate::store::sessions::{corrupt, to_json};
-use crate::store::{SessionStore, StoreResult, WorkerSessionRecord};
-
-use super::{SqliteStore, from_micros, micros};
+use super::{SqliteStore, micros};
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -63,25 +62,6 @@ impl SessionStore for SqliteStore {
         .bind(micros(seen_after))
         .fetch_all(&mut *tx)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let queues: String = row.try_get("queues")?;
-                let labels: String = row.try_get("labels")?;
-                Ok(WorkerSessionRecord {
-                    session_id: row.try_get("session_id")?,
-                    replica: row.try_get("replica")?,
-                    worker_id: row.try_get("worker_id")?,
-                    name: row.try_get("name")?,
-                    queues: serde_json::from_str(&queues).map_err(|e| corrupt("queues", e))?,
-                    slots: row.try_get::<i64, _>("slots")?.max(0) as u32,
-                    leases_held: row.try_get::<i64, _>("leases_held")?.max(0) as u32,
-                    labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", e))?,
-                    sdk_version: row.try_get("sdk_version")?,
-                    connected_at: from_micros(row.try_get("connected_at")?)?,
-                    last_heartbeat: from_micros(row.try_get("last_heartbeat")?)?,
-                    fenced_operations: row.try_get::<i64, _>("fenced_operations")?.max(0) as u64,
-                })
-            })
-            .collect()
+        decode_all(&rows, session_from_row)
     }
 }

@@ -1,0 +1,94 @@
+//! [`ModelStore`] for PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+use super::idempotency::replayed_key;
+use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation};
+use crate::store::codec::{commit_created, model_from_row};
+use crate::store::{
+    Created, IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, StoreResult,
+};
+
+/// Columns of a model row, selected from the alias `m`.
+macro_rules! model_columns {
+    () => {
+        "m.id, m.name, m.context_length, m.capabilities, m.created_at"
+    };
+}
+pub(super) use model_columns;
+
+async fn fetch_model(conn: &mut PgConnection, name: &str) -> StoreResult<ModelRecord> {
+    let sql = concat!(
+        "SELECT ",
+        model_columns!(),
+        " FROM models m WHERE m.name = $1"
+    );
+    fetch_one(conn, sql, ("model", name), model_from_row).await
+}
+
+#[async_trait]
+impl ModelStore for PostgresStore {
+    async fn create_model(
+        &self,
+        model: ModelRecord,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Created<ModelRecord>> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = replayed_key(&mut tx, idempotency.as_ref(), &model.name).await? {
+            let record = fetch_model(&mut tx, &key).await?;
+            return Ok(Created {
+                record,
+                replayed: true,
+            });
+        }
+        let row = sqlx::query(concat!(
+            "INSERT INTO models AS m (id, name, context_length, capabilities, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            model_columns!()
+        ))
+        .bind(&model.id)
+        .bind(&model.name)
+        .bind(model.context_length)
+        .bind(&model.capabilities)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|err| {
+            on_unique_violation(err, "model", |constraint| {
+                if constraint == Some("models_id_key") {
+                    model.id.clone()
+                } else {
+                    model.name.clone()
+                }
+            })
+        })?;
+        let record = model_from_row(&row)?;
+        commit_created(tx, record, false).await
+    }
+
+    async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_model(&mut conn, name).await
+    }
+
+    async fn list_models(&self, page: PageQuery) -> StoreResult<Page<ModelRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = concat!(
+            "SELECT ",
+            model_columns!(),
+            " FROM models m WHERE m.name > $1 ORDER BY m.name LIMIT $2"
+        );
+        fetch_page(&mut conn, sql, None, &page, model_from_row, |m| {
+            m.name.clone()
+        })
+        .await
+    }
+
+    async fn delete_model(&self, name: &str) -> StoreResult<()> {
+        // Pool memberships go with it (ON DELETE CASCADE).
+        let delete = "DELETE FROM models WHERE name = $1";
+        self.delete_found(delete, &[name], ("model", name.to_string()))
+            .await
+    }
+}

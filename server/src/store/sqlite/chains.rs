@@ -1,0 +1,261 @@
+//! [`ChainStore`] for the embedded store: immutable versions under a head
+//! that names the latest one and whether the chain is deleted.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
+
+use super::idempotency::{PriorResult, prior_result, remember_result};
+use super::{
+    SqliteStore, check_revision, fetch_page, from_micros, micros, now, unique_as_already_exists,
+};
+use crate::store::codec::{
+    PlainColumns, already_exists, chain_from_row, commit_created, decode_all, into_page, not_found,
+    page_limits,
+};
+use crate::store::{
+    ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
+};
+
+/// Columns of a chain version joined with its head (`h` = chain_heads,
+/// `v` = chain_versions).
+const CHAIN_COLUMNS: &str = "v.id, v.version, v.definition, h.created_at AS chain_created_at, \
+     v.created_at AS version_created_at, h.deleted";
+
+/// The given version (or the latest) of a chain, deleted or not, with its
+/// deleted flag.
+async fn fetch_chain(
+    conn: &mut SqliteConnection,
+    id: &str,
+    version: Option<i64>,
+) -> StoreResult<(ChainRecord, bool)> {
+    let row = sqlx::query(&format!(
+        "SELECT {CHAIN_COLUMNS} FROM chain_heads h JOIN chain_versions v ON v.id = h.id \
+         WHERE h.id = ? AND v.version = COALESCE(?, h.latest_version)"
+    ))
+    .bind(id)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => Ok((chain_from_row(&row)?, row.flag("deleted")?)),
+        None => Err(match version {
+            Some(version) => not_found("chain version", format!("{id}@{version}")),
+            None => not_found("chain", id),
+        }),
+    }
+}
+
+/// The head of a chain: `(latest_version, deleted)`.
+async fn chain_head(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<(i64, bool)>> {
+    Ok(
+        sqlx::query_as("SELECT latest_version, deleted FROM chain_heads WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// The latest version of a live chain; `NotFound` if missing or deleted.
+async fn live_chain_version(conn: &mut SqliteConnection, id: &str) -> StoreResult<i64> {
+    match chain_head(conn, id).await? {
+        Some((latest, false)) => Ok(latest),
+        _ => Err(not_found("chain", id)),
+    }
+}
+
+/// The chain version a repeated chain write created.
+async fn replayed_chain(
+    conn: &mut SqliteConnection,
+    prior: PriorResult,
+) -> StoreResult<ChainRecord> {
+    let version = prior.resource_version.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "idempotency record of chain {:?} has no version",
+            prior.resource_key
+        ))
+    })?;
+    let (record, _deleted) = fetch_chain(conn, &prior.resource_key, Some(version)).await?;
+    Ok(record)
+}
+
+/// Inserts version `version` of chain `id`.
+async fn insert_version(
+    conn: &mut SqliteConnection,
+    id: &str,
+    version: i64,
+    definition: &[u8],
+    created_at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO chain_versions (id, version, definition, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(definition)
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl ChainStore for SqliteStore {
+    async fn create_chain(
+        &self,
+        id: &str,
+        definition: Vec<u8>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Created<ChainRecord>> {
+        let mut tx = self.write_tx().await?;
+        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
+            let record = replayed_chain(&mut tx, prior).await?;
+            return commit_created(tx, record, true).await;
+        }
+        let created_at = now();
+        let version = match chain_head(&mut tx, id).await? {
+            Some((_, false)) => return Err(already_exists("chain", id)),
+            // A deleted chain's id is reused: numbering continues so that a
+            // run pinned to an old version never sees a different definition
+            // under the same number. The chain itself is new, so is its
+            // creation time.
+            Some((latest, true)) => {
+                let version = latest + 1;
+                sqlx::query(
+                    "UPDATE chain_heads SET latest_version = ?, created_at = ?, deleted = 0 \
+                     WHERE id = ?",
+                )
+                .bind(version)
+                .bind(micros(created_at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                version
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO chain_heads (id, latest_version, created_at, deleted) \
+                     VALUES (?, 1, ?, 0)",
+                )
+                .bind(id)
+                .bind(micros(created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_as_already_exists("chain", id))?;
+                1
+            }
+        };
+        insert_version(&mut tx, id, version, &definition, micros(created_at)).await?;
+        remember_result(&mut tx, idempotency.as_ref(), id, Some(version)).await?;
+        let record = ChainRecord {
+            id: id.to_string(),
+            version,
+            definition,
+            created_at,
+            updated_at: created_at,
+        };
+        commit_created(tx, record, false).await
+    }
+
+    async fn get_chain(
+        &self,
+        id: &str,
+        version: Option<i64>,
+        include_deleted: bool,
+    ) -> StoreResult<ChainRecord> {
+        let mut conn = self.reader.acquire().await?;
+        match fetch_chain(&mut conn, id, version).await? {
+            (_, true) if !include_deleted => Err(not_found("chain", id)),
+            (record, _) => Ok(record),
+        }
+    }
+
+    async fn list_chains(&self, page: PageQuery) -> StoreResult<Page<ChainRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        let sql = format!(
+            "SELECT {CHAIN_COLUMNS} FROM chain_heads h \
+             JOIN chain_versions v ON v.id = h.id AND v.version = h.latest_version \
+             WHERE h.deleted = 0 AND (?1 IS NULL OR h.id > ?1) ORDER BY h.id LIMIT ?2"
+        );
+        fetch_page(&mut conn, &sql, None, &page, chain_from_row, |c| {
+            c.id.clone()
+        })
+        .await
+    }
+
+    async fn list_chain_versions(
+        &self,
+        id: &str,
+        page: PageQuery,
+    ) -> StoreResult<Page<ChainRecord>> {
+        let before_version = match page.after.as_deref() {
+            None => None,
+            Some(after) => Some(after.parse::<i64>().map_err(|_| {
+                StoreError::FailedPrecondition(format!(
+                    "page key {after:?} is not a chain version number"
+                ))
+            })?),
+        };
+        let mut tx = self.read_tx().await?;
+        live_chain_version(&mut tx, id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CHAIN_COLUMNS} FROM chain_heads h JOIN chain_versions v ON v.id = h.id \
+             WHERE h.id = ?1 AND (?2 IS NULL OR v.version < ?2) \
+             ORDER BY v.version DESC LIMIT ?3"
+        ))
+        .bind(id)
+        .bind(before_version)
+        .bind(page_limits(&page).1)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let items = decode_all(&rows, chain_from_row)?;
+        Ok(into_page(items, &page, |c| c.version.to_string()))
+    }
+
+    async fn update_chain(
+        &self,
+        id: &str,
+        definition: Vec<u8>,
+        expected_version: Option<i64>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Created<ChainRecord>> {
+        let mut tx = self.write_tx().await?;
+        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
+            let record = replayed_chain(&mut tx, prior).await?;
+            return commit_created(tx, record, true).await;
+        }
+        let latest = live_chain_version(&mut tx, id).await?;
+        check_revision("chain", id, expected_version, latest)?;
+        let version = latest + 1;
+        let updated_at = now();
+        let chain_created_at: i64 = sqlx::query_scalar(
+            "UPDATE chain_heads SET latest_version = ? WHERE id = ? RETURNING created_at",
+        )
+        .bind(version)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_version(&mut tx, id, version, &definition, micros(updated_at)).await?;
+        remember_result(&mut tx, idempotency.as_ref(), id, Some(version)).await?;
+        let record = ChainRecord {
+            id: id.to_string(),
+            version,
+            definition,
+            created_at: from_micros(chain_created_at)?,
+            updated_at,
+        };
+        commit_created(tx, record, false).await
+    }
+
+    async fn delete_chain(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let latest = live_chain_version(&mut tx, id).await?;
+        check_revision("chain", id, expected_version, latest)?;
+        sqlx::query("UPDATE chain_heads SET deleted = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

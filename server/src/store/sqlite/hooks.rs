@@ -1,0 +1,135 @@
+//! [`HookStore`] for the embedded store.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
+
+use super::idempotency::{prior_result, remember_result};
+use super::{
+    SqliteStore, check_stored_revision, fetch_one, fetch_page, micros, now, require_absent,
+    unique_as_already_exists,
+};
+use crate::secrets::SecretBox;
+use crate::store::codec::{commit_created, hook_from_row, to_json};
+use crate::store::sealed;
+use crate::store::{Created, HookRecord, HookStore, IdempotencyKey, Page, PageQuery, StoreResult};
+
+/// Columns of a hook row, selected from the alias `h`.
+const HOOK_COLUMNS: &str = "h.name, h.description, h.url, h.method, h.timeout_ms, h.headers, \
+     h.secret_headers, h.queue, h.revision, h.created_at, h.updated_at";
+const REVISION: &str = "SELECT revision FROM hooks WHERE name = ?";
+
+async fn fetch_hook(
+    conn: &mut SqliteConnection,
+    name: &str,
+    secrets: &SecretBox,
+) -> StoreResult<HookRecord> {
+    let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks h WHERE h.name = ?");
+    fetch_one(conn, &sql, ("hook", name), |row| {
+        hook_from_row(row, secrets)
+    })
+    .await
+}
+
+impl SqliteStore {
+    /// The secret headers of `hook`, sealed, as the column keeps them.
+    fn sealed_headers(&self, hook: &HookRecord) -> StoreResult<String> {
+        let sealed = sealed::seal_headers(&self.secrets, &hook.name, &hook.secret_headers)?;
+        to_json(&sealed, "hook secret headers")
+    }
+}
+
+#[async_trait]
+impl HookStore for SqliteStore {
+    async fn create_hook(
+        &self,
+        hook: HookRecord,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Created<HookRecord>> {
+        let mut tx = self.write_tx().await?;
+        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
+            let record = fetch_hook(&mut tx, &prior.resource_key, &self.secrets).await?;
+            return commit_created(tx, record, true).await;
+        }
+        let unique = "SELECT 1 FROM hooks WHERE name = ?";
+        require_absent(&mut tx, unique, ("hook", &hook.name)).await?;
+        let created_at = now();
+        let record = HookRecord {
+            revision: 1,
+            created_at,
+            updated_at: created_at,
+            ..hook
+        };
+        sqlx::query(
+            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+             secret_headers, queue, revision, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&record.name)
+        .bind(&record.description)
+        .bind(&record.url)
+        .bind(&record.method)
+        .bind(record.timeout_ms)
+        .bind(to_json(&record.headers, "hook headers")?)
+        .bind(self.sealed_headers(&record)?)
+        .bind(&record.queue)
+        .bind(record.revision)
+        .bind(micros(record.created_at))
+        .bind(micros(record.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_as_already_exists("hook", &record.name))?;
+        remember_result(&mut tx, idempotency.as_ref(), &record.name, None).await?;
+        commit_created(tx, record, false).await
+    }
+
+    async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
+        let mut conn = self.reader.acquire().await?;
+        fetch_hook(&mut conn, name, &self.secrets).await
+    }
+
+    async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        let sql = format!(
+            "SELECT {HOOK_COLUMNS} FROM hooks h \
+             WHERE (?1 IS NULL OR h.name > ?1) ORDER BY h.name LIMIT ?2"
+        );
+        let decode = |row: &_| hook_from_row(row, &self.secrets);
+        fetch_page(&mut conn, &sql, None, &page, decode, |h| h.name.clone()).await
+    }
+
+    async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord> {
+        let mut tx = self.write_tx().await?;
+        let key = ("hook", hook.name.as_str());
+        check_stored_revision(&mut tx, REVISION, key, Some(hook.revision)).await?;
+        sqlx::query(
+            "UPDATE hooks SET description = ?, url = ?, method = ?, timeout_ms = ?, \
+             headers = ?, secret_headers = ?, queue = ?, revision = revision + 1, \
+             updated_at = ? WHERE name = ?",
+        )
+        .bind(&hook.description)
+        .bind(&hook.url)
+        .bind(&hook.method)
+        .bind(hook.timeout_ms)
+        .bind(to_json(&hook.headers, "hook headers")?)
+        .bind(self.sealed_headers(&hook)?)
+        .bind(&hook.queue)
+        .bind(micros(now()))
+        .bind(&hook.name)
+        .execute(&mut *tx)
+        .await?;
+        let record = fetch_hook(&mut tx, &hook.name, &self.secrets).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn delete_hook(&self, name: &str, expected_revision: Option<i64>) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        check_stored_revision(&mut tx, REVISION, ("hook", name), expected_revision).await?;
+        sqlx::query("DELETE FROM hooks WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! [`ModelStore`] for the embedded store.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
+
+use super::idempotency::{prior_result, remember_result};
+use super::{
+    SqliteStore, delete_existing, fetch_one, fetch_page, micros, now, require_absent,
+    unique_as_already_exists,
+};
+use crate::store::codec::{commit_created, model_from_row, to_json};
+use crate::store::{
+    Created, IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, StoreResult,
+};
+
+/// Columns of a model row, selected from the alias `m`.
+pub(super) const MODEL_COLUMNS: &str =
+    "m.id, m.name, m.context_length, m.capabilities, m.created_at";
+
+async fn fetch_model(conn: &mut SqliteConnection, name: &str) -> StoreResult<ModelRecord> {
+    let sql = format!("SELECT {MODEL_COLUMNS} FROM models m WHERE m.name = ?");
+    fetch_one(conn, &sql, ("model", name), model_from_row).await
+}
+
+#[async_trait]
+impl ModelStore for SqliteStore {
+    async fn create_model(
+        &self,
+        model: ModelRecord,
+        idempotency: Option<IdempotencyKey>,
+    ) -> StoreResult<Created<ModelRecord>> {
+        let mut tx = self.write_tx().await?;
+        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
+            let record = fetch_model(&mut tx, &prior.resource_key).await?;
+            return commit_created(tx, record, true).await;
+        }
+        let unique = "SELECT 1 FROM models WHERE name = ?";
+        require_absent(&mut tx, unique, ("model", &model.name)).await?;
+        let record = ModelRecord {
+            created_at: now(),
+            ..model
+        };
+        sqlx::query(
+            "INSERT INTO models (name, id, context_length, capabilities, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&record.name)
+        .bind(&record.id)
+        .bind(record.context_length)
+        .bind(to_json(&record.capabilities, "model capabilities")?)
+        .bind(micros(record.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_as_already_exists("model", &record.name))?;
+        remember_result(&mut tx, idempotency.as_ref(), &record.name, None).await?;
+        commit_created(tx, record, false).await
+    }
+
+    async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {
+        let mut conn = self.reader.acquire().await?;
+        fetch_model(&mut conn, name).await
+    }
+
+    async fn list_models(&self, page: PageQuery) -> StoreResult<Page<ModelRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        let sql = format!(
+            "SELECT {MODEL_COLUMNS} FROM models m \
+             WHERE (?1 IS NULL OR m.name > ?1) ORDER BY m.name LIMIT ?2"
+        );
+        fetch_page(&mut conn, &sql, None, &page, model_from_row, |m| {
+            m.name.clone()
+        })
+        .await
+    }
+
+    async fn delete_model(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        // Pool memberships go with it (ON DELETE CASCADE).
+        let delete = "DELETE FROM models WHERE name = ?";
+        delete_existing(&mut tx, delete, &[name], ("model", name.to_string())).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
