@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::chain::CompiledChain;
+use crate::dispatch::when_due;
 use crate::executor::Executor;
 use crate::kernel::{
     ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, KernelError, KernelResult, Slot,
@@ -37,8 +38,6 @@ pub const MIN_OUTAGE_GRACE: Duration = Duration::from_secs(5);
 
 /// Most attempts one claim leases.
 const MAX_CLAIM: usize = 64;
-/// Claims for work falling due that may run at once.
-const CLAIMS_WHEN_DUE: usize = 4;
 /// Most attempts a claim for work falling due leases: few fall due at once,
 /// and claims running together must leave each other slots.
 const MAX_CLAIM_WHEN_DUE: usize = 16;
@@ -175,35 +174,19 @@ impl Claimer {
     }
 
     /// Claims whenever future work (a retry's backoff) falls due, until
-    /// `stop`. Each such claim runs on its own, a few at once: work falling
-    /// due while an earlier claim is still in the store is not held up.
-    async fn claim_when_due(self, mut stop: watch::Receiver<bool>) {
-        let claims = Arc::new(Semaphore::new(CLAIMS_WHEN_DUE));
-        let poll = self.kernel.config().poll_interval;
-        loop {
-            let fell_due = tokio::select! {
-                fell_due = self.kernel.sleep_until_due(ClaimLoop::Internal, poll) => fell_due,
-                _ = stop.changed() => return,
-            };
-            if !fell_due {
-                continue;
-            }
-            let Ok(permit) = claims.clone().acquire_owned().await else {
-                return;
-            };
+    /// `stop`.
+    async fn claim_when_due(self, stop: watch::Receiver<bool>) {
+        let kernel = self.kernel.clone();
+        when_due(kernel, ClaimLoop::Internal, stop, move || {
             let claimer = self.clone();
-            tokio::spawn(async move {
-                match claimer.claim(MAX_CLAIM_WHEN_DUE).await {
-                    Ok(true) => claimer.kernel.wake(),
-                    Ok(false) => {}
-                    // The claim loop logs store faults and backs off.
-                    Err(error) => {
-                        tracing::debug!(error = %error, "claiming work fallen due failed")
-                    }
+            async move {
+                if claimer.claim(MAX_CLAIM_WHEN_DUE).await? {
+                    claimer.kernel.wake();
                 }
-                drop(permit);
-            });
-        }
+                Ok(())
+            }
+        })
+        .await
     }
 }
 

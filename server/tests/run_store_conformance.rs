@@ -28,8 +28,8 @@ use taskloom_server::kernel::lease::{Caps, ClaimRequest};
 use taskloom_server::store::{
     AttemptRecord, AttemptStatus, ChainCheck, Claimed, Created, Decision, DueAttempt, EventRecord,
     IdempotencyKey, NewRun, Page, PageQuery, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
-    RunRecord, RunSnapshot, RunStatus, RunStore, Store,
-    StoreError, StoreResult, TransitionOutcome, Verdict,
+    RunRecord, RunSnapshot, RunStatus, RunStore, Store, StoreError, StoreResult, TransitionOutcome,
+    Verdict,
 };
 
 mod common;

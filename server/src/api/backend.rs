@@ -5,10 +5,9 @@ use super::convert::backend::{
     BACKEND_MASK_FIELDS, backend_message, embed_answer, embed_call, model_message, new_backend,
     new_model, new_pool, pool_message, prompt_answer, prompt_call, resolve_error, updated_backend,
 };
-use super::request::{
-    check_etag, expected_revision, list_page, require, require_pair, update_mask,
-};
-use super::{ApiContext, ApiError, ApiResult};
+use super::page::{child_scope, infallible, list_page};
+use super::request::{Patch, deletion, require, require_pair};
+use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
 use crate::store::DynStore;
 
@@ -24,11 +23,6 @@ impl BackendApi {
     fn store(&self) -> &DynStore {
         self.context.store()
     }
-}
-
-/// Scope strings bind page tokens to one listing.
-fn scoped(listing: &str, key: &str) -> String {
-    format!("{listing}/{key}")
 }
 
 service! {
@@ -80,37 +74,25 @@ impl BackendApi {
         &self,
         request: pb::ListBackendsRequest,
     ) -> ApiResult<pb::ListBackendsResponse> {
-        let (backends, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListBackends",
-            |query| self.store().list_backends(query),
-            |item| Ok(backend_message(item)),
-        )
-        .await?;
-        Ok(pb::ListBackendsResponse {
-            backends,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_backends(query);
+        list_page(&request, "ListBackends", fetch, infallible(backend_message)).await
     }
 
     async fn update_backend(&self, request: pb::UpdateBackendRequest) -> ApiResult<pb::Backend> {
-        let Some(patch) = request.backend else {
-            return Err(ApiError::invalid("backend", "is required"));
-        };
-        require("backend.id", &patch.id)?;
-        let (mask, whole) = update_mask(&request.update_mask, BACKEND_MASK_FIELDS)?;
-        let current = self.store().get_backend(&patch.id).await?;
-        check_etag(&request.etag, "backend", &patch.id, current.revision)?;
-        let record = updated_backend(current, &patch, &mask, whole)?;
-        let updated = self.store().update_backend(record).await?;
+        let key = ("id", |backend: &pb::Backend| backend.id.clone());
+        let mask = (&request.update_mask[..], BACKEND_MASK_FIELDS);
+        let patch = Patch::checked(request.backend, "backend", key, mask)?;
+        let read = || self.store().get_backend(patch.key());
+        let write = |record| self.store().update_backend(record);
+        let updated = patch
+            .write(&request.etag, read, updated_backend, write)
+            .await?;
         tracing::info!(backend_id = %updated.id, "backend updated");
         Ok(backend_message(updated))
     }
 
     async fn delete_backend(&self, request: pb::DeleteBackendRequest) -> ApiResult<()> {
-        require("id", &request.id)?;
-        let expected = expected_revision(&request.etag, "backend", &request.id, None)?;
+        let expected = deletion("backend", "id", &request.id, &request.etag)?;
         self.store().delete_backend(&request.id, expected).await?;
         tracing::info!(backend_id = %request.id, "backend deleted");
         Ok(())
@@ -128,18 +110,8 @@ impl BackendApi {
     }
 
     async fn list_pools(&self, request: pb::ListPoolsRequest) -> ApiResult<pb::ListPoolsResponse> {
-        let (pools, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListPools",
-            |query| self.store().list_pools(query),
-            |item| Ok(pool_message(item)),
-        )
-        .await?;
-        Ok(pb::ListPoolsResponse {
-            pools,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_pools(query);
+        list_page(&request, "ListPools", fetch, infallible(pool_message)).await
     }
 
     async fn delete_pool(&self, request: pb::DeletePoolRequest) -> ApiResult<()> {
@@ -169,38 +141,18 @@ impl BackendApi {
         &self,
         request: pb::ListPoolBackendsRequest,
     ) -> ApiResult<pb::ListBackendsResponse> {
-        require("pool_id", &request.pool_id)?;
-        let (backends, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            &scoped("ListPoolBackends", &request.pool_id),
-            |query| self.store().list_pool_backends(&request.pool_id, query),
-            |item| Ok(backend_message(item)),
-        )
-        .await?;
-        Ok(pb::ListBackendsResponse {
-            backends,
-            next_page_token,
-        })
+        let scope = child_scope("ListPoolBackends", "pool_id", &request.pool_id)?;
+        let fetch = |query| self.store().list_pool_backends(&request.pool_id, query);
+        list_page(&request, &scope, fetch, infallible(backend_message)).await
     }
 
     async fn list_backend_pools(
         &self,
         request: pb::ListBackendPoolsRequest,
     ) -> ApiResult<pb::ListPoolsResponse> {
-        require("backend_id", &request.backend_id)?;
-        let (pools, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            &scoped("ListBackendPools", &request.backend_id),
-            |query| self.store().list_backend_pools(&request.backend_id, query),
-            |item| Ok(pool_message(item)),
-        )
-        .await?;
-        Ok(pb::ListPoolsResponse {
-            pools,
-            next_page_token,
-        })
+        let scope = child_scope("ListBackendPools", "backend_id", &request.backend_id)?;
+        let fetch = |query| self.store().list_backend_pools(&request.backend_id, query);
+        list_page(&request, &scope, fetch, infallible(pool_message)).await
     }
 
     async fn assign_model_to_pool(&self, request: pb::AssignModelToPoolRequest) -> ApiResult<()> {
@@ -222,38 +174,18 @@ impl BackendApi {
         &self,
         request: pb::ListPoolModelsRequest,
     ) -> ApiResult<pb::ListModelsResponse> {
-        require("pool_id", &request.pool_id)?;
-        let (models, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            &scoped("ListPoolModels", &request.pool_id),
-            |query| self.store().list_pool_models(&request.pool_id, query),
-            |item| Ok(model_message(item)),
-        )
-        .await?;
-        Ok(pb::ListModelsResponse {
-            models,
-            next_page_token,
-        })
+        let scope = child_scope("ListPoolModels", "pool_id", &request.pool_id)?;
+        let fetch = |query| self.store().list_pool_models(&request.pool_id, query);
+        list_page(&request, &scope, fetch, infallible(model_message)).await
     }
 
     async fn list_model_pools(
         &self,
         request: pb::ListModelPoolsRequest,
     ) -> ApiResult<pb::ListPoolsResponse> {
-        require("model", &request.model)?;
-        let (pools, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            &scoped("ListModelPools", &request.model),
-            |query| self.store().list_model_pools(&request.model, query),
-            |item| Ok(pool_message(item)),
-        )
-        .await?;
-        Ok(pb::ListPoolsResponse {
-            pools,
-            next_page_token,
-        })
+        let scope = child_scope("ListModelPools", "model", &request.model)?;
+        let fetch = |query| self.store().list_model_pools(&request.model, query);
+        list_page(&request, &scope, fetch, infallible(pool_message)).await
     }
 
     async fn create_model(&self, request: pb::CreateModelRequest) -> ApiResult<pb::Model> {
@@ -271,18 +203,8 @@ impl BackendApi {
         &self,
         request: pb::ListModelsRequest,
     ) -> ApiResult<pb::ListModelsResponse> {
-        let (models, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListModels",
-            |query| self.store().list_models(query),
-            |item| Ok(model_message(item)),
-        )
-        .await?;
-        Ok(pb::ListModelsResponse {
-            models,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_models(query);
+        list_page(&request, "ListModels", fetch, infallible(model_message)).await
     }
 
     async fn delete_model(&self, request: pb::DeleteModelRequest) -> ApiResult<()> {

@@ -1,7 +1,8 @@
 //! ChainService: chain definitions with immutable versions.
 
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
-use super::request::{Violations, expected_revision, idempotency_key, list_page, require};
+use super::page::{child_scope, list_page};
+use super::request::{Violations, deletion, expected_revision, idempotency_key, require};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
 use crate::store::DynStore;
@@ -38,9 +39,7 @@ impl ChainApi {
         violations.check_request_id("request_id", &request.request_id);
         violations.finish()?;
         let (id, bytes) = definition_bytes(request.chain.as_ref())?;
-        let idempotency = idempotency_key("CreateChain", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = idempotency_key(&request);
         let created = self.store().create_chain(&id, bytes, idempotency).await?;
         if !created.replayed {
             tracing::info!(chain_id = %id, version = created.record.version, "chain created");
@@ -58,37 +57,17 @@ impl ChainApi {
         &self,
         request: pb::ListChainsRequest,
     ) -> ApiResult<pb::ListChainsResponse> {
-        let (chains, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListChains",
-            |query| self.store().list_chains(query),
-            chain_message,
-        )
-        .await?;
-        Ok(pb::ListChainsResponse {
-            chains,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_chains(query);
+        list_page(&request, "ListChains", fetch, chain_message).await
     }
 
     async fn list_chain_versions(
         &self,
         request: pb::ListChainVersionsRequest,
     ) -> ApiResult<pb::ListChainVersionsResponse> {
-        require("id", &request.id)?;
-        let (chains, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            &format!("ListChainVersions/{}", request.id),
-            |query| self.store().list_chain_versions(&request.id, query),
-            chain_message,
-        )
-        .await?;
-        Ok(pb::ListChainVersionsResponse {
-            chains,
-            next_page_token,
-        })
+        let scope = child_scope("ListChainVersions", "id", &request.id)?;
+        let fetch = |query| self.store().list_chain_versions(&request.id, query);
+        list_page(&request, &scope, fetch, chain_message).await
     }
 
     async fn update_chain(&self, request: pb::UpdateChainRequest) -> ApiResult<pb::Chain> {
@@ -97,9 +76,7 @@ impl ChainApi {
         violations.finish()?;
         let (id, bytes) = definition_bytes(request.chain.as_ref())?;
         let expected = expected_revision(&request.etag, "chain", &id, None)?;
-        let idempotency = idempotency_key("UpdateChain", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = idempotency_key(&request);
         let updated = self
             .store()
             .update_chain(&id, bytes, expected, idempotency)
@@ -111,8 +88,7 @@ impl ChainApi {
     }
 
     async fn delete_chain(&self, request: pb::DeleteChainRequest) -> ApiResult<()> {
-        require("id", &request.id)?;
-        let expected = expected_revision(&request.etag, "chain", &request.id, None)?;
+        let expected = deletion("chain", "id", &request.id, &request.etag)?;
         self.store().delete_chain(&request.id, expected).await?;
         tracing::info!(chain_id = %request.id, "chain deleted");
         Ok(())

@@ -79,6 +79,10 @@ pub enum ApiError {
     /// A server-side fault; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
+    /// The caller's stream broke before its first message: its status,
+    /// answered as it is.
+    #[error("{}", .0.message())]
+    Stream(Status),
 }
 
 fn summarize(violations: &[FieldViolation]) -> String {
@@ -112,6 +116,7 @@ impl ApiError {
             | ApiError::StoreUnavailable(_) => Code::Unavailable,
             ApiError::StorageFull(_) => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
+            ApiError::Stream(status) => status.code(),
         }
     }
 
@@ -131,12 +136,16 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             ApiError::StorageFull(_) => "STORAGE_FULL",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::Stream(_) => "STREAM_BROKEN",
         }
     }
 }
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
+        if let ApiError::Stream(status) = error {
+            return status;
+        }
         let code = error.code();
         let mut metadata = HashMap::new();
         let mut details = ErrorDetails::new();
@@ -191,6 +200,7 @@ impl From<ApiError> for Status {
             }
             ApiError::ShuttingDown
             | ApiError::SessionSilent(_)
+            | ApiError::Stream(_)
             | ApiError::Undecodable(_)
             | ApiError::NotFoundMessage(_)
             | ApiError::Unauthenticated(_) => {}

@@ -1,8 +1,9 @@
 //! HookService: registered HTTP hooks that `hook` tasks call.
 
 use super::convert::hook::{HOOK_MASK_FIELDS, hook_message, new_hook, updated_hook};
-use super::request::{check_etag, expected_revision, list_page, require, update_mask};
-use super::{ApiContext, ApiError, ApiResult};
+use super::page::{infallible, list_page};
+use super::request::{Patch, deletion, require};
+use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, hook_service_server::HookService};
 use crate::store::DynStore;
 
@@ -46,37 +47,25 @@ impl HookApi {
     }
 
     async fn list_hooks(&self, request: pb::ListHooksRequest) -> ApiResult<pb::ListHooksResponse> {
-        let (hooks, next_page_token) = list_page(
-            request.page_size,
-            &request.page_token,
-            "ListHooks",
-            |query| self.store().list_hooks(query),
-            |item| Ok(hook_message(item)),
-        )
-        .await?;
-        Ok(pb::ListHooksResponse {
-            hooks,
-            next_page_token,
-        })
+        let fetch = |query| self.store().list_hooks(query);
+        list_page(&request, "ListHooks", fetch, infallible(hook_message)).await
     }
 
     async fn update_hook(&self, request: pb::UpdateHookRequest) -> ApiResult<pb::Hook> {
-        let Some(patch) = request.hook else {
-            return Err(ApiError::invalid("hook", "is required"));
-        };
-        require("hook.name", &patch.name)?;
-        let (mask, whole) = update_mask(&request.update_mask, HOOK_MASK_FIELDS)?;
-        let current = self.store().get_hook(&patch.name).await?;
-        check_etag(&request.etag, "hook", &patch.name, current.revision)?;
-        let record = updated_hook(current, &patch, &mask, whole)?;
-        let updated = self.store().update_hook(record).await?;
+        let key = ("name", |hook: &pb::Hook| hook.name.clone());
+        let mask = (&request.update_mask[..], HOOK_MASK_FIELDS);
+        let patch = Patch::checked(request.hook, "hook", key, mask)?;
+        let read = || self.store().get_hook(patch.key());
+        let write = |record| self.store().update_hook(record);
+        let updated = patch
+            .write(&request.etag, read, updated_hook, write)
+            .await?;
         tracing::info!(hook = %updated.name, "hook updated");
         Ok(hook_message(updated))
     }
 
     async fn delete_hook(&self, request: pb::DeleteHookRequest) -> ApiResult<()> {
-        require("name", &request.name)?;
-        let expected = expected_revision(&request.etag, "hook", &request.name, None)?;
+        let expected = deletion("hook", "name", &request.name, &request.etag)?;
         Ok(self.store().delete_hook(&request.name, expected).await?)
     }
 }

@@ -34,6 +34,7 @@ mod convert;
 mod error;
 mod hook;
 mod info;
+mod page;
 mod request;
 mod run;
 mod worker;

@@ -1,10 +1,8 @@
 //! Request decoding helpers shared by the services: field checks that collect
-//! every violation, page tokens, idempotency keys and etags.
+//! every violation, idempotency keys and etags (pages: [`super::page`]).
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -12,11 +10,9 @@ use tonic_types::FieldViolation;
 
 use super::error::{ApiError, ApiResult};
 use crate::outbound::OutboundPolicy;
-use crate::store::{IdempotencyKey, Page, PageQuery};
+use crate::proto::taskloom::v1 as pb;
+use crate::store::{IdempotencyKey, StoreResult};
 
-/// Default and maximum `page_size`.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-pub const MAX_PAGE_SIZE: u32 = 1000;
 /// Longest accepted `request_id`.
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Bounds on label maps.
@@ -197,130 +193,76 @@ pub fn require(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
-/// Decodes `page_size`/`page_token`. `scope` binds a token to the listing
-/// (and its filters) it came from, so a token cannot be replayed elsewhere.
-pub fn page_query(page_size: i32, page_token: &str, scope: &str) -> ApiResult<PageQuery> {
-    let limit = match page_size {
-        size if size < 0 => {
-            return Err(ApiError::invalid("page_size", "must not be negative"));
-        }
-        0 => DEFAULT_PAGE_SIZE,
-        size => (size as u32).min(MAX_PAGE_SIZE),
-    };
-    let after = if page_token.is_empty() {
-        None
-    } else {
-        Some(decode_page_token(page_token, scope).ok_or_else(|| {
-            ApiError::invalid(
-                "page_token",
-                "is not a token returned by this listing with the same filters",
-            )
-        })?)
-    };
-    Ok(PageQuery { limit, after })
-}
-
-/// Most encoded bytes of the items of one list page: clients refuse
-/// messages over 4 MiB by default, so a page ends before this (a single
-/// larger item still goes, alone) and its token continues after the last
-/// item sent.
-pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
-
-/// One page of a keyset listing: decodes the request's page token (bound to
-/// `scope`), fetches, encodes the items up to [`MAX_PAGE_BYTES`] and the
-/// token of the next page.
-pub async fn list_page<T, M, Fut>(
-    page_size: i32,
-    page_token: &str,
-    scope: &str,
-    fetch: impl FnOnce(PageQuery) -> Fut,
-    encode: impl FnMut(T) -> ApiResult<M>,
-) -> ApiResult<(Vec<M>, String)>
-where
-    M: Message,
-    Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
-{
-    let query = page_query(page_size, page_token, scope)?;
-    let page = fetch(query).await?;
-    encode_page(page, scope, encode)
-}
-
-/// Encodes a fetched page's items up to [`MAX_PAGE_BYTES`]; the token
-/// continues after the last item encoded.
-pub fn encode_page<T, M: Message>(
-    page: Page<T>,
-    scope: &str,
-    mut encode: impl FnMut(T) -> ApiResult<M>,
-) -> ApiResult<(Vec<M>, String)> {
-    let Page {
-        items,
-        mut next_after,
-        keys,
-    } = page;
-    let mut messages = Vec::with_capacity(items.len());
-    let mut bytes = 0;
-    for item in items {
-        let message = encode(item)?;
-        // The field tag and length prefix of a repeated entry.
-        bytes += message.encoded_len() + 6;
-        if bytes > MAX_PAGE_BYTES && !messages.is_empty() {
-            next_after = keys.get(messages.len() - 1).cloned();
-            break;
-        }
-        messages.push(message);
-    }
-    Ok((messages, next_page_token(next_after, scope)))
-}
-
-/// Encodes the token for the page after `next_after` (empty on the last page).
-pub fn next_page_token(next_after: Option<String>, scope: &str) -> String {
-    match next_after {
-        None => String::new(),
-        Some(after) => {
-            let payload = serde_json::json!({ "s": scope_digest(scope), "a": after });
-            URL_SAFE_NO_PAD.encode(payload.to_string())
-        }
-    }
-}
-
-fn decode_page_token(token: &str, scope: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    let payload: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    if payload.get("s")?.as_str()? != scope_digest(scope) {
-        return None;
-    }
-    Some(payload.get("a")?.as_str()?.to_string())
-}
-
-fn scope_digest(scope: &str) -> String {
-    let digest = Sha256::digest(scope.as_bytes());
-    hex(&digest[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The idempotency key of a mutating request (AIP-155): `None` when the
 /// caller sent no `request_id`. The hash covers the whole request with its
 /// `request_id` cleared (maps encode in key order, so it is deterministic).
-pub fn idempotency_key<M: Message + Clone>(
-    scope: &str,
-    request_id: &str,
-    request: &M,
-    clear_request_id: impl FnOnce(&mut M),
-) -> Option<IdempotencyKey> {
-    if request_id.is_empty() {
+pub fn idempotency_key<M: Idempotent>(request: &M) -> Option<IdempotencyKey> {
+    if request.request_id().is_empty() {
         return None;
     }
     let mut payload = request.clone();
-    clear_request_id(&mut payload);
+    payload.clear_request_id();
     Some(IdempotencyKey {
-        scope: scope.to_string(),
-        request_id: request_id.to_string(),
+        scope: M::METHOD.to_string(),
+        request_id: request.request_id().to_string(),
         request_hash: hex(&Sha256::digest(payload.encode_to_vec())),
     })
 }
+
+/// The resource a Create request carries as `field` (required), and the
+/// violations found so far (its `request_id` checked).
+pub fn created<'a, M: Idempotent, R>(
+    request: &M,
+    field: &str,
+    resource: Option<&'a R>,
+) -> ApiResult<(&'a R, Violations)> {
+    let mut violations = Violations::new();
+    violations.check_request_id("request_id", request.request_id());
+    let resource = resource.ok_or_else(|| ApiError::invalid(field, "is required"))?;
+    Ok((resource, violations))
+}
+
+/// A mutating request that carries a `request_id` (AIP-155).
+pub trait Idempotent: Message + Clone {
+    /// The method's name: a request id is bound to its method.
+    const METHOD: &'static str;
+    fn request_id(&self) -> &str;
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! idempotent {
+    ($($request:ident => $method:literal),* $(,)?) => {$(
+        impl Idempotent for pb::$request {
+            const METHOD: &'static str = $method;
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )*};
+}
+
+idempotent!(
+    CreateChainRequest => "CreateChain",
+    UpdateChainRequest => "UpdateChain",
+    CreateHookRequest => "CreateHook",
+    CreateBackendRequest => "CreateBackend",
+    CreatePoolRequest => "CreatePool",
+    CreateModelRequest => "CreateModel",
+    StartRunRequest => "StartRun",
+    ExecuteChainRequest => "ExecuteChain",
+    SubmitInputRequest => "SubmitInput",
+    CancelRunRequest => "CancelRun",
+    PauseRunRequest => "PauseRun",
+    ResumeRunRequest => "ResumeRun",
+    RetryRunRequest => "RetryRun",
+);
 
 /// The etag of a revisioned resource.
 pub fn etag(revision: i64) -> String {
@@ -408,6 +350,95 @@ pub fn mask_field(path: &str) -> String {
     out
 }
 
+/// The revision a Delete expects (AIP-135): its key (`key_field`) is
+/// required; its etag, when given, names the revision.
+pub fn deletion(
+    resource_type: &'static str,
+    key_field: &str,
+    key: &str,
+    etag: &str,
+) -> ApiResult<Option<i64>> {
+    require(key_field, key)?;
+    expected_revision(etag, resource_type, key, None)
+}
+
+/// A stored resource with a revision (its etag).
+pub trait Revisioned {
+    fn revision(&self) -> i64;
+}
+
+impl Revisioned for crate::store::BackendRecord {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+impl Revisioned for crate::store::HookRecord {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// An Update (AIP-134), checked: the patch, the key of the resource it
+/// changes, and the fields its update mask names.
+pub struct Patch<P> {
+    pub resource: P,
+    resource_type: &'static str,
+    key: String,
+    /// The fields written, normalized.
+    pub mask: Vec<String>,
+    /// The mask was empty: every writable field is written.
+    pub whole: bool,
+}
+
+impl<P> Patch<P> {
+    /// `resource` (required, as `resource_type`), its key (`key_field` of
+    /// it, required) and its update mask (`paths`) checked against the
+    /// `writable` fields.
+    pub fn checked(
+        resource: Option<P>,
+        resource_type: &'static str,
+        (key_field, key): (&str, impl FnOnce(&P) -> String),
+        (paths, writable): (&[String], &[&str]),
+    ) -> ApiResult<Patch<P>> {
+        let resource = resource.ok_or_else(|| ApiError::invalid(resource_type, "is required"))?;
+        let key = key(&resource);
+        require(&format!("{resource_type}.{key_field}"), &key)?;
+        let (mask, whole) = update_mask(paths, writable)?;
+        Ok(Patch {
+            resource,
+            resource_type,
+            key,
+            mask,
+            whole,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Reads the current resource, checks `etag` against its revision,
+    /// merges the patch into it and writes the result.
+    pub async fn write<R, ReadFut, WriteFut>(
+        &self,
+        etag: &str,
+        read: impl FnOnce() -> ReadFut,
+        merge: impl FnOnce(R, &Self) -> ApiResult<R>,
+        write: impl FnOnce(R) -> WriteFut,
+    ) -> ApiResult<R>
+    where
+        R: Revisioned,
+        ReadFut: std::future::Future<Output = StoreResult<R>>,
+        WriteFut: std::future::Future<Output = StoreResult<R>>,
+    {
+        let current = read().await?;
+        check_etag(etag, self.resource_type, &self.key, current.revision())?;
+        let merged = merge(current, self)?;
+        Ok(write(merged).await?)
+    }
+}
+
 /// An update mask, normalized and checked against the `writable` fields;
 /// an empty mask means every writable field (the second value: `true`).
 pub fn update_mask(paths: &[String], writable: &[&str]) -> ApiResult<(Vec<String>, bool)> {
@@ -451,20 +482,6 @@ pub fn require_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_are_bound_to_their_scope() {
-        let token = next_page_token(Some("abc".into()), "ListBackends");
-        let query = page_query(10, &token, "ListBackends").unwrap();
-        assert_eq!(query.after.as_deref(), Some("abc"));
-        assert_eq!(query.limit, 10);
-        assert!(page_query(10, &token, "ListPools").is_err());
-        assert!(page_query(10, "garbage!", "ListBackends").is_err());
-        assert!(page_query(-1, "", "ListBackends").is_err());
-        assert_eq!(page_query(0, "", "x").unwrap().limit, DEFAULT_PAGE_SIZE);
-        assert_eq!(page_query(5000, "", "x").unwrap().limit, MAX_PAGE_SIZE);
-        assert_eq!(next_page_token(None, "x"), "");
-    }
 
     #[test]
     fn etags_check_revisions() {

@@ -1,18 +1,21 @@
 //! RunService: start, observe and steer durable runs. Every state change is
 //! a kernel transition; watching and waiting are the kernel's too.
 
+use std::future::Future;
+
 use tonic::codegen::BoxStream;
 
 use super::convert::run::{
     attempt_message, execute_chain, list_runs_scope, run_filter, run_message, start_run,
     submitted_input, trace,
 };
-use super::request::{Violations, encode_page, idempotency_key, page_query, require};
+use super::page::{child_scope, encode_page, list_page, page_query};
+use super::request::{Idempotent, Violations, idempotency_key, require};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::kernel::watch::{Executed, decode_event};
-use crate::kernel::{Kernel, replay, value};
+use crate::kernel::{Kernel, KernelResult, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
-use crate::store::{Page, RunRecord};
+use crate::store::{IdempotencyKey, Page, RunRecord};
 
 /// Events a `ListRunEvents` page holds when the request names no size.
 const DEFAULT_EVENTS_PAGE: u32 = 100;
@@ -30,18 +33,34 @@ impl RunApi {
         self.context.kernel()
     }
 
+    /// A run control (pause, resume, retry) of the run `id`: checked, keyed
+    /// for idempotency, applied by `apply`, logged as `done`, answered with
+    /// the run.
+    async fn control<M, Fut>(
+        &self,
+        id: &str,
+        request: &M,
+        apply: impl FnOnce(Option<IdempotencyKey>) -> Fut,
+        done: &str,
+    ) -> ApiResult<pb::Run>
+    where
+        M: Idempotent,
+        Fut: Future<Output = KernelResult<RunRecord>>,
+    {
+        require("id", id)?;
+        let mut violations = Violations::new();
+        violations.check_request_id("request_id", request.request_id());
+        violations.finish()?;
+        let run = apply(idempotency_key(request)).await?;
+        tracing::info!(run_id = %run.id, "{done}");
+        self.run_view(&run).await
+    }
+
     /// The run with its active tasks and input request.
     async fn run_view(&self, run: &RunRecord) -> ApiResult<pb::Run> {
         let attempts = self.kernel().run_attempts(&run.id).await?;
         run_message(run, Some(&attempts))
     }
-}
-
-/// Checks the `request_id` of a request whose other fields need no check.
-fn check_request_id(request_id: &str) -> ApiResult<()> {
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", request_id);
-    violations.finish()
 }
 
 service! {
@@ -122,13 +141,8 @@ impl RunApi {
         let filter = run_filter(&request, &mut violations);
         violations.finish()?;
         let scope = list_runs_scope(&request);
-        let query = page_query(request.page_size, &request.page_token, &scope)?;
-        let page = self.kernel().store().list_runs(&filter, query).await?;
-        let (runs, next_page_token) = encode_page(page, &scope, |run| run_message(&run, None))?;
-        Ok(pb::ListRunsResponse {
-            runs,
-            next_page_token,
-        })
+        let fetch = |query| self.kernel().store().list_runs(&filter, query);
+        list_page(&request, &scope, fetch, |run| run_message(&run, None)).await
     }
 
     async fn watch_run(&self, request: pb::WatchRunRequest) -> ApiResult<BoxStream<pb::RunEvent>> {
@@ -174,32 +188,16 @@ impl RunApi {
             .list_events(&request.run_id, after, limit + 1)
             .await?;
         let page = Page::new(records, limit as usize, |record| record.seq.to_string());
-        let (events, next_page_token) =
-            encode_page(page, &scope, |record| Ok(decode_event(&record)?))?;
-        Ok(pb::ListRunEventsResponse {
-            events,
-            next_page_token,
-        })
+        encode_page(page, &scope, |record| Ok(decode_event(&record)?))
     }
 
     async fn list_run_attempts(
         &self,
         request: pb::ListRunAttemptsRequest,
     ) -> ApiResult<pb::ListRunAttemptsResponse> {
-        require("run_id", &request.run_id)?;
-        let scope = format!("ListRunAttempts/{}", request.run_id);
-        let query = page_query(request.page_size, &request.page_token, &scope)?;
-        let page = self
-            .kernel()
-            .store()
-            .list_attempts(&request.run_id, query)
-            .await?;
-        let (attempts, next_page_token) =
-            encode_page(page, &scope, |attempt| attempt_message(&attempt))?;
-        Ok(pb::ListRunAttemptsResponse {
-            attempts,
-            next_page_token,
-        })
+        let scope = child_scope("ListRunAttempts", "run_id", &request.run_id)?;
+        let fetch = |query| self.kernel().store().list_attempts(&request.run_id, query);
+        list_page(&request, &scope, fetch, |attempt| attempt_message(&attempt)).await
     }
 
     async fn cancel_run(&self, request: pb::CancelRunRequest) -> ApiResult<pb::Run> {
@@ -208,9 +206,7 @@ impl RunApi {
         violations.check_text("reason", &request.reason, 1024);
         violations.check_request_id("request_id", &request.request_id);
         violations.finish()?;
-        let idempotency = idempotency_key("CancelRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
+        let idempotency = idempotency_key(&request);
         let run = self
             .kernel()
             .cancel_run(&request.id, &request.reason, idempotency)
@@ -220,28 +216,18 @@ impl RunApi {
     }
 
     async fn pause_run(&self, request: pb::PauseRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        check_request_id(&request.request_id)?;
-        let idempotency = idempotency_key("PauseRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
-        let run = self
-            .kernel()
-            .pause_run(&request.id, request.cancel_running, idempotency)
-            .await?;
-        tracing::info!(run_id = %run.id, "run paused");
-        self.run_view(&run).await
+        let pause = |key| {
+            self.kernel()
+                .pause_run(&request.id, request.cancel_running, key)
+        };
+        self.control(&request.id, &request, pause, "run paused")
+            .await
     }
 
     async fn resume_run(&self, request: pb::ResumeRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        check_request_id(&request.request_id)?;
-        let idempotency = idempotency_key("ResumeRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
-        let run = self.kernel().resume_run(&request.id, idempotency).await?;
-        tracing::info!(run_id = %run.id, "run resumed");
-        self.run_view(&run).await
+        let resume = |key| self.kernel().resume_run(&request.id, key);
+        self.control(&request.id, &request, resume, "run resumed")
+            .await
     }
 
     async fn submit_input(&self, request: pb::SubmitInputRequest) -> ApiResult<pb::Run> {
@@ -254,14 +240,9 @@ impl RunApi {
     }
 
     async fn retry_run(&self, request: pb::RetryRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        check_request_id(&request.request_id)?;
-        let idempotency = idempotency_key("RetryRun", &request.request_id, &request, |r| {
-            r.request_id.clear()
-        });
-        let run = self.kernel().retry_run(&request.id, idempotency).await?;
-        tracing::info!(run_id = %run.id, "run retried");
-        self.run_view(&run).await
+        let retry = |key| self.kernel().retry_run(&request.id, key);
+        self.control(&request.id, &request, retry, "run retried")
+            .await
     }
 
     async fn replay_run(&self, request: pb::ReplayRunRequest) -> ApiResult<pb::ReplayRunResponse> {

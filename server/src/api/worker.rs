@@ -1,22 +1,24 @@
 //! WorkerService: lease streams and the unary calls for callers outside a
-//! stream. Thin: validates messages and hands them to the dispatcher
-//! (`crate::dispatch`), which owns the sessions.
+//! stream. Thin: decodes and checks messages and hands them to the
+//! dispatcher (`crate::dispatch`), which owns the sessions and their
+//! stream loops, and encodes what it sends back.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tokio_stream::StreamExt;
-
 use tonic::codegen::BoxStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use super::convert::run::attempt_message;
 use super::convert::worker::worker_message;
 use super::error::Refusal;
-use super::request::{Violations, encode_page, page_query, timestamp};
-use super::{ApiContext, ApiError, ApiResult, respond};
-use crate::dispatch::{Dispatcher, Hello, ServerMsg, SessionEnd};
+use super::page::{encode_page, infallible, list_page, request_query};
+use super::request::{MAX_WORKER_MESSAGE_BYTES, Violations, check_text, timestamp};
+use super::{ApiContext, ApiError, ApiResult};
+use crate::dispatch::{
+    Dispatcher, Hello, Inbound, LeaseMessage, LeaseOp, Outgoing, ServerMsg, StreamBroken,
+};
 use crate::kernel::{INTERNAL_QUEUE, TaskFailure};
 use crate::proto::google::rpc::Code as RpcCode;
 use crate::proto::taskloom::v1::{self as pb, worker_service_server::WorkerService};
@@ -27,9 +29,6 @@ const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 const MAX_QUEUES: usize = 64;
 /// Most slots one worker offers.
 const MAX_SLOTS: i32 = 10_000;
-/// Most pings awaiting an answer; none is sent beyond them (the oldest
-/// closes the session when its time is up).
-const MAX_UNANSWERED_PINGS: usize = 64;
 
 pub struct WorkerApi {
     context: ApiContext,
@@ -166,7 +165,7 @@ fn failure(message: String, retryable: bool, delay: Option<Duration>) -> TaskFai
 }
 
 /// The `Ack` of a stream message naming `lease`.
-fn ack(lease: pb::LeaseRef, result: ApiResult<()>) -> ServerMsg {
+fn ack(lease: pb::LeaseRef, result: ApiResult<()>) -> pb::Ack {
     let mut ack = pb::Ack {
         lease: Some(lease),
         accepted: result.is_ok(),
@@ -180,412 +179,192 @@ fn ack(lease: pb::LeaseRef, result: ApiResult<()>) -> ServerMsg {
         ack.reason = refusal.reason.to_string();
         ack.message = refusal.message;
     }
-    ServerMsg::Ack(ack)
+    ack
 }
 
-/// Serves one session's inbound messages until the stream ends, a ping
-/// goes unanswered past the heartbeat timeout, or the server drains.
-async fn serve_session(
-    context: ApiContext,
-    session_id: String,
-    mut inbound: Streaming<pb::WorkerMessage>,
-) {
+/// A stream message as the dispatcher takes it: checked, or refused with
+/// its `Ack` when it names a lease.
+fn decode_message(message: pb::WorkerMessage) -> Inbound {
     use pb::worker_message::Msg;
-    let dispatcher = context.dispatcher().clone();
-    let interval = dispatcher.config().heartbeat_interval;
-    let timeout = dispatcher.config().heartbeat_timeout;
-    let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
-    // Pings not answered yet, oldest first: (nonce, sent). Liveness is a
-    // worker that reads its stream: a heartbeat proves only that it writes.
-    let mut unanswered: VecDeque<(i64, Instant)> = VecDeque::new();
-    // Messages about one lease are applied in stream order (progress before
-    // the completion that follows it); different leases go in parallel.
-    let mut pending = LeaseOrder::default();
-    loop {
-        let answer_due = unanswered.front().map(|(_, sent)| *sent + timeout);
-        let message = tokio::select! {
-            message = inbound.message() => message,
-            _ = ping.tick() => {
-                if unanswered.len() < MAX_UNANSWERED_PINGS {
-                    // Unguessable, so only a worker that read the ping can
-                    // answer it. A ping the outbox has no room for stays
-                    // unanswered.
-                    let nonce = rand::random::<i64>();
-                    unanswered.push_back((nonce, Instant::now()));
-                    dispatcher.send(&session_id, ServerMsg::Ping(pb::Ping { nonce }));
-                }
-                continue;
-            }
-            () = sleep_until(answer_due) => {
-                tracing::info!(session_id = %session_id, "worker session left a ping unanswered past the heartbeat timeout; closing it and ending its leases");
-                dispatcher.end(&session_id, SessionEnd::Silent);
-                dispatcher.abandon(&session_id);
-                return;
-            }
-            () = context.drained() => {
-                dispatcher.end(&session_id, SessionEnd::ShuttingDown);
-                break;
-            }
-        };
-        let message = match message {
-            Ok(Some(message)) => message,
-            Ok(None) => break,
-            Err(status) => {
-                tracing::info!(session_id = %session_id, error = %status, "worker stream broke");
-                break;
-            }
-        };
-        dispatcher.alive(&session_id);
-        match message.msg {
-            Some(Msg::Heartbeat(heartbeat)) => {
-                let dispatcher = dispatcher.clone();
-                let session_id = session_id.clone();
-                tokio::spawn(
-                    async move { dispatcher.heartbeat(&session_id, heartbeat.active).await },
-                );
-            }
-            Some(Msg::Pong(pong)) => {
-                // Answers this ping and every earlier one (stream order).
-                if let Some(index) = unanswered
-                    .iter()
-                    .position(|(nonce, _)| *nonce == pong.nonce)
-                {
-                    unanswered.drain(..=index);
-                }
-            }
-            None => {}
-            Some(Msg::SetSlots(set)) => {
-                if set.slots < 0 || set.slots > MAX_SLOTS {
-                    tracing::info!(session_id = %session_id, slots = set.slots, "bad SetSlots; ignored");
-                    continue;
-                }
-                dispatcher.set_slots(&session_id, set.slots as u32);
-            }
-            Some(Msg::Hello(_)) => {
-                tracing::info!(session_id = %session_id, "a second hello on a stream; ignored");
-            }
-            Some(Msg::Complete(completion)) => {
-                spawn_lease_op(
-                    &mut pending,
-                    &dispatcher,
-                    &session_id,
-                    completion.lease.clone(),
-                    "complete.lease",
-                    move |dispatcher, lease| async move {
-                        let output = check_output(completion.output, "complete.output")?;
-                        dispatcher
-                            .complete(&lease.attempt_id, &lease.lease_token, output)
-                            .await
-                            .map_err(ApiError::from)
-                    },
-                );
-            }
-            Some(Msg::Fail(fail)) => {
-                spawn_lease_op(
-                    &mut pending,
-                    &dispatcher,
-                    &session_id,
-                    fail.lease.clone(),
-                    "fail.lease",
-                    move |dispatcher, lease| async move {
-                        let delay = retry_delay(fail.retry_delay, "fail.retry_delay")?;
-                        super::request::check_text(
-                            "fail.message",
-                            &fail.message,
-                            super::request::MAX_WORKER_MESSAGE_BYTES,
-                        )?;
-                        dispatcher
-                            .fail(
-                                &lease.attempt_id,
-                                &lease.lease_token,
-                                failure(fail.message, fail.retryable, delay),
-                            )
-                            .await
-                            .map(|_| ())
-                            .map_err(ApiError::from)
-                    },
-                );
-            }
-            Some(Msg::Release(release)) => {
-                spawn_lease_op(
-                    &mut pending,
-                    &dispatcher,
-                    &session_id,
-                    release.lease.clone(),
-                    "release.lease",
-                    move |dispatcher, lease| async move {
-                        dispatcher
-                            .release(&lease.attempt_id, &lease.lease_token)
-                            .await
-                            .map_err(ApiError::from)
-                    },
-                );
-            }
-            Some(Msg::Progress(progress)) => {
-                let lease = progress.lease.clone();
-                let op = move |dispatcher: Dispatcher, lease: pb::LeaseRef| async move {
-                    super::request::check_text(
-                        "progress.message",
-                        &progress.message,
-                        super::request::MAX_WORKER_MESSAGE_BYTES,
-                    )?;
-                    dispatcher
-                        .progress(
-                            &lease.attempt_id,
-                            &lease.lease_token,
-                            progress.message,
-                            progress.payload,
-                        )
-                        .await
-                        .map_err(ApiError::from)
-                };
-                // Progress is acknowledged only when refused.
-                spawn_ordered(
-                    &mut pending,
-                    &dispatcher,
-                    &session_id,
-                    lease,
-                    "progress.lease",
-                    op,
-                    false,
-                );
-            }
+    match message.msg {
+        None => Inbound::Ignored(None),
+        Some(Msg::Hello(_)) => Inbound::Ignored(Some("a second hello on a stream; ignored".into())),
+        Some(Msg::Heartbeat(heartbeat)) => Inbound::Heartbeat(heartbeat.active),
+        Some(Msg::Pong(pong)) => Inbound::Pong(pong.nonce),
+        Some(Msg::SetSlots(set)) if set.slots < 0 || set.slots > MAX_SLOTS => {
+            Inbound::Ignored(Some(format!("bad SetSlots {}; ignored", set.slots)))
         }
-    }
-    dispatcher.close(&session_id);
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+        Some(Msg::SetSlots(set)) => Inbound::SetSlots(set.slots as u32),
+        Some(Msg::Complete(complete)) => lease_message(complete.lease, "complete.lease", || {
+            let output = check_output(complete.output, "complete.output")?;
+            Ok(LeaseOp::Complete(output))
+        }),
+        Some(Msg::Fail(fail)) => lease_message(fail.lease, "fail.lease", || {
+            let delay = retry_delay(fail.retry_delay, "fail.retry_delay")?;
+            check_text("fail.message", &fail.message, MAX_WORKER_MESSAGE_BYTES)?;
+            Ok(LeaseOp::Fail(failure(fail.message, fail.retryable, delay)))
+        }),
+        Some(Msg::Release(release)) => {
+            lease_message(release.lease, "release.lease", || Ok(LeaseOp::Release))
+        }
+        Some(Msg::Progress(progress)) => lease_message(progress.lease, "progress.lease", || {
+            check_text(
+                "progress.message",
+                &progress.message,
+                MAX_WORKER_MESSAGE_BYTES,
+            )?;
+            Ok(LeaseOp::Progress {
+                message: progress.message,
+                data: progress.payload,
+            })
+        }),
     }
 }
 
-/// The last operation started on each lease of a session.
-#[derive(Default)]
-struct LeaseOrder(std::collections::HashMap<String, tokio::task::JoinHandle<()>>);
-
-/// Runs an operation on a lease in the background, after the previous one
-/// on the same lease, and acknowledges it on the session's stream.
-fn spawn_lease_op<F, Fut>(
-    pending: &mut LeaseOrder,
-    dispatcher: &Dispatcher,
-    session_id: &str,
+/// A message naming `lease` (checked as `field`), with the operation
+/// `decode` makes of the rest of it.
+fn lease_message(
     lease: Option<pb::LeaseRef>,
-    field: &'static str,
-    op: F,
-) where
-    F: FnOnce(Dispatcher, pb::LeaseRef) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ApiResult<()>> + Send,
-{
-    spawn_ordered(pending, dispatcher, session_id, lease, field, op, true);
+    field: &str,
+    decode: impl FnOnce() -> ApiResult<LeaseOp>,
+) -> Inbound {
+    let named = lease.clone().unwrap_or_default();
+    let op = lease_ref(lease, field)
+        .and_then(|_| decode())
+        .unwrap_or_else(|error| LeaseOp::Refused(ack(named.clone(), Err(error))));
+    Inbound::Lease(LeaseMessage { lease: named, op })
 }
 
-fn spawn_ordered<F, Fut>(
-    pending: &mut LeaseOrder,
-    dispatcher: &Dispatcher,
-    session_id: &str,
-    lease: Option<pb::LeaseRef>,
-    field: &'static str,
-    op: F,
-    ack_success: bool,
-) where
-    F: FnOnce(Dispatcher, pb::LeaseRef) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ApiResult<()>> + Send,
-{
-    let dispatcher = dispatcher.clone();
-    let session_id = session_id.to_string();
-    let key = lease
-        .as_ref()
-        .map(|l| l.attempt_id.clone())
-        .unwrap_or_default();
-    let previous = pending.0.remove(&key);
-    let task = tokio::spawn(async move {
-        if let Some(previous) = previous {
-            let _ = previous.await;
-        }
-        let (lease, result) = match lease_ref(lease.clone(), field) {
-            Ok(lease) => (lease.clone(), op(dispatcher.clone(), lease).await),
-            Err(error) => (lease.unwrap_or_default(), Err(error)),
-        };
-        if let Err(ApiError::FailedPrecondition { .. }) = &result {
-            dispatcher.fenced(&session_id);
-        }
-        if ack_success || result.is_err() {
-            dispatcher.send(&session_id, ack(lease, result));
-        }
-    });
-    pending.0.retain(|_, task| !task.is_finished());
-    pending.0.insert(key, task);
+service! {
+    impl WorkerService for WorkerApi {
+        fn connect(Streaming<pb::WorkerMessage>) -> BoxStream<pb::ServerMessage>;
+        fn complete_task(pb::CompleteTaskRequest) -> pb::CompleteTaskResponse;
+        fn fail_task(pb::FailTaskRequest) -> pb::FailTaskResponse;
+        fn extend_lease(pb::ExtendLeaseRequest) -> pb::ExtendLeaseResponse;
+        fn list_workers(pb::ListWorkersRequest) -> pb::ListWorkersResponse;
+        fn list_dead_letters(pb::ListDeadLettersRequest) -> pb::ListDeadLettersResponse;
+    }
 }
 
-#[tonic::async_trait]
-impl WorkerService for WorkerApi {
+impl WorkerApi {
     async fn connect(
         &self,
-        request: Request<Streaming<pb::WorkerMessage>>,
-    ) -> Result<Response<BoxStream<pb::ServerMessage>>, Status> {
-        let mut inbound = request.into_inner();
+        mut inbound: Streaming<pb::WorkerMessage>,
+    ) -> ApiResult<BoxStream<pb::ServerMessage>> {
         let timeout = self.dispatcher().config().heartbeat_timeout;
         let first = match tokio::time::timeout(timeout, inbound.message()).await {
             Err(_) => {
-                return Err(Status::from(ApiError::invalid(
+                return Err(ApiError::invalid(
                     "hello",
                     "the first message must arrive within the heartbeat timeout",
-                )));
+                ));
             }
-            Ok(Err(status)) => return Err(status),
+            Ok(Err(status)) => return Err(ApiError::Stream(status)),
             Ok(Ok(None)) => {
-                return Err(Status::from(ApiError::invalid(
+                return Err(ApiError::invalid(
                     "hello",
                     "the stream ended before a hello",
-                )));
+                ));
             }
             Ok(Ok(Some(first))) => first,
         };
-        let hello = match first.msg {
-            Some(pb::worker_message::Msg::Hello(hello)) => hello,
-            _ => {
-                return Err(Status::from(ApiError::invalid(
-                    "hello",
-                    "the first message on a stream must be a hello",
-                )));
-            }
+        let Some(pb::worker_message::Msg::Hello(hello)) = first.msg else {
+            return Err(ApiError::invalid(
+                "hello",
+                "the first message on a stream must be a hello",
+            ));
         };
-        let hello = validate_hello(hello).map_err(Status::from)?;
-        let (session_id, outbound) = self.dispatcher().open(hello).await;
-        tokio::spawn(serve_session(self.context.clone(), session_id, inbound));
-        let outbound = outbound.map(|item| item.map_err(|end| Status::from(ApiError::from(end))));
-        Ok(Response::new(Box::pin(outbound)))
+        let hello = validate_hello(hello)?;
+        let inbound = inbound.map(|message| {
+            message
+                .map(decode_message)
+                .map_err(|status| StreamBroken(status.to_string()))
+        });
+        let context = self.context.clone();
+        let drained = async move { context.drained().await };
+        let outbound = self.dispatcher().connect(hello, inbound, drained).await;
+        Ok(Box::pin(outbound.map(|item| match item {
+            Ok(Outgoing::Message(msg)) => Ok(pb::ServerMessage { msg: Some(msg) }),
+            Ok(Outgoing::Ack(lease, result)) => Ok(pb::ServerMessage {
+                msg: Some(ServerMsg::Ack(ack(lease, result.map_err(ApiError::from)))),
+            }),
+            Err(end) => Err(Status::from(ApiError::from(end))),
+        })))
     }
 
     async fn complete_task(
         &self,
-        request: Request<pb::CompleteTaskRequest>,
-    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
-        let request = request.into_inner();
-        respond(
-            async {
-                let violations = lease_violations(&request.attempt_id, &request.lease_token);
-                violations.finish()?;
-                let output = check_output(request.output, "output")?;
-                self.dispatcher()
-                    .complete(&request.attempt_id, &request.lease_token, output)
-                    .await?;
-                Ok(pb::CompleteTaskResponse {})
-            }
-            .await,
-        )
+        request: pb::CompleteTaskRequest,
+    ) -> ApiResult<pb::CompleteTaskResponse> {
+        lease_violations(&request.attempt_id, &request.lease_token).finish()?;
+        let output = check_output(request.output, "output")?;
+        self.dispatcher()
+            .complete(&request.attempt_id, &request.lease_token, output)
+            .await?;
+        Ok(pb::CompleteTaskResponse {})
     }
 
-    async fn fail_task(
-        &self,
-        request: Request<pb::FailTaskRequest>,
-    ) -> Result<Response<pb::FailTaskResponse>, Status> {
-        let request = request.into_inner();
-        respond(
-            async {
-                let violations = lease_violations(&request.attempt_id, &request.lease_token);
-                violations.finish()?;
-                let delay = retry_delay(request.retry_delay, "retry_delay")?;
-                super::request::check_text(
-                    "message",
-                    &request.message,
-                    super::request::MAX_WORKER_MESSAGE_BYTES,
-                )?;
-                let will_retry = self
-                    .dispatcher()
-                    .fail(
-                        &request.attempt_id,
-                        &request.lease_token,
-                        failure(request.message, request.retryable, delay),
-                    )
-                    .await?;
-                Ok(pb::FailTaskResponse { will_retry })
-            }
-            .await,
-        )
+    async fn fail_task(&self, request: pb::FailTaskRequest) -> ApiResult<pb::FailTaskResponse> {
+        lease_violations(&request.attempt_id, &request.lease_token).finish()?;
+        let delay = retry_delay(request.retry_delay, "retry_delay")?;
+        check_text("message", &request.message, MAX_WORKER_MESSAGE_BYTES)?;
+        let failure = failure(request.message, request.retryable, delay);
+        let will_retry = self
+            .dispatcher()
+            .fail(&request.attempt_id, &request.lease_token, failure)
+            .await?;
+        Ok(pb::FailTaskResponse { will_retry })
     }
 
     async fn extend_lease(
         &self,
-        request: Request<pb::ExtendLeaseRequest>,
-    ) -> Result<Response<pb::ExtendLeaseResponse>, Status> {
-        let request = request.into_inner();
-        respond(
-            async {
-                let mut violations = lease_violations(&request.attempt_id, &request.lease_token);
-                let extension = match request.extension {
-                    None => self.dispatcher().config().lease,
-                    Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {
-                        violations.add("extension", "must be positive");
-                        Duration::ZERO
-                    }
-                    Some(d) if d.seconds > 24 * 3600 => {
-                        violations.add("extension", "at most 24h");
-                        Duration::ZERO
-                    }
-                    Some(d) => Duration::new(d.seconds as u64, d.nanos as u32),
-                };
-                violations.finish()?;
-                let until = self
-                    .dispatcher()
-                    .extend(&request.attempt_id, &request.lease_token, extension)
-                    .await?;
-                Ok(pb::ExtendLeaseResponse {
-                    lease_expire_time: Some(timestamp(until)),
-                })
+        request: pb::ExtendLeaseRequest,
+    ) -> ApiResult<pb::ExtendLeaseResponse> {
+        let mut violations = lease_violations(&request.attempt_id, &request.lease_token);
+        let extension = match request.extension {
+            None => self.dispatcher().config().lease,
+            Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {
+                violations.add("extension", "must be positive");
+                Duration::ZERO
             }
-            .await,
-        )
+            Some(d) if d.seconds > 24 * 3600 => {
+                violations.add("extension", "at most 24h");
+                Duration::ZERO
+            }
+            Some(d) => Duration::new(d.seconds as u64, d.nanos as u32),
+        };
+        violations.finish()?;
+        let until = self
+            .dispatcher()
+            .extend(&request.attempt_id, &request.lease_token, extension)
+            .await?;
+        Ok(pb::ExtendLeaseResponse {
+            lease_expire_time: Some(timestamp(until)),
+        })
     }
 
     async fn list_workers(
         &self,
-        request: Request<pb::ListWorkersRequest>,
-    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        let request = request.into_inner();
-        respond(
-            async {
-                let query = page_query(request.page_size, &request.page_token, "ListWorkers")?;
-                let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
-                let page = self.dispatcher().list_workers(queue, query).await?;
-                let (workers, next_page_token) =
-                    encode_page(page, "ListWorkers", |s| Ok(worker_message(s)))?;
-                Ok(pb::ListWorkersResponse {
-                    workers,
-                    next_page_token,
-                })
-            }
-            .await,
-        )
+        request: pb::ListWorkersRequest,
+    ) -> ApiResult<pb::ListWorkersResponse> {
+        let query = request_query(&request, "ListWorkers")?;
+        let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
+        let page = self.dispatcher().list_workers(queue, query).await?;
+        encode_page(page, "ListWorkers", infallible(worker_message))
     }
 
     async fn list_dead_letters(
         &self,
-        request: Request<pb::ListDeadLettersRequest>,
-    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
-        let request = request.into_inner();
-        respond(
-            async {
-                if !request.queue.is_empty() {
-                    let mut violations = Violations::new();
-                    violations.check_id("queue", &request.queue);
-                    violations.finish()?;
-                }
-                let scope = format!("ListDeadLetters/{}", request.queue);
-                let query = page_query(request.page_size, &request.page_token, &scope)?;
-                let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
-                let page = self.context.store().list_dead_letters(queue, query).await?;
-                let (attempts, next_page_token) =
-                    super::request::encode_page(page, &scope, |a| attempt_message(&a))?;
-                Ok(pb::ListDeadLettersResponse {
-                    attempts,
-                    next_page_token,
-                })
-            }
-            .await,
-        )
+        request: pb::ListDeadLettersRequest,
+    ) -> ApiResult<pb::ListDeadLettersResponse> {
+        if !request.queue.is_empty() {
+            let mut violations = Violations::new();
+            violations.check_id("queue", &request.queue);
+            violations.finish()?;
+        }
+        let scope = format!("ListDeadLetters/{}", request.queue);
+        let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
+        let fetch = |query| self.context.store().list_dead_letters(queue, query);
+        list_page(&request, &scope, fetch, |a| attempt_message(&a)).await
     }
 }

@@ -1,12 +1,14 @@
 //! The claim loop: leases ready work to sessions with free slots, woken by
 //! the kernel, by other replicas, by freed slots and by work falling due.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{Dispatcher, MAX_CLAIM, MAX_CLAIM_WHEN_DUE, ROUNDS_WHEN_DUE};
-use crate::kernel::{ClaimLoop, KernelError};
+use super::slots::Seat;
+use super::{Dispatcher, MAX_CLAIM, MAX_CLAIM_WHEN_DUE};
+use crate::kernel::{ClaimLoop, Kernel, KernelError};
 use crate::telemetry::FailureLog;
 
 /// What a dispatch round claims for.
@@ -61,36 +63,19 @@ impl Dispatcher {
     }
 
     /// Runs a dispatch round whenever future work (a retry's delay) falls
-    /// due, until `stop`. Each such round runs on its own, a few at once
-    /// (slots are reserved per claim): work falling due while an earlier
-    /// claim is still in the store is not held up.
-    pub(super) async fn dispatch_when_due(self, mut stop: watch::Receiver<bool>) {
-        let rounds = Arc::new(tokio::sync::Semaphore::new(ROUNDS_WHEN_DUE));
-        let poll = self.inner.config.poll_interval;
-        loop {
-            let fell_due = tokio::select! {
-                fell_due = self.inner.kernel.sleep_until_due(ClaimLoop::Workers, poll) => fell_due,
-                _ = stop.changed() => return,
-            };
-            if !fell_due {
-                continue;
-            }
-            let Ok(permit) = rounds.clone().acquire_owned().await else {
-                return;
-            };
+    /// due, until `stop`.
+    pub(super) async fn dispatch_when_due(self, stop: watch::Receiver<bool>) {
+        let kernel = self.inner.kernel.clone();
+        when_due(kernel, ClaimLoop::Workers, stop, move || {
             let dispatcher = self.clone();
-            tokio::spawn(async move {
-                match dispatcher.dispatch_round(Round::WhenDue).await {
-                    Ok(true) => dispatcher.inner.wake.notify_one(),
-                    Ok(false) => {}
-                    // The dispatch loop logs store faults and backs off.
-                    Err(error) => {
-                        tracing::debug!(error = %error, "claiming work fallen due failed")
-                    }
+            async move {
+                if dispatcher.dispatch_round(Round::WhenDue).await? {
+                    dispatcher.inner.wake.notify_one();
                 }
-                drop(permit);
-            });
-        }
+                Ok(())
+            }
+        })
+        .await
     }
 
     /// One claim per session with free slots (for ready work: those that
@@ -103,7 +88,7 @@ impl Dispatcher {
                 Round::ReadyWork => (MAX_CLAIM, state.ready_epoch),
                 Round::WhenDue => {
                     // Sessions without room now claim when a slot frees.
-                    if state.sessions.values().any(|s| s.free() == 0) {
+                    if state.sessions.values().any(|s| s.seat.free() == 0) {
                         state.ready_epoch += 1;
                     }
                     (MAX_CLAIM_WHEN_DUE, state.ready_epoch)
@@ -111,22 +96,14 @@ impl Dispatcher {
             };
             // Read before the claims: work made ready while they run bumps
             // it.
-            let wanting: Vec<(String, String, Vec<String>, u32)> = state
+            let wanting: Vec<(Arc<Seat>, Vec<String>, u32)> = state
                 .sessions
-                .values_mut()
-                .filter(|s| {
-                    s.free() > 0 && (round == Round::WhenDue || s.may_have_work(ready_epoch))
-                })
-                .map(|s| {
-                    let take = s.free().min(most);
+                .values()
+                .filter(|s| round == Round::WhenDue || s.may_have_work(ready_epoch))
+                .filter_map(|s| {
                     // Reserved until the claim returns.
-                    s.in_use += take;
-                    (
-                        s.info.session_id.clone(),
-                        s.info.worker_id.clone(),
-                        s.info.queues.clone(),
-                        take,
-                    )
+                    let take = s.seat.take(most);
+                    (take > 0).then(|| (s.seat.clone(), s.info.queues.clone(), take))
                 })
                 .collect();
             (ready_epoch, wanting)
@@ -134,26 +111,31 @@ impl Dispatcher {
         let mut full = false;
         let mut failed = None;
         let mut short = false;
-        for (session_id, worker_id, queues, take) in wanting {
-            let (claimed, found_all) =
-                match self.inner.kernel.claim(&queues, &worker_id, take).await {
-                    Ok(claimed) => {
-                        let found_all = (claimed.len() as u32) < take;
-                        (claimed, found_all)
-                    }
-                    Err(error) => {
-                        failed = Some(error);
-                        (Vec::new(), false)
-                    }
-                };
+        for (seat, queues, take) in wanting {
+            let session_id = &seat.session_id;
+            let (claimed, found_all) = match self
+                .inner
+                .kernel
+                .claim(&queues, &seat.worker_id, take)
+                .await
+            {
+                Ok(claimed) => {
+                    let found_all = (claimed.len() as u32) < take;
+                    (claimed, found_all)
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    (Vec::new(), false)
+                }
+            };
             full |= claimed.len() as u32 == take;
             short |= found_all;
+            // Keep one slot per claimed attempt; give the rest back.
+            seat.give_back(take - claimed.len() as u32);
             let freed_for_more = {
                 let mut state = self.state();
                 let current_epoch = state.ready_epoch;
-                state.sessions.get_mut(&session_id).is_some_and(|session| {
-                    // Keep one slot per claimed attempt; give the rest back.
-                    session.in_use = session.in_use.saturating_sub(take - claimed.len() as u32);
+                state.sessions.get_mut(session_id).is_some_and(|session| {
                     if found_all {
                         session.clean_at = Some(ready_epoch);
                     }
@@ -189,5 +171,46 @@ impl Dispatcher {
             Some(error) => Err(error),
             None => Ok(full),
         }
+    }
+}
+
+/// Claim rounds for work falling due that may run at once.
+const ROUNDS_WHEN_DUE: usize = 4;
+
+/// Runs `round` whenever work of the claim loop `claims` falls due (a
+/// retry's delay), until `stop`. Each round runs on its own, a few at once
+/// (slots are reserved per claim): work falling due while an earlier claim
+/// is still in the store is not held up. Shared by the dispatcher and the
+/// built-in runner.
+pub(crate) async fn when_due<R, Fut>(
+    kernel: Kernel,
+    claims: ClaimLoop,
+    mut stop: watch::Receiver<bool>,
+    round: R,
+) where
+    R: Fn() -> Fut,
+    Fut: Future<Output = Result<(), KernelError>> + Send + 'static,
+{
+    let rounds = Arc::new(tokio::sync::Semaphore::new(ROUNDS_WHEN_DUE));
+    let poll = kernel.config().poll_interval;
+    loop {
+        let fell_due = tokio::select! {
+            fell_due = kernel.sleep_until_due(claims, poll) => fell_due,
+            _ = stop.changed() => return,
+        };
+        if !fell_due {
+            continue;
+        }
+        let Ok(permit) = rounds.clone().acquire_owned().await else {
+            return;
+        };
+        let claimed = round();
+        tokio::spawn(async move {
+            // The claim loop logs store faults and backs off.
+            if let Err(error) = claimed.await {
+                tracing::debug!(error = %error, "claiming work fallen due failed");
+            }
+            drop(permit);
+        });
     }
 }

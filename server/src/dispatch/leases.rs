@@ -128,7 +128,7 @@ impl Dispatcher {
             .sessions
             .get_mut(&held.session_id)
             .is_some_and(|session| {
-                session.in_use = session.in_use.saturating_sub(1);
+                session.seat.give_back(1);
                 session.may_have_work(ready_epoch)
             });
         forget_run_attempt(&mut state, &held.run_id, attempt_id);
@@ -149,7 +149,7 @@ impl Dispatcher {
         let Some(session) = state.sessions.get_mut(&held.session_id) else {
             return;
         };
-        session.in_use += 1;
+        session.seat.hold();
         state
             .by_run
             .entry(held.run_id.clone())
@@ -159,7 +159,7 @@ impl Dispatcher {
     }
 
     /// Counts a lease operation of `session_id` refused by fencing.
-    pub fn fenced(&self, session_id: &str) {
+    pub(super) fn fenced(&self, session_id: &str) {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
             session.info.fenced_operations += 1;
         }
@@ -172,22 +172,15 @@ impl Dispatcher {
         token: &str,
         output: pb::Value,
     ) -> Result<(), KernelError> {
-        let lease = self.run_of(attempt_id).await?;
-        let chain = self.chain_of(&lease).await?;
-        let settled = self.settle(attempt_id, token);
-        let result = self
-            .inner
-            .kernel
-            .complete_in(
-                chain,
-                &lease.run_id,
-                attempt_id,
-                token,
-                TaskSuccess::output(output),
-            )
-            .await;
-        self.after_settle(attempt_id, settled, &result);
-        result.map(|_| ())
+        let kernel = &self.inner.kernel;
+        let success = TaskSuccess::output(output);
+        self.settle_in_chain(attempt_id, token, |chain, run_id| async move {
+            kernel
+                .complete_in(chain, &run_id, attempt_id, token, success)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Fails a leased attempt; tells whether another attempt was scheduled.
@@ -197,16 +190,33 @@ impl Dispatcher {
         token: &str,
         failure: TaskFailure,
     ) -> Result<bool, KernelError> {
+        let kernel = &self.inner.kernel;
+        let failed = self.settle_in_chain(attempt_id, token, |chain, run_id| async move {
+            kernel
+                .fail_in(chain, &run_id, attempt_id, token, failure)
+                .await
+        });
+        Ok(failed.await?.will_retry(attempt_id))
+    }
+
+    /// Settles a lease (see [`Dispatcher::settle`]) around `apply`, the
+    /// kernel call that ends it, given the chain and the id of its run.
+    async fn settle_in_chain<T, F, Fut>(
+        &self,
+        attempt_id: &str,
+        token: &str,
+        apply: F,
+    ) -> Result<T, KernelError>
+    where
+        F: FnOnce(Arc<CompiledChain>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, KernelError>>,
+    {
         let lease = self.run_of(attempt_id).await?;
         let chain = self.chain_of(&lease).await?;
         let settled = self.settle(attempt_id, token);
-        let result = self
-            .inner
-            .kernel
-            .fail_in(chain, &lease.run_id, attempt_id, token, failure)
-            .await;
+        let result = apply(chain, lease.run_id).await;
         self.after_settle(attempt_id, settled, &result);
-        Ok(result?.will_retry(attempt_id))
+        result
     }
 
     /// Gives a lease back without spending a retry.
@@ -304,7 +314,7 @@ impl Dispatcher {
     /// `CancelLease` so the worker stops them. A refused lease is forgotten
     /// only if it is the sender's own under that token: a heartbeat naming
     /// another worker's lease with a wrong token changes nothing.
-    pub async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
+    pub(super) async fn heartbeat(&self, session_id: &str, active: Vec<pb::LeaseRef>) {
         let lease = self.inner.config.lease;
         for lease_ref in active {
             let result = self

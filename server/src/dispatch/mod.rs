@@ -3,9 +3,11 @@
 //! transitions stay in the kernel; this module decides who gets which
 //! attempt and talks to the streams.
 //!
-//! Rooms: `mod.rs` (sessions: open, close, abandon, send, end), `leases`
-//! (the lease book and lease operations), `claim_loop`, `offer` (delivery,
-//! offer encoding, eager slots), `sessions` (every replica's sessions).
+//! Rooms: `mod.rs` (sessions: open, close, abandon, send, end), `session`
+//! (one session's stream loop), `leases` (the lease book and lease
+//! operations), `claim_loop`, `offer` (delivery and offer encoding),
+//! `slots` (lock-free session slots, offered to eager dispatch), `sessions`
+//! (every replica's sessions).
 //!
 //! - **Offers**: a worker gets attempts of its queues up to its free slots,
 //!   highest priority and oldest first, either eagerly (leased in the
@@ -16,7 +18,7 @@
 //!   before its offer is sent; an offer that cannot be sent releases the
 //!   lease at once.
 //! - **Liveness is reading the stream**: the session's stream loop
-//!   (`api::worker`) pings every heartbeat interval and abandons a session
+//!   (`session`) pings every heartbeat interval and abandons a session
 //!   that leaves a ping unanswered past the heartbeat timeout: its leases end
 //!   at once, as expired. A session whose stream just ends is closed and its
 //!   leases stay valid until they expire, so a worker that reconnects in
@@ -34,7 +36,9 @@
 mod claim_loop;
 mod leases;
 mod offer;
+mod session;
 mod sessions;
+mod slots;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,11 +51,13 @@ use crate::kernel::Kernel;
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptStatus, WorkerSessionRecord};
 use leases::{LeaseWatch, forget_run_attempt};
-use offer::SessionSlots;
+use slots::{Seat, Seats, SessionSlots};
 
 mod workers;
 
+pub(crate) use claim_loop::when_due;
 pub use pb::server_message::Msg as ServerMsg;
+pub use session::{Inbound, LeaseMessage, LeaseOp, StreamBroken};
 
 /// Most attempts leased to one session by one claim.
 const MAX_CLAIM: u32 = 64;
@@ -61,8 +67,6 @@ const MAX_CLAIM: u32 = 64;
 const MAX_CLAIM_WHEN_DUE: u32 = 16;
 /// Outbound messages queued per session before sends count as failed.
 const OUTBOX: usize = 1024;
-/// Dispatch rounds for work falling due that may run at once.
-const ROUNDS_WHEN_DUE: usize = 4;
 /// Room kept in an outbox for acks, pings and cancellations: a session
 /// whose outbox has less free room gets no offers (its worker is not
 /// reading fast enough) until it drains.
@@ -117,6 +121,8 @@ struct Inner {
     kernel: Kernel,
     config: DispatchConfig,
     state: Mutex<State>,
+    /// Every session's slots, for eager dispatch (no lock of `state`).
+    seats: Seats,
     /// Wakes the dispatch loop (slots freed, sessions opened).
     wake: Notify,
     /// Stale or foreign lease operations rejected (fencing).
@@ -132,8 +138,6 @@ struct State {
     held: HashMap<String, Held>,
     /// Attempt ids held, by run id (for cancellations).
     by_run: HashMap<String, HashSet<String>>,
-    /// Round-robin start for eager slots.
-    turn: usize,
     /// Counts the signs that ready work may be waiting for a slot (ready
     /// work left after a commit, a change on another replica, the safety
     /// poll); see `Session::clean_at`.
@@ -141,10 +145,9 @@ struct State {
 }
 
 struct Session {
+    /// As opened (its slot count is the seat's).
     info: SessionInfo,
-    /// Slots taken: leases held plus slots reserved for offers in flight.
-    in_use: u32,
-    outbox: mpsc::Sender<pb::ServerMessage>,
+    seat: Arc<Seat>,
     /// Ends the session's stream at once (see [`Outbound`]).
     end: Option<oneshot::Sender<SessionEnd>>,
     /// The `ready_epoch` at the start of this session's last claim that
@@ -159,13 +162,6 @@ struct Session {
 }
 
 impl Session {
-    fn free(&self) -> u32 {
-        if self.outbox.capacity() < OUTBOX_RESERVE {
-            return 0;
-        }
-        self.info.slots.saturating_sub(self.in_use)
-    }
-
     /// Whether ready work may be waiting for this session's slots.
     fn may_have_work(&self, ready_epoch: u64) -> bool {
         self.capped || self.clean_at.is_none_or(|clean| clean < ready_epoch)
@@ -190,6 +186,7 @@ impl Dispatcher {
                 kernel,
                 config,
                 state: Mutex::new(State::default()),
+                seats: Seats::default(),
                 wake: Notify::new(),
                 fencing_rejections: AtomicU64::new(0),
                 publish: Notify::new(),
@@ -229,7 +226,7 @@ impl Dispatcher {
     /// Opens a session: re-attaches the leases it still holds, registers it
     /// and queues the `Welcome`. Returns the session id and its outbound
     /// stream.
-    pub async fn open(&self, hello: Hello) -> (String, Outbound) {
+    async fn open(&self, hello: Hello) -> (String, Outbound) {
         let session_id = uuid::Uuid::now_v7().to_string();
         let (outbox, messages) = mpsc::channel(OUTBOX);
         let (end, ended) = oneshot::channel();
@@ -264,16 +261,14 @@ impl Dispatcher {
             }
         }
         let now = crate::kernel::now();
-        let welcome = pb::ServerMessage {
-            msg: Some(ServerMsg::Welcome(pb::Welcome {
-                session_id: session_id.clone(),
-                heartbeat_interval: Some(proto_duration(self.inner.config.heartbeat_interval)),
-                heartbeat_timeout: Some(proto_duration(self.inner.config.heartbeat_timeout)),
-                reattached,
-                rejected,
-                replica: self.inner.kernel.instance_id().to_string(),
-            })),
-        };
+        let welcome = Outgoing::Message(ServerMsg::Welcome(pb::Welcome {
+            session_id: session_id.clone(),
+            heartbeat_interval: Some(proto_duration(self.inner.config.heartbeat_interval)),
+            heartbeat_timeout: Some(proto_duration(self.inner.config.heartbeat_timeout)),
+            reattached,
+            rejected,
+            replica: self.inner.kernel.instance_id().to_string(),
+        }));
         // The outbox is empty: this cannot fail.
         let _ = outbox.try_send(welcome);
         let caps = &self.inner.kernel.config().caps;
@@ -281,7 +276,13 @@ impl Dispatcher {
             caps.limits_tenants() || hello.queues.iter().any(|queue| caps.queue(queue).is_some());
         {
             let mut state = self.state();
-            let mut session = Session {
+            let seat = Seat::new(
+                session_id.clone(),
+                hello.worker_id.clone(),
+                hello.slots,
+                outbox,
+            );
+            let session = Session {
                 info: SessionInfo {
                     session_id: session_id.clone(),
                     worker_id: hello.worker_id,
@@ -296,8 +297,7 @@ impl Dispatcher {
                     last_heartbeat: now,
                     fenced_operations: 0,
                 },
-                in_use: 0,
-                outbox,
+                seat: Arc::new(seat),
                 end: Some(end),
                 clean_at: None,
                 capped,
@@ -308,9 +308,9 @@ impl Dispatcher {
                 if let Some(previous) = state.held.remove(&attempt_id)
                     && let Some(old) = state.sessions.get_mut(&previous.session_id)
                 {
-                    old.in_use = old.in_use.saturating_sub(1);
+                    old.seat.give_back(1);
                 }
-                session.in_use += 1;
+                session.seat.hold();
                 state
                     .by_run
                     .entry(run_id.clone())
@@ -327,6 +327,7 @@ impl Dispatcher {
                 );
             }
             state.sessions.insert(session_id.clone(), session);
+            self.inner.seats.reindex(&state);
         }
         self.inner.wake.notify_one();
         self.inner.publish.notify_one();
@@ -335,14 +336,14 @@ impl Dispatcher {
 
     /// Closes a session: it gets no more offers; the leases it holds stay
     /// valid until they expire (its worker may re-attach them).
-    pub fn close(&self, session_id: &str) {
+    fn close(&self, session_id: &str) {
         self.remove_session(session_id);
     }
 
     /// Closes a session that failed the liveness check (a ping unanswered
     /// past the heartbeat timeout): its leases end at once, counted as
     /// lease expiries, so other workers get their tasks now.
-    pub fn abandon(&self, session_id: &str) {
+    fn abandon(&self, session_id: &str) {
         for (attempt_id, held) in self.remove_session(session_id) {
             let kernel = self.inner.kernel.clone();
             tokio::spawn(async move {
@@ -363,6 +364,7 @@ impl Dispatcher {
         if state.sessions.remove(session_id).is_none() {
             return Vec::new();
         }
+        self.inner.seats.reindex(&state);
         let attempt_ids: Vec<String> = state
             .held
             .iter()
@@ -382,36 +384,38 @@ impl Dispatcher {
     }
 
     /// Notes a sign of life from a session.
-    pub fn alive(&self, session_id: &str) {
+    fn alive(&self, session_id: &str) {
         if let Some(session) = self.state().sessions.get_mut(session_id) {
             session.info.last_heartbeat = crate::kernel::now();
         }
     }
 
     /// Changes a session's slot count.
-    pub fn set_slots(&self, session_id: &str, slots: u32) {
-        if let Some(session) = self.state().sessions.get_mut(session_id) {
-            session.info.slots = slots;
+    fn set_slots(&self, session_id: &str, slots: u32) {
+        if let Some(session) = self.state().sessions.get(session_id) {
+            session.seat.set_slots(slots);
         }
         self.inner.wake.notify_one();
     }
 
     /// Queues a message on a session's stream; false if it cannot be sent.
-    pub fn send(&self, session_id: &str, msg: ServerMsg) -> bool {
+    fn send(&self, session_id: &str, msg: ServerMsg) -> bool {
+        self.push(session_id, Outgoing::Message(msg))
+    }
+
+    fn push(&self, session_id: &str, item: Outgoing) -> bool {
         let outbox = match self.state().sessions.get(session_id) {
-            Some(session) => session.outbox.clone(),
+            Some(session) => session.seat.outbox.clone(),
             None => return false,
         };
         // Never waits: a worker that stopped reading fills its outbox, and
         // what does not fit counts as not sent.
-        outbox
-            .try_send(pb::ServerMessage { msg: Some(msg) })
-            .is_ok()
+        outbox.try_send(item).is_ok()
     }
 
     /// Ends a session's stream at once, ahead of whatever its outbox
     /// still holds (the session closes after).
-    pub fn end(&self, session_id: &str, why: SessionEnd) {
+    fn end(&self, session_id: &str, why: SessionEnd) {
         let end = self
             .state()
             .sessions
@@ -434,19 +438,31 @@ pub enum SessionEnd {
     ShuttingDown,
 }
 
+/// What a session's stream carries.
+// Most items are messages: boxing them would allocate for every offer.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A message encoded here (welcome, offers, pings, cancellations).
+    Message(ServerMsg),
+    /// The outcome of a lease message the worker sent: the API encodes it
+    /// as an `Ack` with the code and reason a unary call would get.
+    Ack(pb::LeaseRef, Result<(), crate::kernel::KernelError>),
+}
+
 /// A session's outbound stream: the messages queued in its outbox until
 /// the session is ended with a status, which is sent at once in place of
 /// whatever is still queued (a worker that stopped reading must not hold
 /// its own ending back). A session closed without a status ends after its
 /// queued messages.
 pub struct Outbound {
-    messages: mpsc::Receiver<pb::ServerMessage>,
+    messages: mpsc::Receiver<Outgoing>,
     end: Option<oneshot::Receiver<SessionEnd>>,
     ended: bool,
 }
 
 impl tokio_stream::Stream for Outbound {
-    type Item = Result<pb::ServerMessage, SessionEnd>;
+    type Item = Result<Outgoing, SessionEnd>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

@@ -1,6 +1,5 @@
 //! Offers: a leased, committed attempt handed to a session (released at
-//! once if it cannot be sent), its `LeaseOffer` encoding, and the free
-//! session slots offered to the kernel's eager dispatch.
+//! once if it cannot be sent), and its `LeaseOffer` encoding.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Dispatcher, Held, ServerMsg};
 use crate::chain::Handler;
-use crate::kernel::{ClaimedAttempt, KernelError, Slot, SlotProvider, value};
+use crate::kernel::{ClaimedAttempt, KernelError, value};
 use crate::proto::taskloom::v1 as pb;
 
 /// Rendered hook arguments (a JSON object of strings) as a map.
@@ -48,66 +47,6 @@ pub(super) fn traceparent(run_id: &str, attempt_id: &str) -> String {
     format!("00-{}-{}-01", trace.to_lowercase(), span.to_lowercase())
 }
 
-/// Offers this replica's free worker slots to the kernel's eager dispatch.
-pub(super) struct SessionSlots(pub(super) Dispatcher);
-
-impl SlotProvider for SessionSlots {
-    fn reserve(&self, queue: &str) -> Option<Box<dyn Slot>> {
-        let dispatcher = &self.0;
-        let mut state = dispatcher.state();
-        let turn = state.turn;
-        state.turn = state.turn.wrapping_add(1);
-        // Sessions in id order from a rotating start: offers spread evenly.
-        let mut candidates: Vec<&String> = state
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.free() > 0 && s.info.queues.iter().any(|q| q == queue))
-            .map(|(id, _)| id)
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        candidates.sort();
-        let chosen = candidates[turn % candidates.len()].clone();
-        let session = state.sessions.get_mut(&chosen)?;
-        session.in_use += 1;
-        Some(Box::new(SessionSlot {
-            dispatcher: dispatcher.clone(),
-            session_id: session.info.session_id.clone(),
-            owner: session.info.worker_id.clone(),
-            delivered: false,
-        }))
-    }
-}
-
-pub(super) struct SessionSlot {
-    dispatcher: Dispatcher,
-    session_id: String,
-    owner: String,
-    delivered: bool,
-}
-
-impl Slot for SessionSlot {
-    fn owner(&self) -> String {
-        self.owner.clone()
-    }
-
-    fn deliver(mut self: Box<Self>, attempt: ClaimedAttempt) {
-        self.delivered = true;
-        self.dispatcher.deliver(self.session_id.clone(), attempt);
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        if !self.delivered
-            && let Some(session) = self.dispatcher.state().sessions.get_mut(&self.session_id)
-        {
-            session.in_use = session.in_use.saturating_sub(1);
-        }
-    }
-}
-
 impl Dispatcher {
     /// Hands a leased, committed attempt to a session: registers the lease
     /// and sends the offer; if the offer cannot be sent, releases the lease.
@@ -136,7 +75,7 @@ impl Dispatcher {
                 // run has not caught yet: it is gone, and its slot with it.
                 previous.inspect(|previous| {
                     if let Some(old) = state.sessions.get_mut(&previous.session_id) {
-                        old.in_use = old.in_use.saturating_sub(1);
+                        old.seat.give_back(1);
                     }
                 })
             } else {

@@ -22,6 +22,7 @@ impl Dispatcher {
             .values()
             .filter(|s| queue.is_none_or(|q| s.info.queues.iter().any(|own| own == q)))
             .map(|s| SessionInfo {
+                slots: s.seat.slots(),
                 leases_held: held.get(s.info.session_id.as_str()).copied().unwrap_or(0),
                 ..s.info.clone()
             })

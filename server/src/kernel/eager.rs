@@ -15,7 +15,9 @@ use crate::store::{AttemptRecord, AttemptStatus, Decision, Plan, RunRecord, RunS
 /// Somewhere on this replica that can execute an attempt right away.
 pub trait SlotProvider: Send + Sync {
     /// Reserves a slot for an attempt of `queue`, if one is free now. A slot
-    /// dropped without delivery frees itself.
+    /// dropped without delivery frees itself. Called inside the store's
+    /// write transaction: it must not wait, nor take a lock that code
+    /// waiting on the store may hold (atomics, a semaphore's `try_acquire`).
     fn reserve(&self, queue: &str) -> Option<Box<dyn Slot>>;
 }
 

@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use crate::api::request::{
-    Violations, duration_millis, etag, idempotency_key, millis_duration, timestamp,
+    Patch, Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
 };
 use crate::api::{ApiError, ApiResult};
 use crate::chain::ModelPreference;
@@ -31,46 +31,58 @@ pub const BACKEND_MASK_FIELDS: &[&str] = &[
     "labels",
 ];
 
+/// Backend types: the API's value and the stored name of each.
+const BACKEND_TYPES: [(pb::BackendType, &str); 5] = [
+    (pb::BackendType::Ollama, "ollama"),
+    (pb::BackendType::Openai, "openai"),
+    (pb::BackendType::OpenaiCompatible, "openai_compatible"),
+    (pb::BackendType::Gemini, "gemini"),
+    (pb::BackendType::Anthropic, "anthropic"),
+];
+
+/// Model capabilities: the API's value and the stored name of each.
+const CAPABILITIES: [(pb::ModelCapability, &str); 4] = [
+    (pb::ModelCapability::Chat, "chat"),
+    (pb::ModelCapability::Prompt, "prompt"),
+    (pb::ModelCapability::Embed, "embed"),
+    (pb::ModelCapability::Stream, "stream"),
+];
+
+/// The stored name of an API enum value (none for an unknown or
+/// unspecified value).
+fn name_in<E: Copy + PartialEq, U>(
+    table: &[(E, &'static str)],
+    value: Result<E, U>,
+) -> Option<&'static str> {
+    let value = value.ok()?;
+    table
+        .iter()
+        .find(|(known, _)| *known == value)
+        .map(|(_, name)| *name)
+}
+
+/// The API enum value of a stored name (unspecified for an unknown one).
+fn value_in<E: Copy + Default>(table: &[(E, &str)], name: &str) -> E {
+    table
+        .iter()
+        .find(|(_, known)| *known == name)
+        .map_or_else(E::default, |(value, _)| *value)
+}
+
 fn backend_type_name(value: i32) -> Option<&'static str> {
-    match pb::BackendType::try_from(value).ok()? {
-        pb::BackendType::Unspecified => None,
-        pb::BackendType::Ollama => Some("ollama"),
-        pb::BackendType::Openai => Some("openai"),
-        pb::BackendType::OpenaiCompatible => Some("openai_compatible"),
-        pb::BackendType::Gemini => Some("gemini"),
-        pb::BackendType::Anthropic => Some("anthropic"),
-    }
+    name_in(&BACKEND_TYPES, pb::BackendType::try_from(value))
 }
 
 fn backend_type_value(name: &str) -> pb::BackendType {
-    match name {
-        "ollama" => pb::BackendType::Ollama,
-        "openai" => pb::BackendType::Openai,
-        "openai_compatible" => pb::BackendType::OpenaiCompatible,
-        "gemini" => pb::BackendType::Gemini,
-        "anthropic" => pb::BackendType::Anthropic,
-        _ => pb::BackendType::Unspecified,
-    }
+    value_in(&BACKEND_TYPES, name)
 }
 
 fn capability_name(value: i32) -> Option<&'static str> {
-    match pb::ModelCapability::try_from(value).ok()? {
-        pb::ModelCapability::Unspecified => None,
-        pb::ModelCapability::Chat => Some("chat"),
-        pb::ModelCapability::Prompt => Some("prompt"),
-        pb::ModelCapability::Embed => Some("embed"),
-        pb::ModelCapability::Stream => Some("stream"),
-    }
+    name_in(&CAPABILITIES, pb::ModelCapability::try_from(value))
 }
 
 fn capability_value(name: &str) -> pb::ModelCapability {
-    match name {
-        "chat" => pb::ModelCapability::Chat,
-        "prompt" => pb::ModelCapability::Prompt,
-        "embed" => pb::ModelCapability::Embed,
-        "stream" => pb::ModelCapability::Stream,
-        _ => pb::ModelCapability::Unspecified,
-    }
+    value_in(&CAPABILITIES, name)
 }
 
 /// The API view of a backend: never carries the API key.
@@ -193,11 +205,7 @@ fn requires_api_key(backend_type: &str) -> bool {
 pub fn new_backend(
     request: &pb::CreateBackendRequest,
 ) -> ApiResult<(BackendRecord, Option<IdempotencyKey>)> {
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", &request.request_id);
-    let Some(backend) = request.backend.as_ref() else {
-        return Err(ApiError::invalid("backend", "is required"));
-    };
+    let (backend, mut violations) = created(request, "backend", request.backend.as_ref())?;
     if !request.backend_id.is_empty() {
         violations.check_id("backend_id", &request.backend_id);
     }
@@ -220,20 +228,21 @@ pub fn new_backend(
     } else {
         request.backend_id.clone()
     };
-    let idempotency = idempotency_key("CreateBackend", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
-    Ok((record, idempotency))
+    Ok((record, idempotency_key(request)))
 }
 
 /// `current` with the fields of `mask` (every writable one when `whole`)
 /// taken from `patch`, checked.
 pub fn updated_backend(
     current: BackendRecord,
-    patch: &pb::Backend,
-    mask: &[String],
-    whole: bool,
+    update: &Patch<pb::Backend>,
 ) -> ApiResult<BackendRecord> {
+    let Patch {
+        resource: patch,
+        mask,
+        whole,
+        ..
+    } = update;
     let mut merged = backend_message(current.clone());
     for field in mask {
         match field.as_str() {
@@ -277,11 +286,7 @@ pub fn updated_backend(
 pub fn new_pool(
     request: &pb::CreatePoolRequest,
 ) -> ApiResult<(PoolRecord, Option<IdempotencyKey>)> {
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", &request.request_id);
-    let Some(pool) = request.pool.as_ref() else {
-        return Err(ApiError::invalid("pool", "is required"));
-    };
+    let (pool, mut violations) = created(request, "pool", request.pool.as_ref())?;
     violations.check_id("pool.id", &pool.id);
     violations.check_text("pool.description", &pool.description, 1024);
     violations.check_text("pool.purpose", &pool.purpose, 64);
@@ -292,21 +297,14 @@ pub fn new_pool(
         purpose: pool.purpose.clone(),
         created_at: Utc::now(),
     };
-    let idempotency = idempotency_key("CreatePool", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
-    Ok((record, idempotency))
+    Ok((record, idempotency_key(request)))
 }
 
 /// The model a `CreateModel` declares.
 pub fn new_model(
     request: &pb::CreateModelRequest,
 ) -> ApiResult<(ModelRecord, Option<IdempotencyKey>)> {
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", &request.request_id);
-    let Some(model) = request.model.as_ref() else {
-        return Err(ApiError::invalid("model", "is required"));
-    };
+    let (model, mut violations) = created(request, "model", request.model.as_ref())?;
     check_model_name(&mut violations, "model.name", &model.name);
     if model.context_length <= 0 {
         violations.add("model.context_length", "must be positive");
@@ -337,10 +335,7 @@ pub fn new_model(
         capabilities,
         created_at: Utc::now(),
     };
-    let idempotency = idempotency_key("CreateModel", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
-    Ok((record, idempotency))
+    Ok((record, idempotency_key(request)))
 }
 
 /// Model names as providers spell them: `smollm2:135m`, `gpt-4o-mini`,

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
+use crate::api::ApiResult;
 use crate::api::request::{
-    Violations, duration_millis, etag, idempotency_key, millis_duration, timestamp,
+    Patch, Violations, created, duration_millis, etag, idempotency_key, millis_duration, timestamp,
 };
-use crate::api::{ApiError, ApiResult};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{HookRecord, IdempotencyKey};
 
@@ -139,27 +139,21 @@ pub const HOOK_MASK_FIELDS: &[&str] = &[
 pub fn new_hook(
     request: &pb::CreateHookRequest,
 ) -> ApiResult<(HookRecord, Option<IdempotencyKey>)> {
-    let mut violations = Violations::new();
-    violations.check_request_id("request_id", &request.request_id);
-    let Some(hook) = request.hook.as_ref() else {
-        return Err(ApiError::invalid("hook", "is required"));
-    };
+    let (hook, mut violations) = created(request, "hook", request.hook.as_ref())?;
     let record = validate_hook(hook, &mut violations);
     violations.finish()?;
-    let idempotency = idempotency_key("CreateHook", &request.request_id, request, |r| {
-        r.request_id.clear()
-    });
-    Ok((record, idempotency))
+    Ok((record, idempotency_key(request)))
 }
 
 /// `current` with the fields of `mask` (every writable one when `whole`)
 /// taken from `patch`, checked.
-pub fn updated_hook(
-    current: HookRecord,
-    patch: &pb::Hook,
-    mask: &[String],
-    whole: bool,
-) -> ApiResult<HookRecord> {
+pub fn updated_hook(current: HookRecord, update: &Patch<pb::Hook>) -> ApiResult<HookRecord> {
+    let Patch {
+        resource: patch,
+        mask,
+        whole,
+        ..
+    } = update;
     let (revision, created_at) = (current.revision, current.created_at);
     let secret_headers = current.secret_headers.clone();
     let mut merged = hook_message(current);

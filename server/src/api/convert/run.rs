@@ -152,6 +152,24 @@ struct RunRequest<'a> {
     tenant: &'a str,
 }
 
+/// The [`RunRequest`] of a `StartRun` or an `ExecuteChain` (which name
+/// the same fields), with its input.
+macro_rules! run_request {
+    ($request:ident, $input:expr) => {
+        RunRequest {
+            chain_id: &$request.chain_id,
+            chain_version: $request.chain_version,
+            chain: $request.chain.as_ref(),
+            input: $input,
+            input_type: &$request.input_type,
+            request_id: &$request.request_id,
+            labels: &$request.labels,
+            priority: $request.priority,
+            tenant: &$request.tenant,
+        }
+    };
+}
+
 fn decode_start(
     request: &RunRequest<'_>,
     violations: &mut Violations,
@@ -235,39 +253,15 @@ fn decode_start(
 /// A `StartRun` as the kernel takes it.
 pub fn start_run(request: &pb::StartRunRequest) -> ApiResult<StartRun> {
     let input = start_input(&request.run_input);
-    let decoded = RunRequest {
-        chain_id: &request.chain_id,
-        chain_version: request.chain_version,
-        chain: request.chain.as_ref(),
-        input: input.as_ref(),
-        input_type: &request.input_type,
-        request_id: &request.request_id,
-        labels: &request.labels,
-        priority: request.priority,
-        tenant: &request.tenant,
-    };
+    let decoded = run_request!(request, input.as_ref());
     let mut violations = Violations::new();
     let parts = decode_start(&decoded, &mut violations);
-    finish_start(&decoded, parts, violations, || {
-        idempotency_key("StartRun", &request.request_id, request, |r| {
-            r.request_id.clear()
-        })
-    })
+    finish_start(&decoded, parts, violations, || idempotency_key(request))
 }
 
 /// An `ExecuteChain`: the run to start and how long to wait for its end.
 pub fn execute_chain(request: &pb::ExecuteChainRequest) -> ApiResult<(StartRun, Duration)> {
-    let decoded = RunRequest {
-        chain_id: &request.chain_id,
-        chain_version: request.chain_version,
-        chain: request.chain.as_ref(),
-        input: request.run_input.as_ref(),
-        input_type: &request.input_type,
-        request_id: &request.request_id,
-        labels: &request.labels,
-        priority: request.priority,
-        tenant: &request.tenant,
-    };
+    let decoded = run_request!(request, request.run_input.as_ref());
     let mut violations = Violations::new();
     let parts = decode_start(&decoded, &mut violations);
     let wait = match &request.wait_timeout {
@@ -282,11 +276,7 @@ pub fn execute_chain(request: &pb::ExecuteChainRequest) -> ApiResult<(StartRun, 
             }
         },
     };
-    let start = finish_start(&decoded, parts, violations, || {
-        idempotency_key("ExecuteChain", &request.request_id, request, |r| {
-            r.request_id.clear()
-        })
-    })?;
+    let start = finish_start(&decoded, parts, violations, || idempotency_key(request))?;
     Ok((start, wait))
 }
 
@@ -464,9 +454,7 @@ pub fn submitted_input(request: &pb::SubmitInputRequest) -> ApiResult<(pb::Value
     let Some(answer) = answer else {
         return Err(ApiError::invalid("input", "is required"));
     };
-    let request_key = idempotency_key("SubmitInput", &request.request_id, request, |r| {
-        r.request_id.clear()
-    })
-    .map(|key| format!("{}:{}", key.request_id, key.request_hash));
+    let request_key =
+        idempotency_key(request).map(|key| format!("{}:{}", key.request_id, key.request_hash));
     Ok((answer, request_key))
 }

@@ -115,8 +115,12 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
         .max_connections(max_connections)
         .after_release(|conn, _| {
             Box::pin(async move {
-                // The drop's ROLLBACK is queued on the connection's worker
-                // thread; a ping returns once it has run.
+                // A committed transaction (or none) leaves nothing behind.
+                // A dropped one queued its ROLLBACK on the connection's
+                // worker thread; a ping returns once it has run.
+                if !conn.is_in_transaction() {
+                    return Ok(true);
+                }
                 conn.ping().await?;
                 Ok(!conn.is_in_transaction())
             })

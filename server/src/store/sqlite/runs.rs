@@ -25,11 +25,12 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{
-    already_exists, column, exists, from_json, from_micros, micros, not_found, page_limits,
-    prior_result, remember_result, to_json, unique_as_already_exists,
+    column, exists, from_json, from_micros, micros, not_found, page_limits, prior_result,
+    remember_result, to_json, unique_as_already_exists,
 };
 use crate::store::codec::{
-    error_columns, fold_claim_plan, lease_refused, outside_run, run_as_stored, sort_in_claim_order,
+    error_columns, fold_claim_plan, lease_refused, outside_run, run_as_stored, run_updated,
+    sort_in_claim_order,
 };
 use crate::store::{
     AttemptRecord, AttemptStatus, ClaimFn, ClaimPolicy, Claimed, Created, CreatedRun, Decision,
@@ -302,13 +303,15 @@ async fn insert_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult
     Ok(())
 }
 
-/// Writes the mutable columns of a run; `last_seq` is the store's own.
+/// Writes the mutable columns of a run and its `last_seq` (the store's own,
+/// as [`apply_plan`] counts it).
 async fn update_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult<()> {
     let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
     sqlx::query(
         "UPDATE runs SET status = ?, output = ?, error_message = ?, error_task_id = ?, \
          error_reason = ?, steps = ?, executions = ?, heads = ?, input_tokens = ?, \
-         output_tokens = ?, started_at = ?, ended_at = ?, updated_at = ? WHERE id = ?",
+         output_tokens = ?, started_at = ?, ended_at = ?, updated_at = ?, last_seq = ? \
+         WHERE id = ?",
     )
     .bind(run.status.as_str())
     .bind(&run.output)
@@ -323,6 +326,7 @@ async fn update_run(conn: &mut SqliteConnection, run: &RunRecord) -> StoreResult
     .bind(optional_micros(run.started_at))
     .bind(optional_micros(run.ended_at))
     .bind(micros(run.updated_at))
+    .bind(run.last_seq)
     .bind(&run.id)
     .execute(&mut *conn)
     .await?;
@@ -414,45 +418,69 @@ async fn update_attempt(
     Ok(())
 }
 
-/// Inserts `payloads` as the events after `last_seq`. The caller keeps
-/// `runs.last_seq` in step.
+/// Inserts `payloads` as the events after `last_seq`, in one statement per
+/// [`EVENTS_PER_INSERT`]: each statement is a round trip to the writer's
+/// thread. The caller keeps `runs.last_seq` in step.
 async fn insert_events(
     conn: &mut SqliteConnection,
     run_id: &str,
     last_seq: i64,
     payloads: Vec<Vec<u8>>,
 ) -> StoreResult<Vec<EventRecord>> {
-    let mut events = Vec::with_capacity(payloads.len());
-    for (seq, payload) in (last_seq + 1..).zip(payloads) {
-        sqlx::query("INSERT INTO run_events (run_id, seq, payload) VALUES (?, ?, ?)")
-            .bind(run_id)
-            .bind(seq)
-            .bind(&payload)
-            .execute(&mut *conn)
-            .await?;
-        events.push(EventRecord {
+    let events: Vec<EventRecord> = (last_seq + 1..)
+        .zip(payloads)
+        .map(|(seq, payload)| EventRecord {
             run_id: run_id.to_string(),
             seq,
             payload,
-        });
+        })
+        .collect();
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        QueryBuilder::<Sqlite>::new("INSERT INTO run_events (run_id, seq, payload) ")
+            .push_values(chunk, |mut row, event| {
+                row.push_bind(&event.run_id)
+                    .push_bind(event.seq)
+                    .push_bind(&event.payload);
+            })
+            .build()
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(events)
 }
 
 /// Applies an accepted plan to `run` (as read in this transaction) in the
 /// documented order: run row, attempt updates, new attempts, events.
-/// Returns the events written.
+/// Returns the run as it is now stored and the events written.
 async fn apply_plan(
     conn: &mut SqliteConnection,
     run: &RunRecord,
     plan: Plan,
-) -> StoreResult<Vec<EventRecord>> {
-    if let Some(update) = &plan.run {
-        if update.id != run.id {
-            return Err(outside_run(&run.id, format!("updates run {:?}", update.id)));
+) -> StoreResult<(RunRecord, Vec<EventRecord>)> {
+    let last_seq = run.last_seq + plan.events.len() as i64;
+    let stored = match plan.run {
+        Some(update) => {
+            if update.id != run.id {
+                return Err(outside_run(&run.id, format!("updates run {:?}", update.id)));
+            }
+            let stored = run_updated(run, &run_as_stored(update), last_seq);
+            update_run(conn, &stored).await?;
+            stored
         }
-        update_run(conn, update).await?;
-    }
+        None => {
+            if last_seq != run.last_seq {
+                sqlx::query("UPDATE runs SET last_seq = ? WHERE id = ?")
+                    .bind(last_seq)
+                    .bind(&run.id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            RunRecord {
+                last_seq,
+                ..run.clone()
+            }
+        }
+    };
     for attempt in &plan.attempt_updates {
         update_attempt(conn, &run.id, attempt).await?;
     }
@@ -469,14 +497,7 @@ async fn apply_plan(
         insert_attempt(conn, attempt).await?;
     }
     let events = insert_events(conn, &run.id, run.last_seq, plan.events).await?;
-    if let Some(last) = events.last() {
-        sqlx::query("UPDATE runs SET last_seq = ? WHERE id = ?")
-            .bind(last.seq)
-            .bind(&run.id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(events)
+    Ok((stored, events))
 }
 
 // ---------------------------------------------------------------------------
@@ -516,9 +537,7 @@ async fn create_one_run(conn: &mut SqliteConnection, new: NewRun) -> StoreResult
             });
         }
     }
-    if exists(conn, "SELECT 1 FROM runs WHERE id = ?", &run.id).await? {
-        return Err(already_exists("run", run.id));
-    }
+    // A run id taken already fails the insert (unique key): AlreadyExists.
     if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
         return Err(outside_run(
             &run.id,
@@ -694,8 +713,7 @@ impl RunStore for SqliteStore {
                 results.push(Ok(TransitionOutcome::Rejected(rejection.clone())));
                 continue;
             }
-            let events = apply_plan(&mut tx, &snapshot.run, plan).await?;
-            let run = fetch_run(&mut tx, run_id).await?;
+            let (run, events) = apply_plan(&mut tx, &snapshot.run, plan).await?;
             results.push(Ok(TransitionOutcome::Applied { run, events }));
         }
         tx.commit().await?;
@@ -717,9 +735,8 @@ impl RunStore for SqliteStore {
             // Dropping the transaction rolls it back; nothing was written.
             return Ok(TransitionOutcome::Rejected(rejection.clone()));
         }
-        let events = apply_plan(&mut tx, &snapshot.run, plan).await?;
+        let (run, events) = apply_plan(&mut tx, &snapshot.run, plan).await?;
         remember_result(&mut tx, key, run_id, None).await?;
-        let run = fetch_run(&mut tx, run_id).await?;
         tx.commit().await?;
         Ok(TransitionOutcome::Applied { run, events })
     }
@@ -815,7 +832,7 @@ impl RunStore for SqliteStore {
             for attempt in leased.values() {
                 update_attempt(&mut tx, &run.id, attempt).await?;
             }
-            events.extend(apply_plan(&mut tx, &run, plan).await?);
+            events.extend(apply_plan(&mut tx, &run, plan).await?.1);
             leased_by_id.extend(leased);
         }
         tx.commit().await?;
@@ -908,6 +925,10 @@ impl RunStore for SqliteStore {
 /// first, so a plain `min(available_at)` would read every ready attempt of
 /// the queue; instead walk its distinct priorities (each a seek) and take
 /// the first due time after `?2` of each (a seek too).
+/// Events one INSERT writes: three parameters each, well within SQLite's
+/// limit of 32,766 parameters a statement.
+const EVENTS_PER_INSERT: usize = 1000;
+
 const NEXT_READY_AT: &str = "WITH RECURSIVE levels(priority, n) AS ( \
      SELECT (SELECT priority FROM attempts WHERE status = 'ready' AND queue = ?1 \
              ORDER BY priority DESC LIMIT 1), 1 \
