@@ -805,14 +805,6 @@ fn run_in(status: RunStatus) -> TestRun {
     run
 }
 
-trait Tap: Sized {
-    fn tap(mut self, edit: impl FnOnce(&mut Self)) -> Self {
-        edit(&mut self);
-        self
-    }
-}
-impl Tap for pb::Chain {}
-
 #[derive(Debug, PartialEq)]
 enum Answer {
     Applied(RunStatus),
