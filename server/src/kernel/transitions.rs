@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::batch::Keyed;
-use super::decide::{self, Given, RenderJob, Renders};
+use super::decide::{self, ChainDecision, Given, RenderJob, Renders};
 use super::eager::DispatchSlot;
 use super::{Kernel, KernelError, KernelResult, Transitioned};
 use crate::chain::CompiledChain;
@@ -19,9 +19,6 @@ use crate::store::{
     AttemptRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, StoreError,
     StoreResult, TransitionOutcome,
 };
-
-/// A decision given the compiled chain, the snapshot and the time.
-pub(super) type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
 
 /// A decision a caller asks the kernel to make on a run; it may be made
 /// more than once (after renders, or in another batch).
