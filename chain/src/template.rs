@@ -94,6 +94,15 @@ pub enum TemplateError {
     Limit(Limit),
 }
 
+/// One template render: the template and the context it sees. The
+/// kernel's decisions ask for renders by value and the server renders them
+/// outside every transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderJob {
+    pub template: String,
+    pub context: Value,
+}
+
 /// Renders templates within [`TemplateLimits`]. Building one registers
 /// every builtin filter, so the kernel keeps one; rendering only needs
 /// `&self`.

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
 
 /// Taskloom: a durable execution runtime for AI task chains, served over gRPC.
 #[derive(Debug, Parser)]
@@ -49,14 +51,6 @@ impl TemplateArgs {
             max_output_bytes: self.max_output_bytes,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Debug, Clone, Args)]

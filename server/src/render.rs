@@ -1,5 +1,5 @@
 //! Renders chain templates for the kernel, outside every transaction and
-//! lock (see `kernel::decide::Renders`).
+//! lock (the kernel's decisions ask for them: `kernel::decide::Renders`).
 //!
 //! A template is code a chain's author runs on the server. Fuel and an
 //! output cap bound its time and its output in any process
@@ -24,8 +24,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
-use crate::chain::template::{self, Limit, TemplateEngine, TemplateError, TemplateLimits};
-use crate::kernel::decide::RenderJob;
+use crate::chain::template::{
+    self, Limit, RenderJob, TemplateEngine, TemplateError, TemplateLimits,
+};
 
 /// How templates are rendered.
 #[derive(Debug, Clone, Default)]

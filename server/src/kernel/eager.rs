@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{self, Given, Renders};
-use super::transitions::ChainDecision;
+use super::decide::{self, ChainDecision, Given, Renders};
 use super::{AttemptChange, ClaimLoop, ClaimedAttempt, INTERNAL_QUEUE, Kernel, lease, now};
 use crate::chain::CompiledChain;
 use crate::store::{AttemptRecord, AttemptStatus, Decision, Plan, RunRecord, RunSnapshot, Verdict};

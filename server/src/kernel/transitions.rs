@@ -4,13 +4,14 @@
 //! was applied, never off the store again. A decision that needs templates
 //! rendered comes back unwritten and is queued again with the renders.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::batch::Keyed;
-use super::decide::{self, Given, RenderJob, Renders};
+use super::decide::{self, ChainDecision, Given, RenderJob, Renders};
 use super::eager::DispatchSlot;
 use super::{Kernel, KernelError, KernelResult, Transitioned};
 use crate::chain::CompiledChain;
@@ -18,9 +19,6 @@ use crate::store::{
     AttemptRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, StoreError,
     StoreResult, TransitionOutcome,
 };
-
-/// A decision given the compiled chain, the snapshot and the time.
-pub(super) type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
 
 /// A decision a caller asks the kernel to make on a run; it may be made
 /// more than once (after renders, or in another batch).
@@ -168,16 +166,35 @@ impl Kernel {
         let run = self.get_run(run_id).await?;
         let chain = self.chain(&run.chain_id, run.chain_version).await?;
         let decide: Arc<ChainDecision> = Arc::new(decide);
-        let mut done = Vec::new();
-        for _ in 0..RENDER_ROUNDS {
-            let renders = Arc::new(Renders::new(done.clone()));
+        self.in_render_rounds(run_id, |renders| {
+            let renders = Arc::new(renders);
             let (decide_fn, dispatch) =
                 self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
             let decide_fn = decide_fn
                 .with_focus(focus.into_iter().map(str::to_string).collect())
                 .with_idempotency(idempotency.clone());
-            let outcome = self.inner.store.transition(run_id, decide_fn).await?;
-            match self.outcome(outcome, dispatch, &renders) {
+            async move {
+                let outcome = self.inner.store.transition(run_id, decide_fn).await?;
+                Ok(self.outcome(outcome, dispatch, &renders))
+            }
+        })
+        .await
+    }
+
+    /// Decides in rounds: each `round` gets the templates rendered so far;
+    /// one that needs more has them rendered (outside any transaction) and
+    /// is run again, up to [`RENDER_ROUNDS`] times.
+    async fn in_render_rounds<Round>(
+        &self,
+        run_id: &str,
+        mut round: impl FnMut(Renders) -> Round,
+    ) -> KernelResult<Transitioned>
+    where
+        Round: Future<Output = KernelResult<Decided>>,
+    {
+        let mut done = Vec::new();
+        for _ in 0..RENDER_ROUNDS {
+            match round(Renders::new(done.clone())).await? {
                 Decided::Done(result) => return result,
                 Decided::NeedsRenders(jobs) => {
                     done.extend(self.inner.renderer.render_all(jobs).await)
@@ -257,15 +274,14 @@ impl Kernel {
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
         let decide: Arc<ChainDecision> = Arc::new(decide);
-        let mut done = Vec::new();
-        for _ in 0..RENDER_ROUNDS {
+        self.in_render_rounds(run_id, |renders| {
             let (reply, answer) = oneshot::channel();
             let item = TransitionItem {
                 run_id: run_id.to_string(),
                 focus: focus.map(str::to_string),
                 chain: chain.clone(),
                 decide: decide.clone(),
-                renders: Arc::new(Renders::new(done.clone())),
+                renders: Arc::new(renders),
                 reply,
             };
             let kernel = self.clone();
@@ -273,15 +289,12 @@ impl Kernel {
                 let kernel = kernel.clone();
                 async move { kernel.write_transitions(batch).await }
             };
-            let decided = self.inner.transitions.ask(item, answer, write).await;
-            match decided.ok_or(KernelError::ShuttingDown)? {
-                Decided::Done(result) => return result,
-                Decided::NeedsRenders(jobs) => {
-                    done.extend(self.inner.renderer.render_all(jobs).await)
-                }
+            async move {
+                let decided = self.inner.transitions.ask(item, answer, write).await;
+                decided.ok_or(KernelError::ShuttingDown)
             }
-        }
-        Err(restless(run_id))
+        })
+        .await
     }
 
     pub(super) async fn write_transitions(&self, batch: Vec<TransitionItem>) {

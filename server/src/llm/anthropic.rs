@@ -7,10 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents};
-use super::{
-    Bounded, ChatCall, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role, TokenUsage,
-    Wire,
-};
+use super::{Bounded, ChatCall, ChatResponse, ProviderError, Role, TokenUsage, Wire};
 
 const API_VERSION: &str = "2023-06-01";
 /// The API requires `max_tokens`; used when the request leaves it open.
@@ -131,16 +128,6 @@ impl Wire for Anthropic {
             }
         }
         Err(http.truncated())
-    }
-
-    async fn embed(
-        &self,
-        _http: &Endpoint,
-        _request: &EmbedRequest,
-    ) -> Result<EmbedResponse, ProviderError> {
-        Err(ProviderError::fatal(
-            "anthropic: embeddings are unsupported by this provider",
-        ))
     }
 
     async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {

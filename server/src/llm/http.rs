@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::ProviderError;
+use super::{EmbedRequest, EmbedResponse, ProviderError, TokenUsage};
 use crate::outbound::{self, HttpClient};
 
 /// What [`super::provider_for`] was given.
@@ -205,6 +205,27 @@ impl Endpoint {
             }
         }
         Ok(names)
+    }
+
+    /// Embeds one input on a server that takes `{model, input}` at `path`
+    /// (Ollama, OpenAI): `read` takes from the answer its first vector, the
+    /// model it names (the requested one when it names none) and its token
+    /// counts.
+    pub async fn embed_input<Reply: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &EmbedRequest,
+        read: impl FnOnce(Reply) -> (Option<Vec<f32>>, Option<String>, TokenUsage),
+    ) -> Result<EmbedResponse, ProviderError> {
+        let reply: Reply = self
+            .send_json(self.request(Method::POST, path).json(request))
+            .await?;
+        let (vector, model, usage) = read(reply);
+        Ok(EmbedResponse {
+            vector: vector.ok_or_else(|| self.malformed("no embedding in the answer"))?,
+            model: model.unwrap_or_else(|| request.model.clone()),
+            usage,
+        })
     }
 
     /// Sends a request and decodes its JSON answer.

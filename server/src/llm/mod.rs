@@ -225,11 +225,17 @@ struct ChatCall<'a> {
 trait Wire: Send + Sync {
     async fn chat(&self, call: ChatCall<'_>) -> Result<ChatResponse, ProviderError>;
 
+    /// Embeddings, for providers that have them.
     async fn embed(
         &self,
         http: &http::Endpoint,
-        request: &EmbedRequest,
-    ) -> Result<EmbedResponse, ProviderError>;
+        _request: &EmbedRequest,
+    ) -> Result<EmbedResponse, ProviderError> {
+        Err(ProviderError::fatal(format!(
+            "{}: embeddings are unsupported by this provider",
+            http.provider
+        )))
+    }
 
     async fn list_models(&self, http: &http::Endpoint) -> Result<Vec<String>, ProviderError>;
 }

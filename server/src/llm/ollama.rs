@@ -74,25 +74,14 @@ impl Wire for Ollama {
         http: &Endpoint,
         request: &EmbedRequest,
     ) -> Result<EmbedResponse, ProviderError> {
-        let body = EmbedBody {
-            model: &request.model,
-            input: &request.input,
-        };
-        let builder = http.request(Method::POST, "/api/embed").json(&body);
-        let reply: EmbedReply = http.send_json(builder).await?;
-        let vector = reply
-            .embeddings
-            .into_iter()
-            .next()
-            .ok_or_else(|| http.malformed("no embedding in the answer"))?;
-        Ok(EmbedResponse {
-            vector,
-            model: reply.model.unwrap_or_else(|| request.model.clone()),
-            usage: TokenUsage {
+        http.embed_input("/api/embed", request, |reply: EmbedReply| {
+            let usage = TokenUsage {
                 input_tokens: reply.prompt_eval_count,
                 output_tokens: 0,
-            },
+            };
+            (reply.embeddings.into_iter().next(), reply.model, usage)
         })
+        .await
     }
 
     async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
@@ -159,12 +148,6 @@ impl ChatLine {
             finish_reason: self.done_reason,
         }
     }
-}
-
-#[derive(Serialize)]
-struct EmbedBody<'a> {
-    model: &'a str,
-    input: &'a str,
 }
 
 #[derive(Deserialize)]

@@ -118,23 +118,12 @@ impl Wire for OpenAi {
         http: &Endpoint,
         request: &EmbedRequest,
     ) -> Result<EmbedResponse, ProviderError> {
-        let body = EmbedBody {
-            model: &request.model,
-            input: &request.input,
-        };
-        let builder = http.request(Method::POST, "/v1/embeddings").json(&body);
-        let reply: EmbeddingList = http.send_json(builder).await?;
-        let vector = reply
-            .data
-            .into_iter()
-            .next()
-            .map(|item| item.embedding)
-            .ok_or_else(|| http.malformed("no embedding in the answer"))?;
-        Ok(EmbedResponse {
-            vector,
-            model: reply.model.unwrap_or_else(|| request.model.clone()),
-            usage: reply.usage.map(Usage::tokens).unwrap_or_default(),
+        http.embed_input("/v1/embeddings", request, |reply: EmbeddingList| {
+            let vector = reply.data.into_iter().next().map(|item| item.embedding);
+            let usage = reply.usage.map(Usage::tokens).unwrap_or_default();
+            (vector, reply.model, usage)
         })
+        .await
     }
 
     async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
@@ -204,12 +193,6 @@ impl Usage {
             output_tokens: self.completion_tokens,
         }
     }
-}
-
-#[derive(Serialize)]
-struct EmbedBody<'a> {
-    model: &'a str,
-    input: &'a str,
 }
 
 #[derive(Deserialize)]

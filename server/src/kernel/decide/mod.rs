@@ -143,6 +143,9 @@ fn run_ended(run: &RunRecord) -> Rejection {
 }
 
 /// A plan that rejects the decision.
+/// A decision given the compiled chain, the snapshot and the time.
+pub type ChainDecision = dyn Fn(&Given) -> Plan + Send + Sync;
+
 fn rejected(rejection: Rejection) -> Plan {
     Plan::reject(rejection.kind, rejection.message)
 }

@@ -4,15 +4,8 @@ use std::sync::Mutex;
 
 use super::reason;
 use crate::chain::CompiledTask;
+pub use crate::chain::template::RenderJob;
 use crate::chain::template::TemplateError;
-
-/// A template render a decision needs: its template and the context it
-/// sees.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderJob {
-    pub template: String,
-    pub context: serde_json::Value,
-}
 
 /// The renders a decision may use. Templates are never rendered inside a
 /// decision: decisions run in the store's write transaction under the run's

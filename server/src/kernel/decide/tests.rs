@@ -144,10 +144,7 @@ fn claimed_starts_the_run_once_and_sets_deadlines() {
 
 #[test]
 fn complete_follows_the_transition() {
-    let mut run = TestRun::start(
-        chain(vec![task("a", "noop").then("b"), task("b", "noop")]),
-        "x",
-    );
+    let mut run = TestRun::start(then_b(task("a", "noop")), "x");
     let plan = run.complete("a", "out-a");
     assert_eq!(
         event_types(&plan),
@@ -297,7 +294,7 @@ fn loops_stop_at_max_steps() {
 
 #[test]
 fn retry_run_after_a_failure_outside_any_attempt_starts_from_the_entry() {
-    let mut definition = chain(vec![task("a", "noop").then("b"), task("b", "noop")]);
+    let mut definition = then_b(task("a", "noop"));
     definition.token_limit = 10;
     let mut run = TestRun::start(definition, "x");
     let lease = run.lease("a");
@@ -347,7 +344,7 @@ fn heads_keep_active_latest_and_latest_successful_attempts() {
 
 #[test]
 fn token_limit_fails_the_run() {
-    let mut definition = chain(vec![task("a", "noop").then("b"), task("b", "noop")]);
+    let mut definition = then_b(task("a", "noop"));
     definition.token_limit = 100;
     // (tokens spent, run status afterwards)
     for (spent, status) in [(100, RunStatus::Running), (101, RunStatus::Failed)] {
@@ -802,22 +799,11 @@ fn release_progress_and_extend_touch_only_the_lease() {
 
 /// A run of a worker task in `status`, its attempt leased.
 fn run_in(status: RunStatus) -> TestRun {
-    let mut run = TestRun::start(
-        chain_of(worker("a").then("b")).tap(|c| c.tasks.push(task("b", "noop"))),
-        "x",
-    );
+    let mut run = TestRun::start(then_b(worker("a")), "x");
     run.lease("a");
     run.snapshot.run.status = status;
     run
 }
-
-trait Tap: Sized {
-    fn tap(mut self, edit: impl FnOnce(&mut Self)) -> Self {
-        edit(&mut self);
-        self
-    }
-}
-impl Tap for pb::Chain {}
 
 #[derive(Debug, PartialEq)]
 enum Answer {
@@ -1044,13 +1030,7 @@ fn input_answers_a_waiting_task_once_per_request() {
 
 #[test]
 fn input_is_refused_when_nothing_waits_for_it() {
-    let mut run = TestRun::start(
-        chain(vec![
-            task("ask", "human_input").then("b"),
-            task("b", "noop"),
-        ]),
-        "x",
-    );
+    let mut run = TestRun::start(then_b(task("ask", "human_input")), "x");
     run.step(|g| cancel(g, ""));
     let plan = run.decide(|g| submit_input(g, "b", value::text("x"), None));
     assert!(rejection(&plan).1.contains("not waiting for input"));
@@ -1063,13 +1043,7 @@ fn input_is_refused_when_nothing_waits_for_it() {
 
 #[test]
 fn the_same_snapshot_and_time_decide_the_same() {
-    let mut run = TestRun::start(
-        chain(vec![
-            worker("a").retry(fixed_retry(3, "1s")).then("b"),
-            task("b", "noop"),
-        ]),
-        "x",
-    );
+    let mut run = TestRun::start(then_b(worker("a").retry(fixed_retry(3, "1s"))), "x");
     let lease = run.lease("a");
     let decide_once = |run: &mut TestRun| {
         let mut plan = run.decide(|g| fail(g, &lease.attempt_id, &lease.token, boom(true), 0.25));

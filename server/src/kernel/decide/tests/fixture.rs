@@ -151,6 +151,11 @@ pub fn chain(tasks: Vec<pb::Task>) -> pb::Chain {
     }
 }
 
+/// `first`, then a `noop` task `b`.
+pub fn then_b(first: pb::Task) -> pb::Chain {
+    chain(vec![first.then("b"), task("b", "noop")])
+}
+
 pub fn compile(chain: &pb::Chain) -> CompiledChain {
     chain::compile(chain).unwrap_or_else(|violations| panic!("invalid test chain: {violations:?}"))
 }
