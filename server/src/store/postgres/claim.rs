@@ -2,7 +2,16 @@
 //! (`SKIP LOCKED`), counts what capped queues and tenants hold, and applies
 //! what the kernel's [`ClaimPolicy`] decides.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::PgConnection;
+
+use super::writes::Writes;
+use crate::store::codec::{
+    PlainColumns, attempt_from_row, decode_all, fold_claim_plan, lease_refused, run_from_row,
+    sort_in_claim_order, truncate_to_micros,
+};
+use crate::store::{AttemptRecord, ClaimFn, ClaimPolicy, Claimed, PostgresStore, StoreResult};
 
 /// Ready attempts to lease, in claim order, locked; `SKIP LOCKED` passes
 /// over attempts another claim holds, so this never waits. One ordered scan

@@ -7,8 +7,65 @@
 //! creating transaction: a concurrent duplicate blocks on the key's primary
 //! key until the first transaction ends and then finds its row.
 
+/// Columns of a run row, selected from the alias `r`.
+macro_rules! run_columns {
+    () => {
+        "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
+         r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, r.request_id, r.steps, \
+         r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
+         r.started_at, r.ended_at, r.updated_at"
+    };
+}
+
+/// Columns of an attempt row, selected from the alias `a`.
+macro_rules! attempt_columns {
+    () => {
+        "a.id, a.run_id, a.task_id, a.attempt, a.step, a.status, a.queue, a.priority, \
+         a.available_at, a.deadline, a.lease_owner, a.lease_token, a.lease_expires_at, \
+         a.lease_expiries, a.input, a.prompt, a.output, a.error, a.dead_lettered, a.backend_id, \
+         a.model, a.input_tokens, a.output_tokens, a.created_at, a.started_at, a.ended_at"
+    };
+}
+
+/// The parts of a write statement that insert attempts (`$1`..`$26`) and
+/// events (`$27`..`$29`), each an `INSERT … SELECT` over `UNNEST`ed column
+/// arrays (rows named `u`, filtered by the optional `WHERE` clause given).
+/// Bound by [`bind_inserts`].
+macro_rules! insert_attempts_and_events {
+    () => {
+        insert_attempts_and_events!("")
+    };
+    ($filter:literal) => {
+        concat!(
+            "attempt_inserts AS (\
+             INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, priority, \
+             available_at, deadline, lease_owner, lease_token, lease_expires_at, lease_expiries, \
+             input, prompt, output, error, dead_lettered, backend_id, model, input_tokens, \
+             output_tokens, created_at, started_at, ended_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
+             $6::text[], $7::text[], $8::int4[], $9::timestamptz[], $10::timestamptz[], \
+             $11::text[], $12::text[], $13::timestamptz[], $14::int4[], $15::bytea[], \
+             $16::bytea[], $17::bytea[], $18::bytea[], $19::bool[], $20::text[], $21::text[], \
+             $22::int8[], $23::int8[], $24::timestamptz[], $25::timestamptz[], \
+             $26::timestamptz[]) AS u(id, run_id, task_id, attempt, step, status, queue, \
+             priority, available_at, deadline, lease_owner, lease_token, lease_expires_at, \
+             lease_expiries, input, prompt, output, error, dead_lettered, backend_id, model, \
+             input_tokens, output_tokens, created_at, started_at, ended_at) ",
+            $filter,
+            "), event_inserts AS (\
+             INSERT INTO run_events (run_id, seq, payload) \
+             SELECT * FROM UNNEST($27::text[], $28::int8[], $29::bytea[]) \
+             AS u(run_id, seq, payload) ",
+            $filter,
+            ")"
+        )
+    };
+}
+
 mod backends;
 mod chains;
+mod claim;
+mod create;
 mod hooks;
 mod idempotency;
 mod models;
@@ -17,6 +74,8 @@ mod retry;
 mod runs;
 mod sessions;
 mod signals;
+mod transitions;
+mod writes;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,8 +93,6 @@ use crate::store::codec::{
 };
 use crate::store::sealed;
 use crate::store::{BUILTIN_POOLS, Page, PageQuery, Store, StoreError, StoreResult};
-
-use idempotency::{Reservation, reserve};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

@@ -9,7 +9,9 @@ use chrono::TimeDelta;
 
 use super::*;
 use crate::kernel::lease::ClaimRequest;
-use crate::store::{RunStatus, Store};
+use std::collections::{BTreeMap, HashSet};
+
+use crate::store::{AttemptStatus, Plan, RunSnapshot, RunStatus, Store};
 
 async fn fresh_store() -> PostgresStore {
     let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)

@@ -12,6 +12,8 @@
 
 mod backends;
 mod chains;
+mod claim;
+mod create;
 mod hooks;
 mod idempotency;
 mod models;
@@ -19,6 +21,8 @@ mod pools;
 mod runs;
 mod sessions;
 mod signals;
+mod transitions;
+mod writes;
 
 use std::time::Duration;
 

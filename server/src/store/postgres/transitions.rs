@@ -1,0 +1,252 @@
+//! PostgreSQL transitions: lock the run, read the attempts its decision
+//! needs, decide, write the plan in one statement. One try each; the trait
+//! methods retry them.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::idempotency::{Reservation, reserve};
+use super::not_found;
+use super::writes::Writes;
+use crate::store::codec::{attempt_from_row, outside_run, run_from_row};
+use crate::store::{
+    AttemptRecord, AttemptStatus, Decision, PostgresStore, RunRecord, RunSnapshot, StoreResult,
+    TransitionOutcome, Verdict,
+};
+
+/// Opens the transactions of the hot path. Their statements are prepared
+/// once per connection, and with arrays as parameters the planner's custom
+/// plans never look cheaper than re-planning, so Postgres would plan the
+/// larger ones on every execution (about as long as running them). A
+/// generic plan is planned once per connection; `SET LOCAL` rides along
+/// with BEGIN, in the same round trip, and ends with the transaction.
+///
+/// A generic plan made while the tables are still small (a fresh database)
+/// would scan them whole, and the connection would keep that plan as they
+/// grow: every statement here is a keyed lookup, so sequential scans are
+/// ruled out for these transactions.
+const BEGIN_HOT: &str =
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
+
+/// The attempts each run's decision needs (see [`RunSnapshot`]), by run id,
+/// each ordered by `(step, id)`: one statement for the runs that keep heads,
+/// one for those that do not (written before heads were kept).
+async fn snapshot_attempts(
+    conn: &mut PgConnection,
+    wanted: &[(&RunRecord, &Decision)],
+) -> StoreResult<HashMap<String, Vec<AttemptRecord>>> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut whole_runs: Vec<&str> = Vec::new();
+    for (run, decision) in wanted {
+        match decision.attempt_ids(run) {
+            Some(heads) => ids.extend(heads),
+            None => whole_runs.push(run.id.as_str()),
+        }
+    }
+    let mut rows = Vec::new();
+    if !ids.is_empty() {
+        rows.extend(
+            sqlx::query(concat!(
+                "SELECT ",
+                attempt_columns!(),
+                " FROM attempts a WHERE a.id = ANY($1)"
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    if !whole_runs.is_empty() {
+        rows.extend(
+            sqlx::query(concat!(
+                "SELECT ",
+                attempt_columns!(),
+                " FROM attempts a WHERE a.run_id = ANY($1)"
+            ))
+            .bind(&whole_runs)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
+    let runs: HashSet<&str> = wanted.iter().map(|(run, _)| run.id.as_str()).collect();
+    let mut seen = HashSet::new();
+    let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+    for row in &rows {
+        let attempt = attempt_from_row(row)?;
+        // A decision may name an attempt of another run: not its own.
+        if runs.contains(attempt.run_id.as_str()) && seen.insert(attempt.id.clone()) {
+            attempts
+                .entry(attempt.run_id.clone())
+                .or_default()
+                .push(attempt);
+        }
+    }
+    for list in attempts.values_mut() {
+        list.sort_by(|a, b| (a.step, &a.id).cmp(&(b.step, &b.id)));
+    }
+    Ok(attempts)
+}
+
+impl PostgresStore {
+    pub(super) async fn begin_hot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.pool().begin_with(BEGIN_HOT).await?)
+    }
+
+    pub(super) async fn try_transition(
+        &self,
+        run_id: &str,
+        decide: &Decision,
+    ) -> StoreResult<TransitionOutcome> {
+        let mut tx = self.begin_hot().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs r WHERE r.id = $1 FOR UPDATE"
+        ))
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found("run", run_id))?;
+        let run = run_from_row(&row)?;
+        if let Some(key) = &decide.idempotency {
+            // Reserved before deciding; a rejected plan rolls it back.
+            if let Reservation::Replay { .. } = reserve(&mut tx, key, run_id).await? {
+                tx.rollback().await?;
+                return Ok(TransitionOutcome::Replayed(run));
+            }
+        }
+        // A separate statement, so its snapshot is taken after the lock:
+        // nothing can change the run's attempts until commit.
+        let attempts = snapshot_attempts(&mut tx, &[(&run, decide)])
+            .await?
+            .remove(run_id)
+            .unwrap_or_default();
+        let snapshot = RunSnapshot { run, attempts };
+        let plan = decide.decide(&snapshot);
+        if let Verdict::Reject(rejection) = plan.verdict {
+            tx.rollback().await?;
+            return Ok(TransitionOutcome::Rejected(rejection));
+        }
+        let own: HashSet<&str> = snapshot.attempts.iter().map(|a| a.id.as_str()).collect();
+        if let Some(stray) = plan
+            .attempt_updates
+            .iter()
+            .find(|a| !own.contains(a.id.as_str()))
+        {
+            return Err(outside_run(
+                run_id,
+                format!(
+                    "updates attempt {:?}, which is not one of its attempts",
+                    stray.id
+                ),
+            ));
+        }
+        // A claim holding one of the run's ready attempts is waiting for
+        // the run lock this transaction holds; waiting for the attempt would
+        // deadlock. Take them without waiting, or give way and retry.
+        let rewritten: HashSet<&str> = plan.attempt_updates.iter().map(|a| a.id.as_str()).collect();
+        let ready: Vec<&str> = snapshot
+            .attempts
+            .iter()
+            .filter(|a| a.status == AttemptStatus::Ready && rewritten.contains(a.id.as_str()))
+            .map(|a| a.id.as_str())
+            .collect();
+        if !ready.is_empty() {
+            sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
+                .bind(&ready)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut writes = Writes::default();
+        let (run, events) = writes.stage(&snapshot.run, plan)?;
+        writes.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(TransitionOutcome::Applied { run, events })
+    }
+
+    pub(super) async fn try_transition_many(
+        &self,
+        items: &[(String, Decision)],
+    ) -> StoreResult<Vec<StoreResult<TransitionOutcome>>> {
+        let mut tx = self.begin_hot().await?;
+        let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        // Runs in id order (as claims lock them), then their attempts in a
+        // separate statement, so its snapshot follows the locks.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut runs: HashMap<String, RunRecord> = HashMap::new();
+        for row in &rows {
+            let run = run_from_row(row)?;
+            runs.insert(run.id.clone(), run);
+        }
+        let wanted: Vec<(&RunRecord, &Decision)> = items
+            .iter()
+            .filter_map(|(id, decide)| Some((runs.get(id)?, decide)))
+            .collect();
+        let mut attempts = snapshot_attempts(&mut tx, &wanted).await?;
+        let mut writes = Writes::default();
+        let mut ready: Vec<String> = Vec::new();
+        let mut results = Vec::with_capacity(items.len());
+        for (run_id, decide) in items {
+            let Some(run) = runs.get(run_id) else {
+                results.push(Err(not_found("run", run_id)));
+                continue;
+            };
+            let snapshot = RunSnapshot {
+                run: run.clone(),
+                attempts: attempts.remove(run_id).unwrap_or_default(),
+            };
+            let plan = decide.decide(&snapshot);
+            if let Verdict::Reject(rejection) = plan.verdict {
+                results.push(Ok(TransitionOutcome::Rejected(rejection)));
+                continue;
+            }
+            let own: HashSet<&str> = snapshot.attempts.iter().map(|a| a.id.as_str()).collect();
+            if let Some(stray) = plan
+                .attempt_updates
+                .iter()
+                .find(|a| !own.contains(a.id.as_str()))
+            {
+                return Err(outside_run(
+                    run_id,
+                    format!(
+                        "updates attempt {:?}, which is not one of its attempts",
+                        stray.id
+                    ),
+                ));
+            }
+            let rewritten: HashSet<&str> =
+                plan.attempt_updates.iter().map(|a| a.id.as_str()).collect();
+            ready.extend(
+                snapshot
+                    .attempts
+                    .iter()
+                    .filter(|a| {
+                        a.status == AttemptStatus::Ready && rewritten.contains(a.id.as_str())
+                    })
+                    .map(|a| a.id.clone()),
+            );
+            let (run, events) = writes.stage(&snapshot.run, plan)?;
+            results.push(Ok(TransitionOutcome::Applied { run, events }));
+        }
+        // As in `try_transition`: never wait for a ready attempt a claim
+        // holds while holding run locks.
+        if !ready.is_empty() {
+            sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
+                .bind(&ready)
+                .execute(&mut *tx)
+                .await?;
+        }
+        writes.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+}
