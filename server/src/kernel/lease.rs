@@ -248,32 +248,9 @@ mod tests {
     fn a_grant_leases_the_attempt_and_nothing_else() {
         let now = chrono::Utc::now();
         let attempt = AttemptRecord {
-            id: "a".into(),
-            run_id: "r".into(),
-            task_id: "t".into(),
-            attempt: 1,
-            step: 1,
-            status: AttemptStatus::Ready,
             queue: "q".into(),
-            priority: 0,
-            available_at: now,
-            deadline: None,
-            lease_owner: None,
-            lease_token: None,
-            lease_expires_at: None,
             lease_expiries: 2,
-            input: Vec::new(),
-            prompt: None,
-            output: None,
-            error: None,
-            dead_lettered: false,
-            backend_id: None,
-            model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            created_at: now,
-            started_at: None,
-            ended_at: None,
+            ..AttemptRecord::ready("a".into(), "r".into(), "t".into(), now)
         };
         let until = expiry(now, 1500).unwrap();
         let leased = grant(&attempt, "w", now, until, 0xab);

@@ -211,6 +211,42 @@ pub struct AttemptRecord {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+impl AttemptRecord {
+    /// Attempt 1 of `task_id` at step 1 of `run_id`, ready on the default
+    /// queue and created and available at `at`: not leased, with no input,
+    /// result or usage yet. Callers set what differs by struct update.
+    pub fn ready(id: String, run_id: String, task_id: String, at: DateTime<Utc>) -> AttemptRecord {
+        AttemptRecord {
+            id,
+            run_id,
+            task_id,
+            attempt: 1,
+            step: 1,
+            status: AttemptStatus::Ready,
+            queue: String::new(),
+            priority: 0,
+            available_at: at,
+            deadline: None,
+            lease_owner: None,
+            lease_token: None,
+            lease_expires_at: None,
+            lease_expiries: 0,
+            input: Vec::new(),
+            prompt: None,
+            output: None,
+            error: None,
+            dead_lettered: false,
+            backend_id: None,
+            model: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            created_at: at,
+            started_at: None,
+            ended_at: None,
+        }
+    }
+}
+
 /// A stored run event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {

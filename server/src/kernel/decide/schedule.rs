@@ -65,9 +65,6 @@ impl Step<'_> {
             self.run.executions += 1;
         }
         let mut attempt = AttemptRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            run_id: self.run.id.clone(),
-            task_id: task.id.clone(),
             attempt: attempt_number,
             step: self.run.steps,
             status: if task.handler == Handler::HumanInput {
@@ -81,23 +78,13 @@ impl Step<'_> {
                 .unwrap_or_else(|| INTERNAL_QUEUE.to_string()),
             priority: self.run.priority,
             available_at,
-            deadline: None,
-            lease_owner: None,
-            lease_token: None,
-            lease_expires_at: None,
-            lease_expiries: 0,
             input: value::encode(&input),
-            prompt: None,
-            output: None,
-            error: None,
-            dead_lettered: false,
-            backend_id: None,
-            model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            created_at: self.now,
-            started_at: None,
-            ended_at: None,
+            ..AttemptRecord::ready(
+                uuid::Uuid::now_v7().to_string(),
+                self.run.id.clone(),
+                task.id.clone(),
+                self.now,
+            )
         };
         match prompt {
             Ok(prompt) => attempt.prompt = prompt,

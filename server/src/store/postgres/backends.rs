@@ -5,10 +5,9 @@ use chrono::SubsecRound;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::idempotency::replayed_key;
 use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation, revision_mismatch};
 use crate::secrets::SecretBox;
-use crate::store::codec::{backend_from_row, commit_created, not_found};
+use crate::store::codec::{backend_from_row, not_found};
 use crate::store::sealed;
 use crate::store::{
     BackendRecord, BackendState, BackendStore, Created, IdempotencyKey, Page, PageQuery,
@@ -50,55 +49,54 @@ impl BackendStore for PostgresStore {
         backend: BackendRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<BackendRecord>> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = replayed_key(&mut tx, idempotency.as_ref(), &backend.id).await? {
-            let record = fetch_backend(&mut tx, &key, &self.secrets).await?;
-            return Ok(Created {
-                record,
-                replayed: true,
-            });
-        }
-        let created_at = now();
-        let row = sqlx::query(concat!(
-            "INSERT INTO backends AS b (id, name, backend_type, base_url, api_key, priority, \
-             max_concurrency, request_timeout_ms, labels, health, models, last_error, \
-             last_sync_at, latency_ms, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $15) \
-             RETURNING ",
-            backend_columns!()
-        ))
-        .bind(&backend.id)
-        .bind(&backend.name)
-        .bind(&backend.backend_type)
-        .bind(&backend.base_url)
-        .bind(sealed::seal_api_key(
-            &self.secrets,
-            &backend.id,
-            backend.api_key.as_deref(),
-        ))
-        .bind(backend.priority)
-        .bind(backend.max_concurrency)
-        .bind(backend.request_timeout_ms)
-        .bind(Json(&backend.labels))
-        .bind(&backend.state.health)
-        .bind(&backend.state.models)
-        .bind(&backend.state.last_error)
-        .bind(backend.state.last_sync_at.map(|at| at.trunc_subsecs(6)))
-        .bind(backend.state.latency_ms)
-        .bind(created_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| {
-            on_unique_violation(err, "backend", |constraint| {
-                if constraint == Some("backends_name_key") {
-                    backend.name.clone()
-                } else {
-                    backend.id.clone()
-                }
-            })
-        })?;
-        let record = backend_from_row(&row, &self.secrets)?;
-        commit_created(tx, record, false).await
+        let secrets = &self.secrets;
+        let fetch =
+            async |conn: &mut PgConnection, key: &str| fetch_backend(conn, key, secrets).await;
+        let insert = async |tx: &mut PgConnection| {
+            let created_at = now();
+            let row = sqlx::query(concat!(
+                "INSERT INTO backends AS b (id, name, backend_type, base_url, api_key, priority, \
+                 max_concurrency, request_timeout_ms, labels, health, models, last_error, \
+                 last_sync_at, latency_ms, revision, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $15) \
+                 RETURNING ",
+                backend_columns!()
+            ))
+            .bind(&backend.id)
+            .bind(&backend.name)
+            .bind(&backend.backend_type)
+            .bind(&backend.base_url)
+            .bind(sealed::seal_api_key(
+                &self.secrets,
+                &backend.id,
+                backend.api_key.as_deref(),
+            ))
+            .bind(backend.priority)
+            .bind(backend.max_concurrency)
+            .bind(backend.request_timeout_ms)
+            .bind(Json(&backend.labels))
+            .bind(&backend.state.health)
+            .bind(&backend.state.models)
+            .bind(&backend.state.last_error)
+            .bind(backend.state.last_sync_at.map(|at| at.trunc_subsecs(6)))
+            .bind(backend.state.latency_ms)
+            .bind(created_at)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| {
+                on_unique_violation(err, "backend", |constraint| {
+                    if constraint == Some("backends_name_key") {
+                        backend.name.clone()
+                    } else {
+                        backend.id.clone()
+                    }
+                })
+            })?;
+            let record = backend_from_row(&row, &self.secrets)?;
+            Ok(record)
+        };
+        let key = (idempotency.as_ref(), backend.id.as_str());
+        self.create_once(key, fetch, insert).await
     }
 
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {

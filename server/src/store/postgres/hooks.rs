@@ -4,10 +4,9 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::idempotency::replayed_key;
 use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation, revision_mismatch};
 use crate::secrets::SecretBox;
-use crate::store::codec::{commit_created, hook_from_row};
+use crate::store::codec::hook_from_row;
 use crate::store::sealed;
 use crate::store::{Created, HookRecord, HookStore, IdempotencyKey, Page, PageQuery, StoreResult};
 
@@ -49,34 +48,32 @@ impl HookStore for PostgresStore {
         hook: HookRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<HookRecord>> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = replayed_key(&mut tx, idempotency.as_ref(), &hook.name).await? {
-            let record = fetch_hook(&mut tx, &key, &self.secrets).await?;
-            return Ok(Created {
-                record,
-                replayed: true,
-            });
-        }
-        let row = sqlx::query(concat!(
-            "INSERT INTO hooks AS h (name, description, url, method, timeout_ms, headers, \
-             secret_headers, queue, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING ",
-            hook_columns!()
-        ))
-        .bind(&hook.name)
-        .bind(&hook.description)
-        .bind(&hook.url)
-        .bind(&hook.method)
-        .bind(hook.timeout_ms)
-        .bind(Json(&hook.headers))
-        .bind(self.sealed_headers(&hook)?)
-        .bind(&hook.queue)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| on_unique_violation(err, "hook", |_| hook.name.clone()))?;
-        let record = hook_from_row(&row, &self.secrets)?;
-        commit_created(tx, record, false).await
+        let secrets = &self.secrets;
+        let fetch = async |conn: &mut PgConnection, key: &str| fetch_hook(conn, key, secrets).await;
+        let insert = async |tx: &mut PgConnection| {
+            let row = sqlx::query(concat!(
+                "INSERT INTO hooks AS h (name, description, url, method, timeout_ms, headers, \
+                 secret_headers, queue, revision, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) RETURNING ",
+                hook_columns!()
+            ))
+            .bind(&hook.name)
+            .bind(&hook.description)
+            .bind(&hook.url)
+            .bind(&hook.method)
+            .bind(hook.timeout_ms)
+            .bind(Json(&hook.headers))
+            .bind(self.sealed_headers(&hook)?)
+            .bind(&hook.queue)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| on_unique_violation(err, "hook", |_| hook.name.clone()))?;
+            let record = hook_from_row(&row, &self.secrets)?;
+            Ok(record)
+        };
+        let key = (idempotency.as_ref(), hook.name.as_str());
+        self.create_once(key, fetch, insert).await
     }
 
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {

@@ -3,8 +3,8 @@
 
 use sqlx::PgConnection;
 
-use crate::store::codec::PlainColumns;
-use crate::store::{IdempotencyKey, StoreError, StoreResult};
+use crate::store::codec::{PlainColumns, commit_created};
+use crate::store::{Created, IdempotencyKey, PostgresStore, StoreError, StoreResult};
 
 /// What an idempotency key says about a create.
 pub(super) enum Reservation {
@@ -102,4 +102,27 @@ pub(super) async fn replayed_key(
         Reservation::Fresh => None,
         Reservation::Replay { resource_key, .. } => Some(resource_key),
     })
+}
+
+impl PostgresStore {
+    /// Creates a record in one transaction: for a request seen before, the
+    /// record it created (read by `fetch`); otherwise what `insert` writes,
+    /// its key (`resource_key`) reserved first.
+    pub(super) async fn create_once<T>(
+        &self,
+        (idempotency, resource_key): (Option<&IdempotencyKey>, &str),
+        fetch: impl AsyncFnOnce(&mut PgConnection, &str) -> StoreResult<T>,
+        insert: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<T>,
+    ) -> StoreResult<Created<T>> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = replayed_key(&mut tx, idempotency, resource_key).await? {
+            let record = fetch(&mut tx, &key).await?;
+            return Ok(Created {
+                record,
+                replayed: true,
+            });
+        }
+        let record = insert(&mut tx).await?;
+        commit_created(tx, record, false).await
+    }
 }

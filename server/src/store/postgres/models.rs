@@ -3,9 +3,8 @@
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use super::idempotency::replayed_key;
 use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation};
-use crate::store::codec::{commit_created, model_from_row};
+use crate::store::codec::model_from_row;
 use crate::store::{
     Created, IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, StoreResult,
 };
@@ -34,37 +33,34 @@ impl ModelStore for PostgresStore {
         model: ModelRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ModelRecord>> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = replayed_key(&mut tx, idempotency.as_ref(), &model.name).await? {
-            let record = fetch_model(&mut tx, &key).await?;
-            return Ok(Created {
-                record,
-                replayed: true,
-            });
-        }
-        let row = sqlx::query(concat!(
-            "INSERT INTO models AS m (id, name, context_length, capabilities, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING ",
-            model_columns!()
-        ))
-        .bind(&model.id)
-        .bind(&model.name)
-        .bind(model.context_length)
-        .bind(&model.capabilities)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| {
-            on_unique_violation(err, "model", |constraint| {
-                if constraint == Some("models_id_key") {
-                    model.id.clone()
-                } else {
-                    model.name.clone()
-                }
-            })
-        })?;
-        let record = model_from_row(&row)?;
-        commit_created(tx, record, false).await
+        let fetch = async |conn: &mut PgConnection, key: &str| fetch_model(conn, key).await;
+        let insert = async |tx: &mut PgConnection| {
+            let row = sqlx::query(concat!(
+                "INSERT INTO models AS m (id, name, context_length, capabilities, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                model_columns!()
+            ))
+            .bind(&model.id)
+            .bind(&model.name)
+            .bind(model.context_length)
+            .bind(&model.capabilities)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| {
+                on_unique_violation(err, "model", |constraint| {
+                    if constraint == Some("models_id_key") {
+                        model.id.clone()
+                    } else {
+                        model.name.clone()
+                    }
+                })
+            })?;
+            let record = model_from_row(&row)?;
+            Ok(record)
+        };
+        let key = (idempotency.as_ref(), model.name.as_str());
+        self.create_once(key, fetch, insert).await
     }
 
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {

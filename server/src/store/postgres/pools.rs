@@ -5,15 +5,12 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
 
 use super::backends::backend_columns;
-use super::idempotency::replayed_key;
 use super::models::model_columns;
 use super::{
     PostgresStore, fetch_one, fetch_page, now, on_foreign_key_violation, on_unique_violation,
     require,
 };
-use crate::store::codec::{
-    backend_from_row, commit_created, model_from_row, pool_from_row, refuse_builtin_pool,
-};
+use crate::store::codec::{backend_from_row, model_from_row, pool_from_row, refuse_builtin_pool};
 use crate::store::{
     BackendRecord, Created, IdempotencyKey, ModelRecord, Page, PageQuery, PoolRecord, PoolStore,
     StoreResult,
@@ -84,28 +81,25 @@ impl PoolStore for PostgresStore {
         pool: PoolRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<PoolRecord>> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = replayed_key(&mut tx, idempotency.as_ref(), &pool.id).await? {
-            let record = fetch_pool(&mut tx, &key).await?;
-            return Ok(Created {
-                record,
-                replayed: true,
-            });
-        }
-        let row = sqlx::query(concat!(
-            "INSERT INTO pools AS p (id, description, purpose, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING ",
-            pool_columns!()
-        ))
-        .bind(&pool.id)
-        .bind(&pool.description)
-        .bind(&pool.purpose)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| on_unique_violation(err, "pool", |_| pool.id.clone()))?;
-        let record = pool_from_row(&row)?;
-        commit_created(tx, record, false).await
+        let fetch = async |conn: &mut PgConnection, key: &str| fetch_pool(conn, key).await;
+        let insert = async |tx: &mut PgConnection| {
+            let row = sqlx::query(concat!(
+                "INSERT INTO pools AS p (id, description, purpose, created_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING ",
+                pool_columns!()
+            ))
+            .bind(&pool.id)
+            .bind(&pool.description)
+            .bind(&pool.purpose)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| on_unique_violation(err, "pool", |_| pool.id.clone()))?;
+            let record = pool_from_row(&row)?;
+            Ok(record)
+        };
+        let key = (idempotency.as_ref(), pool.id.as_str());
+        self.create_once(key, fetch, insert).await
     }
 
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord> {

@@ -42,7 +42,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::retry::retrying;
-use super::{into_page, not_found, page_limits};
+use super::{fetch_one, into_page, page_limits, require};
 use crate::store::codec::{
     PlainColumns, attempt_from_row, decode_all, event_from_row, run_from_row, truncate_to_micros,
 };
@@ -56,25 +56,12 @@ use crate::store::{
 // Reads shared by several methods
 
 pub(super) async fn fetch_run(conn: &mut PgConnection, id: &str) -> StoreResult<RunRecord> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs r WHERE r.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| not_found("run", id))?;
-    run_from_row(&row)
+    let sql = concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1");
+    fetch_one(conn, sql, ("run", id), run_from_row).await
 }
 
 async fn require_run(conn: &mut PgConnection, id: &str) -> StoreResult<()> {
-    sqlx::query("SELECT 1 FROM runs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| not_found("run", id))
+    require(conn, "SELECT 1 FROM runs WHERE id = $1", ("run", id)).await
 }
 
 // ---------------------------------------------------------------------------
@@ -162,16 +149,13 @@ impl RunStore for PostgresStore {
     }
 
     async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord> {
-        let row = sqlx::query(concat!(
+        let mut conn = self.pool().acquire().await?;
+        let sql = concat!(
             "SELECT ",
             attempt_columns!(),
             " FROM attempts a WHERE a.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| not_found("attempt", id))?;
-        attempt_from_row(&row)
+        );
+        fetch_one(&mut conn, sql, ("attempt", id), attempt_from_row).await
     }
 
     async fn list_attempts(

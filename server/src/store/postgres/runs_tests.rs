@@ -57,32 +57,17 @@ fn run(id: &str) -> RunRecord {
 
 fn ready_attempt(run_id: &str, step: i32) -> AttemptRecord {
     AttemptRecord {
-        id: format!("{run_id}-a{step:02}"),
-        run_id: run_id.to_string(),
-        task_id: format!("task{step}"),
-        attempt: 1,
         step,
-        status: AttemptStatus::Ready,
         queue: "work".to_string(),
-        priority: 0,
         available_at: at(step.into()),
-        deadline: None,
-        lease_owner: None,
-        lease_token: None,
-        lease_expires_at: None,
-        lease_expiries: 0,
         input: vec![step as u8],
-        prompt: None,
-        output: None,
-        error: None,
-        dead_lettered: false,
-        backend_id: None,
-        model: None,
-        input_tokens: 0,
-        output_tokens: 0,
         created_at: at(0),
-        started_at: None,
-        ended_at: None,
+        ..AttemptRecord::ready(
+            format!("{run_id}-a{step:02}"),
+            run_id.to_string(),
+            format!("task{step}"),
+            at(0),
+        )
     }
 }
 

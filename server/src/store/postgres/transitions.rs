@@ -11,8 +11,8 @@ use super::not_found;
 use super::writes::Writes;
 use crate::store::codec::{attempt_from_row, outside_run, run_from_row};
 use crate::store::{
-    AttemptRecord, AttemptStatus, Decision, PostgresStore, RunRecord, RunSnapshot, StoreResult,
-    TransitionOutcome, Verdict,
+    AttemptRecord, AttemptStatus, Decision, Plan, PostgresStore, RunRecord, RunSnapshot,
+    StoreResult, TransitionOutcome, Verdict,
 };
 
 /// Opens the transactions of the hot path. Their statements are prepared
@@ -88,6 +88,49 @@ async fn snapshot_attempts(
     Ok(attempts)
 }
 
+/// The ready attempts of `snapshot` that `plan` rewrites. `Corrupt` if the
+/// plan updates an attempt that is not one of the run's.
+fn ready_rewritten(snapshot: &RunSnapshot, plan: &Plan) -> StoreResult<Vec<String>> {
+    let own: HashMap<&str, &AttemptRecord> = snapshot
+        .attempts
+        .iter()
+        .map(|attempt| (attempt.id.as_str(), attempt))
+        .collect();
+    let mut ready = Vec::new();
+    for update in &plan.attempt_updates {
+        match own.get(update.id.as_str()) {
+            None => {
+                return Err(outside_run(
+                    &snapshot.run.id,
+                    format!(
+                        "updates attempt {:?}, which is not one of its attempts",
+                        update.id
+                    ),
+                ));
+            }
+            Some(attempt) if attempt.status == AttemptStatus::Ready => {
+                ready.push(attempt.id.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ready)
+}
+
+/// Locks the `ready` attempts a transition rewrites without waiting: a
+/// claim holding one of them waits for the run lock the transition holds,
+/// so waiting for the attempt would deadlock. If a claim has one, this
+/// fails and the transaction gives way and retries.
+async fn lock_ready_nowait(conn: &mut PgConnection, ready: &[String]) -> StoreResult<()> {
+    if !ready.is_empty() {
+        sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
+            .bind(ready)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     pub(super) async fn begin_hot(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.pool().begin_with(BEGIN_HOT).await?)
@@ -128,36 +171,8 @@ impl PostgresStore {
             tx.rollback().await?;
             return Ok(TransitionOutcome::Rejected(rejection));
         }
-        let own: HashSet<&str> = snapshot.attempts.iter().map(|a| a.id.as_str()).collect();
-        if let Some(stray) = plan
-            .attempt_updates
-            .iter()
-            .find(|a| !own.contains(a.id.as_str()))
-        {
-            return Err(outside_run(
-                run_id,
-                format!(
-                    "updates attempt {:?}, which is not one of its attempts",
-                    stray.id
-                ),
-            ));
-        }
-        // A claim holding one of the run's ready attempts is waiting for
-        // the run lock this transaction holds; waiting for the attempt would
-        // deadlock. Take them without waiting, or give way and retry.
-        let rewritten: HashSet<&str> = plan.attempt_updates.iter().map(|a| a.id.as_str()).collect();
-        let ready: Vec<&str> = snapshot
-            .attempts
-            .iter()
-            .filter(|a| a.status == AttemptStatus::Ready && rewritten.contains(a.id.as_str()))
-            .map(|a| a.id.as_str())
-            .collect();
-        if !ready.is_empty() {
-            sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
-                .bind(&ready)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let ready = ready_rewritten(&snapshot, &plan)?;
+        lock_ready_nowait(&mut tx, &ready).await?;
         let mut writes = Writes::default();
         let (run, events) = writes.stage(&snapshot.run, plan)?;
         writes.apply(&mut tx).await?;
@@ -209,42 +224,11 @@ impl PostgresStore {
                 results.push(Ok(TransitionOutcome::Rejected(rejection)));
                 continue;
             }
-            let own: HashSet<&str> = snapshot.attempts.iter().map(|a| a.id.as_str()).collect();
-            if let Some(stray) = plan
-                .attempt_updates
-                .iter()
-                .find(|a| !own.contains(a.id.as_str()))
-            {
-                return Err(outside_run(
-                    run_id,
-                    format!(
-                        "updates attempt {:?}, which is not one of its attempts",
-                        stray.id
-                    ),
-                ));
-            }
-            let rewritten: HashSet<&str> =
-                plan.attempt_updates.iter().map(|a| a.id.as_str()).collect();
-            ready.extend(
-                snapshot
-                    .attempts
-                    .iter()
-                    .filter(|a| {
-                        a.status == AttemptStatus::Ready && rewritten.contains(a.id.as_str())
-                    })
-                    .map(|a| a.id.clone()),
-            );
+            ready.extend(ready_rewritten(&snapshot, &plan)?);
             let (run, events) = writes.stage(&snapshot.run, plan)?;
             results.push(Ok(TransitionOutcome::Applied { run, events }));
         }
-        // As in `try_transition`: never wait for a ready attempt a claim
-        // holds while holding run locks.
-        if !ready.is_empty() {
-            sqlx::query("SELECT 1 FROM attempts WHERE id = ANY($1) FOR NO KEY UPDATE NOWAIT")
-                .bind(&ready)
-                .execute(&mut *tx)
-                .await?;
-        }
+        lock_ready_nowait(&mut tx, &ready).await?;
         writes.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(results)

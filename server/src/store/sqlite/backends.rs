@@ -3,14 +3,13 @@
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
-use super::idempotency::{prior_result, remember_result};
 use super::{
     SqliteStore, check_stored_revision, fetch_one, fetch_page, micros, now, require_absent,
     unique_as_already_exists,
 };
 use crate::secrets::SecretBox;
 use crate::store::codec::{
-    already_exists, backend_from_row, commit_created, not_found, to_json, truncate_to_micros,
+    already_exists, backend_from_row, not_found, to_json, truncate_to_micros,
 };
 use crate::store::sealed;
 use crate::store::{
@@ -43,58 +42,59 @@ impl BackendStore for SqliteStore {
         backend: BackendRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<BackendRecord>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_backend(&mut tx, &prior.resource_key, &self.secrets).await?;
-            return commit_created(tx, record, true).await;
-        }
-        let unique_id = "SELECT 1 FROM backends WHERE id = ?";
-        require_absent(&mut tx, unique_id, ("backend", &backend.id)).await?;
-        let unique_name = "SELECT 1 FROM backends WHERE name = ?";
-        require_absent(&mut tx, unique_name, ("backend", &backend.name)).await?;
-        let created_at = now();
-        let record = BackendRecord {
-            revision: 1,
-            created_at,
-            updated_at: created_at,
-            state: BackendState {
-                last_sync_at: backend.state.last_sync_at.map(truncate_to_micros),
-                ..backend.state
-            },
-            ..backend
+        let secrets = &self.secrets;
+        let fetch =
+            async |conn: &mut SqliteConnection, key: &str| fetch_backend(conn, key, secrets).await;
+        let insert = async |tx: &mut SqliteConnection| {
+            let unique_id = "SELECT 1 FROM backends WHERE id = ?";
+            require_absent(&mut *tx, unique_id, ("backend", &backend.id)).await?;
+            let unique_name = "SELECT 1 FROM backends WHERE name = ?";
+            require_absent(&mut *tx, unique_name, ("backend", &backend.name)).await?;
+            let created_at = now();
+            let record = BackendRecord {
+                revision: 1,
+                created_at,
+                updated_at: created_at,
+                state: BackendState {
+                    last_sync_at: backend.state.last_sync_at.map(truncate_to_micros),
+                    ..backend.state
+                },
+                ..backend
+            };
+            sqlx::query(
+                "INSERT INTO backends (id, name, backend_type, base_url, api_key, priority, \
+                 max_concurrency, request_timeout_ms, labels, health, models, last_error, \
+                 last_sync_at, latency_ms, revision, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&record.id)
+            .bind(&record.name)
+            .bind(&record.backend_type)
+            .bind(&record.base_url)
+            .bind(sealed::seal_api_key(
+                &self.secrets,
+                &record.id,
+                record.api_key.as_deref(),
+            ))
+            .bind(record.priority)
+            .bind(record.max_concurrency)
+            .bind(record.request_timeout_ms)
+            .bind(to_json(&record.labels, "backend labels")?)
+            .bind(&record.state.health)
+            .bind(to_json(&record.state.models, "backend models")?)
+            .bind(&record.state.last_error)
+            .bind(record.state.last_sync_at.map(micros))
+            .bind(record.state.latency_ms)
+            .bind(record.revision)
+            .bind(micros(record.created_at))
+            .bind(micros(record.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_as_already_exists("backend", &record.id))?;
+            let key = record.id.clone();
+            Ok((record, key))
         };
-        sqlx::query(
-            "INSERT INTO backends (id, name, backend_type, base_url, api_key, priority, \
-             max_concurrency, request_timeout_ms, labels, health, models, last_error, \
-             last_sync_at, latency_ms, revision, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&record.id)
-        .bind(&record.name)
-        .bind(&record.backend_type)
-        .bind(&record.base_url)
-        .bind(sealed::seal_api_key(
-            &self.secrets,
-            &record.id,
-            record.api_key.as_deref(),
-        ))
-        .bind(record.priority)
-        .bind(record.max_concurrency)
-        .bind(record.request_timeout_ms)
-        .bind(to_json(&record.labels, "backend labels")?)
-        .bind(&record.state.health)
-        .bind(to_json(&record.state.models, "backend models")?)
-        .bind(&record.state.last_error)
-        .bind(record.state.last_sync_at.map(micros))
-        .bind(record.state.latency_ms)
-        .bind(record.revision)
-        .bind(micros(record.created_at))
-        .bind(micros(record.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(unique_as_already_exists("backend", &record.id))?;
-        remember_result(&mut tx, idempotency.as_ref(), &record.id, None).await?;
-        commit_created(tx, record, false).await
+        self.create_once(idempotency.as_ref(), fetch, insert).await
     }
 
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {

@@ -3,13 +3,12 @@
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
-use super::idempotency::{prior_result, remember_result};
 use super::{
     SqliteStore, check_stored_revision, fetch_one, fetch_page, micros, now, require_absent,
     unique_as_already_exists,
 };
 use crate::secrets::SecretBox;
-use crate::store::codec::{commit_created, hook_from_row, to_json};
+use crate::store::codec::{hook_from_row, to_json};
 use crate::store::sealed;
 use crate::store::{Created, HookRecord, HookStore, IdempotencyKey, Page, PageQuery, StoreResult};
 
@@ -45,41 +44,42 @@ impl HookStore for SqliteStore {
         hook: HookRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<HookRecord>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_hook(&mut tx, &prior.resource_key, &self.secrets).await?;
-            return commit_created(tx, record, true).await;
-        }
-        let unique = "SELECT 1 FROM hooks WHERE name = ?";
-        require_absent(&mut tx, unique, ("hook", &hook.name)).await?;
-        let created_at = now();
-        let record = HookRecord {
-            revision: 1,
-            created_at,
-            updated_at: created_at,
-            ..hook
+        let secrets = &self.secrets;
+        let fetch =
+            async |conn: &mut SqliteConnection, key: &str| fetch_hook(conn, key, secrets).await;
+        let insert = async |tx: &mut SqliteConnection| {
+            let unique = "SELECT 1 FROM hooks WHERE name = ?";
+            require_absent(&mut *tx, unique, ("hook", &hook.name)).await?;
+            let created_at = now();
+            let record = HookRecord {
+                revision: 1,
+                created_at,
+                updated_at: created_at,
+                ..hook
+            };
+            sqlx::query(
+                "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+                 secret_headers, queue, revision, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&record.name)
+            .bind(&record.description)
+            .bind(&record.url)
+            .bind(&record.method)
+            .bind(record.timeout_ms)
+            .bind(to_json(&record.headers, "hook headers")?)
+            .bind(self.sealed_headers(&record)?)
+            .bind(&record.queue)
+            .bind(record.revision)
+            .bind(micros(record.created_at))
+            .bind(micros(record.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_as_already_exists("hook", &record.name))?;
+            let key = record.name.clone();
+            Ok((record, key))
         };
-        sqlx::query(
-            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
-             secret_headers, queue, revision, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&record.name)
-        .bind(&record.description)
-        .bind(&record.url)
-        .bind(&record.method)
-        .bind(record.timeout_ms)
-        .bind(to_json(&record.headers, "hook headers")?)
-        .bind(self.sealed_headers(&record)?)
-        .bind(&record.queue)
-        .bind(record.revision)
-        .bind(micros(record.created_at))
-        .bind(micros(record.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(unique_as_already_exists("hook", &record.name))?;
-        remember_result(&mut tx, idempotency.as_ref(), &record.name, None).await?;
-        commit_created(tx, record, false).await
+        self.create_once(idempotency.as_ref(), fetch, insert).await
     }
 
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {

@@ -4,8 +4,9 @@
 use chrono::Utc;
 use sqlx::sqlite::SqliteConnection;
 
-use super::micros;
-use crate::store::{IdempotencyKey, StoreError, StoreResult};
+use super::{SqliteStore, micros};
+use crate::store::codec::commit_created;
+use crate::store::{Created, IdempotencyKey, StoreError, StoreResult};
 
 /// The resource an earlier request with the same id created.
 pub(super) struct PriorResult {
@@ -66,4 +67,25 @@ pub(super) async fn remember_result(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+impl SqliteStore {
+    /// Creates a record in one write transaction: for a request seen
+    /// before, the record it created (read by `fetch`); otherwise what
+    /// `insert` writes, remembered under its key.
+    pub(super) async fn create_once<T>(
+        &self,
+        idempotency: Option<&IdempotencyKey>,
+        fetch: impl AsyncFnOnce(&mut SqliteConnection, &str) -> StoreResult<T>,
+        insert: impl AsyncFnOnce(&mut SqliteConnection) -> StoreResult<(T, String)>,
+    ) -> StoreResult<Created<T>> {
+        let mut tx = self.write_tx().await?;
+        if let Some(prior) = prior_result(&mut tx, idempotency).await? {
+            let record = fetch(&mut tx, &prior.resource_key).await?;
+            return commit_created(tx, record, true).await;
+        }
+        let (record, key) = insert(&mut tx).await?;
+        remember_result(&mut tx, idempotency, &key, None).await?;
+        commit_created(tx, record, false).await
+    }
 }

@@ -3,12 +3,11 @@
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
-use super::idempotency::{prior_result, remember_result};
 use super::{
     SqliteStore, delete_existing, fetch_one, fetch_page, micros, now, require_absent,
     unique_as_already_exists,
 };
-use crate::store::codec::{commit_created, model_from_row, to_json};
+use crate::store::codec::{model_from_row, to_json};
 use crate::store::{
     Created, IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, StoreResult,
 };
@@ -29,31 +28,30 @@ impl ModelStore for SqliteStore {
         model: ModelRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ModelRecord>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_model(&mut tx, &prior.resource_key).await?;
-            return commit_created(tx, record, true).await;
-        }
-        let unique = "SELECT 1 FROM models WHERE name = ?";
-        require_absent(&mut tx, unique, ("model", &model.name)).await?;
-        let record = ModelRecord {
-            created_at: now(),
-            ..model
+        let fetch = async |conn: &mut SqliteConnection, key: &str| fetch_model(conn, key).await;
+        let insert = async |tx: &mut SqliteConnection| {
+            let unique = "SELECT 1 FROM models WHERE name = ?";
+            require_absent(&mut *tx, unique, ("model", &model.name)).await?;
+            let record = ModelRecord {
+                created_at: now(),
+                ..model
+            };
+            sqlx::query(
+                "INSERT INTO models (name, id, context_length, capabilities, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&record.name)
+            .bind(&record.id)
+            .bind(record.context_length)
+            .bind(to_json(&record.capabilities, "model capabilities")?)
+            .bind(micros(record.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_as_already_exists("model", &record.name))?;
+            let key = record.name.clone();
+            Ok((record, key))
         };
-        sqlx::query(
-            "INSERT INTO models (name, id, context_length, capabilities, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&record.name)
-        .bind(&record.id)
-        .bind(record.context_length)
-        .bind(to_json(&record.capabilities, "model capabilities")?)
-        .bind(micros(record.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(unique_as_already_exists("model", &record.name))?;
-        remember_result(&mut tx, idempotency.as_ref(), &record.name, None).await?;
-        commit_created(tx, record, false).await
+        self.create_once(idempotency.as_ref(), fetch, insert).await
     }
 
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {

@@ -4,15 +4,12 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::backends::BACKEND_COLUMNS;
-use super::idempotency::{prior_result, remember_result};
 use super::models::MODEL_COLUMNS;
 use super::{
     SqliteStore, delete_existing, fetch_one, fetch_page, micros, now, require, require_absent,
     unique_as_already_exists,
 };
-use crate::store::codec::{
-    backend_from_row, commit_created, model_from_row, pool_from_row, refuse_builtin_pool,
-};
+use crate::store::codec::{backend_from_row, model_from_row, pool_from_row, refuse_builtin_pool};
 use crate::store::{
     BackendRecord, Created, IdempotencyKey, ModelRecord, Page, PageQuery, PoolRecord, PoolStore,
     StoreResult,
@@ -83,17 +80,16 @@ impl PoolStore for SqliteStore {
         pool: PoolRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<PoolRecord>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = fetch_pool(&mut tx, &prior.resource_key).await?;
-            return commit_created(tx, record, true).await;
-        }
-        require_absent(&mut tx, POOL_EXISTS, ("pool", &pool.id)).await?;
-        let record = PoolRecord {
-            created_at: now(),
-            ..pool
-        };
-        sqlx::query("INSERT INTO pools (id, description, purpose, created_at) VALUES (?, ?, ?, ?)")
+        let fetch = async |conn: &mut SqliteConnection, key: &str| fetch_pool(conn, key).await;
+        let insert = async |tx: &mut SqliteConnection| {
+            require_absent(&mut *tx, POOL_EXISTS, ("pool", &pool.id)).await?;
+            let record = PoolRecord {
+                created_at: now(),
+                ..pool
+            };
+            sqlx::query(
+                "INSERT INTO pools (id, description, purpose, created_at) VALUES (?, ?, ?, ?)",
+            )
             .bind(&record.id)
             .bind(&record.description)
             .bind(&record.purpose)
@@ -101,8 +97,10 @@ impl PoolStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unique_as_already_exists("pool", &record.id))?;
-        remember_result(&mut tx, idempotency.as_ref(), &record.id, None).await?;
-        commit_created(tx, record, false).await
+            let key = record.id.clone();
+            Ok((record, key))
+        };
+        self.create_once(idempotency.as_ref(), fetch, insert).await
     }
 
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord> {

@@ -26,7 +26,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::idempotency::prior_result;
-use super::{exists, from_micros, micros, not_found, page_limits};
+use super::{fetch_one, from_micros, micros, page_limits, require};
 use crate::store::codec::{attempt_from_row, decode_all, event_from_row, run_from_row};
 use crate::store::{
     AttemptRecord, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision, DueAttempt, EventRecord,
@@ -47,35 +47,17 @@ pub(super) const ATTEMPT_COLUMNS: &str = "a.id, a.run_id, a.task_id, a.attempt, 
 // Reads shared by several methods
 
 pub(super) async fn fetch_run(conn: &mut SqliteConnection, id: &str) -> StoreResult<RunRecord> {
-    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match row {
-        Some(row) => run_from_row(&row),
-        None => Err(not_found("run", id)),
-    }
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?");
+    fetch_one(conn, &sql, ("run", id), run_from_row).await
 }
 
 async fn fetch_attempt(conn: &mut SqliteConnection, id: &str) -> StoreResult<AttemptRecord> {
-    let row = sqlx::query(&format!(
-        "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(row) => attempt_from_row(&row),
-        None => Err(not_found("attempt", id)),
-    }
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.id = ?");
+    fetch_one(conn, &sql, ("attempt", id), attempt_from_row).await
 }
 
 async fn require_run(conn: &mut SqliteConnection, run_id: &str) -> StoreResult<()> {
-    if exists(conn, "SELECT 1 FROM runs WHERE id = ?", run_id).await? {
-        Ok(())
-    } else {
-        Err(not_found("run", run_id))
-    }
+    require(conn, "SELECT 1 FROM runs WHERE id = ?", ("run", run_id)).await
 }
 
 #[async_trait]
