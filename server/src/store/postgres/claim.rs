@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::PgConnection;
 
+use super::transitions::lock_runs;
 use super::writes::Writes;
 use crate::store::codec::{
-    PlainColumns, attempt_from_row, decode_all, fold_claim_plan, lease_refused, run_from_row,
+    PlainColumns, attempt_from_row, decode_all, fold_claim_plan, lease_refused,
     sort_in_claim_order, truncate_to_micros,
 };
 use crate::store::{AttemptRecord, ClaimFn, ClaimPolicy, Claimed, PostgresStore, StoreResult};
@@ -170,15 +171,7 @@ impl PostgresStore {
         // candidates were read: waiting for its lock re-reads it, and only
         // dispatchable runs get their attempts leased.
         let run_ids: Vec<&str> = candidates_by_run.keys().copied().collect();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
-        ))
-        .bind(&run_ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        let runs = decode_all(&rows, run_from_row)?;
+        let runs = lock_runs(&mut tx, &run_ids).await?;
 
         let mut writes = Writes::default();
         let mut leased_by_id: HashMap<String, AttemptRecord> = HashMap::new();

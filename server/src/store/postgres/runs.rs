@@ -38,6 +38,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -65,6 +66,30 @@ async fn require_run(conn: &mut PgConnection, id: &str) -> StoreResult<()> {
 }
 
 // ---------------------------------------------------------------------------
+
+impl PostgresStore {
+    /// A page of what `query` (a SELECT with its WHERE clause) selects,
+    /// newest id first: the page's bound on `id_column`, the order and
+    /// the limit are added here.
+    async fn fetch_newest_first<T>(
+        &self,
+        mut query: QueryBuilder<'_, Postgres>,
+        (id_column, page): (&str, &PageQuery),
+        decode: impl Fn(&PgRow) -> StoreResult<T>,
+        key: impl Fn(&T) -> String,
+    ) -> StoreResult<Page<T>> {
+        if let Some(after) = &page.after {
+            query
+                .push(format_args!(" AND {id_column} < "))
+                .push_bind(after.clone());
+        }
+        query
+            .push(format_args!(" ORDER BY {id_column} DESC LIMIT "))
+            .push_bind(page_limits(page).1);
+        let rows = query.build().fetch_all(self.pool()).await?;
+        Ok(into_page(decode_all(&rows, decode)?, page, key))
+    }
+}
 
 #[async_trait]
 impl RunStore for PostgresStore {
@@ -137,15 +162,9 @@ impl RunStore for PostgresStore {
                 .push(" AND r.created_at < ")
                 .push_bind(truncate_to_micros(before));
         }
-        if let Some(after) = &page.after {
-            query.push(" AND r.id < ").push_bind(after.as_str());
-        }
-        query
-            .push(" ORDER BY r.id DESC LIMIT ")
-            .push_bind(page_limits(&page).1);
-        let rows = query.build().fetch_all(self.pool()).await?;
-        let items = decode_all(&rows, run_from_row)?;
-        Ok(into_page(items, &page, |run| run.id.clone()))
+        let key = |run: &RunRecord| run.id.clone();
+        self.fetch_newest_first(query, ("r.id", &page), run_from_row, key)
+            .await
     }
 
     async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord> {
@@ -265,15 +284,9 @@ impl RunStore for PostgresStore {
         if let Some(queue) = queue {
             query.push(" AND a.queue = ").push_bind(queue);
         }
-        if let Some(after) = &page.after {
-            query.push(" AND a.id < ").push_bind(after.as_str());
-        }
-        query
-            .push(" ORDER BY a.id DESC LIMIT ")
-            .push_bind(page_limits(&page).1);
-        let rows = query.build().fetch_all(self.pool()).await?;
-        let items = decode_all(&rows, attempt_from_row)?;
-        Ok(into_page(items, &page, |attempt| attempt.id.clone()))
+        let key = |attempt: &AttemptRecord| attempt.id.clone();
+        self.fetch_newest_first(query, ("a.id", &page), attempt_from_row, key)
+            .await
     }
 
     async fn next_ready_at(

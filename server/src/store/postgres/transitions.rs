@@ -9,7 +9,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use super::idempotency::{Reservation, reserve};
 use super::not_found;
 use super::writes::Writes;
-use crate::store::codec::{attempt_from_row, outside_run, run_from_row};
+use crate::store::codec::{attempt_from_row, decode_all, outside_run, run_from_row};
 use crate::store::{
     AttemptRecord, AttemptStatus, Decision, Plan, PostgresStore, RunRecord, RunSnapshot,
     StoreResult, TransitionOutcome, Verdict,
@@ -29,6 +29,35 @@ use crate::store::{
 const BEGIN_HOT: &str =
     "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
 
+const ATTEMPTS_BY_ID: &str = concat!(
+    "SELECT ",
+    attempt_columns!(),
+    " FROM attempts a WHERE a.id = ANY($1)"
+);
+const ATTEMPTS_OF_RUNS: &str = concat!(
+    "SELECT ",
+    attempt_columns!(),
+    " FROM attempts a WHERE a.run_id = ANY($1)"
+);
+
+/// Locks the runs `ids` (sorted) and reads them, in id order: claims and
+/// batched transitions that want the same runs queue up rather than
+/// deadlock.
+pub(super) async fn lock_runs(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> StoreResult<Vec<RunRecord>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    decode_all(&rows, run_from_row)
+}
+
 /// The attempts each run's decision needs (see [`RunSnapshot`]), by run id,
 /// each ordered by `(step, id)`: one statement for the runs that keep heads,
 /// one for those that do not (written before heads were kept).
@@ -37,37 +66,18 @@ async fn snapshot_attempts(
     wanted: &[(&RunRecord, &Decision)],
 ) -> StoreResult<HashMap<String, Vec<AttemptRecord>>> {
     let mut ids: Vec<String> = Vec::new();
-    let mut whole_runs: Vec<&str> = Vec::new();
+    let mut whole_runs: Vec<String> = Vec::new();
     for (run, decision) in wanted {
         match decision.attempt_ids(run) {
             Some(heads) => ids.extend(heads),
-            None => whole_runs.push(run.id.as_str()),
+            None => whole_runs.push(run.id.clone()),
         }
     }
     let mut rows = Vec::new();
-    if !ids.is_empty() {
-        rows.extend(
-            sqlx::query(concat!(
-                "SELECT ",
-                attempt_columns!(),
-                " FROM attempts a WHERE a.id = ANY($1)"
-            ))
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?,
-        );
-    }
-    if !whole_runs.is_empty() {
-        rows.extend(
-            sqlx::query(concat!(
-                "SELECT ",
-                attempt_columns!(),
-                " FROM attempts a WHERE a.run_id = ANY($1)"
-            ))
-            .bind(&whole_runs)
-            .fetch_all(&mut *conn)
-            .await?,
-        );
+    for (sql, keys) in [(ATTEMPTS_BY_ID, ids), (ATTEMPTS_OF_RUNS, whole_runs)] {
+        if !keys.is_empty() {
+            rows.extend(sqlx::query(sql).bind(&keys).fetch_all(&mut *conn).await?);
+        }
     }
     let runs: HashSet<&str> = wanted.iter().map(|(run, _)| run.id.as_str()).collect();
     let mut seen = HashSet::new();
@@ -189,17 +199,8 @@ impl PostgresStore {
         ids.sort_unstable();
         // Runs in id order (as claims lock them), then their attempts in a
         // separate statement, so its snapshot follows the locks.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs r WHERE r.id = ANY($1) ORDER BY r.id FOR UPDATE"
-        ))
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
         let mut runs: HashMap<String, RunRecord> = HashMap::new();
-        for row in &rows {
-            let run = run_from_row(row)?;
+        for run in lock_runs(&mut tx, &ids).await? {
             runs.insert(run.id.clone(), run);
         }
         let wanted: Vec<(&RunRecord, &Decision)> = items

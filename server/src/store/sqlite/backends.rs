@@ -174,14 +174,9 @@ impl BackendStore for SqliteStore {
     }
 
     async fn delete_backend(&self, id: &str, expected_revision: Option<i64>) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        check_stored_revision(&mut tx, REVISION, ("backend", id), expected_revision).await?;
         // Pool memberships go with it (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM backends WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let delete = "DELETE FROM backends WHERE id = ?";
+        self.delete_revision(delete, REVISION, ("backend", id), expected_revision)
+            .await
     }
 }

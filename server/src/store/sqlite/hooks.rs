@@ -123,13 +123,8 @@ impl HookStore for SqliteStore {
     }
 
     async fn delete_hook(&self, name: &str, expected_revision: Option<i64>) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        check_stored_revision(&mut tx, REVISION, ("hook", name), expected_revision).await?;
-        sqlx::query("DELETE FROM hooks WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let delete = "DELETE FROM hooks WHERE name = ?";
+        self.delete_revision(delete, REVISION, ("hook", name), expected_revision)
+            .await
     }
 }

@@ -91,6 +91,23 @@ impl SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Deletes the row `delete` matches by key once the revision
+    /// `revision` reads for it is `expected` (when given): `NotFound`
+    /// without a row, `Conflict` on another revision.
+    pub(super) async fn delete_revision(
+        &self,
+        delete: &str,
+        revision: &str,
+        (resource, key): (&'static str, &str),
+        expected: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        check_stored_revision(&mut tx, revision, (resource, key), expected).await?;
+        sqlx::query(delete).bind(key).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A read transaction, for reads of more than one statement that must see
     /// one snapshot.
     pub(super) async fn read_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -237,11 +254,8 @@ pub(super) async fn require(
     sql: &str,
     (resource, key): (&'static str, &str),
 ) -> StoreResult<()> {
-    if exists(conn, sql, key).await? {
-        Ok(())
-    } else {
-        Err(not_found(resource, key))
-    }
+    let found = exists(conn, sql, key).await?;
+    found.then_some(()).ok_or_else(|| not_found(resource, key))
 }
 
 /// `AlreadyExists` if `sql` finds `key`.
@@ -250,10 +264,9 @@ pub(super) async fn require_absent(
     sql: &str,
     (resource, key): (&'static str, &str),
 ) -> StoreResult<()> {
-    if exists(conn, sql, key).await? {
-        Err(already_exists(resource, key))
-    } else {
-        Ok(())
+    match exists(conn, sql, key).await? {
+        true => Err(already_exists(resource, key)),
+        false => Ok(()),
     }
 }
 
