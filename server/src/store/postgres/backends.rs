@@ -92,8 +92,7 @@ impl BackendStore for PostgresStore {
                     }
                 })
             })?;
-            let record = backend_from_row(&row, &self.secrets)?;
-            Ok(record)
+            backend_from_row(&row, &self.secrets)
         };
         let key = (idempotency.as_ref(), backend.id.as_str());
         self.create_once(key, fetch, insert).await

@@ -69,8 +69,7 @@ impl HookStore for PostgresStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(|err| on_unique_violation(err, "hook", |_| hook.name.clone()))?;
-            let record = hook_from_row(&row, &self.secrets)?;
-            Ok(record)
+            hook_from_row(&row, &self.secrets)
         };
         let key = (idempotency.as_ref(), hook.name.as_str());
         self.create_once(key, fetch, insert).await

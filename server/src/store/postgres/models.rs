@@ -56,8 +56,7 @@ impl ModelStore for PostgresStore {
                     }
                 })
             })?;
-            let record = model_from_row(&row)?;
-            Ok(record)
+            model_from_row(&row)
         };
         let key = (idempotency.as_ref(), model.name.as_str());
         self.create_once(key, fetch, insert).await

@@ -95,8 +95,7 @@ impl PoolStore for PostgresStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(|err| on_unique_violation(err, "pool", |_| pool.id.clone()))?;
-            let record = pool_from_row(&row)?;
-            Ok(record)
+            pool_from_row(&row)
         };
         let key = (idempotency.as_ref(), pool.id.as_str());
         self.create_once(key, fetch, insert).await
