@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::runs::{ATTEMPT_COLUMNS, fetch_run};
-use super::writes::{apply_plan, update_attempt};
+use super::runs::{ATTEMPT_COLUMNS, fetch_runs};
+use super::writes::Writes;
 use super::{micros, to_json};
 use crate::store::codec::{
-    PlainColumns, attempt_from_row, fold_claim_plan, lease_refused, sort_in_claim_order,
+    PlainColumns, attempt_from_row, fold_claim_plan, lease_refused, not_found, sort_in_claim_order,
 };
 use crate::store::{
     AttemptRecord, ClaimFn, ClaimPolicy, Claimed, RunStatus, SqliteStore, StoreResult,
@@ -121,18 +121,22 @@ impl SqliteStore {
                 .or_default()
                 .push(leased);
         }
+        let run_ids: Vec<&str> = leased_by_run.keys().map(String::as_str).collect();
+        let mut runs = fetch_runs(&mut tx, &run_ids).await?;
+        let mut writes = Writes::default();
         let mut leased_by_id: HashMap<String, AttemptRecord> = HashMap::new();
         let mut events = Vec::new();
         for (run_id, leased) in leased_by_run {
-            let run = fetch_run(&mut tx, &run_id).await?;
+            let run = runs
+                .remove(&run_id)
+                .ok_or_else(|| not_found("run", &run_id))?;
             let mut plan = decide(&run, &leased);
             let leased = fold_claim_plan(&run, leased, &mut plan)?;
-            for attempt in leased.values() {
-                update_attempt(&mut tx, &run.id, attempt).await?;
-            }
-            events.extend(apply_plan(&mut tx, &run, plan).await?.1);
+            writes.update_attempts(&run.id, leased.values().cloned());
+            events.extend(writes.plan(&run, plan)?.1);
             leased_by_id.extend(leased);
         }
+        writes.write(&mut tx).await?;
         tx.commit().await?;
         let attempts = claimed_ids
             .iter()

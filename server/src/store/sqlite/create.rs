@@ -1,71 +1,63 @@
-//! Creating runs on SQLite: a batch in one write transaction, each run with
-//! its first attempts and events, its chain check and its idempotency key.
+//! Creating runs on SQLite: a batch of new runs checks its chains in one
+//! read and writes in a few statements ([`Writes`]), however many runs it
+//! holds. A run that cannot be created (a taken id, a
+//! chain that changed, a repeated request) writes nothing and leaves the
+//! others alone.
+
+use std::collections::{HashMap, HashSet};
 
 use sqlx::sqlite::SqliteConnection;
 
 use super::idempotency::{prior_result, remember_result};
 use super::runs::fetch_run;
-use super::writes::{insert_attempt, insert_events, insert_run};
-use crate::store::codec::{outside_run, run_as_stored};
-use crate::store::{Created, CreatedRun, NewRun, RunRecord, SqliteStore, StoreError, StoreResult};
+use super::to_json;
+use super::writes::Writes;
+use crate::store::codec::already_exists;
+use crate::store::{ChainCheck, Created, CreatedRun, NewRun, SqliteStore, StoreError, StoreResult};
 
-/// One run of a `create_runs` batch, inside its transaction. An error
-/// other than a database error (`Database`, `Unavailable`, `StorageFull`)
-/// has written nothing.
-async fn create_one_run(conn: &mut SqliteConnection, new: NewRun) -> StoreResult<CreatedRun> {
-    let NewRun {
-        run,
-        attempts,
-        events,
-        idempotency,
-        chain_check,
-    } = new;
-    if let Some(prior) = prior_result(conn, idempotency.as_ref()).await? {
-        let record = fetch_run(conn, &prior.resource_key).await?;
-        let created = Created {
-            record,
-            replayed: true,
-        };
-        return Ok((created, Vec::new()));
+/// The heads (`deleted`, `latest_version`) of the chains `checks` name.
+async fn chain_heads(
+    conn: &mut SqliteConnection,
+    checks: &[&ChainCheck],
+) -> StoreResult<HashMap<String, (bool, i64)>> {
+    if checks.is_empty() {
+        return Ok(HashMap::new());
     }
-    if let Some(check) = &chain_check {
-        let head: Option<(bool, i64)> =
-            sqlx::query_as("SELECT deleted, latest_version FROM chain_heads WHERE id = ?")
-                .bind(&check.chain_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let current = match head {
-            Some((false, latest)) => check.latest_version.is_none_or(|v| v == latest),
-            _ => false,
-        };
-        if !current {
-            return Err(StoreError::ChainChanged {
-                chain_id: check.chain_id.clone(),
-            });
-        }
-    }
-    // A run id taken already fails the insert (unique key): AlreadyExists.
-    if let Some(stray) = attempts.iter().find(|attempt| attempt.run_id != run.id) {
-        return Err(outside_run(
-            &run.id,
-            format!("creates attempt {:?} of run {:?}", stray.id, stray.run_id),
-        ));
-    }
-    let record = RunRecord {
-        last_seq: events.len() as i64,
-        ..run_as_stored(run)
+    let mut ids: Vec<&str> = checks.iter().map(|check| check.chain_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(String, bool, i64)> = sqlx::query_as(
+        "SELECT id, deleted, latest_version FROM chain_heads \
+         WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(to_json(&ids, "chain ids")?)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, deleted, latest)| (id, (deleted, latest)))
+        .collect())
+}
+
+/// Whether the chain a run was decided on is still the one to start.
+fn check_chain(
+    check: Option<&ChainCheck>,
+    heads: &HashMap<String, (bool, i64)>,
+) -> StoreResult<()> {
+    let Some(check) = check else {
+        return Ok(());
     };
-    insert_run(conn, &record).await?;
-    for attempt in &attempts {
-        insert_attempt(conn, attempt).await?;
-    }
-    let events = insert_events(conn, &record.id, 0, events).await?;
-    remember_result(conn, idempotency.as_ref(), &record.id, None).await?;
-    let created = Created {
-        record,
-        replayed: false,
+    let current = match heads.get(&check.chain_id) {
+        Some((false, latest)) => check.latest_version.is_none_or(|v| v == *latest),
+        _ => false,
     };
-    Ok((created, events))
+    if current {
+        Ok(())
+    } else {
+        Err(StoreError::ChainChanged {
+            chain_id: check.chain_id.clone(),
+        })
+    }
 }
 
 impl SqliteStore {
@@ -75,13 +67,69 @@ impl SqliteStore {
     ) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
         crate::store::runs::check_distinct_keys(&runs)?;
         let mut tx = self.write_tx().await?;
+        let checks: Vec<&ChainCheck> = runs
+            .iter()
+            .filter_map(|new| new.chain_check.as_ref())
+            .collect();
+        let heads = chain_heads(&mut tx, &checks).await?;
+        // Run ids this batch takes: a repeat is AlreadyExists.
+        let mut taken = HashSet::new();
+        let mut writes = Writes::default();
         let mut results = Vec::with_capacity(runs.len());
+        let mut keys = Vec::new();
         for new in runs {
-            results.push(match create_one_run(&mut tx, new).await {
-                Err(error @ StoreError::Database(_)) => return Err(error),
-                Err(error) if error.is_fault() => return Err(error),
-                result => result,
-            });
+            let NewRun {
+                run,
+                attempts,
+                events,
+                idempotency,
+                chain_check,
+            } = new;
+            if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
+                let record = fetch_run(&mut tx, &prior.resource_key).await?;
+                let created = Created {
+                    record,
+                    replayed: true,
+                };
+                results.push(Ok((created, Vec::new())));
+                continue;
+            }
+            if let Err(error) = check_chain(chain_check.as_ref(), &heads) {
+                results.push(Err(error));
+                continue;
+            }
+            if taken.contains(&run.id) {
+                results.push(Err(already_exists("run", &run.id)));
+                continue;
+            }
+            let created = writes
+                .new_run(run, attempts, events)
+                .map(|(record, events)| {
+                    taken.insert(record.id.clone());
+                    if let Some(key) = idempotency {
+                        keys.push((key, record.id.clone()));
+                    }
+                    let created = Created {
+                        record,
+                        replayed: false,
+                    };
+                    (created, events)
+                });
+            results.push(created);
+        }
+        let stored_already = writes.write(&mut tx).await?;
+        for result in &mut results {
+            if let Ok((created, _)) = result
+                && !created.replayed
+                && stored_already.contains(&created.record.id)
+            {
+                *result = Err(already_exists("run", &created.record.id));
+            }
+        }
+        for (key, run_id) in &keys {
+            if !stored_already.contains(run_id) {
+                remember_result(&mut tx, Some(key), run_id, None).await?;
+            }
         }
         tx.commit().await?;
         Ok(results)

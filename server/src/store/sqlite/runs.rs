@@ -1,8 +1,9 @@
 //! [`RunStore`] for the embedded [`SqliteStore`]: runs, task attempts and
 //! run events. This file holds the trait and the reads; `create.rs` creates
 //! runs, `transitions.rs` applies decisions, `claim.rs` leases ready
-//! attempts and `writes.rs` writes plans, each the same concern as the
-//! PostgreSQL file of the same name.
+//! attempts and `writes.rs` writes what they decided, in a few multi-row
+//! statements per transaction; each the same concern as the PostgreSQL file
+//! of the same name.
 //!
 //! Every write runs on the store's single writer connection inside
 //! `BEGIN IMMEDIATE`, so a transaction holds the database's only write lock
@@ -20,13 +21,15 @@
 //! the whole transaction rolls back with [`StoreError::Corrupt`]. So does a
 //! claim decision that rejects, which [`ClaimFn`] must never do.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::idempotency::prior_result;
-use super::{fetch_one, from_micros, micros, page_limits, require};
+use super::{fetch_one, from_micros, micros, page_limits, require, to_json};
 use crate::store::codec::{attempt_from_row, decode_all, event_from_row, run_from_row};
 use crate::store::{
     AttemptRecord, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision, DueAttempt, EventRecord,
@@ -49,6 +52,23 @@ pub(super) const ATTEMPT_COLUMNS: &str = "a.id, a.run_id, a.task_id, a.attempt, 
 pub(super) async fn fetch_run(conn: &mut SqliteConnection, id: &str) -> StoreResult<RunRecord> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?");
     fetch_one(conn, &sql, ("run", id), run_from_row).await
+}
+
+/// The runs of `ids` that exist, by id, in one read.
+pub(super) async fn fetch_runs(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, RunRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(to_json(&ids, "run ids")?)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(decode_all(&rows, run_from_row)?
+        .into_iter()
+        .map(|run| (run.id.clone(), run))
+        .collect())
 }
 
 async fn fetch_attempt(conn: &mut SqliteConnection, id: &str) -> StoreResult<AttemptRecord> {
@@ -163,8 +183,7 @@ impl RunStore for SqliteStore {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>> {
-        let mut tx = self.read_tx().await?;
-        require_run(&mut tx, run_id).await?;
+        let mut conn = self.reader.acquire().await?;
         let rows = sqlx::query(
             "SELECT run_id, seq, payload FROM run_events \
              WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -172,9 +191,13 @@ impl RunStore for SqliteStore {
         .bind(run_id)
         .bind(after_seq)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await?;
-        tx.commit().await?;
+        // Events are never deleted before their run: only an empty page
+        // needs to tell an unknown run from one with nothing new.
+        if rows.is_empty() {
+            require_run(&mut conn, run_id).await?;
+        }
         decode_all(&rows, event_from_row)
     }
 
