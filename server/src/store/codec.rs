@@ -274,6 +274,20 @@ pub(super) trait StoredRow: PlainColumns {
     fn run_text(&self, name: &str) -> StoreResult<Option<String>>;
 }
 
+/// How a resource of the control plane is read from rows `R`: its columns
+/// and table (with an alias), the column that keys it, the column its pages
+/// follow, and its decoding. One per resource and backend; each backend
+/// builds the statements.
+pub(super) struct Table<R, T> {
+    pub(super) resource: &'static str,
+    pub(super) columns: &'static str,
+    pub(super) from: &'static str,
+    pub(super) key: &'static str,
+    pub(super) order: &'static str,
+    pub(super) decode: fn(&R, &SecretBox) -> StoreResult<T>,
+    pub(super) page_key: fn(&T) -> String,
+}
+
 pub(super) fn decode_all<R, T>(
     rows: &[R],
     decode: impl Fn(&R) -> StoreResult<T>,

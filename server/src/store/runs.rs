@@ -540,6 +540,13 @@ pub struct DueAttempt {
     pub attempt_id: String,
 }
 
+impl From<(String, String)> for DueAttempt {
+    /// From a `(run_id, attempt_id)` row.
+    fn from((run_id, attempt_id): (String, String)) -> DueAttempt {
+        DueAttempt { run_id, attempt_id }
+    }
+}
+
 /// Persistence of the execution state. Implemented by both stores and
 /// checked by the same conformance suite.
 #[async_trait]

@@ -5,8 +5,7 @@ use chrono::SubsecRound;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation, revision_mismatch};
-use crate::secrets::SecretBox;
+use super::{PostgresStore, Table, now, on_unique_violation, revision_mismatch};
 use crate::store::codec::{backend_from_row, not_found};
 use crate::store::sealed;
 use crate::store::{
@@ -26,21 +25,15 @@ pub(super) use backend_columns;
 
 const REVISION: &str = "SELECT revision FROM backends WHERE id = $1";
 
-async fn fetch_backend(
-    conn: &mut PgConnection,
-    id: &str,
-    secrets: &SecretBox,
-) -> StoreResult<BackendRecord> {
-    let sql = concat!(
-        "SELECT ",
-        backend_columns!(),
-        " FROM backends b WHERE b.id = $1"
-    );
-    fetch_one(conn, sql, ("backend", id), |row| {
-        backend_from_row(row, secrets)
-    })
-    .await
-}
+const BACKENDS: Table<BackendRecord> = Table {
+    resource: "backend",
+    columns: backend_columns!(),
+    from: "backends b",
+    key: "b.id",
+    order: "b.name",
+    decode: backend_from_row,
+    page_key: |backend| backend.name.clone(),
+};
 
 #[async_trait]
 impl BackendStore for PostgresStore {
@@ -49,9 +42,8 @@ impl BackendStore for PostgresStore {
         backend: BackendRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<BackendRecord>> {
-        let secrets = &self.secrets;
         let fetch =
-            async |conn: &mut PgConnection, key: &str| fetch_backend(conn, key, secrets).await;
+            async |conn: &mut PgConnection, key: &str| self.fetch(conn, &BACKENDS, key).await;
         let insert = async |tx: &mut PgConnection| {
             let created_at = now();
             let row = sqlx::query(concat!(
@@ -99,19 +91,11 @@ impl BackendStore for PostgresStore {
     }
 
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_backend(&mut conn, id, &self.secrets).await
+        self.get(&BACKENDS, id).await
     }
 
     async fn list_backends(&self, page: PageQuery) -> StoreResult<Page<BackendRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        let sql = concat!(
-            "SELECT ",
-            backend_columns!(),
-            " FROM backends b WHERE b.name > $1 ORDER BY b.name LIMIT $2"
-        );
-        let decode = |row: &_| backend_from_row(row, &self.secrets);
-        fetch_page(&mut conn, sql, None, &page, decode, |b| b.name.clone()).await
+        self.list(&BACKENDS, page).await
     }
 
     async fn update_backend(&self, backend: BackendRecord) -> StoreResult<BackendRecord> {

@@ -4,8 +4,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation, revision_mismatch};
-use crate::secrets::SecretBox;
+use super::{PostgresStore, Table, now, on_unique_violation, revision_mismatch};
 use crate::store::codec::hook_from_row;
 use crate::store::sealed;
 use crate::store::{Created, HookRecord, HookStore, IdempotencyKey, Page, PageQuery, StoreResult};
@@ -20,18 +19,15 @@ macro_rules! hook_columns {
 
 const REVISION: &str = "SELECT revision FROM hooks WHERE name = $1";
 
-async fn fetch_hook(
-    conn: &mut PgConnection,
-    name: &str,
-    secrets: &SecretBox,
-) -> StoreResult<HookRecord> {
-    let sql = concat!(
-        "SELECT ",
-        hook_columns!(),
-        " FROM hooks h WHERE h.name = $1"
-    );
-    fetch_one(conn, sql, ("hook", name), |row| hook_from_row(row, secrets)).await
-}
+const HOOKS: Table<HookRecord> = Table {
+    resource: "hook",
+    columns: hook_columns!(),
+    from: "hooks h",
+    key: "h.name",
+    order: "h.name",
+    decode: hook_from_row,
+    page_key: |hook| hook.name.clone(),
+};
 
 impl PostgresStore {
     /// The secret headers of `hook`, sealed, as the column keeps them.
@@ -48,8 +44,7 @@ impl HookStore for PostgresStore {
         hook: HookRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<HookRecord>> {
-        let secrets = &self.secrets;
-        let fetch = async |conn: &mut PgConnection, key: &str| fetch_hook(conn, key, secrets).await;
+        let fetch = async |conn: &mut PgConnection, key: &str| self.fetch(conn, &HOOKS, key).await;
         let insert = async |tx: &mut PgConnection| {
             let row = sqlx::query(concat!(
                 "INSERT INTO hooks AS h (name, description, url, method, timeout_ms, headers, \
@@ -76,19 +71,11 @@ impl HookStore for PostgresStore {
     }
 
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_hook(&mut conn, name, &self.secrets).await
+        self.get(&HOOKS, name).await
     }
 
     async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        let sql = concat!(
-            "SELECT ",
-            hook_columns!(),
-            " FROM hooks h WHERE h.name > $1 ORDER BY h.name LIMIT $2"
-        );
-        let decode = |row: &_| hook_from_row(row, &self.secrets);
-        fetch_page(&mut conn, sql, None, &page, decode, |h| h.name.clone()).await
+        self.list(&HOOKS, page).await
     }
 
     async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord> {

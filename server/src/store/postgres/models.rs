@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use super::{PostgresStore, fetch_one, fetch_page, now, on_unique_violation};
+use super::{PostgresStore, Table, now, on_unique_violation};
 use crate::store::codec::model_from_row;
 use crate::store::{
     Created, IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, StoreResult,
@@ -17,14 +17,15 @@ macro_rules! model_columns {
 }
 pub(super) use model_columns;
 
-async fn fetch_model(conn: &mut PgConnection, name: &str) -> StoreResult<ModelRecord> {
-    let sql = concat!(
-        "SELECT ",
-        model_columns!(),
-        " FROM models m WHERE m.name = $1"
-    );
-    fetch_one(conn, sql, ("model", name), model_from_row).await
-}
+const MODELS: Table<ModelRecord> = Table {
+    resource: "model",
+    columns: model_columns!(),
+    from: "models m",
+    key: "m.name",
+    order: "m.name",
+    decode: |row, _| model_from_row(row),
+    page_key: |model| model.name.clone(),
+};
 
 #[async_trait]
 impl ModelStore for PostgresStore {
@@ -33,7 +34,7 @@ impl ModelStore for PostgresStore {
         model: ModelRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ModelRecord>> {
-        let fetch = async |conn: &mut PgConnection, key: &str| fetch_model(conn, key).await;
+        let fetch = async |conn: &mut PgConnection, key: &str| self.fetch(conn, &MODELS, key).await;
         let insert = async |tx: &mut PgConnection| {
             let row = sqlx::query(concat!(
                 "INSERT INTO models AS m (id, name, context_length, capabilities, created_at) \
@@ -63,21 +64,11 @@ impl ModelStore for PostgresStore {
     }
 
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_model(&mut conn, name).await
+        self.get(&MODELS, name).await
     }
 
     async fn list_models(&self, page: PageQuery) -> StoreResult<Page<ModelRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        let sql = concat!(
-            "SELECT ",
-            model_columns!(),
-            " FROM models m WHERE m.name > $1 ORDER BY m.name LIMIT $2"
-        );
-        fetch_page(&mut conn, sql, None, &page, model_from_row, |m| {
-            m.name.clone()
-        })
-        .await
+        self.list(&MODELS, page).await
     }
 
     async fn delete_model(&self, name: &str) -> StoreResult<()> {

@@ -7,8 +7,7 @@ use sqlx::postgres::PgRow;
 use super::backends::backend_columns;
 use super::models::model_columns;
 use super::{
-    PostgresStore, fetch_one, fetch_page, now, on_foreign_key_violation, on_unique_violation,
-    require,
+    PostgresStore, Table, fetch_page, now, on_foreign_key_violation, on_unique_violation, require,
 };
 use crate::store::codec::{backend_from_row, model_from_row, pool_from_row, refuse_builtin_pool};
 use crate::store::{
@@ -27,10 +26,15 @@ const POOL_EXISTS: &str = "SELECT 1 FROM pools WHERE id = $1";
 const BACKEND_EXISTS: &str = "SELECT 1 FROM backends WHERE id = $1";
 const MODEL_EXISTS: &str = "SELECT 1 FROM models WHERE name = $1";
 
-async fn fetch_pool(conn: &mut PgConnection, id: &str) -> StoreResult<PoolRecord> {
-    let sql = concat!("SELECT ", pool_columns!(), " FROM pools p WHERE p.id = $1");
-    fetch_one(conn, sql, ("pool", id), pool_from_row).await
-}
+const POOLS: Table<PoolRecord> = Table {
+    resource: "pool",
+    columns: pool_columns!(),
+    from: "pools p",
+    key: "p.id",
+    order: "p.id",
+    decode: |row, _| pool_from_row(row),
+    page_key: |pool| pool.id.clone(),
+};
 
 impl PostgresStore {
     /// A page of the members `sql` selects of the `parent` that
@@ -81,7 +85,7 @@ impl PoolStore for PostgresStore {
         pool: PoolRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<PoolRecord>> {
-        let fetch = async |conn: &mut PgConnection, key: &str| fetch_pool(conn, key).await;
+        let fetch = async |conn: &mut PgConnection, key: &str| self.fetch(conn, &POOLS, key).await;
         let insert = async |tx: &mut PgConnection| {
             let row = sqlx::query(concat!(
                 "INSERT INTO pools AS p (id, description, purpose, created_at) \
@@ -102,18 +106,11 @@ impl PoolStore for PostgresStore {
     }
 
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_pool(&mut conn, id).await
+        self.get(&POOLS, id).await
     }
 
     async fn list_pools(&self, page: PageQuery) -> StoreResult<Page<PoolRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        let sql = concat!(
-            "SELECT ",
-            pool_columns!(),
-            " FROM pools p WHERE p.id > $1 ORDER BY p.id LIMIT $2"
-        );
-        fetch_page(&mut conn, sql, None, &page, pool_from_row, |p| p.id.clone()).await
+        self.list(&POOLS, page).await
     }
 
     async fn delete_pool(&self, id: &str) -> StoreResult<()> {

@@ -265,10 +265,7 @@ impl RunStore for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(run_id, attempt_id)| DueAttempt { run_id, attempt_id })
-            .collect())
+        Ok(rows.into_iter().map(DueAttempt::from).collect())
     }
 
     async fn list_dead_letters(

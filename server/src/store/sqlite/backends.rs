@@ -4,10 +4,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
 use super::{
-    SqliteStore, check_stored_revision, fetch_one, fetch_page, micros, now, require_absent,
+    SqliteStore, Table, check_stored_revision, micros, now, require_absent,
     unique_as_already_exists,
 };
-use crate::secrets::SecretBox;
 use crate::store::codec::{
     already_exists, backend_from_row, not_found, to_json, truncate_to_micros,
 };
@@ -23,17 +22,15 @@ pub(super) const BACKEND_COLUMNS: &str = "b.id, b.name, b.backend_type, b.base_u
      b.last_error, b.last_sync_at, b.latency_ms, b.revision, b.created_at, b.updated_at";
 const REVISION: &str = "SELECT revision FROM backends WHERE id = ?";
 
-async fn fetch_backend(
-    conn: &mut SqliteConnection,
-    id: &str,
-    secrets: &SecretBox,
-) -> StoreResult<BackendRecord> {
-    let sql = format!("SELECT {BACKEND_COLUMNS} FROM backends b WHERE b.id = ?");
-    fetch_one(conn, &sql, ("backend", id), |row| {
-        backend_from_row(row, secrets)
-    })
-    .await
-}
+const BACKENDS: Table<BackendRecord> = Table {
+    resource: "backend",
+    columns: BACKEND_COLUMNS,
+    from: "backends b",
+    key: "b.id",
+    order: "b.name",
+    decode: backend_from_row,
+    page_key: |backend| backend.name.clone(),
+};
 
 #[async_trait]
 impl BackendStore for SqliteStore {
@@ -42,9 +39,8 @@ impl BackendStore for SqliteStore {
         backend: BackendRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<BackendRecord>> {
-        let secrets = &self.secrets;
         let fetch =
-            async |conn: &mut SqliteConnection, key: &str| fetch_backend(conn, key, secrets).await;
+            async |conn: &mut SqliteConnection, key: &str| self.fetch(conn, &BACKENDS, key).await;
         let insert = async |tx: &mut SqliteConnection| {
             let unique_id = "SELECT 1 FROM backends WHERE id = ?";
             require_absent(&mut *tx, unique_id, ("backend", &backend.id)).await?;
@@ -98,18 +94,11 @@ impl BackendStore for SqliteStore {
     }
 
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {
-        let mut conn = self.reader.acquire().await?;
-        fetch_backend(&mut conn, id, &self.secrets).await
+        self.get(&BACKENDS, id).await
     }
 
     async fn list_backends(&self, page: PageQuery) -> StoreResult<Page<BackendRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        let sql = format!(
-            "SELECT {BACKEND_COLUMNS} FROM backends b \
-             WHERE (?1 IS NULL OR b.name > ?1) ORDER BY b.name LIMIT ?2"
-        );
-        let decode = |row: &_| backend_from_row(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, |b| b.name.clone()).await
+        self.list(&BACKENDS, page).await
     }
 
     async fn update_backend(&self, backend: BackendRecord) -> StoreResult<BackendRecord> {
@@ -147,7 +136,7 @@ impl BackendStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unique_as_already_exists("backend", &backend.name))?;
-        let record = fetch_backend(&mut tx, &backend.id, &self.secrets).await?;
+        let record = self.fetch(&mut tx, &BACKENDS, &backend.id).await?;
         tx.commit().await?;
         Ok(record)
     }

@@ -4,10 +4,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
 use super::{
-    SqliteStore, check_stored_revision, fetch_one, fetch_page, micros, now, require_absent,
+    SqliteStore, Table, check_stored_revision, micros, now, require_absent,
     unique_as_already_exists,
 };
-use crate::secrets::SecretBox;
 use crate::store::codec::{hook_from_row, to_json};
 use crate::store::sealed;
 use crate::store::{Created, HookRecord, HookStore, IdempotencyKey, Page, PageQuery, StoreResult};
@@ -17,17 +16,15 @@ const HOOK_COLUMNS: &str = "h.name, h.description, h.url, h.method, h.timeout_ms
      h.secret_headers, h.queue, h.revision, h.created_at, h.updated_at";
 const REVISION: &str = "SELECT revision FROM hooks WHERE name = ?";
 
-async fn fetch_hook(
-    conn: &mut SqliteConnection,
-    name: &str,
-    secrets: &SecretBox,
-) -> StoreResult<HookRecord> {
-    let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks h WHERE h.name = ?");
-    fetch_one(conn, &sql, ("hook", name), |row| {
-        hook_from_row(row, secrets)
-    })
-    .await
-}
+const HOOKS: Table<HookRecord> = Table {
+    resource: "hook",
+    columns: HOOK_COLUMNS,
+    from: "hooks h",
+    key: "h.name",
+    order: "h.name",
+    decode: hook_from_row,
+    page_key: |hook| hook.name.clone(),
+};
 
 impl SqliteStore {
     /// The secret headers of `hook`, sealed, as the column keeps them.
@@ -44,9 +41,8 @@ impl HookStore for SqliteStore {
         hook: HookRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<HookRecord>> {
-        let secrets = &self.secrets;
         let fetch =
-            async |conn: &mut SqliteConnection, key: &str| fetch_hook(conn, key, secrets).await;
+            async |conn: &mut SqliteConnection, key: &str| self.fetch(conn, &HOOKS, key).await;
         let insert = async |tx: &mut SqliteConnection| {
             let unique = "SELECT 1 FROM hooks WHERE name = ?";
             require_absent(&mut *tx, unique, ("hook", &hook.name)).await?;
@@ -83,18 +79,11 @@ impl HookStore for SqliteStore {
     }
 
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
-        let mut conn = self.reader.acquire().await?;
-        fetch_hook(&mut conn, name, &self.secrets).await
+        self.get(&HOOKS, name).await
     }
 
     async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        let sql = format!(
-            "SELECT {HOOK_COLUMNS} FROM hooks h \
-             WHERE (?1 IS NULL OR h.name > ?1) ORDER BY h.name LIMIT ?2"
-        );
-        let decode = |row: &_| hook_from_row(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, |h| h.name.clone()).await
+        self.list(&HOOKS, page).await
     }
 
     async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord> {
@@ -117,7 +106,7 @@ impl HookStore for SqliteStore {
         .bind(&hook.name)
         .execute(&mut *tx)
         .await?;
-        let record = fetch_hook(&mut tx, &hook.name, &self.secrets).await?;
+        let record = self.fetch(&mut tx, &HOOKS, &hook.name).await?;
         tx.commit().await?;
         Ok(record)
     }

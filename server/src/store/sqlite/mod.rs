@@ -199,6 +199,44 @@ impl StoredRow for SqliteRow {
 // ---------------------------------------------------------------------------
 // Reads and checks every resource makes
 
+/// How a resource of the control plane is read on SQLite.
+pub(super) type Table<T> = crate::store::codec::Table<SqliteRow, T>;
+
+impl SqliteStore {
+    /// The row of `table` keyed `key`, read on `conn`; `NotFound` if none.
+    pub(super) async fn fetch<T>(
+        &self,
+        conn: &mut SqliteConnection,
+        table: &Table<T>,
+        key: &str,
+    ) -> StoreResult<T> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = ?",
+            table.columns, table.from, table.key
+        );
+        let decode = |row: &SqliteRow| (table.decode)(row, &self.secrets);
+        fetch_one(conn, &sql, (table.resource, key), decode).await
+    }
+
+    /// The row of `table` keyed `key`.
+    pub(super) async fn get<T>(&self, table: &Table<T>, key: &str) -> StoreResult<T> {
+        let mut conn = self.reader.acquire().await?;
+        self.fetch(&mut conn, table, key).await
+    }
+
+    /// A page of `table`'s rows in the order of `table.order`.
+    pub(super) async fn list<T>(&self, table: &Table<T>, page: PageQuery) -> StoreResult<Page<T>> {
+        let mut conn = self.reader.acquire().await?;
+        let (columns, from, order) = (table.columns, table.from, table.order);
+        let sql = format!(
+            "SELECT {columns} FROM {from} \
+             WHERE (?1 IS NULL OR {order} > ?1) ORDER BY {order} LIMIT ?2"
+        );
+        let decode = |row: &SqliteRow| (table.decode)(row, &self.secrets);
+        fetch_page(&mut conn, &sql, None, &page, decode, table.page_key).await
+    }
+}
+
 /// The row `sql` selects by `key`, decoded; `NotFound` names `resource`.
 pub(super) async fn fetch_one<T>(
     conn: &mut SqliteConnection,

@@ -4,8 +4,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
 use super::{
-    SqliteStore, delete_existing, fetch_one, fetch_page, micros, now, require_absent,
-    unique_as_already_exists,
+    SqliteStore, Table, delete_existing, micros, now, require_absent, unique_as_already_exists,
 };
 use crate::store::codec::{model_from_row, to_json};
 use crate::store::{
@@ -16,10 +15,15 @@ use crate::store::{
 pub(super) const MODEL_COLUMNS: &str =
     "m.id, m.name, m.context_length, m.capabilities, m.created_at";
 
-async fn fetch_model(conn: &mut SqliteConnection, name: &str) -> StoreResult<ModelRecord> {
-    let sql = format!("SELECT {MODEL_COLUMNS} FROM models m WHERE m.name = ?");
-    fetch_one(conn, &sql, ("model", name), model_from_row).await
-}
+const MODELS: Table<ModelRecord> = Table {
+    resource: "model",
+    columns: MODEL_COLUMNS,
+    from: "models m",
+    key: "m.name",
+    order: "m.name",
+    decode: |row, _| model_from_row(row),
+    page_key: |model| model.name.clone(),
+};
 
 #[async_trait]
 impl ModelStore for SqliteStore {
@@ -28,7 +32,8 @@ impl ModelStore for SqliteStore {
         model: ModelRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ModelRecord>> {
-        let fetch = async |conn: &mut SqliteConnection, key: &str| fetch_model(conn, key).await;
+        let fetch =
+            async |conn: &mut SqliteConnection, key: &str| self.fetch(conn, &MODELS, key).await;
         let insert = async |tx: &mut SqliteConnection| {
             let unique = "SELECT 1 FROM models WHERE name = ?";
             require_absent(&mut *tx, unique, ("model", &model.name)).await?;
@@ -55,20 +60,11 @@ impl ModelStore for SqliteStore {
     }
 
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {
-        let mut conn = self.reader.acquire().await?;
-        fetch_model(&mut conn, name).await
+        self.get(&MODELS, name).await
     }
 
     async fn list_models(&self, page: PageQuery) -> StoreResult<Page<ModelRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        let sql = format!(
-            "SELECT {MODEL_COLUMNS} FROM models m \
-             WHERE (?1 IS NULL OR m.name > ?1) ORDER BY m.name LIMIT ?2"
-        );
-        fetch_page(&mut conn, &sql, None, &page, model_from_row, |m| {
-            m.name.clone()
-        })
-        .await
+        self.list(&MODELS, page).await
     }
 
     async fn delete_model(&self, name: &str) -> StoreResult<()> {

@@ -6,7 +6,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use super::backends::BACKEND_COLUMNS;
 use super::models::MODEL_COLUMNS;
 use super::{
-    SqliteStore, delete_existing, fetch_one, fetch_page, micros, now, require, require_absent,
+    SqliteStore, Table, delete_existing, fetch_page, micros, now, require, require_absent,
     unique_as_already_exists,
 };
 use crate::store::codec::{backend_from_row, model_from_row, pool_from_row, refuse_builtin_pool};
@@ -21,10 +21,15 @@ const POOL_EXISTS: &str = "SELECT 1 FROM pools WHERE id = ?";
 const BACKEND_EXISTS: &str = "SELECT 1 FROM backends WHERE id = ?";
 const MODEL_EXISTS: &str = "SELECT 1 FROM models WHERE name = ?";
 
-async fn fetch_pool(conn: &mut SqliteConnection, id: &str) -> StoreResult<PoolRecord> {
-    let sql = format!("SELECT {POOL_COLUMNS} FROM pools p WHERE p.id = ?");
-    fetch_one(conn, &sql, ("pool", id), pool_from_row).await
-}
+const POOLS: Table<PoolRecord> = Table {
+    resource: "pool",
+    columns: POOL_COLUMNS,
+    from: "pools p",
+    key: "p.id",
+    order: "p.id",
+    decode: |row, _| pool_from_row(row),
+    page_key: |pool| pool.id.clone(),
+};
 
 impl SqliteStore {
     /// A page of the members `sql` selects of the `parent` that
@@ -80,7 +85,8 @@ impl PoolStore for SqliteStore {
         pool: PoolRecord,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<PoolRecord>> {
-        let fetch = async |conn: &mut SqliteConnection, key: &str| fetch_pool(conn, key).await;
+        let fetch =
+            async |conn: &mut SqliteConnection, key: &str| self.fetch(conn, &POOLS, key).await;
         let insert = async |tx: &mut SqliteConnection| {
             require_absent(&mut *tx, POOL_EXISTS, ("pool", &pool.id)).await?;
             let record = PoolRecord {
@@ -104,20 +110,11 @@ impl PoolStore for SqliteStore {
     }
 
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord> {
-        let mut conn = self.reader.acquire().await?;
-        fetch_pool(&mut conn, id).await
+        self.get(&POOLS, id).await
     }
 
     async fn list_pools(&self, page: PageQuery) -> StoreResult<Page<PoolRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        let sql = format!(
-            "SELECT {POOL_COLUMNS} FROM pools p \
-             WHERE (?1 IS NULL OR p.id > ?1) ORDER BY p.id LIMIT ?2"
-        );
-        fetch_page(&mut conn, &sql, None, &page, pool_from_row, |p| {
-            p.id.clone()
-        })
-        .await
+        self.list(&POOLS, page).await
     }
 
     async fn delete_pool(&self, id: &str) -> StoreResult<()> {

@@ -230,10 +230,7 @@ impl RunStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(run_id, attempt_id)| DueAttempt { run_id, attempt_id })
-            .collect())
+        Ok(rows.into_iter().map(DueAttempt::from).collect())
     }
 
     async fn list_dead_letters(
