@@ -71,7 +71,7 @@ struct Calls {
 
 /// When calls in flight fall to half of a high-water mark of at least this
 /// many, the memory they held is handed back to the system (see
-/// [`crate::memory`]).
+/// [`crate::memory`]), once the rest of the burst has ended too.
 const RELEASE_AFTER_CALLS: usize = 256;
 
 impl Calls {
@@ -87,14 +87,19 @@ impl Calls {
             self.idle.notify_waiters();
         }
         let high_water = self.high_water.load(Ordering::Relaxed);
-        if high_water >= RELEASE_AFTER_CALLS
-            && count <= high_water / 2
-            && self
-                .high_water
-                .compare_exchange(high_water, count, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if high_water >= RELEASE_AFTER_CALLS && count <= high_water / 2 {
+            // Every end of the burst's second half asks again: the trim
+            // runs after the last one, not after the first.
             crate::memory::release_freed_soon();
+            if count <= RELEASE_AFTER_CALLS / 4 {
+                // The burst is over; a new one starts counting from here.
+                let _ = self.high_water.compare_exchange(
+                    high_water,
+                    count,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
         }
     }
 

@@ -441,13 +441,20 @@ async fn draining_refuses_calls_with_unavailable() {
         assert!(Instant::now() < deadline, "the prompt reached the model");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let listed = runs
-        .clone()
-        .list_runs(pb::ListRunsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(listed.runs.len(), 2, "both runs exist before the drain");
+    // ExecuteChain's run is started by its own call: wait for it too.
+    loop {
+        let listed = runs
+            .clone()
+            .list_runs(pb::ListRunsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if listed.runs.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both runs exist before the drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let sigterm = Instant::now();
     std::process::Command::new("kill")
