@@ -452,7 +452,10 @@ async fn draining_refuses_calls_with_unavailable() {
         if listed.runs.len() == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "both runs exist before the drain");
+        assert!(
+            Instant::now() < deadline,
+            "both runs exist before the drain"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
