@@ -274,20 +274,6 @@ pub(super) trait StoredRow: PlainColumns {
     fn run_text(&self, name: &str) -> StoreResult<Option<String>>;
 }
 
-/// How a resource of the control plane is read from rows `R`: its columns
-/// and table (with an alias), the column that keys it, the column its pages
-/// follow, and its decoding. One per resource and backend; each backend
-/// builds the statements.
-pub(super) struct Table<R, T> {
-    pub(super) resource: &'static str,
-    pub(super) columns: &'static str,
-    pub(super) from: &'static str,
-    pub(super) key: &'static str,
-    pub(super) order: &'static str,
-    pub(super) decode: fn(&R, &SecretBox) -> StoreResult<T>,
-    pub(super) page_key: fn(&T) -> String,
-}
-
 pub(super) fn decode_all<R, T>(
     rows: &[R],
     decode: impl Fn(&R) -> StoreResult<T>,
@@ -483,19 +469,6 @@ pub(super) fn session_from_row(row: &impl StoredRow) -> StoreResult<WorkerSessio
         last_heartbeat: row.time("last_heartbeat")?,
         fenced_operations: row.int("fenced_operations")?.max(0) as u64,
     })
-}
-
-/// `FailedPrecondition` for a built-in pool, which cannot be deleted.
-pub(super) fn refuse_builtin_pool(id: &str) -> StoreResult<()> {
-    if super::BUILTIN_POOLS
-        .iter()
-        .any(|(builtin, _)| *builtin == id)
-    {
-        return Err(StoreError::FailedPrecondition(format!(
-            "pool {id:?} is built in and cannot be deleted"
-        )));
-    }
-    Ok(())
 }
 
 /// Commits a creation: `record` as written, or as an earlier request with

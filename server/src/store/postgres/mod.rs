@@ -62,14 +62,11 @@ macro_rules! insert_attempts_and_events {
     };
 }
 
-mod backends;
 mod chains;
 mod claim;
 mod create;
-mod hooks;
 mod idempotency;
-mod models;
-mod pools;
+mod resources;
 mod retry;
 mod runs;
 mod sessions;
@@ -330,42 +327,6 @@ fn on_foreign_key_violation(err: sqlx::Error, resource: &'static str, id: &str) 
 /// ids and names), so `""` precedes them all.
 fn after_key(page: &PageQuery) -> &str {
     page.after.as_deref().unwrap_or("")
-}
-
-/// How a resource of the control plane is read on PostgreSQL.
-pub(super) type Table<T> = crate::store::codec::Table<PgRow, T>;
-
-impl PostgresStore {
-    /// The row of `table` keyed `key`, read on `conn`; `NotFound` if none.
-    pub(super) async fn fetch<T>(
-        &self,
-        conn: &mut PgConnection,
-        table: &Table<T>,
-        key: &str,
-    ) -> StoreResult<T> {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = $1",
-            table.columns, table.from, table.key
-        );
-        let decode = |row: &PgRow| (table.decode)(row, &self.secrets);
-        fetch_one(conn, &sql, (table.resource, key), decode).await
-    }
-
-    /// The row of `table` keyed `key`.
-    pub(super) async fn get<T>(&self, table: &Table<T>, key: &str) -> StoreResult<T> {
-        let mut conn = self.pool.acquire().await?;
-        self.fetch(&mut conn, table, key).await
-    }
-
-    /// A page of `table`'s rows in the order of `table.order`.
-    pub(super) async fn list<T>(&self, table: &Table<T>, page: PageQuery) -> StoreResult<Page<T>> {
-        let mut conn = self.pool.acquire().await?;
-        let (columns, from, order) = (table.columns, table.from, table.order);
-        let sql =
-            format!("SELECT {columns} FROM {from} WHERE {order} > $1 ORDER BY {order} LIMIT $2");
-        let decode = |row: &PgRow| (table.decode)(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, table.page_key).await
-    }
 }
 
 /// The row `sql` selects by `key`, decoded; `NotFound` names `resource`.
