@@ -194,6 +194,18 @@ pub(super) fn page_limits(page: &PageQuery) -> (usize, i64) {
     (limit as usize, i64::from(limit) + 1)
 }
 
+/// The version a page of chain versions (newest first) starts below: the
+/// page key is the last version returned.
+pub(super) fn versions_before(page: &PageQuery) -> StoreResult<Option<i64>> {
+    let Some(after) = page.after.as_deref() else {
+        return Ok(None);
+    };
+    let version = after.parse::<i64>().map_err(|_| {
+        StoreError::FailedPrecondition(format!("page key {after:?} is not a chain version number"))
+    })?;
+    Ok(Some(version))
+}
+
 /// A page of `items` fetched with [`page_limits`].
 pub(super) fn into_page<T>(items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
     Page::new(items, page.limit.max(1) as usize, key)

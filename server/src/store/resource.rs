@@ -84,6 +84,18 @@ pub(super) fn select_list<R: Resource>() -> String {
     columns.join(", ")
 }
 
+/// The built-in pools, as migrating seeds them at `now`.
+pub(super) fn builtin_pools(now: DateTime<Utc>) -> impl Iterator<Item = PoolRecord> {
+    super::BUILTIN_POOLS
+        .iter()
+        .map(move |(id, purpose)| PoolRecord {
+            id: id.to_string(),
+            description: super::builtin_pool_description(purpose),
+            purpose: purpose.to_string(),
+            created_at: now,
+        })
+}
+
 /// The values `R`'s update writes, in the order of [`Resource::UPDATED`].
 pub(super) fn updated_values<R: Resource>(
     record: &R,

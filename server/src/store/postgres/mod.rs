@@ -88,8 +88,10 @@ use crate::secrets::SecretBox;
 use crate::store::codec::{
     PlainColumns, StoredRow, column, conflict, decode_all, into_page, not_found, page_limits,
 };
+use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
-use crate::store::{BUILTIN_POOLS, Page, PageQuery, Store, StoreError, StoreResult};
+use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
+use resources::{bind_all, insert_sql};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -147,23 +149,17 @@ impl PostgresStore {
 
     /// Runs the migrations and seeds the built-in pools on `conn`, which
     /// holds the migrate lock.
-    async fn migrate_locked(conn: &mut PgConnection) -> StoreResult<()> {
+    async fn migrate_locked(&self, conn: &mut PgConnection) -> StoreResult<()> {
         // `run_direct` rather than `run`: `run(&mut PgConnection)` trips the
         // "Acquire is not general enough" error inside `async_trait` futures.
         MIGRATOR.run_direct(&mut *conn).await?;
-        let created_at = now();
         let mut tx = conn.begin().await?;
-        for (id, purpose) in BUILTIN_POOLS {
-            sqlx::query(
-                "INSERT INTO pools (id, description, purpose, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(crate::store::builtin_pool_description(purpose))
-            .bind(purpose)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        let seed = format!("{} ON CONFLICT (id) DO NOTHING", insert_sql::<PoolRecord>());
+        for pool in builtin_pools(now()) {
+            let values = pool.values(&self.secrets)?;
+            bind_all(sqlx::query(&seed), values)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -405,7 +401,7 @@ impl Store for PostgresStore {
             .bind(MIGRATE_LOCK_KEY)
             .execute(&mut conn)
             .await?;
-        Self::migrate_locked(&mut conn).await?;
+        self.migrate_locked(&mut conn).await?;
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATE_LOCK_KEY)
             .execute(&mut conn)
@@ -538,7 +534,10 @@ mod tests {
             .await
             .unwrap();
         let ids: Vec<&str> = pools.items.iter().map(|p| p.id.as_str()).collect();
-        let mut builtin: Vec<&str> = BUILTIN_POOLS.iter().map(|(id, _)| *id).collect();
+        let mut builtin: Vec<&str> = crate::store::BUILTIN_POOLS
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
         builtin.sort();
         assert_eq!(ids, builtin);
         // Neither lock is left behind: another migration does not block.

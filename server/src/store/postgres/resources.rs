@@ -39,6 +39,19 @@ fn bind(query: PgQuery<'_>, value: Value) -> PgQuery<'_> {
     }
 }
 
+/// `query` with `values` bound in order.
+pub(super) fn bind_all(query: PgQuery<'_>, values: Vec<Value>) -> PgQuery<'_> {
+    values.into_iter().fold(query, bind)
+}
+
+/// `INSERT INTO <table> AS <alias> (<columns>) VALUES ($1, ...)`: a whole
+/// `R`.
+pub(super) fn insert_sql<R: Resource>() -> String {
+    let parameters = parameters(1, R::COLUMNS.len()).join(", ");
+    let (table, alias, columns) = (R::TABLE, R::ALIAS, R::COLUMNS.join(", "));
+    format!("INSERT INTO {table} AS {alias} ({columns}) VALUES ({parameters})")
+}
+
 /// `SELECT <column> FROM <table> WHERE <key> = $1`.
 fn select_by_key<R: Resource>(column: &str) -> String {
     format!("SELECT {column} FROM {} WHERE {} = $1", R::TABLE, R::KEY)
@@ -84,19 +97,12 @@ impl Resources for PostgresStore {
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<R>> {
         let resource_key = record.key().to_string();
-        let fetch = async |conn: &mut PgConnection, key: &str| self.fetch(conn, key).await;
+        let fetch =
+            async |conn: &mut PgConnection, (key, _): (String, _)| self.fetch(conn, &key).await;
         let insert = async |tx: &mut PgConnection| {
             let record = record.created(now());
-            let sql = format!(
-                "INSERT INTO {} AS {} ({}) VALUES ({}) RETURNING {}",
-                R::TABLE,
-                R::ALIAS,
-                R::COLUMNS.join(", "),
-                parameters(1, R::COLUMNS.len()).join(", "),
-                select_list::<R>()
-            );
-            let values = record.values(&self.secrets)?;
-            let query = values.into_iter().fold(sqlx::query(&sql), bind);
+            let sql = format!("{} RETURNING {}", insert_sql::<R>(), select_list::<R>());
+            let query = bind_all(sqlx::query(&sql), record.values(&self.secrets)?);
             let row = query.fetch_one(&mut *tx).await.map_err(|err| {
                 on_unique_violation(err, R::NAME, |constraint| {
                     constrained_column::<R>(constraint)
@@ -149,7 +155,7 @@ impl Resources for PostgresStore {
         );
         let key = record.key();
         let query = sqlx::query(&sql).bind(key).bind(revision);
-        let query = values.into_iter().map(|(_, v)| v).fold(query, bind);
+        let query = bind_all(query, values.into_iter().map(|(_, v)| v).collect());
         let mut tx = self.pool.begin().await?;
         let row = query
             .bind(now())

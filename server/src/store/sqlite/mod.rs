@@ -36,8 +36,10 @@ use crate::store::codec::{
     PlainColumns, StoredRow, already_exists, conflict, from_json, into_page, not_found,
     page_limits, to_json, truncate_to_micros,
 };
+use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
-use crate::store::{BUILTIN_POOLS, Page, PageQuery, Store, StoreError, StoreResult};
+use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
+use resources::{bind_all, insert_sql};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -319,18 +321,12 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         let mut tx = self.write_tx().await?;
-        let created_at = micros(now());
-        for (id, purpose) in BUILTIN_POOLS {
-            sqlx::query(
-                "INSERT INTO pools (id, description, purpose, created_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(crate::store::builtin_pool_description(purpose))
-            .bind(purpose)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        let seed = format!("{} ON CONFLICT (id) DO NOTHING", insert_sql::<PoolRecord>());
+        for pool in builtin_pools(now()) {
+            let values = pool.values(&self.secrets)?;
+            bind_all(sqlx::query(&seed), values)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -7,6 +7,7 @@ use sqlx::Sqlite;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 
+use super::idempotency::PriorResult;
 use super::{
     SqliteStore, check_stored_revision, delete_existing, fetch_one, fetch_page, micros, now,
     require, require_absent, unique_as_already_exists,
@@ -35,6 +36,21 @@ fn bind(query: SqliteQuery<'_>, value: Value) -> SqliteQuery<'_> {
         Value::Json(document) => query.bind(document.to_string()),
         Value::Strings(list) => query.bind(serde_json::Value::from(list).to_string()),
     }
+}
+
+/// `query` with `values` bound in order.
+pub(super) fn bind_all(query: SqliteQuery<'_>, values: Vec<Value>) -> SqliteQuery<'_> {
+    values.into_iter().fold(query, bind)
+}
+
+/// `INSERT INTO <table> (<columns>) VALUES (?, ...)`: a whole `R`.
+pub(super) fn insert_sql<R: Resource>() -> String {
+    let placeholders = vec!["?"; R::COLUMNS.len()].join(", ");
+    let columns = R::COLUMNS.join(", ");
+    format!(
+        "INSERT INTO {} ({columns}) VALUES ({placeholders})",
+        R::TABLE
+    )
 }
 
 /// `SELECT <column> FROM <table> WHERE <key> = ?`.
@@ -87,7 +103,9 @@ impl Resources for SqliteStore {
         record: R,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<R>> {
-        let fetch = async |conn: &mut SqliteConnection, key: &str| self.fetch(conn, key).await;
+        let fetch = async |conn: &mut SqliteConnection, prior: PriorResult| {
+            self.fetch(conn, &prior.resource_key).await
+        };
         let insert = async |tx: &mut SqliteConnection| {
             let record = record.created(now());
             let key = record.key().to_string();
@@ -101,18 +119,13 @@ impl Resources for SqliteStore {
                     require_absent(&mut *tx, &unique, (R::NAME, taken)).await?;
                 }
             }
-            let placeholders = vec!["?"; R::COLUMNS.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({placeholders})",
-                R::TABLE,
-                R::COLUMNS.join(", ")
-            );
-            let query = values.into_iter().fold(sqlx::query(&sql), bind);
+            let insert = insert_sql::<R>();
+            let query = bind_all(sqlx::query(&insert), values);
             query
                 .execute(&mut *tx)
                 .await
                 .map_err(unique_as_already_exists(R::NAME, &key))?;
-            Ok((record, key))
+            Ok((record, (key, None)))
         };
         self.create_once(idempotency.as_ref(), fetch, insert).await
     }
