@@ -84,6 +84,17 @@ pub(super) fn select_list<R: Resource>() -> String {
     columns.join(", ")
 }
 
+/// `<alias>.<column>` of `R`.
+pub(super) fn qualified<R: Resource>(column: &str) -> String {
+    format!("{}.{column}", R::ALIAS)
+}
+
+/// `SELECT <every column> FROM <table> <alias> WHERE <condition>`.
+pub(super) fn select_where<R: Resource>(condition: &str) -> String {
+    let (list, table, alias) = (select_list::<R>(), R::TABLE, R::ALIAS);
+    format!("SELECT {list} FROM {table} {alias} WHERE {condition}")
+}
+
 /// The built-in pools, as migrating seeds them at `now`.
 pub(super) fn builtin_pools(now: DateTime<Utc>) -> impl Iterator<Item = PoolRecord> {
     super::BUILTIN_POOLS
@@ -338,6 +349,9 @@ impl Resource for PoolRecord {
     }
 }
 
+/// A page of records, or why not.
+type Paged<T> = StoreResult<Page<T>>;
+
 /// A table that links pools to their members (backends or models).
 pub(super) struct Membership {
     /// What `NotFound` calls a missing link.
@@ -358,6 +372,23 @@ const POOL_MODELS: Membership = Membership {
     table: "pool_models",
     member: "model_name",
 };
+
+/// One pool's link to one member.
+pub(super) struct Link<'a> {
+    pub(super) of: &'static Membership,
+    pub(super) pool_id: &'a str,
+    pub(super) member: &'a str,
+}
+
+impl Membership {
+    fn link<'a>(&'static self, pool_id: &'a str, member: &'a str) -> Link<'a> {
+        Link {
+            of: self,
+            pool_id,
+            member,
+        }
+    }
+}
 
 /// Which side of a [`Membership`] a listing starts from.
 pub(super) enum From {
@@ -403,12 +434,10 @@ pub(super) trait Resources: Send + Sync {
     /// none.
     async fn remove<R: Resource>(&self, key: &str) -> StoreResult<()>;
     async fn write_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()>;
-    /// Links member `M` keyed `member` to pool `pool_id` (idempotent) once
-    /// both are found.
-    async fn add_member<M: Resource>(&self, link: (&str, &str), of: &Membership)
-    -> StoreResult<()>;
+    /// Links a member `M` to a pool (idempotent) once both are found.
+    async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()>;
     /// Unlinks a member; `NotFound` if it was not one.
-    async fn remove_member(&self, link: (&str, &str), of: &Membership) -> StoreResult<()>;
+    async fn remove_member(&self, link: Link<'_>) -> StoreResult<()>;
     /// A page of the `T` linked to the `P` keyed `parent` (`NotFound` if
     /// there is none), in one snapshot.
     async fn list_members<P: Resource, T: Resource>(
@@ -431,7 +460,7 @@ impl<S: Resources> BackendStore for S {
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {
         self.get(id).await
     }
-    async fn list_backends(&self, page: PageQuery) -> StoreResult<Page<BackendRecord>> {
+    async fn list_backends(&self, page: PageQuery) -> Paged<BackendRecord> {
         self.list(page).await
     }
     async fn update_backend(&self, backend: BackendRecord) -> StoreResult<BackendRecord> {
@@ -459,7 +488,7 @@ impl<S: Resources> HookStore for S {
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
         self.get(name).await
     }
-    async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>> {
+    async fn list_hooks(&self, page: PageQuery) -> Paged<HookRecord> {
         self.list(page).await
     }
     async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord> {
@@ -483,7 +512,7 @@ impl<S: Resources> ModelStore for S {
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {
         self.get(name).await
     }
-    async fn list_models(&self, page: PageQuery) -> StoreResult<Page<ModelRecord>> {
+    async fn list_models(&self, page: PageQuery) -> Paged<ModelRecord> {
         self.list(page).await
     }
     async fn delete_model(&self, name: &str) -> StoreResult<()> {
@@ -504,7 +533,7 @@ impl<S: Resources> PoolStore for S {
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord> {
         self.get(id).await
     }
-    async fn list_pools(&self, page: PageQuery) -> StoreResult<Page<PoolRecord>> {
+    async fn list_pools(&self, page: PageQuery) -> Paged<PoolRecord> {
         self.list(page).await
     }
     async fn delete_pool(&self, id: &str) -> StoreResult<()> {
@@ -513,41 +542,37 @@ impl<S: Resources> PoolStore for S {
         self.remove::<PoolRecord>(id).await
     }
     async fn assign_backend_to_pool(&self, pool_id: &str, backend_id: &str) -> StoreResult<()> {
-        let link = (pool_id, backend_id);
-        self.add_member::<BackendRecord>(link, &POOL_BACKENDS).await
+        let link = POOL_BACKENDS.link(pool_id, backend_id);
+        self.add_member::<BackendRecord>(link).await
     }
     async fn remove_backend_from_pool(&self, pool_id: &str, backend_id: &str) -> StoreResult<()> {
-        self.remove_member((pool_id, backend_id), &POOL_BACKENDS)
+        self.remove_member(POOL_BACKENDS.link(pool_id, backend_id))
             .await
     }
-    async fn list_pool_backends(
-        &self,
-        id: &str,
-        page: PageQuery,
-    ) -> StoreResult<Page<BackendRecord>> {
+    async fn list_pool_backends(&self, id: &str, page: PageQuery) -> Paged<BackendRecord> {
         let parent = (id, From::Pool);
         self.list_members::<PoolRecord, _>(parent, &POOL_BACKENDS, page)
             .await
     }
-    async fn list_backend_pools(&self, id: &str, page: PageQuery) -> StoreResult<Page<PoolRecord>> {
+    async fn list_backend_pools(&self, id: &str, page: PageQuery) -> Paged<PoolRecord> {
         let parent = (id, From::Member);
         self.list_members::<BackendRecord, _>(parent, &POOL_BACKENDS, page)
             .await
     }
     async fn assign_model_to_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()> {
-        let link = (pool_id, model_name);
-        self.add_member::<ModelRecord>(link, &POOL_MODELS).await
+        let link = POOL_MODELS.link(pool_id, model_name);
+        self.add_member::<ModelRecord>(link).await
     }
     async fn remove_model_from_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()> {
-        self.remove_member((pool_id, model_name), &POOL_MODELS)
+        self.remove_member(POOL_MODELS.link(pool_id, model_name))
             .await
     }
-    async fn list_pool_models(&self, id: &str, page: PageQuery) -> StoreResult<Page<ModelRecord>> {
+    async fn list_pool_models(&self, id: &str, page: PageQuery) -> Paged<ModelRecord> {
         let parent = (id, From::Pool);
         self.list_members::<PoolRecord, _>(parent, &POOL_MODELS, page)
             .await
     }
-    async fn list_model_pools(&self, name: &str, page: PageQuery) -> StoreResult<Page<PoolRecord>> {
+    async fn list_model_pools(&self, name: &str, page: PageQuery) -> Paged<PoolRecord> {
         let parent = (name, From::Member);
         self.list_members::<ModelRecord, _>(parent, &POOL_MODELS, page)
             .await

@@ -36,8 +36,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         replica: &str,
         sessions: &[WorkerSessionRecord],
-        seen_at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
+        (seen_at, forget_before): (DateTime<Utc>, DateTime<Utc>),
     ) -> StoreResult<()>;
 
     /// Sessions seen since `since`, by session id.

@@ -91,7 +91,7 @@ use crate::store::codec::{
 use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
 use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
-use resources::{bind_all, insert_sql};
+use resources::insert_row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -154,12 +154,9 @@ impl PostgresStore {
         // "Acquire is not general enough" error inside `async_trait` futures.
         MIGRATOR.run_direct(&mut *conn).await?;
         let mut tx = conn.begin().await?;
-        let seed = format!("{} ON CONFLICT (id) DO NOTHING", insert_sql::<PoolRecord>());
         for pool in builtin_pools(now()) {
-            let values = pool.values(&self.secrets)?;
-            bind_all(sqlx::query(&seed), values)
-                .execute(&mut *tx)
-                .await?;
+            let values = (pool.values(&self.secrets)?, "ON CONFLICT (id) DO NOTHING");
+            insert_row::<PoolRecord>(&mut tx, values, StoreError::from).await?;
         }
         tx.commit().await?;
         Ok(())

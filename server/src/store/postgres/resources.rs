@@ -15,10 +15,11 @@ use super::{
 };
 use crate::store::codec::not_found;
 use crate::store::resource::{
-    From, Membership, Resource, Resources, Value, select_list, taken_key, text_of, updated_values,
+    From, Link, Membership, Resource, Resources, Value, qualified, select_list, select_where,
+    taken_key, text_of, updated_values,
 };
 use crate::store::{
-    BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreResult,
+    BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError, StoreResult,
 };
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
@@ -40,16 +41,23 @@ fn bind(query: PgQuery<'_>, value: Value) -> PgQuery<'_> {
 }
 
 /// `query` with `values` bound in order.
-pub(super) fn bind_all(query: PgQuery<'_>, values: Vec<Value>) -> PgQuery<'_> {
+fn bind_all(query: PgQuery<'_>, values: Vec<Value>) -> PgQuery<'_> {
     values.into_iter().fold(query, bind)
 }
 
-/// `INSERT INTO <table> AS <alias> (<columns>) VALUES ($1, ...)`: a whole
-/// `R`.
-pub(super) fn insert_sql<R: Resource>() -> String {
+/// Inserts the row of an `R` that writes `values`; `suffix` ends the
+/// statement (a conflict clause or a RETURNING clause, whose row it
+/// returns).
+pub(super) async fn insert_row<R: Resource>(
+    conn: &mut PgConnection,
+    (values, suffix): (Vec<Value>, &str),
+    on_error: impl FnOnce(sqlx::Error) -> StoreError,
+) -> StoreResult<Option<PgRow>> {
     let parameters = parameters(1, R::COLUMNS.len()).join(", ");
     let (table, alias, columns) = (R::TABLE, R::ALIAS, R::COLUMNS.join(", "));
-    format!("INSERT INTO {table} AS {alias} ({columns}) VALUES ({parameters})")
+    let sql = format!("INSERT INTO {table} AS {alias} ({columns}) VALUES ({parameters}) {suffix}");
+    let query = bind_all(sqlx::query(&sql), values);
+    query.fetch_optional(conn).await.map_err(on_error)
 }
 
 /// `SELECT <column> FROM <table> WHERE <key> = $1`.
@@ -78,14 +86,13 @@ impl PostgresStore {
         conn: &mut PgConnection,
         key: &str,
     ) -> StoreResult<R> {
-        let (alias, table) = (R::ALIAS, R::TABLE);
-        let sql = format!(
-            "SELECT {} FROM {table} {alias} WHERE {alias}.{} = $1",
-            select_list::<R>(),
-            R::KEY
-        );
-        let decode = |row: &PgRow| R::decode(row, &self.secrets);
-        fetch_one(conn, &sql, (R::NAME, key), decode).await
+        let sql = select_where::<R>(&format!("{} = $1", qualified::<R>(R::KEY)));
+        fetch_one(conn, &sql, (R::NAME, key), self.decoder()).await
+    }
+
+    /// Decodes a row of `R`, secrets opened.
+    fn decoder<R: Resource>(&self) -> impl Fn(&PgRow) -> StoreResult<R> + '_ {
+        |row| R::decode(row, &self.secrets)
     }
 }
 
@@ -101,37 +108,32 @@ impl Resources for PostgresStore {
             async |conn: &mut PgConnection, (key, _): (String, _)| self.fetch(conn, &key).await;
         let insert = async |tx: &mut PgConnection| {
             let record = record.created(now());
-            let sql = format!("{} RETURNING {}", insert_sql::<R>(), select_list::<R>());
-            let query = bind_all(sqlx::query(&sql), record.values(&self.secrets)?);
-            let row = query.fetch_one(&mut *tx).await.map_err(|err| {
+            let returning = format!("RETURNING {}", select_list::<R>());
+            let values = record.values(&self.secrets)?;
+            let taken = |err| {
                 on_unique_violation(err, R::NAME, |constraint| {
                     constrained_column::<R>(constraint)
                         .and_then(|column| text_of(&record, &self.secrets, column))
                         .unwrap_or_else(|| record.key().to_string())
                 })
-            })?;
+            };
+            let row = insert_row::<R>(tx, (values, &returning), taken).await?;
+            let row = row.ok_or(sqlx::Error::RowNotFound)?;
             R::decode(&row, &self.secrets)
         };
         let key = (idempotency.as_ref(), resource_key.as_str());
         self.create_once(key, fetch, insert).await
     }
 
-    async fn get<R: Resource>(&self, key: &str) -> StoreResult<R> {
+    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
+        let order = qualified::<R>(R::ORDER);
+        let sql = select_where::<R>(&format!("{order} > $1 ORDER BY {order} LIMIT $2"));
         let mut conn = self.pool.acquire().await?;
-        self.fetch(&mut conn, key).await
+        fetch_page(&mut conn, &sql, None, &page, self.decoder(), R::page_key).await
     }
 
-    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
-        let mut conn = self.pool.acquire().await?;
-        let order = format!("{}.{}", R::ALIAS, R::ORDER);
-        let sql = format!(
-            "SELECT {} FROM {} {} WHERE {order} > $1 ORDER BY {order} LIMIT $2",
-            select_list::<R>(),
-            R::TABLE,
-            R::ALIAS
-        );
-        let decode = |row: &PgRow| R::decode(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, R::page_key).await
+    async fn get<R: Resource>(&self, key: &str) -> StoreResult<R> {
+        self.fetch(&mut *self.pool.acquire().await?, key).await
     }
 
     async fn update<R: Resource>(&self, record: R, revision: i64) -> StoreResult<R> {
@@ -211,11 +213,8 @@ impl Resources for PostgresStore {
     }
 
     /// The foreign keys catch an end deleted since the checks.
-    async fn add_member<M: Resource>(
-        &self,
-        (pool_id, member): (&str, &str),
-        of: &Membership,
-    ) -> StoreResult<()> {
+    async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()> {
+        let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let insert = format!(
             "INSERT INTO {} (pool_id, {}) VALUES ($1, $2) ON CONFLICT (pool_id, {}) DO NOTHING",
             of.table, of.member, of.member
@@ -236,11 +235,8 @@ impl Resources for PostgresStore {
         Ok(())
     }
 
-    async fn remove_member(
-        &self,
-        (pool_id, member): (&str, &str),
-        of: &Membership,
-    ) -> StoreResult<()> {
+    async fn remove_member(&self, link: Link<'_>) -> StoreResult<()> {
+        let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let delete = format!(
             "DELETE FROM {} WHERE pool_id = $1 AND {} = $2",
             of.table, of.member
@@ -268,8 +264,15 @@ impl Resources for PostgresStore {
         );
         let mut tx = self.pool.begin().await?;
         require(&mut tx, &select_by_key::<P>("1"), (P::NAME, parent)).await?;
-        let decode = |row: &PgRow| T::decode(row, &self.secrets);
-        let page = fetch_page(&mut tx, &sql, Some(parent), &page, decode, T::page_key).await?;
+        let page = fetch_page(
+            &mut tx,
+            &sql,
+            Some(parent),
+            &page,
+            self.decoder(),
+            T::page_key,
+        )
+        .await?;
         tx.commit().await?;
         Ok(page)
     }

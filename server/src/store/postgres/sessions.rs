@@ -14,9 +14,9 @@ impl SessionStore for PostgresStore {
         &self,
         replica: &str,
         sessions: &[WorkerSessionRecord],
-        seen_at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
+        window: (DateTime<Utc>, DateTime<Utc>),
     ) -> StoreResult<()> {
+        let (seen_at, forget_before) = window;
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM worker_sessions WHERE replica = $1 OR seen_at < $2")
             .bind(replica)

@@ -39,7 +39,7 @@ use crate::store::codec::{
 use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
 use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
-use resources::{bind_all, insert_sql};
+use resources::insert_row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -321,12 +321,9 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         let mut tx = self.write_tx().await?;
-        let seed = format!("{} ON CONFLICT (id) DO NOTHING", insert_sql::<PoolRecord>());
         for pool in builtin_pools(now()) {
-            let values = pool.values(&self.secrets)?;
-            bind_all(sqlx::query(&seed), values)
-                .execute(&mut *tx)
-                .await?;
+            let values = (pool.values(&self.secrets)?, "ON CONFLICT (id) DO NOTHING");
+            insert_row::<PoolRecord>(&mut tx, values, StoreError::from).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -14,10 +14,11 @@ use super::{
 };
 use crate::store::codec::{already_exists, not_found, to_json};
 use crate::store::resource::{
-    From, Membership, Resource, Resources, Value, select_list, taken_key, updated_values,
+    From, Link, Membership, Resource, Resources, Value, qualified, select_list, select_where,
+    taken_key, updated_values,
 };
 use crate::store::{
-    BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreResult,
+    BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError, StoreResult,
 };
 
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -39,18 +40,26 @@ fn bind(query: SqliteQuery<'_>, value: Value) -> SqliteQuery<'_> {
 }
 
 /// `query` with `values` bound in order.
-pub(super) fn bind_all(query: SqliteQuery<'_>, values: Vec<Value>) -> SqliteQuery<'_> {
+fn bind_all(query: SqliteQuery<'_>, values: Vec<Value>) -> SqliteQuery<'_> {
     values.into_iter().fold(query, bind)
 }
 
-/// `INSERT INTO <table> (<columns>) VALUES (?, ...)`: a whole `R`.
-pub(super) fn insert_sql<R: Resource>() -> String {
+/// Inserts the row of an `R` that writes `values`; `suffix` ends the
+/// statement (a conflict clause, or nothing).
+pub(super) async fn insert_row<R: Resource>(
+    conn: &mut SqliteConnection,
+    (values, suffix): (Vec<Value>, &str),
+    on_error: impl FnOnce(sqlx::Error) -> StoreError,
+) -> StoreResult<()> {
     let placeholders = vec!["?"; R::COLUMNS.len()].join(", ");
     let columns = R::COLUMNS.join(", ");
-    format!(
-        "INSERT INTO {} ({columns}) VALUES ({placeholders})",
+    let sql = format!(
+        "INSERT INTO {} ({columns}) VALUES ({placeholders}) {suffix}",
         R::TABLE
-    )
+    );
+    let query = bind_all(sqlx::query(&sql), values);
+    query.execute(conn).await.map_err(on_error)?;
+    Ok(())
 }
 
 /// `SELECT <column> FROM <table> WHERE <key> = ?`.
@@ -65,37 +74,29 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         key: &str,
     ) -> StoreResult<R> {
-        let sql = format!(
-            "SELECT {} FROM {} {} WHERE {}.{} = ?",
-            select_list::<R>(),
-            R::TABLE,
-            R::ALIAS,
-            R::ALIAS,
-            R::KEY
-        );
-        let decode = |row: &SqliteRow| R::decode(row, &self.secrets);
-        fetch_one(conn, &sql, (R::NAME, key), decode).await
+        let sql = select_where::<R>(&format!("{} = ?", qualified::<R>(R::KEY)));
+        fetch_one(conn, &sql, (R::NAME, key), self.decoder()).await
+    }
+
+    /// Decodes a row of `R`, secrets opened.
+    fn decoder<R: Resource>(&self) -> impl Fn(&SqliteRow) -> StoreResult<R> + '_ {
+        |row| R::decode(row, &self.secrets)
     }
 }
 
 #[async_trait]
 impl Resources for SqliteStore {
-    async fn get<R: Resource>(&self, key: &str) -> StoreResult<R> {
+    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
+        let order = qualified::<R>(R::ORDER);
+        let sql = select_where::<R>(&format!(
+            "(?1 IS NULL OR {order} > ?1) ORDER BY {order} LIMIT ?2"
+        ));
         let mut conn = self.reader.acquire().await?;
-        self.fetch(&mut conn, key).await
+        fetch_page(&mut conn, &sql, None, &page, self.decoder(), R::page_key).await
     }
 
-    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
-        let mut conn = self.reader.acquire().await?;
-        let order = format!("{}.{}", R::ALIAS, R::ORDER);
-        let sql = format!(
-            "SELECT {} FROM {} {} WHERE (?1 IS NULL OR {order} > ?1) ORDER BY {order} LIMIT ?2",
-            select_list::<R>(),
-            R::TABLE,
-            R::ALIAS,
-        );
-        let decode = |row: &SqliteRow| R::decode(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, R::page_key).await
+    async fn get<R: Resource>(&self, key: &str) -> StoreResult<R> {
+        self.fetch(&mut *self.reader.acquire().await?, key).await
     }
 
     async fn create<R: Resource>(
@@ -119,12 +120,8 @@ impl Resources for SqliteStore {
                     require_absent(&mut *tx, &unique, (R::NAME, taken)).await?;
                 }
             }
-            let insert = insert_sql::<R>();
-            let query = bind_all(sqlx::query(&insert), values);
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(unique_as_already_exists(R::NAME, &key))?;
+            let taken = unique_as_already_exists(R::NAME, &key);
+            insert_row::<R>(tx, (values, ""), taken).await?;
             Ok((record, (key, None)))
         };
         self.create_once(idempotency.as_ref(), fetch, insert).await
@@ -222,11 +219,8 @@ impl Resources for SqliteStore {
         Ok(())
     }
 
-    async fn add_member<M: Resource>(
-        &self,
-        (pool_id, member): (&str, &str),
-        of: &Membership,
-    ) -> StoreResult<()> {
+    async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()> {
+        let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let mut tx = self.write_tx().await?;
         let pool_exists = select_by_key::<PoolRecord>("1");
         require(&mut tx, &pool_exists, ("pool", pool_id)).await?;
@@ -244,11 +238,8 @@ impl Resources for SqliteStore {
         Ok(())
     }
 
-    async fn remove_member(
-        &self,
-        (pool_id, member): (&str, &str),
-        of: &Membership,
-    ) -> StoreResult<()> {
+    async fn remove_member(&self, link: Link<'_>) -> StoreResult<()> {
+        let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let mut tx = self.write_tx().await?;
         let delete = format!(
             "DELETE FROM {} WHERE pool_id = ? AND {} = ?",
@@ -279,8 +270,15 @@ impl Resources for SqliteStore {
         );
         let mut tx = self.read_tx().await?;
         require(&mut tx, &select_by_key::<P>("1"), (P::NAME, parent)).await?;
-        let decode = |row: &SqliteRow| T::decode(row, &self.secrets);
-        let page = fetch_page(&mut tx, &sql, Some(parent), &page, decode, T::page_key).await?;
+        let page = fetch_page(
+            &mut tx,
+            &sql,
+            Some(parent),
+            &page,
+            self.decoder(),
+            T::page_key,
+        )
+        .await?;
         tx.commit().await?;
         Ok(page)
     }

@@ -14,8 +14,7 @@ impl SessionStore for SqliteStore {
         &self,
         replica: &str,
         sessions: &[WorkerSessionRecord],
-        seen_at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
+        (seen_at, forget_before): (DateTime<Utc>, DateTime<Utc>),
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM worker_sessions WHERE replica = ? OR seen_at < ?")
