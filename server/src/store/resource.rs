@@ -107,7 +107,7 @@ pub(super) fn builtin_pools(now: DateTime<Utc>) -> impl Iterator<Item = PoolReco
         })
 }
 
-/// The values `R`'s update writes, in the order of [`Resource::UPDATED`].
+/// The columns `R`'s update replaces, with the values `record` writes.
 pub(super) fn updated_values<R: Resource>(
     record: &R,
     secrets: &SecretBox,

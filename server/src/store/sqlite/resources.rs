@@ -157,19 +157,18 @@ impl Resources for SqliteStore {
             set.join(", "),
             R::KEY
         );
-        let query = values
-            .into_iter()
-            .map(|(_, v)| v)
-            .fold(sqlx::query(&sql), bind);
+        let query = bind_all(
+            sqlx::query(&sql),
+            values.into_iter().map(|(_, v)| v).collect(),
+        );
         query
             .bind(micros(now()))
             .bind(key)
             .execute(&mut *tx)
             .await
-            .map_err(unique_as_already_exists(
-                R::NAME,
-                &taken_key(&record, &self.secrets),
-            ))?;
+            .map_err(|err| {
+                unique_as_already_exists(R::NAME, &taken_key(&record, &self.secrets))(err)
+            })?;
         let stored = self.fetch(&mut tx, key).await?;
         tx.commit().await?;
         Ok(stored)
