@@ -380,6 +380,14 @@ pub(super) struct Link<'a> {
     pub(super) member: &'a str,
 }
 
+/// Which side of a [`Membership`] a listing starts from: its parent.
+pub(super) enum Parent {
+    /// The members of a pool.
+    Pool,
+    /// The pools of a member.
+    Member,
+}
+
 impl Membership {
     fn link<'a>(&'static self, pool_id: &'a str, member: &'a str) -> Link<'a> {
         Link {
@@ -388,23 +396,13 @@ impl Membership {
             member,
         }
     }
-}
 
-/// Which side of a [`Membership`] a listing starts from.
-pub(super) enum From {
-    /// The members of a pool.
-    Pool,
-    /// The pools of a member.
-    Member,
-}
-
-impl Membership {
     /// The link table's columns that key the listing's parent and the
     /// listed records.
-    pub(super) fn columns(&self, from: &From) -> (&'static str, &'static str) {
-        match from {
-            From::Pool => ("pool_id", self.member),
-            From::Member => (self.member, "pool_id"),
+    pub(super) fn columns(&self, parent: &Parent) -> (&'static str, &'static str) {
+        match parent {
+            Parent::Pool => ("pool_id", self.member),
+            Parent::Member => (self.member, "pool_id"),
         }
     }
 }
@@ -433,16 +431,17 @@ pub(super) trait Resources: Send + Sync {
     /// Deletes the `R` keyed `key`, which has no revision; `NotFound` if
     /// none.
     async fn remove<R: Resource>(&self, key: &str) -> StoreResult<()>;
+    /// Records reconciler observations; does not bump the revision.
     async fn write_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()>;
     /// Links a member `M` to a pool (idempotent) once both are found.
     async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()>;
     /// Unlinks a member; `NotFound` if it was not one.
     async fn remove_member(&self, link: Link<'_>) -> StoreResult<()>;
-    /// A page of the `T` linked to the `P` keyed `parent` (`NotFound` if
+    /// A page of the `T` linked to the `P` keyed `key` (`NotFound` if
     /// there is none), in one snapshot.
     async fn list_members<P: Resource, T: Resource>(
         &self,
-        (parent, from): (&str, From),
+        (key, parent): (&str, Parent),
         of: &Membership,
         page: PageQuery,
     ) -> StoreResult<Page<T>>;
@@ -550,13 +549,13 @@ impl<S: Resources> PoolStore for S {
             .await
     }
     async fn list_pool_backends(&self, id: &str, page: PageQuery) -> Paged<BackendRecord> {
-        let parent = (id, From::Pool);
-        self.list_members::<PoolRecord, _>(parent, &POOL_BACKENDS, page)
+        let pool = (id, Parent::Pool);
+        self.list_members::<PoolRecord, _>(pool, &POOL_BACKENDS, page)
             .await
     }
     async fn list_backend_pools(&self, id: &str, page: PageQuery) -> Paged<PoolRecord> {
-        let parent = (id, From::Member);
-        self.list_members::<BackendRecord, _>(parent, &POOL_BACKENDS, page)
+        let backend = (id, Parent::Member);
+        self.list_members::<BackendRecord, _>(backend, &POOL_BACKENDS, page)
             .await
     }
     async fn assign_model_to_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()> {
@@ -568,13 +567,13 @@ impl<S: Resources> PoolStore for S {
             .await
     }
     async fn list_pool_models(&self, id: &str, page: PageQuery) -> Paged<ModelRecord> {
-        let parent = (id, From::Pool);
-        self.list_members::<PoolRecord, _>(parent, &POOL_MODELS, page)
+        let pool = (id, Parent::Pool);
+        self.list_members::<PoolRecord, _>(pool, &POOL_MODELS, page)
             .await
     }
     async fn list_model_pools(&self, name: &str, page: PageQuery) -> Paged<PoolRecord> {
-        let parent = (name, From::Member);
-        self.list_members::<ModelRecord, _>(parent, &POOL_MODELS, page)
+        let model = (name, Parent::Member);
+        self.list_members::<ModelRecord, _>(model, &POOL_MODELS, page)
             .await
     }
 }

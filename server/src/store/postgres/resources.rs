@@ -15,7 +15,7 @@ use super::{
 };
 use crate::store::codec::not_found;
 use crate::store::resource::{
-    From, Link, Membership, Resource, Resources, Value, qualified, select_list, select_where,
+    Link, Membership, Parent, Resource, Resources, Value, qualified, select_list, select_where,
     taken_key, text_of, updated_values,
 };
 use crate::store::{
@@ -248,11 +248,11 @@ impl Resources for PostgresStore {
 
     async fn list_members<P: Resource, T: Resource>(
         &self,
-        (parent, from): (&str, From),
+        (key, parent): (&str, Parent),
         of: &Membership,
         page: PageQuery,
     ) -> StoreResult<Page<T>> {
-        let (parent_column, listed_column) = of.columns(&from);
+        let (parent_column, listed_column) = of.columns(&parent);
         let (alias, order) = (T::ALIAS, format!("{}.{}", T::ALIAS, T::ORDER));
         let sql = format!(
             "SELECT {} FROM {} l JOIN {} {alias} ON {alias}.{} = l.{listed_column} \
@@ -263,16 +263,8 @@ impl Resources for PostgresStore {
             T::KEY
         );
         let mut tx = self.pool.begin().await?;
-        require(&mut tx, &select_by_key::<P>("1"), (P::NAME, parent)).await?;
-        let page = fetch_page(
-            &mut tx,
-            &sql,
-            Some(parent),
-            &page,
-            self.decoder(),
-            T::page_key,
-        )
-        .await?;
+        require(&mut tx, &select_by_key::<P>("1"), (P::NAME, key)).await?;
+        let page = fetch_page(&mut tx, &sql, Some(key), &page, self.decoder(), T::page_key).await?;
         tx.commit().await?;
         Ok(page)
     }
