@@ -1919,13 +1919,12 @@ async fn worker_sessions_per_replica(store: DynStore) {
         .publish_sessions(
             "r1",
             &[session("s1", "r1", 4), session("s2", "r1", 2)],
-            t(10),
-            t(0),
+            (t(10), t(0)),
         )
         .await
         .unwrap();
     store
-        .publish_sessions("r2", &[session("s3", "r2", 1)], t(10), t(0))
+        .publish_sessions("r2", &[session("s3", "r2", 1)], (t(10), t(0)))
         .await
         .unwrap();
     let all = store.list_sessions(t(0)).await.unwrap();
@@ -1939,7 +1938,7 @@ async fn worker_sessions_per_replica(store: DynStore) {
     );
     // r1 republishes: s2 closed, s1 changed.
     store
-        .publish_sessions("r1", &[session("s1", "r1", 8)], t(20), t(0))
+        .publish_sessions("r1", &[session("s1", "r1", 8)], (t(20), t(0)))
         .await
         .unwrap();
     let all = store.list_sessions(t(0)).await.unwrap();
@@ -1951,7 +1950,7 @@ async fn worker_sessions_per_replica(store: DynStore) {
     );
     // And forgotten once older than the cutoff.
     store
-        .publish_sessions("r1", &[], t(30), t(15))
+        .publish_sessions("r1", &[], (t(30), t(15)))
         .await
         .unwrap();
     assert!(store.list_sessions(t(0)).await.unwrap().is_empty());

@@ -73,8 +73,7 @@ impl Dispatcher {
                 .publish_sessions(
                     self.inner.kernel.instance_id(),
                     &records,
-                    now,
-                    forget_before,
+                    (now, forget_before),
                 )
                 .await
             {

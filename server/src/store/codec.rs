@@ -194,6 +194,18 @@ pub(super) fn page_limits(page: &PageQuery) -> (usize, i64) {
     (limit as usize, i64::from(limit) + 1)
 }
 
+/// The version a page of chain versions (newest first) starts below: the
+/// page key is the last version returned.
+pub(super) fn versions_before(page: &PageQuery) -> StoreResult<Option<i64>> {
+    let Some(after) = page.after.as_deref() else {
+        return Ok(None);
+    };
+    let version = after.parse::<i64>().map_err(|_| {
+        StoreError::FailedPrecondition(format!("page key {after:?} is not a chain version number"))
+    })?;
+    Ok(Some(version))
+}
+
 /// A page of `items` fetched with [`page_limits`].
 pub(super) fn into_page<T>(items: Vec<T>, page: &PageQuery, key: impl Fn(&T) -> String) -> Page<T> {
     Page::new(items, page.limit.max(1) as usize, key)
@@ -272,20 +284,6 @@ pub(super) trait StoredRow: PlainColumns {
     fn strings(&self, name: &str, what: &str) -> StoreResult<Vec<String>>;
     /// Run data that may hold U+0000 (prompts, error messages).
     fn run_text(&self, name: &str) -> StoreResult<Option<String>>;
-}
-
-/// How a resource of the control plane is read from rows `R`: its columns
-/// and table (with an alias), the column that keys it, the column its pages
-/// follow, and its decoding. One per resource and backend; each backend
-/// builds the statements.
-pub(super) struct Table<R, T> {
-    pub(super) resource: &'static str,
-    pub(super) columns: &'static str,
-    pub(super) from: &'static str,
-    pub(super) key: &'static str,
-    pub(super) order: &'static str,
-    pub(super) decode: fn(&R, &SecretBox) -> StoreResult<T>,
-    pub(super) page_key: fn(&T) -> String,
 }
 
 pub(super) fn decode_all<R, T>(
@@ -483,19 +481,6 @@ pub(super) fn session_from_row(row: &impl StoredRow) -> StoreResult<WorkerSessio
         last_heartbeat: row.time("last_heartbeat")?,
         fenced_operations: row.int("fenced_operations")?.max(0) as u64,
     })
-}
-
-/// `FailedPrecondition` for a built-in pool, which cannot be deleted.
-pub(super) fn refuse_builtin_pool(id: &str) -> StoreResult<()> {
-    if super::BUILTIN_POOLS
-        .iter()
-        .any(|(builtin, _)| *builtin == id)
-    {
-        return Err(StoreError::FailedPrecondition(format!(
-            "pool {id:?} is built in and cannot be deleted"
-        )));
-    }
-    Ok(())
 }
 
 /// Commits a creation: `record` as written, or as an earlier request with

@@ -1,6 +1,7 @@
-//! The control plane's records and the store traits that keep them: one
-//! trait per resource, which each backend implements in a file of the same
-//! name (`sqlite/backends.rs`, `postgres/backends.rs`, ...).
+//! The control plane's records and the store traits that keep them, one
+//! per resource. Backends, pools, models and hooks are implemented once, in
+//! `resource.rs`, over each backend's `resources.rs`; chains in each
+//! backend's `chains.rs`.
 
 use std::collections::BTreeMap;
 

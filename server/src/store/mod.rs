@@ -12,6 +12,7 @@
 mod codec;
 mod control;
 mod postgres;
+mod resource;
 mod runs;
 mod sealed;
 mod sessions;

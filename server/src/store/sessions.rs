@@ -36,15 +36,11 @@ pub trait SessionStore: Send + Sync {
         &self,
         replica: &str,
         sessions: &[WorkerSessionRecord],
-        seen_at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
+        (seen_at, forget_before): (DateTime<Utc>, DateTime<Utc>),
     ) -> StoreResult<()>;
 
-    /// Sessions seen since `seen_after`, by session id.
-    async fn list_sessions(
-        &self,
-        seen_after: DateTime<Utc>,
-    ) -> StoreResult<Vec<WorkerSessionRecord>>;
+    /// Sessions seen since `since`, by session id.
+    async fn list_sessions(&self, since: DateTime<Utc>) -> StoreResult<Vec<WorkerSessionRecord>>;
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {

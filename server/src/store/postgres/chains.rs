@@ -5,11 +5,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::idempotency::{Reservation, record_idempotent_version, reserve};
+use super::idempotency::record_idempotent_version;
 use super::{PostgresStore, fetch_page, now};
 use crate::store::codec::{
-    PlainColumns, already_exists, chain_from_row, commit_created, conflict, decode_all, into_page,
-    not_found, page_limits,
+    PlainColumns, already_exists, chain_from_row, conflict, decode_all, into_page, not_found,
+    page_limits, versions_before,
 };
 use crate::store::{
     ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
@@ -43,32 +43,17 @@ async fn fetch_chain_version(
     chain_from_row(&row)
 }
 
-/// The version an earlier request with `key`'s id wrote, or `None` (the
-/// key now reserved) for a first request.
+/// The version an earlier request wrote, given its chain id and version.
 async fn replayed_version(
     conn: &mut PgConnection,
-    key: Option<&IdempotencyKey>,
-    id: &str,
-) -> StoreResult<Option<ChainRecord>> {
-    let Some(key) = key else {
-        return Ok(None);
-    };
-    let Reservation::Replay {
-        resource_key,
-        resource_version,
-    } = reserve(conn, key, id).await?
-    else {
-        return Ok(None);
-    };
-    let version = resource_version.ok_or_else(|| {
+    (id, version): (String, Option<i64>),
+) -> StoreResult<ChainRecord> {
+    let version = version.ok_or_else(|| {
         StoreError::Corrupt(format!(
-            "request_id {:?} has no recorded chain version",
-            key.request_id
+            "chain {id:?} has no recorded version for a request"
         ))
     })?;
-    Ok(Some(
-        fetch_chain_version(conn, &resource_key, version).await?,
-    ))
+    fetch_chain_version(conn, &id, version).await
 }
 
 /// The latest version of a live chain, its head locked for the rest of the
@@ -127,35 +112,31 @@ impl ChainStore for PostgresStore {
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ChainRecord>> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(record) = replayed_version(&mut tx, idempotency.as_ref(), id).await? {
-            return Ok(Created {
-                record,
-                replayed: true,
-            });
-        }
-        let created_at = now();
-        // A new id starts at version 1; a deleted one comes back to life with
-        // the next number. A live one matches the WHERE of neither branch, so
-        // nothing is returned. Concurrent creators serialize on the row.
-        let version: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO chain_heads AS h (id, latest_version, created_at, deleted) \
-             VALUES ($1, 1, $2, FALSE) \
-             ON CONFLICT (id) DO UPDATE SET latest_version = h.latest_version + 1, \
-             created_at = EXCLUDED.created_at, deleted = FALSE \
-             WHERE h.deleted RETURNING h.latest_version",
-        )
-        .bind(id)
-        .bind(created_at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(version) = version else {
-            return Err(already_exists("chain", id));
+        let insert = async |tx: &mut PgConnection| {
+            let created_at = now();
+            // A new id starts at version 1; a deleted one comes back to life
+            // with the next number. A live one matches the WHERE of neither
+            // branch, so nothing is returned. Concurrent creators serialize
+            // on the row.
+            let version: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO chain_heads AS h (id, latest_version, created_at, deleted) \
+                 VALUES ($1, 1, $2, FALSE) \
+                 ON CONFLICT (id) DO UPDATE SET latest_version = h.latest_version + 1, \
+                 created_at = EXCLUDED.created_at, deleted = FALSE \
+                 WHERE h.deleted RETURNING h.latest_version",
+            )
+            .bind(id)
+            .bind(created_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(version) = version else {
+                return Err(already_exists("chain", id));
+            };
+            let key = idempotency.as_ref();
+            insert_chain_version(tx, (id, version), &definition, created_at, key).await
         };
-        let key = idempotency.as_ref();
-        let record =
-            insert_chain_version(&mut tx, (id, version), &definition, created_at, key).await?;
-        commit_created(tx, record, false).await
+        let key = (idempotency.as_ref(), id);
+        self.create_once(key, replayed_version, insert).await
     }
 
     async fn get_chain(
@@ -206,13 +187,7 @@ impl ChainStore for PostgresStore {
         id: &str,
         page: PageQuery,
     ) -> StoreResult<Page<ChainRecord>> {
-        // Newest first: the page key is the last version returned.
-        let before = match &page.after {
-            None => i64::MAX,
-            Some(after) => after.parse::<i64>().map_err(|_| {
-                StoreError::FailedPrecondition(format!("page key {after:?} is not a chain version"))
-            })?,
-        };
+        let before = versions_before(&page)?.unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
         let live =
             sqlx::query_scalar::<_, bool>("SELECT NOT deleted FROM chain_heads WHERE id = $1")
@@ -246,22 +221,18 @@ impl ChainStore for PostgresStore {
         expected_version: Option<i64>,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ChainRecord>> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(record) = replayed_version(&mut tx, idempotency.as_ref(), id).await? {
-            return Ok(Created {
-                record,
-                replayed: true,
-            });
-        }
-        let version = lock_live_head(&mut tx, id, expected_version).await? + 1;
-        sqlx::query("UPDATE chain_heads SET latest_version = $2 WHERE id = $1")
-            .bind(id)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
-        let key = idempotency.as_ref();
-        let record = insert_chain_version(&mut tx, (id, version), &definition, now(), key).await?;
-        commit_created(tx, record, false).await
+        let insert = async |tx: &mut PgConnection| {
+            let version = lock_live_head(tx, id, expected_version).await? + 1;
+            sqlx::query("UPDATE chain_heads SET latest_version = $2 WHERE id = $1")
+                .bind(id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            let key = idempotency.as_ref();
+            insert_chain_version(tx, (id, version), &definition, now(), key).await
+        };
+        self.create_once((idempotency.as_ref(), id), replayed_version, insert)
+            .await
     }
 
     async fn delete_chain(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {

@@ -88,35 +88,40 @@ pub(super) async fn record_idempotent_version(
     Ok(())
 }
 
-/// The key of the resource an earlier request with `key`'s id created, or
-/// `None` (the key now reserved for `resource_key`) for a first request.
-pub(super) async fn replayed_key(
+/// The resource (key and version) an earlier request with `key`'s id
+/// created, or `None` (the key now reserved for `resource_key`) for a first
+/// request.
+pub(super) async fn replayed(
     conn: &mut PgConnection,
     key: Option<&IdempotencyKey>,
     resource_key: &str,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Option<(String, Option<i64>)>> {
     let Some(key) = key else {
         return Ok(None);
     };
     Ok(match reserve(conn, key, resource_key).await? {
         Reservation::Fresh => None,
-        Reservation::Replay { resource_key, .. } => Some(resource_key),
+        Reservation::Replay {
+            resource_key,
+            resource_version,
+        } => Some((resource_key, resource_version)),
     })
 }
 
 impl PostgresStore {
     /// Creates a record in one transaction: for a request seen before, the
-    /// record it created (read by `fetch`); otherwise what `insert` writes,
-    /// its key (`resource_key`) reserved first.
+    /// record it created (read by `fetch` from its key and version);
+    /// otherwise what `insert` writes, its key (`resource_key`) reserved
+    /// first.
     pub(super) async fn create_once<T>(
         &self,
         (idempotency, resource_key): (Option<&IdempotencyKey>, &str),
-        fetch: impl AsyncFnOnce(&mut PgConnection, &str) -> StoreResult<T>,
+        fetch: impl AsyncFnOnce(&mut PgConnection, (String, Option<i64>)) -> StoreResult<T>,
         insert: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<T>,
     ) -> StoreResult<Created<T>> {
         let mut tx = self.pool.begin().await?;
-        if let Some(key) = replayed_key(&mut tx, idempotency, resource_key).await? {
-            let record = fetch(&mut tx, &key).await?;
+        if let Some(prior) = replayed(&mut tx, idempotency, resource_key).await? {
+            let record = fetch(&mut tx, prior).await?;
             return Ok(Created {
                 record,
                 replayed: true,

@@ -62,14 +62,11 @@ macro_rules! insert_attempts_and_events {
     };
 }
 
-mod backends;
 mod chains;
 mod claim;
 mod create;
-mod hooks;
 mod idempotency;
-mod models;
-mod pools;
+mod resources;
 mod retry;
 mod runs;
 mod sessions;
@@ -91,8 +88,10 @@ use crate::secrets::SecretBox;
 use crate::store::codec::{
     PlainColumns, StoredRow, column, conflict, decode_all, into_page, not_found, page_limits,
 };
+use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
-use crate::store::{BUILTIN_POOLS, Page, PageQuery, Store, StoreError, StoreResult};
+use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
+use resources::insert_row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -150,23 +149,14 @@ impl PostgresStore {
 
     /// Runs the migrations and seeds the built-in pools on `conn`, which
     /// holds the migrate lock.
-    async fn migrate_locked(conn: &mut PgConnection) -> StoreResult<()> {
+    async fn migrate_locked(&self, conn: &mut PgConnection) -> StoreResult<()> {
         // `run_direct` rather than `run`: `run(&mut PgConnection)` trips the
         // "Acquire is not general enough" error inside `async_trait` futures.
         MIGRATOR.run_direct(&mut *conn).await?;
-        let created_at = now();
         let mut tx = conn.begin().await?;
-        for (id, purpose) in BUILTIN_POOLS {
-            sqlx::query(
-                "INSERT INTO pools (id, description, purpose, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(crate::store::builtin_pool_description(purpose))
-            .bind(purpose)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        for pool in builtin_pools(now()) {
+            let values = (pool.values(&self.secrets)?, "ON CONFLICT (id) DO NOTHING");
+            insert_row::<PoolRecord>(&mut tx, values, StoreError::from).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -332,42 +322,6 @@ fn after_key(page: &PageQuery) -> &str {
     page.after.as_deref().unwrap_or("")
 }
 
-/// How a resource of the control plane is read on PostgreSQL.
-pub(super) type Table<T> = crate::store::codec::Table<PgRow, T>;
-
-impl PostgresStore {
-    /// The row of `table` keyed `key`, read on `conn`; `NotFound` if none.
-    pub(super) async fn fetch<T>(
-        &self,
-        conn: &mut PgConnection,
-        table: &Table<T>,
-        key: &str,
-    ) -> StoreResult<T> {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = $1",
-            table.columns, table.from, table.key
-        );
-        let decode = |row: &PgRow| (table.decode)(row, &self.secrets);
-        fetch_one(conn, &sql, (table.resource, key), decode).await
-    }
-
-    /// The row of `table` keyed `key`.
-    pub(super) async fn get<T>(&self, table: &Table<T>, key: &str) -> StoreResult<T> {
-        let mut conn = self.pool.acquire().await?;
-        self.fetch(&mut conn, table, key).await
-    }
-
-    /// A page of `table`'s rows in the order of `table.order`.
-    pub(super) async fn list<T>(&self, table: &Table<T>, page: PageQuery) -> StoreResult<Page<T>> {
-        let mut conn = self.pool.acquire().await?;
-        let (columns, from, order) = (table.columns, table.from, table.order);
-        let sql =
-            format!("SELECT {columns} FROM {from} WHERE {order} > $1 ORDER BY {order} LIMIT $2");
-        let decode = |row: &PgRow| (table.decode)(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, table.page_key).await
-    }
-}
-
 /// The row `sql` selects by `key`, decoded; `NotFound` names `resource`.
 async fn fetch_one<T>(
     conn: &mut PgConnection,
@@ -444,7 +398,7 @@ impl Store for PostgresStore {
             .bind(MIGRATE_LOCK_KEY)
             .execute(&mut conn)
             .await?;
-        Self::migrate_locked(&mut conn).await?;
+        self.migrate_locked(&mut conn).await?;
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATE_LOCK_KEY)
             .execute(&mut conn)
@@ -577,7 +531,10 @@ mod tests {
             .await
             .unwrap();
         let ids: Vec<&str> = pools.items.iter().map(|p| p.id.as_str()).collect();
-        let mut builtin: Vec<&str> = BUILTIN_POOLS.iter().map(|(id, _)| *id).collect();
+        let mut builtin: Vec<&str> = crate::store::BUILTIN_POOLS
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
         builtin.sort();
         assert_eq!(ids, builtin);
         // Neither lock is left behind: another migration does not block.

@@ -14,9 +14,9 @@ impl SessionStore for PostgresStore {
         &self,
         replica: &str,
         sessions: &[WorkerSessionRecord],
-        seen_at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
+        window: (DateTime<Utc>, DateTime<Utc>),
     ) -> StoreResult<()> {
+        let (seen_at, forget_before) = window;
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM worker_sessions WHERE replica = $1 OR seen_at < $2")
             .bind(replica)
@@ -77,16 +77,13 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    async fn list_sessions(
-        &self,
-        seen_after: DateTime<Utc>,
-    ) -> StoreResult<Vec<WorkerSessionRecord>> {
+    async fn list_sessions(&self, since: DateTime<Utc>) -> StoreResult<Vec<WorkerSessionRecord>> {
         let rows = sqlx::query(
             "SELECT session_id, replica, worker_id, name, queues, slots, leases_held, \
              labels, sdk_version, connected_at, last_heartbeat, \
              fenced_operations FROM worker_sessions WHERE seen_at >= $1 ORDER BY session_id",
         )
-        .bind(seen_after)
+        .bind(since)
         .fetch_all(self.pool())
         .await?;
         decode_all(&rows, session_from_row)

@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
-use super::idempotency::{PriorResult, prior_result, remember_result};
+use super::idempotency::PriorResult;
 use super::{
     SqliteStore, check_revision, fetch_page, from_micros, micros, now, unique_as_already_exists,
 };
 use crate::store::codec::{
-    PlainColumns, already_exists, chain_from_row, commit_created, decode_all, into_page, not_found,
-    page_limits,
+    PlainColumns, already_exists, chain_from_row, decode_all, into_page, not_found, page_limits,
+    versions_before,
 };
 use crate::store::{
     ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
@@ -106,54 +106,52 @@ impl ChainStore for SqliteStore {
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ChainRecord>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = replayed_chain(&mut tx, prior).await?;
-            return commit_created(tx, record, true).await;
-        }
-        let created_at = now();
-        let version = match chain_head(&mut tx, id).await? {
-            Some((_, false)) => return Err(already_exists("chain", id)),
-            // A deleted chain's id is reused: numbering continues so that a
-            // run pinned to an old version never sees a different definition
-            // under the same number. The chain itself is new, so is its
-            // creation time.
-            Some((latest, true)) => {
-                let version = latest + 1;
-                sqlx::query(
-                    "UPDATE chain_heads SET latest_version = ?, created_at = ?, deleted = 0 \
-                     WHERE id = ?",
-                )
-                .bind(version)
-                .bind(micros(created_at))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                version
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO chain_heads (id, latest_version, created_at, deleted) \
-                     VALUES (?, 1, ?, 0)",
-                )
-                .bind(id)
-                .bind(micros(created_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(unique_as_already_exists("chain", id))?;
-                1
-            }
+        let insert = async |tx: &mut SqliteConnection| {
+            let created_at = now();
+            let version = match chain_head(&mut *tx, id).await? {
+                Some((_, false)) => return Err(already_exists("chain", id)),
+                // A deleted chain's id is reused: numbering continues so that a
+                // run pinned to an old version never sees a different definition
+                // under the same number. The chain itself is new, so is its
+                // creation time.
+                Some((latest, true)) => {
+                    let version = latest + 1;
+                    sqlx::query(
+                        "UPDATE chain_heads SET latest_version = ?, created_at = ?, deleted = 0 \
+                         WHERE id = ?",
+                    )
+                    .bind(version)
+                    .bind(micros(created_at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    version
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO chain_heads (id, latest_version, created_at, deleted) \
+                         VALUES (?, 1, ?, 0)",
+                    )
+                    .bind(id)
+                    .bind(micros(created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unique_as_already_exists("chain", id))?;
+                    1
+                }
+            };
+            insert_version(&mut *tx, id, version, &definition, micros(created_at)).await?;
+            let record = ChainRecord {
+                id: id.to_string(),
+                version,
+                definition,
+                created_at,
+                updated_at: created_at,
+            };
+            Ok((record, (id.to_string(), Some(version))))
         };
-        insert_version(&mut tx, id, version, &definition, micros(created_at)).await?;
-        remember_result(&mut tx, idempotency.as_ref(), id, Some(version)).await?;
-        let record = ChainRecord {
-            id: id.to_string(),
-            version,
-            definition,
-            created_at,
-            updated_at: created_at,
-        };
-        commit_created(tx, record, false).await
+        self.create_once(idempotency.as_ref(), replayed_chain, insert)
+            .await
     }
 
     async fn get_chain(
@@ -187,14 +185,7 @@ impl ChainStore for SqliteStore {
         id: &str,
         page: PageQuery,
     ) -> StoreResult<Page<ChainRecord>> {
-        let before_version = match page.after.as_deref() {
-            None => None,
-            Some(after) => Some(after.parse::<i64>().map_err(|_| {
-                StoreError::FailedPrecondition(format!(
-                    "page key {after:?} is not a chain version number"
-                ))
-            })?),
-        };
+        let before_version = versions_before(&page)?;
         let mut tx = self.read_tx().await?;
         live_chain_version(&mut tx, id).await?;
         let rows = sqlx::query(&format!(
@@ -219,32 +210,30 @@ impl ChainStore for SqliteStore {
         expected_version: Option<i64>,
         idempotency: Option<IdempotencyKey>,
     ) -> StoreResult<Created<ChainRecord>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(prior) = prior_result(&mut tx, idempotency.as_ref()).await? {
-            let record = replayed_chain(&mut tx, prior).await?;
-            return commit_created(tx, record, true).await;
-        }
-        let latest = live_chain_version(&mut tx, id).await?;
-        check_revision("chain", id, expected_version, latest)?;
-        let version = latest + 1;
-        let updated_at = now();
-        let chain_created_at: i64 = sqlx::query_scalar(
-            "UPDATE chain_heads SET latest_version = ? WHERE id = ? RETURNING created_at",
-        )
-        .bind(version)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        insert_version(&mut tx, id, version, &definition, micros(updated_at)).await?;
-        remember_result(&mut tx, idempotency.as_ref(), id, Some(version)).await?;
-        let record = ChainRecord {
-            id: id.to_string(),
-            version,
-            definition,
-            created_at: from_micros(chain_created_at)?,
-            updated_at,
+        let insert = async |tx: &mut SqliteConnection| {
+            let latest = live_chain_version(&mut *tx, id).await?;
+            check_revision("chain", id, expected_version, latest)?;
+            let version = latest + 1;
+            let updated_at = now();
+            let chain_created_at: i64 = sqlx::query_scalar(
+                "UPDATE chain_heads SET latest_version = ? WHERE id = ? RETURNING created_at",
+            )
+            .bind(version)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            insert_version(&mut *tx, id, version, &definition, micros(updated_at)).await?;
+            let record = ChainRecord {
+                id: id.to_string(),
+                version,
+                definition,
+                created_at: from_micros(chain_created_at)?,
+                updated_at,
+            };
+            Ok((record, (id.to_string(), Some(version))))
         };
-        commit_created(tx, record, false).await
+        self.create_once(idempotency.as_ref(), replayed_chain, insert)
+            .await
     }
 
     async fn delete_chain(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {

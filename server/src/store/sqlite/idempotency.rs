@@ -72,20 +72,20 @@ pub(super) async fn remember_result(
 impl SqliteStore {
     /// Creates a record in one write transaction: for a request seen
     /// before, the record it created (read by `fetch`); otherwise what
-    /// `insert` writes, remembered under its key.
+    /// `insert` writes, remembered under the key and version it returns.
     pub(super) async fn create_once<T>(
         &self,
         idempotency: Option<&IdempotencyKey>,
-        fetch: impl AsyncFnOnce(&mut SqliteConnection, &str) -> StoreResult<T>,
-        insert: impl AsyncFnOnce(&mut SqliteConnection) -> StoreResult<(T, String)>,
+        fetch: impl AsyncFnOnce(&mut SqliteConnection, PriorResult) -> StoreResult<T>,
+        insert: impl AsyncFnOnce(&mut SqliteConnection) -> StoreResult<(T, (String, Option<i64>))>,
     ) -> StoreResult<Created<T>> {
         let mut tx = self.write_tx().await?;
         if let Some(prior) = prior_result(&mut tx, idempotency).await? {
-            let record = fetch(&mut tx, &prior.resource_key).await?;
+            let record = fetch(&mut tx, prior).await?;
             return commit_created(tx, record, true).await;
         }
-        let (record, key) = insert(&mut tx).await?;
-        remember_result(&mut tx, idempotency, &key, None).await?;
+        let (record, (key, version)) = insert(&mut tx).await?;
+        remember_result(&mut tx, idempotency, &key, version).await?;
         commit_created(tx, record, false).await
     }
 }

@@ -10,14 +10,11 @@
 //! creation and update times itself, truncated to microseconds, so a record
 //! returned by a write equals what a later read returns.
 
-mod backends;
 mod chains;
 mod claim;
 mod create;
-mod hooks;
 mod idempotency;
-mod models;
-mod pools;
+mod resources;
 mod runs;
 mod sessions;
 mod signals;
@@ -39,8 +36,10 @@ use crate::store::codec::{
     PlainColumns, StoredRow, already_exists, conflict, from_json, into_page, not_found,
     page_limits, to_json, truncate_to_micros,
 };
+use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
-use crate::store::{BUILTIN_POOLS, Page, PageQuery, Store, StoreError, StoreResult};
+use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
+use resources::insert_row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -89,23 +88,6 @@ impl SqliteStore {
 
     pub(super) async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Deletes the row `delete` matches by key once the revision
-    /// `revision` reads for it is `expected` (when given): `NotFound`
-    /// without a row, `Conflict` on another revision.
-    pub(super) async fn delete_revision(
-        &self,
-        delete: &str,
-        revision: &str,
-        (resource, key): (&'static str, &str),
-        expected: Option<i64>,
-    ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        check_stored_revision(&mut tx, revision, (resource, key), expected).await?;
-        sqlx::query(delete).bind(key).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// A read transaction, for reads of more than one statement that must see
@@ -198,44 +180,6 @@ impl StoredRow for SqliteRow {
 
 // ---------------------------------------------------------------------------
 // Reads and checks every resource makes
-
-/// How a resource of the control plane is read on SQLite.
-pub(super) type Table<T> = crate::store::codec::Table<SqliteRow, T>;
-
-impl SqliteStore {
-    /// The row of `table` keyed `key`, read on `conn`; `NotFound` if none.
-    pub(super) async fn fetch<T>(
-        &self,
-        conn: &mut SqliteConnection,
-        table: &Table<T>,
-        key: &str,
-    ) -> StoreResult<T> {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = ?",
-            table.columns, table.from, table.key
-        );
-        let decode = |row: &SqliteRow| (table.decode)(row, &self.secrets);
-        fetch_one(conn, &sql, (table.resource, key), decode).await
-    }
-
-    /// The row of `table` keyed `key`.
-    pub(super) async fn get<T>(&self, table: &Table<T>, key: &str) -> StoreResult<T> {
-        let mut conn = self.reader.acquire().await?;
-        self.fetch(&mut conn, table, key).await
-    }
-
-    /// A page of `table`'s rows in the order of `table.order`.
-    pub(super) async fn list<T>(&self, table: &Table<T>, page: PageQuery) -> StoreResult<Page<T>> {
-        let mut conn = self.reader.acquire().await?;
-        let (columns, from, order) = (table.columns, table.from, table.order);
-        let sql = format!(
-            "SELECT {columns} FROM {from} \
-             WHERE (?1 IS NULL OR {order} > ?1) ORDER BY {order} LIMIT ?2"
-        );
-        let decode = |row: &SqliteRow| (table.decode)(row, &self.secrets);
-        fetch_page(&mut conn, &sql, None, &page, decode, table.page_key).await
-    }
-}
 
 /// The row `sql` selects by `key`, decoded; `NotFound` names `resource`.
 pub(super) async fn fetch_one<T>(
@@ -377,18 +321,9 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         let mut tx = self.write_tx().await?;
-        let created_at = micros(now());
-        for (id, purpose) in BUILTIN_POOLS {
-            sqlx::query(
-                "INSERT INTO pools (id, description, purpose, created_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(crate::store::builtin_pool_description(purpose))
-            .bind(purpose)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        for pool in builtin_pools(now()) {
+            let values = (pool.values(&self.secrets)?, "ON CONFLICT (id) DO NOTHING");
+            insert_row::<PoolRecord>(&mut tx, values, StoreError::from).await?;
         }
         tx.commit().await?;
         Ok(())

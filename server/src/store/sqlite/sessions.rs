@@ -14,8 +14,7 @@ impl SessionStore for SqliteStore {
         &self,
         replica: &str,
         sessions: &[WorkerSessionRecord],
-        seen_at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
+        (seen_at, forget_before): (DateTime<Utc>, DateTime<Utc>),
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM worker_sessions WHERE replica = ? OR seen_at < ?")
@@ -49,17 +48,14 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_sessions(
-        &self,
-        seen_after: DateTime<Utc>,
-    ) -> StoreResult<Vec<WorkerSessionRecord>> {
+    async fn list_sessions(&self, since: DateTime<Utc>) -> StoreResult<Vec<WorkerSessionRecord>> {
         let mut tx = self.read_tx().await?;
         let rows = sqlx::query(
             "SELECT session_id, replica, worker_id, name, queues, slots, leases_held, labels, \
              sdk_version, connected_at, last_heartbeat, fenced_operations FROM worker_sessions \
              WHERE seen_at >= ? ORDER BY session_id",
         )
-        .bind(micros(seen_after))
+        .bind(micros(since))
         .fetch_all(&mut *tx)
         .await?;
         decode_all(&rows, session_from_row)
