@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::chains::{branch, goto, task, text_value};
+use common::chains::{branch, chain, goto, task, text_value, then};
 
 use std::time::{Duration, Instant};
 
@@ -499,18 +499,84 @@ async fn embedding_and_chat_history(server: TestServer) {
             ..Default::default()
         })),
     };
-    let response = execute(&server, one_task_chain("chat", chat), history).await;
+    let response = execute(&server, one_task_chain("chat", chat), history.clone()).await;
     let Some(pb::Value {
         kind: Some(pb::value::Kind::ChatHistory(out)),
     }) = response.output
     else {
         panic!("a chat history comes out: {:?}", response.output);
     };
+    // The output is the input history plus exactly one answer; the task's
+    // instruction led its call but is not recorded.
     let roles: Vec<&str> = out.messages.iter().map(|m| m.role.as_str()).collect();
-    assert_eq!(roles, vec!["system", "user", "assistant"]);
-    assert_eq!(out.messages[2].content, "Hello again");
+    assert_eq!(roles, vec!["user", "assistant"]);
+    assert_eq!(out.messages[1].content, "Hello again");
     assert_eq!(out.model, "chatty");
     assert_eq!((out.input_tokens, out.output_tokens), (4, 2));
+    assert_eq!(
+        sent_messages(&fake, "chatty"),
+        vec![vec!["system: Be brief.", "user: Hi"]]
+    );
+
+    // Two chained chat tasks: each call leads with its own instruction.
+    fake.script("first", Reply::text("One").usage(1, 1));
+    fake.script("second", Reply::text("Two").usage(1, 1));
+    let mut first = with_models(task("first", "model_execution", vec![]), &["first"]);
+    first.system_instruction = "You are the first.".into();
+    first.transition = then("second");
+    let mut second = with_models(task("second", "model_execution", vec![]), &["second"]);
+    second.system_instruction = "You are the second.".into();
+    let response = execute(&server, chain("two-chats", vec![first, second]), history).await;
+    let Some(pb::Value {
+        kind: Some(pb::value::Kind::ChatHistory(out)),
+    }) = response.output
+    else {
+        panic!("a chat history comes out: {:?}", response.output);
+    };
+    let messages: Vec<(&str, &str)> = out
+        .messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_str()))
+        .collect();
+    assert_eq!(
+        messages,
+        vec![("user", "Hi"), ("assistant", "One"), ("assistant", "Two")]
+    );
+    assert_eq!(
+        sent_messages(&fake, "first"),
+        vec![vec!["system: You are the first.", "user: Hi"]]
+    );
+    assert_eq!(
+        sent_messages(&fake, "second"),
+        vec![vec![
+            "system: You are the second.",
+            "user: Hi",
+            "assistant: One"
+        ]]
+    );
+}
+
+/// The chat messages of every request `fake` received for `model`, each
+/// as `role: content`.
+fn sent_messages(fake: &FakeLlm, model: &str) -> Vec<Vec<String>> {
+    fake.requests()
+        .iter()
+        .filter(|request| request.body["model"] == model)
+        .map(|request| {
+            request.body["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!(
+                        "{}: {}",
+                        m["role"].as_str().unwrap_or_default(),
+                        m["content"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A one-shot HTTP server answering every request with `body`; returns its

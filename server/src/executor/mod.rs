@@ -90,26 +90,20 @@ impl Executor {
                         ..Default::default()
                     },
                 };
-                if let Some(system) = &task.system_instruction
-                    && !history.messages.iter().any(|m| m.role == "system")
-                {
-                    history.messages.insert(
-                        0,
-                        pb::ChatMessage {
-                            role: "system".into(),
-                            content: system.clone(),
-                        },
-                    );
-                }
-                let messages = history
-                    .messages
+                // The task's own instruction leads its own call and is not
+                // recorded: the output is the input history plus the
+                // answer, so a later task's instruction is never shadowed
+                // by this one's.
+                let messages = task
+                    .system_instruction
                     .iter()
-                    .map(|m| {
+                    .map(|system| ChatMessage::system(system.clone()))
+                    .chain(history.messages.iter().map(|m| {
                         ChatMessage::new(
                             Role::parse(&m.role).unwrap_or(Role::User),
                             m.content.clone(),
                         )
-                    })
+                    }))
                     .collect();
                 let served = self
                     .chat(kernel, task, attempt, messages, CHAT_POOL)

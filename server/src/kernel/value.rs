@@ -82,9 +82,8 @@ fn format_number(number: f64) -> String {
 }
 
 /// The JSON a template sees for a value: scalars as JSON scalars, JSON as
-/// is, a chat history as its last message's text (its messages are under
-/// `messages` for templates that need them is not offered: keep templates
-/// simple), a vector as an array.
+/// is, a chat history as its last message's text (templates do not see its
+/// other messages), a vector as an array.
 pub fn template_json(value: &pb::Value) -> serde_json::Value {
     match &value.kind {
         None => serde_json::Value::Null,
