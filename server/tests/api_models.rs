@@ -332,6 +332,31 @@ async fn preference_order_and_failover(server: TestServer) {
     );
     assert_eq!(response.trace[0].model, "steady");
     assert_eq!(response.output, Some(text_value("from secondary")));
+    // A model the backends do not serve ("not found") moves on to the next
+    // preferred model instead of failing the run.
+    for fake in [&primary, &secondary] {
+        fake.script(
+            "m-missing",
+            Reply::error(404, "model 'm-missing' not found"),
+        );
+    }
+    let response = execute(
+        &server,
+        one_task_chain(
+            "not-served",
+            with_models(task("t", "raw_string", vec![]), &["m-missing", "m-b"]),
+        ),
+        text_value("hi"),
+    )
+    .await;
+    let run = response.run.unwrap();
+    assert_eq!(
+        run.status,
+        pb::RunStatus::Succeeded as i32,
+        "{:?}",
+        run.error
+    );
+    assert_eq!(response.trace[0].model, "m-b");
     // A fatal error does not fail over.
     primary.script("forbidden", Reply::error(401, "bad key"));
     primary.script("forbidden", Reply::error(401, "bad key"));

@@ -181,6 +181,13 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Retryable
     }
+
+    /// The provider does not serve the model it was asked for (HTTP 404,
+    /// as Ollama, OpenAI, Gemini and Anthropic answer an unknown model):
+    /// another candidate may, though the same call will not succeed here.
+    pub fn is_model_not_served(&self) -> bool {
+        self.status == Some(404)
+    }
 }
 
 /// Statuses worth retrying: request timeout, conflict, rate limit, server

@@ -365,7 +365,8 @@ impl Resolver {
     }
 
     /// Makes `call` on each candidate's provider in turn until one answers
-    /// or fails for good; a retryable failure moves on to the next.
+    /// or fails for good; a retryable failure, or a model the backend does
+    /// not serve, moves on to the next.
     async fn failover<T, Call>(
         &self,
         candidates: &[Candidate],
@@ -392,8 +393,8 @@ impl Resolver {
                         model: candidate.model.clone(),
                     });
                 }
-                Err(error) if error.is_retryable() => {
-                    tracing::warn!(backend = %candidate.backend.name, model = %candidate.model, error = %error, "model call failed; trying the next backend");
+                Err(error) if error.is_retryable() || error.is_model_not_served() => {
+                    tracing::warn!(backend = %candidate.backend.name, model = %candidate.model, error = %error, "model call failed; trying the next candidate");
                     last = Some(error);
                 }
                 Err(error) => return Err(ResolveError::Provider(error)),
