@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -155,6 +156,36 @@ impl Writes {
     }
 }
 
+/// The columns of an attempt that change after its insert, in the order
+/// [`bind_attempt_state`] binds them.
+const ATTEMPT_STATE: &str = "status, available_at, deadline, lease_owner, lease_token, \
+     lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, model, \
+     input_tokens, output_tokens, started_at, ended_at";
+
+/// Binds [`ATTEMPT_STATE`] of `attempt`: inserts and updates write the same
+/// columns the same way.
+fn bind_attempt_state<'args>(
+    row: &mut Separated<'_, 'args, Sqlite, &'static str>,
+    attempt: &'args AttemptRecord,
+) {
+    row.push_bind(attempt.status.as_str())
+        .push_bind(micros(attempt.available_at))
+        .push_bind(optional_micros(attempt.deadline))
+        .push_bind(&attempt.lease_owner)
+        .push_bind(&attempt.lease_token)
+        .push_bind(optional_micros(attempt.lease_expires_at))
+        .push_bind(attempt.lease_expiries)
+        .push_bind(&attempt.output)
+        .push_bind(&attempt.error)
+        .push_bind(attempt.dead_lettered)
+        .push_bind(&attempt.backend_id)
+        .push_bind(&attempt.model)
+        .push_bind(attempt.input_tokens)
+        .push_bind(attempt.output_tokens)
+        .push_bind(optional_micros(attempt.started_at))
+        .push_bind(optional_micros(attempt.ended_at));
+}
+
 /// Inserts `runs`, but none whose id is taken; returns those ids.
 async fn insert_runs(
     conn: &mut SqliteConnection,
@@ -279,30 +310,11 @@ async fn update_attempts(
     updates.reverse();
     let mut updated = 0;
     for chunk in updates.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "WITH v(id, run_id, status, available_at, deadline, lease_owner, lease_token, \
-             lease_expires_at, lease_expiries, output, error, dead_lettered, backend_id, model, \
-             input_tokens, output_tokens, started_at, ended_at) AS (",
-        );
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("WITH v(id, run_id, {ATTEMPT_STATE}) AS ("));
         query.push_values(chunk, |mut row, (run_id, attempt)| {
-            row.push_bind(&attempt.id)
-                .push_bind(run_id.clone())
-                .push_bind(attempt.status.as_str())
-                .push_bind(micros(attempt.available_at))
-                .push_bind(optional_micros(attempt.deadline))
-                .push_bind(&attempt.lease_owner)
-                .push_bind(&attempt.lease_token)
-                .push_bind(optional_micros(attempt.lease_expires_at))
-                .push_bind(attempt.lease_expiries)
-                .push_bind(&attempt.output)
-                .push_bind(&attempt.error)
-                .push_bind(attempt.dead_lettered)
-                .push_bind(&attempt.backend_id)
-                .push_bind(&attempt.model)
-                .push_bind(attempt.input_tokens)
-                .push_bind(attempt.output_tokens)
-                .push_bind(optional_micros(attempt.started_at))
-                .push_bind(optional_micros(attempt.ended_at));
+            row.push_bind(&attempt.id).push_bind(run_id);
+            bind_attempt_state(&mut row, attempt);
         });
         query.push(
             ") UPDATE attempts SET status = v.status, available_at = v.available_at, \
@@ -346,39 +358,22 @@ async fn insert_attempts(
     attempts: &[AttemptRecord],
 ) -> StoreResult<()> {
     for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
-        QueryBuilder::<Sqlite>::new(
-            "INSERT INTO attempts (id, run_id, task_id, attempt, step, status, queue, \
-             priority, available_at, deadline, lease_owner, lease_token, lease_expires_at, \
-             lease_expiries, input, prompt, output, error, dead_lettered, backend_id, model, \
-             input_tokens, output_tokens, created_at, started_at, ended_at) ",
-        )
+        QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO attempts (id, run_id, task_id, attempt, step, queue, priority, input, \
+             prompt, created_at, {ATTEMPT_STATE}) ",
+        ))
         .push_values(chunk, |mut row, attempt| {
             row.push_bind(&attempt.id)
                 .push_bind(&attempt.run_id)
                 .push_bind(&attempt.task_id)
                 .push_bind(attempt.attempt)
                 .push_bind(attempt.step)
-                .push_bind(attempt.status.as_str())
                 .push_bind(&attempt.queue)
                 .push_bind(attempt.priority)
-                .push_bind(micros(attempt.available_at))
-                .push_bind(optional_micros(attempt.deadline))
-                .push_bind(&attempt.lease_owner)
-                .push_bind(&attempt.lease_token)
-                .push_bind(optional_micros(attempt.lease_expires_at))
-                .push_bind(attempt.lease_expiries)
                 .push_bind(&attempt.input)
                 .push_bind(&attempt.prompt)
-                .push_bind(&attempt.output)
-                .push_bind(&attempt.error)
-                .push_bind(attempt.dead_lettered)
-                .push_bind(&attempt.backend_id)
-                .push_bind(&attempt.model)
-                .push_bind(attempt.input_tokens)
-                .push_bind(attempt.output_tokens)
-                .push_bind(micros(attempt.created_at))
-                .push_bind(optional_micros(attempt.started_at))
-                .push_bind(optional_micros(attempt.ended_at));
+                .push_bind(micros(attempt.created_at));
+            bind_attempt_state(&mut row, attempt);
         })
         .build()
         .execute(&mut *conn)
