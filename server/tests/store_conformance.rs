@@ -13,8 +13,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use taskloom_server::store::{
     self, BUILTIN_POOLS, BackendRecord, BackendState, ChainRecord, Created, DynStore, HookRecord,
-    IdempotencyKey, ModelRecord, Page, PageQuery, PoolRecord, StoreError, StoreResult,
-    WorkerSessionRecord,
+    IdempotencyKey, Limits, ModelRecord, ObservedModel, Page, PageQuery, PoolRecord, StoreError,
+    StoreResult, WorkerSessionRecord,
 };
 
 mod common;
@@ -108,6 +108,18 @@ fn backend(id: &str, name: &str) -> BackendRecord {
         api_key: Some(format!("sk-{id}")),
         priority: 5,
         max_concurrency: 4,
+        requests_per_minute: 60,
+        tokens_per_minute: 90_000,
+        model_limits: [(
+            "llama3:8b".to_string(),
+            Limits {
+                max_concurrency: 2,
+                requests_per_minute: 30,
+                tokens_per_minute: 0,
+            },
+        )]
+        .into(),
+        omit_stream_options: true,
         request_timeout_ms: 30_000,
         labels: labels(&[("tier", "gpu"), ("zone", "eu-1")]),
         state: BackendState::default(),
@@ -122,6 +134,8 @@ fn pool(id: &str) -> PoolRecord {
         id: id.to_string(),
         description: format!("pool {id}"),
         purpose: "chat".to_string(),
+        policy: "least_loaded".to_string(),
+        discover_models: true,
         created_at: CALLER_TIME,
     }
 }
@@ -500,6 +514,19 @@ async fn backend_state_does_not_bump_revision(store: DynStore) {
     let observed = BackendState {
         health: "unhealthy".to_string(),
         models: vec!["llama3:8b".to_string(), "nomic-embed-text".to_string()],
+        observed_models: vec![
+            ObservedModel {
+                name: "llama3:8b".to_string(),
+                context_length: 8192,
+                capabilities: vec!["chat".to_string()],
+                size_bytes: 4_700_000_000,
+            },
+            ObservedModel {
+                name: "nomic-embed-text".to_string(),
+                ..ObservedModel::default()
+            },
+        ],
+        models_at: Some(synced_at),
         last_error: "connection refused".to_string(),
         last_sync_at: Some(synced_at),
         latency_ms: Some(42),

@@ -293,6 +293,10 @@ pub const BACKEND_TYPES: &[&str] = &[
     "openai_compatible",
     "gemini",
     "anthropic",
+    "openrouter",
+    "mistral",
+    "vllm",
+    "lm_studio",
 ];
 
 /// A client for one backend. An empty `base_url` means the provider's public
@@ -317,6 +321,10 @@ pub fn provider_for(
         "openai_compatible" => {
             Box::new(openai::OpenAi::new(settings, openai::Dialect::Compatible)?)
         }
+        "openrouter" => Box::new(openai::OpenAi::new(settings, openai::Dialect::OpenRouter)?),
+        "mistral" => Box::new(openai::OpenAi::new(settings, openai::Dialect::Mistral)?),
+        "vllm" => Box::new(openai::OpenAi::new(settings, openai::Dialect::Vllm)?),
+        "lm_studio" => Box::new(openai::OpenAi::new(settings, openai::Dialect::LmStudio)?),
         "gemini" => Box::new(gemini::Gemini::new(settings)?),
         "anthropic" => Box::new(anthropic::Anthropic::new(settings)?),
         other => {

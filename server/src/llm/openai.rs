@@ -15,11 +15,30 @@ use super::{
 
 /// OpenAI itself has replaced `max_tokens` with `max_completion_tokens` (its
 /// reasoning models reject the former); compatible servers know only
-/// `max_tokens`.
+/// `max_tokens`. The presets are compatible servers with a known default
+/// base URL.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     OpenAi,
     Compatible,
+    OpenRouter,
+    Mistral,
+    Vllm,
+    LmStudio,
+}
+
+impl Dialect {
+    /// The backend type's name and the base URL used when none is set.
+    fn name_and_default_base(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Dialect::OpenAi => ("openai", Some("https://api.openai.com")),
+            Dialect::Compatible => ("openai_compatible", None),
+            Dialect::OpenRouter => ("openrouter", Some("https://openrouter.ai/api")),
+            Dialect::Mistral => ("mistral", Some("https://api.mistral.ai")),
+            Dialect::Vllm => ("vllm", Some("http://127.0.0.1:8000")),
+            Dialect::LmStudio => ("lm_studio", Some("http://127.0.0.1:1234")),
+        }
+    }
 }
 
 pub(crate) struct OpenAi {
@@ -28,10 +47,7 @@ pub(crate) struct OpenAi {
 
 impl OpenAi {
     pub fn new(settings: Settings<'_>, dialect: Dialect) -> Result<Bounded<Self>, ProviderError> {
-        let (name, default_base) = match dialect {
-            Dialect::OpenAi => ("openai", Some("https://api.openai.com")),
-            Dialect::Compatible => ("openai_compatible", None),
-        };
+        let (name, default_base) = dialect.name_and_default_base();
         let http = Endpoint::new(name, settings, default_base, "/v1", Auth::Bearer)?;
         Ok(Bounded::new(http, OpenAi { dialect }))
     }
@@ -44,7 +60,7 @@ impl Wire for OpenAi {
         let stream = transcript.streams();
         let (max_tokens, max_completion_tokens) = match self.dialect {
             Dialect::OpenAi => (None, request.max_tokens),
-            Dialect::Compatible => (request.max_tokens, None),
+            _ => (request.max_tokens, None),
         };
         let body = ChatBody {
             model: &request.model,

@@ -306,11 +306,17 @@ pub(super) fn backend_from_row(
         base_url: row.text("base_url")?,
         priority: row.int32("priority")?,
         max_concurrency: row.int32("max_concurrency")?,
+        requests_per_minute: row.int32("requests_per_minute")?,
+        tokens_per_minute: row.int("tokens_per_minute")?,
+        model_limits: row.json("model_limits", "backend model limits")?,
+        omit_stream_options: row.int32("omit_stream_options")? != 0,
         request_timeout_ms: row.int("request_timeout_ms")?,
         labels: row.json("labels", "backend labels")?,
         state: BackendState {
             health: row.text("health")?,
             models: row.strings("models", "backend models")?,
+            observed_models: row.json("observed_models", "backend observed models")?,
+            models_at: row.optional_time("models_at")?,
             last_error: row.text("last_error")?,
             last_sync_at: row.optional_time("last_sync_at")?,
             latency_ms: row.optional_int("latency_ms")?,
@@ -326,6 +332,8 @@ pub(super) fn pool_from_row(row: &impl StoredRow) -> StoreResult<PoolRecord> {
         id: row.text("id")?,
         description: row.text("description")?,
         purpose: row.text("purpose")?,
+        policy: row.text("policy")?,
+        discover_models: row.int32("discover_models")? != 0,
         created_at: row.time("created_at")?,
     })
 }

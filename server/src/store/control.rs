@@ -21,7 +21,14 @@ pub struct BackendRecord {
     /// Secret: never returned by the API, never logged.
     pub api_key: Option<String>,
     pub priority: i32,
+    /// The backend's own limits (0 = unlimited).
     pub max_concurrency: i32,
+    pub requests_per_minute: i32,
+    pub tokens_per_minute: i64,
+    /// Limits of single models on this backend, by model name.
+    pub model_limits: BTreeMap<String, Limits>,
+    /// Streamed calls never send `stream_options` (servers that reject it).
+    pub omit_stream_options: bool,
     /// 0 means the default.
     pub request_timeout_ms: i64,
     pub labels: BTreeMap<String, String>,
@@ -31,16 +38,52 @@ pub struct BackendRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Limits on calls, across replicas; 0 means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_concurrency: i32,
+    #[serde(default)]
+    pub requests_per_minute: i32,
+    #[serde(default)]
+    pub tokens_per_minute: i64,
+}
+
+impl Limits {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_concurrency <= 0 && self.requests_per_minute <= 0 && self.tokens_per_minute <= 0
+    }
+}
+
 /// What the reconciler last observed of a backend. Updating it does not bump
 /// the backend's revision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackendState {
     /// `""` (never synced), `healthy` or `unhealthy`.
     pub health: String,
+    /// The names of `observed_models`.
     pub models: Vec<String>,
+    pub observed_models: Vec<ObservedModel>,
+    /// When the model list was fetched from the provider.
+    pub models_at: Option<DateTime<Utc>>,
     pub last_error: String,
     pub last_sync_at: Option<DateTime<Utc>>,
     pub latency_ms: Option<i64>,
+}
+
+/// A model a backend reported serving, with what the provider said of it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObservedModel {
+    pub name: String,
+    /// 0 when the provider does not say.
+    #[serde(default)]
+    pub context_length: i32,
+    /// `chat`, `prompt`, `embed`, `stream`; empty when the provider does
+    /// not say.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub size_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +91,12 @@ pub struct PoolRecord {
     pub id: String,
     pub description: String,
     pub purpose: String,
+    /// `round_robin`, `least_loaded`, `random`, `priority`, or `""` for the
+    /// server's default.
+    pub policy: String,
+    /// Tasks may use models the pool's backends report without a
+    /// declaration.
+    pub discover_models: bool,
     pub created_at: DateTime<Utc>,
 }
 

@@ -27,7 +27,7 @@ use crate::secrets::SecretBox;
 
 pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
-    ModelRecord, ModelStore, PoolRecord, PoolStore,
+    Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
 };
 pub use postgres::PostgresStore;
 pub use runs::{

@@ -103,6 +103,8 @@ pub(super) fn builtin_pools(now: DateTime<Utc>) -> impl Iterator<Item = PoolReco
             id: id.to_string(),
             description: super::builtin_pool_description(purpose),
             purpose: purpose.to_string(),
+            policy: String::new(),
+            discover_models: false,
             created_at: now,
         })
 }
@@ -154,10 +156,16 @@ impl Resource for BackendRecord {
         "api_key",
         "priority",
         "max_concurrency",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "model_limits",
+        "omit_stream_options",
         "request_timeout_ms",
         "labels",
         "health",
         "models",
+        "observed_models",
+        "models_at",
         "last_error",
         "last_sync_at",
         "latency_ms",
@@ -175,6 +183,10 @@ impl Resource for BackendRecord {
         "api_key",
         "priority",
         "max_concurrency",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "model_limits",
+        "omit_stream_options",
         "request_timeout_ms",
         "labels",
     ];
@@ -193,6 +205,7 @@ impl Resource for BackendRecord {
         self.created_at = now;
         self.updated_at = now;
         self.state.last_sync_at = self.state.last_sync_at.map(truncate_to_micros);
+        self.state.models_at = self.state.models_at.map(truncate_to_micros);
         self
     }
     fn values(&self, secrets: &SecretBox) -> StoreResult<Vec<Value>> {
@@ -205,10 +218,16 @@ impl Resource for BackendRecord {
             Value::OptionalText(api_key),
             Value::Int32(self.priority),
             Value::Int32(self.max_concurrency),
+            Value::Int32(self.requests_per_minute),
+            Value::Int(self.tokens_per_minute),
+            json(&self.model_limits, "backend model limits")?,
+            Value::Int32(i32::from(self.omit_stream_options)),
             Value::Int(self.request_timeout_ms),
             json(&self.labels, "backend labels")?,
             Value::Text(self.state.health.clone()),
             Value::Strings(self.state.models.clone()),
+            json(&self.state.observed_models, "backend observed models")?,
+            Value::OptionalTime(self.state.models_at),
             Value::Text(self.state.last_error.clone()),
             Value::OptionalTime(self.state.last_sync_at),
             Value::OptionalInt(self.state.latency_ms),
@@ -320,7 +339,14 @@ impl Resource for PoolRecord {
     const NAME: &'static str = "pool";
     const TABLE: &'static str = "pools";
     const ALIAS: &'static str = "p";
-    const COLUMNS: &'static [&'static str] = &["id", "description", "purpose", "created_at"];
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "description",
+        "purpose",
+        "policy",
+        "discover_models",
+        "created_at",
+    ];
     const KEY: &'static str = "id";
     const ORDER: &'static str = "id";
 
@@ -344,6 +370,8 @@ impl Resource for PoolRecord {
             Value::Text(self.id.clone()),
             Value::Text(self.description.clone()),
             Value::Text(self.purpose.clone()),
+            Value::Text(self.policy.clone()),
+            Value::Int32(i32::from(self.discover_models)),
             Value::Time(self.created_at),
         ])
     }

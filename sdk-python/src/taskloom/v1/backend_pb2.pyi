@@ -42,6 +42,22 @@ class _BackendTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BackendTy
     """Google Gemini."""
     BACKEND_TYPE_ANTHROPIC: _BackendType.ValueType  # 5
     """Anthropic."""
+    BACKEND_TYPE_OPENROUTER: _BackendType.ValueType  # 6
+    """OpenRouter (OpenAI-compatible; default base URL
+    `https://openrouter.ai/api`, bearer key).
+    """
+    BACKEND_TYPE_MISTRAL: _BackendType.ValueType  # 7
+    """Mistral (OpenAI-compatible; default base URL `https://api.mistral.ai`,
+    bearer key).
+    """
+    BACKEND_TYPE_VLLM: _BackendType.ValueType  # 8
+    """vLLM's OpenAI server (default base URL `http://127.0.0.1:8000`, optional
+    bearer key).
+    """
+    BACKEND_TYPE_LM_STUDIO: _BackendType.ValueType  # 9
+    """LM Studio's local server (default base URL `http://127.0.0.1:1234`, no
+    key).
+    """
 
 class BackendType(_BackendType, metaclass=_BackendTypeEnumTypeWrapper):
     """The provider protocol a backend speaks."""
@@ -60,6 +76,22 @@ BACKEND_TYPE_GEMINI: BackendType.ValueType  # 4
 """Google Gemini."""
 BACKEND_TYPE_ANTHROPIC: BackendType.ValueType  # 5
 """Anthropic."""
+BACKEND_TYPE_OPENROUTER: BackendType.ValueType  # 6
+"""OpenRouter (OpenAI-compatible; default base URL
+`https://openrouter.ai/api`, bearer key).
+"""
+BACKEND_TYPE_MISTRAL: BackendType.ValueType  # 7
+"""Mistral (OpenAI-compatible; default base URL `https://api.mistral.ai`,
+bearer key).
+"""
+BACKEND_TYPE_VLLM: BackendType.ValueType  # 8
+"""vLLM's OpenAI server (default base URL `http://127.0.0.1:8000`, optional
+bearer key).
+"""
+BACKEND_TYPE_LM_STUDIO: BackendType.ValueType  # 9
+"""LM Studio's local server (default base URL `http://127.0.0.1:1234`, no
+key).
+"""
 Global___BackendType: _TypeAlias = BackendType  # noqa: Y015
 
 class _SelectionPolicy:
@@ -69,7 +101,7 @@ class _SelectionPolicy:
 class _SelectionPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SelectionPolicy.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SELECTION_POLICY_UNSPECIFIED: _SelectionPolicy.ValueType  # 0
-    """Round robin (the default)."""
+    """The server's default (`--selection-policy`, round robin unless set)."""
     SELECTION_POLICY_ROUND_ROBIN: _SelectionPolicy.ValueType  # 1
     """Round robin."""
     SELECTION_POLICY_LEAST_LOADED: _SelectionPolicy.ValueType  # 2
@@ -83,7 +115,7 @@ class SelectionPolicy(_SelectionPolicy, metaclass=_SelectionPolicyEnumTypeWrappe
     """How the resolver picks among backends that serve a model."""
 
 SELECTION_POLICY_UNSPECIFIED: SelectionPolicy.ValueType  # 0
-"""Round robin (the default)."""
+"""The server's default (`--selection-policy`, round robin unless set)."""
 SELECTION_POLICY_ROUND_ROBIN: SelectionPolicy.ValueType  # 1
 """Round robin."""
 SELECTION_POLICY_LEAST_LOADED: SelectionPolicy.ValueType  # 2
@@ -176,6 +208,27 @@ class Backend(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ModelLimitsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Limits: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Limits | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
@@ -186,6 +239,10 @@ class Backend(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     REQUEST_TIMEOUT_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MODEL_LIMITS_FIELD_NUMBER: _builtins.int
+    OMIT_STREAM_OPTIONS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
@@ -206,6 +263,20 @@ class Backend(_message.Message):
     """Higher is preferred by the `priority` policy."""
     max_concurrency: _builtins.int
     """Calls in flight allowed on this backend, across replicas; 0 = unlimited."""
+    requests_per_minute: _builtins.int
+    """Calls started on this backend in any rolling minute, across replicas;
+    0 = unlimited.
+    """
+    tokens_per_minute: _builtins.int
+    """Tokens (input + output) spent on this backend in any rolling minute,
+    across replicas; 0 = unlimited. A call is admitted on an estimate and
+    settled with the provider's count when it ends.
+    """
+    omit_stream_options: _builtins.bool
+    """Never send `stream_options` on streamed calls, for OpenAI-compatible
+    servers that reject it (their streams then carry no token counts, and
+    usage is counted another way; see docs/fleet.md).
+    """
     etag: _builtins.str
     """Output only. Opaque token for optimistic concurrency (AIP-154)."""
     @_builtins.property
@@ -215,6 +286,10 @@ class Backend(_message.Message):
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels."""
+
+    @_builtins.property
+    def model_limits(self) -> _containers.MessageMap[_builtins.str, Global___Limits]:
+        """Limits of single models on this backend, by model name."""
 
     @_builtins.property
     def state(self) -> Global___BackendState:
@@ -241,6 +316,10 @@ class Backend(_message.Message):
         max_concurrency: _builtins.int = ...,
         request_timeout: _duration_pb2.Duration | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        requests_per_minute: _builtins.int = ...,
+        tokens_per_minute: _builtins.int = ...,
+        model_limits: _abc.Mapping[_builtins.str, Global___Limits] | None = ...,
+        omit_stream_options: _builtins.bool = ...,
         state: Global___BackendState | None = ...,
         etag: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
@@ -248,11 +327,43 @@ class Backend(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "request_timeout", b"request_timeout", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "base_url", b"base_url", "create_time", b"create_time", "etag", b"etag", "has_api_key", b"has_api_key", "id", b"id", "labels", b"labels", "max_concurrency", b"max_concurrency", "name", b"name", "priority", b"priority", "request_timeout", b"request_timeout", "state", b"state", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "base_url", b"base_url", "create_time", b"create_time", "etag", b"etag", "has_api_key", b"has_api_key", "id", b"id", "labels", b"labels", "max_concurrency", b"max_concurrency", "model_limits", b"model_limits", "name", b"name", "omit_stream_options", b"omit_stream_options", "priority", b"priority", "request_timeout", b"request_timeout", "requests_per_minute", b"requests_per_minute", "state", b"state", "tokens_per_minute", b"tokens_per_minute", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Backend: _TypeAlias = Backend  # noqa: Y015
+
+@_typing.final
+class Limits(_message.Message):
+    """Limits on the calls to one model of a backend, across replicas; 0 means
+    unlimited. A call that would exceed one waits (its task stays `READY`).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    max_concurrency: _builtins.int
+    """Calls in flight."""
+    requests_per_minute: _builtins.int
+    """Calls started in any rolling minute."""
+    tokens_per_minute: _builtins.int
+    """Tokens (input + output) in any rolling minute."""
+    def __init__(
+        self,
+        *,
+        max_concurrency: _builtins.int = ...,
+        requests_per_minute: _builtins.int = ...,
+        tokens_per_minute: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrency", b"max_concurrency", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Limits: _TypeAlias = Limits  # noqa: Y015
 
 @_typing.final
 class BackendState(_message.Message):
@@ -265,6 +376,8 @@ class BackendState(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     LAST_SYNC_TIME_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    OBSERVED_MODELS_FIELD_NUMBER: _builtins.int
+    MODELS_TIME_FIELD_NUMBER: _builtins.int
     health: Global___BackendHealth.ValueType
     """Health after the last sync."""
     last_error: _builtins.str
@@ -281,6 +394,16 @@ class BackendState(_message.Message):
     def latency(self) -> _duration_pb2.Duration:
         """Round-trip time of the last model listing."""
 
+    @_builtins.property
+    def observed_models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ObservedModel]:
+        """The models the backend serves, with what the provider says of them."""
+
+    @_builtins.property
+    def models_time(self) -> _timestamp_pb2.Timestamp:
+        """When the model list was fetched from the provider. Cloud providers'
+        lists are reused for an hour; `SyncBackend` always fetches anew.
+        """
+
     def __init__(
         self,
         *,
@@ -289,14 +412,52 @@ class BackendState(_message.Message):
         last_error: _builtins.str = ...,
         last_sync_time: _timestamp_pb2.Timestamp | None = ...,
         latency: _duration_pb2.Duration | None = ...,
+        observed_models: _abc.Iterable[Global___ObservedModel] | None = ...,
+        models_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_sync_time", b"last_sync_time", "latency", b"latency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_sync_time", b"last_sync_time", "latency", b"latency", "models_time", b"models_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "latency", b"latency", "models", b"models"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "last_error", b"last_error", "last_sync_time", b"last_sync_time", "latency", b"latency", "models", b"models", "models_time", b"models_time", "observed_models", b"observed_models"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BackendState: _TypeAlias = BackendState  # noqa: Y015
+
+@_typing.final
+class ObservedModel(_message.Message):
+    """A model a backend reported serving."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTEXT_LENGTH_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name requests use."""
+    context_length: _builtins.int
+    """Context window in tokens; 0 when the provider does not say."""
+    size_bytes: _builtins.int
+    """Size on disk, for local providers that report it."""
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[Global___ModelCapability.ValueType]:
+        """What the provider says it can do; empty when it does not say."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        context_length: _builtins.int = ...,
+        capabilities: _abc.Iterable[Global___ModelCapability.ValueType] | None = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "context_length", b"context_length", "name", b"name", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObservedModel: _TypeAlias = ObservedModel  # noqa: Y015
 
 @_typing.final
 class Pool(_message.Message):
@@ -309,6 +470,7 @@ class Pool(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     POLICY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DISCOVER_MODELS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id, `[A-Za-z0-9_.-]{1,128}`. `internal_tasks_pool`,
     `internal_embed_pool` and `internal_chat_pool` exist on every install.
@@ -318,7 +480,15 @@ class Pool(_message.Message):
     purpose: _builtins.str
     """What the pool is for: `tasks`, `embed`, `chat` or free text."""
     policy: Global___SelectionPolicy.ValueType
-    """Output only. How selection works within this pool."""
+    """How the resolver orders the backends that serve one model; unset uses
+    the server's `--selection-policy`.
+    """
+    discover_models: _builtins.bool
+    """Whether tasks in this pool may use models its backends report serving
+    without the models being declared (capabilities from the provider where
+    it says, else by name). The server's `--discover-models` turns it on
+    for every pool.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -331,10 +501,11 @@ class Pool(_message.Message):
         purpose: _builtins.str = ...,
         policy: Global___SelectionPolicy.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        discover_models: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "id", b"id", "policy", b"policy", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "discover_models", b"discover_models", "id", b"id", "policy", b"policy", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

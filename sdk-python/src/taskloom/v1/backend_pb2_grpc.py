@@ -205,8 +205,11 @@ class BackendServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SyncBackend(self, request, context):
-        """Asks the reconciler to sync one backend (list its models, record health,
-        pull declared models that are missing) now instead of at its next cycle.
+        """Syncs one backend now instead of at its next cycle: checks its health,
+        fetches its model list anew (dropping a cached cloud list), records what
+        it saw, and starts pulls of declared models it misses (Ollama). Returns
+        the backend with its new observed state; the sync is recorded even when
+        the backend is unreachable (then `state.health` is `UNHEALTHY`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -325,7 +328,11 @@ class BackendServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PullModel(self, request, context):
-        """Downloads a model onto an Ollama backend, streaming progress.
+        """Downloads a model onto an Ollama backend, streaming progress; the last
+        message has `done`. One download runs at a time per backend: a second
+        pull waits for the first. `FAILED_PRECONDITION` for a backend that is
+        not Ollama; a failed download ends the stream with `UNAVAILABLE` (or
+        `NOT_FOUND` for a model the registry does not have).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

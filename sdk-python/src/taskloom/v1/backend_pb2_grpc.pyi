@@ -47,8 +47,11 @@ class BackendServiceStub:
     DeleteBackend: _grpc.UnaryUnaryMultiCallable[_backend_pb2.DeleteBackendRequest, _empty_pb2.Empty]
     """Deletes a backend and its pool memberships."""
     SyncBackend: _grpc.UnaryUnaryMultiCallable[_backend_pb2.SyncBackendRequest, _backend_pb2.Backend]
-    """Asks the reconciler to sync one backend (list its models, record health,
-    pull declared models that are missing) now instead of at its next cycle.
+    """Syncs one backend now instead of at its next cycle: checks its health,
+    fetches its model list anew (dropping a cached cloud list), records what
+    it saw, and starts pulls of declared models it misses (Ollama). Returns
+    the backend with its new observed state; the sync is recorded even when
+    the backend is unreachable (then `state.health` is `UNHEALTHY`).
     """
     CreatePool: _grpc.UnaryUnaryMultiCallable[_backend_pb2.CreatePoolRequest, _backend_pb2.Pool]
     """Creates a pool."""
@@ -83,7 +86,12 @@ class BackendServiceStub:
     DeleteModel: _grpc.UnaryUnaryMultiCallable[_backend_pb2.DeleteModelRequest, _empty_pb2.Empty]
     """Deletes a declared model and its pool memberships."""
     PullModel: _grpc.UnaryStreamMultiCallable[_backend_pb2.PullModelRequest, _backend_pb2.PullModelProgress]
-    """Downloads a model onto an Ollama backend, streaming progress."""
+    """Downloads a model onto an Ollama backend, streaming progress; the last
+    message has `done`. One download runs at a time per backend: a second
+    pull waits for the first. `FAILED_PRECONDITION` for a backend that is
+    not Ollama; a failed download ends the stream with `UNAVAILABLE` (or
+    `NOT_FOUND` for a model the registry does not have).
+    """
     ExecutePrompt: _grpc.UnaryUnaryMultiCallable[_backend_pb2.ExecutePromptRequest, _backend_pb2.ExecutePromptResponse]
     """Runs one prompt through the resolver, as a `raw_string` task would."""
     Embed: _grpc.UnaryUnaryMultiCallable[_backend_pb2.EmbedRequest, _backend_pb2.EmbedResponse]
@@ -107,8 +115,11 @@ class BackendServiceAsyncStub(BackendServiceStub):
     DeleteBackend: _aio.UnaryUnaryMultiCallable[_backend_pb2.DeleteBackendRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a backend and its pool memberships."""
     SyncBackend: _aio.UnaryUnaryMultiCallable[_backend_pb2.SyncBackendRequest, _backend_pb2.Backend]  # type: ignore[assignment]
-    """Asks the reconciler to sync one backend (list its models, record health,
-    pull declared models that are missing) now instead of at its next cycle.
+    """Syncs one backend now instead of at its next cycle: checks its health,
+    fetches its model list anew (dropping a cached cloud list), records what
+    it saw, and starts pulls of declared models it misses (Ollama). Returns
+    the backend with its new observed state; the sync is recorded even when
+    the backend is unreachable (then `state.health` is `UNHEALTHY`).
     """
     CreatePool: _aio.UnaryUnaryMultiCallable[_backend_pb2.CreatePoolRequest, _backend_pb2.Pool]  # type: ignore[assignment]
     """Creates a pool."""
@@ -143,7 +154,12 @@ class BackendServiceAsyncStub(BackendServiceStub):
     DeleteModel: _aio.UnaryUnaryMultiCallable[_backend_pb2.DeleteModelRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a declared model and its pool memberships."""
     PullModel: _aio.UnaryStreamMultiCallable[_backend_pb2.PullModelRequest, _backend_pb2.PullModelProgress]  # type: ignore[assignment]
-    """Downloads a model onto an Ollama backend, streaming progress."""
+    """Downloads a model onto an Ollama backend, streaming progress; the last
+    message has `done`. One download runs at a time per backend: a second
+    pull waits for the first. `FAILED_PRECONDITION` for a backend that is
+    not Ollama; a failed download ends the stream with `UNAVAILABLE` (or
+    `NOT_FOUND` for a model the registry does not have).
+    """
     ExecutePrompt: _aio.UnaryUnaryMultiCallable[_backend_pb2.ExecutePromptRequest, _backend_pb2.ExecutePromptResponse]  # type: ignore[assignment]
     """Runs one prompt through the resolver, as a `raw_string` task would."""
     Embed: _aio.UnaryUnaryMultiCallable[_backend_pb2.EmbedRequest, _backend_pb2.EmbedResponse]  # type: ignore[assignment]
@@ -200,8 +216,11 @@ class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backend_pb2.SyncBackendRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_backend_pb2.Backend, _abc.Awaitable[_backend_pb2.Backend]]:
-        """Asks the reconciler to sync one backend (list its models, record health,
-        pull declared models that are missing) now instead of at its next cycle.
+        """Syncs one backend now instead of at its next cycle: checks its health,
+        fetches its model list anew (dropping a cached cloud list), records what
+        it saw, and starts pulls of declared models it misses (Ollama). Returns
+        the backend with its new observed state; the sync is recorded even when
+        the backend is unreachable (then `state.health` is `UNHEALTHY`).
         """
 
     @_abc_1.abstractmethod
@@ -338,7 +357,12 @@ class BackendServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _backend_pb2.PullModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_backend_pb2.PullModelProgress], _abc.AsyncIterator[_backend_pb2.PullModelProgress]]:
-        """Downloads a model onto an Ollama backend, streaming progress."""
+        """Downloads a model onto an Ollama backend, streaming progress; the last
+        message has `done`. One download runs at a time per backend: a second
+        pull waits for the first. `FAILED_PRECONDITION` for a backend that is
+        not Ollama; a failed download ends the stream with `UNAVAILABLE` (or
+        `NOT_FOUND` for a model the registry does not have).
+        """
 
     @_abc_1.abstractmethod
     def ExecutePrompt(

@@ -158,6 +158,11 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     """Terminal: the run failed."""
     RUN_EVENT_TYPE_RUN_CANCELLED: _RunEventType.ValueType  # 21
     """Terminal: the run was cancelled."""
+    RUN_EVENT_TYPE_TASK_THROTTLED: _RunEventType.ValueType  # 22
+    """A task attempt waits (`READY`) for capacity under a backend or model
+    limit, or a provider's `Retry-After`; `message` names what held it. Said
+    once per attempt and limit, however often it is tried again.
+    """
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """Kinds of run events."""
@@ -206,6 +211,11 @@ RUN_EVENT_TYPE_RUN_FAILED: RunEventType.ValueType  # 20
 """Terminal: the run failed."""
 RUN_EVENT_TYPE_RUN_CANCELLED: RunEventType.ValueType  # 21
 """Terminal: the run was cancelled."""
+RUN_EVENT_TYPE_TASK_THROTTLED: RunEventType.ValueType  # 22
+"""A task attempt waits (`READY`) for capacity under a backend or model
+limit, or a provider's `Retry-After`; `message` names what held it. Said
+once per attempt and limit, however often it is tried again.
+"""
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
 @_typing.final

@@ -1,5 +1,7 @@
 //! Backends, pools, models and one-shot model calls.
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 
 use crate::api::request::{
@@ -10,7 +12,7 @@ use crate::chain::ModelPreference;
 use crate::llm::resolver::{ResolveError, Served};
 use crate::llm::{ChatResponse, EmbedResponse};
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{BackendRecord, BackendState, IdempotencyKey, ModelRecord, PoolRecord};
+use crate::store::{BackendRecord, BackendState, IdempotencyKey, Limits, ModelRecord, PoolRecord};
 
 /// Longest backend `request_timeout`.
 const MAX_REQUEST_TIMEOUT_MS: i64 = 3_600_000;
@@ -18,6 +20,8 @@ const MAX_API_KEY_LEN: usize = 8192;
 /// Longest prompt, embedded text and system instruction of a one-shot call.
 const MAX_PROMPT_BYTES: usize = 1024 * 1024;
 const MAX_SYSTEM_INSTRUCTION_BYTES: usize = 64 * 1024;
+/// Most models one backend may limit one by one.
+const MAX_MODEL_LIMITS: usize = 1000;
 
 /// The fields `UpdateBackend` may change.
 pub const BACKEND_MASK_FIELDS: &[&str] = &[
@@ -27,17 +31,35 @@ pub const BACKEND_MASK_FIELDS: &[&str] = &[
     "api_key",
     "priority",
     "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "model_limits",
+    "omit_stream_options",
     "request_timeout",
     "labels",
 ];
 
 /// Backend types: the API's value and the stored name of each.
-const BACKEND_TYPES: [(pb::BackendType, &str); 5] = [
+const BACKEND_TYPES: [(pb::BackendType, &str); 9] = [
     (pb::BackendType::Ollama, "ollama"),
     (pb::BackendType::Openai, "openai"),
     (pb::BackendType::OpenaiCompatible, "openai_compatible"),
     (pb::BackendType::Gemini, "gemini"),
     (pb::BackendType::Anthropic, "anthropic"),
+    (pb::BackendType::Openrouter, "openrouter"),
+    (pb::BackendType::Mistral, "mistral"),
+    (pb::BackendType::Vllm, "vllm"),
+    (pb::BackendType::LmStudio, "lm_studio"),
+];
+
+/// Selection policies: the API's value and the stored name of each (`""`
+/// is the server's default).
+const POLICIES: [(pb::SelectionPolicy, &str); 5] = [
+    (pb::SelectionPolicy::Unspecified, ""),
+    (pb::SelectionPolicy::RoundRobin, "round_robin"),
+    (pb::SelectionPolicy::LeastLoaded, "least_loaded"),
+    (pb::SelectionPolicy::Random, "random"),
+    (pb::SelectionPolicy::Priority, "priority"),
 ];
 
 /// Model capabilities: the API's value and the stored name of each.
@@ -97,6 +119,14 @@ pub fn backend_message(record: BackendRecord) -> pb::Backend {
         has_api_key: record.api_key.as_deref().is_some_and(|key| !key.is_empty()),
         priority: record.priority,
         max_concurrency: record.max_concurrency,
+        requests_per_minute: record.requests_per_minute,
+        tokens_per_minute: record.tokens_per_minute,
+        model_limits: record
+            .model_limits
+            .iter()
+            .map(|(model, limits)| (model.clone(), limits_message(limits)))
+            .collect(),
+        omit_stream_options: record.omit_stream_options,
         request_timeout: (record.request_timeout_ms > 0)
             .then(|| millis_duration(record.request_timeout_ms)),
         labels: record.labels,
@@ -110,10 +140,54 @@ pub fn backend_message(record: BackendRecord) -> pb::Backend {
             last_error: state.last_error.clone(),
             last_sync_time: state.last_sync_at.map(timestamp),
             latency: state.latency_ms.map(millis_duration),
+            observed_models: state
+                .observed_models
+                .iter()
+                .map(|model| pb::ObservedModel {
+                    name: model.name.clone(),
+                    context_length: model.context_length,
+                    capabilities: model
+                        .capabilities
+                        .iter()
+                        .map(|c| capability_value(c) as i32)
+                        .collect(),
+                    size_bytes: model.size_bytes,
+                })
+                .collect(),
+            models_time: state.models_at.map(timestamp),
         }),
         etag: etag(record.revision),
         create_time: Some(timestamp(record.created_at)),
         update_time: Some(timestamp(record.updated_at)),
+    }
+}
+
+fn limits_message(limits: &Limits) -> pb::Limits {
+    pb::Limits {
+        max_concurrency: limits.max_concurrency,
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
+    }
+}
+
+/// Checks limits given at `path`: none may be negative (0 = unlimited).
+fn check_limits(path: &str, limits: &pb::Limits, violations: &mut Violations) -> Limits {
+    for (field, negative) in [
+        ("max_concurrency", limits.max_concurrency < 0),
+        ("requests_per_minute", limits.requests_per_minute < 0),
+        ("tokens_per_minute", limits.tokens_per_minute < 0),
+    ] {
+        if negative {
+            violations.add(
+                format!("{path}.{field}"),
+                "must not be negative (0 = unlimited)",
+            );
+        }
+    }
+    Limits {
+        max_concurrency: limits.max_concurrency,
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
     }
 }
 
@@ -122,7 +196,8 @@ pub fn pool_message(record: PoolRecord) -> pb::Pool {
         id: record.id,
         description: record.description,
         purpose: record.purpose,
-        policy: pb::SelectionPolicy::RoundRobin as i32,
+        policy: value_in(&POLICIES, &record.policy) as i32,
+        discover_models: record.discover_models,
         create_time: Some(timestamp(record.created_at)),
     }
 }
@@ -149,7 +224,7 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
     if backend_type.is_none() {
         violations.add(
             "backend.type",
-            "must be one of BACKEND_TYPE_OLLAMA, BACKEND_TYPE_OPENAI, BACKEND_TYPE_OPENAI_COMPATIBLE, BACKEND_TYPE_GEMINI, BACKEND_TYPE_ANTHROPIC",
+            "must be one of BACKEND_TYPE_OLLAMA, _OPENAI, _OPENAI_COMPATIBLE, _GEMINI, _ANTHROPIC, _OPENROUTER, _MISTRAL, _VLLM, _LM_STUDIO",
         );
     }
     violations.check_http_url("backend.base_url", &backend.base_url);
@@ -157,10 +232,30 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
     if backend.api_key.chars().any(char::is_control) {
         violations.add("backend.api_key", "must not contain control characters");
     }
-    if backend.max_concurrency < 0 {
+    let own_limits = pb::Limits {
+        max_concurrency: backend.max_concurrency,
+        requests_per_minute: backend.requests_per_minute,
+        tokens_per_minute: backend.tokens_per_minute,
+    };
+    check_limits("backend", &own_limits, violations);
+    let mut model_limits = BTreeMap::new();
+    for (model, limits) in &backend.model_limits {
+        check_model_name(
+            violations,
+            &format!("backend.model_limits[{model:?}]"),
+            model,
+        );
+        let limits = check_limits(
+            &format!("backend.model_limits[{model:?}]"),
+            limits,
+            violations,
+        );
+        model_limits.insert(model.clone(), limits);
+    }
+    if backend.model_limits.len() > MAX_MODEL_LIMITS {
         violations.add(
-            "backend.max_concurrency",
-            "must not be negative (0 = unlimited)",
+            "backend.model_limits",
+            format!("must have at most {MAX_MODEL_LIMITS} entries"),
         );
     }
     let request_timeout_ms = match &backend.request_timeout {
@@ -186,6 +281,10 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
         api_key: (!backend.api_key.is_empty()).then(|| backend.api_key.clone()),
         priority: backend.priority,
         max_concurrency: backend.max_concurrency,
+        requests_per_minute: backend.requests_per_minute,
+        tokens_per_minute: backend.tokens_per_minute,
+        model_limits,
+        omit_stream_options: backend.omit_stream_options,
         request_timeout_ms,
         labels: backend.labels.clone(),
         state: BackendState::default(),
@@ -197,7 +296,10 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
 
 /// Hosted providers that cannot be called without a key.
 fn requires_api_key(backend_type: &str) -> bool {
-    matches!(backend_type, "openai" | "gemini" | "anthropic")
+    matches!(
+        backend_type,
+        "openai" | "gemini" | "anthropic" | "openrouter" | "mistral"
+    )
 }
 
 /// The backend a `CreateBackend` asks for, with a new id unless it names
@@ -252,6 +354,10 @@ pub fn updated_backend(
             "api_key" => merged.api_key = patch.api_key.clone(),
             "priority" => merged.priority = patch.priority,
             "max_concurrency" => merged.max_concurrency = patch.max_concurrency,
+            "requests_per_minute" => merged.requests_per_minute = patch.requests_per_minute,
+            "tokens_per_minute" => merged.tokens_per_minute = patch.tokens_per_minute,
+            "model_limits" => merged.model_limits = patch.model_limits.clone(),
+            "omit_stream_options" => merged.omit_stream_options = patch.omit_stream_options,
             "request_timeout" => merged.request_timeout = patch.request_timeout,
             "labels" => merged.labels = patch.labels.clone(),
             _ => {}
@@ -290,11 +396,20 @@ pub fn new_pool(
     violations.check_id("pool.id", &pool.id);
     violations.check_text("pool.description", &pool.description, 1024);
     violations.check_text("pool.purpose", &pool.purpose, 64);
+    let policy = name_in(&POLICIES, pb::SelectionPolicy::try_from(pool.policy));
+    if policy.is_none() {
+        violations.add(
+            "pool.policy",
+            "must be SELECTION_POLICY_ROUND_ROBIN, _LEAST_LOADED, _RANDOM, _PRIORITY or unset",
+        );
+    }
     violations.finish()?;
     let record = PoolRecord {
         id: pool.id.clone(),
         description: pool.description.clone(),
         purpose: pool.purpose.clone(),
+        policy: policy.unwrap_or_default().to_string(),
+        discover_models: pool.discover_models,
         created_at: Utc::now(),
     };
     Ok((record, idempotency_key(request)))

@@ -195,7 +195,7 @@ impl Resources for PostgresStore {
     async fn write_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()> {
         let updated = sqlx::query(
             "UPDATE backends SET health = $2, models = $3, last_error = $4, last_sync_at = $5, \
-             latency_ms = $6 WHERE id = $1",
+             latency_ms = $6, observed_models = $7, models_at = $8 WHERE id = $1",
         )
         .bind(id)
         .bind(&state.health)
@@ -203,6 +203,8 @@ impl Resources for PostgresStore {
         .bind(&state.last_error)
         .bind(state.last_sync_at.map(|at| at.trunc_subsecs(6)))
         .bind(state.latency_ms)
+        .bind(Json(&state.observed_models))
+        .bind(state.models_at.map(|at| at.trunc_subsecs(6)))
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -200,11 +200,13 @@ impl Resources for SqliteStore {
     async fn write_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "UPDATE backends SET health = ?, models = ?, last_error = ?, last_sync_at = ?, \
-             latency_ms = ? WHERE id = ?",
+            "UPDATE backends SET health = ?, models = ?, observed_models = ?, models_at = ?, \
+             last_error = ?, last_sync_at = ?, latency_ms = ? WHERE id = ?",
         )
         .bind(&state.health)
         .bind(to_json(&state.models, "backend models")?)
+        .bind(to_json(&state.observed_models, "backend observed models")?)
+        .bind(state.models_at.map(micros))
         .bind(&state.last_error)
         .bind(state.last_sync_at.map(micros))
         .bind(state.latency_ms)

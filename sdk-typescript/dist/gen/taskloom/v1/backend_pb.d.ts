@@ -75,6 +75,37 @@ export type Backend = Message<"taskloom.v1.Backend"> & {
         [key: string]: string;
     };
     /**
+     * Calls started on this backend in any rolling minute, across replicas;
+     * 0 = unlimited.
+     *
+     * @generated from field: int32 requests_per_minute = 11;
+     */
+    requestsPerMinute: number;
+    /**
+     * Tokens (input + output) spent on this backend in any rolling minute,
+     * across replicas; 0 = unlimited. A call is admitted on an estimate and
+     * settled with the provider's count when it ends.
+     *
+     * @generated from field: int64 tokens_per_minute = 12;
+     */
+    tokensPerMinute: bigint;
+    /**
+     * Limits of single models on this backend, by model name.
+     *
+     * @generated from field: map<string, taskloom.v1.Limits> model_limits = 13;
+     */
+    modelLimits: {
+        [key: string]: Limits;
+    };
+    /**
+     * Never send `stream_options` on streamed calls, for OpenAI-compatible
+     * servers that reject it (their streams then carry no token counts, and
+     * usage is counted another way; see docs/fleet.md).
+     *
+     * @generated from field: bool omit_stream_options = 14;
+     */
+    omitStreamOptions: boolean;
+    /**
      * Output only. What the reconciler last saw.
      *
      * @generated from field: taskloom.v1.BackendState state = 20;
@@ -104,6 +135,37 @@ export type Backend = Message<"taskloom.v1.Backend"> & {
  * Use `create(BackendSchema)` to create a new message.
  */
 export declare const BackendSchema: GenMessage<Backend>;
+/**
+ * Limits on the calls to one model of a backend, across replicas; 0 means
+ * unlimited. A call that would exceed one waits (its task stays `READY`).
+ *
+ * @generated from message taskloom.v1.Limits
+ */
+export type Limits = Message<"taskloom.v1.Limits"> & {
+    /**
+     * Calls in flight.
+     *
+     * @generated from field: int32 max_concurrency = 1;
+     */
+    maxConcurrency: number;
+    /**
+     * Calls started in any rolling minute.
+     *
+     * @generated from field: int32 requests_per_minute = 2;
+     */
+    requestsPerMinute: number;
+    /**
+     * Tokens (input + output) in any rolling minute.
+     *
+     * @generated from field: int64 tokens_per_minute = 3;
+     */
+    tokensPerMinute: bigint;
+};
+/**
+ * Describes the message taskloom.v1.Limits.
+ * Use `create(LimitsSchema)` to create a new message.
+ */
+export declare const LimitsSchema: GenMessage<Limits>;
 /**
  * Observed state of a backend.
  *
@@ -140,12 +202,61 @@ export type BackendState = Message<"taskloom.v1.BackendState"> & {
      * @generated from field: google.protobuf.Duration latency = 5;
      */
     latency?: Duration | undefined;
+    /**
+     * The models the backend serves, with what the provider says of them.
+     *
+     * @generated from field: repeated taskloom.v1.ObservedModel observed_models = 6;
+     */
+    observedModels: ObservedModel[];
+    /**
+     * When the model list was fetched from the provider. Cloud providers'
+     * lists are reused for an hour; `SyncBackend` always fetches anew.
+     *
+     * @generated from field: google.protobuf.Timestamp models_time = 7;
+     */
+    modelsTime?: Timestamp | undefined;
 };
 /**
  * Describes the message taskloom.v1.BackendState.
  * Use `create(BackendStateSchema)` to create a new message.
  */
 export declare const BackendStateSchema: GenMessage<BackendState>;
+/**
+ * A model a backend reported serving.
+ *
+ * @generated from message taskloom.v1.ObservedModel
+ */
+export type ObservedModel = Message<"taskloom.v1.ObservedModel"> & {
+    /**
+     * The name requests use.
+     *
+     * @generated from field: string name = 1;
+     */
+    name: string;
+    /**
+     * Context window in tokens; 0 when the provider does not say.
+     *
+     * @generated from field: int32 context_length = 2;
+     */
+    contextLength: number;
+    /**
+     * What the provider says it can do; empty when it does not say.
+     *
+     * @generated from field: repeated taskloom.v1.ModelCapability capabilities = 3;
+     */
+    capabilities: ModelCapability[];
+    /**
+     * Size on disk, for local providers that report it.
+     *
+     * @generated from field: int64 size_bytes = 4;
+     */
+    sizeBytes: bigint;
+};
+/**
+ * Describes the message taskloom.v1.ObservedModel.
+ * Use `create(ObservedModelSchema)` to create a new message.
+ */
+export declare const ObservedModelSchema: GenMessage<ObservedModel>;
 /**
  * A pool groups backends and models; tasks choose a pool.
  *
@@ -172,7 +283,8 @@ export type Pool = Message<"taskloom.v1.Pool"> & {
      */
     purpose: string;
     /**
-     * Output only. How selection works within this pool.
+     * How the resolver orders the backends that serve one model; unset uses
+     * the server's `--selection-policy`.
      *
      * @generated from field: taskloom.v1.SelectionPolicy policy = 4;
      */
@@ -183,6 +295,15 @@ export type Pool = Message<"taskloom.v1.Pool"> & {
      * @generated from field: google.protobuf.Timestamp create_time = 5;
      */
     createTime?: Timestamp | undefined;
+    /**
+     * Whether tasks in this pool may use models its backends report serving
+     * without the models being declared (capabilities from the provider where
+     * it says, else by name). The server's `--discover-models` turns it on
+     * for every pool.
+     *
+     * @generated from field: bool discover_models = 6;
+     */
+    discoverModels: boolean;
 };
 /**
  * Describes the message taskloom.v1.Pool.
@@ -1084,7 +1205,35 @@ export declare enum BackendType {
      *
      * @generated from enum value: BACKEND_TYPE_ANTHROPIC = 5;
      */
-    ANTHROPIC = 5
+    ANTHROPIC = 5,
+    /**
+     * OpenRouter (OpenAI-compatible; default base URL
+     * `https://openrouter.ai/api`, bearer key).
+     *
+     * @generated from enum value: BACKEND_TYPE_OPENROUTER = 6;
+     */
+    OPENROUTER = 6,
+    /**
+     * Mistral (OpenAI-compatible; default base URL `https://api.mistral.ai`,
+     * bearer key).
+     *
+     * @generated from enum value: BACKEND_TYPE_MISTRAL = 7;
+     */
+    MISTRAL = 7,
+    /**
+     * vLLM's OpenAI server (default base URL `http://127.0.0.1:8000`, optional
+     * bearer key).
+     *
+     * @generated from enum value: BACKEND_TYPE_VLLM = 8;
+     */
+    VLLM = 8,
+    /**
+     * LM Studio's local server (default base URL `http://127.0.0.1:1234`, no
+     * key).
+     *
+     * @generated from enum value: BACKEND_TYPE_LM_STUDIO = 9;
+     */
+    LM_STUDIO = 9
 }
 /**
  * Describes the enum taskloom.v1.BackendType.
@@ -1097,7 +1246,7 @@ export declare const BackendTypeSchema: GenEnum<BackendType>;
  */
 export declare enum SelectionPolicy {
     /**
-     * Round robin (the default).
+     * The server's default (`--selection-policy`, round robin unless set).
      *
      * @generated from enum value: SELECTION_POLICY_UNSPECIFIED = 0;
      */
@@ -1259,8 +1408,11 @@ export declare const BackendService: GenService<{
         output: typeof EmptySchema;
     };
     /**
-     * Asks the reconciler to sync one backend (list its models, record health,
-     * pull declared models that are missing) now instead of at its next cycle.
+     * Syncs one backend now instead of at its next cycle: checks its health,
+     * fetches its model list anew (dropping a cached cloud list), records what
+     * it saw, and starts pulls of declared models it misses (Ollama). Returns
+     * the backend with its new observed state; the sync is recorded even when
+     * the backend is unreachable (then `state.health` is `UNHEALTHY`).
      *
      * @generated from rpc taskloom.v1.BackendService.SyncBackend
      */
@@ -1430,7 +1582,11 @@ export declare const BackendService: GenService<{
         output: typeof EmptySchema;
     };
     /**
-     * Downloads a model onto an Ollama backend, streaming progress.
+     * Downloads a model onto an Ollama backend, streaming progress; the last
+     * message has `done`. One download runs at a time per backend: a second
+     * pull waits for the first. `FAILED_PRECONDITION` for a backend that is
+     * not Ollama; a failed download ends the stream with `UNAVAILABLE` (or
+     * `NOT_FOUND` for a model the registry does not have).
      *
      * @generated from rpc taskloom.v1.BackendService.PullModel
      */

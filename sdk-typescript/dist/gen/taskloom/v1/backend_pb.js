@@ -7,182 +7,192 @@ import { file_taskloom_v1_common } from "./common_pb.js";
 /**
  * Describes the file taskloom/v1/backend.proto.
  */
-export const file_taskloom_v1_backend = /*@__PURE__*/ fileDesc("Chl0YXNrbG9vbS92MS9iYWNrZW5kLnByb3RvEgt0YXNrbG9vbS52MSLdAwoHQmFja2VuZBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiYKBHR5cGUYAyABKA4yGC50YXNrbG9vbS52MS5CYWNrZW5kVHlwZRIQCghiYXNlX3VybBgEIAEoCRIPCgdhcGlfa2V5GAUgASgJEhMKC2hhc19hcGlfa2V5GAYgASgIEhAKCHByaW9yaXR5GAcgASgFEhcKD21heF9jb25jdXJyZW5jeRgIIAEoBRIyCg9yZXF1ZXN0X3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoGbGFiZWxzGAogAygLMiAudGFza2xvb20udjEuQmFja2VuZC5MYWJlbHNFbnRyeRIoCgVzdGF0ZRgUIAEoCzIZLnRhc2tsb29tLnYxLkJhY2tlbmRTdGF0ZRIMCgRldGFnGBUgASgJEi8KC2NyZWF0ZV90aW1lGBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgXIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK+AQoMQmFja2VuZFN0YXRlEioKBmhlYWx0aBgBIAEoDjIaLnRhc2tsb29tLnYxLkJhY2tlbmRIZWFsdGgSDgoGbW9kZWxzGAIgAygJEhIKCmxhc3RfZXJyb3IYAyABKAkSMgoObGFzdF9zeW5jX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB2xhdGVuY3kYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ilwEKBFBvb2wSCgoCaWQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHcHVycG9zZRgDIAEoCRIsCgZwb2xpY3kYBCABKA4yHC50YXNrbG9vbS52MS5TZWxlY3Rpb25Qb2xpY3kSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp4BCgVNb2RlbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAMgASgFEjIKDGNhcGFiaWxpdGllcxgEIAMoDjIcLnRhc2tsb29tLnYxLk1vZGVsQ2FwYWJpbGl0eRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoUQ3JlYXRlQmFja2VuZFJlcXVlc3QSJQoHYmFja2VuZBgBIAEoCzIULnRhc2tsb29tLnYxLkJhY2tlbmQSEgoKYmFja2VuZF9pZBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIh8KEUdldEJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RCYWNrZW5kc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoUTGlzdEJhY2tlbmRzUmVzcG9uc2USJgoIYmFja2VuZHMYASADKAsyFC50YXNrbG9vbS52MS5CYWNrZW5kEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJgChRVcGRhdGVCYWNrZW5kUmVxdWVzdBIlCgdiYWNrZW5kGAEgASgLMhQudGFza2xvb20udjEuQmFja2VuZBITCgt1cGRhdGVfbWFzaxgCIAMoCRIMCgRldGFnGAMgASgJIjAKFERlbGV0ZUJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBGV0YWcYAiABKAkiIAoSU3luY0JhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIkgKEUNyZWF0ZVBvb2xSZXF1ZXN0Eh8KBHBvb2wYASABKAsyES50YXNrbG9vbS52MS5Qb29sEhIKCnJlcXVlc3RfaWQYAiABKAkiHAoOR2V0UG9vbFJlcXVlc3QSCgoCaWQYASABKAkiOQoQTGlzdFBvb2xzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChFMaXN0UG9vbHNSZXNwb25zZRIgCgVwb29scxgBIAMoCzIRLnRhc2tsb29tLnYxLlBvb2wSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh8KEURlbGV0ZVBvb2xSZXF1ZXN0EgoKAmlkGAEgASgJIkEKGkFzc2lnbkJhY2tlbmRUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJDChxSZW1vdmVCYWNrZW5kRnJvbVBvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJRChdMaXN0UG9vbEJhY2tlbmRzUmVxdWVzdBIPCgdwb29sX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlQKF0xpc3RCYWNrZW5kUG9vbHNSZXF1ZXN0EhIKCmJhY2tlbmRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiOgoYQXNzaWduTW9kZWxUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSDQoFbW9kZWwYAiABKAkiPAoaUmVtb3ZlTW9kZWxGcm9tUG9vbFJlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJPChVMaXN0UG9vbE1vZGVsc1JlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJNChVMaXN0TW9kZWxQb29sc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiSwoSQ3JlYXRlTW9kZWxSZXF1ZXN0EiEKBW1vZGVsGAEgASgLMhIudGFza2xvb20udjEuTW9kZWwSEgoKcmVxdWVzdF9pZBgCIAEoCSIfCg9HZXRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI6ChFMaXN0TW9kZWxzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJRChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIudGFza2xvb20udjEuTW9kZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEkRlbGV0ZU1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjUKEFB1bGxNb2RlbFJlcXVlc3QSEgoKYmFja2VuZF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJfChFQdWxsTW9kZWxQcm9ncmVzcxIOCgZzdGF0dXMYASABKAkSFwoPY29tcGxldGVkX2J5dGVzGAIgASgDEhMKC3RvdGFsX2J5dGVzGAMgASgDEgwKBGRvbmUYBCABKAgingEKFEV4ZWN1dGVQcm9tcHRSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRIaChJzeXN0ZW1faW5zdHJ1Y3Rpb24YAiABKAkSDgoGbW9kZWxzGAMgAygJEgwKBHBvb2wYBCABKAkSGAoLdGVtcGVyYXR1cmUYBSABKAJIAIgBARISCgptYXhfdG9rZW5zGAYgASgFQg4KDF90ZW1wZXJhdHVyZSJwChVFeGVjdXRlUHJvbXB0UmVzcG9uc2USDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSI6CgxFbWJlZFJlcXVlc3QSDAoEdGV4dBgBIAEoCRIOCgZtb2RlbHMYAiADKAkSDAoEcG9vbBgDIAEoCSJ/Cg1FbWJlZFJlc3BvbnNlEiMKBnZlY3RvchgBIAEoCzITLnRhc2tsb29tLnYxLlZlY3RvchINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSq2AQoLQmFja2VuZFR5cGUSHAoYQkFDS0VORF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTQkFDS0VORF9UWVBFX09MTEFNQRABEhcKE0JBQ0tFTkRfVFlQRV9PUEVOQUkQAhIiCh5CQUNLRU5EX1RZUEVfT1BFTkFJX0NPTVBBVElCTEUQAxIXChNCQUNLRU5EX1RZUEVfR0VNSU5JEAQSGgoWQkFDS0VORF9UWVBFX0FOVEhST1BJQxAFKrQBCg9TZWxlY3Rpb25Qb2xpY3kSIAocU0VMRUNUSU9OX1BPTElDWV9VTlNQRUNJRklFRBAAEiAKHFNFTEVDVElPTl9QT0xJQ1lfUk9VTkRfUk9CSU4QARIhCh1TRUxFQ1RJT05fUE9MSUNZX0xFQVNUX0xPQURFRBACEhsKF1NFTEVDVElPTl9QT0xJQ1lfUkFORE9NEAMSHQoZU0VMRUNUSU9OX1BPTElDWV9QUklPUklUWRAEKmkKDUJhY2tlbmRIZWFsdGgSHgoaQkFDS0VORF9IRUFMVEhfVU5TUEVDSUZJRUQQABIaChZCQUNLRU5EX0hFQUxUSF9IRUFMVEhZEAESHAoYQkFDS0VORF9IRUFMVEhfVU5IRUFMVEhZEAIqpAEKD01vZGVsQ2FwYWJpbGl0eRIgChxNT0RFTF9DQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASGQoVTU9ERUxfQ0FQQUJJTElUWV9DSEFUEAESGwoXTU9ERUxfQ0FQQUJJTElUWV9QUk9NUFQQAhIaChZNT0RFTF9DQVBBQklMSVRZX0VNQkVEEAMSGwoXTU9ERUxfQ0FQQUJJTElUWV9TVFJFQU0QBDKgDwoOQmFja2VuZFNlcnZpY2USSAoNQ3JlYXRlQmFja2VuZBIhLnRhc2tsb29tLnYxLkNyZWF0ZUJhY2tlbmRSZXF1ZXN0GhQudGFza2xvb20udjEuQmFja2VuZBJCCgpHZXRCYWNrZW5kEh4udGFza2xvb20udjEuR2V0QmFja2VuZFJlcXVlc3QaFC50YXNrbG9vbS52MS5CYWNrZW5kElMKDExpc3RCYWNrZW5kcxIgLnRhc2tsb29tLnYxLkxpc3RCYWNrZW5kc1JlcXVlc3QaIS50YXNrbG9vbS52MS5MaXN0QmFja2VuZHNSZXNwb25zZRJICg1VcGRhdGVCYWNrZW5kEiEudGFza2xvb20udjEuVXBkYXRlQmFja2VuZFJlcXVlc3QaFC50YXNrbG9vbS52MS5CYWNrZW5kEkoKDURlbGV0ZUJhY2tlbmQSIS50YXNrbG9vbS52MS5EZWxldGVCYWNrZW5kUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgtTeW5jQmFja2VuZBIfLnRhc2tsb29tLnYxLlN5bmNCYWNrZW5kUmVxdWVzdBoULnRhc2tsb29tLnYxLkJhY2tlbmQSPwoKQ3JlYXRlUG9vbBIeLnRhc2tsb29tLnYxLkNyZWF0ZVBvb2xSZXF1ZXN0GhEudGFza2xvb20udjEuUG9vbBI5CgdHZXRQb29sEhsudGFza2xvb20udjEuR2V0UG9vbFJlcXVlc3QaES50YXNrbG9vbS52MS5Qb29sEkoKCUxpc3RQb29scxIdLnRhc2tsb29tLnYxLkxpc3RQb29sc1JlcXVlc3QaHi50YXNrbG9vbS52MS5MaXN0UG9vbHNSZXNwb25zZRJECgpEZWxldGVQb29sEh4udGFza2xvb20udjEuRGVsZXRlUG9vbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSVgoTQXNzaWduQmFja2VuZFRvUG9vbBInLnRhc2tsb29tLnYxLkFzc2lnbkJhY2tlbmRUb1Bvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EloKFVJlbW92ZUJhY2tlbmRGcm9tUG9vbBIpLnRhc2tsb29tLnYxLlJlbW92ZUJhY2tlbmRGcm9tUG9vbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSWwoQTGlzdFBvb2xCYWNrZW5kcxIkLnRhc2tsb29tLnYxLkxpc3RQb29sQmFja2VuZHNSZXF1ZXN0GiEudGFza2xvb20udjEuTGlzdEJhY2tlbmRzUmVzcG9uc2USWAoQTGlzdEJhY2tlbmRQb29scxIkLnRhc2tsb29tLnYxLkxpc3RCYWNrZW5kUG9vbHNSZXF1ZXN0Gh4udGFza2xvb20udjEuTGlzdFBvb2xzUmVzcG9uc2USUgoRQXNzaWduTW9kZWxUb1Bvb2wSJS50YXNrbG9vbS52MS5Bc3NpZ25Nb2RlbFRvUG9vbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSVgoTUmVtb3ZlTW9kZWxGcm9tUG9vbBInLnRhc2tsb29tLnYxLlJlbW92ZU1vZGVsRnJvbVBvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElUKDkxpc3RQb29sTW9kZWxzEiIudGFza2xvb20udjEuTGlzdFBvb2xNb2RlbHNSZXF1ZXN0Gh8udGFza2xvb20udjEuTGlzdE1vZGVsc1Jlc3BvbnNlElQKDkxpc3RNb2RlbFBvb2xzEiIudGFza2xvb20udjEuTGlzdE1vZGVsUG9vbHNSZXF1ZXN0Gh4udGFza2xvb20udjEuTGlzdFBvb2xzUmVzcG9uc2USQgoLQ3JlYXRlTW9kZWwSHy50YXNrbG9vbS52MS5DcmVhdGVNb2RlbFJlcXVlc3QaEi50YXNrbG9vbS52MS5Nb2RlbBI8CghHZXRNb2RlbBIcLnRhc2tsb29tLnYxLkdldE1vZGVsUmVxdWVzdBoSLnRhc2tsb29tLnYxLk1vZGVsEk0KCkxpc3RNb2RlbHMSHi50YXNrbG9vbS52MS5MaXN0TW9kZWxzUmVxdWVzdBofLnRhc2tsb29tLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJGCgtEZWxldGVNb2RlbBIfLnRhc2tsb29tLnYxLkRlbGV0ZU1vZGVsUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJMCglQdWxsTW9kZWwSHS50YXNrbG9vbS52MS5QdWxsTW9kZWxSZXF1ZXN0Gh4udGFza2xvb20udjEuUHVsbE1vZGVsUHJvZ3Jlc3MwARJWCg1FeGVjdXRlUHJvbXB0EiEudGFza2xvb20udjEuRXhlY3V0ZVByb21wdFJlcXVlc3QaIi50YXNrbG9vbS52MS5FeGVjdXRlUHJvbXB0UmVzcG9uc2USPgoFRW1iZWQSGS50YXNrbG9vbS52MS5FbWJlZFJlcXVlc3QaGi50YXNrbG9vbS52MS5FbWJlZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_timestamp, file_taskloom_v1_common]);
+export const file_taskloom_v1_backend = /*@__PURE__*/ fileDesc("Chl0YXNrbG9vbS92MS9iYWNrZW5kLnByb3RvEgt0YXNrbG9vbS52MSK4BQoHQmFja2VuZBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiYKBHR5cGUYAyABKA4yGC50YXNrbG9vbS52MS5CYWNrZW5kVHlwZRIQCghiYXNlX3VybBgEIAEoCRIPCgdhcGlfa2V5GAUgASgJEhMKC2hhc19hcGlfa2V5GAYgASgIEhAKCHByaW9yaXR5GAcgASgFEhcKD21heF9jb25jdXJyZW5jeRgIIAEoBRIyCg9yZXF1ZXN0X3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoGbGFiZWxzGAogAygLMiAudGFza2xvb20udjEuQmFja2VuZC5MYWJlbHNFbnRyeRIbChNyZXF1ZXN0c19wZXJfbWludXRlGAsgASgFEhkKEXRva2Vuc19wZXJfbWludXRlGAwgASgDEjsKDG1vZGVsX2xpbWl0cxgNIAMoCzIlLnRhc2tsb29tLnYxLkJhY2tlbmQuTW9kZWxMaW1pdHNFbnRyeRIbChNvbWl0X3N0cmVhbV9vcHRpb25zGA4gASgIEigKBXN0YXRlGBQgASgLMhkudGFza2xvb20udjEuQmFja2VuZFN0YXRlEgwKBGV0YWcYFSABKAkSLwoLY3JlYXRlX3RpbWUYFiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGBcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGkcKEE1vZGVsTGltaXRzRW50cnkSCwoDa2V5GAEgASgJEiIKBXZhbHVlGAIgASgLMhMudGFza2xvb20udjEuTGltaXRzOgI4ASJZCgZMaW1pdHMSFwoPbWF4X2NvbmN1cnJlbmN5GAEgASgFEhsKE3JlcXVlc3RzX3Blcl9taW51dGUYAiABKAUSGQoRdG9rZW5zX3Blcl9taW51dGUYAyABKAMipAIKDEJhY2tlbmRTdGF0ZRIqCgZoZWFsdGgYASABKA4yGi50YXNrbG9vbS52MS5CYWNrZW5kSGVhbHRoEg4KBm1vZGVscxgCIAMoCRISCgpsYXN0X2Vycm9yGAMgASgJEjIKDmxhc3Rfc3luY190aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdsYXRlbmN5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjMKD29ic2VydmVkX21vZGVscxgGIAMoCzIaLnRhc2tsb29tLnYxLk9ic2VydmVkTW9kZWwSLwoLbW9kZWxzX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIn0KDU9ic2VydmVkTW9kZWwSDAoEbmFtZRgBIAEoCRIWCg5jb250ZXh0X2xlbmd0aBgCIAEoBRIyCgxjYXBhYmlsaXRpZXMYAyADKA4yHC50YXNrbG9vbS52MS5Nb2RlbENhcGFiaWxpdHkSEgoKc2l6ZV9ieXRlcxgEIAEoAyKwAQoEUG9vbBIKCgJpZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEiwKBnBvbGljeRgEIAEoDjIcLnRhc2tsb29tLnYxLlNlbGVjdGlvblBvbGljeRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZGlzY292ZXJfbW9kZWxzGAYgASgIIp4BCgVNb2RlbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAMgASgFEjIKDGNhcGFiaWxpdGllcxgEIAMoDjIcLnRhc2tsb29tLnYxLk1vZGVsQ2FwYWJpbGl0eRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoUQ3JlYXRlQmFja2VuZFJlcXVlc3QSJQoHYmFja2VuZBgBIAEoCzIULnRhc2tsb29tLnYxLkJhY2tlbmQSEgoKYmFja2VuZF9pZBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIh8KEUdldEJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RCYWNrZW5kc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoUTGlzdEJhY2tlbmRzUmVzcG9uc2USJgoIYmFja2VuZHMYASADKAsyFC50YXNrbG9vbS52MS5CYWNrZW5kEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJgChRVcGRhdGVCYWNrZW5kUmVxdWVzdBIlCgdiYWNrZW5kGAEgASgLMhQudGFza2xvb20udjEuQmFja2VuZBITCgt1cGRhdGVfbWFzaxgCIAMoCRIMCgRldGFnGAMgASgJIjAKFERlbGV0ZUJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBGV0YWcYAiABKAkiIAoSU3luY0JhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIkgKEUNyZWF0ZVBvb2xSZXF1ZXN0Eh8KBHBvb2wYASABKAsyES50YXNrbG9vbS52MS5Qb29sEhIKCnJlcXVlc3RfaWQYAiABKAkiHAoOR2V0UG9vbFJlcXVlc3QSCgoCaWQYASABKAkiOQoQTGlzdFBvb2xzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChFMaXN0UG9vbHNSZXNwb25zZRIgCgVwb29scxgBIAMoCzIRLnRhc2tsb29tLnYxLlBvb2wSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh8KEURlbGV0ZVBvb2xSZXF1ZXN0EgoKAmlkGAEgASgJIkEKGkFzc2lnbkJhY2tlbmRUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJDChxSZW1vdmVCYWNrZW5kRnJvbVBvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJRChdMaXN0UG9vbEJhY2tlbmRzUmVxdWVzdBIPCgdwb29sX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlQKF0xpc3RCYWNrZW5kUG9vbHNSZXF1ZXN0EhIKCmJhY2tlbmRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiOgoYQXNzaWduTW9kZWxUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSDQoFbW9kZWwYAiABKAkiPAoaUmVtb3ZlTW9kZWxGcm9tUG9vbFJlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJPChVMaXN0UG9vbE1vZGVsc1JlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJNChVMaXN0TW9kZWxQb29sc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiSwoSQ3JlYXRlTW9kZWxSZXF1ZXN0EiEKBW1vZGVsGAEgASgLMhIudGFza2xvb20udjEuTW9kZWwSEgoKcmVxdWVzdF9pZBgCIAEoCSIfCg9HZXRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI6ChFMaXN0TW9kZWxzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJRChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIudGFza2xvb20udjEuTW9kZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEkRlbGV0ZU1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjUKEFB1bGxNb2RlbFJlcXVlc3QSEgoKYmFja2VuZF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJfChFQdWxsTW9kZWxQcm9ncmVzcxIOCgZzdGF0dXMYASABKAkSFwoPY29tcGxldGVkX2J5dGVzGAIgASgDEhMKC3RvdGFsX2J5dGVzGAMgASgDEgwKBGRvbmUYBCABKAgingEKFEV4ZWN1dGVQcm9tcHRSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRIaChJzeXN0ZW1faW5zdHJ1Y3Rpb24YAiABKAkSDgoGbW9kZWxzGAMgAygJEgwKBHBvb2wYBCABKAkSGAoLdGVtcGVyYXR1cmUYBSABKAJIAIgBARISCgptYXhfdG9rZW5zGAYgASgFQg4KDF90ZW1wZXJhdHVyZSJwChVFeGVjdXRlUHJvbXB0UmVzcG9uc2USDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSI6CgxFbWJlZFJlcXVlc3QSDAoEdGV4dBgBIAEoCRIOCgZtb2RlbHMYAiADKAkSDAoEcG9vbBgDIAEoCSJ/Cg1FbWJlZFJlc3BvbnNlEiMKBnZlY3RvchgBIAEoCzITLnRhc2tsb29tLnYxLlZlY3RvchINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSqgAgoLQmFja2VuZFR5cGUSHAoYQkFDS0VORF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTQkFDS0VORF9UWVBFX09MTEFNQRABEhcKE0JBQ0tFTkRfVFlQRV9PUEVOQUkQAhIiCh5CQUNLRU5EX1RZUEVfT1BFTkFJX0NPTVBBVElCTEUQAxIXChNCQUNLRU5EX1RZUEVfR0VNSU5JEAQSGgoWQkFDS0VORF9UWVBFX0FOVEhST1BJQxAFEhsKF0JBQ0tFTkRfVFlQRV9PUEVOUk9VVEVSEAYSGAoUQkFDS0VORF9UWVBFX01JU1RSQUwQBxIVChFCQUNLRU5EX1RZUEVfVkxMTRAIEhoKFkJBQ0tFTkRfVFlQRV9MTV9TVFVESU8QCSq0AQoPU2VsZWN0aW9uUG9saWN5EiAKHFNFTEVDVElPTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIgChxTRUxFQ1RJT05fUE9MSUNZX1JPVU5EX1JPQklOEAESIQodU0VMRUNUSU9OX1BPTElDWV9MRUFTVF9MT0FERUQQAhIbChdTRUxFQ1RJT05fUE9MSUNZX1JBTkRPTRADEh0KGVNFTEVDVElPTl9QT0xJQ1lfUFJJT1JJVFkQBCppCg1CYWNrZW5kSGVhbHRoEh4KGkJBQ0tFTkRfSEVBTFRIX1VOU1BFQ0lGSUVEEAASGgoWQkFDS0VORF9IRUFMVEhfSEVBTFRIWRABEhwKGEJBQ0tFTkRfSEVBTFRIX1VOSEVBTFRIWRACKqQBCg9Nb2RlbENhcGFiaWxpdHkSIAocTU9ERUxfQ0FQQUJJTElUWV9VTlNQRUNJRklFRBAAEhkKFU1PREVMX0NBUEFCSUxJVFlfQ0hBVBABEhsKF01PREVMX0NBUEFCSUxJVFlfUFJPTVBUEAISGgoWTU9ERUxfQ0FQQUJJTElUWV9FTUJFRBADEhsKF01PREVMX0NBUEFCSUxJVFlfU1RSRUFNEAQyoA8KDkJhY2tlbmRTZXJ2aWNlEkgKDUNyZWF0ZUJhY2tlbmQSIS50YXNrbG9vbS52MS5DcmVhdGVCYWNrZW5kUmVxdWVzdBoULnRhc2tsb29tLnYxLkJhY2tlbmQSQgoKR2V0QmFja2VuZBIeLnRhc2tsb29tLnYxLkdldEJhY2tlbmRSZXF1ZXN0GhQudGFza2xvb20udjEuQmFja2VuZBJTCgxMaXN0QmFja2VuZHMSIC50YXNrbG9vbS52MS5MaXN0QmFja2VuZHNSZXF1ZXN0GiEudGFza2xvb20udjEuTGlzdEJhY2tlbmRzUmVzcG9uc2USSAoNVXBkYXRlQmFja2VuZBIhLnRhc2tsb29tLnYxLlVwZGF0ZUJhY2tlbmRSZXF1ZXN0GhQudGFza2xvb20udjEuQmFja2VuZBJKCg1EZWxldGVCYWNrZW5kEiEudGFza2xvb20udjEuRGVsZXRlQmFja2VuZFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRAoLU3luY0JhY2tlbmQSHy50YXNrbG9vbS52MS5TeW5jQmFja2VuZFJlcXVlc3QaFC50YXNrbG9vbS52MS5CYWNrZW5kEj8KCkNyZWF0ZVBvb2wSHi50YXNrbG9vbS52MS5DcmVhdGVQb29sUmVxdWVzdBoRLnRhc2tsb29tLnYxLlBvb2wSOQoHR2V0UG9vbBIbLnRhc2tsb29tLnYxLkdldFBvb2xSZXF1ZXN0GhEudGFza2xvb20udjEuUG9vbBJKCglMaXN0UG9vbHMSHS50YXNrbG9vbS52MS5MaXN0UG9vbHNSZXF1ZXN0Gh4udGFza2xvb20udjEuTGlzdFBvb2xzUmVzcG9uc2USRAoKRGVsZXRlUG9vbBIeLnRhc2tsb29tLnYxLkRlbGV0ZVBvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKE0Fzc2lnbkJhY2tlbmRUb1Bvb2wSJy50YXNrbG9vbS52MS5Bc3NpZ25CYWNrZW5kVG9Qb29sUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJaChVSZW1vdmVCYWNrZW5kRnJvbVBvb2wSKS50YXNrbG9vbS52MS5SZW1vdmVCYWNrZW5kRnJvbVBvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElsKEExpc3RQb29sQmFja2VuZHMSJC50YXNrbG9vbS52MS5MaXN0UG9vbEJhY2tlbmRzUmVxdWVzdBohLnRhc2tsb29tLnYxLkxpc3RCYWNrZW5kc1Jlc3BvbnNlElgKEExpc3RCYWNrZW5kUG9vbHMSJC50YXNrbG9vbS52MS5MaXN0QmFja2VuZFBvb2xzUmVxdWVzdBoeLnRhc2tsb29tLnYxLkxpc3RQb29sc1Jlc3BvbnNlElIKEUFzc2lnbk1vZGVsVG9Qb29sEiUudGFza2xvb20udjEuQXNzaWduTW9kZWxUb1Bvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKE1JlbW92ZU1vZGVsRnJvbVBvb2wSJy50YXNrbG9vbS52MS5SZW1vdmVNb2RlbEZyb21Qb29sUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJVCg5MaXN0UG9vbE1vZGVscxIiLnRhc2tsb29tLnYxLkxpc3RQb29sTW9kZWxzUmVxdWVzdBofLnRhc2tsb29tLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJUCg5MaXN0TW9kZWxQb29scxIiLnRhc2tsb29tLnYxLkxpc3RNb2RlbFBvb2xzUmVxdWVzdBoeLnRhc2tsb29tLnYxLkxpc3RQb29sc1Jlc3BvbnNlEkIKC0NyZWF0ZU1vZGVsEh8udGFza2xvb20udjEuQ3JlYXRlTW9kZWxSZXF1ZXN0GhIudGFza2xvb20udjEuTW9kZWwSPAoIR2V0TW9kZWwSHC50YXNrbG9vbS52MS5HZXRNb2RlbFJlcXVlc3QaEi50YXNrbG9vbS52MS5Nb2RlbBJNCgpMaXN0TW9kZWxzEh4udGFza2xvb20udjEuTGlzdE1vZGVsc1JlcXVlc3QaHy50YXNrbG9vbS52MS5MaXN0TW9kZWxzUmVzcG9uc2USRgoLRGVsZXRlTW9kZWwSHy50YXNrbG9vbS52MS5EZWxldGVNb2RlbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSTAoJUHVsbE1vZGVsEh0udGFza2xvb20udjEuUHVsbE1vZGVsUmVxdWVzdBoeLnRhc2tsb29tLnYxLlB1bGxNb2RlbFByb2dyZXNzMAESVgoNRXhlY3V0ZVByb21wdBIhLnRhc2tsb29tLnYxLkV4ZWN1dGVQcm9tcHRSZXF1ZXN0GiIudGFza2xvb20udjEuRXhlY3V0ZVByb21wdFJlc3BvbnNlEj4KBUVtYmVkEhkudGFza2xvb20udjEuRW1iZWRSZXF1ZXN0GhoudGFza2xvb20udjEuRW1iZWRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_timestamp, file_taskloom_v1_common]);
 /**
  * Describes the message taskloom.v1.Backend.
  * Use `create(BackendSchema)` to create a new message.
  */
 export const BackendSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 0);
 /**
+ * Describes the message taskloom.v1.Limits.
+ * Use `create(LimitsSchema)` to create a new message.
+ */
+export const LimitsSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 1);
+/**
  * Describes the message taskloom.v1.BackendState.
  * Use `create(BackendStateSchema)` to create a new message.
  */
-export const BackendStateSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 1);
+export const BackendStateSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 2);
+/**
+ * Describes the message taskloom.v1.ObservedModel.
+ * Use `create(ObservedModelSchema)` to create a new message.
+ */
+export const ObservedModelSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 3);
 /**
  * Describes the message taskloom.v1.Pool.
  * Use `create(PoolSchema)` to create a new message.
  */
-export const PoolSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 2);
+export const PoolSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 4);
 /**
  * Describes the message taskloom.v1.Model.
  * Use `create(ModelSchema)` to create a new message.
  */
-export const ModelSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 3);
+export const ModelSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 5);
 /**
  * Describes the message taskloom.v1.CreateBackendRequest.
  * Use `create(CreateBackendRequestSchema)` to create a new message.
  */
-export const CreateBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 4);
+export const CreateBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 6);
 /**
  * Describes the message taskloom.v1.GetBackendRequest.
  * Use `create(GetBackendRequestSchema)` to create a new message.
  */
-export const GetBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 5);
+export const GetBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 7);
 /**
  * Describes the message taskloom.v1.ListBackendsRequest.
  * Use `create(ListBackendsRequestSchema)` to create a new message.
  */
-export const ListBackendsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 6);
+export const ListBackendsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 8);
 /**
  * Describes the message taskloom.v1.ListBackendsResponse.
  * Use `create(ListBackendsResponseSchema)` to create a new message.
  */
-export const ListBackendsResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 7);
+export const ListBackendsResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 9);
 /**
  * Describes the message taskloom.v1.UpdateBackendRequest.
  * Use `create(UpdateBackendRequestSchema)` to create a new message.
  */
-export const UpdateBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 8);
+export const UpdateBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 10);
 /**
  * Describes the message taskloom.v1.DeleteBackendRequest.
  * Use `create(DeleteBackendRequestSchema)` to create a new message.
  */
-export const DeleteBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 9);
+export const DeleteBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 11);
 /**
  * Describes the message taskloom.v1.SyncBackendRequest.
  * Use `create(SyncBackendRequestSchema)` to create a new message.
  */
-export const SyncBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 10);
+export const SyncBackendRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 12);
 /**
  * Describes the message taskloom.v1.CreatePoolRequest.
  * Use `create(CreatePoolRequestSchema)` to create a new message.
  */
-export const CreatePoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 11);
+export const CreatePoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 13);
 /**
  * Describes the message taskloom.v1.GetPoolRequest.
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
-export const GetPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 12);
+export const GetPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 14);
 /**
  * Describes the message taskloom.v1.ListPoolsRequest.
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
-export const ListPoolsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 13);
+export const ListPoolsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 15);
 /**
  * Describes the message taskloom.v1.ListPoolsResponse.
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
-export const ListPoolsResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 14);
+export const ListPoolsResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 16);
 /**
  * Describes the message taskloom.v1.DeletePoolRequest.
  * Use `create(DeletePoolRequestSchema)` to create a new message.
  */
-export const DeletePoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 15);
+export const DeletePoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 17);
 /**
  * Describes the message taskloom.v1.AssignBackendToPoolRequest.
  * Use `create(AssignBackendToPoolRequestSchema)` to create a new message.
  */
-export const AssignBackendToPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 16);
+export const AssignBackendToPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 18);
 /**
  * Describes the message taskloom.v1.RemoveBackendFromPoolRequest.
  * Use `create(RemoveBackendFromPoolRequestSchema)` to create a new message.
  */
-export const RemoveBackendFromPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 17);
+export const RemoveBackendFromPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 19);
 /**
  * Describes the message taskloom.v1.ListPoolBackendsRequest.
  * Use `create(ListPoolBackendsRequestSchema)` to create a new message.
  */
-export const ListPoolBackendsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 18);
+export const ListPoolBackendsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 20);
 /**
  * Describes the message taskloom.v1.ListBackendPoolsRequest.
  * Use `create(ListBackendPoolsRequestSchema)` to create a new message.
  */
-export const ListBackendPoolsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 19);
+export const ListBackendPoolsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 21);
 /**
  * Describes the message taskloom.v1.AssignModelToPoolRequest.
  * Use `create(AssignModelToPoolRequestSchema)` to create a new message.
  */
-export const AssignModelToPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 20);
+export const AssignModelToPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 22);
 /**
  * Describes the message taskloom.v1.RemoveModelFromPoolRequest.
  * Use `create(RemoveModelFromPoolRequestSchema)` to create a new message.
  */
-export const RemoveModelFromPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 21);
+export const RemoveModelFromPoolRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 23);
 /**
  * Describes the message taskloom.v1.ListPoolModelsRequest.
  * Use `create(ListPoolModelsRequestSchema)` to create a new message.
  */
-export const ListPoolModelsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 22);
+export const ListPoolModelsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 24);
 /**
  * Describes the message taskloom.v1.ListModelPoolsRequest.
  * Use `create(ListModelPoolsRequestSchema)` to create a new message.
  */
-export const ListModelPoolsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 23);
+export const ListModelPoolsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 25);
 /**
  * Describes the message taskloom.v1.CreateModelRequest.
  * Use `create(CreateModelRequestSchema)` to create a new message.
  */
-export const CreateModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 24);
+export const CreateModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 26);
 /**
  * Describes the message taskloom.v1.GetModelRequest.
  * Use `create(GetModelRequestSchema)` to create a new message.
  */
-export const GetModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 25);
+export const GetModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 27);
 /**
  * Describes the message taskloom.v1.ListModelsRequest.
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
-export const ListModelsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 26);
+export const ListModelsRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 28);
 /**
  * Describes the message taskloom.v1.ListModelsResponse.
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
-export const ListModelsResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 27);
+export const ListModelsResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 29);
 /**
  * Describes the message taskloom.v1.DeleteModelRequest.
  * Use `create(DeleteModelRequestSchema)` to create a new message.
  */
-export const DeleteModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 28);
+export const DeleteModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 30);
 /**
  * Describes the message taskloom.v1.PullModelRequest.
  * Use `create(PullModelRequestSchema)` to create a new message.
  */
-export const PullModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 29);
+export const PullModelRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 31);
 /**
  * Describes the message taskloom.v1.PullModelProgress.
  * Use `create(PullModelProgressSchema)` to create a new message.
  */
-export const PullModelProgressSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 30);
+export const PullModelProgressSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 32);
 /**
  * Describes the message taskloom.v1.ExecutePromptRequest.
  * Use `create(ExecutePromptRequestSchema)` to create a new message.
  */
-export const ExecutePromptRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 31);
+export const ExecutePromptRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 33);
 /**
  * Describes the message taskloom.v1.ExecutePromptResponse.
  * Use `create(ExecutePromptResponseSchema)` to create a new message.
  */
-export const ExecutePromptResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 32);
+export const ExecutePromptResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 34);
 /**
  * Describes the message taskloom.v1.EmbedRequest.
  * Use `create(EmbedRequestSchema)` to create a new message.
  */
-export const EmbedRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 33);
+export const EmbedRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 35);
 /**
  * Describes the message taskloom.v1.EmbedResponse.
  * Use `create(EmbedResponseSchema)` to create a new message.
  */
-export const EmbedResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 34);
+export const EmbedResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_backend, 36);
 /**
  * The provider protocol a backend speaks.
  *
@@ -227,6 +237,34 @@ export var BackendType;
      * @generated from enum value: BACKEND_TYPE_ANTHROPIC = 5;
      */
     BackendType[BackendType["ANTHROPIC"] = 5] = "ANTHROPIC";
+    /**
+     * OpenRouter (OpenAI-compatible; default base URL
+     * `https://openrouter.ai/api`, bearer key).
+     *
+     * @generated from enum value: BACKEND_TYPE_OPENROUTER = 6;
+     */
+    BackendType[BackendType["OPENROUTER"] = 6] = "OPENROUTER";
+    /**
+     * Mistral (OpenAI-compatible; default base URL `https://api.mistral.ai`,
+     * bearer key).
+     *
+     * @generated from enum value: BACKEND_TYPE_MISTRAL = 7;
+     */
+    BackendType[BackendType["MISTRAL"] = 7] = "MISTRAL";
+    /**
+     * vLLM's OpenAI server (default base URL `http://127.0.0.1:8000`, optional
+     * bearer key).
+     *
+     * @generated from enum value: BACKEND_TYPE_VLLM = 8;
+     */
+    BackendType[BackendType["VLLM"] = 8] = "VLLM";
+    /**
+     * LM Studio's local server (default base URL `http://127.0.0.1:1234`, no
+     * key).
+     *
+     * @generated from enum value: BACKEND_TYPE_LM_STUDIO = 9;
+     */
+    BackendType[BackendType["LM_STUDIO"] = 9] = "LM_STUDIO";
 })(BackendType || (BackendType = {}));
 /**
  * Describes the enum taskloom.v1.BackendType.
@@ -240,7 +278,7 @@ export const BackendTypeSchema = /*@__PURE__*/ enumDesc(file_taskloom_v1_backend
 export var SelectionPolicy;
 (function (SelectionPolicy) {
     /**
-     * Round robin (the default).
+     * The server's default (`--selection-policy`, round robin unless set).
      *
      * @generated from enum value: SELECTION_POLICY_UNSPECIFIED = 0;
      */

@@ -1460,7 +1460,15 @@ export declare enum RunEventType {
      *
      * @generated from enum value: RUN_EVENT_TYPE_RUN_CANCELLED = 21;
      */
-    RUN_CANCELLED = 21
+    RUN_CANCELLED = 21,
+    /**
+     * A task attempt waits (`READY`) for capacity under a backend or model
+     * limit, or a provider's `Retry-After`; `message` names what held it. Said
+     * once per attempt and limit, however often it is tried again.
+     *
+     * @generated from enum value: RUN_EVENT_TYPE_TASK_THROTTLED = 22;
+     */
+    TASK_THROTTLED = 22
 }
 /**
  * Describes the enum taskloom.v1.RunEventType.

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskloom/v1/backend.proto.
  */
 export const file_taskloom_v1_backend: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXNrbG9vbS92MS9iYWNrZW5kLnByb3RvEgt0YXNrbG9vbS52MSLdAwoHQmFja2VuZBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiYKBHR5cGUYAyABKA4yGC50YXNrbG9vbS52MS5CYWNrZW5kVHlwZRIQCghiYXNlX3VybBgEIAEoCRIPCgdhcGlfa2V5GAUgASgJEhMKC2hhc19hcGlfa2V5GAYgASgIEhAKCHByaW9yaXR5GAcgASgFEhcKD21heF9jb25jdXJyZW5jeRgIIAEoBRIyCg9yZXF1ZXN0X3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoGbGFiZWxzGAogAygLMiAudGFza2xvb20udjEuQmFja2VuZC5MYWJlbHNFbnRyeRIoCgVzdGF0ZRgUIAEoCzIZLnRhc2tsb29tLnYxLkJhY2tlbmRTdGF0ZRIMCgRldGFnGBUgASgJEi8KC2NyZWF0ZV90aW1lGBYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgXIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK+AQoMQmFja2VuZFN0YXRlEioKBmhlYWx0aBgBIAEoDjIaLnRhc2tsb29tLnYxLkJhY2tlbmRIZWFsdGgSDgoGbW9kZWxzGAIgAygJEhIKCmxhc3RfZXJyb3IYAyABKAkSMgoObGFzdF9zeW5jX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB2xhdGVuY3kYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ilwEKBFBvb2wSCgoCaWQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHcHVycG9zZRgDIAEoCRIsCgZwb2xpY3kYBCABKA4yHC50YXNrbG9vbS52MS5TZWxlY3Rpb25Qb2xpY3kSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIp4BCgVNb2RlbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAMgASgFEjIKDGNhcGFiaWxpdGllcxgEIAMoDjIcLnRhc2tsb29tLnYxLk1vZGVsQ2FwYWJpbGl0eRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoUQ3JlYXRlQmFja2VuZFJlcXVlc3QSJQoHYmFja2VuZBgBIAEoCzIULnRhc2tsb29tLnYxLkJhY2tlbmQSEgoKYmFja2VuZF9pZBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIh8KEUdldEJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RCYWNrZW5kc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoUTGlzdEJhY2tlbmRzUmVzcG9uc2USJgoIYmFja2VuZHMYASADKAsyFC50YXNrbG9vbS52MS5CYWNrZW5kEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJgChRVcGRhdGVCYWNrZW5kUmVxdWVzdBIlCgdiYWNrZW5kGAEgASgLMhQudGFza2xvb20udjEuQmFja2VuZBITCgt1cGRhdGVfbWFzaxgCIAMoCRIMCgRldGFnGAMgASgJIjAKFERlbGV0ZUJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBGV0YWcYAiABKAkiIAoSU3luY0JhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIkgKEUNyZWF0ZVBvb2xSZXF1ZXN0Eh8KBHBvb2wYASABKAsyES50YXNrbG9vbS52MS5Qb29sEhIKCnJlcXVlc3RfaWQYAiABKAkiHAoOR2V0UG9vbFJlcXVlc3QSCgoCaWQYASABKAkiOQoQTGlzdFBvb2xzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChFMaXN0UG9vbHNSZXNwb25zZRIgCgVwb29scxgBIAMoCzIRLnRhc2tsb29tLnYxLlBvb2wSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh8KEURlbGV0ZVBvb2xSZXF1ZXN0EgoKAmlkGAEgASgJIkEKGkFzc2lnbkJhY2tlbmRUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJDChxSZW1vdmVCYWNrZW5kRnJvbVBvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJRChdMaXN0UG9vbEJhY2tlbmRzUmVxdWVzdBIPCgdwb29sX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlQKF0xpc3RCYWNrZW5kUG9vbHNSZXF1ZXN0EhIKCmJhY2tlbmRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiOgoYQXNzaWduTW9kZWxUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSDQoFbW9kZWwYAiABKAkiPAoaUmVtb3ZlTW9kZWxGcm9tUG9vbFJlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJPChVMaXN0UG9vbE1vZGVsc1JlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJNChVMaXN0TW9kZWxQb29sc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiSwoSQ3JlYXRlTW9kZWxSZXF1ZXN0EiEKBW1vZGVsGAEgASgLMhIudGFza2xvb20udjEuTW9kZWwSEgoKcmVxdWVzdF9pZBgCIAEoCSIfCg9HZXRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI6ChFMaXN0TW9kZWxzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJRChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIudGFza2xvb20udjEuTW9kZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEkRlbGV0ZU1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjUKEFB1bGxNb2RlbFJlcXVlc3QSEgoKYmFja2VuZF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJfChFQdWxsTW9kZWxQcm9ncmVzcxIOCgZzdGF0dXMYASABKAkSFwoPY29tcGxldGVkX2J5dGVzGAIgASgDEhMKC3RvdGFsX2J5dGVzGAMgASgDEgwKBGRvbmUYBCABKAgingEKFEV4ZWN1dGVQcm9tcHRSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRIaChJzeXN0ZW1faW5zdHJ1Y3Rpb24YAiABKAkSDgoGbW9kZWxzGAMgAygJEgwKBHBvb2wYBCABKAkSGAoLdGVtcGVyYXR1cmUYBSABKAJIAIgBARISCgptYXhfdG9rZW5zGAYgASgFQg4KDF90ZW1wZXJhdHVyZSJwChVFeGVjdXRlUHJvbXB0UmVzcG9uc2USDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSI6CgxFbWJlZFJlcXVlc3QSDAoEdGV4dBgBIAEoCRIOCgZtb2RlbHMYAiADKAkSDAoEcG9vbBgDIAEoCSJ/Cg1FbWJlZFJlc3BvbnNlEiMKBnZlY3RvchgBIAEoCzITLnRhc2tsb29tLnYxLlZlY3RvchINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSq2AQoLQmFja2VuZFR5cGUSHAoYQkFDS0VORF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTQkFDS0VORF9UWVBFX09MTEFNQRABEhcKE0JBQ0tFTkRfVFlQRV9PUEVOQUkQAhIiCh5CQUNLRU5EX1RZUEVfT1BFTkFJX0NPTVBBVElCTEUQAxIXChNCQUNLRU5EX1RZUEVfR0VNSU5JEAQSGgoWQkFDS0VORF9UWVBFX0FOVEhST1BJQxAFKrQBCg9TZWxlY3Rpb25Qb2xpY3kSIAocU0VMRUNUSU9OX1BPTElDWV9VTlNQRUNJRklFRBAAEiAKHFNFTEVDVElPTl9QT0xJQ1lfUk9VTkRfUk9CSU4QARIhCh1TRUxFQ1RJT05fUE9MSUNZX0xFQVNUX0xPQURFRBACEhsKF1NFTEVDVElPTl9QT0xJQ1lfUkFORE9NEAMSHQoZU0VMRUNUSU9OX1BPTElDWV9QUklPUklUWRAEKmkKDUJhY2tlbmRIZWFsdGgSHgoaQkFDS0VORF9IRUFMVEhfVU5TUEVDSUZJRUQQABIaChZCQUNLRU5EX0hFQUxUSF9IRUFMVEhZEAESHAoYQkFDS0VORF9IRUFMVEhfVU5IRUFMVEhZEAIqpAEKD01vZGVsQ2FwYWJpbGl0eRIgChxNT0RFTF9DQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASGQoVTU9ERUxfQ0FQQUJJTElUWV9DSEFUEAESGwoXTU9ERUxfQ0FQQUJJTElUWV9QUk9NUFQQAhIaChZNT0RFTF9DQVBBQklMSVRZX0VNQkVEEAMSGwoXTU9ERUxfQ0FQQUJJTElUWV9TVFJFQU0QBDKgDwoOQmFja2VuZFNlcnZpY2USSAoNQ3JlYXRlQmFja2VuZBIhLnRhc2tsb29tLnYxLkNyZWF0ZUJhY2tlbmRSZXF1ZXN0GhQudGFza2xvb20udjEuQmFja2VuZBJCCgpHZXRCYWNrZW5kEh4udGFza2xvb20udjEuR2V0QmFja2VuZFJlcXVlc3QaFC50YXNrbG9vbS52MS5CYWNrZW5kElMKDExpc3RCYWNrZW5kcxIgLnRhc2tsb29tLnYxLkxpc3RCYWNrZW5kc1JlcXVlc3QaIS50YXNrbG9vbS52MS5MaXN0QmFja2VuZHNSZXNwb25zZRJICg1VcGRhdGVCYWNrZW5kEiEudGFza2xvb20udjEuVXBkYXRlQmFja2VuZFJlcXVlc3QaFC50YXNrbG9vbS52MS5CYWNrZW5kEkoKDURlbGV0ZUJhY2tlbmQSIS50YXNrbG9vbS52MS5EZWxldGVCYWNrZW5kUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJECgtTeW5jQmFja2VuZBIfLnRhc2tsb29tLnYxLlN5bmNCYWNrZW5kUmVxdWVzdBoULnRhc2tsb29tLnYxLkJhY2tlbmQSPwoKQ3JlYXRlUG9vbBIeLnRhc2tsb29tLnYxLkNyZWF0ZVBvb2xSZXF1ZXN0GhEudGFza2xvb20udjEuUG9vbBI5CgdHZXRQb29sEhsudGFza2xvb20udjEuR2V0UG9vbFJlcXVlc3QaES50YXNrbG9vbS52MS5Qb29sEkoKCUxpc3RQb29scxIdLnRhc2tsb29tLnYxLkxpc3RQb29sc1JlcXVlc3QaHi50YXNrbG9vbS52MS5MaXN0UG9vbHNSZXNwb25zZRJECgpEZWxldGVQb29sEh4udGFza2xvb20udjEuRGVsZXRlUG9vbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSVgoTQXNzaWduQmFja2VuZFRvUG9vbBInLnRhc2tsb29tLnYxLkFzc2lnbkJhY2tlbmRUb1Bvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EloKFVJlbW92ZUJhY2tlbmRGcm9tUG9vbBIpLnRhc2tsb29tLnYxLlJlbW92ZUJhY2tlbmRGcm9tUG9vbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSWwoQTGlzdFBvb2xCYWNrZW5kcxIkLnRhc2tsb29tLnYxLkxpc3RQb29sQmFja2VuZHNSZXF1ZXN0GiEudGFza2xvb20udjEuTGlzdEJhY2tlbmRzUmVzcG9uc2USWAoQTGlzdEJhY2tlbmRQb29scxIkLnRhc2tsb29tLnYxLkxpc3RCYWNrZW5kUG9vbHNSZXF1ZXN0Gh4udGFza2xvb20udjEuTGlzdFBvb2xzUmVzcG9uc2USUgoRQXNzaWduTW9kZWxUb1Bvb2wSJS50YXNrbG9vbS52MS5Bc3NpZ25Nb2RlbFRvUG9vbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSVgoTUmVtb3ZlTW9kZWxGcm9tUG9vbBInLnRhc2tsb29tLnYxLlJlbW92ZU1vZGVsRnJvbVBvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElUKDkxpc3RQb29sTW9kZWxzEiIudGFza2xvb20udjEuTGlzdFBvb2xNb2RlbHNSZXF1ZXN0Gh8udGFza2xvb20udjEuTGlzdE1vZGVsc1Jlc3BvbnNlElQKDkxpc3RNb2RlbFBvb2xzEiIudGFza2xvb20udjEuTGlzdE1vZGVsUG9vbHNSZXF1ZXN0Gh4udGFza2xvb20udjEuTGlzdFBvb2xzUmVzcG9uc2USQgoLQ3JlYXRlTW9kZWwSHy50YXNrbG9vbS52MS5DcmVhdGVNb2RlbFJlcXVlc3QaEi50YXNrbG9vbS52MS5Nb2RlbBI8CghHZXRNb2RlbBIcLnRhc2tsb29tLnYxLkdldE1vZGVsUmVxdWVzdBoSLnRhc2tsb29tLnYxLk1vZGVsEk0KCkxpc3RNb2RlbHMSHi50YXNrbG9vbS52MS5MaXN0TW9kZWxzUmVxdWVzdBofLnRhc2tsb29tLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJGCgtEZWxldGVNb2RlbBIfLnRhc2tsb29tLnYxLkRlbGV0ZU1vZGVsUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJMCglQdWxsTW9kZWwSHS50YXNrbG9vbS52MS5QdWxsTW9kZWxSZXF1ZXN0Gh4udGFza2xvb20udjEuUHVsbE1vZGVsUHJvZ3Jlc3MwARJWCg1FeGVjdXRlUHJvbXB0EiEudGFza2xvb20udjEuRXhlY3V0ZVByb21wdFJlcXVlc3QaIi50YXNrbG9vbS52MS5FeGVjdXRlUHJvbXB0UmVzcG9uc2USPgoFRW1iZWQSGS50YXNrbG9vbS52MS5FbWJlZFJlcXVlc3QaGi50YXNrbG9vbS52MS5FbWJlZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_timestamp, file_taskloom_v1_common]);
+  fileDesc("Chl0YXNrbG9vbS92MS9iYWNrZW5kLnByb3RvEgt0YXNrbG9vbS52MSK4BQoHQmFja2VuZBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiYKBHR5cGUYAyABKA4yGC50YXNrbG9vbS52MS5CYWNrZW5kVHlwZRIQCghiYXNlX3VybBgEIAEoCRIPCgdhcGlfa2V5GAUgASgJEhMKC2hhc19hcGlfa2V5GAYgASgIEhAKCHByaW9yaXR5GAcgASgFEhcKD21heF9jb25jdXJyZW5jeRgIIAEoBRIyCg9yZXF1ZXN0X3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoGbGFiZWxzGAogAygLMiAudGFza2xvb20udjEuQmFja2VuZC5MYWJlbHNFbnRyeRIbChNyZXF1ZXN0c19wZXJfbWludXRlGAsgASgFEhkKEXRva2Vuc19wZXJfbWludXRlGAwgASgDEjsKDG1vZGVsX2xpbWl0cxgNIAMoCzIlLnRhc2tsb29tLnYxLkJhY2tlbmQuTW9kZWxMaW1pdHNFbnRyeRIbChNvbWl0X3N0cmVhbV9vcHRpb25zGA4gASgIEigKBXN0YXRlGBQgASgLMhkudGFza2xvb20udjEuQmFja2VuZFN0YXRlEgwKBGV0YWcYFSABKAkSLwoLY3JlYXRlX3RpbWUYFiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGBcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGkcKEE1vZGVsTGltaXRzRW50cnkSCwoDa2V5GAEgASgJEiIKBXZhbHVlGAIgASgLMhMudGFza2xvb20udjEuTGltaXRzOgI4ASJZCgZMaW1pdHMSFwoPbWF4X2NvbmN1cnJlbmN5GAEgASgFEhsKE3JlcXVlc3RzX3Blcl9taW51dGUYAiABKAUSGQoRdG9rZW5zX3Blcl9taW51dGUYAyABKAMipAIKDEJhY2tlbmRTdGF0ZRIqCgZoZWFsdGgYASABKA4yGi50YXNrbG9vbS52MS5CYWNrZW5kSGVhbHRoEg4KBm1vZGVscxgCIAMoCRISCgpsYXN0X2Vycm9yGAMgASgJEjIKDmxhc3Rfc3luY190aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdsYXRlbmN5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjMKD29ic2VydmVkX21vZGVscxgGIAMoCzIaLnRhc2tsb29tLnYxLk9ic2VydmVkTW9kZWwSLwoLbW9kZWxzX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIn0KDU9ic2VydmVkTW9kZWwSDAoEbmFtZRgBIAEoCRIWCg5jb250ZXh0X2xlbmd0aBgCIAEoBRIyCgxjYXBhYmlsaXRpZXMYAyADKA4yHC50YXNrbG9vbS52MS5Nb2RlbENhcGFiaWxpdHkSEgoKc2l6ZV9ieXRlcxgEIAEoAyKwAQoEUG9vbBIKCgJpZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgdwdXJwb3NlGAMgASgJEiwKBnBvbGljeRgEIAEoDjIcLnRhc2tsb29tLnYxLlNlbGVjdGlvblBvbGljeRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZGlzY292ZXJfbW9kZWxzGAYgASgIIp4BCgVNb2RlbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAMgASgFEjIKDGNhcGFiaWxpdGllcxgEIAMoDjIcLnRhc2tsb29tLnYxLk1vZGVsQ2FwYWJpbGl0eRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoUQ3JlYXRlQmFja2VuZFJlcXVlc3QSJQoHYmFja2VuZBgBIAEoCzIULnRhc2tsb29tLnYxLkJhY2tlbmQSEgoKYmFja2VuZF9pZBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIh8KEUdldEJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIjwKE0xpc3RCYWNrZW5kc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVwoUTGlzdEJhY2tlbmRzUmVzcG9uc2USJgoIYmFja2VuZHMYASADKAsyFC50YXNrbG9vbS52MS5CYWNrZW5kEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJgChRVcGRhdGVCYWNrZW5kUmVxdWVzdBIlCgdiYWNrZW5kGAEgASgLMhQudGFza2xvb20udjEuQmFja2VuZBITCgt1cGRhdGVfbWFzaxgCIAMoCRIMCgRldGFnGAMgASgJIjAKFERlbGV0ZUJhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBGV0YWcYAiABKAkiIAoSU3luY0JhY2tlbmRSZXF1ZXN0EgoKAmlkGAEgASgJIkgKEUNyZWF0ZVBvb2xSZXF1ZXN0Eh8KBHBvb2wYASABKAsyES50YXNrbG9vbS52MS5Qb29sEhIKCnJlcXVlc3RfaWQYAiABKAkiHAoOR2V0UG9vbFJlcXVlc3QSCgoCaWQYASABKAkiOQoQTGlzdFBvb2xzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJOChFMaXN0UG9vbHNSZXNwb25zZRIgCgVwb29scxgBIAMoCzIRLnRhc2tsb29tLnYxLlBvb2wSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh8KEURlbGV0ZVBvb2xSZXF1ZXN0EgoKAmlkGAEgASgJIkEKGkFzc2lnbkJhY2tlbmRUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJDChxSZW1vdmVCYWNrZW5kRnJvbVBvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSEgoKYmFja2VuZF9pZBgCIAEoCSJRChdMaXN0UG9vbEJhY2tlbmRzUmVxdWVzdBIPCgdwb29sX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlQKF0xpc3RCYWNrZW5kUG9vbHNSZXF1ZXN0EhIKCmJhY2tlbmRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiOgoYQXNzaWduTW9kZWxUb1Bvb2xSZXF1ZXN0Eg8KB3Bvb2xfaWQYASABKAkSDQoFbW9kZWwYAiABKAkiPAoaUmVtb3ZlTW9kZWxGcm9tUG9vbFJlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJPChVMaXN0UG9vbE1vZGVsc1JlcXVlc3QSDwoHcG9vbF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJNChVMaXN0TW9kZWxQb29sc1JlcXVlc3QSDQoFbW9kZWwYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiSwoSQ3JlYXRlTW9kZWxSZXF1ZXN0EiEKBW1vZGVsGAEgASgLMhIudGFza2xvb20udjEuTW9kZWwSEgoKcmVxdWVzdF9pZBgCIAEoCSIfCg9HZXRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI6ChFMaXN0TW9kZWxzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJRChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIudGFza2xvb20udjEuTW9kZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEkRlbGV0ZU1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJIjUKEFB1bGxNb2RlbFJlcXVlc3QSEgoKYmFja2VuZF9pZBgBIAEoCRINCgVtb2RlbBgCIAEoCSJfChFQdWxsTW9kZWxQcm9ncmVzcxIOCgZzdGF0dXMYASABKAkSFwoPY29tcGxldGVkX2J5dGVzGAIgASgDEhMKC3RvdGFsX2J5dGVzGAMgASgDEgwKBGRvbmUYBCABKAgingEKFEV4ZWN1dGVQcm9tcHRSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRIaChJzeXN0ZW1faW5zdHJ1Y3Rpb24YAiABKAkSDgoGbW9kZWxzGAMgAygJEgwKBHBvb2wYBCABKAkSGAoLdGVtcGVyYXR1cmUYBSABKAJIAIgBARISCgptYXhfdG9rZW5zGAYgASgFQg4KDF90ZW1wZXJhdHVyZSJwChVFeGVjdXRlUHJvbXB0UmVzcG9uc2USDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSI6CgxFbWJlZFJlcXVlc3QSDAoEdGV4dBgBIAEoCRIOCgZtb2RlbHMYAiADKAkSDAoEcG9vbBgDIAEoCSJ/Cg1FbWJlZFJlc3BvbnNlEiMKBnZlY3RvchgBIAEoCzITLnRhc2tsb29tLnYxLlZlY3RvchINCgVtb2RlbBgCIAEoCRISCgpiYWNrZW5kX2lkGAMgASgJEiYKBXVzYWdlGAQgASgLMhcudGFza2xvb20udjEuVG9rZW5Vc2FnZSqgAgoLQmFja2VuZFR5cGUSHAoYQkFDS0VORF9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTQkFDS0VORF9UWVBFX09MTEFNQRABEhcKE0JBQ0tFTkRfVFlQRV9PUEVOQUkQAhIiCh5CQUNLRU5EX1RZUEVfT1BFTkFJX0NPTVBBVElCTEUQAxIXChNCQUNLRU5EX1RZUEVfR0VNSU5JEAQSGgoWQkFDS0VORF9UWVBFX0FOVEhST1BJQxAFEhsKF0JBQ0tFTkRfVFlQRV9PUEVOUk9VVEVSEAYSGAoUQkFDS0VORF9UWVBFX01JU1RSQUwQBxIVChFCQUNLRU5EX1RZUEVfVkxMTRAIEhoKFkJBQ0tFTkRfVFlQRV9MTV9TVFVESU8QCSq0AQoPU2VsZWN0aW9uUG9saWN5EiAKHFNFTEVDVElPTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIgChxTRUxFQ1RJT05fUE9MSUNZX1JPVU5EX1JPQklOEAESIQodU0VMRUNUSU9OX1BPTElDWV9MRUFTVF9MT0FERUQQAhIbChdTRUxFQ1RJT05fUE9MSUNZX1JBTkRPTRADEh0KGVNFTEVDVElPTl9QT0xJQ1lfUFJJT1JJVFkQBCppCg1CYWNrZW5kSGVhbHRoEh4KGkJBQ0tFTkRfSEVBTFRIX1VOU1BFQ0lGSUVEEAASGgoWQkFDS0VORF9IRUFMVEhfSEVBTFRIWRABEhwKGEJBQ0tFTkRfSEVBTFRIX1VOSEVBTFRIWRACKqQBCg9Nb2RlbENhcGFiaWxpdHkSIAocTU9ERUxfQ0FQQUJJTElUWV9VTlNQRUNJRklFRBAAEhkKFU1PREVMX0NBUEFCSUxJVFlfQ0hBVBABEhsKF01PREVMX0NBUEFCSUxJVFlfUFJPTVBUEAISGgoWTU9ERUxfQ0FQQUJJTElUWV9FTUJFRBADEhsKF01PREVMX0NBUEFCSUxJVFlfU1RSRUFNEAQyoA8KDkJhY2tlbmRTZXJ2aWNlEkgKDUNyZWF0ZUJhY2tlbmQSIS50YXNrbG9vbS52MS5DcmVhdGVCYWNrZW5kUmVxdWVzdBoULnRhc2tsb29tLnYxLkJhY2tlbmQSQgoKR2V0QmFja2VuZBIeLnRhc2tsb29tLnYxLkdldEJhY2tlbmRSZXF1ZXN0GhQudGFza2xvb20udjEuQmFja2VuZBJTCgxMaXN0QmFja2VuZHMSIC50YXNrbG9vbS52MS5MaXN0QmFja2VuZHNSZXF1ZXN0GiEudGFza2xvb20udjEuTGlzdEJhY2tlbmRzUmVzcG9uc2USSAoNVXBkYXRlQmFja2VuZBIhLnRhc2tsb29tLnYxLlVwZGF0ZUJhY2tlbmRSZXF1ZXN0GhQudGFza2xvb20udjEuQmFja2VuZBJKCg1EZWxldGVCYWNrZW5kEiEudGFza2xvb20udjEuRGVsZXRlQmFja2VuZFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRAoLU3luY0JhY2tlbmQSHy50YXNrbG9vbS52MS5TeW5jQmFja2VuZFJlcXVlc3QaFC50YXNrbG9vbS52MS5CYWNrZW5kEj8KCkNyZWF0ZVBvb2wSHi50YXNrbG9vbS52MS5DcmVhdGVQb29sUmVxdWVzdBoRLnRhc2tsb29tLnYxLlBvb2wSOQoHR2V0UG9vbBIbLnRhc2tsb29tLnYxLkdldFBvb2xSZXF1ZXN0GhEudGFza2xvb20udjEuUG9vbBJKCglMaXN0UG9vbHMSHS50YXNrbG9vbS52MS5MaXN0UG9vbHNSZXF1ZXN0Gh4udGFza2xvb20udjEuTGlzdFBvb2xzUmVzcG9uc2USRAoKRGVsZXRlUG9vbBIeLnRhc2tsb29tLnYxLkRlbGV0ZVBvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKE0Fzc2lnbkJhY2tlbmRUb1Bvb2wSJy50YXNrbG9vbS52MS5Bc3NpZ25CYWNrZW5kVG9Qb29sUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJaChVSZW1vdmVCYWNrZW5kRnJvbVBvb2wSKS50YXNrbG9vbS52MS5SZW1vdmVCYWNrZW5kRnJvbVBvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElsKEExpc3RQb29sQmFja2VuZHMSJC50YXNrbG9vbS52MS5MaXN0UG9vbEJhY2tlbmRzUmVxdWVzdBohLnRhc2tsb29tLnYxLkxpc3RCYWNrZW5kc1Jlc3BvbnNlElgKEExpc3RCYWNrZW5kUG9vbHMSJC50YXNrbG9vbS52MS5MaXN0QmFja2VuZFBvb2xzUmVxdWVzdBoeLnRhc2tsb29tLnYxLkxpc3RQb29sc1Jlc3BvbnNlElIKEUFzc2lnbk1vZGVsVG9Qb29sEiUudGFza2xvb20udjEuQXNzaWduTW9kZWxUb1Bvb2xSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElYKE1JlbW92ZU1vZGVsRnJvbVBvb2wSJy50YXNrbG9vbS52MS5SZW1vdmVNb2RlbEZyb21Qb29sUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJVCg5MaXN0UG9vbE1vZGVscxIiLnRhc2tsb29tLnYxLkxpc3RQb29sTW9kZWxzUmVxdWVzdBofLnRhc2tsb29tLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJUCg5MaXN0TW9kZWxQb29scxIiLnRhc2tsb29tLnYxLkxpc3RNb2RlbFBvb2xzUmVxdWVzdBoeLnRhc2tsb29tLnYxLkxpc3RQb29sc1Jlc3BvbnNlEkIKC0NyZWF0ZU1vZGVsEh8udGFza2xvb20udjEuQ3JlYXRlTW9kZWxSZXF1ZXN0GhIudGFza2xvb20udjEuTW9kZWwSPAoIR2V0TW9kZWwSHC50YXNrbG9vbS52MS5HZXRNb2RlbFJlcXVlc3QaEi50YXNrbG9vbS52MS5Nb2RlbBJNCgpMaXN0TW9kZWxzEh4udGFza2xvb20udjEuTGlzdE1vZGVsc1JlcXVlc3QaHy50YXNrbG9vbS52MS5MaXN0TW9kZWxzUmVzcG9uc2USRgoLRGVsZXRlTW9kZWwSHy50YXNrbG9vbS52MS5EZWxldGVNb2RlbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSTAoJUHVsbE1vZGVsEh0udGFza2xvb20udjEuUHVsbE1vZGVsUmVxdWVzdBoeLnRhc2tsb29tLnYxLlB1bGxNb2RlbFByb2dyZXNzMAESVgoNRXhlY3V0ZVByb21wdBIhLnRhc2tsb29tLnYxLkV4ZWN1dGVQcm9tcHRSZXF1ZXN0GiIudGFza2xvb20udjEuRXhlY3V0ZVByb21wdFJlc3BvbnNlEj4KBUVtYmVkEhkudGFza2xvb20udjEuRW1iZWRSZXF1ZXN0GhoudGFza2xvb20udjEuRW1iZWRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_timestamp, file_taskloom_v1_common]);
 
 /**
  * An LLM backend: one provider endpoint.
@@ -93,6 +93,39 @@ export type Backend = Message<"taskloom.v1.Backend"> & {
   labels: { [key: string]: string };
 
   /**
+   * Calls started on this backend in any rolling minute, across replicas;
+   * 0 = unlimited.
+   *
+   * @generated from field: int32 requests_per_minute = 11;
+   */
+  requestsPerMinute: number;
+
+  /**
+   * Tokens (input + output) spent on this backend in any rolling minute,
+   * across replicas; 0 = unlimited. A call is admitted on an estimate and
+   * settled with the provider's count when it ends.
+   *
+   * @generated from field: int64 tokens_per_minute = 12;
+   */
+  tokensPerMinute: bigint;
+
+  /**
+   * Limits of single models on this backend, by model name.
+   *
+   * @generated from field: map<string, taskloom.v1.Limits> model_limits = 13;
+   */
+  modelLimits: { [key: string]: Limits };
+
+  /**
+   * Never send `stream_options` on streamed calls, for OpenAI-compatible
+   * servers that reject it (their streams then carry no token counts, and
+   * usage is counted another way; see docs/fleet.md).
+   *
+   * @generated from field: bool omit_stream_options = 14;
+   */
+  omitStreamOptions: boolean;
+
+  /**
    * Output only. What the reconciler last saw.
    *
    * @generated from field: taskloom.v1.BackendState state = 20;
@@ -127,6 +160,42 @@ export type Backend = Message<"taskloom.v1.Backend"> & {
  */
 export const BackendSchema: GenMessage<Backend> = /*@__PURE__*/
   messageDesc(file_taskloom_v1_backend, 0);
+
+/**
+ * Limits on the calls to one model of a backend, across replicas; 0 means
+ * unlimited. A call that would exceed one waits (its task stays `READY`).
+ *
+ * @generated from message taskloom.v1.Limits
+ */
+export type Limits = Message<"taskloom.v1.Limits"> & {
+  /**
+   * Calls in flight.
+   *
+   * @generated from field: int32 max_concurrency = 1;
+   */
+  maxConcurrency: number;
+
+  /**
+   * Calls started in any rolling minute.
+   *
+   * @generated from field: int32 requests_per_minute = 2;
+   */
+  requestsPerMinute: number;
+
+  /**
+   * Tokens (input + output) in any rolling minute.
+   *
+   * @generated from field: int64 tokens_per_minute = 3;
+   */
+  tokensPerMinute: bigint;
+};
+
+/**
+ * Describes the message taskloom.v1.Limits.
+ * Use `create(LimitsSchema)` to create a new message.
+ */
+export const LimitsSchema: GenMessage<Limits> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_backend, 1);
 
 /**
  * Observed state of a backend.
@@ -168,6 +237,21 @@ export type BackendState = Message<"taskloom.v1.BackendState"> & {
    * @generated from field: google.protobuf.Duration latency = 5;
    */
   latency?: Duration | undefined;
+
+  /**
+   * The models the backend serves, with what the provider says of them.
+   *
+   * @generated from field: repeated taskloom.v1.ObservedModel observed_models = 6;
+   */
+  observedModels: ObservedModel[];
+
+  /**
+   * When the model list was fetched from the provider. Cloud providers'
+   * lists are reused for an hour; `SyncBackend` always fetches anew.
+   *
+   * @generated from field: google.protobuf.Timestamp models_time = 7;
+   */
+  modelsTime?: Timestamp | undefined;
 };
 
 /**
@@ -175,7 +259,49 @@ export type BackendState = Message<"taskloom.v1.BackendState"> & {
  * Use `create(BackendStateSchema)` to create a new message.
  */
 export const BackendStateSchema: GenMessage<BackendState> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 1);
+  messageDesc(file_taskloom_v1_backend, 2);
+
+/**
+ * A model a backend reported serving.
+ *
+ * @generated from message taskloom.v1.ObservedModel
+ */
+export type ObservedModel = Message<"taskloom.v1.ObservedModel"> & {
+  /**
+   * The name requests use.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Context window in tokens; 0 when the provider does not say.
+   *
+   * @generated from field: int32 context_length = 2;
+   */
+  contextLength: number;
+
+  /**
+   * What the provider says it can do; empty when it does not say.
+   *
+   * @generated from field: repeated taskloom.v1.ModelCapability capabilities = 3;
+   */
+  capabilities: ModelCapability[];
+
+  /**
+   * Size on disk, for local providers that report it.
+   *
+   * @generated from field: int64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message taskloom.v1.ObservedModel.
+ * Use `create(ObservedModelSchema)` to create a new message.
+ */
+export const ObservedModelSchema: GenMessage<ObservedModel> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_backend, 3);
 
 /**
  * A pool groups backends and models; tasks choose a pool.
@@ -206,7 +332,8 @@ export type Pool = Message<"taskloom.v1.Pool"> & {
   purpose: string;
 
   /**
-   * Output only. How selection works within this pool.
+   * How the resolver orders the backends that serve one model; unset uses
+   * the server's `--selection-policy`.
    *
    * @generated from field: taskloom.v1.SelectionPolicy policy = 4;
    */
@@ -218,6 +345,16 @@ export type Pool = Message<"taskloom.v1.Pool"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 5;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Whether tasks in this pool may use models its backends report serving
+   * without the models being declared (capabilities from the provider where
+   * it says, else by name). The server's `--discover-models` turns it on
+   * for every pool.
+   *
+   * @generated from field: bool discover_models = 6;
+   */
+  discoverModels: boolean;
 };
 
 /**
@@ -225,7 +362,7 @@ export type Pool = Message<"taskloom.v1.Pool"> & {
  * Use `create(PoolSchema)` to create a new message.
  */
 export const PoolSchema: GenMessage<Pool> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 2);
+  messageDesc(file_taskloom_v1_backend, 4);
 
 /**
  * A declared model.
@@ -274,7 +411,7 @@ export type Model = Message<"taskloom.v1.Model"> & {
  * Use `create(ModelSchema)` to create a new message.
  */
 export const ModelSchema: GenMessage<Model> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 3);
+  messageDesc(file_taskloom_v1_backend, 5);
 
 /**
  * Request for BackendService.CreateBackend.
@@ -309,7 +446,7 @@ export type CreateBackendRequest = Message<"taskloom.v1.CreateBackendRequest"> &
  * Use `create(CreateBackendRequestSchema)` to create a new message.
  */
 export const CreateBackendRequestSchema: GenMessage<CreateBackendRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 4);
+  messageDesc(file_taskloom_v1_backend, 6);
 
 /**
  * Request for BackendService.GetBackend.
@@ -330,7 +467,7 @@ export type GetBackendRequest = Message<"taskloom.v1.GetBackendRequest"> & {
  * Use `create(GetBackendRequestSchema)` to create a new message.
  */
 export const GetBackendRequestSchema: GenMessage<GetBackendRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 5);
+  messageDesc(file_taskloom_v1_backend, 7);
 
 /**
  * Request for BackendService.ListBackends.
@@ -358,7 +495,7 @@ export type ListBackendsRequest = Message<"taskloom.v1.ListBackendsRequest"> & {
  * Use `create(ListBackendsRequestSchema)` to create a new message.
  */
 export const ListBackendsRequestSchema: GenMessage<ListBackendsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 6);
+  messageDesc(file_taskloom_v1_backend, 8);
 
 /**
  * Response of BackendService.ListBackends and ListPoolBackends.
@@ -386,7 +523,7 @@ export type ListBackendsResponse = Message<"taskloom.v1.ListBackendsResponse"> &
  * Use `create(ListBackendsResponseSchema)` to create a new message.
  */
 export const ListBackendsResponseSchema: GenMessage<ListBackendsResponse> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 7);
+  messageDesc(file_taskloom_v1_backend, 9);
 
 /**
  * Request for BackendService.UpdateBackend.
@@ -422,7 +559,7 @@ export type UpdateBackendRequest = Message<"taskloom.v1.UpdateBackendRequest"> &
  * Use `create(UpdateBackendRequestSchema)` to create a new message.
  */
 export const UpdateBackendRequestSchema: GenMessage<UpdateBackendRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 8);
+  messageDesc(file_taskloom_v1_backend, 10);
 
 /**
  * Request for BackendService.DeleteBackend.
@@ -450,7 +587,7 @@ export type DeleteBackendRequest = Message<"taskloom.v1.DeleteBackendRequest"> &
  * Use `create(DeleteBackendRequestSchema)` to create a new message.
  */
 export const DeleteBackendRequestSchema: GenMessage<DeleteBackendRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 9);
+  messageDesc(file_taskloom_v1_backend, 11);
 
 /**
  * Request for BackendService.SyncBackend.
@@ -471,7 +608,7 @@ export type SyncBackendRequest = Message<"taskloom.v1.SyncBackendRequest"> & {
  * Use `create(SyncBackendRequestSchema)` to create a new message.
  */
 export const SyncBackendRequestSchema: GenMessage<SyncBackendRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 10);
+  messageDesc(file_taskloom_v1_backend, 12);
 
 /**
  * Request for BackendService.CreatePool.
@@ -499,7 +636,7 @@ export type CreatePoolRequest = Message<"taskloom.v1.CreatePoolRequest"> & {
  * Use `create(CreatePoolRequestSchema)` to create a new message.
  */
 export const CreatePoolRequestSchema: GenMessage<CreatePoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 11);
+  messageDesc(file_taskloom_v1_backend, 13);
 
 /**
  * Request for BackendService.GetPool.
@@ -520,7 +657,7 @@ export type GetPoolRequest = Message<"taskloom.v1.GetPoolRequest"> & {
  * Use `create(GetPoolRequestSchema)` to create a new message.
  */
 export const GetPoolRequestSchema: GenMessage<GetPoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 12);
+  messageDesc(file_taskloom_v1_backend, 14);
 
 /**
  * Request for BackendService.ListPools.
@@ -548,7 +685,7 @@ export type ListPoolsRequest = Message<"taskloom.v1.ListPoolsRequest"> & {
  * Use `create(ListPoolsRequestSchema)` to create a new message.
  */
 export const ListPoolsRequestSchema: GenMessage<ListPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 13);
+  messageDesc(file_taskloom_v1_backend, 15);
 
 /**
  * Response of BackendService.ListPools, ListBackendPools and ListModelPools.
@@ -576,7 +713,7 @@ export type ListPoolsResponse = Message<"taskloom.v1.ListPoolsResponse"> & {
  * Use `create(ListPoolsResponseSchema)` to create a new message.
  */
 export const ListPoolsResponseSchema: GenMessage<ListPoolsResponse> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 14);
+  messageDesc(file_taskloom_v1_backend, 16);
 
 /**
  * Request for BackendService.DeletePool.
@@ -597,7 +734,7 @@ export type DeletePoolRequest = Message<"taskloom.v1.DeletePoolRequest"> & {
  * Use `create(DeletePoolRequestSchema)` to create a new message.
  */
 export const DeletePoolRequestSchema: GenMessage<DeletePoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 15);
+  messageDesc(file_taskloom_v1_backend, 17);
 
 /**
  * Request for BackendService.AssignBackendToPool.
@@ -625,7 +762,7 @@ export type AssignBackendToPoolRequest = Message<"taskloom.v1.AssignBackendToPoo
  * Use `create(AssignBackendToPoolRequestSchema)` to create a new message.
  */
 export const AssignBackendToPoolRequestSchema: GenMessage<AssignBackendToPoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 16);
+  messageDesc(file_taskloom_v1_backend, 18);
 
 /**
  * Request for BackendService.RemoveBackendFromPool.
@@ -653,7 +790,7 @@ export type RemoveBackendFromPoolRequest = Message<"taskloom.v1.RemoveBackendFro
  * Use `create(RemoveBackendFromPoolRequestSchema)` to create a new message.
  */
 export const RemoveBackendFromPoolRequestSchema: GenMessage<RemoveBackendFromPoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 17);
+  messageDesc(file_taskloom_v1_backend, 19);
 
 /**
  * Request for BackendService.ListPoolBackends.
@@ -688,7 +825,7 @@ export type ListPoolBackendsRequest = Message<"taskloom.v1.ListPoolBackendsReque
  * Use `create(ListPoolBackendsRequestSchema)` to create a new message.
  */
 export const ListPoolBackendsRequestSchema: GenMessage<ListPoolBackendsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 18);
+  messageDesc(file_taskloom_v1_backend, 20);
 
 /**
  * Request for BackendService.ListBackendPools.
@@ -723,7 +860,7 @@ export type ListBackendPoolsRequest = Message<"taskloom.v1.ListBackendPoolsReque
  * Use `create(ListBackendPoolsRequestSchema)` to create a new message.
  */
 export const ListBackendPoolsRequestSchema: GenMessage<ListBackendPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 19);
+  messageDesc(file_taskloom_v1_backend, 21);
 
 /**
  * Request for BackendService.AssignModelToPool.
@@ -751,7 +888,7 @@ export type AssignModelToPoolRequest = Message<"taskloom.v1.AssignModelToPoolReq
  * Use `create(AssignModelToPoolRequestSchema)` to create a new message.
  */
 export const AssignModelToPoolRequestSchema: GenMessage<AssignModelToPoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 20);
+  messageDesc(file_taskloom_v1_backend, 22);
 
 /**
  * Request for BackendService.RemoveModelFromPool.
@@ -779,7 +916,7 @@ export type RemoveModelFromPoolRequest = Message<"taskloom.v1.RemoveModelFromPoo
  * Use `create(RemoveModelFromPoolRequestSchema)` to create a new message.
  */
 export const RemoveModelFromPoolRequestSchema: GenMessage<RemoveModelFromPoolRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 21);
+  messageDesc(file_taskloom_v1_backend, 23);
 
 /**
  * Request for BackendService.ListPoolModels.
@@ -814,7 +951,7 @@ export type ListPoolModelsRequest = Message<"taskloom.v1.ListPoolModelsRequest">
  * Use `create(ListPoolModelsRequestSchema)` to create a new message.
  */
 export const ListPoolModelsRequestSchema: GenMessage<ListPoolModelsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 22);
+  messageDesc(file_taskloom_v1_backend, 24);
 
 /**
  * Request for BackendService.ListModelPools.
@@ -849,7 +986,7 @@ export type ListModelPoolsRequest = Message<"taskloom.v1.ListModelPoolsRequest">
  * Use `create(ListModelPoolsRequestSchema)` to create a new message.
  */
 export const ListModelPoolsRequestSchema: GenMessage<ListModelPoolsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 23);
+  messageDesc(file_taskloom_v1_backend, 25);
 
 /**
  * Request for BackendService.CreateModel.
@@ -877,7 +1014,7 @@ export type CreateModelRequest = Message<"taskloom.v1.CreateModelRequest"> & {
  * Use `create(CreateModelRequestSchema)` to create a new message.
  */
 export const CreateModelRequestSchema: GenMessage<CreateModelRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 24);
+  messageDesc(file_taskloom_v1_backend, 26);
 
 /**
  * Request for BackendService.GetModel.
@@ -898,7 +1035,7 @@ export type GetModelRequest = Message<"taskloom.v1.GetModelRequest"> & {
  * Use `create(GetModelRequestSchema)` to create a new message.
  */
 export const GetModelRequestSchema: GenMessage<GetModelRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 25);
+  messageDesc(file_taskloom_v1_backend, 27);
 
 /**
  * Request for BackendService.ListModels.
@@ -926,7 +1063,7 @@ export type ListModelsRequest = Message<"taskloom.v1.ListModelsRequest"> & {
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 26);
+  messageDesc(file_taskloom_v1_backend, 28);
 
 /**
  * Response of BackendService.ListModels and ListPoolModels.
@@ -954,7 +1091,7 @@ export type ListModelsResponse = Message<"taskloom.v1.ListModelsResponse"> & {
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 27);
+  messageDesc(file_taskloom_v1_backend, 29);
 
 /**
  * Request for BackendService.DeleteModel.
@@ -975,7 +1112,7 @@ export type DeleteModelRequest = Message<"taskloom.v1.DeleteModelRequest"> & {
  * Use `create(DeleteModelRequestSchema)` to create a new message.
  */
 export const DeleteModelRequestSchema: GenMessage<DeleteModelRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 28);
+  messageDesc(file_taskloom_v1_backend, 30);
 
 /**
  * Request for BackendService.PullModel.
@@ -1003,7 +1140,7 @@ export type PullModelRequest = Message<"taskloom.v1.PullModelRequest"> & {
  * Use `create(PullModelRequestSchema)` to create a new message.
  */
 export const PullModelRequestSchema: GenMessage<PullModelRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 29);
+  messageDesc(file_taskloom_v1_backend, 31);
 
 /**
  * One progress report of a model download.
@@ -1045,7 +1182,7 @@ export type PullModelProgress = Message<"taskloom.v1.PullModelProgress"> & {
  * Use `create(PullModelProgressSchema)` to create a new message.
  */
 export const PullModelProgressSchema: GenMessage<PullModelProgress> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 30);
+  messageDesc(file_taskloom_v1_backend, 32);
 
 /**
  * Request for BackendService.ExecutePrompt.
@@ -1101,7 +1238,7 @@ export type ExecutePromptRequest = Message<"taskloom.v1.ExecutePromptRequest"> &
  * Use `create(ExecutePromptRequestSchema)` to create a new message.
  */
 export const ExecutePromptRequestSchema: GenMessage<ExecutePromptRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 31);
+  messageDesc(file_taskloom_v1_backend, 33);
 
 /**
  * Response of BackendService.ExecutePrompt.
@@ -1143,7 +1280,7 @@ export type ExecutePromptResponse = Message<"taskloom.v1.ExecutePromptResponse">
  * Use `create(ExecutePromptResponseSchema)` to create a new message.
  */
 export const ExecutePromptResponseSchema: GenMessage<ExecutePromptResponse> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 32);
+  messageDesc(file_taskloom_v1_backend, 34);
 
 /**
  * Request for BackendService.Embed.
@@ -1178,7 +1315,7 @@ export type EmbedRequest = Message<"taskloom.v1.EmbedRequest"> & {
  * Use `create(EmbedRequestSchema)` to create a new message.
  */
 export const EmbedRequestSchema: GenMessage<EmbedRequest> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 33);
+  messageDesc(file_taskloom_v1_backend, 35);
 
 /**
  * Response of BackendService.Embed.
@@ -1220,7 +1357,7 @@ export type EmbedResponse = Message<"taskloom.v1.EmbedResponse"> & {
  * Use `create(EmbedResponseSchema)` to create a new message.
  */
 export const EmbedResponseSchema: GenMessage<EmbedResponse> = /*@__PURE__*/
-  messageDesc(file_taskloom_v1_backend, 34);
+  messageDesc(file_taskloom_v1_backend, 36);
 
 /**
  * The provider protocol a backend speaks.
@@ -1270,6 +1407,38 @@ export enum BackendType {
    * @generated from enum value: BACKEND_TYPE_ANTHROPIC = 5;
    */
   ANTHROPIC = 5,
+
+  /**
+   * OpenRouter (OpenAI-compatible; default base URL
+   * `https://openrouter.ai/api`, bearer key).
+   *
+   * @generated from enum value: BACKEND_TYPE_OPENROUTER = 6;
+   */
+  OPENROUTER = 6,
+
+  /**
+   * Mistral (OpenAI-compatible; default base URL `https://api.mistral.ai`,
+   * bearer key).
+   *
+   * @generated from enum value: BACKEND_TYPE_MISTRAL = 7;
+   */
+  MISTRAL = 7,
+
+  /**
+   * vLLM's OpenAI server (default base URL `http://127.0.0.1:8000`, optional
+   * bearer key).
+   *
+   * @generated from enum value: BACKEND_TYPE_VLLM = 8;
+   */
+  VLLM = 8,
+
+  /**
+   * LM Studio's local server (default base URL `http://127.0.0.1:1234`, no
+   * key).
+   *
+   * @generated from enum value: BACKEND_TYPE_LM_STUDIO = 9;
+   */
+  LM_STUDIO = 9,
 }
 
 /**
@@ -1285,7 +1454,7 @@ export const BackendTypeSchema: GenEnum<BackendType> = /*@__PURE__*/
  */
 export enum SelectionPolicy {
   /**
-   * Round robin (the default).
+   * The server's default (`--selection-policy`, round robin unless set).
    *
    * @generated from enum value: SELECTION_POLICY_UNSPECIFIED = 0;
    */
@@ -1466,8 +1635,11 @@ export const BackendService: GenService<{
     output: typeof EmptySchema;
   },
   /**
-   * Asks the reconciler to sync one backend (list its models, record health,
-   * pull declared models that are missing) now instead of at its next cycle.
+   * Syncs one backend now instead of at its next cycle: checks its health,
+   * fetches its model list anew (dropping a cached cloud list), records what
+   * it saw, and starts pulls of declared models it misses (Ollama). Returns
+   * the backend with its new observed state; the sync is recorded even when
+   * the backend is unreachable (then `state.health` is `UNHEALTHY`).
    *
    * @generated from rpc taskloom.v1.BackendService.SyncBackend
    */
@@ -1637,7 +1809,11 @@ export const BackendService: GenService<{
     output: typeof EmptySchema;
   },
   /**
-   * Downloads a model onto an Ollama backend, streaming progress.
+   * Downloads a model onto an Ollama backend, streaming progress; the last
+   * message has `done`. One download runs at a time per backend: a second
+   * pull waits for the first. `FAILED_PRECONDITION` for a backend that is
+   * not Ollama; a failed download ends the stream with `UNAVAILABLE` (or
+   * `NOT_FOUND` for a model the registry does not have).
    *
    * @generated from rpc taskloom.v1.BackendService.PullModel
    */
