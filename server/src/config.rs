@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// `round_robin`, `least_loaded`, `random` or `priority`.
     #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]
     pub selection_policy: String,
+    /// Let every pool use the models its backends report serving without
+    /// declaring them (a pool can also turn this on for itself).
+    #[arg(long, env = "TASKLOOM_DISCOVER_MODELS")]
+    pub discover_models: bool,
     /// Also refuse hook and model calls to loopback, unspecified and private
     /// (RFC 1918, 100.64.0.0/10, fc00::/7) addresses. Link-local and cloud
     /// metadata addresses are always refused.

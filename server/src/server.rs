@@ -108,7 +108,12 @@ pub async fn run(
     })?;
     let executor = Arc::new(Executor::new(
         kernel.store().clone(),
-        Resolver::new(kernel.store().clone(), http.clone(), policy),
+        Resolver::new(
+            kernel.store().clone(),
+            http.clone(),
+            policy,
+            args.discover_models,
+        ),
         http,
     ));
     let runner = tokio::spawn(runner::run(

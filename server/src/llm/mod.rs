@@ -15,6 +15,7 @@ mod http;
 mod ollama;
 mod openai;
 pub mod resolver;
+mod selection;
 
 use std::future::Future;
 use std::time::Duration;

@@ -571,7 +571,7 @@ pub fn embed_answer(served: Served<EmbedResponse>) -> pb::EmbedResponse {
 /// failure is UNAVAILABLE when retryable.
 pub fn resolve_error(error: ResolveError) -> ApiError {
     match error {
-        ResolveError::NoCandidate(message) => ApiError::FailedPrecondition {
+        ResolveError::NoCandidate { message, .. } => ApiError::FailedPrecondition {
             reason: "NO_BACKEND",
             message,
         },
