@@ -66,7 +66,11 @@ pub fn choose(inputs: &Inputs<'_>) -> Result<Vec<Choice>, Refusal> {
         .collect();
     let mut reasons: Vec<String> = Vec::new();
     let mut may_change = false;
-    for backend in inputs.backends.iter().filter(|b| b.state.health == "unhealthy") {
+    for backend in inputs
+        .backends
+        .iter()
+        .filter(|b| b.state.health == "unhealthy")
+    {
         may_change = true;
         let error = match backend.state.last_error.as_str() {
             "" => String::new(),
