@@ -9,7 +9,7 @@ use common::chains::task;
 
 use common::{TestServer, assert_invalid};
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_testkit::fake_llm::{FakeLlm, Reply};
+use taskloom_testkit::fake_llm::FakeLlm;
 use tonic::Code;
 
 api_tests!(
