@@ -23,6 +23,7 @@ pub(crate) struct Settings<'a> {
     pub base_url: &'a str,
     pub api_key: Option<&'a str>,
     pub timeout: Duration,
+    pub options: super::ProviderOptions,
 }
 
 /// Where a provider expects its API key.
@@ -48,6 +49,8 @@ pub(crate) struct Endpoint {
     /// or API version.
     base: String,
     auth_header: Option<(HeaderName, HeaderValue)>,
+    /// Sent with every request (a preset's conventions).
+    fixed_headers: Vec<(HeaderName, HeaderValue)>,
     api_key: Option<String>,
     timeout: Duration,
 }
@@ -112,17 +115,30 @@ impl Endpoint {
             client: settings.client,
             base,
             auth_header,
+            fixed_headers: Vec::new(),
             api_key: api_key.map(str::to_string),
             timeout: settings.timeout,
         })
     }
 
+    /// Sends `name: value` with every request.
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.fixed_headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+        self
+    }
+
     /// A request to `base + path`, with the auth header when a key is set.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let builder = self
+        let mut builder = self
             .client
             .checked()
             .request(method, format!("{}{path}", self.base));
+        for (name, value) in &self.fixed_headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
         match &self.auth_header {
             Some((name, value)) => builder.header(name.clone(), value.clone()),
             None => builder,

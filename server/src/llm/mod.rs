@@ -16,6 +16,7 @@ mod ollama;
 mod openai;
 pub mod resolver;
 mod selection;
+mod usage;
 
 use std::future::Future;
 use std::time::Duration;
@@ -300,6 +301,14 @@ pub const BACKEND_TYPES: &[&str] = &[
     "lm_studio",
 ];
 
+/// How a backend's server departs from its wire format's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// Never send `stream_options` (OpenAI wire): for servers that reject
+    /// it. Usage of streamed answers is then counted another way.
+    pub omit_stream_options: bool,
+}
+
 /// A client for one backend. An empty `base_url` means the provider's public
 /// endpoint (or local Ollama); `openai_compatible` needs one. Base URLs work
 /// with or without the API version suffix (`/v1`, `/v1beta`).
@@ -310,11 +319,31 @@ pub fn provider_for(
     timeout: Duration,
     client: HttpClient,
 ) -> Result<Box<dyn Provider>, ProviderError> {
+    provider_with_options(
+        backend_type,
+        base_url,
+        api_key,
+        timeout,
+        client,
+        ProviderOptions::default(),
+    )
+}
+
+/// [`provider_for`] with the backend's [`ProviderOptions`].
+pub fn provider_with_options(
+    backend_type: &str,
+    base_url: &str,
+    api_key: Option<&str>,
+    timeout: Duration,
+    client: HttpClient,
+    options: ProviderOptions,
+) -> Result<Box<dyn Provider>, ProviderError> {
     let settings = http::Settings {
         client,
         base_url,
         api_key,
         timeout,
+        options,
     };
     Ok(match backend_type {
         "ollama" => Box::new(ollama::Ollama::new(settings)?),

@@ -277,12 +277,15 @@ impl Resolver {
         } else {
             DEFAULT_TIMEOUT
         };
-        super::provider_for(
+        super::provider_with_options(
             &backend.backend_type,
             &backend.base_url,
             backend.api_key.as_deref(),
             timeout,
             self.client.clone(),
+            super::ProviderOptions {
+                omit_stream_options: backend.omit_stream_options,
+            },
         )
     }
 
