@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt as _;
 
 use super::{AUTO_PULL_BACKOFF, FleetError, Inner, lock, pull};
@@ -161,7 +161,8 @@ async fn sync_leased(
     mode: Mode,
 ) -> Result<Option<BackendRecord>, FleetError> {
     let mut backend = inner.store.get_backend(backend_id).await?;
-    let now = Utc::now();
+    // The stores keep microseconds: the record returned is the one stored.
+    let now = Utc::now().trunc_subsecs(6);
     if mode == Mode::Periodic && synced_within(&backend.state, now, inner.config.sync_interval) {
         return Ok(None);
     }
