@@ -138,16 +138,18 @@ impl Fleet {
             let _ = stop.wait_for(|stop| *stop).await;
             return;
         }
+        // The first cycle comes one interval after the start: the stored
+        // state from before the restart stands meanwhile.
         loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.inner.config.sync_interval) => {}
+                _ = stop.changed() => return,
+            }
             if *stop.borrow() {
                 return;
             }
             tokio::select! {
                 () = reconciler::cycle(&self.inner) => {}
-                _ = stop.changed() => return,
-            }
-            tokio::select! {
-                () = tokio::time::sleep(self.inner.config.sync_interval) => {}
                 _ = stop.changed() => return,
             }
         }
