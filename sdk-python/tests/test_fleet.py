@@ -35,11 +35,11 @@ class FakeOllama:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 tags = {"models": [{"name": name, "size": 1234} for name in fake.models]}
                 self.reply(200, json.dumps(tags).encode())
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if self.path == "/api/show":
@@ -51,6 +51,7 @@ class FakeOllama:
                 elif self.path == "/api/pull":
                     model = body["model"]
                     fake.pulls.append(model)
+                    lines: list[dict[str, Any]]
                     if model == "missing":
                         lines = [{"error": "pull model manifest: file does not exist"}]
                     else:
@@ -115,7 +116,9 @@ async def test_pull_yields_progress_then_done(client: Client, ollama: FakeOllama
     )
     progress = [p async for p in client.backends.pull(backend.id, "qwen")]
     assert progress[0].status == "pulling manifest"
-    assert [(p.completed_bytes, p.total_bytes) for p in progress if p.total_bytes and not p.done] == [
+    assert [
+        (p.completed_bytes, p.total_bytes) for p in progress if p.total_bytes and not p.done
+    ] == [
         (100, 200),
         (200, 200),
     ]

@@ -614,7 +614,9 @@ class Backends(_Service):
         capabilities and size."""
         return (await self.get_backend(backend_id)).state
 
-    async def pull(self, backend_id: str, model: str) -> AsyncIterator[backend_pb2.PullModelProgress]:
+    async def pull(
+        self, backend_id: str, model: str
+    ) -> AsyncIterator[backend_pb2.PullModelProgress]:
         """Downloads a model onto an Ollama backend (PullModel), yielding
         progress; the last message has `done`. A failed download raises
         (`Unavailable`, or `NotFound` for a model the registry lacks);
