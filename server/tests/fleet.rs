@@ -29,6 +29,8 @@ api_tests!(
     failed_pulls_answer_unavailable_or_not_found,
     concurrent_pulls_take_turns,
     pull_refuses_other_backends,
+    a_hanging_backend_is_bounded_by_its_timeout,
+    huge_model_lists_are_capped,
 );
 
 api_tests!(
@@ -370,6 +372,49 @@ async fn pull_refuses_other_backends(server: TestServer) {
     let status = pull(&mut client, &openai.id, "").await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(fake.requests().is_empty());
+}
+
+async fn a_hanging_backend_is_bounded_by_its_timeout(server: TestServer) {
+    let hanging = FakeLlm::start().await;
+    hanging.script(
+        FakeLlm::LIST_MODELS,
+        Reply::text("").delay(Duration::from_secs(60)),
+    );
+    let backend = server
+        .backends()
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: "hanging".into(),
+                r#type: pb::BackendType::Ollama as i32,
+                base_url: hanging.url(),
+                request_timeout: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = Instant::now();
+    let synced = state(&sync(&server, &backend.id).await);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(synced.health, UNHEALTHY);
+    assert!(synced.last_error.contains("within"), "{synced:?}");
+    // The listing was abandoned, not left running.
+    assert!(hanging.wait_for_cancelled(1, Duration::from_secs(5)).await);
+}
+
+async fn huge_model_lists_are_capped(server: TestServer) {
+    let fake = FakeLlm::start().await;
+    fake.set_models((0..10_050).map(|n| format!("m{n:05}")));
+    let backend = create(&server, "huge", pb::BackendType::Vllm, &fake.url()).await;
+    let synced = state(&sync(&server, &backend.id).await);
+    assert_eq!(synced.health, HEALTHY);
+    assert_eq!(synced.models.len(), 10_000);
+    assert_eq!(synced.observed_models.len(), 10_000);
 }
 
 /// Polls `get` until `done` holds (or panics after 10 s).
