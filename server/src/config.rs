@@ -135,6 +135,15 @@ pub struct ServeArgs {
     /// metadata addresses are always refused.
     #[arg(long, env = "TASKLOOM_OUTBOUND_DENY_PRIVATE")]
     pub outbound_deny_private: bool,
+    /// How often the reconciler syncs every backend (health, latency,
+    /// observed models); `0s` disables the periodic cycle (`SyncBackend`
+    /// still syncs on demand).
+    #[arg(long, env = "TASKLOOM_SYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub sync_interval: Duration,
+    /// Pull onto each Ollama backend the models declared in its pools that
+    /// it does not list (never deleting any).
+    #[arg(long, env = "TASKLOOM_AUTO_PULL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_pull: bool,
     #[command(flatten)]
     pub templates: TemplateArgs,
     /// Most memory a template render may use, in MiB: templates that do

@@ -19,6 +19,7 @@ use crate::config::ServeArgs;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
+use crate::fleet::{Fleet, FleetConfig};
 use crate::handshake::HandshakeDeadline;
 use crate::health;
 use crate::kernel::{Kernel, KernelConfig};
@@ -106,6 +107,16 @@ pub async fn run(
             args.selection_policy
         )
     })?;
+    let fleet = Fleet::new(
+        kernel.store().clone(),
+        http.clone(),
+        kernel.instance_id().to_string(),
+        FleetConfig {
+            sync_interval: args.sync_interval,
+            auto_pull: args.auto_pull,
+            ..FleetConfig::default()
+        },
+    );
     let executor = Arc::new(Executor::new(
         kernel.store().clone(),
         Resolver::new(
@@ -133,7 +144,8 @@ pub async fn run(
     let dispatch_loop = tokio::spawn(dispatcher.clone().run(runner_stop.clone()));
     let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop.clone()));
     let publisher = tokio::spawn(dispatcher.clone().publish_sessions(runner_stop.clone()));
-    let context = ApiContext::new(kernel, executor, dispatcher);
+    let reconciler = tokio::spawn(fleet.clone().run(runner_stop.clone()));
+    let context = ApiContext::new(kernel, executor, dispatcher, fleet);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
         "taskloom.v1.BackendService",
@@ -256,6 +268,7 @@ pub async fn run(
             dispatch_loop.abort();
             lease_watch.abort();
             publisher.abort();
+            reconciler.abort();
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {}
@@ -296,6 +309,7 @@ pub async fn run(
     dispatch_loop.abort();
     lease_watch.abort();
     publisher.abort();
+    reconciler.abort();
     tracing::info!("taskloom stopped");
     Ok(())
 }

@@ -39,6 +39,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+mod fleet;
+pub use fleet::Pull;
+use fleet::{ollama_fleet_route, with_model_details};
+
 /// One scripted answer. Build with [`Reply::text`], [`Reply::chunks`],
 /// [`Reply::error`] or [`Reply::malformed`], then adjust with the builder
 /// methods.
@@ -179,6 +183,14 @@ struct Shared {
     /// Paths answering `POST {"content"|"prompt"|"input": text}` with
     /// `{"tokens": [...]}`, one token per whitespace-separated word.
     tokenize_paths: Mutex<Vec<String>>,
+    /// Extra fields of a model's listing entry, by model name.
+    model_details: Mutex<HashMap<String, Value>>,
+    /// Ollama `/api/show` answers, by model name (404 for others).
+    shows: Mutex<HashMap<String, Value>>,
+    /// Scripted `/api/pull` answers, by model name.
+    pulls: Mutex<HashMap<String, VecDeque<Pull>>>,
+    pulls_in_flight: AtomicUsize,
+    max_pulls_in_flight: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -382,6 +394,14 @@ enum Operation {
     ListModels {
         api: Api,
     },
+    /// Ollama's `/api/show`.
+    Show {
+        model: String,
+    },
+    /// Ollama's `/api/pull`.
+    Pull {
+        model: String,
+    },
 }
 
 fn classify(method: &Method, path: &str, body: &Value) -> Option<Operation> {
@@ -389,6 +409,12 @@ fn classify(method: &Method, path: &str, body: &Value) -> Option<Operation> {
     let body_stream = body["stream"].as_bool();
     let operation = match (method.as_str(), path) {
         ("GET", "/api/tags") => Operation::ListModels { api: Api::Ollama },
+        ("POST", "/api/show") => Operation::Show {
+            model: body_model(),
+        },
+        ("POST", "/api/pull") => Operation::Pull {
+            model: body_model(),
+        },
         // Ollama streams unless told otherwise.
         ("POST", "/api/chat") => Operation::Chat {
             api: Api::Ollama,
@@ -473,9 +499,15 @@ async fn handle(
         let body = json!({"error": {"message": format!("no route for {method} {}", uri.path())}});
         return respond(StatusCode::NOT_FOUND, "application/json", body.to_string());
     };
+    let tracker = match ollama_fleet_route(&shared, &operation, tracker) {
+        Ok(response) => return response,
+        Err(tracker) => tracker,
+    };
+    let mut tracker = tracker;
     let reply = shared.next_reply(match &operation {
         Operation::Chat { model, .. } | Operation::Embed { model, .. } => model,
         Operation::ListModels { .. } => FakeLlm::LIST_MODELS,
+        Operation::Show { model } | Operation::Pull { model } => model,
     });
     // Dropped here if the client goes away: the tracker counts it.
     tokio::time::sleep(reply.delay).await;
@@ -517,10 +549,13 @@ async fn handle(
             let body = if reply.malformed {
                 MALFORMED.to_string()
             } else {
-                models_body(api, &models).to_string()
+                with_model_details(models_body(api, &models), &lock(&shared.model_details))
+                    .to_string()
             };
             finished_body(body, tracker)
         }
+        // Answered by `ollama_fleet_route`.
+        Operation::Show { .. } | Operation::Pull { .. } => finished_body(String::new(), tracker),
     }
 }
 

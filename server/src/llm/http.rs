@@ -158,10 +158,20 @@ impl Endpoint {
                 self.provider, self.timeout
             ))),
         };
+        self.scrubbed(result)
+    }
+
+    /// The result with the key scrubbed from its error.
+    pub fn scrubbed<T>(&self, result: Result<T, ProviderError>) -> Result<T, ProviderError> {
         result.map_err(|mut error| {
             error.message = outbound::redact(&error.message, self.secrets());
             error
         })
+    }
+
+    /// The per-call deadline.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn secrets(&self) -> &[String] {
@@ -200,15 +210,15 @@ impl Endpoint {
         ))
     }
 
-    /// The names of a paged listing, following at most [`MAX_PAGES`] pages:
+    /// The items of a paged listing, following at most [`MAX_PAGES`] pages:
     /// `request` builds the request for a page from the cursor the previous
-    /// one returned (`None` for the first), `read` takes a page's names and
+    /// one returned (`None` for the first), `read` takes a page's items and
     /// the next cursor (`None` on the last page).
-    pub async fn pages<Page: DeserializeOwned>(
+    pub async fn pages<Page: DeserializeOwned, Item>(
         &self,
         request: impl Fn(Option<&str>) -> RequestBuilder,
-        read: impl Fn(Page) -> (Vec<String>, Option<String>),
-    ) -> Result<Vec<String>, ProviderError> {
+        read: impl Fn(Page) -> (Vec<Item>, Option<String>),
+    ) -> Result<Vec<Item>, ProviderError> {
         let mut names = vec![];
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {

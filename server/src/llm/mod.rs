@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::outbound::{HttpClient, OutboundPolicy};
+pub use crate::store::ObservedModel;
 
 /// Who said a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -122,6 +123,15 @@ pub struct EmbedResponse {
     pub usage: TokenUsage,
 }
 
+/// One progress report of a model download, as the provider words it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    pub status: String,
+    pub completed_bytes: i64,
+    /// 0 while unknown.
+    pub total_bytes: i64,
+}
+
 /// Whether a failed call may succeed if tried again (possibly elsewhere).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -214,8 +224,19 @@ pub trait Provider: Send + Sync {
     /// The embedding of one input.
     async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
 
-    /// The models the backend serves, as names usable in requests.
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
+    /// The models the backend serves, by names usable in requests, with
+    /// what the provider says of them (context length, capabilities, size).
+    async fn list_models(&self) -> Result<Vec<ObservedModel>, ProviderError>;
+
+    /// Downloads a model onto the backend (Ollama), sending progress as it
+    /// arrives. A download may take far longer than one call: the timeout
+    /// bounds each wait for the next progress report instead. A model the
+    /// provider's registry does not have fails with status 404.
+    async fn pull_model(
+        &self,
+        model: &str,
+        progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError>;
 }
 
 /// One chat call as a provider makes it: the endpoint it goes to, the
@@ -246,7 +267,21 @@ trait Wire: Send + Sync {
         )))
     }
 
-    async fn list_models(&self, http: &http::Endpoint) -> Result<Vec<String>, ProviderError>;
+    async fn list_models(&self, http: &http::Endpoint)
+    -> Result<Vec<ObservedModel>, ProviderError>;
+
+    /// Model downloads, for providers that have them.
+    async fn pull_model(
+        &self,
+        http: &http::Endpoint,
+        _model: &str,
+        _progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::fatal(format!(
+            "{}: model downloads are unsupported by this provider",
+            http.provider
+        )))
+    }
 }
 
 /// A provider: its [`Wire`] calls on its endpoint, each bounded by the
@@ -283,8 +318,17 @@ impl<W: Wire> Provider for Bounded<W> {
             .await
     }
 
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self) -> Result<Vec<ObservedModel>, ProviderError> {
         self.http.bounded(self.wire.list_models(&self.http)).await
+    }
+
+    async fn pull_model(
+        &self,
+        model: &str,
+        progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError> {
+        let result = self.wire.pull_model(&self.http, model, progress).await;
+        self.http.scrubbed(result)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::http::{Auth, Endpoint, Settings, SseEvents};
 use super::{
     Bounded, ChatCall, ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse,
-    ProviderError, TokenUsage, Wire, usage,
+    ObservedModel, ProviderError, TokenUsage, Wire, usage,
 };
 
 /// OpenAI itself has replaced `max_tokens` with `max_completion_tokens` (its
@@ -195,11 +195,11 @@ impl Wire for OpenAi {
         .await
     }
 
-    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<ObservedModel>, ProviderError> {
         let reply: ModelList = http
             .send_json(http.request(Method::GET, "/v1/models"))
             .await?;
-        Ok(reply.data.into_iter().map(|model| model.id).collect())
+        Ok(reply.data.into_iter().map(ModelEntry::observed).collect())
     }
 }
 
@@ -299,9 +299,45 @@ struct ModelList {
     data: Vec<ModelEntry>,
 }
 
+/// One listed model. Plain OpenAI gives names only; the compatible servers
+/// add details, each under its own name (read when present, whatever the
+/// preset, since a compatible server may be any of them).
 #[derive(Deserialize)]
 struct ModelEntry {
     id: String,
+    #[serde(flatten)]
+    details: serde_json::Map<String, Value>,
+}
+
+impl ModelEntry {
+    fn observed(self) -> ObservedModel {
+        let details = &self.details;
+        // vLLM: `max_model_len`; OpenRouter: `context_length`; Mistral and
+        // LM Studio: `max_context_length`.
+        let context_length = ["max_model_len", "context_length", "max_context_length"]
+            .iter()
+            .find_map(|key| details.get(*key).and_then(Value::as_i64))
+            .map_or(0, |length| length.clamp(0, i64::from(i32::MAX)) as i32);
+        let chat = || vec!["chat".to_string(), "prompt".to_string()];
+        // Mistral: `capabilities.completion_chat`; LM Studio: `type`.
+        let capabilities = match (
+            details
+                .get("capabilities")
+                .and_then(|capabilities| capabilities.get("completion_chat"))
+                .and_then(Value::as_bool),
+            details.get("type").and_then(Value::as_str),
+        ) {
+            (Some(true), _) | (None, Some("llm" | "vlm")) => chat(),
+            (None, Some("embeddings")) => vec!["embed".to_string()],
+            _ => vec![],
+        };
+        ObservedModel {
+            name: self.id,
+            context_length,
+            capabilities,
+            size_bytes: 0,
+        }
+    }
 }
 
 #[cfg(test)]

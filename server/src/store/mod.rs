@@ -11,6 +11,7 @@
 
 mod codec;
 mod control;
+mod fleet;
 mod postgres;
 mod resource;
 mod runs;
@@ -29,6 +30,7 @@ pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
 };
+pub use fleet::FleetStore;
 pub use postgres::PostgresStore;
 pub use runs::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
@@ -310,6 +312,7 @@ pub trait Store:
     + ModelStore
     + HookStore
     + ChainStore
+    + FleetStore
     + Send
     + Sync
     + 'static

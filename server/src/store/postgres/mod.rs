@@ -65,6 +65,7 @@ macro_rules! insert_attempts_and_events {
 mod chains;
 mod claim;
 mod create;
+mod fleet;
 mod idempotency;
 mod resources;
 mod retry;
