@@ -289,7 +289,8 @@ impl ServerProcess {
     /// port and the server prints the address it bound (choosing a "free"
     /// port first races with parallel tests), with the given database URL
     /// (a fresh SQLite file in a temp dir when `None`), and waits until it
-    /// accepts connections.
+    /// accepts connections. The reconciler syncs only on request unless
+    /// `extra_args` sets `--sync-interval`.
     pub fn start(binary: &Path, database_url: Option<&str>, extra_args: &[&str]) -> Result<Self> {
         let (url, data_dir) = match database_url {
             Some(url) => (url.to_string(), None),
@@ -313,6 +314,13 @@ impl ServerProcess {
             command
                 .arg("--secret-key-file")
                 .arg(test_secret_key_file()?);
+        }
+        if !extra_args.contains(&"--sync-interval") {
+            // Fake providers answer any model but list only the models a
+            // test sets; the resolver trusts a synced list, so a sync in
+            // the middle of an unrelated test would change its routing.
+            // Tests of the reconciler set their own interval.
+            command.args(["--sync-interval", "0s"]);
         }
         let mut child = command
             // The server exits when this process (holding the pipe) dies.
