@@ -1,5 +1,7 @@
 //! How the resolver picks a backend and model, against a real server
-//! process and fake providers on loopback: each pool's selection policy,
+//! process and fake providers on loopback: the observed state the
+//! reconciler records (served models, health, discovery), each pool's
+//! selection policy,
 //! refusals that name the filter that held (and are not retried when
 //! retrying cannot help), and the validation of the fleet's settings.
 
@@ -9,10 +11,12 @@ use common::chains::task;
 
 use common::{TestServer, assert_invalid};
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_testkit::fake_llm::FakeLlm;
+use taskloom_testkit::fake_llm::{FakeLlm, Reply};
 use tonic::Code;
 
 api_tests!(
+    observed_state_steers_resolution,
+    discovery_uses_reported_models_undeclared,
     each_pool_orders_backends_by_its_own_policy,
     refusals_name_the_filter_and_are_not_retried,
     fleet_settings_are_validated,
@@ -337,4 +341,126 @@ async fn fleet_settings_are_validated(server: TestServer) {
     assert_eq!(updated.tokens_per_minute, 5000);
     assert_eq!(updated.requests_per_minute, 60, "outside the mask: kept");
     assert_eq!(updated.model_limits["qwen"], limits);
+}
+
+async fn sync(server: &TestServer, id: &str) -> pb::BackendState {
+    server
+        .backends()
+        .sync_backend(pb::SyncBackendRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .state
+        .unwrap()
+}
+
+/// The models of the chat calls `fake` received, in order.
+fn chat_models(fake: &FakeLlm) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/chat/completions"))
+        .map(|r| r.body["model"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn observed_state_steers_resolution(server: TestServer) {
+    let (steady, flaky) = (FakeLlm::start().await, FakeLlm::start().await);
+    steady.set_models(["m-a", "m-b"]);
+    flaky.set_models(["m-a", "m-b"]);
+    create_pool(&server, "p", pb::SelectionPolicy::Priority).await;
+    let steady_id = add_backend(&server, "p", "steady", &steady.url(), 1).await;
+    let flaky_id = add_backend(&server, "p", "flaky", &flaky.url(), 9).await;
+    sync(&server, &steady_id).await;
+    sync(&server, &flaky_id).await;
+
+    // A model no backend lists is never sent; the next preferred one is.
+    let answer = prompt_in(&server, "p", &["m-missing", "m-b", "m-a"], "hi")
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.model.as_str(), answer.backend_id.as_str()),
+        ("m-b", flaky_id.as_str())
+    );
+    assert_eq!(chat_models(&flaky), ["m-b"]);
+
+    // An unhealthy backend is skipped, whatever its priority, until a sync
+    // finds it healthy again.
+    flaky.script(
+        FakeLlm::LIST_MODELS,
+        Reply::error(500, "down for maintenance"),
+    );
+    let state = sync(&server, &flaky_id).await;
+    assert_eq!(state.health, pb::BackendHealth::Unhealthy as i32);
+    for _ in 0..3 {
+        let answer = prompt_in(&server, "p", &["m-a"], "hi").await.unwrap();
+        assert_eq!(answer.backend_id, steady_id);
+    }
+    assert_eq!(
+        chat_models(&flaky),
+        ["m-b"],
+        "nothing more went to the unhealthy backend"
+    );
+    assert_eq!(
+        sync(&server, &flaky_id).await.health,
+        pb::BackendHealth::Healthy as i32
+    );
+    let answer = prompt_in(&server, "p", &["m-a"], "hi").await.unwrap();
+    assert_eq!(answer.backend_id, flaky_id);
+
+    // Nothing serves the call: the error says why, model by model.
+    steady.script(FakeLlm::LIST_MODELS, Reply::error(500, "down"));
+    sync(&server, &steady_id).await;
+    let error = prompt_in(&server, "p", &["m-missing"], "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    let message = error.message();
+    assert!(
+        message.contains("backend \"steady\" is unhealthy"),
+        "{message}"
+    );
+    assert!(
+        message.contains("no healthy backend of pool \"p\" serves \"m-missing\""),
+        "{message}"
+    );
+}
+
+async fn discovery_uses_reported_models_undeclared(server: TestServer) {
+    let fake = FakeLlm::start().await;
+    fake.set_models(["nomic-embed-text", "found-model"]);
+    server
+        .backends()
+        .create_pool(pb::CreatePoolRequest {
+            pool: Some(pb::Pool {
+                id: "discovering".into(),
+                discover_models: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    create_pool(&server, "declared-only", pb::SelectionPolicy::Unspecified).await;
+    let id = add_backend(&server, "discovering", "fake", &fake.url(), 0).await;
+    server
+        .backends()
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "declared-only".into(),
+            backend_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    sync(&server, &id).await;
+
+    // The embedding model is known by its name not to chat.
+    let answer = prompt_in(&server, "discovering", &[], "hi").await.unwrap();
+    assert_eq!(answer.model, "found-model");
+    let error = prompt_in(&server, "declared-only", &[], "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(
+        error.message().contains("model discovery is off"),
+        "{error:?}"
+    );
 }
