@@ -106,11 +106,12 @@ pub async fn run(
             args.selection_policy
         )
     })?;
-    let executor = Arc::new(Executor::new(
-        kernel.store().clone(),
-        Resolver::new(kernel.store().clone(), http.clone(), policy),
-        http,
-    ));
+    let resolver = Resolver::new(kernel.store().clone(), http.clone(), policy);
+    // A limited call that ends frees capacity: this replica's runner looks
+    // for attempts due again at once (other replicas recheck at retry_at).
+    let settled = kernel.clone();
+    resolver.limiter().on_settle(move || settled.wake());
+    let executor = Arc::new(Executor::new(kernel.store().clone(), resolver, http));
     let runner = tokio::spawn(runner::run(
         kernel.clone(),
         executor.clone(),

@@ -11,6 +11,7 @@
 
 mod codec;
 mod control;
+mod limits;
 mod postgres;
 mod resource;
 mod runs;
@@ -28,6 +29,9 @@ use crate::secrets::SecretBox;
 pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
+};
+pub use limits::{
+    AdmitOutcome, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage, Throttle,
 };
 pub use postgres::PostgresStore;
 pub use runs::{
@@ -310,6 +314,7 @@ pub trait Store:
     + ModelStore
     + HookStore
     + ChainStore
+    + LimitStore
     + Send
     + Sync
     + 'static

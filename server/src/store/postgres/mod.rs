@@ -66,6 +66,7 @@ mod chains;
 mod claim;
 mod create;
 mod idempotency;
+mod limits;
 mod resources;
 mod retry;
 mod runs;

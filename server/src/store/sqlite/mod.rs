@@ -14,6 +14,7 @@ mod chains;
 mod claim;
 mod create;
 mod idempotency;
+mod limits;
 mod resources;
 mod runs;
 mod sessions;
