@@ -2,7 +2,8 @@
 //! settlement, backoffs and pruning, one suite stamped over SQLite and
 //! PostgreSQL by `store_tests!`. Time is the caller's: every check passes
 //! its own `now`, so windows are tested without waiting. Decisions are the
-//! server's own judge (`llm::limits::judge`), as the resolver uses it.
+//! server's own judge (`llm::limits::judge`), as the resolver uses it, with
+//! no jitter: rate-limit retry times are then exact.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,7 +77,7 @@ async fn admit_held(
 ) -> (String, AdmitOutcome) {
     let call_id = format!("call-{}", CALLS.fetch_add(1, Ordering::Relaxed));
     let judge =
-        move |scope: &LimitScope, usage: &ScopeUsage| limits::judge(scope, usage, tokens, now, 0.5);
+        move |scope: &LimitScope, usage: &ScopeUsage| limits::judge(scope, usage, tokens, now, 0.0);
     let call = NewCall {
         call_id: &call_id,
         scopes,
@@ -112,7 +113,7 @@ async fn concurrency_counts_calls_in_flight(store: DynStore) {
     // No call settled yet: a short recheck, not an exact time.
     let wait = throttle.retry_at - t0;
     assert!(
-        wait >= TimeDelta::milliseconds(75) && wait <= TimeDelta::milliseconds(2500),
+        wait >= TimeDelta::milliseconds(50) && wait <= TimeDelta::milliseconds(3000),
         "recheck in {wait}"
     );
     // A settled call frees its slot.

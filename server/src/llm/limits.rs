@@ -31,6 +31,8 @@ const MAX_RECHECK: Duration = Duration::from_secs(2);
 /// The hold of a call on a backend without a request timeout (the
 /// resolver's default timeout is two minutes).
 const DEFAULT_HOLD: Duration = Duration::from_secs(120);
+/// The most a rate limit's waiters are spread over.
+const MAX_SPREAD: Duration = Duration::from_secs(10);
 /// A call's hold outlives its request timeout by this much.
 const HOLD_SLACK: Duration = Duration::from_secs(5);
 
@@ -79,10 +81,14 @@ pub fn scopes(backend: &BackendRecord, model: &str) -> Vec<LimitScope> {
 }
 
 /// Whether a call of `estimated_tokens` may start in `scope` given its
-/// `usage` at `now`; `jitter` in [0, 1) spreads concurrency rechecks.
-/// Retry times are exact where the store knows them (a backoff's end, the
-/// oldest call leaving the window) and a short recheck for concurrency,
-/// scaled by how long calls take.
+/// `usage` at `now`; `jitter` in [0, 1) spreads the waiters' rechecks.
+///
+/// Retry times: a backoff's end exactly; for a rate limit, the moment the
+/// oldest call leaves the window (exact with `jitter` 0), spread over the
+/// next few slot intervals (4 × window / limit, at most 10 s) so that the
+/// calls waiting on one limit do not all recheck at the same instant; for
+/// concurrency, a recheck after about a typical call's duration (100 ms to
+/// 2 s, ±50 %).
 pub fn judge(
     scope: &LimitScope,
     usage: &ScopeUsage,
@@ -110,10 +116,10 @@ pub fn judge(
     }
     let limits = &scope.limits;
     if limits.max_concurrency > 0 && usage.in_flight >= i64::from(limits.max_concurrency) {
-        let typical = usage.mean_call.unwrap_or(MAX_RECHECK) / 2;
+        let typical = usage.mean_call.unwrap_or(MAX_RECHECK / 2);
         let recheck = typical
             .clamp(MIN_RECHECK, MAX_RECHECK)
-            .mul_f64(0.75 + jitter / 2.0);
+            .mul_f64(0.5 + jitter);
         return throttle(
             format!(
                 "{}: {max} calls in flight (max_concurrency {max})",
@@ -123,7 +129,12 @@ pub fn judge(
             now + chrono::Duration::from_std(recheck).unwrap_or_default(),
         );
     }
-    let frees_at = usage.oldest_start.map_or(now, |oldest| oldest + window);
+    let oldest_leaves = usage.oldest_start.map_or(now, |oldest| oldest + window);
+    // Spread over four intervals of a call's share of the window.
+    let frees_at = |share: f64| {
+        let spread = LIMIT_WINDOW.mul_f64(share * 4.0).min(MAX_SPREAD);
+        oldest_leaves + chrono::Duration::from_std(spread.mul_f64(jitter)).unwrap_or_default()
+    };
     if limits.requests_per_minute > 0 && usage.started >= i64::from(limits.requests_per_minute) {
         return throttle(
             format!(
@@ -131,7 +142,7 @@ pub fn judge(
                 scope.name,
                 rpm = limits.requests_per_minute
             ),
-            frees_at,
+            frees_at(1.0 / f64::from(limits.requests_per_minute)),
         );
     }
     // A call larger than the whole budget still runs, alone in its window.
@@ -145,7 +156,7 @@ pub fn judge(
                  (tokens_per_minute {})",
                 scope.name, limits.tokens_per_minute
             ),
-            frees_at,
+            frees_at(estimated_tokens as f64 / limits.tokens_per_minute as f64),
         );
     }
     None
