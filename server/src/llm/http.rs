@@ -285,8 +285,12 @@ fn retry_after(response: &Response, now: chrono::DateTime<chrono::Utc>) -> Optio
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
-        .ok()?
-        .trim();
+        .ok()?;
+    parse_retry_after(value, now)
+}
+
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
@@ -468,5 +472,31 @@ impl Transcript {
 
     pub fn into_content(self) -> String {
         self.content
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T04:36:50Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let cases = [
+            ("30", Some(Duration::from_secs(30))),
+            (" 0 ", Some(Duration::ZERO)),
+            (
+                "Sun, 06 Dec 2026 04:36:53 GMT",
+                Some(Duration::from_secs(3)),
+            ),
+            ("Sun, 06 Dec 2026 04:36:40 GMT", Some(Duration::ZERO)),
+            ("soon", None),
+            ("-5", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
     }
 }
