@@ -150,17 +150,18 @@ async fn requests_per_minute_slide_with_the_window(store: DynStore) {
     }
     let (_, fourth) = admit(&store, &scopes, 1, t0 + secs(30)).await;
     let throttle = throttled(&fourth);
-    // Exact: when the oldest call leaves the window.
-    assert_eq!(throttle.retry_at, t0 + secs(60));
+    // Exact: when the oldest call leaves the counted window (a minute and
+    // a second of slack).
+    assert_eq!(throttle.retry_at, t0 + secs(61));
     assert_eq!(
         throttle.limit,
         "scope \"backend/rpm\": 3 calls in the last minute (requests_per_minute 3)"
     );
     let (_, at_retry) = admit(&store, &scopes, 1, throttle.retry_at).await;
     assert_eq!(at_retry, AdmitOutcome::Admitted);
-    // Now the calls at 10 s, 20 s and 60 s fill the window until 70 s.
-    let (_, again) = admit(&store, &scopes, 1, t0 + secs(65)).await;
-    assert_eq!(throttled(&again).retry_at, t0 + secs(70));
+    // Now the calls at 10 s, 20 s and 61 s fill the window until 71 s.
+    let (_, again) = admit(&store, &scopes, 1, t0 + secs(66)).await;
+    assert_eq!(throttled(&again).retry_at, t0 + secs(71));
 }
 
 async fn tokens_per_minute_settle_to_the_real_count(store: DynStore) {
@@ -174,7 +175,7 @@ async fn tokens_per_minute_settle_to_the_real_count(store: DynStore) {
     let (big, outcome) = admit(&store, &scopes, 5000, t0).await;
     assert_eq!(outcome, AdmitOutcome::Admitted);
     let (_, next) = admit(&store, &scopes, 10, t0 + secs(1)).await;
-    assert_eq!(throttled(&next).retry_at, t0 + secs(60));
+    assert_eq!(throttled(&next).retry_at, t0 + secs(61));
     // Settled at its real count, it leaves room.
     store.settle(&big, 300, t0 + secs(2)).await.unwrap();
     let (_, fits) = admit(&store, &scopes, 600, t0 + secs(3)).await;
@@ -250,12 +251,12 @@ async fn old_rows_are_pruned(store: DynStore) {
     let (id, outcome) = admit(&store, &scopes, 1, t0).await;
     assert_eq!(outcome, AdmitOutcome::Admitted);
     store.settle(&id, 1, t0).await.unwrap();
-    // A minute later the old call is gone: settling it again does nothing
-    // and the window is empty.
+    // A minute (and the second of slack) later the old call is gone: the
+    // window is empty.
     let (_, later) = admit(&store, &scopes, 1, t0 + secs(61)).await;
     assert_eq!(later, AdmitOutcome::Admitted);
     let (_, full) = admit(&store, &scopes, 1, t0 + secs(62)).await;
-    assert_eq!(throttled(&full).retry_at, t0 + secs(121));
+    assert_eq!(throttled(&full).retry_at, t0 + secs(122));
 }
 
 /// Two stores on one database (two replicas) admit at once, many times

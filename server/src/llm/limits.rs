@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use super::{ChatResponse, EmbedResponse};
 use crate::store::{
-    AdmitOutcome, BackendRecord, DynStore, LIMIT_WINDOW, LimitScope, Limits, NewCall, ScopeUsage,
-    StoreError, Throttle,
+    AdmitOutcome, BackendRecord, COUNTED_WINDOW, DynStore, LIMIT_WINDOW, LimitScope, Limits,
+    NewCall, ScopeUsage, StoreError, Throttle,
 };
 
 /// The longest backoff a `Retry-After` can ask for.
@@ -84,8 +84,8 @@ pub fn scopes(backend: &BackendRecord, model: &str) -> Vec<LimitScope> {
 /// `usage` at `now`; `jitter` in [0, 1) spreads the waiters' rechecks.
 ///
 /// Retry times: a backoff's end exactly; for a rate limit, the moment the
-/// oldest call leaves the window (exact with `jitter` 0), spread over the
-/// next few slot intervals (4 × window / limit, at most 10 s) so that the
+/// oldest call leaves the counted window (exact with `jitter` 0; see
+/// [`COUNTED_WINDOW`]), spread over the next few slot intervals (2 × minute / limit, at most 10 s) so that the
 /// calls waiting on one limit do not all recheck at the same instant; for
 /// concurrency, a recheck after about a typical call's duration (100 ms to
 /// 2 s, ±50 %).
@@ -103,7 +103,7 @@ pub fn judge(
             retry_at: retry_at.max(now),
         })
     };
-    let window = chrono::Duration::from_std(LIMIT_WINDOW).unwrap_or_default();
+    let window = chrono::Duration::from_std(COUNTED_WINDOW).unwrap_or_default();
     if let Some((until, reason)) = &usage.backoff {
         return throttle(
             format!(
@@ -130,9 +130,9 @@ pub fn judge(
         );
     }
     let oldest_leaves = usage.oldest_start.map_or(now, |oldest| oldest + window);
-    // Spread over four intervals of a call's share of the window.
+    // Spread over two intervals of a call's share of the window.
     let frees_at = |share: f64| {
-        let spread = LIMIT_WINDOW.mul_f64(share * 4.0).min(MAX_SPREAD);
+        let spread = LIMIT_WINDOW.mul_f64(share * 2.0).min(MAX_SPREAD);
         oldest_leaves + chrono::Duration::from_std(spread.mul_f64(jitter)).unwrap_or_default()
     };
     if limits.requests_per_minute > 0 && usage.started >= i64::from(limits.requests_per_minute) {

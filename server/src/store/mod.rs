@@ -31,7 +31,8 @@ pub use control::{
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
 };
 pub use limits::{
-    AdmitOutcome, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage, Throttle,
+    AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
+    Throttle,
 };
 pub use postgres::PostgresStore;
 pub use runs::{
