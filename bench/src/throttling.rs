@@ -140,10 +140,7 @@ pub async fn drive(plan: ThrottlingPlan<'_>) -> Result<ThrottlingReport> {
         let mut still = Vec::new();
         for id in left {
             let run = runs
-                .get_run(pb::GetRunRequest {
-                    id: id.clone(),
-                    ..Default::default()
-                })
+                .get_run(pb::GetRunRequest { id: id.clone() })
                 .await?
                 .into_inner();
             match pb::RunStatus::try_from(run.status) {

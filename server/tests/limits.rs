@@ -134,10 +134,7 @@ async fn start_runs(channel: &Channel, chain: &pb::Chain, count: usize) -> Vec<S
 
 async fn run_status(channel: &Channel, run_id: &str) -> pb::Run {
     pb::run_service_client::RunServiceClient::new(channel.clone())
-        .get_run(pb::GetRunRequest {
-            id: run_id.into(),
-            ..Default::default()
-        })
+        .get_run(pb::GetRunRequest { id: run_id.into() })
         .await
         .expect("get run")
         .into_inner()
@@ -344,7 +341,7 @@ async fn requests_per_minute_hold_later_calls_ready(server: TestServer) {
             attempts[0].error,
             "throttled: backend \"rpm\": 3 calls in the last minute (requests_per_minute 3)"
         );
-        let available = attempts[0].available_time.clone().unwrap();
+        let available = attempts[0].available_time.unwrap();
         let wait = available.seconds - chrono::Utc::now().timestamp();
         assert!(
             (45..=70).contains(&wait),
