@@ -211,8 +211,9 @@ fn throttled(events: &[pb::RunEvent]) -> Vec<&pb::RunEvent> {
         .collect()
 }
 
-/// Each attempt reports each limit that held it at most once in a row
-/// however often it was rechecked; and never failed or retried.
+/// Each attempt reports each limit that held it at most once in a row and
+/// starts once, however often it was rechecked; and never failed or
+/// retried.
 async fn assert_throttled_once_per_limit_and_never_failed(channel: &Channel, run_id: &str) {
     let events = events_of(channel, run_id).await;
     let mut last: BTreeMap<&str, &str> = BTreeMap::new();
@@ -224,6 +225,16 @@ async fn assert_throttled_once_per_limit_and_never_failed(channel: &Channel, run
             "run {run_id}: the same limit reported twice in a row for one attempt"
         );
     }
+    let mut starts: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in &events {
+        if event.r#type == pb::RunEventType::TaskStarted as i32 {
+            *starts.entry(&event.attempt_id).or_default() += 1;
+        }
+    }
+    assert!(
+        starts.values().all(|count| *count == 1),
+        "run {run_id}: a recheck was reported as a new start: {starts:?}"
+    );
     for attempt in attempts_of(channel, run_id).await {
         assert_eq!(attempt.attempt, 1, "run {run_id}: a retry was spent");
         assert_ne!(

@@ -823,7 +823,12 @@ fn throttled_attempts_wait_ready_and_report_each_limit_once() {
     ];
     let mut run = TestRun::start(chain_of(worker("a").retry(fixed_retry(1, "1s"))), "x");
     for (case, limit, retry_in, expected) in table {
+        let before = run.run().last_seq;
         let lease = run.lease("a");
+        // Only the first claim is a start; rechecks are not.
+        let started = run.run().last_seq - before;
+        let starts = if case == "first throttle" { 2 } else { 0 };
+        assert_eq!(started, starts, "{case}: RUN_STARTED, TASK_STARTED once");
         run.advance(Duration::from_secs(1));
         let retry_at = run.now + retry_in;
         let plan = run.step(|g| throttle(g, &lease.attempt_id, &lease.token, limit, retry_at));
