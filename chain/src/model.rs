@@ -215,6 +215,8 @@ pub struct ModelPreference {
     pub temperature: Option<f32>,
     /// Completion token cap.
     pub max_tokens: Option<u32>,
+    /// Stream the answer even when no watcher asks for token deltas.
+    pub stream: bool,
 }
 
 /// A call to a registered hook.

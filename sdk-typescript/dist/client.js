@@ -34,6 +34,31 @@ export class BackendsClient {
     async deleteBackend(id, options = {}) {
         await this.service.deleteBackend({ id, etag: options.etag });
     }
+    /**
+     * Syncs a backend now (SyncBackend): checks its health and fetches its
+     * model list anew; resolves to the backend with its new observed state (an
+     * unreachable backend comes back with `state.health` UNHEALTHY).
+     */
+    sync(id) {
+        return this.service.syncBackend({ id });
+    }
+    /**
+     * What the reconciler last observed of a backend: health, latency, last
+     * error, and `observedModels` with their context length, capabilities and
+     * size.
+     */
+    async state(id) {
+        return (await this.getBackend(id)).state;
+    }
+    /**
+     * Downloads a model onto an Ollama backend (PullModel), yielding progress;
+     * the last message has `done`. A failed download throws (`Unavailable`,
+     * or `NotFound` for a model the registry lacks); `FailedPrecondition` for
+     * a backend that is not Ollama. Not retried: pull again (Ollama resumes).
+     */
+    pull(backendId, model, options = {}) {
+        return this.service.pullModel({ backendId, model }, { signal: options.signal });
+    }
     async listPools(options = {}) {
         const { pools, nextPageToken } = await this.service.listPools(options);
         return { pools, nextPageToken };

@@ -5,7 +5,7 @@ import type { SecureClientSessionOptions } from "node:http2";
 import type { Client, Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { BackendService } from "./gen/taskloom/v1/backend_pb.js";
-import type { Backend, Model, Pool } from "./gen/taskloom/v1/backend_pb.js";
+import type { Backend, BackendState, Model, Pool, PullModelProgress } from "./gen/taskloom/v1/backend_pb.js";
 import { ChainService } from "./gen/taskloom/v1/chain_pb.js";
 import { HookService } from "./gen/taskloom/v1/hook_pb.js";
 import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
@@ -86,6 +86,34 @@ export class BackendsClient {
 
   async deleteBackend(id: string, options: { etag?: string } = {}): Promise<void> {
     await this.service.deleteBackend({ id, etag: options.etag });
+  }
+
+  /**
+   * Syncs a backend now (SyncBackend): checks its health and fetches its
+   * model list anew; resolves to the backend with its new observed state (an
+   * unreachable backend comes back with `state.health` UNHEALTHY).
+   */
+  sync(id: string): Promise<Backend> {
+    return this.service.syncBackend({ id });
+  }
+
+  /**
+   * What the reconciler last observed of a backend: health, latency, last
+   * error, and `observedModels` with their context length, capabilities and
+   * size.
+   */
+  async state(id: string): Promise<BackendState | undefined> {
+    return (await this.getBackend(id)).state;
+  }
+
+  /**
+   * Downloads a model onto an Ollama backend (PullModel), yielding progress;
+   * the last message has `done`. A failed download throws (`Unavailable`,
+   * or `NotFound` for a model the registry lacks); `FailedPrecondition` for
+   * a backend that is not Ollama. Not retried: pull again (Ollama resumes).
+   */
+  pull(backendId: string, model: string, options: { signal?: AbortSignal } = {}): AsyncIterable<PullModelProgress> {
+    return this.service.pullModel({ backendId, model }, { signal: options.signal });
   }
 
   async listPools(options: PageOptions = {}): Promise<{ pools: Pool[]; nextPageToken: string }> {

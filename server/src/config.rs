@@ -126,11 +126,24 @@ pub struct ServeArgs {
     /// `round_robin`, `least_loaded`, `random` or `priority`.
     #[arg(long, env = "TASKLOOM_SELECTION_POLICY", default_value = "round_robin")]
     pub selection_policy: String,
+    /// Let every pool use the models its backends report serving without
+    /// declaring them (a pool can also turn this on for itself).
+    #[arg(long, env = "TASKLOOM_DISCOVER_MODELS")]
+    pub discover_models: bool,
     /// Also refuse hook and model calls to loopback, unspecified and private
     /// (RFC 1918, 100.64.0.0/10, fc00::/7) addresses. Link-local and cloud
     /// metadata addresses are always refused.
     #[arg(long, env = "TASKLOOM_OUTBOUND_DENY_PRIVATE")]
     pub outbound_deny_private: bool,
+    /// How often the reconciler syncs every backend (health, latency,
+    /// observed models); `0s` disables the periodic cycle (`SyncBackend`
+    /// still syncs on demand).
+    #[arg(long, env = "TASKLOOM_SYNC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub sync_interval: Duration,
+    /// Pull onto each Ollama backend the models declared in its pools that
+    /// it does not list (never deleting any).
+    #[arg(long, env = "TASKLOOM_AUTO_PULL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_pull: bool,
     #[command(flatten)]
     pub templates: TemplateArgs,
     /// Most memory a template render may use, in MiB: templates that do

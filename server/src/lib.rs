@@ -7,6 +7,7 @@ pub mod config;
 pub mod dispatch;
 pub mod drain;
 pub mod executor;
+pub mod fleet;
 pub mod handshake;
 pub mod health;
 pub mod kernel;

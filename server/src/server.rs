@@ -19,6 +19,7 @@ use crate::config::ServeArgs;
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
+use crate::fleet::{Fleet, FleetConfig};
 use crate::handshake::HandshakeDeadline;
 use crate::health;
 use crate::kernel::{Kernel, KernelConfig};
@@ -106,7 +107,22 @@ pub async fn run(
             args.selection_policy
         )
     })?;
-    let resolver = Resolver::new(kernel.store().clone(), http.clone(), policy);
+    let fleet = Fleet::new(
+        kernel.store().clone(),
+        http.clone(),
+        kernel.instance_id().to_string(),
+        FleetConfig {
+            sync_interval: args.sync_interval,
+            auto_pull: args.auto_pull,
+            ..FleetConfig::default()
+        },
+    );
+    let resolver = Resolver::new(
+        kernel.store().clone(),
+        http.clone(),
+        policy,
+        args.discover_models,
+    );
     // A limited call that ends frees capacity: this replica's runner looks
     // for attempts due again at once (other replicas recheck at retry_at).
     let settled = kernel.clone();
@@ -129,7 +145,8 @@ pub async fn run(
     let dispatch_loop = tokio::spawn(dispatcher.clone().run(runner_stop.clone()));
     let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop.clone()));
     let publisher = tokio::spawn(dispatcher.clone().publish_sessions(runner_stop.clone()));
-    let context = ApiContext::new(kernel, executor, dispatcher);
+    let reconciler = tokio::spawn(fleet.clone().run(runner_stop.clone()));
+    let context = ApiContext::new(kernel, executor, dispatcher, fleet);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
         "taskloom.v1.BackendService",
@@ -252,6 +269,7 @@ pub async fn run(
             dispatch_loop.abort();
             lease_watch.abort();
             publisher.abort();
+            reconciler.abort();
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {}
@@ -292,6 +310,7 @@ pub async fn run(
     dispatch_loop.abort();
     lease_watch.abort();
     publisher.abort();
+    reconciler.abort();
     tracing::info!("taskloom stopped");
     Ok(())
 }

@@ -208,13 +208,16 @@ async fn watchers_see_token_deltas_live(server: TestServer) {
             .delay(Duration::from_millis(500))
             .chunk_delay(Duration::from_millis(150)),
     );
+    // Started before anyone watches, the call streams because the task
+    // asks it to (a watcher that comes first makes it stream by itself).
+    let mut say = with_models(task("say", "raw_string", vec![]), &["streamer"]);
+    if let Some(config) = say.execute_config.as_mut() {
+        config.stream = true;
+    }
     let run = server
         .runs()
         .start_run(pb::StartRunRequest {
-            chain: Some(one_task_chain(
-                "stream",
-                with_models(task("say", "raw_string", vec![]), &["streamer"]),
-            )),
+            chain: Some(one_task_chain("stream", say)),
             run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value(
                 "count",
             ))),

@@ -57,13 +57,14 @@ async fn health_version_and_unimplemented(server: TestServer) {
         );
     }
 
-    // The backend reconciler arrives in a later release.
+    // The backend reconciler is implemented: a request without an id is
+    // refused as invalid, not as unimplemented.
     let error = server
         .backends()
         .sync_backend(pb::SyncBackendRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(error.code(), Code::Unimplemented);
+    assert_eq!(error.code(), Code::InvalidArgument);
 }
 
 async fn compression_and_shutdown(mut server: TestServer) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use taskloom_server::llm::{
     ChatMessage, ChatRequest, ChatResponse, EmbedRequest, ErrorKind, Provider, ProviderError,
-    TokenUsage, cancellable, http_client, provider_for,
+    ProviderOptions, TokenUsage, cancellable, http_client, provider_for, provider_with_options,
 };
 use taskloom_testkit::fake_llm::{FakeLlm, RecordedRequest, Reply};
 use tokio::sync::mpsc;
@@ -313,8 +313,10 @@ async fn list_models_reports_names_usable_in_requests() {
         let fake = FakeLlm::start().await;
         fake.set_models(["alpha", "beta:7b"]);
         let models = provider(&fake, backend, None).list_models().await.unwrap();
-        assert_eq!(models, ["alpha", "beta:7b"], "{backend}");
-        let request = only_request(&fake);
+        let names: Vec<&str> = models.iter().map(|model| model.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "beta:7b"], "{backend}");
+        // Ollama also asks `/api/show` for each model's details.
+        let request = fake.requests().remove(0);
         assert_eq!(request.method, "GET");
         let path = match backend {
             "ollama" => "/api/tags",
@@ -353,9 +355,11 @@ async fn api_keys_travel_in_each_providers_header() {
             .list_models()
             .await
             .unwrap();
-        let request = only_request(&fake);
-        for header in ["authorization", "x-goog-api-key", "x-api-key"] {
-            assert_eq!(request.header(header), None, "{backend} {header}");
+        // (Ollama's listing also asks `/api/show` for each model.)
+        for request in fake.requests() {
+            for header in ["authorization", "x-goog-api-key", "x-api-key"] {
+                assert_eq!(request.header(header), None, "{backend} {header}");
+            }
         }
     }
 }
@@ -603,4 +607,226 @@ async fn bad_configuration_is_fatal() {
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Fatal);
     assert!(fake.requests().is_empty());
+}
+
+/// The OpenAI-wire presets (each a compatible server with its own default
+/// base URL and conventions).
+const PRESETS: [&str; 4] = ["openrouter", "mistral", "vllm", "lm_studio"];
+
+fn prompt_text(request: &ChatRequest) -> String {
+    request
+        .messages
+        .iter()
+        .map(|message| message.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Four characters a token, rounded up: the documented estimate.
+fn estimated_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+fn chat_requests(fake: &FakeLlm) -> Vec<RecordedRequest> {
+    fake.requests()
+        .into_iter()
+        .filter(|request| request.path == "/v1/chat/completions")
+        .collect()
+}
+
+#[tokio::test]
+async fn stream_usage_missing_is_counted_with_the_servers_tokenizer() {
+    // llama.cpp's server and vLLM at /tokenize, llama-cpp-python at
+    // /extras/tokenize.
+    for path in ["/tokenize", "/extras/tokenize"] {
+        let fake = FakeLlm::start().await;
+        fake.omit_stream_usage().serve_tokenize(path);
+        fake.script(MODEL, Reply::chunks(["one two ", "three"]).usage(50, 60));
+        let provider = provider(&fake, "openai_compatible", None);
+        let request = chat_request();
+        let (response, deltas) = streamed_chat(provider.as_ref(), &request).await;
+        let response = response.unwrap();
+        assert_eq!(deltas.concat(), "one two three", "{path}");
+        assert_eq!(
+            response.usage,
+            TokenUsage {
+                input_tokens: FakeLlm::token_count(&prompt_text(&request)),
+                output_tokens: 3,
+            },
+            "{path}"
+        );
+        // The model was called once; the counting asked the tokenizer.
+        assert_eq!(chat_requests(&fake).len(), 1, "{path}");
+        let tokenized: Vec<RecordedRequest> = fake
+            .requests()
+            .into_iter()
+            .filter(|request| request.path == path)
+            .collect();
+        assert_eq!(tokenized.len(), 2, "{path}: prompt and answer");
+        assert_eq!(tokenized[0].body["model"], MODEL, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn stream_usage_missing_without_a_tokenizer_is_estimated() {
+    let fake = FakeLlm::start().await;
+    fake.omit_stream_usage();
+    fake.script(MODEL, Reply::chunks(["one two ", "three"]).usage(50, 60));
+    let provider = provider(&fake, "openai_compatible", None);
+    let request = chat_request();
+    let (response, _) = streamed_chat(provider.as_ref(), &request).await;
+    let usage = response.unwrap().usage;
+    assert_eq!(
+        usage,
+        TokenUsage {
+            input_tokens: estimated_tokens(&prompt_text(&request)),
+            output_tokens: estimated_tokens("one two three"),
+        }
+    );
+    assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
+    assert_eq!(
+        chat_requests(&fake).len(),
+        1,
+        "the model is never asked twice"
+    );
+}
+
+#[tokio::test]
+async fn reported_usage_is_taken_as_is() {
+    // A server that reports usage is never asked to tokenize.
+    let fake = FakeLlm::start().await;
+    fake.serve_tokenize("/tokenize");
+    fake.script(MODEL, Reply::chunks(["a ", "b"]).usage(9, 2));
+    fake.script(MODEL, Reply::text("c d").usage(4, 2));
+    let provider = provider(&fake, "openai_compatible", None);
+    let (streamed, _) = streamed_chat(provider.as_ref(), &chat_request()).await;
+    assert_eq!(
+        streamed.unwrap().usage,
+        TokenUsage {
+            input_tokens: 9,
+            output_tokens: 2
+        }
+    );
+    let plain = provider.chat(&chat_request(), None).await.unwrap();
+    assert_eq!(
+        plain.usage,
+        TokenUsage {
+            input_tokens: 4,
+            output_tokens: 2
+        }
+    );
+    assert!(fake.requests().iter().all(|r| r.path != "/tokenize"));
+}
+
+#[tokio::test]
+async fn omit_stream_options_never_sends_the_field() {
+    let fake = FakeLlm::start().await;
+    fake.reject_stream_options().serve_tokenize("/tokenize");
+    fake.script(MODEL, Reply::chunks(["x ", "y"]).usage(5, 2));
+    // Without the option such a server refuses streamed calls.
+    let (refused, _) = streamed_chat(
+        provider(&fake, "openai_compatible", None).as_ref(),
+        &chat_request(),
+    )
+    .await;
+    assert_eq!(refused.unwrap_err().status, Some(400));
+
+    for backend in [
+        "openai",
+        "openai_compatible",
+        "openrouter",
+        "vllm",
+        "lm_studio",
+    ] {
+        let fake = FakeLlm::start().await;
+        fake.reject_stream_options().serve_tokenize("/tokenize");
+        fake.script(MODEL, Reply::chunks(["x ", "y"]).usage(5, 2));
+        let provider = provider_with_options(
+            backend,
+            &fake.url(),
+            None,
+            TIMEOUT,
+            http_client().unwrap(),
+            ProviderOptions {
+                omit_stream_options: true,
+            },
+        )
+        .unwrap();
+        let (response, deltas) = streamed_chat(provider.as_ref(), &chat_request()).await;
+        let response = response.unwrap();
+        assert_eq!(deltas.concat(), "x y", "{backend}");
+        // The stream carried no usage (nobody asked): the tokenizer counted.
+        assert_eq!(response.usage.output_tokens, 2, "{backend}");
+        let request = &chat_requests(&fake)[0];
+        assert_eq!(request.body["stream"], true, "{backend}");
+        assert!(
+            request.body.get("stream_options").is_none(),
+            "{backend}: {}",
+            request.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_without_a_listener_is_a_plain_request() {
+    for backend in ["openai", "openai_compatible"].into_iter().chain(PRESETS) {
+        let fake = FakeLlm::start().await;
+        fake.script(MODEL, Reply::text("plain answer").usage(3, 2));
+        let provider = provider(&fake, backend, None);
+        let response = provider.chat(&chat_request(), None).await.unwrap();
+        assert_eq!(response.content, "plain answer", "{backend}");
+        assert_eq!(response.usage.input_tokens, 3, "{backend}");
+        let request = only_request(&fake);
+        assert_eq!(request.path, "/v1/chat/completions", "{backend}");
+        assert_eq!(request.body["stream"], false, "{backend}");
+        assert!(request.body.get("stream_options").is_none(), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn presets_speak_the_openai_wire_with_their_conventions() {
+    for preset in PRESETS {
+        let fake = FakeLlm::start().await;
+        fake.script(MODEL, Reply::chunks(["p ", "q"]).usage(6, 2));
+        // The default base URLs are remote: the fake stands in explicitly.
+        let provider = provider(&fake, preset, Some(KEY));
+        let (response, deltas) = streamed_chat(provider.as_ref(), &chat_request()).await;
+        let response = response.unwrap();
+        assert_eq!(deltas.concat(), "p q", "{preset}");
+        let requests = chat_requests(&fake);
+        assert_eq!(requests.len(), 1, "{preset}");
+        let request = &requests[0];
+        assert_eq!(request.path, "/v1/chat/completions", "{preset}");
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str()),
+            "{preset}"
+        );
+        // Compatible servers know `max_tokens` only.
+        assert!(request.body.get("max_completion_tokens").is_none());
+        match preset {
+            "openrouter" => assert_eq!(request.header("x-title"), Some("Taskloom")),
+            _ => assert_eq!(request.header("x-title"), None, "{preset}"),
+        }
+        if preset == "mistral" {
+            // Mistral refuses unknown fields and reports usage unasked.
+            assert!(request.body.get("stream_options").is_none());
+        } else {
+            assert_eq!(request.body["stream_options"]["include_usage"], true);
+            assert_eq!(response.usage.input_tokens, 6, "{preset}");
+        }
+    }
+    // vLLM without --api-key and LM Studio take no key: none is sent.
+    for preset in ["vllm", "lm_studio"] {
+        let fake = FakeLlm::start().await;
+        provider(&fake, preset, None)
+            .chat(&chat_request(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            only_request(&fake).header("authorization"),
+            None,
+            "{preset}"
+        );
+    }
 }

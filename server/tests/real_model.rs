@@ -2,9 +2,11 @@
 //! CPU) served by `tests/llm/serve.mjs` in both the OpenAI-compatible and
 //! the Ollama wire format. The same model server is registered twice, once
 //! per backend type, and every check runs through each: the README chain
-//! (`examples/qa.json`) via ExecuteChain, a templated two-model-task chain
-//! watched live with token deltas, an `embedding` task, and the one-shot
-//! ExecutePrompt / Embed RPCs (the non-streaming path).
+//! (`examples/qa.json`) via ExecuteChain (nobody watches it, so its call is
+//! a plain, non-streaming request), a templated two-model-task chain
+//! watched live with token deltas (its calls stream), an `embedding` task,
+//! and the one-shot ExecutePrompt / Embed RPCs (non-streaming). Every model
+//! call must record token usage above zero, streamed or not.
 //!
 //! The model's answers are poor, so nothing here looks at wording: only at
 //! shapes, routing, streaming and token accounting.
@@ -460,7 +462,8 @@ async fn qa_chain_answers(server: &TestServer, model: &ModelServer, backend: &Re
     let trace = &response.trace[0];
     assert_eq!(trace.backend_id, backend.id, "{what}: routed by provider");
     assert_eq!(trace.model, model.model, "{what}");
-    assert_usage_recorded(&trace.usage, &what);
+    // Nobody watched: a plain request, whose usage the server reports.
+    assert_usage_recorded(&trace.usage, &format!("{what} (not streamed)"));
     assert_eq!(run.usage, trace.usage, "{what}: the run adds up its tasks");
 }
 

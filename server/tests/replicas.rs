@@ -174,6 +174,8 @@ async fn token_deltas_reach_watchers_on_every_replica() {
             handler: "raw_string".into(),
             execute_config: Some(pb::ExecuteConfig {
                 models: vec!["streamer".into()],
+                // Started before anyone watches: the task asks to stream.
+                stream: true,
                 ..Default::default()
             }),
             ..Default::default()
@@ -235,6 +237,125 @@ async fn token_deltas_reach_watchers_on_every_replica() {
         );
         assert_eq!(last, Some(pb::RunEventType::RunSucceeded as i32));
     }
+}
+
+/// A watcher that wants token deltas on replica B makes the call that
+/// replica A runs stream: A learns of the watcher through the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_watcher_on_another_replica_makes_the_call_stream() {
+    use taskloom_testkit::fake_llm::{FakeLlm, Reply};
+
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let (_a, channel_a) = replica(&url).await;
+    let (_b, channel_b) = replica(&url).await;
+    let fake = FakeLlm::start().await;
+    fake.script(
+        "streamer",
+        Reply::chunks(["one ", "two ", "three"])
+            .usage(3, 3)
+            .chunk_delay(Duration::from_millis(100)),
+    );
+    let mut backends = pb::backend_service_client::BackendServiceClient::new(channel_a.clone());
+    let backend = backends
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: "fake".into(),
+                r#type: pb::BackendType::Ollama as i32,
+                base_url: fake.url(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    backends
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "internal_tasks_pool".into(),
+            backend_id: backend.id,
+        })
+        .await
+        .unwrap();
+    // The gate holds the run until B's watcher is there.
+    let chain = pb::Chain {
+        id: "gated-stream".into(),
+        tasks: vec![
+            pb::Task {
+                id: "gate".into(),
+                handler: "human_input".into(),
+                prompt_template: "Go?".into(),
+                transition: common::chains::then("say"),
+                ..Default::default()
+            },
+            pb::Task {
+                id: "say".into(),
+                handler: "raw_string".into(),
+                execute_config: Some(pb::ExecuteConfig {
+                    models: vec!["streamer".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let mut runs_a = pb::run_service_client::RunServiceClient::new(channel_a);
+    let text = |text: &str| pb::Value {
+        kind: Some(pb::value::Kind::Text(text.into())),
+    };
+    let run = runs_a
+        .start_run(pb::StartRunRequest {
+            chain: Some(chain),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(text("count"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stream = pb::run_service_client::RunServiceClient::new(channel_b)
+        .watch_run(pb::WatchRunRequest {
+            run_id: run.id.clone(),
+            after_seq: 0,
+            include_deltas: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut deltas = Vec::new();
+    let mut submitted = false;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("the run ends")
+        .unwrap()
+    {
+        if event.r#type == pb::RunEventType::InputRequested as i32 && !submitted {
+            submitted = true;
+            // B's announcement of its watcher reaches A within tens of
+            // milliseconds; the input goes to A, whose runner takes the
+            // next task at once.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            runs_a
+                .submit_input(pb::SubmitInputRequest {
+                    run_id: run.id.clone(),
+                    task_id: "gate".into(),
+                    answer: Some(pb::submit_input_request::Answer::TypedInput(text("go"))),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        if event.r#type == pb::RunEventType::TokenDelta as i32 {
+            deltas.push(event.delta.clone());
+        }
+    }
+    assert_eq!(deltas.concat(), "one two three");
+    let chats: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|request| request.path == "/api/chat")
+        .collect();
+    assert_eq!(chats.len(), 1);
+    assert_eq!(chats[0].body["stream"], true);
 }
 
 /// ListWorkers on either replica shows the workers of both.

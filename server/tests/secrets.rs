@@ -772,8 +772,8 @@ async fn resolved_addresses_are_checked_on_every_call() {
     // First: loopback, allowed. Second: the link-local answer is dropped
     // and the loopback one used. Third: only link-local is left: refused,
     // not retryable, naming the name, the address and the rule.
-    assert_eq!(provider.list_models().await.unwrap(), vec!["m".to_string()]);
-    assert_eq!(provider.list_models().await.unwrap(), vec!["m".to_string()]);
+    assert_eq!(provider.list_models().await.unwrap()[0].name, "m");
+    assert_eq!(provider.list_models().await.unwrap()[0].name, "m");
     let error = provider.list_models().await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Fatal, "{error:?}");
     for part in ["rebind.example", "fe80::1", "link-local", "refused"] {

@@ -39,6 +39,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+mod fleet;
+pub use fleet::Pull;
+use fleet::{ollama_fleet_route, with_model_details};
+
 /// One scripted answer. Build with [`Reply::text`], [`Reply::chunks`],
 /// [`Reply::error`] or [`Reply::malformed`], then adjust with the builder
 /// methods.
@@ -189,6 +193,21 @@ struct Shared {
     call_times: Mutex<Vec<Instant>>,
     /// Per model: calls in flight now and the most at once.
     model_calls: Mutex<HashMap<String, (usize, usize)>>,
+    /// OpenAI streams carry no usage, even when asked (llama.cpp's server).
+    no_stream_usage: std::sync::atomic::AtomicBool,
+    /// OpenAI chats with `stream_options` are refused with 400.
+    rejects_stream_options: std::sync::atomic::AtomicBool,
+    /// Paths answering `POST {"content"|"prompt"|"input": text}` with
+    /// `{"tokens": [...]}`, one token per whitespace-separated word.
+    tokenize_paths: Mutex<Vec<String>>,
+    /// Extra fields of a model's listing entry, by model name.
+    model_details: Mutex<HashMap<String, Value>>,
+    /// Ollama `/api/show` answers, by model name (404 for others).
+    shows: Mutex<HashMap<String, Value>>,
+    /// Scripted `/api/pull` answers, by model name.
+    pulls: Mutex<HashMap<String, VecDeque<Pull>>>,
+    pulls_in_flight: AtomicUsize,
+    max_pulls_in_flight: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -284,6 +303,37 @@ impl FakeLlm {
     /// Requests whose reply was sent in full (errors included).
     pub fn completed_count(&self) -> usize {
         self.shared.completed.load(Ordering::SeqCst)
+    }
+
+    /// Like llama.cpp's server: OpenAI-format streams carry no token usage,
+    /// even with `stream_options.include_usage` (non-streamed answers
+    /// still do).
+    pub fn omit_stream_usage(&self) -> &Self {
+        self.shared.no_stream_usage.store(true, Ordering::SeqCst);
+        self
+    }
+
+    /// Like servers that know no `stream_options`: an OpenAI-format chat
+    /// request carrying it is answered 400.
+    pub fn reject_stream_options(&self) -> &Self {
+        self.shared
+            .rejects_stream_options
+            .store(true, Ordering::SeqCst);
+        self
+    }
+
+    /// Serves a tokenize endpoint at `path` (llama.cpp's and vLLM's
+    /// `/tokenize`, llama-cpp-python's `/extras/tokenize`): the text of
+    /// `content`, `prompt` or `input` has one token per
+    /// whitespace-separated word (see [`FakeLlm::token_count`]).
+    pub fn serve_tokenize(&self, path: &str) -> &Self {
+        lock(&self.shared.tokenize_paths).push(path.to_string());
+        self
+    }
+
+    /// The tokens the fake's tokenize endpoints count in `text`.
+    pub fn token_count(text: &str) -> u64 {
+        text.split_whitespace().count() as u64
     }
 
     /// Waits until at least `count` requests were cancelled by their client;
@@ -438,6 +488,14 @@ enum Operation {
     ListModels {
         api: Api,
     },
+    /// Ollama's `/api/show`.
+    Show {
+        model: String,
+    },
+    /// Ollama's `/api/pull`.
+    Pull {
+        model: String,
+    },
 }
 
 fn classify(method: &Method, path: &str, body: &Value) -> Option<Operation> {
@@ -445,6 +503,12 @@ fn classify(method: &Method, path: &str, body: &Value) -> Option<Operation> {
     let body_stream = body["stream"].as_bool();
     let operation = match (method.as_str(), path) {
         ("GET", "/api/tags") => Operation::ListModels { api: Api::Ollama },
+        ("POST", "/api/show") => Operation::Show {
+            model: body_model(),
+        },
+        ("POST", "/api/pull") => Operation::Pull {
+            model: body_model(),
+        },
         // Ollama streams unless told otherwise.
         ("POST", "/api/chat") => Operation::Chat {
             api: Api::Ollama,
@@ -520,17 +584,27 @@ async fn handle(
         body: json_body.clone(),
     });
     let mut tracker = Tracker::new(shared.clone());
+    if let Some(response) = server_quirks(&shared, &method, uri.path(), &json_body) {
+        tracker.finish();
+        return response;
+    }
     let Some(operation) = classify(&method, uri.path(), &json_body) else {
         tracker.finish();
         let body = json!({"error": {"message": format!("no route for {method} {}", uri.path())}});
         return respond(StatusCode::NOT_FOUND, "application/json", body.to_string());
     };
+    let tracker = match ollama_fleet_route(&shared, &operation, tracker) {
+        Ok(response) => return response,
+        Err(tracker) => tracker,
+    };
+    let mut tracker = tracker;
     if let Operation::Chat { model, .. } | Operation::Embed { model, .. } = &operation {
         tracker.count_call(model);
     }
     let reply = shared.next_reply(match &operation {
         Operation::Chat { model, .. } | Operation::Embed { model, .. } => model,
         Operation::ListModels { .. } => FakeLlm::LIST_MODELS,
+        Operation::Show { model } | Operation::Pull { model } => model,
     });
     // Dropped here if the client goes away: the tracker counts it.
     tokio::time::sleep(reply.delay).await;
@@ -551,6 +625,7 @@ async fn handle(
             stream: true,
         } => {
             let include_usage = json_body["stream_options"]["include_usage"] == true;
+            let include_usage = include_usage && !shared.no_stream_usage.load(Ordering::SeqCst);
             stream_chat(api, &model, reply, include_usage, tracker)
         }
         Operation::Chat { api, model, .. } => {
@@ -575,14 +650,48 @@ async fn handle(
             let body = if reply.malformed {
                 MALFORMED.to_string()
             } else {
-                models_body(api, &models).to_string()
+                with_model_details(models_body(api, &models), &lock(&shared.model_details))
+                    .to_string()
             };
             finished_body(body, tracker)
         }
+        // Answered by `ollama_fleet_route`.
+        Operation::Show { .. } | Operation::Pull { .. } => finished_body(String::new(), tracker),
     }
 }
 
 const MALFORMED: &str = r#"{"this is": not json"#;
+
+/// Answers of the servers' own endpoints and refusals (see
+/// [`FakeLlm::serve_tokenize`], [`FakeLlm::reject_stream_options`]).
+fn server_quirks(shared: &Shared, method: &Method, path: &str, body: &Value) -> Option<Response> {
+    if method == Method::POST && lock(&shared.tokenize_paths).iter().any(|p| p == path) {
+        let text = ["content", "prompt", "input"]
+            .iter()
+            .find_map(|field| body[*field].as_str())
+            .unwrap_or_default();
+        let tokens: Vec<u64> = (0..FakeLlm::token_count(text)).collect();
+        let body = json!({ "tokens": tokens });
+        return Some(respond(
+            StatusCode::OK,
+            "application/json",
+            body.to_string(),
+        ));
+    }
+    if method == Method::POST
+        && path == "/v1/chat/completions"
+        && body.get("stream_options").is_some()
+        && shared.rejects_stream_options.load(Ordering::SeqCst)
+    {
+        let body = json!({"error": {"message": "unknown field: stream_options", "type": "invalid_request_error"}});
+        return Some(respond(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            body.to_string(),
+        ));
+    }
+    None
+}
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Response {
     Response::builder()

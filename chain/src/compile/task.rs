@@ -207,6 +207,7 @@ impl Compiler {
             pool: non_empty(&config.pool),
             temperature,
             max_tokens,
+            stream: config.stream,
         }
     }
 

@@ -601,6 +601,37 @@ class Backends(_Service):
         request = backend_pb2.DeleteBackendRequest(id=backend_id, etag=etag)
         await self._client.call(self._stubs.backends.DeleteBackend, request)
 
+    async def sync(self, backend_id: str) -> backend_pb2.Backend:
+        """Syncs a backend now (SyncBackend): checks its health and fetches
+        its model list anew; returns it with the new observed state (an
+        unreachable backend comes back with `state.health` UNHEALTHY)."""
+        request = backend_pb2.SyncBackendRequest(id=backend_id)
+        return await self._client.call(self._stubs.backends.SyncBackend, request)
+
+    async def state(self, backend_id: str) -> backend_pb2.BackendState:
+        """What the reconciler last observed of a backend: health, latency,
+        last error, and `observed_models` with their context length,
+        capabilities and size."""
+        return (await self.get_backend(backend_id)).state
+
+    async def pull(
+        self, backend_id: str, model: str
+    ) -> AsyncIterator[backend_pb2.PullModelProgress]:
+        """Downloads a model onto an Ollama backend (PullModel), yielding
+        progress; the last message has `done`. A failed download raises
+        (`Unavailable`, or `NotFound` for a model the registry lacks);
+        `FailedPrecondition` for a backend that is not Ollama. Not retried:
+        a broken stream raises `Unavailable` (pull again: Ollama resumes)."""
+        request = backend_pb2.PullModelRequest(backend_id=backend_id, model=model)
+        stream = self._stubs.backends.PullModel(request, metadata=self._client.metadata)
+        try:
+            async for progress in stream:
+                yield progress
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            stream.cancel()
+
     async def list_pools(
         self, *, page_size: int = 0, page_token: str = ""
     ) -> backend_pb2.ListPoolsResponse:

@@ -7,9 +7,11 @@ use super::convert::backend::{
 };
 use super::page::{child_scope, infallible, list_page};
 use super::request::{Patch, deletion, require, require_pair};
-use super::{ApiContext, ApiResult};
+use super::{ApiContext, ApiError, ApiResult};
+use crate::fleet::PullReport;
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
 use crate::store::DynStore;
+use tonic::codegen::BoxStream;
 
 pub struct BackendApi {
     context: ApiContext,
@@ -32,6 +34,8 @@ service! {
         fn list_backends(pb::ListBackendsRequest) -> pb::ListBackendsResponse;
         fn update_backend(pb::UpdateBackendRequest) -> pb::Backend;
         fn delete_backend(pb::DeleteBackendRequest) -> ();
+        fn sync_backend(pb::SyncBackendRequest) -> pb::Backend;
+        fn pull_model(pb::PullModelRequest) -> BoxStream<pb::PullModelProgress>;
         fn create_pool(pb::CreatePoolRequest) -> pb::Pool;
         fn get_pool(pb::GetPoolRequest) -> pb::Pool;
         fn list_pools(pb::ListPoolsRequest) -> pb::ListPoolsResponse;
@@ -96,6 +100,29 @@ impl BackendApi {
         self.store().delete_backend(&request.id, expected).await?;
         tracing::info!(backend_id = %request.id, "backend deleted");
         Ok(())
+    }
+
+    async fn sync_backend(&self, request: pb::SyncBackendRequest) -> ApiResult<pb::Backend> {
+        require("id", &request.id)?;
+        let synced = self.context.fleet().sync_backend(&request.id).await?;
+        Ok(backend_message(synced))
+    }
+
+    async fn pull_model(
+        &self,
+        request: pb::PullModelRequest,
+    ) -> ApiResult<BoxStream<pb::PullModelProgress>> {
+        require_pair("backend_id", &request.backend_id, "model", &request.model)?;
+        let reports = self
+            .context
+            .fleet()
+            .pull_model(&request.backend_id, &request.model)
+            .await?;
+        Ok(Box::pin(futures::StreamExt::map(reports, |report| {
+            report
+                .map(progress_message)
+                .map_err(|error| ApiError::from(error).into())
+        })))
     }
 
     async fn create_pool(&self, request: pb::CreatePoolRequest) -> ApiResult<pb::Pool> {
@@ -235,5 +262,14 @@ impl BackendApi {
             .await
             .map_err(resolve_error)?;
         Ok(embed_answer(served))
+    }
+}
+
+fn progress_message(report: PullReport) -> pb::PullModelProgress {
+    pb::PullModelProgress {
+        status: report.progress.status,
+        completed_bytes: report.progress.completed_bytes,
+        total_bytes: report.progress.total_bytes,
+        done: report.done,
     }
 }

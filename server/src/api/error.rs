@@ -73,6 +73,9 @@ pub enum ApiError {
     /// The store cannot be reached or cannot serve now; retry.
     #[error("the store is unavailable; retry later with the same request id")]
     StoreUnavailable(String),
+    /// A model provider failed the operation (a download); retry.
+    #[error("{0}")]
+    ProviderUnavailable(String),
     /// The store's disk is full; reads still work.
     #[error("the store's storage is full; retry later with the same request id")]
     StorageFull(String),
@@ -113,7 +116,8 @@ impl ApiError {
             ApiError::ShuttingDown
             | ApiError::SessionSilent(_)
             | ApiError::Unavailable(_)
-            | ApiError::StoreUnavailable(_) => Code::Unavailable,
+            | ApiError::StoreUnavailable(_)
+            | ApiError::ProviderUnavailable(_) => Code::Unavailable,
             ApiError::StorageFull(_) => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
             ApiError::Stream(status) => status.code(),
@@ -134,9 +138,26 @@ impl ApiError {
             ApiError::SessionSilent(_) => "SESSION_SILENT",
             ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
             ApiError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            ApiError::ProviderUnavailable(_) => "PROVIDER_UNAVAILABLE",
             ApiError::StorageFull(_) => "STORAGE_FULL",
             ApiError::Internal(_) => "INTERNAL",
             ApiError::Stream(_) => "STREAM_BROKEN",
+        }
+    }
+}
+
+impl From<crate::fleet::FleetError> for ApiError {
+    fn from(error: crate::fleet::FleetError) -> Self {
+        use crate::fleet::FleetError;
+        match error {
+            FleetError::Store(error) => error.into(),
+            FleetError::NotPullable { .. } => ApiError::FailedPrecondition {
+                reason: "BACKEND_CANNOT_PULL",
+                message: error.to_string(),
+            },
+            FleetError::ModelNotFound { message, .. } => ApiError::NotFoundMessage(message),
+            FleetError::ProviderFailed(message) => ApiError::ProviderUnavailable(message),
+            FleetError::SyncBusy(_) => ApiError::ProviderUnavailable(error.to_string()),
         }
     }
 }
@@ -194,6 +215,9 @@ impl From<ApiError> for Status {
             // is not worth a line of its own.
             ApiError::StoreUnavailable(cause) | ApiError::StorageFull(cause) => {
                 tracing::debug!(cause = %cause, "store fault");
+            }
+            ApiError::ProviderUnavailable(cause) => {
+                tracing::debug!(cause = %cause, "provider failure");
             }
             ApiError::DeadlineExceeded { run_id, .. } => {
                 metadata.insert("run_id".to_string(), run_id.clone());

@@ -23,6 +23,8 @@ const FEATURES: &[&str] = &[
     "chain_versions",
     "runs",
     "workers",
+    "backend_sync",
+    "model_pull",
 ];
 
 service! {

@@ -54,6 +54,7 @@ pub use worker::WorkerApi;
 
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
+use crate::fleet::Fleet;
 use crate::kernel::Kernel;
 use crate::store::DynStore;
 
@@ -67,17 +68,24 @@ struct ContextInner {
     kernel: Kernel,
     executor: Arc<Executor>,
     dispatcher: Dispatcher,
+    fleet: Fleet,
     draining: watch::Sender<bool>,
 }
 
 impl ApiContext {
-    pub fn new(kernel: Kernel, executor: Arc<Executor>, dispatcher: Dispatcher) -> Self {
+    pub fn new(
+        kernel: Kernel,
+        executor: Arc<Executor>,
+        dispatcher: Dispatcher,
+        fleet: Fleet,
+    ) -> Self {
         let (draining, _) = watch::channel(false);
         ApiContext {
             inner: Arc::new(ContextInner {
                 kernel,
                 executor,
                 dispatcher,
+                fleet,
                 draining,
             }),
         }
@@ -91,6 +99,11 @@ impl ApiContext {
     /// This replica's worker sessions.
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.inner.dispatcher
+    }
+
+    /// The reconciler and the model pulls.
+    pub fn fleet(&self) -> &Fleet {
+        &self.inner.fleet
     }
 
     pub fn store(&self) -> &DynStore {

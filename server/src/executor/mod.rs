@@ -1,7 +1,7 @@
 //! Executes one attempt of a built-in handler: model calls through the
-//! resolver (streaming token deltas to run watchers), HTTP hooks, and the
-//! trivial handlers. The kernel's runner owns the lease, the timeout and
-//! recording the result; dropping the future returned by
+//! resolver (streaming token deltas to run watchers that want them), HTTP
+//! hooks, and the trivial handlers. The kernel's runner owns the lease, the
+//! timeout and recording the result; dropping the future returned by
 //! [`Executor::execute`] cancels the work, including an in-flight HTTP call.
 
 use std::time::Duration;
@@ -175,8 +175,10 @@ impl Executor {
         .map_err(resolve_failure)
     }
 
-    /// One chat call with failover, streaming token deltas to the run's
-    /// watchers.
+    /// One chat call with failover. It streams, token deltas going to the
+    /// run's watchers, only when a watcher wants them or the task asks for
+    /// it; otherwise it is one plain request (which every server answers
+    /// with its token usage). The choice is made as the call starts.
     async fn chat(
         &self,
         kernel: &Kernel,
@@ -195,6 +197,13 @@ impl Executor {
             temperature: task.model.temperature,
             max_tokens: task.model.max_tokens,
         };
+        if !(task.model.stream || kernel.wants_deltas(&attempt.run_id)) {
+            return self
+                .resolver
+                .chat(&candidates, &request, None)
+                .await
+                .map_err(resolve_failure);
+        }
         let (deltas, mut received) = mpsc::channel::<String>(64);
         let call = self.resolver.chat(&candidates, &request, Some(deltas));
         let forward = async {

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::broadcast;
 
@@ -37,6 +38,17 @@ pub struct TokenDelta {
 #[derive(Default)]
 pub struct EventHub {
     runs: Mutex<HashMap<String, broadcast::Sender<LiveEvent>>>,
+    /// Who wants token deltas: a model call streams only then.
+    delta_watchers: Mutex<DeltaWatchers>,
+}
+
+/// The runs whose token deltas someone wants: watchers on this replica
+/// (counted), and watchers on other replicas as they last announced
+/// themselves (until when that announcement holds).
+#[derive(Default)]
+struct DeltaWatchers {
+    local: HashMap<String, usize>,
+    remote: HashMap<String, Instant>,
 }
 
 /// Capacity of one run's channel; a watcher that lags further re-reads the
@@ -131,6 +143,51 @@ impl EventHub {
         });
     }
 
+    /// A watcher of `run_id` on this replica wants token deltas (until
+    /// [`EventHub::remove_delta_watcher`]).
+    pub fn add_delta_watcher(&self, run_id: &str) {
+        *lock(&self.delta_watchers)
+            .local
+            .entry(run_id.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn remove_delta_watcher(&self, run_id: &str) {
+        let mut watchers = lock(&self.delta_watchers);
+        if let Some(count) = watchers.local.get_mut(run_id) {
+            *count -= 1;
+            if *count == 0 {
+                watchers.local.remove(run_id);
+            }
+        }
+    }
+
+    /// A watcher of `run_id` on another replica wants token deltas; the
+    /// announcement holds `until` (that replica repeats it while its
+    /// watcher stays).
+    pub fn note_remote_delta_watcher(&self, run_id: &str, until: Instant) {
+        let mut watchers = lock(&self.delta_watchers);
+        let now = Instant::now();
+        watchers.remote.retain(|_, expiry| *expiry > now);
+        watchers.remote.insert(run_id.to_string(), until);
+    }
+
+    /// Whether anyone, here or on another replica, wants `run_id`'s token
+    /// deltas now.
+    pub fn wants_deltas(&self, run_id: &str) -> bool {
+        let watchers = lock(&self.delta_watchers);
+        watchers.local.contains_key(run_id)
+            || watchers
+                .remote
+                .get(run_id)
+                .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// The runs whose token deltas a watcher on this replica wants.
+    pub fn locally_delta_watched_runs(&self) -> Vec<String> {
+        lock(&self.delta_watchers).local.keys().cloned().collect()
+    }
+
     /// Number of runs with watchers (for tests and metrics).
     pub fn watched_runs(&self) -> usize {
         self.runs
@@ -138,6 +195,12 @@ impl EventHub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .len()
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -158,5 +221,21 @@ mod tests {
         // Publishing to a run nobody watches allocates nothing.
         hub.poke("run");
         assert_eq!(hub.watched_runs(), 0);
+    }
+
+    #[test]
+    fn deltas_are_wanted_while_a_delta_watcher_stays() {
+        let hub = EventHub::default();
+        assert!(!hub.wants_deltas("run"));
+        hub.add_delta_watcher("run");
+        hub.add_delta_watcher("run");
+        hub.remove_delta_watcher("run");
+        assert!(hub.wants_deltas("run"));
+        hub.remove_delta_watcher("run");
+        assert!(!hub.wants_deltas("run"));
+        hub.note_remote_delta_watcher("other", Instant::now() + std::time::Duration::from_secs(60));
+        assert!(hub.wants_deltas("other"));
+        hub.note_remote_delta_watcher("gone", Instant::now());
+        assert!(!hub.wants_deltas("gone"));
     }
 }

@@ -52,7 +52,7 @@ pub use engine::{AttemptChange, Transitioned};
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
 use lease::Caps;
-pub use signals::RunObserver;
+pub use signals::{DeltaInterest, RunObserver};
 use transitions::{MAX_STARTS, MAX_TRANSITIONS, StartItem, TransitionItem};
 
 /// Tunables of the engine.

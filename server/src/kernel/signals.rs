@@ -21,6 +21,27 @@ pub trait RunObserver: Send + Sync {
     fn attempts_changed(&self, attempts: &[AttemptChange]);
 }
 
+/// How often a replica repeats that its watchers want a run's token
+/// deltas, and how long the others believe it.
+const DELTA_INTEREST_REPEAT: Duration = Duration::from_secs(20);
+const DELTA_INTEREST_HOLDS: Duration = Duration::from_secs(60);
+
+/// "A watcher here wants this run's token deltas", sent to the other
+/// replicas on the deltas' own channel: a delta of no attempt (real deltas
+/// always name theirs) and no text.
+fn delta_interest(run_id: &str) -> Delta {
+    Delta {
+        run_id: run_id.to_string(),
+        task_id: String::new(),
+        attempt_id: String::new(),
+        text: String::new(),
+    }
+}
+
+fn is_delta_interest(delta: &Delta) -> bool {
+    delta.attempt_id.is_empty()
+}
+
 /// Takes what a one-time slot holds.
 fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
     slot.lock()
@@ -32,6 +53,19 @@ async fn recv_signal(incoming: &mut Option<mpsc::Receiver<Signal>>) -> Option<Si
     match incoming {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A watcher's wish for a run's token deltas, withdrawn when dropped (the
+/// other replicas forget it once its last announcement runs out).
+pub struct DeltaInterest {
+    kernel: Kernel,
+    run_id: String,
+}
+
+impl Drop for DeltaInterest {
+    fn drop(&mut self) {
+        self.kernel.inner.hub.remove_delta_watcher(&self.run_id);
     }
 }
 
@@ -85,8 +119,14 @@ impl Kernel {
             }
         };
         let _announcing = AbortOnDrop(Some(tokio::spawn(self.clone().announce(changed, deltas))));
+        let mut repeat_interest = tokio::time::interval(DELTA_INTEREST_REPEAT);
         loop {
             tokio::select! {
+                _ = repeat_interest.tick() => {
+                    for run_id in self.inner.hub.locally_delta_watched_runs() {
+                        self.announce_delta_interest(&run_id);
+                    }
+                }
                 signal = recv_signal(&mut incoming) => match signal {
                     Some(Signal::Changed(announcement)) if announcement.origin != self.inner.instance_id => {
                         for run_id in &announcement.run_ids {
@@ -109,7 +149,12 @@ impl Kernel {
                     }
                     Some(Signal::Deltas(batch)) if batch.origin != self.inner.instance_id => {
                         for delta in batch.deltas {
-                            self.inner.hub.delta(&delta.run_id, &delta.task_id, &delta.attempt_id, delta.text);
+                            if is_delta_interest(&delta) {
+                                let until = std::time::Instant::now() + DELTA_INTEREST_HOLDS;
+                                self.inner.hub.note_remote_delta_watcher(&delta.run_id, until);
+                            } else {
+                                self.inner.hub.delta(&delta.run_id, &delta.task_id, &delta.attempt_id, delta.text);
+                            }
                         }
                     }
                     Some(_) => {}
@@ -190,6 +235,31 @@ impl Kernel {
                 attempt_id: attempt_id.to_string(),
                 text,
             });
+        }
+    }
+
+    /// Whether a watcher of `run_id` (on any replica) wants its token
+    /// deltas: a model call of the run streams only then, or when its task
+    /// asks to.
+    pub fn wants_deltas(&self, run_id: &str) -> bool {
+        self.inner.hub.wants_deltas(run_id)
+    }
+
+    /// Registers a watcher of `run_id` that wants token deltas, here and
+    /// (with a shared store) on the other replicas, until the returned
+    /// guard is dropped.
+    pub fn want_deltas(&self, run_id: &str) -> DeltaInterest {
+        self.inner.hub.add_delta_watcher(run_id);
+        self.announce_delta_interest(run_id);
+        DeltaInterest {
+            kernel: self.clone(),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    fn announce_delta_interest(&self, run_id: &str) {
+        if self.inner.store.kind() != "sqlite" {
+            let _ = self.inner.deltas.send(delta_interest(run_id));
         }
     }
 

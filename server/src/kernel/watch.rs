@@ -49,6 +49,9 @@ pub struct RunWatch {
     kernel: Kernel,
     run_id: String,
     include_deltas: bool,
+    /// Held while the watch wants token deltas: model calls of the run
+    /// stream only while someone does.
+    _delta_interest: Option<super::signals::DeltaInterest>,
     /// Subscribed before the first read, so nothing committed in between
     /// is missed.
     live: Subscription,
@@ -110,6 +113,7 @@ impl Kernel {
             kernel: self.clone(),
             run_id: run_id.to_string(),
             include_deltas,
+            _delta_interest: include_deltas.then(|| self.want_deltas(run_id)),
             live,
             last: after_seq,
             pending: VecDeque::new(),

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents};
-use super::{Bounded, ChatCall, ChatResponse, ProviderError, Role, TokenUsage, Wire};
+use super::{
+    Bounded, ChatCall, ChatResponse, ObservedModel, ProviderError, Role, TokenUsage, Wire,
+};
 
 const API_VERSION: &str = "2023-06-01";
 /// The API requires `max_tokens`; used when the request leaves it open.
@@ -130,7 +132,7 @@ impl Wire for Anthropic {
         Err(http.truncated())
     }
 
-    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<ObservedModel>, ProviderError> {
         let request = |after: Option<&str>| {
             let builder =
                 Self::versioned(http, Method::GET, "/v1/models").query(&[("limit", "1000")]);
@@ -140,7 +142,15 @@ impl Wire for Anthropic {
             }
         };
         http.pages(request, |page: ModelPage| {
-            let names = page.data.into_iter().map(|model| model.id).collect();
+            // Anthropic lists names only.
+            let names = page
+                .data
+                .into_iter()
+                .map(|model| ObservedModel {
+                    name: model.id,
+                    ..ObservedModel::default()
+                })
+                .collect();
             (names, page.last_id.filter(|_| page.has_more))
         })
         .await

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::http::{Auth, Endpoint, Settings, SseEvents, Transcript};
 use super::{
-    Bounded, ChatCall, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError, Role,
-    TokenUsage, Wire,
+    Bounded, ChatCall, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ObservedModel,
+    ProviderError, Role, TokenUsage, Wire,
 };
 
 pub(crate) struct Gemini;
@@ -131,7 +131,7 @@ impl Wire for Gemini {
         })
     }
 
-    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<ObservedModel>, ProviderError> {
         let request = |token: Option<&str>| {
             let builder = http
                 .request(Method::GET, "/v1beta/models")
@@ -142,19 +142,9 @@ impl Wire for Gemini {
             }
         };
         http.pages(request, |page: ModelPage| {
-            let names = page
-                .models
-                .into_iter()
-                .map(|model| {
-                    model
-                        .name
-                        .strip_prefix("models/")
-                        .map(str::to_string)
-                        .unwrap_or(model.name)
-                })
-                .collect();
+            let models = page.models.into_iter().map(ModelEntry::observed).collect();
             (
-                names,
+                models,
                 page.next_page_token.filter(|token| !token.is_empty()),
             )
         })
@@ -330,6 +320,38 @@ struct ModelPage {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ModelEntry {
     name: String,
+    #[serde(default)]
+    input_token_limit: i64,
+    #[serde(default)]
+    supported_generation_methods: Vec<String>,
+}
+
+impl ModelEntry {
+    /// `generateContent` means chat and prompt calls, `embedContent`
+    /// embeddings.
+    fn observed(self) -> ObservedModel {
+        let mut capabilities: Vec<String> = vec![];
+        for method in &self.supported_generation_methods {
+            match method.as_str() {
+                "generateContent" => capabilities.extend(["chat".into(), "prompt".into()]),
+                "embedContent" => capabilities.push("embed".into()),
+                _ => {}
+            }
+        }
+        capabilities.sort();
+        capabilities.dedup();
+        ObservedModel {
+            name: self
+                .name
+                .strip_prefix("models/")
+                .map(str::to_string)
+                .unwrap_or(self.name),
+            context_length: self.input_token_limit.clamp(0, i64::from(i32::MAX)) as i32,
+            capabilities,
+            size_bytes: 0,
+        }
+    }
 }

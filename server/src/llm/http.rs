@@ -23,6 +23,7 @@ pub(crate) struct Settings<'a> {
     pub base_url: &'a str,
     pub api_key: Option<&'a str>,
     pub timeout: Duration,
+    pub options: super::ProviderOptions,
 }
 
 /// Where a provider expects its API key.
@@ -48,6 +49,8 @@ pub(crate) struct Endpoint {
     /// or API version.
     base: String,
     auth_header: Option<(HeaderName, HeaderValue)>,
+    /// Sent with every request (a preset's conventions).
+    fixed_headers: Vec<(HeaderName, HeaderValue)>,
     api_key: Option<String>,
     timeout: Duration,
 }
@@ -112,17 +115,30 @@ impl Endpoint {
             client: settings.client,
             base,
             auth_header,
+            fixed_headers: Vec::new(),
             api_key: api_key.map(str::to_string),
             timeout: settings.timeout,
         })
     }
 
+    /// Sends `name: value` with every request.
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.fixed_headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+        self
+    }
+
     /// A request to `base + path`, with the auth header when a key is set.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let builder = self
+        let mut builder = self
             .client
             .checked()
             .request(method, format!("{}{path}", self.base));
+        for (name, value) in &self.fixed_headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
         match &self.auth_header {
             Some((name, value)) => builder.header(name.clone(), value.clone()),
             None => builder,
@@ -142,10 +158,20 @@ impl Endpoint {
                 self.provider, self.timeout
             ))),
         };
+        self.scrubbed(result)
+    }
+
+    /// The result with the key scrubbed from its error.
+    pub fn scrubbed<T>(&self, result: Result<T, ProviderError>) -> Result<T, ProviderError> {
         result.map_err(|mut error| {
             error.message = outbound::redact(&error.message, self.secrets());
             error
         })
+    }
+
+    /// The per-call deadline.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn secrets(&self) -> &[String] {
@@ -191,15 +217,15 @@ impl Endpoint {
         })
     }
 
-    /// The names of a paged listing, following at most [`MAX_PAGES`] pages:
+    /// The items of a paged listing, following at most [`MAX_PAGES`] pages:
     /// `request` builds the request for a page from the cursor the previous
-    /// one returned (`None` for the first), `read` takes a page's names and
+    /// one returned (`None` for the first), `read` takes a page's items and
     /// the next cursor (`None` on the last page).
-    pub async fn pages<Page: DeserializeOwned>(
+    pub async fn pages<Page: DeserializeOwned, Item>(
         &self,
         request: impl Fn(Option<&str>) -> RequestBuilder,
-        read: impl Fn(Page) -> (Vec<String>, Option<String>),
-    ) -> Result<Vec<String>, ProviderError> {
+        read: impl Fn(Page) -> (Vec<Item>, Option<String>),
+    ) -> Result<Vec<Item>, ProviderError> {
         let mut names = vec![];
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {

@@ -16,6 +16,8 @@ pub mod limits;
 mod ollama;
 mod openai;
 pub mod resolver;
+mod selection;
+mod usage;
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::outbound::{HttpClient, OutboundPolicy};
+pub use crate::store::ObservedModel;
 
 /// Who said a chat message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +122,15 @@ pub struct EmbedResponse {
     pub vector: Vec<f32>,
     pub model: String,
     pub usage: TokenUsage,
+}
+
+/// One progress report of a model download, as the provider words it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    pub status: String,
+    pub completed_bytes: i64,
+    /// 0 while unknown.
+    pub total_bytes: i64,
 }
 
 /// Whether a failed call may succeed if tried again (possibly elsewhere).
@@ -217,8 +229,19 @@ pub trait Provider: Send + Sync {
     /// The embedding of one input.
     async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
 
-    /// The models the backend serves, as names usable in requests.
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError>;
+    /// The models the backend serves, by names usable in requests, with
+    /// what the provider says of them (context length, capabilities, size).
+    async fn list_models(&self) -> Result<Vec<ObservedModel>, ProviderError>;
+
+    /// Downloads a model onto the backend (Ollama), sending progress as it
+    /// arrives. A download may take far longer than one call: the timeout
+    /// bounds each wait for the next progress report instead. A model the
+    /// provider's registry does not have fails with status 404.
+    async fn pull_model(
+        &self,
+        model: &str,
+        progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError>;
 }
 
 /// One chat call as a provider makes it: the endpoint it goes to, the
@@ -249,7 +272,21 @@ trait Wire: Send + Sync {
         )))
     }
 
-    async fn list_models(&self, http: &http::Endpoint) -> Result<Vec<String>, ProviderError>;
+    async fn list_models(&self, http: &http::Endpoint)
+    -> Result<Vec<ObservedModel>, ProviderError>;
+
+    /// Model downloads, for providers that have them.
+    async fn pull_model(
+        &self,
+        http: &http::Endpoint,
+        _model: &str,
+        _progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::fatal(format!(
+            "{}: model downloads are unsupported by this provider",
+            http.provider
+        )))
+    }
 }
 
 /// A provider: its [`Wire`] calls on its endpoint, each bounded by the
@@ -286,8 +323,17 @@ impl<W: Wire> Provider for Bounded<W> {
             .await
     }
 
-    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self) -> Result<Vec<ObservedModel>, ProviderError> {
         self.http.bounded(self.wire.list_models(&self.http)).await
+    }
+
+    async fn pull_model(
+        &self,
+        model: &str,
+        progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError> {
+        let result = self.wire.pull_model(&self.http, model, progress).await;
+        self.http.scrubbed(result)
     }
 }
 
@@ -304,6 +350,14 @@ pub const BACKEND_TYPES: &[&str] = &[
     "lm_studio",
 ];
 
+/// How a backend's server departs from its wire format's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// Never send `stream_options` (OpenAI wire): for servers that reject
+    /// it. Usage of streamed answers is then counted another way.
+    pub omit_stream_options: bool,
+}
+
 /// A client for one backend. An empty `base_url` means the provider's public
 /// endpoint (or local Ollama); `openai_compatible` needs one. Base URLs work
 /// with or without the API version suffix (`/v1`, `/v1beta`).
@@ -314,11 +368,31 @@ pub fn provider_for(
     timeout: Duration,
     client: HttpClient,
 ) -> Result<Box<dyn Provider>, ProviderError> {
+    provider_with_options(
+        backend_type,
+        base_url,
+        api_key,
+        timeout,
+        client,
+        ProviderOptions::default(),
+    )
+}
+
+/// [`provider_for`] with the backend's [`ProviderOptions`].
+pub fn provider_with_options(
+    backend_type: &str,
+    base_url: &str,
+    api_key: Option<&str>,
+    timeout: Duration,
+    client: HttpClient,
+    options: ProviderOptions,
+) -> Result<Box<dyn Provider>, ProviderError> {
     let settings = http::Settings {
         client,
         base_url,
         api_key,
         timeout,
+        options,
     };
     Ok(match backend_type {
         "ollama" => Box::new(ollama::Ollama::new(settings)?),

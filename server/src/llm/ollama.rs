@@ -1,15 +1,28 @@
 //! Ollama's native API: `/api/chat` (NDJSON when streaming), `/api/embed`,
-//! `/api/tags`.
+//! `/api/tags` with `/api/show` for each model's details, `/api/pull`.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::http::{Auth, Endpoint, Lines, Settings};
 use super::{
     Bounded, ChatCall, ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse,
-    ProviderError, TokenUsage, Wire,
+    ObservedModel, ProviderError, PullProgress, TokenUsage, Wire,
 };
+
+/// Models whose details one listing asks `/api/show` for; the others are
+/// listed by name and size only (a hostile server cannot make a listing
+/// cost thousands of calls).
+const MAX_SHOWN: usize = 64;
+
+/// `/api/show` calls in flight at once.
+const SHOW_CONCURRENCY: usize = 4;
 
 pub(crate) struct Ollama;
 
@@ -84,11 +97,156 @@ impl Wire for Ollama {
         .await
     }
 
-    async fn list_models(&self, http: &Endpoint) -> Result<Vec<String>, ProviderError> {
+    async fn list_models(&self, http: &Endpoint) -> Result<Vec<ObservedModel>, ProviderError> {
         let reply: TagsReply = http
             .send_json(http.request(Method::GET, "/api/tags"))
             .await?;
-        Ok(reply.models.into_iter().map(|model| model.name).collect())
+        let names: Vec<String> = reply
+            .models
+            .iter()
+            .take(MAX_SHOWN)
+            .map(|model| model.name.clone())
+            .collect();
+        let shown: HashMap<String, ShowReply> = futures::stream::iter(names)
+            .map(|name: String| async move {
+                // Details are optional: a model that cannot be shown is
+                // still listed.
+                let body = serde_json::json!({ "model": name });
+                let builder = http.request(Method::POST, "/api/show").json(&body);
+                let shown = http.send_json::<ShowReply>(builder).await.ok();
+                shown.map(|shown| (name, shown))
+            })
+            .buffer_unordered(SHOW_CONCURRENCY)
+            .filter_map(|shown| async move { shown })
+            .collect()
+            .await;
+        Ok(reply
+            .models
+            .into_iter()
+            .map(|model| {
+                let details = shown.get(&model.name);
+                ObservedModel {
+                    context_length: details.map_or(0, ShowReply::context_length),
+                    capabilities: details.map(ShowReply::capabilities).unwrap_or_default(),
+                    size_bytes: model.size.max(0),
+                    name: model.name,
+                }
+            })
+            .collect())
+    }
+
+    async fn pull_model(
+        &self,
+        http: &Endpoint,
+        model: &str,
+        progress: mpsc::Sender<PullProgress>,
+    ) -> Result<(), ProviderError> {
+        let body = serde_json::json!({ "model": model, "stream": true });
+        let builder = http.request(Method::POST, "/api/pull").json(&body);
+        let response = http.bounded(http.send(builder)).await?;
+        let mut lines = Lines::new(http, response);
+        loop {
+            let line = match tokio::time::timeout(http.timeout(), lines.next_line()).await {
+                Ok(line) => line?,
+                Err(_) => {
+                    return Err(ProviderError::retryable(format!(
+                        "{}: no progress of the download of {model:?} within {:?}",
+                        http.provider,
+                        http.timeout()
+                    )));
+                }
+            };
+            let Some(line) = line else {
+                return Err(http.truncated());
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: PullLine = http.parse(&line)?;
+            if let Some(error) = line.error {
+                return Err(pull_error(http, model, &error));
+            }
+            let done = line.status == "success";
+            // A listener that went away does not stop the download.
+            let _ = progress
+                .send(PullProgress {
+                    status: line.status,
+                    completed_bytes: line.completed.max(0),
+                    total_bytes: line.total.max(0),
+                })
+                .await;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A failure reported inside the pull stream. Ollama reports a model its
+/// registry does not have as an error line (`file does not exist`), which
+/// becomes a 404 like every other provider's "no such model".
+fn pull_error(http: &Endpoint, model: &str, error: &str) -> ProviderError {
+    let missing = ["file does not exist", "not found", "does not exist"];
+    if missing.iter().any(|phrase| error.contains(phrase)) {
+        return ProviderError {
+            status: Some(404),
+            ..ProviderError::fatal(format!(
+                "{}: model {model:?} not found: {error}",
+                http.provider
+            ))
+        };
+    }
+    ProviderError::retryable(format!(
+        "{}: the download of {model:?} failed: {error}",
+        http.provider
+    ))
+}
+
+/// One NDJSON line of `/api/pull`.
+#[derive(Deserialize)]
+struct PullLine {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    total: i64,
+    #[serde(default)]
+    completed: i64,
+    error: Option<String>,
+}
+
+/// What `/api/show` says of a model (only the fields used).
+#[derive(Deserialize)]
+struct ShowReply {
+    #[serde(default)]
+    model_info: HashMap<String, Value>,
+    #[serde(default)]
+    capabilities: Vec<String>,
+}
+
+impl ShowReply {
+    /// `<architecture>.context_length` of `model_info`.
+    fn context_length(&self) -> i32 {
+        self.model_info
+            .iter()
+            .filter(|(key, _)| key.ends_with(".context_length"))
+            .find_map(|(_, value)| value.as_i64())
+            .map_or(0, |length| length.clamp(0, i64::from(i32::MAX)) as i32)
+    }
+
+    /// Ollama's `completion` means chat and prompt calls, `embedding`
+    /// embeddings; other capabilities (`tools`, `vision`…) are not ours.
+    fn capabilities(&self) -> Vec<String> {
+        let mut capabilities: Vec<String> = vec![];
+        for capability in &self.capabilities {
+            match capability.as_str() {
+                "completion" => capabilities.extend(["chat".into(), "prompt".into()]),
+                "embedding" => capabilities.push("embed".into()),
+                _ => {}
+            }
+        }
+        capabilities.sort();
+        capabilities.dedup();
+        capabilities
     }
 }
 
@@ -168,4 +326,6 @@ struct TagsReply {
 #[derive(Deserialize)]
 struct TagsModel {
     name: String,
+    #[serde(default)]
+    size: i64,
 }

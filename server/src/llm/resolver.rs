@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::limits::{self, Admission, Limiter, Metered};
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, selection,
+};
 use crate::chain::ModelPreference;
 use crate::outbound::HttpClient;
 use crate::store::{BackendRecord, DynStore, ModelRecord, PageQuery, StoreError, Throttle};
@@ -24,7 +26,7 @@ pub enum Capability {
 }
 
 impl Capability {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Capability::Chat => "chat",
             Capability::Embed => "embed",
@@ -72,9 +74,11 @@ pub struct Served<T> {
 /// Why no call succeeded.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    /// No backend/model combination can serve the call.
-    #[error("{0}")]
-    NoCandidate(String),
+    /// No backend/model combination can serve the call; `retryable` when
+    /// what refused may change by itself (a backend recovers, a model is
+    /// pulled), not when a model lacks the capability or the context.
+    #[error("{message}")]
+    NoCandidate { message: String, retryable: bool },
     /// Every candidate failed; the last error.
     #[error("{0}")]
     Provider(ProviderError),
@@ -90,7 +94,7 @@ impl ResolveError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ResolveError::NoCandidate(_) => true,
+            ResolveError::NoCandidate { retryable, .. } => *retryable,
             ResolveError::Provider(error) => error.is_retryable(),
             ResolveError::Store(_) => true,
             ResolveError::Throttled(_) => true,
@@ -104,7 +108,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Resolver {
     store: DynStore,
     client: HttpClient,
+    /// The selection policy of pools that set none.
     policy: SelectionPolicy,
+    /// Whether every pool may use models its backends report undeclared.
+    discover_models: bool,
     rotation: Mutex<HashMap<String, usize>>,
     in_flight: Mutex<HashMap<String, usize>>,
     limiter: Limiter,
@@ -130,12 +137,18 @@ impl Drop for InFlight<'_> {
 }
 
 impl Resolver {
-    pub fn new(store: DynStore, client: HttpClient, policy: SelectionPolicy) -> Resolver {
+    pub fn new(
+        store: DynStore,
+        client: HttpClient,
+        policy: SelectionPolicy,
+        discover_models: bool,
+    ) -> Resolver {
         Resolver {
             limiter: Limiter::new(store.clone()),
             store,
             client,
             policy,
+            discover_models,
             rotation: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         }
@@ -163,7 +176,9 @@ impl Resolver {
         }
     }
 
-    /// Candidates in the order they will be tried.
+    /// Candidates in the order they will be tried: the models of
+    /// [`selection::choose`] in order, each model's backends ordered by the
+    /// pool's selection policy (else the server's).
     pub async fn candidates(
         &self,
         preference: &ModelPreference,
@@ -171,16 +186,16 @@ impl Resolver {
         default_pool: &str,
         prompt_chars: usize,
     ) -> Result<Vec<Candidate>, ResolveError> {
-        let pool = preference.pool.as_deref().unwrap_or(default_pool);
+        let pool_id = preference.pool.as_deref().unwrap_or(default_pool);
         let store = &self.store;
-        let mut backends = Self::all(|page| store.list_pool_backends(pool, page))
-            .await
-            .map_err(|error| match error {
-                StoreError::NotFound { .. } => {
-                    ResolveError::NoCandidate(format!("pool {pool:?} does not exist"))
-                }
-                other => other.into(),
-            })?;
+        let pool = store.get_pool(pool_id).await.map_err(|error| match error {
+            StoreError::NotFound { .. } => ResolveError::NoCandidate {
+                message: format!("pool {pool_id:?} does not exist"),
+                retryable: false,
+            },
+            other => other.into(),
+        })?;
+        let mut backends = Self::all(|page| store.list_pool_backends(pool_id, page)).await?;
         if !preference.providers.is_empty() {
             backends.retain(|b| preference.providers.contains(&b.backend_type));
             backends.sort_by_key(|b| {
@@ -191,101 +206,55 @@ impl Resolver {
             });
         }
         let mut declared: Vec<ModelRecord> =
-            Self::all(|page| store.list_pool_models(pool, page)).await?;
-        if declared.is_empty() && preference.models.is_empty() {
+            Self::all(|page| store.list_pool_models(pool_id, page)).await?;
+        if declared.is_empty() {
             // A pool without its own models offers every declared model.
             declared = Self::all(|page| store.list_models(page)).await?;
-        }
-        let models: Vec<String> = if preference.models.is_empty() {
-            let mut names: Vec<String> = declared
-                .iter()
-                .filter(|m| m.capabilities.iter().any(|c| c == capability.name()))
-                .map(|m| m.name.clone())
-                .collect();
-            // Backends that reported their models also serve undeclared ones.
-            for backend in &backends {
-                for model in &backend.state.models {
-                    if !names.contains(model) && capability == Capability::Chat {
-                        names.push(model.clone());
-                    }
-                }
-            }
-            names
         } else {
-            preference.models.clone()
-        };
-        let estimated_tokens = prompt_chars / 4;
-        let mut candidates = Vec::new();
-        // Models refused because the prompt does not fit their context.
-        let mut too_small = Vec::new();
-        for model in &models {
-            if let Some(record) = self.declared_model(&declared, model).await? {
-                if !record.capabilities.iter().any(|c| c == capability.name()) {
+            // A model the task names is known by its declaration even when
+            // the pool does not list it.
+            for name in &preference.models {
+                if declared.iter().any(|m| &m.name == name) {
                     continue;
                 }
-                if record.context_length > 0 && estimated_tokens > record.context_length as usize {
-                    too_small.push(format!("{model:?} has {} tokens", record.context_length));
-                    continue;
+                match store.get_model(name).await {
+                    Ok(record) => declared.push(record),
+                    Err(StoreError::NotFound { .. }) => {}
+                    Err(other) => return Err(other.into()),
                 }
             }
-            let mut serving: Vec<BackendRecord> = backends
-                .iter()
-                .filter(|b| b.state.models.is_empty() || b.state.models.contains(model))
-                .cloned()
-                .collect();
-            self.order(&mut serving, &format!("{pool}/{model}"));
+        }
+        let inputs = selection::Inputs {
+            pool: pool_id,
+            backends: &backends,
+            preferred: &preference.models,
+            declared: &declared,
+            discover: self.discover_models || pool.discover_models,
+            capability,
+            prompt_tokens: prompt_chars / 4,
+        };
+        let choices = selection::choose(&inputs).map_err(|refusal| ResolveError::NoCandidate {
+            message: refusal.message,
+            retryable: refusal.may_change,
+        })?;
+        let policy = SelectionPolicy::parse(&pool.policy).unwrap_or(self.policy);
+        let mut candidates = Vec::new();
+        for choice in choices {
+            let mut serving = choice.backends;
+            self.order(policy, &mut serving, &format!("{pool_id}/{}", choice.model));
             candidates.extend(serving.into_iter().map(|backend| Candidate {
                 backend,
-                model: model.clone(),
+                model: choice.model.clone(),
             }));
-        }
-        if candidates.is_empty() {
-            if !too_small.is_empty() {
-                return Err(ResolveError::NoCandidate(format!(
-                    "the prompt needs about {estimated_tokens} tokens of context (4 characters a token); {}",
-                    too_small.join(", ")
-                )));
-            }
-            return Err(ResolveError::NoCandidate(format!(
-                "no backend in pool {pool:?} serves {} with the {} capability{}",
-                if models.is_empty() {
-                    "any declared model".to_string()
-                } else {
-                    format!("any of {models:?}")
-                },
-                capability.name(),
-                if backends.is_empty() {
-                    " (the pool has no backends)"
-                } else {
-                    ""
-                }
-            )));
         }
         Ok(candidates)
     }
 
-    /// The declared record of a model named by the task, from the pool or
-    /// the global declarations.
-    async fn declared_model(
-        &self,
-        pool_models: &[ModelRecord],
-        name: &str,
-    ) -> Result<Option<ModelRecord>, StoreError> {
-        if let Some(record) = pool_models.iter().find(|m| m.name == name) {
-            return Ok(Some(record.clone()));
-        }
-        match self.store.get_model(name).await {
-            Ok(record) => Ok(Some(record)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(other) => Err(other),
-        }
-    }
-
-    fn order(&self, backends: &mut [BackendRecord], key: &str) {
+    fn order(&self, policy: SelectionPolicy, backends: &mut [BackendRecord], key: &str) {
         if backends.len() < 2 {
             return;
         }
-        match self.policy {
+        match policy {
             SelectionPolicy::RoundRobin => {
                 backends.sort_by(|a, b| a.name.cmp(&b.name));
                 let mut rotation = self
@@ -321,12 +290,15 @@ impl Resolver {
         } else {
             DEFAULT_TIMEOUT
         };
-        super::provider_for(
+        super::provider_with_options(
             &backend.backend_type,
             &backend.base_url,
             backend.api_key.as_deref(),
             timeout,
             self.client.clone(),
+            super::ProviderOptions {
+                omit_stream_options: backend.omit_stream_options,
+            },
         )
     }
 

@@ -11,6 +11,7 @@
 
 mod codec;
 mod control;
+mod fleet;
 mod limits;
 mod postgres;
 mod resource;
@@ -34,6 +35,7 @@ pub use limits::{
     AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
     Throttle,
 };
+pub use fleet::FleetStore;
 pub use postgres::PostgresStore;
 pub use runs::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
@@ -316,6 +318,7 @@ pub trait Store:
     + HookStore
     + ChainStore
     + LimitStore
+    + FleetStore
     + Send
     + Sync
     + 'static

@@ -191,6 +191,9 @@ fn task_from_json(task: &serde_json::Value) -> pb::Task {
             .and_then(|t| t.as_f64())
             .map(|t| t as f32),
         max_tokens: int(config, "max_tokens") as i32,
+        stream: field(config, "stream")
+            .and_then(|s| s.as_bool())
+            .unwrap_or_default(),
     });
     let hook = field(task, "hook").map(|hook| pb::HookCall {
         name: text(hook, "name"),

@@ -306,9 +306,11 @@ fn model_preference_merges_and_deduplicates() {
         pool: "internal_chat_pool".into(),
         temperature: None,
         max_tokens: 0,
+        stream: true,
     });
     let compiled = compile(&chain).unwrap();
     let model = &compiled.tasks()[1].model;
+    assert!(model.stream, "the task asks its call to stream");
     assert_eq!(model.models, ["b", "a", "c"]);
     assert_eq!(model.providers, ["openai", "ollama"]);
     assert_eq!(model.pool.as_deref(), Some("internal_chat_pool"));

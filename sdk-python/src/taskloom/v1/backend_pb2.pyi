@@ -254,7 +254,10 @@ class Backend(_message.Message):
     type: Global___BackendType.ValueType
     """The provider protocol."""
     base_url: _builtins.str
-    """Base URL, `http` or `https`, e.g. `http://127.0.0.1:11434`."""
+    """Base URL, `http` or `https`, e.g. `http://127.0.0.1:11434`. Required,
+    except for the presets (OpenRouter, Mistral, vLLM, LM Studio), which
+    use their default when it is empty.
+    """
     api_key: _builtins.str
     """Input only. The provider API key. Never returned by any RPC."""
     has_api_key: _builtins.bool

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17taskloom/v1/chain.proto\x12\x0btaskloom.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x02\n\x05\x43hain\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\'\n\x05tasks\x18\x03 \x03(\x0b\x32\x11.taskloom.v1.TaskR\x05tasks\x12\x14\n\x05\x65ntry\x18\x04 \x01(\tR\x05\x65ntry\x12\x1b\n\tmax_steps\x18\x05 \x01(\x05R\x08maxSteps\x12\x1f\n\x0btoken_limit\x18\x06 \x01(\x03R\ntokenLimit\x12\x14\n\x05\x64\x65\x62ug\x18\x07 \x01(\x08R\x05\x64\x65\x62ug\x12\x18\n\x07version\x18\x14 \x01(\x03R\x07version\x12\x12\n\x04\x65tag\x18\x15 \x01(\tR\x04\x65tag\x12;\n\x0b\x63reate_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"\xe5\x05\n\x04Task\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x18\n\x07handler\x18\x03 \x01(\tR\x07handler\x12-\n\x12system_instruction\x18\x04 \x01(\tR\x11systemInstruction\x12\'\n\x0fprompt_template\x18\x05 \x01(\tR\x0epromptTemplate\x12\x1b\n\tinput_var\x18\x06 \x01(\tR\x08inputVar\x12Q\n\x10valid_conditions\x18\x07 \x03(\x0b\x32&.taskloom.v1.Task.ValidConditionsEntryR\x0fvalidConditions\x12\x41\n\x0e\x65xecute_config\x18\x08 \x01(\x0b\x32\x1a.taskloom.v1.ExecuteConfigR\rexecuteConfig\x12)\n\x04hook\x18\t \x01(\x0b\x32\x15.taskloom.v1.HookCallR\x04hook\x12\x14\n\x05queue\x18\n \x01(\tR\x05queue\x12\x18\n\x07timeout\x18\x0b \x01(\tR\x07timeout\x12.\n\x05retry\x18\x0c \x01(\x0b\x32\x18.taskloom.v1.RetryPolicyR\x05retry\x12(\n\x10retry_on_failure\x18\r \x01(\x05R\x0eretryOnFailure\x12\x37\n\ntransition\x18\x0e \x01(\x0b\x32\x17.taskloom.v1.TransitionR\ntransition\x12\x19\n\x08wait_for\x18\x0f \x03(\tR\x07waitFor\x12\x14\n\x05print\x18\x10 \x01(\tR\x05print\x12#\n\rerror_message\x18\x11 \x01(\tR\x0c\x65rrorMessage\x1a\x42\n\x14ValidConditionsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x08R\x05value:\x02\x38\x01\"\xe1\x01\n\rExecuteConfig\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n\x06models\x18\x02 \x03(\tR\x06models\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x1c\n\tproviders\x18\x04 \x03(\tR\tproviders\x12\x12\n\x04pool\x18\x05 \x01(\tR\x04pool\x12%\n\x0btemperature\x18\x06 \x01(\x02H\x00R\x0btemperature\x88\x01\x01\x12\x1d\n\nmax_tokens\x18\x07 \x01(\x05R\tmaxTokensB\x0e\n\x0c_temperature\"\x8c\x01\n\x08HookCall\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x33\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x1f.taskloom.v1.HookCall.ArgsEntryR\x04\x61rgs\x1a\x37\n\tArgsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xc4\x01\n\x0bRetryPolicy\x12!\n\x0cmax_attempts\x18\x01 \x01(\x05R\x0bmaxAttempts\x12\x18\n\x07\x62\x61\x63koff\x18\x02 \x01(\tR\x07\x62\x61\x63koff\x12#\n\rinitial_delay\x18\x03 \x01(\tR\x0cinitialDelay\x12\x1b\n\tmax_delay\x18\x04 \x01(\tR\x08maxDelay\x12\x1e\n\nmultiplier\x18\x05 \x01(\x01R\nmultiplier\x12\x16\n\x06jitter\x18\x06 \x01(\x01R\x06jitter\"\\\n\nTransition\x12\x1d\n\non_failure\x18\x01 \x01(\tR\tonFailure\x12/\n\x08\x62ranches\x18\x02 \x03(\x0b\x32\x13.taskloom.v1.BranchR\x08\x62ranches\"\x8a\x01\n\x06\x42ranch\x12\x1a\n\x08operator\x18\x01 \x01(\tR\x08operator\x12\x12\n\x04when\x18\x02 \x01(\tR\x04when\x12*\n\x04goto\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x04goto\x12$\n\x0e\x61lert_on_match\x18\x04 \x01(\tR\x0c\x61lertOnMatch\"]\n\x12\x43reateChainRequest\x12(\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x12.taskloom.v1.ChainR\x05\x63hain\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\";\n\x0fGetChainRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"O\n\x11ListChainsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"h\n\x12ListChainsResponse\x12*\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x12.taskloom.v1.ChainR\x06\x63hains\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"f\n\x18ListChainVersionsRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"o\n\x19ListChainVersionsResponse\x12*\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x12.taskloom.v1.ChainR\x06\x63hains\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"q\n\x12UpdateChainRequest\x12(\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x12.taskloom.v1.ChainR\x05\x63hain\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x1d\n\nrequest_id\x18\x03 \x01(\tR\trequestId\"8\n\x12\x44\x65leteChainRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"@\n\x14ValidateChainRequest\x12(\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x12.taskloom.v1.ChainR\x05\x63hain\"j\n\x15ValidateChainResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12;\n\nviolations\x18\x02 \x03(\x0b\x32\x1b.taskloom.v1.FieldViolationR\nviolations\"`\n\x0e\x46ieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason2\xa7\x04\n\x0c\x43hainService\x12\x42\n\x0b\x43reateChain\x12\x1f.taskloom.v1.CreateChainRequest\x1a\x12.taskloom.v1.Chain\x12<\n\x08GetChain\x12\x1c.taskloom.v1.GetChainRequest\x1a\x12.taskloom.v1.Chain\x12M\n\nListChains\x12\x1e.taskloom.v1.ListChainsRequest\x1a\x1f.taskloom.v1.ListChainsResponse\x12\x62\n\x11ListChainVersions\x12%.taskloom.v1.ListChainVersionsRequest\x1a&.taskloom.v1.ListChainVersionsResponse\x12\x42\n\x0bUpdateChain\x12\x1f.taskloom.v1.UpdateChainRequest\x1a\x12.taskloom.v1.Chain\x12\x46\n\x0b\x44\x65leteChain\x12\x1f.taskloom.v1.DeleteChainRequest\x1a\x16.google.protobuf.Empty\x12V\n\rValidateChain\x12!.taskloom.v1.ValidateChainRequest\x1a\".taskloom.v1.ValidateChainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17taskloom/v1/chain.proto\x12\x0btaskloom.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x02\n\x05\x43hain\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\'\n\x05tasks\x18\x03 \x03(\x0b\x32\x11.taskloom.v1.TaskR\x05tasks\x12\x14\n\x05\x65ntry\x18\x04 \x01(\tR\x05\x65ntry\x12\x1b\n\tmax_steps\x18\x05 \x01(\x05R\x08maxSteps\x12\x1f\n\x0btoken_limit\x18\x06 \x01(\x03R\ntokenLimit\x12\x14\n\x05\x64\x65\x62ug\x18\x07 \x01(\x08R\x05\x64\x65\x62ug\x12\x18\n\x07version\x18\x14 \x01(\x03R\x07version\x12\x12\n\x04\x65tag\x18\x15 \x01(\tR\x04\x65tag\x12;\n\x0b\x63reate_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"\xe5\x05\n\x04Task\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x18\n\x07handler\x18\x03 \x01(\tR\x07handler\x12-\n\x12system_instruction\x18\x04 \x01(\tR\x11systemInstruction\x12\'\n\x0fprompt_template\x18\x05 \x01(\tR\x0epromptTemplate\x12\x1b\n\tinput_var\x18\x06 \x01(\tR\x08inputVar\x12Q\n\x10valid_conditions\x18\x07 \x03(\x0b\x32&.taskloom.v1.Task.ValidConditionsEntryR\x0fvalidConditions\x12\x41\n\x0e\x65xecute_config\x18\x08 \x01(\x0b\x32\x1a.taskloom.v1.ExecuteConfigR\rexecuteConfig\x12)\n\x04hook\x18\t \x01(\x0b\x32\x15.taskloom.v1.HookCallR\x04hook\x12\x14\n\x05queue\x18\n \x01(\tR\x05queue\x12\x18\n\x07timeout\x18\x0b \x01(\tR\x07timeout\x12.\n\x05retry\x18\x0c \x01(\x0b\x32\x18.taskloom.v1.RetryPolicyR\x05retry\x12(\n\x10retry_on_failure\x18\r \x01(\x05R\x0eretryOnFailure\x12\x37\n\ntransition\x18\x0e \x01(\x0b\x32\x17.taskloom.v1.TransitionR\ntransition\x12\x19\n\x08wait_for\x18\x0f \x03(\tR\x07waitFor\x12\x14\n\x05print\x18\x10 \x01(\tR\x05print\x12#\n\rerror_message\x18\x11 \x01(\tR\x0c\x65rrorMessage\x1a\x42\n\x14ValidConditionsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x08R\x05value:\x02\x38\x01\"\xf9\x01\n\rExecuteConfig\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n\x06models\x18\x02 \x03(\tR\x06models\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x1c\n\tproviders\x18\x04 \x03(\tR\tproviders\x12\x12\n\x04pool\x18\x05 \x01(\tR\x04pool\x12%\n\x0btemperature\x18\x06 \x01(\x02H\x00R\x0btemperature\x88\x01\x01\x12\x1d\n\nmax_tokens\x18\x07 \x01(\x05R\tmaxTokens\x12\x16\n\x06stream\x18\x08 \x01(\x08R\x06streamB\x0e\n\x0c_temperature\"\x8c\x01\n\x08HookCall\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x33\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x1f.taskloom.v1.HookCall.ArgsEntryR\x04\x61rgs\x1a\x37\n\tArgsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xc4\x01\n\x0bRetryPolicy\x12!\n\x0cmax_attempts\x18\x01 \x01(\x05R\x0bmaxAttempts\x12\x18\n\x07\x62\x61\x63koff\x18\x02 \x01(\tR\x07\x62\x61\x63koff\x12#\n\rinitial_delay\x18\x03 \x01(\tR\x0cinitialDelay\x12\x1b\n\tmax_delay\x18\x04 \x01(\tR\x08maxDelay\x12\x1e\n\nmultiplier\x18\x05 \x01(\x01R\nmultiplier\x12\x16\n\x06jitter\x18\x06 \x01(\x01R\x06jitter\"\\\n\nTransition\x12\x1d\n\non_failure\x18\x01 \x01(\tR\tonFailure\x12/\n\x08\x62ranches\x18\x02 \x03(\x0b\x32\x13.taskloom.v1.BranchR\x08\x62ranches\"\x8a\x01\n\x06\x42ranch\x12\x1a\n\x08operator\x18\x01 \x01(\tR\x08operator\x12\x12\n\x04when\x18\x02 \x01(\tR\x04when\x12*\n\x04goto\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueR\x04goto\x12$\n\x0e\x61lert_on_match\x18\x04 \x01(\tR\x0c\x61lertOnMatch\"]\n\x12\x43reateChainRequest\x12(\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x12.taskloom.v1.ChainR\x05\x63hain\x12\x1d\n\nrequest_id\x18\x02 \x01(\tR\trequestId\";\n\x0fGetChainRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"O\n\x11ListChainsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"h\n\x12ListChainsResponse\x12*\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x12.taskloom.v1.ChainR\x06\x63hains\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"f\n\x18ListChainVersionsRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"o\n\x19ListChainVersionsResponse\x12*\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x12.taskloom.v1.ChainR\x06\x63hains\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"q\n\x12UpdateChainRequest\x12(\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x12.taskloom.v1.ChainR\x05\x63hain\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\x12\x1d\n\nrequest_id\x18\x03 \x01(\tR\trequestId\"8\n\x12\x44\x65leteChainRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04\x65tag\x18\x02 \x01(\tR\x04\x65tag\"@\n\x14ValidateChainRequest\x12(\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x12.taskloom.v1.ChainR\x05\x63hain\"j\n\x15ValidateChainResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12;\n\nviolations\x18\x02 \x03(\x0b\x32\x1b.taskloom.v1.FieldViolationR\nviolations\"`\n\x0e\x46ieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason2\xa7\x04\n\x0c\x43hainService\x12\x42\n\x0b\x43reateChain\x12\x1f.taskloom.v1.CreateChainRequest\x1a\x12.taskloom.v1.Chain\x12<\n\x08GetChain\x12\x1c.taskloom.v1.GetChainRequest\x1a\x12.taskloom.v1.Chain\x12M\n\nListChains\x12\x1e.taskloom.v1.ListChainsRequest\x1a\x1f.taskloom.v1.ListChainsResponse\x12\x62\n\x11ListChainVersions\x12%.taskloom.v1.ListChainVersionsRequest\x1a&.taskloom.v1.ListChainVersionsResponse\x12\x42\n\x0bUpdateChain\x12\x1f.taskloom.v1.UpdateChainRequest\x1a\x12.taskloom.v1.Chain\x12\x46\n\x0b\x44\x65leteChain\x12\x1f.taskloom.v1.DeleteChainRequest\x1a\x16.google.protobuf.Empty\x12V\n\rValidateChain\x12!.taskloom.v1.ValidateChainRequest\x1a\".taskloom.v1.ValidateChainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,39 +45,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASK_VALIDCONDITIONSENTRY']._serialized_start=1183
   _globals['_TASK_VALIDCONDITIONSENTRY']._serialized_end=1249
   _globals['_EXECUTECONFIG']._serialized_start=1252
-  _globals['_EXECUTECONFIG']._serialized_end=1477
-  _globals['_HOOKCALL']._serialized_start=1480
-  _globals['_HOOKCALL']._serialized_end=1620
-  _globals['_HOOKCALL_ARGSENTRY']._serialized_start=1565
-  _globals['_HOOKCALL_ARGSENTRY']._serialized_end=1620
-  _globals['_RETRYPOLICY']._serialized_start=1623
-  _globals['_RETRYPOLICY']._serialized_end=1819
-  _globals['_TRANSITION']._serialized_start=1821
-  _globals['_TRANSITION']._serialized_end=1913
-  _globals['_BRANCH']._serialized_start=1916
-  _globals['_BRANCH']._serialized_end=2054
-  _globals['_CREATECHAINREQUEST']._serialized_start=2056
-  _globals['_CREATECHAINREQUEST']._serialized_end=2149
-  _globals['_GETCHAINREQUEST']._serialized_start=2151
-  _globals['_GETCHAINREQUEST']._serialized_end=2210
-  _globals['_LISTCHAINSREQUEST']._serialized_start=2212
-  _globals['_LISTCHAINSREQUEST']._serialized_end=2291
-  _globals['_LISTCHAINSRESPONSE']._serialized_start=2293
-  _globals['_LISTCHAINSRESPONSE']._serialized_end=2397
-  _globals['_LISTCHAINVERSIONSREQUEST']._serialized_start=2399
-  _globals['_LISTCHAINVERSIONSREQUEST']._serialized_end=2501
-  _globals['_LISTCHAINVERSIONSRESPONSE']._serialized_start=2503
-  _globals['_LISTCHAINVERSIONSRESPONSE']._serialized_end=2614
-  _globals['_UPDATECHAINREQUEST']._serialized_start=2616
-  _globals['_UPDATECHAINREQUEST']._serialized_end=2729
-  _globals['_DELETECHAINREQUEST']._serialized_start=2731
-  _globals['_DELETECHAINREQUEST']._serialized_end=2787
-  _globals['_VALIDATECHAINREQUEST']._serialized_start=2789
-  _globals['_VALIDATECHAINREQUEST']._serialized_end=2853
-  _globals['_VALIDATECHAINRESPONSE']._serialized_start=2855
-  _globals['_VALIDATECHAINRESPONSE']._serialized_end=2961
-  _globals['_FIELDVIOLATION']._serialized_start=2963
-  _globals['_FIELDVIOLATION']._serialized_end=3059
-  _globals['_CHAINSERVICE']._serialized_start=3062
-  _globals['_CHAINSERVICE']._serialized_end=3613
+  _globals['_EXECUTECONFIG']._serialized_end=1501
+  _globals['_HOOKCALL']._serialized_start=1504
+  _globals['_HOOKCALL']._serialized_end=1644
+  _globals['_HOOKCALL_ARGSENTRY']._serialized_start=1589
+  _globals['_HOOKCALL_ARGSENTRY']._serialized_end=1644
+  _globals['_RETRYPOLICY']._serialized_start=1647
+  _globals['_RETRYPOLICY']._serialized_end=1843
+  _globals['_TRANSITION']._serialized_start=1845
+  _globals['_TRANSITION']._serialized_end=1937
+  _globals['_BRANCH']._serialized_start=1940
+  _globals['_BRANCH']._serialized_end=2078
+  _globals['_CREATECHAINREQUEST']._serialized_start=2080
+  _globals['_CREATECHAINREQUEST']._serialized_end=2173
+  _globals['_GETCHAINREQUEST']._serialized_start=2175
+  _globals['_GETCHAINREQUEST']._serialized_end=2234
+  _globals['_LISTCHAINSREQUEST']._serialized_start=2236
+  _globals['_LISTCHAINSREQUEST']._serialized_end=2315
+  _globals['_LISTCHAINSRESPONSE']._serialized_start=2317
+  _globals['_LISTCHAINSRESPONSE']._serialized_end=2421
+  _globals['_LISTCHAINVERSIONSREQUEST']._serialized_start=2423
+  _globals['_LISTCHAINVERSIONSREQUEST']._serialized_end=2525
+  _globals['_LISTCHAINVERSIONSRESPONSE']._serialized_start=2527
+  _globals['_LISTCHAINVERSIONSRESPONSE']._serialized_end=2638
+  _globals['_UPDATECHAINREQUEST']._serialized_start=2640
+  _globals['_UPDATECHAINREQUEST']._serialized_end=2753
+  _globals['_DELETECHAINREQUEST']._serialized_start=2755
+  _globals['_DELETECHAINREQUEST']._serialized_end=2811
+  _globals['_VALIDATECHAINREQUEST']._serialized_start=2813
+  _globals['_VALIDATECHAINREQUEST']._serialized_end=2877
+  _globals['_VALIDATECHAINRESPONSE']._serialized_start=2879
+  _globals['_VALIDATECHAINRESPONSE']._serialized_end=2985
+  _globals['_FIELDVIOLATION']._serialized_start=2987
+  _globals['_FIELDVIOLATION']._serialized_end=3083
+  _globals['_CHAINSERVICE']._serialized_start=3086
+  _globals['_CHAINSERVICE']._serialized_end=3637
 # @@protoc_insertion_point(module_scope)

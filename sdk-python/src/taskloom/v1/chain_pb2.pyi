@@ -233,6 +233,7 @@ class ExecuteConfig(_message.Message):
     POOL_FIELD_NUMBER: _builtins.int
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Preferred model (shorthand for a one-element `models`)."""
     provider: _builtins.str
@@ -245,6 +246,11 @@ class ExecuteConfig(_message.Message):
     """Sampling temperature."""
     max_tokens: _builtins.int
     """Completion token cap."""
+    stream: _builtins.bool
+    """Stream the model's answer even when no watcher asks for token deltas
+    (calls stream by themselves only while a watcher of the run asks for
+    them).
+    """
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Models in order of preference."""
@@ -263,10 +269,11 @@ class ExecuteConfig(_message.Message):
         pool: _builtins.str = ...,
         temperature: _builtins.float | None = ...,
         max_tokens: _builtins.int = ...,
+        stream: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "max_tokens", b"max_tokens", "model", b"model", "models", b"models", "pool", b"pool", "provider", b"provider", "providers", b"providers", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "max_tokens", b"max_tokens", "model", b"model", "models", b"models", "pool", b"pool", "provider", b"provider", "providers", b"providers", "stream", b"stream", "temperature", b"temperature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015

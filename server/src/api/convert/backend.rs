@@ -227,7 +227,14 @@ fn validate_backend(backend: &pb::Backend, violations: &mut Violations) -> Optio
             "must be one of BACKEND_TYPE_OLLAMA, _OPENAI, _OPENAI_COMPATIBLE, _GEMINI, _ANTHROPIC, _OPENROUTER, _MISTRAL, _VLLM, _LM_STUDIO",
         );
     }
-    violations.check_http_url("backend.base_url", &backend.base_url);
+    // The presets know their base URL; every other type names its own.
+    let preset = matches!(
+        backend_type,
+        Some("openrouter" | "mistral" | "vllm" | "lm_studio")
+    );
+    if !(preset && backend.base_url.is_empty()) {
+        violations.check_http_url("backend.base_url", &backend.base_url);
+    }
     violations.check_text("backend.api_key", &backend.api_key, MAX_API_KEY_LEN);
     if backend.api_key.chars().any(char::is_control) {
         violations.add("backend.api_key", "must not contain control characters");
@@ -571,7 +578,7 @@ pub fn embed_answer(served: Served<EmbedResponse>) -> pb::EmbedResponse {
 /// failure is UNAVAILABLE when retryable.
 pub fn resolve_error(error: ResolveError) -> ApiError {
     match error {
-        ResolveError::NoCandidate(message) => ApiError::FailedPrecondition {
+        ResolveError::NoCandidate { message, .. } => ApiError::FailedPrecondition {
             reason: "NO_BACKEND",
             message,
         },

@@ -65,6 +65,7 @@ macro_rules! insert_attempts_and_events {
 mod chains;
 mod claim;
 mod create;
+mod fleet;
 mod idempotency;
 mod limits;
 mod resources;

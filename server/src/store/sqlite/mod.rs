@@ -13,6 +13,7 @@
 mod chains;
 mod claim;
 mod create;
+mod fleet;
 mod idempotency;
 mod limits;
 mod resources;

@@ -257,6 +257,14 @@ export type ExecuteConfig = Message<"taskloom.v1.ExecuteConfig"> & {
      * @generated from field: int32 max_tokens = 7;
      */
     maxTokens: number;
+    /**
+     * Stream the model's answer even when no watcher asks for token deltas
+     * (calls stream by themselves only while a watcher of the run asks for
+     * them).
+     *
+     * @generated from field: bool stream = 8;
+     */
+    stream: boolean;
 };
 /**
  * Describes the message taskloom.v1.ExecuteConfig.

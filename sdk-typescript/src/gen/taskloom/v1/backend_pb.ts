@@ -44,7 +44,9 @@ export type Backend = Message<"taskloom.v1.Backend"> & {
   type: BackendType;
 
   /**
-   * Base URL, `http` or `https`, e.g. `http://127.0.0.1:11434`.
+   * Base URL, `http` or `https`, e.g. `http://127.0.0.1:11434`. Required,
+   * except for the presets (OpenRouter, Mistral, vLLM, LM Studio), which
+   * use their default when it is empty.
    *
    * @generated from field: string base_url = 4;
    */
