@@ -31,11 +31,11 @@ pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
 };
+pub use fleet::FleetStore;
 pub use limits::{
     AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
     Throttle,
 };
-pub use fleet::FleetStore;
 pub use postgres::PostgresStore;
 pub use runs::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
