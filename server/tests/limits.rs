@@ -485,8 +485,19 @@ async fn retry_after_backs_off_and_fails_over(server: TestServer) {
     )
     .await;
     let chain = chain_of("two", vec![model_task("call", "two", "m", None)]);
-    let run_ids = start_runs(&server.channel, &chain, 4).await;
-    wait_all_succeeded(&server.channel, &run_ids, Duration::from_secs(30)).await;
+    // One at a time: calls racing the 429 would reach the backend before
+    // its answer says to back off.
+    let mut run_ids = Vec::new();
+    for _ in 0..4 {
+        let id = start_runs(&server.channel, &chain, 1).await.remove(0);
+        wait_all_succeeded(
+            &server.channel,
+            std::slice::from_ref(&id),
+            Duration::from_secs(30),
+        )
+        .await;
+        run_ids.push(id);
+    }
     assert_eq!(
         limited.call_times().len(),
         1,

@@ -132,7 +132,9 @@ pub fn judge(
     let oldest_leaves = usage.oldest_start.map_or(now, |oldest| oldest + window);
     // Spread over two intervals of a call's share of the window.
     let frees_at = |share: f64| {
-        let spread = LIMIT_WINDOW.mul_f64(share * 2.0).min(MAX_SPREAD);
+        let spread = LIMIT_WINDOW
+            .mul_f64(share.clamp(0.0, 1.0) * 2.0)
+            .min(MAX_SPREAD);
         oldest_leaves + chrono::Duration::from_std(spread.mul_f64(jitter)).unwrap_or_default()
     };
     if limits.requests_per_minute > 0 && usage.started >= i64::from(limits.requests_per_minute) {
