@@ -50,6 +50,11 @@ impl Connections {
             .max_encoding_message_size(16 * 1024 * 1024)
     }
 
+    /// Connection `index` (modulo their number).
+    pub fn channel(&self, index: usize) -> Channel {
+        self.channels[index % self.channels.len()].clone()
+    }
+
     pub fn chains(&self) -> ChainServiceClient<Channel> {
         ChainServiceClient::new(self.channels[0].clone())
     }

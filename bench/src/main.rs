@@ -12,6 +12,7 @@ mod procfs;
 mod report;
 mod server;
 mod stats;
+mod throttling;
 mod workers;
 
 use std::net::IpAddr;
@@ -59,6 +60,12 @@ enum Scenario {
     /// outputs), then `--loop-large-steps` times with 100 kB outputs: the
     /// last steps' rate against the first ones', and server RSS.
     Loop,
+    /// `--throttling-runs` runs over three fake LLM providers, one limited
+    /// to 5 concurrent calls and 60 a minute, on two replicas (one on
+    /// SQLite): runs/s, the limited provider's calls a minute and most
+    /// calls at once, throttled events (docs/limits.md). Not in the default
+    /// list: it takes over a minute by design.
+    Throttling,
 }
 
 /// Benchmark one taskloom server: N runs driven by C concurrent gRPC
@@ -99,6 +106,9 @@ struct Options {
     /// Steps of the `loop` scenario's run with 100 kB outputs.
     #[arg(long, default_value_t = 2_000)]
     loop_large_steps: usize,
+    /// Runs of the `throttling` scenario.
+    #[arg(long, default_value_t = 100)]
+    throttling_runs: usize,
     /// Clients of the `latency` scenario.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     latency_clients: u32,
@@ -437,6 +447,36 @@ async fn bench(
                     looping::print(&report);
                 }
             }
+            Scenario::Throttling => {
+                // A second replica on the same PostgreSQL (SQLite: one).
+                let second = match &store.url {
+                    Some(url) => {
+                        let args = options.server_args.clone();
+                        let url = url.clone();
+                        let binary = binary.to_path_buf();
+                        Some(
+                            tokio::task::spawn_blocking(move || {
+                                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                                BenchServer::start(&binary, Some(&url), &args, false)
+                            })
+                            .await??,
+                        )
+                    }
+                    None => None,
+                };
+                let mut replicas = vec![bench.connections.channel(0)];
+                if let Some(second) = &second {
+                    replicas.push(Connections::open(&second.addr, 1).await?.channel(0));
+                }
+                let report = throttling::drive(throttling::ThrottlingPlan {
+                    replicas: &replicas,
+                    tag: &bench.tag,
+                    runs: options.throttling_runs,
+                    deadline: bench.deadline(),
+                })
+                .await?;
+                throttling::print(&report);
+            }
             Scenario::Inflight => {
                 let report = bench.inflight_scenario().await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
@@ -470,6 +510,7 @@ fn options_summary(options: &Options) -> String {
             Scenario::Workers => "workers",
             Scenario::Inflight => "inflight",
             Scenario::Loop => "loop",
+            Scenario::Throttling => "throttling",
         })
         .collect();
     let pacing = if options.rate > 0.0 {

@@ -332,6 +332,22 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
             })
             .await;
         }
+        // A call limit held the attempt: it waits `Ready`, never fails.
+        Some(Err(TaskFailure {
+            throttled: Some(throttled),
+            ..
+        })) => {
+            record(&attempt, "throttle", || {
+                kernel.throttle_in(
+                    chain.clone(),
+                    &attempt.run_id,
+                    &attempt.id,
+                    &token,
+                    throttled.clone(),
+                )
+            })
+            .await;
+        }
         Some(Err(failure)) => {
             record_failure(kernel, &chain, &attempt, &token, failure).await;
         }

@@ -117,16 +117,17 @@ pub async fn run(
             ..FleetConfig::default()
         },
     );
-    let executor = Arc::new(Executor::new(
+    let resolver = Resolver::new(
         kernel.store().clone(),
-        Resolver::new(
-            kernel.store().clone(),
-            http.clone(),
-            policy,
-            args.discover_models,
-        ),
-        http,
-    ));
+        http.clone(),
+        policy,
+        args.discover_models,
+    );
+    // A limited call that ends frees capacity: this replica's runner looks
+    // for attempts due again at once (other replicas recheck at retry_at).
+    let settled = kernel.clone();
+    resolver.limiter().on_settle(move || settled.wake());
+    let executor = Arc::new(Executor::new(kernel.store().clone(), resolver, http));
     let runner = tokio::spawn(runner::run(
         kernel.clone(),
         executor.clone(),

@@ -57,6 +57,8 @@ pub struct Reply {
     malformed: bool,
     truncated: bool,
     cut_connection: bool,
+    /// `Retry-After` sent with an error reply.
+    retry_after: Option<String>,
 }
 
 impl Reply {
@@ -88,7 +90,15 @@ impl Reply {
             malformed: false,
             truncated: false,
             cut_connection: false,
+            retry_after: None,
         }
+    }
+
+    /// Sends `Retry-After: VALUE` (delay seconds or an HTTP date) with an
+    /// error reply.
+    pub fn retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
     }
 
     /// An HTTP error with this status and body (sent as JSON).
@@ -176,6 +186,13 @@ struct Shared {
     in_flight: AtomicUsize,
     cancelled: AtomicUsize,
     completed: AtomicUsize,
+    /// Chat and embed calls whose reply is still being produced, the most
+    /// there ever were at once, and when each arrived.
+    calls_in_flight: AtomicUsize,
+    max_calls_in_flight: AtomicUsize,
+    call_times: Mutex<Vec<Instant>>,
+    /// Per model: calls in flight now and the most at once.
+    model_calls: Mutex<HashMap<String, (usize, usize)>>,
     /// OpenAI streams carry no usage, even when asked (llama.cpp's server).
     no_stream_usage: std::sync::atomic::AtomicBool,
     /// OpenAI chats with `stream_options` are refused with 400.
@@ -333,6 +350,46 @@ impl FakeLlm {
     }
 }
 
+/// Concurrency and rate as the provider sees them: model calls (chat and
+/// embed; listings are not counted).
+impl FakeLlm {
+    /// Model calls whose reply is still being produced.
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared.calls_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most model calls that were ever in flight at once.
+    pub fn max_concurrent_calls(&self) -> usize {
+        self.shared.max_calls_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// When each model call arrived, in arrival order.
+    pub fn call_times(&self) -> Vec<Instant> {
+        lock(&self.shared.call_times).clone()
+    }
+
+    /// The most calls of `model` that were ever in flight at once.
+    pub fn max_concurrent_calls_of(&self, model: &str) -> usize {
+        lock(&self.shared.model_calls)
+            .get(model)
+            .map_or(0, |(_, most)| *most)
+    }
+
+    /// The most model calls that arrived within any `window`.
+    pub fn max_calls_within(&self, window: Duration) -> usize {
+        let times = self.call_times();
+        let mut most = 0;
+        let mut start = 0;
+        for (end, at) in times.iter().enumerate() {
+            while at.duration_since(times[start]) >= window {
+                start += 1;
+            }
+            most = most.max(end + 1 - start);
+        }
+        most
+    }
+}
+
 impl Drop for FakeLlm {
     fn drop(&mut self) {
         self.server.abort();
@@ -344,6 +401,10 @@ impl Drop for FakeLlm {
 struct Tracker {
     shared: Arc<Shared>,
     finished: bool,
+    /// Counted in `calls_in_flight` until finished or dropped.
+    call: bool,
+    /// The model of the call, counted per model the same way.
+    call_model: Option<String>,
 }
 
 impl Tracker {
@@ -352,10 +413,42 @@ impl Tracker {
         Tracker {
             shared,
             finished: false,
+            call: false,
+            call_model: None,
+        }
+    }
+
+    /// Counts the request as a model call in flight.
+    fn count_call(&mut self, model: &str) {
+        {
+            let mut models = lock(&self.shared.model_calls);
+            let (now, most) = models.entry(model.to_string()).or_default();
+            *now += 1;
+            *most = (*most).max(*now);
+        }
+        self.call_model = Some(model.to_string());
+        let now = self.shared.calls_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared
+            .max_calls_in_flight
+            .fetch_max(now, Ordering::SeqCst);
+        lock(&self.shared.call_times).push(Instant::now());
+        self.call = true;
+    }
+
+    /// Ends the model call before the client can see the reply's end.
+    fn end_call(&mut self) {
+        if std::mem::take(&mut self.call) {
+            self.shared.calls_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        if let Some(model) = self.call_model.take()
+            && let Some((now, _)) = lock(&self.shared.model_calls).get_mut(&model)
+        {
+            *now -= 1;
         }
     }
 
     fn finish(&mut self) {
+        self.end_call();
         if !self.finished {
             self.finished = true;
             self.shared.completed.fetch_add(1, Ordering::SeqCst);
@@ -365,6 +458,7 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
+        self.end_call();
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !self.finished {
             self.shared.cancelled.fetch_add(1, Ordering::SeqCst);
@@ -504,6 +598,9 @@ async fn handle(
         Err(tracker) => tracker,
     };
     let mut tracker = tracker;
+    if let Operation::Chat { model, .. } | Operation::Embed { model, .. } = &operation {
+        tracker.count_call(model);
+    }
     let reply = shared.next_reply(match &operation {
         Operation::Chat { model, .. } | Operation::Embed { model, .. } => model,
         Operation::ListModels { .. } => FakeLlm::LIST_MODELS,
@@ -515,7 +612,11 @@ async fn handle(
     if let Some((status, body)) = &reply.error {
         tracker.finish();
         let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return respond(status, "application/json", body.clone());
+        let mut response = respond(status, "application/json", body.clone());
+        if let Some(value) = reply.retry_after.as_deref().and_then(|v| v.parse().ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
     match operation {
         Operation::Chat {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::chain::{self, CompiledTask, Handler, ModelPreference};
-use crate::kernel::{Kernel, TaskFailure, TaskSuccess, value};
+use crate::kernel::{Kernel, TaskFailure, TaskSuccess, Throttled, value};
 use crate::llm::resolver::{Candidate, Capability, ResolveError, Resolver, Served};
 use crate::llm::{ChatMessage, ChatRequest, ChatResponse, EmbedResponse, Role};
 use crate::outbound::{self, HttpClient};
@@ -403,7 +403,18 @@ fn success(output: pb::Value, served: &Served<ChatResponse>) -> TaskSuccess {
 
 fn resolve_failure(error: ResolveError) -> TaskFailure {
     let retryable = error.is_retryable();
-    TaskFailure::new(error.to_string(), retryable)
+    let throttled = match &error {
+        // Not a failure: the runner puts the attempt back to wait.
+        ResolveError::Throttled(throttle) => Some(Throttled {
+            limit: throttle.limit.clone(),
+            retry_at: throttle.retry_at,
+        }),
+        _ => None,
+    };
+    TaskFailure {
+        throttled,
+        ..TaskFailure::new(error.to_string(), retryable)
+    }
 }
 
 /// Turns a model's answer into the handler's typed output. A model that

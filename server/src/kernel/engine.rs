@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{self, TaskFailure, TaskSuccess};
+use super::decide::{self, TaskFailure, TaskSuccess, Throttled};
 use super::lease::ClaimRequest;
 use super::transitions::{RunDecision, START_TRIES};
 use super::{
@@ -241,6 +241,29 @@ impl Kernel {
             attempt_id,
             lease_token,
             move |given, id, token| decide::fail(given, id, token, failure.clone(), random_unit),
+        )
+        .await
+    }
+
+    /// Puts an attempt a call limit held back in a run of `chain` back to
+    /// `Ready` until the limit frees (no retry spent; see
+    /// [`decide::throttle`]).
+    pub async fn throttle_in(
+        &self,
+        chain: Arc<CompiledChain>,
+        run_id: &str,
+        attempt_id: &str,
+        lease_token: &str,
+        throttled: Throttled,
+    ) -> KernelResult<Transitioned> {
+        self.on_lease(
+            chain,
+            run_id,
+            attempt_id,
+            lease_token,
+            move |given, id, token| {
+                decide::throttle(given, id, token, &throttled.limit, throttled.retry_at)
+            },
         )
         .await
     }

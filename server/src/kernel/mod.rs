@@ -45,7 +45,7 @@ use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, Renderer};
 use crate::store::{AttemptRecord, Delta, DynStore, IdempotencyKey, RunRecord};
 use batch::Batcher;
-pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess};
+pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess, Throttled};
 pub use due::ClaimLoop;
 pub use eager::{Slot, SlotProvider};
 pub use engine::{AttemptChange, Transitioned};

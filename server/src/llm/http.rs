@@ -199,15 +199,22 @@ impl Endpoint {
                 ))
             });
         }
+        let retry_after = match status.as_u16() {
+            429 | 503 => retry_after(&response, chrono::Utc::now()),
+            _ => None,
+        };
         // The status alone decides the kind; an unreadable body only costs
         // the detail. The body may echo the request (and its key): it is
         // redacted before anything is cut from it.
         let body = outbound::read_error_body(response).await;
         let body = outbound::redact(&body, self.secrets());
-        Err(ProviderError::from_status(
-            status.as_u16(),
-            format!("{}: HTTP {status}: {}", self.provider, error_detail(&body)),
-        ))
+        Err(ProviderError {
+            retry_after,
+            ..ProviderError::from_status(
+                status.as_u16(),
+                format!("{}: HTTP {status}: {}", self.provider, error_detail(&body)),
+            )
+        })
     }
 
     /// The items of a paged listing, following at most [`MAX_PAGES`] pages:
@@ -297,6 +304,30 @@ impl Endpoint {
 /// Connection-level failures (refused, reset, timed out, body cut short)
 /// are retryable; failing to even build the request is a configuration bug,
 /// and so is an address the outbound policy refuses.
+/// A response's `Retry-After`: delay seconds or an HTTP date (a date in the
+/// past is no wait at all).
+fn retry_after(response: &Response, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    parse_retry_after(value, now)
+}
+
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError {
     if let Some(refused) = outbound::refusal(error) {
         return ProviderError::fatal(format!("{provider}: {refused}"));
@@ -467,5 +498,31 @@ impl Transcript {
 
     pub fn into_content(self) -> String {
         self.content
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T04:36:50Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let cases = [
+            ("30", Some(Duration::from_secs(30))),
+            (" 0 ", Some(Duration::ZERO)),
+            (
+                "Sun, 06 Dec 2026 04:36:53 GMT",
+                Some(Duration::from_secs(3)),
+            ),
+            ("Sun, 06 Dec 2026 04:36:40 GMT", Some(Duration::ZERO)),
+            ("soon", None),
+            ("-5", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
     }
 }

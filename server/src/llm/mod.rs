@@ -12,6 +12,7 @@
 mod anthropic;
 mod gemini;
 mod http;
+pub mod limits;
 mod ollama;
 mod openai;
 pub mod resolver;
@@ -154,6 +155,9 @@ pub struct ProviderError {
     pub message: String,
     /// The HTTP status, when the provider answered with an error status.
     pub status: Option<u16>,
+    /// How long the provider asked to be left alone (`Retry-After` on a 429
+    /// or 503).
+    pub retry_after: Option<Duration>,
 }
 
 impl ProviderError {
@@ -187,6 +191,7 @@ impl ProviderError {
             kind,
             message: message.into(),
             status: None,
+            retry_after: None,
         }
     }
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::limits::{self, Admission, Limiter, Metered};
 use super::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, selection,
 };
 use crate::chain::ModelPreference;
 use crate::outbound::HttpClient;
-use crate::store::{BackendRecord, DynStore, ModelRecord, PageQuery, StoreError};
+use crate::store::{BackendRecord, DynStore, ModelRecord, PageQuery, StoreError, Throttle};
 
 /// What a call needs from a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,10 @@ pub enum ResolveError {
     Provider(ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Every candidate is held by a call limit (docs/limits.md); the
+    /// earliest retry time and the limit that set it.
+    #[error("throttled: {} (retry at {})", .0.limit, .0.retry_at.to_rfc3339())]
+    Throttled(Throttle),
 }
 
 impl ResolveError {
@@ -92,6 +97,7 @@ impl ResolveError {
             ResolveError::NoCandidate { retryable, .. } => *retryable,
             ResolveError::Provider(error) => error.is_retryable(),
             ResolveError::Store(_) => true,
+            ResolveError::Throttled(_) => true,
         }
     }
 }
@@ -108,6 +114,7 @@ pub struct Resolver {
     discover_models: bool,
     rotation: Mutex<HashMap<String, usize>>,
     in_flight: Mutex<HashMap<String, usize>>,
+    limiter: Limiter,
 }
 
 /// Counts a call in flight on a backend for `least_loaded`.
@@ -137,6 +144,7 @@ impl Resolver {
         discover_models: bool,
     ) -> Resolver {
         Resolver {
+            limiter: Limiter::new(store.clone()),
             store,
             client,
             policy,
@@ -144,6 +152,11 @@ impl Resolver {
             rotation: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The global call limits this resolver admits calls through.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     async fn all<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, StoreError>
@@ -310,7 +323,9 @@ impl Resolver {
         request: &ChatRequest,
         deltas: Option<mpsc::Sender<String>>,
     ) -> Result<Served<ChatResponse>, ResolveError> {
-        self.failover(candidates, |provider, candidate| {
+        let prompt_chars = request.messages.iter().map(|m| m.content.len()).sum();
+        let estimate = limits::estimate_tokens(prompt_chars, request.max_tokens);
+        self.failover(candidates, estimate, |provider, candidate| {
             let mut request = request.clone();
             request.model = candidate.model.clone();
             let deltas = deltas.clone();
@@ -326,7 +341,8 @@ impl Resolver {
         candidates: &[Candidate],
         input: &str,
     ) -> Result<Served<EmbedResponse>, ResolveError> {
-        self.failover(candidates, |provider, candidate| {
+        let estimate = limits::estimate_tokens(input.len(), Some(0));
+        self.failover(candidates, estimate, |provider, candidate| {
             let request = EmbedRequest {
                 model: candidate.model.clone(),
                 input: input.to_string(),
@@ -338,16 +354,28 @@ impl Resolver {
 
     /// Makes `call` on each candidate's provider in turn until one answers
     /// or fails for good; a retryable failure, or a model the backend does
-    /// not serve, moves on to the next.
+    /// not serve, moves on to the next. A candidate held by a call limit
+    /// (docs/limits.md) is skipped; a provider that answers 429/503 with
+    /// `Retry-After` is backed off for that long and skipped too. When no
+    /// candidate answered and one was held, the call is
+    /// [`ResolveError::Throttled`] until the earliest of their retry times.
     async fn failover<T, Call>(
         &self,
         candidates: &[Candidate],
+        estimated_tokens: i64,
         call: impl Fn(Box<dyn Provider>, &Candidate) -> Call,
     ) -> Result<Served<T>, ResolveError>
     where
+        T: Metered,
         Call: Future<Output = Result<T, ProviderError>>,
     {
         let mut last = None;
+        let mut held: Option<Throttle> = None;
+        let mut hold = |throttle: Throttle| {
+            if held.as_ref().is_none_or(|h| throttle.retry_at < h.retry_at) {
+                held = Some(throttle);
+            }
+        };
         for candidate in candidates {
             let provider = match self.provider(&candidate.backend) {
                 Ok(provider) => provider,
@@ -356,8 +384,23 @@ impl Resolver {
                     continue;
                 }
             };
+            let permit = match self
+                .limiter
+                .admit(&candidate.backend, &candidate.model, estimated_tokens)
+                .await?
+            {
+                Admission::Go(permit) => permit,
+                Admission::Throttled(throttle) => {
+                    tracing::debug!(backend = %candidate.backend.name, model = %candidate.model, limit = %throttle.limit, "call limit holds this candidate; trying the next");
+                    hold(throttle);
+                    continue;
+                }
+            };
             let _in_flight = self.track(&candidate.backend.id);
-            match call(provider, candidate).await {
+            let result = call(provider, candidate).await;
+            let tokens = result.as_ref().ok().map(Metered::tokens);
+            self.limiter.settle(permit, tokens).await;
+            match result {
                 Ok(response) => {
                     return Ok(Served {
                         response,
@@ -365,12 +408,28 @@ impl Resolver {
                         model: candidate.model.clone(),
                     });
                 }
+                Err(ProviderError {
+                    status: Some(status @ (429 | 503)),
+                    retry_after: Some(wait),
+                    ..
+                }) => {
+                    let reason = format!("HTTP {status} with Retry-After {}s", wait.as_secs());
+                    tracing::info!(backend = %candidate.backend.name, model = %candidate.model, %reason, "provider asked to wait; backing off");
+                    let throttle = self
+                        .limiter
+                        .back_off(&candidate.backend, &candidate.model, wait, &reason)
+                        .await;
+                    hold(throttle);
+                }
                 Err(error) if error.is_retryable() || error.is_model_not_served() => {
                     tracing::warn!(backend = %candidate.backend.name, model = %candidate.model, error = %error, "model call failed; trying the next candidate");
                     last = Some(error);
                 }
                 Err(error) => return Err(ResolveError::Provider(error)),
             }
+        }
+        if let Some(throttle) = held {
+            return Err(ResolveError::Throttled(throttle));
         }
         Err(ResolveError::Provider(last.unwrap_or_else(|| {
             ProviderError::retryable("no candidate was tried")

@@ -12,6 +12,7 @@
 mod codec;
 mod control;
 mod fleet;
+mod limits;
 mod postgres;
 mod resource;
 mod runs;
@@ -31,6 +32,10 @@ pub use control::{
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
 };
 pub use fleet::FleetStore;
+pub use limits::{
+    AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
+    Throttle,
+};
 pub use postgres::PostgresStore;
 pub use runs::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
@@ -312,6 +317,7 @@ pub trait Store:
     + ModelStore
     + HookStore
     + ChainStore
+    + LimitStore
     + FleetStore
     + Send
     + Sync

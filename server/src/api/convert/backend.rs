@@ -590,5 +590,7 @@ pub fn resolve_error(error: ResolveError) -> ApiError {
             message: format!("model call failed: {error}"),
         },
         ResolveError::Store(error) => error.into(),
+        // A call limit holds every backend: try again after the retry time.
+        throttled @ ResolveError::Throttled(_) => ApiError::Unavailable(throttled.to_string()),
     }
 }

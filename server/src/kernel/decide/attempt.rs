@@ -56,6 +56,44 @@ pub fn release(given: &Given, attempt_id: &str, lease_token: &str) -> Plan {
     })
 }
 
+/// How a throttled attempt's `error` starts (see [`throttle`]).
+pub(super) const THROTTLED_NOTE: &str = "throttled: ";
+
+/// Whether `attempt` waits because a call limit held it back.
+pub(super) fn is_throttled(attempt: &AttemptRecord) -> bool {
+    attempt
+        .error
+        .as_deref()
+        .is_some_and(|error| error.starts_with(THROTTLED_NOTE))
+}
+
+/// Puts a held attempt whose model call a limit held back (docs/limits.md)
+/// back to `Ready` until `retry_at`, without spending a retry: throttling
+/// is not a failure. The limit is kept as the attempt's error, and a
+/// `TASK_THROTTLED` event is written only when it changes, so rechecks
+/// held by the same limit stay quiet; success clears it.
+pub fn throttle(
+    given: &Given,
+    attempt_id: &str,
+    lease_token: &str,
+    limit: &str,
+    retry_at: DateTime<Utc>,
+) -> Plan {
+    on_held(given, attempt_id, lease_token, |step, attempt| {
+        let note = format!("{THROTTLED_NOTE}{limit}");
+        let first = attempt.error.as_deref() != Some(note.as_str());
+        let mut waiting = released(attempt.clone(), step.now);
+        waiting.available_at = retry_at.max(step.now);
+        waiting.error = Some(note);
+        step.update(waiting);
+        if first {
+            step.attempt_event(pb::RunEventType::TaskThrottled, &attempt, |event| {
+                event.message = limit.to_string();
+            });
+        }
+    })
+}
+
 /// Records a progress note of a held lease: an event, nothing else.
 pub fn progress(
     given: &Given,

@@ -34,6 +34,11 @@ pub fn claimed(
             updated.deadline = Some(now + to_chrono(timeout));
             plan.attempt_updates.push(updated);
         }
+        // A throttled attempt's rechecks are not new starts: its first
+        // claim said it started, its TASK_THROTTLED event why it waits.
+        if super::attempt::is_throttled(attempt) {
+            continue;
+        }
         let mut event = new_event(&run.id, pb::RunEventType::TaskStarted, now);
         name_attempt(&mut event, attempt);
         event.message = attempt.lease_owner.clone().unwrap_or_default();

@@ -38,7 +38,7 @@ use crate::chain::CompiledChain;
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, Plan, Rejection, RejectionKind, RunRecord, RunSnapshot};
 
-pub use attempt::{complete, expire, extend, fail, progress, release};
+pub use attempt::{complete, expire, extend, fail, progress, release, throttle};
 pub use claim::claimed;
 pub use control::{cancel, pause, resume, retry_run, submit_input};
 pub use renders::{RenderJob, Renders};
@@ -109,6 +109,17 @@ pub struct TaskFailure {
     pub timed_out: bool,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// Not a failure: a call limit held the attempt (docs/limits.md); it
+    /// waits `Ready` instead (see [`throttle`]).
+    pub throttled: Option<Throttled>,
+}
+
+/// A call limit that held an attempt back, and when to try again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Throttled {
+    /// The limit, e.g. `backend "slow": 5 calls in flight (max_concurrency 5)`.
+    pub limit: String,
+    pub retry_at: DateTime<Utc>,
 }
 
 impl TaskFailure {
@@ -120,6 +131,7 @@ impl TaskFailure {
             timed_out: false,
             input_tokens: 0,
             output_tokens: 0,
+            throttled: None,
         }
     }
 }

@@ -30,6 +30,8 @@ impl Step<'_> {
         done.output_tokens = success.output_tokens;
         done.backend_id = success.backend_id.clone();
         done.model = success.model.clone();
+        // A throttle note (see `attempt::throttle`) does not outlive the wait.
+        done.error = None;
         self.update(done);
         self.run.input_tokens += success.input_tokens;
         self.run.output_tokens += success.output_tokens;

@@ -408,7 +408,7 @@ fn a_prompt_that_fails_to_render_fails_the_task_for_good() {
 #[test]
 fn results_need_the_current_lease_of_a_live_run() {
     type Decision = fn(&Given, &str, &str) -> Plan;
-    let decisions: [(&str, Decision); 5] = [
+    let decisions: [(&str, Decision); 6] = [
         ("complete", |g, a, t| {
             complete(g, a, t, TaskSuccess::output(value::text("x")))
         }),
@@ -416,6 +416,7 @@ fn results_need_the_current_lease_of_a_live_run() {
         ("release", release),
         ("progress", |g, a, t| progress(g, a, t, "half way", None)),
         ("extend", |g, a, t| extend(g, a, t, g.now)),
+        ("throttle", |g, a, t| throttle(g, a, t, "limit", g.now)),
     ];
     for (name, decision) in decisions {
         // (case, attempt id, token, expected rejection)
@@ -792,6 +793,71 @@ fn release_progress_and_extend_touch_only_the_lease() {
     assert_eq!(released.lease_token, None);
     assert_eq!(released.lease_owner, None);
     assert_eq!(run.attempts_of("a").len(), 1, "no retry spent");
+}
+
+// ---------------------------------------------------------------------------
+// throttle
+
+#[test]
+fn throttled_attempts_wait_ready_and_report_each_limit_once() {
+    const CONCURRENCY: &str = "backend \"b\": 5 calls in flight (max_concurrency 5)";
+    const RPM: &str = "backend \"b\": 60 calls in the last minute (requests_per_minute 60)";
+    // (case, limit, retry in, expected events)
+    let table = [
+        (
+            "first throttle",
+            CONCURRENCY,
+            ms(500),
+            vec![E::TaskThrottled],
+        ),
+        ("same limit again", CONCURRENCY, ms(700), vec![]),
+        ("another limit", RPM, ms(30_000), vec![E::TaskThrottled]),
+        (
+            "back to the first",
+            CONCURRENCY,
+            ms(200),
+            vec![E::TaskThrottled],
+        ),
+        // A retry time already passed waits no time at all.
+        ("retry time passed", CONCURRENCY, ms(-5_000), vec![]),
+    ];
+    let mut run = TestRun::start(chain_of(worker("a").retry(fixed_retry(1, "1s"))), "x");
+    for (case, limit, retry_in, expected) in table {
+        let before = run.run().last_seq;
+        let lease = run.lease("a");
+        // Only the first claim is a start; rechecks are not.
+        let started = run.run().last_seq - before;
+        let starts = if case == "first throttle" { 2 } else { 0 };
+        assert_eq!(started, starts, "{case}: RUN_STARTED, TASK_STARTED once");
+        run.advance(Duration::from_secs(1));
+        let retry_at = run.now + retry_in;
+        let plan = run.step(|g| throttle(g, &lease.attempt_id, &lease.token, limit, retry_at));
+        assert_eq!(event_types(&plan), expected, "{case}");
+        if let Some(event) = events(&plan).first() {
+            assert_eq!(event.message, limit, "{case}: the event names the limit");
+        }
+        let waiting = run.latest("a");
+        assert_eq!(waiting.status, AttemptStatus::Ready, "{case}");
+        assert_eq!(waiting.available_at, retry_at.max(run.now), "{case}");
+        assert_eq!(waiting.lease_token, None, "{case}");
+        assert_eq!(
+            waiting.error.as_deref(),
+            Some(format!("throttled: {limit}").as_str()),
+            "{case}"
+        );
+        assert_eq!(
+            (waiting.attempt, waiting.lease_expiries),
+            (1, 0),
+            "{case}: no retry spent, no lease counted as lost"
+        );
+        assert_eq!(run.attempts_of("a").len(), 1, "{case}");
+        assert_eq!(run.status(), RunStatus::Running, "{case}");
+    }
+    // Once it runs, the throttle note goes.
+    run.complete("a", "done");
+    let done = run.latest("a");
+    assert_eq!(done.status, AttemptStatus::Succeeded);
+    assert_eq!(done.error, None);
 }
 
 // ---------------------------------------------------------------------------

@@ -67,6 +67,7 @@ mod claim;
 mod create;
 mod fleet;
 mod idempotency;
+mod limits;
 mod resources;
 mod retry;
 mod runs;

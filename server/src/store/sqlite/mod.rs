@@ -15,6 +15,7 @@ mod claim;
 mod create;
 mod fleet;
 mod idempotency;
+mod limits;
 mod resources;
 mod runs;
 mod sessions;
