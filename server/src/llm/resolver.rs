@@ -102,6 +102,10 @@ impl ResolveError {
     }
 }
 
+/// When a call whose limits could not be checked (the store failed) is
+/// tried again.
+const STORE_FAULT_RECHECK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 /// Default per-call timeout when a backend sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -384,11 +388,21 @@ impl Resolver {
                     continue;
                 }
             };
-            let permit = match self
+            let admission = match self
                 .limiter
                 .admit(&candidate.backend, &candidate.model, estimated_tokens)
-                .await?
+                .await
             {
+                // The limits cannot be checked while the store fails: the
+                // call waits like a throttled one instead of failing.
+                Err(error) if error.is_fault() => Admission::Throttled(Throttle {
+                    scope: candidate.backend.id.clone(),
+                    limit: format!("the call limits cannot be checked now: {error}"),
+                    retry_at: chrono::Utc::now() + STORE_FAULT_RECHECK,
+                }),
+                other => other?,
+            };
+            let permit = match admission {
                 Admission::Go(permit) => permit,
                 Admission::Throttled(throttle) => {
                     tracing::debug!(backend = %candidate.backend.name, model = %candidate.model, limit = %throttle.limit, "call limit holds this candidate; trying the next");
