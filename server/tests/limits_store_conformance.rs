@@ -270,7 +270,7 @@ async fn admissions_from_two_replicas_never_exceed_the_limit(store: DynStore, db
     let t0 = base();
     let scopes = vec![
         scope("backend/shared", concurrency(5)),
-        scope("model/shared/x", Limits::default()),
+        scope("model/pooled/x", Limits::default()),
     ];
     let mut calls = Vec::new();
     for i in 0..40 {
