@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "taskloom/v1/run.proto",
         "taskloom/v1/worker.proto",
         "taskloom/v1/info.proto",
+        "taskloom/v1/operations.proto",
+        "taskloom/v1/audit.proto",
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
     ];

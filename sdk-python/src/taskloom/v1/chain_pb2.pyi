@@ -36,6 +36,7 @@ class Chain(_message.Message):
     MAX_STEPS_FIELD_NUMBER: _builtins.int
     TOKEN_LIMIT_FIELD_NUMBER: _builtins.int
     DEBUG_FIELD_NUMBER: _builtins.int
+    RUN_RETENTION_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
@@ -54,6 +55,11 @@ class Chain(_message.Message):
     """Upper bound on model tokens spent by one run; 0 means no limit."""
     debug: _builtins.bool
     """contenox compatibility; ignored."""
+    run_retention: _builtins.str
+    """How long the chain's finished runs are kept, as a duration such as
+    `72h` or `30d`; empty means the server's `--run-retention`, `0s` keeps
+    them forever.
+    """
     version: _builtins.int
     """Output only. The version number, starting at 1."""
     etag: _builtins.str
@@ -80,6 +86,7 @@ class Chain(_message.Message):
         max_steps: _builtins.int = ...,
         token_limit: _builtins.int = ...,
         debug: _builtins.bool = ...,
+        run_retention: _builtins.str = ...,
         version: _builtins.int = ...,
         etag: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
@@ -87,7 +94,7 @@ class Chain(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "debug", b"debug", "description", b"description", "entry", b"entry", "etag", b"etag", "id", b"id", "max_steps", b"max_steps", "tasks", b"tasks", "token_limit", b"token_limit", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "debug", b"debug", "description", b"description", "entry", b"entry", "etag", b"etag", "id", b"id", "max_steps", b"max_steps", "run_retention", b"run_retention", "tasks", b"tasks", "token_limit", b"token_limit", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -260,6 +260,7 @@ class Run(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     LAST_EVENT_SEQ_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
@@ -282,6 +283,10 @@ class Run(_message.Message):
     """Sequence number of the last stored event."""
     request_id: _builtins.str
     """The idempotency key the run was started with."""
+    traceparent: _builtins.str
+    """The W3C trace context of the run's span: its trace continues the
+    `traceparent` sent with `StartRun`, if any.
+    """
     @_builtins.property
     def input(self) -> _common_pb2.Value:
         """The typed input."""
@@ -345,6 +350,7 @@ class Run(_message.Message):
         steps: _builtins.int = ...,
         last_event_seq: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
@@ -352,7 +358,7 @@ class Run(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "input", b"input", "input_request", b"input_request", "output", b"output", "start_time", b"start_time", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_tasks", b"active_tasks", "chain_id", b"chain_id", "chain_version", b"chain_version", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "input_request", b"input_request", "labels", b"labels", "last_event_seq", b"last_event_seq", "output", b"output", "priority", b"priority", "request_id", b"request_id", "start_time", b"start_time", "status", b"status", "steps", b"steps", "tenant", b"tenant", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_tasks", b"active_tasks", "chain_id", b"chain_id", "chain_version", b"chain_version", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "input_request", b"input_request", "labels", b"labels", "last_event_seq", b"last_event_seq", "output", b"output", "priority", b"priority", "request_id", b"request_id", "start_time", b"start_time", "status", b"status", "steps", b"steps", "tenant", b"tenant", "traceparent", b"traceparent", "update_time", b"update_time", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1431,3 +1437,29 @@ class ReplayRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayRunResponse: _TypeAlias = ReplayRunResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRunRequest(_message.Message):
+    """Request for RunService.DeleteRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The run id."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRunRequest: _TypeAlias = DeleteRunRequest  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from taskloom.v1 import run_pb2 as taskloom_dot_v1_dot_run__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -99,6 +100,11 @@ class RunServiceStub:
                 '/taskloom.v1.RunService/ReplayRun',
                 request_serializer=taskloom_dot_v1_dot_run__pb2.ReplayRunRequest.SerializeToString,
                 response_deserializer=taskloom_dot_v1_dot_run__pb2.ReplayRunResponse.FromString,
+                _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/taskloom.v1.RunService/DeleteRun',
+                request_serializer=taskloom_dot_v1_dot_run__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
 
@@ -202,6 +208,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRun(self, request, context):
+        """Deletes a finished run with its attempts and events.
+        `FAILED_PRECONDITION` while the run has not finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +283,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ReplayRun,
                     request_deserializer=taskloom_dot_v1_dot_run__pb2.ReplayRunRequest.FromString,
                     response_serializer=taskloom_dot_v1_dot_run__pb2.ReplayRunResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=taskloom_dot_v1_dot_run__pb2.DeleteRunRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -623,6 +642,33 @@ class RunService:
             '/taskloom.v1.RunService/ReplayRun',
             taskloom_dot_v1_dot_run__pb2.ReplayRunRequest.SerializeToString,
             taskloom_dot_v1_dot_run__pb2.ReplayRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.RunService/DeleteRun',
+            taskloom_dot_v1_dot_run__pb2.DeleteRunRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

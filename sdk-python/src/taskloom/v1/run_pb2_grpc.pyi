@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from taskloom.v1 import run_pb2 as _run_pb2
 import abc as _abc_1
@@ -69,6 +70,10 @@ class RunServiceStub:
     """Re-derives a run's path from its recorded outputs without calling any
     model, hook or worker, and reports whether it diverges.
     """
+    DeleteRun: _grpc.UnaryUnaryMultiCallable[_run_pb2.DeleteRunRequest, _empty_pb2.Empty]
+    """Deletes a finished run with its attempts and events.
+    `FAILED_PRECONDITION` while the run has not finished.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -110,6 +115,10 @@ class RunServiceAsyncStub(RunServiceStub):
     ReplayRun: _aio.UnaryUnaryMultiCallable[_run_pb2.ReplayRunRequest, _run_pb2.ReplayRunResponse]  # type: ignore[assignment]
     """Re-derives a run's path from its recorded outputs without calling any
     model, hook or worker, and reports whether it diverges.
+    """
+    DeleteRun: _aio.UnaryUnaryMultiCallable[_run_pb2.DeleteRunRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a finished run with its attempts and events.
+    `FAILED_PRECONDITION` while the run has not finished.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -227,6 +236,16 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_run_pb2.ReplayRunResponse, _abc.Awaitable[_run_pb2.ReplayRunResponse]]:
         """Re-derives a run's path from its recorded outputs without calling any
         model, hook or worker, and reports whether it diverges.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRun(
+        self,
+        request: _run_pb2.DeleteRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a finished run with its attempts and events.
+        `FAILED_PRECONDITION` while the run has not finished.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -88,6 +88,8 @@ pub fn run_message(record: &RunRecord, attempts: Option<&[AttemptRecord]>) -> Ap
         steps: record.steps,
         last_event_seq: record.last_seq,
         request_id: record.request_id.clone().unwrap_or_default(),
+        // Filled by the trace work (issue 13).
+        traceparent: String::new(),
         create_time: Some(timestamp(record.created_at)),
         start_time: record.started_at.map(timestamp),
         end_time: record.ended_at.map(timestamp),

@@ -57,6 +57,14 @@ export type Chain = Message<"taskloom.v1.Chain"> & {
      */
     debug: boolean;
     /**
+     * How long the chain's finished runs are kept, as a duration such as
+     * `72h` or `30d`; empty means the server's `--run-retention`, `0s` keeps
+     * them forever.
+     *
+     * @generated from field: string run_retention = 8;
+     */
+    runRetention: string;
+    /**
      * Output only. The version number, starting at 1.
      *
      * @generated from field: int64 version = 20;

@@ -1,5 +1,5 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import type { Duration, Timestamp, Value as Value$1 } from "@bufbuild/protobuf/wkt";
+import type { Duration, EmptySchema, Timestamp, Value as Value$1 } from "@bufbuild/protobuf/wkt";
 import type { Chain } from "./chain_pb.js";
 import type { TokenUsage, Value, ValueType } from "./common_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -111,6 +111,13 @@ export type Run = Message<"taskloom.v1.Run"> & {
      * @generated from field: string request_id = 16;
      */
     requestId: string;
+    /**
+     * The W3C trace context of the run's span: its trace continues the
+     * `traceparent` sent with `StartRun`, if any.
+     *
+     * @generated from field: string traceparent = 17;
+     */
+    traceparent: string;
     /**
      * When the run was accepted.
      *
@@ -1212,6 +1219,30 @@ export type ReplayRunResponse = Message<"taskloom.v1.ReplayRunResponse"> & {
  */
 export declare const ReplayRunResponseSchema: GenMessage<ReplayRunResponse>;
 /**
+ * Request for RunService.DeleteRun.
+ *
+ * @generated from message taskloom.v1.DeleteRunRequest
+ */
+export type DeleteRunRequest = Message<"taskloom.v1.DeleteRunRequest"> & {
+    /**
+     * The run id.
+     *
+     * @generated from field: string id = 1;
+     */
+    id: string;
+    /**
+     * Idempotency key (AIP-155).
+     *
+     * @generated from field: string request_id = 2;
+     */
+    requestId: string;
+};
+/**
+ * Describes the message taskloom.v1.DeleteRunRequest.
+ * Use `create(DeleteRunRequestSchema)` to create a new message.
+ */
+export declare const DeleteRunRequestSchema: GenMessage<DeleteRunRequest>;
+/**
  * The state of a run.
  *
  * @generated from enum taskloom.v1.RunStatus
@@ -1614,6 +1645,17 @@ export declare const RunService: GenService<{
         methodKind: "unary";
         input: typeof ReplayRunRequestSchema;
         output: typeof ReplayRunResponseSchema;
+    };
+    /**
+     * Deletes a finished run with its attempts and events.
+     * `FAILED_PRECONDITION` while the run has not finished.
+     *
+     * @generated from rpc taskloom.v1.RunService.DeleteRun
+     */
+    deleteRun: {
+        methodKind: "unary";
+        input: typeof DeleteRunRequestSchema;
+        output: typeof EmptySchema;
     };
 }>;
 //# sourceMappingURL=run_pb.d.ts.map
