@@ -63,9 +63,51 @@ fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// Who made the current call, for the audit log: `key:<id>` (the first 12
+/// hex digits of the key's SHA-256 digest: stable, and no use to anyone
+/// who does not hold the key) or `local` when no keys are configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub actor: String,
+}
+
+impl Caller {
+    pub fn local() -> Caller {
+        Caller {
+            actor: "local".to_string(),
+        }
+    }
+
+    fn key(digest: &KeyDigest) -> Caller {
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Caller {
+            actor: format!("key:{hex}"),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The caller of the RPC this task serves (set by the `service!`
+    /// handlers around each call).
+    static CALLER: Caller;
+}
+
+/// The caller of the RPC being served; `local` outside a call.
+pub fn caller() -> Caller {
+    CALLER
+        .try_with(Caller::clone)
+        .unwrap_or_else(|_| Caller::local())
+}
+
+/// Runs `call` with `caller` as the current caller.
+pub async fn with_caller<F: std::future::Future>(caller: Caller, call: F) -> F::Output {
+    CALLER.scope(caller, call).await
+}
+
 impl tonic::service::Interceptor for ApiKeys {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if self.is_empty() {
+            request.extensions_mut().insert(Caller::local());
             return Ok(request);
         }
         let presented = request
@@ -74,7 +116,11 @@ impl tonic::service::Interceptor for ApiKeys {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         match presented {
-            Some(key) if self.admits(key.trim()) => Ok(request),
+            Some(key) if self.admits(key.trim()) => {
+                let caller = Caller::key(&digest(key.trim()));
+                request.extensions_mut().insert(caller);
+                Ok(request)
+            }
             Some(_) => Err(ApiError::Unauthenticated("the API key is not valid".into()).into()),
             None => Err(ApiError::Unauthenticated(
                 "an API key is required: send `authorization: Bearer <key>`".into(),

@@ -19,7 +19,13 @@ macro_rules! service {
                     &self,
                     request: tonic::Request<$request>,
                 ) -> Result<tonic::Response<$response>, tonic::Status> {
-                    super::respond($api::$method(self, request.into_inner()).await)
+                    let caller = request
+                        .extensions()
+                        .get::<super::auth::Caller>()
+                        .cloned()
+                        .unwrap_or_else(super::auth::Caller::local);
+                    let call = $api::$method(self, request.into_inner());
+                    super::respond(super::auth::with_caller(caller, call).await)
                 }
             )*
         }
@@ -43,7 +49,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use auth::ApiKeys;
+pub use auth::{ApiKeys, Caller, caller};
 pub use backend::BackendApi;
 pub use chain::ChainApi;
 pub use error::{ApiError, ApiResult, ERROR_DOMAIN};

@@ -9,6 +9,7 @@
 //! revision fail with [`StoreError::Conflict`] when it no longer matches
 //! (optimistic concurrency; the API exposes it as an etag).
 
+mod audit;
 mod codec;
 mod control;
 mod fleet;
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 
 use crate::secrets::SecretBox;
 
+pub use audit::AuditRecord;
 pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,

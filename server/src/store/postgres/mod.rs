@@ -62,6 +62,7 @@ macro_rules! insert_attempts_and_events {
     };
 }
 
+mod audit;
 mod chains;
 mod claim;
 mod create;

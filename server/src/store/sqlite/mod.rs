@@ -10,6 +10,7 @@
 //! creation and update times itself, truncated to microseconds, so a record
 //! returned by a write equals what a later read returns.
 
+mod audit;
 mod chains;
 mod claim;
 mod create;

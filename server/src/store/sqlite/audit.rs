@@ -1,0 +1,28 @@
+//! Audit rows for the embedded store.
+
+use sqlx::sqlite::SqliteConnection;
+
+use super::micros;
+use crate::store::StoreResult;
+use crate::store::audit::AuditRecord;
+
+/// Writes `record` within the caller's transaction.
+pub(crate) async fn insert(conn: &mut SqliteConnection, record: &AuditRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, actor, action, resource_type, resource_id, \
+         request_id, outcome, error_message, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&record.id)
+    .bind(micros(record.at))
+    .bind(&record.actor)
+    .bind(&record.action)
+    .bind(&record.resource_type)
+    .bind(&record.resource_id)
+    .bind(&record.request_id)
+    .bind(&record.outcome)
+    .bind(&record.error_message)
+    .bind(&record.replica)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
