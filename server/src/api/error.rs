@@ -102,7 +102,7 @@ impl ApiError {
         ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
 
-    fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         match self {
             ApiError::InvalidArgument(_) | ApiError::Undecodable(_) => Code::InvalidArgument,
             ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => Code::NotFound,

@@ -32,6 +32,7 @@ macro_rules! service {
     };
 }
 
+pub mod audit;
 mod auth;
 mod backend;
 mod chain;
