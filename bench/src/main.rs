@@ -6,6 +6,7 @@
 //! (unless `--keep`); it never connects anywhere but loopback.
 
 mod drive;
+mod history;
 mod looping;
 mod postgres;
 mod procfs;
@@ -66,6 +67,11 @@ enum Scenario {
     /// calls at once, throttled events (docs/limits.md). Not in the default
     /// list: it takes over a minute by design.
     Throttling,
+    /// `single`, `workers` and `ListRuns` latency on the empty store, then
+    /// again on a second store filled with `--history-runs` finished runs
+    /// while retention deletes the expired half (see `history.rs`). Not in
+    /// the default list: filling takes minutes.
+    History,
 }
 
 /// Benchmark one taskloom server: N runs driven by C concurrent gRPC
@@ -151,6 +157,16 @@ struct Options {
     /// Leave the server (and a throwaway PostgreSQL) running afterwards.
     #[arg(long)]
     keep: bool,
+    /// Finished runs the `history` scenario stores.
+    #[arg(long, default_value_t = 1_000_000)]
+    history_runs: usize,
+    /// Days the `history` runs' end times are spread over (up to now).
+    #[arg(long, default_value_t = 60)]
+    history_span_days: u32,
+    /// `--run-retention` of the `history` server: with the defaults, the
+    /// older half of the history has expired when it starts.
+    #[arg(long, default_value = "30d")]
+    history_retention: String,
 }
 
 fn main() -> ExitCode {
@@ -477,6 +493,39 @@ async fn bench(
                 .await?;
                 throttling::print(&report);
             }
+            Scenario::History => {
+                let history_store = match (&store.local, options.pg_no_fsync, &store.url) {
+                    (_, _, None) => history::HistoryStore::Sqlite(
+                        tempfile::tempdir().context("make a temp dir for the history store")?,
+                    ),
+                    (Some(local), _, Some(_)) => history::HistoryStore::Postgres(
+                        local.create_database("taskloom_history")?,
+                    ),
+                    (None, true, Some(_)) => history::HistoryStore::Postgres(
+                        tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
+                            .await??,
+                    ),
+                    (None, false, Some(_)) => history::refuse_given_database()?,
+                };
+                let report = history::drive(history::HistoryPlan {
+                    empty: (&bench.connections, &server.addr),
+                    binary,
+                    server_args: &options.server_args,
+                    store: history_store,
+                    history_runs: options.history_runs,
+                    span_days: options.history_span_days,
+                    retention: &options.history_retention,
+                    runs: options.runs,
+                    warmup: options.warmup,
+                    clients: options.clients as usize,
+                    workers: options.workers,
+                    slots: options.worker_slots,
+                    timeout: Duration::from_secs(options.timeout_secs),
+                    tag: &bench.tag,
+                })
+                .await?;
+                history::print(&report);
+            }
             Scenario::Inflight => {
                 let report = bench.inflight_scenario().await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
@@ -511,6 +560,7 @@ fn options_summary(options: &Options) -> String {
             Scenario::Inflight => "inflight",
             Scenario::Loop => "loop",
             Scenario::Throttling => "throttling",
+            Scenario::History => "history",
         })
         .collect();
     let pacing = if options.rate > 0.0 {

@@ -46,6 +46,37 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(nanos))
 }
 
+/// Longest accepted retention period: 100 years.
+pub const MAX_RETENTION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Parses a retention period: a Go duration (see [`parse_duration`]),
+/// optionally led by whole days, such as `30d`, `1d12h` or `72h`. `0s` (or
+/// `0d`) means "keep forever" to the callers; at most [`MAX_RETENTION`].
+pub fn parse_retention(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let period = match text[digits..].strip_prefix('d') {
+        Some(rest) if digits > 0 => {
+            let too_long = || format!("retention {text:?} is longer than 36500d");
+            let days: u64 = text[..digits].parse().map_err(|_| too_long())?;
+            let rest = if rest.is_empty() {
+                Duration::ZERO
+            } else {
+                parse_duration(rest)?
+            };
+            days.checked_mul(86_400)
+                .map(Duration::from_secs)
+                .and_then(|days| days.checked_add(rest))
+                .ok_or_else(too_long)?
+        }
+        _ => parse_duration(text)?,
+    };
+    if period > MAX_RETENTION {
+        return Err(format!("retention {text:?} is longer than 36500d"));
+    }
+    Ok(period)
+}
+
 /// Parses one `NUMBER UNIT` component at the start of `text`; returns its
 /// length in nanoseconds and the rest of the text.
 fn parse_component(text: &str) -> Result<(u128, &str), String> {
@@ -101,6 +132,20 @@ fn parse_component(text: &str) -> Result<(u128, &str), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_retention_periods() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_retention("30d"), Ok(30 * day));
+        assert_eq!(parse_retention("1d12h"), Ok(day + Duration::from_secs(43_200)));
+        assert_eq!(parse_retention("72h"), Ok(3 * day));
+        assert_eq!(parse_retention("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_retention("0d"), Ok(Duration::ZERO));
+        assert_eq!(parse_retention("36500d"), Ok(MAX_RETENTION));
+        for text in ["", "d", "30", "1.5d", "-1d", "36501d", "99999999999999999999d", "3dd", "1w"] {
+            assert!(parse_retention(text).is_err(), "{text:?}");
+        }
+    }
 
     #[test]
     fn parses_go_durations() {

@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// connecting is closed.
     #[arg(long, env = "TASKLOOM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// How long finished runs are kept before they are deleted, such as
+    /// `72h` or `30d`; `0s` keeps them forever. A chain's `run_retention`
+    /// overrides it for its runs.
+    #[arg(long, env = "TASKLOOM_RUN_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub run_retention: Duration,
 }
 
 /// `NAME=N` with N ≥ 1.
@@ -198,4 +203,8 @@ impl ServeArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::chain::duration::parse_duration(text)
+}
+
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    crate::chain::duration::parse_retention(text)
 }

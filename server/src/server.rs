@@ -146,6 +146,10 @@ pub async fn run(
     let lease_watch = tokio::spawn(dispatcher.clone().watch_leases(runner_stop.clone()));
     let publisher = tokio::spawn(dispatcher.clone().publish_sessions(runner_stop.clone()));
     let reconciler = tokio::spawn(fleet.clone().run(runner_stop.clone()));
+    let retention = tokio::spawn(kernel.clone().run_retention(
+        crate::kernel::retention::RetentionConfig::new(args.run_retention),
+        runner_stop.clone(),
+    ));
     let context = ApiContext::new(kernel, executor, dispatcher, fleet);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
@@ -270,6 +274,7 @@ pub async fn run(
             lease_watch.abort();
             publisher.abort();
             reconciler.abort();
+    retention.abort();
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {}

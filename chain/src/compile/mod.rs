@@ -84,6 +84,7 @@ pub fn compile(chain: &pb::Chain) -> Result<CompiledChain, Vec<Violation>> {
     compiler.check_size("description", &chain.description, MAX_TEXT_BYTES);
     let max_steps = compiler.max_steps(chain.max_steps);
     let token_limit = compiler.token_limit(chain.token_limit);
+    compiler.run_retention(&chain.run_retention);
 
     if chain.tasks.is_empty() {
         compiler.report("tasks", reason::NO_TASKS, "a chain needs at least one task");
@@ -247,6 +248,22 @@ impl Compiler {
                 );
                 DEFAULT_MAX_STEPS
             }
+        }
+    }
+
+    /// Checks the retention period (empty: the server's default).
+    fn run_retention(&mut self, run_retention: &str) {
+        if run_retention.is_empty() {
+            return;
+        }
+        if let Err(problem) = crate::duration::parse_retention(run_retention) {
+            self.report(
+                "run_retention",
+                reason::INVALID_DURATION,
+                format!(
+                    "run_retention must be a duration such as `72h` or `30d` (`0s` keeps runs forever): {problem}"
+                ),
+            );
         }
     }
 

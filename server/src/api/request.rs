@@ -262,6 +262,7 @@ idempotent!(
     PauseRunRequest => "PauseRun",
     ResumeRunRequest => "ResumeRun",
     RetryRunRequest => "RetryRun",
+    DeleteRunRequest => "DeleteRun",
 );
 
 /// The etag of a revisioned resource.

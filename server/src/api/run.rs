@@ -78,6 +78,7 @@ service! {
         fn submit_input(pb::SubmitInputRequest) -> pb::Run;
         fn retry_run(pb::RetryRunRequest) -> pb::Run;
         fn replay_run(pb::ReplayRunRequest) -> pb::ReplayRunResponse;
+        fn delete_run(pb::DeleteRunRequest) -> ();
     }
 }
 
@@ -243,6 +244,25 @@ impl RunApi {
         let retry = |key| self.kernel().retry_run(&request.id, key);
         self.control(&request.id, &request, retry, "run retried")
             .await
+    }
+
+    async fn delete_run(&self, request: pb::DeleteRunRequest) -> ApiResult<()> {
+        require("id", &request.id)?;
+        let mut violations = Violations::new();
+        violations.check_request_id("request_id", &request.request_id);
+        violations.finish()?;
+        let audit = super::audit::action(
+            &self.context,
+            "DeleteRun",
+            "run",
+            &request.id,
+            &request.request_id,
+        );
+        self.kernel()
+            .delete_run(&request.id, idempotency_key(&request), &audit)
+            .await?;
+        tracing::info!(run_id = %request.id, "run deleted");
+        Ok(())
     }
 
     async fn replay_run(&self, request: pb::ReplayRunRequest) -> ApiResult<pb::ReplayRunResponse> {

@@ -28,6 +28,7 @@ mod error;
 pub mod events;
 pub mod lease;
 pub mod replay;
+pub mod retention;
 mod signals;
 mod transitions;
 pub mod value;

@@ -16,6 +16,7 @@ mod fleet;
 mod limits;
 mod postgres;
 mod resource;
+mod retention;
 mod runs;
 mod sealed;
 mod sessions;
@@ -39,6 +40,7 @@ pub use limits::{
     Throttle,
 };
 pub use postgres::PostgresStore;
+pub use retention::{DeleteCheck, RetentionStore, RunDeletion};
 pub use runs::{
     AttemptRecord, AttemptStatus, ChainCheck, ClaimFn, ClaimPolicy, Claimed, CreatedRun, Decision,
     DueAttempt, EventRecord, NewRun, Plan, Rejection, RejectionKind, RunFailure, RunFilter,
@@ -321,6 +323,7 @@ pub trait Store:
     + ChainStore
     + LimitStore
     + FleetStore
+    + RetentionStore
     + Send
     + Sync
     + 'static

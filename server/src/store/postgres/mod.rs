@@ -70,6 +70,7 @@ mod fleet;
 mod idempotency;
 mod limits;
 mod resources;
+mod retention;
 mod retry;
 mod runs;
 mod sessions;

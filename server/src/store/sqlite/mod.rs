@@ -18,6 +18,7 @@ mod fleet;
 mod idempotency;
 mod limits;
 mod resources;
+mod retention;
 mod runs;
 mod sessions;
 mod signals;

@@ -1,0 +1,342 @@
+//! RetentionStore conformance: deleting one run (`DeleteRun`) and batches
+//! of expired finished runs (the retention loop), on every backend (see
+//! `store_tests!` in `common/stores.rs`).
+//!
+//! Every check counts the rows left in each table that holds something of
+//! a run, so a delete that leaves an orphan behind fails.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Connection;
+use taskloom_server::store::{
+    AttemptRecord, AttemptStatus, AuditRecord, DynStore, IdempotencyKey, PageQuery, Rejection,
+    RejectionKind, RunDeletion, RunRecord, RunStatus, StoreError,
+};
+
+mod common;
+
+use common::stores::RawDatabase;
+
+store_tests!(harness;
+    (harness.store.clone(), harness.database.clone()) => [
+        delete_run_removes_everything_of_the_run,
+        delete_run_is_idempotent_by_request_id,
+        refused_delete_writes_nothing,
+        ended_runs_are_deleted_per_chain_oldest_first_in_batches,
+    ],
+    (harness.store.clone()) => [all_chain_ids_include_deleted_chains],
+);
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+fn at(offset_s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(1_750_000_000_000_000).unwrap() + TimeDelta::seconds(offset_s)
+}
+
+/// A run of `chain_id` that ended at `ended` (`None`: still running).
+fn run(id: &str, chain_id: &str, ended: Option<i64>) -> RunRecord {
+    RunRecord {
+        id: id.to_string(),
+        chain_id: chain_id.to_string(),
+        chain_version: 1,
+        status: if ended.is_some() {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Running
+        },
+        input: b"input".to_vec(),
+        output: ended.map(|_| b"output".to_vec()),
+        error: None,
+        labels: BTreeMap::new(),
+        priority: 0,
+        tenant: "acme".to_string(),
+        request_id: None,
+        steps: 2,
+        executions: 1,
+        heads: None,
+        input_tokens: 0,
+        output_tokens: 0,
+        last_seq: 0,
+        created_at: at(0),
+        started_at: Some(at(0)),
+        ended_at: ended.map(at),
+        updated_at: at(0),
+    }
+}
+
+fn attempt(run: &RunRecord, id: &str, step: i32, dead_lettered: bool) -> AttemptRecord {
+    let mut attempt =
+        AttemptRecord::ready(id.to_string(), run.id.clone(), "t".to_string(), at(0));
+    attempt.step = step;
+    attempt.queue = "work".to_string();
+    attempt.status = if dead_lettered {
+        AttemptStatus::Failed
+    } else {
+        AttemptStatus::Succeeded
+    };
+    attempt.dead_lettered = dead_lettered;
+    attempt
+}
+
+fn key(scope: &str, request_id: &str, hash: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        scope: scope.to_string(),
+        request_id: request_id.to_string(),
+        request_hash: hash.to_string(),
+    }
+}
+
+fn audit(run_id: &str, request_id: &str) -> AuditRecord {
+    AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: Utc::now(),
+        actor: "local".to_string(),
+        action: "DeleteRun".to_string(),
+        resource_type: "run".to_string(),
+        resource_id: run_id.to_string(),
+        request_id: request_id.to_string(),
+        outcome: AuditRecord::OK.to_string(),
+        error_message: String::new(),
+        replica: "r1".to_string(),
+    }
+}
+
+/// Stores `run` with two attempts (one dead-lettered), three events and
+/// the idempotency key of the StartRun that made it.
+async fn plant(store: &DynStore, run: RunRecord) {
+    let attempts = vec![
+        attempt(&run, &format!("{}-a1", run.id), 1, false),
+        attempt(&run, &format!("{}-a2", run.id), 2, true),
+    ];
+    let events = vec![b"e1".to_vec(), b"e2".to_vec(), b"e3".to_vec()];
+    let start_key = key("StartRun", &format!("start-{}", run.id), "h");
+    store
+        .create_run(run, attempts, events, Some(start_key))
+        .await
+        .unwrap();
+}
+
+/// Rows of `run_id` in every table that holds something of a run.
+async fn rows_of(database: &RawDatabase, run_id: &str) -> [i64; 4] {
+    let p = match database {
+        RawDatabase::Sqlite(_) => "?",
+        RawDatabase::Postgres(_) => "$1",
+    };
+    let queries = [
+        format!("SELECT count(*) FROM runs WHERE id = {p}"),
+        format!("SELECT count(*) FROM attempts WHERE run_id = {p}"),
+        format!("SELECT count(*) FROM run_events WHERE run_id = {p}"),
+        format!("SELECT count(*) FROM idempotency_keys WHERE resource_key = {p} AND scope <> 'DeleteRun'"),
+    ];
+    let mut counts = [0; 4];
+    for (count, sql) in counts.iter_mut().zip(&queries) {
+        *count = scalar(database, sql, run_id).await;
+    }
+    counts
+}
+
+async fn audit_rows(database: &RawDatabase, run_id: &str) -> i64 {
+    let sql = match database {
+        RawDatabase::Sqlite(_) => "SELECT count(*) FROM audit_events WHERE resource_id = ?",
+        RawDatabase::Postgres(_) => "SELECT count(*) FROM audit_events WHERE resource_id = $1",
+    };
+    scalar(database, sql, run_id).await
+}
+
+async fn scalar(database: &RawDatabase, sql: &str, bind: &str) -> i64 {
+    match database {
+        RawDatabase::Sqlite(path) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql)
+                .bind(bind)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+        RawDatabase::Postgres(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(bind)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+fn finished_only(run: &RunRecord) -> Option<Rejection> {
+    (!run.status.is_terminal()).then(|| Rejection {
+        kind: RejectionKind::FailedPrecondition,
+        message: format!("run {} has not finished", run.id),
+    })
+}
+
+const EVERYTHING: [i64; 4] = [1, 2, 3, 1];
+const NOTHING: [i64; 4] = [0, 0, 0, 0];
+
+// ---------------------------------------------------------------------------
+// Checks
+
+async fn delete_run_removes_everything_of_the_run(store: DynStore, database: RawDatabase) {
+    plant(&store, run("gone", "c", Some(10))).await;
+    plant(&store, run("kept", "c", Some(10))).await;
+    assert_eq!(rows_of(&database, "gone").await, EVERYTHING);
+
+    let deleted = store
+        .delete_run("gone", &finished_only, None, &audit("gone", ""))
+        .await
+        .unwrap();
+    assert_eq!(deleted, RunDeletion::Deleted);
+    assert_eq!(rows_of(&database, "gone").await, NOTHING);
+    assert_eq!(rows_of(&database, "kept").await, EVERYTHING);
+    assert_eq!(audit_rows(&database, "gone").await, 1);
+    assert!(matches!(
+        store.get_run("gone").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.list_events("gone", 0, 10).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let dead = store
+        .list_dead_letters(None, PageQuery { limit: 100, after: None })
+        .await
+        .unwrap();
+    let dead_runs: Vec<&str> = dead.items.iter().map(|a| a.run_id.as_str()).collect();
+    assert_eq!(dead_runs, ["kept"]);
+
+    // Again, without a request id: the run is gone.
+    assert!(matches!(
+        store
+            .delete_run("gone", &finished_only, None, &audit("gone", ""))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(audit_rows(&database, "gone").await, 1);
+}
+
+async fn delete_run_is_idempotent_by_request_id(store: DynStore, database: RawDatabase) {
+    plant(&store, run("r1", "c", Some(10))).await;
+    let first = key("DeleteRun", "del-1", "hash-of-r1");
+    let deleted = store
+        .delete_run("r1", &finished_only, Some(first.clone()), &audit("r1", "del-1"))
+        .await
+        .unwrap();
+    assert_eq!(deleted, RunDeletion::Deleted);
+    // The retry answers as the delete did, though the run is gone, and
+    // writes no second audit row.
+    let again = store
+        .delete_run("r1", &finished_only, Some(first), &audit("r1", "del-1"))
+        .await
+        .unwrap();
+    assert_eq!(again, RunDeletion::Replayed);
+    assert_eq!(audit_rows(&database, "r1").await, 1);
+    // The same request id for another request.
+    assert!(matches!(
+        store
+            .delete_run(
+                "r2",
+                &finished_only,
+                Some(key("DeleteRun", "del-1", "hash-of-r2")),
+                &audit("r2", "del-1"),
+            )
+            .await,
+        Err(StoreError::IdempotencyMismatch { .. })
+    ));
+    // A new request id for the deleted run.
+    assert!(matches!(
+        store
+            .delete_run(
+                "r1",
+                &finished_only,
+                Some(key("DeleteRun", "del-2", "hash-of-r1")),
+                &audit("r1", "del-2"),
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn refused_delete_writes_nothing(store: DynStore, database: RawDatabase) {
+    plant(&store, run("busy", "c", None)).await;
+    let request = key("DeleteRun", "del-busy", "h");
+    let refused = store
+        .delete_run("busy", &finished_only, Some(request.clone()), &audit("busy", "del-busy"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        refused,
+        RunDeletion::Rejected(Rejection {
+            kind: RejectionKind::FailedPrecondition,
+            ..
+        })
+    ));
+    assert_eq!(rows_of(&database, "busy").await, EVERYTHING);
+    assert_eq!(audit_rows(&database, "busy").await, 0);
+    // The refusal kept no key: once the check lets it, the same request
+    // deletes the run.
+    let allow = |_: &RunRecord| None;
+    let deleted = store
+        .delete_run("busy", &allow, Some(request), &audit("busy", "del-busy"))
+        .await
+        .unwrap();
+    assert_eq!(deleted, RunDeletion::Deleted);
+    assert_eq!(rows_of(&database, "busy").await, NOTHING);
+}
+
+async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
+    store: DynStore,
+    database: RawDatabase,
+) {
+    // Chain "a": four runs ended at 10, 20, 30, 40 s and one still
+    // running; chain "b": one run ended at 10 s.
+    for (id, ended) in [
+        ("a-40", Some(40)),
+        ("a-10", Some(10)),
+        ("a-30", Some(30)),
+        ("a-20", Some(20)),
+        ("a-running", None),
+    ] {
+        plant(&store, run(id, "a", ended)).await;
+    }
+    plant(&store, run("b-10", "b", Some(10))).await;
+    // Cancelled and failed runs end too.
+    let mut failed = run("a-failed", "a", Some(5));
+    failed.status = RunStatus::Failed;
+    plant(&store, failed).await;
+
+    let first = store.delete_ended_runs("a", at(35), 2).await.unwrap();
+    assert_eq!(first, ["a-failed", "a-10"]);
+    let second = store.delete_ended_runs("a", at(35), 2).await.unwrap();
+    assert_eq!(second, ["a-20", "a-30"]);
+    let third = store.delete_ended_runs("a", at(35), 2).await.unwrap();
+    assert!(third.is_empty(), "{third:?}");
+    for gone in ["a-failed", "a-10", "a-20", "a-30"] {
+        assert_eq!(rows_of(&database, gone).await, NOTHING, "{gone}");
+    }
+    for kept in ["a-40", "a-running", "b-10"] {
+        assert_eq!(rows_of(&database, kept).await, EVERYTHING, "{kept}");
+    }
+    // Whatever the cutoff, a run that has not ended stays.
+    let rest = store.delete_ended_runs("a", at(1_000_000), 100).await.unwrap();
+    assert_eq!(rest, ["a-40"]);
+    assert_eq!(rows_of(&database, "a-running").await, EVERYTHING);
+    assert_eq!(rows_of(&database, "b-10").await, EVERYTHING);
+    assert_eq!(audit_rows(&database, "a-10").await, 0);
+}
+
+async fn all_chain_ids_include_deleted_chains(store: DynStore) {
+    for id in ["zeta", "alpha", "mid"] {
+        store.create_chain(id, b"def".to_vec(), None).await.unwrap();
+    }
+    store.delete_chain("mid", None).await.unwrap();
+    assert_eq!(
+        store.all_chain_ids().await.unwrap(),
+        ["alpha", "mid", "zeta"]
+    );
+}
