@@ -116,16 +116,22 @@ impl Kernel {
         stop: &mut watch::Receiver<bool>,
     ) -> KernelResult<Sweep> {
         let own = self.chain_retention().await?;
+        let periods = own.values().chain([&config.default]);
         let mut sweep = Sweep {
             deleted: 0,
-            shortest: Duration::MAX,
+            // Also before the first chain exists, so the first runs of a
+            // short default are not left waiting for the longest interval.
+            shortest: periods
+                .filter(|period| !period.is_zero())
+                .min()
+                .copied()
+                .unwrap_or(Duration::MAX),
         };
         for chain_id in self.store().all_chain_ids().await? {
             let retention = own.get(&chain_id).copied().unwrap_or(config.default);
             if retention.is_zero() {
                 continue;
             }
-            sweep.shortest = sweep.shortest.min(retention);
             let Some(ended_before) = chrono::Duration::from_std(retention)
                 .ok()
                 .and_then(|retention| chrono::Utc::now().checked_sub_signed(retention))
