@@ -289,45 +289,67 @@ async fn refused_delete_writes_nothing(store: DynStore, database: RawDatabase) {
     assert_eq!(rows_of(&database, "busy").await, NOTHING);
 }
 
+/// A UUIDv7 run id (as the kernel makes them) of a run created at
+/// `at(created_s)`; `n` tells runs created at once apart.
+fn uuid7(created_s: i64, n: u64) -> String {
+    let millis = at(created_s).timestamp_millis();
+    format!(
+        "{:08x}-{:04x}-7000-8000-{n:012x}",
+        millis >> 16,
+        millis & 0xffff
+    )
+}
+
+/// A run of `chain_id` created at `created_s` that ended at `ended`.
+fn aged(chain_id: &str, created_s: i64, n: u64, ended: Option<i64>) -> RunRecord {
+    let mut record = run(&uuid7(created_s, n), chain_id, ended);
+    record.created_at = at(created_s);
+    record.started_at = Some(at(created_s));
+    record
+}
+
 async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
     store: DynStore,
     database: RawDatabase,
 ) {
-    // Chain "a": four runs ended at 10, 20, 30, 40 s and one still
-    // running; chain "b": one run ended at 10 s.
-    for (id, ended) in [
-        ("a-40", Some(40)),
-        ("a-10", Some(10)),
-        ("a-30", Some(30)),
-        ("a-20", Some(20)),
-        ("a-running", None),
-    ] {
-        plant(&store, run(id, "a", ended)).await;
-    }
-    plant(&store, run("b-10", "b", Some(10))).await;
-    // Cancelled and failed runs end too.
-    let mut failed = run("a-failed", "a", Some(5));
+    // Chain "a": runs created a second before they ended at 5 (failed),
+    // 10, 20, 30 and 40 s; one created at 0 s that ended at 50 s; one
+    // created at 0 s still running. Chain "b": one run ended at 10 s.
+    let mut failed = aged("a", 4, 1, Some(5));
     failed.status = RunStatus::Failed;
-    plant(&store, failed).await;
+    let a10 = aged("a", 9, 2, Some(10));
+    let a20 = aged("a", 19, 3, Some(20));
+    let a30 = aged("a", 29, 4, Some(30));
+    let a40 = aged("a", 39, 5, Some(40));
+    let late = aged("a", 0, 6, Some(50));
+    let running = aged("a", 0, 7, None);
+    let b10 = aged("b", 9, 8, Some(10));
+    for record in [&a40, &a10, &late, &a30, &a20, &running, &b10, &failed] {
+        plant(&store, record.clone()).await;
+    }
+    let id = |record: &RunRecord| record.id.clone();
 
     let first = store.delete_ended_runs("a", at(35), 2).await.unwrap();
-    assert_eq!(first, ["a-failed", "a-10"]);
+    assert_eq!(first, [id(&failed), id(&a10)]);
     let second = store.delete_ended_runs("a", at(35), 2).await.unwrap();
-    assert_eq!(second, ["a-20", "a-30"]);
+    assert_eq!(second, [id(&a20), id(&a30)]);
     let third = store.delete_ended_runs("a", at(35), 2).await.unwrap();
     assert!(third.is_empty(), "{third:?}");
-    for gone in ["a-failed", "a-10", "a-20", "a-30"] {
-        assert_eq!(rows_of(&database, gone).await, NOTHING, "{gone}");
+    for gone in [&failed, &a10, &a20, &a30] {
+        assert_eq!(rows_of(&database, &gone.id).await, NOTHING, "{}", gone.id);
     }
-    for kept in ["a-40", "a-running", "b-10"] {
-        assert_eq!(rows_of(&database, kept).await, EVERYTHING, "{kept}");
+    // Ended after the cutoff (however old), not ended, another chain.
+    for kept in [&a40, &late, &running, &b10] {
+        assert_eq!(rows_of(&database, &kept.id).await, EVERYTHING, "{}", kept.id);
     }
     // Whatever the cutoff, a run that has not ended stays.
     let rest = store.delete_ended_runs("a", at(1_000_000), 100).await.unwrap();
-    assert_eq!(rest, ["a-40"]);
-    assert_eq!(rows_of(&database, "a-running").await, EVERYTHING);
-    assert_eq!(rows_of(&database, "b-10").await, EVERYTHING);
-    assert_eq!(audit_rows(&database, "a-10").await, 0);
+    assert_eq!(rest, [id(&late), id(&a40)]);
+    assert_eq!(rows_of(&database, &running.id).await, EVERYTHING);
+    assert_eq!(rows_of(&database, &b10.id).await, EVERYTHING);
+    assert_eq!(audit_rows(&database, &a10.id).await, 0);
+    let b = store.delete_ended_runs("b", at(1_000_000), 100).await.unwrap();
+    assert_eq!(b, [id(&b10)]);
 }
 
 async fn all_chain_ids_include_deleted_chains(store: DynStore) {

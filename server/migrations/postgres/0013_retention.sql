@@ -1,5 +1,5 @@
--- Retention deletes each chain's finished runs oldest end first; runs that
--- have not ended are not in the index (so starting a run costs nothing more).
-CREATE INDEX runs_chain_ended_idx ON runs (chain_id, ended_at) WHERE ended_at IS NOT NULL;
--- A deleted run's idempotency keys go with it.
+-- A deleted run's idempotency keys go with it. (Retention finds old runs by
+-- id range on runs_chain_idx: run ids are UUIDv7, so they sort by creation;
+-- an index on the end time would cost every run's last update its HOT
+-- update.)
 CREATE INDEX idempotency_keys_resource_idx ON idempotency_keys (resource_key);

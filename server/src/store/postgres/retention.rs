@@ -11,7 +11,7 @@ use super::idempotency::{Reservation, reserve};
 use super::not_found;
 use super::retry::retrying;
 use crate::store::codec::{decode_all, run_from_row, truncate_to_micros};
-use crate::store::retention::RUN_KEY_SCOPES;
+use crate::store::retention::{RUN_KEY_SCOPES, ids_created_before};
 use crate::store::{
     AuditRecord, DeleteCheck, IdempotencyKey, PostgresStore, RetentionStore, RunDeletion,
     RunStatus, StoreResult,
@@ -87,11 +87,12 @@ impl PostgresStore {
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.pool().begin().await?;
         let rows = sqlx::query(
-            "SELECT r.id FROM runs r WHERE r.chain_id = $1 AND r.ended_at IS NOT NULL \
-             AND r.ended_at < $2 AND r.status = ANY($3) \
-             ORDER BY r.ended_at LIMIT $4 FOR UPDATE SKIP LOCKED",
+            "SELECT r.id FROM runs r WHERE r.chain_id = $1 AND r.id < $2 \
+             AND r.ended_at < $3 AND r.status = ANY($4) \
+             ORDER BY r.id LIMIT $5 FOR UPDATE SKIP LOCKED",
         )
         .bind(chain_id)
+        .bind(ids_created_before(ended_before))
         .bind(truncate_to_micros(ended_before))
         .bind(ended_statuses())
         .bind(i64::from(limit))

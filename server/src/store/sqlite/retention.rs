@@ -10,7 +10,7 @@ use super::idempotency::{prior_result, remember_result};
 use super::runs::fetch_runs;
 use super::{SqliteStore, audit, micros, to_json};
 use crate::store::codec::not_found;
-use crate::store::retention::RUN_KEY_SCOPES;
+use crate::store::retention::{RUN_KEY_SCOPES, ids_created_before};
 use crate::store::{
     AuditRecord, DeleteCheck, IdempotencyKey, RetentionStore, RunDeletion, RunStatus, StoreResult,
 };
@@ -79,11 +79,12 @@ impl RetentionStore for SqliteStore {
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.write_tx().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM runs INDEXED BY runs_by_chain_ended \
-             WHERE chain_id = ? AND ended_at IS NOT NULL AND ended_at < ? \
-             AND status IN (SELECT value FROM json_each(?)) ORDER BY ended_at LIMIT ?",
+            "SELECT id FROM runs INDEXED BY runs_by_chain \
+             WHERE chain_id = ? AND id < ? AND ended_at < ? \
+             AND status IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
         )
         .bind(chain_id)
+        .bind(ids_created_before(ended_before))
         .bind(micros(ended_before))
         .bind(to_json(&ended_statuses(), "ended statuses")?)
         .bind(i64::from(limit))
