@@ -542,6 +542,6 @@ fn chrono_now_us() -> i64 {
 }
 
 /// Refuses a history on a database the bench did not make.
-pub fn refuse_given_database() -> Result<()> {
+pub fn refuse_given_database() -> Result<HistoryStore> {
     bail!("the history scenario fills its own store: run it on --sqlite, the throwaway PostgreSQL or --pg-no-fsync, not --database-url")
 }

@@ -35,13 +35,19 @@ enum Backend {
 }
 
 async fn serve(backend: Backend, args: &[&str]) -> Served {
-    let (url, dir) = match backend {
-        Backend::Sqlite => {
+    serve_on(backend, None, args).await
+}
+
+/// A server on `url` (another server's database), or on a fresh one.
+async fn serve_on(backend: Backend, url: Option<String>, args: &[&str]) -> Served {
+    let (url, dir) = match (backend, url) {
+        (_, Some(url)) => (url, None),
+        (Backend::Sqlite, None) => {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("taskloom.db").display().to_string();
             (path, Some(dir))
         }
-        Backend::Postgres => (
+        (Backend::Postgres, None) => (
             tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
                 .await
                 .unwrap()
@@ -131,6 +137,65 @@ macro_rules! both_stores {
             )*
         }
     };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_replicas_share_the_retention_work() {
+    let first = serve(Backend::Postgres, &["--run-retention", "1s"]).await;
+    let Database::Postgres(url) = &first.database else {
+        unreachable!()
+    };
+    let second = serve_on(Backend::Postgres, Some(url.clone()), &["--run-retention", "1s"]).await;
+    let servers = [&first.server, &second.server];
+    create_chain(servers[0], noop_chain("shared", 1)).await;
+    let mut runs = Vec::new();
+    for index in 0..60 {
+        runs.push(start(servers[index % 2], "shared").await);
+    }
+    let started = Instant::now();
+    for (index, run) in runs.iter().enumerate() {
+        let server = servers[index % 2];
+        loop {
+            match get(server, &run.id).await {
+                Err(status) if status.code() == Code::NotFound => break,
+                Err(status) => panic!("{status:?}"),
+                Ok(found) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "run {} outlived its retention: {found:?}",
+                        run.id
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        first.database.count("SELECT count(*) FROM runs WHERE chain_id = $1", "shared").await,
+        0
+    );
+    for table in ["attempts", "run_events"] {
+        let orphans = first
+            .database
+            .count(
+                &format!("SELECT count(*) FROM {table} WHERE run_id <> $1"),
+                "",
+            )
+            .await;
+        assert_eq!(orphans, 0, "{table}");
+    }
+    // Both replicas still serve.
+    for server in servers {
+        assert!(get(server, &runs[0].id).await.is_err());
+        server
+            .chains()
+            .get_chain(pb::GetChainRequest {
+                id: "shared".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("the replica serves");
+    }
 }
 
 both_stores!(
