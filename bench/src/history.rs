@@ -133,10 +133,7 @@ pub async fn drive(plan: HistoryPlan<'_>) -> Result<HistoryReport> {
         .to_string();
     fill(&plan, &url, &template_id, &chain_prefix).await?;
     let fill_time = started.elapsed();
-    eprintln!(
-        "bench: history: filled in {:.1} s",
-        fill_time.as_secs_f64()
-    );
+    eprintln!("bench: history: filled in {:.1} s", fill_time.as_secs_f64());
 
     let before = count_runs(&plan.store, &url).await?;
     let server = start_server(&plan, &url, &["--run-retention", plan.retention]).await?;
@@ -145,7 +142,14 @@ pub async fn drive(plan: HistoryPlan<'_>) -> Result<HistoryReport> {
         "bench: history: measuring with {before} stored runs, retention {}…",
         plan.retention
     );
-    let mut history = measure(&plan, "history", &connections, &server.addr, Some(&chains[0])).await?;
+    let mut history = measure(
+        &plan,
+        "history",
+        &connections,
+        &server.addr,
+        Some(&chains[0]),
+    )
+    .await?;
     let after = count_runs(&plan.store, &url).await?;
     history.stored = Some((before, after));
     drop(connections);
@@ -232,13 +236,32 @@ async fn measure(
 
     if plan.warmup > 0 {
         let deadline = Instant::now() + plan.timeout;
-        drive::drive_runs(connections, &chain_id, plan.warmup, plan.clients, None, deadline).await;
+        drive::drive_runs(
+            connections,
+            &chain_id,
+            plan.warmup,
+            plan.clients,
+            None,
+            deadline,
+        )
+        .await;
     }
     eprintln!("bench: history ({label}): single, {} runs…", plan.runs);
     let deadline = Instant::now() + plan.timeout;
-    let single = drive::drive_runs(connections, &chain_id, plan.runs, plan.clients, None, deadline).await;
+    let single = drive::drive_runs(
+        connections,
+        &chain_id,
+        plan.runs,
+        plan.clients,
+        None,
+        deadline,
+    )
+    .await;
     if let Some(error) = &single.first_error {
-        eprintln!("bench: history ({label}): single: {} errors, first: {error}", single.errors);
+        eprintln!(
+            "bench: history ({label}): single: {} errors, first: {error}",
+            single.errors
+        );
     }
     let succeeded: Vec<Duration> = single
         .done
@@ -275,7 +298,10 @@ async fn measure(
     Ok(phase)
 }
 
-async fn list_latency(connections: &Connections, request: pb::ListRunsRequest) -> Result<Latencies> {
+async fn list_latency(
+    connections: &Connections,
+    request: pb::ListRunsRequest,
+) -> Result<Latencies> {
     let mut client = connections.runs(0);
     let mut samples = Vec::with_capacity(LIST_CALLS);
     for _ in 0..LIST_CALLS {
@@ -393,7 +419,9 @@ async fn sqlite(path: &str) -> Result<sqlx::SqliteConnection> {
 /// history run `i` at unix microseconds `t`; `kind` tells runs and
 /// attempts apart.
 fn sqlite_id(t: &str, i: &str, kind: &str) -> String {
-    format!("printf('%08x-%04x-7000-{kind}000-%012x', ({t} / 1000) >> 16, ({t} / 1000) & 65535, {i})")
+    format!(
+        "printf('%08x-%04x-7000-{kind}000-%012x', ({t} / 1000) >> 16, ({t} / 1000) & 65535, {i})"
+    )
 }
 
 fn postgres_id(t: &str, i: &str, kind: &str) -> String {
@@ -419,7 +447,8 @@ async fn fill(plan: &HistoryPlan<'_>, url: &str, template: &str, chain_prefix: &
             let t = "(?3 + g.i * ?4)";
             let run_id = sqlite_id(t, "g.i", "8");
             let attempt_id = sqlite_id(t, "g.i * 16 + a.step", "9");
-            let series = "WITH RECURSIVE g(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < ?2)";
+            let series =
+                "WITH RECURSIVE g(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < ?2)";
             let runs = format!(
                 "{series} INSERT INTO runs (id, chain_id, chain_version, status, input, output, \
                  error_message, error_task_id, error_reason, labels, priority, tenant, request_id, \
@@ -526,9 +555,15 @@ async fn fill(plan: &HistoryPlan<'_>, url: &str, template: &str, chain_prefix: &
             }
             // What autovacuum would have done by the time a history this
             // long had accumulated.
-            sqlx::query("VACUUM ANALYZE runs").execute(&mut conn).await?;
-            sqlx::query("VACUUM ANALYZE attempts").execute(&mut conn).await?;
-            sqlx::query("VACUUM ANALYZE run_events").execute(&mut conn).await?;
+            sqlx::query("VACUUM ANALYZE runs")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("VACUUM ANALYZE attempts")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("VACUUM ANALYZE run_events")
+                .execute(&mut conn)
+                .await?;
         }
     }
     Ok(())
@@ -543,5 +578,7 @@ fn chrono_now_us() -> i64 {
 
 /// Refuses a history on a database the bench did not make.
 pub fn refuse_given_database() -> Result<HistoryStore> {
-    bail!("the history scenario fills its own store: run it on --sqlite, the throwaway PostgreSQL or --pg-no-fsync, not --database-url")
+    bail!(
+        "the history scenario fills its own store: run it on --sqlite, the throwaway PostgreSQL or --pg-no-fsync, not --database-url"
+    )
 }

@@ -498,9 +498,9 @@ async fn bench(
                     (_, _, None) => history::HistoryStore::Sqlite(
                         tempfile::tempdir().context("make a temp dir for the history store")?,
                     ),
-                    (Some(local), _, Some(_)) => history::HistoryStore::Postgres(
-                        local.create_database("taskloom_history")?,
-                    ),
+                    (Some(local), _, Some(_)) => {
+                        history::HistoryStore::Postgres(local.create_database("taskloom_history")?)
+                    }
                     (None, true, Some(_)) => history::HistoryStore::Postgres(
                         tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
                             .await??,

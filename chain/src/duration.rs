@@ -137,12 +137,25 @@ mod tests {
     fn parses_retention_periods() {
         let day = Duration::from_secs(86_400);
         assert_eq!(parse_retention("30d"), Ok(30 * day));
-        assert_eq!(parse_retention("1d12h"), Ok(day + Duration::from_secs(43_200)));
+        assert_eq!(
+            parse_retention("1d12h"),
+            Ok(day + Duration::from_secs(43_200))
+        );
         assert_eq!(parse_retention("72h"), Ok(3 * day));
         assert_eq!(parse_retention("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_retention("0d"), Ok(Duration::ZERO));
         assert_eq!(parse_retention("36500d"), Ok(MAX_RETENTION));
-        for text in ["", "d", "30", "1.5d", "-1d", "36501d", "99999999999999999999d", "3dd", "1w"] {
+        for text in [
+            "",
+            "d",
+            "30",
+            "1.5d",
+            "-1d",
+            "36501d",
+            "99999999999999999999d",
+            "3dd",
+            "1w",
+        ] {
             assert!(parse_retention(text).is_err(), "{text:?}");
         }
     }

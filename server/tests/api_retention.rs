@@ -145,7 +145,12 @@ async fn two_postgres_replicas_share_the_retention_work() {
     let Database::Postgres(url) = &first.database else {
         unreachable!()
     };
-    let second = serve_on(Backend::Postgres, Some(url.clone()), &["--run-retention", "1s"]).await;
+    let second = serve_on(
+        Backend::Postgres,
+        Some(url.clone()),
+        &["--run-retention", "1s"],
+    )
+    .await;
     let servers = [&first.server, &second.server];
     create_chain(servers[0], noop_chain("shared", 1)).await;
     let mut runs = Vec::new();
@@ -171,7 +176,10 @@ async fn two_postgres_replicas_share_the_retention_work() {
         }
     }
     assert_eq!(
-        first.database.count("SELECT count(*) FROM runs WHERE chain_id = $1", "shared").await,
+        first
+            .database
+            .count("SELECT count(*) FROM runs WHERE chain_id = $1", "shared")
+            .await,
         0
     );
     for table in ["attempts", "run_events"] {
@@ -313,7 +321,9 @@ async fn delete_run_deletes_a_finished_run_once(backend: Backend) {
     }
 
     // A retry of the delete answers as the delete did.
-    delete(server, &gone.id, "delete-1").await.expect("retried delete");
+    delete(server, &gone.id, "delete-1")
+        .await
+        .expect("retried delete");
     // Another delete of the gone run does not find it.
     let again = delete(server, &gone.id, "").await.unwrap_err();
     assert_eq!(again.code(), Code::NotFound, "{again:?}");
@@ -371,7 +381,9 @@ async fn delete_run_refuses_what_it_cannot_delete(backend: Backend) {
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
     assert_invalid(delete(server, "", "").await.unwrap_err(), &["id"]);
     assert_invalid(
-        delete(server, &waiting.id, &"x".repeat(200)).await.unwrap_err(),
+        delete(server, &waiting.id, &"x".repeat(200))
+            .await
+            .unwrap_err(),
         &["request_id"],
     );
 
@@ -391,7 +403,9 @@ async fn delete_run_refuses_what_it_cannot_delete(backend: Backend) {
     })
     .await;
     assert!(ended.is_ok(), "the watch did not end");
-    delete(server, &waiting.id, "del-w").await.expect("delete cancelled run");
+    delete(server, &waiting.id, "del-w")
+        .await
+        .expect("delete cancelled run");
     assert_eq!(served.database.rows_of(&waiting.id).await, [0, 0, 0]);
 }
 
@@ -440,7 +454,8 @@ async fn retention_deletes_expired_finished_runs_only(backend: Backend) {
     create_chain(server, hour).await;
     create_chain(server, worker_chain("waits", "nobody-serves-this")).await;
 
-    let expiring: Vec<pb::Run> = futures::future::join_all((0..3).map(|_| start(server, "default"))).await;
+    let expiring: Vec<pb::Run> =
+        futures::future::join_all((0..3).map(|_| start(server, "default"))).await;
     let forever = start(server, "keep").await;
     let hourly = start(server, "hour").await;
     let waiting = start(server, "waits").await;
@@ -470,13 +485,18 @@ async fn retention_deletes_expired_finished_runs_only(backend: Backend) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(get(server, &forever.id).await.is_ok());
     assert!(get(server, &hourly.id).await.is_ok());
-    let waiting = get(server, &waiting.id).await.expect("an unfinished run stays");
+    let waiting = get(server, &waiting.id)
+        .await
+        .expect("an unfinished run stays");
     assert_ne!(waiting.status, pb::RunStatus::Succeeded as i32);
     // Retention is not an audited action.
     assert_eq!(
         served
             .database
-            .count("SELECT count(*) FROM audit_events WHERE action = $1", "DeleteRun")
+            .count(
+                "SELECT count(*) FROM audit_events WHERE action = $1",
+                "DeleteRun"
+            )
             .await,
         0
     );

@@ -67,8 +67,7 @@ fn run(id: &str, chain_id: &str, ended: Option<i64>) -> RunRecord {
 }
 
 fn attempt(run: &RunRecord, id: &str, step: i32, dead_lettered: bool) -> AttemptRecord {
-    let mut attempt =
-        AttemptRecord::ready(id.to_string(), run.id.clone(), "t".to_string(), at(0));
+    let mut attempt = AttemptRecord::ready(id.to_string(), run.id.clone(), "t".to_string(), at(0));
     attempt.step = step;
     attempt.queue = "work".to_string();
     attempt.status = if dead_lettered {
@@ -128,7 +127,9 @@ async fn rows_of(database: &RawDatabase, run_id: &str) -> [i64; 4] {
         format!("SELECT count(*) FROM runs WHERE id = {p}"),
         format!("SELECT count(*) FROM attempts WHERE run_id = {p}"),
         format!("SELECT count(*) FROM run_events WHERE run_id = {p}"),
-        format!("SELECT count(*) FROM idempotency_keys WHERE resource_key = {p} AND scope <> 'DeleteRun'"),
+        format!(
+            "SELECT count(*) FROM idempotency_keys WHERE resource_key = {p} AND scope <> 'DeleteRun'"
+        ),
     ];
     let mut counts = [0; 4];
     for (count, sql) in counts.iter_mut().zip(&queries) {
@@ -204,7 +205,13 @@ async fn delete_run_removes_everything_of_the_run(store: DynStore, database: Raw
         Err(StoreError::NotFound { .. })
     ));
     let dead = store
-        .list_dead_letters(None, PageQuery { limit: 100, after: None })
+        .list_dead_letters(
+            None,
+            PageQuery {
+                limit: 100,
+                after: None,
+            },
+        )
         .await
         .unwrap();
     let dead_runs: Vec<&str> = dead.items.iter().map(|a| a.run_id.as_str()).collect();
@@ -224,7 +231,12 @@ async fn delete_run_is_idempotent_by_request_id(store: DynStore, database: RawDa
     plant(&store, run("r1", "c", Some(10))).await;
     let first = key("DeleteRun", "del-1", "hash-of-r1");
     let deleted = store
-        .delete_run("r1", &finished_only, Some(first.clone()), &audit("r1", "del-1"))
+        .delete_run(
+            "r1",
+            &finished_only,
+            Some(first.clone()),
+            &audit("r1", "del-1"),
+        )
         .await
         .unwrap();
     assert_eq!(deleted, RunDeletion::Deleted);
@@ -266,7 +278,12 @@ async fn refused_delete_writes_nothing(store: DynStore, database: RawDatabase) {
     plant(&store, run("busy", "c", None)).await;
     let request = key("DeleteRun", "del-busy", "h");
     let refused = store
-        .delete_run("busy", &finished_only, Some(request.clone()), &audit("busy", "del-busy"))
+        .delete_run(
+            "busy",
+            &finished_only,
+            Some(request.clone()),
+            &audit("busy", "del-busy"),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -340,15 +357,26 @@ async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
     }
     // Ended after the cutoff (however old), not ended, another chain.
     for kept in [&a40, &late, &running, &b10] {
-        assert_eq!(rows_of(&database, &kept.id).await, EVERYTHING, "{}", kept.id);
+        assert_eq!(
+            rows_of(&database, &kept.id).await,
+            EVERYTHING,
+            "{}",
+            kept.id
+        );
     }
     // Whatever the cutoff, a run that has not ended stays.
-    let rest = store.delete_ended_runs("a", at(1_000_000), 100).await.unwrap();
+    let rest = store
+        .delete_ended_runs("a", at(1_000_000), 100)
+        .await
+        .unwrap();
     assert_eq!(rest, [id(&late), id(&a40)]);
     assert_eq!(rows_of(&database, &running.id).await, EVERYTHING);
     assert_eq!(rows_of(&database, &b10.id).await, EVERYTHING);
     assert_eq!(audit_rows(&database, &a10.id).await, 0);
-    let b = store.delete_ended_runs("b", at(1_000_000), 100).await.unwrap();
+    let b = store
+        .delete_ended_runs("b", at(1_000_000), 100)
+        .await
+        .unwrap();
     assert_eq!(b, [id(&b10)]);
 }
 

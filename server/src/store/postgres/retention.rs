@@ -98,9 +98,7 @@ impl PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let ids = decode_all(&rows, |row| {
-            Ok(sqlx::Row::try_get::<String, _>(row, "id")?)
-        })?;
+        let ids = decode_all(&rows, |row| Ok(sqlx::Row::try_get::<String, _>(row, "id")?))?;
         if ids.is_empty() {
             tx.rollback().await?;
             return Ok(ids);
@@ -133,10 +131,8 @@ impl RetentionStore for PostgresStore {
     }
 
     async fn all_chain_ids(&self) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM chain_heads ORDER BY id")
-                .fetch_all(self.pool())
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT id FROM chain_heads ORDER BY id")
+            .fetch_all(self.pool())
+            .await?)
     }
 }

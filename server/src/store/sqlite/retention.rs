@@ -99,10 +99,8 @@ impl RetentionStore for SqliteStore {
     }
 
     async fn all_chain_ids(&self) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM chain_heads ORDER BY id")
-                .fetch_all(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT id FROM chain_heads ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?)
     }
 }
