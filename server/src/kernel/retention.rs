@@ -48,6 +48,9 @@ impl RetentionConfig {
 
 /// Shortest wait between two sweeps.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// A pause between two batches lasts at least this many times as long as
+/// the batch before it took.
+const BUSY_RATIO: u32 = 3;
 /// Chains read at once when collecting their retention periods.
 const CHAIN_PAGE: u32 = 500;
 
@@ -142,6 +145,7 @@ impl Kernel {
                 if *stop.borrow() {
                     return Ok(sweep);
                 }
+                let began = std::time::Instant::now();
                 let deleted = self
                     .store()
                     .delete_ended_runs(&chain_id, ended_before, config.batch)
@@ -150,9 +154,13 @@ impl Kernel {
                 if deleted.len() < config.batch as usize {
                     break;
                 }
+                // Retention takes at most about a quarter of the store's
+                // time (on SQLite every other write waits for a batch), so
+                // a long backlog does not slow the runs being served.
+                let pause = config.pause.max(began.elapsed() * BUSY_RATIO);
                 tokio::select! {
                     _ = stop.wait_for(|stopped| *stopped) => return Ok(sweep),
-                    () = tokio::time::sleep(config.pause) => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
             }
         }
