@@ -88,6 +88,8 @@ export declare class RunsClient {
     resume(runId: string, options?: RequestIdOption): Promise<Run>;
     /** Continues a failed run from the task that failed. */
     retry(runId: string, options?: RequestIdOption): Promise<Run>;
+    /** Deletes a finished run with its attempts and events (`FailedPrecondition` before it ends). */
+    delete(runId: string, options?: RequestIdOption): Promise<void>;
     /** Re-derives a run's path from its recorded outputs and reports divergence. */
     replay(runId: string): Promise<ReplayRunResponse>;
     /** Answers the `human_input` task `taskId` the run waits on. */

@@ -104,6 +104,10 @@ export class RunsClient {
     retry(runId, options = {}) {
         return this.service.retryRun({ id: runId, requestId: options.requestId });
     }
+    /** Deletes a finished run with its attempts and events (`FailedPrecondition` before it ends). */
+    async delete(runId, options = {}) {
+        await this.service.deleteRun({ id: runId, requestId: options.requestId });
+    }
     /** Re-derives a run's path from its recorded outputs and reports divergence. */
     replay(runId) {
         return this.service.replayRun({ id: runId });

@@ -198,6 +198,11 @@ export class RunsClient {
     return this.service.retryRun({ id: runId, requestId: options.requestId });
   }
 
+  /** Deletes a finished run with its attempts and events (`FailedPrecondition` before it ends). */
+  async delete(runId: string, options: RequestIdOption = {}): Promise<void> {
+    await this.service.deleteRun({ id: runId, requestId: options.requestId });
+  }
+
   /** Re-derives a run's path from its recorded outputs and reports divergence. */
   replay(runId: string): Promise<ReplayRunResponse> {
     return this.service.replayRun({ id: runId });
