@@ -149,6 +149,11 @@ impl From<sqlx::Error> for StoreError {
         if classified.is_fault() {
             FAULTS.send_modify(|count| *count += 1);
         }
+        crate::metrics::store_error(match classified {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::StorageFull(_) => "storage_full",
+            _ => "database",
+        });
         classified
     }
 }
