@@ -148,12 +148,18 @@ fn describe() {
         "Calls or claims held back by a limit, by reason (max_concurrency, requests_per_minute, \
          tokens_per_minute, backoff, retry_after, store_unavailable, queue_cap, tenant_cap)."
     );
-    describe_gauge!(WORKER_SESSIONS, "Remote worker sessions open on this replica.");
+    describe_gauge!(
+        WORKER_SESSIONS,
+        "Remote worker sessions open on this replica."
+    );
     describe_gauge!(
         WORKER_FREE_SLOTS,
         "Free slots of the worker sessions open on this replica."
     );
-    describe_counter!(PROVIDER_REQUESTS, "Model provider calls, by backend and model.");
+    describe_counter!(
+        PROVIDER_REQUESTS,
+        "Model provider calls, by backend and model."
+    );
     describe_counter!(
         PROVIDER_ERRORS,
         "Model provider calls that failed, by backend, model and HTTP status (`none` when the \
@@ -558,7 +564,10 @@ pub async fn serve(
 async fn scrape(State(endpoint): State<Endpoint>) -> Response {
     refresh(&endpoint.sources, &endpoint.known_queues).await;
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         endpoint.handle.render(),
     )
         .into_response()
@@ -600,7 +609,9 @@ mod tests {
             "requests_per_minute"
         );
         assert_eq!(
-            limit_reason("m: no room for about 10 more tokens in the last minute (tokens_per_minute 5)"),
+            limit_reason(
+                "m: no room for about 10 more tokens in the last minute (tokens_per_minute 5)"
+            ),
             "tokens_per_minute"
         );
         assert_eq!(

@@ -34,8 +34,9 @@ const BROKEN_MODEL: &str = "broken-model";
 
 /// The metrics endpoint's base URL, as the server announced it.
 async fn metrics_url(process: &ServerProcess) -> String {
-    let addr = tokio::task::block_in_place(|| process.printed(ANNOUNCEMENT, Duration::from_secs(10)))
-        .expect("the server announces its metrics address");
+    let addr =
+        tokio::task::block_in_place(|| process.printed(ANNOUNCEMENT, Duration::from_secs(10)))
+            .expect("the server announces its metrics address");
     format!("http://{}", addr.trim())
 }
 
@@ -314,7 +315,11 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
     assert_eq!(
         counted(
             "taskloom_run_duration_seconds_bucket",
-            &[("chain", "metered"), ("status", "succeeded"), ("le", "+Inf")]
+            &[
+                ("chain", "metered"),
+                ("status", "succeeded"),
+                ("le", "+Inf")
+            ]
         ),
         1.0
     );
@@ -341,8 +346,14 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
     // Provider calls, tokens and errors, by backend and model.
     let metered = [("backend", "fake"), ("model", MODEL)];
     assert_eq!(counted("taskloom_provider_requests_total", &metered), 1.0);
-    assert_eq!(counted("taskloom_provider_input_tokens_total", &metered), 11.0);
-    assert_eq!(counted("taskloom_provider_output_tokens_total", &metered), 3.0);
+    assert_eq!(
+        counted("taskloom_provider_input_tokens_total", &metered),
+        11.0
+    );
+    assert_eq!(
+        counted("taskloom_provider_output_tokens_total", &metered),
+        3.0
+    );
     assert_eq!(
         counted("taskloom_provider_request_duration_seconds_count", &metered),
         1.0
@@ -412,10 +423,7 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
 async fn readyz_turns_503_when_draining_begins(server: TestServer) {
     let base = metrics_url(&server.process).await;
     let fake = FakeLlm::start().await;
-    fake.script(
-        MODEL,
-        Reply::text("slow").delay(Duration::from_secs(4)),
-    );
+    fake.script(MODEL, Reply::text("slow").delay(Duration::from_secs(4)));
     add_backend(&server, &fake.url()).await;
     assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
 
@@ -432,7 +440,10 @@ async fn readyz_turns_503_when_draining_begins(server: TestServer) {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while fake.calls_in_flight() == 0 {
-        assert!(Instant::now() < deadline, "the call never reached the provider");
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the provider"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid = server.process.pid().to_string();
@@ -454,7 +465,10 @@ async fn readyz_turns_503_when_draining_begins(server: TestServer) {
     assert!(!body.trim().is_empty());
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     assert_eq!(fake.calls_in_flight(), 1, "still draining");
-    let answer = in_flight.await.unwrap().expect("the call in flight finishes");
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the call in flight finishes");
     assert_eq!(answer.into_inner().text, "slow");
 }
 
@@ -467,9 +481,8 @@ async fn metrics_are_off_by_default() {
     })
     .await
     .unwrap();
-    let announced = tokio::task::block_in_place(|| {
-        plain.printed(ANNOUNCEMENT, Duration::from_millis(500))
-    });
+    let announced =
+        tokio::task::block_in_place(|| plain.printed(ANNOUNCEMENT, Duration::from_millis(500)));
     assert!(announced.is_err(), "{announced:?}");
 }
 
