@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The observability files are usable by the tools they are for: the alert
-# rules of deploy/observability pass `promtool check rules`, every query of
+# rules of deploy/observability pass `promtool check rules` and their unit
+# tests (`promtool test rules`), every query of
 # the Grafana dashboard is valid PromQL, both name only metric families the
 # server exports, and a real scrape of a running server passes `promtool
 # check metrics` (the metrics test does that scrape, on both stores, with
@@ -20,6 +21,8 @@ ensure_promtool
 promtool --version | head -n 1
 
 promtool check rules deploy/observability/*.rules.yml
+# The alerts fire on the series they are for, and only on those.
+(cd deploy/observability && promtool test rules ./*.rules.test.yml)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/taskloom-observability.XXXXXX")
 trap 'rm -rf "$work"' EXIT

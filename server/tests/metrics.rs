@@ -28,9 +28,18 @@ api_tests!(
 
 const METRICS_ARGS: &[&str] = &["--metrics-listen", "127.0.0.1:0"];
 
+api_tests!(
+    SHORT_LEASE_ARGS; sqlite_short_leases, postgres_short_leases;
+    worker_sessions_lease_expiries_and_fencing_are_counted,
+);
+
+/// Leases that expire within a test.
+const SHORT_LEASE_ARGS: &[&str] = &["--metrics-listen", "127.0.0.1:0", "--lease-duration", "1s"];
+
 const ANNOUNCEMENT: &str = "taskloom metrics listening on ";
 const MODEL: &str = "metered-model";
 const BROKEN_MODEL: &str = "broken-model";
+const PATIENT_MODEL: &str = "patient-model";
 
 /// The metrics endpoint's base URL, as the server announced it.
 async fn metrics_url(process: &ServerProcess) -> String {
@@ -256,6 +265,14 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
     assert_eq!(failed.status, pb::RunStatus::Failed as i32);
     let provider_failed = execute(&server, "unserved", prompt_task(BROKEN_MODEL)).await;
     assert_eq!(provider_failed.status, pb::RunStatus::Failed as i32);
+    // Asked to wait once, the call is throttled, then answers.
+    fake.script(
+        PATIENT_MODEL,
+        Reply::error(429, "slow down").retry_after("1"),
+    );
+    fake.script(PATIENT_MODEL, Reply::text("at last").usage(2, 1));
+    let waited = execute(&server, "patient", prompt_task(PATIENT_MODEL)).await;
+    assert_eq!(waited.status, pb::RunStatus::Succeeded as i32);
     // Watching the finished run delivers its stored events.
     let mut watch = server
         .runs()
@@ -278,7 +295,7 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
     let counted = |name: &str, labels: &[(&str, &str)]| after.value(name, labels);
     // Runs, by chain and status.
     assert_eq!(after.kind("taskloom_runs_started_total"), "counter");
-    for chain in ["metered", "failing", "unserved"] {
+    for chain in ["metered", "failing", "unserved", "patient"] {
         assert_eq!(
             counted("taskloom_runs_started_total", &[("chain", chain)]),
             1.0,
@@ -323,13 +340,14 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
         ),
         1.0
     );
-    // Attempts, by handler and outcome.
+    // Attempts, by handler and outcome (a throttled attempt waits, it does
+    // not fail).
     assert_eq!(
         counted(
             "taskloom_attempts_total",
             &[("handler", "raw_string"), ("outcome", "succeeded")]
         ),
-        1.0
+        2.0
     );
     assert!(
         counted(
@@ -371,6 +389,20 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
             &[("model", BROKEN_MODEL), ("status", "400")]
         ) >= 1.0
     );
+    let patient = [("backend", "fake"), ("model", PATIENT_MODEL)];
+    assert_eq!(counted("taskloom_provider_requests_total", &patient), 2.0);
+    assert_eq!(
+        counted(
+            "taskloom_provider_errors_total",
+            &[("model", PATIENT_MODEL), ("status", "429")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        counted("taskloom_provider_input_tokens_total", &patient),
+        2.0
+    );
+    assert!(counted("taskloom_throttled_total", &[("reason", "retry_after")]) >= 1.0);
     // Dispatch and the store's transactions.
     assert!(
         counted(
@@ -404,7 +436,7 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
     assert_eq!(counted("taskloom_worker_sessions", &[]), 0.0);
     assert_eq!(counted("taskloom_worker_free_slots", &[]), 0.0);
     // No run or attempt id is ever a label value.
-    for run in [&succeeded, &failed, &provider_failed] {
+    for run in [&succeeded, &failed, &provider_failed, &waited] {
         assert!(!after.text.contains(&run.id), "a run id leaked");
     }
 
@@ -556,4 +588,130 @@ async fn wait_ready(base: &str, want: u16, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A worker session that takes a lease and never renews it: the session
+/// and its free slots show, the lease expires, and completing under the
+/// expired lease's token is a fencing rejection.
+async fn worker_sessions_lease_expiries_and_fencing_are_counted(server: TestServer) {
+    use pb::server_message::Msg as ServerMsg;
+    use pb::worker_message::Msg as WorkerMsg;
+    let base = metrics_url(&server.process).await;
+    let idle = scrape(&base).await;
+    assert_eq!(idle.value("taskloom_worker_sessions", &[]), 0.0);
+
+    let (outbound, receiver) = tokio::sync::mpsc::channel(16);
+    outbound
+        .send(pb::WorkerMessage {
+            msg: Some(WorkerMsg::Hello(pb::Hello {
+                worker_id: "metered-worker".into(),
+                name: "metered worker".into(),
+                queues: vec!["metered-queue".into()],
+                slots: 2,
+                sdk_version: "taskloom-rust-tests/0".into(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let mut inbound = server
+        .workers()
+        .connect(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    let welcome = inbound.message().await.unwrap().expect("a welcome");
+    assert!(matches!(welcome.msg, Some(ServerMsg::Welcome(_))));
+    let (offers, mut offered) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(message)) = inbound.message().await {
+            match message.msg {
+                Some(ServerMsg::Ping(ping)) => {
+                    let pong = WorkerMsg::Pong(pb::Pong { nonce: ping.nonce });
+                    let _ = outbound.send(pb::WorkerMessage { msg: Some(pong) }).await;
+                }
+                Some(ServerMsg::Lease(offer)) => {
+                    let _ = offers.send(offer);
+                }
+                _ => {}
+            }
+        }
+    });
+    let open = scrape(&base).await;
+    assert_eq!(open.value("taskloom_worker_sessions", &[]), 1.0);
+    assert_eq!(open.value("taskloom_worker_free_slots", &[]), 2.0);
+
+    server
+        .runs()
+        .start_run(pb::StartRunRequest {
+            chain: Some(pb::Chain {
+                id: "remote".into(),
+                tasks: vec![pb::Task {
+                    id: "work".into(),
+                    handler: "worker".into(),
+                    queue: "metered-queue".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value("x"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), offered.recv())
+        .await
+        .expect("an offer in time")
+        .expect("an offer");
+    let holding = scrape(&base).await;
+    assert_eq!(holding.value("taskloom_worker_free_slots", &[]), 1.0);
+    assert!(
+        holding.value(
+            "taskloom_dispatch_latency_seconds_count",
+            &[("queue", "metered-queue")]
+        ) >= 1.0,
+        "{}",
+        holding.text
+    );
+
+    // Never renewed, the lease expires.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let scraped = scrape(&base).await;
+        if scraped.value("taskloom_lease_expiries_total", &[("handler", "worker")]) >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lease expiry counted:\n{}",
+            scraped.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        scrape(&base)
+            .await
+            .value("taskloom_fencing_rejections_total", &[]),
+        0.0
+    );
+    let refused = server
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: first.attempt_id.clone(),
+            lease_token: first.lease_token.clone(),
+            output: Some(text_value("too late")),
+        })
+        .await
+        .expect_err("the expired lease's token is stale");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert_eq!(
+        scrape(&base)
+            .await
+            .value("taskloom_fencing_rejections_total", &[]),
+        1.0
+    );
 }
