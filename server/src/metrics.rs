@@ -185,7 +185,7 @@ fn describe() {
     );
     describe_counter!(
         STORE_ERRORS,
-        "Database errors, by kind (unavailable, storage_full, database)."
+        "Database errors, by kind (unavailable, storage_full, conflict, constraint, database)."
     );
     describe_counter!(
         EVENTS_DELIVERED,
@@ -376,7 +376,8 @@ pub async fn store_call<T, E>(
     result
 }
 
-/// A database error of `kind` (`unavailable`, `storage_full`, `database`).
+/// A database error of `kind` (`unavailable`, `storage_full`, `conflict`,
+/// `constraint`, `database`).
 pub fn store_error(kind: &'static str) {
     if enabled() {
         counter!(names::STORE_ERRORS, "kind" => kind).increment(1);
