@@ -415,14 +415,34 @@ pub struct QueueLevel {
     pub oldest_ready_at: Option<DateTime<Utc>>,
 }
 
-/// The levels of every queue, read at each scrape.
+/// The levels of every queue, read at each scrape; `None` when they cannot
+/// be read now (the gauges then keep their last values).
 ///
 /// WIRED AT MERGE: the store read of `ListQueues` (`list_queues(now)`) is
-/// built on another branch; map each of its records here as
-/// `QueueLevel { queue: record.name, depth: record.ready, oldest_ready_at:
-/// record.oldest_ready_at }`. Until then no queue is reported.
-async fn queue_levels(_store: &DynStore, _now: DateTime<Utc>) -> Vec<QueueLevel> {
-    Vec::new()
+/// built on another branch. The body becomes:
+///
+/// ```ignore
+/// match store.list_queues(now).await {
+///     Ok(queues) => Some(
+///         queues
+///             .into_iter()
+///             .map(|queue| QueueLevel {
+///                 queue: queue.name,
+///                 depth: queue.ready,
+///                 oldest_ready_at: queue.oldest_ready_at,
+///             })
+///             .collect(),
+///     ),
+///     Err(error) => {
+///         tracing::debug!(error = %error, "cannot read the queues for the scrape");
+///         None
+///     }
+/// }
+/// ```
+///
+/// Until then no queue is reported.
+async fn queue_levels(_store: &DynStore, _now: DateTime<Utc>) -> Option<Vec<QueueLevel>> {
+    Some(Vec::new())
 }
 
 /// What a scrape reads besides the recorded families.
@@ -443,7 +463,9 @@ async fn refresh(sources: &Sources, known_queues: &Mutex<HashSet<String>>) {
     gauge!(names::WORKER_FREE_SLOTS).set(free as f64);
 
     let now = Utc::now();
-    let levels = queue_levels(&sources.store, now).await;
+    let Some(levels) = queue_levels(&sources.store, now).await else {
+        return;
+    };
     let mut reported: HashMap<String, (f64, f64)> = HashMap::new();
     for level in levels {
         let age = level

@@ -33,6 +33,11 @@ api_tests!(
     worker_sessions_lease_expiries_and_fencing_are_counted,
 );
 
+api_tests!(
+    METRICS_ARGS; sqlite_queues, postgres_queues;
+    queue_gauges_follow_ready_work,
+);
+
 /// Leases that expire within a test.
 const SHORT_LEASE_ARGS: &[&str] = &["--metrics-listen", "127.0.0.1:0", "--lease-duration", "1s"];
 
@@ -709,4 +714,71 @@ async fn worker_sessions_lease_expiries_and_fencing_are_counted(server: TestServ
         .await
         .value("taskloom_fencing_rejections_total", &[]);
     assert!(after >= before + 1.0, "{before} then {after}");
+}
+
+/// Work waiting on a queue no worker serves shows in the queue gauges, and
+/// they fall back to 0 once it is gone.
+async fn queue_gauges_follow_ready_work(server: TestServer) {
+    if std::env::var_os("TASKLOOM_TEST_QUEUE_GAUGES").is_none() {
+        // The gauges read the store's queue levels (`ListQueues`), which
+        // are wired into the metrics when that read lands.
+        eprintln!("skipped: set TASKLOOM_TEST_QUEUE_GAUGES once the queue read is wired");
+        return;
+    }
+    let base = metrics_url(&server.process).await;
+    let run = server
+        .runs()
+        .start_run(pb::StartRunRequest {
+            chain: Some(pb::Chain {
+                id: "waiting".into(),
+                tasks: vec![pb::Task {
+                    id: "work".into(),
+                    handler: "worker".into(),
+                    queue: "unserved-queue".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            run_input: Some(pb::start_run_request::RunInput::TypedInput(text_value("x"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let waiting = scrape(&base).await;
+    let queue = [("queue", "unserved-queue")];
+    assert_eq!(waiting.kind("taskloom_queue_depth"), "gauge");
+    assert_eq!(
+        waiting.value("taskloom_queue_depth", &queue),
+        1.0,
+        "{}",
+        waiting.text
+    );
+    assert!(
+        waiting.value("taskloom_queue_oldest_ready_age_seconds", &queue) >= 1.0,
+        "{}",
+        waiting.text
+    );
+    server
+        .runs()
+        .cancel_run(pb::CancelRunRequest {
+            id: run.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scraped = scrape(&base).await;
+        if scraped.value("taskloom_queue_depth", &queue) == 0.0 {
+            assert_eq!(
+                scraped.value("taskloom_queue_oldest_ready_age_seconds", &queue),
+                0.0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", scraped.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
