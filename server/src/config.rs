@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// connecting is closed.
     #[arg(long, env = "TASKLOOM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// Serve Prometheus metrics (`/metrics`) and the Kubernetes probes
+    /// (`/healthz`, `/readyz`) over plain HTTP on this address; off
+    /// without it.
+    #[arg(long, env = "TASKLOOM_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `NAME=N` with N ≥ 1.

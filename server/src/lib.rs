@@ -13,6 +13,7 @@ pub mod health;
 pub mod kernel;
 pub mod llm;
 pub mod memory;
+pub mod metrics;
 pub mod outbound;
 pub mod render;
 pub mod runner;

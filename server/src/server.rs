@@ -41,6 +41,10 @@ pub async fn run(
     // created on disk.
     let keys = api_keys(&args)?;
     let secrets = secret_key(&args)?;
+    if args.metrics_listen.is_some() {
+        // Before any work starts, so that none goes uncounted.
+        crate::metrics::install()?;
+    }
     let store = store::open(&args.database.database_url, secrets)
         .await
         .with_context(|| {
@@ -168,6 +172,23 @@ pub async fn run(
         service_names.to_vec(),
         runner_stop,
     ));
+    // Serves until this function returns: `/readyz` answers 503 while the
+    // server drains.
+    let _metrics_endpoint = match args.metrics_listen {
+        Some(addr) => {
+            let sources = crate::metrics::Sources {
+                store: store.clone(),
+                dispatcher: context.dispatcher().clone(),
+            };
+            let readiness =
+                crate::metrics::Readiness::new(health_reporter.clone(), context.drain_state());
+            let (bound, task) = crate::metrics::serve(addr, sources, readiness).await?;
+            tracing::info!(listen = %bound, "metrics serving");
+            println!("taskloom metrics listening on {bound}");
+            Some(task)
+        }
+        None => None,
+    };
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)

@@ -131,6 +131,11 @@ impl ApiContext {
         self.inner.draining.send_replace(true);
     }
 
+    /// Turns true once the server starts draining.
+    pub fn drain_state(&self) -> watch::Receiver<bool> {
+        self.inner.draining.subscribe()
+    }
+
     /// Resolves once the server starts draining.
     pub async fn drained(&self) {
         let mut receiver = self.inner.draining.subscribe();

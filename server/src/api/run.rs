@@ -156,7 +156,12 @@ impl RunApi {
             .await?;
         Ok(Box::pin(futures::StreamExt::map(
             watch.into_stream(),
-            |event| event.map_err(|error| ApiError::from(error).into()),
+            |event| {
+                if let Ok(event) = &event {
+                    crate::metrics::event_delivered(event.r#type);
+                }
+                event.map_err(|error| ApiError::from(error).into())
+            },
         )))
     }
 

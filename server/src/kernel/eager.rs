@@ -188,6 +188,7 @@ impl Kernel {
     /// claim loops that have work left.
     pub(super) fn dispatch(&self, dispatch: Dispatch) {
         for (attempt, slot) in dispatch.eager {
+            crate::metrics::leased(&attempt.attempt);
             slot.deliver(attempt);
         }
         if let Some(at) = dispatch.internal_due {

@@ -179,6 +179,7 @@ impl Kernel {
                 }
                 Err(error) => return Err(error),
                 Ok((created, stored_events)) => {
+                    crate::metrics::run_committed(&created.record, Some(&chain), &stored_events);
                     self.committed(&stored_events, &[]);
                     if !created.replayed {
                         self.dispatch(dispatch);
@@ -435,7 +436,10 @@ impl Kernel {
             let chain = kernel.cached_chain(&run.chain_id, run.chain_version);
             decide::claimed(chain.as_deref(), run, attempts, now)
         };
-        let claimed = self.inner.store.claim(&request, &decide_claim).await?;
+        let claimed =
+            crate::metrics::store_call("claim", self.inner.store.claim(&request, &decide_claim))
+                .await?;
+        claimed.attempts.iter().for_each(crate::metrics::leased);
         let leased: Vec<_> = claimed.attempts.iter().map(AttemptChange::of).collect();
         self.committed(&claimed.events, &leased);
         let chains_of_runs = std::mem::take(
@@ -460,7 +464,9 @@ impl Kernel {
     /// Returns expired leases to `Ready` and times out overdue attempts.
     /// Returns how many attempts were handled; stops at a store fault.
     pub async fn sweep(&self) -> KernelResult<usize> {
-        let due = self.inner.store.due_attempts(now(), 256).await?;
+        let due =
+            crate::metrics::store_call("due_attempts", self.inner.store.due_attempts(now(), 256))
+                .await?;
         let max = self.inner.config.max_lease_expiries;
         for item in &due {
             let attempt_id = item.attempt_id.clone();

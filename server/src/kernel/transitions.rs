@@ -111,7 +111,8 @@ impl Kernel {
 
     pub(super) async fn write_starts(&self, batch: Vec<StartItem>) {
         let news = batch.iter().map(|item| item.new.clone()).collect();
-        match self.inner.store.create_runs(news).await {
+        let created = crate::metrics::store_call("create_runs", self.inner.store.create_runs(news));
+        match created.await {
             Ok(results) => {
                 for (item, result) in batch.into_iter().zip(results) {
                     let _ = item.reply.send(result);
@@ -174,7 +175,11 @@ impl Kernel {
                 .with_focus(focus.into_iter().map(str::to_string).collect())
                 .with_idempotency(idempotency.clone());
             async move {
-                let outcome = self.inner.store.transition(run_id, decide_fn).await?;
+                let outcome = crate::metrics::store_call(
+                    "transition",
+                    self.inner.store.transition(run_id, decide_fn),
+                )
+                .await?;
                 Ok(self.outcome(outcome, dispatch, &renders))
             }
         })
@@ -241,6 +246,10 @@ impl Kernel {
         );
         match outcome {
             TransitionOutcome::Applied { run, events } => {
+                if crate::metrics::enabled() {
+                    let chain = self.cached_chain(&run.chain_id, run.chain_version);
+                    crate::metrics::run_committed(&run, chain.as_deref(), &events);
+                }
                 self.committed(&events, &dispatch.changes);
                 let attempts = std::mem::take(&mut dispatch.changes);
                 self.dispatch(dispatch);
@@ -251,6 +260,9 @@ impl Kernel {
                 attempts: Vec::new(),
             })),
             TransitionOutcome::Rejected(rejection) => {
+                if rejection.kind == RejectionKind::LeaseFenced {
+                    crate::metrics::fencing_rejected();
+                }
                 if rejection.kind == RejectionKind::Deferred {
                     let missing = renders.take_missing();
                     if !missing.is_empty() {
@@ -312,7 +324,9 @@ impl Kernel {
             ));
             dispatches.push(dispatch);
         }
-        match self.inner.store.transition_many(items).await {
+        let written =
+            crate::metrics::store_call("transition_many", self.inner.store.transition_many(items));
+        match written.await {
             Ok(results) => {
                 for ((item, result), dispatch) in batch.into_iter().zip(results).zip(dispatches) {
                     let answer = match result {

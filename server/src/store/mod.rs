@@ -149,6 +149,7 @@ impl From<sqlx::Error> for StoreError {
         if classified.is_fault() {
             FAULTS.send_modify(|count| *count += 1);
         }
+        crate::metrics::store_error(error_kind(&classified));
         classified
     }
 }
@@ -156,6 +157,35 @@ impl From<sqlx::Error> for StoreError {
 enum Fault {
     Unavailable,
     Full,
+}
+
+/// The kind of a database error, as `taskloom_store_errors_total` counts
+/// it: a store fault, a collision the PostgreSQL store retries (deadlock,
+/// serialization failure, `NOWAIT` lock), an integrity violation (mostly a
+/// duplicate the caller is told about), or anything else.
+fn error_kind(error: &StoreError) -> &'static str {
+    const SQLITE_CONSTRAINT: i32 = 19;
+    match error {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::StorageFull(_) => "storage_full",
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                match code.parse::<i32>() {
+                    Ok(code) if code & 0xff == SQLITE_CONSTRAINT => "constraint",
+                    _ => "database",
+                }
+            } else if matches!(code, "40P01" | "40001" | "55P03") {
+                "conflict"
+            } else if code.starts_with("23") {
+                "constraint"
+            } else {
+                "database"
+            }
+        }
+        _ => "database",
+    }
 }
 
 fn fault_of(error: &sqlx::Error) -> Option<Fault> {
