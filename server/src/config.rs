@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// connecting is closed.
     #[arg(long, env = "TASKLOOM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// Export spans (RPCs, runs, attempts, model and hook calls) to this
+    /// OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`.
+    /// Off without it.
+    #[arg(long, env = "TASKLOOM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `NAME=N` with N ≥ 1.

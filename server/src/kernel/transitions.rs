@@ -242,6 +242,12 @@ impl Kernel {
         match outcome {
             TransitionOutcome::Applied { run, events } => {
                 self.committed(&events, &dispatch.changes);
+                for attempt in &dispatch.ended_attempts {
+                    crate::traces::attempt_ended(&run, attempt);
+                }
+                if dispatch.run_ends {
+                    crate::traces::run_ended(&run);
+                }
                 let attempts = std::mem::take(&mut dispatch.changes);
                 self.dispatch(dispatch);
                 Decided::Done(Ok(Transitioned { run, attempts }))
