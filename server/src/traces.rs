@@ -31,8 +31,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler,
-    SdkTracerProvider, SdkTracer,
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler, SdkTracer,
+    SdkTracerProvider,
 };
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
@@ -127,7 +127,17 @@ impl TraceParent {
     /// Parses a `traceparent` value; anything the W3C rules refuse (bad
     /// format, all-zero ids, version `ff`) is `None`.
     pub fn parse(text: &str) -> Option<TraceParent> {
-        let carrier = HashMap::from([(TRACEPARENT.to_string(), text.trim().to_string())]);
+        let text = text.trim();
+        // The propagator pads short ids; the W3C fields have fixed widths
+        // (version 00 has exactly four).
+        let fields: Vec<&str> = text.split('-').collect();
+        let widths_fit = fields.len() >= 4
+            && fields.iter().take(4).map(|f| f.len()).eq([2, 32, 16, 2])
+            && (fields[0] != "00" || fields.len() == 4);
+        if !widths_fit {
+            return None;
+        }
+        let carrier = HashMap::from([(TRACEPARENT.to_string(), text.to_string())]);
         let context = TraceContextPropagator::new().extract(&carrier);
         let span = context.span();
         let found = span.span_context();
@@ -383,7 +393,9 @@ pub fn attempt_ended(run: &RunRecord, attempt: &AttemptRecord) {
     let builder = tracer
         .span_builder("attempt")
         .with_kind(SpanKind::Internal)
-        .with_start_time(system_time(attempt.started_at.unwrap_or(attempt.created_at)))
+        .with_start_time(system_time(
+            attempt.started_at.unwrap_or(attempt.created_at),
+        ))
         .with_attributes(attributes);
     let mut span = build_with_ids(
         tracer,
@@ -393,9 +405,12 @@ pub fn attempt_ended(run: &RunRecord, attempt: &AttemptRecord) {
     );
     match attempt.status {
         AttemptStatus::Succeeded => span.set_status(Status::Ok),
-        _ => span.set_status(Status::error(attempt.error.clone().unwrap_or_else(|| {
-            format!("attempt {}", attempt.status.as_str())
-        }))),
+        _ => span.set_status(Status::error(
+            attempt
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("attempt {}", attempt.status.as_str())),
+        )),
     }
     span.end_with_timestamp(system_time(attempt.ended_at.unwrap_or_else(Utc::now)));
 }
@@ -613,13 +628,16 @@ mod tests {
 
     #[test]
     fn a_valid_traceparent_is_normalised_and_garbage_refused() {
-        let given = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(normalise(given).as_deref(), Some(given));
         assert_eq!(
-            normalise(given).as_deref(),
-            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            normalise("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+            "not sampled"
         );
         for garbage in [
             "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
             "garbage",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -649,7 +667,10 @@ mod tests {
         assert_eq!(attempt.run_span_id, joined.span_id);
         assert_ne!(attempt.span_id, joined.span_id);
         let header = attempt.traceparent();
-        assert_eq!(TraceParent::parse(&header).map(|p| p.span_id), Some(attempt.span_id));
+        assert_eq!(
+            TraceParent::parse(&header).map(|p| p.span_id),
+            Some(attempt.span_id)
+        );
         assert!(header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
     }
 }

@@ -188,7 +188,10 @@ impl Kernel {
                         .cloned()
                         .collect();
                     dispatch.run_ends = !snapshot.run.status.is_terminal()
-                        && plan.run.as_ref().is_some_and(|run| run.status.is_terminal());
+                        && plan
+                            .run
+                            .as_ref()
+                            .is_some_and(|run| run.status.is_terminal());
                 }
             }
             *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;

@@ -16,11 +16,11 @@ use super::{
 };
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
-use crate::traces::RunTrace;
 use crate::store::{
     AttemptRecord, AttemptStatus, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
     StoreError,
 };
+use crate::traces::RunTrace;
 
 /// An attempt a transition wrote, as stored afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
