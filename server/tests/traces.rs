@@ -485,6 +485,25 @@ async fn without_an_endpoint_the_context_is_still_kept(backend: Backend) {
     let ended = wait_until_ended(&server, &run.id).await;
     assert_eq!(ended.status, pb::RunStatus::Succeeded as i32);
     assert_eq!(ended.traceparent, given);
+
+    // ExecuteChain takes it the same way.
+    let mut request = tonic::Request::new(pb::ExecuteChainRequest {
+        chain: Some(common::chains::noop_chain("executed", 1)),
+        run_input: Some(pb::execute_chain_request::RunInput::TypedInput(text_value(
+            "x",
+        ))),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("traceparent", given.parse().unwrap());
+    let executed = server
+        .runs()
+        .execute_chain(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(executed.run.unwrap().traceparent, given);
 }
 
 /// A collector that accepts connections and never answers: runs go at
