@@ -22,6 +22,12 @@ export interface StartRunOptions extends RequestIdOption {
     /** -100..100; higher runs are dispatched first. */
     priority?: number;
     tenant?: string;
+    /**
+     * A W3C `traceparent` (sent as metadata): the run's span becomes its
+     * child, so the run, its attempts and its workers' tasks join the
+     * caller's trace. An invalid value is ignored by the server.
+     */
+    traceparent?: string;
 }
 export interface ExecuteOptions extends StartRunOptions {
     /** How long the server waits for the run to end (default 5 minutes). */

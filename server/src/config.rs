@@ -167,6 +167,11 @@ pub struct ServeArgs {
     /// without it.
     #[arg(long, env = "TASKLOOM_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Export spans (RPCs, runs, attempts, model and hook calls) to this
+    /// OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`.
+    /// Off without it.
+    #[arg(long, env = "TASKLOOM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `NAME=N` with N ≥ 1.

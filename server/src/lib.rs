@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod traces;
 
 /// Chains, pure: validation, the compiled form, templating and output parsing.
 pub use taskloom_chain as chain;

@@ -290,7 +290,7 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
         return;
     };
     let lease = kernel.config().lease;
-    let work = executor.execute(kernel, &task, &attempt);
+    let work = executor.execute(kernel, &task, &attempt, &claimed.trace);
     tokio::pin!(work);
     let deadline = task
         .timeout

@@ -68,6 +68,15 @@ pub async fn run(
         warn_if_others_can_read(Path::new(path), "the database file");
     }
 
+    let exporting = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let exporting = crate::traces::init(endpoint)
+                .with_context(|| format!("--otlp-endpoint {endpoint:?}"))?;
+            tracing::info!(endpoint = %endpoint, "exporting traces over OTLP");
+            Some(exporting)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
@@ -233,6 +242,7 @@ pub async fn run(
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let drain = DrainLayer::new(drain_rx);
     let router = server
+        .layer(crate::traces::RpcLayer)
         .layer(drain.clone())
         .http2_keepalive_interval(Some(args.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -332,6 +342,9 @@ pub async fn run(
     lease_watch.abort();
     publisher.abort();
     reconciler.abort();
+    if let Some(exporting) = exporting {
+        exporting.shutdown().await;
+    }
     tracing::info!("taskloom stopped");
     Ok(())
 }

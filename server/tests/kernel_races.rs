@@ -29,6 +29,7 @@ async fn start(kernel: &Kernel) -> String {
             priority: 0,
             tenant: String::new(),
             idempotency: None,
+            traceparent: None,
         })
         .await
         .unwrap();

@@ -185,6 +185,7 @@ class Client:
         request: Request,
         *,
         timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> Response:
         """Calls a unary RPC with the client's metadata and typed errors.
 
@@ -202,12 +203,17 @@ class Client:
         while True:
             attempt += 1
             try:
-                return await rpc(request, metadata=self.metadata, timeout=timeout)
+                return await rpc(request, metadata=self.metadata + metadata, timeout=timeout)
             except grpc.aio.AioRpcError as error:
                 unavailable = error.code() == grpc.StatusCode.UNAVAILABLE
                 if not (retryable and unavailable and attempt < self._retries):
                     raise from_rpc_error(error) from None
             await asyncio.sleep(delays.next())
+
+
+def _trace_metadata(traceparent: str) -> tuple[tuple[str, str], ...]:
+    """The `traceparent` metadata of a start, if it names one."""
+    return (("traceparent", traceparent),) if traceparent else ()
 
 
 def _parse_address(address: str) -> tuple[str, bool]:
@@ -285,11 +291,14 @@ class Runs(_Service):
         priority: int = 0,
         tenant: str = "",
         request_id: str = "",
+        traceparent: str = "",
     ) -> run_pb2.Run:
         """Starts a run of a stored chain (`chain_id`) or an inline `chain`.
 
         `input` is a Python value (see `to_value`); with `input_type` it is
         sent as JSON and interpreted by the server (`string`, `json`, …).
+        A W3C `traceparent` (sent as metadata) makes the run's span its
+        child: the run and its workers' tasks join the caller's trace.
         """
         request = _run_request(
             run_pb2.StartRunRequest(
@@ -304,7 +313,9 @@ class Runs(_Service):
             input,
             input_type,
         )
-        return await self._client.call(self._stubs.runs.StartRun, request)
+        return await self._client.call(
+            self._stubs.runs.StartRun, request, metadata=_trace_metadata(traceparent)
+        )
 
     async def execute(
         self,
@@ -319,8 +330,10 @@ class Runs(_Service):
         tenant: str = "",
         request_id: str = "",
         wait_timeout: float | timedelta | None = None,
+        traceparent: str = "",
     ) -> run_pb2.ExecuteChainResponse:
-        """Starts a run and waits for its output and per-task trace."""
+        """Starts a run and waits for its output and per-task trace
+        (`traceparent` as in `start`)."""
         request = _run_request(
             run_pb2.ExecuteChainRequest(
                 chain_id=chain_id,
@@ -335,7 +348,9 @@ class Runs(_Service):
             input,
             input_type,
         )
-        return await self._client.call(self._stubs.runs.ExecuteChain, request)
+        return await self._client.call(
+            self._stubs.runs.ExecuteChain, request, metadata=_trace_metadata(traceparent)
+        )
 
     async def get(self, run_id: str) -> run_pb2.Run:
         return await self._client.call(self._stubs.runs.GetRun, run_pb2.GetRunRequest(id=run_id))

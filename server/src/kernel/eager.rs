@@ -34,6 +34,10 @@ pub trait Slot: Send + Sync {
 pub(super) struct Dispatch {
     /// The attempts the plan updates or creates, as it writes them.
     pub(super) changes: Vec<AttemptChange>,
+    /// What the plan ends, for its spans (only while traces are exported):
+    /// the attempts, and whether the run ends too.
+    pub(super) ended_attempts: Vec<AttemptRecord>,
+    pub(super) run_ends: bool,
     eager: Vec<(ClaimedAttempt, Box<dyn Slot>)>,
     internal_ready: bool,
     worker_ready: bool,
@@ -145,6 +149,7 @@ impl Kernel {
                     attempt: attempt.clone(),
                     chain_id: run.chain_id.clone(),
                     chain_version: run.chain_version,
+                    trace: crate::traces::RunTrace::of_run(current).attempt(&attempt.id),
                 };
                 dispatch.eager.push((claimed, slot));
             }
@@ -177,6 +182,17 @@ impl Kernel {
                     .chain(&plan.new_attempts)
                     .map(AttemptChange::of)
                     .collect();
+                if crate::traces::enabled() {
+                    dispatch.ended_attempts = (plan.attempt_updates.iter())
+                        .filter(|a| crate::traces::attempt_has_ended(a.status))
+                        .cloned()
+                        .collect();
+                    dispatch.run_ends = !snapshot.run.status.is_terminal()
+                        && plan
+                            .run
+                            .as_ref()
+                            .is_some_and(|run| run.status.is_terminal());
+                }
             }
             *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;
             plan

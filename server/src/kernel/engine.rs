@@ -20,6 +20,7 @@ use crate::store::{
     AttemptRecord, AttemptStatus, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
     StoreError,
 };
+use crate::traces::RunTrace;
 
 /// An attempt a transition wrote, as stored afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +157,8 @@ impl Kernel {
                     .map(|key| key.request_id.clone()),
             };
             let now = now();
-            let (run, attempts, events) = self.decide_start(&chain, new, now).await;
+            let (mut run, attempts, events) = self.decide_start(&chain, new, now).await;
+            run.traceparent = request.traceparent.clone();
             let mut plan = Plan {
                 run: None,
                 new_attempts: attempts,
@@ -432,7 +434,14 @@ impl Kernel {
         let decide_claim = move |run: &RunRecord, attempts: &[AttemptRecord]| {
             seen.lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(run.id.clone(), (run.chain_id.clone(), run.chain_version));
+                .insert(
+                    run.id.clone(),
+                    (
+                        run.chain_id.clone(),
+                        run.chain_version,
+                        RunTrace::of_run(run),
+                    ),
+                );
             let chain = kernel.cached_chain(&run.chain_id, run.chain_version);
             decide::claimed(chain.as_deref(), run, attempts, now)
         };
@@ -451,8 +460,10 @@ impl Kernel {
             .attempts
             .into_iter()
             .filter_map(|attempt| {
-                let (chain_id, chain_version) = chains_of_runs.get(&attempt.run_id)?.clone();
+                let (chain_id, chain_version, run_trace) =
+                    chains_of_runs.get(&attempt.run_id)?.clone();
                 Some(ClaimedAttempt {
+                    trace: run_trace.attempt(&attempt.id),
                     attempt,
                     chain_id,
                     chain_version,

@@ -104,6 +104,8 @@ pub struct StartRun {
     pub priority: i32,
     pub tenant: String,
     pub idempotency: Option<IdempotencyKey>,
+    /// The caller's W3C `traceparent`, normalised: the run span's parent.
+    pub traceparent: Option<String>,
 }
 
 /// A watcher's live feed of one run; dropping it frees the run's channel
@@ -145,6 +147,8 @@ pub struct ClaimedAttempt {
     pub attempt: AttemptRecord,
     pub chain_id: String,
     pub chain_version: i64,
+    /// The attempt's span context, in its run's trace.
+    pub trace: crate::traces::AttemptTrace,
 }
 
 /// The engine, shared by the API and the background loops of a replica.

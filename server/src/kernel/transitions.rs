@@ -251,6 +251,12 @@ impl Kernel {
                     crate::metrics::run_committed(&run, chain.as_deref(), &events);
                 }
                 self.committed(&events, &dispatch.changes);
+                for attempt in &dispatch.ended_attempts {
+                    crate::traces::attempt_ended(&run, attempt);
+                }
+                if dispatch.run_ends {
+                    crate::traces::run_ended(&run);
+                }
                 let attempts = std::mem::take(&mut dispatch.changes);
                 self.dispatch(dispatch);
                 Decided::Done(Ok(Transitioned { run, attempts }))

@@ -166,6 +166,9 @@ pub struct RunRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The W3C `traceparent` the run was started with, normalised: its
+    /// span's parent. Written at creation only.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

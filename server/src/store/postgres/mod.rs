@@ -13,7 +13,7 @@ macro_rules! run_columns {
         "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
          r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, r.request_id, r.steps, \
          r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
-         r.started_at, r.ended_at, r.updated_at"
+         r.started_at, r.ended_at, r.updated_at, r.traceparent"
     };
 }
 
