@@ -34,7 +34,7 @@ use taskloom_server::store::{
 
 mod common;
 
-use common::stores::RawDatabase;
+use common::stores::{RawDatabase, audit};
 
 type Runs = Arc<dyn RunStore>;
 
@@ -2218,11 +2218,11 @@ fn new_run(id: &str, chain_id: &str, check: Option<Option<i64>>) -> NewRun {
 /// twice in a call is refused whole.
 async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
     store
-        .create_chain("flow", b"v1".to_vec(), None)
+        .create_chain("flow", b"v1".to_vec(), None, &audit())
         .await
         .unwrap();
     store
-        .update_chain("flow", b"v2".to_vec(), None, None)
+        .update_chain("flow", b"v2".to_vec(), None, None, &audit())
         .await
         .unwrap();
     let results = store
@@ -2259,7 +2259,7 @@ async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
         );
     }
 
-    store.delete_chain("flow", None).await.unwrap();
+    store.delete_chain("flow", None, &audit()).await.unwrap();
     let results = store
         .create_runs(vec![new_run("run-deleted", "flow", Some(None))])
         .await
