@@ -743,6 +743,16 @@ async fn bad_filters_are_invalid_arguments(server: TestServer) {
         .unwrap();
 }
 
+/// `message` sent with `key`.
+fn with_key<M>(key: &str, message: M) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    request
+}
+
 /// With `--api-keys-file`, the actor is `key:` and the first 12 hex digits
 /// of the key's SHA-256 digest.
 async fn the_actor_is_the_key(backend: common::Backend) {
@@ -751,14 +761,6 @@ async fn the_actor_is_the_key(backend: common::Backend) {
     std::fs::write(&keys_file, "first-key\nsecond-key\n").unwrap();
     let keys_path = keys_file.display().to_string();
     let server = TestServer::start_with(backend, &["--api-keys-file", keys_path.as_str()]).await;
-    let with_key = |key: &str, message| {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {key}").parse().unwrap(),
-        );
-        request
-    };
     let create = |id: &str| pb::CreateChainRequest {
         chain: Some(worker_chain(id, "q")),
         request_id: String::new(),
@@ -795,7 +797,10 @@ async fn the_actor_is_the_key(backend: common::Backend) {
         .unwrap_err();
     assert_eq!(unauthenticated.code(), Code::Unauthenticated);
     let events = client
-        .list_audit_events(with_key("first-key", Default::default()))
+        .list_audit_events(with_key(
+            "first-key",
+            pb::ListAuditEventsRequest::default(),
+        ))
         .await
         .unwrap()
         .into_inner()

@@ -787,6 +787,7 @@ async fn transition_applies_the_plan(store: Runs) {
         attempt_updates: vec![attempt_update],
         new_attempts: vec![new_attempt.clone()],
         events: vec![payload("failed"), payload("next")],
+        repeat: false,
     };
     let recorder = seen.clone();
     let outcome = store
@@ -905,6 +906,7 @@ async fn transition_rejection_writes_nothing(store: Runs) {
         }],
         new_attempts: vec![attempt(&stored, "att-2", 2)],
         events: vec![payload("cancelled")],
+        repeat: false,
     };
     let outcome = store
         .transition("run-1", decide(move |_| plan.clone()))

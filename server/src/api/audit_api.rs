@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::page::{ListRequest, ListResponse, list_page};
 use super::request::{Violations, timestamp};
-use super::{ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, audit_service_server::AuditService};
 use crate::store::{AuditFilter, AuditRecord};
 
@@ -133,6 +133,7 @@ fn audit_event(record: AuditRecord) -> pb::AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ApiError;
 
     fn field_of(error: ApiError) -> String {
         format!("{error:?}")

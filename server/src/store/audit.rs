@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::codec::{PlainColumns, StoredRow};
+use super::codec::StoredRow;
 use super::{Page, PageQuery, StoreResult};
 
 /// One recorded action.
