@@ -382,7 +382,13 @@ async fn every_control_action_is_logged(server: TestServer) {
         row("CreateModel", "model", "tiny", "", "OK"),
         row("AssignBackendToPool", "pool", &format!("gpu/{b}"), "", "OK"),
         row("AssignModelToPool", "pool", "gpu/tiny", "", "OK"),
-        row("RemoveBackendFromPool", "pool", &format!("gpu/{b}"), "", "OK"),
+        row(
+            "RemoveBackendFromPool",
+            "pool",
+            &format!("gpu/{b}"),
+            "",
+            "OK",
+        ),
         row("RemoveModelFromPool", "pool", "gpu/tiny", "", "OK"),
         row("DeletePool", "pool", "gpu", "", "OK"),
         row("DeleteModel", "model", "tiny", "", "OK"),
@@ -471,7 +477,13 @@ async fn failures_are_logged_with_their_code(server: TestServer) {
                 "",
                 "FAILED_PRECONDITION"
             ),
-            row("CancelRun", "run", &done.id, "req-late", "FAILED_PRECONDITION"),
+            row(
+                "CancelRun",
+                "run",
+                &done.id,
+                "req-late",
+                "FAILED_PRECONDITION"
+            ),
         ]
     );
     let events = all_events(&mut audit(&server), Default::default(), 1000).await;
@@ -479,10 +491,7 @@ async fn failures_are_logged_with_their_code(server: TestServer) {
         .iter()
         .find(|event| event.outcome == "NOT_FOUND")
         .unwrap();
-    assert!(
-        not_found.error_message.contains("missing"),
-        "{not_found:?}"
-    );
+    assert!(not_found.error_message.contains("missing"), "{not_found:?}");
 }
 
 async fn replayed_requests_add_no_row(server: TestServer) {
@@ -615,7 +624,7 @@ async fn filters_and_pages(server: TestServer) {
     assert!(runs_only.is_empty());
 
     // start_time inclusive, end_time exclusive.
-    let time_of = |index: usize| everything[index].time.clone().unwrap();
+    let time_of = |index: usize| everything[index].time.unwrap();
     let window = select(pb::ListAuditEventsRequest {
         start_time: Some(time_of(4)),
         end_time: Some(time_of(1)),
@@ -746,10 +755,9 @@ async fn bad_filters_are_invalid_arguments(server: TestServer) {
 /// `message` sent with `key`.
 fn with_key<M>(key: &str, message: M) -> tonic::Request<M> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().unwrap(),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
     request
 }
 
@@ -797,10 +805,7 @@ async fn the_actor_is_the_key(backend: common::Backend) {
         .unwrap_err();
     assert_eq!(unauthenticated.code(), Code::Unauthenticated);
     let events = client
-        .list_audit_events(with_key(
-            "first-key",
-            pb::ListAuditEventsRequest::default(),
-        ))
+        .list_audit_events(with_key("first-key", pb::ListAuditEventsRequest::default()))
         .await
         .unwrap()
         .into_inner()

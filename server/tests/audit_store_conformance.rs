@@ -145,7 +145,10 @@ async fn resource_writes_store_their_row_with_the_write(store: DynStore) {
     let link = step("AssignModelToPool", "pool", "p/m");
     store.assign_model_to_pool("p", "m", &link).await.unwrap();
     let link = step("RemoveBackendFromPool", "pool", "p/b");
-    store.remove_backend_from_pool("p", "b", &link).await.unwrap();
+    store
+        .remove_backend_from_pool("p", "b", &link)
+        .await
+        .unwrap();
     let link = step("RemoveModelFromPool", "pool", "p/m");
     store.remove_model_from_pool("p", "m", &link).await.unwrap();
     let hooked = store
@@ -186,7 +189,11 @@ async fn failed_resource_writes_store_no_row(store: DynStore) {
         .unwrap();
     let refused = [
         store
-            .create_backend(backend("b"), None, &audit_of("CreateBackend", "backend", "b"))
+            .create_backend(
+                backend("b"),
+                None,
+                &audit_of("CreateBackend", "backend", "b"),
+            )
             .await
             .map(|_| ()),
         store
@@ -238,10 +245,7 @@ async fn failed_resource_writes_store_no_row(store: DynStore) {
     for (index, result) in refused.iter().enumerate() {
         assert!(result.is_err(), "write {index} should fail: {result:?}");
     }
-    assert!(matches!(
-        refused[0],
-        Err(StoreError::AlreadyExists { .. })
-    ));
+    assert!(matches!(refused[0], Err(StoreError::AlreadyExists { .. })));
     assert!(matches!(refused[1], Err(StoreError::Conflict { .. })));
     assert_eq!(logged_ids(&store).await, [first.id]);
 }
@@ -353,7 +357,10 @@ async fn transitions_store_the_row_only_when_applied(store: DynStore) {
         .unwrap();
     let paused = audit_of("PauseRun", "run", "r");
     let outcome = store
-        .transition("r", to_status(RunStatus::Paused).with_audit(Some(paused.clone())))
+        .transition(
+            "r",
+            to_status(RunStatus::Paused).with_audit(Some(paused.clone())),
+        )
         .await
         .unwrap();
     assert!(matches!(outcome, TransitionOutcome::Applied { .. }));
@@ -363,8 +370,8 @@ async fn transitions_store_the_row_only_when_applied(store: DynStore) {
     let outcome = store.transition("r", rejecting).await.unwrap();
     assert!(matches!(outcome, TransitionOutcome::Rejected(_)));
 
-    let repeat = Decision::new(|_| Plan::repeat())
-        .with_audit(Some(audit_of("SubmitInput", "run", "r")));
+    let repeat =
+        Decision::new(|_| Plan::repeat()).with_audit(Some(audit_of("SubmitInput", "run", "r")));
     let outcome = store.transition("r", repeat).await.unwrap();
     assert!(matches!(outcome, TransitionOutcome::Applied { .. }));
 

@@ -45,7 +45,10 @@ fn backend(id: &str) -> BackendRecord {
 }
 
 async fn created(store: &DynStore, id: &str) {
-    store.create_backend(backend(id), None, &audit()).await.unwrap();
+    store
+        .create_backend(backend(id), None, &audit())
+        .await
+        .unwrap();
 }
 
 async fn sync_lease_has_one_holder_until_it_passes(store: DynStore) {
@@ -174,15 +177,24 @@ async fn declared_models_come_from_the_backends_pools(store: DynStore) {
         };
         store.create_pool(record, None, &audit()).await.unwrap();
         for model in models {
-            store.assign_model_to_pool(pool, model, &audit()).await.unwrap();
+            store
+                .assign_model_to_pool(pool, model, &audit())
+                .await
+                .unwrap();
         }
     }
-    store.assign_backend_to_pool("p1", "b", &audit()).await.unwrap();
+    store
+        .assign_backend_to_pool("p1", "b", &audit())
+        .await
+        .unwrap();
     assert_eq!(
         store.declared_models_of_backend("b").await.unwrap(),
         ["llama3", "mistral"]
     );
-    store.assign_backend_to_pool("p2", "b", &audit()).await.unwrap();
+    store
+        .assign_backend_to_pool("p2", "b", &audit())
+        .await
+        .unwrap();
     assert_eq!(
         store.declared_models_of_backend("b").await.unwrap(),
         ["llama3", "mistral", "qwen"]

@@ -288,7 +288,10 @@ async fn migrate_seeds_builtin_pools_idempotently(store: DynStore) {
 async fn backend_crud_round_trip(store: DynStore) {
     let input = backend("b-1", "alpha");
     let before = micros_now();
-    let created = store.create_backend(input.clone(), None, &audit()).await.unwrap();
+    let created = store
+        .create_backend(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_eq!(stored.revision, 1);
@@ -336,15 +339,21 @@ async fn backend_crud_round_trip(store: DynStore) {
 
     // A second update continues from the new revision.
     let again = store
-        .update_backend(BackendRecord {
-            priority: 1,
-            ..updated.clone()
-        }, &audit())
+        .update_backend(
+            BackendRecord {
+                priority: 1,
+                ..updated.clone()
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(again.revision, 3);
 
-    store.delete_backend("b-1", Some(3), &audit()).await.unwrap();
+    store
+        .delete_backend("b-1", Some(3), &audit())
+        .await
+        .unwrap();
     assert_err!(store.get_backend("b-1").await, StoreError::NotFound { .. });
     assert!(
         store
@@ -373,7 +382,9 @@ async fn backend_unique_id_and_name(store: DynStore) {
         StoreError::AlreadyExists { .. }
     );
     assert_err!(
-        store.create_backend(backend("b-2", "alpha"), None, &audit()).await,
+        store
+            .create_backend(backend("b-2", "alpha"), None, &audit())
+            .await,
         StoreError::AlreadyExists { .. }
     );
 
@@ -385,10 +396,13 @@ async fn backend_unique_id_and_name(store: DynStore) {
         .record;
     assert_err!(
         store
-            .update_backend(BackendRecord {
-                name: "alpha".to_string(),
-                ..second.clone()
-            }, &audit())
+            .update_backend(
+                BackendRecord {
+                    name: "alpha".to_string(),
+                    ..second.clone()
+                },
+                &audit()
+            )
             .await,
         StoreError::AlreadyExists { .. }
     );
@@ -397,10 +411,13 @@ async fn backend_unique_id_and_name(store: DynStore) {
 
     // Keeping one's own name is not a clash.
     let kept = store
-        .update_backend(BackendRecord {
-            priority: 7,
-            ..second
-        }, &audit())
+        .update_backend(
+            BackendRecord {
+                priority: 7,
+                ..second
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!((kept.name.as_str(), kept.priority), ("beta", 7));
@@ -451,10 +468,13 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
         .unwrap()
         .record;
     let v2 = store
-        .update_backend(BackendRecord {
-            priority: 2,
-            ..v1.clone()
-        }, &audit())
+        .update_backend(
+            BackendRecord {
+                priority: 2,
+                ..v1.clone()
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(v2.revision, 2);
@@ -462,10 +482,13 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
     // A writer still holding revision 1 loses.
     assert_err!(
         store
-            .update_backend(BackendRecord {
-                priority: 3,
-                ..v1.clone()
-            }, &audit())
+            .update_backend(
+                BackendRecord {
+                    priority: 3,
+                    ..v1.clone()
+                },
+                &audit()
+            )
             .await,
         StoreError::Conflict {
             expected: 1,
@@ -475,10 +498,13 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
     );
     assert_err!(
         store
-            .update_backend(BackendRecord {
-                revision: 5,
-                ..v2.clone()
-            }, &audit())
+            .update_backend(
+                BackendRecord {
+                    revision: 5,
+                    ..v2.clone()
+                },
+                &audit()
+            )
             .await,
         StoreError::Conflict {
             expected: 5,
@@ -558,10 +584,13 @@ async fn backend_state_does_not_bump_revision(store: DynStore) {
         .await
         .unwrap();
     let updated = store
-        .update_backend(BackendRecord {
-            priority: 8,
-            ..created
-        }, &audit())
+        .update_backend(
+            BackendRecord {
+                priority: 8,
+                ..created
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(updated.revision, 2);
@@ -668,8 +697,9 @@ async fn backend_idempotent_create(store: DynStore) {
         store
             .create_backend(
                 backend("b-3", "gamma"),
-                key("CreateBackend", "req-1", "hash-2")
-            , &audit())
+                key("CreateBackend", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
@@ -680,10 +710,13 @@ async fn backend_idempotent_create(store: DynStore) {
 
     // A replay returns the resource as it is now.
     let updated = store
-        .update_backend(BackendRecord {
-            priority: 1,
-            ..original.record.clone()
-        }, &audit())
+        .update_backend(
+            BackendRecord {
+                priority: 1,
+                ..original.record.clone()
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     let replay = store
@@ -702,8 +735,9 @@ async fn backend_idempotent_create(store: DynStore) {
         store
             .create_backend(
                 backend("b-1", "epsilon"),
-                key("CreateBackend", "req-2", "hash-3")
-            , &audit())
+                key("CreateBackend", "req-2", "hash-3"),
+                &audit()
+            )
             .await,
         StoreError::AlreadyExists { .. }
     );
@@ -776,10 +810,13 @@ async fn concurrent_distinct_writes_all_succeed(store: DynStore) {
                     .await?;
                 store.list_backends(everything()).await?;
                 store
-                    .update_backend(BackendRecord {
-                        priority: i,
-                        ..created.record
-                    }, &audit())
+                    .update_backend(
+                        BackendRecord {
+                            priority: i,
+                            ..created.record
+                        },
+                        &audit(),
+                    )
                     .await?;
                 store
                     .create_model(model(&format!("model-{i:02}")), None, &audit())
@@ -808,7 +845,10 @@ async fn concurrent_distinct_writes_all_succeed(store: DynStore) {
 async fn pool_crud_and_builtin_protection(store: DynStore) {
     let input = pool("pool-a");
     let before = micros_now();
-    let created = store.create_pool(input.clone(), None, &audit()).await.unwrap();
+    let created = store
+        .create_pool(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_stamped_since(stored.created_at, before);
@@ -826,18 +866,28 @@ async fn pool_crud_and_builtin_protection(store: DynStore) {
         StoreError::AlreadyExists { .. }
     );
     assert_err!(
-        store.create_pool(pool(BUILTIN_POOLS[0].0), None, &audit()).await,
+        store
+            .create_pool(pool(BUILTIN_POOLS[0].0), None, &audit())
+            .await,
         StoreError::AlreadyExists { .. }
     );
 
     // Idempotent create.
     let first = store
-        .create_pool(pool("pool-b"), key("CreatePool", "req-1", "hash-1"), &audit())
+        .create_pool(
+            pool("pool-b"),
+            key("CreatePool", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert!(!first.replayed);
     let replay = store
-        .create_pool(pool("pool-b"), key("CreatePool", "req-1", "hash-1"), &audit())
+        .create_pool(
+            pool("pool-b"),
+            key("CreatePool", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -849,7 +899,11 @@ async fn pool_crud_and_builtin_protection(store: DynStore) {
     );
     assert_err!(
         store
-            .create_pool(pool("pool-c"), key("CreatePool", "req-1", "hash-2"), &audit())
+            .create_pool(
+                pool("pool-c"),
+                key("CreatePool", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
@@ -898,13 +952,31 @@ async fn pool_backend_membership(store: DynStore) {
         .create_backend(backend("b-2", "alpha"), None, &audit())
         .await
         .unwrap();
-    store.create_pool(pool("pool-a"), None, &audit()).await.unwrap();
-    store.create_pool(pool("pool-b"), None, &audit()).await.unwrap();
+    store
+        .create_pool(pool("pool-a"), None, &audit())
+        .await
+        .unwrap();
+    store
+        .create_pool(pool("pool-b"), None, &audit())
+        .await
+        .unwrap();
 
-    store.assign_backend_to_pool("pool-a", "b-1", &audit()).await.unwrap();
-    store.assign_backend_to_pool("pool-a", "b-1", &audit()).await.unwrap(); // idempotent
-    store.assign_backend_to_pool("pool-a", "b-2", &audit()).await.unwrap();
-    store.assign_backend_to_pool("pool-b", "b-1", &audit()).await.unwrap();
+    store
+        .assign_backend_to_pool("pool-a", "b-1", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_backend_to_pool("pool-a", "b-1", &audit())
+        .await
+        .unwrap(); // idempotent
+    store
+        .assign_backend_to_pool("pool-a", "b-2", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_backend_to_pool("pool-b", "b-1", &audit())
+        .await
+        .unwrap();
     store
         .assign_backend_to_pool("internal_chat_pool", "b-1", &audit())
         .await
@@ -941,7 +1013,9 @@ async fn pool_backend_membership(store: DynStore) {
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.assign_backend_to_pool("pool-a", "nope", &audit()).await,
+        store
+            .assign_backend_to_pool("pool-a", "nope", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
@@ -959,11 +1033,15 @@ async fn pool_backend_membership(store: DynStore) {
         .await
         .unwrap();
     assert_err!(
-        store.remove_backend_from_pool("pool-a", "b-2", &audit()).await,
+        store
+            .remove_backend_from_pool("pool-a", "b-2", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.remove_backend_from_pool("nope", "b-2", &audit()).await,
+        store
+            .remove_backend_from_pool("nope", "b-2", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_eq!(
@@ -999,7 +1077,10 @@ async fn pool_backend_membership(store: DynStore) {
     );
 
     // Deleting a backend drops its memberships.
-    store.assign_backend_to_pool("pool-a", "b-2", &audit()).await.unwrap();
+    store
+        .assign_backend_to_pool("pool-a", "b-2", &audit())
+        .await
+        .unwrap();
     store.delete_backend("b-1", None, &audit()).await.unwrap();
     assert_eq!(
         names(
@@ -1035,9 +1116,18 @@ async fn pool_backend_membership(store: DynStore) {
 }
 
 async fn pool_model_membership(store: DynStore) {
-    store.create_model(model("mistral:7b"), None, &audit()).await.unwrap();
-    store.create_model(model("llama3:8b"), None, &audit()).await.unwrap();
-    store.create_pool(pool("pool-a"), None, &audit()).await.unwrap();
+    store
+        .create_model(model("mistral:7b"), None, &audit())
+        .await
+        .unwrap();
+    store
+        .create_model(model("llama3:8b"), None, &audit())
+        .await
+        .unwrap();
+    store
+        .create_pool(pool("pool-a"), None, &audit())
+        .await
+        .unwrap();
 
     store
         .assign_model_to_pool("pool-a", "mistral:7b", &audit())
@@ -1072,7 +1162,9 @@ async fn pool_model_membership(store: DynStore) {
     assert_eq!(pool_ids(&pools.items), vec!["internal_chat_pool", "pool-a"]);
 
     assert_err!(
-        store.assign_model_to_pool("nope", "llama3:8b", &audit()).await,
+        store
+            .assign_model_to_pool("nope", "llama3:8b", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
@@ -1093,7 +1185,9 @@ async fn pool_model_membership(store: DynStore) {
         .await
         .unwrap();
     assert_err!(
-        store.remove_model_from_pool("pool-a", "mistral:7b", &audit()).await,
+        store
+            .remove_model_from_pool("pool-a", "mistral:7b", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert!(
@@ -1141,28 +1235,52 @@ async fn pool_model_membership(store: DynStore) {
 }
 
 async fn membership_pages(store: DynStore) {
-    store.create_pool(pool("pool-a"), None, &audit()).await.unwrap();
+    store
+        .create_pool(pool("pool-a"), None, &audit())
+        .await
+        .unwrap();
     store
         .create_backend(backend("b-x", "solo"), None, &audit())
         .await
         .unwrap();
-    store.create_model(model("solo-model"), None, &audit()).await.unwrap();
+    store
+        .create_model(model("solo-model"), None, &audit())
+        .await
+        .unwrap();
     for i in 0..5 {
         let id = format!("b-{i}");
         store
             .create_backend(backend(&id, &format!("backend-{i:02}")), None, &audit())
             .await
             .unwrap();
-        store.assign_backend_to_pool("pool-a", &id, &audit()).await.unwrap();
+        store
+            .assign_backend_to_pool("pool-a", &id, &audit())
+            .await
+            .unwrap();
         let name = format!("model-{i:02}");
-        store.create_model(model(&name), None, &audit()).await.unwrap();
-        store.assign_model_to_pool("pool-a", &name, &audit()).await.unwrap();
+        store
+            .create_model(model(&name), None, &audit())
+            .await
+            .unwrap();
+        store
+            .assign_model_to_pool("pool-a", &name, &audit())
+            .await
+            .unwrap();
     }
     for (id, _) in BUILTIN_POOLS {
-        store.assign_backend_to_pool(id, "b-x", &audit()).await.unwrap();
-        store.assign_model_to_pool(id, "solo-model", &audit()).await.unwrap();
+        store
+            .assign_backend_to_pool(id, "b-x", &audit())
+            .await
+            .unwrap();
+        store
+            .assign_model_to_pool(id, "solo-model", &audit())
+            .await
+            .unwrap();
     }
-    store.assign_backend_to_pool("pool-a", "b-x", &audit()).await.unwrap();
+    store
+        .assign_backend_to_pool("pool-a", "b-x", &audit())
+        .await
+        .unwrap();
     store
         .assign_model_to_pool("pool-a", "solo-model", &audit())
         .await
@@ -1233,7 +1351,10 @@ async fn membership_pages(store: DynStore) {
 async fn model_crud_and_errors(store: DynStore) {
     let input = model("llama3:8b");
     let before = micros_now();
-    let created = store.create_model(input.clone(), None, &audit()).await.unwrap();
+    let created = store
+        .create_model(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_stamped_since(stored.created_at, before);
@@ -1284,7 +1405,11 @@ async fn model_crud_and_errors(store: DynStore) {
     );
     assert_err!(
         store
-            .create_model(model("qwen2:7b"), key("CreateModel", "req-1", "hash-2"), &audit())
+            .create_model(
+                model("qwen2:7b"),
+                key("CreateModel", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
@@ -1303,7 +1428,10 @@ async fn model_crud_and_errors(store: DynStore) {
         StoreError::NotFound { .. }
     );
     // The name is free again.
-    store.create_model(model("llama3:8b"), None, &audit()).await.unwrap();
+    store
+        .create_model(model("llama3:8b"), None, &audit())
+        .await
+        .unwrap();
 }
 
 async fn models_paginate_by_name(store: DynStore) {
@@ -1338,7 +1466,10 @@ async fn models_paginate_by_name(store: DynStore) {
 async fn hook_crud_and_revisions(store: DynStore) {
     let input = hook("notify");
     let before = micros_now();
-    let created = store.create_hook(input.clone(), None, &audit()).await.unwrap();
+    let created = store
+        .create_hook(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_eq!(stored.revision, 1);
@@ -1397,11 +1528,19 @@ async fn hook_crud_and_revisions(store: DynStore) {
 
     // Idempotent create.
     let first = store
-        .create_hook(hook("audit"), key("CreateHook", "req-1", "hash-1"), &audit())
+        .create_hook(
+            hook("audit"),
+            key("CreateHook", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     let replay = store
-        .create_hook(hook("audit"), key("CreateHook", "req-1", "hash-1"), &audit())
+        .create_hook(
+            hook("audit"),
+            key("CreateHook", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1413,13 +1552,20 @@ async fn hook_crud_and_revisions(store: DynStore) {
     );
     assert_err!(
         store
-            .create_hook(hook("other"), key("CreateHook", "req-1", "hash-2"), &audit())
+            .create_hook(
+                hook("other"),
+                key("CreateHook", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
     assert_eq!(store.list_hooks(everything()).await.unwrap().items.len(), 2);
 
-    store.delete_hook("notify", Some(2), &audit()).await.unwrap();
+    store
+        .delete_hook("notify", Some(2), &audit())
+        .await
+        .unwrap();
     assert_err!(store.get_hook("notify").await, StoreError::NotFound { .. });
     assert_err!(
         store.delete_hook("notify", None, &audit()).await,
@@ -1555,7 +1701,10 @@ async fn chain_versions_lifecycle(store: DynStore) {
             ..
         }
     );
-    store.delete_chain("summarize", Some(3), &audit()).await.unwrap();
+    store
+        .delete_chain("summarize", Some(3), &audit())
+        .await
+        .unwrap();
 
     // Deleted: gone for everyone but runs that pinned a version.
     assert_err!(
@@ -1629,7 +1778,9 @@ async fn chain_recreate_continues_numbering(store: DynStore) {
     let v1 = store.get_chain("triage", Some(1), false).await.unwrap();
     assert_eq!(v1.definition, b"v1".to_vec());
     assert_err!(
-        store.create_chain("triage", b"dup".to_vec(), None, &audit()).await,
+        store
+            .create_chain("triage", b"dup".to_vec(), None, &audit())
+            .await,
         StoreError::AlreadyExists { .. }
     );
 
@@ -1651,12 +1802,22 @@ async fn chain_recreate_continues_numbering(store: DynStore) {
 
 async fn chain_idempotency(store: DynStore) {
     let first = store
-        .create_chain("etl", b"v1".to_vec(), key("CreateChain", "req-1", "hash-1"), &audit())
+        .create_chain(
+            "etl",
+            b"v1".to_vec(),
+            key("CreateChain", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert!(!first.replayed);
     let replay = store
-        .create_chain("etl", b"v1".to_vec(), key("CreateChain", "req-1", "hash-1"), &audit())
+        .create_chain(
+            "etl",
+            b"v1".to_vec(),
+            key("CreateChain", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1671,8 +1832,9 @@ async fn chain_idempotency(store: DynStore) {
             .create_chain(
                 "etl-2",
                 b"v1".to_vec(),
-                key("CreateChain", "req-1", "hash-2")
-            , &audit())
+                key("CreateChain", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
@@ -1722,8 +1884,9 @@ async fn chain_idempotency(store: DynStore) {
                 "etl",
                 b"v3".to_vec(),
                 None,
-                key("UpdateChain", "req-2", "hash-4")
-            , &audit())
+                key("UpdateChain", "req-2", "hash-4"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
@@ -1770,7 +1933,10 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
         .update_chain("chain-01", vec![1, 1], None, None, &audit())
         .await
         .unwrap();
-    store.delete_chain("chain-03", None, &audit()).await.unwrap();
+    store
+        .delete_chain("chain-03", None, &audit())
+        .await
+        .unwrap();
 
     let pages = all_pages(2, |c: &ChainRecord| c.id.clone(), |q| store.list_chains(q)).await;
     assert_eq!(page_sizes(&pages), vec![2, 2, 1]);
@@ -1850,7 +2016,9 @@ async fn missing_chain_is_not_found(store: DynStore) {
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.update_chain("nope", b"x".to_vec(), None, None, &audit()).await,
+        store
+            .update_chain("nope", b"x".to_vec(), None, None, &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
@@ -1907,7 +2075,11 @@ mod sqlite_file {
             let store = store::open(path, test_secrets()).await.unwrap();
             store.migrate().await.unwrap();
             let backend_record = store
-                .create_backend(backend("b-1", "alpha"), key("CreateBackend", "req-1", "h"), &audit())
+                .create_backend(
+                    backend("b-1", "alpha"),
+                    key("CreateBackend", "req-1", "h"),
+                    &audit(),
+                )
                 .await
                 .unwrap()
                 .record;
@@ -1925,7 +2097,11 @@ mod sqlite_file {
         assert_eq!(store.get_chain("keep", None, false).await.unwrap(), chain);
         // The idempotency record survived too.
         let replay = store
-            .create_backend(backend("b-2", "beta"), key("CreateBackend", "req-1", "h"), &audit())
+            .create_backend(
+                backend("b-2", "beta"),
+                key("CreateBackend", "req-1", "h"),
+                &audit(),
+            )
             .await
             .unwrap();
         assert!(replay.replayed);

@@ -108,6 +108,10 @@ mod tests {
         };
         let failed = failed(record, &ApiError::invalid("id", "must not be empty"));
         assert_eq!(failed.outcome, "INVALID_ARGUMENT");
-        assert!(failed.error_message.contains("id"), "{}", failed.error_message);
+        assert!(
+            failed.error_message.contains("id"),
+            "{}",
+            failed.error_message
+        );
     }
 }

@@ -96,7 +96,9 @@ fn time(
     given: Option<&prost_types::Timestamp>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     let given = given?;
-    let nanos = u32::try_from(given.nanos).ok().filter(|n| *n < 1_000_000_000);
+    let nanos = u32::try_from(given.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000);
     let parsed = nanos.and_then(|nanos| chrono::DateTime::from_timestamp(given.seconds, nanos));
     if parsed.is_none() {
         violations.add(field, "is not a valid timestamp");

@@ -1,13 +1,13 @@
 //! BackendService: backends, pools and their associations, declared models,
 //! and one-shot model calls through the executor.
 
+use super::audit::{action, audited};
 use super::convert::backend::{
     BACKEND_MASK_FIELDS, backend_message, embed_answer, embed_call, model_message, new_backend,
     new_model, new_pool, pool_message, prompt_answer, prompt_call, resolve_error, updated_backend,
 };
 use super::page::{child_scope, infallible, list_page};
 use super::request::{Patch, deletion, require, require_pair};
-use super::audit::{action, audited};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::fleet::PullReport;
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
@@ -68,7 +68,13 @@ service! {
 impl BackendApi {
     async fn create_backend(&self, request: pb::CreateBackendRequest) -> ApiResult<pb::Backend> {
         let id = &request.backend_id;
-        let record = action(&self.context, "CreateBackend", "backend", id, &request.request_id);
+        let record = action(
+            &self.context,
+            "CreateBackend",
+            "backend",
+            id,
+            &request.request_id,
+        );
         audited(&self.context, record, async |audit| {
             let (record, idempotency) = new_backend(&request)?;
             // The id the server generates when the request names none.
@@ -101,7 +107,10 @@ impl BackendApi {
     }
 
     async fn update_backend(&self, request: pb::UpdateBackendRequest) -> ApiResult<pb::Backend> {
-        let id = request.backend.as_ref().map_or("", |backend| backend.id.as_str());
+        let id = request
+            .backend
+            .as_ref()
+            .map_or("", |backend| backend.id.as_str());
         let record = action(&self.context, "UpdateBackend", "backend", id, "");
         audited(&self.context, record, async |audit| {
             let key = ("id", |backend: &pb::Backend| backend.id.clone());
@@ -159,10 +168,7 @@ impl BackendApi {
         let record = action(&self.context, "CreatePool", "pool", id, &request.request_id);
         audited(&self.context, record, async |audit| {
             let (record, idempotency) = new_pool(&request)?;
-            let created = self
-                .store()
-                .create_pool(record, idempotency, audit)
-                .await?;
+            let created = self.store().create_pool(record, idempotency, audit).await?;
             Ok(pool_message(created.record))
         })
         .await
@@ -285,8 +291,17 @@ impl BackendApi {
     }
 
     async fn create_model(&self, request: pb::CreateModelRequest) -> ApiResult<pb::Model> {
-        let name = request.model.as_ref().map_or("", |model| model.name.as_str());
-        let record = action(&self.context, "CreateModel", "model", name, &request.request_id);
+        let name = request
+            .model
+            .as_ref()
+            .map_or("", |model| model.name.as_str());
+        let record = action(
+            &self.context,
+            "CreateModel",
+            "model",
+            name,
+            &request.request_id,
+        );
         audited(&self.context, record, async |audit| {
             let (record, idempotency) = new_model(&request)?;
             let created = self

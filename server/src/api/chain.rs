@@ -1,9 +1,9 @@
 //! ChainService: chain definitions with immutable versions.
 
+use super::audit::{action, audited};
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
 use super::page::{child_scope, list_page};
 use super::request::{Violations, deletion, expected_revision, idempotency_key, require};
-use super::audit::{action, audited};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
 use crate::store::{AuditRecord, DynStore};
@@ -49,7 +49,8 @@ impl ChainApi {
             violations.finish()?;
             let (id, bytes) = definition_bytes(request.chain.as_ref())?;
             let idempotency = idempotency_key(&request);
-            let created = self.store()
+            let created = self
+                .store()
                 .create_chain(&id, bytes, idempotency, audit)
                 .await?;
             if !created.replayed {

@@ -1,9 +1,9 @@
 //! HookService: registered HTTP hooks that `hook` tasks call.
 
+use super::audit::{action, audited};
 use super::convert::hook::{HOOK_MASK_FIELDS, hook_message, new_hook, updated_hook};
 use super::page::{infallible, list_page};
 use super::request::{Patch, deletion, require};
-use super::audit::{action, audited};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, hook_service_server::HookService};
 use crate::store::DynStore;
@@ -35,12 +35,16 @@ service! {
 impl HookApi {
     async fn create_hook(&self, request: pb::CreateHookRequest) -> ApiResult<pb::Hook> {
         let name = request.hook.as_ref().map_or("", |hook| hook.name.as_str());
-        let record = action(&self.context, "CreateHook", "hook", name, &request.request_id);
+        let record = action(
+            &self.context,
+            "CreateHook",
+            "hook",
+            name,
+            &request.request_id,
+        );
         audited(&self.context, record, async |audit| {
             let (record, idempotency) = new_hook(&request)?;
-            let created = self.store()
-                .create_hook(record, idempotency, audit)
-                .await?;
+            let created = self.store().create_hook(record, idempotency, audit).await?;
             if !created.replayed {
                 tracing::info!(hook = %created.record.name, "hook created");
             }

@@ -5,13 +5,13 @@ use std::future::Future;
 
 use tonic::codegen::BoxStream;
 
+use super::audit::{action, audited};
 use super::convert::run::{
     attempt_message, execute_chain, list_runs_scope, run_filter, run_message, start_run,
     submitted_input, trace,
 };
 use super::page::{child_scope, encode_page, list_page, page_query};
 use super::request::{Idempotent, Violations, idempotency_key, require};
-use super::audit::{action, audited};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::kernel::watch::{Executed, decode_event};
 use crate::kernel::{Kernel, KernelResult, replay, value};
@@ -206,7 +206,13 @@ impl RunApi {
     }
 
     async fn cancel_run(&self, request: pb::CancelRunRequest) -> ApiResult<pb::Run> {
-        let record = action(&self.context, "CancelRun", "run", &request.id, &request.request_id);
+        let record = action(
+            &self.context,
+            "CancelRun",
+            "run",
+            &request.id,
+            &request.request_id,
+        );
         let run = audited(&self.context, record, async |audit| {
             require("id", &request.id)?;
             let mut violations = Violations::new();

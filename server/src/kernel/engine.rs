@@ -17,8 +17,8 @@ use super::{
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, AttemptStatus, AuditRecord, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
-    StoreError,
+    AttemptRecord, AttemptStatus, AuditRecord, IdempotencyKey, NewRun, Plan, RejectionKind,
+    RunRecord, StoreError,
 };
 
 /// An attempt a transition wrote, as stored afterwards.

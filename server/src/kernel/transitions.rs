@@ -16,8 +16,8 @@ use super::eager::DispatchSlot;
 use super::{Kernel, KernelError, KernelResult, Transitioned};
 use crate::chain::CompiledChain;
 use crate::store::{
-    AttemptRecord, AuditRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, StoreError,
-    StoreResult, TransitionOutcome,
+    AttemptRecord, AuditRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
+    StoreError, StoreResult, TransitionOutcome,
 };
 
 /// A decision a caller asks the kernel to make on a run; it may be made

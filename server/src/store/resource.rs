@@ -12,9 +12,9 @@ use super::codec::{
     StoredRow, backend_from_row, hook_from_row, model_from_row, pool_from_row, truncate_to_micros,
 };
 use super::{
-    AuditRecord, BackendRecord, BackendState, BackendStore, Created, HookRecord, HookStore, IdempotencyKey,
-    ModelRecord, ModelStore, Page, PageQuery, PoolRecord, PoolStore, StoreError, StoreResult,
-    sealed,
+    AuditRecord, BackendRecord, BackendState, BackendStore, Created, HookRecord, HookStore,
+    IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, PoolRecord, PoolStore, StoreError,
+    StoreResult, sealed,
 };
 use crate::secrets::SecretBox;
 

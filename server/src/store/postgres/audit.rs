@@ -49,7 +49,9 @@ impl AuditStore for PostgresStore {
             "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE TRUE"
         ));
         for (column, value) in text_filters(filter) {
-            query.push(format!(" AND {column} = ")).push_bind(value.to_string());
+            query
+                .push(format!(" AND {column} = "))
+                .push_bind(value.to_string());
         }
         if let Some(start) = filter.start {
             query.push(" AND at >= ").push_bind(start);
@@ -66,6 +68,8 @@ impl AuditStore for PostgresStore {
             .push_bind(i64::from(limit) + 1);
         let rows = query.build().fetch_all(self.pool()).await?;
         let records = decode_all(&rows, audit_from_row)?;
-        Ok(Page::new(records, limit as usize, |record| record.id.clone()))
+        Ok(Page::new(records, limit as usize, |record| {
+            record.id.clone()
+        }))
     }
 }

@@ -12,7 +12,8 @@ use crate::store::codec::{
     page_limits, versions_before,
 };
 use crate::store::{
-    AuditRecord, ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
+    AuditRecord, ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError,
+    StoreResult,
 };
 
 /// Columns of a chain version joined with its head (`v` and `h`).
@@ -137,8 +138,7 @@ impl ChainStore for PostgresStore {
             insert_chain_version(tx, (id, version), &definition, created_at, key).await
         };
         let key = (idempotency.as_ref(), id);
-        self.create_once(key, audit, replayed_version, insert)
-            .await
+        self.create_once(key, audit, replayed_version, insert).await
     }
 
     async fn get_chain(
@@ -235,8 +235,7 @@ impl ChainStore for PostgresStore {
             insert_chain_version(tx, (id, version), &definition, now(), key).await
         };
         let key = (idempotency.as_ref(), id);
-        self.create_once(key, audit, replayed_version, insert)
-            .await
+        self.create_once(key, audit, replayed_version, insert).await
     }
 
     async fn delete_chain(

@@ -4,9 +4,7 @@
 use sqlx::PgConnection;
 
 use crate::store::codec::{PlainColumns, commit_created};
-use crate::store::{
-    AuditRecord, Created, IdempotencyKey, PostgresStore, StoreError, StoreResult,
-};
+use crate::store::{AuditRecord, Created, IdempotencyKey, PostgresStore, StoreError, StoreResult};
 
 /// What an idempotency key says about a create.
 pub(super) enum Reservation {

@@ -10,8 +10,8 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres};
 
 use super::{
-    PostgresStore, audit, fetch_one, fetch_page, now, on_foreign_key_violation, on_unique_violation,
-    require, revision_mismatch,
+    PostgresStore, audit, fetch_one, fetch_page, now, on_foreign_key_violation,
+    on_unique_violation, require, revision_mismatch,
 };
 use crate::store::codec::not_found;
 use crate::store::resource::{
@@ -19,7 +19,8 @@ use crate::store::resource::{
     taken_key, text_of, updated_values,
 };
 use crate::store::{
-    AuditRecord, BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError, StoreResult,
+    AuditRecord, BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError,
+    StoreResult,
 };
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
@@ -227,7 +228,11 @@ impl Resources for PostgresStore {
     }
 
     /// The foreign keys catch an end deleted since the checks.
-    async fn add_member<M: Resource>(&self, link: Link<'_>, audit: &AuditRecord) -> StoreResult<()> {
+    async fn add_member<M: Resource>(
+        &self,
+        link: Link<'_>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let insert = format!(
             "INSERT INTO {} (pool_id, {}) VALUES ($1, $2) ON CONFLICT (pool_id, {}) DO NOTHING",

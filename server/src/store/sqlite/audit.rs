@@ -44,10 +44,13 @@ impl AuditStore for SqliteStore {
         filter: &AuditFilter,
         page: PageQuery,
     ) -> StoreResult<Page<AuditRecord>> {
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"));
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
+        ));
         for (column, value) in text_filters(filter) {
-            query.push(format!(" AND {column} = ")).push_bind(value.to_string());
+            query
+                .push(format!(" AND {column} = "))
+                .push_bind(value.to_string());
         }
         if let Some(start) = filter.start {
             query.push(" AND at >= ").push_bind(micros(start));
@@ -65,6 +68,8 @@ impl AuditStore for SqliteStore {
         let mut conn = self.reader.acquire().await?;
         let rows = query.build().fetch_all(&mut *conn).await?;
         let records = decode_all(&rows, audit_from_row)?;
-        Ok(Page::new(records, limit as usize, |record| record.id.clone()))
+        Ok(Page::new(records, limit as usize, |record| {
+            record.id.clone()
+        }))
     }
 }

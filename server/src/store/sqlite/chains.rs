@@ -6,14 +6,16 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::idempotency::PriorResult;
 use super::{
-    SqliteStore, audit, check_revision, fetch_page, from_micros, micros, now, unique_as_already_exists,
+    SqliteStore, audit, check_revision, fetch_page, from_micros, micros, now,
+    unique_as_already_exists,
 };
 use crate::store::codec::{
     PlainColumns, already_exists, chain_from_row, decode_all, into_page, not_found, page_limits,
     versions_before,
 };
 use crate::store::{
-    AuditRecord, ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
+    AuditRecord, ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError,
+    StoreResult,
 };
 
 /// Columns of a chain version joined with its head (`h` = chain_heads,

@@ -18,7 +18,8 @@ use crate::store::resource::{
     taken_key, updated_values,
 };
 use crate::store::{
-    AuditRecord, BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError, StoreResult,
+    AuditRecord, BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError,
+    StoreResult,
 };
 
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -235,7 +236,11 @@ impl Resources for SqliteStore {
         Ok(())
     }
 
-    async fn add_member<M: Resource>(&self, link: Link<'_>, audit: &AuditRecord) -> StoreResult<()> {
+    async fn add_member<M: Resource>(
+        &self,
+        link: Link<'_>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let mut tx = self.write_tx().await?;
         let pool_exists = select_by_key::<PoolRecord>("1");
