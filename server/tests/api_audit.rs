@@ -742,6 +742,13 @@ async fn bad_filters_are_invalid_arguments(server: TestServer) {
             .expect_err(&format!("{request:?} is refused"));
         assert_invalid(error, fields);
     }
+    let version = server
+        .info()
+        .get_version(pb::GetVersionRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(version.features.iter().any(|f| f == "audit"), "{version:?}");
     // A page size over the maximum is served at the maximum.
     client
         .list_audit_events(pb::ListAuditEventsRequest {

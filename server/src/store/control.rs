@@ -1,7 +1,9 @@
 //! The control plane's records and the store traits that keep them, one
 //! per resource. Backends, pools, models and hooks are implemented once, in
 //! `resource.rs`, over each backend's `resources.rs`; chains in each
-//! backend's `chains.rs`.
+//! backend's `chains.rs`. Every write takes the [`AuditRecord`] of the
+//! call that makes it and stores it in the write's transaction (a replayed
+//! request id writes neither).
 
 use std::collections::BTreeMap;
 
