@@ -168,6 +168,7 @@ pub async fn run(
         "taskloom.v1.RunService",
         "taskloom.v1.WorkerService",
         "taskloom.v1.InfoService",
+        "taskloom.v1.AuditService",
     ];
     for name in service_names.into_iter().chain([""]) {
         health_reporter
@@ -271,6 +272,9 @@ pub async fn run(
             pb::worker_service_server::WorkerServiceServer::new(api::WorkerApi::new(
                 context.clone()
             ))
+        ))
+        .add_service(configure!(
+            pb::audit_service_server::AuditServiceServer::new(api::AuditApi::new(context.clone()))
         ));
 
     // Connections close (GOAWAY) once the calls in flight at the drain have

@@ -33,6 +33,7 @@ macro_rules! service {
 }
 
 pub mod audit;
+mod audit_api;
 mod auth;
 mod backend;
 mod chain;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use audit_api::AuditApi;
 pub use auth::{ApiKeys, Caller, caller};
 pub use backend::BackendApi;
 pub use chain::ChainApi;

@@ -17,8 +17,8 @@ use super::{
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, AttemptStatus, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
-    StoreError,
+    AttemptRecord, AttemptStatus, AuditRecord, IdempotencyKey, NewRun, Plan, RejectionKind,
+    RunRecord, StoreError,
 };
 use crate::traces::RunTrace;
 
@@ -347,9 +347,10 @@ impl Kernel {
         run_id: &str,
         reason: &str,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.steer(run_id, idempotency, move |given| {
+        self.steer(run_id, (idempotency, audit), move |given| {
             decide::cancel(given, &reason)
         })
         .await
@@ -360,8 +361,9 @@ impl Kernel {
         run_id: &str,
         cancel_running: bool,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, idempotency, move |given| {
+        self.steer(run_id, (idempotency, audit), move |given| {
             decide::pause(given, cancel_running)
         })
         .await
@@ -371,8 +373,10 @@ impl Kernel {
         &self,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, idempotency, decide::resume).await
+        self.steer(run_id, (idempotency, audit), decide::resume)
+            .await
     }
 
     pub async fn submit_input(
@@ -381,9 +385,10 @@ impl Kernel {
         task_id: &str,
         answer: pb::Value,
         request_key: Option<String>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.steer(run_id, None, move |given| {
+        self.steer(run_id, (None, audit), move |given| {
             decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
@@ -395,19 +400,22 @@ impl Kernel {
         &self,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, idempotency, decide::retry_run).await
+        self.steer(run_id, (idempotency, audit), decide::retry_run)
+            .await
     }
 
     /// A decision that steers a whole run (guarded by the caller's request
-    /// id, if any); answers the run as it is after.
+    /// id, if any, and recorded with the caller's audit record when
+    /// applied); answers the run as it is after.
     async fn steer(
         &self,
         run_id: &str,
-        idempotency: Option<IdempotencyKey>,
+        call: (Option<IdempotencyKey>, Option<AuditRecord>),
         decide: impl RunDecision,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, decide)
+        self.transition_once(run_id, None, call, decide)
             .await
             .map(|done| done.run)
     }

@@ -16,8 +16,8 @@ use super::eager::DispatchSlot;
 use super::{Kernel, KernelError, KernelResult, Transitioned};
 use crate::chain::CompiledChain;
 use crate::store::{
-    AttemptRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, StoreError,
-    StoreResult, TransitionOutcome,
+    AttemptRecord, AuditRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
+    StoreError, StoreResult, TransitionOutcome,
 };
 
 /// A decision a caller asks the kernel to make on a run; it may be made
@@ -152,7 +152,8 @@ impl Kernel {
         focus: Option<&str>,
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
-        self.transition_once(run_id, focus, None, decide).await
+        self.transition_once(run_id, focus, (None, None), decide)
+            .await
     }
 
     /// As `transition`, guarded by the caller's request id: a repeat of an
@@ -161,7 +162,7 @@ impl Kernel {
         &self,
         run_id: &str,
         focus: Option<&str>,
-        idempotency: Option<IdempotencyKey>,
+        (idempotency, audit): (Option<IdempotencyKey>, Option<AuditRecord>),
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
         let run = self.get_run(run_id).await?;
@@ -173,7 +174,8 @@ impl Kernel {
                 self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
             let decide_fn = decide_fn
                 .with_focus(focus.into_iter().map(str::to_string).collect())
-                .with_idempotency(idempotency.clone());
+                .with_idempotency(idempotency.clone())
+                .with_audit(audit.clone());
             async move {
                 let outcome = crate::metrics::store_call(
                     "transition",

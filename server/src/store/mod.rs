@@ -28,7 +28,7 @@ use async_trait::async_trait;
 
 use crate::secrets::SecretBox;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditFilter, AuditRecord, AuditStore};
 pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
@@ -351,6 +351,7 @@ pub trait Store:
     + ChainStore
     + LimitStore
     + FleetStore
+    + AuditStore
     + Send
     + Sync
     + 'static

@@ -93,7 +93,7 @@ use crate::store::codec::{
 };
 use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
-use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
+use crate::store::{AuditRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
 use resources::insert_row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -248,6 +248,7 @@ impl PostgresStore {
         revision: &str,
         (resource, key): (&'static str, &str),
         expected: Option<i64>,
+        audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(delete)
@@ -260,6 +261,7 @@ impl PostgresStore {
             let expected = expected.unwrap_or_default();
             return Err(revision_mismatch(&mut tx, revision, (resource, key), expected).await);
         }
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -271,14 +273,18 @@ impl PostgresStore {
         delete: &str,
         keys: &[&str],
         (resource, id): (&'static str, String),
+        audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut query = sqlx::query(delete);
         for key in keys {
             query = query.bind(*key);
         }
-        if query.execute(&self.pool).await?.rows_affected() == 0 {
+        let mut tx = self.pool.begin().await?;
+        if query.execute(&mut *tx).await?.rows_affected() == 0 {
             return Err(not_found(resource, id));
         }
+        audit::insert(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
