@@ -335,6 +335,7 @@ fn queued_run(id: &str) -> RunRecord {
         started_at: None,
         ended_at: None,
         updated_at: at,
+        traceparent: None,
     }
 }
 
