@@ -15,6 +15,7 @@ pub mod llm;
 pub mod memory;
 pub mod outbound;
 pub mod render;
+pub mod replicas;
 pub mod runner;
 pub mod secrets;
 pub mod server;

@@ -27,6 +27,7 @@ pub mod engine;
 mod error;
 pub mod events;
 pub mod lease;
+mod operations;
 pub mod replay;
 mod signals;
 mod transitions;
@@ -49,6 +50,7 @@ pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess, Throttled};
 pub use due::ClaimLoop;
 pub use eager::{Slot, SlotProvider};
 pub use engine::{AttemptChange, Transitioned};
+pub use operations::QueueFigures;
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
 use lease::Caps;
@@ -185,6 +187,10 @@ struct Inner {
     observers: RwLock<Vec<Arc<dyn RunObserver>>>,
     /// When the claim loops' future work falls due.
     due: due::DueTimes,
+    /// The paused queues as last read (eager dispatch skips them).
+    paused_queues: RwLock<std::collections::HashSet<String>>,
+    /// Set once this replica drains: eager dispatch leases nothing more.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Kernel {
@@ -211,6 +217,8 @@ impl Kernel {
                 worker_work: Notify::new(),
                 observers: RwLock::new(Vec::new()),
                 due: due::DueTimes::default(),
+                paused_queues: RwLock::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

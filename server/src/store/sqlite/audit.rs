@@ -7,7 +7,6 @@ use crate::store::StoreResult;
 use crate::store::audit::AuditRecord;
 
 /// Writes `record` within the caller's transaction.
-#[expect(dead_code, reason = "the control-plane writes call it once the audit work lands")]
 pub(crate) async fn insert(conn: &mut SqliteConnection, record: &AuditRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, action, resource_type, resource_id, \
