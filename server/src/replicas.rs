@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::kernel::Kernel;
-use crate::store::ReplicaState;
+use crate::store::{self, ReplicaState};
 use crate::telemetry::FailureLog;
 
 /// Tunables of the registry loop.
@@ -28,7 +28,9 @@ impl ReplicaConfig {
     /// How often dead replicas are looked for: often enough that a dead
     /// one is noticed soon after its timeout (a cheap indexed update).
     fn check_interval(&self) -> Duration {
-        (self.timeout / 20).clamp(Duration::from_millis(50), self.heartbeat_interval)
+        (self.timeout / 50)
+            .max(Duration::from_millis(50))
+            .min(self.heartbeat_interval)
     }
 }
 
@@ -43,10 +45,25 @@ pub async fn run(
     let check = config.check_interval();
     let mut failures = FailureLog::new("writing the replica heartbeat");
     let mut next_heartbeat = tokio::time::Instant::now();
+    // After a store outage every replica's heartbeat is old: others are
+    // judged only once this replica wrote its own lately and the store has
+    // worked for a whole timeout (so the others could write theirs too).
+    let mut faults = store::fault_hints();
+    faults.mark_unchanged();
+    let mut last_fault: Option<tokio::time::Instant> = None;
+    let mut last_written: Option<tokio::time::Instant> = None;
     loop {
+        if faults.has_changed().unwrap_or(false) {
+            faults.mark_unchanged();
+            last_fault = Some(tokio::time::Instant::now());
+        }
         if tokio::time::Instant::now() >= next_heartbeat {
             next_heartbeat += config.heartbeat_interval;
-            match kernel.replica_heartbeat().await {
+            let written = kernel.replica_heartbeat().await;
+            if matches!(written, Ok(Some(_))) {
+                last_written = Some(tokio::time::Instant::now());
+            }
+            match written {
                 Ok(Some(ReplicaState::Draining)) => {
                     failures.succeeded();
                     if !*drain_requested.borrow() {
@@ -66,13 +83,21 @@ pub async fn run(
                         failures.failed(&error);
                     }
                 }
-                Err(error) => failures.failed(&error),
+                Err(error) => {
+                    last_fault = Some(tokio::time::Instant::now());
+                    failures.failed(&error);
+                }
             }
             if let Err(error) = kernel.refresh_paused_queues().await {
                 tracing::debug!(error = %error, "cannot read the paused queues now");
             }
         }
-        if let Err(error) = kernel.release_dead_replicas(config.timeout).await {
+        let written_lately = last_written.is_some_and(|at| at.elapsed() < config.timeout / 2);
+        let store_settled = last_fault.is_none_or(|at| at.elapsed() > config.timeout);
+        if written_lately
+            && store_settled
+            && let Err(error) = kernel.release_dead_replicas(config.timeout).await
+        {
             tracing::debug!(error = %error, "cannot look for dead replicas now");
         }
         tokio::select! {

@@ -292,6 +292,7 @@ async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {
 /// Executes one leased attempt, renewing its lease while it runs, bounded
 /// by the task's timeout, and records the outcome.
 async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedAttempt) {
+    let _executing = kernel.executing();
     let attempt = claimed.attempt;
     let token = attempt.lease_token.clone().unwrap_or_default();
     let chain = match store::through_faults(KernelError::is_store_fault, || {

@@ -41,6 +41,17 @@ pub async fn run(
     // Configuration that refuses to start is checked before anything is
     // created on disk.
     let keys = api_keys(&args)?;
+    anyhow::ensure!(
+        args.replica_heartbeat_interval >= Duration::from_millis(100),
+        "--replica-heartbeat-interval must be at least 100ms"
+    );
+    anyhow::ensure!(
+        args.replica_timeout >= args.replica_heartbeat_interval * 3,
+        "--replica-timeout ({:?}) must be at least three --replica-heartbeat-interval ({:?}): \
+         a live replica must not look dead between two heartbeats",
+        args.replica_timeout,
+        args.replica_heartbeat_interval
+    );
     let secrets = secret_key(&args)?;
     let store = store::open(&args.database.database_url, secrets)
         .await
@@ -304,7 +315,7 @@ pub async fn run(
                 tracing::warn!(error = %error, "cannot record the drain in the store");
             }
         }
-        _ = drain_request.wait_for(|requested| *requested) => {}
+        Ok(_) = drain_request.wait_for(|requested| *requested) => {}
     }
     tracing::info!(grace = ?grace, "shutting down: draining in-flight requests and leases");
     store_health.abort();
@@ -366,21 +377,16 @@ pub async fn run(
     Ok(())
 }
 
-/// Waits (polling the store) until this replica's runner holds no lease or
-/// `deadline` passes, then hands back what it still holds. Returns how many
-/// leases were handed back.
+/// Waits until this replica's runner executes nothing or `deadline`
+/// passes, then hands back every lease it still holds (attempts still
+/// running, and any leased but never started). Returns how many leases
+/// were handed back.
 async fn hand_back_leases(
     kernel: crate::kernel::Kernel,
     deadline: tokio::time::Instant,
 ) -> crate::kernel::KernelResult<usize> {
-    while tokio::time::Instant::now() < deadline {
-        match kernel.leases_held().await {
-            Ok(0) => return Ok(0),
-            Ok(_) => {}
-            Err(error) if error.is_store_fault() => {}
-            Err(error) => return Err(error),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while kernel.executions() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     kernel.hand_back_leases().await
 }

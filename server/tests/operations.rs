@@ -163,7 +163,9 @@ async fn queues_show_their_figures_and_a_paused_queue_offers_nothing() {
     wait_all_succeeded(&channel, &run_ids, Duration::from_secs(30)).await;
     let internal = queue(&channel, "internal").await;
     assert!(
-        internal.is_none_or(|q| q.ready == 0 && q.leased == 0 && !q.paused),
+        internal
+            .as_ref()
+            .is_none_or(|q| q.ready == 0 && q.leased == 0 && !q.paused),
         "{internal:?}"
     );
 }
@@ -223,7 +225,7 @@ async fn bad_operations_requests_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_pause_holds_both_replicas_and_is_audited() {
     let url = taskloom_testkit::fresh_postgres_database().unwrap();
-    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_millis(1500)).await;
+    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_millis(2500)).await;
     let (_a, channel_a) = replica(&url, &[]).await;
     let (_b, channel_b) = replica(&url, &[]).await;
     prepare(channel_a.clone(), &hook.url).await;

@@ -50,7 +50,7 @@ pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess, Throttled};
 pub use due::ClaimLoop;
 pub use eager::{Slot, SlotProvider};
 pub use engine::{AttemptChange, Transitioned};
-pub use operations::QueueFigures;
+pub use operations::{Executing, QueueFigures};
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
 use lease::Caps;
@@ -191,6 +191,8 @@ struct Inner {
     paused_queues: RwLock<std::collections::HashSet<String>>,
     /// Set once this replica drains: eager dispatch leases nothing more.
     draining: std::sync::atomic::AtomicBool,
+    /// Attempts the runner executes now (a drain waits for them).
+    executing: std::sync::atomic::AtomicUsize,
 }
 
 impl Kernel {
@@ -219,6 +221,7 @@ impl Kernel {
                 due: due::DueTimes::default(),
                 paused_queues: RwLock::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                executing: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

@@ -206,14 +206,16 @@ impl Kernel {
         Ok(given_back)
     }
 
-    /// How many leases this replica's runner holds now.
-    pub async fn leases_held(&self) -> KernelResult<usize> {
-        Ok(self
-            .inner
-            .store
-            .leases_held_by(&self.inner.instance_id)
-            .await?
-            .len())
+    /// Counts one attempt this replica's runner executes, until dropped
+    /// (its outcome recorded or given up).
+    pub fn executing(&self) -> Executing {
+        self.inner.executing.fetch_add(1, Ordering::SeqCst);
+        Executing(self.clone())
+    }
+
+    /// Attempts this replica's runner executes now.
+    pub fn executions(&self) -> usize {
+        self.inner.executing.load(Ordering::SeqCst)
     }
 
     /// Declares gone the replicas whose heartbeat is older than `timeout`
@@ -255,6 +257,15 @@ impl Kernel {
             .store
             .heartbeat_replica(&self.inner.instance_id, now())
             .await?)
+    }
+}
+
+/// See [`Kernel::executing`].
+pub struct Executing(Kernel);
+
+impl Drop for Executing {
+    fn drop(&mut self) {
+        self.0.inner.executing.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

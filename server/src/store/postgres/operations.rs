@@ -58,6 +58,17 @@ fn replica_from_row(row: &PgRow) -> StoreResult<ReplicaRecord> {
     })
 }
 
+fn empty_queue(name: String) -> QueueRecord {
+    QueueRecord {
+        name,
+        ready: 0,
+        oldest_ready_at: None,
+        leased: 0,
+        scheduled: 0,
+        pause: None,
+    }
+}
+
 impl PostgresStore {
     async fn replicas_where(
         &self,
@@ -92,38 +103,31 @@ impl OperationsStore for PostgresStore {
             .await?;
         tx.commit().await?;
         let mut queues: BTreeMap<String, QueueRecord> = BTreeMap::new();
-        let entry = |queues: &mut BTreeMap<String, QueueRecord>, name: String| {
-            queues
-                .entry(name.clone())
-                .or_insert_with(|| QueueRecord {
-                    name,
-                    ready: 0,
-                    oldest_ready_at: None,
-                    leased: 0,
-                    scheduled: 0,
-                    pause: None,
-                })
-                .clone()
-        };
         for row in &ready {
-            let mut queue = entry(&mut queues, row.text("name")?);
+            let name = row.text("name")?;
+            let queue = queues
+                .entry(name.clone())
+                .or_insert_with(|| empty_queue(name));
             queue.ready = row.int("ready")?;
             queue.oldest_ready_at = row.optional_time("oldest_ready_at")?;
             queue.scheduled = row.int("scheduled")?;
-            queues.insert(queue.name.clone(), queue);
         }
         for row in &leased {
-            let mut queue = entry(&mut queues, row.text("name")?);
+            let name = row.text("name")?;
+            let queue = queues
+                .entry(name.clone())
+                .or_insert_with(|| empty_queue(name));
             queue.leased = row.int("leased")?;
-            queues.insert(queue.name.clone(), queue);
         }
         for row in &paused {
-            let mut queue = entry(&mut queues, row.text("name")?);
+            let name = row.text("name")?;
+            let queue = queues
+                .entry(name.clone())
+                .or_insert_with(|| empty_queue(name));
             queue.pause = Some(QueuePause {
                 paused_by: row.text("paused_by")?,
                 paused_at: row.time("paused_at")?,
             });
-            queues.insert(queue.name.clone(), queue);
         }
         Ok(queues.into_values().collect())
     }
