@@ -452,3 +452,53 @@ async fn postgres_killed_replica_runs_resume_within_the_replica_timeout() {
         assert_eq!(run.status, pb::RunStatus::Succeeded as i32);
     }
 }
+
+/// A task still running when the grace period ends is handed back (fenced)
+/// and run again on the other replica at once: with minute-long leases,
+/// every run finishes seconds after the drain, and no lease expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_drain_hands_back_what_outlasts_the_grace_period() {
+    let url = taskloom_testkit::fresh_postgres_database().unwrap();
+    let hook = HookServer::start(200, r#"{"ok": true}"#, Duration::from_secs(3)).await;
+    let args = ["--lease-duration", LONG_LEASE, "--shutdown-grace", "1s"];
+    let (mut drained, drained_channel) = replica(&url, &args).await;
+    let (_survivor, survivor_channel) = replica(&url, &args).await;
+    prepare(survivor_channel.clone(), &hook.url).await;
+    // Started on the replica that drains: it runs their first tasks.
+    let run_ids = start_runs(std::slice::from_ref(&drained_channel), 4).await;
+    wait_for_hook_calls(&hook, 4).await;
+    let drained_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &drained.pid().to_string()])
+        .status()
+        .unwrap();
+    wait_all_succeeded(&survivor_channel, &run_ids, Duration::from_secs(40)).await;
+    assert!(
+        drained_at.elapsed() < Duration::from_secs(25),
+        "no run waited for its {LONG_LEASE} lease: {:?}",
+        drained_at.elapsed()
+    );
+    let mut runs = pb::run_service_client::RunServiceClient::new(survivor_channel.clone());
+    for run_id in &run_ids {
+        let attempts = runs
+            .list_run_attempts(pb::ListRunAttemptsRequest {
+                run_id: run_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .attempts;
+        assert_eq!(attempts.len(), 3, "{attempts:?}");
+        assert!(
+            attempts.iter().all(|a| a.lease_expiries == 0),
+            "handed back, not expired: {attempts:?}"
+        );
+        let events = run_events(&survivor_channel, run_id).await;
+        assert_eq!(count(&events, pb::RunEventType::LeaseExpired), 0);
+    }
+    // The first task of each run was called twice: on the drained replica
+    // (cut at the end of the grace period) and again on the survivor.
+    assert_eq!(hook.requests().len(), 4 * 3 + 4);
+    let _ = drained.terminate();
+}
