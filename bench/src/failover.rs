@@ -92,11 +92,7 @@ pub async fn drive(plan: FailoverPlan<'_>) -> Result<FailoverReport> {
     };
     let chain = pb::Chain {
         id: format!("failover-{tag}"),
-        tasks: vec![
-            task("a", Some("b")),
-            task("b", Some("c")),
-            task("c", None),
-        ],
+        tasks: vec![task("a", Some("b")), task("b", Some("c")), task("c", None)],
         ..Default::default()
     };
     eprintln!(

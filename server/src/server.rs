@@ -268,9 +268,9 @@ pub async fn run(
             api::RunApi::new(context.clone())
         )))
         .add_service(configure!(
-            pb::operations_service_server::OperationsServiceServer::new(
-                api::OperationsApi::new(context.clone())
-            )
+            pb::operations_service_server::OperationsServiceServer::new(api::OperationsApi::new(
+                context.clone()
+            ))
         ))
         .add_service(configure!(
             pb::worker_service_server::WorkerServiceServer::new(api::WorkerApi::new(
@@ -358,9 +358,14 @@ pub async fn run(
     match leases.await {
         Ok(Ok(0)) => {}
         Ok(Ok(given_back)) => {
-            tracing::info!(given_back, "leases still held at the end of the grace period handed back");
+            tracing::info!(
+                given_back,
+                "leases still held at the end of the grace period handed back"
+            );
         }
-        Ok(Err(error)) => tracing::warn!(error = %error, "cannot hand back the leases held; they expire"),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "cannot hand back the leases held; they expire")
+        }
         Err(error) => tracing::warn!(error = %error, "handing back the leases failed"),
     }
     runner.abort();

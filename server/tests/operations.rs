@@ -236,14 +236,22 @@ async fn postgres_pause_holds_both_replicas_and_is_audited() {
     wait_for_hook_calls(&hook, 1).await;
     pause(&channel_a, "internal").await;
     let paused_on_b = queue(&channel_b, "internal").await.expect("listed on B");
-    assert!(paused_on_b.paused && paused_on_b.leased == 1, "{paused_on_b:?}");
+    assert!(
+        paused_on_b.paused && paused_on_b.leased == 1,
+        "{paused_on_b:?}"
+    );
 
     // Let every replica's copy of the paused queues refresh (eager dispatch
     // follows it; claims read the store).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let more = {
         let mut ids = Vec::new();
-        for (i, channel) in [&channel_a, &channel_b].into_iter().cycle().take(10).enumerate() {
+        for (i, channel) in [&channel_a, &channel_b]
+            .into_iter()
+            .cycle()
+            .take(10)
+            .enumerate()
+        {
             let run = pb::run_service_client::RunServiceClient::new(channel.clone())
                 .start_run(pb::StartRunRequest {
                     chain_id: "three-steps".into(),
@@ -292,7 +300,10 @@ async fn postgres_pause_holds_both_replicas_and_is_audited() {
             "OK".to_string(),
         )
     };
-    assert_eq!(actions, vec![expected("PauseQueue"), expected("ResumeQueue")]);
+    assert_eq!(
+        actions,
+        vec![expected("PauseQueue"), expected("ResumeQueue")]
+    );
     pool.close().await;
 }
 
@@ -310,7 +321,11 @@ async fn drain_mid_load(by_signal: bool) {
     let drained_id = instance_id(&drained_channel).await;
     let listed = replicas(&survivor_channel).await;
     assert_eq!(listed.len(), 2, "{listed:?}");
-    assert!(listed.iter().all(|r| r.state == pb::ReplicaState::Active as i32));
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.state == pb::ReplicaState::Active as i32)
+    );
     let me = listed.iter().find(|r| r.id == drained_id).expect("listed");
     assert_eq!(me.listen_address, format!("127.0.0.1:{}", drained.port));
     assert!(me.start_time.is_some() && me.heartbeat_time.is_some());
@@ -351,7 +366,10 @@ async fn drain_mid_load(by_signal: bool) {
     // The drained replica stops by itself and is listed gone.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !exited(drained.pid()) {
-        assert!(Instant::now() < deadline, "the drained replica did not exit");
+        assert!(
+            Instant::now() < deadline,
+            "the drained replica did not exit"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let gone = replicas(&survivor_channel)
@@ -416,7 +434,10 @@ async fn postgres_killed_replica_runs_resume_within_the_replica_timeout() {
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(30), "runs waited {took:?}");
     let expired = check_exactly_once(&survivor_channel, &run_ids, &hook).await;
-    assert!(expired > 0, "the dead replica held leases, released as expired");
+    assert!(
+        expired > 0,
+        "the dead replica held leases, released as expired"
+    );
     let gone = replicas(&survivor_channel)
         .await
         .into_iter()

@@ -56,12 +56,18 @@ async fn pause_is_idempotent_and_resume_clears_it(store: DynStore) {
     later.actor = "key:other".into();
     let second = store.pause_queue("jobs", &later).await.unwrap();
     assert_eq!(second, first, "the first pause stays in force");
-    assert_eq!(store.paused_queues().await.unwrap(), vec!["jobs".to_string()]);
+    assert_eq!(
+        store.paused_queues().await.unwrap(),
+        vec!["jobs".to_string()]
+    );
     let queues = store.list_queues(Utc::now()).await.unwrap();
     assert_eq!(queues.len(), 1);
     assert_eq!(queues[0].name, "jobs");
     assert_eq!(queues[0].pause.as_ref(), Some(&first));
-    assert_eq!((queues[0].ready, queues[0].leased, queues[0].scheduled), (0, 0, 0));
+    assert_eq!(
+        (queues[0].ready, queues[0].leased, queues[0].scheduled),
+        (0, 0, 0)
+    );
     store
         .resume_queue("jobs", &audit("ResumeQueue", "queue", "jobs"))
         .await
@@ -88,7 +94,10 @@ async fn replicas_register_heartbeat_and_drain(store: DynStore) {
         store.heartbeat_replica("a", later).await.unwrap(),
         Some(ReplicaState::Active)
     );
-    assert_eq!(store.heartbeat_replica("nobody", later).await.unwrap(), None);
+    assert_eq!(
+        store.heartbeat_replica("nobody", later).await.unwrap(),
+        None
+    );
     let listed = store.list_replicas(now, now).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
@@ -115,7 +124,10 @@ async fn replicas_register_heartbeat_and_drain(store: DynStore) {
     ));
     store.stop_replica("b", later).await.unwrap();
     let listed = store.list_replicas(now, now).await.unwrap();
-    let b = listed.iter().find(|r| r.id == "b").expect("listed while recent");
+    let b = listed
+        .iter()
+        .find(|r| r.id == "b")
+        .expect("listed while recent");
     assert_eq!(b.state, ReplicaState::Gone);
     assert!(b.stopped_at.is_some());
     // Stopped before `stopped_since`: no longer listed.
@@ -132,7 +144,10 @@ async fn a_silent_replica_is_declared_gone_once(store: DynStore) {
         .register_replica(&replica("silent", now - Duration::seconds(10)))
         .await
         .unwrap();
-    store.register_replica(&replica("alive", now)).await.unwrap();
+    store
+        .register_replica(&replica("alive", now))
+        .await
+        .unwrap();
     let cutoff = now - Duration::seconds(5);
     let (first, second) = tokio::join!(
         store.declare_gone(cutoff, now),
@@ -143,7 +158,10 @@ async fn a_silent_replica_is_declared_gone_once(store: DynStore) {
     assert_eq!(declared, vec!["silent".to_string()], "declared once");
     assert_eq!(store.heartbeat_replica("silent", now).await.unwrap(), None);
     // Registering again brings it back.
-    store.register_replica(&replica("silent", now)).await.unwrap();
+    store
+        .register_replica(&replica("silent", now))
+        .await
+        .unwrap();
     assert_eq!(
         store.heartbeat_replica("silent", now).await.unwrap(),
         Some(ReplicaState::Active)

@@ -31,7 +31,10 @@ service! {
 }
 
 impl OperationsApi {
-    async fn list_queues(&self, _request: pb::ListQueuesRequest) -> ApiResult<pb::ListQueuesResponse> {
+    async fn list_queues(
+        &self,
+        _request: pb::ListQueuesRequest,
+    ) -> ApiResult<pb::ListQueuesResponse> {
         let queues = self.context.kernel().list_queues().await?;
         let now = chrono::Utc::now();
         Ok(pb::ListQueuesResponse {
@@ -135,7 +138,10 @@ fn queue_message(queue: QueueFigures, now: chrono::DateTime<chrono::Utc>) -> pb:
             .as_ref()
             .map(|pause| pause.paused_by.clone())
             .unwrap_or_default(),
-        pause_time: record.pause.as_ref().map(|pause| timestamp(pause.paused_at)),
+        pause_time: record
+            .pause
+            .as_ref()
+            .map(|pause| timestamp(pause.paused_at)),
         concurrency_cap: queue.concurrency_cap,
     }
 }

@@ -108,9 +108,8 @@ impl Kernel {
                 || self.inner.config.caps.tenant(&run_after.tenant).is_some();
             // Paused queues (and a draining replica) take no eager lease.
             let held_back = self.holds_back(&attempt.queue);
-            let lease = expires_at.filter(|_| {
-                dispatchable && !capped && !held_back && attempt.available_at <= now
-            });
+            let lease = expires_at
+                .filter(|_| dispatchable && !capped && !held_back && attempt.available_at <= now);
             let slot = lease.and_then(|until| {
                 providers
                     .iter()

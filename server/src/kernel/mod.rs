@@ -50,10 +50,10 @@ pub use decide::{INTERNAL_QUEUE, TaskFailure, TaskSuccess, Throttled};
 pub use due::ClaimLoop;
 pub use eager::{Slot, SlotProvider};
 pub use engine::{AttemptChange, Transitioned};
-pub use operations::{Executing, QueueFigures};
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
 use lease::Caps;
+pub use operations::{Executing, QueueFigures};
 pub use signals::{DeltaInterest, RunObserver};
 use transitions::{MAX_STARTS, MAX_TRANSITIONS, StartItem, TransitionItem};
 

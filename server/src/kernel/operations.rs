@@ -137,7 +137,11 @@ impl Kernel {
 
     /// Marks a replica draining; the replica itself notices at its next
     /// heartbeat and drains.
-    pub async fn drain_replica(&self, id: &str, audit: &AuditRecord) -> KernelResult<ReplicaRecord> {
+    pub async fn drain_replica(
+        &self,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> KernelResult<ReplicaRecord> {
         Ok(self.inner.store.drain_replica(id, Some(audit)).await?)
     }
 

@@ -10,8 +10,8 @@ use sqlx::postgres::PgRow;
 use super::{PostgresStore, audit};
 use crate::store::codec::{PlainColumns, StoredRow, decode_all, not_found};
 use crate::store::{
-    AuditRecord, HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord,
-    ReplicaState, StoreError, StoreResult,
+    AuditRecord, HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord, ReplicaState,
+    StoreError, StoreResult,
 };
 
 /// Ready attempts per queue, split at `$1` into due now and due later. One
@@ -229,7 +229,10 @@ impl OperationsStore for PostgresStore {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        match state.map(|(state,)| ReplicaState::parse(&state)).transpose()? {
+        match state
+            .map(|(state,)| ReplicaState::parse(&state))
+            .transpose()?
+        {
             None => return Err(not_found("replica", id)),
             Some(ReplicaState::Gone) => {
                 return Err(StoreError::FailedPrecondition(format!(

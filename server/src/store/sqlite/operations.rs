@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteRow;
 use super::{SqliteStore, audit, micros};
 use crate::store::codec::{PlainColumns, StoredRow, decode_all, not_found};
 use crate::store::{
-    AuditRecord, HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord,
-    ReplicaState, StoreError, StoreResult,
+    AuditRecord, HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord, ReplicaState,
+    StoreError, StoreResult,
 };
 
 /// Ready attempts per queue, split at `?1` into due now and due later.
@@ -228,7 +228,10 @@ impl OperationsStore for SqliteStore {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        match state.map(|(state,)| ReplicaState::parse(&state)).transpose()? {
+        match state
+            .map(|(state,)| ReplicaState::parse(&state))
+            .transpose()?
+        {
             None => return Err(not_found("replica", id)),
             Some(ReplicaState::Gone) => {
                 return Err(StoreError::FailedPrecondition(format!(
