@@ -16,6 +16,7 @@ pub mod memory;
 pub mod metrics;
 pub mod outbound;
 pub mod render;
+pub mod replicas;
 pub mod runner;
 pub mod secrets;
 pub mod server;

@@ -417,32 +417,23 @@ pub struct QueueLevel {
 
 /// The levels of every queue, read at each scrape; `None` when they cannot
 /// be read now (the gauges then keep their last values).
-///
-/// WIRED AT MERGE: the store read of `ListQueues` (`list_queues(now)`) is
-/// built on another branch. The body becomes:
-///
-/// ```ignore
-/// match store.list_queues(now).await {
-///     Ok(queues) => Some(
-///         queues
-///             .into_iter()
-///             .map(|queue| QueueLevel {
-///                 queue: queue.name,
-///                 depth: queue.ready,
-///                 oldest_ready_at: queue.oldest_ready_at,
-///             })
-///             .collect(),
-///     ),
-///     Err(error) => {
-///         tracing::debug!(error = %error, "cannot read the queues for the scrape");
-///         None
-///     }
-/// }
-/// ```
-///
-/// Until then no queue is reported.
-async fn queue_levels(_store: &DynStore, _now: DateTime<Utc>) -> Option<Vec<QueueLevel>> {
-    Some(Vec::new())
+async fn queue_levels(store: &DynStore, now: DateTime<Utc>) -> Option<Vec<QueueLevel>> {
+    match store.list_queues(now).await {
+        Ok(queues) => Some(
+            queues
+                .into_iter()
+                .map(|queue| QueueLevel {
+                    queue: queue.name,
+                    depth: queue.ready,
+                    oldest_ready_at: queue.oldest_ready_at,
+                })
+                .collect(),
+        ),
+        Err(error) => {
+            tracing::debug!(error = %error, "cannot read the queues for the scrape");
+            None
+        }
+    }
 }
 
 /// What a scrape reads besides the recorded families.

@@ -719,12 +719,6 @@ async fn worker_sessions_lease_expiries_and_fencing_are_counted(server: TestServ
 /// Work waiting on a queue no worker serves shows in the queue gauges, and
 /// they fall back to 0 once it is gone.
 async fn queue_gauges_follow_ready_work(server: TestServer) {
-    if std::env::var_os("TASKLOOM_TEST_QUEUE_GAUGES").is_none() {
-        // The gauges read the store's queue levels (`ListQueues`), which
-        // are wired into the metrics when that read lands.
-        eprintln!("skipped: set TASKLOOM_TEST_QUEUE_GAUGES once the queue read is wired");
-        return;
-    }
     let base = metrics_url(&server.process).await;
     let run = server
         .runs()

@@ -42,6 +42,7 @@ mod convert;
 mod error;
 mod hook;
 mod info;
+mod operations;
 mod page;
 mod request;
 mod run;
@@ -58,6 +59,7 @@ pub use chain::ChainApi;
 pub use error::{ApiError, ApiResult, ERROR_DOMAIN};
 pub use hook::HookApi;
 pub use info::InfoApi;
+pub use operations::OperationsApi;
 pub use run::RunApi;
 pub use worker::WorkerApi;
 

@@ -110,8 +110,10 @@ impl Kernel {
             // replicas.
             let capped = self.inner.config.caps.queue(&attempt.queue).is_some()
                 || self.inner.config.caps.tenant(&run_after.tenant).is_some();
-            let lease =
-                expires_at.filter(|_| dispatchable && !capped && attempt.available_at <= now);
+            // Paused queues (and a draining replica) take no eager lease.
+            let held_back = self.holds_back(&attempt.queue);
+            let lease = expires_at
+                .filter(|_| dispatchable && !capped && !held_back && attempt.available_at <= now);
             let slot = lease.and_then(|until| {
                 providers
                     .iter()

@@ -27,6 +27,7 @@ pub mod engine;
 mod error;
 pub mod events;
 pub mod lease;
+mod operations;
 pub mod replay;
 mod signals;
 mod transitions;
@@ -52,6 +53,7 @@ pub use engine::{AttemptChange, Transitioned};
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
 use lease::Caps;
+pub use operations::{Executing, QueueFigures};
 pub use signals::{DeltaInterest, RunObserver};
 use transitions::{MAX_STARTS, MAX_TRANSITIONS, StartItem, TransitionItem};
 
@@ -189,6 +191,12 @@ struct Inner {
     observers: RwLock<Vec<Arc<dyn RunObserver>>>,
     /// When the claim loops' future work falls due.
     due: due::DueTimes,
+    /// The paused queues as last read (eager dispatch skips them).
+    paused_queues: RwLock<std::collections::HashSet<String>>,
+    /// Set once this replica drains: eager dispatch leases nothing more.
+    draining: std::sync::atomic::AtomicBool,
+    /// Attempts the runner executes now (a drain waits for them).
+    executing: std::sync::atomic::AtomicUsize,
 }
 
 impl Kernel {
@@ -215,6 +223,9 @@ impl Kernel {
                 worker_work: Notify::new(),
                 observers: RwLock::new(Vec::new()),
                 due: due::DueTimes::default(),
+                paused_queues: RwLock::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
+                executing: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

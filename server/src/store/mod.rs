@@ -14,6 +14,7 @@ mod codec;
 mod control;
 mod fleet;
 mod limits;
+mod operations;
 mod postgres;
 mod resource;
 mod runs;
@@ -37,6 +38,9 @@ pub use fleet::FleetStore;
 pub use limits::{
     AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
     Throttle,
+};
+pub use operations::{
+    HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord, ReplicaState,
 };
 pub use postgres::PostgresStore;
 pub use runs::{
@@ -352,6 +356,7 @@ pub trait Store:
     + LimitStore
     + FleetStore
     + AuditStore
+    + OperationsStore
     + Send
     + Sync
     + 'static

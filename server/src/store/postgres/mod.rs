@@ -69,6 +69,7 @@ mod create;
 mod fleet;
 mod idempotency;
 mod limits;
+mod operations;
 mod resources;
 mod retry;
 mod runs;
