@@ -6,6 +6,7 @@
 //! (unless `--keep`); it never connects anywhere but loopback.
 
 mod drive;
+mod failover;
 mod history;
 mod looping;
 mod postgres;
@@ -72,6 +73,11 @@ enum Scenario {
     /// while retention deletes the expired half (see `history.rs`). Not in
     /// the default list: filling takes minutes.
     History,
+    /// `--failover-runs` runs of three slow model tasks on two replicas
+    /// sharing PostgreSQL, then `kill -9` of one mid-load: how long each
+    /// run it held waits until another replica resumes it (p50, p95, max).
+    /// Not in the default list; PostgreSQL only.
+    Failover,
 }
 
 /// Benchmark one taskloom server: N runs driven by C concurrent gRPC
@@ -115,6 +121,9 @@ struct Options {
     /// Runs of the `throttling` scenario.
     #[arg(long, default_value_t = 100)]
     throttling_runs: usize,
+    /// Runs of the `failover` scenario.
+    #[arg(long, default_value_t = 300)]
+    failover_runs: usize,
     /// Clients of the `latency` scenario.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     latency_clients: u32,
@@ -526,6 +535,22 @@ async fn bench(
                 .await?;
                 history::print(&report);
             }
+            Scenario::Failover => {
+                let Some(url) = &store.url else {
+                    anyhow::bail!("the failover scenario needs PostgreSQL (two replicas)");
+                };
+                let report = failover::drive(failover::FailoverPlan {
+                    survivor: bench.connections.channel(0),
+                    binary,
+                    database_url: url,
+                    server_args: &options.server_args,
+                    tag: &bench.tag,
+                    runs: options.failover_runs,
+                    deadline: bench.deadline(),
+                })
+                .await?;
+                failover::print(&report);
+            }
             Scenario::Inflight => {
                 let report = bench.inflight_scenario().await?;
                 peak_kib = peak_kib.max(report.resources.server_peak_kib);
@@ -561,6 +586,7 @@ fn options_summary(options: &Options) -> String {
             Scenario::Loop => "loop",
             Scenario::Throttling => "throttling",
             Scenario::History => "history",
+            Scenario::Failover => "failover",
         })
         .collect();
     let pacing = if options.rate > 0.0 {

@@ -206,7 +206,7 @@ pub async fn drive(plan: ThrottlingPlan<'_>) -> Result<ThrottlingReport> {
     })
 }
 
-async fn add_backend(
+pub async fn add_backend(
     channel: &Channel,
     name: &str,
     fake: &FakeLlm,

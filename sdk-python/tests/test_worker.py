@@ -353,3 +353,29 @@ async def test_a_silent_server_is_left_and_reconnected(client: Client, server: S
         run = await client.runs.start(chain=worker_chain("patient", "patient"))
         done = await client.runs.wait(run.id, timeout=10)
     assert from_value(done.output) == "served after the stall"
+
+
+async def test_a_task_continues_the_trace_its_run_was_started_in(client: Client) -> None:
+    worker = Worker(client, slots=1)
+    seen: list[str] = []
+
+    @worker.task("traced")
+    async def traced(task: Task) -> str:
+        seen.append(task.traceparent)
+        return "traced"
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    caller = f"00-{trace_id}-00f067aa0ba902b7-01"
+    async with Serving(worker):
+        run = await client.runs.start(
+            chain=worker_chain("traced", "traced"), input="x", traceparent=caller
+        )
+        done = await client.runs.wait(run.id, timeout=10)
+
+    assert done.status == run_pb2.RUN_STATUS_SUCCEEDED
+    assert run.traceparent == caller and done.traceparent == caller
+    assert len(seen) == 1
+    version, task_trace, task_span, flags = seen[0].split("-")
+    # The task's span is its attempt's, in the caller's trace.
+    assert (version, task_trace, flags) == ("00", trace_id, "01")
+    assert len(task_span) == 16 and task_span not in ("0" * 16, "00f067aa0ba902b7")

@@ -4,7 +4,9 @@ import type { Backend, BackendState, Model, Pool, PullModelProgress } from "./ge
 import { ChainService } from "./gen/taskloom/v1/chain_pb.js";
 import { HookService } from "./gen/taskloom/v1/hook_pb.js";
 import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
+import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
+import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import type { GetVersionResponse } from "./gen/taskloom/v1/info_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import type { TaskAttempt } from "./gen/taskloom/v1/run_pb.js";
@@ -14,6 +16,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ValueInput } from "./values.js";
 import { ChainsClient } from "./chains.js";
 import type { PageOptions, RequestIdOption } from "./chains.js";
+import { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import type { RetryOptions } from "./services.js";
 /** PEM material for TLS; strings or Buffers as node's tls module takes them. */
@@ -48,6 +51,8 @@ export interface RawClients {
     hooks: Client<typeof HookService>;
     workers: Client<typeof WorkerService>;
     info: Client<typeof InfoService>;
+    operations: Client<typeof OperationsService>;
+    audit: Client<typeof AuditService>;
 }
 /**
  * BackendService helpers, named after their RPCs: `client.backends` (the
@@ -161,6 +166,9 @@ export interface TaskloomClient {
     hooks: HooksClient;
     workers: WorkersClient;
     info: InfoClient;
+    queues: QueuesClient;
+    replicas: ReplicasClient;
+    audit: AuditClient;
     /** Every RPC of every service, as Connect clients (typed errors, idempotent retries). */
     raw: RawClients;
     /** The Connect transport, for `createClient` of your own. */

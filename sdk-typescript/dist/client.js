@@ -4,12 +4,15 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { BackendService } from "./gen/taskloom/v1/backend_pb.js";
 import { ChainService } from "./gen/taskloom/v1/chain_pb.js";
 import { HookService } from "./gen/taskloom/v1/hook_pb.js";
+import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
+import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import { WorkerService } from "./gen/taskloom/v1/worker_pb.js";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { toValue } from "./values.js";
 import { ChainsClient } from "./chains.js";
+import { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import { createServiceClient, defaultRetryOptions } from "./services.js";
 /**
@@ -183,6 +186,8 @@ export function createClient(options) {
         hooks: createServiceClient(HookService, transport, retry),
         workers: createServiceClient(WorkerService, transport, retry),
         info: createServiceClient(InfoService, transport, retry),
+        operations: createServiceClient(OperationsService, transport, retry),
+        audit: createServiceClient(AuditService, transport, retry),
     };
     return {
         chains: new ChainsClient(raw.chains),
@@ -191,6 +196,9 @@ export function createClient(options) {
         hooks: new HooksClient(raw.hooks),
         workers: new WorkersClient(raw.workers),
         info: new InfoClient(raw.info),
+        queues: new QueuesClient(raw.operations),
+        replicas: new ReplicasClient(raw.operations),
+        audit: new AuditClient(raw.audit),
         raw,
         transport,
         close: () => sessionManager.abort(),

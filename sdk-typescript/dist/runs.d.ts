@@ -22,6 +22,12 @@ export interface StartRunOptions extends RequestIdOption {
     /** -100..100; higher runs are dispatched first. */
     priority?: number;
     tenant?: string;
+    /**
+     * A W3C `traceparent` (sent as metadata): the run's span becomes its
+     * child, so the run, its attempts and its workers' tasks join the
+     * caller's trace. An invalid value is ignored by the server.
+     */
+    traceparent?: string;
 }
 export interface ExecuteOptions extends StartRunOptions {
     /** How long the server waits for the run to end (default 5 minutes). */
@@ -88,6 +94,8 @@ export declare class RunsClient {
     resume(runId: string, options?: RequestIdOption): Promise<Run>;
     /** Continues a failed run from the task that failed. */
     retry(runId: string, options?: RequestIdOption): Promise<Run>;
+    /** Deletes a finished run with its attempts and events (`FailedPrecondition` before it ends). */
+    delete(runId: string, options?: RequestIdOption): Promise<void>;
     /** Re-derives a run's path from its recorded outputs and reports divergence. */
     replay(runId: string): Promise<ReplayRunResponse>;
     /** Answers the `human_input` task `taskId` the run waits on. */

@@ -44,7 +44,7 @@ export class RunsClient {
     }
     /** Starts a run (idempotent by `requestId`, a fresh one when omitted). */
     start(options) {
-        return this.service.startRun(startRequest(options));
+        return this.service.startRun(startRequest(options), traceHeaders(options));
     }
     /** Starts a run and waits (server side) for it to end; output plus per-task trace. */
     execute(options) {
@@ -52,7 +52,7 @@ export class RunsClient {
         return this.service.executeChain({
             ...startRequest(start),
             waitTimeout: waitTimeoutMs === undefined ? undefined : durationFromMs(waitTimeoutMs),
-        });
+        }, traceHeaders(start));
     }
     get(runId) {
         return this.service.getRun({ id: runId });
@@ -103,6 +103,10 @@ export class RunsClient {
     /** Continues a failed run from the task that failed. */
     retry(runId, options = {}) {
         return this.service.retryRun({ id: runId, requestId: options.requestId });
+    }
+    /** Deletes a finished run with its attempts and events (`FailedPrecondition` before it ends). */
+    async delete(runId, options = {}) {
+        await this.service.deleteRun({ id: runId, requestId: options.requestId });
     }
     /** Re-derives a run's path from its recorded outputs and reports divergence. */
     replay(runId) {
@@ -197,6 +201,10 @@ export class RunsClient {
 }
 function abortError(signal) {
     return new Cancelled(Code.Canceled, "watch aborted", { cause: signal.reason });
+}
+/** The `traceparent` metadata of a start, if it names one. */
+function traceHeaders(options) {
+    return options.traceparent ? { headers: { traceparent: options.traceparent } } : undefined;
 }
 function startRequest(options) {
     const { input, inputType } = options;

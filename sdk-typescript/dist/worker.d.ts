@@ -28,7 +28,12 @@ export interface WorkerTask {
     readonly handler: string;
     /** The task's own deadline, when it has a timeout. */
     readonly deadline: Date | undefined;
-    /** W3C trace context (trace = run, span = attempt). */
+    /**
+     * W3C trace context of this attempt's span, in the run's trace (the
+     * trace of the `traceparent` the run was started with, if any): pass it
+     * as the parent of the handler's own spans, e.g. with OpenTelemetry's
+     * `propagation.extract(context.active(), { traceparent: task.traceparent })`.
+     */
     readonly traceparent: string;
     /**
      * Aborted when the server cancels the lease (run cancelled, paused with

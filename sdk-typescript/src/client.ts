@@ -9,7 +9,9 @@ import type { Backend, BackendState, Model, Pool, PullModelProgress } from "./ge
 import { ChainService } from "./gen/taskloom/v1/chain_pb.js";
 import { HookService } from "./gen/taskloom/v1/hook_pb.js";
 import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
+import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
+import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import type { GetVersionResponse } from "./gen/taskloom/v1/info_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import type { TaskAttempt } from "./gen/taskloom/v1/run_pb.js";
@@ -21,6 +23,7 @@ import { toValue } from "./values.js";
 import type { ValueInput } from "./values.js";
 import { ChainsClient } from "./chains.js";
 import type { PageOptions, RequestIdOption } from "./chains.js";
+import { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import { createServiceClient, defaultRetryOptions } from "./services.js";
 import type { RetryOptions } from "./services.js";
@@ -59,6 +62,8 @@ export interface RawClients {
   hooks: Client<typeof HookService>;
   workers: Client<typeof WorkerService>;
   info: Client<typeof InfoService>;
+  operations: Client<typeof OperationsService>;
+  audit: Client<typeof AuditService>;
 }
 
 /**
@@ -245,6 +250,9 @@ export interface TaskloomClient {
   hooks: HooksClient;
   workers: WorkersClient;
   info: InfoClient;
+  queues: QueuesClient;
+  replicas: ReplicasClient;
+  audit: AuditClient;
   /** Every RPC of every service, as Connect clients (typed errors, idempotent retries). */
   raw: RawClients;
   /** The Connect transport, for `createClient` of your own. */
@@ -287,6 +295,8 @@ export function createClient(options: ClientOptions): TaskloomClient {
     hooks: createServiceClient(HookService, transport, retry),
     workers: createServiceClient(WorkerService, transport, retry),
     info: createServiceClient(InfoService, transport, retry),
+    operations: createServiceClient(OperationsService, transport, retry),
+    audit: createServiceClient(AuditService, transport, retry),
   };
   return {
     chains: new ChainsClient(raw.chains),
@@ -295,6 +305,9 @@ export function createClient(options: ClientOptions): TaskloomClient {
     hooks: new HooksClient(raw.hooks),
     workers: new WorkersClient(raw.workers),
     info: new InfoClient(raw.info),
+    queues: new QueuesClient(raw.operations),
+    replicas: new ReplicasClient(raw.operations),
+    audit: new AuditClient(raw.audit),
     raw,
     transport,
     close: () => sessionManager.abort(),

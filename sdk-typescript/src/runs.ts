@@ -48,6 +48,12 @@ export interface StartRunOptions extends RequestIdOption {
   /** -100..100; higher runs are dispatched first. */
   priority?: number;
   tenant?: string;
+  /**
+   * A W3C `traceparent` (sent as metadata): the run's span becomes its
+   * child, so the run, its attempts and its workers' tasks join the
+   * caller's trace. An invalid value is ignored by the server.
+   */
+  traceparent?: string;
 }
 
 export interface ExecuteOptions extends StartRunOptions {
@@ -122,16 +128,19 @@ export class RunsClient {
 
   /** Starts a run (idempotent by `requestId`, a fresh one when omitted). */
   start(options: StartRunOptions): Promise<Run> {
-    return this.service.startRun(startRequest(options));
+    return this.service.startRun(startRequest(options), traceHeaders(options));
   }
 
   /** Starts a run and waits (server side) for it to end; output plus per-task trace. */
   execute(options: ExecuteOptions): Promise<ExecuteChainResponse> {
     const { waitTimeoutMs, ...start } = options;
-    return this.service.executeChain({
-      ...startRequest(start),
-      waitTimeout: waitTimeoutMs === undefined ? undefined : durationFromMs(waitTimeoutMs),
-    });
+    return this.service.executeChain(
+      {
+        ...startRequest(start),
+        waitTimeout: waitTimeoutMs === undefined ? undefined : durationFromMs(waitTimeoutMs),
+      },
+      traceHeaders(start),
+    );
   }
 
   get(runId: string): Promise<Run> {
@@ -196,6 +205,11 @@ export class RunsClient {
   /** Continues a failed run from the task that failed. */
   retry(runId: string, options: RequestIdOption = {}): Promise<Run> {
     return this.service.retryRun({ id: runId, requestId: options.requestId });
+  }
+
+  /** Deletes a finished run with its attempts and events (`FailedPrecondition` before it ends). */
+  async delete(runId: string, options: RequestIdOption = {}): Promise<void> {
+    await this.service.deleteRun({ id: runId, requestId: options.requestId });
   }
 
   /** Re-derives a run's path from its recorded outputs and reports divergence. */
@@ -303,6 +317,11 @@ export class RunsClient {
 
 function abortError(signal: AbortSignal): TaskloomError {
   return new Cancelled(Code.Canceled, "watch aborted", { cause: signal.reason });
+}
+
+/** The `traceparent` metadata of a start, if it names one. */
+function traceHeaders(options: StartRunOptions) {
+  return options.traceparent ? { headers: { traceparent: options.traceparent } } : undefined;
 }
 
 function startRequest(options: StartRunOptions) {

@@ -270,4 +270,35 @@ describe("worker", () => {
     const twice = new Worker(client, { logger: quiet }).handle("q", () => 1);
     assert.throws(() => twice.handle("q", () => 2), /already has a handler/);
   });
+  test("a task continues the trace its run was started in", async () => {
+    const queue = uniqueId("traced");
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const caller = `00-${traceId}-00f067aa0ba902b7-01`;
+    const seen: string[] = [];
+    const { worker, running } = startWorker(queue, async (task) => {
+      seen.push(task.traceparent);
+      return "traced";
+    });
+    try {
+      const run = await client.runs.start({
+        chain: workerChain(uniqueId("traced"), queue),
+        input: "x",
+        traceparent: caller,
+      });
+      assert.equal(run.traceparent, caller);
+      const done = await client.runs.wait(run.id, { timeoutMs: 10_000 });
+      assert.equal(done.status, RunStatus.SUCCEEDED);
+      assert.equal(done.traceparent, caller);
+    } finally {
+      await worker.shutdown({ graceMs: 1_000 });
+      await running;
+    }
+    assert.equal(seen.length, 1);
+    const [version, taskTrace, taskSpan, flags] = seen[0].split("-");
+    // The task's span is its attempt's, in the caller's trace.
+    assert.deepEqual([version, taskTrace, flags], ["00", traceId, "01"]);
+    assert.equal(taskSpan.length, 16);
+    assert.notEqual(taskSpan, "00f067aa0ba902b7");
+    assert.notEqual(taskSpan, "0".repeat(16));
+  });
 });

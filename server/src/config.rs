@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// answer pings (a grpcurl session) connected.
     #[arg(long, env = "TASKLOOM_WORKER_HEARTBEAT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub worker_heartbeat_timeout: Duration,
+    /// How often this replica writes its heartbeat in the store.
+    #[arg(long, env = "TASKLOOM_REPLICA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub replica_heartbeat_interval: Duration,
+    /// A replica whose heartbeat is older than this is declared gone by the
+    /// live ones, which release its leases at once (fast failover after a
+    /// crash). Must exceed the heartbeat interval.
+    #[arg(long, env = "TASKLOOM_REPLICA_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub replica_timeout: Duration,
     /// Shut down when standard input closes: a supervising process (a test
     /// harness) that dies takes the server with it.
     #[arg(long, hide = true)]
@@ -167,6 +175,16 @@ pub struct ServeArgs {
     /// overrides it for its runs.
     #[arg(long, env = "TASKLOOM_RUN_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub run_retention: Duration,
+    /// Serve Prometheus metrics (`/metrics`) and the Kubernetes probes
+    /// (`/healthz`, `/readyz`) over plain HTTP on this address; off
+    /// without it.
+    #[arg(long, env = "TASKLOOM_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Export spans (RPCs, runs, attempts, model and hook calls) to this
+    /// OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`.
+    /// Off without it.
+    #[arg(long, env = "TASKLOOM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `NAME=N` with N ≥ 1.

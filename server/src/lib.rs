@@ -13,13 +13,16 @@ pub mod health;
 pub mod kernel;
 pub mod llm;
 pub mod memory;
+pub mod metrics;
 pub mod outbound;
 pub mod render;
+pub mod replicas;
 pub mod runner;
 pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod traces;
 
 /// Chains, pure: validation, the compiled form, templating and output parsing.
 pub use taskloom_chain as chain;

@@ -42,6 +42,9 @@ fn main() -> ExitCode {
             Command::RenderSandbox(_) => Ok(()),
         }
     });
+    // A blocking read of standard input (`--exit-with-stdin`) never ends by
+    // itself; dropping the runtime would wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

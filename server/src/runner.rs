@@ -54,14 +54,35 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
     let eager_runner = {
         let kernel = kernel.clone();
         let executor = executor.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            while let Some((claimed, permit)) = eager.recv().await {
+            loop {
+                let (claimed, permit) = tokio::select! {
+                    item = eager.recv() => match item {
+                        Some(item) => item,
+                        None => return,
+                    },
+                    _ = stop.wait_for(|stop| *stop) => break,
+                };
                 let kernel = kernel.clone();
                 let executor = executor.clone();
                 tokio::spawn(async move {
                     execute_attempt(&kernel, &executor, claimed).await;
                     drop(permit);
                 });
+            }
+            // Stopped (a drain): attempts handed over but not started go
+            // back at once rather than wait for their leases to expire.
+            eager.close();
+            while let Some((claimed, _permit)) = eager.recv().await {
+                let attempt = claimed.attempt;
+                let token = attempt.lease_token.clone().unwrap_or_default();
+                if let Err(error) = kernel
+                    .release_lease(&attempt.run_id, &attempt.id, &token)
+                    .await
+                {
+                    tracing::debug!(attempt_id = %attempt.id, error = %error, "lease not given back");
+                }
             }
         })
     };
@@ -112,7 +133,7 @@ pub async fn run(kernel: Kernel, executor: Arc<Executor>, mut stop: watch::Recei
     due_claims.abort();
     sweeper.abort();
     signals.abort();
-    eager_runner.abort();
+    let _ = eager_runner.await;
 }
 
 /// Claims from the `internal` queue for this replica's runner.
@@ -224,7 +245,7 @@ impl Slot for RunnerSlot {
     }
 
     fn deliver(self: Box<Self>, attempt: ClaimedAttempt) {
-        // A runner that stopped leaves the lease to expire, as a crash would.
+        // A runner that stopped gives the lease back (see `run`).
         let _ = self.sender.send((attempt, self.permit));
     }
 }
@@ -271,6 +292,7 @@ async fn sweep_loop(kernel: Kernel, mut stop: watch::Receiver<bool>) {
 /// Executes one leased attempt, renewing its lease while it runs, bounded
 /// by the task's timeout, and records the outcome.
 async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedAttempt) {
+    let _executing = kernel.executing();
     let attempt = claimed.attempt;
     let token = attempt.lease_token.clone().unwrap_or_default();
     let chain = match store::through_faults(KernelError::is_store_fault, || {
@@ -290,7 +312,7 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
         return;
     };
     let lease = kernel.config().lease;
-    let work = executor.execute(kernel, &task, &attempt);
+    let work = executor.execute(kernel, &task, &attempt, &claimed.trace);
     tokio::pin!(work);
     let deadline = task
         .timeout

@@ -27,6 +27,7 @@ use crate::llm::resolver::{Resolver, SelectionPolicy};
 use crate::outbound::{HttpClient, OutboundPolicy};
 use crate::proto::taskloom::v1 as pb;
 use crate::render::{RenderConfig, SandboxConfig};
+use crate::replicas::{self, ReplicaConfig};
 use crate::runner;
 use crate::secrets::SecretBox;
 use crate::store;
@@ -40,7 +41,22 @@ pub async fn run(
     // Configuration that refuses to start is checked before anything is
     // created on disk.
     let keys = api_keys(&args)?;
+    anyhow::ensure!(
+        args.replica_heartbeat_interval >= Duration::from_millis(100),
+        "--replica-heartbeat-interval must be at least 100ms"
+    );
+    anyhow::ensure!(
+        args.replica_timeout >= args.replica_heartbeat_interval * 3,
+        "--replica-timeout ({:?}) must be at least three --replica-heartbeat-interval ({:?}): \
+         a live replica must not look dead between two heartbeats",
+        args.replica_timeout,
+        args.replica_heartbeat_interval
+    );
     let secrets = secret_key(&args)?;
+    if args.metrics_listen.is_some() {
+        // Before any work starts, so that none goes uncounted.
+        crate::metrics::install()?;
+    }
     let store = store::open(&args.database.database_url, secrets)
         .await
         .with_context(|| {
@@ -64,6 +80,15 @@ pub async fn run(
         warn_if_others_can_read(Path::new(path), "the database file");
     }
 
+    let exporting = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let exporting = crate::traces::init(endpoint)
+                .with_context(|| format!("--otlp-endpoint {endpoint:?}"))?;
+            tracing::info!(endpoint = %endpoint, "exporting traces over OTLP");
+            Some(exporting)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
@@ -150,6 +175,24 @@ pub async fn run(
         crate::kernel::retention::RetentionConfig::new(args.run_retention),
         runner_stop.clone(),
     ));
+    // The registry loop outlives the other loops: it heartbeats until the
+    // drain is over, so others do not declare this replica dead meanwhile.
+    kernel
+        .register_replica(&local_addr.to_string())
+        .await
+        .context("register this replica in the store")?;
+    let (stop_registry, registry_stop) = tokio::sync::watch::channel(false);
+    let (drain_requested, mut drain_request) = tokio::sync::watch::channel(false);
+    let registry = tokio::spawn(replicas::run(
+        kernel.clone(),
+        ReplicaConfig {
+            heartbeat_interval: args.replica_heartbeat_interval,
+            timeout: args.replica_timeout,
+            listen_address: local_addr.to_string(),
+        },
+        drain_requested,
+        registry_stop,
+    ));
     let context = ApiContext::new(kernel, executor, dispatcher, fleet);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
@@ -159,6 +202,8 @@ pub async fn run(
         "taskloom.v1.RunService",
         "taskloom.v1.WorkerService",
         "taskloom.v1.InfoService",
+        "taskloom.v1.AuditService",
+        "taskloom.v1.OperationsService",
     ];
     for name in service_names.into_iter().chain([""]) {
         health_reporter
@@ -172,6 +217,23 @@ pub async fn run(
         service_names.to_vec(),
         runner_stop,
     ));
+    // Serves until this function returns: `/readyz` answers 503 while the
+    // server drains.
+    let _metrics_endpoint = match args.metrics_listen {
+        Some(addr) => {
+            let sources = crate::metrics::Sources {
+                store: store.clone(),
+                dispatcher: context.dispatcher().clone(),
+            };
+            let readiness =
+                crate::metrics::Readiness::new(health_reporter.clone(), context.drain_state());
+            let (bound, task) = crate::metrics::serve(addr, sources, readiness).await?;
+            tracing::info!(listen = %bound, "metrics serving");
+            println!("taskloom metrics listening on {bound}");
+            Some(task)
+        }
+        None => None,
+    };
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -216,6 +278,7 @@ pub async fn run(
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let drain = DrainLayer::new(drain_rx);
     let router = server
+        .layer(crate::traces::RpcLayer)
         .layer(drain.clone())
         .http2_keepalive_interval(Some(args.keepalive_interval))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -241,9 +304,17 @@ pub async fn run(
             api::RunApi::new(context.clone())
         )))
         .add_service(configure!(
+            pb::operations_service_server::OperationsServiceServer::new(api::OperationsApi::new(
+                context.clone()
+            ))
+        ))
+        .add_service(configure!(
             pb::worker_service_server::WorkerServiceServer::new(api::WorkerApi::new(
                 context.clone()
             ))
+        ))
+        .add_service(configure!(
+            pb::audit_service_server::AuditServiceServer::new(api::AuditApi::new(context.clone()))
         ));
 
     // Connections close (GOAWAY) once the calls in flight at the drain have
@@ -274,25 +345,38 @@ pub async fn run(
             lease_watch.abort();
             publisher.abort();
             reconciler.abort();
-    retention.abort();
+            registry.abort();
+            retention.abort();
             return result.context("gRPC server failed");
         }
-        () = &mut shutdown => {}
+        () = &mut shutdown => {
+            // SIGTERM: the registry shows this replica draining.
+            if let Err(error) = context.kernel().mark_draining().await {
+                tracing::warn!(error = %error, "cannot record the drain in the store");
+            }
+        }
+        Ok(_) = drain_request.wait_for(|requested| *requested) => {}
     }
-    tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
+    tracing::info!(grace = ?grace, "shutting down: draining in-flight requests and leases");
     store_health.abort();
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
+    for name in service_names.into_iter().chain([""]) {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
     // Open streams end with UNAVAILABLE at once, new calls are refused with
     // UNAVAILABLE, unary calls in flight may finish within the grace period.
     let deadline = tokio::time::Instant::now() + grace;
     context.begin_drain();
     let _ = drain_tx.send(true);
-    // No new internal work is claimed; attempts in flight either finish
-    // within the grace period or are picked up again after their leases
-    // expire.
+    // No new work is claimed or leased eagerly; attempts in flight finish
+    // within the grace period, and what is still held then is handed back
+    // (fenced) for another replica to claim at once. Worker streams end
+    // with UNAVAILABLE above: workers reconnect elsewhere and re-attach
+    // their leases.
+    context.kernel().stop_taking_work();
     let _ = stop_runner.send(true);
+    let leases = tokio::spawn(hand_back_leases(context.kernel().clone(), deadline));
     tokio::select! {
         result = &mut serve => {
             result.context("gRPC server failed during shutdown")?;
@@ -311,13 +395,49 @@ pub async fn run(
             }
         }
     }
+    match leases.await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(given_back)) => {
+            tracing::info!(
+                given_back,
+                "leases still held at the end of the grace period handed back"
+            );
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "cannot hand back the leases held; they expire")
+        }
+        Err(error) => tracing::warn!(error = %error, "handing back the leases failed"),
+    }
     runner.abort();
     dispatch_loop.abort();
     lease_watch.abort();
     publisher.abort();
     reconciler.abort();
+    retention.abort();
+    let _ = stop_registry.send(true);
+    let _ = registry.await;
+    if let Err(error) = context.kernel().stop_replica().await {
+        tracing::warn!(error = %error, "cannot record the stop in the store");
+    }
+    if let Some(exporting) = exporting {
+        exporting.shutdown().await;
+    }
     tracing::info!("taskloom stopped");
     Ok(())
+}
+
+/// Waits until this replica's runner executes nothing or `deadline`
+/// passes, then hands back every lease it still holds (attempts still
+/// running, and any leased but never started). Returns how many leases
+/// were handed back.
+async fn hand_back_leases(
+    kernel: crate::kernel::Kernel,
+    deadline: tokio::time::Instant,
+) -> crate::kernel::KernelResult<usize> {
+    while kernel.executions() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kernel.hand_back_leases().await
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is

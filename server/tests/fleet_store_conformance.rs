@@ -9,6 +9,8 @@ use taskloom_server::store::{
 
 mod common;
 
+use common::stores::audit;
+
 store_tests!(harness;
     (harness.store.clone()) => [
         sync_lease_has_one_holder_until_it_passes,
@@ -43,7 +45,10 @@ fn backend(id: &str) -> BackendRecord {
 }
 
 async fn created(store: &DynStore, id: &str) {
-    store.create_backend(backend(id), None).await.unwrap();
+    store
+        .create_backend(backend(id), None, &audit())
+        .await
+        .unwrap();
 }
 
 async fn sync_lease_has_one_holder_until_it_passes(store: DynStore) {
@@ -112,7 +117,7 @@ async fn sync_lease_released_is_free(store: DynStore) {
             .unwrap()
     );
     // Releasing a deleted backend's lease is not an error.
-    store.delete_backend("b", None).await.unwrap();
+    store.delete_backend("b", None, &audit()).await.unwrap();
     store.release_sync_lease("b", "replica-2").await.unwrap();
 }
 
@@ -159,7 +164,7 @@ async fn declared_models_come_from_the_backends_pools(store: DynStore) {
             capabilities: vec!["chat".to_string()],
             created_at: Utc::now(),
         };
-        store.create_model(model, None).await.unwrap();
+        store.create_model(model, None, &audit()).await.unwrap();
     }
     for (pool, models) in [("p1", ["llama3", "mistral"]), ("p2", ["mistral", "qwen"])] {
         let record = PoolRecord {
@@ -170,17 +175,26 @@ async fn declared_models_come_from_the_backends_pools(store: DynStore) {
             discover_models: false,
             created_at: Utc::now(),
         };
-        store.create_pool(record, None).await.unwrap();
+        store.create_pool(record, None, &audit()).await.unwrap();
         for model in models {
-            store.assign_model_to_pool(pool, model).await.unwrap();
+            store
+                .assign_model_to_pool(pool, model, &audit())
+                .await
+                .unwrap();
         }
     }
-    store.assign_backend_to_pool("p1", "b").await.unwrap();
+    store
+        .assign_backend_to_pool("p1", "b", &audit())
+        .await
+        .unwrap();
     assert_eq!(
         store.declared_models_of_backend("b").await.unwrap(),
         ["llama3", "mistral"]
     );
-    store.assign_backend_to_pool("p2", "b").await.unwrap();
+    store
+        .assign_backend_to_pool("p2", "b", &audit())
+        .await
+        .unwrap();
     assert_eq!(
         store.declared_models_of_backend("b").await.unwrap(),
         ["llama3", "mistral", "qwen"]

@@ -29,6 +29,7 @@ async fn start(kernel: &Kernel) -> String {
             priority: 0,
             tenant: String::new(),
             idempotency: None,
+            traceparent: None,
         })
         .await
         .unwrap();
@@ -65,7 +66,7 @@ async fn cancel_races_completion(store: DynStore) {
         let cancel = {
             let kernel = kernel.clone();
             let run_id = run_id.clone();
-            tokio::spawn(async move { kernel.cancel_run(&run_id, "race", None).await })
+            tokio::spawn(async move { kernel.cancel_run(&run_id, "race", None, None).await })
         };
         let completed = complete.await.unwrap();
         let cancelled = cancel.await.unwrap();

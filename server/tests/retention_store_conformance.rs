@@ -63,6 +63,7 @@ fn run(id: &str, chain_id: &str, ended: Option<i64>) -> RunRecord {
         started_at: Some(at(0)),
         ended_at: ended.map(at),
         updated_at: at(0),
+        traceparent: None,
     }
 }
 
@@ -382,9 +383,15 @@ async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
 
 async fn all_chain_ids_include_deleted_chains(store: DynStore) {
     for id in ["zeta", "alpha", "mid"] {
-        store.create_chain(id, b"def".to_vec(), None).await.unwrap();
+        store
+            .create_chain(id, b"def".to_vec(), None, &audit(id, ""))
+            .await
+            .unwrap();
     }
-    store.delete_chain("mid", None).await.unwrap();
+    store
+        .delete_chain("mid", None, &audit("mid", ""))
+        .await
+        .unwrap();
     assert_eq!(
         store.all_chain_ids().await.unwrap(),
         ["alpha", "mid", "zeta"]

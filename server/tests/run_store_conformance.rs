@@ -34,7 +34,7 @@ use taskloom_server::store::{
 
 mod common;
 
-use common::stores::RawDatabase;
+use common::stores::{RawDatabase, audit};
 
 type Runs = Arc<dyn RunStore>;
 
@@ -157,6 +157,7 @@ fn run(id: &str) -> RunRecord {
         started_at: None,
         ended_at: None,
         updated_at: at(0),
+        traceparent: None,
     }
 }
 
@@ -787,6 +788,7 @@ async fn transition_applies_the_plan(store: Runs) {
         attempt_updates: vec![attempt_update],
         new_attempts: vec![new_attempt.clone()],
         events: vec![payload("failed"), payload("next")],
+        repeat: false,
     };
     let recorder = seen.clone();
     let outcome = store
@@ -905,6 +907,7 @@ async fn transition_rejection_writes_nothing(store: Runs) {
         }],
         new_attempts: vec![attempt(&stored, "att-2", 2)],
         events: vec![payload("cancelled")],
+        repeat: false,
     };
     let outcome = store
         .transition("run-1", decide(move |_| plan.clone()))
@@ -2218,11 +2221,11 @@ fn new_run(id: &str, chain_id: &str, check: Option<Option<i64>>) -> NewRun {
 /// twice in a call is refused whole.
 async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
     store
-        .create_chain("flow", b"v1".to_vec(), None)
+        .create_chain("flow", b"v1".to_vec(), None, &audit())
         .await
         .unwrap();
     store
-        .update_chain("flow", b"v2".to_vec(), None, None)
+        .update_chain("flow", b"v2".to_vec(), None, None, &audit())
         .await
         .unwrap();
     let results = store
@@ -2259,7 +2262,7 @@ async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
         );
     }
 
-    store.delete_chain("flow", None).await.unwrap();
+    store.delete_chain("flow", None, &audit()).await.unwrap();
     let results = store
         .create_runs(vec![new_run("run-deleted", "flow", Some(None))])
         .await

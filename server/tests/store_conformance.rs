@@ -20,7 +20,7 @@ use taskloom_server::store::{
 mod common;
 
 use common::Backend;
-use common::stores::test_secrets;
+use common::stores::{audit, test_secrets};
 
 // ---------------------------------------------------------------------------
 // The suite
@@ -288,7 +288,10 @@ async fn migrate_seeds_builtin_pools_idempotently(store: DynStore) {
 async fn backend_crud_round_trip(store: DynStore) {
     let input = backend("b-1", "alpha");
     let before = micros_now();
-    let created = store.create_backend(input.clone(), None).await.unwrap();
+    let created = store
+        .create_backend(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_eq!(stored.revision, 1);
@@ -319,7 +322,7 @@ async fn backend_crud_round_trip(store: DynStore) {
         ..stored.clone()
     };
     let before = micros_now();
-    let updated = store.update_backend(edit.clone()).await.unwrap();
+    let updated = store.update_backend(edit.clone(), &audit()).await.unwrap();
     assert_eq!(updated.revision, 2);
     assert_eq!(updated.created_at, stored.created_at);
     assert_stamped_since(updated.updated_at, before);
@@ -336,15 +339,21 @@ async fn backend_crud_round_trip(store: DynStore) {
 
     // A second update continues from the new revision.
     let again = store
-        .update_backend(BackendRecord {
-            priority: 1,
-            ..updated.clone()
-        })
+        .update_backend(
+            BackendRecord {
+                priority: 1,
+                ..updated.clone()
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(again.revision, 3);
 
-    store.delete_backend("b-1", Some(3)).await.unwrap();
+    store
+        .delete_backend("b-1", Some(3), &audit())
+        .await
+        .unwrap();
     assert_err!(store.get_backend("b-1").await, StoreError::NotFound { .. });
     assert!(
         store
@@ -355,40 +364,45 @@ async fn backend_crud_round_trip(store: DynStore) {
             .is_empty()
     );
     assert_err!(
-        store.delete_backend("b-1", None).await,
+        store.delete_backend("b-1", None, &audit()).await,
         StoreError::NotFound { .. }
     );
 }
 
 async fn backend_unique_id_and_name(store: DynStore) {
     let first = store
-        .create_backend(backend("b-1", "alpha"), None)
+        .create_backend(backend("b-1", "alpha"), None, &audit())
         .await
         .unwrap()
         .record;
     assert_err!(
         store
-            .create_backend(backend("b-1", "other-name"), None)
+            .create_backend(backend("b-1", "other-name"), None, &audit())
             .await,
         StoreError::AlreadyExists { .. }
     );
     assert_err!(
-        store.create_backend(backend("b-2", "alpha"), None).await,
+        store
+            .create_backend(backend("b-2", "alpha"), None, &audit())
+            .await,
         StoreError::AlreadyExists { .. }
     );
 
     // Renaming onto a taken name is refused and changes nothing.
     let second = store
-        .create_backend(backend("b-2", "beta"), None)
+        .create_backend(backend("b-2", "beta"), None, &audit())
         .await
         .unwrap()
         .record;
     assert_err!(
         store
-            .update_backend(BackendRecord {
-                name: "alpha".to_string(),
-                ..second.clone()
-            })
+            .update_backend(
+                BackendRecord {
+                    name: "alpha".to_string(),
+                    ..second.clone()
+                },
+                &audit()
+            )
             .await,
         StoreError::AlreadyExists { .. }
     );
@@ -397,10 +411,13 @@ async fn backend_unique_id_and_name(store: DynStore) {
 
     // Keeping one's own name is not a clash.
     let kept = store
-        .update_backend(BackendRecord {
-            priority: 7,
-            ..second
-        })
+        .update_backend(
+            BackendRecord {
+                priority: 7,
+                ..second
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!((kept.name.as_str(), kept.priority), ("beta", 7));
@@ -417,7 +434,7 @@ async fn backend_missing_is_not_found(store: DynStore) {
         ..backend("nope", "ghost")
     };
     assert_err!(
-        store.update_backend(ghost).await,
+        store.update_backend(ghost, &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
@@ -427,11 +444,11 @@ async fn backend_missing_is_not_found(store: DynStore) {
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_backend("nope", None).await,
+        store.delete_backend("nope", None, &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_backend("nope", Some(1)).await,
+        store.delete_backend("nope", Some(1), &audit()).await,
         StoreError::NotFound { .. }
     );
     assert!(
@@ -446,15 +463,18 @@ async fn backend_missing_is_not_found(store: DynStore) {
 
 async fn backend_stale_revision_conflicts(store: DynStore) {
     let v1 = store
-        .create_backend(backend("b-1", "alpha"), None)
+        .create_backend(backend("b-1", "alpha"), None, &audit())
         .await
         .unwrap()
         .record;
     let v2 = store
-        .update_backend(BackendRecord {
-            priority: 2,
-            ..v1.clone()
-        })
+        .update_backend(
+            BackendRecord {
+                priority: 2,
+                ..v1.clone()
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(v2.revision, 2);
@@ -462,10 +482,13 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
     // A writer still holding revision 1 loses.
     assert_err!(
         store
-            .update_backend(BackendRecord {
-                priority: 3,
-                ..v1.clone()
-            })
+            .update_backend(
+                BackendRecord {
+                    priority: 3,
+                    ..v1.clone()
+                },
+                &audit()
+            )
             .await,
         StoreError::Conflict {
             expected: 1,
@@ -475,10 +498,13 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
     );
     assert_err!(
         store
-            .update_backend(BackendRecord {
-                revision: 5,
-                ..v2.clone()
-            })
+            .update_backend(
+                BackendRecord {
+                    revision: 5,
+                    ..v2.clone()
+                },
+                &audit()
+            )
             .await,
         StoreError::Conflict {
             expected: 5,
@@ -487,7 +513,7 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
         }
     );
     assert_err!(
-        store.delete_backend("b-1", Some(1)).await,
+        store.delete_backend("b-1", Some(1), &audit()).await,
         StoreError::Conflict {
             expected: 1,
             actual: 2,
@@ -497,13 +523,13 @@ async fn backend_stale_revision_conflicts(store: DynStore) {
     assert_eq!(store.get_backend("b-1").await.unwrap(), v2);
 
     // Without an expected revision the delete is unconditional.
-    store.delete_backend("b-1", None).await.unwrap();
+    store.delete_backend("b-1", None, &audit()).await.unwrap();
     assert_err!(store.get_backend("b-1").await, StoreError::NotFound { .. });
 }
 
 async fn backend_state_does_not_bump_revision(store: DynStore) {
     let created = store
-        .create_backend(backend("b-1", "alpha"), None)
+        .create_backend(backend("b-1", "alpha"), None, &audit())
         .await
         .unwrap()
         .record;
@@ -558,10 +584,13 @@ async fn backend_state_does_not_bump_revision(store: DynStore) {
         .await
         .unwrap();
     let updated = store
-        .update_backend(BackendRecord {
-            priority: 8,
-            ..created
-        })
+        .update_backend(
+            BackendRecord {
+                priority: 8,
+                ..created
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(updated.revision, 2);
@@ -585,6 +614,7 @@ async fn backends_paginate_by_name(store: DynStore) {
             .create_backend(
                 backend(&format!("b-{}", 9 - i), &format!("backend-{i:02}")),
                 None,
+                &audit(),
             )
             .await
             .unwrap();
@@ -633,6 +663,7 @@ async fn backend_idempotent_create(store: DynStore) {
         .create_backend(
             backend("b-1", "alpha"),
             key("CreateBackend", "req-1", "hash-1"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -644,6 +675,7 @@ async fn backend_idempotent_create(store: DynStore) {
         .create_backend(
             backend("b-2", "alpha-2"),
             key("CreateBackend", "req-1", "hash-1"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -665,7 +697,8 @@ async fn backend_idempotent_create(store: DynStore) {
         store
             .create_backend(
                 backend("b-3", "gamma"),
-                key("CreateBackend", "req-1", "hash-2")
+                key("CreateBackend", "req-1", "hash-2"),
+                &audit()
             )
             .await,
         StoreError::IdempotencyMismatch { .. }
@@ -677,16 +710,20 @@ async fn backend_idempotent_create(store: DynStore) {
 
     // A replay returns the resource as it is now.
     let updated = store
-        .update_backend(BackendRecord {
-            priority: 1,
-            ..original.record.clone()
-        })
+        .update_backend(
+            BackendRecord {
+                priority: 1,
+                ..original.record.clone()
+            },
+            &audit(),
+        )
         .await
         .unwrap();
     let replay = store
         .create_backend(
             backend("b-4", "delta"),
             key("CreateBackend", "req-1", "hash-1"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -698,7 +735,8 @@ async fn backend_idempotent_create(store: DynStore) {
         store
             .create_backend(
                 backend("b-1", "epsilon"),
-                key("CreateBackend", "req-2", "hash-3")
+                key("CreateBackend", "req-2", "hash-3"),
+                &audit()
             )
             .await,
         StoreError::AlreadyExists { .. }
@@ -707,6 +745,7 @@ async fn backend_idempotent_create(store: DynStore) {
         .create_backend(
             backend("b-5", "epsilon"),
             key("CreateBackend", "req-2", "hash-3"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -717,6 +756,7 @@ async fn backend_idempotent_create(store: DynStore) {
         .create_backend(
             backend("b-6", "zeta"),
             key("ImportBackend", "req-1", "hash-9"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -736,6 +776,7 @@ async fn concurrent_creates_with_one_request_id(store: DynStore) {
                     .create_backend(
                         backend(&format!("b-{i:02}"), &format!("racer-{i:02}")),
                         key("CreateBackend", "req-race", "hash-race"),
+                        &audit(),
                     )
                     .await
             })
@@ -765,17 +806,20 @@ async fn concurrent_distinct_writes_all_succeed(store: DynStore) {
             tokio::spawn(async move {
                 let id = format!("b-{i:02}");
                 let created = store
-                    .create_backend(backend(&id, &format!("backend-{i:02}")), None)
+                    .create_backend(backend(&id, &format!("backend-{i:02}")), None, &audit())
                     .await?;
                 store.list_backends(everything()).await?;
                 store
-                    .update_backend(BackendRecord {
-                        priority: i,
-                        ..created.record
-                    })
+                    .update_backend(
+                        BackendRecord {
+                            priority: i,
+                            ..created.record
+                        },
+                        &audit(),
+                    )
                     .await?;
                 store
-                    .create_model(model(&format!("model-{i:02}")), None)
+                    .create_model(model(&format!("model-{i:02}")), None, &audit())
                     .await?;
                 store.get_backend(&id).await
             })
@@ -801,7 +845,10 @@ async fn concurrent_distinct_writes_all_succeed(store: DynStore) {
 async fn pool_crud_and_builtin_protection(store: DynStore) {
     let input = pool("pool-a");
     let before = micros_now();
-    let created = store.create_pool(input.clone(), None).await.unwrap();
+    let created = store
+        .create_pool(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_stamped_since(stored.created_at, before);
@@ -815,22 +862,32 @@ async fn pool_crud_and_builtin_protection(store: DynStore) {
     assert_eq!(store.get_pool("pool-a").await.unwrap(), stored);
 
     assert_err!(
-        store.create_pool(pool("pool-a"), None).await,
+        store.create_pool(pool("pool-a"), None, &audit()).await,
         StoreError::AlreadyExists { .. }
     );
     assert_err!(
-        store.create_pool(pool(BUILTIN_POOLS[0].0), None).await,
+        store
+            .create_pool(pool(BUILTIN_POOLS[0].0), None, &audit())
+            .await,
         StoreError::AlreadyExists { .. }
     );
 
     // Idempotent create.
     let first = store
-        .create_pool(pool("pool-b"), key("CreatePool", "req-1", "hash-1"))
+        .create_pool(
+            pool("pool-b"),
+            key("CreatePool", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert!(!first.replayed);
     let replay = store
-        .create_pool(pool("pool-b"), key("CreatePool", "req-1", "hash-1"))
+        .create_pool(
+            pool("pool-b"),
+            key("CreatePool", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -842,23 +899,27 @@ async fn pool_crud_and_builtin_protection(store: DynStore) {
     );
     assert_err!(
         store
-            .create_pool(pool("pool-c"), key("CreatePool", "req-1", "hash-2"))
+            .create_pool(
+                pool("pool-c"),
+                key("CreatePool", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
     assert_err!(store.get_pool("pool-c").await, StoreError::NotFound { .. });
 
-    store.delete_pool("pool-a").await.unwrap();
+    store.delete_pool("pool-a", &audit()).await.unwrap();
     assert_err!(store.get_pool("pool-a").await, StoreError::NotFound { .. });
     assert_err!(
-        store.delete_pool("pool-a").await,
+        store.delete_pool("pool-a", &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(store.get_pool("nope").await, StoreError::NotFound { .. });
 
     for (id, _) in BUILTIN_POOLS {
         assert_err!(
-            store.delete_pool(id).await,
+            store.delete_pool(id, &audit()).await,
             StoreError::FailedPrecondition(_)
         );
         store.get_pool(id).await.unwrap();
@@ -868,7 +929,7 @@ async fn pool_crud_and_builtin_protection(store: DynStore) {
 async fn pools_paginate_by_id(store: DynStore) {
     for i in (0..5).rev() {
         store
-            .create_pool(pool(&format!("pool-{i:02}")), None)
+            .create_pool(pool(&format!("pool-{i:02}")), None, &audit())
             .await
             .unwrap();
     }
@@ -884,22 +945,40 @@ async fn pools_paginate_by_id(store: DynStore) {
 async fn pool_backend_membership(store: DynStore) {
     // Names sort opposite to ids: pool listings order by backend name.
     store
-        .create_backend(backend("b-1", "zulu"), None)
+        .create_backend(backend("b-1", "zulu"), None, &audit())
         .await
         .unwrap();
     store
-        .create_backend(backend("b-2", "alpha"), None)
+        .create_backend(backend("b-2", "alpha"), None, &audit())
         .await
         .unwrap();
-    store.create_pool(pool("pool-a"), None).await.unwrap();
-    store.create_pool(pool("pool-b"), None).await.unwrap();
+    store
+        .create_pool(pool("pool-a"), None, &audit())
+        .await
+        .unwrap();
+    store
+        .create_pool(pool("pool-b"), None, &audit())
+        .await
+        .unwrap();
 
-    store.assign_backend_to_pool("pool-a", "b-1").await.unwrap();
-    store.assign_backend_to_pool("pool-a", "b-1").await.unwrap(); // idempotent
-    store.assign_backend_to_pool("pool-a", "b-2").await.unwrap();
-    store.assign_backend_to_pool("pool-b", "b-1").await.unwrap();
     store
-        .assign_backend_to_pool("internal_chat_pool", "b-1")
+        .assign_backend_to_pool("pool-a", "b-1", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_backend_to_pool("pool-a", "b-1", &audit())
+        .await
+        .unwrap(); // idempotent
+    store
+        .assign_backend_to_pool("pool-a", "b-2", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_backend_to_pool("pool-b", "b-1", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_backend_to_pool("internal_chat_pool", "b-1", &audit())
         .await
         .unwrap();
 
@@ -930,11 +1009,13 @@ async fn pool_backend_membership(store: DynStore) {
 
     // Missing ends.
     assert_err!(
-        store.assign_backend_to_pool("nope", "b-1").await,
+        store.assign_backend_to_pool("nope", "b-1", &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.assign_backend_to_pool("pool-a", "nope").await,
+        store
+            .assign_backend_to_pool("pool-a", "nope", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
@@ -948,15 +1029,19 @@ async fn pool_backend_membership(store: DynStore) {
 
     // Removal, then removal of a non-member.
     store
-        .remove_backend_from_pool("pool-a", "b-2")
+        .remove_backend_from_pool("pool-a", "b-2", &audit())
         .await
         .unwrap();
     assert_err!(
-        store.remove_backend_from_pool("pool-a", "b-2").await,
+        store
+            .remove_backend_from_pool("pool-a", "b-2", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.remove_backend_from_pool("nope", "b-2").await,
+        store
+            .remove_backend_from_pool("nope", "b-2", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_eq!(
@@ -979,7 +1064,7 @@ async fn pool_backend_membership(store: DynStore) {
     );
 
     // Deleting a pool drops its memberships.
-    store.delete_pool("pool-b").await.unwrap();
+    store.delete_pool("pool-b", &audit()).await.unwrap();
     assert_eq!(
         pool_ids(
             &store
@@ -992,8 +1077,11 @@ async fn pool_backend_membership(store: DynStore) {
     );
 
     // Deleting a backend drops its memberships.
-    store.assign_backend_to_pool("pool-a", "b-2").await.unwrap();
-    store.delete_backend("b-1", None).await.unwrap();
+    store
+        .assign_backend_to_pool("pool-a", "b-2", &audit())
+        .await
+        .unwrap();
+    store.delete_backend("b-1", None, &audit()).await.unwrap();
     assert_eq!(
         names(
             &store
@@ -1014,7 +1102,7 @@ async fn pool_backend_membership(store: DynStore) {
     );
     // A backend re-created with the same id starts with no pools.
     store
-        .create_backend(backend("b-1", "zulu"), None)
+        .create_backend(backend("b-1", "zulu"), None, &audit())
         .await
         .unwrap();
     assert!(
@@ -1028,24 +1116,33 @@ async fn pool_backend_membership(store: DynStore) {
 }
 
 async fn pool_model_membership(store: DynStore) {
-    store.create_model(model("mistral:7b"), None).await.unwrap();
-    store.create_model(model("llama3:8b"), None).await.unwrap();
-    store.create_pool(pool("pool-a"), None).await.unwrap();
-
     store
-        .assign_model_to_pool("pool-a", "mistral:7b")
+        .create_model(model("mistral:7b"), None, &audit())
         .await
         .unwrap();
     store
-        .assign_model_to_pool("pool-a", "mistral:7b")
+        .create_model(model("llama3:8b"), None, &audit())
+        .await
+        .unwrap();
+    store
+        .create_pool(pool("pool-a"), None, &audit())
+        .await
+        .unwrap();
+
+    store
+        .assign_model_to_pool("pool-a", "mistral:7b", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_model_to_pool("pool-a", "mistral:7b", &audit())
         .await
         .unwrap(); // idempotent
     store
-        .assign_model_to_pool("pool-a", "llama3:8b")
+        .assign_model_to_pool("pool-a", "llama3:8b", &audit())
         .await
         .unwrap();
     store
-        .assign_model_to_pool("internal_chat_pool", "llama3:8b")
+        .assign_model_to_pool("internal_chat_pool", "llama3:8b", &audit())
         .await
         .unwrap();
 
@@ -1065,11 +1162,13 @@ async fn pool_model_membership(store: DynStore) {
     assert_eq!(pool_ids(&pools.items), vec!["internal_chat_pool", "pool-a"]);
 
     assert_err!(
-        store.assign_model_to_pool("nope", "llama3:8b").await,
+        store
+            .assign_model_to_pool("nope", "llama3:8b", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.assign_model_to_pool("pool-a", "nope").await,
+        store.assign_model_to_pool("pool-a", "nope", &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
@@ -1082,11 +1181,13 @@ async fn pool_model_membership(store: DynStore) {
     );
 
     store
-        .remove_model_from_pool("pool-a", "mistral:7b")
+        .remove_model_from_pool("pool-a", "mistral:7b", &audit())
         .await
         .unwrap();
     assert_err!(
-        store.remove_model_from_pool("pool-a", "mistral:7b").await,
+        store
+            .remove_model_from_pool("pool-a", "mistral:7b", &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert!(
@@ -1099,7 +1200,7 @@ async fn pool_model_membership(store: DynStore) {
     );
 
     // Deleting a model drops its memberships.
-    store.delete_model("llama3:8b").await.unwrap();
+    store.delete_model("llama3:8b", &audit()).await.unwrap();
     assert!(
         store
             .list_pool_models("pool-a", everything())
@@ -1119,10 +1220,10 @@ async fn pool_model_membership(store: DynStore) {
 
     // Deleting a pool drops its memberships.
     store
-        .assign_model_to_pool("pool-a", "mistral:7b")
+        .assign_model_to_pool("pool-a", "mistral:7b", &audit())
         .await
         .unwrap();
-    store.delete_pool("pool-a").await.unwrap();
+    store.delete_pool("pool-a", &audit()).await.unwrap();
     assert!(
         store
             .list_model_pools("mistral:7b", everything())
@@ -1134,30 +1235,54 @@ async fn pool_model_membership(store: DynStore) {
 }
 
 async fn membership_pages(store: DynStore) {
-    store.create_pool(pool("pool-a"), None).await.unwrap();
     store
-        .create_backend(backend("b-x", "solo"), None)
+        .create_pool(pool("pool-a"), None, &audit())
         .await
         .unwrap();
-    store.create_model(model("solo-model"), None).await.unwrap();
+    store
+        .create_backend(backend("b-x", "solo"), None, &audit())
+        .await
+        .unwrap();
+    store
+        .create_model(model("solo-model"), None, &audit())
+        .await
+        .unwrap();
     for i in 0..5 {
         let id = format!("b-{i}");
         store
-            .create_backend(backend(&id, &format!("backend-{i:02}")), None)
+            .create_backend(backend(&id, &format!("backend-{i:02}")), None, &audit())
             .await
             .unwrap();
-        store.assign_backend_to_pool("pool-a", &id).await.unwrap();
+        store
+            .assign_backend_to_pool("pool-a", &id, &audit())
+            .await
+            .unwrap();
         let name = format!("model-{i:02}");
-        store.create_model(model(&name), None).await.unwrap();
-        store.assign_model_to_pool("pool-a", &name).await.unwrap();
+        store
+            .create_model(model(&name), None, &audit())
+            .await
+            .unwrap();
+        store
+            .assign_model_to_pool("pool-a", &name, &audit())
+            .await
+            .unwrap();
     }
     for (id, _) in BUILTIN_POOLS {
-        store.assign_backend_to_pool(id, "b-x").await.unwrap();
-        store.assign_model_to_pool(id, "solo-model").await.unwrap();
+        store
+            .assign_backend_to_pool(id, "b-x", &audit())
+            .await
+            .unwrap();
+        store
+            .assign_model_to_pool(id, "solo-model", &audit())
+            .await
+            .unwrap();
     }
-    store.assign_backend_to_pool("pool-a", "b-x").await.unwrap();
     store
-        .assign_model_to_pool("pool-a", "solo-model")
+        .assign_backend_to_pool("pool-a", "b-x", &audit())
+        .await
+        .unwrap();
+    store
+        .assign_model_to_pool("pool-a", "solo-model", &audit())
         .await
         .unwrap();
 
@@ -1226,7 +1351,10 @@ async fn membership_pages(store: DynStore) {
 async fn model_crud_and_errors(store: DynStore) {
     let input = model("llama3:8b");
     let before = micros_now();
-    let created = store.create_model(input.clone(), None).await.unwrap();
+    let created = store
+        .create_model(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_stamped_since(stored.created_at, before);
@@ -1246,7 +1374,7 @@ async fn model_crud_and_errors(store: DynStore) {
     let mut clash = model("llama3:8b");
     clash.id = "another-id".to_string();
     assert_err!(
-        store.create_model(clash, None).await,
+        store.create_model(clash, None, &audit()).await,
         StoreError::AlreadyExists { .. }
     );
 
@@ -1255,6 +1383,7 @@ async fn model_crud_and_errors(store: DynStore) {
         .create_model(
             model("nomic-embed-text"),
             key("CreateModel", "req-1", "hash-1"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -1263,6 +1392,7 @@ async fn model_crud_and_errors(store: DynStore) {
         .create_model(
             model("nomic-embed-text"),
             key("CreateModel", "req-1", "hash-1"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -1275,7 +1405,11 @@ async fn model_crud_and_errors(store: DynStore) {
     );
     assert_err!(
         store
-            .create_model(model("qwen2:7b"), key("CreateModel", "req-1", "hash-2"))
+            .create_model(
+                model("qwen2:7b"),
+                key("CreateModel", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
@@ -1284,17 +1418,20 @@ async fn model_crud_and_errors(store: DynStore) {
         2
     );
 
-    store.delete_model("llama3:8b").await.unwrap();
+    store.delete_model("llama3:8b", &audit()).await.unwrap();
     assert_err!(
         store.get_model("llama3:8b").await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_model("llama3:8b").await,
+        store.delete_model("llama3:8b", &audit()).await,
         StoreError::NotFound { .. }
     );
     // The name is free again.
-    store.create_model(model("llama3:8b"), None).await.unwrap();
+    store
+        .create_model(model("llama3:8b"), None, &audit())
+        .await
+        .unwrap();
 }
 
 async fn models_paginate_by_name(store: DynStore) {
@@ -1308,7 +1445,7 @@ async fn models_paginate_by_name(store: DynStore) {
     );
     for i in (0..5).rev() {
         store
-            .create_model(model(&format!("model-{i:02}")), None)
+            .create_model(model(&format!("model-{i:02}")), None, &audit())
             .await
             .unwrap();
     }
@@ -1329,7 +1466,10 @@ async fn models_paginate_by_name(store: DynStore) {
 async fn hook_crud_and_revisions(store: DynStore) {
     let input = hook("notify");
     let before = micros_now();
-    let created = store.create_hook(input.clone(), None).await.unwrap();
+    let created = store
+        .create_hook(input.clone(), None, &audit())
+        .await
+        .unwrap();
     assert!(!created.replayed);
     let stored = created.record;
     assert_eq!(stored.revision, 1);
@@ -1338,7 +1478,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
     assert_eq!(stored, hook_as_stored(&input, &stored));
     assert_eq!(store.get_hook("notify").await.unwrap(), stored);
     assert_err!(
-        store.create_hook(hook("notify"), None).await,
+        store.create_hook(hook("notify"), None, &audit()).await,
         StoreError::AlreadyExists { .. }
     );
 
@@ -1353,7 +1493,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
         ..stored.clone()
     };
     let before = micros_now();
-    let updated = store.update_hook(edit.clone()).await.unwrap();
+    let updated = store.update_hook(edit.clone(), &audit()).await.unwrap();
     assert_eq!(updated.revision, 2);
     assert_eq!(updated.created_at, stored.created_at);
     assert_stamped_since(updated.updated_at, before);
@@ -1369,7 +1509,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
 
     // Stale revisions lose.
     assert_err!(
-        store.update_hook(stored.clone()).await,
+        store.update_hook(stored.clone(), &audit()).await,
         StoreError::Conflict {
             expected: 1,
             actual: 2,
@@ -1377,7 +1517,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
         }
     );
     assert_err!(
-        store.delete_hook("notify", Some(1)).await,
+        store.delete_hook("notify", Some(1), &audit()).await,
         StoreError::Conflict {
             expected: 1,
             actual: 2,
@@ -1388,11 +1528,19 @@ async fn hook_crud_and_revisions(store: DynStore) {
 
     // Idempotent create.
     let first = store
-        .create_hook(hook("audit"), key("CreateHook", "req-1", "hash-1"))
+        .create_hook(
+            hook("audit"),
+            key("CreateHook", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     let replay = store
-        .create_hook(hook("audit"), key("CreateHook", "req-1", "hash-1"))
+        .create_hook(
+            hook("audit"),
+            key("CreateHook", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1404,23 +1552,30 @@ async fn hook_crud_and_revisions(store: DynStore) {
     );
     assert_err!(
         store
-            .create_hook(hook("other"), key("CreateHook", "req-1", "hash-2"))
+            .create_hook(
+                hook("other"),
+                key("CreateHook", "req-1", "hash-2"),
+                &audit()
+            )
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
     assert_eq!(store.list_hooks(everything()).await.unwrap().items.len(), 2);
 
-    store.delete_hook("notify", Some(2)).await.unwrap();
+    store
+        .delete_hook("notify", Some(2), &audit())
+        .await
+        .unwrap();
     assert_err!(store.get_hook("notify").await, StoreError::NotFound { .. });
     assert_err!(
-        store.delete_hook("notify", None).await,
+        store.delete_hook("notify", None, &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.update_hook(updated).await,
+        store.update_hook(updated, &audit()).await,
         StoreError::NotFound { .. }
     );
-    store.delete_hook("audit", None).await.unwrap();
+    store.delete_hook("audit", None, &audit()).await.unwrap();
     assert!(
         store
             .list_hooks(everything())
@@ -1442,7 +1597,7 @@ async fn hooks_paginate_by_name(store: DynStore) {
     );
     for i in (0..9).rev() {
         store
-            .create_hook(hook(&format!("hook-{i:02}")), None)
+            .create_hook(hook(&format!("hook-{i:02}")), None, &audit())
             .await
             .unwrap();
     }
@@ -1459,7 +1614,7 @@ async fn hooks_paginate_by_name(store: DynStore) {
 async fn chain_versions_lifecycle(store: DynStore) {
     let before = micros_now();
     let created = store
-        .create_chain("summarize", b"v1".to_vec(), None)
+        .create_chain("summarize", b"v1".to_vec(), None, &audit())
         .await
         .unwrap();
     assert!(!created.replayed);
@@ -1473,13 +1628,13 @@ async fn chain_versions_lifecycle(store: DynStore) {
     assert_eq!(store.get_chain("summarize", None, false).await.unwrap(), v1);
     assert_err!(
         store
-            .create_chain("summarize", b"again".to_vec(), None)
+            .create_chain("summarize", b"again".to_vec(), None, &audit())
             .await,
         StoreError::AlreadyExists { .. }
     );
 
     let v2 = store
-        .update_chain("summarize", b"v2".to_vec(), Some(1), None)
+        .update_chain("summarize", b"v2".to_vec(), Some(1), None, &audit())
         .await
         .unwrap();
     assert!(!v2.replayed);
@@ -1519,7 +1674,7 @@ async fn chain_versions_lifecycle(store: DynStore) {
     // A writer that read version 1 loses; without expectation it appends.
     assert_err!(
         store
-            .update_chain("summarize", b"stale".to_vec(), Some(1), None)
+            .update_chain("summarize", b"stale".to_vec(), Some(1), None, &audit())
             .await,
         StoreError::Conflict {
             expected: 1,
@@ -1528,7 +1683,7 @@ async fn chain_versions_lifecycle(store: DynStore) {
         }
     );
     let v3 = store
-        .update_chain("summarize", b"v3".to_vec(), None, None)
+        .update_chain("summarize", b"v3".to_vec(), None, None, &audit())
         .await
         .unwrap()
         .record;
@@ -1539,14 +1694,17 @@ async fn chain_versions_lifecycle(store: DynStore) {
     );
 
     assert_err!(
-        store.delete_chain("summarize", Some(2)).await,
+        store.delete_chain("summarize", Some(2), &audit()).await,
         StoreError::Conflict {
             expected: 2,
             actual: 3,
             ..
         }
     );
-    store.delete_chain("summarize", Some(3)).await.unwrap();
+    store
+        .delete_chain("summarize", Some(3), &audit())
+        .await
+        .unwrap();
 
     // Deleted: gone for everyone but runs that pinned a version.
     assert_err!(
@@ -1568,12 +1726,12 @@ async fn chain_versions_lifecycle(store: DynStore) {
     );
     assert_err!(
         store
-            .update_chain("summarize", b"v4".to_vec(), None, None)
+            .update_chain("summarize", b"v4".to_vec(), None, None, &audit())
             .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_chain("summarize", None).await,
+        store.delete_chain("summarize", None, &audit()).await,
         StoreError::NotFound { .. }
     );
     assert!(
@@ -1588,19 +1746,19 @@ async fn chain_versions_lifecycle(store: DynStore) {
 
 async fn chain_recreate_continues_numbering(store: DynStore) {
     let original = store
-        .create_chain("triage", b"v1".to_vec(), None)
+        .create_chain("triage", b"v1".to_vec(), None, &audit())
         .await
         .unwrap()
         .record;
     store
-        .update_chain("triage", b"v2".to_vec(), None, None)
+        .update_chain("triage", b"v2".to_vec(), None, None, &audit())
         .await
         .unwrap();
-    store.delete_chain("triage", None).await.unwrap();
+    store.delete_chain("triage", None, &audit()).await.unwrap();
 
     let before = micros_now();
     let recreated = store
-        .create_chain("triage", b"fresh".to_vec(), None)
+        .create_chain("triage", b"fresh".to_vec(), None, &audit())
         .await
         .unwrap();
     assert!(!recreated.replayed);
@@ -1620,12 +1778,14 @@ async fn chain_recreate_continues_numbering(store: DynStore) {
     let v1 = store.get_chain("triage", Some(1), false).await.unwrap();
     assert_eq!(v1.definition, b"v1".to_vec());
     assert_err!(
-        store.create_chain("triage", b"dup".to_vec(), None).await,
+        store
+            .create_chain("triage", b"dup".to_vec(), None, &audit())
+            .await,
         StoreError::AlreadyExists { .. }
     );
 
     let v4 = store
-        .update_chain("triage", b"v4".to_vec(), Some(3), None)
+        .update_chain("triage", b"v4".to_vec(), Some(3), None, &audit())
         .await
         .unwrap()
         .record;
@@ -1642,12 +1802,22 @@ async fn chain_recreate_continues_numbering(store: DynStore) {
 
 async fn chain_idempotency(store: DynStore) {
     let first = store
-        .create_chain("etl", b"v1".to_vec(), key("CreateChain", "req-1", "hash-1"))
+        .create_chain(
+            "etl",
+            b"v1".to_vec(),
+            key("CreateChain", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert!(!first.replayed);
     let replay = store
-        .create_chain("etl", b"v1".to_vec(), key("CreateChain", "req-1", "hash-1"))
+        .create_chain(
+            "etl",
+            b"v1".to_vec(),
+            key("CreateChain", "req-1", "hash-1"),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1662,7 +1832,8 @@ async fn chain_idempotency(store: DynStore) {
             .create_chain(
                 "etl-2",
                 b"v1".to_vec(),
-                key("CreateChain", "req-1", "hash-2")
+                key("CreateChain", "req-1", "hash-2"),
+                &audit()
             )
             .await,
         StoreError::IdempotencyMismatch { .. }
@@ -1678,6 +1849,7 @@ async fn chain_idempotency(store: DynStore) {
             b"v2".to_vec(),
             Some(1),
             key("UpdateChain", "req-2", "hash-3"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -1691,6 +1863,7 @@ async fn chain_idempotency(store: DynStore) {
             b"v2".to_vec(),
             Some(1),
             key("UpdateChain", "req-2", "hash-3"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -1711,7 +1884,8 @@ async fn chain_idempotency(store: DynStore) {
                 "etl",
                 b"v3".to_vec(),
                 None,
-                key("UpdateChain", "req-2", "hash-4")
+                key("UpdateChain", "req-2", "hash-4"),
+                &audit()
             )
             .await,
         StoreError::IdempotencyMismatch { .. }
@@ -1723,7 +1897,7 @@ async fn chain_idempotency(store: DynStore) {
 
     // The request id of version 2 still replays version 2 after version 3.
     store
-        .update_chain("etl", b"v3".to_vec(), None, None)
+        .update_chain("etl", b"v3".to_vec(), None, None, &audit())
         .await
         .unwrap();
     let replay = store
@@ -1732,6 +1906,7 @@ async fn chain_idempotency(store: DynStore) {
             b"v2".to_vec(),
             Some(1),
             key("UpdateChain", "req-2", "hash-3"),
+            &audit(),
         )
         .await
         .unwrap();
@@ -1750,15 +1925,18 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
     );
     for i in (0..6).rev() {
         store
-            .create_chain(&format!("chain-{i:02}"), vec![i], None)
+            .create_chain(&format!("chain-{i:02}"), vec![i], None, &audit())
             .await
             .unwrap();
     }
     store
-        .update_chain("chain-01", vec![1, 1], None, None)
+        .update_chain("chain-01", vec![1, 1], None, None, &audit())
         .await
         .unwrap();
-    store.delete_chain("chain-03", None).await.unwrap();
+    store
+        .delete_chain("chain-03", None, &audit())
+        .await
+        .unwrap();
 
     let pages = all_pages(2, |c: &ChainRecord| c.id.clone(), |q| store.list_chains(q)).await;
     assert_eq!(page_sizes(&pages), vec![2, 2, 1]);
@@ -1783,7 +1961,7 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
 
 async fn chain_versions_paginate_newest_first(store: DynStore) {
     store
-        .create_chain("long", b"1".to_vec(), None)
+        .create_chain("long", b"1".to_vec(), None, &audit())
         .await
         .unwrap();
     for version in 2..=7 {
@@ -1793,6 +1971,7 @@ async fn chain_versions_paginate_newest_first(store: DynStore) {
                 version.to_string().into_bytes(),
                 Some(version - 1),
                 None,
+                &audit(),
             )
             .await
             .unwrap();
@@ -1837,21 +2016,23 @@ async fn missing_chain_is_not_found(store: DynStore) {
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.update_chain("nope", b"x".to_vec(), None, None).await,
-        StoreError::NotFound { .. }
-    );
-    assert_err!(
         store
-            .update_chain("nope", b"x".to_vec(), Some(1), None)
+            .update_chain("nope", b"x".to_vec(), None, None, &audit())
             .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_chain("nope", None).await,
+        store
+            .update_chain("nope", b"x".to_vec(), Some(1), None, &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_chain("nope", Some(1)).await,
+        store.delete_chain("nope", None, &audit()).await,
+        StoreError::NotFound { .. }
+    );
+    assert_err!(
+        store.delete_chain("nope", Some(1), &audit()).await,
         StoreError::NotFound { .. }
     );
 }
@@ -1894,12 +2075,16 @@ mod sqlite_file {
             let store = store::open(path, test_secrets()).await.unwrap();
             store.migrate().await.unwrap();
             let backend_record = store
-                .create_backend(backend("b-1", "alpha"), key("CreateBackend", "req-1", "h"))
+                .create_backend(
+                    backend("b-1", "alpha"),
+                    key("CreateBackend", "req-1", "h"),
+                    &audit(),
+                )
                 .await
                 .unwrap()
                 .record;
             let chain = store
-                .create_chain("keep", b"v1".to_vec(), None)
+                .create_chain("keep", b"v1".to_vec(), None, &audit())
                 .await
                 .unwrap()
                 .record;
@@ -1912,7 +2097,11 @@ mod sqlite_file {
         assert_eq!(store.get_chain("keep", None, false).await.unwrap(), chain);
         // The idempotency record survived too.
         let replay = store
-            .create_backend(backend("b-2", "beta"), key("CreateBackend", "req-1", "h"))
+            .create_backend(
+                backend("b-2", "beta"),
+                key("CreateBackend", "req-1", "h"),
+                &audit(),
+            )
             .await
             .unwrap();
         assert!(replay.replayed);

@@ -282,6 +282,8 @@ pub struct ServerProcess {
     pub addr: String,
     pub port: u16,
     _data_dir: Option<tempfile_dir::TempDir>,
+    /// Every line the server printed so far.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -333,7 +335,8 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .spawn()
             .context("spawn taskloom")?;
-        let port = match read_announced_port(&mut child, Duration::from_secs(30)) {
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let port = match read_announced_port(&mut child, Duration::from_secs(30), output.clone()) {
             Ok(port) => port,
             Err(e) => {
                 let _ = child.kill();
@@ -346,6 +349,7 @@ impl ServerProcess {
             addr: format!("http://127.0.0.1:{port}"),
             port,
             _data_dir: data_dir,
+            output,
         };
         server.wait_ready(Duration::from_secs(30))?;
         Ok(server)
@@ -380,11 +384,36 @@ impl ServerProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// What follows `prefix` on the first line the server printed that
+    /// starts with it, waiting up to `timeout` for that line.
+    pub fn printed(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .output
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .find_map(|line| line.strip_prefix(prefix).map(str::to_string));
+            if let Some(rest) = found {
+                return Ok(rest);
+            }
+            if Instant::now() > deadline {
+                bail!("taskloom printed no line starting with {prefix:?} within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Reads the server's "taskloom <version> listening on <addr>" line and
 /// keeps draining its stdout afterwards so the pipe never fills.
-fn read_announced_port(child: &mut Child, timeout: Duration) -> Result<u16> {
+fn read_announced_port(
+    child: &mut Child,
+    timeout: Duration,
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> Result<u16> {
     use std::io::BufRead;
     let stdout = child.stdout.take().context("taskloom stdout")?;
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -397,6 +426,10 @@ fn read_announced_port(child: &mut Child, timeout: Duration) -> Result<u16> {
             {
                 let _ = sender.send(addr.trim().to_string());
             }
+            output
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(line);
         }
     });
     let addr = match receiver.recv_timeout(timeout) {

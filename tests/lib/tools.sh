@@ -91,3 +91,18 @@ use_test_tools() {
     esac
     export PATH
 }
+
+# Installs promtool (Debian's `prometheus` package ships it) unless it
+# already runs; `apt-get update` only when the first try finds no package.
+ensure_promtool() {
+    if promtool --version >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v apt-get >/dev/null || die "promtool not found and no apt-get to install Debian's prometheus package"
+    local install=(apt-get install -y -q --no-install-recommends prometheus)
+    if ! DEBIAN_FRONTEND=noninteractive "${install[@]}"; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive "${install[@]}" ||
+            die "apt-get install prometheus failed (it ships promtool)"
+    fi
+    promtool --version >/dev/null 2>&1 || die "the prometheus package is installed but promtool does not run"
+}

@@ -9,7 +9,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -18,6 +18,8 @@ from google.protobuf import duration_pb2, message
 from taskloom.chains import ChainLike, chain_from
 from taskloom.errors import from_rpc_error
 from taskloom.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     backend_pb2,
     backend_pb2_grpc,
     chain_pb2,
@@ -26,6 +28,8 @@ from taskloom.v1 import (
     hook_pb2_grpc,
     info_pb2,
     info_pb2_grpc,
+    operations_pb2,
+    operations_pb2_grpc,
     run_pb2,
     run_pb2_grpc,
     worker_pb2,
@@ -112,6 +116,8 @@ class Stubs:
         self.hooks = hook_pb2_grpc.HookServiceStub(channel)
         self.workers = worker_pb2_grpc.WorkerServiceStub(channel)
         self.info = info_pb2_grpc.InfoServiceStub(channel)
+        self.operations = operations_pb2_grpc.OperationsServiceStub(channel)
+        self.audit = audit_pb2_grpc.AuditServiceStub(channel)
 
 
 class Client:
@@ -160,6 +166,9 @@ class Client:
         self.hooks = Hooks(self)
         self.workers = Workers(self)
         self.info = Info(self)
+        self.queues = Queues(self)
+        self.replicas = Replicas(self)
+        self.audit = Audit(self)
 
     async def __aenter__(self) -> Client:
         return self
@@ -176,6 +185,7 @@ class Client:
         request: Request,
         *,
         timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> Response:
         """Calls a unary RPC with the client's metadata and typed errors.
 
@@ -193,12 +203,17 @@ class Client:
         while True:
             attempt += 1
             try:
-                return await rpc(request, metadata=self.metadata, timeout=timeout)
+                return await rpc(request, metadata=self.metadata + metadata, timeout=timeout)
             except grpc.aio.AioRpcError as error:
                 unavailable = error.code() == grpc.StatusCode.UNAVAILABLE
                 if not (retryable and unavailable and attempt < self._retries):
                     raise from_rpc_error(error) from None
             await asyncio.sleep(delays.next())
+
+
+def _trace_metadata(traceparent: str) -> tuple[tuple[str, str], ...]:
+    """The `traceparent` metadata of a start, if it names one."""
+    return (("traceparent", traceparent),) if traceparent else ()
 
 
 def _parse_address(address: str) -> tuple[str, bool]:
@@ -276,11 +291,14 @@ class Runs(_Service):
         priority: int = 0,
         tenant: str = "",
         request_id: str = "",
+        traceparent: str = "",
     ) -> run_pb2.Run:
         """Starts a run of a stored chain (`chain_id`) or an inline `chain`.
 
         `input` is a Python value (see `to_value`); with `input_type` it is
         sent as JSON and interpreted by the server (`string`, `json`, …).
+        A W3C `traceparent` (sent as metadata) makes the run's span its
+        child: the run and its workers' tasks join the caller's trace.
         """
         request = _run_request(
             run_pb2.StartRunRequest(
@@ -295,7 +313,9 @@ class Runs(_Service):
             input,
             input_type,
         )
-        return await self._client.call(self._stubs.runs.StartRun, request)
+        return await self._client.call(
+            self._stubs.runs.StartRun, request, metadata=_trace_metadata(traceparent)
+        )
 
     async def execute(
         self,
@@ -310,8 +330,10 @@ class Runs(_Service):
         tenant: str = "",
         request_id: str = "",
         wait_timeout: float | timedelta | None = None,
+        traceparent: str = "",
     ) -> run_pb2.ExecuteChainResponse:
-        """Starts a run and waits for its output and per-task trace."""
+        """Starts a run and waits for its output and per-task trace
+        (`traceparent` as in `start`)."""
         request = _run_request(
             run_pb2.ExecuteChainRequest(
                 chain_id=chain_id,
@@ -326,7 +348,9 @@ class Runs(_Service):
             input,
             input_type,
         )
-        return await self._client.call(self._stubs.runs.ExecuteChain, request)
+        return await self._client.call(
+            self._stubs.runs.ExecuteChain, request, metadata=_trace_metadata(traceparent)
+        )
 
     async def get(self, run_id: str) -> run_pb2.Run:
         return await self._client.call(self._stubs.runs.GetRun, run_pb2.GetRunRequest(id=run_id))
@@ -396,6 +420,12 @@ class Runs(_Service):
     async def retry(self, run_id: str, *, request_id: str = "") -> run_pb2.Run:
         request = run_pb2.RetryRunRequest(id=run_id, request_id=request_id)
         return await self._client.call(self._stubs.runs.RetryRun, request)
+
+    async def delete(self, run_id: str, *, request_id: str = "") -> None:
+        """Deletes a finished run with its attempts and events
+        (`FailedPrecondition` while it has not finished)."""
+        request = run_pb2.DeleteRunRequest(id=run_id, request_id=request_id)
+        await self._client.call(self._stubs.runs.DeleteRun, request)
 
     async def replay(self, run_id: str) -> run_pb2.ReplayRunResponse:
         request = run_pb2.ReplayRunRequest(id=run_id)
@@ -549,6 +579,70 @@ class Info(_Service):
 
     async def version(self) -> info_pb2.GetVersionResponse:
         return await self._client.call(self._stubs.info.GetVersion, info_pb2.GetVersionRequest())
+
+
+class Queues(_Service):
+    """OperationsService's queues: depth, age, leases, pause and resume."""
+
+    async def list(self) -> builtins.list[operations_pb2.Queue]:
+        request = operations_pb2.ListQueuesRequest()
+        response = await self._client.call(self._stubs.operations.ListQueues, request)
+        return builtins.list(response.queues)
+
+    async def pause(self, name: str, *, request_id: str = "") -> operations_pb2.Queue:
+        """Stops the queue's work from being offered, on every replica;
+        leases in flight finish."""
+        request = operations_pb2.PauseQueueRequest(name=name, request_id=request_id)
+        return await self._client.call(self._stubs.operations.PauseQueue, request)
+
+    async def resume(self, name: str, *, request_id: str = "") -> operations_pb2.Queue:
+        request = operations_pb2.ResumeQueueRequest(name=name, request_id=request_id)
+        return await self._client.call(self._stubs.operations.ResumeQueue, request)
+
+
+class Replicas(_Service):
+    """OperationsService's replicas: the server processes sharing a store."""
+
+    async def list(self) -> builtins.list[operations_pb2.Replica]:
+        request = operations_pb2.ListReplicasRequest()
+        response = await self._client.call(self._stubs.operations.ListReplicas, request)
+        return builtins.list(response.replicas)
+
+    async def drain(self, replica_id: str, *, request_id: str = "") -> operations_pb2.Replica:
+        """Makes a replica stop taking work and hand back what it holds."""
+        request = operations_pb2.DrainReplicaRequest(id=replica_id, request_id=request_id)
+        return await self._client.call(self._stubs.operations.DrainReplica, request)
+
+
+class Audit(_Service):
+    """AuditService: who did what to which resource, and how it ended."""
+
+    async def list(
+        self,
+        *,
+        actor: str = "",
+        action: str = "",
+        resource_type: str = "",
+        resource_id: str = "",
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> audit_pb2.ListAuditEventsResponse:
+        """One page of audit events matching every filter given."""
+        request = audit_pb2.ListAuditEventsRequest(
+            actor=actor,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if start_time is not None:
+            request.start_time.FromDatetime(start_time)
+        if end_time is not None:
+            request.end_time.FromDatetime(end_time)
+        return await self._client.call(self._stubs.audit.ListAuditEvents, request)
 
 
 class Hooks(_Service):

@@ -126,7 +126,13 @@ class Task:
 
     @property
     def traceparent(self) -> str:
-        """W3C trace context: trace = run, span = attempt."""
+        """W3C trace context of this attempt's span, in the run's trace (the
+        trace of the `traceparent` the run was started with, if any).
+
+        Continue it as the parent of the handler's own spans, e.g. with
+        OpenTelemetry: ``TraceContextTextMapPropagator().extract({"traceparent":
+        task.traceparent})`` gives the context to start them in.
+        """
         return self.offer.traceparent
 
     @property

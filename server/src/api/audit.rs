@@ -1,13 +1,39 @@
 //! Builds the audit record of the call being served. A handler makes one
-//! with [`action`] before it acts, hands it to the store write that
-//! performs the action (which inserts it in the same transaction), and on
-//! failure appends [`AuditAction::failed`] on its own.
+//! with [`action`] before it acts and runs the action through [`audited`]:
+//! the action hands the record to the store write that performs it (which
+//! inserts it in the same transaction), and a failure is appended on its
+//! own ([`failed`]).
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use tonic::Code;
 
-use super::{ApiContext, ApiError, caller};
+use super::{ApiContext, ApiError, ApiResult, caller};
 use crate::store::AuditRecord;
+
+/// Runs the action `act` of the call `record` describes. `act` passes the
+/// record to the store write that performs the action (and may name the
+/// resource it turns out to act on, e.g. a generated id); when it fails,
+/// the failure's record is appended. A failure to append it is logged,
+/// never reported in place of the action's own error.
+pub async fn audited<T>(
+    context: &ApiContext,
+    mut record: AuditRecord,
+    act: impl AsyncFnOnce(&mut AuditRecord) -> ApiResult<T>,
+) -> ApiResult<T> {
+    let result = act(&mut record).await;
+    if let Err(error) = &result {
+        let failure = failed(record, error);
+        if let Err(append) = context.store().append_audit(&failure).await {
+            tracing::warn!(
+                action = %failure.action,
+                resource_id = %failure.resource_id,
+                error = %append,
+                "could not record a failed call in the audit log"
+            );
+        }
+    }
+    result
+}
 
 /// What the current call is about to do.
 pub fn action(
@@ -19,7 +45,8 @@ pub fn action(
 ) -> AuditRecord {
     AuditRecord {
         id: uuid::Uuid::now_v7().to_string(),
-        at: Utc::now(),
+        // As stored: both stores keep microseconds.
+        at: Utc::now().trunc_subsecs(6),
         actor: caller().actor,
         action: action.to_string(),
         resource_type: resource_type.to_string(),
@@ -81,6 +108,10 @@ mod tests {
         };
         let failed = failed(record, &ApiError::invalid("id", "must not be empty"));
         assert_eq!(failed.outcome, "INVALID_ARGUMENT");
-        assert!(failed.error_message.contains("id"), "{}", failed.error_message);
+        assert!(
+            failed.error_message.contains("id"),
+            "{}",
+            failed.error_message
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! BackendService: backends, pools and their associations, declared models,
 //! and one-shot model calls through the executor.
 
+use super::audit::{action, audited};
 use super::convert::backend::{
     BACKEND_MASK_FIELDS, backend_message, embed_answer, embed_call, model_message, new_backend,
     new_model, new_pool, pool_message, prompt_answer, prompt_call, resolve_error, updated_backend,
@@ -10,7 +11,7 @@ use super::request::{Patch, deletion, require, require_pair};
 use super::{ApiContext, ApiError, ApiResult};
 use crate::fleet::PullReport;
 use crate::proto::taskloom::v1::{self as pb, backend_service_server::BackendService};
-use crate::store::DynStore;
+use crate::store::{AuditRecord, DynStore};
 use tonic::codegen::BoxStream;
 
 pub struct BackendApi {
@@ -24,6 +25,13 @@ impl BackendApi {
 
     fn store(&self) -> &DynStore {
         self.context.store()
+    }
+
+    /// The audit record of a change to a pool's members: the resource is
+    /// the pool, named with the member as `<pool_id>/<member>`.
+    fn membership(&self, name: &str, pool_id: &str, member: &str) -> AuditRecord {
+        let link = format!("{pool_id}/{member}");
+        action(&self.context, name, "pool", &link, "")
     }
 }
 
@@ -59,12 +67,28 @@ service! {
 
 impl BackendApi {
     async fn create_backend(&self, request: pb::CreateBackendRequest) -> ApiResult<pb::Backend> {
-        let (record, idempotency) = new_backend(&request)?;
-        let created = self.store().create_backend(record, idempotency).await?;
-        if !created.replayed {
-            tracing::info!(backend_id = %created.record.id, name = %created.record.name, "backend created");
-        }
-        Ok(backend_message(created.record))
+        let id = &request.backend_id;
+        let record = action(
+            &self.context,
+            "CreateBackend",
+            "backend",
+            id,
+            &request.request_id,
+        );
+        audited(&self.context, record, async |audit| {
+            let (record, idempotency) = new_backend(&request)?;
+            // The id the server generates when the request names none.
+            audit.resource_id = record.id.clone();
+            let created = self
+                .store()
+                .create_backend(record, idempotency, audit)
+                .await?;
+            if !created.replayed {
+                tracing::info!(backend_id = %created.record.id, name = %created.record.name, "backend created");
+            }
+            Ok(backend_message(created.record))
+        })
+        .await
     }
 
     async fn get_backend(&self, request: pb::GetBackendRequest) -> ApiResult<pb::Backend> {
@@ -83,23 +107,37 @@ impl BackendApi {
     }
 
     async fn update_backend(&self, request: pb::UpdateBackendRequest) -> ApiResult<pb::Backend> {
-        let key = ("id", |backend: &pb::Backend| backend.id.clone());
-        let mask = (&request.update_mask[..], BACKEND_MASK_FIELDS);
-        let patch = Patch::checked(request.backend, "backend", key, mask)?;
-        let read = || self.store().get_backend(patch.key());
-        let write = |record| self.store().update_backend(record);
-        let updated = patch
-            .write(&request.etag, read, updated_backend, write)
-            .await?;
-        tracing::info!(backend_id = %updated.id, "backend updated");
-        Ok(backend_message(updated))
+        let id = request
+            .backend
+            .as_ref()
+            .map_or("", |backend| backend.id.as_str());
+        let record = action(&self.context, "UpdateBackend", "backend", id, "");
+        audited(&self.context, record, async |audit| {
+            let key = ("id", |backend: &pb::Backend| backend.id.clone());
+            let mask = (&request.update_mask[..], BACKEND_MASK_FIELDS);
+            let patch = Patch::checked(request.backend.clone(), "backend", key, mask)?;
+            let read = || self.store().get_backend(patch.key());
+            let write = |record| self.store().update_backend(record, audit);
+            let updated = patch
+                .write(&request.etag, read, updated_backend, write)
+                .await?;
+            tracing::info!(backend_id = %updated.id, "backend updated");
+            Ok(backend_message(updated))
+        })
+        .await
     }
 
     async fn delete_backend(&self, request: pb::DeleteBackendRequest) -> ApiResult<()> {
-        let expected = deletion("backend", "id", &request.id, &request.etag)?;
-        self.store().delete_backend(&request.id, expected).await?;
-        tracing::info!(backend_id = %request.id, "backend deleted");
-        Ok(())
+        let record = action(&self.context, "DeleteBackend", "backend", &request.id, "");
+        audited(&self.context, record, async |audit| {
+            let expected = deletion("backend", "id", &request.id, &request.etag)?;
+            self.store()
+                .delete_backend(&request.id, expected, audit)
+                .await?;
+            tracing::info!(backend_id = %request.id, "backend deleted");
+            Ok(())
+        })
+        .await
     }
 
     async fn sync_backend(&self, request: pb::SyncBackendRequest) -> ApiResult<pb::Backend> {
@@ -126,9 +164,14 @@ impl BackendApi {
     }
 
     async fn create_pool(&self, request: pb::CreatePoolRequest) -> ApiResult<pb::Pool> {
-        let (record, idempotency) = new_pool(&request)?;
-        let created = self.store().create_pool(record, idempotency).await?;
-        Ok(pool_message(created.record))
+        let id = request.pool.as_ref().map_or("", |pool| pool.id.as_str());
+        let record = action(&self.context, "CreatePool", "pool", id, &request.request_id);
+        audited(&self.context, record, async |audit| {
+            let (record, idempotency) = new_pool(&request)?;
+            let created = self.store().create_pool(record, idempotency, audit).await?;
+            Ok(pool_message(created.record))
+        })
+        .await
     }
 
     async fn get_pool(&self, request: pb::GetPoolRequest) -> ApiResult<pb::Pool> {
@@ -142,8 +185,12 @@ impl BackendApi {
     }
 
     async fn delete_pool(&self, request: pb::DeletePoolRequest) -> ApiResult<()> {
-        require("id", &request.id)?;
-        Ok(self.store().delete_pool(&request.id).await?)
+        let record = action(&self.context, "DeletePool", "pool", &request.id, "");
+        audited(&self.context, record, async |audit| {
+            require("id", &request.id)?;
+            Ok(self.store().delete_pool(&request.id, audit).await?)
+        })
+        .await
     }
 
     async fn assign_backend_to_pool(
@@ -151,8 +198,15 @@ impl BackendApi {
         request: pb::AssignBackendToPoolRequest,
     ) -> ApiResult<()> {
         let (pool, backend) = (&request.pool_id, &request.backend_id);
-        require_pair("pool_id", pool, "backend_id", backend)?;
-        Ok(self.store().assign_backend_to_pool(pool, backend).await?)
+        let record = self.membership("AssignBackendToPool", pool, backend);
+        audited(&self.context, record, async |audit| {
+            require_pair("pool_id", pool, "backend_id", backend)?;
+            Ok(self
+                .store()
+                .assign_backend_to_pool(pool, backend, audit)
+                .await?)
+        })
+        .await
     }
 
     async fn remove_backend_from_pool(
@@ -160,8 +214,15 @@ impl BackendApi {
         request: pb::RemoveBackendFromPoolRequest,
     ) -> ApiResult<()> {
         let (pool, backend) = (&request.pool_id, &request.backend_id);
-        require_pair("pool_id", pool, "backend_id", backend)?;
-        Ok(self.store().remove_backend_from_pool(pool, backend).await?)
+        let record = self.membership("RemoveBackendFromPool", pool, backend);
+        audited(&self.context, record, async |audit| {
+            require_pair("pool_id", pool, "backend_id", backend)?;
+            Ok(self
+                .store()
+                .remove_backend_from_pool(pool, backend, audit)
+                .await?)
+        })
+        .await
     }
 
     async fn list_pool_backends(
@@ -184,8 +245,15 @@ impl BackendApi {
 
     async fn assign_model_to_pool(&self, request: pb::AssignModelToPoolRequest) -> ApiResult<()> {
         let (pool, model) = (&request.pool_id, &request.model);
-        require_pair("pool_id", pool, "model", model)?;
-        Ok(self.store().assign_model_to_pool(pool, model).await?)
+        let record = self.membership("AssignModelToPool", pool, model);
+        audited(&self.context, record, async |audit| {
+            require_pair("pool_id", pool, "model", model)?;
+            Ok(self
+                .store()
+                .assign_model_to_pool(pool, model, audit)
+                .await?)
+        })
+        .await
     }
 
     async fn remove_model_from_pool(
@@ -193,8 +261,15 @@ impl BackendApi {
         request: pb::RemoveModelFromPoolRequest,
     ) -> ApiResult<()> {
         let (pool, model) = (&request.pool_id, &request.model);
-        require_pair("pool_id", pool, "model", model)?;
-        Ok(self.store().remove_model_from_pool(pool, model).await?)
+        let record = self.membership("RemoveModelFromPool", pool, model);
+        audited(&self.context, record, async |audit| {
+            require_pair("pool_id", pool, "model", model)?;
+            Ok(self
+                .store()
+                .remove_model_from_pool(pool, model, audit)
+                .await?)
+        })
+        .await
     }
 
     async fn list_pool_models(
@@ -216,9 +291,26 @@ impl BackendApi {
     }
 
     async fn create_model(&self, request: pb::CreateModelRequest) -> ApiResult<pb::Model> {
-        let (record, idempotency) = new_model(&request)?;
-        let created = self.store().create_model(record, idempotency).await?;
-        Ok(model_message(created.record))
+        let name = request
+            .model
+            .as_ref()
+            .map_or("", |model| model.name.as_str());
+        let record = action(
+            &self.context,
+            "CreateModel",
+            "model",
+            name,
+            &request.request_id,
+        );
+        audited(&self.context, record, async |audit| {
+            let (record, idempotency) = new_model(&request)?;
+            let created = self
+                .store()
+                .create_model(record, idempotency, audit)
+                .await?;
+            Ok(model_message(created.record))
+        })
+        .await
     }
 
     async fn get_model(&self, request: pb::GetModelRequest) -> ApiResult<pb::Model> {
@@ -235,8 +327,12 @@ impl BackendApi {
     }
 
     async fn delete_model(&self, request: pb::DeleteModelRequest) -> ApiResult<()> {
-        require("name", &request.name)?;
-        Ok(self.store().delete_model(&request.name).await?)
+        let record = action(&self.context, "DeleteModel", "model", &request.name, "");
+        audited(&self.context, record, async |audit| {
+            require("name", &request.name)?;
+            Ok(self.store().delete_model(&request.name, audit).await?)
+        })
+        .await
     }
 
     async fn execute_prompt(

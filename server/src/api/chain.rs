@@ -1,11 +1,12 @@
 //! ChainService: chain definitions with immutable versions.
 
+use super::audit::{action, audited};
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
 use super::page::{child_scope, list_page};
 use super::request::{Violations, deletion, expected_revision, idempotency_key, require};
 use super::{ApiContext, ApiResult};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
-use crate::store::DynStore;
+use crate::store::{AuditRecord, DynStore};
 
 pub struct ChainApi {
     context: ApiContext,
@@ -18,6 +19,12 @@ impl ChainApi {
 
     fn store(&self) -> &DynStore {
         self.context.store()
+    }
+
+    /// The audit record of a call that writes `chain`.
+    fn audit(&self, name: &str, chain: Option<&pb::Chain>, request_id: &str) -> AuditRecord {
+        let id = chain.map_or("", |chain| chain.id.as_str());
+        action(&self.context, name, "chain", id, request_id)
     }
 }
 
@@ -35,16 +42,23 @@ service! {
 
 impl ChainApi {
     async fn create_chain(&self, request: pb::CreateChainRequest) -> ApiResult<pb::Chain> {
-        let mut violations = Violations::new();
-        violations.check_request_id("request_id", &request.request_id);
-        violations.finish()?;
-        let (id, bytes) = definition_bytes(request.chain.as_ref())?;
-        let idempotency = idempotency_key(&request);
-        let created = self.store().create_chain(&id, bytes, idempotency).await?;
-        if !created.replayed {
-            tracing::info!(chain_id = %id, version = created.record.version, "chain created");
-        }
-        chain_message(created.record)
+        let record = self.audit("CreateChain", request.chain.as_ref(), &request.request_id);
+        audited(&self.context, record, async |audit| {
+            let mut violations = Violations::new();
+            violations.check_request_id("request_id", &request.request_id);
+            violations.finish()?;
+            let (id, bytes) = definition_bytes(request.chain.as_ref())?;
+            let idempotency = idempotency_key(&request);
+            let created = self
+                .store()
+                .create_chain(&id, bytes, idempotency, audit)
+                .await?;
+            if !created.replayed {
+                tracing::info!(chain_id = %id, version = created.record.version, "chain created");
+            }
+            chain_message(created.record)
+        })
+        .await
     }
 
     async fn get_chain(&self, request: pb::GetChainRequest) -> ApiResult<pb::Chain> {
@@ -71,27 +85,37 @@ impl ChainApi {
     }
 
     async fn update_chain(&self, request: pb::UpdateChainRequest) -> ApiResult<pb::Chain> {
-        let mut violations = Violations::new();
-        violations.check_request_id("request_id", &request.request_id);
-        violations.finish()?;
-        let (id, bytes) = definition_bytes(request.chain.as_ref())?;
-        let expected = expected_revision(&request.etag, "chain", &id, None)?;
-        let idempotency = idempotency_key(&request);
-        let updated = self
-            .store()
-            .update_chain(&id, bytes, expected, idempotency)
-            .await?;
-        if !updated.replayed {
-            tracing::info!(chain_id = %id, version = updated.record.version, "chain updated");
-        }
-        chain_message(updated.record)
+        let record = self.audit("UpdateChain", request.chain.as_ref(), &request.request_id);
+        audited(&self.context, record, async |audit| {
+            let mut violations = Violations::new();
+            violations.check_request_id("request_id", &request.request_id);
+            violations.finish()?;
+            let (id, bytes) = definition_bytes(request.chain.as_ref())?;
+            let expected = expected_revision(&request.etag, "chain", &id, None)?;
+            let idempotency = idempotency_key(&request);
+            let updated = self
+                .store()
+                .update_chain(&id, bytes, expected, idempotency, audit)
+                .await?;
+            if !updated.replayed {
+                tracing::info!(chain_id = %id, version = updated.record.version, "chain updated");
+            }
+            chain_message(updated.record)
+        })
+        .await
     }
 
     async fn delete_chain(&self, request: pb::DeleteChainRequest) -> ApiResult<()> {
-        let expected = deletion("chain", "id", &request.id, &request.etag)?;
-        self.store().delete_chain(&request.id, expected).await?;
-        tracing::info!(chain_id = %request.id, "chain deleted");
-        Ok(())
+        let record = action(&self.context, "DeleteChain", "chain", &request.id, "");
+        audited(&self.context, record, async |audit| {
+            let expected = deletion("chain", "id", &request.id, &request.etag)?;
+            self.store()
+                .delete_chain(&request.id, expected, audit)
+                .await?;
+            tracing::info!(chain_id = %request.id, "chain deleted");
+            Ok(())
+        })
+        .await
     }
 
     async fn validate_chain(

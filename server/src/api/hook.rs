@@ -1,5 +1,6 @@
 //! HookService: registered HTTP hooks that `hook` tasks call.
 
+use super::audit::{action, audited};
 use super::convert::hook::{HOOK_MASK_FIELDS, hook_message, new_hook, updated_hook};
 use super::page::{infallible, list_page};
 use super::request::{Patch, deletion, require};
@@ -33,12 +34,23 @@ service! {
 
 impl HookApi {
     async fn create_hook(&self, request: pb::CreateHookRequest) -> ApiResult<pb::Hook> {
-        let (record, idempotency) = new_hook(&request)?;
-        let created = self.store().create_hook(record, idempotency).await?;
-        if !created.replayed {
-            tracing::info!(hook = %created.record.name, "hook created");
-        }
-        Ok(hook_message(created.record))
+        let name = request.hook.as_ref().map_or("", |hook| hook.name.as_str());
+        let record = action(
+            &self.context,
+            "CreateHook",
+            "hook",
+            name,
+            &request.request_id,
+        );
+        audited(&self.context, record, async |audit| {
+            let (record, idempotency) = new_hook(&request)?;
+            let created = self.store().create_hook(record, idempotency, audit).await?;
+            if !created.replayed {
+                tracing::info!(hook = %created.record.name, "hook created");
+            }
+            Ok(hook_message(created.record))
+        })
+        .await
     }
 
     async fn get_hook(&self, request: pb::GetHookRequest) -> ApiResult<pb::Hook> {
@@ -52,20 +64,32 @@ impl HookApi {
     }
 
     async fn update_hook(&self, request: pb::UpdateHookRequest) -> ApiResult<pb::Hook> {
-        let key = ("name", |hook: &pb::Hook| hook.name.clone());
-        let mask = (&request.update_mask[..], HOOK_MASK_FIELDS);
-        let patch = Patch::checked(request.hook, "hook", key, mask)?;
-        let read = || self.store().get_hook(patch.key());
-        let write = |record| self.store().update_hook(record);
-        let updated = patch
-            .write(&request.etag, read, updated_hook, write)
-            .await?;
-        tracing::info!(hook = %updated.name, "hook updated");
-        Ok(hook_message(updated))
+        let name = request.hook.as_ref().map_or("", |hook| hook.name.as_str());
+        let record = action(&self.context, "UpdateHook", "hook", name, "");
+        audited(&self.context, record, async |audit| {
+            let key = ("name", |hook: &pb::Hook| hook.name.clone());
+            let mask = (&request.update_mask[..], HOOK_MASK_FIELDS);
+            let patch = Patch::checked(request.hook.clone(), "hook", key, mask)?;
+            let read = || self.store().get_hook(patch.key());
+            let write = |record| self.store().update_hook(record, audit);
+            let updated = patch
+                .write(&request.etag, read, updated_hook, write)
+                .await?;
+            tracing::info!(hook = %updated.name, "hook updated");
+            Ok(hook_message(updated))
+        })
+        .await
     }
 
     async fn delete_hook(&self, request: pb::DeleteHookRequest) -> ApiResult<()> {
-        let expected = deletion("hook", "name", &request.name, &request.etag)?;
-        Ok(self.store().delete_hook(&request.name, expected).await?)
+        let record = action(&self.context, "DeleteHook", "hook", &request.name, "");
+        audited(&self.context, record, async |audit| {
+            let expected = deletion("hook", "name", &request.name, &request.etag)?;
+            Ok(self
+                .store()
+                .delete_hook(&request.name, expected, audit)
+                .await?)
+        })
+        .await
     }
 }

@@ -25,6 +25,7 @@ const FEATURES: &[&str] = &[
     "workers",
     "backend_sync",
     "model_pull",
+    "audit",
 ];
 
 service! {

@@ -33,6 +33,7 @@ macro_rules! service {
 }
 
 pub mod audit;
+mod audit_api;
 mod auth;
 mod backend;
 mod chain;
@@ -41,6 +42,7 @@ mod convert;
 mod error;
 mod hook;
 mod info;
+mod operations;
 mod page;
 mod request;
 mod run;
@@ -50,12 +52,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use audit_api::AuditApi;
 pub use auth::{ApiKeys, Caller, caller};
 pub use backend::BackendApi;
 pub use chain::ChainApi;
 pub use error::{ApiError, ApiResult, ERROR_DOMAIN};
 pub use hook::HookApi;
 pub use info::InfoApi;
+pub use operations::OperationsApi;
 pub use run::RunApi;
 pub use worker::WorkerApi;
 
@@ -129,6 +133,11 @@ impl ApiContext {
     /// Tells long-lived streams to end with UNAVAILABLE.
     pub fn begin_drain(&self) {
         self.inner.draining.send_replace(true);
+    }
+
+    /// Turns true once the server starts draining.
+    pub fn drain_state(&self) -> watch::Receiver<bool> {
+        self.inner.draining.subscribe()
     }
 
     /// Resolves once the server starts draining.

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use tonic::codegen::BoxStream;
 
+use super::audit::{action, audited};
 use super::convert::run::{
     attempt_message, execute_chain, list_runs_scope, run_filter, run_message, start_run,
     submitted_input, trace,
@@ -15,7 +16,7 @@ use super::{ApiContext, ApiError, ApiResult};
 use crate::kernel::watch::{Executed, decode_event};
 use crate::kernel::{Kernel, KernelResult, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
-use crate::store::{IdempotencyKey, Page, RunRecord};
+use crate::store::{AuditRecord, IdempotencyKey, Page, RunRecord};
 
 /// Events a `ListRunEvents` page holds when the request names no size.
 const DEFAULT_EVENTS_PAGE: u32 = 100;
@@ -33,25 +34,29 @@ impl RunApi {
         self.context.kernel()
     }
 
-    /// A run control (pause, resume, retry) of the run `id`: checked, keyed
-    /// for idempotency, applied by `apply`, logged as `done`, answered with
-    /// the run.
+    /// A run control (pause, resume, retry), the RPC `name`, of the run
+    /// `id`: checked, keyed for idempotency, applied by `apply` with its
+    /// audit record, logged as `done`, answered with the run.
     async fn control<M, Fut>(
         &self,
-        id: &str,
+        (name, id): (&str, &str),
         request: &M,
-        apply: impl FnOnce(Option<IdempotencyKey>) -> Fut,
+        apply: impl FnOnce(Option<IdempotencyKey>, Option<AuditRecord>) -> Fut,
         done: &str,
     ) -> ApiResult<pb::Run>
     where
         M: Idempotent,
         Fut: Future<Output = KernelResult<RunRecord>>,
     {
-        require("id", id)?;
-        let mut violations = Violations::new();
-        violations.check_request_id("request_id", request.request_id());
-        violations.finish()?;
-        let run = apply(idempotency_key(request)).await?;
+        let record = action(&self.context, name, "run", id, request.request_id());
+        let run = audited(&self.context, record, async |audit| {
+            require("id", id)?;
+            let mut violations = Violations::new();
+            violations.check_request_id("request_id", request.request_id());
+            violations.finish()?;
+            Ok(apply(idempotency_key(request), Some(audit.clone())).await?)
+        })
+        .await?;
         tracing::info!(run_id = %run.id, "{done}");
         self.run_view(&run).await
     }
@@ -157,7 +162,12 @@ impl RunApi {
             .await?;
         Ok(Box::pin(futures::StreamExt::map(
             watch.into_stream(),
-            |event| event.map_err(|error| ApiError::from(error).into()),
+            |event| {
+                if let Ok(event) = &event {
+                    crate::metrics::event_delivered(event.r#type);
+                }
+                event.map_err(|error| ApiError::from(error).into())
+            },
         )))
     }
 
@@ -202,77 +212,106 @@ impl RunApi {
     }
 
     async fn cancel_run(&self, request: pb::CancelRunRequest) -> ApiResult<pb::Run> {
-        require("id", &request.id)?;
-        let mut violations = Violations::new();
-        violations.check_text("reason", &request.reason, 1024);
-        violations.check_request_id("request_id", &request.request_id);
-        violations.finish()?;
-        let idempotency = idempotency_key(&request);
-        let run = self
-            .kernel()
-            .cancel_run(&request.id, &request.reason, idempotency)
-            .await?;
+        let record = action(
+            &self.context,
+            "CancelRun",
+            "run",
+            &request.id,
+            &request.request_id,
+        );
+        let run = audited(&self.context, record, async |audit| {
+            require("id", &request.id)?;
+            let mut violations = Violations::new();
+            violations.check_text("reason", &request.reason, 1024);
+            violations.check_request_id("request_id", &request.request_id);
+            violations.finish()?;
+            let idempotency = idempotency_key(&request);
+            let audit = Some(audit.clone());
+            Ok(self
+                .kernel()
+                .cancel_run(&request.id, &request.reason, idempotency, audit)
+                .await?)
+        })
+        .await?;
         tracing::info!(run_id = %run.id, reason = %request.reason, "run cancelled");
         self.run_view(&run).await
     }
 
     async fn pause_run(&self, request: pb::PauseRunRequest) -> ApiResult<pb::Run> {
-        let pause = |key| {
+        let pause = |key, audit| {
             self.kernel()
-                .pause_run(&request.id, request.cancel_running, key)
+                .pause_run(&request.id, request.cancel_running, key, audit)
         };
-        self.control(&request.id, &request, pause, "run paused")
+        self.control(("PauseRun", &request.id), &request, pause, "run paused")
             .await
     }
 
     async fn resume_run(&self, request: pb::ResumeRunRequest) -> ApiResult<pb::Run> {
-        let resume = |key| self.kernel().resume_run(&request.id, key);
-        self.control(&request.id, &request, resume, "run resumed")
+        let resume = |key, audit| self.kernel().resume_run(&request.id, key, audit);
+        self.control(("ResumeRun", &request.id), &request, resume, "run resumed")
             .await
     }
 
     async fn submit_input(&self, request: pb::SubmitInputRequest) -> ApiResult<pb::Run> {
-        let (answer, request_key) = submitted_input(&request)?;
-        let run = self
-            .kernel()
-            .submit_input(&request.run_id, &request.task_id, answer, request_key)
-            .await?;
+        let (run_id, request_id) = (&request.run_id, &request.request_id);
+        let record = action(&self.context, "SubmitInput", "run", run_id, request_id);
+        let run = audited(&self.context, record, async |audit| {
+            let (answer, request_key) = submitted_input(&request)?;
+            let audit = Some(audit.clone());
+            Ok(self
+                .kernel()
+                .submit_input(run_id, &request.task_id, answer, request_key, audit)
+                .await?)
+        })
+        .await?;
         self.run_view(&run).await
     }
 
     async fn retry_run(&self, request: pb::RetryRunRequest) -> ApiResult<pb::Run> {
-        let retry = |key| self.kernel().retry_run(&request.id, key);
-        self.control(&request.id, &request, retry, "run retried")
+        let retry = |key, audit| self.kernel().retry_run(&request.id, key, audit);
+        self.control(("RetryRun", &request.id), &request, retry, "run retried")
             .await
     }
 
     async fn delete_run(&self, request: pb::DeleteRunRequest) -> ApiResult<()> {
-        require("id", &request.id)?;
-        let mut violations = Violations::new();
-        violations.check_request_id("request_id", &request.request_id);
-        violations.finish()?;
-        let audit = super::audit::action(
+        let record = action(
             &self.context,
             "DeleteRun",
             "run",
             &request.id,
             &request.request_id,
         );
-        self.kernel()
-            .delete_run(&request.id, idempotency_key(&request), &audit)
-            .await?;
+        audited(&self.context, record, async |audit| {
+            require("id", &request.id)?;
+            let mut violations = Violations::new();
+            violations.check_request_id("request_id", &request.request_id);
+            violations.finish()?;
+            Ok(self
+                .kernel()
+                .delete_run(&request.id, idempotency_key(&request), audit)
+                .await?)
+        })
+        .await?;
         tracing::info!(run_id = %request.id, "run deleted");
         Ok(())
     }
 
+    /// Replaying reads the run and writes nothing: its audit row is
+    /// appended once it is done.
     async fn replay_run(&self, request: pb::ReplayRunRequest) -> ApiResult<pb::ReplayRunResponse> {
-        require("id", &request.id)?;
-        let run = self.kernel().get_run(&request.id).await?;
-        let chain = self
-            .kernel()
-            .chain(&run.chain_id, run.chain_version)
-            .await?;
-        let attempts = self.kernel().run_attempts(&run.id).await?;
-        Ok(replay::replay(&chain, &run, &attempts)?)
+        let record = action(&self.context, "ReplayRun", "run", &request.id, "");
+        audited(&self.context, record, async |audit| {
+            require("id", &request.id)?;
+            let run = self.kernel().get_run(&request.id).await?;
+            let chain = self
+                .kernel()
+                .chain(&run.chain_id, run.chain_version)
+                .await?;
+            let attempts = self.kernel().run_attempts(&run.id).await?;
+            let replayed = replay::replay(&chain, &run, &attempts)?;
+            self.context.store().append_audit(audit).await?;
+            Ok(replayed)
+        })
+        .await
     }
 }

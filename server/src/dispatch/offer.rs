@@ -32,21 +32,6 @@ pub(super) fn proto_time(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-/// A W3C trace context: the run is the trace, the attempt a span in it.
-pub(super) fn traceparent(run_id: &str, attempt_id: &str) -> String {
-    let trace: String = run_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let span: String = attempt_id
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .rev()
-        .take(16)
-        .collect();
-    if trace.len() != 32 || span.len() != 16 {
-        return String::new();
-    }
-    format!("00-{}-{}-01", trace.to_lowercase(), span.to_lowercase())
-}
-
 impl Dispatcher {
     /// Hands a leased, committed attempt to a session: registers the lease
     /// and sends the offer; if the offer cannot be sent, releases the lease.
@@ -159,7 +144,7 @@ impl Dispatcher {
             lease_expire_time: attempt.lease_expires_at.map(proto_time),
             deadline: attempt.deadline.map(proto_time),
             attempt: attempt.attempt,
-            traceparent: traceparent(&attempt.run_id, &attempt.id),
+            traceparent: claimed.trace.traceparent(),
         })
     }
 }

@@ -55,7 +55,7 @@ impl Dispatcher {
     }
 
     /// How recent another replica's published sessions must be to count.
-    pub(super) fn published_freshness(&self) -> Duration {
+    pub fn published_freshness(&self) -> Duration {
         (self.inner.config.heartbeat_interval * 3).max(self.inner.config.heartbeat_timeout)
     }
 

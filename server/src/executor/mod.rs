@@ -15,6 +15,7 @@ use crate::llm::{ChatMessage, ChatRequest, ChatResponse, EmbedResponse, Role};
 use crate::outbound::{self, HttpClient};
 use crate::proto::taskloom::v1::{self as pb, value::Kind};
 use crate::store::{self, AttemptRecord, DynStore, StoreError};
+use crate::traces::{self, AttemptTrace};
 
 /// Pools a task uses when its `execute_config` names none.
 const TASKS_POOL: &str = "internal_tasks_pool";
@@ -43,6 +44,7 @@ impl Executor {
         kernel: &Kernel,
         task: &CompiledTask,
         attempt: &AttemptRecord,
+        trace: &AttemptTrace,
     ) -> Result<TaskSuccess, TaskFailure> {
         let input =
             value::decode(&attempt.input).map_err(|error| TaskFailure::new(error, false))?;
@@ -70,7 +72,7 @@ impl Executor {
                 }
                 messages.push(ChatMessage::user(prompt));
                 let served = self
-                    .chat(kernel, task, attempt, messages, TASKS_POOL)
+                    .chat(kernel, task, attempt, trace, messages, TASKS_POOL)
                     .await?;
                 let answer = served.response.content.clone();
                 let output = parse_answer(task, &answer)?;
@@ -106,7 +108,7 @@ impl Executor {
                     }))
                     .collect();
                 let served = self
-                    .chat(kernel, task, attempt, messages, CHAT_POOL)
+                    .chat(kernel, task, attempt, trace, messages, CHAT_POOL)
                     .await?;
                 history.messages.push(pb::ChatMessage {
                     role: "assistant".into(),
@@ -128,11 +130,19 @@ impl Executor {
                 let candidates = self
                     .candidates(task, Capability::Embed, EMBED_POOL, text.len())
                     .await?;
-                let served = self
-                    .resolver
-                    .embed(&candidates, &text)
-                    .await
-                    .map_err(resolve_failure)?;
+                let mut call = traces::Call::provider(trace, "embeddings");
+                let served = self.resolver.embed(&candidates, &text).await;
+                if let Ok(served) = &served {
+                    let usage = &served.response.usage;
+                    call.served(
+                        &served.backend_id,
+                        &served.model,
+                        usage.input_tokens,
+                        usage.output_tokens,
+                    );
+                }
+                call.end(&served);
+                let served = served.map_err(resolve_failure)?;
                 Ok(TaskSuccess {
                     output: pb::Value {
                         kind: Some(Kind::Vector(pb::Vector {
@@ -145,7 +155,7 @@ impl Executor {
                     model: Some(served.model),
                 })
             }
-            Handler::Hook => self.call_hook(task, attempt, &input).await,
+            Handler::Hook => self.call_hook(task, attempt, trace, &input).await,
             Handler::Worker | Handler::HumanInput => Err(TaskFailure::new(
                 format!(
                     "handler {} does not run on the server's executor",
@@ -184,6 +194,7 @@ impl Executor {
         kernel: &Kernel,
         task: &CompiledTask,
         attempt: &AttemptRecord,
+        trace: &AttemptTrace,
         messages: Vec<ChatMessage>,
         default_pool: &str,
     ) -> Result<Served<ChatResponse>, TaskFailure> {
@@ -197,21 +208,30 @@ impl Executor {
             temperature: task.model.temperature,
             max_tokens: task.model.max_tokens,
         };
-        if !(task.model.stream || kernel.wants_deltas(&attempt.run_id)) {
-            return self
-                .resolver
-                .chat(&candidates, &request, None)
-                .await
-                .map_err(resolve_failure);
-        }
-        let (deltas, mut received) = mpsc::channel::<String>(64);
-        let call = self.resolver.chat(&candidates, &request, Some(deltas));
-        let forward = async {
-            while let Some(text) = received.recv().await {
-                kernel.publish_delta(&attempt.run_id, &attempt.task_id, &attempt.id, text);
-            }
+        let mut span = traces::Call::provider(trace, "chat");
+        let result = if !(task.model.stream || kernel.wants_deltas(&attempt.run_id)) {
+            self.resolver.chat(&candidates, &request, None).await
+        } else {
+            let (deltas, mut received) = mpsc::channel::<String>(64);
+            let call = self.resolver.chat(&candidates, &request, Some(deltas));
+            let forward = async {
+                while let Some(text) = received.recv().await {
+                    kernel.publish_delta(&attempt.run_id, &attempt.task_id, &attempt.id, text);
+                }
+            };
+            let (result, ()) = tokio::join!(call, forward);
+            result
         };
-        let (result, ()) = tokio::join!(call, forward);
+        if let Ok(served) = &result {
+            let usage = &served.response.usage;
+            span.served(
+                &served.backend_id,
+                &served.model,
+                usage.input_tokens,
+                usage.output_tokens,
+            );
+        }
+        span.end(&result);
         result.map_err(resolve_failure)
     }
 
@@ -221,6 +241,7 @@ impl Executor {
         &self,
         task: &CompiledTask,
         attempt: &AttemptRecord,
+        trace: &AttemptTrace,
         input: &pb::Value,
     ) -> Result<TaskSuccess, TaskFailure> {
         let Some(call) = &task.hook else {
@@ -276,7 +297,9 @@ impl Executor {
             .timeout(timeout)
             .header("x-taskloom-run-id", &attempt.run_id)
             .header("x-taskloom-task-id", &attempt.task_id)
-            .header("x-taskloom-attempt", attempt.attempt.to_string());
+            .header("x-taskloom-attempt", attempt.attempt.to_string())
+            // The attempt's span: the hook's own spans join the run's trace.
+            .header(traces::TRACEPARENT, trace.traceparent());
         for (name, value) in hook.headers.iter().chain(hook.secret_headers.iter()) {
             request = request.header(name, value);
         }
@@ -300,13 +323,16 @@ impl Executor {
                 "attempt": attempt.attempt,
             }))
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|error| match outbound::refusal(&error) {
-                Some(refusal) => refused(refusal),
-                None => failed("", error),
-            })?;
+        let mut span = traces::Call::hook(trace, &hook.name, method.as_str());
+        let sent = request.send().await;
+        if let Ok(response) = &sent {
+            span.http_status(response.status().as_u16());
+        }
+        span.end(&sent);
+        let response = sent.map_err(|error| match outbound::refusal(&error) {
+            Some(refusal) => refused(refusal),
+            None => failed("", error),
+        })?;
         let status = response.status();
         if status.is_redirection() {
             // Following it would hand the secret headers to wherever it

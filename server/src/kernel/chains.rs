@@ -9,9 +9,26 @@ use prost::Message;
 use super::{ChainSource, Kernel, KernelError, KernelResult};
 use crate::chain::{self, CompiledChain};
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{ChainCheck, StoreError};
+use crate::store::{AuditRecord, ChainCheck, StoreError};
 
 impl Kernel {
+    /// The audit record of a chain version a `StartRun` with an inline
+    /// chain stores: the run's caller changed the chain.
+    fn inline_chain_audit(&self, chain_id: &str) -> AuditRecord {
+        AuditRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
+            actor: crate::api::caller().actor,
+            action: "StartRun".to_string(),
+            resource_type: "chain".to_string(),
+            resource_id: chain_id.to_string(),
+            request_id: String::new(),
+            outcome: AuditRecord::OK.to_string(),
+            error_message: String::new(),
+            replica: self.instance_id().to_string(),
+        }
+    }
+
     pub(super) fn cached_chain(&self, id: &str, version: i64) -> Option<Arc<CompiledChain>> {
         self.inner
             .chains
@@ -96,19 +113,20 @@ impl Kernel {
                 definition.create_time = None;
                 definition.update_time = None;
                 let bytes = definition.encode_to_vec();
+                let audit = self.inline_chain_audit(&definition.id);
                 match store.get_chain(&definition.id, None, false).await {
                     Ok(latest) if latest.definition == bytes => {
                         Ok((latest.id, latest.version, None))
                     }
                     Ok(_) => {
                         let updated = store
-                            .update_chain(&definition.id, bytes, None, None)
+                            .update_chain(&definition.id, bytes, None, None, &audit)
                             .await?;
                         Ok((updated.record.id, updated.record.version, None))
                     }
                     Err(StoreError::NotFound { .. }) => {
                         match store
-                            .create_chain(&definition.id, bytes.clone(), None)
+                            .create_chain(&definition.id, bytes.clone(), None, &audit)
                             .await
                         {
                             Ok(created) => Ok((created.record.id, created.record.version, None)),

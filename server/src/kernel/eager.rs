@@ -34,6 +34,10 @@ pub trait Slot: Send + Sync {
 pub(super) struct Dispatch {
     /// The attempts the plan updates or creates, as it writes them.
     pub(super) changes: Vec<AttemptChange>,
+    /// What the plan ends, for its spans (only while traces are exported):
+    /// the attempts, and whether the run ends too.
+    pub(super) ended_attempts: Vec<AttemptRecord>,
+    pub(super) run_ends: bool,
     eager: Vec<(ClaimedAttempt, Box<dyn Slot>)>,
     internal_ready: bool,
     worker_ready: bool,
@@ -106,8 +110,10 @@ impl Kernel {
             // replicas.
             let capped = self.inner.config.caps.queue(&attempt.queue).is_some()
                 || self.inner.config.caps.tenant(&run_after.tenant).is_some();
-            let lease =
-                expires_at.filter(|_| dispatchable && !capped && attempt.available_at <= now);
+            // Paused queues (and a draining replica) take no eager lease.
+            let held_back = self.holds_back(&attempt.queue);
+            let lease = expires_at
+                .filter(|_| dispatchable && !capped && !held_back && attempt.available_at <= now);
             let slot = lease.and_then(|until| {
                 providers
                     .iter()
@@ -145,6 +151,7 @@ impl Kernel {
                     attempt: attempt.clone(),
                     chain_id: run.chain_id.clone(),
                     chain_version: run.chain_version,
+                    trace: crate::traces::RunTrace::of_run(current).attempt(&attempt.id),
                 };
                 dispatch.eager.push((claimed, slot));
             }
@@ -177,6 +184,17 @@ impl Kernel {
                     .chain(&plan.new_attempts)
                     .map(AttemptChange::of)
                     .collect();
+                if crate::traces::enabled() {
+                    dispatch.ended_attempts = (plan.attempt_updates.iter())
+                        .filter(|a| crate::traces::attempt_has_ended(a.status))
+                        .cloned()
+                        .collect();
+                    dispatch.run_ends = !snapshot.run.status.is_terminal()
+                        && plan
+                            .run
+                            .as_ref()
+                            .is_some_and(|run| run.status.is_terminal());
+                }
             }
             *last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;
             plan
@@ -188,6 +206,7 @@ impl Kernel {
     /// claim loops that have work left.
     pub(super) fn dispatch(&self, dispatch: Dispatch) {
         for (attempt, slot) in dispatch.eager {
+            crate::metrics::leased(&attempt.attempt);
             slot.deliver(attempt);
         }
         if let Some(at) = dispatch.internal_due {

@@ -17,9 +17,10 @@ use super::{
 use crate::chain::{self, CompiledChain, Handler};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{
-    AttemptRecord, AttemptStatus, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
-    StoreError,
+    AttemptRecord, AttemptStatus, AuditRecord, IdempotencyKey, NewRun, Plan, RejectionKind,
+    RunRecord, StoreError,
 };
+use crate::traces::RunTrace;
 
 /// An attempt a transition wrote, as stored afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +157,8 @@ impl Kernel {
                     .map(|key| key.request_id.clone()),
             };
             let now = now();
-            let (run, attempts, events) = self.decide_start(&chain, new, now).await;
+            let (mut run, attempts, events) = self.decide_start(&chain, new, now).await;
+            run.traceparent = request.traceparent.clone();
             let mut plan = Plan {
                 run: None,
                 new_attempts: attempts,
@@ -179,6 +181,7 @@ impl Kernel {
                 }
                 Err(error) => return Err(error),
                 Ok((created, stored_events)) => {
+                    crate::metrics::run_committed(&created.record, Some(&chain), &stored_events);
                     self.committed(&stored_events, &[]);
                     if !created.replayed {
                         self.dispatch(dispatch);
@@ -344,9 +347,10 @@ impl Kernel {
         run_id: &str,
         reason: &str,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.steer(run_id, idempotency, move |given| {
+        self.steer(run_id, (idempotency, audit), move |given| {
             decide::cancel(given, &reason)
         })
         .await
@@ -357,8 +361,9 @@ impl Kernel {
         run_id: &str,
         cancel_running: bool,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, idempotency, move |given| {
+        self.steer(run_id, (idempotency, audit), move |given| {
             decide::pause(given, cancel_running)
         })
         .await
@@ -368,8 +373,10 @@ impl Kernel {
         &self,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, idempotency, decide::resume).await
+        self.steer(run_id, (idempotency, audit), decide::resume)
+            .await
     }
 
     pub async fn submit_input(
@@ -378,9 +385,10 @@ impl Kernel {
         task_id: &str,
         answer: pb::Value,
         request_key: Option<String>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.steer(run_id, None, move |given| {
+        self.steer(run_id, (None, audit), move |given| {
             decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
@@ -392,19 +400,22 @@ impl Kernel {
         &self,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
+        audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, idempotency, decide::retry_run).await
+        self.steer(run_id, (idempotency, audit), decide::retry_run)
+            .await
     }
 
     /// A decision that steers a whole run (guarded by the caller's request
-    /// id, if any); answers the run as it is after.
+    /// id, if any, and recorded with the caller's audit record when
+    /// applied); answers the run as it is after.
     async fn steer(
         &self,
         run_id: &str,
-        idempotency: Option<IdempotencyKey>,
+        call: (Option<IdempotencyKey>, Option<AuditRecord>),
         decide: impl RunDecision,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, idempotency, decide)
+        self.transition_once(run_id, None, call, decide)
             .await
             .map(|done| done.run)
     }
@@ -431,11 +442,21 @@ impl Kernel {
         let decide_claim = move |run: &RunRecord, attempts: &[AttemptRecord]| {
             seen.lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(run.id.clone(), (run.chain_id.clone(), run.chain_version));
+                .insert(
+                    run.id.clone(),
+                    (
+                        run.chain_id.clone(),
+                        run.chain_version,
+                        RunTrace::of_run(run),
+                    ),
+                );
             let chain = kernel.cached_chain(&run.chain_id, run.chain_version);
             decide::claimed(chain.as_deref(), run, attempts, now)
         };
-        let claimed = self.inner.store.claim(&request, &decide_claim).await?;
+        let claimed =
+            crate::metrics::store_call("claim", self.inner.store.claim(&request, &decide_claim))
+                .await?;
+        claimed.attempts.iter().for_each(crate::metrics::leased);
         let leased: Vec<_> = claimed.attempts.iter().map(AttemptChange::of).collect();
         self.committed(&claimed.events, &leased);
         let chains_of_runs = std::mem::take(
@@ -447,8 +468,10 @@ impl Kernel {
             .attempts
             .into_iter()
             .filter_map(|attempt| {
-                let (chain_id, chain_version) = chains_of_runs.get(&attempt.run_id)?.clone();
+                let (chain_id, chain_version, run_trace) =
+                    chains_of_runs.get(&attempt.run_id)?.clone();
                 Some(ClaimedAttempt {
+                    trace: run_trace.attempt(&attempt.id),
                     attempt,
                     chain_id,
                     chain_version,
@@ -460,7 +483,9 @@ impl Kernel {
     /// Returns expired leases to `Ready` and times out overdue attempts.
     /// Returns how many attempts were handled; stops at a store fault.
     pub async fn sweep(&self) -> KernelResult<usize> {
-        let due = self.inner.store.due_attempts(now(), 256).await?;
+        let due =
+            crate::metrics::store_call("due_attempts", self.inner.store.due_attempts(now(), 256))
+                .await?;
         let max = self.inner.config.max_lease_expiries;
         for item in &due {
             let attempt_id = item.attempt_id.clone();

@@ -112,13 +112,29 @@ impl ClaimPolicy for ClaimRequest {
         quotas: &HashMap<String, u32>,
         leased_per_tenant: &HashMap<String, u32>,
     ) -> (Vec<usize>, Vec<String>) {
-        within_caps(
+        let (kept, full) = within_caps(
             candidates,
             quotas,
             &self.caps,
             leased_per_tenant,
             self.limit as usize,
-        )
+        );
+        // Counted once per claim and cap kind that left ready work waiting.
+        if !full.is_empty() {
+            crate::metrics::throttled("tenant_cap");
+        }
+        let held_by_queue_cap = crate::metrics::enabled()
+            && kept.len() < self.limit as usize
+            && (0..candidates.len()).any(|index| {
+                let (queue, tenant) = candidates[index];
+                !kept.contains(&index)
+                    && self.caps.queue(queue).is_some()
+                    && !full.iter().any(|t| t == tenant)
+            });
+        if held_by_queue_cap {
+            crate::metrics::throttled("queue_cap");
+        }
+        (kept, full)
     }
 
     fn lease(&self, attempt: &AttemptRecord) -> Result<AttemptRecord, Rejection> {

@@ -27,6 +27,7 @@ pub mod engine;
 mod error;
 pub mod events;
 pub mod lease;
+mod operations;
 pub mod replay;
 pub mod retention;
 mod signals;
@@ -53,6 +54,7 @@ pub use engine::{AttemptChange, Transitioned};
 pub use error::{KernelError, KernelResult};
 use events::{EventHub, LiveEvent};
 use lease::Caps;
+pub use operations::{Executing, QueueFigures};
 pub use signals::{DeltaInterest, RunObserver};
 use transitions::{MAX_STARTS, MAX_TRANSITIONS, StartItem, TransitionItem};
 
@@ -105,6 +107,8 @@ pub struct StartRun {
     pub priority: i32,
     pub tenant: String,
     pub idempotency: Option<IdempotencyKey>,
+    /// The caller's W3C `traceparent`, normalised: the run span's parent.
+    pub traceparent: Option<String>,
 }
 
 /// A watcher's live feed of one run; dropping it frees the run's channel
@@ -146,6 +150,8 @@ pub struct ClaimedAttempt {
     pub attempt: AttemptRecord,
     pub chain_id: String,
     pub chain_version: i64,
+    /// The attempt's span context, in its run's trace.
+    pub trace: crate::traces::AttemptTrace,
 }
 
 /// The engine, shared by the API and the background loops of a replica.
@@ -186,6 +192,12 @@ struct Inner {
     observers: RwLock<Vec<Arc<dyn RunObserver>>>,
     /// When the claim loops' future work falls due.
     due: due::DueTimes,
+    /// The paused queues as last read (eager dispatch skips them).
+    paused_queues: RwLock<std::collections::HashSet<String>>,
+    /// Set once this replica drains: eager dispatch leases nothing more.
+    draining: std::sync::atomic::AtomicBool,
+    /// Attempts the runner executes now (a drain waits for them).
+    executing: std::sync::atomic::AtomicUsize,
 }
 
 impl Kernel {
@@ -212,6 +224,9 @@ impl Kernel {
                 worker_work: Notify::new(),
                 observers: RwLock::new(Vec::new()),
                 due: due::DueTimes::default(),
+                paused_queues: RwLock::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
+                executing: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

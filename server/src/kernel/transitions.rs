@@ -16,8 +16,8 @@ use super::eager::DispatchSlot;
 use super::{Kernel, KernelError, KernelResult, Transitioned};
 use crate::chain::CompiledChain;
 use crate::store::{
-    AttemptRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord, StoreError,
-    StoreResult, TransitionOutcome,
+    AttemptRecord, AuditRecord, CreatedRun, IdempotencyKey, NewRun, Plan, RejectionKind, RunRecord,
+    StoreError, StoreResult, TransitionOutcome,
 };
 
 /// A decision a caller asks the kernel to make on a run; it may be made
@@ -111,7 +111,8 @@ impl Kernel {
 
     pub(super) async fn write_starts(&self, batch: Vec<StartItem>) {
         let news = batch.iter().map(|item| item.new.clone()).collect();
-        match self.inner.store.create_runs(news).await {
+        let created = crate::metrics::store_call("create_runs", self.inner.store.create_runs(news));
+        match created.await {
             Ok(results) => {
                 for (item, result) in batch.into_iter().zip(results) {
                     let _ = item.reply.send(result);
@@ -151,7 +152,8 @@ impl Kernel {
         focus: Option<&str>,
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
-        self.transition_once(run_id, focus, None, decide).await
+        self.transition_once(run_id, focus, (None, None), decide)
+            .await
     }
 
     /// As `transition`, guarded by the caller's request id: a repeat of an
@@ -160,7 +162,7 @@ impl Kernel {
         &self,
         run_id: &str,
         focus: Option<&str>,
-        idempotency: Option<IdempotencyKey>,
+        (idempotency, audit): (Option<IdempotencyKey>, Option<AuditRecord>),
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
         let run = self.get_run(run_id).await?;
@@ -172,9 +174,14 @@ impl Kernel {
                 self.decide_eagerly(chain.clone(), decide.clone(), renders.clone());
             let decide_fn = decide_fn
                 .with_focus(focus.into_iter().map(str::to_string).collect())
-                .with_idempotency(idempotency.clone());
+                .with_idempotency(idempotency.clone())
+                .with_audit(audit.clone());
             async move {
-                let outcome = self.inner.store.transition(run_id, decide_fn).await?;
+                let outcome = crate::metrics::store_call(
+                    "transition",
+                    self.inner.store.transition(run_id, decide_fn),
+                )
+                .await?;
                 Ok(self.outcome(outcome, dispatch, &renders))
             }
         })
@@ -241,7 +248,17 @@ impl Kernel {
         );
         match outcome {
             TransitionOutcome::Applied { run, events } => {
+                if crate::metrics::enabled() {
+                    let chain = self.cached_chain(&run.chain_id, run.chain_version);
+                    crate::metrics::run_committed(&run, chain.as_deref(), &events);
+                }
                 self.committed(&events, &dispatch.changes);
+                for attempt in &dispatch.ended_attempts {
+                    crate::traces::attempt_ended(&run, attempt);
+                }
+                if dispatch.run_ends {
+                    crate::traces::run_ended(&run);
+                }
                 let attempts = std::mem::take(&mut dispatch.changes);
                 self.dispatch(dispatch);
                 Decided::Done(Ok(Transitioned { run, attempts }))
@@ -251,6 +268,9 @@ impl Kernel {
                 attempts: Vec::new(),
             })),
             TransitionOutcome::Rejected(rejection) => {
+                if rejection.kind == RejectionKind::LeaseFenced {
+                    crate::metrics::fencing_rejected();
+                }
                 if rejection.kind == RejectionKind::Deferred {
                     let missing = renders.take_missing();
                     if !missing.is_empty() {
@@ -312,7 +332,9 @@ impl Kernel {
             ));
             dispatches.push(dispatch);
         }
-        match self.inner.store.transition_many(items).await {
+        let written =
+            crate::metrics::store_call("transition_many", self.inner.store.transition_many(items));
+        match written.await {
             Ok(results) => {
                 for ((item, result), dispatch) in batch.into_iter().zip(results).zip(dispatches) {
                     let answer = match result {

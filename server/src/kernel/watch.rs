@@ -326,7 +326,7 @@ impl Drop for CancelOnDrop {
             let kernel = self.kernel.clone();
             tokio::spawn(async move {
                 if let Err(error) = kernel
-                    .cancel_run(&run_id, "ExecuteChain caller disconnected", None)
+                    .cancel_run(&run_id, "ExecuteChain caller disconnected", None, None)
                     .await
                 {
                     tracing::debug!(run_id = %run_id, error = %error, "cancel after disconnect");

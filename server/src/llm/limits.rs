@@ -167,17 +167,27 @@ pub fn judge(
 /// Tokens a response reports using.
 pub trait Metered {
     fn tokens(&self) -> i64;
+    /// Input and output tokens.
+    fn usage(&self) -> (u64, u64);
 }
 
 impl Metered for ChatResponse {
     fn tokens(&self) -> i64 {
         (self.usage.input_tokens + self.usage.output_tokens) as i64
     }
+
+    fn usage(&self) -> (u64, u64) {
+        (self.usage.input_tokens, self.usage.output_tokens)
+    }
 }
 
 impl Metered for EmbedResponse {
     fn tokens(&self) -> i64 {
         (self.usage.input_tokens + self.usage.output_tokens) as i64
+    }
+
+    fn usage(&self) -> (u64, u64) {
+        (self.usage.input_tokens, self.usage.output_tokens)
     }
 }
 

@@ -405,13 +405,24 @@ impl Resolver {
             let permit = match admission {
                 Admission::Go(permit) => permit,
                 Admission::Throttled(throttle) => {
+                    crate::metrics::throttled(crate::metrics::limit_reason(&throttle.limit));
                     tracing::debug!(backend = %candidate.backend.name, model = %candidate.model, limit = %throttle.limit, "call limit holds this candidate; trying the next");
                     hold(throttle);
                     continue;
                 }
             };
             let _in_flight = self.track(&candidate.backend.id);
+            let started = std::time::Instant::now();
             let result = call(provider, candidate).await;
+            crate::metrics::provider_call(
+                &candidate.backend.name,
+                &candidate.model,
+                started.elapsed(),
+                result
+                    .as_ref()
+                    .map(Metered::usage)
+                    .map_err(|error| error.status),
+            );
             let tokens = result.as_ref().ok().map(Metered::tokens);
             self.limiter.settle(permit, tokens).await;
             match result {
@@ -427,6 +438,7 @@ impl Resolver {
                     retry_after: Some(wait),
                     ..
                 }) => {
+                    crate::metrics::throttled("retry_after");
                     let reason = format!("HTTP {status} with Retry-After {}s", wait.as_secs());
                     tracing::info!(backend = %candidate.backend.name, model = %candidate.model, %reason, "provider asked to wait; backing off");
                     let throttle = self

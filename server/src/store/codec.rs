@@ -80,6 +80,7 @@ pub(super) fn run_updated(stored: &RunRecord, update: &RunRecord, last_seq: i64)
         priority: stored.priority,
         tenant: stored.tenant.clone(),
         request_id: stored.request_id.clone(),
+        traceparent: stored.traceparent.clone(),
         created_at: stored.created_at,
         last_seq,
         ..update.clone()
@@ -426,6 +427,7 @@ pub(super) fn run_from_row(row: &impl StoredRow) -> StoreResult<RunRecord> {
         started_at: row.optional_time("started_at")?,
         ended_at: row.optional_time("ended_at")?,
         updated_at: row.time("updated_at")?,
+        traceparent: row.optional_text("traceparent")?,
         id,
     })
 }

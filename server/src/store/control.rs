@@ -1,14 +1,16 @@
 //! The control plane's records and the store traits that keep them, one
 //! per resource. Backends, pools, models and hooks are implemented once, in
 //! `resource.rs`, over each backend's `resources.rs`; chains in each
-//! backend's `chains.rs`.
+//! backend's `chains.rs`. Every write takes the [`AuditRecord`] of the
+//! call that makes it and stores it in the write's transaction (a replayed
+//! request id writes neither).
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Created, IdempotencyKey, Page, PageQuery, StoreResult};
+use super::{AuditRecord, Created, IdempotencyKey, Page, PageQuery, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendRecord {
@@ -150,17 +152,27 @@ pub trait BackendStore: Send + Sync {
         &self,
         backend: BackendRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<BackendRecord>>;
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord>;
     async fn list_backends(&self, page: PageQuery) -> StoreResult<Page<BackendRecord>>;
     /// Replaces the writable fields of `backend.id` if its stored revision is
     /// still `backend.revision`; returns the stored record with the bumped
     /// revision and `updated_at`. `AlreadyExists` if the new name is taken.
-    async fn update_backend(&self, backend: BackendRecord) -> StoreResult<BackendRecord>;
+    async fn update_backend(
+        &self,
+        backend: BackendRecord,
+        audit: &AuditRecord,
+    ) -> StoreResult<BackendRecord>;
     /// Records reconciler observations; does not bump the revision.
     async fn set_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()>;
     /// Deletes the backend and its pool memberships.
-    async fn delete_backend(&self, id: &str, expected_revision: Option<i64>) -> StoreResult<()>;
+    async fn delete_backend(
+        &self,
+        id: &str,
+        expected_revision: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 }
 
 /// Pools, keyed and listed by `id`, and their members.
@@ -170,15 +182,26 @@ pub trait PoolStore: Send + Sync {
         &self,
         pool: PoolRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<PoolRecord>>;
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord>;
     async fn list_pools(&self, page: PageQuery) -> StoreResult<Page<PoolRecord>>;
     /// `FailedPrecondition` for the built-in pools.
-    async fn delete_pool(&self, id: &str) -> StoreResult<()>;
+    async fn delete_pool(&self, id: &str, audit: &AuditRecord) -> StoreResult<()>;
     /// Idempotent. `NotFound` if the pool or the backend does not exist.
-    async fn assign_backend_to_pool(&self, pool_id: &str, backend_id: &str) -> StoreResult<()>;
+    async fn assign_backend_to_pool(
+        &self,
+        pool_id: &str,
+        backend_id: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// `NotFound` if the backend was not a member.
-    async fn remove_backend_from_pool(&self, pool_id: &str, backend_id: &str) -> StoreResult<()>;
+    async fn remove_backend_from_pool(
+        &self,
+        pool_id: &str,
+        backend_id: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// `NotFound` if the pool does not exist. Ordered by backend name.
     async fn list_pool_backends(
         &self,
@@ -192,9 +215,19 @@ pub trait PoolStore: Send + Sync {
         page: PageQuery,
     ) -> StoreResult<Page<PoolRecord>>;
     /// Idempotent. `NotFound` if the pool or the model does not exist.
-    async fn assign_model_to_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()>;
+    async fn assign_model_to_pool(
+        &self,
+        pool_id: &str,
+        model_name: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// `NotFound` if the model was not a member.
-    async fn remove_model_from_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()>;
+    async fn remove_model_from_pool(
+        &self,
+        pool_id: &str,
+        model_name: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// `NotFound` if the pool does not exist. Ordered by model name.
     async fn list_pool_models(
         &self,
@@ -217,11 +250,12 @@ pub trait ModelStore: Send + Sync {
         &self,
         model: ModelRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ModelRecord>>;
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord>;
     async fn list_models(&self, page: PageQuery) -> StoreResult<Page<ModelRecord>>;
     /// Deletes the model and its pool memberships.
-    async fn delete_model(&self, name: &str) -> StoreResult<()>;
+    async fn delete_model(&self, name: &str, audit: &AuditRecord) -> StoreResult<()>;
 }
 
 /// Hooks, keyed and listed by `name`.
@@ -232,12 +266,18 @@ pub trait HookStore: Send + Sync {
         &self,
         hook: HookRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<HookRecord>>;
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord>;
     async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>>;
     /// As `update_backend`, keyed by `hook.name`.
-    async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord>;
-    async fn delete_hook(&self, name: &str, expected_revision: Option<i64>) -> StoreResult<()>;
+    async fn update_hook(&self, hook: HookRecord, audit: &AuditRecord) -> StoreResult<HookRecord>;
+    async fn delete_hook(
+        &self,
+        name: &str,
+        expected_revision: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 }
 
 /// Chains, keyed and listed by `id`; versions newest first (the page key is the version number).
@@ -252,6 +292,7 @@ pub trait ChainStore: Send + Sync {
         id: &str,
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>>;
     /// The latest version of a live chain, or the given version. A deleted
     /// chain is `NotFound` unless `include_deleted` (runs read the versions
@@ -279,8 +320,14 @@ pub trait ChainStore: Send + Sync {
         definition: Vec<u8>,
         expected_version: Option<i64>,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>>;
     /// Marks a chain deleted; its versions stay readable with
     /// `include_deleted`.
-    async fn delete_chain(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()>;
+    async fn delete_chain(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 }

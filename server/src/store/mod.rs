@@ -14,6 +14,7 @@ mod codec;
 mod control;
 mod fleet;
 mod limits;
+mod operations;
 mod postgres;
 mod resource;
 mod retention;
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 
 use crate::secrets::SecretBox;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditFilter, AuditRecord, AuditStore};
 pub use control::{
     BackendRecord, BackendState, BackendStore, ChainRecord, ChainStore, HookRecord, HookStore,
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
@@ -38,6 +39,9 @@ pub use fleet::FleetStore;
 pub use limits::{
     AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
     Throttle,
+};
+pub use operations::{
+    HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord, ReplicaState,
 };
 pub use postgres::PostgresStore;
 pub use retention::{DeleteCheck, RetentionStore, RunDeletion};
@@ -151,6 +155,7 @@ impl From<sqlx::Error> for StoreError {
         if classified.is_fault() {
             FAULTS.send_modify(|count| *count += 1);
         }
+        crate::metrics::store_error(error_kind(&classified));
         classified
     }
 }
@@ -158,6 +163,35 @@ impl From<sqlx::Error> for StoreError {
 enum Fault {
     Unavailable,
     Full,
+}
+
+/// The kind of a database error, as `taskloom_store_errors_total` counts
+/// it: a store fault, a collision the PostgreSQL store retries (deadlock,
+/// serialization failure, `NOWAIT` lock), an integrity violation (mostly a
+/// duplicate the caller is told about), or anything else.
+fn error_kind(error: &StoreError) -> &'static str {
+    const SQLITE_CONSTRAINT: i32 = 19;
+    match error {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::StorageFull(_) => "storage_full",
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                match code.parse::<i32>() {
+                    Ok(code) if code & 0xff == SQLITE_CONSTRAINT => "constraint",
+                    _ => "database",
+                }
+            } else if matches!(code, "40P01" | "40001" | "55P03") {
+                "conflict"
+            } else if code.starts_with("23") {
+                "constraint"
+            } else {
+                "database"
+            }
+        }
+        _ => "database",
+    }
 }
 
 fn fault_of(error: &sqlx::Error) -> Option<Fault> {
@@ -324,6 +358,8 @@ pub trait Store:
     + LimitStore
     + FleetStore
     + RetentionStore
+    + AuditStore
+    + OperationsStore
     + Send
     + Sync
     + 'static

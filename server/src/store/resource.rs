@@ -12,9 +12,9 @@ use super::codec::{
     StoredRow, backend_from_row, hook_from_row, model_from_row, pool_from_row, truncate_to_micros,
 };
 use super::{
-    BackendRecord, BackendState, BackendStore, Created, HookRecord, HookStore, IdempotencyKey,
-    ModelRecord, ModelStore, Page, PageQuery, PoolRecord, PoolStore, StoreError, StoreResult,
-    sealed,
+    AuditRecord, BackendRecord, BackendState, BackendStore, Created, HookRecord, HookStore,
+    IdempotencyKey, ModelRecord, ModelStore, Page, PageQuery, PoolRecord, PoolStore, StoreError,
+    StoreResult, sealed,
 };
 use crate::secrets::SecretBox;
 
@@ -445,6 +445,7 @@ pub(super) trait Resources: Send + Sync {
         &self,
         record: R,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<R>>;
     /// The `R` keyed `key`; `NotFound` if none.
     async fn get<R: Resource>(&self, key: &str) -> StoreResult<R>;
@@ -452,19 +453,30 @@ pub(super) trait Resources: Send + Sync {
     async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>>;
     /// Replaces the [`Resource::UPDATED`] columns of `record` if its stored
     /// revision is still `revision`; returns the stored record.
-    async fn update<R: Resource>(&self, record: R, revision: i64) -> StoreResult<R>;
+    async fn update<R: Resource>(
+        &self,
+        record: R,
+        revision: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<R>;
     /// Deletes the `R` keyed `key` once its revision is `expected` (when
     /// given): `NotFound` without a row, `Conflict` on another revision.
-    async fn delete<R: Resource>(&self, key: &str, expected: Option<i64>) -> StoreResult<()>;
+    async fn delete<R: Resource>(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// Deletes the `R` keyed `key`, which has no revision; `NotFound` if
     /// none.
-    async fn remove<R: Resource>(&self, key: &str) -> StoreResult<()>;
+    async fn remove<R: Resource>(&self, key: &str, audit: &AuditRecord) -> StoreResult<()>;
     /// Records reconciler observations; does not bump the revision.
     async fn write_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()>;
     /// Links a member `M` to a pool (idempotent) once both are found.
-    async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()>;
+    async fn add_member<M: Resource>(&self, link: Link<'_>, audit: &AuditRecord)
+    -> StoreResult<()>;
     /// Unlinks a member; `NotFound` if it was not one.
-    async fn remove_member(&self, link: Link<'_>) -> StoreResult<()>;
+    async fn remove_member(&self, link: Link<'_>, audit: &AuditRecord) -> StoreResult<()>;
     /// A page of the `T` linked to the `P` keyed `key` (`NotFound` if
     /// there is none), in one snapshot.
     async fn list_members<P: Resource, T: Resource>(
@@ -481,8 +493,9 @@ impl<S: Resources> BackendStore for S {
         &self,
         backend: BackendRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<BackendRecord>> {
-        self.create(backend, idempotency).await
+        self.create(backend, idempotency, audit).await
     }
     async fn get_backend(&self, id: &str) -> StoreResult<BackendRecord> {
         self.get(id).await
@@ -490,16 +503,26 @@ impl<S: Resources> BackendStore for S {
     async fn list_backends(&self, page: PageQuery) -> Paged<BackendRecord> {
         self.list(page).await
     }
-    async fn update_backend(&self, backend: BackendRecord) -> StoreResult<BackendRecord> {
+    async fn update_backend(
+        &self,
+        backend: BackendRecord,
+        audit: &AuditRecord,
+    ) -> StoreResult<BackendRecord> {
         let revision = backend.revision;
-        self.update(backend, revision).await
+        self.update(backend, revision, audit).await
     }
     async fn set_backend_state(&self, id: &str, state: BackendState) -> StoreResult<()> {
         self.write_backend_state(id, state).await
     }
-    async fn delete_backend(&self, id: &str, expected_revision: Option<i64>) -> StoreResult<()> {
+    async fn delete_backend(
+        &self,
+        id: &str,
+        expected_revision: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         // Pool memberships go with it (ON DELETE CASCADE).
-        self.delete::<BackendRecord>(id, expected_revision).await
+        self.delete::<BackendRecord>(id, expected_revision, audit)
+            .await
     }
 }
 
@@ -509,8 +532,9 @@ impl<S: Resources> HookStore for S {
         &self,
         hook: HookRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<HookRecord>> {
-        self.create(hook, idempotency).await
+        self.create(hook, idempotency, audit).await
     }
     async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
         self.get(name).await
@@ -518,12 +542,18 @@ impl<S: Resources> HookStore for S {
     async fn list_hooks(&self, page: PageQuery) -> Paged<HookRecord> {
         self.list(page).await
     }
-    async fn update_hook(&self, hook: HookRecord) -> StoreResult<HookRecord> {
+    async fn update_hook(&self, hook: HookRecord, audit: &AuditRecord) -> StoreResult<HookRecord> {
         let revision = hook.revision;
-        self.update(hook, revision).await
+        self.update(hook, revision, audit).await
     }
-    async fn delete_hook(&self, name: &str, expected_revision: Option<i64>) -> StoreResult<()> {
-        self.delete::<HookRecord>(name, expected_revision).await
+    async fn delete_hook(
+        &self,
+        name: &str,
+        expected_revision: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.delete::<HookRecord>(name, expected_revision, audit)
+            .await
     }
 }
 
@@ -533,8 +563,9 @@ impl<S: Resources> ModelStore for S {
         &self,
         model: ModelRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ModelRecord>> {
-        self.create(model, idempotency).await
+        self.create(model, idempotency, audit).await
     }
     async fn get_model(&self, name: &str) -> StoreResult<ModelRecord> {
         self.get(name).await
@@ -542,9 +573,9 @@ impl<S: Resources> ModelStore for S {
     async fn list_models(&self, page: PageQuery) -> Paged<ModelRecord> {
         self.list(page).await
     }
-    async fn delete_model(&self, name: &str) -> StoreResult<()> {
+    async fn delete_model(&self, name: &str, audit: &AuditRecord) -> StoreResult<()> {
         // Pool memberships go with it (ON DELETE CASCADE).
-        self.remove::<ModelRecord>(name).await
+        self.remove::<ModelRecord>(name, audit).await
     }
 }
 
@@ -554,8 +585,9 @@ impl<S: Resources> PoolStore for S {
         &self,
         pool: PoolRecord,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<PoolRecord>> {
-        self.create(pool, idempotency).await
+        self.create(pool, idempotency, audit).await
     }
     async fn get_pool(&self, id: &str) -> StoreResult<PoolRecord> {
         self.get(id).await
@@ -563,17 +595,27 @@ impl<S: Resources> PoolStore for S {
     async fn list_pools(&self, page: PageQuery) -> Paged<PoolRecord> {
         self.list(page).await
     }
-    async fn delete_pool(&self, id: &str) -> StoreResult<()> {
+    async fn delete_pool(&self, id: &str, audit: &AuditRecord) -> StoreResult<()> {
         refuse_builtin_pool(id)?;
         // Memberships go with it (ON DELETE CASCADE).
-        self.remove::<PoolRecord>(id).await
+        self.remove::<PoolRecord>(id, audit).await
     }
-    async fn assign_backend_to_pool(&self, pool_id: &str, backend_id: &str) -> StoreResult<()> {
+    async fn assign_backend_to_pool(
+        &self,
+        pool_id: &str,
+        backend_id: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let link = POOL_BACKENDS.link(pool_id, backend_id);
-        self.add_member::<BackendRecord>(link).await
+        self.add_member::<BackendRecord>(link, audit).await
     }
-    async fn remove_backend_from_pool(&self, pool_id: &str, backend_id: &str) -> StoreResult<()> {
-        self.remove_member(POOL_BACKENDS.link(pool_id, backend_id))
+    async fn remove_backend_from_pool(
+        &self,
+        pool_id: &str,
+        backend_id: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.remove_member(POOL_BACKENDS.link(pool_id, backend_id), audit)
             .await
     }
     async fn list_pool_backends(&self, id: &str, page: PageQuery) -> Paged<BackendRecord> {
@@ -586,12 +628,22 @@ impl<S: Resources> PoolStore for S {
         self.list_members::<BackendRecord, _>(backend, &POOL_BACKENDS, page)
             .await
     }
-    async fn assign_model_to_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()> {
+    async fn assign_model_to_pool(
+        &self,
+        pool_id: &str,
+        model_name: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let link = POOL_MODELS.link(pool_id, model_name);
-        self.add_member::<ModelRecord>(link).await
+        self.add_member::<ModelRecord>(link, audit).await
     }
-    async fn remove_model_from_pool(&self, pool_id: &str, model_name: &str) -> StoreResult<()> {
-        self.remove_member(POOL_MODELS.link(pool_id, model_name))
+    async fn remove_model_from_pool(
+        &self,
+        pool_id: &str,
+        model_name: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        self.remove_member(POOL_MODELS.link(pool_id, model_name), audit)
             .await
     }
     async fn list_pool_models(&self, id: &str, page: PageQuery) -> Paged<ModelRecord> {

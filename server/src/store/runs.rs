@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Created, IdempotencyKey, Page, PageQuery, StoreResult};
+use super::{AuditRecord, Created, IdempotencyKey, Page, PageQuery, StoreResult};
 
 /// The state of a run (see docs/kernel.md, "State and transitions").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,6 +166,9 @@ pub struct RunRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The W3C `traceparent` the run was started with, normalised: its
+    /// span's parent. Written at creation only.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -313,6 +316,9 @@ pub struct Plan {
     pub new_attempts: Vec<AttemptRecord>,
     /// Encoded `taskloom.v1.RunEvent` payloads.
     pub events: Vec<Vec<u8>>,
+    /// The decision found its request applied before (an answer given
+    /// again): nothing is written, not even the decision's audit row.
+    pub repeat: bool,
 }
 
 impl Plan {
@@ -327,6 +333,7 @@ impl Plan {
             attempt_updates: Vec::new(),
             new_attempts: Vec::new(),
             events: Vec::new(),
+            repeat: false,
         }
     }
 
@@ -338,7 +345,22 @@ impl Plan {
             attempt_updates: Vec::new(),
             new_attempts: Vec::new(),
             events: Vec::new(),
+            repeat: false,
         }
+    }
+
+    /// An accepted plan for a request applied before: writes nothing.
+    pub fn repeat() -> Plan {
+        Plan {
+            repeat: true,
+            ..Plan::apply()
+        }
+    }
+
+    /// Whether an applied plan writes `audit`'s row: it does unless it
+    /// repeats a request applied before.
+    pub fn audited<'a>(&self, audit: Option<&'a AuditRecord>) -> Option<&'a AuditRecord> {
+        audit.filter(|_| !self.repeat)
     }
 }
 
@@ -369,6 +391,10 @@ pub struct Decision {
     /// [`TransitionOutcome::Replayed`] without a decision; a rejected plan
     /// keeps no key.
     pub idempotency: Option<IdempotencyKey>,
+    /// The audit record of the control-plane call this decision serves
+    /// (cancel, pause, …): written in the transaction that applies the
+    /// plan, not for a rejected, replayed or repeated one.
+    pub audit: Option<AuditRecord>,
     decide: Box<dyn Fn(&RunSnapshot) -> Plan + Send + Sync>,
 }
 
@@ -377,6 +403,7 @@ impl Decision {
         Decision {
             focus: Vec::new(),
             idempotency: None,
+            audit: None,
             decide: Box::new(decide),
         }
     }
@@ -384,6 +411,12 @@ impl Decision {
     /// The same decision, guarded by the caller's request id.
     pub fn with_idempotency(mut self, idempotency: Option<IdempotencyKey>) -> Decision {
         self.idempotency = idempotency;
+        self
+    }
+
+    /// The same decision, recorded in the audit log when applied.
+    pub fn with_audit(mut self, audit: Option<AuditRecord>) -> Decision {
+        self.audit = audit;
         self
     }
 
@@ -413,12 +446,17 @@ impl Decision {
 /// run update and events to write. Must not reject.
 pub type ClaimFn = dyn Fn(&RunRecord, &[AttemptRecord]) -> Plan + Send + Sync;
 
-/// Checks that a batch names each run once and carries no request id
-/// (those are honoured by single transitions only).
+/// Checks that a batch names each run once and carries no request id or
+/// audit record (those are honoured by single transitions only).
 pub(super) fn check_distinct_runs(items: &[(String, Decision)]) -> Result<(), super::StoreError> {
     if let Some((run_id, _)) = items.iter().find(|(_, d)| d.idempotency.is_some()) {
         return Err(super::StoreError::Corrupt(format!(
             "a transition batch carries a request id (run {run_id:?})"
+        )));
+    }
+    if let Some((run_id, _)) = items.iter().find(|(_, d)| d.audit.is_some()) {
+        return Err(super::StoreError::Corrupt(format!(
+            "a transition batch carries an audit record (run {run_id:?})"
         )));
     }
     let mut ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();

@@ -131,3 +131,25 @@ macro_rules! store_tests {
         )*
     };
 }
+
+/// An audit record for a store write made directly by a test (each call
+/// a fresh id, as the API makes them).
+pub fn audit() -> store::AuditRecord {
+    audit_of("TestWrite", "test", "")
+}
+
+/// An audit record of the action `action` on the resource `kind`/`id`.
+pub fn audit_of(action: &str, kind: &str, id: &str) -> store::AuditRecord {
+    store::AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
+        actor: "test".to_string(),
+        action: action.to_string(),
+        resource_type: kind.to_string(),
+        resource_id: id.to_string(),
+        request_id: String::new(),
+        outcome: store::AuditRecord::OK.to_string(),
+        error_message: String::new(),
+        replica: "test-replica".to_string(),
+    }
+}

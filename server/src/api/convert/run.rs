@@ -88,8 +88,7 @@ pub fn run_message(record: &RunRecord, attempts: Option<&[AttemptRecord]>) -> Ap
         steps: record.steps,
         last_event_seq: record.last_seq,
         request_id: record.request_id.clone().unwrap_or_default(),
-        // Filled by the trace work (issue 13).
-        traceparent: String::new(),
+        traceparent: record.traceparent.clone().unwrap_or_default(),
         create_time: Some(timestamp(record.created_at)),
         start_time: record.started_at.map(timestamp),
         end_time: record.ended_at.map(timestamp),
@@ -299,6 +298,8 @@ fn finish_start(
         priority: request.priority,
         tenant: request.tenant.to_string(),
         idempotency: idempotency(),
+        // Sent as metadata, not in the message; an invalid one is ignored.
+        traceparent: crate::traces::incoming_traceparent(),
     })
 }
 

@@ -110,7 +110,7 @@ pub fn submit_input(
                 && a.lease_token.as_deref() == Some(key)
         });
         if answered {
-            return Plan::apply();
+            return Plan::repeat();
         }
     }
     let waiting = step

@@ -38,6 +38,7 @@ pub fn start(
         started_at: None,
         ended_at: None,
         updated_at: now,
+        traceparent: None,
     };
     let snapshot = RunSnapshot {
         run,

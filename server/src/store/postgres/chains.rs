@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::idempotency::record_idempotent_version;
-use super::{PostgresStore, fetch_page, now};
+use super::{PostgresStore, audit, fetch_page, now};
 use crate::store::codec::{
     PlainColumns, already_exists, chain_from_row, conflict, decode_all, into_page, not_found,
     page_limits, versions_before,
 };
 use crate::store::{
-    ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
+    AuditRecord, ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError,
+    StoreResult,
 };
 
 /// Columns of a chain version joined with its head (`v` and `h`).
@@ -111,6 +112,7 @@ impl ChainStore for PostgresStore {
         id: &str,
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>> {
         let insert = async |tx: &mut PgConnection| {
             let created_at = now();
@@ -136,7 +138,7 @@ impl ChainStore for PostgresStore {
             insert_chain_version(tx, (id, version), &definition, created_at, key).await
         };
         let key = (idempotency.as_ref(), id);
-        self.create_once(key, replayed_version, insert).await
+        self.create_once(key, audit, replayed_version, insert).await
     }
 
     async fn get_chain(
@@ -220,6 +222,7 @@ impl ChainStore for PostgresStore {
         definition: Vec<u8>,
         expected_version: Option<i64>,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>> {
         let insert = async |tx: &mut PgConnection| {
             let version = lock_live_head(tx, id, expected_version).await? + 1;
@@ -231,17 +234,23 @@ impl ChainStore for PostgresStore {
             let key = idempotency.as_ref();
             insert_chain_version(tx, (id, version), &definition, now(), key).await
         };
-        self.create_once((idempotency.as_ref(), id), replayed_version, insert)
-            .await
+        let key = (idempotency.as_ref(), id);
+        self.create_once(key, audit, replayed_version, insert).await
     }
 
-    async fn delete_chain(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+    async fn delete_chain(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         lock_live_head(&mut tx, id, expected_version).await?;
         sqlx::query("UPDATE chain_heads SET deleted = TRUE WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -15,7 +15,9 @@ use crate::store::codec::{
 use crate::store::{AttemptRecord, ClaimFn, ClaimPolicy, Claimed, PostgresStore, StoreResult};
 
 /// Ready attempts to lease, in claim order, locked; `SKIP LOCKED` passes
-/// over attempts another claim holds, so this never waits. One ordered scan
+/// over attempts another claim holds, so this never waits. Paused queues
+/// offer nothing (read here, in the claim's own statement, so a pause is
+/// seen by every claim that starts after it commits). One ordered scan
 /// of the partial ready index per queue: a plain `queue = ANY($1)` would
 /// read and sort every ready attempt of those queues. Up to `limit` rows per
 /// queue are locked; the unused ones are released at commit.
@@ -26,6 +28,7 @@ const CLAIM_CANDIDATES: &str = concat!(
      WHERE a.status = 'ready' AND a.queue = q.queue AND a.available_at <= $2 \
      AND r.status IN ('queued', 'running') AND r.tenant <> ALL($5::text[]) \
      AND a.id <> ALL($6::text[]) \
+     AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.name = q.queue) \
      ORDER BY a.priority DESC, a.available_at, a.id LIMIT q.quota \
      FOR UPDATE OF a SKIP LOCKED) AS c \
      ORDER BY c.priority DESC, c.available_at, c.id LIMIT $4"

@@ -16,7 +16,7 @@ use crate::store::{
     PostgresStore, RunRecord, StoreError, StoreResult,
 };
 
-/// New runs (`$30`..`$50` and `$58`..`$59`, one array element per run) with their first
+/// New runs (`$30`..`$50` and `$58`..`$60`, one array element per run) with their first
 /// attempts and events, their idempotency keys (`$54` run ids, `$55`
 /// scopes, `$56` request ids, `$57` hashes) and their chain checks (`$51`
 /// run ids, `$52` chain ids, `$53` expected latest versions or NULL): one
@@ -47,18 +47,18 @@ const CREATE_RUNS: &str = concat!(
     ", run_inserts AS (\
      INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
      error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
-     output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads) \
-     SELECT id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
+     output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads, \
+     traceparent) SELECT id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels::jsonb, priority, tenant, request_id, steps, input_tokens, \
-     output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads \
-     FROM UNNEST($30::text[], $31::text[], $32::int8[], $33::text[], $34::bytea[], \
+     output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads, \
+     traceparent FROM UNNEST($30::text[], $31::text[], $32::int8[], $33::text[], $34::bytea[], \
      $35::bytea[], $36::bytea[], $37::text[], $38::text[], $39::text[], $40::int4[], \
      $41::text[], $42::text[], $43::int4[], $44::int8[], $45::int8[], $46::int8[], \
      $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[], \
-     $58::int4[], $59::text[]) \
+     $58::int4[], $59::text[], $60::text[]) \
      AS u(id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels, priority, tenant, request_id, steps, input_tokens, output_tokens, \
-     last_seq, created_at, started_at, ended_at, updated_at, executions, heads) \
+     last_seq, created_at, started_at, ended_at, updated_at, executions, heads, traceparent) \
      WHERE u.id NOT IN (SELECT run_id FROM skipped) RETURNING 1) \
      SELECT run_id, 'chain' AS reason FROM failed_checks \
      UNION ALL SELECT run_id, 'key' AS reason FROM taken_keys"
@@ -132,6 +132,7 @@ where
         .bind(col(&keys, |(_, k)| k.request_hash.as_str()))
         .bind(col(records, |r| r.executions))
         .bind(&heads)
+        .bind(col(records, |r| r.traceparent.as_deref()))
         .fetch_all(executor)
         .await
         .map_err(|err| match database_error(&err) {

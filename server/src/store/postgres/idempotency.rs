@@ -4,7 +4,7 @@
 use sqlx::PgConnection;
 
 use crate::store::codec::{PlainColumns, commit_created};
-use crate::store::{Created, IdempotencyKey, PostgresStore, StoreError, StoreResult};
+use crate::store::{AuditRecord, Created, IdempotencyKey, PostgresStore, StoreError, StoreResult};
 
 /// What an idempotency key says about a create.
 pub(super) enum Reservation {
@@ -112,10 +112,11 @@ impl PostgresStore {
     /// Creates a record in one transaction: for a request seen before, the
     /// record it created (read by `fetch` from its key and version);
     /// otherwise what `insert` writes, its key (`resource_key`) reserved
-    /// first.
+    /// first, with `audit`'s row (a replay writes none).
     pub(super) async fn create_once<T>(
         &self,
         (idempotency, resource_key): (Option<&IdempotencyKey>, &str),
+        audit: &AuditRecord,
         fetch: impl AsyncFnOnce(&mut PgConnection, (String, Option<i64>)) -> StoreResult<T>,
         insert: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<T>,
     ) -> StoreResult<Created<T>> {
@@ -128,6 +129,7 @@ impl PostgresStore {
             });
         }
         let record = insert(&mut tx).await?;
+        super::audit::insert(&mut tx, audit).await?;
         commit_created(tx, record, false).await
     }
 }

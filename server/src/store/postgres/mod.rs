@@ -13,7 +13,7 @@ macro_rules! run_columns {
         "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
          r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, r.request_id, r.steps, \
          r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
-         r.started_at, r.ended_at, r.updated_at"
+         r.started_at, r.ended_at, r.updated_at, r.traceparent"
     };
 }
 
@@ -69,6 +69,7 @@ mod create;
 mod fleet;
 mod idempotency;
 mod limits;
+mod operations;
 mod resources;
 mod retention;
 mod retry;
@@ -94,7 +95,7 @@ use crate::store::codec::{
 };
 use crate::store::resource::{Resource, builtin_pools};
 use crate::store::sealed;
-use crate::store::{Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
+use crate::store::{AuditRecord, Page, PageQuery, PoolRecord, Store, StoreError, StoreResult};
 use resources::insert_row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -249,6 +250,7 @@ impl PostgresStore {
         revision: &str,
         (resource, key): (&'static str, &str),
         expected: Option<i64>,
+        audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(delete)
@@ -261,6 +263,7 @@ impl PostgresStore {
             let expected = expected.unwrap_or_default();
             return Err(revision_mismatch(&mut tx, revision, (resource, key), expected).await);
         }
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -272,14 +275,18 @@ impl PostgresStore {
         delete: &str,
         keys: &[&str],
         (resource, id): (&'static str, String),
+        audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut query = sqlx::query(delete);
         for key in keys {
             query = query.bind(*key);
         }
-        if query.execute(&self.pool).await?.rows_affected() == 0 {
+        let mut tx = self.pool.begin().await?;
+        if query.execute(&mut *tx).await?.rows_affected() == 0 {
             return Err(not_found(resource, id));
         }
+        audit::insert(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

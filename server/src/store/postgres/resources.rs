@@ -10,8 +10,8 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres};
 
 use super::{
-    PostgresStore, fetch_one, fetch_page, now, on_foreign_key_violation, on_unique_violation,
-    require, revision_mismatch,
+    PostgresStore, audit, fetch_one, fetch_page, now, on_foreign_key_violation,
+    on_unique_violation, require, revision_mismatch,
 };
 use crate::store::codec::not_found;
 use crate::store::resource::{
@@ -19,7 +19,8 @@ use crate::store::resource::{
     taken_key, text_of, updated_values,
 };
 use crate::store::{
-    BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError, StoreResult,
+    AuditRecord, BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError,
+    StoreResult,
 };
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
@@ -102,6 +103,7 @@ impl Resources for PostgresStore {
         &self,
         record: R,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<R>> {
         let resource_key = record.key().to_string();
         let fetch =
@@ -122,7 +124,7 @@ impl Resources for PostgresStore {
             R::decode(&row, &self.secrets)
         };
         let key = (idempotency.as_ref(), resource_key.as_str());
-        self.create_once(key, fetch, insert).await
+        self.create_once(key, audit, fetch, insert).await
     }
 
     async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
@@ -136,7 +138,12 @@ impl Resources for PostgresStore {
         self.fetch(&mut *self.pool.acquire().await?, key).await
     }
 
-    async fn update<R: Resource>(&self, record: R, revision: i64) -> StoreResult<R> {
+    async fn update<R: Resource>(
+        &self,
+        record: R,
+        revision: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<R> {
         let values = updated_values(&record, &self.secrets)?;
         let set: Vec<String> = values
             .iter()
@@ -171,24 +178,30 @@ impl Resources for PostgresStore {
             return Err(revision_mismatch(&mut tx, &revision_sql, (R::NAME, key), revision).await);
         };
         let stored = R::decode(&row, &self.secrets)?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(stored)
     }
 
-    async fn delete<R: Resource>(&self, key: &str, expected: Option<i64>) -> StoreResult<()> {
+    async fn delete<R: Resource>(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let delete = format!(
             "DELETE FROM {} WHERE {} = $1 AND ($2::BIGINT IS NULL OR revision = $2)",
             R::TABLE,
             R::KEY
         );
         let revision = select_by_key::<R>("revision");
-        self.delete_revision(&delete, &revision, (R::NAME, key), expected)
+        self.delete_revision(&delete, &revision, (R::NAME, key), expected, audit)
             .await
     }
 
-    async fn remove<R: Resource>(&self, key: &str) -> StoreResult<()> {
+    async fn remove<R: Resource>(&self, key: &str, audit: &AuditRecord) -> StoreResult<()> {
         let delete = format!("DELETE FROM {} WHERE {} = $1", R::TABLE, R::KEY);
-        self.delete_found(&delete, &[key], (R::NAME, key.to_string()))
+        self.delete_found(&delete, &[key], (R::NAME, key.to_string()), audit)
             .await
     }
 
@@ -215,7 +228,11 @@ impl Resources for PostgresStore {
     }
 
     /// The foreign keys catch an end deleted since the checks.
-    async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()> {
+    async fn add_member<M: Resource>(
+        &self,
+        link: Link<'_>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let insert = format!(
             "INSERT INTO {} (pool_id, {}) VALUES ($1, $2) ON CONFLICT (pool_id, {}) DO NOTHING",
@@ -233,18 +250,19 @@ impl Resources for PostgresStore {
             .map_err(|err| {
                 on_foreign_key_violation(err, of.name, &format!("{pool_id}/{member}"))
             })?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn remove_member(&self, link: Link<'_>) -> StoreResult<()> {
+    async fn remove_member(&self, link: Link<'_>, audit: &AuditRecord) -> StoreResult<()> {
         let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let delete = format!(
             "DELETE FROM {} WHERE pool_id = $1 AND {} = $2",
             of.table, of.member
         );
         let membership = (of.name, format!("{pool_id}/{member}"));
-        self.delete_found(&delete, &[pool_id, member], membership)
+        self.delete_found(&delete, &[pool_id, member], membership, audit)
             .await
     }
 

@@ -52,6 +52,7 @@ fn run(id: &str) -> RunRecord {
         started_at: None,
         ended_at: None,
         updated_at: at(0),
+        traceparent: None,
     }
 }
 

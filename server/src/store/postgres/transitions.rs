@@ -183,9 +183,13 @@ impl PostgresStore {
         }
         let ready = ready_rewritten(&snapshot, &plan)?;
         lock_ready_nowait(&mut tx, &ready).await?;
+        let audit = plan.audited(decide.audit.as_ref());
         let mut writes = Writes::default();
         let (run, events) = writes.stage(&snapshot.run, plan)?;
         writes.apply(&mut tx).await?;
+        if let Some(audit) = audit {
+            super::audit::insert(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(TransitionOutcome::Applied { run, events })
     }

@@ -1,10 +1,13 @@
 //! Audit rows for the embedded store.
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::micros;
-use crate::store::StoreResult;
-use crate::store::audit::AuditRecord;
+use super::{SqliteStore, micros};
+use crate::store::audit::{AUDIT_COLUMNS, audit_from_row, text_filters};
+use crate::store::codec::decode_all;
+use crate::store::{AuditFilter, AuditRecord, AuditStore, Page, PageQuery, StoreResult};
 
 /// Writes `record` within the caller's transaction.
 pub(crate) async fn insert(conn: &mut SqliteConnection, record: &AuditRecord) -> StoreResult<()> {
@@ -25,4 +28,48 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, record: &AuditRecord) ->
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        insert(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter,
+        page: PageQuery,
+    ) -> StoreResult<Page<AuditRecord>> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
+        ));
+        for (column, value) in text_filters(filter) {
+            query
+                .push(format!(" AND {column} = "))
+                .push_bind(value.to_string());
+        }
+        if let Some(start) = filter.start {
+            query.push(" AND at >= ").push_bind(micros(start));
+        }
+        if let Some(end) = filter.end {
+            query.push(" AND at < ").push_bind(micros(end));
+        }
+        if let Some(after) = &page.after {
+            query.push(" AND id < ").push_bind(after.clone());
+        }
+        let limit = page.limit.max(1);
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let mut conn = self.reader.acquire().await?;
+        let rows = query.build().fetch_all(&mut *conn).await?;
+        let records = decode_all(&rows, audit_from_row)?;
+        Ok(Page::new(records, limit as usize, |record| {
+            record.id.clone()
+        }))
+    }
 }

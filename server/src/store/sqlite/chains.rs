@@ -6,14 +6,16 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::idempotency::PriorResult;
 use super::{
-    SqliteStore, check_revision, fetch_page, from_micros, micros, now, unique_as_already_exists,
+    SqliteStore, audit, check_revision, fetch_page, from_micros, micros, now,
+    unique_as_already_exists,
 };
 use crate::store::codec::{
     PlainColumns, already_exists, chain_from_row, decode_all, into_page, not_found, page_limits,
     versions_before,
 };
 use crate::store::{
-    ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError, StoreResult,
+    AuditRecord, ChainRecord, ChainStore, Created, IdempotencyKey, Page, PageQuery, StoreError,
+    StoreResult,
 };
 
 /// Columns of a chain version joined with its head (`h` = chain_heads,
@@ -105,6 +107,7 @@ impl ChainStore for SqliteStore {
         id: &str,
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>> {
         let insert = async |tx: &mut SqliteConnection| {
             let created_at = now();
@@ -150,7 +153,7 @@ impl ChainStore for SqliteStore {
             };
             Ok((record, (id.to_string(), Some(version))))
         };
-        self.create_once(idempotency.as_ref(), replayed_chain, insert)
+        self.create_once((idempotency.as_ref(), audit), replayed_chain, insert)
             .await
     }
 
@@ -209,6 +212,7 @@ impl ChainStore for SqliteStore {
         definition: Vec<u8>,
         expected_version: Option<i64>,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>> {
         let insert = async |tx: &mut SqliteConnection| {
             let latest = live_chain_version(&mut *tx, id).await?;
@@ -232,11 +236,16 @@ impl ChainStore for SqliteStore {
             };
             Ok((record, (id.to_string(), Some(version))))
         };
-        self.create_once(idempotency.as_ref(), replayed_chain, insert)
+        self.create_once((idempotency.as_ref(), audit), replayed_chain, insert)
             .await
     }
 
-    async fn delete_chain(&self, id: &str, expected_version: Option<i64>) -> StoreResult<()> {
+    async fn delete_chain(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let latest = live_chain_version(&mut tx, id).await?;
         check_revision("chain", id, expected_version, latest)?;
@@ -244,6 +253,7 @@ impl ChainStore for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -74,6 +74,7 @@ impl SqliteStore {
                  FROM attempts a CROSS JOIN runs r ON r.id = a.run_id \
                  WHERE a.status = 'ready' AND a.queue = ?1 AND a.available_at <= ?2 \
                    AND r.status IN (SELECT value FROM json_each(?3)) \
+                   AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.name = ?1) \
                  ORDER BY a.priority DESC, a.available_at, a.id LIMIT ?4"
             ))
             .bind(queue)

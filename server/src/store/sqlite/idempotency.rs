@@ -4,9 +4,9 @@
 use chrono::Utc;
 use sqlx::sqlite::SqliteConnection;
 
-use super::{SqliteStore, micros};
+use super::{SqliteStore, audit, micros};
 use crate::store::codec::commit_created;
-use crate::store::{Created, IdempotencyKey, StoreError, StoreResult};
+use crate::store::{AuditRecord, Created, IdempotencyKey, StoreError, StoreResult};
 
 /// The resource an earlier request with the same id created.
 pub(super) struct PriorResult {
@@ -71,11 +71,12 @@ pub(super) async fn remember_result(
 
 impl SqliteStore {
     /// Creates a record in one write transaction: for a request seen
-    /// before, the record it created (read by `fetch`); otherwise what
-    /// `insert` writes, remembered under the key and version it returns.
+    /// before, the record it created (read by `fetch`; no audit row);
+    /// otherwise what `insert` writes, remembered under the key and version
+    /// it returns, with `audit`'s row.
     pub(super) async fn create_once<T>(
         &self,
-        idempotency: Option<&IdempotencyKey>,
+        (idempotency, audit): (Option<&IdempotencyKey>, &AuditRecord),
         fetch: impl AsyncFnOnce(&mut SqliteConnection, PriorResult) -> StoreResult<T>,
         insert: impl AsyncFnOnce(&mut SqliteConnection) -> StoreResult<(T, (String, Option<i64>))>,
     ) -> StoreResult<Created<T>> {
@@ -86,6 +87,7 @@ impl SqliteStore {
         }
         let (record, (key, version)) = insert(&mut tx).await?;
         remember_result(&mut tx, idempotency, &key, version).await?;
+        audit::insert(&mut tx, audit).await?;
         commit_created(tx, record, false).await
     }
 }

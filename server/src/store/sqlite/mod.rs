@@ -17,6 +17,7 @@ mod create;
 mod fleet;
 mod idempotency;
 mod limits;
+mod operations;
 mod resources;
 mod retention;
 mod runs;

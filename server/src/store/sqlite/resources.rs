@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 
 use super::idempotency::PriorResult;
 use super::{
-    SqliteStore, check_stored_revision, delete_existing, fetch_one, fetch_page, micros, now,
+    SqliteStore, audit, check_stored_revision, delete_existing, fetch_one, fetch_page, micros, now,
     require, require_absent, unique_as_already_exists,
 };
 use crate::store::codec::{already_exists, not_found, to_json};
@@ -18,7 +18,8 @@ use crate::store::resource::{
     taken_key, updated_values,
 };
 use crate::store::{
-    BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError, StoreResult,
+    AuditRecord, BackendState, Created, IdempotencyKey, Page, PageQuery, PoolRecord, StoreError,
+    StoreResult,
 };
 
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -103,6 +104,7 @@ impl Resources for SqliteStore {
         &self,
         record: R,
         idempotency: Option<IdempotencyKey>,
+        audit: &AuditRecord,
     ) -> StoreResult<Created<R>> {
         let fetch = async |conn: &mut SqliteConnection, prior: PriorResult| {
             self.fetch(conn, &prior.resource_key).await
@@ -124,10 +126,16 @@ impl Resources for SqliteStore {
             insert_row::<R>(tx, (values, ""), taken).await?;
             Ok((record, (key, None)))
         };
-        self.create_once(idempotency.as_ref(), fetch, insert).await
+        self.create_once((idempotency.as_ref(), audit), fetch, insert)
+            .await
     }
 
-    async fn update<R: Resource>(&self, record: R, revision: i64) -> StoreResult<R> {
+    async fn update<R: Resource>(
+        &self,
+        record: R,
+        revision: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<R> {
         let mut tx = self.write_tx().await?;
         let key = record.key();
         check_stored_revision(
@@ -170,11 +178,17 @@ impl Resources for SqliteStore {
                 unique_as_already_exists(R::NAME, &taken_key(&record, &self.secrets))(err)
             })?;
         let stored = self.fetch(&mut tx, key).await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(stored)
     }
 
-    async fn delete<R: Resource>(&self, key: &str, expected: Option<i64>) -> StoreResult<()> {
+    async fn delete<R: Resource>(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         check_stored_revision(
             &mut tx,
@@ -185,14 +199,16 @@ impl Resources for SqliteStore {
         .await?;
         let delete = format!("DELETE FROM {} WHERE {} = ?", R::TABLE, R::KEY);
         sqlx::query(&delete).bind(key).execute(&mut *tx).await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn remove<R: Resource>(&self, key: &str) -> StoreResult<()> {
+    async fn remove<R: Resource>(&self, key: &str, audit: &AuditRecord) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         let delete = format!("DELETE FROM {} WHERE {} = ?", R::TABLE, R::KEY);
         delete_existing(&mut tx, &delete, &[key], (R::NAME, key.to_string())).await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -220,7 +236,11 @@ impl Resources for SqliteStore {
         Ok(())
     }
 
-    async fn add_member<M: Resource>(&self, link: Link<'_>) -> StoreResult<()> {
+    async fn add_member<M: Resource>(
+        &self,
+        link: Link<'_>,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let mut tx = self.write_tx().await?;
         let pool_exists = select_by_key::<PoolRecord>("1");
@@ -235,11 +255,12 @@ impl Resources for SqliteStore {
             .bind(member)
             .execute(&mut *tx)
             .await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn remove_member(&self, link: Link<'_>) -> StoreResult<()> {
+    async fn remove_member(&self, link: Link<'_>, audit: &AuditRecord) -> StoreResult<()> {
         let (of, pool_id, member) = (link.of, link.pool_id, link.member);
         let mut tx = self.write_tx().await?;
         let delete = format!(
@@ -248,6 +269,7 @@ impl Resources for SqliteStore {
         );
         let membership = ("pool membership", format!("{member} in {pool_id}"));
         delete_existing(&mut tx, &delete, &[pool_id, member], membership).await?;
+        audit::insert(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -40,7 +40,7 @@ use crate::store::{
 pub(super) const RUN_COLUMNS: &str = "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, \
      r.error_message, r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, \
      r.request_id, r.steps, r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, \
-     r.created_at, r.started_at, r.ended_at, r.updated_at";
+     r.created_at, r.started_at, r.ended_at, r.updated_at, r.traceparent";
 pub(super) const ATTEMPT_COLUMNS: &str = "a.id, a.run_id, a.task_id, a.attempt, a.step, a.status, a.queue, \
      a.priority, a.available_at, a.deadline, a.lease_owner, a.lease_token, a.lease_expires_at, \
      a.lease_expiries, a.input, a.prompt, a.output, a.error, a.dead_lettered, a.backend_id, \

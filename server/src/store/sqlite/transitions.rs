@@ -122,10 +122,14 @@ impl SqliteStore {
             // Dropping the transaction rolls it back; nothing was written.
             return Ok(TransitionOutcome::Rejected(rejection.clone()));
         }
+        let audit = plan.audited(decide.audit.as_ref());
         let mut writes = Writes::default();
         let (run, events) = writes.plan(&snapshot.run, plan)?;
         writes.write(&mut tx).await?;
         remember_result(&mut tx, key, run_id, None).await?;
+        if let Some(audit) = audit {
+            super::audit::insert(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(TransitionOutcome::Applied { run, events })
     }

@@ -206,7 +206,7 @@ async fn insert_runs(
             "INSERT INTO runs (id, chain_id, chain_version, status, input, output, \
              error_message, error_task_id, error_reason, labels, priority, tenant, request_id, \
              steps, executions, heads, input_tokens, output_tokens, last_seq, created_at, \
-             started_at, ended_at, updated_at) ",
+             started_at, ended_at, updated_at, traceparent) ",
         )
         .push_values(rows, |mut row, ((run, heads), labels)| {
             let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
@@ -232,7 +232,8 @@ async fn insert_runs(
                 .push_bind(micros(run.created_at))
                 .push_bind(optional_micros(run.started_at))
                 .push_bind(optional_micros(run.ended_at))
-                .push_bind(micros(run.updated_at));
+                .push_bind(micros(run.updated_at))
+                .push_bind(&run.traceparent);
         })
         .push(" ON CONFLICT (id) DO NOTHING RETURNING id")
         .build_query_scalar::<String>()

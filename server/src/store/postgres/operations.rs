@@ -1,0 +1,303 @@
+//! [`OperationsStore`] for PostgreSQL: queue figures, paused queues and the
+//! replica registry.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+
+use super::{PostgresStore, audit};
+use crate::store::codec::{PlainColumns, StoredRow, decode_all, not_found};
+use crate::store::{
+    AuditRecord, HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord, ReplicaState,
+    StoreError, StoreResult,
+};
+
+/// Ready attempts per queue, split at `$1` into due now and due later. One
+/// pass over the partial ready index.
+const READY_PER_QUEUE: &str = "SELECT queue AS name, \
+     SUM(CASE WHEN available_at <= $1 THEN 1 ELSE 0 END)::int8 AS ready, \
+     MIN(CASE WHEN available_at <= $1 THEN available_at END) AS oldest_ready_at, \
+     SUM(CASE WHEN available_at > $1 THEN 1 ELSE 0 END)::int8 AS scheduled \
+     FROM attempts WHERE status = 'ready' GROUP BY queue";
+
+/// Leased attempts per queue (the partial due index holds only those).
+const LEASED_PER_QUEUE: &str = "SELECT queue AS name, count(*) AS leased \
+     FROM attempts WHERE status = 'leased' GROUP BY queue";
+
+/// Replicas with what they hold: leases under the replica's own id (its
+/// runner) or under the worker id of a session it published lately.
+const REPLICAS: &str = "WITH held AS (SELECT a.run_id, a.lease_owner FROM attempts a \
+     WHERE a.status = 'leased') \
+     SELECT r.id, r.listen_address, r.version, r.started_at, r.heartbeat_at, r.state, \
+     r.stopped_at, \
+     (SELECT count(*) FROM worker_sessions s WHERE s.replica = r.id AND s.seen_at >= $2) \
+       AS worker_sessions, \
+     (SELECT count(*) FROM held h WHERE h.lease_owner = r.id OR h.lease_owner IN \
+       (SELECT s.worker_id FROM worker_sessions s WHERE s.replica = r.id AND s.seen_at >= $2)) \
+       AS leases_held, \
+     (SELECT count(DISTINCT h.run_id) FROM held h WHERE h.lease_owner = r.id OR h.lease_owner IN \
+       (SELECT s.worker_id FROM worker_sessions s WHERE s.replica = r.id AND s.seen_at >= $2)) \
+       AS runs_held \
+     FROM replicas r WHERE (r.state <> 'gone' OR r.stopped_at >= $1) \
+     AND ($3::text IS NULL OR r.id = $3) ORDER BY r.id";
+
+fn replica_from_row(row: &PgRow) -> StoreResult<ReplicaRecord> {
+    Ok(ReplicaRecord {
+        id: row.text("id")?,
+        listen_address: row.text("listen_address")?,
+        version: row.text("version")?,
+        started_at: row.time("started_at")?,
+        heartbeat_at: row.time("heartbeat_at")?,
+        state: ReplicaState::parse(&row.text("state")?)?,
+        stopped_at: row.optional_time("stopped_at")?,
+        runs_held: row.int("runs_held")?,
+        leases_held: row.int("leases_held")?,
+        worker_sessions: row.int("worker_sessions")?,
+    })
+}
+
+fn empty_queue(name: String) -> QueueRecord {
+    QueueRecord {
+        name,
+        ready: 0,
+        oldest_ready_at: None,
+        leased: 0,
+        scheduled: 0,
+        pause: None,
+    }
+}
+
+impl PostgresStore {
+    async fn replicas_where(
+        &self,
+        stopped_since: DateTime<Utc>,
+        sessions_since: DateTime<Utc>,
+        id: Option<&str>,
+    ) -> StoreResult<Vec<ReplicaRecord>> {
+        let rows = sqlx::query(REPLICAS)
+            .bind(stopped_since)
+            .bind(sessions_since)
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?;
+        decode_all(&rows, replica_from_row)
+    }
+}
+
+#[async_trait]
+impl OperationsStore for PostgresStore {
+    async fn list_queues(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueRecord>> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let ready = sqlx::query(READY_PER_QUEUE)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let leased = sqlx::query(LEASED_PER_QUEUE).fetch_all(&mut *tx).await?;
+        let paused = sqlx::query("SELECT name, paused_by, paused_at FROM paused_queues")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut queues: BTreeMap<String, QueueRecord> = BTreeMap::new();
+        for row in &ready {
+            let name = row.text("name")?;
+            let queue = queues
+                .entry(name.clone())
+                .or_insert_with(|| empty_queue(name));
+            queue.ready = row.int("ready")?;
+            queue.oldest_ready_at = row.optional_time("oldest_ready_at")?;
+            queue.scheduled = row.int("scheduled")?;
+        }
+        for row in &leased {
+            let name = row.text("name")?;
+            let queue = queues
+                .entry(name.clone())
+                .or_insert_with(|| empty_queue(name));
+            queue.leased = row.int("leased")?;
+        }
+        for row in &paused {
+            let name = row.text("name")?;
+            let queue = queues
+                .entry(name.clone())
+                .or_insert_with(|| empty_queue(name));
+            queue.pause = Some(QueuePause {
+                paused_by: row.text("paused_by")?,
+                paused_at: row.time("paused_at")?,
+            });
+        }
+        Ok(queues.into_values().collect())
+    }
+
+    async fn pause_queue(&self, name: &str, record: &AuditRecord) -> StoreResult<QueuePause> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO paused_queues (name, paused_by, paused_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&record.actor)
+        .bind(record.at)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT paused_by, paused_at FROM paused_queues WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let pause = QueuePause {
+            paused_by: row.text("paused_by")?,
+            paused_at: row.time("paused_at")?,
+        };
+        audit::insert(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(pause)
+    }
+
+    async fn resume_queue(&self, name: &str, record: &AuditRecord) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM paused_queues WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        audit::insert(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn paused_queues(&self) -> StoreResult<Vec<String>> {
+        let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM paused_queues ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(names.into_iter().map(|(name,)| name).collect())
+    }
+
+    async fn register_replica(&self, replica: &ReplicaRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO replicas (id, listen_address, version, started_at, heartbeat_at, state, \
+             stopped_at) VALUES ($1, $2, $3, $4, $5, 'active', NULL) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, \
+             state = 'active', stopped_at = NULL",
+        )
+        .bind(&replica.id)
+        .bind(&replica.listen_address)
+        .bind(&replica.version)
+        .bind(replica.started_at)
+        .bind(replica.heartbeat_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn heartbeat_replica(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<ReplicaState>> {
+        let state: Option<(String,)> = sqlx::query_as(
+            "UPDATE replicas SET heartbeat_at = $2 WHERE id = $1 AND state <> 'gone' \
+             RETURNING state",
+        )
+        .bind(id)
+        .bind(at)
+        .fetch_optional(self.pool())
+        .await?;
+        state
+            .map(|(state,)| ReplicaState::parse(&state))
+            .transpose()
+    }
+
+    async fn list_replicas(
+        &self,
+        stopped_since: DateTime<Utc>,
+        sessions_since: DateTime<Utc>,
+    ) -> StoreResult<Vec<ReplicaRecord>> {
+        self.replicas_where(stopped_since, sessions_since, None)
+            .await
+    }
+
+    async fn drain_replica(
+        &self,
+        id: &str,
+        record: Option<&AuditRecord>,
+    ) -> StoreResult<ReplicaRecord> {
+        let mut tx = self.pool().begin().await?;
+        let state: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM replicas WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match state
+            .map(|(state,)| ReplicaState::parse(&state))
+            .transpose()?
+        {
+            None => return Err(not_found("replica", id)),
+            Some(ReplicaState::Gone) => {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "replica {id:?} is gone: there is nothing left to drain"
+                )));
+            }
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE replicas SET state = 'draining' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(record) = record {
+            audit::insert(&mut tx, record).await?;
+        }
+        tx.commit().await?;
+        let now = chrono::Utc::now();
+        self.replicas_where(now, now, Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| not_found("replica", id))
+    }
+
+    async fn stop_replica(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE replicas SET state = 'gone', stopped_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn declare_gone(
+        &self,
+        heartbeat_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        // The row lock makes concurrent callers queue; a later one re-reads
+        // the row, finds it gone, and returns nothing for it.
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "UPDATE replicas SET state = 'gone', stopped_at = $2 \
+             WHERE state <> 'gone' AND heartbeat_at < $1 RETURNING id",
+        )
+        .bind(heartbeat_before)
+        .bind(at)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn leases_held_by(&self, owner: &str) -> StoreResult<Vec<HeldLease>> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT run_id, id, lease_token FROM attempts \
+             WHERE status = 'leased' AND lease_owner = $1 ORDER BY id",
+        )
+        .bind(owner)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, attempt_id, token)| HeldLease {
+                run_id,
+                attempt_id,
+                lease_token: token.unwrap_or_default(),
+            })
+            .collect())
+    }
+}
