@@ -261,9 +261,30 @@ async fn unread_watchers_stay_bounded() {
          after they left {after:.1} MiB ({events} events)"
     );
     assert!(peak < 200.0, "peak RSS {peak:.1} MiB");
+    // On some machines the first trim comes while the burst's connections
+    // are still closing and leaves 20-30 MiB behind; the trim after a second
+    // burst returns it. Memory held per watcher would grow instead.
     assert!(
-        after < baseline + 20.0,
+        after < baseline + 40.0,
         "RSS {after:.1} MiB after the watchers left (baseline {baseline:.1} MiB)"
+    );
+    let channels = stuck_connections(&server.process.addr).await;
+    let watchers = open_watchers(&channels, &run_id).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(watchers);
+    drop(channels);
+    let mut again = rss_mib(pid);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        again = rss_mib(pid);
+        if again < baseline + 20.0 {
+            break;
+        }
+    }
+    eprintln!("after a second burst of {WATCHERS} watchers: {again:.1} MiB");
+    assert!(
+        again < baseline + 20.0,
+        "RSS {again:.1} MiB after a second burst (baseline {baseline:.1} MiB, after the first {after:.1} MiB)"
     );
     // The server still serves.
     assert!(last_seq(&server, &run_id).await >= events);
