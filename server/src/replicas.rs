@@ -22,12 +22,20 @@ pub struct ReplicaConfig {
     pub timeout: Duration,
     /// The address this replica serves gRPC on.
     pub listen_address: String,
+    /// Whether other live replicas may share the store (PostgreSQL). A
+    /// SQLite file has one process: the only replica it can find dead is
+    /// its own predecessor after a crash, so it looks once per heartbeat
+    /// instead of several times a second.
+    pub shared_store: bool,
 }
 
 impl ReplicaConfig {
     /// How often dead replicas are looked for: often enough that a dead
     /// one is noticed soon after its timeout (a cheap indexed update).
     fn check_interval(&self) -> Duration {
+        if !self.shared_store {
+            return self.heartbeat_interval;
+        }
         (self.timeout / 50)
             .max(Duration::from_millis(50))
             .min(self.heartbeat_interval)

@@ -189,6 +189,7 @@ pub async fn run(
             heartbeat_interval: args.replica_heartbeat_interval,
             timeout: args.replica_timeout,
             listen_address: local_addr.to_string(),
+            shared_store: store.kind() == "postgres",
         },
         drain_requested,
         registry_stop,
