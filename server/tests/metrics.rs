@@ -191,32 +191,6 @@ impl Exposition {
     }
 }
 
-/// Registers the fake provider as an OpenAI-compatible backend named
-/// `fake` in the built-in tasks pool.
-async fn add_backend(server: &TestServer, url: &str) {
-    let mut backends = server.backends();
-    let backend = backends
-        .create_backend(pb::CreateBackendRequest {
-            backend: Some(pb::Backend {
-                name: "fake".into(),
-                r#type: pb::BackendType::OpenaiCompatible as i32,
-                base_url: url.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    backends
-        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
-            pool_id: "internal_tasks_pool".into(),
-            backend_id: backend.id,
-        })
-        .await
-        .unwrap();
-}
-
 fn prompt_task(model: &str) -> pb::Task {
     let mut say = task("say", "raw_string", vec![]);
     say.prompt_template = "Say something.".into();
@@ -253,7 +227,7 @@ async fn families_move_with_runs_attempts_and_provider_calls(server: TestServer)
     let fake = FakeLlm::start().await;
     fake.script(MODEL, Reply::text("an answer").usage(11, 3));
     fake.script(BROKEN_MODEL, Reply::error(400, "no such thing"));
-    add_backend(&server, &fake.url()).await;
+    server.add_fake_backend(&fake.url()).await;
 
     let before = scrape(&base).await;
     assert_eq!(before.value("taskloom_build_info", &[]), 1.0);
@@ -461,7 +435,7 @@ async fn readyz_turns_503_when_draining_begins(server: TestServer) {
     let base = metrics_url(&server.process).await;
     let fake = FakeLlm::start().await;
     fake.script(MODEL, Reply::text("slow").delay(Duration::from_secs(4)));
-    add_backend(&server, &fake.url()).await;
+    server.add_fake_backend(&fake.url()).await;
     assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
 
     // A unary call in flight holds the drain open (up to the grace period).

@@ -143,32 +143,6 @@ async fn start_server(backend: Backend, otlp: Option<&str>) -> TestServer {
     TestServer::start_with(backend, &args).await
 }
 
-/// An OpenAI-compatible backend on the fake provider, in the tasks pool.
-async fn add_backend(server: &TestServer, fake: &FakeLlm) -> String {
-    let mut backends = server.backends();
-    let backend = backends
-        .create_backend(pb::CreateBackendRequest {
-            backend: Some(pb::Backend {
-                name: "fake".into(),
-                r#type: pb::BackendType::OpenaiCompatible as i32,
-                base_url: fake.url(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    backends
-        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
-            pool_id: "internal_tasks_pool".into(),
-            backend_id: backend.id.clone(),
-        })
-        .await
-        .unwrap();
-    backend.id
-}
-
 async fn add_hook(server: &TestServer, url: &str) {
     server
         .hooks()
@@ -337,7 +311,7 @@ async fn a_traced_run_forms_one_tree_under_the_callers_span(backend: Backend) {
     let server = start_server(backend, Some(&endpoint)).await;
     let fake = FakeLlm::start().await;
     fake.script(MODEL, Reply::text("something").usage(11, 3));
-    let backend_id = add_backend(&server, &fake).await;
+    let backend_id = server.add_fake_backend(&fake.url()).await;
     let hook = HookServer::start(200, r#"{"enriched": true}"#, Duration::ZERO).await;
     add_hook(&server, &hook.url).await;
     let worker = tokio::spawn(work_one(server.channel.clone()));

@@ -66,6 +66,33 @@ impl TestServer {
         BackendServiceClient::new(self.channel.clone())
     }
 
+    /// An OpenAI-compatible backend `fake` at `url` in the built-in tasks
+    /// pool; returns its id.
+    pub async fn add_fake_backend(&self, url: &str) -> String {
+        let mut backends = self.backends();
+        let backend = backends
+            .create_backend(pb::CreateBackendRequest {
+                backend: Some(pb::Backend {
+                    name: "fake".into(),
+                    r#type: pb::BackendType::OpenaiCompatible as i32,
+                    base_url: url.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        backends
+            .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+                pool_id: "internal_tasks_pool".into(),
+                backend_id: backend.id.clone(),
+            })
+            .await
+            .unwrap();
+        backend.id
+    }
+
     pub fn chains(&self) -> ChainServiceClient<Channel> {
         ChainServiceClient::new(self.channel.clone())
     }
