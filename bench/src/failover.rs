@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use taskloom_proto::taskloom::v1 as pb;
 use taskloom_testkit::fake_llm::{FakeLlm, Reply};
 use tokio::time::Instant;
@@ -126,29 +126,14 @@ pub async fn drive(plan: FailoverPlan<'_>) -> Result<FailoverReport> {
     let killed = Instant::now();
     drop(doomed);
 
+    crate::throttling::wait_all_succeeded(
+        &plan.survivor,
+        &run_ids,
+        plan.deadline,
+        Duration::from_millis(100),
+    )
+    .await?;
     let mut runs = pb::run_service_client::RunServiceClient::new(plan.survivor.clone());
-    let mut left = run_ids.clone();
-    while !left.is_empty() {
-        if Instant::now() > plan.deadline {
-            bail!("{} runs not done by the deadline", left.len());
-        }
-        let mut still = Vec::new();
-        for id in left {
-            let run = runs
-                .get_run(pb::GetRunRequest { id: id.clone() })
-                .await?
-                .into_inner();
-            match pb::RunStatus::try_from(run.status) {
-                Ok(pb::RunStatus::Succeeded) => {}
-                Ok(pb::RunStatus::Failed | pb::RunStatus::Cancelled) => {
-                    bail!("run {id} ended {:?}: {:?}", run.status, run.error)
-                }
-                _ => still.push(id),
-            }
-        }
-        left = still;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let all_done = killed.elapsed();
 
     let mut waits = Vec::new();

@@ -131,29 +131,8 @@ pub async fn drive(plan: ThrottlingPlan<'_>) -> Result<ThrottlingReport> {
             .into_inner();
         run_ids.push(run.id);
     }
+    wait_all_succeeded(channel, &run_ids, plan.deadline, Duration::from_millis(250)).await?;
     let mut runs = pb::run_service_client::RunServiceClient::new(channel.clone());
-    let mut left = run_ids.clone();
-    while !left.is_empty() {
-        if Instant::now() > plan.deadline {
-            bail!("{} runs not done by the deadline", left.len());
-        }
-        let mut still = Vec::new();
-        for id in left {
-            let run = runs
-                .get_run(pb::GetRunRequest { id: id.clone() })
-                .await?
-                .into_inner();
-            match pb::RunStatus::try_from(run.status) {
-                Ok(pb::RunStatus::Succeeded) => {}
-                Ok(pb::RunStatus::Failed | pb::RunStatus::Cancelled) => {
-                    bail!("run {id} ended {:?}: {:?}", run.status, run.error)
-                }
-                _ => still.push(id),
-            }
-        }
-        left = still;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
     let wall = started.elapsed();
     let mut throttled_events = 0;
     let mut failed_attempts = 0;
@@ -270,4 +249,38 @@ pub fn print(report: &ThrottlingReport) {
         "  throttled events {}, failed or retried attempts {}",
         report.throttled_events, report.failed_attempts
     );
+}
+
+/// Polls every `poll` until each of `run_ids` succeeded; fails on a run
+/// that failed or was cancelled, or at `deadline`.
+pub async fn wait_all_succeeded(
+    channel: &Channel,
+    run_ids: &[String],
+    deadline: Instant,
+    poll: Duration,
+) -> Result<()> {
+    let mut runs = pb::run_service_client::RunServiceClient::new(channel.clone());
+    let mut left = run_ids.to_vec();
+    while !left.is_empty() {
+        if Instant::now() > deadline {
+            bail!("{} runs not done by the deadline", left.len());
+        }
+        let mut still = Vec::new();
+        for id in left {
+            let run = runs
+                .get_run(pb::GetRunRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            match pb::RunStatus::try_from(run.status) {
+                Ok(pb::RunStatus::Succeeded) => {}
+                Ok(pb::RunStatus::Failed | pb::RunStatus::Cancelled) => {
+                    bail!("run {id} ended {:?}: {:?}", run.status, run.error)
+                }
+                _ => still.push(id),
+            }
+        }
+        left = still;
+        tokio::time::sleep(poll).await;
+    }
+    Ok(())
 }
