@@ -1,16 +1,20 @@
 //! The `history` scenario: does a long history slow the runtime down?
 //!
-//! 1. On the bench's server (an empty store): `single` throughput, `workers`
-//!    throughput and `ListRuns` first-page latency (filtered by status and
-//!    by chain).
-//! 2. A second store is filled with `--history-runs` finished runs (one
+//! 1. A second store is filled with `--history-runs` finished runs (one
 //!    task, its events, realistic payloads: copies of a real run) ending
 //!    over the last `--history-span-days` days, by bulk SQL straight into
-//!    the tables while no server runs — seconds per hundred thousand runs.
-//! 3. A server on that store, with `--run-retention` set so that about half
+//!    the tables while no server runs — seconds per hundred thousand runs —
+//!    and flushed to disk, so the fill's write-back does not land in the
+//!    measurements.
+//! 2. A server on that store, with `--run-retention` set so that about half
 //!    of the history has expired (the retention loop deletes it while the
-//!    measurements run): the same measurements again, and how many runs
-//!    retention deleted meanwhile.
+//!    measurements run).
+//! 3. `--history-rounds` rounds, each measuring the bench's server (an
+//!    empty store) and then the history server: `single` throughput,
+//!    `workers` throughput and `ListRuns` first-page latency (unfiltered,
+//!    by status and by chain). Alternating the two servers round by round
+//!    spreads the machine's drift over both; the report gives each figure's
+//!    median over the rounds, and how many runs retention deleted meanwhile.
 
 use std::path::Path;
 use std::time::Duration;
@@ -67,6 +71,8 @@ pub struct HistoryPlan<'a> {
     pub slots: u32,
     pub timeout: Duration,
     pub tag: &'a str,
+    /// Alternating measurements of the empty store and the history.
+    pub rounds: usize,
 }
 
 /// One phase's figures.
@@ -77,23 +83,20 @@ pub struct Phase {
     pub workers_tasks_per_sec: f64,
     /// By filter name.
     pub list: Vec<(&'static str, Latencies)>,
-    /// Runs in the store before and after the phase (history phase only).
-    pub stored: Option<(i64, i64)>,
 }
 
 pub struct HistoryReport {
-    pub empty: Phase,
-    pub history: Phase,
+    /// One phase per round, in order.
+    pub empty: Vec<Phase>,
+    pub history: Vec<Phase>,
+    /// Runs in the history store before and after the rounds.
+    pub stored: (i64, i64),
     pub history_runs: usize,
     pub fill: Duration,
     pub retention: String,
 }
 
 pub async fn drive(plan: HistoryPlan<'_>) -> Result<HistoryReport> {
-    eprintln!("bench: history: measuring the empty store…");
-    let (connections, addr) = plan.empty;
-    let empty = measure(&plan, "empty store", connections, addr, None).await?;
-
     // A server on the history store makes its schema, the history chains
     // and the run every history run is a copy of.
     let url = plan.store.url();
@@ -139,25 +142,44 @@ pub async fn drive(plan: HistoryPlan<'_>) -> Result<HistoryReport> {
     let server = start_server(&plan, &url, &["--run-retention", plan.retention]).await?;
     let connections = Connections::open(&server.addr, 4).await?;
     eprintln!(
-        "bench: history: measuring with {before} stored runs, retention {}…",
-        plan.retention
+        "bench: history: {before} stored runs, retention {}; {} rounds…",
+        plan.retention, plan.rounds
     );
-    let mut history = measure(
-        &plan,
-        "history",
-        &connections,
-        &server.addr,
-        Some(&chains[0]),
-    )
-    .await?;
+    let (empty_connections, empty_addr) = plan.empty;
+    let mut empty = Vec::new();
+    let mut history = Vec::new();
+    for round in 1..=plan.rounds.max(1) {
+        empty.push(
+            measure(
+                &plan,
+                "empty store",
+                round,
+                empty_connections,
+                empty_addr,
+                None,
+            )
+            .await?,
+        );
+        history.push(
+            measure(
+                &plan,
+                "history",
+                round,
+                &connections,
+                &server.addr,
+                Some(&chains[0]),
+            )
+            .await?,
+        );
+    }
     let after = count_runs(&plan.store, &url).await?;
-    history.stored = Some((before, after));
     drop(connections);
     let stopped = tokio::task::spawn_blocking(move || server.finish()).await??;
     eprintln!("bench: history: {stopped}");
     Ok(HistoryReport {
         empty,
         history,
+        stored: (before, after),
         history_runs: plan.history_runs,
         fill: fill_time,
         retention: plan.retention.to_string(),
@@ -196,11 +218,12 @@ async fn newest_run(connections: &Connections, chain_id: &str) -> Result<String>
 async fn measure(
     plan: &HistoryPlan<'_>,
     label: &'static str,
+    round: usize,
     connections: &Connections,
     addr: &str,
     history_chain: Option<&String>,
 ) -> Result<Phase> {
-    let tag = format!("{}-{}", plan.tag, label.replace(' ', "-"));
+    let tag = format!("{}-{}-{round}", plan.tag, label.replace(' ', "-"));
     let chain_id = drive::create_chain(connections, Shape::Single, &tag).await?;
     if plan.warmup > 0 {
         let deadline = Instant::now() + plan.timeout;
@@ -292,9 +315,8 @@ async fn measure(
         single_p50,
         workers_tasks_per_sec: workers.tasks_per_sec(),
         list,
-        stored: None,
     };
-    print_phase(&phase);
+    print_phase(&phase, round);
     Ok(phase)
 }
 
@@ -315,9 +337,9 @@ async fn list_latency(
     Ok(Latencies::new(samples))
 }
 
-fn print_phase(phase: &Phase) {
+fn print_phase(phase: &Phase, round: usize) {
     eprintln!(
-        "bench: history ({}): single {:.0} runs/s (p50 {} ms), workers {:.0} tasks/s",
+        "bench: history ({}, round {round}): single {:.0} runs/s (p50 {} ms), workers {:.0} tasks/s",
         phase.label,
         phase.single_runs_per_sec,
         millis(phase.single_p50),
@@ -325,7 +347,7 @@ fn print_phase(phase: &Phase) {
     );
     for (name, latency) in &phase.list {
         eprintln!(
-            "bench: history ({}): ListRuns {name}: p50 {} ms, p99 {} ms",
+            "bench: history ({}, round {round}): ListRuns {name}: p50 {} ms, p99 {} ms",
             phase.label,
             millis(latency.percentile(50.0)),
             millis(latency.percentile(99.0))
@@ -333,59 +355,96 @@ fn print_phase(phase: &Phase) {
     }
 }
 
+/// One throughput figure of a phase.
+type Figure = fn(&Phase) -> f64;
+
 pub fn print(report: &HistoryReport) {
     println!();
     println!(
-        "history: {} finished runs inserted in {:.1} s; retention {}",
+        "history: {} finished runs inserted in {:.1} s; retention {}; {} rounds",
         report.history_runs,
         report.fill.as_secs_f64(),
-        report.retention
+        report.retention,
+        report.history.len()
     );
-    if let Some((before, after)) = report.history.stored {
-        println!(
-            "history: runs stored when the history server started {before}, when the measurements ended {after} (the measurements added their own)"
-        );
-    }
-    let ratio = |history: f64, empty: f64| {
+    let (before, after) = report.stored;
+    println!(
+        "history: runs stored when the history server started {before}, when the measurements ended {after} (the measurements added their own)"
+    );
+    let change = |history: f64, empty: f64| {
         if empty > 0.0 {
             format!("{:+.1} %", (history / empty - 1.0) * 100.0)
         } else {
             "-".into()
         }
     };
-    println!("| figure | empty store | history | change |");
-    println!("|---|---|---|---|");
+    let rounds = |phases: &[Phase], figure: Figure| -> String {
+        phases
+            .iter()
+            .map(|phase| format!("{:.0}", figure(phase)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "| single runs/s | {:.0} | {:.0} | {} |",
-        report.empty.single_runs_per_sec,
-        report.history.single_runs_per_sec,
-        ratio(
-            report.history.single_runs_per_sec,
-            report.empty.single_runs_per_sec
-        )
+        "| figure (median of the rounds) | empty store | history | change | rounds: empty / history |"
     );
-    println!(
-        "| workers tasks/s | {:.0} | {:.0} | {} |",
-        report.empty.workers_tasks_per_sec,
-        report.history.workers_tasks_per_sec,
-        ratio(
-            report.history.workers_tasks_per_sec,
-            report.empty.workers_tasks_per_sec
-        )
-    );
-    for ((name, empty), (_, history)) in report.empty.list.iter().zip(&report.history.list) {
+    println!("|---|---|---|---|---|");
+    let throughputs: [(&str, Figure); 2] = [
+        ("single runs/s", |phase| phase.single_runs_per_sec),
+        ("workers tasks/s", |phase| phase.workers_tasks_per_sec),
+    ];
+    for (name, figure) in throughputs {
+        let (empty, history) = (
+            median(report.empty.iter().map(figure)),
+            median(report.history.iter().map(figure)),
+        );
+        println!(
+            "| {name} | {empty:.0} | {history:.0} | {} | {} / {} |",
+            change(history, empty),
+            rounds(&report.empty, figure),
+            rounds(&report.history, figure)
+        );
+    }
+    let filters = report
+        .empty
+        .first()
+        .map(|phase| phase.list.len())
+        .unwrap_or(0);
+    for filter in 0..filters {
+        let name = report.empty[0].list[filter].0;
+        // Every round's calls pooled: percentiles of all of them.
+        let pooled = |phases: &[Phase]| {
+            Latencies::new(
+                phases
+                    .iter()
+                    .flat_map(|phase| phase.list[filter].1.samples().iter().copied())
+                    .collect(),
+            )
+        };
+        let (empty, history) = (pooled(&report.empty), pooled(&report.history));
         for percent in [50.0, 99.0] {
             let (e, h) = (empty.percentile(percent), history.percentile(percent));
             println!(
-                "| ListRuns {name} p{percent} ms | {} | {} | {} |",
+                "| ListRuns {name} p{percent} ms (all rounds' calls) | {} | {} | {} | |",
                 millis(e),
                 millis(h),
-                ratio(
+                change(
                     h.unwrap_or_default().as_secs_f64(),
                     e.unwrap_or_default().as_secs_f64()
                 )
             );
         }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
@@ -496,6 +555,15 @@ async fn fill(plan: &HistoryPlan<'_>, url: &str, template: &str, chain_prefix: &
                 tx.commit().await?;
                 low = high;
             }
+            // Into the database file and onto the disk: written back later,
+            // the fill would slow the measurements down.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut conn)
+                .await?;
+            conn.close().await?;
+            std::fs::File::open(url)
+                .and_then(|file| file.sync_all())
+                .with_context(|| format!("flush {url}"))?;
         }
         HistoryStore::Postgres(_) => {
             let mut conn = sqlx::PgConnection::connect(url).await?;
@@ -564,6 +632,8 @@ async fn fill(plan: &HistoryPlan<'_>, url: &str, template: &str, chain_prefix: &
             sqlx::query("VACUUM ANALYZE run_events")
                 .execute(&mut conn)
                 .await?;
+            // Onto the disk now rather than during the measurements.
+            sqlx::query("CHECKPOINT").execute(&mut conn).await?;
         }
     }
     Ok(())

@@ -176,6 +176,10 @@ struct Options {
     /// older half of the history has expired when it starts.
     #[arg(long, default_value = "30d")]
     history_retention: String,
+    /// Rounds of the `history` scenario, each measuring the empty store and
+    /// then the history (the report gives medians).
+    #[arg(long, default_value_t = 3)]
+    history_rounds: usize,
 }
 
 fn main() -> ExitCode {
@@ -531,6 +535,7 @@ async fn bench(
                     slots: options.worker_slots,
                     timeout: Duration::from_secs(options.timeout_secs),
                     tag: &bench.tag,
+                    rounds: options.history_rounds,
                 })
                 .await?;
                 history::print(&report);

@@ -26,6 +26,11 @@ impl Latencies {
         self.sorted.get(index).copied()
     }
 
+    /// The samples, shortest first.
+    pub fn samples(&self) -> &[Duration] {
+        &self.sorted
+    }
+
     pub fn max(&self) -> Option<Duration> {
         self.sorted.last().copied()
     }

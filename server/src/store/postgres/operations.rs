@@ -286,18 +286,22 @@ impl OperationsStore for PostgresStore {
     async fn leases_held_by(&self, owner: &str) -> StoreResult<Vec<HeldLease>> {
         let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT run_id, id, lease_token FROM attempts \
-             WHERE status = 'leased' AND lease_owner = $1 ORDER BY id",
+             WHERE status = 'leased' AND lease_owner = $1",
         )
         .bind(owner)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
+        let mut held: Vec<HeldLease> = rows
             .into_iter()
             .map(|(run_id, attempt_id, token)| HeldLease {
                 run_id,
                 attempt_id,
                 lease_token: token.unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        // Sorted here, not by `ORDER BY id`: that tempts the planner into
+        // walking every attempt in id order instead of the few leased ones.
+        held.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));
+        Ok(held)
     }
 }

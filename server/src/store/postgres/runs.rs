@@ -68,9 +68,18 @@ async fn require_run(conn: &mut PgConnection, id: &str) -> StoreResult<()> {
 // ---------------------------------------------------------------------------
 
 impl PostgresStore {
-    /// A page of what `query` (a SELECT with its WHERE clause) selects,
-    /// newest id first: the page's bound on `id_column`, the order and
-    /// the limit are added here.
+    /// A page of what `query` selects, newest id first. `query` reads
+    /// `SELECT <columns> FROM <table> WHERE <id_column> = ANY(ARRAY(SELECT
+    /// <id_column> FROM <table> WHERE <filters>`; the page's bound on
+    /// `id_column`, the order, the limit and the closing parentheses are
+    /// added here. The page's ids come first, from a subquery that an index
+    /// on `(filter column, id)` answers alone: asked for whole rows in id
+    /// order, the planner walks the primary key backwards and filters, which
+    /// reads every newer row when the filter's matches are not the newest
+    /// (a chain that last ran an hour ago under a busy one: 12 ms instead of
+    /// 0.7 ms with a million runs, and unbounded as the table grows). An
+    /// `ARRAY(...)` rather than `IN (...)`: the generic plan of an `IN`
+    /// cannot tell the subquery returns one page and may scan the table.
     async fn fetch_newest_first<T>(
         &self,
         mut query: QueryBuilder<'_, Postgres>,
@@ -85,7 +94,8 @@ impl PostgresStore {
         }
         query
             .push(format_args!(" ORDER BY {id_column} DESC LIMIT "))
-            .push_bind(page_limits(page).1);
+            .push_bind(page_limits(page).1)
+            .push(format_args!(")) ORDER BY {id_column} DESC"));
         let rows = query.build().fetch_all(self.pool()).await?;
         Ok(into_page(decode_all(&rows, decode)?, page, key))
     }
@@ -130,7 +140,7 @@ impl RunStore for PostgresStore {
         let mut query = QueryBuilder::<Postgres>::new(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM runs r WHERE TRUE"
+            " FROM runs r WHERE r.id = ANY(ARRAY(SELECT r.id FROM runs r WHERE TRUE"
         ));
         if !filter.statuses.is_empty() {
             let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
@@ -276,7 +286,7 @@ impl RunStore for PostgresStore {
         let mut query = QueryBuilder::<Postgres>::new(concat!(
             "SELECT ",
             attempt_columns!(),
-            " FROM attempts a WHERE a.dead_lettered"
+            " FROM attempts a WHERE a.id = ANY(ARRAY(SELECT a.id FROM attempts a WHERE a.dead_lettered"
         ));
         if let Some(queue) = queue {
             query.push(" AND a.queue = ").push_bind(queue);
