@@ -1,18 +1,23 @@
 // Starts a run of examples/research.json, watches it to the end and prints
-// its events (the twin of examples/python/run.py). The `search` task needs a
-// worker (dist/worker.js or examples/python/worker.py), the `answer` task a
-// model backend.
+// its events, and the model's answer token by token as it streams (the twin
+// of examples/python/run.py). The `search` task needs a worker
+// (dist/worker.js or examples/python/worker.py), the `answer` task a model
+// backend.
 //
 //   node dist/run.js "Why is the sky blue?" [--address http://127.0.0.1:50051]
 //       [--model-url http://127.0.0.1:8080 --model smollm2]
+//   node dist/run.js --join RUN_ID        # watch a run already going
 //
 // With --model-url, an OpenAI-compatible backend at that URL is registered
-// first and put in the built-in pools (skip it if the server has one).
+// first and put in the built-in pools (skip it if the server has one). The
+// run is started and watched in one call, so no token is missed; a watch
+// that joins mid-answer (--join) is caught up with the text so far first.
 
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
   AlreadyExists,
+  AnswerText,
   BackendType,
   ModelCapability,
   RunEventType,
@@ -29,6 +34,7 @@ const { values: options, positionals } = parseArgs({
     address: { type: "string", default: "http://127.0.0.1:50051" },
     "model-url": { type: "string" },
     model: { type: "string", default: "smollm2" },
+    join: { type: "string" },
   },
 });
 const question = positionals[0] ?? "Why is the sky blue?";
@@ -69,15 +75,37 @@ try {
   if (options["model-url"]) {
     await registerBackend(client, options["model-url"], options.model);
   }
-  const chain = await loadChain(CHAIN);
-  const run = await client.runs.start({ chain, input: question });
-  console.log(`run ${run.id} started`);
-  for await (const event of client.runs.watch(run.id)) {
+  const events = options.join
+    ? client.runs.watch(options.join, { includeDeltas: true })
+    : client.runs.startAndWatch({ chain: await loadChain(CHAIN), input: question, includeDeltas: true });
+  const answer = new AnswerText();
+  let streaming = false;
+  let runId = options.join ?? "";
+  for await (const event of events) {
+    if (!runId) {
+      runId = event.runId;
+      console.log(`run ${runId} started`);
+    }
+    if (event.type === RunEventType.TOKEN_DELTA) {
+      // The answer as it streams, on a line of its own.
+      if (!streaming) {
+        process.stdout.write(`${"".padStart(3)} ${"TOKENS".padEnd(16)} ${event.taskId.padEnd(8)} `);
+        streaming = true;
+      }
+      process.stdout.write((answer.add(event) ?? "").replaceAll("\n", " "));
+      continue;
+    }
+    answer.add(event);
+    if (streaming) {
+      process.stdout.write("\n");
+      streaming = false;
+    }
     const kind = RunEventType[event.type];
     const detail = event.message || (event.output ? show(event.output) : "");
     console.log(`${String(event.seq).padStart(3)} ${kind.padEnd(16)} ${event.taskId.padEnd(8)} ${detail}`.trimEnd());
   }
-  const finished = await client.runs.get(run.id);
+  const finished = await client.runs.get(runId);
+  console.log(`answer: ${answer.text()}`);
   console.log(`status: RUN_STATUS_${RunStatus[finished.status]}`);
   console.log(`output: ${show(finished.output)}`);
   console.log(`tokens: ${finished.usage?.inputTokens ?? 0} in, ${finished.usage?.outputTokens ?? 0} out`);

@@ -5,7 +5,7 @@ export { ChainsClient, loadChain } from "./chains.js";
 export { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
 export type { AuditFilter } from "./operations.js";
 export type { ChainInput, EtagOption, PageOptions, RequestIdOption } from "./chains.js";
-export { RunsClient, isTerminal } from "./runs.js";
+export { AnswerText, RunsClient, isTerminal } from "./runs.js";
 export type { ExecuteOptions, ListRunsOptions, StartRunOptions, WaitOptions, WatchOptions, } from "./runs.js";
 export { SDK_VERSION, TaskFailure, Worker } from "./worker.js";
 export type { ShutdownOptions, TaskHandler, WorkerLogger, WorkerOptions, WorkerTask, } from "./worker.js";

@@ -3,7 +3,7 @@ export { createClient } from "./client.js";
 export { BackendsClient, HooksClient, InfoClient, WorkersClient } from "./client.js";
 export { ChainsClient, loadChain } from "./chains.js";
 export { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
-export { RunsClient, isTerminal } from "./runs.js";
+export { AnswerText, RunsClient, isTerminal } from "./runs.js";
 export { SDK_VERSION, TaskFailure, Worker } from "./worker.js";
 export { fromValue, toValue } from "./values.js";
 export { Aborted, AlreadyExists, Cancelled, Code, DataLoss, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, OutOfRange, PermissionDenied, ResourceExhausted, TaskloomError, Unauthenticated, Unavailable, Unimplemented, Unknown, toTaskloomError, } from "./errors.js";

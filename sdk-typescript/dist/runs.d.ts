@@ -104,12 +104,49 @@ export declare class RunsClient {
      * The run's events after `afterSeq` (stored ones, then live ones), ending
      * after the terminal event. When the stream drops it reconnects and
      * resumes after the last stored event seen, so no stored event is lost or
-     * repeated. Token deltas (with `includeDeltas`) are delivered live only:
-     * they carry the seq of the last stored event and never move it.
+     * repeated.
+     *
+     * Token deltas (with `includeDeltas`) carry the seq of the last stored
+     * event and never move it. Per attempt, the deltas delivered concatenate
+     * to the model's text, whenever the watch joined: a watch that joins (or
+     * reconnects) while a call streams first gets its text so far (one delta
+     * with `catchUp` set), then the live deltas; after a reconnect the
+     * catch-up is trimmed to what was missed. Once the attempt's output is
+     * stored (`TASK_SUCCEEDED`) that is the whole answer. See `AnswerText`.
      */
     watch(runId: string, options?: WatchOptions): AsyncIterable<RunEvent>;
-    private watchEvents;
+    /**
+     * Starts a run (as `start`) and watches it (as `watch`) in one call: the
+     * watch exists before the run, so its first events and token deltas
+     * cannot be missed, however fast the model answers. The start is
+     * idempotent by `requestId` (one is made up when omitted): a dropped
+     * stream is resumed by the same request, which starts nothing new and
+     * watches on after the last stored event seen.
+     */
+    startAndWatch(options: StartRunOptions & Omit<WatchOptions, "afterSeq">): AsyncIterable<RunEvent>;
+    /** Whether the run ended with no stored event after `lastSeq`. */
+    private endedBefore;
+    /**
+     * Events of the streams `open(lastSeq)` opens, reopened after the last
+     * stored event delivered whenever one drops, until the terminal event:
+     * stored events once each, token deltas continuing their attempt's text.
+     */
+    private follow;
     /** Waits for the run to end and returns it (built on `watch`). */
     wait(runId: string, options?: WaitOptions): Promise<Run>;
+}
+/**
+ * The text of each attempt's model call as a watch delivers it: feed it
+ * every event (`add`); `text(attemptId)` is the answer so far, and the
+ * stored output once the attempt succeeded.
+ */
+export declare class AnswerText {
+    private readonly texts;
+    /** The attempt that spoke last. */
+    lastAttemptId: string;
+    /** Takes an event; returns the text it added, if any. */
+    add(event: RunEvent): string | undefined;
+    /** An attempt's text (default: the last one that spoke). */
+    text(attemptId?: string): string;
 }
 //# sourceMappingURL=runs.d.ts.map

@@ -1,6 +1,7 @@
 // RunService helpers: `client.runs`, including a `watch` that survives
 // dropped streams and a `wait` built on it.
 
+import { randomUUID } from "node:crypto";
 import { fromJson, isMessage } from "@bufbuild/protobuf";
 import { ValueSchema as JsonValueSchema, durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
@@ -236,24 +237,87 @@ export class RunsClient {
    * The run's events after `afterSeq` (stored ones, then live ones), ending
    * after the terminal event. When the stream drops it reconnects and
    * resumes after the last stored event seen, so no stored event is lost or
-   * repeated. Token deltas (with `includeDeltas`) are delivered live only:
-   * they carry the seq of the last stored event and never move it.
+   * repeated.
+   *
+   * Token deltas (with `includeDeltas`) carry the seq of the last stored
+   * event and never move it. Per attempt, the deltas delivered concatenate
+   * to the model's text, whenever the watch joined: a watch that joins (or
+   * reconnects) while a call streams first gets its text so far (one delta
+   * with `catchUp` set), then the live deltas; after a reconnect the
+   * catch-up is trimmed to what was missed. Once the attempt's output is
+   * stored (`TASK_SUCCEEDED`) that is the whole answer. See `AnswerText`.
    */
   watch(runId: string, options: WatchOptions = {}): AsyncIterable<RunEvent> {
-    return this.watchEvents(runId, options);
+    const { signal, includeDeltas = false } = options;
+    return this.follow(
+      (afterSeq) => this.service.watchRun({ runId, afterSeq, includeDeltas }, { signal }),
+      (lastSeq) => this.endedBefore(runId, lastSeq, signal),
+      BigInt(options.afterSeq ?? 0),
+      options,
+    );
   }
 
-  private async *watchEvents(runId: string, options: WatchOptions): AsyncGenerator<RunEvent> {
+  /**
+   * Starts a run (as `start`) and watches it (as `watch`) in one call: the
+   * watch exists before the run, so its first events and token deltas
+   * cannot be missed, however fast the model answers. The start is
+   * idempotent by `requestId` (one is made up when omitted): a dropped
+   * stream is resumed by the same request, which starts nothing new and
+   * watches on after the last stored event seen.
+   */
+  startAndWatch(options: StartRunOptions & Omit<WatchOptions, "afterSeq">): AsyncIterable<RunEvent> {
     const { signal, includeDeltas = false } = options;
-    let lastSeq = BigInt(options.afterSeq ?? 0);
+    const start = startRequest({ ...options, requestId: options.requestId ?? randomUUID() });
+    let runId = "";
+    return this.follow(
+      (afterSeq) => {
+        const trace = traceHeaders(options);
+        return this.service.startAndWatchRun(
+          { start, afterSeq, includeDeltas },
+          { signal, headers: trace?.headers },
+        );
+      },
+      (lastSeq) => (runId ? this.endedBefore(runId, lastSeq, signal) : Promise.resolve(false)),
+      0n,
+      options,
+      (event) => {
+        runId = event.runId;
+      },
+    );
+  }
+
+  /** Whether the run ended with no stored event after `lastSeq`. */
+  private async endedBefore(runId: string, lastSeq: bigint, signal: AbortSignal | undefined): Promise<boolean> {
+    const run = await this.service.getRun({ id: runId }, { signal });
+    return isTerminal(run) && run.lastEventSeq <= lastSeq;
+  }
+
+  /**
+   * Events of the streams `open(lastSeq)` opens, reopened after the last
+   * stored event delivered whenever one drops, until the terminal event:
+   * stored events once each, token deltas continuing their attempt's text.
+   */
+  private async *follow(
+    open: (afterSeq: bigint) => AsyncIterable<RunEvent>,
+    ended: (lastSeq: bigint) => Promise<boolean>,
+    afterSeq: bigint,
+    options: { signal?: AbortSignal; reconnectBackoff?: BackoffOptions },
+    seen: (event: RunEvent) => void = () => {},
+  ): AsyncGenerator<RunEvent> {
+    const { signal } = options;
+    let lastSeq = afterSeq;
+    const streamed = new Map<string, number>();
     const backoff = new Backoff(options.reconnectBackoff ?? { initialMs: 100, maxMs: 5_000 });
     for (;;) {
       try {
-        const stream = this.service.watchRun({ runId, afterSeq: lastSeq, includeDeltas }, { signal });
-        for await (const event of stream) {
+        for await (const event of open(lastSeq)) {
           backoff.reset();
+          seen(event);
           if (event.type === RunEventType.TOKEN_DELTA) {
-            yield event;
+            const delta = continuation(event, streamed);
+            if (delta) {
+              yield delta;
+            }
             continue;
           }
           if (event.seq <= lastSeq) {
@@ -268,8 +332,7 @@ export class RunsClient {
         // The server ended the stream without a terminal event (e.g. it
         // is shutting down). If the run already ended and we saw all of
         // it there is nothing left to wait for.
-        const run = await this.service.getRun({ id: runId }, { signal });
-        if (isTerminal(run) && run.lastEventSeq <= lastSeq) {
+        if (await ended(lastSeq)) {
           return;
         }
       } catch (error) {
@@ -320,6 +383,74 @@ function abortError(signal: AbortSignal): TaskloomError {
 }
 
 /** The `traceparent` metadata of a start, if it names one. */
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/**
+ * What a token delta adds to its attempt's text as this watch already
+ * delivered it (`streamed`: UTF-8 bytes per attempt id), or undefined. One
+ * server stream never repeats text; after a reconnect its catch-up holds the
+ * text from the start, so the part delivered before is cut off.
+ */
+function continuation(event: RunEvent, streamed: Map<string, number>): RunEvent | undefined {
+  const bytes = utf8.encode(event.delta);
+  const offset = Number(event.deltaOffset);
+  const end = offset + bytes.length;
+  const have = streamed.get(event.attemptId);
+  if (have === undefined || (event.catchUp && have === 0)) {
+    streamed.set(event.attemptId, end);
+    return event;
+  }
+  if (end <= have) {
+    return undefined;
+  }
+  streamed.set(event.attemptId, end);
+  if (offset >= have) {
+    return event;
+  }
+  return {
+    ...event,
+    delta: fromUtf8.decode(bytes.subarray(have - offset)),
+    deltaOffset: BigInt(have),
+    catchUp: false,
+  };
+}
+
+/**
+ * The text of each attempt's model call as a watch delivers it: feed it
+ * every event (`add`); `text(attemptId)` is the answer so far, and the
+ * stored output once the attempt succeeded.
+ */
+export class AnswerText {
+  private readonly texts = new Map<string, string>();
+  /** The attempt that spoke last. */
+  lastAttemptId = "";
+
+  /** Takes an event; returns the text it added, if any. */
+  add(event: RunEvent): string | undefined {
+    if (event.type === RunEventType.TOKEN_DELTA) {
+      this.lastAttemptId = event.attemptId;
+      const before = this.texts.get(event.attemptId) ?? "";
+      this.texts.set(event.attemptId, event.catchUp ? event.delta : before + event.delta);
+      return event.delta;
+    }
+    if (event.type === RunEventType.TASK_SUCCEEDED && event.output?.kind.case === "text") {
+      const output = event.output.kind.value;
+      const before = this.texts.get(event.attemptId) ?? "";
+      this.texts.set(event.attemptId, output);
+      this.lastAttemptId = event.attemptId;
+      const rest = output.startsWith(before) ? output.slice(before.length) : "";
+      return rest || undefined;
+    }
+    return undefined;
+  }
+
+  /** An attempt's text (default: the last one that spoke). */
+  text(attemptId = ""): string {
+    return this.texts.get(attemptId || this.lastAttemptId) ?? "";
+  }
+}
+
 function traceHeaders(options: StartRunOptions) {
   return options.traceparent ? { headers: { traceparent: options.traceparent } } : undefined;
 }

@@ -191,6 +191,8 @@ struct Shared {
     calls_in_flight: AtomicUsize,
     max_calls_in_flight: AtomicUsize,
     call_times: Mutex<Vec<Instant>>,
+    /// When each streamed chunk sent after a pause (`chunk_delay`) left.
+    chunk_times: Mutex<Vec<Instant>>,
     /// Per model: calls in flight now and the most at once.
     model_calls: Mutex<HashMap<String, (usize, usize)>>,
     /// OpenAI streams carry no usage, even when asked (llama.cpp's server).
@@ -364,6 +366,12 @@ impl FakeLlm {
     }
 
     /// When each model call arrived, in arrival order.
+    /// When each chunk streamed after a pause (`Reply::chunk_delay`) was
+    /// handed to the connection, in order; taken (the record starts over).
+    pub fn take_chunk_times(&self) -> Vec<Instant> {
+        std::mem::take(&mut *lock(&self.shared.chunk_times))
+    }
+
     pub fn call_times(&self) -> Vec<Instant> {
         lock(&self.shared.call_times).clone()
     }
@@ -720,7 +728,12 @@ fn frame_stream(frames: VecDeque<(Duration, Bytes)>, tracker: Tracker, abort: bo
         (frames, Some(tracker)),
         move |(mut frames, mut tracker)| async move {
             if let Some((delay, frame)) = frames.pop_front() {
-                tokio::time::sleep(delay).await;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                    if let Some(tracker) = &tracker {
+                        lock(&tracker.shared.chunk_times).push(Instant::now());
+                    }
+                }
                 return Some((Ok(frame), (frames, tracker)));
             }
             let mut tracker = tracker.take()?;

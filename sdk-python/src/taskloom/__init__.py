@@ -11,7 +11,7 @@ async with Client("127.0.0.1:50051") as client:
 __version__ = "0.1.0"
 
 from taskloom.chains import chain_from, load_chain
-from taskloom.client import TERMINAL_EVENTS, TERMINAL_STATUSES, Backoff, Client, Tls
+from taskloom.client import TERMINAL_EVENTS, TERMINAL_STATUSES, AnswerText, Backoff, Client, Tls
 from taskloom.errors import (
     Aborted,
     AlreadyExists,
@@ -41,6 +41,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "Aborted",
     "AlreadyExists",
+    "AnswerText",
     "Backoff",
     "Cancelled",
     "Client",

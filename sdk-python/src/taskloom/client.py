@@ -211,6 +211,95 @@ class Client:
             await asyncio.sleep(delays.next())
 
 
+async def _follow(
+    open_stream: Callable[[int], Any], after_seq: int, backoff: Backoff
+) -> AsyncIterator[run_pb2.RunEvent]:
+    """Events of the streams `open_stream(last_seq)` opens, reopened after
+    the last stored event delivered whenever one drops, until the terminal
+    event: stored events once each, token deltas continuing their attempt's
+    text (see `_continuation`)."""
+    last_seq = after_seq
+    streamed: dict[str, int] = {}
+    delays = backoff.delays()
+    while True:
+        stream = open_stream(last_seq)
+        try:
+            async for event in stream:
+                delays.reset()
+                if event.type == run_pb2.RUN_EVENT_TYPE_TOKEN_DELTA:
+                    delta = _continuation(event, streamed)
+                    if delta is not None:
+                        yield delta
+                    continue
+                if event.seq <= last_seq:
+                    continue
+                last_seq = event.seq
+                yield event
+                if event.type in TERMINAL_EVENTS:
+                    return
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise from_rpc_error(error) from None
+        finally:
+            stream.cancel()
+        # Ended without a terminal event (the server shut down, the
+        # connection dropped): resume.
+        await asyncio.sleep(delays.next())
+
+
+def _continuation(event: run_pb2.RunEvent, streamed: dict[str, int]) -> run_pb2.RunEvent | None:
+    """What a token delta adds to its attempt's text as this watch already
+    delivered it (`streamed`: UTF-8 bytes per attempt id), or `None`. One
+    server stream never repeats text; after a reconnect its catch-up holds
+    the text from the start, so the part delivered before is cut off."""
+    data = event.delta.encode()
+    end = event.delta_offset + len(data)
+    have = streamed.get(event.attempt_id)
+    if have is None or (event.catch_up and have == 0):
+        streamed[event.attempt_id] = end
+        return event
+    if end <= have:
+        return None
+    streamed[event.attempt_id] = end
+    if event.delta_offset >= have:
+        return event
+    rest = run_pb2.RunEvent()
+    rest.CopyFrom(event)
+    rest.delta = data[have - event.delta_offset :].decode()
+    rest.delta_offset = have
+    rest.catch_up = False
+    return rest
+
+
+class AnswerText:
+    """The text of each attempt's model call as a watch delivers it: feed it
+    every event (`add`); `text(attempt_id)` is the answer so far, and the
+    stored output once the attempt succeeded."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+        self.last_attempt_id = ""
+
+    def add(self, event: run_pb2.RunEvent) -> str | None:
+        """Takes an event; returns the text it added, if any."""
+        if event.type == run_pb2.RUN_EVENT_TYPE_TOKEN_DELTA:
+            self.last_attempt_id = event.attempt_id
+            text = self._texts.get(event.attempt_id, "")
+            self._texts[event.attempt_id] = event.delta if event.catch_up else text + event.delta
+            return event.delta
+        if event.type == run_pb2.RUN_EVENT_TYPE_TASK_SUCCEEDED and event.output.HasField("text"):
+            before = self._texts.get(event.attempt_id, "")
+            self._texts[event.attempt_id] = event.output.text
+            self.last_attempt_id = event.attempt_id
+            rest = event.output.text[len(before) :] if event.output.text.startswith(before) else ""
+            return rest or None
+        return None
+
+    def text(self, attempt_id: str = "") -> str:
+        """An attempt's text (default: the last one that spoke)."""
+        return self._texts.get(attempt_id or self.last_attempt_id, "")
+
+
 def _trace_metadata(traceparent: str) -> tuple[tuple[str, str], ...]:
     """The `traceparent` metadata of a start, if it names one."""
     return (("traceparent", traceparent),) if traceparent else ()
@@ -453,37 +542,74 @@ class Runs(_Service):
 
         If the stream drops (UNAVAILABLE: a restart, a lost connection) it
         reconnects with backoff and resumes after the last stored event it
-        delivered, so each stored event arrives once, in order. Token deltas
-        (`include_deltas`) are live only: those sent while disconnected are
-        lost, the stored events they led to are not.
+        delivered, so each stored event arrives once, in order.
+
+        Token deltas (`include_deltas`): per attempt, the deltas delivered
+        concatenate to the model's text, whenever the watch joined. A watch
+        that joins (or reconnects) while a call streams first gets its text
+        so far (one delta with `catch_up` set), then the live deltas; after
+        a reconnect the catch-up is trimmed to what was missed. Once the
+        attempt's output is stored (`TASK_SUCCEEDED`) that is the whole
+        answer. See `AnswerText`.
         """
-        last_seq = after_seq
-        delays = backoff.delays()
-        while True:
+
+        def open_stream(last_seq: int) -> Any:
             request = run_pb2.WatchRunRequest(
                 run_id=run_id, after_seq=last_seq, include_deltas=include_deltas
             )
-            stream = self._stubs.runs.WatchRun(request, metadata=self._client.metadata)
-            try:
-                async for event in stream:
-                    delays.reset()
-                    if event.type == run_pb2.RUN_EVENT_TYPE_TOKEN_DELTA:
-                        yield event
-                        continue
-                    if event.seq <= last_seq:
-                        continue
-                    last_seq = event.seq
-                    yield event
-                    if event.type in TERMINAL_EVENTS:
-                        return
-            except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise from_rpc_error(error) from None
-            finally:
-                stream.cancel()
-            # Ended without a terminal event (the server shut down, the
-            # connection dropped): resume.
-            await asyncio.sleep(delays.next())
+            return self._stubs.runs.WatchRun(request, metadata=self._client.metadata)
+
+        async for event in _follow(open_stream, after_seq, backoff):
+            yield event
+
+    async def start_and_watch(
+        self,
+        chain_id: str = "",
+        *,
+        chain: ChainLike | None = None,
+        chain_version: int = 0,
+        input: ValueLike = None,
+        input_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        priority: int = 0,
+        tenant: str = "",
+        request_id: str = "",
+        include_deltas: bool = False,
+        traceparent: str = "",
+        backoff: Backoff = WATCH_BACKOFF,
+    ) -> AsyncIterator[run_pb2.RunEvent]:
+        """Starts a run (as `start`) and watches it (as `watch`) in one call:
+        the watch exists before the run, so its first events and token
+        deltas cannot be missed, however fast the model answers.
+
+        The start is idempotent by `request_id` (one is made up when none is
+        given): a dropped stream is resumed by the same request, which starts
+        nothing new and watches on after the last stored event delivered.
+        """
+        start = _run_request(
+            run_pb2.StartRunRequest(
+                chain_id=chain_id,
+                chain_version=chain_version,
+                labels=labels,
+                priority=priority,
+                tenant=tenant,
+                request_id=request_id or str(uuid.uuid4()),
+            ),
+            chain,
+            input,
+            input_type,
+        )
+
+        def open_stream(last_seq: int) -> Any:
+            request = run_pb2.StartAndWatchRunRequest(
+                start=start, after_seq=last_seq, include_deltas=include_deltas
+            )
+            return self._stubs.runs.StartAndWatchRun(
+                request, metadata=self._client.metadata + _trace_metadata(traceparent)
+            )
+
+        async for event in _follow(open_stream, 0, backoff):
+            yield event
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> run_pb2.Run:
         """Waits until the run ends and returns it; `asyncio.TimeoutError`

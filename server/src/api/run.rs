@@ -13,7 +13,7 @@ use super::convert::run::{
 use super::page::{child_scope, encode_page, list_page, page_query};
 use super::request::{Idempotent, Violations, idempotency_key, require};
 use super::{ApiContext, ApiError, ApiResult};
-use crate::kernel::watch::{Executed, decode_event};
+use crate::kernel::watch::{Executed, RunWatch, decode_event};
 use crate::kernel::{Kernel, KernelResult, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
 use crate::store::{AuditRecord, IdempotencyKey, Page, RunRecord};
@@ -75,6 +75,7 @@ service! {
         fn get_run(pb::GetRunRequest) -> pb::Run;
         fn list_runs(pb::ListRunsRequest) -> pb::ListRunsResponse;
         fn watch_run(pb::WatchRunRequest) -> BoxStream<pb::RunEvent>;
+        fn start_and_watch_run(pb::StartAndWatchRunRequest) -> BoxStream<pb::RunEvent>;
         fn list_run_events(pb::ListRunEventsRequest) -> pb::ListRunEventsResponse;
         fn list_run_attempts(pb::ListRunAttemptsRequest) -> pb::ListRunAttemptsResponse;
         fn cancel_run(pb::CancelRunRequest) -> pb::Run;
@@ -160,15 +161,25 @@ impl RunApi {
             .kernel()
             .watch_run(&request.run_id, request.after_seq, request.include_deltas)
             .await?;
-        Ok(Box::pin(futures::StreamExt::map(
-            watch.into_stream(),
-            |event| {
-                if let Ok(event) = &event {
-                    crate::metrics::event_delivered(event.r#type);
-                }
-                event.map_err(|error| ApiError::from(error).into())
-            },
-        )))
+        Ok(event_stream(watch))
+    }
+
+    async fn start_and_watch_run(
+        &self,
+        request: pb::StartAndWatchRunRequest,
+    ) -> ApiResult<BoxStream<pb::RunEvent>> {
+        let Some(start) = &request.start else {
+            return Err(ApiError::invalid("start", "is required"));
+        };
+        if request.after_seq < 0 {
+            return Err(ApiError::invalid("after_seq", "must not be negative"));
+        }
+        let watch = self
+            .kernel()
+            .start_and_watch(start_run(start)?, request.after_seq, request.include_deltas)
+            .await?;
+        tracing::debug!(run_id = %watch.run_id(), "run started and watched");
+        Ok(event_stream(watch))
     }
 
     async fn list_run_events(
@@ -314,4 +325,14 @@ impl RunApi {
         })
         .await
     }
+}
+
+/// A watch as a `WatchRun`-style response stream.
+fn event_stream(watch: RunWatch) -> BoxStream<pb::RunEvent> {
+    Box::pin(futures::StreamExt::map(watch.into_stream(), |event| {
+        if let Ok(event) = &event {
+            crate::metrics::event_delivered(event.r#type);
+        }
+        event.map_err(|error| ApiError::from(error).into())
+    }))
 }

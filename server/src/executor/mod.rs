@@ -212,6 +212,8 @@ impl Executor {
         let result = if !(task.model.stream || kernel.wants_deltas(&attempt.run_id)) {
             self.resolver.chat(&candidates, &request, None).await
         } else {
+            // The text so far is kept for late watchers until the call ends.
+            let _streaming = kernel.streaming_call(&attempt.id);
             let (deltas, mut received) = mpsc::channel::<String>(64);
             let call = self.resolver.chat(&candidates, &request, Some(deltas));
             let forward = async {

@@ -115,6 +115,17 @@ impl Kernel {
     /// Starts a run (or, for a repeated `request_id`, returns the run the
     /// first request started).
     pub async fn start_run(&self, request: StartRun) -> KernelResult<Started> {
+        self.start_run_as(request, None).await
+    }
+
+    /// As [`Kernel::start_run`], with the new run's id chosen by the caller
+    /// (who watches it before it exists); a replayed `request_id` returns
+    /// the run it started, whatever its id.
+    pub async fn start_run_as(
+        &self,
+        request: StartRun,
+        run_id: Option<String>,
+    ) -> KernelResult<Started> {
         if let ChainSource::Inline(definition) = &request.chain {
             // An inline chain is stored before its run: first check what
             // could still refuse the start, so a refused one writes nothing.
@@ -144,7 +155,9 @@ impl Kernel {
             let chain = self.chain(&chain_id, version).await?;
             check_start_input(&chain, &request.input)?;
             let new = decide::NewRun {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: run_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
                 chain_id,
                 chain_version: version,
                 input: request.input.clone(),

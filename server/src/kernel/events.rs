@@ -26,12 +26,42 @@ pub enum LiveEvent {
 }
 
 /// A token delta of a streaming model call.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TokenDelta {
     pub task_id: String,
     pub attempt_id: String,
     pub text: String,
+    /// UTF-8 bytes of the attempt's streamed text before `text`.
+    pub offset: u64,
+    /// `text` is the attempt's whole text so far (`offset` 0), for
+    /// watchers that joined while the call streamed.
+    pub catch_up: bool,
 }
+
+impl TokenDelta {
+    /// The offset just after this delta.
+    pub fn end(&self) -> u64 {
+        self.offset + self.text.len() as u64
+    }
+}
+
+/// The text a streaming model call running on this replica produced so
+/// far, kept for watchers that join mid-call (the catch-up).
+struct StreamingText {
+    run_id: String,
+    task_id: String,
+    /// At most [`MAX_STREAMING_TEXT_BYTES`]: what comes after is only
+    /// forwarded, so a late watcher sees a gap rather than the server
+    /// holding an unbounded answer.
+    text: String,
+    /// Bytes streamed so far, kept or not.
+    streamed: u64,
+}
+
+/// The most text kept per streaming attempt: the largest output a task
+/// may store (`api/worker.rs`), so the catch-up can hold any answer that
+/// can be stored.
+pub const MAX_STREAMING_TEXT_BYTES: usize = 1024 * 1024;
 
 /// Per-run broadcast channels, created by the first watcher and dropped
 /// with the last.
@@ -40,6 +70,9 @@ pub struct EventHub {
     runs: Mutex<HashMap<String, broadcast::Sender<LiveEvent>>>,
     /// Who wants token deltas: a model call streams only then.
     delta_watchers: Mutex<DeltaWatchers>,
+    /// The text of the model calls streaming on this replica, by attempt
+    /// id, from their first delta until they end.
+    streaming: Mutex<HashMap<String, StreamingText>>,
 }
 
 /// The runs whose token deltas someone wants: watchers on this replica
@@ -132,15 +165,79 @@ impl EventHub {
         }
     }
 
-    /// Forwards a token delta to the run's watchers.
-    pub fn delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
-        self.send(run_id, || {
-            LiveEvent::Delta(Arc::new(TokenDelta {
+    /// Forwards a token delta from another replica to the run's watchers.
+    pub fn forward_delta(&self, run_id: &str, delta: TokenDelta) {
+        self.send(run_id, || LiveEvent::Delta(Arc::new(delta)));
+    }
+
+    /// A token delta of a model call streaming on this replica: appended
+    /// to the attempt's text (within the cap), sent to the run's watchers,
+    /// and handed to `also` (on to the other replicas) while the text is
+    /// locked, so that a catch-up taken meanwhile is ordered with it: every
+    /// delta either is in a catch-up or follows it.
+    pub fn stream_delta(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        attempt_id: &str,
+        text: String,
+        also: impl FnOnce(&TokenDelta),
+    ) {
+        let mut streaming = lock(&self.streaming);
+        let entry = streaming
+            .entry(attempt_id.to_string())
+            .or_insert_with(|| StreamingText {
+                run_id: run_id.to_string(),
                 task_id: task_id.to_string(),
-                attempt_id: attempt_id.to_string(),
-                text,
-            }))
-        });
+                text: String::new(),
+                streamed: 0,
+            });
+        let offset = entry.streamed;
+        entry.streamed += text.len() as u64;
+        // Kept only while nothing was dropped: the kept text stays a
+        // prefix of the answer.
+        if entry.streamed as usize <= MAX_STREAMING_TEXT_BYTES {
+            entry.text.push_str(&text);
+        }
+        let delta = TokenDelta {
+            task_id: task_id.to_string(),
+            attempt_id: attempt_id.to_string(),
+            text,
+            offset,
+            catch_up: false,
+        };
+        also(&delta);
+        self.send(run_id, || LiveEvent::Delta(Arc::new(delta)));
+    }
+
+    /// The attempt's call stopped streaming: its text is dropped (its
+    /// output, once stored, is the whole answer).
+    pub fn end_stream(&self, attempt_id: &str) {
+        lock(&self.streaming).remove(attempt_id);
+    }
+
+    /// One catch-up delta per model call of `run_id` streaming on this
+    /// replica, each handed to `each` while the text is locked (see
+    /// [`EventHub::stream_delta`]).
+    pub fn catch_up(&self, run_id: &str, mut each: impl FnMut(TokenDelta)) {
+        let streaming = lock(&self.streaming);
+        for (attempt_id, entry) in streaming.iter() {
+            if entry.run_id == run_id {
+                each(TokenDelta {
+                    task_id: entry.task_id.clone(),
+                    attempt_id: attempt_id.clone(),
+                    text: entry.text.clone(),
+                    offset: 0,
+                    catch_up: true,
+                });
+            }
+        }
+    }
+
+    /// Model calls streaming on this replica.
+    #[cfg(test)]
+    fn streaming_calls(&self) -> usize {
+        lock(&self.streaming).len()
     }
 
     /// A watcher of `run_id` on this replica wants token deltas (until
@@ -221,6 +318,39 @@ mod tests {
         // Publishing to a run nobody watches allocates nothing.
         hub.poke("run");
         assert_eq!(hub.watched_runs(), 0);
+    }
+
+    #[test]
+    fn a_catch_up_holds_the_text_so_far_until_the_call_ends() {
+        let hub = EventHub::default();
+        let mut live = hub.subscribe("run");
+        hub.stream_delta("run", "ask", "att", "Hel".into(), |_| {});
+        hub.stream_delta("run", "ask", "att", "lo".into(), |d| {
+            assert_eq!(d.offset, 3)
+        });
+        let mut caught = Vec::new();
+        hub.catch_up("run", |d| caught.push(d));
+        hub.catch_up("other", |_| panic!("not this run's"));
+        assert_eq!(caught.len(), 1);
+        assert_eq!((caught[0].text.as_str(), caught[0].offset), ("Hello", 0));
+        assert!(caught[0].catch_up);
+        for expected in [(0, "Hel"), (3, "lo")] {
+            match live.try_recv() {
+                Ok(LiveEvent::Delta(d)) => assert_eq!((d.offset, d.text.as_str()), expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        hub.end_stream("att");
+        assert_eq!(hub.streaming_calls(), 0);
+        // Past the cap the text is no longer kept; offsets go on.
+        let big = "x".repeat(MAX_STREAMING_TEXT_BYTES);
+        hub.stream_delta("run", "ask", "att2", big, |_| {});
+        hub.stream_delta("run", "ask", "att2", "y".into(), |d| {
+            assert_eq!(d.offset, MAX_STREAMING_TEXT_BYTES as u64)
+        });
+        hub.catch_up("run", |d| {
+            assert_eq!(d.text.len(), MAX_STREAMING_TEXT_BYTES)
+        });
     }
 
     #[test]

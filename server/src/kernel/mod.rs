@@ -126,6 +126,14 @@ impl Subscription {
             None => Err(broadcast::error::RecvError::Closed),
         }
     }
+
+    /// What the feed holds now, without waiting.
+    pub fn try_recv(&mut self) -> Result<LiveEvent, broadcast::error::TryRecvError> {
+        match &mut self.receiver {
+            Some(receiver) => receiver.try_recv(),
+            None => Err(broadcast::error::TryRecvError::Closed),
+        }
+    }
 }
 
 impl Drop for Subscription {

@@ -28,13 +28,17 @@ const DELTA_INTEREST_HOLDS: Duration = Duration::from_secs(60);
 
 /// "A watcher here wants this run's token deltas", sent to the other
 /// replicas on the deltas' own channel: a delta of no attempt (real deltas
-/// always name theirs) and no text.
-fn delta_interest(run_id: &str) -> Delta {
+/// always name theirs) and no text. With `catch_up` (a watcher just
+/// joined, or fell behind), the replica running a model call of the run
+/// answers with the call's text so far, ahead of its next deltas.
+fn delta_interest(run_id: &str, catch_up: bool) -> Delta {
     Delta {
         run_id: run_id.to_string(),
         task_id: String::new(),
         attempt_id: String::new(),
         text: String::new(),
+        offset: 0,
+        catch_up,
     }
 }
 
@@ -66,6 +70,18 @@ pub struct DeltaInterest {
 impl Drop for DeltaInterest {
     fn drop(&mut self) {
         self.kernel.inner.hub.remove_delta_watcher(&self.run_id);
+    }
+}
+
+/// A model call streaming on this replica; see [`Kernel::streaming_call`].
+pub struct StreamingCall {
+    kernel: Kernel,
+    attempt_id: String,
+}
+
+impl Drop for StreamingCall {
+    fn drop(&mut self) {
+        self.kernel.inner.hub.end_stream(&self.attempt_id);
     }
 }
 
@@ -124,7 +140,7 @@ impl Kernel {
             tokio::select! {
                 _ = repeat_interest.tick() => {
                     for run_id in self.inner.hub.locally_delta_watched_runs() {
-                        self.announce_delta_interest(&run_id);
+                        self.announce_delta_interest(&run_id, false);
                     }
                 }
                 signal = recv_signal(&mut incoming) => match signal {
@@ -152,8 +168,17 @@ impl Kernel {
                             if is_delta_interest(&delta) {
                                 let until = std::time::Instant::now() + DELTA_INTEREST_HOLDS;
                                 self.inner.hub.note_remote_delta_watcher(&delta.run_id, until);
+                                if delta.catch_up {
+                                    self.send_catch_up(&delta.run_id);
+                                }
                             } else {
-                                self.inner.hub.delta(&delta.run_id, &delta.task_id, &delta.attempt_id, delta.text);
+                                self.inner.hub.forward_delta(&delta.run_id, super::events::TokenDelta {
+                                    task_id: delta.task_id,
+                                    attempt_id: delta.attempt_id,
+                                    text: delta.text,
+                                    offset: delta.offset,
+                                    catch_up: delta.catch_up,
+                                });
                             }
                         }
                     }
@@ -222,20 +247,66 @@ impl Kernel {
         }
     }
 
-    /// A token delta of a streaming model call: to this replica's watchers
-    /// at once, to the others' within a few tens of milliseconds.
+    /// A token delta of a streaming model call running here: kept with
+    /// the attempt's text so far (for watchers that join later), sent to
+    /// this replica's watchers at once, to the others' within a few tens
+    /// of milliseconds. The call holds a [`Kernel::streaming_call`] guard.
     pub fn publish_delta(&self, run_id: &str, task_id: &str, attempt_id: &str, text: String) {
+        let shared = self.inner.store.kind() != "sqlite";
         self.inner
             .hub
-            .delta(run_id, task_id, attempt_id, text.clone());
-        if self.inner.store.kind() != "sqlite" {
+            .stream_delta(run_id, task_id, attempt_id, text, |delta| {
+                if shared {
+                    let _ = self.inner.deltas.send(Delta {
+                        run_id: run_id.to_string(),
+                        task_id: delta.task_id.clone(),
+                        attempt_id: delta.attempt_id.clone(),
+                        text: delta.text.clone(),
+                        offset: delta.offset,
+                        catch_up: false,
+                    });
+                }
+            });
+    }
+
+    /// A guard for a model call of `attempt_id` that streams: when it is
+    /// dropped (the call ended, or the attempt's work was dropped) the
+    /// call's text so far is dropped too.
+    pub fn streaming_call(&self, attempt_id: &str) -> StreamingCall {
+        StreamingCall {
+            kernel: self.clone(),
+            attempt_id: attempt_id.to_string(),
+        }
+    }
+
+    /// Answers another replica's new watcher of `run_id`: the text so far
+    /// of each of the run's calls streaming here, queued (under the text's
+    /// lock) ahead of their next deltas.
+    fn send_catch_up(&self, run_id: &str) {
+        self.inner.hub.catch_up(run_id, |delta| {
             let _ = self.inner.deltas.send(Delta {
                 run_id: run_id.to_string(),
-                task_id: task_id.to_string(),
-                attempt_id: attempt_id.to_string(),
-                text,
+                task_id: delta.task_id,
+                attempt_id: delta.attempt_id,
+                text: delta.text,
+                offset: 0,
+                catch_up: true,
             });
-        }
+        });
+    }
+
+    /// The text so far of `run_id`'s model calls streaming on this replica,
+    /// as catch-up deltas.
+    pub fn local_catch_up(&self, run_id: &str) -> Vec<super::events::TokenDelta> {
+        let mut deltas = Vec::new();
+        self.inner.hub.catch_up(run_id, |delta| deltas.push(delta));
+        deltas
+    }
+
+    /// Asks the other replicas for the text so far of `run_id`'s streaming
+    /// calls (a watcher here fell behind and lost deltas).
+    pub fn request_catch_up(&self, run_id: &str) {
+        self.announce_delta_interest(run_id, true);
     }
 
     /// Whether a watcher of `run_id` (on any replica) wants its token
@@ -250,16 +321,17 @@ impl Kernel {
     /// guard is dropped.
     pub fn want_deltas(&self, run_id: &str) -> DeltaInterest {
         self.inner.hub.add_delta_watcher(run_id);
-        self.announce_delta_interest(run_id);
+        // A new watcher: the replica running a call of the run catches it up.
+        self.announce_delta_interest(run_id, true);
         DeltaInterest {
             kernel: self.clone(),
             run_id: run_id.to_string(),
         }
     }
 
-    fn announce_delta_interest(&self, run_id: &str) {
+    fn announce_delta_interest(&self, run_id: &str, catch_up: bool) {
         if self.inner.store.kind() != "sqlite" {
-            let _ = self.inner.deltas.send(delta_interest(run_id));
+            let _ = self.inner.deltas.send(delta_interest(run_id, catch_up));
         }
     }
 

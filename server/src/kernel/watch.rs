@@ -17,6 +17,15 @@
 //! - An idle watch does nothing: it wakes only on the hub's signals (this
 //!   replica's commits, or a poke when another replica announced a change).
 //!
+//! Token deltas (with `include_deltas`) are never stored. A watch that
+//! joins while a model call streams is caught up: as it turns live it takes
+//! the text so far of the run's calls streaming on this replica (and its
+//! opening asked the other replicas for theirs), yields it as one catch-up
+//! delta per call, then live deltas. It subscribed before, so a live delta
+//! is either inside the catch-up (its range is covered: dropped) or after
+//! it; per attempt it tracks the bytes yielded, so nothing is repeated or
+//! skipped at the switch.
+//!
 //! [`Kernel::execute_run`] starts a run and waits, the same way, for its
 //! end; what it returns says what the run did, with the routing the kernel
 //! recorded for each task (its `Transition` events), never re-evaluated.
@@ -30,7 +39,7 @@ use futures::stream::BoxStream;
 use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::events::LiveEvent;
+use super::events::{LiveEvent, TokenDelta};
 use super::{Kernel, KernelError, KernelResult, StartRun, Subscription, now};
 use crate::proto::taskloom::v1 as pb;
 use crate::store::{AttemptRecord, EventRecord, PageQuery, RunRecord};
@@ -63,6 +72,15 @@ pub struct RunWatch {
     behind: bool,
     /// Events to read next time.
     chunk_events: u32,
+    /// Per attempt, the bytes of its streamed text yielded so far.
+    streamed: HashMap<String, u64>,
+    /// The catch-up of this replica's streaming calls is still to take
+    /// (at the switch to live, and again after losing live deltas).
+    catch_up_due: bool,
+    /// Deltas ready to yield.
+    deltas: VecDeque<pb::RunEvent>,
+    /// The live feed was searched for deltas up to this stored event.
+    deltas_before: i64,
     done: bool,
 }
 
@@ -109,16 +127,57 @@ impl Kernel {
         include_deltas: bool,
     ) -> KernelResult<RunWatch> {
         let live = self.subscribe(run_id);
+        let interest = include_deltas.then(|| self.want_deltas(run_id));
+        self.open_watch(run_id, live, interest, after_seq).await
+    }
+
+    /// Starts a run and watches it after `after_seq`. The watch (and its
+    /// wish for token deltas) exists before the run does, so nothing the
+    /// run does can happen before it: the first events and deltas of a run
+    /// that starts at once are seen. A replayed `request_id` watches the
+    /// run the first request started.
+    pub async fn start_and_watch(
+        &self,
+        start: StartRun,
+        after_seq: i64,
+        include_deltas: bool,
+    ) -> KernelResult<RunWatch> {
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let live = self.subscribe(&run_id);
+        let interest = include_deltas.then(|| self.want_deltas(&run_id));
+        let started = self.start_run_as(start, Some(run_id.clone())).await?;
+        if started.run.id != run_id {
+            return self
+                .watch_run(&started.run.id, after_seq, include_deltas)
+                .await;
+        }
+        self.open_watch(&run_id, live, interest, after_seq).await
+    }
+
+    /// A watch of `run_id` on its live feed, subscribed before its first
+    /// read (with its wish for deltas, if any, registered).
+    async fn open_watch(
+        &self,
+        run_id: &str,
+        live: Subscription,
+        interest: Option<super::signals::DeltaInterest>,
+        after_seq: i64,
+    ) -> KernelResult<RunWatch> {
+        let include_deltas = interest.is_some();
         let mut watch = RunWatch {
             kernel: self.clone(),
             run_id: run_id.to_string(),
             include_deltas,
-            _delta_interest: include_deltas.then(|| self.want_deltas(run_id)),
+            _delta_interest: interest,
             live,
             last: after_seq,
             pending: VecDeque::new(),
             behind: true,
             chunk_events: FIRST_CHUNK_EVENTS,
+            streamed: HashMap::new(),
+            catch_up_due: include_deltas,
+            deltas: VecDeque::new(),
+            deltas_before: after_seq,
             done: false,
         };
         watch.read_chunk().await?;
@@ -337,6 +396,11 @@ impl Drop for CancelOnDrop {
 }
 
 impl RunWatch {
+    /// The watched run.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// The watch as a stream: each event is produced when it is polled.
     pub fn into_stream(self) -> BoxStream<'static, KernelResult<pb::RunEvent>> {
         futures::stream::unfold(self, |mut watch| async move {
@@ -375,6 +439,14 @@ impl RunWatch {
             }
             if let Some(record) = self.pending.pop_front() {
                 if record.seq > self.last {
+                    if self.include_deltas && record.seq > self.deltas_before {
+                        self.deltas_before = record.seq;
+                        self.take_deltas_before(record.seq);
+                    }
+                    if let Some(delta) = self.deltas.pop_front() {
+                        self.pending.push_front(record);
+                        return Some(Ok(delta));
+                    }
                     return Some(self.emit(&record));
                 }
                 continue;
@@ -386,6 +458,15 @@ impl RunWatch {
                 }
                 continue;
             }
+            if self.catch_up_due {
+                self.catch_up_due = false;
+                for delta in self.kernel.local_catch_up(&self.run_id) {
+                    self.accept(&delta);
+                }
+            }
+            if let Some(delta) = self.deltas.pop_front() {
+                return Some(Ok(delta));
+            }
             match self.live.recv().await {
                 Ok(LiveEvent::Stored(record)) if record.seq == self.last + 1 => {
                     return Some(self.emit(&record));
@@ -393,25 +474,20 @@ impl RunWatch {
                 Ok(LiveEvent::Stored(record)) if record.seq <= self.last => {}
                 // A gap, a change elsewhere, or a missed signal: the store
                 // has what this watch has not seen.
-                Ok(LiveEvent::Stored(_) | LiveEvent::Poke) | Err(RecvError::Lagged(_)) => {
+                Ok(LiveEvent::Stored(_) | LiveEvent::Poke) => {
                     self.behind = true;
+                }
+                // Deltas may be lost too: catch up on them again.
+                Err(RecvError::Lagged(_)) => {
+                    self.behind = true;
+                    if self.include_deltas {
+                        self.catch_up_due = true;
+                        self.kernel.request_catch_up(&self.run_id);
+                    }
                 }
                 Ok(LiveEvent::Delta(delta)) => {
                     if self.include_deltas {
-                        let time = now();
-                        return Some(Ok(pb::RunEvent {
-                            run_id: self.run_id.clone(),
-                            seq: self.last,
-                            r#type: pb::RunEventType::TokenDelta as i32,
-                            time: Some(prost_types::Timestamp {
-                                seconds: time.timestamp(),
-                                nanos: time.timestamp_subsec_nanos() as i32,
-                            }),
-                            task_id: delta.task_id.clone(),
-                            attempt_id: delta.attempt_id.clone(),
-                            delta: delta.text.clone(),
-                            ..Default::default()
-                        }));
+                        self.accept(&delta);
                     }
                 }
                 Err(RecvError::Closed) => {
@@ -420,6 +496,82 @@ impl RunWatch {
                 }
             }
         }
+    }
+
+    /// While history is read from the store, the live feed fills up with
+    /// the same events and with the deltas between them (which exist
+    /// nowhere else): takes the deltas that came before stored event `seq`,
+    /// so that a watch reading history (one that started with its run, or
+    /// is slow) yields a call's tokens before its completion. Stops at
+    /// `seq`'s own announcement; anything unexpected sends it to the store.
+    fn take_deltas_before(&mut self, seq: i64) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.live.try_recv() {
+                Ok(LiveEvent::Delta(delta)) => self.accept(&delta),
+                Ok(LiveEvent::Stored(record)) if record.seq < seq => {}
+                Ok(LiveEvent::Stored(record)) => {
+                    if record.seq > seq {
+                        self.behind = true;
+                    }
+                    return;
+                }
+                Ok(LiveEvent::Poke) => {
+                    self.behind = true;
+                    return;
+                }
+                Err(TryRecvError::Lagged(_)) => {
+                    self.behind = true;
+                    self.catch_up_due = true;
+                    self.kernel.request_catch_up(&self.run_id);
+                    return;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Queues what a token delta adds to its attempt's text as this watch
+    /// has yielded it: nothing when its range was yielded already (a live
+    /// delta a catch-up covered), the new part otherwise. A catch-up is
+    /// yielded as such only as the attempt's first delta here.
+    fn accept(&mut self, delta: &TokenDelta) {
+        let end = delta.end();
+        let (text, offset, catch_up) = match self.streamed.get(&delta.attempt_id) {
+            // Joined mid-call without the text before it: that comes with
+            // a catch-up (asked for when this watch opened or fell behind),
+            // which covers this delta too.
+            None if delta.offset > 0 => return,
+            None => (delta.text.as_str(), 0, delta.catch_up),
+            Some(&yielded) if end <= yielded => return,
+            // Text past what the catch-up could keep (the cap): yielded
+            // with its offset, which shows the gap.
+            Some(&yielded) if delta.offset >= yielded => (delta.text.as_str(), delta.offset, false),
+            Some(&yielded) => {
+                let skip = (yielded - delta.offset) as usize;
+                match delta.text.get(skip..) {
+                    Some(rest) => (rest, yielded, false),
+                    None => return,
+                }
+            }
+        };
+        self.streamed.insert(delta.attempt_id.clone(), end);
+        let time = now();
+        self.deltas.push_back(pb::RunEvent {
+            run_id: self.run_id.clone(),
+            seq: self.last,
+            r#type: pb::RunEventType::TokenDelta as i32,
+            time: Some(prost_types::Timestamp {
+                seconds: time.timestamp(),
+                nanos: time.timestamp_subsec_nanos() as i32,
+            }),
+            task_id: delta.task_id.clone(),
+            attempt_id: delta.attempt_id.clone(),
+            delta: text.to_string(),
+            delta_offset: offset as i64,
+            catch_up,
+            ..Default::default()
+        });
     }
 
     /// Yields a stored event; the watch ends after a terminal one.

@@ -38,6 +38,13 @@ pub struct Delta {
     pub task_id: String,
     pub attempt_id: String,
     pub text: String,
+    /// UTF-8 bytes of the attempt's text before `text`.
+    #[serde(default)]
+    pub offset: u64,
+    /// A catch-up: the attempt's text so far, from offset 0, sent when a
+    /// watcher joined elsewhere (see `kernel/signals.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catch_up: bool,
 }
 
 /// Deltas from one replica, in the order it saw them.
@@ -110,6 +117,7 @@ pub(super) fn delta_payloads(batch: &DeltaBatch) -> Vec<String> {
         let ids = delta.run_id.len() + delta.task_id.len() + delta.attempt_id.len();
         let room = budget.saturating_sub(ids).max(1);
         let mut text = delta.text.as_str();
+        let mut offset = delta.offset;
         loop {
             let mut cut = text.len().min(room);
             while !text.is_char_boundary(cut) {
@@ -121,8 +129,10 @@ pub(super) fn delta_payloads(batch: &DeltaBatch) -> Vec<String> {
             let (head, tail) = text.split_at(cut);
             pieces.push(Delta {
                 text: head.to_string(),
+                offset,
                 ..delta.clone()
             });
+            offset += head.len() as u64;
             if tail.is_empty() {
                 break;
             }
@@ -188,18 +198,24 @@ mod tests {
                     task_id: "ask".into(),
                     attempt_id: "att-1".into(),
                     text: "Hel".into(),
+                    offset: 0,
+                    catch_up: false,
                 },
                 Delta {
                     run_id: "run-1".into(),
                     task_id: "ask".into(),
                     attempt_id: "att-1".into(),
                     text: long.clone(),
+                    offset: 3,
+                    catch_up: true,
                 },
                 Delta {
                     run_id: "run-2".into(),
                     task_id: "ask".into(),
                     attempt_id: "att-2".into(),
                     text: "\"quoted\"\n".into(),
+                    offset: 0,
+                    catch_up: false,
                 },
             ],
         };
@@ -207,10 +223,16 @@ mod tests {
         assert!(split.len() > 1);
         assert!(split.iter().all(|p| p.len() <= MAX_PAYLOAD));
         let mut texts: Vec<(String, String)> = Vec::new();
+        let mut next_offset = 0;
         for payload in &split {
             let back: DeltaBatch = serde_json::from_str(payload).unwrap();
             assert_eq!(back.origin, "replica-a");
             for delta in back.deltas {
+                if delta.run_id == "run-1" {
+                    // Each piece says where it goes.
+                    assert_eq!(delta.offset as usize, next_offset);
+                    next_offset += delta.text.len();
+                }
                 match texts.last_mut() {
                     Some((run, text)) if *run == delta.run_id && delta.run_id == "run-1" => {
                         text.push_str(&delta.text)

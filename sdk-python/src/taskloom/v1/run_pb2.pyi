@@ -866,7 +866,10 @@ class WatchRunRequest(_message.Message):
     after_seq: _builtins.int
     """Deliver events with a sequence number greater than this (0 = all)."""
     include_deltas: _builtins.bool
-    """Also deliver live token deltas of streaming model calls."""
+    """Also deliver live token deltas of streaming model calls. A model call
+    already streaming when the watch joins is caught up first: one
+    `TOKEN_DELTA` with `catch_up` set holds its text so far.
+    """
     def __init__(
         self,
         *,
@@ -881,6 +884,42 @@ class WatchRunRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchRunRequest: _TypeAlias = WatchRunRequest  # noqa: Y015
+
+@_typing.final
+class StartAndWatchRunRequest(_message.Message):
+    """Request for RunService.StartAndWatchRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    INCLUDE_DELTAS_FIELD_NUMBER: _builtins.int
+    after_seq: _builtins.int
+    """Deliver events with a sequence number greater than this (0 = all): a
+    client retrying with the same `request_id` resumes where it was.
+    """
+    include_deltas: _builtins.bool
+    """Also deliver token deltas, as WatchRun's `include_deltas`."""
+    @_builtins.property
+    def start(self) -> Global___StartRunRequest:
+        """The run to start. A `request_id` already used starts nothing: the run it
+        started is watched.
+        """
+
+    def __init__(
+        self,
+        *,
+        start: Global___StartRunRequest | None = ...,
+        after_seq: _builtins.int = ...,
+        include_deltas: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "include_deltas", b"include_deltas", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartAndWatchRunRequest: _TypeAlias = StartAndWatchRunRequest  # noqa: Y015
 
 @_typing.final
 class RunEvent(_message.Message):
@@ -900,6 +939,8 @@ class RunEvent(_message.Message):
     DELTA_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    DELTA_OFFSET_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run."""
     seq: _builtins.int
@@ -918,6 +959,18 @@ class RunEvent(_message.Message):
     """Human-readable detail (error message, print text, progress note)."""
     delta: _builtins.str
     """Token text for `TOKEN_DELTA`."""
+    delta_offset: _builtins.int
+    """For `TOKEN_DELTA`: how much of the attempt's streamed text comes before
+    `delta`, in UTF-8 bytes. The delta covers bytes
+    [delta_offset, delta_offset + UTF-8 length of `delta`) of the attempt's
+    text; a watch delivers each attempt's text in order, without gap or
+    repetition.
+    """
+    catch_up: _builtins.bool
+    """For `TOKEN_DELTA`: this delta catches a watcher up that joined while the
+    model call was streaming. It holds the attempt's whole text so far
+    (`delta_offset` is 0); live deltas follow it.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When."""
@@ -949,10 +1002,12 @@ class RunEvent(_message.Message):
         delta: _builtins.str = ...,
         usage: _common_pb2.TokenUsage | None = ...,
         data: _struct_pb2.Struct | None = ...,
+        delta_offset: _builtins.int = ...,
+        catch_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "output", b"output", "time", b"time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempt_id", b"attempt_id", "data", b"data", "delta", b"delta", "message", b"message", "output", b"output", "run_id", b"run_id", "seq", b"seq", "task_id", b"task_id", "time", b"time", "type", b"type", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "attempt_id", b"attempt_id", "catch_up", b"catch_up", "data", b"data", "delta", b"delta", "delta_offset", b"delta_offset", "message", b"message", "output", b"output", "run_id", b"run_id", "seq", b"seq", "task_id", b"task_id", "time", b"time", "type", b"type", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,6 +61,11 @@ class RunServiceStub:
                 request_serializer=taskloom_dot_v1_dot_run__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=taskloom_dot_v1_dot_run__pb2.RunEvent.FromString,
                 _registered_method=True)
+        self.StartAndWatchRun = channel.unary_stream(
+                '/taskloom.v1.RunService/StartAndWatchRun',
+                request_serializer=taskloom_dot_v1_dot_run__pb2.StartAndWatchRunRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_run__pb2.RunEvent.FromString,
+                _registered_method=True)
         self.ListRunEvents = channel.unary_unary(
                 '/taskloom.v1.RunService/ListRunEvents',
                 request_serializer=taskloom_dot_v1_dot_run__pb2.ListRunEventsRequest.SerializeToString,
@@ -145,6 +150,15 @@ class RunServiceServicer:
     def WatchRun(self, request, context):
         """Streams a run's events after `after_seq`, then live ones, and ends after
         the terminal event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartAndWatchRun(self, request, context):
+        """Starts a run (as StartRun, idempotent by `start.request_id`) and streams
+        its events from the first, as WatchRun: the watch is open before the run
+        exists, so no event or token delta can be missed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,6 +256,11 @@ def add_RunServiceServicer_to_server(servicer, server):
             'WatchRun': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRun,
                     request_deserializer=taskloom_dot_v1_dot_run__pb2.WatchRunRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_run__pb2.RunEvent.SerializeToString,
+            ),
+            'StartAndWatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.StartAndWatchRun,
+                    request_deserializer=taskloom_dot_v1_dot_run__pb2.StartAndWatchRunRequest.FromString,
                     response_serializer=taskloom_dot_v1_dot_run__pb2.RunEvent.SerializeToString,
             ),
             'ListRunEvents': grpc.unary_unary_rpc_method_handler(
@@ -425,6 +444,33 @@ class RunService:
             target,
             '/taskloom.v1.RunService/WatchRun',
             taskloom_dot_v1_dot_run__pb2.WatchRunRequest.SerializeToString,
+            taskloom_dot_v1_dot_run__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartAndWatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskloom.v1.RunService/StartAndWatchRun',
+            taskloom_dot_v1_dot_run__pb2.StartAndWatchRunRequest.SerializeToString,
             taskloom_dot_v1_dot_run__pb2.RunEvent.FromString,
             options,
             channel_credentials,

@@ -50,6 +50,11 @@ class RunServiceStub:
     """Streams a run's events after `after_seq`, then live ones, and ends after
     the terminal event.
     """
+    StartAndWatchRun: _grpc.UnaryStreamMultiCallable[_run_pb2.StartAndWatchRunRequest, _run_pb2.RunEvent]
+    """Starts a run (as StartRun, idempotent by `start.request_id`) and streams
+    its events from the first, as WatchRun: the watch is open before the run
+    exists, so no event or token delta can be missed.
+    """
     ListRunEvents: _grpc.UnaryUnaryMultiCallable[_run_pb2.ListRunEventsRequest, _run_pb2.ListRunEventsResponse]
     """Lists a run's stored events in sequence order."""
     ListRunAttempts: _grpc.UnaryUnaryMultiCallable[_run_pb2.ListRunAttemptsRequest, _run_pb2.ListRunAttemptsResponse]
@@ -95,6 +100,11 @@ class RunServiceAsyncStub(RunServiceStub):
     WatchRun: _aio.UnaryStreamMultiCallable[_run_pb2.WatchRunRequest, _run_pb2.RunEvent]  # type: ignore[assignment]
     """Streams a run's events after `after_seq`, then live ones, and ends after
     the terminal event.
+    """
+    StartAndWatchRun: _aio.UnaryStreamMultiCallable[_run_pb2.StartAndWatchRunRequest, _run_pb2.RunEvent]  # type: ignore[assignment]
+    """Starts a run (as StartRun, idempotent by `start.request_id`) and streams
+    its events from the first, as WatchRun: the watch is open before the run
+    exists, so no event or token delta can be missed.
     """
     ListRunEvents: _aio.UnaryUnaryMultiCallable[_run_pb2.ListRunEventsRequest, _run_pb2.ListRunEventsResponse]  # type: ignore[assignment]
     """Lists a run's stored events in sequence order."""
@@ -168,6 +178,17 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_run_pb2.RunEvent], _abc.AsyncIterator[_run_pb2.RunEvent]]:
         """Streams a run's events after `after_seq`, then live ones, and ends after
         the terminal event.
+        """
+
+    @_abc_1.abstractmethod
+    def StartAndWatchRun(
+        self,
+        request: _run_pb2.StartAndWatchRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_run_pb2.RunEvent], _abc.AsyncIterator[_run_pb2.RunEvent]]:
+        """Starts a run (as StartRun, idempotent by `start.request_id`) and streams
+        its events from the first, as WatchRun: the watch is open before the run
+        exists, so no event or token delta can be missed.
         """
 
     @_abc_1.abstractmethod

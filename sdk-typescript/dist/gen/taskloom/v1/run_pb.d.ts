@@ -628,7 +628,9 @@ export type WatchRunRequest = Message<"taskloom.v1.WatchRunRequest"> & {
      */
     afterSeq: bigint;
     /**
-     * Also deliver live token deltas of streaming model calls.
+     * Also deliver live token deltas of streaming model calls. A model call
+     * already streaming when the watch joins is caught up first: one
+     * `TOKEN_DELTA` with `catch_up` set holds its text so far.
      *
      * @generated from field: bool include_deltas = 3;
      */
@@ -639,6 +641,38 @@ export type WatchRunRequest = Message<"taskloom.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export declare const WatchRunRequestSchema: GenMessage<WatchRunRequest>;
+/**
+ * Request for RunService.StartAndWatchRun.
+ *
+ * @generated from message taskloom.v1.StartAndWatchRunRequest
+ */
+export type StartAndWatchRunRequest = Message<"taskloom.v1.StartAndWatchRunRequest"> & {
+    /**
+     * The run to start. A `request_id` already used starts nothing: the run it
+     * started is watched.
+     *
+     * @generated from field: taskloom.v1.StartRunRequest start = 1;
+     */
+    start?: StartRunRequest | undefined;
+    /**
+     * Deliver events with a sequence number greater than this (0 = all): a
+     * client retrying with the same `request_id` resumes where it was.
+     *
+     * @generated from field: int64 after_seq = 2;
+     */
+    afterSeq: bigint;
+    /**
+     * Also deliver token deltas, as WatchRun's `include_deltas`.
+     *
+     * @generated from field: bool include_deltas = 3;
+     */
+    includeDeltas: boolean;
+};
+/**
+ * Describes the message taskloom.v1.StartAndWatchRunRequest.
+ * Use `create(StartAndWatchRunRequestSchema)` to create a new message.
+ */
+export declare const StartAndWatchRunRequestSchema: GenMessage<StartAndWatchRunRequest>;
 /**
  * Something that happened in a run.
  *
@@ -718,6 +752,24 @@ export type RunEvent = Message<"taskloom.v1.RunEvent"> & {
      * @generated from field: google.protobuf.Struct data = 12;
      */
     data?: JsonObject | undefined;
+    /**
+     * For `TOKEN_DELTA`: how much of the attempt's streamed text comes before
+     * `delta`, in UTF-8 bytes. The delta covers bytes
+     * [delta_offset, delta_offset + UTF-8 length of `delta`) of the attempt's
+     * text; a watch delivers each attempt's text in order, without gap or
+     * repetition.
+     *
+     * @generated from field: int64 delta_offset = 13;
+     */
+    deltaOffset: bigint;
+    /**
+     * For `TOKEN_DELTA`: this delta catches a watcher up that joined while the
+     * model call was streaming. It holds the attempt's whole text so far
+     * (`delta_offset` is 0); live deltas follow it.
+     *
+     * @generated from field: bool catch_up = 14;
+     */
+    catchUp: boolean;
 };
 /**
  * Describes the message taskloom.v1.RunEvent.
@@ -1562,6 +1614,18 @@ export declare const RunService: GenService<{
     watchRun: {
         methodKind: "server_streaming";
         input: typeof WatchRunRequestSchema;
+        output: typeof RunEventSchema;
+    };
+    /**
+     * Starts a run (as StartRun, idempotent by `start.request_id`) and streams
+     * its events from the first, as WatchRun: the watch is open before the run
+     * exists, so no event or token delta can be missed.
+     *
+     * @generated from rpc taskloom.v1.RunService.StartAndWatchRun
+     */
+    startAndWatchRun: {
+        methodKind: "server_streaming";
+        input: typeof StartAndWatchRunRequestSchema;
         output: typeof RunEventSchema;
     };
     /**
