@@ -30,7 +30,7 @@ const FEATURES: &[&str] = &[
 
 service! {
     impl InfoService for InfoApi {
-        fn get_version(pb::GetVersionRequest) -> pb::GetVersionResponse;
+        fn get_version(pb::GetVersionRequest) -> pb::GetVersionResponse = InfoRead;
     }
 }
 
