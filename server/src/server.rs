@@ -204,7 +204,9 @@ pub async fn run(
         drain_requested,
         registry_stop,
     ));
-    let key_loop = tokio::spawn(keys.clone().run(store.clone(), runner_stop.clone()));
+    // Key checks stay fresh until the registry stops, after the drain: a
+    // revocation during a drain is honoured too.
+    let key_loop = tokio::spawn(keys.clone().run(store.clone(), stop_registry.subscribe()));
     let context = ApiContext::new(kernel, executor, dispatcher, fleet, keys.clone());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [

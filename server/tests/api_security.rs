@@ -291,6 +291,25 @@ async fn keys_live_in_the_store_and_revoke_at_once(server: TestServer) {
         Some(format!("key:{admin_id}"))
     );
 
+    // The use is recorded off the request path, within seconds.
+    let used_since = Instant::now();
+    loop {
+        let listed = keys
+            .list_api_keys(authed(pb::ListApiKeysRequest {}, Some(&admin)))
+            .await
+            .unwrap()
+            .into_inner();
+        let operator_key = listed.keys.iter().find(|k| k.id == key.id).unwrap();
+        if operator_key.last_used_time.is_some() {
+            break;
+        }
+        assert!(
+            used_since.elapsed() < Duration::from_secs(10),
+            "last_used_time never set"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Operators manage no keys.
     let refused = keys
         .list_api_keys(authed(pb::ListApiKeysRequest {}, Some(&operator)))
@@ -403,6 +422,85 @@ async fn namespace_bound_keys_stay_in_their_namespace(server: TestServer) {
         .await
         .unwrap_err();
     common::assert_invalid(bad, &["x-taskloom-namespace"]);
+
+    // An admin bound to a namespace manages that namespace's keys only: it
+    // cannot mint a key that escapes its binding, nor see or revoke others.
+    let (_, team_admin) = create_key(
+        &server.channel,
+        Some(&admin),
+        pb::CreateApiKeyRequest {
+            namespace: "team-a".into(),
+            ..key_request("team a admin", "admin")
+        },
+    )
+    .await;
+    let mut keys = KeyServiceClient::new(server.channel.clone());
+    let escape = keys
+        .create_api_key(in_namespace(
+            key_request("escape", "admin"),
+            &team_admin,
+            "team-a",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(escape.code(), Code::PermissionDenied, "{escape:?}");
+    assert_eq!(error_reason(&escape), "NAMESPACE_NOT_ALLOWED");
+    let created = keys
+        .create_api_key(in_namespace(
+            pb::CreateApiKeyRequest {
+                namespace: "team-a".into(),
+                ..key_request("team a viewer", "viewer")
+            },
+            &team_admin,
+            "team-a",
+        ))
+        .await
+        .expect("a key of its own namespace")
+        .into_inner();
+    let listed = keys
+        .list_api_keys(in_namespace(
+            pb::ListApiKeysRequest {},
+            &team_admin,
+            "team-a",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(
+        listed.iter().all(|key| key.namespace == "team-a"),
+        "{listed:?}"
+    );
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let all = keys
+        .list_api_keys(authed(pb::ListApiKeysRequest {}, Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    let admin_id = all
+        .iter()
+        .find(|key| key.namespace.is_empty())
+        .map(|key| key.id.clone())
+        .unwrap();
+    let hidden = keys
+        .revoke_api_key(in_namespace(
+            pb::RevokeApiKeyRequest { id: admin_id },
+            &team_admin,
+            "team-a",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound, "{hidden:?}");
+    keys.revoke_api_key(in_namespace(
+        pb::RevokeApiKeyRequest {
+            id: created.key.unwrap().id,
+        },
+        &team_admin,
+        "team-a",
+    ))
+    .await
+    .expect("its own namespace's key");
 }
 
 async fn worker_keys_serve_only_their_queues(server: TestServer) {

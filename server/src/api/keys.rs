@@ -65,7 +65,15 @@ impl KeyApi {
             queues: request.queues,
             expires_at,
         };
-        let (record, secret) = new_key(spec, &caller().actor)?;
+        let caller = caller();
+        // A key bound to a namespace makes keys of that namespace only: it
+        // cannot mint a key that escapes its binding.
+        if let Some(bound) = &caller.key_namespace
+            && spec.namespace != *bound
+        {
+            return Err(outside_binding(bound, "create a key for another namespace"));
+        }
+        let (record, secret) = new_key(spec, &caller.actor)?;
         let audit = action(&self.context, "CreateApiKey", "api_key", &record.id, "");
         audited(&self.context, audit, async |audit| {
             self.store().create_api_key(&record, audit).await?;
@@ -84,9 +92,15 @@ impl KeyApi {
         &self,
         _request: pb::ListApiKeysRequest,
     ) -> ApiResult<pb::ListApiKeysResponse> {
+        let bound = caller().key_namespace;
         let keys = self.store().list_api_keys().await?;
         Ok(pb::ListApiKeysResponse {
-            keys: keys.into_iter().map(key_message).collect(),
+            keys: keys
+                .into_iter()
+                // A namespace-bound caller sees its namespace's keys only.
+                .filter(|key| bound.is_none() || key.namespace == bound)
+                .map(key_message)
+                .collect(),
         })
     }
 
@@ -94,6 +108,19 @@ impl KeyApi {
         let audit = action(&self.context, "RevokeApiKey", "api_key", &request.id, "");
         let key = audited(&self.context, audit, async |audit| {
             require("id", &request.id)?;
+            if let Some(bound) = caller().key_namespace {
+                // Keys outside the caller's namespace are not its to see.
+                let keys = self.store().list_api_keys().await?;
+                if !keys
+                    .iter()
+                    .any(|key| key.id == request.id && key.namespace.as_ref() == Some(&bound))
+                {
+                    return Err(ApiError::NotFound {
+                        resource_type: "api key",
+                        name: request.id.clone(),
+                    });
+                }
+            }
             let at = Utc::now().trunc_subsecs(6);
             Ok(self.store().revoke_api_key(&request.id, at, audit).await?)
         })
@@ -101,6 +128,20 @@ impl KeyApi {
         self.reload().await;
         tracing::info!(key_id = %key.id, "API key revoked");
         Ok(key_message(key))
+    }
+}
+
+/// The refusal of a call by a namespace-bound key that reaches outside its
+/// namespace.
+fn outside_binding(bound: &str, what: &str) -> ApiError {
+    let caller = caller();
+    ApiError::PermissionDenied {
+        reason: "NAMESPACE_NOT_ALLOWED",
+        message: format!("a key bound to namespace {bound:?} cannot {what}"),
+        metadata: vec![
+            ("role", caller.role.name().to_string()),
+            ("key_namespace", bound.to_string()),
+        ],
     }
 }
 
