@@ -95,7 +95,12 @@ fn key_request(name: &str, role: &str) -> pb::CreateApiKeyRequest {
 /// A fresh server is open; its first admin key, created by the open
 /// caller, closes it.
 async fn bootstrap(server: &TestServer) -> (String, String) {
-    version(&server.channel, None).await.expect("open mode");
+    let info = InfoServiceClient::new(server.channel.clone())
+        .get_version(pb::GetVersionRequest {})
+        .await
+        .expect("open mode")
+        .into_inner();
+    assert!(info.features.iter().any(|f| f == "api_keys"), "{info:?}");
     let admin = create_key(&server.channel, None, key_request("first admin", "admin")).await;
     let refused = version(&server.channel, None).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");

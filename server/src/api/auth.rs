@@ -27,6 +27,7 @@ use tonic::{Request, Status};
 
 use super::ApiError;
 use super::permissions::{Permission, Role};
+use super::request::hex;
 use crate::store::{ApiKeyRecord, DynStore, StoreResult};
 
 type KeyDigest = [u8; 32];
@@ -87,7 +88,10 @@ impl KnownKey {
             tracing::warn!(key_id = %record.id, role = %record.role, "API key with an unknown role ignored");
             return None;
         };
-        let digest: KeyDigest = record.secret_hash.as_slice().try_into().ok()?;
+        let Ok(digest) = KeyDigest::try_from(record.secret_hash.as_slice()) else {
+            tracing::warn!(key_id = %record.id, "API key with a malformed digest ignored");
+            return None;
+        };
         let known = KnownKey {
             id: record.id,
             role,
@@ -162,15 +166,20 @@ impl Authenticator {
             .filter_map(KnownKey::from_record)
             .map(|(digest, known)| (digest, Arc::new(known)))
             .collect();
-        let table = Arc::new(KeyTable {
-            revision: Some(revision),
-            keys,
-        });
-        *self
+        let mut table = self
             .inner
             .table
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = table;
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The poll loop and a KeyService call may load at once: the older
+        // load must not replace the newer (revisions only grow).
+        if table.revision.is_some_and(|current| current > revision) {
+            return Ok(());
+        }
+        *table = Arc::new(KeyTable {
+            revision: Some(revision),
+            keys,
+        });
         Ok(())
     }
 
@@ -215,9 +224,8 @@ impl Authenticator {
     /// valid key, `INVALID_ARGUMENT` for a malformed namespace,
     /// `PERMISSION_DENIED` for a namespace the key is not bound to.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
-        let namespace = namespace_of(metadata)?;
         if self.is_open() {
-            return Ok(Caller::local_in(namespace));
+            return Ok(Caller::local_in(namespace_of(metadata)?));
         }
         let presented = metadata
             .get("authorization")
@@ -231,6 +239,7 @@ impl Authenticator {
             })?;
         let presented = digest(presented);
         if self.admits_static(&presented) {
+            let namespace = namespace_of(metadata)?;
             return Ok(Caller {
                 actor: format!("key:{}", hex(&presented[..6])),
                 key_id: None,
@@ -260,6 +269,7 @@ impl Authenticator {
                 key.id
             )));
         }
+        let namespace = namespace_of(metadata)?;
         if let Some(bound) = &key.namespace
             && *bound != namespace
         {
@@ -359,10 +369,6 @@ pub fn is_valid_namespace(name: &str) -> bool {
 
 fn digest(key: &str) -> KeyDigest {
     Sha256::digest(key.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Who makes the current call.

@@ -26,6 +26,7 @@ const FEATURES: &[&str] = &[
     "backend_sync",
     "model_pull",
     "audit",
+    "api_keys",
 ];
 
 service! {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::audit::{action, audited};
 use super::auth::is_valid_namespace;
 use super::permissions::Role;
-use super::request::{Violations, require, timestamp};
+use super::request::{Violations, hex, require, timestamp};
 use super::{ApiContext, ApiError, ApiResult, caller};
 use crate::proto::taskloom::v1::{self as pb, key_service_server::KeyService};
 use crate::store::{ApiKeyRecord, DynStore};
@@ -240,10 +240,6 @@ fn random_bytes<const N: usize>() -> ApiResult<[u8; N]> {
 fn random_secret() -> ApiResult<String> {
     let bytes = random_bytes::<32>()?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn key_message(record: ApiKeyRecord) -> pb::ApiKey {

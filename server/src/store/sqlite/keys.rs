@@ -16,20 +16,11 @@ async fn bump_revision(conn: &mut SqliteConnection) -> StoreResult<()> {
     Ok(())
 }
 
-async fn select_key(
-    conn: &mut SqliteConnection,
-    column: &str,
-    value: impl AsRef<[u8]> + Send,
-    as_text: bool,
-) -> StoreResult<Option<ApiKeyRecord>> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE {column} = ?");
-    let query = sqlx::query(&sql);
-    let query = if as_text {
-        query.bind(String::from_utf8_lossy(value.as_ref()).into_owned())
-    } else {
-        query.bind(value.as_ref().to_vec())
-    };
-    let row = query.fetch_optional(conn).await?;
+async fn key_by_id(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+    let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(key_from_row).transpose()
 }
 
@@ -75,7 +66,13 @@ impl KeyStore for SqliteStore {
 
     async fn find_api_key(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
         let mut conn = self.reader.acquire().await?;
-        select_key(&mut conn, "secret_hash", secret_hash, false).await
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?"
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
     }
 
     async fn revoke_api_key(
@@ -90,7 +87,7 @@ impl KeyStore for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let key = select_key(&mut tx, "id", id, true)
+        let key = key_by_id(&mut tx, id)
             .await?
             .ok_or_else(|| not_found("api key", id))?;
         bump_revision(&mut tx).await?;
