@@ -224,7 +224,8 @@ impl Authenticator {
     /// valid key, `INVALID_ARGUMENT` for a malformed namespace,
     /// `PERMISSION_DENIED` for a namespace the key is not bound to.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
-        if self.is_open() {
+        let table = self.table();
+        if self.inner.static_keys.is_empty() && table.keys.is_empty() {
             return Ok(Caller::local_in(namespace_of(metadata)?));
         }
         let presented = metadata
@@ -251,7 +252,6 @@ impl Authenticator {
         }
         // A map lookup by digest: the digest of a high-entropy secret tells
         // nothing about the secret, so its timing leaks nothing useful.
-        let table = self.table();
         let key = table
             .keys
             .get(&presented)
