@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "taskloom/v1/info.proto",
         "taskloom/v1/operations.proto",
         "taskloom/v1/audit.proto",
+        "taskloom/v1/security.proto",
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
     ];

@@ -205,7 +205,8 @@ step "grpcurl list shows every service"
 grpc "$ADDRESS" list
 expect_ok
 for service in taskloom.v1.BackendService taskloom.v1.ChainService taskloom.v1.RunService \
-    taskloom.v1.WorkerService taskloom.v1.HookService taskloom.v1.InfoService grpc.health.v1.Health; do
+    taskloom.v1.WorkerService taskloom.v1.HookService taskloom.v1.InfoService taskloom.v1.KeyService \
+    grpc.health.v1.Health; do
     grep -qFx "$service" <<<"$OUT" || fail "$service is not listed"
 done
 passed

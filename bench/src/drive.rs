@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use taskloom_proto::taskloom::v1 as pb;
 use tokio::time::Instant;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use pb::chain_service_client::ChainServiceClient;
@@ -19,11 +21,34 @@ use pb::run_service_client::RunServiceClient;
 /// event before dropping it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Sends `authorization: Bearer <key>` on every call when the bench runs
+/// with an API key (`--api-key`), nothing otherwise.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection whose calls carry the bench's key, if any.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
 /// A few HTTP/2 connections to the server; the clients share them the way an
 /// application's gRPC clients would, multiplexing streams.
 #[derive(Clone)]
 pub struct Connections {
     channels: Vec<Channel>,
+    bearer: Bearer,
 }
 
 impl Connections {
@@ -39,13 +64,26 @@ impl Connections {
                 .with_context(|| format!("connect to {addr}"))?;
             channels.push(channel);
         }
-        Ok(Connections { channels })
+        Ok(Connections {
+            channels,
+            bearer: Bearer::default(),
+        })
+    }
+
+    /// These connections with `authorization: Bearer <key>` on the RunService
+    /// and ChainService calls of the run scenarios.
+    pub fn with_key(mut self, key: &str) -> Result<Connections> {
+        let value = format!("Bearer {key}")
+            .parse()
+            .context("the API key is not valid header text")?;
+        self.bearer = Bearer(Some(value));
+        Ok(self)
     }
 
     /// A RunService client on connection `index` (modulo their number).
-    pub fn runs(&self, index: usize) -> RunServiceClient<Channel> {
+    pub fn runs(&self, index: usize) -> RunServiceClient<Authed> {
         let channel = self.channels[index % self.channels.len()].clone();
-        RunServiceClient::new(channel)
+        RunServiceClient::with_interceptor(channel, self.bearer.clone())
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024)
     }
@@ -55,8 +93,8 @@ impl Connections {
         self.channels[index % self.channels.len()].clone()
     }
 
-    pub fn chains(&self) -> ChainServiceClient<Channel> {
-        ChainServiceClient::new(self.channels[0].clone())
+    pub fn chains(&self) -> ChainServiceClient<Authed> {
+        ChainServiceClient::with_interceptor(self.channels[0].clone(), self.bearer.clone())
     }
 }
 
@@ -166,7 +204,7 @@ pub async fn for_each_index<T, F, Fut>(
 ) -> Batch<T>
 where
     T: Send + 'static,
-    F: Fn(RunServiceClient<Channel>, usize) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(RunServiceClient<Authed>, usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T, tonic::Status>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));

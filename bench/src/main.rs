@@ -163,6 +163,12 @@ struct Options {
     /// `--server-arg=--lease-duration=60s`.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Run with API keys on: the bench creates a store key (`KeyService`,
+    /// while the fresh server is open) and sends it on every call of the
+    /// run scenarios (`single`, `chain3`, `latency`), so each call pays the
+    /// key check. Compare with a run without it.
+    #[arg(long)]
+    api_key: bool,
     /// Leave the server (and a throwaway PostgreSQL) running afterwards.
     #[arg(long)]
     keep: bool,
@@ -195,6 +201,14 @@ fn main() -> ExitCode {
 
 fn run(options: &Options) -> Result<()> {
     ensure!(options.rate >= 0.0, "--rate must not be negative");
+    ensure!(
+        !options.api_key
+            || options
+                .scenarios
+                .iter()
+                .all(|s| matches!(s, Scenario::Single | Scenario::Chain3 | Scenario::Latency)),
+        "--api-key applies to the single, chain3 and latency scenarios only"
+    );
     if cfg!(debug_assertions) {
         eprintln!(
             "bench: warning: this is a debug build of the bench; client overhead is inflated (use cargo run --release)"
@@ -386,7 +400,22 @@ async fn bench(
     store: &Store,
     binary: &Path,
 ) -> Result<()> {
-    let connections = Connections::open(&server.addr, options.channels as usize).await?;
+    let mut connections = Connections::open(&server.addr, options.channels as usize).await?;
+    if options.api_key {
+        let created = taskloom_proto::taskloom::v1::key_service_client::KeyServiceClient::new(
+            connections.channel(0),
+        )
+        .create_api_key(taskloom_proto::taskloom::v1::CreateApiKeyRequest {
+            name: "bench".into(),
+            role: "admin".into(),
+            ..Default::default()
+        })
+        .await
+        .context("create the bench's API key (the server must start without keys)")?
+        .into_inner();
+        connections = connections.with_key(&created.secret)?;
+        eprintln!("bench: calls carry a store API key");
+    }
     let server_pid = server.pid();
     let startup_peak = procfs::memory(server_pid).map_or(0, |m| m.peak_kib);
     let bench = Bench {
@@ -600,14 +629,15 @@ fn options_summary(options: &Options) -> String {
         "closed loop".into()
     };
     format!(
-        "clients {}, runs {}, inflight runs {}, warmup {}, {} HTTP/2 connections, {pacing}, scenarios {}, timeout {} s per phase",
+        "clients {}, runs {}, inflight runs {}, warmup {}, {} HTTP/2 connections, {pacing}, scenarios {}, timeout {} s per phase{}",
         options.clients,
         options.runs,
         options.inflight_runs,
         options.warmup,
         options.channels,
         scenarios.join(","),
-        options.timeout_secs
+        options.timeout_secs,
+        if options.api_key { ", API key on" } else { "" }
     )
 }
 

@@ -7,6 +7,7 @@ import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
+import { KeyService } from "./gen/taskloom/v1/security_pb.js";
 import type { GetVersionResponse } from "./gen/taskloom/v1/info_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import type { TaskAttempt } from "./gen/taskloom/v1/run_pb.js";
@@ -16,7 +17,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ValueInput } from "./values.js";
 import { ChainsClient } from "./chains.js";
 import type { PageOptions, RequestIdOption } from "./chains.js";
-import { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
+import { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import type { RetryOptions } from "./services.js";
 /** PEM material for TLS; strings or Buffers as node's tls module takes them. */
@@ -36,6 +37,11 @@ export interface ClientOptions {
     address: string;
     /** Sent as `authorization: Bearer <key>` on every call. */
     apiKey?: string;
+    /**
+     * Sent as `x-taskloom-namespace` on every call; the server uses
+     * `default` without it.
+     */
+    namespace?: string;
     /** TLS settings; implies TLS. */
     tls?: TlsOptions;
     /** Extra Connect interceptors, run after the SDK's own. */
@@ -53,6 +59,7 @@ export interface RawClients {
     info: Client<typeof InfoService>;
     operations: Client<typeof OperationsService>;
     audit: Client<typeof AuditService>;
+    keys: Client<typeof KeyService>;
 }
 /**
  * BackendService helpers, named after their RPCs: `client.backends` (the
@@ -169,6 +176,8 @@ export interface TaskloomClient {
     queues: QueuesClient;
     replicas: ReplicasClient;
     audit: AuditClient;
+    /** KeyService: API keys kept in the server's store (admin only). */
+    keys: KeysClient;
     /** Every RPC of every service, as Connect clients (typed errors, idempotent retries). */
     raw: RawClients;
     /** The Connect transport, for `createClient` of your own. */

@@ -7,12 +7,13 @@ import { HookService } from "./gen/taskloom/v1/hook_pb.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
+import { KeyService } from "./gen/taskloom/v1/security_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import { WorkerService } from "./gen/taskloom/v1/worker_pb.js";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { toValue } from "./values.js";
 import { ChainsClient } from "./chains.js";
-import { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
+import { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import { createServiceClient, defaultRetryOptions } from "./services.js";
 /**
@@ -170,6 +171,13 @@ export function createClient(options) {
             return next(request);
         });
     }
+    if (options.namespace !== undefined) {
+        const namespace = options.namespace;
+        interceptors.push((next) => (request) => {
+            request.header.set("x-taskloom-namespace", namespace);
+            return next(request);
+        });
+    }
     interceptors.push(...(options.interceptors ?? []));
     // The gRPC transport of connect-node always speaks HTTP/2 (it has no
     // httpVersion option, unlike the Connect transport).
@@ -188,6 +196,7 @@ export function createClient(options) {
         info: createServiceClient(InfoService, transport, retry),
         operations: createServiceClient(OperationsService, transport, retry),
         audit: createServiceClient(AuditService, transport, retry),
+        keys: createServiceClient(KeyService, transport, retry),
     };
     return {
         chains: new ChainsClient(raw.chains),
@@ -199,6 +208,7 @@ export function createClient(options) {
         queues: new QueuesClient(raw.operations),
         replicas: new ReplicasClient(raw.operations),
         audit: new AuditClient(raw.audit),
+        keys: new KeysClient(raw.keys),
         raw,
         transport,
         close: () => sessionManager.abort(),

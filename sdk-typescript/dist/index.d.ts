@@ -2,8 +2,8 @@ export { createClient } from "./client.js";
 export type { ClientOptions, RawClients, TaskloomClient, TlsOptions, } from "./client.js";
 export { BackendsClient, HooksClient, InfoClient, WorkersClient } from "./client.js";
 export { ChainsClient, loadChain } from "./chains.js";
-export { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
-export type { AuditFilter } from "./operations.js";
+export { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
+export type { AuditFilter, CreateKeyOptions } from "./operations.js";
 export type { ChainInput, EtagOption, PageOptions, RequestIdOption } from "./chains.js";
 export { AnswerText, RunsClient, isTerminal } from "./runs.js";
 export type { ExecuteOptions, ListRunsOptions, StartRunOptions, WaitOptions, WatchOptions, } from "./runs.js";
@@ -24,6 +24,7 @@ export * from "./gen/taskloom/v1/hook_pb.js";
 export * from "./gen/taskloom/v1/info_pb.js";
 export * from "./gen/taskloom/v1/operations_pb.js";
 export * from "./gen/taskloom/v1/audit_pb.js";
+export * from "./gen/taskloom/v1/security_pb.js";
 export * from "./gen/google/rpc/error_details_pb.js";
 export * from "./gen/google/rpc/status_pb.js";
 //# sourceMappingURL=index.d.ts.map

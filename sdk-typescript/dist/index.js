@@ -2,7 +2,7 @@
 export { createClient } from "./client.js";
 export { BackendsClient, HooksClient, InfoClient, WorkersClient } from "./client.js";
 export { ChainsClient, loadChain } from "./chains.js";
-export { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
+export { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
 export { AnswerText, RunsClient, isTerminal } from "./runs.js";
 export { SDK_VERSION, TaskFailure, Worker } from "./worker.js";
 export { fromValue, toValue } from "./values.js";
@@ -18,6 +18,7 @@ export * from "./gen/taskloom/v1/hook_pb.js";
 export * from "./gen/taskloom/v1/info_pb.js";
 export * from "./gen/taskloom/v1/operations_pb.js";
 export * from "./gen/taskloom/v1/audit_pb.js";
+export * from "./gen/taskloom/v1/security_pb.js";
 export * from "./gen/google/rpc/error_details_pb.js";
 export * from "./gen/google/rpc/status_pb.js";
 //# sourceMappingURL=index.js.map

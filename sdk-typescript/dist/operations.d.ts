@@ -4,6 +4,8 @@ import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import type { AuditEvent } from "./gen/taskloom/v1/audit_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import type { Queue, Replica } from "./gen/taskloom/v1/operations_pb.js";
+import { KeyService } from "./gen/taskloom/v1/security_pb.js";
+import type { ApiKey, CreateApiKeyResponse } from "./gen/taskloom/v1/security_pb.js";
 /** Queues: depth, oldest ready age, leases, caps; pause and resume. */
 export declare class QueuesClient {
     private readonly service;
@@ -38,5 +40,30 @@ export declare class AuditClient {
         events: AuditEvent[];
         nextPageToken: string;
     }>;
+}
+/** What a new key may do and for how long. */
+export interface CreateKeyOptions {
+    /** Binds the key to one namespace (every namespace without it). */
+    namespace?: string;
+    /** Worker keys: the only queues the key may serve. */
+    queues?: string[];
+    /** When the key stops working. */
+    expireTime?: Date;
+    /** How long the key works from now, in milliseconds (instead of `expireTime`). */
+    ttlMs?: number;
+}
+/** API keys kept in the server's store; every call needs an admin key. */
+export declare class KeysClient {
+    private readonly service;
+    constructor(service: Client<typeof KeyService>);
+    /**
+     * Creates a key; `role` is `admin`, `operator`, `worker` or `viewer`.
+     * The response's `secret` is shown only this once.
+     */
+    create(name: string, role: string, options?: CreateKeyOptions): Promise<CreateApiKeyResponse>;
+    /** Every key, revoked and expired ones included; never a secret. */
+    list(): Promise<ApiKey[]>;
+    /** Revokes a key: every replica refuses it within a second. */
+    revoke(id: string): Promise<ApiKey>;
 }
 //# sourceMappingURL=operations.d.ts.map

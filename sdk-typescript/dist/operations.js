@@ -1,6 +1,6 @@
-// OperationsService and AuditService helpers: `client.queues`,
-// `client.replicas` and `client.audit`.
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+// OperationsService, AuditService and KeyService helpers: `client.queues`,
+// `client.replicas`, `client.audit` and `client.keys`.
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 /** Queues: depth, oldest ready age, leases, caps; pause and resume. */
 export class QueuesClient {
     service;
@@ -46,6 +46,35 @@ export class AuditClient {
             endTime: endTime === undefined ? undefined : timestampFromDate(endTime),
         });
         return { events, nextPageToken };
+    }
+}
+/** API keys kept in the server's store; every call needs an admin key. */
+export class KeysClient {
+    service;
+    constructor(service) {
+        this.service = service;
+    }
+    /**
+     * Creates a key; `role` is `admin`, `operator`, `worker` or `viewer`.
+     * The response's `secret` is shown only this once.
+     */
+    create(name, role, options = {}) {
+        return this.service.createApiKey({
+            name,
+            role,
+            namespace: options.namespace ?? "",
+            queues: options.queues ?? [],
+            expireTime: options.expireTime === undefined ? undefined : timestampFromDate(options.expireTime),
+            ttl: options.ttlMs === undefined ? undefined : durationFromMs(options.ttlMs),
+        });
+    }
+    /** Every key, revoked and expired ones included; never a secret. */
+    async list() {
+        return (await this.service.listApiKeys({})).keys;
+    }
+    /** Revokes a key: every replica refuses it within a second. */
+    revoke(id) {
+        return this.service.revokeApiKey({ id });
     }
 }
 //# sourceMappingURL=operations.js.map

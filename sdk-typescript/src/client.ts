@@ -12,6 +12,7 @@ import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
+import { KeyService } from "./gen/taskloom/v1/security_pb.js";
 import type { GetVersionResponse } from "./gen/taskloom/v1/info_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import type { TaskAttempt } from "./gen/taskloom/v1/run_pb.js";
@@ -23,7 +24,7 @@ import { toValue } from "./values.js";
 import type { ValueInput } from "./values.js";
 import { ChainsClient } from "./chains.js";
 import type { PageOptions, RequestIdOption } from "./chains.js";
-import { AuditClient, QueuesClient, ReplicasClient } from "./operations.js";
+import { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import { createServiceClient, defaultRetryOptions } from "./services.js";
 import type { RetryOptions } from "./services.js";
@@ -46,6 +47,11 @@ export interface ClientOptions {
   address: string;
   /** Sent as `authorization: Bearer <key>` on every call. */
   apiKey?: string;
+  /**
+   * Sent as `x-taskloom-namespace` on every call; the server uses
+   * `default` without it.
+   */
+  namespace?: string;
   /** TLS settings; implies TLS. */
   tls?: TlsOptions;
   /** Extra Connect interceptors, run after the SDK's own. */
@@ -64,6 +70,7 @@ export interface RawClients {
   info: Client<typeof InfoService>;
   operations: Client<typeof OperationsService>;
   audit: Client<typeof AuditService>;
+  keys: Client<typeof KeyService>;
 }
 
 /**
@@ -253,6 +260,8 @@ export interface TaskloomClient {
   queues: QueuesClient;
   replicas: ReplicasClient;
   audit: AuditClient;
+  /** KeyService: API keys kept in the server's store (admin only). */
+  keys: KeysClient;
   /** Every RPC of every service, as Connect clients (typed errors, idempotent retries). */
   raw: RawClients;
   /** The Connect transport, for `createClient` of your own. */
@@ -279,6 +288,13 @@ export function createClient(options: ClientOptions): TaskloomClient {
       return next(request);
     });
   }
+  if (options.namespace !== undefined) {
+    const namespace = options.namespace;
+    interceptors.push((next) => (request) => {
+      request.header.set("x-taskloom-namespace", namespace);
+      return next(request);
+    });
+  }
   interceptors.push(...(options.interceptors ?? []));
   // The gRPC transport of connect-node always speaks HTTP/2 (it has no
   // httpVersion option, unlike the Connect transport).
@@ -297,6 +313,7 @@ export function createClient(options: ClientOptions): TaskloomClient {
     info: createServiceClient(InfoService, transport, retry),
     operations: createServiceClient(OperationsService, transport, retry),
     audit: createServiceClient(AuditService, transport, retry),
+    keys: createServiceClient(KeyService, transport, retry),
   };
   return {
     chains: new ChainsClient(raw.chains),
@@ -308,6 +325,7 @@ export function createClient(options: ClientOptions): TaskloomClient {
     queues: new QueuesClient(raw.operations),
     replicas: new ReplicasClient(raw.operations),
     audit: new AuditClient(raw.audit),
+    keys: new KeysClient(raw.keys),
     raw,
     transport,
     close: () => sessionManager.abort(),

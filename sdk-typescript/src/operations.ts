@@ -1,13 +1,15 @@
-// OperationsService and AuditService helpers: `client.queues`,
-// `client.replicas` and `client.audit`.
+// OperationsService, AuditService and KeyService helpers: `client.queues`,
+// `client.replicas`, `client.audit` and `client.keys`.
 
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import type { PageOptions, RequestIdOption } from "./chains.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import type { AuditEvent } from "./gen/taskloom/v1/audit_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import type { Queue, Replica } from "./gen/taskloom/v1/operations_pb.js";
+import { KeyService } from "./gen/taskloom/v1/security_pb.js";
+import type { ApiKey, CreateApiKeyResponse } from "./gen/taskloom/v1/security_pb.js";
 
 /** Queues: depth, oldest ready age, leases, caps; pause and resume. */
 export class QueuesClient {
@@ -63,5 +65,47 @@ export class AuditClient {
       endTime: endTime === undefined ? undefined : timestampFromDate(endTime),
     });
     return { events, nextPageToken };
+  }
+}
+
+/** What a new key may do and for how long. */
+export interface CreateKeyOptions {
+  /** Binds the key to one namespace (every namespace without it). */
+  namespace?: string;
+  /** Worker keys: the only queues the key may serve. */
+  queues?: string[];
+  /** When the key stops working. */
+  expireTime?: Date;
+  /** How long the key works from now, in milliseconds (instead of `expireTime`). */
+  ttlMs?: number;
+}
+
+/** API keys kept in the server's store; every call needs an admin key. */
+export class KeysClient {
+  constructor(private readonly service: Client<typeof KeyService>) {}
+
+  /**
+   * Creates a key; `role` is `admin`, `operator`, `worker` or `viewer`.
+   * The response's `secret` is shown only this once.
+   */
+  create(name: string, role: string, options: CreateKeyOptions = {}): Promise<CreateApiKeyResponse> {
+    return this.service.createApiKey({
+      name,
+      role,
+      namespace: options.namespace ?? "",
+      queues: options.queues ?? [],
+      expireTime: options.expireTime === undefined ? undefined : timestampFromDate(options.expireTime),
+      ttl: options.ttlMs === undefined ? undefined : durationFromMs(options.ttlMs),
+    });
+  }
+
+  /** Every key, revoked and expired ones included; never a secret. */
+  async list(): Promise<ApiKey[]> {
+    return (await this.service.listApiKeys({})).keys;
+  }
+
+  /** Revokes a key: every replica refuses it within a second. */
+  revoke(id: string): Promise<ApiKey> {
+    return this.service.revokeApiKey({ id });
   }
 }

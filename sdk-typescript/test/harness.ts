@@ -123,7 +123,7 @@ export class TestServer {
     this.process?.kill(signal);
   }
 
-  client(options: { apiKey?: string; retry?: ClientOptions["retry"] } = {}): TaskloomClient {
+  client(options: { apiKey?: string; namespace?: string; retry?: ClientOptions["retry"] } = {}): TaskloomClient {
     return createClient({ address: this.address, ...options });
   }
 

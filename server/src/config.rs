@@ -25,10 +25,54 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Manage the API keys kept in the database (for a fresh install: from
+    /// the machine that runs the server; migrates the database first).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Render chain templates for a serving process (internal: the server
     /// starts these itself).
     #[command(hide = true)]
     RenderSandbox(TemplateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown only this once).
+    Create(CreateKeyArgs),
+    /// List the keys (never their secrets).
+    List(DatabaseArgs),
+    /// Revoke a key: every server refuses it within a second.
+    Revoke(RevokeKeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateKeyArgs {
+    /// `admin`, `operator`, `worker` or `viewer`.
+    #[arg(long)]
+    pub role: String,
+    /// A name for people.
+    #[arg(long, default_value = "bootstrap")]
+    pub name: String,
+    /// Bind the key to this namespace (every namespace without it).
+    #[arg(long, default_value = "")]
+    pub namespace: String,
+    /// Worker keys: a queue the key may serve; repeatable (every queue
+    /// without it).
+    #[arg(long = "queue")]
+    pub queues: Vec<String>,
+    /// The key stops working this long after creation, e.g. `90d`.
+    #[arg(long, value_parser = parse_retention)]
+    pub expires_in: Option<Duration>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevokeKeyArgs {
+    /// The key's id (`k_…`).
+    pub id: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// Bounds of every template render.
@@ -79,6 +123,11 @@ pub struct ServeArgs {
     /// file or a non-empty variable holding no key stops the start.
     #[arg(long, env = "TASKLOOM_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// Serve without any API key on a non-loopback `--listen` address:
+    /// every caller on the network is admin. Without it such a server
+    /// refuses to start until a key exists.
+    #[arg(long, env = "TASKLOOM_INSECURE_OPEN")]
+    pub insecure_open: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// The key that encrypts provider API keys and hook secret headers in

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use taskloom_server::config::{Cli, Command};
+use taskloom_server::config::{Cli, Command, KeysCommand};
 use taskloom_server::secrets::SecretBox;
 use taskloom_server::{render, server, store, telemetry};
 
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 server::run(*args, shutdown).await
             }
             Command::Migrate(args) => migrate(&args.database_url).await,
+            Command::Keys(command) => keys(command).await,
             Command::RenderSandbox(_) => Ok(()),
         }
     });
@@ -63,5 +64,98 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
         store.kind(),
         server::describe_location(database_url)
     );
+    Ok(())
+}
+
+/// `taskloom keys …`: writes the store directly (a fresh install has no key
+/// to call the API with). Running servers see a change within a second.
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use chrono::{SubsecRound, Utc};
+    use taskloom_server::api;
+    use taskloom_server::store::AuditRecord;
+
+    let database_url = match &command {
+        KeysCommand::Create(args) => &args.database.database_url,
+        KeysCommand::List(args) => &args.database_url,
+        KeysCommand::Revoke(args) => &args.database.database_url,
+    };
+    // Keys are hashed, not sealed: any secret box will do.
+    let store = store::open(database_url, SecretBox::ephemeral())
+        .await
+        .with_context(|| format!("open database {}", server::describe_location(database_url)))?;
+    store.migrate().await.context("migrate database")?;
+    let audit = |action: &str, id: &str| AuditRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: Utc::now().trunc_subsecs(6),
+        actor: "cli".to_string(),
+        action: action.to_string(),
+        resource_type: "api_key".to_string(),
+        resource_id: id.to_string(),
+        request_id: String::new(),
+        outcome: AuditRecord::OK.to_string(),
+        error_message: String::new(),
+        replica: "cli".to_string(),
+    };
+    match command {
+        KeysCommand::Create(args) => {
+            let expires_at = match args.expires_in {
+                None => None,
+                Some(ttl) if ttl.is_zero() => anyhow::bail!("--expires-in must be positive"),
+                Some(ttl) => Some(Utc::now() + chrono::Duration::from_std(ttl)?),
+            };
+            let spec = api::KeySpec {
+                name: args.name,
+                role: args.role,
+                namespace: args.namespace,
+                queues: args.queues,
+                expires_at,
+            };
+            let (record, secret) =
+                api::new_key(spec, "cli").map_err(|error| anyhow::anyhow!("{error}"))?;
+            store
+                .create_api_key(&record, &audit("CreateApiKey", &record.id))
+                .await
+                .context("store the key")?;
+            println!("id: {}", record.id);
+            println!("role: {}", record.role);
+            println!("secret: {secret}");
+            eprintln!(
+                "taskloom: the secret is shown only this once; send it as \
+                 `authorization: Bearer <secret>`"
+            );
+        }
+        KeysCommand::List(_) => {
+            let now = Utc::now();
+            for key in store.list_api_keys().await? {
+                let state = if key.revoked_at.is_some() {
+                    "revoked"
+                } else if key.expires_at.is_some_and(|at| at <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}…\t{}",
+                    key.id,
+                    key.role,
+                    key.namespace.as_deref().unwrap_or("*"),
+                    state,
+                    key.name,
+                    key.prefix,
+                    key.expires_at
+                        .map_or_else(|| "never".to_string(), |at| at.to_rfc3339()),
+                );
+            }
+        }
+        KeysCommand::Revoke(args) => {
+            let at = Utc::now().trunc_subsecs(6);
+            let key = store
+                .revoke_api_key(&args.id, at, &audit("RevokeApiKey", &args.id))
+                .await
+                .with_context(|| format!("revoke {}", args.id))?;
+            println!("revoked: {}", key.id);
+        }
+    }
     Ok(())
 }

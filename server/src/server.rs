@@ -79,6 +79,16 @@ pub async fn run(
     if let Some(path) = store::sqlite_path(&args.database.database_url) {
         warn_if_others_can_read(Path::new(path), "the database file");
     }
+    keys.reload(&store).await.context("load the API keys")?;
+    if keys.is_open() && !args.listen.ip().is_loopback() && !args.insecure_open {
+        anyhow::bail!(
+            "no API key is configured and --listen {} is not a loopback address: refusing to \
+             serve every caller as admin on the network. Create a key (`taskloom keys create \
+             --role admin`), set --api-keys-file or TASKLOOM_API_KEYS, listen on 127.0.0.1, \
+             or pass --insecure-open to serve without keys anyway",
+            args.listen
+        );
+    }
 
     let exporting = match &args.otlp_endpoint {
         Some(endpoint) => {
@@ -194,7 +204,10 @@ pub async fn run(
         drain_requested,
         registry_stop,
     ));
-    let context = ApiContext::new(kernel, executor, dispatcher, fleet);
+    // Key checks stay fresh until the registry stops, after the drain: a
+    // revocation during a drain is honoured too.
+    let key_loop = tokio::spawn(keys.clone().run(store.clone(), stop_registry.subscribe()));
+    let context = ApiContext::new(kernel, executor, dispatcher, fleet, keys.clone());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let service_names = [
         "taskloom.v1.BackendService",
@@ -205,6 +218,7 @@ pub async fn run(
         "taskloom.v1.InfoService",
         "taskloom.v1.AuditService",
         "taskloom.v1.OperationsService",
+        "taskloom.v1.KeyService",
     ];
     for name in service_names.into_iter().chain([""]) {
         health_reporter
@@ -245,13 +259,21 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    if keys.is_empty() {
+    if keys.is_open() {
         tracing::warn!(
-            "no API keys configured: every caller has full access (local development mode; \
-             see --api-keys-file)"
+            "no API keys configured: every caller has full access (open local development \
+             mode; see `taskloom keys create` and docs/security.md)"
+        );
+        println!(
+            "taskloom: OPEN MODE: no API key is configured, every caller is admin \
+             (create one with `taskloom keys create --role admin`)"
         );
     } else {
-        tracing::info!(keys = keys.len(), "API keys required");
+        tracing::info!(
+            static_keys = keys.static_keys(),
+            stored_keys = keys.stored_keys(),
+            "API keys required"
+        );
     }
     let limit = args.max_message_bytes;
     // Compression, message limits and the API key check of each service.
@@ -316,7 +338,10 @@ pub async fn run(
         ))
         .add_service(configure!(
             pb::audit_service_server::AuditServiceServer::new(api::AuditApi::new(context.clone()))
-        ));
+        ))
+        .add_service(configure!(pb::key_service_server::KeyServiceServer::new(
+            api::KeyApi::new(context.clone())
+        )));
 
     // Connections close (GOAWAY) once the calls in flight at the drain have
     // finished, or the grace period is over.
@@ -348,6 +373,7 @@ pub async fn run(
             reconciler.abort();
             registry.abort();
             retention.abort();
+            key_loop.abort();
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {
@@ -572,7 +598,7 @@ fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
 /// configured but holds no key is a mistake that would leave the server
 /// open to every caller, so it stops the start (fail closed); an empty
 /// `TASKLOOM_API_KEYS` counts as unset.
-fn api_keys(args: &ServeArgs) -> anyhow::Result<api::ApiKeys> {
+fn api_keys(args: &ServeArgs) -> anyhow::Result<api::Authenticator> {
     let mut keys: Vec<String> = Vec::new();
     if let Ok(list) = std::env::var("TASKLOOM_API_KEYS")
         && !list.is_empty()
@@ -609,5 +635,5 @@ fn api_keys(args: &ServeArgs) -> anyhow::Result<api::ApiKeys> {
         }
         keys.extend(listed);
     }
-    Ok(api::ApiKeys::new(keys))
+    Ok(api::Authenticator::new(keys))
 }

@@ -32,6 +32,8 @@ from taskloom.v1 import (
     operations_pb2_grpc,
     run_pb2,
     run_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
     worker_pb2,
     worker_pb2_grpc,
 )
@@ -118,14 +120,17 @@ class Stubs:
         self.info = info_pb2_grpc.InfoServiceStub(channel)
         self.operations = operations_pb2_grpc.OperationsServiceStub(channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(channel)
+        self.keys = security_pb2_grpc.KeyServiceStub(channel)
 
 
 class Client:
     """A connection to a Taskloom server.
 
     `address` is `host:port`, optionally with `http://` or `https://` (TLS).
-    `api_key` is sent as `authorization: Bearer <key>` on every call the SDK
-    makes (pass `client.metadata` when calling `client.stubs` directly).
+    `api_key` is sent as `authorization: Bearer <key>` and `namespace` as
+    `x-taskloom-namespace` on every call the SDK makes (pass
+    `client.metadata` when calling `client.stubs` directly); without a
+    namespace the server uses `default`.
     Use as `async with Client(...) as client:` or call `close()`.
     """
 
@@ -134,6 +139,7 @@ class Client:
         address: str = DEFAULT_ADDRESS,
         *,
         api_key: str | None = None,
+        namespace: str | None = None,
         tls: Tls | bool | None = None,
         options: Sequence[tuple[str, Any]] = (),
         retries: int = 4,
@@ -157,7 +163,7 @@ class Client:
         self.address = target
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        )
+        ) + ((("x-taskloom-namespace", namespace),) if namespace else ())
         self._retries = max(1, retries)
         self.stubs = Stubs(self._channel)
         self.chains = Chains(self)
@@ -169,6 +175,7 @@ class Client:
         self.queues = Queues(self)
         self.replicas = Replicas(self)
         self.audit = Audit(self)
+        self.keys = Keys(self)
 
     async def __aenter__(self) -> Client:
         return self
@@ -769,6 +776,44 @@ class Audit(_Service):
         if end_time is not None:
             request.end_time.FromDatetime(end_time)
         return await self._client.call(self._stubs.audit.ListAuditEvents, request)
+
+
+class Keys(_Service):
+    """KeyService: API keys kept in the server's store (admin only)."""
+
+    async def create(
+        self,
+        name: str,
+        role: str,
+        *,
+        namespace: str = "",
+        queues: Sequence[str] = (),
+        expire_time: datetime | None = None,
+        ttl: timedelta | float | None = None,
+    ) -> security_pb2.CreateApiKeyResponse:
+        """Creates a key: `role` is `admin`, `operator`, `worker` or
+        `viewer`; `namespace` binds it to one namespace, `queues` a worker
+        key to those queues; `expire_time` or `ttl` (seconds or a timedelta)
+        ends it. The response's `secret` is shown only this once."""
+        request = security_pb2.CreateApiKeyRequest(
+            name=name, role=role, namespace=namespace, queues=list(queues)
+        )
+        if expire_time is not None:
+            request.expire_time.FromDatetime(expire_time)
+        if ttl is not None:
+            request.ttl.CopyFrom(duration(ttl))
+        return await self._client.call(self._stubs.keys.CreateApiKey, request)
+
+    async def list(self) -> builtins.list[security_pb2.ApiKey]:
+        """Every key, revoked and expired ones included; never a secret."""
+        request = security_pb2.ListApiKeysRequest()
+        response = await self._client.call(self._stubs.keys.ListApiKeys, request)
+        return builtins.list(response.keys)
+
+    async def revoke(self, key_id: str) -> security_pb2.ApiKey:
+        """Revokes a key: every replica refuses it within a second."""
+        request = security_pb2.RevokeApiKeyRequest(id=key_id)
+        return await self._client.call(self._stubs.keys.RevokeApiKey, request)
 
 
 class Hooks(_Service):

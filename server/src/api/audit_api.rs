@@ -24,7 +24,7 @@ impl AuditApi {
 
 service! {
     impl AuditService for AuditApi {
-        fn list_audit_events(pb::ListAuditEventsRequest) -> pb::ListAuditEventsResponse;
+        fn list_audit_events(pb::ListAuditEventsRequest) -> pb::ListAuditEventsResponse = AuditRead;
     }
 }
 

@@ -37,31 +37,31 @@ impl BackendApi {
 
 service! {
     impl BackendService for BackendApi {
-        fn create_backend(pb::CreateBackendRequest) -> pb::Backend;
-        fn get_backend(pb::GetBackendRequest) -> pb::Backend;
-        fn list_backends(pb::ListBackendsRequest) -> pb::ListBackendsResponse;
-        fn update_backend(pb::UpdateBackendRequest) -> pb::Backend;
-        fn delete_backend(pb::DeleteBackendRequest) -> ();
-        fn sync_backend(pb::SyncBackendRequest) -> pb::Backend;
-        fn pull_model(pb::PullModelRequest) -> BoxStream<pb::PullModelProgress>;
-        fn create_pool(pb::CreatePoolRequest) -> pb::Pool;
-        fn get_pool(pb::GetPoolRequest) -> pb::Pool;
-        fn list_pools(pb::ListPoolsRequest) -> pb::ListPoolsResponse;
-        fn delete_pool(pb::DeletePoolRequest) -> ();
-        fn assign_backend_to_pool(pb::AssignBackendToPoolRequest) -> ();
-        fn remove_backend_from_pool(pb::RemoveBackendFromPoolRequest) -> ();
-        fn list_pool_backends(pb::ListPoolBackendsRequest) -> pb::ListBackendsResponse;
-        fn list_backend_pools(pb::ListBackendPoolsRequest) -> pb::ListPoolsResponse;
-        fn assign_model_to_pool(pb::AssignModelToPoolRequest) -> ();
-        fn remove_model_from_pool(pb::RemoveModelFromPoolRequest) -> ();
-        fn list_pool_models(pb::ListPoolModelsRequest) -> pb::ListModelsResponse;
-        fn list_model_pools(pb::ListModelPoolsRequest) -> pb::ListPoolsResponse;
-        fn create_model(pb::CreateModelRequest) -> pb::Model;
-        fn get_model(pb::GetModelRequest) -> pb::Model;
-        fn list_models(pb::ListModelsRequest) -> pb::ListModelsResponse;
-        fn delete_model(pb::DeleteModelRequest) -> ();
-        fn execute_prompt(pb::ExecutePromptRequest) -> pb::ExecutePromptResponse;
-        fn embed(pb::EmbedRequest) -> pb::EmbedResponse;
+        fn create_backend(pb::CreateBackendRequest) -> pb::Backend = InfraWrite;
+        fn get_backend(pb::GetBackendRequest) -> pb::Backend = InfraRead;
+        fn list_backends(pb::ListBackendsRequest) -> pb::ListBackendsResponse = InfraRead;
+        fn update_backend(pb::UpdateBackendRequest) -> pb::Backend = InfraWrite;
+        fn delete_backend(pb::DeleteBackendRequest) -> () = InfraWrite;
+        fn sync_backend(pb::SyncBackendRequest) -> pb::Backend = InfraWrite;
+        fn pull_model(pb::PullModelRequest) -> BoxStream<pb::PullModelProgress> = InfraWrite;
+        fn create_pool(pb::CreatePoolRequest) -> pb::Pool = InfraWrite;
+        fn get_pool(pb::GetPoolRequest) -> pb::Pool = InfraRead;
+        fn list_pools(pb::ListPoolsRequest) -> pb::ListPoolsResponse = InfraRead;
+        fn delete_pool(pb::DeletePoolRequest) -> () = InfraWrite;
+        fn assign_backend_to_pool(pb::AssignBackendToPoolRequest) -> () = InfraWrite;
+        fn remove_backend_from_pool(pb::RemoveBackendFromPoolRequest) -> () = InfraWrite;
+        fn list_pool_backends(pb::ListPoolBackendsRequest) -> pb::ListBackendsResponse = InfraRead;
+        fn list_backend_pools(pb::ListBackendPoolsRequest) -> pb::ListPoolsResponse = InfraRead;
+        fn assign_model_to_pool(pb::AssignModelToPoolRequest) -> () = InfraWrite;
+        fn remove_model_from_pool(pb::RemoveModelFromPoolRequest) -> () = InfraWrite;
+        fn list_pool_models(pb::ListPoolModelsRequest) -> pb::ListModelsResponse = InfraRead;
+        fn list_model_pools(pb::ListModelPoolsRequest) -> pb::ListPoolsResponse = InfraRead;
+        fn create_model(pb::CreateModelRequest) -> pb::Model = InfraWrite;
+        fn get_model(pb::GetModelRequest) -> pb::Model = InfraRead;
+        fn list_models(pb::ListModelsRequest) -> pb::ListModelsResponse = InfraRead;
+        fn delete_model(pb::DeleteModelRequest) -> () = InfraWrite;
+        fn execute_prompt(pb::ExecutePromptRequest) -> pb::ExecutePromptResponse = ModelsCall;
+        fn embed(pb::EmbedRequest) -> pb::EmbedResponse = ModelsCall;
     }
 }
 

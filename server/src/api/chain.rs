@@ -30,13 +30,13 @@ impl ChainApi {
 
 service! {
     impl ChainService for ChainApi {
-        fn create_chain(pb::CreateChainRequest) -> pb::Chain;
-        fn get_chain(pb::GetChainRequest) -> pb::Chain;
-        fn list_chains(pb::ListChainsRequest) -> pb::ListChainsResponse;
-        fn list_chain_versions(pb::ListChainVersionsRequest) -> pb::ListChainVersionsResponse;
-        fn update_chain(pb::UpdateChainRequest) -> pb::Chain;
-        fn delete_chain(pb::DeleteChainRequest) -> ();
-        fn validate_chain(pb::ValidateChainRequest) -> pb::ValidateChainResponse;
+        fn create_chain(pb::CreateChainRequest) -> pb::Chain = ChainsWrite;
+        fn get_chain(pb::GetChainRequest) -> pb::Chain = ChainsRead;
+        fn list_chains(pb::ListChainsRequest) -> pb::ListChainsResponse = ChainsRead;
+        fn list_chain_versions(pb::ListChainVersionsRequest) -> pb::ListChainVersionsResponse = ChainsRead;
+        fn update_chain(pb::UpdateChainRequest) -> pb::Chain = ChainsWrite;
+        fn delete_chain(pb::DeleteChainRequest) -> () = ChainsWrite;
+        fn validate_chain(pb::ValidateChainRequest) -> pb::ValidateChainResponse = ChainsRead;
     }
 }
 

@@ -63,6 +63,17 @@ pub enum ApiError {
     /// No API key, or one the server does not know.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller's key does not allow the call: its role lacks the RPC's
+    /// permission (`PERMISSION_MISSING`), it is bound to another namespace
+    /// (`NAMESPACE_NOT_ALLOWED`) or the queue is not listed for it
+    /// (`QUEUE_NOT_ALLOWED`). `metadata` goes to `ErrorInfo` (the role,
+    /// the permission missing, ...).
+    #[error("{message}")]
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
     #[error("the server is shutting down")]
     ShuttingDown,
     /// A worker session left a ping unanswered past the heartbeat timeout.
@@ -113,6 +124,7 @@ impl ApiError {
             }
             ApiError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
+            ApiError::PermissionDenied { .. } => Code::PermissionDenied,
             ApiError::ShuttingDown
             | ApiError::SessionSilent(_)
             | ApiError::Unavailable(_)
@@ -134,6 +146,7 @@ impl ApiError {
             ApiError::FailedPrecondition { reason, .. } => reason,
             ApiError::DeadlineExceeded { .. } => "RUN_STILL_ACTIVE",
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::PermissionDenied { reason, .. } => reason,
             ApiError::ShuttingDown => "SHUTTING_DOWN",
             ApiError::SessionSilent(_) => "SESSION_SILENT",
             ApiError::Unavailable(_) => "STORAGE_UNAVAILABLE",
@@ -221,6 +234,13 @@ impl From<ApiError> for Status {
             }
             ApiError::DeadlineExceeded { run_id, .. } => {
                 metadata.insert("run_id".to_string(), run_id.clone());
+            }
+            ApiError::PermissionDenied {
+                metadata: entries, ..
+            } => {
+                for (key, value) in entries {
+                    metadata.insert(key.to_string(), value.clone());
+                }
             }
             ApiError::ShuttingDown
             | ApiError::SessionSilent(_)

@@ -24,11 +24,11 @@ impl HookApi {
 
 service! {
     impl HookService for HookApi {
-        fn create_hook(pb::CreateHookRequest) -> pb::Hook;
-        fn get_hook(pb::GetHookRequest) -> pb::Hook;
-        fn list_hooks(pb::ListHooksRequest) -> pb::ListHooksResponse;
-        fn update_hook(pb::UpdateHookRequest) -> pb::Hook;
-        fn delete_hook(pb::DeleteHookRequest) -> ();
+        fn create_hook(pb::CreateHookRequest) -> pb::Hook = HooksWrite;
+        fn get_hook(pb::GetHookRequest) -> pb::Hook = HooksRead;
+        fn list_hooks(pb::ListHooksRequest) -> pb::ListHooksResponse = HooksRead;
+        fn update_hook(pb::UpdateHookRequest) -> pb::Hook = HooksWrite;
+        fn delete_hook(pb::DeleteHookRequest) -> () = HooksWrite;
     }
 }
 

@@ -26,11 +26,12 @@ const FEATURES: &[&str] = &[
     "backend_sync",
     "model_pull",
     "audit",
+    "api_keys",
 ];
 
 service! {
     impl InfoService for InfoApi {
-        fn get_version(pb::GetVersionRequest) -> pb::GetVersionResponse;
+        fn get_version(pb::GetVersionRequest) -> pb::GetVersionResponse = InfoRead;
     }
 }
 

@@ -22,11 +22,11 @@ impl OperationsApi {
 
 service! {
     impl OperationsService for OperationsApi {
-        fn list_queues(pb::ListQueuesRequest) -> pb::ListQueuesResponse;
-        fn pause_queue(pb::PauseQueueRequest) -> pb::Queue;
-        fn resume_queue(pb::ResumeQueueRequest) -> pb::Queue;
-        fn list_replicas(pb::ListReplicasRequest) -> pb::ListReplicasResponse;
-        fn drain_replica(pb::DrainReplicaRequest) -> pb::Replica;
+        fn list_queues(pb::ListQueuesRequest) -> pb::ListQueuesResponse = QueuesRead;
+        fn pause_queue(pb::PauseQueueRequest) -> pb::Queue = QueuesWrite;
+        fn resume_queue(pb::ResumeQueueRequest) -> pb::Queue = QueuesWrite;
+        fn list_replicas(pb::ListReplicasRequest) -> pb::ListReplicasResponse = ReplicasRead;
+        fn drain_replica(pb::DrainReplicaRequest) -> pb::Replica = ReplicasWrite;
     }
 }
 

@@ -70,21 +70,21 @@ impl RunApi {
 
 service! {
     impl RunService for RunApi {
-        fn start_run(pb::StartRunRequest) -> pb::Run;
-        fn execute_chain(pb::ExecuteChainRequest) -> pb::ExecuteChainResponse;
-        fn get_run(pb::GetRunRequest) -> pb::Run;
-        fn list_runs(pb::ListRunsRequest) -> pb::ListRunsResponse;
-        fn watch_run(pb::WatchRunRequest) -> BoxStream<pb::RunEvent>;
-        fn start_and_watch_run(pb::StartAndWatchRunRequest) -> BoxStream<pb::RunEvent>;
-        fn list_run_events(pb::ListRunEventsRequest) -> pb::ListRunEventsResponse;
-        fn list_run_attempts(pb::ListRunAttemptsRequest) -> pb::ListRunAttemptsResponse;
-        fn cancel_run(pb::CancelRunRequest) -> pb::Run;
-        fn pause_run(pb::PauseRunRequest) -> pb::Run;
-        fn resume_run(pb::ResumeRunRequest) -> pb::Run;
-        fn submit_input(pb::SubmitInputRequest) -> pb::Run;
-        fn retry_run(pb::RetryRunRequest) -> pb::Run;
-        fn replay_run(pb::ReplayRunRequest) -> pb::ReplayRunResponse;
-        fn delete_run(pb::DeleteRunRequest) -> ();
+        fn start_run(pb::StartRunRequest) -> pb::Run = RunsWrite;
+        fn execute_chain(pb::ExecuteChainRequest) -> pb::ExecuteChainResponse = RunsWrite;
+        fn get_run(pb::GetRunRequest) -> pb::Run = RunsRead;
+        fn list_runs(pb::ListRunsRequest) -> pb::ListRunsResponse = RunsRead;
+        fn watch_run(pb::WatchRunRequest) -> BoxStream<pb::RunEvent> = RunsRead;
+        fn start_and_watch_run(pb::StartAndWatchRunRequest) -> BoxStream<pb::RunEvent> = RunsWrite;
+        fn list_run_events(pb::ListRunEventsRequest) -> pb::ListRunEventsResponse = RunsRead;
+        fn list_run_attempts(pb::ListRunAttemptsRequest) -> pb::ListRunAttemptsResponse = RunsRead;
+        fn cancel_run(pb::CancelRunRequest) -> pb::Run = RunsWrite;
+        fn pause_run(pb::PauseRunRequest) -> pb::Run = RunsWrite;
+        fn resume_run(pb::ResumeRunRequest) -> pb::Run = RunsWrite;
+        fn submit_input(pb::SubmitInputRequest) -> pb::Run = RunsWrite;
+        fn retry_run(pb::RetryRunRequest) -> pb::Run = RunsWrite;
+        fn replay_run(pb::ReplayRunRequest) -> pb::ReplayRunResponse = RunsWrite;
+        fn delete_run(pb::DeleteRunRequest) -> () = RunsWrite;
     }
 }
 

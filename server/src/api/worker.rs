@@ -15,7 +15,7 @@ use super::convert::worker::worker_message;
 use super::error::Refusal;
 use super::page::{encode_page, infallible, list_page, request_query};
 use super::request::{MAX_WORKER_MESSAGE_BYTES, Violations, check_text, timestamp};
-use super::{ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, caller};
 use crate::dispatch::{
     Dispatcher, Hello, Inbound, LeaseMessage, LeaseOp, Outgoing, ServerMsg, StreamBroken,
 };
@@ -237,12 +237,12 @@ fn lease_message(
 
 service! {
     impl WorkerService for WorkerApi {
-        fn connect(Streaming<pb::WorkerMessage>) -> BoxStream<pb::ServerMessage>;
-        fn complete_task(pb::CompleteTaskRequest) -> pb::CompleteTaskResponse;
-        fn fail_task(pb::FailTaskRequest) -> pb::FailTaskResponse;
-        fn extend_lease(pb::ExtendLeaseRequest) -> pb::ExtendLeaseResponse;
-        fn list_workers(pb::ListWorkersRequest) -> pb::ListWorkersResponse;
-        fn list_dead_letters(pb::ListDeadLettersRequest) -> pb::ListDeadLettersResponse;
+        fn connect(Streaming<pb::WorkerMessage>) -> BoxStream<pb::ServerMessage> = WorkerServe;
+        fn complete_task(pb::CompleteTaskRequest) -> pb::CompleteTaskResponse = WorkerServe;
+        fn fail_task(pb::FailTaskRequest) -> pb::FailTaskResponse = WorkerServe;
+        fn extend_lease(pb::ExtendLeaseRequest) -> pb::ExtendLeaseResponse = WorkerServe;
+        fn list_workers(pb::ListWorkersRequest) -> pb::ListWorkersResponse = WorkersRead;
+        fn list_dead_letters(pb::ListDeadLettersRequest) -> pb::ListDeadLettersResponse = RunsRead;
     }
 }
 
@@ -275,6 +275,8 @@ impl WorkerApi {
             ));
         };
         let hello = validate_hello(hello)?;
+        // A worker key restricted to queues serves those only.
+        caller().require_queues(&hello.queues)?;
         let inbound = inbound.map(|message| {
             message
                 .map(decode_message)

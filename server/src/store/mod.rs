@@ -13,6 +13,7 @@ mod audit;
 mod codec;
 mod control;
 mod fleet;
+mod keys;
 mod limits;
 mod operations;
 mod postgres;
@@ -36,6 +37,7 @@ pub use control::{
     Limits, ModelRecord, ModelStore, ObservedModel, PoolRecord, PoolStore,
 };
 pub use fleet::FleetStore;
+pub use keys::{ApiKeyRecord, KeyStore};
 pub use limits::{
     AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
     Throttle,
@@ -360,6 +362,7 @@ pub trait Store:
     + RetentionStore
     + AuditStore
     + OperationsStore
+    + KeyStore
     + Send
     + Sync
     + 'static

@@ -68,6 +68,7 @@ mod claim;
 mod create;
 mod fleet;
 mod idempotency;
+mod keys;
 mod limits;
 mod operations;
 mod resources;

@@ -16,6 +16,7 @@ mod claim;
 mod create;
 mod fleet;
 mod idempotency;
+mod keys;
 mod limits;
 mod operations;
 mod resources;
