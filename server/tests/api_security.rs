@@ -6,6 +6,7 @@
 //! install, and a server without keys refuses a non-loopback listener.
 
 mod common;
+use common::replica;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +18,6 @@ use prost::Message;
 use taskloom_server::api::permissions::{Permission, Role};
 use taskloom_server::api::rpc_permissions;
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_testkit::ServerProcess;
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -601,17 +601,7 @@ async fn bootstrap_on(url: &str) {
         "{listed}"
     );
 
-    let owned = url.to_string();
-    let process = tokio::task::spawn_blocking(move || {
-        ServerProcess::start(binary(), Some(&owned), &[]).expect("start taskloom")
-    })
-    .await
-    .unwrap();
-    let channel = Channel::from_shared(process.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (_process, channel) = replica(url).await;
     let refused = version(&channel, None).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     version(&channel, Some(&secret))
@@ -643,21 +633,6 @@ async fn bootstrap_from_the_command_line_on_postgres() {
         .unwrap()
         .unwrap();
     bootstrap_on(&url).await;
-}
-
-async fn replica(url: &str) -> (ServerProcess, Channel) {
-    let url = url.to_string();
-    let process = tokio::task::spawn_blocking(move || {
-        ServerProcess::start(binary(), Some(&url), &[]).expect("start taskloom")
-    })
-    .await
-    .unwrap();
-    let channel = Channel::from_shared(process.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (process, channel)
 }
 
 /// A key created on one PostgreSQL replica works on the other within a

@@ -2,29 +2,12 @@
 //! replica sees, promptly, what a request to the other replica changed.
 
 mod common;
+use common::replica;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_testkit::ServerProcess;
 use tonic::transport::Channel;
-
-async fn replica(url: &str) -> (ServerProcess, Channel) {
-    let url = url.to_string();
-    let process = tokio::task::spawn_blocking(move || {
-        ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_taskloom")), Some(&url), &[])
-            .expect("start taskloom")
-    })
-    .await
-    .unwrap();
-    let channel = Channel::from_shared(process.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (process, channel)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_on_one_replica_follows_changes_made_on_another() {

@@ -10,8 +10,8 @@
 //! provider; both stores.
 
 mod common;
+use common::replica;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,7 +19,6 @@ use std::time::Duration;
 use common::chains::text_value;
 use common::{Backend, TestServer};
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_testkit::ServerProcess;
 use taskloom_testkit::fake_llm::{FakeLlm, Reply};
 use tonic::transport::Channel;
 
@@ -375,22 +374,6 @@ async fn late_and_reconnecting_watchers_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_and_reconnecting_watchers_postgres() {
     slow_on_one_server(Backend::Postgres).await;
-}
-
-async fn replica(url: &str) -> (ServerProcess, Channel) {
-    let url = url.to_string();
-    let process = tokio::task::spawn_blocking(move || {
-        ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_taskloom")), Some(&url), &[])
-            .expect("start taskloom")
-    })
-    .await
-    .unwrap();
-    let channel = Channel::from_shared(process.addr.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    (process, channel)
 }
 
 /// The late watcher joins on another replica than the one running the

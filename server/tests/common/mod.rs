@@ -40,14 +40,20 @@ impl TestServer {
 
     /// A server started with extra `serve` flags.
     pub async fn start_with(backend: Backend, args: &[&str]) -> TestServer {
-        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        let binary = Path::new(env!("CARGO_BIN_EXE_taskloom"));
         let url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {
                 Some(taskloom_testkit::fresh_postgres_database().expect("fresh postgres database"))
             }
         };
+        TestServer::start_on(url, args).await
+    }
+
+    /// A server on the store at `url` (`None`: a fresh SQLite file); given
+    /// the URL of another server's PostgreSQL database, another replica.
+    pub async fn start_on(url: Option<String>, args: &[&str]) -> TestServer {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let binary = Path::new(env!("CARGO_BIN_EXE_taskloom"));
         let process = tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             ServerProcess::start(binary, url.as_deref(), &args).expect("start taskloom")
@@ -244,4 +250,11 @@ pub fn raw_header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
         let (key, value) = line.split_once(':')?;
         (key.trim().to_ascii_lowercase() == name).then(|| value.trim())
     })
+}
+
+/// A replica on the PostgreSQL database at `url`: its process and a
+/// channel to it.
+pub async fn replica(url: &str) -> (ServerProcess, Channel) {
+    let server = TestServer::start_on(Some(url.to_string()), &[]).await;
+    (server.process, server.channel)
 }
