@@ -314,12 +314,18 @@ async fn idle_watchers_cost_no_cpu() {
         "idle watchers: RSS {rss_before:.1} MiB before, {:.1} MiB with {WATCHERS}",
         rss_mib(pid)
     );
-    let before = cpu_seconds(pid);
-    tokio::time::sleep(window).await;
-    let watched = cpu_seconds(pid) - before;
+    // The smaller of two windows: a steady per-watcher cost shows in both,
+    // while a transient spike (another process, a retention sweep) shows in
+    // one. A full CI run once put 0.23 s of such noise into a single window.
+    let mut watched = f64::MAX;
+    for _ in 0..2 {
+        let before = cpu_seconds(pid);
+        tokio::time::sleep(window).await;
+        watched = watched.min(cpu_seconds(pid) - before);
+    }
     eprintln!(
         "idle watchers: server CPU over {window:?}: {idle_server:.2} s without watchers, \
-         {watched:.2} s with {WATCHERS}"
+         {watched:.2} s with {WATCHERS} (the quieter of two windows)"
     );
     // 2 % of a core over the window, beyond what the idle server spends.
     assert!(
