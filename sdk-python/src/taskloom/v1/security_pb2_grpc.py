@@ -194,3 +194,274 @@ class KeyService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class NamespaceServiceStub:
+    """NamespaceService manages namespaces (docs/security.md). Chains, runs,
+    hooks, worker sessions and queues belong to one namespace; a call names
+    its namespace in the `x-taskloom-namespace` metadata (`default` if it
+    names none), and sees nothing of any other. `default` exists on every
+    install and cannot be deleted. Creating, updating and deleting need the
+    `admin` role on a key bound to no namespace.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateNamespace = channel.unary_unary(
+                '/taskloom.v1.NamespaceService/CreateNamespace',
+                request_serializer=taskloom_dot_v1_dot_security__pb2.CreateNamespaceRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_security__pb2.Namespace.FromString,
+                _registered_method=True)
+        self.GetNamespace = channel.unary_unary(
+                '/taskloom.v1.NamespaceService/GetNamespace',
+                request_serializer=taskloom_dot_v1_dot_security__pb2.GetNamespaceRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_security__pb2.Namespace.FromString,
+                _registered_method=True)
+        self.ListNamespaces = channel.unary_unary(
+                '/taskloom.v1.NamespaceService/ListNamespaces',
+                request_serializer=taskloom_dot_v1_dot_security__pb2.ListNamespacesRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_security__pb2.ListNamespacesResponse.FromString,
+                _registered_method=True)
+        self.UpdateNamespace = channel.unary_unary(
+                '/taskloom.v1.NamespaceService/UpdateNamespace',
+                request_serializer=taskloom_dot_v1_dot_security__pb2.UpdateNamespaceRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_security__pb2.Namespace.FromString,
+                _registered_method=True)
+        self.DeleteNamespace = channel.unary_unary(
+                '/taskloom.v1.NamespaceService/DeleteNamespace',
+                request_serializer=taskloom_dot_v1_dot_security__pb2.DeleteNamespaceRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_security__pb2.DeleteNamespaceResponse.FromString,
+                _registered_method=True)
+
+
+class NamespaceServiceServicer:
+    """NamespaceService manages namespaces (docs/security.md). Chains, runs,
+    hooks, worker sessions and queues belong to one namespace; a call names
+    its namespace in the `x-taskloom-namespace` metadata (`default` if it
+    names none), and sees nothing of any other. `default` exists on every
+    install and cannot be deleted. Creating, updating and deleting need the
+    `admin` role on a key bound to no namespace.
+    """
+
+    def CreateNamespace(self, request, context):
+        """Creates a namespace. ALREADY_EXISTS if the name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNamespace(self, request, context):
+        """One namespace; NOT_FOUND if it does not exist (or, for a key bound to
+        another namespace, is not the key's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNamespaces(self, request, context):
+        """Every namespace, by name; a key bound to one namespace sees that one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNamespace(self, request, context):
+        """Changes a namespace's description and the pools it may use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNamespace(self, request, context):
+        """Deletes a namespace with its chains, hooks, finished runs and paused
+        queues, and revokes the keys bound to it, in one transaction.
+        FAILED_PRECONDITION while it holds a run that has not finished, and for
+        `default`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NamespaceServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNamespace,
+                    request_deserializer=taskloom_dot_v1_dot_security__pb2.CreateNamespaceRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_security__pb2.Namespace.SerializeToString,
+            ),
+            'GetNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNamespace,
+                    request_deserializer=taskloom_dot_v1_dot_security__pb2.GetNamespaceRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_security__pb2.Namespace.SerializeToString,
+            ),
+            'ListNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNamespaces,
+                    request_deserializer=taskloom_dot_v1_dot_security__pb2.ListNamespacesRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_security__pb2.ListNamespacesResponse.SerializeToString,
+            ),
+            'UpdateNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNamespace,
+                    request_deserializer=taskloom_dot_v1_dot_security__pb2.UpdateNamespaceRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_security__pb2.Namespace.SerializeToString,
+            ),
+            'DeleteNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNamespace,
+                    request_deserializer=taskloom_dot_v1_dot_security__pb2.DeleteNamespaceRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_security__pb2.DeleteNamespaceResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'taskloom.v1.NamespaceService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('taskloom.v1.NamespaceService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NamespaceService:
+    """NamespaceService manages namespaces (docs/security.md). Chains, runs,
+    hooks, worker sessions and queues belong to one namespace; a call names
+    its namespace in the `x-taskloom-namespace` metadata (`default` if it
+    names none), and sees nothing of any other. `default` exists on every
+    install and cannot be deleted. Creating, updating and deleting need the
+    `admin` role on a key bound to no namespace.
+    """
+
+    @staticmethod
+    def CreateNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.NamespaceService/CreateNamespace',
+            taskloom_dot_v1_dot_security__pb2.CreateNamespaceRequest.SerializeToString,
+            taskloom_dot_v1_dot_security__pb2.Namespace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.NamespaceService/GetNamespace',
+            taskloom_dot_v1_dot_security__pb2.GetNamespaceRequest.SerializeToString,
+            taskloom_dot_v1_dot_security__pb2.Namespace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.NamespaceService/ListNamespaces',
+            taskloom_dot_v1_dot_security__pb2.ListNamespacesRequest.SerializeToString,
+            taskloom_dot_v1_dot_security__pb2.ListNamespacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.NamespaceService/UpdateNamespace',
+            taskloom_dot_v1_dot_security__pb2.UpdateNamespaceRequest.SerializeToString,
+            taskloom_dot_v1_dot_security__pb2.Namespace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.NamespaceService/DeleteNamespace',
+            taskloom_dot_v1_dot_security__pb2.DeleteNamespaceRequest.SerializeToString,
+            taskloom_dot_v1_dot_security__pb2.DeleteNamespaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -95,3 +95,118 @@ class KeyServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_KeyServiceServicer_to_server(servicer: KeyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class NamespaceServiceStub:
+    """NamespaceService manages namespaces (docs/security.md). Chains, runs,
+    hooks, worker sessions and queues belong to one namespace; a call names
+    its namespace in the `x-taskloom-namespace` metadata (`default` if it
+    names none), and sees nothing of any other. `default` exists on every
+    install and cannot be deleted. Creating, updating and deleting need the
+    `admin` role on a key bound to no namespace.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> NamespaceServiceAsyncStub: ...
+    CreateNamespace: _grpc.UnaryUnaryMultiCallable[_security_pb2.CreateNamespaceRequest, _security_pb2.Namespace]
+    """Creates a namespace. ALREADY_EXISTS if the name is taken."""
+    GetNamespace: _grpc.UnaryUnaryMultiCallable[_security_pb2.GetNamespaceRequest, _security_pb2.Namespace]
+    """One namespace; NOT_FOUND if it does not exist (or, for a key bound to
+    another namespace, is not the key's).
+    """
+    ListNamespaces: _grpc.UnaryUnaryMultiCallable[_security_pb2.ListNamespacesRequest, _security_pb2.ListNamespacesResponse]
+    """Every namespace, by name; a key bound to one namespace sees that one."""
+    UpdateNamespace: _grpc.UnaryUnaryMultiCallable[_security_pb2.UpdateNamespaceRequest, _security_pb2.Namespace]
+    """Changes a namespace's description and the pools it may use."""
+    DeleteNamespace: _grpc.UnaryUnaryMultiCallable[_security_pb2.DeleteNamespaceRequest, _security_pb2.DeleteNamespaceResponse]
+    """Deletes a namespace with its chains, hooks, finished runs and paused
+    queues, and revokes the keys bound to it, in one transaction.
+    FAILED_PRECONDITION while it holds a run that has not finished, and for
+    `default`.
+    """
+
+@_typing.type_check_only
+class NamespaceServiceAsyncStub(NamespaceServiceStub):
+    """NamespaceService manages namespaces (docs/security.md). Chains, runs,
+    hooks, worker sessions and queues belong to one namespace; a call names
+    its namespace in the `x-taskloom-namespace` metadata (`default` if it
+    names none), and sees nothing of any other. `default` exists on every
+    install and cannot be deleted. Creating, updating and deleting need the
+    `admin` role on a key bound to no namespace.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateNamespace: _aio.UnaryUnaryMultiCallable[_security_pb2.CreateNamespaceRequest, _security_pb2.Namespace]  # type: ignore[assignment]
+    """Creates a namespace. ALREADY_EXISTS if the name is taken."""
+    GetNamespace: _aio.UnaryUnaryMultiCallable[_security_pb2.GetNamespaceRequest, _security_pb2.Namespace]  # type: ignore[assignment]
+    """One namespace; NOT_FOUND if it does not exist (or, for a key bound to
+    another namespace, is not the key's).
+    """
+    ListNamespaces: _aio.UnaryUnaryMultiCallable[_security_pb2.ListNamespacesRequest, _security_pb2.ListNamespacesResponse]  # type: ignore[assignment]
+    """Every namespace, by name; a key bound to one namespace sees that one."""
+    UpdateNamespace: _aio.UnaryUnaryMultiCallable[_security_pb2.UpdateNamespaceRequest, _security_pb2.Namespace]  # type: ignore[assignment]
+    """Changes a namespace's description and the pools it may use."""
+    DeleteNamespace: _aio.UnaryUnaryMultiCallable[_security_pb2.DeleteNamespaceRequest, _security_pb2.DeleteNamespaceResponse]  # type: ignore[assignment]
+    """Deletes a namespace with its chains, hooks, finished runs and paused
+    queues, and revokes the keys bound to it, in one transaction.
+    FAILED_PRECONDITION while it holds a run that has not finished, and for
+    `default`.
+    """
+
+class NamespaceServiceServicer(metaclass=_abc_1.ABCMeta):
+    """NamespaceService manages namespaces (docs/security.md). Chains, runs,
+    hooks, worker sessions and queues belong to one namespace; a call names
+    its namespace in the `x-taskloom-namespace` metadata (`default` if it
+    names none), and sees nothing of any other. `default` exists on every
+    install and cannot be deleted. Creating, updating and deleting need the
+    `admin` role on a key bound to no namespace.
+    """
+
+    @_abc_1.abstractmethod
+    def CreateNamespace(
+        self,
+        request: _security_pb2.CreateNamespaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_security_pb2.Namespace, _abc.Awaitable[_security_pb2.Namespace]]:
+        """Creates a namespace. ALREADY_EXISTS if the name is taken."""
+
+    @_abc_1.abstractmethod
+    def GetNamespace(
+        self,
+        request: _security_pb2.GetNamespaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_security_pb2.Namespace, _abc.Awaitable[_security_pb2.Namespace]]:
+        """One namespace; NOT_FOUND if it does not exist (or, for a key bound to
+        another namespace, is not the key's).
+        """
+
+    @_abc_1.abstractmethod
+    def ListNamespaces(
+        self,
+        request: _security_pb2.ListNamespacesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_security_pb2.ListNamespacesResponse, _abc.Awaitable[_security_pb2.ListNamespacesResponse]]:
+        """Every namespace, by name; a key bound to one namespace sees that one."""
+
+    @_abc_1.abstractmethod
+    def UpdateNamespace(
+        self,
+        request: _security_pb2.UpdateNamespaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_security_pb2.Namespace, _abc.Awaitable[_security_pb2.Namespace]]:
+        """Changes a namespace's description and the pools it may use."""
+
+    @_abc_1.abstractmethod
+    def DeleteNamespace(
+        self,
+        request: _security_pb2.DeleteNamespaceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_security_pb2.DeleteNamespaceResponse, _abc.Awaitable[_security_pb2.DeleteNamespaceResponse]]:
+        """Deletes a namespace with its chains, hooks, finished runs and paused
+        queues, and revokes the keys bound to it, in one transaction.
+        FAILED_PRECONDITION while it holds a run that has not finished, and for
+        `default`.
+        """
+
+def add_NamespaceServiceServicer_to_server(servicer: NamespaceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

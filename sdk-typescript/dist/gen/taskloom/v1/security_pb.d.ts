@@ -205,6 +205,193 @@ export type RevokeApiKeyRequest = Message<"taskloom.v1.RevokeApiKeyRequest"> & {
  */
 export declare const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest>;
 /**
+ * A namespace: an isolated set of chains, runs, hooks, workers and queues.
+ *
+ * @generated from message taskloom.v1.Namespace
+ */
+export type Namespace = Message<"taskloom.v1.Namespace"> & {
+    /**
+     * 1 to 63 lowercase letters, digits and `-`.
+     *
+     * @generated from field: string name = 1;
+     */
+    name: string;
+    /**
+     * Free text for people.
+     *
+     * @generated from field: string description = 2;
+     */
+    description: string;
+    /**
+     * The pools the namespace's LLM tasks may use; empty for every pool.
+     * Backends, pools and models are shared: admins manage them.
+     *
+     * @generated from field: repeated string pools = 3;
+     */
+    pools: string[];
+    /**
+     * When the namespace was created.
+     *
+     * @generated from field: google.protobuf.Timestamp create_time = 4;
+     */
+    createTime?: Timestamp | undefined;
+    /**
+     * Who created it (`key:<id>`, `local`, or `system` for `default`).
+     *
+     * @generated from field: string created_by = 5;
+     */
+    createdBy: string;
+};
+/**
+ * Describes the message taskloom.v1.Namespace.
+ * Use `create(NamespaceSchema)` to create a new message.
+ */
+export declare const NamespaceSchema: GenMessage<Namespace>;
+/**
+ * Request of CreateNamespace.
+ *
+ * @generated from message taskloom.v1.CreateNamespaceRequest
+ */
+export type CreateNamespaceRequest = Message<"taskloom.v1.CreateNamespaceRequest"> & {
+    /**
+     * The new namespace's name.
+     *
+     * @generated from field: string name = 1;
+     */
+    name: string;
+    /**
+     * Free text for people, at most 1,024 characters.
+     *
+     * @generated from field: string description = 2;
+     */
+    description: string;
+    /**
+     * The pools its LLM tasks may use; empty for every pool. Each must exist.
+     *
+     * @generated from field: repeated string pools = 3;
+     */
+    pools: string[];
+};
+/**
+ * Describes the message taskloom.v1.CreateNamespaceRequest.
+ * Use `create(CreateNamespaceRequestSchema)` to create a new message.
+ */
+export declare const CreateNamespaceRequestSchema: GenMessage<CreateNamespaceRequest>;
+/**
+ * Request of GetNamespace.
+ *
+ * @generated from message taskloom.v1.GetNamespaceRequest
+ */
+export type GetNamespaceRequest = Message<"taskloom.v1.GetNamespaceRequest"> & {
+    /**
+     * The namespace's name.
+     *
+     * @generated from field: string name = 1;
+     */
+    name: string;
+};
+/**
+ * Describes the message taskloom.v1.GetNamespaceRequest.
+ * Use `create(GetNamespaceRequestSchema)` to create a new message.
+ */
+export declare const GetNamespaceRequestSchema: GenMessage<GetNamespaceRequest>;
+/**
+ * Request of ListNamespaces.
+ *
+ * @generated from message taskloom.v1.ListNamespacesRequest
+ */
+export type ListNamespacesRequest = Message<"taskloom.v1.ListNamespacesRequest"> & {};
+/**
+ * Describes the message taskloom.v1.ListNamespacesRequest.
+ * Use `create(ListNamespacesRequestSchema)` to create a new message.
+ */
+export declare const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest>;
+/**
+ * Response of ListNamespaces.
+ *
+ * @generated from message taskloom.v1.ListNamespacesResponse
+ */
+export type ListNamespacesResponse = Message<"taskloom.v1.ListNamespacesResponse"> & {
+    /**
+     * The namespaces the caller may see, by name.
+     *
+     * @generated from field: repeated taskloom.v1.Namespace namespaces = 1;
+     */
+    namespaces: Namespace[];
+};
+/**
+ * Describes the message taskloom.v1.ListNamespacesResponse.
+ * Use `create(ListNamespacesResponseSchema)` to create a new message.
+ */
+export declare const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse>;
+/**
+ * Request of UpdateNamespace: the new description and pools replace the
+ * old ones.
+ *
+ * @generated from message taskloom.v1.UpdateNamespaceRequest
+ */
+export type UpdateNamespaceRequest = Message<"taskloom.v1.UpdateNamespaceRequest"> & {
+    /**
+     * The namespace's name.
+     *
+     * @generated from field: string name = 1;
+     */
+    name: string;
+    /**
+     * Free text for people, at most 1,024 characters.
+     *
+     * @generated from field: string description = 2;
+     */
+    description: string;
+    /**
+     * The pools its LLM tasks may use; empty for every pool. Each must exist.
+     *
+     * @generated from field: repeated string pools = 3;
+     */
+    pools: string[];
+};
+/**
+ * Describes the message taskloom.v1.UpdateNamespaceRequest.
+ * Use `create(UpdateNamespaceRequestSchema)` to create a new message.
+ */
+export declare const UpdateNamespaceRequestSchema: GenMessage<UpdateNamespaceRequest>;
+/**
+ * Request of DeleteNamespace.
+ *
+ * @generated from message taskloom.v1.DeleteNamespaceRequest
+ */
+export type DeleteNamespaceRequest = Message<"taskloom.v1.DeleteNamespaceRequest"> & {
+    /**
+     * The namespace's name.
+     *
+     * @generated from field: string name = 1;
+     */
+    name: string;
+};
+/**
+ * Describes the message taskloom.v1.DeleteNamespaceRequest.
+ * Use `create(DeleteNamespaceRequestSchema)` to create a new message.
+ */
+export declare const DeleteNamespaceRequestSchema: GenMessage<DeleteNamespaceRequest>;
+/**
+ * Response of DeleteNamespace.
+ *
+ * @generated from message taskloom.v1.DeleteNamespaceResponse
+ */
+export type DeleteNamespaceResponse = Message<"taskloom.v1.DeleteNamespaceResponse"> & {
+    /**
+     * The finished runs deleted with it.
+     *
+     * @generated from field: int64 deleted_runs = 1;
+     */
+    deletedRuns: bigint;
+};
+/**
+ * Describes the message taskloom.v1.DeleteNamespaceResponse.
+ * Use `create(DeleteNamespaceResponseSchema)` to create a new message.
+ */
+export declare const DeleteNamespaceResponseSchema: GenMessage<DeleteNamespaceResponse>;
+/**
  * KeyService manages the API keys kept in the store (docs/security.md).
  * Every call needs the `admin` role. A key's secret is returned once, by
  * CreateApiKey; the store keeps only its SHA-256 digest.
@@ -242,6 +429,72 @@ export declare const KeyService: GenService<{
         methodKind: "unary";
         input: typeof RevokeApiKeyRequestSchema;
         output: typeof ApiKeySchema;
+    };
+}>;
+/**
+ * NamespaceService manages namespaces (docs/security.md). Chains, runs,
+ * hooks, worker sessions and queues belong to one namespace; a call names
+ * its namespace in the `x-taskloom-namespace` metadata (`default` if it
+ * names none), and sees nothing of any other. `default` exists on every
+ * install and cannot be deleted. Creating, updating and deleting need the
+ * `admin` role on a key bound to no namespace.
+ *
+ * @generated from service taskloom.v1.NamespaceService
+ */
+export declare const NamespaceService: GenService<{
+    /**
+     * Creates a namespace. ALREADY_EXISTS if the name is taken.
+     *
+     * @generated from rpc taskloom.v1.NamespaceService.CreateNamespace
+     */
+    createNamespace: {
+        methodKind: "unary";
+        input: typeof CreateNamespaceRequestSchema;
+        output: typeof NamespaceSchema;
+    };
+    /**
+     * One namespace; NOT_FOUND if it does not exist (or, for a key bound to
+     * another namespace, is not the key's).
+     *
+     * @generated from rpc taskloom.v1.NamespaceService.GetNamespace
+     */
+    getNamespace: {
+        methodKind: "unary";
+        input: typeof GetNamespaceRequestSchema;
+        output: typeof NamespaceSchema;
+    };
+    /**
+     * Every namespace, by name; a key bound to one namespace sees that one.
+     *
+     * @generated from rpc taskloom.v1.NamespaceService.ListNamespaces
+     */
+    listNamespaces: {
+        methodKind: "unary";
+        input: typeof ListNamespacesRequestSchema;
+        output: typeof ListNamespacesResponseSchema;
+    };
+    /**
+     * Changes a namespace's description and the pools it may use.
+     *
+     * @generated from rpc taskloom.v1.NamespaceService.UpdateNamespace
+     */
+    updateNamespace: {
+        methodKind: "unary";
+        input: typeof UpdateNamespaceRequestSchema;
+        output: typeof NamespaceSchema;
+    };
+    /**
+     * Deletes a namespace with its chains, hooks, finished runs and paused
+     * queues, and revokes the keys bound to it, in one transaction.
+     * FAILED_PRECONDITION while it holds a run that has not finished, and for
+     * `default`.
+     *
+     * @generated from rpc taskloom.v1.NamespaceService.DeleteNamespace
+     */
+    deleteNamespace: {
+        methodKind: "unary";
+        input: typeof DeleteNamespaceRequestSchema;
+        output: typeof DeleteNamespaceResponseSchema;
     };
 }>;
 //# sourceMappingURL=security_pb.d.ts.map

@@ -6,7 +6,7 @@ import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@
 /**
  * Describes the file taskloom/v1/security.proto.
  */
-export const file_taskloom_v1_security = /*@__PURE__*/ fileDesc("Chp0YXNrbG9vbS92MS9zZWN1cml0eS5wcm90bxILdGFza2xvb20udjEivgIKBkFwaUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHJvbGUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEg4KBnF1ZXVlcxgFIAMoCRIOCgZwcmVmaXgYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIOCgZxdWV1ZXMYBCADKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJIChRDcmVhdGVBcGlLZXlSZXNwb25zZRIgCgNrZXkYASABKAsyEy50YXNrbG9vbS52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJIhQKEkxpc3RBcGlLZXlzUmVxdWVzdCI4ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy50YXNrbG9vbS52MS5BcGlLZXkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCTL6AQoKS2V5U2VydmljZRJTCgxDcmVhdGVBcGlLZXkSIC50YXNrbG9vbS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiEudGFza2xvb20udjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USUAoLTGlzdEFwaUtleXMSHy50YXNrbG9vbS52MS5MaXN0QXBpS2V5c1JlcXVlc3QaIC50YXNrbG9vbS52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlEkUKDFJldm9rZUFwaUtleRIgLnRhc2tsb29tLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaEy50YXNrbG9vbS52MS5BcGlLZXliBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+export const file_taskloom_v1_security = /*@__PURE__*/ fileDesc("Chp0YXNrbG9vbS92MS9zZWN1cml0eS5wcm90bxILdGFza2xvb20udjEivgIKBkFwaUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHJvbGUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEg4KBnF1ZXVlcxgFIAMoCRIOCgZwcmVmaXgYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIOCgZxdWV1ZXMYBCADKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJIChRDcmVhdGVBcGlLZXlSZXNwb25zZRIgCgNrZXkYASABKAsyEy50YXNrbG9vbS52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJIhQKEkxpc3RBcGlLZXlzUmVxdWVzdCI4ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy50YXNrbG9vbS52MS5BcGlLZXkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSKCAQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDQoFcG9vbHMYAyADKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYBSABKAkiSgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg0KBXBvb2xzGAMgAygJIiMKE0dldE5hbWVzcGFjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiRAoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIqCgpuYW1lc3BhY2VzGAEgAygLMhYudGFza2xvb20udjEuTmFtZXNwYWNlIkoKFlVwZGF0ZU5hbWVzcGFjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVwb29scxgDIAMoCSImChZEZWxldGVOYW1lc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiLwoXRGVsZXRlTmFtZXNwYWNlUmVzcG9uc2USFAoMZGVsZXRlZF9ydW5zGAEgASgDMvoBCgpLZXlTZXJ2aWNlElMKDENyZWF0ZUFwaUtleRIgLnRhc2tsb29tLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIS50YXNrbG9vbS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJQCgtMaXN0QXBpS2V5cxIfLnRhc2tsb29tLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBogLnRhc2tsb29tLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2USRQoMUmV2b2tlQXBpS2V5EiAudGFza2xvb20udjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoTLnRhc2tsb29tLnYxLkFwaUtleTK1AwoQTmFtZXNwYWNlU2VydmljZRJOCg9DcmVhdGVOYW1lc3BhY2USIy50YXNrbG9vbS52MS5DcmVhdGVOYW1lc3BhY2VSZXF1ZXN0GhYudGFza2xvb20udjEuTmFtZXNwYWNlEkgKDEdldE5hbWVzcGFjZRIgLnRhc2tsb29tLnYxLkdldE5hbWVzcGFjZVJlcXVlc3QaFi50YXNrbG9vbS52MS5OYW1lc3BhY2USWQoOTGlzdE5hbWVzcGFjZXMSIi50YXNrbG9vbS52MS5MaXN0TmFtZXNwYWNlc1JlcXVlc3QaIy50YXNrbG9vbS52MS5MaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEk4KD1VwZGF0ZU5hbWVzcGFjZRIjLnRhc2tsb29tLnYxLlVwZGF0ZU5hbWVzcGFjZVJlcXVlc3QaFi50YXNrbG9vbS52MS5OYW1lc3BhY2USXAoPRGVsZXRlTmFtZXNwYWNlEiMudGFza2xvb20udjEuRGVsZXRlTmFtZXNwYWNlUmVxdWVzdBokLnRhc2tsb29tLnYxLkRlbGV0ZU5hbWVzcGFjZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 /**
  * Describes the message taskloom.v1.ApiKey.
  * Use `create(ApiKeySchema)` to create a new message.
@@ -38,6 +38,46 @@ export const ListApiKeysResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom
  */
 export const RevokeApiKeyRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 5);
 /**
+ * Describes the message taskloom.v1.Namespace.
+ * Use `create(NamespaceSchema)` to create a new message.
+ */
+export const NamespaceSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 6);
+/**
+ * Describes the message taskloom.v1.CreateNamespaceRequest.
+ * Use `create(CreateNamespaceRequestSchema)` to create a new message.
+ */
+export const CreateNamespaceRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 7);
+/**
+ * Describes the message taskloom.v1.GetNamespaceRequest.
+ * Use `create(GetNamespaceRequestSchema)` to create a new message.
+ */
+export const GetNamespaceRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 8);
+/**
+ * Describes the message taskloom.v1.ListNamespacesRequest.
+ * Use `create(ListNamespacesRequestSchema)` to create a new message.
+ */
+export const ListNamespacesRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 9);
+/**
+ * Describes the message taskloom.v1.ListNamespacesResponse.
+ * Use `create(ListNamespacesResponseSchema)` to create a new message.
+ */
+export const ListNamespacesResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 10);
+/**
+ * Describes the message taskloom.v1.UpdateNamespaceRequest.
+ * Use `create(UpdateNamespaceRequestSchema)` to create a new message.
+ */
+export const UpdateNamespaceRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 11);
+/**
+ * Describes the message taskloom.v1.DeleteNamespaceRequest.
+ * Use `create(DeleteNamespaceRequestSchema)` to create a new message.
+ */
+export const DeleteNamespaceRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 12);
+/**
+ * Describes the message taskloom.v1.DeleteNamespaceResponse.
+ * Use `create(DeleteNamespaceResponseSchema)` to create a new message.
+ */
+export const DeleteNamespaceResponseSchema = /*@__PURE__*/ messageDesc(file_taskloom_v1_security, 13);
+/**
  * KeyService manages the API keys kept in the store (docs/security.md).
  * Every call needs the `admin` role. A key's secret is returned once, by
  * CreateApiKey; the store keeps only its SHA-256 digest.
@@ -45,4 +85,15 @@ export const RevokeApiKeyRequestSchema = /*@__PURE__*/ messageDesc(file_taskloom
  * @generated from service taskloom.v1.KeyService
  */
 export const KeyService = /*@__PURE__*/ serviceDesc(file_taskloom_v1_security, 0);
+/**
+ * NamespaceService manages namespaces (docs/security.md). Chains, runs,
+ * hooks, worker sessions and queues belong to one namespace; a call names
+ * its namespace in the `x-taskloom-namespace` metadata (`default` if it
+ * names none), and sees nothing of any other. `default` exists on every
+ * install and cannot be deleted. Creating, updating and deleting need the
+ * `admin` role on a key bound to no namespace.
+ *
+ * @generated from service taskloom.v1.NamespaceService
+ */
+export const NamespaceService = /*@__PURE__*/ serviceDesc(file_taskloom_v1_security, 1);
 //# sourceMappingURL=security_pb.js.map

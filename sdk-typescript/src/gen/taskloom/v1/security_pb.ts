@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file taskloom/v1/security.proto.
  */
 export const file_taskloom_v1_security: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrbG9vbS92MS9zZWN1cml0eS5wcm90bxILdGFza2xvb20udjEivgIKBkFwaUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHJvbGUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEg4KBnF1ZXVlcxgFIAMoCRIOCgZwcmVmaXgYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIOCgZxdWV1ZXMYBCADKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJIChRDcmVhdGVBcGlLZXlSZXNwb25zZRIgCgNrZXkYASABKAsyEy50YXNrbG9vbS52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJIhQKEkxpc3RBcGlLZXlzUmVxdWVzdCI4ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy50YXNrbG9vbS52MS5BcGlLZXkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCTL6AQoKS2V5U2VydmljZRJTCgxDcmVhdGVBcGlLZXkSIC50YXNrbG9vbS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiEudGFza2xvb20udjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USUAoLTGlzdEFwaUtleXMSHy50YXNrbG9vbS52MS5MaXN0QXBpS2V5c1JlcXVlc3QaIC50YXNrbG9vbS52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlEkUKDFJldm9rZUFwaUtleRIgLnRhc2tsb29tLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaEy50YXNrbG9vbS52MS5BcGlLZXliBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chp0YXNrbG9vbS92MS9zZWN1cml0eS5wcm90bxILdGFza2xvb20udjEivgIKBkFwaUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHJvbGUYAyABKAkSEQoJbmFtZXNwYWNlGAQgASgJEg4KBnF1ZXVlcxgFIAMoCRIOCgZwcmVmaXgYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSMgoObGFzdF91c2VkX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJEhEKCW5hbWVzcGFjZRgDIAEoCRIOCgZxdWV1ZXMYBCADKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJIChRDcmVhdGVBcGlLZXlSZXNwb25zZRIgCgNrZXkYASABKAsyEy50YXNrbG9vbS52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJIhQKEkxpc3RBcGlLZXlzUmVxdWVzdCI4ChNMaXN0QXBpS2V5c1Jlc3BvbnNlEiEKBGtleXMYASADKAsyEy50YXNrbG9vbS52MS5BcGlLZXkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSKCAQoJTmFtZXNwYWNlEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDQoFcG9vbHMYAyADKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYBSABKAkiSgoWQ3JlYXRlTmFtZXNwYWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEg0KBXBvb2xzGAMgAygJIiMKE0dldE5hbWVzcGFjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIXChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QiRAoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIqCgpuYW1lc3BhY2VzGAEgAygLMhYudGFza2xvb20udjEuTmFtZXNwYWNlIkoKFlVwZGF0ZU5hbWVzcGFjZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVwb29scxgDIAMoCSImChZEZWxldGVOYW1lc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiLwoXRGVsZXRlTmFtZXNwYWNlUmVzcG9uc2USFAoMZGVsZXRlZF9ydW5zGAEgASgDMvoBCgpLZXlTZXJ2aWNlElMKDENyZWF0ZUFwaUtleRIgLnRhc2tsb29tLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIS50YXNrbG9vbS52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJQCgtMaXN0QXBpS2V5cxIfLnRhc2tsb29tLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBogLnRhc2tsb29tLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2USRQoMUmV2b2tlQXBpS2V5EiAudGFza2xvb20udjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoTLnRhc2tsb29tLnYxLkFwaUtleTK1AwoQTmFtZXNwYWNlU2VydmljZRJOCg9DcmVhdGVOYW1lc3BhY2USIy50YXNrbG9vbS52MS5DcmVhdGVOYW1lc3BhY2VSZXF1ZXN0GhYudGFza2xvb20udjEuTmFtZXNwYWNlEkgKDEdldE5hbWVzcGFjZRIgLnRhc2tsb29tLnYxLkdldE5hbWVzcGFjZVJlcXVlc3QaFi50YXNrbG9vbS52MS5OYW1lc3BhY2USWQoOTGlzdE5hbWVzcGFjZXMSIi50YXNrbG9vbS52MS5MaXN0TmFtZXNwYWNlc1JlcXVlc3QaIy50YXNrbG9vbS52MS5MaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEk4KD1VwZGF0ZU5hbWVzcGFjZRIjLnRhc2tsb29tLnYxLlVwZGF0ZU5hbWVzcGFjZVJlcXVlc3QaFi50YXNrbG9vbS52MS5OYW1lc3BhY2USXAoPRGVsZXRlTmFtZXNwYWNlEiMudGFza2xvb20udjEuRGVsZXRlTmFtZXNwYWNlUmVxdWVzdBokLnRhc2tsb29tLnYxLkRlbGV0ZU5hbWVzcGFjZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * An API key as listed: everything but its secret.
@@ -249,6 +249,226 @@ export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__P
   messageDesc(file_taskloom_v1_security, 5);
 
 /**
+ * A namespace: an isolated set of chains, runs, hooks, workers and queues.
+ *
+ * @generated from message taskloom.v1.Namespace
+ */
+export type Namespace = Message<"taskloom.v1.Namespace"> & {
+  /**
+   * 1 to 63 lowercase letters, digits and `-`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Free text for people.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * The pools the namespace's LLM tasks may use; empty for every pool.
+   * Backends, pools and models are shared: admins manage them.
+   *
+   * @generated from field: repeated string pools = 3;
+   */
+  pools: string[];
+
+  /**
+   * When the namespace was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Who created it (`key:<id>`, `local`, or `system` for `default`).
+   *
+   * @generated from field: string created_by = 5;
+   */
+  createdBy: string;
+};
+
+/**
+ * Describes the message taskloom.v1.Namespace.
+ * Use `create(NamespaceSchema)` to create a new message.
+ */
+export const NamespaceSchema: GenMessage<Namespace> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 6);
+
+/**
+ * Request of CreateNamespace.
+ *
+ * @generated from message taskloom.v1.CreateNamespaceRequest
+ */
+export type CreateNamespaceRequest = Message<"taskloom.v1.CreateNamespaceRequest"> & {
+  /**
+   * The new namespace's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Free text for people, at most 1,024 characters.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * The pools its LLM tasks may use; empty for every pool. Each must exist.
+   *
+   * @generated from field: repeated string pools = 3;
+   */
+  pools: string[];
+};
+
+/**
+ * Describes the message taskloom.v1.CreateNamespaceRequest.
+ * Use `create(CreateNamespaceRequestSchema)` to create a new message.
+ */
+export const CreateNamespaceRequestSchema: GenMessage<CreateNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 7);
+
+/**
+ * Request of GetNamespace.
+ *
+ * @generated from message taskloom.v1.GetNamespaceRequest
+ */
+export type GetNamespaceRequest = Message<"taskloom.v1.GetNamespaceRequest"> & {
+  /**
+   * The namespace's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message taskloom.v1.GetNamespaceRequest.
+ * Use `create(GetNamespaceRequestSchema)` to create a new message.
+ */
+export const GetNamespaceRequestSchema: GenMessage<GetNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 8);
+
+/**
+ * Request of ListNamespaces.
+ *
+ * @generated from message taskloom.v1.ListNamespacesRequest
+ */
+export type ListNamespacesRequest = Message<"taskloom.v1.ListNamespacesRequest"> & {
+};
+
+/**
+ * Describes the message taskloom.v1.ListNamespacesRequest.
+ * Use `create(ListNamespacesRequestSchema)` to create a new message.
+ */
+export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 9);
+
+/**
+ * Response of ListNamespaces.
+ *
+ * @generated from message taskloom.v1.ListNamespacesResponse
+ */
+export type ListNamespacesResponse = Message<"taskloom.v1.ListNamespacesResponse"> & {
+  /**
+   * The namespaces the caller may see, by name.
+   *
+   * @generated from field: repeated taskloom.v1.Namespace namespaces = 1;
+   */
+  namespaces: Namespace[];
+};
+
+/**
+ * Describes the message taskloom.v1.ListNamespacesResponse.
+ * Use `create(ListNamespacesResponseSchema)` to create a new message.
+ */
+export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 10);
+
+/**
+ * Request of UpdateNamespace: the new description and pools replace the
+ * old ones.
+ *
+ * @generated from message taskloom.v1.UpdateNamespaceRequest
+ */
+export type UpdateNamespaceRequest = Message<"taskloom.v1.UpdateNamespaceRequest"> & {
+  /**
+   * The namespace's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Free text for people, at most 1,024 characters.
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * The pools its LLM tasks may use; empty for every pool. Each must exist.
+   *
+   * @generated from field: repeated string pools = 3;
+   */
+  pools: string[];
+};
+
+/**
+ * Describes the message taskloom.v1.UpdateNamespaceRequest.
+ * Use `create(UpdateNamespaceRequestSchema)` to create a new message.
+ */
+export const UpdateNamespaceRequestSchema: GenMessage<UpdateNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 11);
+
+/**
+ * Request of DeleteNamespace.
+ *
+ * @generated from message taskloom.v1.DeleteNamespaceRequest
+ */
+export type DeleteNamespaceRequest = Message<"taskloom.v1.DeleteNamespaceRequest"> & {
+  /**
+   * The namespace's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message taskloom.v1.DeleteNamespaceRequest.
+ * Use `create(DeleteNamespaceRequestSchema)` to create a new message.
+ */
+export const DeleteNamespaceRequestSchema: GenMessage<DeleteNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 12);
+
+/**
+ * Response of DeleteNamespace.
+ *
+ * @generated from message taskloom.v1.DeleteNamespaceResponse
+ */
+export type DeleteNamespaceResponse = Message<"taskloom.v1.DeleteNamespaceResponse"> & {
+  /**
+   * The finished runs deleted with it.
+   *
+   * @generated from field: int64 deleted_runs = 1;
+   */
+  deletedRuns: bigint;
+};
+
+/**
+ * Describes the message taskloom.v1.DeleteNamespaceResponse.
+ * Use `create(DeleteNamespaceResponseSchema)` to create a new message.
+ */
+export const DeleteNamespaceResponseSchema: GenMessage<DeleteNamespaceResponse> = /*@__PURE__*/
+  messageDesc(file_taskloom_v1_security, 13);
+
+/**
  * KeyService manages the API keys kept in the store (docs/security.md).
  * Every call needs the `admin` role. A key's secret is returned once, by
  * CreateApiKey; the store keeps only its SHA-256 digest.
@@ -289,4 +509,72 @@ export const KeyService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskloom_v1_security, 0);
+
+/**
+ * NamespaceService manages namespaces (docs/security.md). Chains, runs,
+ * hooks, worker sessions and queues belong to one namespace; a call names
+ * its namespace in the `x-taskloom-namespace` metadata (`default` if it
+ * names none), and sees nothing of any other. `default` exists on every
+ * install and cannot be deleted. Creating, updating and deleting need the
+ * `admin` role on a key bound to no namespace.
+ *
+ * @generated from service taskloom.v1.NamespaceService
+ */
+export const NamespaceService: GenService<{
+  /**
+   * Creates a namespace. ALREADY_EXISTS if the name is taken.
+   *
+   * @generated from rpc taskloom.v1.NamespaceService.CreateNamespace
+   */
+  createNamespace: {
+    methodKind: "unary";
+    input: typeof CreateNamespaceRequestSchema;
+    output: typeof NamespaceSchema;
+  },
+  /**
+   * One namespace; NOT_FOUND if it does not exist (or, for a key bound to
+   * another namespace, is not the key's).
+   *
+   * @generated from rpc taskloom.v1.NamespaceService.GetNamespace
+   */
+  getNamespace: {
+    methodKind: "unary";
+    input: typeof GetNamespaceRequestSchema;
+    output: typeof NamespaceSchema;
+  },
+  /**
+   * Every namespace, by name; a key bound to one namespace sees that one.
+   *
+   * @generated from rpc taskloom.v1.NamespaceService.ListNamespaces
+   */
+  listNamespaces: {
+    methodKind: "unary";
+    input: typeof ListNamespacesRequestSchema;
+    output: typeof ListNamespacesResponseSchema;
+  },
+  /**
+   * Changes a namespace's description and the pools it may use.
+   *
+   * @generated from rpc taskloom.v1.NamespaceService.UpdateNamespace
+   */
+  updateNamespace: {
+    methodKind: "unary";
+    input: typeof UpdateNamespaceRequestSchema;
+    output: typeof NamespaceSchema;
+  },
+  /**
+   * Deletes a namespace with its chains, hooks, finished runs and paused
+   * queues, and revokes the keys bound to it, in one transaction.
+   * FAILED_PRECONDITION while it holds a run that has not finished, and for
+   * `default`.
+   *
+   * @generated from rpc taskloom.v1.NamespaceService.DeleteNamespace
+   */
+  deleteNamespace: {
+    methodKind: "unary";
+    input: typeof DeleteNamespaceRequestSchema;
+    output: typeof DeleteNamespaceResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_taskloom_v1_security, 1);
 
