@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod llm;
 pub mod memory;
 pub mod metrics;
+pub mod namespace;
 pub mod outbound;
 pub mod render;
 pub mod replicas;

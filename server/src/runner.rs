@@ -296,7 +296,7 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
     let attempt = claimed.attempt;
     let token = attempt.lease_token.clone().unwrap_or_default();
     let chain = match store::through_faults(KernelError::is_store_fault, || {
-        kernel.chain(&claimed.chain_id, claimed.chain_version)
+        kernel.chain(&claimed.namespace, &claimed.chain_id, claimed.chain_version)
     })
     .await
     {
@@ -312,7 +312,7 @@ async fn execute_attempt(kernel: &Kernel, executor: &Executor, claimed: ClaimedA
         return;
     };
     let lease = kernel.config().lease;
-    let work = executor.execute(kernel, &task, &attempt, &claimed.trace);
+    let work = executor.execute(kernel, &claimed.namespace, &task, &attempt, &claimed.trace);
     tokio::pin!(work);
     let deadline = task
         .timeout

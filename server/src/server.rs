@@ -219,6 +219,7 @@ pub async fn run(
         "taskloom.v1.AuditService",
         "taskloom.v1.OperationsService",
         "taskloom.v1.KeyService",
+        "taskloom.v1.NamespaceService",
     ];
     for name in service_names.into_iter().chain([""]) {
         health_reporter
@@ -341,7 +342,12 @@ pub async fn run(
         ))
         .add_service(configure!(pb::key_service_server::KeyServiceServer::new(
             api::KeyApi::new(context.clone())
-        )));
+        )))
+        .add_service(configure!(
+            pb::namespace_service_server::NamespaceServiceServer::new(api::NamespaceApi::new(
+                context.clone()
+            ))
+        ));
 
     // Connections close (GOAWAY) once the calls in flight at the drain have
     // finished, or the grace period is over.

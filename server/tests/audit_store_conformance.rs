@@ -74,6 +74,7 @@ fn model(name: &str) -> ModelRecord {
 
 fn hook(name: &str) -> HookRecord {
     HookRecord {
+        namespace: "default".to_string(),
         name: name.to_string(),
         description: String::new(),
         url: format!("https://hooks.example/{name}"),
@@ -162,7 +163,7 @@ async fn resource_writes_store_their_row_with_the_write(store: DynStore) {
         .await
         .unwrap();
     store
-        .delete_hook("h", Some(2), &step("DeleteHook", "hook", "h"))
+        .delete_hook("default", "h", Some(2), &step("DeleteHook", "hook", "h"))
         .await
         .unwrap();
     store
@@ -226,13 +227,24 @@ async fn failed_resource_writes_store_no_row(store: DynStore) {
             .delete_model("nope", &audit_of("DeleteModel", "model", "nope"))
             .await,
         store
-            .delete_hook("nope", None, &audit_of("DeleteHook", "hook", "nope"))
+            .delete_hook(
+                "default",
+                "nope",
+                None,
+                &audit_of("DeleteHook", "hook", "nope"),
+            )
             .await,
         store
-            .delete_chain("nope", None, &audit_of("DeleteChain", "chain", "nope"))
+            .delete_chain(
+                "default",
+                "nope",
+                None,
+                &audit_of("DeleteChain", "chain", "nope"),
+            )
             .await,
         store
             .update_chain(
+                "default",
                 "nope",
                 b"v".to_vec(),
                 None,
@@ -268,11 +280,18 @@ async fn replayed_creates_store_no_second_row(store: DynStore) {
     assert!(again.replayed);
     let chain = audit_of("CreateChain", "chain", "c");
     store
-        .create_chain("c", b"v1".to_vec(), key("CreateChain", "req-2"), &chain)
+        .create_chain(
+            "default",
+            "c",
+            b"v1".to_vec(),
+            key("CreateChain", "req-2"),
+            &chain,
+        )
         .await
         .unwrap();
     let replayed = store
         .create_chain(
+            "default",
             "c",
             b"v1".to_vec(),
             key("CreateChain", "req-2"),
@@ -289,16 +308,17 @@ async fn chain_writes_store_their_row(store: DynStore) {
     let updated = audit_of("UpdateChain", "chain", "c");
     let deleted = audit_of("DeleteChain", "chain", "c");
     store
-        .create_chain("c", b"v1".to_vec(), None, &created)
+        .create_chain("default", "c", b"v1".to_vec(), None, &created)
         .await
         .unwrap();
     store
-        .update_chain("c", b"v2".to_vec(), Some(1), None, &updated)
+        .update_chain("default", "c", b"v2".to_vec(), Some(1), None, &updated)
         .await
         .unwrap();
     // A stale version conflicts and leaves no row.
     let stale = store
         .update_chain(
+            "default",
             "c",
             b"v3".to_vec(),
             Some(1),
@@ -307,7 +327,10 @@ async fn chain_writes_store_their_row(store: DynStore) {
         )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict { .. })));
-    store.delete_chain("c", Some(2), &deleted).await.unwrap();
+    store
+        .delete_chain("default", "c", Some(2), &deleted)
+        .await
+        .unwrap();
     assert_eq!(logged(&store).await, [deleted, updated, created]);
 }
 
@@ -315,6 +338,7 @@ fn queued_run(id: &str) -> RunRecord {
     let at = DateTime::from_timestamp_micros(1_750_000_000_000_000).unwrap();
     RunRecord {
         id: id.to_string(),
+        namespace: "default".to_string(),
         chain_id: "c".to_string(),
         chain_version: 1,
         status: RunStatus::Queued,

@@ -23,6 +23,7 @@ fn text(value: &str) -> pb::Value {
 async fn start(kernel: &Kernel) -> String {
     let started = kernel
         .start_run(StartRun {
+            namespace: "default".to_string(),
             chain: ChainSource::Inline(worker_chain("remote", "jobs")),
             input: text("x"),
             labels: Default::default(),
@@ -66,7 +67,11 @@ async fn cancel_races_completion(store: DynStore) {
         let cancel = {
             let kernel = kernel.clone();
             let run_id = run_id.clone();
-            tokio::spawn(async move { kernel.cancel_run(&run_id, "race", None, None).await })
+            tokio::spawn(async move {
+                kernel
+                    .cancel_run("default", &run_id, "race", None, None)
+                    .await
+            })
         };
         let completed = complete.await.unwrap();
         let cancelled = cancel.await.unwrap();

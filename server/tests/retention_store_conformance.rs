@@ -25,7 +25,7 @@ store_tests!(harness;
         refused_delete_writes_nothing,
         ended_runs_are_deleted_per_chain_oldest_first_in_batches,
     ],
-    (harness.store.clone()) => [all_chain_ids_include_deleted_chains],
+    (harness.store.clone()) => [all_chains_include_deleted_chains],
 );
 
 // ---------------------------------------------------------------------------
@@ -39,6 +39,7 @@ fn at(offset_s: i64) -> DateTime<Utc> {
 fn run(id: &str, chain_id: &str, ended: Option<i64>) -> RunRecord {
     RunRecord {
         id: id.to_string(),
+        namespace: "default".to_string(),
         chain_id: chain_id.to_string(),
         chain_version: 1,
         status: if ended.is_some() {
@@ -207,6 +208,7 @@ async fn delete_run_removes_everything_of_the_run(store: DynStore, database: Raw
     ));
     let dead = store
         .list_dead_letters(
+            "default",
             None,
             PageQuery {
                 limit: 100,
@@ -347,11 +349,20 @@ async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
     }
     let id = |record: &RunRecord| record.id.clone();
 
-    let first = store.delete_ended_runs("a", at(35), 2).await.unwrap();
+    let first = store
+        .delete_ended_runs(("default", "a"), at(35), 2)
+        .await
+        .unwrap();
     assert_eq!(first, [id(&failed), id(&a10)]);
-    let second = store.delete_ended_runs("a", at(35), 2).await.unwrap();
+    let second = store
+        .delete_ended_runs(("default", "a"), at(35), 2)
+        .await
+        .unwrap();
     assert_eq!(second, [id(&a20), id(&a30)]);
-    let third = store.delete_ended_runs("a", at(35), 2).await.unwrap();
+    let third = store
+        .delete_ended_runs(("default", "a"), at(35), 2)
+        .await
+        .unwrap();
     assert!(third.is_empty(), "{third:?}");
     for gone in [&failed, &a10, &a20, &a30] {
         assert_eq!(rows_of(&database, &gone.id).await, NOTHING, "{}", gone.id);
@@ -367,7 +378,7 @@ async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
     }
     // Whatever the cutoff, a run that has not ended stays.
     let rest = store
-        .delete_ended_runs("a", at(1_000_000), 100)
+        .delete_ended_runs(("default", "a"), at(1_000_000), 100)
         .await
         .unwrap();
     assert_eq!(rest, [id(&late), id(&a40)]);
@@ -375,25 +386,26 @@ async fn ended_runs_are_deleted_per_chain_oldest_first_in_batches(
     assert_eq!(rows_of(&database, &b10.id).await, EVERYTHING);
     assert_eq!(audit_rows(&database, &a10.id).await, 0);
     let b = store
-        .delete_ended_runs("b", at(1_000_000), 100)
+        .delete_ended_runs(("default", "b"), at(1_000_000), 100)
         .await
         .unwrap();
     assert_eq!(b, [id(&b10)]);
 }
 
-async fn all_chain_ids_include_deleted_chains(store: DynStore) {
+async fn all_chains_include_deleted_chains(store: DynStore) {
     for id in ["zeta", "alpha", "mid"] {
         store
-            .create_chain(id, b"def".to_vec(), None, &audit(id, ""))
+            .create_chain("default", id, b"def".to_vec(), None, &audit(id, ""))
             .await
             .unwrap();
     }
     store
-        .delete_chain("mid", None, &audit("mid", ""))
+        .delete_chain("default", "mid", None, &audit("mid", ""))
         .await
         .unwrap();
+    let chain = |id: &str| ("default".to_string(), id.to_string());
     assert_eq!(
-        store.all_chain_ids().await.unwrap(),
-        ["alpha", "mid", "zeta"]
+        store.all_chains().await.unwrap(),
+        [chain("alpha"), chain("mid"), chain("zeta")]
     );
 }

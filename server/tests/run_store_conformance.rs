@@ -137,6 +137,7 @@ fn attempt_as_stored(attempt: &AttemptRecord) -> AttemptRecord {
 fn run(id: &str) -> RunRecord {
     RunRecord {
         id: id.to_string(),
+        namespace: "default".to_string(),
         chain_id: "summarize".to_string(),
         chain_version: 2,
         status: RunStatus::Queued,
@@ -247,6 +248,14 @@ async fn all_attempts(store: &Runs, run_id: &str) -> Vec<AttemptRecord> {
 
 async fn all_events(store: &Runs, run_id: &str) -> Vec<EventRecord> {
     store.list_events(run_id, 0, 10_000).await.unwrap()
+}
+
+/// Every run of the namespace `default`.
+fn default_namespace() -> RunFilter {
+    RunFilter {
+        namespace: "default".to_string(),
+        ..RunFilter::default()
+    }
 }
 
 async fn run_ids(store: &Runs, filter: &RunFilter) -> Vec<String> {
@@ -599,7 +608,7 @@ async fn create_run_idempotency(store: Runs) {
         .unwrap();
     assert!(!reused.replayed);
     assert_eq!(
-        run_ids(&store, &RunFilter::default()).await,
+        run_ids(&store, &default_namespace()).await,
         ["run-4", "run-3", "run-1"]
     );
 }
@@ -640,7 +649,7 @@ async fn concurrent_duplicate_creates_make_one_run(store: Runs) {
         }
     }
     assert_eq!(
-        run_ids(&store, &RunFilter::default()).await,
+        run_ids(&store, &default_namespace()).await,
         [winner.record.id.as_str()]
     );
     assert_eq!(all_attempts(&store, &winner.record.id).await.len(), 1);
@@ -831,7 +840,7 @@ async fn transition_applies_the_plan(store: Runs) {
     // The update dead-lettered the attempt.
     assert_eq!(
         store
-            .list_dead_letters(None, everything())
+            .list_dead_letters("default", None, everything())
             .await
             .unwrap()
             .items,
@@ -1797,90 +1806,90 @@ async fn list_runs_filters(store: Runs) {
     }
     let cases = [
         (
-            RunFilter::default(),
+            default_namespace(),
             vec!["run-5", "run-4", "run-3", "run-2", "run-1"],
         ),
         (
             RunFilter {
                 statuses: vec![RunStatus::Running, RunStatus::Failed],
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-4", "run-2"],
         ),
         (
             RunFilter {
                 statuses: vec![RunStatus::Cancelled],
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec![],
         ),
         (
             RunFilter {
                 chain_id: Some("alpha".to_string()),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-4", "run-3", "run-1"],
         ),
         (
             RunFilter {
                 labels: labels(&[("team", "ml")]),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-5", "run-2", "run-1"],
         ),
         (
             RunFilter {
                 labels: labels(&[("team", "ml"), ("env", "prod")]),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-5", "run-2"],
         ),
         (
             RunFilter {
                 labels: labels(&[("env", "prod"), ("team", "search")]),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-3"],
         ),
         (
             RunFilter {
                 labels: labels(&[("team", "ML")]),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec![],
         ),
         (
             RunFilter {
                 labels: labels(&[("env", "dev")]),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec![],
         ),
         (
             RunFilter {
                 labels: labels(&[("app.io/name", "x\"y")]),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-4"],
         ),
         (
             RunFilter {
                 tenant: Some("globex".to_string()),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-5", "run-3"],
         ),
         (
             RunFilter {
                 created_after: Some(at(1000)),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-5", "run-4", "run-3", "run-2"],
         ),
         (
             RunFilter {
                 created_before: Some(at(3000)),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-3", "run-2", "run-1"],
         ),
@@ -1888,7 +1897,7 @@ async fn list_runs_filters(store: Runs) {
             RunFilter {
                 created_after: Some(at(1000)),
                 created_before: Some(at(3000)),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-3", "run-2"],
         ),
@@ -1897,7 +1906,7 @@ async fn list_runs_filters(store: Runs) {
                 statuses: vec![RunStatus::Queued, RunStatus::Failed, RunStatus::Paused],
                 chain_id: Some("alpha".to_string()),
                 tenant: Some("acme".to_string()),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-4", "run-1"],
         ),
@@ -1907,7 +1916,7 @@ async fn list_runs_filters(store: Runs) {
                 labels: labels(&[("team", "ml")]),
                 tenant: Some("globex".to_string()),
                 created_after: Some(at(0)),
-                ..RunFilter::default()
+                ..default_namespace()
             },
             vec!["run-5"],
         ),
@@ -1930,7 +1939,7 @@ async fn list_runs_paginate_newest_first(store: Runs) {
         )
         .await;
     }
-    let all = RunFilter::default();
+    let all = default_namespace();
     let pages = all_pages(
         3,
         |run: &RunRecord| run.id.clone(),
@@ -1948,7 +1957,7 @@ async fn list_runs_paginate_newest_first(store: Runs) {
 
     let odd = RunFilter {
         tenant: Some("odd".to_string()),
-        ..RunFilter::default()
+        ..default_namespace()
     };
     let pages = all_pages(
         3,
@@ -2061,7 +2070,7 @@ async fn missing_records_are_not_found(store: Runs) {
     );
     assert!(
         store
-            .list_runs(&RunFilter::default(), everything())
+            .list_runs(&default_namespace(), everything())
             .await
             .unwrap()
             .items
@@ -2070,7 +2079,7 @@ async fn missing_records_are_not_found(store: Runs) {
     assert!(store.due_attempts(at(0), 10).await.unwrap().is_empty());
     assert!(
         store
-            .list_dead_letters(None, everything())
+            .list_dead_letters("default", None, everything())
             .await
             .unwrap()
             .items
@@ -2111,7 +2120,7 @@ async fn dead_letters_newest_first(store: Runs) {
     let pages = all_pages(
         2,
         |attempt: &AttemptRecord| attempt.id.clone(),
-        |page| store.list_dead_letters(None, page),
+        |page| store.list_dead_letters("default", None, page),
     )
     .await;
     assert_eq!(page_sizes(&pages), [2, 2]);
@@ -2123,14 +2132,14 @@ async fn dead_letters_newest_first(store: Runs) {
     let pages = all_pages(
         1,
         |attempt: &AttemptRecord| attempt.id.clone(),
-        |page| store.list_dead_letters(Some("q1"), page),
+        |page| store.list_dead_letters("default", Some("q1"), page),
     )
     .await;
     assert_eq!(page_sizes(&pages), [1, 1]);
     assert_eq!(flatten(pages), expect(&["att-4", "att-1"]));
     assert_eq!(
         store
-            .list_dead_letters(Some("q2"), everything())
+            .list_dead_letters("default", Some("q2"), everything())
             .await
             .unwrap()
             .items,
@@ -2138,7 +2147,7 @@ async fn dead_letters_newest_first(store: Runs) {
     );
     assert!(
         store
-            .list_dead_letters(Some("q3"), everything())
+            .list_dead_letters("default", Some("q3"), everything())
             .await
             .unwrap()
             .items
@@ -2184,7 +2193,7 @@ async fn unknown_stored_statuses_are_corrupt(store: Runs, database: RawDatabase)
         .await;
     assert_err!(store.get_run("run-1").await, StoreError::Corrupt(_));
     assert_err!(
-        store.list_runs(&RunFilter::default(), everything()).await,
+        store.list_runs(&default_namespace(), everything()).await,
         StoreError::Corrupt(_)
     );
 
@@ -2221,11 +2230,11 @@ fn new_run(id: &str, chain_id: &str, check: Option<Option<i64>>) -> NewRun {
 /// twice in a call is refused whole.
 async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
     store
-        .create_chain("flow", b"v1".to_vec(), None, &audit())
+        .create_chain("default", "flow", b"v1".to_vec(), None, &audit())
         .await
         .unwrap();
     store
-        .update_chain("flow", b"v2".to_vec(), None, None, &audit())
+        .update_chain("default", "flow", b"v2".to_vec(), None, None, &audit())
         .await
         .unwrap();
     let results = store
@@ -2262,7 +2271,10 @@ async fn create_runs_checks_chains_and_keys(store: Arc<dyn Store>) {
         );
     }
 
-    store.delete_chain("flow", None, &audit()).await.unwrap();
+    store
+        .delete_chain("default", "flow", None, &audit())
+        .await
+        .unwrap();
     let results = store
         .create_runs(vec![new_run("run-deleted", "flow", Some(None))])
         .await

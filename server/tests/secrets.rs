@@ -1179,7 +1179,11 @@ async fn store_seals_plaintext_and_names_a_wrong_key(postgres: bool) {
     let backend = store.get_backend("b-old").await.unwrap();
     assert_eq!(backend.api_key.as_deref(), Some(AT_REST_KEY));
     assert_eq!(
-        store.get_hook("stored").await.unwrap().secret_headers["X-Api-Token"],
+        store
+            .get_hook("default", "stored")
+            .await
+            .unwrap()
+            .secret_headers["X-Api-Token"],
         AT_REST_HEADER
     );
     assert_eq!(store.seal_stored_secrets().await.unwrap(), 2);
@@ -1191,7 +1195,7 @@ async fn store_seals_plaintext_and_names_a_wrong_key(postgres: bool) {
     for error in [
         wrong.seal_stored_secrets().await.unwrap_err(),
         wrong.get_backend("b-old").await.unwrap_err(),
-        wrong.get_hook("stored").await.unwrap_err(),
+        wrong.get_hook("default", "stored").await.unwrap_err(),
     ] {
         let message = error.to_string();
         assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");

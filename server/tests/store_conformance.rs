@@ -152,6 +152,7 @@ fn model(name: &str) -> ModelRecord {
 
 fn hook(name: &str) -> HookRecord {
     HookRecord {
+        namespace: "default".to_string(),
         name: name.to_string(),
         description: format!("hook {name}"),
         url: format!("https://hooks.example/{name}"),
@@ -1476,7 +1477,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
     assert_stamped_since(stored.created_at, before);
     assert_eq!(stored.updated_at, stored.created_at);
     assert_eq!(stored, hook_as_stored(&input, &stored));
-    assert_eq!(store.get_hook("notify").await.unwrap(), stored);
+    assert_eq!(store.get_hook("default", "notify").await.unwrap(), stored);
     assert_err!(
         store.create_hook(hook("notify"), None, &audit()).await,
         StoreError::AlreadyExists { .. }
@@ -1505,7 +1506,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
             ..edit
         }
     );
-    assert_eq!(store.get_hook("notify").await.unwrap(), updated);
+    assert_eq!(store.get_hook("default", "notify").await.unwrap(), updated);
 
     // Stale revisions lose.
     assert_err!(
@@ -1517,14 +1518,16 @@ async fn hook_crud_and_revisions(store: DynStore) {
         }
     );
     assert_err!(
-        store.delete_hook("notify", Some(1), &audit()).await,
+        store
+            .delete_hook("default", "notify", Some(1), &audit())
+            .await,
         StoreError::Conflict {
             expected: 1,
             actual: 2,
             ..
         }
     );
-    assert_eq!(store.get_hook("notify").await.unwrap(), updated);
+    assert_eq!(store.get_hook("default", "notify").await.unwrap(), updated);
 
     // Idempotent create.
     let first = store
@@ -1560,25 +1563,39 @@ async fn hook_crud_and_revisions(store: DynStore) {
             .await,
         StoreError::IdempotencyMismatch { .. }
     );
-    assert_eq!(store.list_hooks(everything()).await.unwrap().items.len(), 2);
+    assert_eq!(
+        store
+            .list_hooks("default", everything())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
 
     store
-        .delete_hook("notify", Some(2), &audit())
+        .delete_hook("default", "notify", Some(2), &audit())
         .await
         .unwrap();
-    assert_err!(store.get_hook("notify").await, StoreError::NotFound { .. });
     assert_err!(
-        store.delete_hook("notify", None, &audit()).await,
+        store.get_hook("default", "notify").await,
+        StoreError::NotFound { .. }
+    );
+    assert_err!(
+        store.delete_hook("default", "notify", None, &audit()).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
         store.update_hook(updated, &audit()).await,
         StoreError::NotFound { .. }
     );
-    store.delete_hook("audit", None, &audit()).await.unwrap();
+    store
+        .delete_hook("default", "audit", None, &audit())
+        .await
+        .unwrap();
     assert!(
         store
-            .list_hooks(everything())
+            .list_hooks("default", everything())
             .await
             .unwrap()
             .items
@@ -1588,7 +1605,7 @@ async fn hook_crud_and_revisions(store: DynStore) {
 
 async fn hooks_paginate_by_name(store: DynStore) {
     assert_eq!(
-        store.list_hooks(first_page(4)).await.unwrap(),
+        store.list_hooks("default", first_page(4)).await.unwrap(),
         Page {
             items: vec![],
             next_after: None,
@@ -1601,7 +1618,12 @@ async fn hooks_paginate_by_name(store: DynStore) {
             .await
             .unwrap();
     }
-    let pages = all_pages(4, |h: &HookRecord| h.name.clone(), |q| store.list_hooks(q)).await;
+    let pages = all_pages(
+        4,
+        |h: &HookRecord| h.name.clone(),
+        |q| store.list_hooks("default", q),
+    )
+    .await;
     assert_eq!(page_sizes(&pages), vec![4, 4, 1]);
     let listed: Vec<String> = flatten(pages).into_iter().map(|h| h.name).collect();
     let expected: Vec<String> = (0..9).map(|i| format!("hook-{i:02}")).collect();
@@ -1614,7 +1636,7 @@ async fn hooks_paginate_by_name(store: DynStore) {
 async fn chain_versions_lifecycle(store: DynStore) {
     let before = micros_now();
     let created = store
-        .create_chain("summarize", b"v1".to_vec(), None, &audit())
+        .create_chain("default", "summarize", b"v1".to_vec(), None, &audit())
         .await
         .unwrap();
     assert!(!created.replayed);
@@ -1625,16 +1647,29 @@ async fn chain_versions_lifecycle(store: DynStore) {
         ("summarize", 1, &b"v1"[..])
     );
     assert_eq!(v1.created_at, v1.updated_at);
-    assert_eq!(store.get_chain("summarize", None, false).await.unwrap(), v1);
+    assert_eq!(
+        store
+            .get_chain("default", "summarize", None, false)
+            .await
+            .unwrap(),
+        v1
+    );
     assert_err!(
         store
-            .create_chain("summarize", b"again".to_vec(), None, &audit())
+            .create_chain("default", "summarize", b"again".to_vec(), None, &audit())
             .await,
         StoreError::AlreadyExists { .. }
     );
 
     let v2 = store
-        .update_chain("summarize", b"v2".to_vec(), Some(1), None, &audit())
+        .update_chain(
+            "default",
+            "summarize",
+            b"v2".to_vec(),
+            Some(1),
+            None,
+            &audit(),
+        )
         .await
         .unwrap();
     assert!(!v2.replayed);
@@ -1642,26 +1677,40 @@ async fn chain_versions_lifecycle(store: DynStore) {
     assert_eq!((v2.version, v2.definition.as_slice()), (2, &b"v2"[..]));
     assert_eq!(v2.created_at, v1.created_at);
     assert!(v2.updated_at >= v1.updated_at);
-    assert_eq!(store.get_chain("summarize", None, false).await.unwrap(), v2);
     assert_eq!(
-        store.get_chain("summarize", Some(1), false).await.unwrap(),
+        store
+            .get_chain("default", "summarize", None, false)
+            .await
+            .unwrap(),
+        v2
+    );
+    assert_eq!(
+        store
+            .get_chain("default", "summarize", Some(1), false)
+            .await
+            .unwrap(),
         v1
     );
     assert_eq!(
-        store.get_chain("summarize", Some(2), false).await.unwrap(),
+        store
+            .get_chain("default", "summarize", Some(2), false)
+            .await
+            .unwrap(),
         v2
     );
     assert_err!(
-        store.get_chain("summarize", Some(3), false).await,
+        store
+            .get_chain("default", "summarize", Some(3), false)
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.get_chain("summarize", Some(0), true).await,
+        store.get_chain("default", "summarize", Some(0), true).await,
         StoreError::NotFound { .. }
     );
     assert_eq!(
         store
-            .list_chain_versions("summarize", everything())
+            .list_chain_versions("default", "summarize", everything())
             .await
             .unwrap(),
         Page {
@@ -1674,7 +1723,14 @@ async fn chain_versions_lifecycle(store: DynStore) {
     // A writer that read version 1 loses; without expectation it appends.
     assert_err!(
         store
-            .update_chain("summarize", b"stale".to_vec(), Some(1), None, &audit())
+            .update_chain(
+                "default",
+                "summarize",
+                b"stale".to_vec(),
+                Some(1),
+                None,
+                &audit()
+            )
             .await,
         StoreError::Conflict {
             expected: 1,
@@ -1683,18 +1739,24 @@ async fn chain_versions_lifecycle(store: DynStore) {
         }
     );
     let v3 = store
-        .update_chain("summarize", b"v3".to_vec(), None, None, &audit())
+        .update_chain("default", "summarize", b"v3".to_vec(), None, None, &audit())
         .await
         .unwrap()
         .record;
     assert_eq!(v3.version, 3);
     assert_eq!(
-        store.list_chains(everything()).await.unwrap().items,
+        store
+            .list_chains("default", everything())
+            .await
+            .unwrap()
+            .items,
         vec![v3.clone()]
     );
 
     assert_err!(
-        store.delete_chain("summarize", Some(2), &audit()).await,
+        store
+            .delete_chain("default", "summarize", Some(2), &audit())
+            .await,
         StoreError::Conflict {
             expected: 2,
             actual: 3,
@@ -1702,41 +1764,56 @@ async fn chain_versions_lifecycle(store: DynStore) {
         }
     );
     store
-        .delete_chain("summarize", Some(3), &audit())
+        .delete_chain("default", "summarize", Some(3), &audit())
         .await
         .unwrap();
 
     // Deleted: gone for everyone but runs that pinned a version.
     assert_err!(
-        store.get_chain("summarize", None, false).await,
-        StoreError::NotFound { .. }
-    );
-    assert_err!(
-        store.get_chain("summarize", Some(1), false).await,
-        StoreError::NotFound { .. }
-    );
-    assert_eq!(store.get_chain("summarize", None, true).await.unwrap(), v3);
-    assert_eq!(
-        store.get_chain("summarize", Some(1), true).await.unwrap(),
-        v1
-    );
-    assert_err!(
-        store.list_chain_versions("summarize", everything()).await,
+        store.get_chain("default", "summarize", None, false).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
         store
-            .update_chain("summarize", b"v4".to_vec(), None, None, &audit())
+            .get_chain("default", "summarize", Some(1), false)
+            .await,
+        StoreError::NotFound { .. }
+    );
+    assert_eq!(
+        store
+            .get_chain("default", "summarize", None, true)
+            .await
+            .unwrap(),
+        v3
+    );
+    assert_eq!(
+        store
+            .get_chain("default", "summarize", Some(1), true)
+            .await
+            .unwrap(),
+        v1
+    );
+    assert_err!(
+        store
+            .list_chain_versions("default", "summarize", everything())
             .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_chain("summarize", None, &audit()).await,
+        store
+            .update_chain("default", "summarize", b"v4".to_vec(), None, None, &audit())
+            .await,
+        StoreError::NotFound { .. }
+    );
+    assert_err!(
+        store
+            .delete_chain("default", "summarize", None, &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert!(
         store
-            .list_chains(everything())
+            .list_chains("default", everything())
             .await
             .unwrap()
             .items
@@ -1746,19 +1823,22 @@ async fn chain_versions_lifecycle(store: DynStore) {
 
 async fn chain_recreate_continues_numbering(store: DynStore) {
     let original = store
-        .create_chain("triage", b"v1".to_vec(), None, &audit())
+        .create_chain("default", "triage", b"v1".to_vec(), None, &audit())
         .await
         .unwrap()
         .record;
     store
-        .update_chain("triage", b"v2".to_vec(), None, None, &audit())
+        .update_chain("default", "triage", b"v2".to_vec(), None, None, &audit())
         .await
         .unwrap();
-    store.delete_chain("triage", None, &audit()).await.unwrap();
+    store
+        .delete_chain("default", "triage", None, &audit())
+        .await
+        .unwrap();
 
     let before = micros_now();
     let recreated = store
-        .create_chain("triage", b"fresh".to_vec(), None, &audit())
+        .create_chain("default", "triage", b"fresh".to_vec(), None, &audit())
         .await
         .unwrap();
     assert!(!recreated.replayed);
@@ -1769,29 +1849,42 @@ async fn chain_recreate_continues_numbering(store: DynStore) {
     assert_stamped_since(v3.created_at, before);
     assert_eq!(v3.updated_at, v3.created_at);
     assert!(v3.created_at >= original.created_at);
-    assert_eq!(store.get_chain("triage", None, false).await.unwrap(), v3);
     assert_eq!(
-        store.list_chains(everything()).await.unwrap().items,
+        store
+            .get_chain("default", "triage", None, false)
+            .await
+            .unwrap(),
+        v3
+    );
+    assert_eq!(
+        store
+            .list_chains("default", everything())
+            .await
+            .unwrap()
+            .items,
         vec![v3.clone()]
     );
     // Earlier versions keep their numbers and content.
-    let v1 = store.get_chain("triage", Some(1), false).await.unwrap();
+    let v1 = store
+        .get_chain("default", "triage", Some(1), false)
+        .await
+        .unwrap();
     assert_eq!(v1.definition, b"v1".to_vec());
     assert_err!(
         store
-            .create_chain("triage", b"dup".to_vec(), None, &audit())
+            .create_chain("default", "triage", b"dup".to_vec(), None, &audit())
             .await,
         StoreError::AlreadyExists { .. }
     );
 
     let v4 = store
-        .update_chain("triage", b"v4".to_vec(), Some(3), None, &audit())
+        .update_chain("default", "triage", b"v4".to_vec(), Some(3), None, &audit())
         .await
         .unwrap()
         .record;
     assert_eq!(v4.version, 4);
     let versions = store
-        .list_chain_versions("triage", everything())
+        .list_chain_versions("default", "triage", everything())
         .await
         .unwrap();
     assert_eq!(
@@ -1803,6 +1896,7 @@ async fn chain_recreate_continues_numbering(store: DynStore) {
 async fn chain_idempotency(store: DynStore) {
     let first = store
         .create_chain(
+            "default",
             "etl",
             b"v1".to_vec(),
             key("CreateChain", "req-1", "hash-1"),
@@ -1813,6 +1907,7 @@ async fn chain_idempotency(store: DynStore) {
     assert!(!first.replayed);
     let replay = store
         .create_chain(
+            "default",
             "etl",
             b"v1".to_vec(),
             key("CreateChain", "req-1", "hash-1"),
@@ -1830,6 +1925,7 @@ async fn chain_idempotency(store: DynStore) {
     assert_err!(
         store
             .create_chain(
+                "default",
                 "etl-2",
                 b"v1".to_vec(),
                 key("CreateChain", "req-1", "hash-2"),
@@ -1839,12 +1935,13 @@ async fn chain_idempotency(store: DynStore) {
         StoreError::IdempotencyMismatch { .. }
     );
     assert_err!(
-        store.get_chain("etl-2", None, true).await,
+        store.get_chain("default", "etl-2", None, true).await,
         StoreError::NotFound { .. }
     );
 
     let update = store
         .update_chain(
+            "default",
             "etl",
             b"v2".to_vec(),
             Some(1),
@@ -1859,6 +1956,7 @@ async fn chain_idempotency(store: DynStore) {
     // appending version 3.
     let replay = store
         .update_chain(
+            "default",
             "etl",
             b"v2".to_vec(),
             Some(1),
@@ -1875,12 +1973,16 @@ async fn chain_idempotency(store: DynStore) {
         }
     );
     assert_eq!(
-        store.get_chain("etl", None, false).await.unwrap(),
+        store
+            .get_chain("default", "etl", None, false)
+            .await
+            .unwrap(),
         update.record
     );
     assert_err!(
         store
             .update_chain(
+                "default",
                 "etl",
                 b"v3".to_vec(),
                 None,
@@ -1891,17 +1993,22 @@ async fn chain_idempotency(store: DynStore) {
         StoreError::IdempotencyMismatch { .. }
     );
     assert_eq!(
-        store.get_chain("etl", None, false).await.unwrap().version,
+        store
+            .get_chain("default", "etl", None, false)
+            .await
+            .unwrap()
+            .version,
         2
     );
 
     // The request id of version 2 still replays version 2 after version 3.
     store
-        .update_chain("etl", b"v3".to_vec(), None, None, &audit())
+        .update_chain("default", "etl", b"v3".to_vec(), None, None, &audit())
         .await
         .unwrap();
     let replay = store
         .update_chain(
+            "default",
             "etl",
             b"v2".to_vec(),
             Some(1),
@@ -1916,7 +2023,7 @@ async fn chain_idempotency(store: DynStore) {
 
 async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
     assert_eq!(
-        store.list_chains(first_page(2)).await.unwrap(),
+        store.list_chains("default", first_page(2)).await.unwrap(),
         Page {
             items: vec![],
             next_after: None,
@@ -1925,20 +2032,25 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
     );
     for i in (0..6).rev() {
         store
-            .create_chain(&format!("chain-{i:02}"), vec![i], None, &audit())
+            .create_chain("default", &format!("chain-{i:02}"), vec![i], None, &audit())
             .await
             .unwrap();
     }
     store
-        .update_chain("chain-01", vec![1, 1], None, None, &audit())
+        .update_chain("default", "chain-01", vec![1, 1], None, None, &audit())
         .await
         .unwrap();
     store
-        .delete_chain("chain-03", None, &audit())
+        .delete_chain("default", "chain-03", None, &audit())
         .await
         .unwrap();
 
-    let pages = all_pages(2, |c: &ChainRecord| c.id.clone(), |q| store.list_chains(q)).await;
+    let pages = all_pages(
+        2,
+        |c: &ChainRecord| c.id.clone(),
+        |q| store.list_chains("default", q),
+    )
+    .await;
     assert_eq!(page_sizes(&pages), vec![2, 2, 1]);
     let listed = flatten(pages);
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
@@ -1953,7 +2065,10 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
     );
     for chain in &listed {
         assert_eq!(
-            &store.get_chain(&chain.id, None, false).await.unwrap(),
+            &store
+                .get_chain("default", &chain.id, None, false)
+                .await
+                .unwrap(),
             chain
         );
     }
@@ -1961,12 +2076,13 @@ async fn chains_paginate_by_id_excluding_deleted(store: DynStore) {
 
 async fn chain_versions_paginate_newest_first(store: DynStore) {
     store
-        .create_chain("long", b"1".to_vec(), None, &audit())
+        .create_chain("default", "long", b"1".to_vec(), None, &audit())
         .await
         .unwrap();
     for version in 2..=7 {
         store
             .update_chain(
+                "default",
                 "long",
                 version.to_string().into_bytes(),
                 Some(version - 1),
@@ -1979,7 +2095,7 @@ async fn chain_versions_paginate_newest_first(store: DynStore) {
     let pages = all_pages(
         3,
         |c: &ChainRecord| c.version.to_string(),
-        |q| store.list_chain_versions("long", q),
+        |q| store.list_chain_versions("default", "long", q),
     )
     .await;
     assert_eq!(page_sizes(&pages), vec![3, 3, 1]);
@@ -1989,7 +2105,7 @@ async fn chain_versions_paginate_newest_first(store: DynStore) {
     let pages = all_pages(
         7,
         |c: &ChainRecord| c.version.to_string(),
-        |q| store.list_chain_versions("long", q),
+        |q| store.list_chain_versions("default", "long", q),
     )
     .await;
     assert_eq!(page_sizes(&pages), vec![7]);
@@ -2000,39 +2116,43 @@ async fn chain_versions_paginate_newest_first(store: DynStore) {
 
 async fn missing_chain_is_not_found(store: DynStore) {
     assert_err!(
-        store.get_chain("nope", None, false).await,
+        store.get_chain("default", "nope", None, false).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.get_chain("nope", None, true).await,
+        store.get_chain("default", "nope", None, true).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.get_chain("nope", Some(1), true).await,
-        StoreError::NotFound { .. }
-    );
-    assert_err!(
-        store.list_chain_versions("nope", everything()).await,
+        store.get_chain("default", "nope", Some(1), true).await,
         StoreError::NotFound { .. }
     );
     assert_err!(
         store
-            .update_chain("nope", b"x".to_vec(), None, None, &audit())
+            .list_chain_versions("default", "nope", everything())
             .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
         store
-            .update_chain("nope", b"x".to_vec(), Some(1), None, &audit())
+            .update_chain("default", "nope", b"x".to_vec(), None, None, &audit())
             .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_chain("nope", None, &audit()).await,
+        store
+            .update_chain("default", "nope", b"x".to_vec(), Some(1), None, &audit())
+            .await,
         StoreError::NotFound { .. }
     );
     assert_err!(
-        store.delete_chain("nope", Some(1), &audit()).await,
+        store.delete_chain("default", "nope", None, &audit()).await,
+        StoreError::NotFound { .. }
+    );
+    assert_err!(
+        store
+            .delete_chain("default", "nope", Some(1), &audit())
+            .await,
         StoreError::NotFound { .. }
     );
 }
@@ -2084,7 +2204,7 @@ mod sqlite_file {
                 .unwrap()
                 .record;
             let chain = store
-                .create_chain("keep", b"v1".to_vec(), None, &audit())
+                .create_chain("default", "keep", b"v1".to_vec(), None, &audit())
                 .await
                 .unwrap()
                 .record;
@@ -2094,7 +2214,13 @@ mod sqlite_file {
         let store = store::open(path, test_secrets()).await.unwrap();
         store.migrate().await.unwrap();
         assert_eq!(store.get_backend("b-1").await.unwrap(), backend_record);
-        assert_eq!(store.get_chain("keep", None, false).await.unwrap(), chain);
+        assert_eq!(
+            store
+                .get_chain("default", "keep", None, false)
+                .await
+                .unwrap(),
+            chain
+        );
         // The idempotency record survived too.
         let replay = store
             .create_backend(

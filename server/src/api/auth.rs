@@ -14,7 +14,7 @@
 //! `last_used_at` is written in batches off the request path, at most
 //! about once a minute per key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -41,8 +41,6 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
 const TOUCH_EVERY_SECS: i64 = 60;
 /// The metadata a call names its namespace in.
 pub const NAMESPACE_HEADER: &str = "x-taskloom-namespace";
-/// The namespace of a call that names none.
-pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// Checks the keys of every call. Cheap to clone (shared state).
 #[derive(Clone, Default)]
@@ -66,6 +64,8 @@ struct KeyTable {
     /// The store's key revision this table was loaded at.
     revision: Option<i64>,
     keys: HashMap<KeyDigest, Arc<KnownKey>>,
+    /// The namespaces that exist (they move the key revision too).
+    namespaces: HashSet<String>,
 }
 
 /// A store key as the checks need it.
@@ -161,6 +161,12 @@ impl Authenticator {
         // The revision is read first: a change after it is seen by the next
         // poll, never lost.
         let records = store.list_api_keys().await?;
+        let namespaces = store
+            .list_namespaces()
+            .await?
+            .into_iter()
+            .map(|namespace| namespace.name)
+            .collect();
         let keys = records
             .into_iter()
             .filter_map(KnownKey::from_record)
@@ -179,6 +185,7 @@ impl Authenticator {
         *table = Arc::new(KeyTable {
             revision: Some(revision),
             keys,
+            namespaces,
         });
         Ok(())
     }
@@ -225,8 +232,13 @@ impl Authenticator {
     /// `PERMISSION_DENIED` for a namespace the key is not bound to.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
         let table = self.table();
+        let namespace = namespace_of(metadata)?;
+        let namespace_exists = table.namespaces.contains(&namespace);
         if self.inner.static_keys.is_empty() && table.keys.is_empty() {
-            return Ok(Caller::local_in(namespace_of(metadata)?));
+            return Ok(Caller {
+                namespace_exists,
+                ..Caller::local_in(namespace)
+            });
         }
         let presented = metadata
             .get("authorization")
@@ -240,12 +252,12 @@ impl Authenticator {
             })?;
         let presented = digest(presented);
         if self.admits_static(&presented) {
-            let namespace = namespace_of(metadata)?;
             return Ok(Caller {
                 actor: format!("key:{}", hex(&presented[..6])),
                 key_id: None,
                 role: Role::Admin,
                 namespace,
+                namespace_exists,
                 key_namespace: None,
                 queues: None,
             });
@@ -269,7 +281,6 @@ impl Authenticator {
                 key.id
             )));
         }
-        let namespace = namespace_of(metadata)?;
         if let Some(bound) = &key.namespace
             && *bound != namespace
         {
@@ -292,6 +303,7 @@ impl Authenticator {
             key_id: Some(key.id.clone()),
             role: key.role,
             namespace,
+            namespace_exists,
             key_namespace: key.namespace.clone(),
             queues: key.queues.clone(),
         })
@@ -308,6 +320,7 @@ impl Authenticator {
         *self.inner.table.write().expect("lock") = Arc::new(KeyTable {
             revision: Some(1),
             keys,
+            namespaces: HashSet::from([crate::namespace::DEFAULT.to_string()]),
         });
     }
 
@@ -347,24 +360,16 @@ impl Authenticator {
 /// characters; `default` when it names none.
 fn namespace_of(metadata: &MetadataMap) -> Result<String, ApiError> {
     let Some(value) = metadata.get(NAMESPACE_HEADER) else {
-        return Ok(DEFAULT_NAMESPACE.to_string());
+        return Ok(crate::namespace::DEFAULT.to_string());
     };
     let name = value.to_str().unwrap_or_default();
-    if !is_valid_namespace(name) {
+    if !crate::namespace::is_valid(name) {
         return Err(ApiError::invalid(
             NAMESPACE_HEADER,
             "a namespace is 1 to 63 lowercase letters, digits and `-`",
         ));
     }
     Ok(name.to_string())
-}
-
-/// Lowercase letters, digits and `-`, 1 to 63 characters.
-pub fn is_valid_namespace(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn digest(key: &str) -> KeyDigest {
@@ -384,6 +389,8 @@ pub struct Caller {
     pub role: Role,
     /// The namespace the call names.
     pub namespace: String,
+    /// Whether that namespace exists (as this replica last loaded them).
+    pub namespace_exists: bool,
     /// The namespace the key is bound to; `None` for every namespace.
     pub key_namespace: Option<String>,
     /// The only queues a worker key may serve; `None` for every queue.
@@ -393,7 +400,7 @@ pub struct Caller {
 impl Caller {
     /// The caller in open mode, and outside any call.
     pub fn local() -> Caller {
-        Caller::local_in(DEFAULT_NAMESPACE.to_string())
+        Caller::local_in(crate::namespace::DEFAULT.to_string())
     }
 
     fn local_in(namespace: String) -> Caller {
@@ -402,14 +409,19 @@ impl Caller {
             key_id: None,
             role: Role::Admin,
             namespace,
+            namespace_exists: true,
             key_namespace: None,
             queues: None,
         }
     }
 
-    /// `PERMISSION_DENIED` unless the caller's role grants `permission`.
+    /// `PERMISSION_DENIED` unless the caller's role grants `permission`;
+    /// `NOT_FOUND` when it acts in a namespace that does not exist.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.role.grants(permission) {
+            if permission.in_namespace() && !self.namespace_exists {
+                return Err(ApiError::NamespaceNotFound(self.namespace.clone()));
+            }
             return Ok(());
         }
         Err(ApiError::PermissionDenied {
@@ -453,6 +465,13 @@ pub fn caller() -> Caller {
     CALLER
         .try_with(Caller::clone)
         .unwrap_or_else(|_| Caller::local())
+}
+
+/// The namespace the RPC being served names; `default` outside a call.
+pub fn call_namespace() -> String {
+    CALLER
+        .try_with(|caller| caller.namespace.clone())
+        .unwrap_or_else(|_| crate::namespace::DEFAULT.to_string())
 }
 
 /// Runs `call` with `caller` as the current caller.
@@ -507,12 +526,6 @@ mod tests {
 
     #[test]
     fn namespaces_are_checked() {
-        for good in ["default", "a", "team-1", &"x".repeat(63)] {
-            assert!(is_valid_namespace(good), "{good}");
-        }
-        for bad in ["", "Team", "a_b", "a.b", &"x".repeat(64), "é"] {
-            assert!(!is_valid_namespace(bad), "{bad}");
-        }
         let mut request = Request::new(());
         request
             .metadata_mut()
@@ -562,7 +575,7 @@ mod tests {
         let caller = auth.authenticate(&bearer(&secret)).expect("viewer");
         assert_eq!(caller.role, Role::Viewer);
         assert_eq!(caller.actor, "key:k_000000000001");
-        assert_eq!(caller.namespace, DEFAULT_NAMESPACE);
+        assert_eq!(caller.namespace, crate::namespace::DEFAULT);
         auth.authenticate(&bearer(&secret)).expect("again");
         let used = auth.inner.used.lock().expect("lock").clone();
         assert_eq!(used.len(), 1, "one use a minute is recorded: {used:?}");

@@ -4,7 +4,7 @@ use super::audit::{action, audited};
 use super::convert::chain::{chain_message, definition_bytes, requested_version, validation};
 use super::page::{child_scope, list_page};
 use super::request::{Violations, deletion, expected_revision, idempotency_key, require};
-use super::{ApiContext, ApiResult};
+use super::{ApiContext, ApiResult, call_namespace};
 use crate::proto::taskloom::v1::{self as pb, chain_service_server::ChainService};
 use crate::store::{AuditRecord, DynStore};
 
@@ -51,7 +51,7 @@ impl ChainApi {
             let idempotency = idempotency_key(&request);
             let created = self
                 .store()
-                .create_chain(&id, bytes, idempotency, audit)
+                .create_chain(&call_namespace(), &id, bytes, idempotency, audit)
                 .await?;
             if !created.replayed {
                 tracing::info!(chain_id = %id, version = created.record.version, "chain created");
@@ -64,14 +64,19 @@ impl ChainApi {
     async fn get_chain(&self, request: pb::GetChainRequest) -> ApiResult<pb::Chain> {
         require("id", &request.id)?;
         let version = requested_version(request.version)?;
-        chain_message(self.store().get_chain(&request.id, version, false).await?)
+        chain_message(
+            self.store()
+                .get_chain(&call_namespace(), &request.id, version, false)
+                .await?,
+        )
     }
 
     async fn list_chains(
         &self,
         request: pb::ListChainsRequest,
     ) -> ApiResult<pb::ListChainsResponse> {
-        let fetch = |query| self.store().list_chains(query);
+        let namespace = call_namespace();
+        let fetch = |query| self.store().list_chains(&namespace, query);
         list_page(&request, "ListChains", fetch, chain_message).await
     }
 
@@ -80,7 +85,11 @@ impl ChainApi {
         request: pb::ListChainVersionsRequest,
     ) -> ApiResult<pb::ListChainVersionsResponse> {
         let scope = child_scope("ListChainVersions", "id", &request.id)?;
-        let fetch = |query| self.store().list_chain_versions(&request.id, query);
+        let namespace = call_namespace();
+        let fetch = |query| {
+            self.store()
+                .list_chain_versions(&namespace, &request.id, query)
+        };
         list_page(&request, &scope, fetch, chain_message).await
     }
 
@@ -95,7 +104,7 @@ impl ChainApi {
             let idempotency = idempotency_key(&request);
             let updated = self
                 .store()
-                .update_chain(&id, bytes, expected, idempotency, audit)
+                .update_chain(&call_namespace(), &id, bytes, expected, idempotency, audit)
                 .await?;
             if !updated.replayed {
                 tracing::info!(chain_id = %id, version = updated.record.version, "chain updated");
@@ -110,7 +119,7 @@ impl ChainApi {
         audited(&self.context, record, async |audit| {
             let expected = deletion("chain", "id", &request.id, &request.etag)?;
             self.store()
-                .delete_chain(&request.id, expected, audit)
+                .delete_chain(&call_namespace(), &request.id, expected, audit)
                 .await?;
             tracing::info!(chain_id = %request.id, "chain deleted");
             Ok(())

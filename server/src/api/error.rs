@@ -30,6 +30,9 @@ pub enum ApiError {
     /// Not found, described by the kernel.
     #[error("{0}")]
     NotFoundMessage(String),
+    /// The call names a namespace that does not exist.
+    #[error("namespace {0:?} not found: create it with CreateNamespace")]
+    NamespaceNotFound(String),
     #[error("{resource_type} {name:?} already exists")]
     AlreadyExists {
         resource_type: &'static str,
@@ -116,7 +119,9 @@ impl ApiError {
     pub(crate) fn code(&self) -> Code {
         match self {
             ApiError::InvalidArgument(_) | ApiError::Undecodable(_) => Code::InvalidArgument,
-            ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => Code::NotFound,
+            ApiError::NotFound { .. }
+            | ApiError::NotFoundMessage(_)
+            | ApiError::NamespaceNotFound(_) => Code::NotFound,
             ApiError::AlreadyExists { .. } => Code::AlreadyExists,
             ApiError::EtagMismatch { .. } => Code::Aborted,
             ApiError::RequestIdReused { .. } | ApiError::FailedPrecondition { .. } => {
@@ -140,6 +145,7 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) | ApiError::Undecodable(_) => "INVALID_ARGUMENT",
             ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => "NOT_FOUND",
+            ApiError::NamespaceNotFound(_) => "NAMESPACE_NOT_FOUND",
             ApiError::AlreadyExists { .. } => "ALREADY_EXISTS",
             ApiError::EtagMismatch { .. } => "ETAG_MISMATCH",
             ApiError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
@@ -234,6 +240,9 @@ impl From<ApiError> for Status {
             }
             ApiError::DeadlineExceeded { run_id, .. } => {
                 metadata.insert("run_id".to_string(), run_id.clone());
+            }
+            ApiError::NamespaceNotFound(namespace) => {
+                metadata.insert("namespace".to_string(), namespace.clone());
             }
             ApiError::PermissionDenied {
                 metadata: entries, ..

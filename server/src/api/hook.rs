@@ -4,7 +4,7 @@ use super::audit::{action, audited};
 use super::convert::hook::{HOOK_MASK_FIELDS, hook_message, new_hook, updated_hook};
 use super::page::{infallible, list_page};
 use super::request::{Patch, deletion, require};
-use super::{ApiContext, ApiResult};
+use super::{ApiContext, ApiResult, call_namespace};
 use crate::proto::taskloom::v1::{self as pb, hook_service_server::HookService};
 use crate::store::DynStore;
 
@@ -55,11 +55,16 @@ impl HookApi {
 
     async fn get_hook(&self, request: pb::GetHookRequest) -> ApiResult<pb::Hook> {
         require("name", &request.name)?;
-        Ok(hook_message(self.store().get_hook(&request.name).await?))
+        Ok(hook_message(
+            self.store()
+                .get_hook(&call_namespace(), &request.name)
+                .await?,
+        ))
     }
 
     async fn list_hooks(&self, request: pb::ListHooksRequest) -> ApiResult<pb::ListHooksResponse> {
-        let fetch = |query| self.store().list_hooks(query);
+        let namespace = call_namespace();
+        let fetch = |query| self.store().list_hooks(&namespace, query);
         list_page(&request, "ListHooks", fetch, infallible(hook_message)).await
     }
 
@@ -70,7 +75,8 @@ impl HookApi {
             let key = ("name", |hook: &pb::Hook| hook.name.clone());
             let mask = (&request.update_mask[..], HOOK_MASK_FIELDS);
             let patch = Patch::checked(request.hook.clone(), "hook", key, mask)?;
-            let read = || self.store().get_hook(patch.key());
+            let namespace = call_namespace();
+            let read = || self.store().get_hook(&namespace, patch.key());
             let write = |record| self.store().update_hook(record, audit);
             let updated = patch
                 .write(&request.etag, read, updated_hook, write)
@@ -87,7 +93,7 @@ impl HookApi {
             let expected = deletion("hook", "name", &request.name, &request.etag)?;
             Ok(self
                 .store()
-                .delete_hook(&request.name, expected, audit)
+                .delete_hook(&call_namespace(), &request.name, expected, audit)
                 .await?)
         })
         .await

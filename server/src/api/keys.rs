@@ -9,7 +9,6 @@ use rand::TryRngCore as _;
 use sha2::{Digest, Sha256};
 
 use super::audit::{action, audited};
-use super::auth::is_valid_namespace;
 use super::permissions::Role;
 use super::request::{Violations, hex, require, timestamp};
 use super::{ApiContext, ApiError, ApiResult, caller};
@@ -133,7 +132,7 @@ impl KeyApi {
 
 /// The refusal of a call by a namespace-bound key that reaches outside its
 /// namespace.
-fn outside_binding(bound: &str, what: &str) -> ApiError {
+pub(super) fn outside_binding(bound: &str, what: &str) -> ApiError {
     let caller = caller();
     ApiError::PermissionDenied {
         reason: "NAMESPACE_NOT_ALLOWED",
@@ -192,7 +191,7 @@ pub fn new_key(spec: KeySpec, created_by: &str) -> ApiResult<(ApiKeyRecord, Stri
     if role.is_none() {
         violations.add("role", "must be admin, operator, worker or viewer");
     }
-    if !spec.namespace.is_empty() && !is_valid_namespace(&spec.namespace) {
+    if !spec.namespace.is_empty() && !crate::namespace::is_valid(&spec.namespace) {
         violations.add(
             "namespace",
             "a namespace is 1 to 63 lowercase letters, digits and `-`",

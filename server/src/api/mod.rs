@@ -57,6 +57,7 @@ mod error;
 mod hook;
 mod info;
 pub mod keys;
+mod namespaces;
 mod operations;
 mod page;
 pub mod permissions;
@@ -69,13 +70,14 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use audit_api::AuditApi;
-pub use auth::{Authenticator, Caller, caller};
+pub use auth::{Authenticator, Caller, call_namespace, caller};
 pub use backend::BackendApi;
 pub use chain::ChainApi;
 pub use error::{ApiError, ApiResult, ERROR_DOMAIN};
 pub use hook::HookApi;
 pub use info::InfoApi;
 pub use keys::{KeyApi, KeySpec, key_message, new_key};
+pub use namespaces::NamespaceApi;
 pub use operations::OperationsApi;
 pub use run::RunApi;
 pub use worker::WorkerApi;
@@ -189,6 +191,7 @@ pub fn rpc_permissions() -> Vec<permissions::RpcPermission> {
         (HookApi::SERVICE, HookApi::PERMISSIONS),
         (InfoApi::SERVICE, InfoApi::PERMISSIONS),
         (KeyApi::SERVICE, KeyApi::PERMISSIONS),
+        (NamespaceApi::SERVICE, NamespaceApi::PERMISSIONS),
         (OperationsApi::SERVICE, OperationsApi::PERMISSIONS),
         (RunApi::SERVICE, RunApi::PERMISSIONS),
         (WorkerApi::SERVICE, WorkerApi::PERMISSIONS),

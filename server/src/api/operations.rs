@@ -5,7 +5,9 @@
 
 use super::audit;
 use super::request::{Violations, require, timestamp};
-use super::{ApiContext, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, call_namespace, caller};
+use crate::api::permissions::Role;
+use crate::kernel::INTERNAL_QUEUE;
 use crate::kernel::QueueFigures;
 use crate::proto::taskloom::v1::{self as pb, operations_service_server::OperationsService};
 use crate::store::{ReplicaRecord, ReplicaState};
@@ -35,7 +37,7 @@ impl OperationsApi {
         &self,
         _request: pb::ListQueuesRequest,
     ) -> ApiResult<pb::ListQueuesResponse> {
-        let queues = self.context.kernel().list_queues().await?;
+        let queues = self.context.kernel().list_queues(&call_namespace()).await?;
         let now = chrono::Utc::now();
         Ok(pb::ListQueuesResponse {
             queues: queues.into_iter().map(|q| queue_message(q, now)).collect(),
@@ -55,7 +57,7 @@ impl OperationsApi {
             let queue = self
                 .context
                 .kernel()
-                .pause_queue(&request.name, audit)
+                .pause_queue(&call_namespace(), &request.name, audit)
                 .await?;
             Ok(queue_message(queue, chrono::Utc::now()))
         })
@@ -75,7 +77,7 @@ impl OperationsApi {
             let queue = self
                 .context
                 .kernel()
-                .resume_queue(&request.name, audit)
+                .resume_queue(&call_namespace(), &request.name, audit)
                 .await?;
             Ok(queue_message(queue, chrono::Utc::now()))
         })
@@ -119,11 +121,27 @@ impl OperationsApi {
     }
 }
 
+/// Checks a pause or resume. The internal queue serves every namespace,
+/// so only an admin may pause or resume it.
 fn check_queue_request(name: &str, request_id: &str) -> ApiResult<()> {
     let mut violations = Violations::new();
     violations.check_id("name", name);
     violations.check_request_id("request_id", request_id);
-    violations.finish()
+    violations.finish()?;
+    let role = caller().role;
+    if name == INTERNAL_QUEUE && role != Role::Admin {
+        return Err(ApiError::PermissionDenied {
+            reason: "SHARED_QUEUE",
+            message: "the internal queue serves every namespace: only an admin may pause or \
+                      resume it"
+                .to_string(),
+            metadata: vec![
+                ("role", role.name().to_string()),
+                ("queue", name.to_string()),
+            ],
+        });
+    }
+    Ok(())
 }
 
 fn queue_message(queue: QueueFigures, now: chrono::DateTime<chrono::Utc>) -> pb::Queue {
@@ -136,7 +154,7 @@ fn queue_message(queue: QueueFigures, now: chrono::DateTime<chrono::Utc>) -> pb:
         }
     });
     pb::Queue {
-        name: record.name,
+        name: crate::namespace::queue_name(&record.name).to_string(),
         ready: record.ready,
         oldest_ready_age,
         leased: record.leased,

@@ -44,7 +44,7 @@ impl Role {
             Role::Admin => true,
             Role::Operator => !matches!(
                 permission,
-                InfraWrite | ReplicasWrite | KeysManage | WorkerServe
+                InfraWrite | ReplicasWrite | KeysManage | NamespacesManage | WorkerServe
             ),
             Role::Viewer => matches!(
                 permission,
@@ -55,6 +55,7 @@ impl Role {
                     | WorkersRead
                     | InfraRead
                     | ReplicasRead
+                    | NamespacesRead
                     | InfoRead
             ),
             Role::Worker => matches!(permission, WorkerServe | InfoRead),
@@ -100,12 +101,16 @@ pub enum Permission {
     ReplicasWrite,
     /// Create, list and revoke API keys.
     KeysManage,
+    /// Get and list namespaces (a key bound to one sees that one).
+    NamespacesRead,
+    /// Create, update and delete namespaces (a key bound to none).
+    NamespacesManage,
     /// The server's version.
     InfoRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 18] = [
+    pub const ALL: [Permission; 20] = [
         Permission::ChainsRead,
         Permission::ChainsWrite,
         Permission::RunsRead,
@@ -123,6 +128,8 @@ impl Permission {
         Permission::ReplicasRead,
         Permission::ReplicasWrite,
         Permission::KeysManage,
+        Permission::NamespacesRead,
+        Permission::NamespacesManage,
         Permission::InfoRead,
     ];
 
@@ -146,8 +153,29 @@ impl Permission {
             Permission::ReplicasRead => "replicas.read",
             Permission::ReplicasWrite => "replicas.write",
             Permission::KeysManage => "keys.manage",
+            Permission::NamespacesRead => "namespaces.read",
+            Permission::NamespacesManage => "namespaces.manage",
             Permission::InfoRead => "info.read",
         }
+    }
+
+    /// Whether the permission acts on the resources of the call's
+    /// namespace (which must then exist); the others act on shared ones.
+    pub fn in_namespace(self) -> bool {
+        use Permission::*;
+        matches!(
+            self,
+            ChainsRead
+                | ChainsWrite
+                | RunsRead
+                | RunsWrite
+                | HooksRead
+                | HooksWrite
+                | QueuesRead
+                | QueuesWrite
+                | WorkersRead
+                | WorkerServe
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use super::convert::run::{
 };
 use super::page::{child_scope, encode_page, list_page, page_query};
 use super::request::{Idempotent, Violations, idempotency_key, require};
-use super::{ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, call_namespace};
 use crate::kernel::watch::{Executed, RunWatch, decode_event};
 use crate::kernel::{Kernel, KernelResult, replay, value};
 use crate::proto::taskloom::v1::{self as pb, run_service_server::RunService};
@@ -139,7 +139,7 @@ impl RunApi {
 
     async fn get_run(&self, request: pb::GetRunRequest) -> ApiResult<pb::Run> {
         require("id", &request.id)?;
-        let run = self.kernel().get_run(&request.id).await?;
+        let run = self.kernel().run_in(&call_namespace(), &request.id).await?;
         self.run_view(&run).await
     }
 
@@ -159,7 +159,12 @@ impl RunApi {
         }
         let watch = self
             .kernel()
-            .watch_run(&request.run_id, request.after_seq, request.include_deltas)
+            .watch_run(
+                &call_namespace(),
+                &request.run_id,
+                request.after_seq,
+                request.include_deltas,
+            )
             .await?;
         Ok(event_stream(watch))
     }
@@ -204,6 +209,9 @@ impl RunApi {
             query.limit
         };
         // NOT_FOUND for an unknown run comes from the store.
+        self.kernel()
+            .run_in(&call_namespace(), &request.run_id)
+            .await?;
         let records = self
             .kernel()
             .store()
@@ -218,6 +226,9 @@ impl RunApi {
         request: pb::ListRunAttemptsRequest,
     ) -> ApiResult<pb::ListRunAttemptsResponse> {
         let scope = child_scope("ListRunAttempts", "run_id", &request.run_id)?;
+        self.kernel()
+            .run_in(&call_namespace(), &request.run_id)
+            .await?;
         let fetch = |query| self.kernel().store().list_attempts(&request.run_id, query);
         list_page(&request, &scope, fetch, |attempt| attempt_message(&attempt)).await
     }
@@ -240,7 +251,13 @@ impl RunApi {
             let audit = Some(audit.clone());
             Ok(self
                 .kernel()
-                .cancel_run(&request.id, &request.reason, idempotency, audit)
+                .cancel_run(
+                    &call_namespace(),
+                    &request.id,
+                    &request.reason,
+                    idempotency,
+                    audit,
+                )
                 .await?)
         })
         .await?;
@@ -249,16 +266,21 @@ impl RunApi {
     }
 
     async fn pause_run(&self, request: pb::PauseRunRequest) -> ApiResult<pb::Run> {
+        let namespace = call_namespace();
         let pause = |key, audit| {
             self.kernel()
-                .pause_run(&request.id, request.cancel_running, key, audit)
+                .pause_run(&namespace, &request.id, request.cancel_running, key, audit)
         };
         self.control(("PauseRun", &request.id), &request, pause, "run paused")
             .await
     }
 
     async fn resume_run(&self, request: pb::ResumeRunRequest) -> ApiResult<pb::Run> {
-        let resume = |key, audit| self.kernel().resume_run(&request.id, key, audit);
+        let namespace = call_namespace();
+        let resume = |key, audit| {
+            self.kernel()
+                .resume_run(&namespace, &request.id, key, audit)
+        };
         self.control(("ResumeRun", &request.id), &request, resume, "run resumed")
             .await
     }
@@ -271,7 +293,14 @@ impl RunApi {
             let audit = Some(audit.clone());
             Ok(self
                 .kernel()
-                .submit_input(run_id, &request.task_id, answer, request_key, audit)
+                .submit_input(
+                    &call_namespace(),
+                    run_id,
+                    &request.task_id,
+                    answer,
+                    request_key,
+                    audit,
+                )
                 .await?)
         })
         .await?;
@@ -279,7 +308,8 @@ impl RunApi {
     }
 
     async fn retry_run(&self, request: pb::RetryRunRequest) -> ApiResult<pb::Run> {
-        let retry = |key, audit| self.kernel().retry_run(&request.id, key, audit);
+        let namespace = call_namespace();
+        let retry = |key, audit| self.kernel().retry_run(&namespace, &request.id, key, audit);
         self.control(("RetryRun", &request.id), &request, retry, "run retried")
             .await
     }
@@ -299,7 +329,12 @@ impl RunApi {
             violations.finish()?;
             Ok(self
                 .kernel()
-                .delete_run(&request.id, idempotency_key(&request), audit)
+                .delete_run(
+                    &call_namespace(),
+                    &request.id,
+                    idempotency_key(&request),
+                    audit,
+                )
                 .await?)
         })
         .await?;
@@ -313,10 +348,10 @@ impl RunApi {
         let record = action(&self.context, "ReplayRun", "run", &request.id, "");
         audited(&self.context, record, async |audit| {
             require("id", &request.id)?;
-            let run = self.kernel().get_run(&request.id).await?;
+            let run = self.kernel().run_in(&call_namespace(), &request.id).await?;
             let chain = self
                 .kernel()
-                .chain(&run.chain_id, run.chain_version)
+                .chain(&run.namespace, &run.chain_id, run.chain_version)
                 .await?;
             let attempts = self.kernel().run_attempts(&run.id).await?;
             let replayed = replay::replay(&chain, &run, &attempts)?;

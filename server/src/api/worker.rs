@@ -15,11 +15,12 @@ use super::convert::worker::worker_message;
 use super::error::Refusal;
 use super::page::{encode_page, infallible, list_page, request_query};
 use super::request::{MAX_WORKER_MESSAGE_BYTES, Violations, check_text, timestamp};
-use super::{ApiContext, ApiError, ApiResult, caller};
+use super::{ApiContext, ApiError, ApiResult, call_namespace, caller};
 use crate::dispatch::{
     Dispatcher, Hello, Inbound, LeaseMessage, LeaseOp, Outgoing, ServerMsg, StreamBroken,
 };
 use crate::kernel::{INTERNAL_QUEUE, TaskFailure};
+use crate::namespace::queue_key;
 use crate::proto::google::rpc::Code as RpcCode;
 use crate::proto::taskloom::v1::{self as pb, worker_service_server::WorkerService};
 
@@ -274,9 +275,15 @@ impl WorkerApi {
                 "the first message on a stream must be a hello",
             ));
         };
-        let hello = validate_hello(hello)?;
+        let mut hello = validate_hello(hello)?;
         // A worker key restricted to queues serves those only.
-        caller().require_queues(&hello.queues)?;
+        let caller = caller();
+        caller.require_queues(&hello.queues)?;
+        // The dispatcher knows queues by key: a worker serves its
+        // namespace's queues only.
+        for queue in &mut hello.queues {
+            *queue = queue_key(&caller.namespace, queue);
+        }
         let inbound = inbound.map(|message| {
             message
                 .map(decode_message)
@@ -350,8 +357,12 @@ impl WorkerApi {
         request: pb::ListWorkersRequest,
     ) -> ApiResult<pb::ListWorkersResponse> {
         let query = request_query(&request, "ListWorkers")?;
-        let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
-        let page = self.dispatcher().list_workers(queue, query).await?;
+        let namespace = call_namespace();
+        let queue = (!request.queue.is_empty()).then(|| queue_key(&namespace, &request.queue));
+        let page = self
+            .dispatcher()
+            .list_workers(&namespace, queue.as_deref(), query)
+            .await?;
         encode_page(page, "ListWorkers", infallible(worker_message))
     }
 
@@ -365,8 +376,13 @@ impl WorkerApi {
             violations.finish()?;
         }
         let scope = format!("ListDeadLetters/{}", request.queue);
-        let queue = (!request.queue.is_empty()).then_some(request.queue.as_str());
-        let fetch = |query| self.context.store().list_dead_letters(queue, query);
+        let namespace = call_namespace();
+        let queue = (!request.queue.is_empty()).then(|| queue_key(&namespace, &request.queue));
+        let fetch = |query| {
+            self.context
+                .store()
+                .list_dead_letters(&namespace, queue.as_deref(), query)
+        };
         list_page(&request, &scope, fetch, |a| attempt_message(&a)).await
     }
 }

@@ -19,7 +19,7 @@ use crate::store::AttemptStatus;
 /// A lease's run, and its pinned chain when known (see `Held::chain`).
 pub(super) struct LeaseRun {
     run_id: String,
-    chain: Option<(String, i64)>,
+    chain: Option<(String, String, i64)>,
 }
 
 pub(super) fn forget_run_attempt(state: &mut State, run_id: &str, attempt_id: &str) {
@@ -113,7 +113,9 @@ impl Dispatcher {
         lease: &LeaseRun,
     ) -> Result<Arc<CompiledChain>, KernelError> {
         match &lease.chain {
-            Some((chain_id, version)) => self.inner.kernel.chain(chain_id, *version).await,
+            Some((namespace, chain_id, version)) => {
+                self.inner.kernel.chain(namespace, chain_id, *version).await
+            }
             None => self.inner.kernel.run_chain(&lease.run_id).await,
         }
     }

@@ -176,7 +176,7 @@ struct Held {
     /// The chain and version the run pinned, when this replica leased the
     /// attempt (not for leases re-attached at Hello): settling the lease
     /// then needs no read of the run.
-    chain: Option<(String, i64)>,
+    chain: Option<(String, String, i64)>,
 }
 
 impl Dispatcher {

@@ -53,7 +53,11 @@ impl Dispatcher {
                         session_id: session_id.clone(),
                         run_id: run_id.clone(),
                         token: token.clone(),
-                        chain: Some((claimed.chain_id.clone(), claimed.chain_version)),
+                        chain: Some((
+                            claimed.namespace.clone(),
+                            claimed.chain_id.clone(),
+                            claimed.chain_version,
+                        )),
                     },
                 );
                 // An earlier lease on this attempt that the check of its
@@ -113,7 +117,7 @@ impl Dispatcher {
         let chain = self
             .inner
             .kernel
-            .chain(&claimed.chain_id, claimed.chain_version)
+            .chain(&claimed.namespace, &claimed.chain_id, claimed.chain_version)
             .await?;
         let task = chain.task(&attempt.task_id);
         let input = value::decode(&attempt.input).map_err(KernelError::Corrupt)?;
@@ -134,7 +138,7 @@ impl Dispatcher {
             handler: task
                 .map(|task| task.handler.name().to_string())
                 .unwrap_or_default(),
-            queue: attempt.queue.clone(),
+            queue: crate::namespace::queue_name(&attempt.queue).to_string(),
             input: Some(input),
             prompt,
             system_instruction: task

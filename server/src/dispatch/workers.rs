@@ -10,10 +10,18 @@ impl Dispatcher {
     /// most, optionally of one queue.
     pub async fn list_workers(
         &self,
+        namespace: &str,
         queue: Option<&str>,
         query: PageQuery,
     ) -> Result<Page<SessionInfo>, KernelError> {
         let mut sessions = self.all_sessions(queue).await?;
+        // A session's queues are all of its namespace.
+        sessions.retain(|session| {
+            session
+                .queues
+                .first()
+                .is_some_and(|key| crate::namespace::of_queue_key(key) == Some(namespace))
+        });
         if let Some(after) = &query.after {
             sessions.retain(|session| session.session_id > *after);
         }

@@ -42,6 +42,7 @@ impl Executor {
     pub async fn execute(
         &self,
         kernel: &Kernel,
+        namespace: &str,
         task: &CompiledTask,
         attempt: &AttemptRecord,
         trace: &AttemptTrace,
@@ -72,7 +73,9 @@ impl Executor {
                 }
                 messages.push(ChatMessage::user(prompt));
                 let served = self
-                    .chat(kernel, task, attempt, trace, messages, TASKS_POOL)
+                    .chat(
+                        kernel, namespace, task, attempt, trace, messages, TASKS_POOL,
+                    )
                     .await?;
                 let answer = served.response.content.clone();
                 let output = parse_answer(task, &answer)?;
@@ -108,7 +111,7 @@ impl Executor {
                     }))
                     .collect();
                 let served = self
-                    .chat(kernel, task, attempt, trace, messages, CHAT_POOL)
+                    .chat(kernel, namespace, task, attempt, trace, messages, CHAT_POOL)
                     .await?;
                 history.messages.push(pb::ChatMessage {
                     role: "assistant".into(),
@@ -128,7 +131,7 @@ impl Executor {
                     .clone()
                     .unwrap_or_else(|| value::as_text(&input));
                 let candidates = self
-                    .candidates(task, Capability::Embed, EMBED_POOL, text.len())
+                    .candidates(namespace, task, Capability::Embed, EMBED_POOL, text.len())
                     .await?;
                 let mut call = traces::Call::provider(trace, "embeddings");
                 let served = self.resolver.embed(&candidates, &text).await;
@@ -155,7 +158,10 @@ impl Executor {
                     model: Some(served.model),
                 })
             }
-            Handler::Hook => self.call_hook(task, attempt, trace, &input).await,
+            Handler::Hook => {
+                self.call_hook(namespace, task, attempt, trace, &input)
+                    .await
+            }
             Handler::Worker | Handler::HumanInput => Err(TaskFailure::new(
                 format!(
                     "handler {} does not run on the server's executor",
@@ -168,13 +174,32 @@ impl Executor {
 
     /// The backends and models that may serve a task, read through store
     /// faults: an outage delays the task, never fails it.
+    /// The backends that may serve `task`, from its pool if `namespace`
+    /// may use it.
     async fn candidates(
         &self,
+        namespace: &str,
         task: &CompiledTask,
         capability: Capability,
         default_pool: &str,
         prompt_chars: usize,
     ) -> Result<Vec<Candidate>, TaskFailure> {
+        let pool = task.model.pool.as_deref().unwrap_or(default_pool);
+        let allowed =
+            store::through_faults(StoreError::is_fault, || self.store.get_namespace(namespace))
+                .await
+                .map_err(|error| {
+                    TaskFailure::new(format!("namespace {namespace:?}: {error}"), false)
+                })?;
+        if !allowed.pools.is_empty() && !allowed.pools.iter().any(|p| p == pool) {
+            return Err(TaskFailure::new(
+                format!(
+                    "namespace {namespace:?} may not use pool {pool:?} (it may use {})",
+                    allowed.pools.join(", ")
+                ),
+                false,
+            ));
+        }
         let is_fault =
             |error: &ResolveError| matches!(error, ResolveError::Store(e) if e.is_fault());
         store::through_faults(is_fault, || {
@@ -192,6 +217,7 @@ impl Executor {
     async fn chat(
         &self,
         kernel: &Kernel,
+        namespace: &str,
         task: &CompiledTask,
         attempt: &AttemptRecord,
         trace: &AttemptTrace,
@@ -200,7 +226,13 @@ impl Executor {
     ) -> Result<Served<ChatResponse>, TaskFailure> {
         let prompt_chars = messages.iter().map(|m| m.content.len()).sum();
         let candidates = self
-            .candidates(task, Capability::Chat, default_pool, prompt_chars)
+            .candidates(
+                namespace,
+                task,
+                Capability::Chat,
+                default_pool,
+                prompt_chars,
+            )
             .await?;
         let request = ChatRequest {
             model: String::new(),
@@ -241,6 +273,7 @@ impl Executor {
     /// arguments; a JSON answer becomes a JSON output, anything else text.
     async fn call_hook(
         &self,
+        namespace: &str,
         task: &CompiledTask,
         attempt: &AttemptRecord,
         trace: &AttemptTrace,
@@ -252,19 +285,20 @@ impl Executor {
                 false,
             ));
         };
-        let hook =
-            match store::through_faults(StoreError::is_fault, || self.store.get_hook(&call.name))
-                .await
-            {
-                Ok(hook) => hook,
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(TaskFailure::new(
-                        format!("hook {:?} is not registered", call.name),
-                        false,
-                    ));
-                }
-                Err(error) => return Err(TaskFailure::new(error.to_string(), true)),
-            };
+        let hook = match store::through_faults(StoreError::is_fault, || {
+            self.store.get_hook(namespace, &call.name)
+        })
+        .await
+        {
+            Ok(hook) => hook,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(TaskFailure::new(
+                    format!("hook {:?} is not registered", call.name),
+                    false,
+                ));
+            }
+            Err(error) => return Err(TaskFailure::new(error.to_string(), true)),
+        };
         let args: serde_json::Value = attempt
             .prompt
             .as_deref()

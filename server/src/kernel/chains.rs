@@ -29,21 +29,32 @@ impl Kernel {
         }
     }
 
-    pub(super) fn cached_chain(&self, id: &str, version: i64) -> Option<Arc<CompiledChain>> {
+    pub(super) fn cached_chain(
+        &self,
+        namespace: &str,
+        id: &str,
+        version: i64,
+    ) -> Option<Arc<CompiledChain>> {
         self.inner
             .chains
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&(id.to_string(), version))
+            .get(&(namespace.to_string(), id.to_string(), version))
             .cloned()
     }
 
     /// A compiled chain version (versions are immutable, so cached forever).
-    pub async fn chain(&self, id: &str, version: i64) -> KernelResult<Arc<CompiledChain>> {
-        if let Some(chain) = self.cached_chain(id, version) {
+    pub async fn chain(
+        &self,
+        namespace: &str,
+        id: &str,
+        version: i64,
+    ) -> KernelResult<Arc<CompiledChain>> {
+        if let Some(chain) = self.cached_chain(namespace, id, version) {
             return Ok(chain);
         }
-        let record = self.inner.store.get_chain(id, Some(version), true).await?;
+        let store = &self.inner.store;
+        let record = store.get_chain(namespace, id, Some(version), true).await?;
         let definition = pb::Chain::decode(record.definition.as_slice())
             .map_err(|error| KernelError::Corrupt(format!("chain {id} v{version}: {error}")))?;
         let compiled = chain::compile(&definition).map_err(|violations| {
@@ -61,7 +72,10 @@ impl Kernel {
             .chains
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert((id.to_string(), version), compiled.clone());
+            .insert(
+                (namespace.to_string(), id.to_string(), version),
+                compiled.clone(),
+            );
         Ok(compiled)
     }
 
@@ -69,6 +83,7 @@ impl Kernel {
     /// check about it. `fresh` bypasses the latest-version cache.
     pub(super) async fn resolve_chain(
         &self,
+        namespace: &str,
         source: &ChainSource,
         fresh: bool,
     ) -> KernelResult<(String, i64, Option<ChainCheck>)> {
@@ -76,15 +91,17 @@ impl Kernel {
         match source {
             ChainSource::Stored { id, version } => {
                 let cached = match version {
-                    None if !fresh => self.cached_latest(id),
-                    Some(v) if !fresh && self.cached_chain(id, *v).is_some() => Some(*v),
+                    None if !fresh => self.cached_latest(namespace, id),
+                    Some(v) if !fresh && self.cached_chain(namespace, id, *v).is_some() => Some(*v),
                     _ => None,
                 };
                 let resolved = match cached {
                     Some(v) => v,
                     None => {
-                        let record = store.get_chain(id, *version, false).await.map_err(
-                            |error| match error {
+                        let record = store
+                            .get_chain(namespace, id, *version, false)
+                            .await
+                            .map_err(|error| match error {
                                 StoreError::NotFound { .. } => {
                                     KernelError::NotFound(match version {
                                         Some(v) => format!("chain {id:?} has no version {v}"),
@@ -92,10 +109,9 @@ impl Kernel {
                                     })
                                 }
                                 other => other.into(),
-                            },
-                        )?;
+                            })?;
                         if version.is_none() {
-                            self.remember_latest(id, record.version);
+                            self.remember_latest(namespace, id, record.version);
                         }
                         record.version
                     }
@@ -114,25 +130,30 @@ impl Kernel {
                 definition.update_time = None;
                 let bytes = definition.encode_to_vec();
                 let audit = self.inline_chain_audit(&definition.id);
-                match store.get_chain(&definition.id, None, false).await {
+                match store
+                    .get_chain(namespace, &definition.id, None, false)
+                    .await
+                {
                     Ok(latest) if latest.definition == bytes => {
                         Ok((latest.id, latest.version, None))
                     }
                     Ok(_) => {
                         let updated = store
-                            .update_chain(&definition.id, bytes, None, None, &audit)
+                            .update_chain(namespace, &definition.id, bytes, None, None, &audit)
                             .await?;
                         Ok((updated.record.id, updated.record.version, None))
                     }
                     Err(StoreError::NotFound { .. }) => {
                         match store
-                            .create_chain(&definition.id, bytes.clone(), None, &audit)
+                            .create_chain(namespace, &definition.id, bytes.clone(), None, &audit)
                             .await
                         {
                             Ok(created) => Ok((created.record.id, created.record.version, None)),
                             // Another request stored it first.
                             Err(StoreError::AlreadyExists { .. }) => {
-                                let latest = store.get_chain(&definition.id, None, false).await?;
+                                let latest = store
+                                    .get_chain(namespace, &definition.id, None, false)
+                                    .await?;
                                 Ok((latest.id, latest.version, None))
                             }
                             Err(other) => Err(other.into()),
@@ -144,26 +165,27 @@ impl Kernel {
         }
     }
 
-    pub(super) fn cached_latest(&self, id: &str) -> Option<i64> {
+    pub(super) fn cached_latest(&self, namespace: &str, id: &str) -> Option<i64> {
         self.inner
             .latest_versions
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(id)
+            .get(&(namespace.to_string(), id.to_string()))
             .copied()
     }
 
-    pub(super) fn remember_latest(&self, id: &str, version: i64) {
+    pub(super) fn remember_latest(&self, namespace: &str, id: &str, version: i64) {
         self.inner
             .latest_versions
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(id.to_string(), version);
+            .insert((namespace.to_string(), id.to_string()), version);
     }
 
     /// The chain version a run pinned.
     pub async fn run_chain(&self, run_id: &str) -> KernelResult<Arc<CompiledChain>> {
         let run = self.get_run(run_id).await?;
-        self.chain(&run.chain_id, run.chain_version).await
+        self.chain(&run.namespace, &run.chain_id, run.chain_version)
+            .await
     }
 }

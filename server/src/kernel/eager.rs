@@ -149,6 +149,7 @@ impl Kernel {
             if let Some(attempt) = plan.new_attempts.iter().find(|a| a.id == id) {
                 let claimed = ClaimedAttempt {
                     attempt: attempt.clone(),
+                    namespace: run.namespace.clone(),
                     chain_id: run.chain_id.clone(),
                     chain_version: run.chain_version,
                     trace: crate::traces::RunTrace::of_run(current).attempt(&attempt.id),

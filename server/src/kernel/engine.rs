@@ -150,14 +150,16 @@ impl Kernel {
         }
         let mut tries = 1;
         loop {
-            let (chain_id, version, chain_check) =
-                self.resolve_chain(&request.chain, tries > 1).await?;
-            let chain = self.chain(&chain_id, version).await?;
+            let (chain_id, version, chain_check) = self
+                .resolve_chain(&request.namespace, &request.chain, tries > 1)
+                .await?;
+            let chain = self.chain(&request.namespace, &chain_id, version).await?;
             check_start_input(&chain, &request.input)?;
             let new = decide::NewRun {
                 id: run_id
                     .clone()
                     .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                namespace: request.namespace.clone(),
                 chain_id,
                 chain_version: version,
                 input: request.input.clone(),
@@ -357,13 +359,14 @@ impl Kernel {
     /// Cancels a run; with a request id, a repeat answers the run as it is.
     pub async fn cancel_run(
         &self,
+        namespace: &str,
         run_id: &str,
         reason: &str,
         idempotency: Option<IdempotencyKey>,
         audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
         let reason = reason.to_string();
-        self.steer(run_id, (idempotency, audit), move |given| {
+        self.steer((namespace, run_id), (idempotency, audit), move |given| {
             decide::cancel(given, &reason)
         })
         .await
@@ -371,12 +374,13 @@ impl Kernel {
 
     pub async fn pause_run(
         &self,
+        namespace: &str,
         run_id: &str,
         cancel_running: bool,
         idempotency: Option<IdempotencyKey>,
         audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, (idempotency, audit), move |given| {
+        self.steer((namespace, run_id), (idempotency, audit), move |given| {
             decide::pause(given, cancel_running)
         })
         .await
@@ -384,16 +388,18 @@ impl Kernel {
 
     pub async fn resume_run(
         &self,
+        namespace: &str,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
         audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, (idempotency, audit), decide::resume)
+        self.steer((namespace, run_id), (idempotency, audit), decide::resume)
             .await
     }
 
     pub async fn submit_input(
         &self,
+        namespace: &str,
         run_id: &str,
         task_id: &str,
         answer: pb::Value,
@@ -401,7 +407,7 @@ impl Kernel {
         audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
         let task_id = task_id.to_string();
-        self.steer(run_id, (None, audit), move |given| {
+        self.steer((namespace, run_id), (None, audit), move |given| {
             decide::submit_input(given, &task_id, answer.clone(), request_key.as_deref())
         })
         .await
@@ -411,11 +417,12 @@ impl Kernel {
     /// as it is instead of failing because the run is no longer failed.
     pub async fn retry_run(
         &self,
+        namespace: &str,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
         audit: Option<AuditRecord>,
     ) -> KernelResult<RunRecord> {
-        self.steer(run_id, (idempotency, audit), decide::retry_run)
+        self.steer((namespace, run_id), (idempotency, audit), decide::retry_run)
             .await
     }
 
@@ -424,11 +431,11 @@ impl Kernel {
     /// applied); answers the run as it is after.
     async fn steer(
         &self,
-        run_id: &str,
+        (namespace, run_id): (&str, &str),
         call: (Option<IdempotencyKey>, Option<AuditRecord>),
         decide: impl RunDecision,
     ) -> KernelResult<RunRecord> {
-        self.transition_once(run_id, None, call, decide)
+        self.transition_once((Some(namespace), run_id), None, call, decide)
             .await
             .map(|done| done.run)
     }
@@ -458,12 +465,13 @@ impl Kernel {
                 .insert(
                     run.id.clone(),
                     (
+                        run.namespace.clone(),
                         run.chain_id.clone(),
                         run.chain_version,
                         RunTrace::of_run(run),
                     ),
                 );
-            let chain = kernel.cached_chain(&run.chain_id, run.chain_version);
+            let chain = kernel.cached_chain(&run.namespace, &run.chain_id, run.chain_version);
             decide::claimed(chain.as_deref(), run, attempts, now)
         };
         let claimed =
@@ -481,11 +489,12 @@ impl Kernel {
             .attempts
             .into_iter()
             .filter_map(|attempt| {
-                let (chain_id, chain_version, run_trace) =
+                let (namespace, chain_id, chain_version, run_trace) =
                     chains_of_runs.get(&attempt.run_id)?.clone();
                 Some(ClaimedAttempt {
                     trace: run_trace.attempt(&attempt.id),
                     attempt,
+                    namespace,
                     chain_id,
                     chain_version,
                 })

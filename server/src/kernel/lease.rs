@@ -26,8 +26,13 @@ pub struct Caps {
 }
 
 impl Caps {
-    pub fn queue(&self, queue: &str) -> Option<u32> {
-        self.queues.get(queue).copied()
+    /// The cap of a queue key: its own (`team/gpu=4`), or the one its
+    /// name has in every namespace (`gpu=4`, counted per namespace).
+    pub fn queue(&self, key: &str) -> Option<u32> {
+        self.queues
+            .get(key)
+            .or_else(|| self.queues.get(crate::namespace::queue_name(key)))
+            .copied()
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<u32> {

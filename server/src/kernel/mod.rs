@@ -101,6 +101,8 @@ pub enum ChainSource {
 /// A validated StartRun.
 #[derive(Debug, Clone)]
 pub struct StartRun {
+    /// The namespace the run and its chain belong to.
+    pub namespace: String,
     pub chain: ChainSource,
     pub input: pb::Value,
     pub labels: BTreeMap<String, String>,
@@ -156,6 +158,8 @@ pub struct Started {
 #[derive(Debug, Clone)]
 pub struct ClaimedAttempt {
     pub attempt: AttemptRecord,
+    /// The run's namespace, its chain's.
+    pub namespace: String,
     pub chain_id: String,
     pub chain_version: i64,
     /// The attempt's span context, in its run's trace.
@@ -173,7 +177,8 @@ struct Inner {
     config: KernelConfig,
     renderer: Renderer,
     instance_id: String,
-    chains: RwLock<HashMap<(String, i64), Arc<CompiledChain>>>,
+    /// Keyed by namespace, chain id and version.
+    chains: RwLock<HashMap<(String, String, i64), Arc<CompiledChain>>>,
     hub: EventHub,
     /// Wakes the executor when internal work may be ready.
     work: Notify,
@@ -189,7 +194,7 @@ struct Inner {
     starts: Batcher<StartItem>,
     /// Latest version of each stored chain as last seen; every start that
     /// uses it is checked against the store in its batch transaction.
-    latest_versions: RwLock<HashMap<String, i64>>,
+    latest_versions: RwLock<HashMap<(String, String), i64>>,
     /// Places on this replica that take new attempts at once (eager
     /// dispatch): the runner for `internal`, the worker dispatcher for the
     /// queues its sessions serve.
@@ -269,6 +274,24 @@ impl Kernel {
     pub async fn get_run(&self, run_id: &str) -> KernelResult<RunRecord> {
         Ok(self.inner.store.get_run(run_id).await?)
     }
+
+    /// A run of `namespace`. Another namespace's run is `NotFound`, as a
+    /// missing one is, so that ids do not leak across namespaces.
+    pub async fn run_in(&self, namespace: &str, run_id: &str) -> KernelResult<RunRecord> {
+        let run = self.get_run(run_id).await?;
+        if run.namespace != namespace {
+            return Err(run_not_found(run_id));
+        }
+        Ok(run)
+    }
+}
+
+/// The `NotFound` of a run that is missing or in another namespace.
+fn run_not_found(run_id: &str) -> KernelError {
+    KernelError::Store(crate::store::StoreError::NotFound {
+        resource: "run",
+        id: run_id.to_string(),
+    })
 }
 
 /// The current time at the precision the stores keep.

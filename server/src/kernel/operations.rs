@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 
 use super::{Kernel, KernelResult, now};
+use crate::namespace::{of_queue_key, queue_in, queue_key};
 use crate::store::{AuditRecord, QueueRecord, ReplicaRecord, ReplicaState};
 
 /// One queue as `ListQueues` shows it.
@@ -25,22 +26,30 @@ pub struct QueueFigures {
 const GONE_LISTED_FOR: chrono::Duration = chrono::Duration::hours(1);
 
 impl Kernel {
-    /// Every queue with work, paused or capped, by name.
-    pub async fn list_queues(&self) -> KernelResult<Vec<QueueFigures>> {
+    /// Every queue of `namespace` (and the shared internal one) with work,
+    /// paused or capped, by key.
+    pub async fn list_queues(&self, namespace: &str) -> KernelResult<Vec<QueueFigures>> {
         let records = self.inner.store.list_queues(now()).await?;
-        let caps = &self.inner.config.caps.queues;
+        let caps = &self.inner.config.caps;
         let mut figures: Vec<QueueFigures> = records
             .into_iter()
+            .filter(|record| queue_in(namespace, &record.name).is_some())
             .map(|record| QueueFigures {
-                concurrency_cap: caps.get(&record.name).copied().unwrap_or(0),
+                concurrency_cap: caps.queue(&record.name).unwrap_or(0),
                 record,
             })
             .collect();
-        for (name, cap) in caps {
-            if !figures.iter().any(|queue| queue.record.name == *name) {
+        for name in caps.queues.keys() {
+            // A cap without a namespace applies in every one.
+            let key = match of_queue_key(name) {
+                Some(_) if queue_in(namespace, name).is_none() => continue,
+                Some(_) => name.clone(),
+                None => queue_key(namespace, name),
+            };
+            if !figures.iter().any(|queue| queue.record.name == key) {
                 figures.push(QueueFigures {
-                    record: idle_queue(name),
-                    concurrency_cap: *cap,
+                    concurrency_cap: caps.queue(&key).unwrap_or(0),
+                    record: idle_queue(&key),
                 });
             }
         }
@@ -49,24 +58,30 @@ impl Kernel {
     }
 
     /// One queue's figures (a queue without work shows zeros).
-    async fn queue(&self, name: &str) -> KernelResult<QueueFigures> {
+    async fn queue(&self, namespace: &str, key: &str) -> KernelResult<QueueFigures> {
         let found = self
-            .list_queues()
+            .list_queues(namespace)
             .await?
             .into_iter()
-            .find(|queue| queue.record.name == name);
+            .find(|queue| queue.record.name == key);
         Ok(found.unwrap_or_else(|| QueueFigures {
-            record: idle_queue(name),
+            record: idle_queue(key),
             concurrency_cap: 0,
         }))
     }
 
-    /// Pauses a queue on every replica (idempotent; `audit` is written with
-    /// the pause).
-    pub async fn pause_queue(&self, name: &str, audit: &AuditRecord) -> KernelResult<QueueFigures> {
-        self.inner.store.pause_queue(name, audit).await?;
-        self.paused_queues_write().insert(name.to_string());
-        self.queue(name).await
+    /// Pauses queue `name` of `namespace` on every replica (idempotent;
+    /// `audit` is written with the pause). The internal queue is shared.
+    pub async fn pause_queue(
+        &self,
+        namespace: &str,
+        name: &str,
+        audit: &AuditRecord,
+    ) -> KernelResult<QueueFigures> {
+        let key = queue_key(namespace, name);
+        self.inner.store.pause_queue(&key, audit).await?;
+        self.paused_queues_write().insert(key.clone());
+        self.queue(namespace, &key).await
     }
 
     /// Resumes a queue (idempotent; `audit` is written with the change) and
@@ -74,14 +89,16 @@ impl Kernel {
     /// their next poll.
     pub async fn resume_queue(
         &self,
+        namespace: &str,
         name: &str,
         audit: &AuditRecord,
     ) -> KernelResult<QueueFigures> {
-        self.inner.store.resume_queue(name, audit).await?;
-        self.paused_queues_write().remove(name);
+        let key = queue_key(namespace, name);
+        self.inner.store.resume_queue(&key, audit).await?;
+        self.paused_queues_write().remove(&key);
         self.inner.work.notify_one();
         self.inner.worker_work.notify_one();
-        self.queue(name).await
+        self.queue(namespace, &key).await
     }
 
     /// Replaces this replica's copy of the paused queues (read from the

@@ -210,6 +210,7 @@ mod tests {
     fn started() -> (RunRecord, AttemptRecord) {
         let new = NewRun {
             id: "r".into(),
+            namespace: "default".into(),
             chain_id: "c".into(),
             chain_version: 1,
             input: value::text("in"),

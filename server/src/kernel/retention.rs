@@ -74,13 +74,25 @@ impl Kernel {
     /// request id) succeeds again.
     pub async fn delete_run(
         &self,
+        namespace: &str,
         run_id: &str,
         idempotency: Option<IdempotencyKey>,
         audit: &AuditRecord,
     ) -> KernelResult<()> {
+        // Another namespace's run is not found, as a missing one.
+        let namespace = namespace.to_string();
+        let check = move |run: &RunRecord| {
+            if run.namespace != namespace {
+                return Some(Rejection {
+                    kind: RejectionKind::NotFound,
+                    message: format!("run {:?} not found", run.id),
+                });
+            }
+            unfinished(run)
+        };
         match self
             .store()
-            .delete_run(run_id, &unfinished, idempotency, audit)
+            .delete_run(run_id, &check, idempotency, audit)
             .await?
         {
             RunDeletion::Deleted | RunDeletion::Replayed => Ok(()),
@@ -132,8 +144,11 @@ impl Kernel {
                 .copied()
                 .unwrap_or(Duration::MAX),
         };
-        for chain_id in self.store().all_chain_ids().await? {
-            let retention = own.get(&chain_id).copied().unwrap_or(config.default);
+        for (namespace, chain_id) in self.store().all_chains().await? {
+            let retention = own
+                .get(&(namespace.clone(), chain_id.clone()))
+                .copied()
+                .unwrap_or(config.default);
             if retention.is_zero() {
                 continue;
             }
@@ -150,7 +165,7 @@ impl Kernel {
                 let began = std::time::Instant::now();
                 let deleted = self
                     .store()
-                    .delete_ended_runs(&chain_id, ended_before, config.batch)
+                    .delete_ended_runs((&namespace, &chain_id), ended_before, config.batch)
                     .await?;
                 sweep.deleted += deleted.len();
                 if deleted.len() < config.batch as usize {
@@ -170,16 +185,32 @@ impl Kernel {
     }
 
     /// The retention periods live chains set themselves (latest version).
-    async fn chain_retention(&self) -> KernelResult<HashMap<String, Duration>> {
+    async fn chain_retention(&self) -> KernelResult<HashMap<(String, String), Duration>> {
         let mut periods = HashMap::new();
+        for namespace in self.store().list_namespaces().await? {
+            self.namespace_retention(&namespace.name, &mut periods)
+                .await?;
+        }
+        Ok(periods)
+    }
+
+    /// The retention periods of `namespace`'s live chains, into `periods`.
+    async fn namespace_retention(
+        &self,
+        namespace: &str,
+        periods: &mut HashMap<(String, String), Duration>,
+    ) -> KernelResult<()> {
         let mut after = None;
         loop {
             let page = self
                 .store()
-                .list_chains(PageQuery {
-                    limit: CHAIN_PAGE,
-                    after,
-                })
+                .list_chains(
+                    namespace,
+                    PageQuery {
+                        limit: CHAIN_PAGE,
+                        after,
+                    },
+                )
                 .await?;
             for record in &page.items {
                 let chain = pb::Chain::decode(record.definition.as_slice()).map_err(|error| {
@@ -192,12 +223,12 @@ impl Kernel {
                 if !chain.run_retention.is_empty()
                     && let Ok(period) = parse_retention(&chain.run_retention)
                 {
-                    periods.insert(record.id.clone(), period);
+                    periods.insert((namespace.to_string(), record.id.clone()), period);
                 }
             }
             match page.next_after {
                 Some(next) => after = Some(next),
-                None => return Ok(periods),
+                None => return Ok(()),
             }
         }
     }

@@ -152,21 +152,27 @@ impl Kernel {
         focus: Option<&str>,
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
-        self.transition_once(run_id, focus, (None, None), decide)
+        self.transition_once((None, run_id), focus, (None, None), decide)
             .await
     }
 
     /// As `transition`, guarded by the caller's request id: a repeat of an
     /// applied request returns the run as it is, deciding nothing.
+    /// With a namespace, a run of another one is `NotFound`.
     pub(super) async fn transition_once(
         &self,
-        run_id: &str,
+        (namespace, run_id): (Option<&str>, &str),
         focus: Option<&str>,
         (idempotency, audit): (Option<IdempotencyKey>, Option<AuditRecord>),
         decide: impl RunDecision,
     ) -> KernelResult<Transitioned> {
-        let run = self.get_run(run_id).await?;
-        let chain = self.chain(&run.chain_id, run.chain_version).await?;
+        let run = match namespace {
+            Some(namespace) => self.run_in(namespace, run_id).await?,
+            None => self.get_run(run_id).await?,
+        };
+        let chain = self
+            .chain(&run.namespace, &run.chain_id, run.chain_version)
+            .await?;
         let decide: Arc<ChainDecision> = Arc::new(decide);
         self.in_render_rounds(run_id, |renders| {
             let renders = Arc::new(renders);
@@ -249,7 +255,7 @@ impl Kernel {
         match outcome {
             TransitionOutcome::Applied { run, events } => {
                 if crate::metrics::enabled() {
-                    let chain = self.cached_chain(&run.chain_id, run.chain_version);
+                    let chain = self.cached_chain(&run.namespace, &run.chain_id, run.chain_version);
                     crate::metrics::run_committed(&run, chain.as_deref(), &events);
                 }
                 self.committed(&events, &dispatch.changes);

@@ -122,10 +122,12 @@ impl Kernel {
     /// `after_seq`, the watch yields its terminal event once more and ends.
     pub async fn watch_run(
         &self,
+        namespace: &str,
         run_id: &str,
         after_seq: i64,
         include_deltas: bool,
     ) -> KernelResult<RunWatch> {
+        self.run_in(namespace, run_id).await?;
         let live = self.subscribe(run_id);
         let interest = include_deltas.then(|| self.want_deltas(run_id));
         self.open_watch(run_id, live, interest, after_seq).await
@@ -148,7 +150,12 @@ impl Kernel {
         let started = self.start_run_as(start, Some(run_id.clone())).await?;
         if started.run.id != run_id {
             return self
-                .watch_run(&started.run.id, after_seq, include_deltas)
+                .watch_run(
+                    &started.run.namespace,
+                    &started.run.id,
+                    after_seq,
+                    include_deltas,
+                )
                 .await;
         }
         self.open_watch(&run_id, live, interest, after_seq).await
@@ -238,22 +245,22 @@ impl Kernel {
         let run = self.start_run(start).await?.run;
         let mut guard = CancelOnDrop {
             kernel: self.clone(),
-            run_id: Some(run.id.clone()),
+            run: Some((run.namespace.clone(), run.id.clone())),
         };
         let ended = tokio::select! {
             ended = tokio::time::timeout(wait, self.wait_for_end(&run.id)) => match ended {
                 Ok(result) => result?,
                 Err(_) => {
-                    guard.run_id = None;
+                    guard.run = None;
                     return Ok(Executed::TimedOut { run_id: run.id });
                 }
             },
             () = stop => {
-                guard.run_id = None;
+                guard.run = None;
                 return Ok(Executed::Stopped);
             }
         };
-        guard.run_id = None;
+        guard.run = None;
         Ok(Executed::Ended(Box::new(self.ended_run(ended).await?)))
     }
 
@@ -284,7 +291,9 @@ impl Kernel {
     /// each with the routing recorded after its success.
     async fn ended_run(&self, run: RunRecord) -> KernelResult<EndedRun> {
         let attempts = self.run_attempts(&run.id).await?;
-        let chain = self.chain(&run.chain_id, run.chain_version).await?;
+        let chain = self
+            .chain(&run.namespace, &run.chain_id, run.chain_version)
+            .await?;
         let routes = self.recorded_routes(&run.id).await?;
         let mut executions: Vec<TaskExecution> = Vec::new();
         for attempt in &attempts {
@@ -376,16 +385,18 @@ fn recorded_next(event: &pb::RunEvent) -> Option<Vec<String>> {
 /// Cancels the run if dropped while armed.
 struct CancelOnDrop {
     kernel: Kernel,
-    run_id: Option<String>,
+    /// The run's namespace and id.
+    run: Option<(String, String)>,
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(run_id) = self.run_id.take() {
+        if let Some((namespace, run_id)) = self.run.take() {
             let kernel = self.kernel.clone();
             tokio::spawn(async move {
+                let reason = "ExecuteChain caller disconnected";
                 if let Err(error) = kernel
-                    .cancel_run(&run_id, "ExecuteChain caller disconnected", None, None)
+                    .cancel_run(&namespace, &run_id, reason, None, None)
                     .await
                 {
                     tracing::debug!(run_id = %run_id, error = %error, "cancel after disconnect");

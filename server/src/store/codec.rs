@@ -357,6 +357,7 @@ pub(super) fn hook_from_row(row: &impl StoredRow, secrets: &SecretBox) -> StoreR
             &name,
             row.json("secret_headers", "hook secret headers")?,
         )?,
+        namespace: row.text("namespace")?,
         name,
         description: row.text("description")?,
         url: row.text("url")?,
@@ -383,6 +384,7 @@ pub(super) fn chain_from_row(row: &impl StoredRow) -> StoreResult<ChainRecord> {
 
 pub(super) fn run_from_row(row: &impl StoredRow) -> StoreResult<RunRecord> {
     let id = row.text("id")?;
+    let namespace = row.text("namespace")?;
     let status = row.text("status")?;
     let status = RunStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("run {id:?} has unknown status {status:?}")))?;
@@ -404,6 +406,7 @@ pub(super) fn run_from_row(row: &impl StoredRow) -> StoreResult<RunRecord> {
         }
     };
     Ok(RunRecord {
+        namespace,
         chain_id: row.text("chain_id")?,
         chain_version: row.int("chain_version")?,
         status,

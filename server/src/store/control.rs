@@ -115,7 +115,8 @@ pub struct ModelRecord {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookRecord {
-    /// Unique; the key.
+    pub namespace: String,
+    /// Unique in its namespace.
     pub name: String,
     pub description: String,
     pub url: String,
@@ -258,7 +259,7 @@ pub trait ModelStore: Send + Sync {
     async fn delete_model(&self, name: &str, audit: &AuditRecord) -> StoreResult<()>;
 }
 
-/// Hooks, keyed and listed by `name`.
+/// Hooks of a namespace, keyed and listed by `name`.
 #[async_trait]
 pub trait HookStore: Send + Sync {
     /// `AlreadyExists` when the name is taken.
@@ -268,19 +269,20 @@ pub trait HookStore: Send + Sync {
         idempotency: Option<IdempotencyKey>,
         audit: &AuditRecord,
     ) -> StoreResult<Created<HookRecord>>;
-    async fn get_hook(&self, name: &str) -> StoreResult<HookRecord>;
-    async fn list_hooks(&self, page: PageQuery) -> StoreResult<Page<HookRecord>>;
-    /// As `update_backend`, keyed by `hook.name`.
+    async fn get_hook(&self, namespace: &str, name: &str) -> StoreResult<HookRecord>;
+    async fn list_hooks(&self, namespace: &str, page: PageQuery) -> StoreResult<Page<HookRecord>>;
+    /// As `update_backend`, keyed by `hook.namespace` and `hook.name`.
     async fn update_hook(&self, hook: HookRecord, audit: &AuditRecord) -> StoreResult<HookRecord>;
     async fn delete_hook(
         &self,
+        namespace: &str,
         name: &str,
         expected_revision: Option<i64>,
         audit: &AuditRecord,
     ) -> StoreResult<()>;
 }
 
-/// Chains, keyed and listed by `id`; versions newest first (the page key is the version number).
+/// Chains of a namespace, keyed and listed by `id`; versions newest first (the page key is the version number).
 #[async_trait]
 pub trait ChainStore: Send + Sync {
     /// Creates version 1 of a new chain (`chain.version` and timestamps are
@@ -289,6 +291,7 @@ pub trait ChainStore: Send + Sync {
     /// version numbering.
     async fn create_chain(
         &self,
+        namespace: &str,
         id: &str,
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
@@ -299,16 +302,19 @@ pub trait ChainStore: Send + Sync {
     /// they pinned).
     async fn get_chain(
         &self,
+        namespace: &str,
         id: &str,
         version: Option<i64>,
         include_deleted: bool,
     ) -> StoreResult<ChainRecord>;
     /// Latest versions of live chains, ordered by id.
-    async fn list_chains(&self, page: PageQuery) -> StoreResult<Page<ChainRecord>>;
+    async fn list_chains(&self, namespace: &str, page: PageQuery)
+    -> StoreResult<Page<ChainRecord>>;
     /// Versions of a live chain, newest first. `NotFound` if the chain does
     /// not exist or is deleted.
     async fn list_chain_versions(
         &self,
+        namespace: &str,
         id: &str,
         page: PageQuery,
     ) -> StoreResult<Page<ChainRecord>>;
@@ -316,6 +322,7 @@ pub trait ChainStore: Send + Sync {
     /// it is still the latest. `NotFound` for missing or deleted chains.
     async fn update_chain(
         &self,
+        namespace: &str,
         id: &str,
         definition: Vec<u8>,
         expected_version: Option<i64>,
@@ -326,6 +333,7 @@ pub trait ChainStore: Send + Sync {
     /// `include_deleted`.
     async fn delete_chain(
         &self,
+        namespace: &str,
         id: &str,
         expected_version: Option<i64>,
         audit: &AuditRecord,

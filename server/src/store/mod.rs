@@ -15,6 +15,7 @@ mod control;
 mod fleet;
 mod keys;
 mod limits;
+mod namespaces;
 mod operations;
 mod postgres;
 mod resource;
@@ -42,6 +43,7 @@ pub use limits::{
     AdmitOutcome, COUNTED_WINDOW, Judge, LIMIT_WINDOW, LimitScope, LimitStore, NewCall, ScopeUsage,
     Throttle,
 };
+pub use namespaces::{NamespaceRecord, NamespaceStore};
 pub use operations::{
     HeldLease, OperationsStore, QueuePause, QueueRecord, ReplicaRecord, ReplicaState,
 };
@@ -363,6 +365,7 @@ pub trait Store:
     + AuditStore
     + OperationsStore
     + KeyStore
+    + NamespaceStore
     + Send
     + Sync
     + 'static

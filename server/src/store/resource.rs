@@ -60,6 +60,9 @@ pub(super) trait Resource: Sized + Send + Sync + 'static {
     const COLUMNS: &'static [&'static str];
     /// The column that keys it.
     const KEY: &'static str;
+    /// The column naming the namespace it belongs to; `None` for shared
+    /// resources. Lists are of one namespace; the key includes it.
+    const NAMESPACE: Option<&'static str> = None;
     /// The column its pages follow.
     const ORDER: &'static str;
     /// Columns besides the key that must be free for a create or update.
@@ -69,7 +72,7 @@ pub(super) trait Resource: Sized + Send + Sync + 'static {
     const UPDATED: &'static [&'static str] = &[];
 
     fn decode(row: &impl StoredRow, secrets: &SecretBox) -> StoreResult<Self>;
-    fn key(&self) -> &str;
+    fn key(&self) -> String;
     fn page_key(&self) -> String;
     /// The record as a creation at `now` stores it.
     fn created(self, now: DateTime<Utc>) -> Self;
@@ -93,6 +96,11 @@ pub(super) fn qualified<R: Resource>(column: &str) -> String {
 pub(super) fn select_where<R: Resource>(condition: &str) -> String {
     let (list, table, alias) = (select_list::<R>(), R::TABLE, R::ALIAS);
     format!("SELECT {list} FROM {table} {alias} WHERE {condition}")
+}
+
+/// The key of hook `name` of `namespace`: its generated `hook_key` column.
+fn hook_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
 }
 
 /// The built-in pools, as migrating seeds them at `now`.
@@ -141,7 +149,7 @@ pub(super) fn taken_key<R: Resource>(record: &R, secrets: &SecretBox) -> String 
     R::UNIQUE
         .first()
         .and_then(|column| text_of(record, secrets, column))
-        .unwrap_or_else(|| record.key().to_string())
+        .unwrap_or_else(|| record.key())
 }
 
 impl Resource for BackendRecord {
@@ -194,8 +202,8 @@ impl Resource for BackendRecord {
     fn decode(row: &impl StoredRow, secrets: &SecretBox) -> StoreResult<Self> {
         backend_from_row(row, secrets)
     }
-    fn key(&self) -> &str {
-        &self.id
+    fn key(&self) -> String {
+        self.id.clone()
     }
     fn page_key(&self) -> String {
         self.name.clone()
@@ -243,6 +251,7 @@ impl Resource for HookRecord {
     const TABLE: &'static str = "hooks";
     const ALIAS: &'static str = "h";
     const COLUMNS: &'static [&'static str] = &[
+        "namespace",
         "name",
         "description",
         "url",
@@ -255,8 +264,10 @@ impl Resource for HookRecord {
         "created_at",
         "updated_at",
     ];
-    const KEY: &'static str = "name";
+    /// Generated: `namespace/name`.
+    const KEY: &'static str = "hook_key";
     const ORDER: &'static str = "name";
+    const NAMESPACE: Option<&'static str> = Some("namespace");
     const UPDATED: &'static [&'static str] = &[
         "description",
         "url",
@@ -270,8 +281,8 @@ impl Resource for HookRecord {
     fn decode(row: &impl StoredRow, secrets: &SecretBox) -> StoreResult<Self> {
         hook_from_row(row, secrets)
     }
-    fn key(&self) -> &str {
-        &self.name
+    fn key(&self) -> String {
+        hook_key(&self.namespace, &self.name)
     }
     fn page_key(&self) -> String {
         self.name.clone()
@@ -285,6 +296,7 @@ impl Resource for HookRecord {
     fn values(&self, secrets: &SecretBox) -> StoreResult<Vec<Value>> {
         let secret_headers = sealed::seal_headers(secrets, &self.name, &self.secret_headers)?;
         Ok(vec![
+            Value::Text(self.namespace.clone()),
             Value::Text(self.name.clone()),
             Value::Text(self.description.clone()),
             Value::Text(self.url.clone()),
@@ -312,8 +324,8 @@ impl Resource for ModelRecord {
     fn decode(row: &impl StoredRow, _: &SecretBox) -> StoreResult<Self> {
         model_from_row(row)
     }
-    fn key(&self) -> &str {
-        &self.name
+    fn key(&self) -> String {
+        self.name.clone()
     }
     fn page_key(&self) -> String {
         self.name.clone()
@@ -353,8 +365,8 @@ impl Resource for PoolRecord {
     fn decode(row: &impl StoredRow, _: &SecretBox) -> StoreResult<Self> {
         pool_from_row(row)
     }
-    fn key(&self) -> &str {
-        &self.id
+    fn key(&self) -> String {
+        self.id.clone()
     }
     fn page_key(&self) -> String {
         self.id.clone()
@@ -450,7 +462,8 @@ pub(super) trait Resources: Send + Sync {
     /// The `R` keyed `key`; `NotFound` if none.
     async fn get<R: Resource>(&self, key: &str) -> StoreResult<R>;
     /// A page of `R` in the order of its [`Resource::ORDER`].
-    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>>;
+    /// A page of `R`, of `namespace` when `R` belongs to namespaces.
+    async fn list<R: Resource>(&self, namespace: &str, page: PageQuery) -> StoreResult<Page<R>>;
     /// Replaces the [`Resource::UPDATED`] columns of `record` if its stored
     /// revision is still `revision`; returns the stored record.
     async fn update<R: Resource>(
@@ -501,7 +514,7 @@ impl<S: Resources> BackendStore for S {
         self.get(id).await
     }
     async fn list_backends(&self, page: PageQuery) -> Paged<BackendRecord> {
-        self.list(page).await
+        self.list("", page).await
     }
     async fn update_backend(
         &self,
@@ -536,11 +549,11 @@ impl<S: Resources> HookStore for S {
     ) -> StoreResult<Created<HookRecord>> {
         self.create(hook, idempotency, audit).await
     }
-    async fn get_hook(&self, name: &str) -> StoreResult<HookRecord> {
-        self.get(name).await
+    async fn get_hook(&self, namespace: &str, name: &str) -> StoreResult<HookRecord> {
+        self.get(&hook_key(namespace, name)).await
     }
-    async fn list_hooks(&self, page: PageQuery) -> Paged<HookRecord> {
-        self.list(page).await
+    async fn list_hooks(&self, namespace: &str, page: PageQuery) -> Paged<HookRecord> {
+        self.list(namespace, page).await
     }
     async fn update_hook(&self, hook: HookRecord, audit: &AuditRecord) -> StoreResult<HookRecord> {
         let revision = hook.revision;
@@ -548,11 +561,12 @@ impl<S: Resources> HookStore for S {
     }
     async fn delete_hook(
         &self,
+        namespace: &str,
         name: &str,
         expected_revision: Option<i64>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
-        self.delete::<HookRecord>(name, expected_revision, audit)
+        self.delete::<HookRecord>(&hook_key(namespace, name), expected_revision, audit)
             .await
     }
 }
@@ -571,7 +585,7 @@ impl<S: Resources> ModelStore for S {
         self.get(name).await
     }
     async fn list_models(&self, page: PageQuery) -> Paged<ModelRecord> {
-        self.list(page).await
+        self.list("", page).await
     }
     async fn delete_model(&self, name: &str, audit: &AuditRecord) -> StoreResult<()> {
         // Pool memberships go with it (ON DELETE CASCADE).
@@ -593,7 +607,7 @@ impl<S: Resources> PoolStore for S {
         self.get(id).await
     }
     async fn list_pools(&self, page: PageQuery) -> Paged<PoolRecord> {
-        self.list(page).await
+        self.list("", page).await
     }
     async fn delete_pool(&self, id: &str, audit: &AuditRecord) -> StoreResult<()> {
         refuse_builtin_pool(id)?;

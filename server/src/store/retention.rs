@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::{AuditRecord, IdempotencyKey, Rejection, RunRecord, StoreResult};
 
-/// The idempotency scopes whose keys name a run (their `resource_key` is
+/// The idempotency scopes (stored after the namespace: `team/StartRun`)
+/// whose keys name a run (their `resource_key` is
 /// the run id); a deleted run's keys of these scopes go with it. The
 /// `DeleteRun` key itself stays, so a retry of the delete still answers.
 pub(crate) const RUN_KEY_SCOPES: [&str; 7] = [
@@ -67,19 +68,19 @@ pub trait RetentionStore: Send + Sync {
     ) -> StoreResult<RunDeletion>;
 
     /// Deletes, in one short transaction, at most `limit` runs of chain
-    /// `chain_id` that ended before `ended_before` (oldest first; ids are
+    /// `(namespace, chain_id)` that ended before `ended_before` (oldest first; ids are
     /// UUIDv7, so a run created later than `ended_before` is not looked at), with
     /// everything [`RetentionStore::delete_run`] deletes. Runs another
     /// transaction holds are skipped, so several replicas may call this at
     /// once. Returns the ids deleted.
     async fn delete_ended_runs(
         &self,
-        chain_id: &str,
+        chain: (&str, &str),
         ended_before: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<String>>;
 
-    /// The id of every chain ever stored, deleted ones included (a run's
-    /// chain is always one of them), ordered.
-    async fn all_chain_ids(&self) -> StoreResult<Vec<String>>;
+    /// The namespace and id of every chain ever stored, deleted ones
+    /// included (a run's chain is always one of them), ordered.
+    async fn all_chains(&self) -> StoreResult<Vec<(String, String)>>;
 }

@@ -131,6 +131,8 @@ pub struct RunFailure {
 pub struct RunRecord {
     /// UUIDv7: ids sort by creation time.
     pub id: String,
+    /// Written at creation only; its chain's too.
+    pub namespace: String,
     pub chain_id: String,
     pub chain_version: i64,
     pub status: RunStatus,
@@ -487,7 +489,7 @@ pub struct NewRun {
 /// version that is no longer the latest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainCheck {
-    /// The chain must exist and not be deleted.
+    /// The chain (of the run's namespace) must exist and not be deleted.
     pub chain_id: String,
     /// When set, this must still be its latest version.
     pub latest_version: Option<i64>,
@@ -562,6 +564,8 @@ pub struct Claimed {
 /// Filters of `list_runs`; empty fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunFilter {
+    /// Runs of this namespace only.
+    pub namespace: String,
     pub statuses: Vec<RunStatus>,
     pub chain_id: Option<String>,
     /// Runs carrying all of these labels.
@@ -675,10 +679,12 @@ pub trait RunStore: Send + Sync + 'static {
     /// Leased attempts whose lease expired or whose deadline passed at
     /// `now`, oldest first, at most `limit`.
     async fn due_attempts(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<DueAttempt>>;
-    /// Dead-lettered attempts, newest first (descending id; the page key is
-    /// the id), optionally of one queue.
+    /// Dead-lettered attempts of `namespace`'s runs, newest first
+    /// (descending id; the page key is the id), optionally of one queue
+    /// (its key).
     async fn list_dead_letters(
         &self,
+        namespace: &str,
         queue: Option<&str>,
         page: PageQuery,
     ) -> StoreResult<Page<AttemptRecord>>;

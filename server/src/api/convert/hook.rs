@@ -110,6 +110,7 @@ fn validate_hook(hook: &pb::Hook, violations: &mut Violations) -> HookRecord {
     }
     let now = Utc::now();
     HookRecord {
+        namespace: crate::api::call_namespace(),
         name: hook.name.clone(),
         description: hook.description.clone(),
         url: hook.url.clone(),

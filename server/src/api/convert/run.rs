@@ -120,7 +120,7 @@ pub fn attempt_message(record: &AttemptRecord) -> ApiResult<pb::TaskAttempt> {
         task_id: record.task_id.clone(),
         attempt: record.attempt,
         status: attempt_status_value(record.status) as i32,
-        queue: record.queue.clone(),
+        queue: crate::namespace::queue_name(&record.queue).to_string(),
         available_time: Some(timestamp(record.available_at)),
         lease_owner: record.lease_owner.clone().unwrap_or_default(),
         lease_expire_time: record.lease_expires_at.map(timestamp),
@@ -292,6 +292,7 @@ fn finish_start(
         return Err(ApiError::invalid("input", "is invalid"));
     };
     Ok(StartRun {
+        namespace: crate::api::call_namespace(),
         chain,
         input,
         labels: request.labels.clone(),

@@ -10,7 +10,11 @@ pub fn worker_message(session: SessionInfo) -> pb::WorkerSession {
         session_id: session.session_id,
         worker_id: session.worker_id,
         name: session.name,
-        queues: session.queues,
+        queues: session
+            .queues
+            .iter()
+            .map(|key| crate::namespace::queue_name(key).to_string())
+            .collect(),
         slots: session.slots as i32,
         leases_held: session.leases_held as i32,
         labels: session.labels.into_iter().collect(),

@@ -66,6 +66,7 @@ pub mod reason {
 #[derive(Debug, Clone)]
 pub struct NewRun {
     pub id: String,
+    pub namespace: String,
     pub chain_id: String,
     pub chain_version: i64,
     pub input: pb::Value,

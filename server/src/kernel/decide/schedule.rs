@@ -72,10 +72,10 @@ impl Step<'_> {
             } else {
                 AttemptStatus::Ready
             },
-            queue: task
-                .queue
-                .clone()
-                .unwrap_or_else(|| INTERNAL_QUEUE.to_string()),
+            queue: task.queue.as_deref().map_or_else(
+                || INTERNAL_QUEUE.to_string(),
+                |queue| crate::namespace::queue_key(&self.run.namespace, queue),
+            ),
             priority: self.run.priority,
             available_at,
             input: value::encode(&input),

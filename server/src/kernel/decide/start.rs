@@ -18,6 +18,7 @@ pub fn start(
 ) -> (RunRecord, Vec<AttemptRecord>, Vec<Vec<u8>>) {
     let run = RunRecord {
         id: new.id,
+        namespace: new.namespace,
         chain_id: new.chain_id,
         chain_version: new.chain_version,
         status: RunStatus::Queued,

@@ -38,7 +38,8 @@ fn start_schedules_the_entry_task() {
         (
             worker("a"),
             AttemptStatus::Ready,
-            "jobs",
+            // The queue's key in the run's namespace.
+            "default/jobs",
             RunStatus::Queued,
             vec![E::RunCreated, E::TaskReady],
         ),
@@ -55,6 +56,7 @@ fn start_schedules_the_entry_task() {
         let chain = compile(&chain(vec![entry.clone()]));
         let new = NewRun {
             id: "run-1".into(),
+            namespace: "default".into(),
             chain_id: "chain".into(),
             chain_version: 3,
             input: value::text("hello"),
@@ -89,6 +91,7 @@ fn start_renders_the_entry_prompt_and_defers_until_rendered() {
     let chain = compile(&chain(vec![worker("a").prompt("look up {{ input }}")]));
     let new = NewRun {
         id: "run-1".into(),
+        namespace: "default".into(),
         chain_id: "chain".into(),
         chain_version: 1,
         input: value::text("cats"),

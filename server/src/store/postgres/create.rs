@@ -16,10 +16,11 @@ use crate::store::{
     PostgresStore, RunRecord, StoreError, StoreResult,
 };
 
-/// New runs (`$30`..`$50` and `$58`..`$60`, one array element per run) with their first
+/// New runs (`$30`..`$50` and `$58`..`$61`, one array element per run) with their first
 /// attempts and events, their idempotency keys (`$54` run ids, `$55`
 /// scopes, `$56` request ids, `$57` hashes) and their chain checks (`$51`
-/// run ids, `$52` chain ids, `$53` expected latest versions or NULL): one
+/// run ids, `$52` chain ids, `$53` expected latest versions or NULL, `$62`
+/// namespaces): one
 /// statement, so one round trip and, outside a transaction, one commit for
 /// a whole batch of starts. A run whose chain check fails, or whose key
 /// exists already, is skipped entirely and returned with the reason
@@ -27,8 +28,9 @@ use crate::store::{
 /// statement wait for it, so a key is never taken twice.
 const CREATE_RUNS: &str = concat!(
     "WITH failed_checks AS (\
-     SELECT c.run_id FROM UNNEST($51::text[], $52::text[], $53::int8[]) \
-     AS c(run_id, chain_id, latest) LEFT JOIN chain_heads h ON h.id = c.chain_id \
+     SELECT c.run_id FROM UNNEST($51::text[], $52::text[], $53::int8[], $62::text[]) \
+     AS c(run_id, chain_id, latest, namespace) \
+     LEFT JOIN chain_heads h ON h.namespace = c.namespace AND h.id = c.chain_id \
      WHERE h.id IS NULL OR h.deleted \
      OR (c.latest IS NOT NULL AND c.latest <> h.latest_version)), \
      key_inserts AS (\
@@ -48,17 +50,19 @@ const CREATE_RUNS: &str = concat!(
      INSERT INTO runs (id, chain_id, chain_version, status, input, output, error_message, \
      error_task_id, error_reason, labels, priority, tenant, request_id, steps, input_tokens, \
      output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads, \
-     traceparent) SELECT id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
+     traceparent, namespace) SELECT id, chain_id, chain_version, status, input, output, \
+     error_message, error_task_id, \
      error_reason, labels::jsonb, priority, tenant, request_id, steps, input_tokens, \
      output_tokens, last_seq, created_at, started_at, ended_at, updated_at, executions, heads, \
-     traceparent FROM UNNEST($30::text[], $31::text[], $32::int8[], $33::text[], $34::bytea[], \
+     traceparent, namespace FROM UNNEST($30::text[], $31::text[], $32::int8[], $33::text[], $34::bytea[], \
      $35::bytea[], $36::bytea[], $37::text[], $38::text[], $39::text[], $40::int4[], \
      $41::text[], $42::text[], $43::int4[], $44::int8[], $45::int8[], $46::int8[], \
      $47::timestamptz[], $48::timestamptz[], $49::timestamptz[], $50::timestamptz[], \
-     $58::int4[], $59::text[], $60::text[]) \
+     $58::int4[], $59::text[], $60::text[], $61::text[]) \
      AS u(id, chain_id, chain_version, status, input, output, error_message, error_task_id, \
      error_reason, labels, priority, tenant, request_id, steps, input_tokens, output_tokens, \
-     last_seq, created_at, started_at, ended_at, updated_at, executions, heads, traceparent) \
+     last_seq, created_at, started_at, ended_at, updated_at, executions, heads, traceparent, \
+     namespace) \
      WHERE u.id NOT IN (SELECT run_id FROM skipped) RETURNING 1) \
      SELECT run_id, 'chain' AS reason FROM failed_checks \
      UNION ALL SELECT run_id, 'key' AS reason FROM taken_keys"
@@ -93,9 +97,12 @@ where
         .map(|r| serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".to_string()))
         .collect();
     let heads = heads_column(records)?;
-    let checks: Vec<(&str, &ChainCheck)> = news
+    let checks: Vec<(&str, &ChainCheck, &str)> = news
         .iter()
-        .filter_map(|new| Some((new.run.id.as_str(), new.chain_check.as_ref()?)))
+        .filter_map(|new| {
+            let check = new.chain_check.as_ref()?;
+            Some((new.run.id.as_str(), check, new.run.namespace.as_str()))
+        })
         .collect();
     let keys: Vec<(&str, &IdempotencyKey)> = news
         .iter()
@@ -123,9 +130,9 @@ where
         .bind(col(records, |r| r.started_at))
         .bind(col(records, |r| r.ended_at))
         .bind(col(records, |r| r.updated_at))
-        .bind(col(&checks, |(run_id, _)| *run_id))
-        .bind(col(&checks, |(_, c)| c.chain_id.as_str()))
-        .bind(col(&checks, |(_, c)| c.latest_version))
+        .bind(col(&checks, |(run_id, _, _)| *run_id))
+        .bind(col(&checks, |(_, c, _)| c.chain_id.as_str()))
+        .bind(col(&checks, |(_, c, _)| c.latest_version))
         .bind(col(&keys, |(run_id, _)| *run_id))
         .bind(col(&keys, |(_, k)| k.scope.as_str()))
         .bind(col(&keys, |(_, k)| k.request_id.as_str()))
@@ -133,6 +140,8 @@ where
         .bind(col(records, |r| r.executions))
         .bind(&heads)
         .bind(col(records, |r| r.traceparent.as_deref()))
+        .bind(col(records, |r| r.namespace.as_str()))
+        .bind(col(&checks, |(_, _, namespace)| *namespace))
         .fetch_all(executor)
         .await
         .map_err(|err| match database_error(&err) {

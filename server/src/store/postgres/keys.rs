@@ -9,7 +9,7 @@ use crate::store::codec::{PlainColumns, decode_all, not_found, to_json, truncate
 use crate::store::keys::{KEY_COLUMNS, key_from_row};
 use crate::store::{ApiKeyRecord, AuditRecord, KeyStore, StoreError, StoreResult};
 
-async fn bump_revision(conn: &mut PgConnection) -> StoreResult<()> {
+pub(super) async fn bump_revision(conn: &mut PgConnection) -> StoreResult<()> {
     sqlx::query("UPDATE api_key_revision SET revision = revision + 1 WHERE id = 1")
         .execute(conn)
         .await?;

@@ -10,7 +10,7 @@
 /// Columns of a run row, selected from the alias `r`.
 macro_rules! run_columns {
     () => {
-        "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
+        "r.id, r.namespace, r.chain_id, r.chain_version, r.status, r.input, r.output, r.error_message, \
          r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, r.request_id, r.steps, \
          r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, r.created_at, \
          r.started_at, r.ended_at, r.updated_at, r.traceparent"
@@ -70,6 +70,7 @@ mod fleet;
 mod idempotency;
 mod keys;
 mod limits;
+mod namespaces;
 mod operations;
 mod resources;
 mod retention;
@@ -451,7 +452,7 @@ impl Store for PostgresStore {
                         .rows_affected() as usize;
             }
         }
-        let hooks = sqlx::query("SELECT name, secret_headers FROM hooks")
+        let hooks = sqlx::query("SELECT hook_key, name, secret_headers FROM hooks")
             .fetch_all(&self.pool)
             .await?;
         for row in &hooks {
@@ -459,9 +460,10 @@ impl Store for PostgresStore {
             let stored: Json<serde_json::Value> = column(row, "secret_headers")?;
             if let Some(resealed) = sealed::reseal_headers(&self.secrets, &name, &stored.0)? {
                 sealed += sqlx::query(
-                    "UPDATE hooks SET secret_headers = $3 WHERE name = $1 AND secret_headers = $2",
+                    "UPDATE hooks SET secret_headers = $3 \
+                     WHERE hook_key = $1 AND secret_headers = $2",
                 )
-                .bind(&name)
+                .bind(row.text("hook_key")?)
                 .bind(&stored)
                 .bind(Json(resealed))
                 .execute(&self.pool)

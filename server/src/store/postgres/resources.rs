@@ -105,7 +105,7 @@ impl Resources for PostgresStore {
         idempotency: Option<IdempotencyKey>,
         audit: &AuditRecord,
     ) -> StoreResult<Created<R>> {
-        let resource_key = record.key().to_string();
+        let resource_key = record.key();
         let fetch =
             async |conn: &mut PgConnection, (key, _): (String, _)| self.fetch(conn, &key).await;
         let insert = async |tx: &mut PgConnection| {
@@ -116,7 +116,7 @@ impl Resources for PostgresStore {
                 on_unique_violation(err, R::NAME, |constraint| {
                     constrained_column::<R>(constraint)
                         .and_then(|column| text_of(&record, &self.secrets, column))
-                        .unwrap_or_else(|| record.key().to_string())
+                        .unwrap_or_else(|| record.key())
                 })
             };
             let row = insert_row::<R>(tx, (values, &returning), taken).await?;
@@ -127,11 +127,19 @@ impl Resources for PostgresStore {
         self.create_once(key, audit, fetch, insert).await
     }
 
-    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
+    async fn list<R: Resource>(&self, namespace: &str, page: PageQuery) -> StoreResult<Page<R>> {
         let order = qualified::<R>(R::ORDER);
-        let sql = select_where::<R>(&format!("{order} > $1 ORDER BY {order} LIMIT $2"));
         let mut conn = self.pool.acquire().await?;
-        fetch_page(&mut conn, &sql, None, &page, self.decoder(), R::page_key).await
+        let Some(column) = R::NAMESPACE else {
+            let sql = select_where::<R>(&format!("{order} > $1 ORDER BY {order} LIMIT $2"));
+            return fetch_page(&mut conn, &sql, None, &page, self.decoder(), R::page_key).await;
+        };
+        let sql = select_where::<R>(&format!(
+            "{} = $1 AND {order} > $2 ORDER BY {order} LIMIT $3",
+            qualified::<R>(column)
+        ));
+        let decode = self.decoder();
+        fetch_page(&mut conn, &sql, Some(namespace), &page, decode, R::page_key).await
     }
 
     async fn get<R: Resource>(&self, key: &str) -> StoreResult<R> {
@@ -162,7 +170,7 @@ impl Resources for PostgresStore {
             R::KEY,
             select_list::<R>()
         );
-        let key = record.key();
+        let key = &record.key();
         let query = sqlx::query(&sql).bind(key).bind(revision);
         let query = bind_all(query, values.into_iter().map(|(_, v)| v).collect());
         let mut tx = self.pool.begin().await?;

@@ -21,10 +21,11 @@ use crate::store::{
 /// statement.
 const DELETE_RUNS: &str = "WITH events AS (DELETE FROM run_events WHERE run_id = ANY($1)), \
      attempts AS (DELETE FROM attempts WHERE run_id = ANY($1)), \
-     keys AS (DELETE FROM idempotency_keys WHERE resource_key = ANY($1) AND scope = ANY($2)) \
+     keys AS (DELETE FROM idempotency_keys WHERE resource_key = ANY($1) \
+     AND substr(scope, strpos(scope, '/') + 1) = ANY($2)) \
      DELETE FROM runs WHERE id = ANY($1)";
 
-async fn delete_runs(conn: &mut PgConnection, ids: &[String]) -> StoreResult<()> {
+pub(super) async fn delete_runs(conn: &mut PgConnection, ids: &[String]) -> StoreResult<()> {
     sqlx::query(DELETE_RUNS)
         .bind(ids)
         .bind(RUN_KEY_SCOPES.as_slice())
@@ -81,13 +82,13 @@ impl PostgresStore {
 
     async fn try_delete_ended_runs(
         &self,
-        chain_id: &str,
+        (namespace, chain_id): (&str, &str),
         ended_before: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.pool().begin().await?;
         let rows = sqlx::query(
-            "SELECT r.id FROM runs r WHERE r.chain_id = $1 AND r.id < $2 \
+            "SELECT r.id FROM runs r WHERE r.namespace = $6 AND r.chain_id = $1 AND r.id < $2 \
              AND r.ended_at < $3 AND r.status = ANY($4) \
              ORDER BY r.id LIMIT $5 FOR UPDATE SKIP LOCKED",
         )
@@ -96,6 +97,7 @@ impl PostgresStore {
         .bind(truncate_to_micros(ended_before))
         .bind(ended_statuses())
         .bind(i64::from(limit))
+        .bind(namespace)
         .fetch_all(&mut *tx)
         .await?;
         let ids = decode_all(&rows, |row| Ok(sqlx::Row::try_get::<String, _>(row, "id")?))?;
@@ -123,16 +125,18 @@ impl RetentionStore for PostgresStore {
 
     async fn delete_ended_runs(
         &self,
-        chain_id: &str,
+        chain: (&str, &str),
         ended_before: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<String>> {
-        retrying(|| self.try_delete_ended_runs(chain_id, ended_before, limit)).await
+        retrying(|| self.try_delete_ended_runs(chain, ended_before, limit)).await
     }
 
-    async fn all_chain_ids(&self) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM chain_heads ORDER BY id")
-            .fetch_all(self.pool())
-            .await?)
+    async fn all_chains(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT namespace, id FROM chain_heads ORDER BY namespace, id")
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 }

@@ -140,8 +140,9 @@ impl RunStore for PostgresStore {
         let mut query = QueryBuilder::<Postgres>::new(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM runs r WHERE r.id = ANY(ARRAY(SELECT r.id FROM runs r WHERE TRUE"
+            " FROM runs r WHERE r.id = ANY(ARRAY(SELECT r.id FROM runs r WHERE r.namespace = "
         ));
+        query.push_bind(filter.namespace.as_str());
         if !filter.statuses.is_empty() {
             let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
             query
@@ -280,14 +281,17 @@ impl RunStore for PostgresStore {
 
     async fn list_dead_letters(
         &self,
+        namespace: &str,
         queue: Option<&str>,
         page: PageQuery,
     ) -> StoreResult<Page<AttemptRecord>> {
         let mut query = QueryBuilder::<Postgres>::new(concat!(
             "SELECT ",
             attempt_columns!(),
-            " FROM attempts a WHERE a.id = ANY(ARRAY(SELECT a.id FROM attempts a WHERE a.dead_lettered"
+            " FROM attempts a WHERE a.id = ANY(ARRAY(SELECT a.id FROM attempts a WHERE a.dead_lettered \
+             AND EXISTS (SELECT 1 FROM runs r WHERE r.id = a.run_id AND r.namespace = "
         ));
+        query.push_bind(namespace).push(")");
         if let Some(queue) = queue {
             query.push(" AND a.queue = ").push_bind(queue);
         }

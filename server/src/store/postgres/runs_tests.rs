@@ -32,6 +32,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
 fn run(id: &str) -> RunRecord {
     RunRecord {
         id: id.to_string(),
+        namespace: "default".to_string(),
         chain_id: "chain".to_string(),
         chain_version: 1,
         status: RunStatus::Queued,

@@ -27,13 +27,16 @@ const CHAIN_COLUMNS: &str = "v.id, v.version, v.definition, h.created_at AS chai
 /// deleted flag.
 async fn fetch_chain(
     conn: &mut SqliteConnection,
+    namespace: &str,
     id: &str,
     version: Option<i64>,
 ) -> StoreResult<(ChainRecord, bool)> {
     let row = sqlx::query(&format!(
-        "SELECT {CHAIN_COLUMNS} FROM chain_heads h JOIN chain_versions v ON v.id = h.id \
-         WHERE h.id = ? AND v.version = COALESCE(?, h.latest_version)"
+        "SELECT {CHAIN_COLUMNS} FROM chain_heads h \
+         JOIN chain_versions v ON v.namespace = h.namespace AND v.id = h.id \
+         WHERE h.namespace = ? AND h.id = ? AND v.version = COALESCE(?, h.latest_version)"
     ))
+    .bind(namespace)
     .bind(id)
     .bind(version)
     .fetch_optional(&mut *conn)
@@ -48,18 +51,27 @@ async fn fetch_chain(
 }
 
 /// The head of a chain: `(latest_version, deleted)`.
-async fn chain_head(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<(i64, bool)>> {
-    Ok(
-        sqlx::query_as("SELECT latest_version, deleted FROM chain_heads WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?,
+async fn chain_head(
+    conn: &mut SqliteConnection,
+    namespace: &str,
+    id: &str,
+) -> StoreResult<Option<(i64, bool)>> {
+    Ok(sqlx::query_as(
+        "SELECT latest_version, deleted FROM chain_heads WHERE namespace = ? AND id = ?",
     )
+    .bind(namespace)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// The latest version of a live chain; `NotFound` if missing or deleted.
-async fn live_chain_version(conn: &mut SqliteConnection, id: &str) -> StoreResult<i64> {
-    match chain_head(conn, id).await? {
+async fn live_chain_version(
+    conn: &mut SqliteConnection,
+    namespace: &str,
+    id: &str,
+) -> StoreResult<i64> {
+    match chain_head(conn, namespace, id).await? {
         Some((latest, false)) => Ok(latest),
         _ => Err(not_found("chain", id)),
     }
@@ -68,6 +80,7 @@ async fn live_chain_version(conn: &mut SqliteConnection, id: &str) -> StoreResul
 /// The chain version a repeated chain write created.
 async fn replayed_chain(
     conn: &mut SqliteConnection,
+    namespace: &str,
     prior: PriorResult,
 ) -> StoreResult<ChainRecord> {
     let version = prior.resource_version.ok_or_else(|| {
@@ -76,21 +89,25 @@ async fn replayed_chain(
             prior.resource_key
         ))
     })?;
-    let (record, _deleted) = fetch_chain(conn, &prior.resource_key, Some(version)).await?;
+    let (record, _deleted) =
+        fetch_chain(conn, namespace, &prior.resource_key, Some(version)).await?;
     Ok(record)
 }
 
 /// Inserts version `version` of chain `id`.
 async fn insert_version(
     conn: &mut SqliteConnection,
+    namespace: &str,
     id: &str,
     version: i64,
     definition: &[u8],
     created_at: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO chain_versions (id, version, definition, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO chain_versions (namespace, id, version, definition, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
     )
+    .bind(namespace)
     .bind(id)
     .bind(version)
     .bind(definition)
@@ -104,6 +121,7 @@ async fn insert_version(
 impl ChainStore for SqliteStore {
     async fn create_chain(
         &self,
+        namespace: &str,
         id: &str,
         definition: Vec<u8>,
         idempotency: Option<IdempotencyKey>,
@@ -111,7 +129,7 @@ impl ChainStore for SqliteStore {
     ) -> StoreResult<Created<ChainRecord>> {
         let insert = async |tx: &mut SqliteConnection| {
             let created_at = now();
-            let version = match chain_head(&mut *tx, id).await? {
+            let version = match chain_head(&mut *tx, namespace, id).await? {
                 Some((_, false)) => return Err(already_exists("chain", id)),
                 // A deleted chain's id is reused: numbering continues so that a
                 // run pinned to an old version never sees a different definition
@@ -121,10 +139,11 @@ impl ChainStore for SqliteStore {
                     let version = latest + 1;
                     sqlx::query(
                         "UPDATE chain_heads SET latest_version = ?, created_at = ?, deleted = 0 \
-                         WHERE id = ?",
+                         WHERE namespace = ? AND id = ?",
                     )
                     .bind(version)
                     .bind(micros(created_at))
+                    .bind(namespace)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -132,9 +151,10 @@ impl ChainStore for SqliteStore {
                 }
                 None => {
                     sqlx::query(
-                        "INSERT INTO chain_heads (id, latest_version, created_at, deleted) \
-                         VALUES (?, 1, ?, 0)",
+                        "INSERT INTO chain_heads (namespace, id, latest_version, created_at, deleted) \
+                         VALUES (?, ?, 1, ?, 0)",
                     )
+                    .bind(namespace)
                     .bind(id)
                     .bind(micros(created_at))
                     .execute(&mut *tx)
@@ -143,7 +163,15 @@ impl ChainStore for SqliteStore {
                     1
                 }
             };
-            insert_version(&mut *tx, id, version, &definition, micros(created_at)).await?;
+            insert_version(
+                &mut *tx,
+                namespace,
+                id,
+                version,
+                &definition,
+                micros(created_at),
+            )
+            .await?;
             let record = ChainRecord {
                 id: id.to_string(),
                 version,
@@ -153,49 +181,66 @@ impl ChainStore for SqliteStore {
             };
             Ok((record, (id.to_string(), Some(version))))
         };
-        self.create_once((idempotency.as_ref(), audit), replayed_chain, insert)
+        let replayed =
+            async |tx: &mut SqliteConnection, prior| replayed_chain(tx, namespace, prior).await;
+        self.create_once((idempotency.as_ref(), audit), replayed, insert)
             .await
     }
 
     async fn get_chain(
         &self,
+        namespace: &str,
         id: &str,
         version: Option<i64>,
         include_deleted: bool,
     ) -> StoreResult<ChainRecord> {
         let mut conn = self.reader.acquire().await?;
-        match fetch_chain(&mut conn, id, version).await? {
+        match fetch_chain(&mut conn, namespace, id, version).await? {
             (_, true) if !include_deleted => Err(not_found("chain", id)),
             (record, _) => Ok(record),
         }
     }
 
-    async fn list_chains(&self, page: PageQuery) -> StoreResult<Page<ChainRecord>> {
+    async fn list_chains(
+        &self,
+        namespace: &str,
+        page: PageQuery,
+    ) -> StoreResult<Page<ChainRecord>> {
         let mut conn = self.reader.acquire().await?;
         let sql = format!(
             "SELECT {CHAIN_COLUMNS} FROM chain_heads h \
-             JOIN chain_versions v ON v.id = h.id AND v.version = h.latest_version \
-             WHERE h.deleted = 0 AND (?1 IS NULL OR h.id > ?1) ORDER BY h.id LIMIT ?2"
+             JOIN chain_versions v \
+               ON v.namespace = h.namespace AND v.id = h.id AND v.version = h.latest_version \
+             WHERE h.namespace = ?1 AND h.deleted = 0 AND (?2 IS NULL OR h.id > ?2) \
+             ORDER BY h.id LIMIT ?3"
         );
-        fetch_page(&mut conn, &sql, None, &page, chain_from_row, |c| {
-            c.id.clone()
-        })
+        fetch_page(
+            &mut conn,
+            &sql,
+            Some(namespace),
+            &page,
+            chain_from_row,
+            |c| c.id.clone(),
+        )
         .await
     }
 
     async fn list_chain_versions(
         &self,
+        namespace: &str,
         id: &str,
         page: PageQuery,
     ) -> StoreResult<Page<ChainRecord>> {
         let before_version = versions_before(&page)?;
         let mut tx = self.read_tx().await?;
-        live_chain_version(&mut tx, id).await?;
+        live_chain_version(&mut tx, namespace, id).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {CHAIN_COLUMNS} FROM chain_heads h JOIN chain_versions v ON v.id = h.id \
-             WHERE h.id = ?1 AND (?2 IS NULL OR v.version < ?2) \
-             ORDER BY v.version DESC LIMIT ?3"
+            "SELECT {CHAIN_COLUMNS} FROM chain_heads h \
+             JOIN chain_versions v ON v.namespace = h.namespace AND v.id = h.id \
+             WHERE h.namespace = ?1 AND h.id = ?2 AND (?3 IS NULL OR v.version < ?3) \
+             ORDER BY v.version DESC LIMIT ?4"
         ))
+        .bind(namespace)
         .bind(id)
         .bind(before_version)
         .bind(page_limits(&page).1)
@@ -208,6 +253,7 @@ impl ChainStore for SqliteStore {
 
     async fn update_chain(
         &self,
+        namespace: &str,
         id: &str,
         definition: Vec<u8>,
         expected_version: Option<i64>,
@@ -215,18 +261,28 @@ impl ChainStore for SqliteStore {
         audit: &AuditRecord,
     ) -> StoreResult<Created<ChainRecord>> {
         let insert = async |tx: &mut SqliteConnection| {
-            let latest = live_chain_version(&mut *tx, id).await?;
+            let latest = live_chain_version(&mut *tx, namespace, id).await?;
             check_revision("chain", id, expected_version, latest)?;
             let version = latest + 1;
             let updated_at = now();
             let chain_created_at: i64 = sqlx::query_scalar(
-                "UPDATE chain_heads SET latest_version = ? WHERE id = ? RETURNING created_at",
+                "UPDATE chain_heads SET latest_version = ? WHERE namespace = ? AND id = ? \
+                 RETURNING created_at",
             )
             .bind(version)
+            .bind(namespace)
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            insert_version(&mut *tx, id, version, &definition, micros(updated_at)).await?;
+            insert_version(
+                &mut *tx,
+                namespace,
+                id,
+                version,
+                &definition,
+                micros(updated_at),
+            )
+            .await?;
             let record = ChainRecord {
                 id: id.to_string(),
                 version,
@@ -236,20 +292,24 @@ impl ChainStore for SqliteStore {
             };
             Ok((record, (id.to_string(), Some(version))))
         };
-        self.create_once((idempotency.as_ref(), audit), replayed_chain, insert)
+        let replayed =
+            async |tx: &mut SqliteConnection, prior| replayed_chain(tx, namespace, prior).await;
+        self.create_once((idempotency.as_ref(), audit), replayed, insert)
             .await
     }
 
     async fn delete_chain(
         &self,
+        namespace: &str,
         id: &str,
         expected_version: Option<i64>,
         audit: &AuditRecord,
     ) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
-        let latest = live_chain_version(&mut tx, id).await?;
+        let latest = live_chain_version(&mut tx, namespace, id).await?;
         check_revision("chain", id, expected_version, latest)?;
-        sqlx::query("UPDATE chain_heads SET deleted = 1 WHERE id = ?")
+        sqlx::query("UPDATE chain_heads SET deleted = 1 WHERE namespace = ? AND id = ?")
+            .bind(namespace)
             .bind(id)
             .execute(&mut *tx)
             .await?;

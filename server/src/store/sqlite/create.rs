@@ -18,36 +18,41 @@ use crate::store::{ChainCheck, Created, CreatedRun, NewRun, SqliteStore, StoreEr
 /// The heads (`deleted`, `latest_version`) of the chains `checks` name.
 async fn chain_heads(
     conn: &mut SqliteConnection,
-    checks: &[&ChainCheck],
-) -> StoreResult<HashMap<String, (bool, i64)>> {
+    checks: &[(&str, &ChainCheck)],
+) -> StoreResult<HashMap<(String, String), (bool, i64)>> {
     if checks.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut ids: Vec<&str> = checks.iter().map(|check| check.chain_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let rows: Vec<(String, bool, i64)> = sqlx::query_as(
-        "SELECT id, deleted, latest_version FROM chain_heads \
-         WHERE id IN (SELECT value FROM json_each(?))",
+    let mut keys: Vec<[&str; 2]> = checks
+        .iter()
+        .map(|(namespace, check)| [*namespace, check.chain_id.as_str()])
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
+        "SELECT namespace, id, deleted, latest_version FROM chain_heads \
+         WHERE (namespace, id) IN \
+         (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
     )
-    .bind(to_json(&ids, "chain ids")?)
+    .bind(to_json(&keys, "chain keys")?)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, deleted, latest)| (id, (deleted, latest)))
+        .map(|(namespace, id, deleted, latest)| ((namespace, id), (deleted, latest)))
         .collect())
 }
 
 /// Whether the chain a run was decided on is still the one to start.
 fn check_chain(
+    namespace: &str,
     check: Option<&ChainCheck>,
-    heads: &HashMap<String, (bool, i64)>,
+    heads: &HashMap<(String, String), (bool, i64)>,
 ) -> StoreResult<()> {
     let Some(check) = check else {
         return Ok(());
     };
-    let current = match heads.get(&check.chain_id) {
+    let current = match heads.get(&(namespace.to_string(), check.chain_id.clone())) {
         Some((false, latest)) => check.latest_version.is_none_or(|v| v == *latest),
         _ => false,
     };
@@ -67,9 +72,9 @@ impl SqliteStore {
     ) -> StoreResult<Vec<StoreResult<CreatedRun>>> {
         crate::store::runs::check_distinct_keys(&runs)?;
         let mut tx = self.write_tx().await?;
-        let checks: Vec<&ChainCheck> = runs
+        let checks: Vec<(&str, &ChainCheck)> = runs
             .iter()
-            .filter_map(|new| new.chain_check.as_ref())
+            .filter_map(|new| Some((new.run.namespace.as_str(), new.chain_check.as_ref()?)))
             .collect();
         let heads = chain_heads(&mut tx, &checks).await?;
         // Run ids this batch takes: a repeat is AlreadyExists.
@@ -94,7 +99,7 @@ impl SqliteStore {
                 results.push(Ok((created, Vec::new())));
                 continue;
             }
-            if let Err(error) = check_chain(chain_check.as_ref(), &heads) {
+            if let Err(error) = check_chain(&run.namespace, chain_check.as_ref(), &heads) {
                 results.push(Err(error));
                 continue;
             }

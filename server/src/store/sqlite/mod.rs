@@ -18,6 +18,7 @@ mod fleet;
 mod idempotency;
 mod keys;
 mod limits;
+mod namespaces;
 mod operations;
 mod resources;
 mod retention;
@@ -368,16 +369,16 @@ impl Store for SqliteStore {
                 sealed += 1;
             }
         }
-        let hooks = sqlx::query("SELECT name, secret_headers FROM hooks")
+        let hooks = sqlx::query("SELECT hook_key, name, secret_headers FROM hooks")
             .fetch_all(&mut *tx)
             .await?;
         for row in &hooks {
             let name = row.text("name")?;
             let stored = row.json("secret_headers", "hook secret headers")?;
             if let Some(resealed) = sealed::reseal_headers(&self.secrets, &name, &stored)? {
-                sqlx::query("UPDATE hooks SET secret_headers = ? WHERE name = ?")
+                sqlx::query("UPDATE hooks SET secret_headers = ? WHERE hook_key = ?")
                     .bind(to_json(&resealed, "hook secret headers")?)
-                    .bind(&name)
+                    .bind(row.text("hook_key")?)
                     .execute(&mut *tx)
                     .await?;
                 sealed += 1;

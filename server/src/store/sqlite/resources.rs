@@ -87,13 +87,21 @@ impl SqliteStore {
 
 #[async_trait]
 impl Resources for SqliteStore {
-    async fn list<R: Resource>(&self, page: PageQuery) -> StoreResult<Page<R>> {
+    async fn list<R: Resource>(&self, namespace: &str, page: PageQuery) -> StoreResult<Page<R>> {
         let order = qualified::<R>(R::ORDER);
-        let sql = select_where::<R>(&format!(
-            "(?1 IS NULL OR {order} > ?1) ORDER BY {order} LIMIT ?2"
-        ));
         let mut conn = self.reader.acquire().await?;
-        fetch_page(&mut conn, &sql, None, &page, self.decoder(), R::page_key).await
+        let Some(column) = R::NAMESPACE else {
+            let sql = select_where::<R>(&format!(
+                "(?1 IS NULL OR {order} > ?1) ORDER BY {order} LIMIT ?2"
+            ));
+            return fetch_page(&mut conn, &sql, None, &page, self.decoder(), R::page_key).await;
+        };
+        let sql = select_where::<R>(&format!(
+            "{} = ?1 AND (?2 IS NULL OR {order} > ?2) ORDER BY {order} LIMIT ?3",
+            qualified::<R>(column)
+        ));
+        let decode = self.decoder();
+        fetch_page(&mut conn, &sql, Some(namespace), &page, decode, R::page_key).await
     }
 
     async fn get<R: Resource>(&self, key: &str) -> StoreResult<R> {
@@ -111,7 +119,7 @@ impl Resources for SqliteStore {
         };
         let insert = async |tx: &mut SqliteConnection| {
             let record = record.created(now());
-            let key = record.key().to_string();
+            let key = record.key();
             let unique = select_by_key::<R>("1");
             require_absent(&mut *tx, &unique, (R::NAME, &key)).await?;
             let values = record.values(&self.secrets)?;
@@ -137,7 +145,7 @@ impl Resources for SqliteStore {
         audit: &AuditRecord,
     ) -> StoreResult<R> {
         let mut tx = self.write_tx().await?;
-        let key = record.key();
+        let key = &record.key();
         check_stored_revision(
             &mut tx,
             &select_by_key::<R>("revision"),

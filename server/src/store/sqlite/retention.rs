@@ -16,14 +16,14 @@ use crate::store::{
 };
 
 /// Deletes the runs `ids` and every row that belongs to them.
-async fn delete_runs(conn: &mut SqliteConnection, ids: &[String]) -> StoreResult<()> {
+pub(super) async fn delete_runs(conn: &mut SqliteConnection, ids: &[String]) -> StoreResult<()> {
     let ids = to_json(&ids, "run ids")?;
     let scopes = to_json(&RUN_KEY_SCOPES, "idempotency scopes")?;
     for sql in [
         "DELETE FROM run_events WHERE run_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(?1))",
         "DELETE FROM idempotency_keys WHERE resource_key IN (SELECT value FROM json_each(?1)) \
-         AND scope IN (SELECT value FROM json_each(?2))",
+         AND substr(scope, instr(scope, '/') + 1) IN (SELECT value FROM json_each(?2))",
         "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?1))",
     ] {
         sqlx::query(sql)
@@ -73,16 +73,17 @@ impl RetentionStore for SqliteStore {
 
     async fn delete_ended_runs(
         &self,
-        chain_id: &str,
+        (namespace, chain_id): (&str, &str),
         ended_before: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<String>> {
         let mut tx = self.write_tx().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM runs INDEXED BY runs_by_chain \
-             WHERE chain_id = ? AND id < ? AND ended_at < ? \
+             WHERE namespace = ? AND chain_id = ? AND id < ? AND ended_at < ? \
              AND status IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?",
         )
+        .bind(namespace)
         .bind(chain_id)
         .bind(ids_created_before(ended_before))
         .bind(micros(ended_before))
@@ -98,9 +99,11 @@ impl RetentionStore for SqliteStore {
         Ok(ids)
     }
 
-    async fn all_chain_ids(&self) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM chain_heads ORDER BY id")
-            .fetch_all(&self.reader)
-            .await?)
+    async fn all_chains(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT namespace, id FROM chain_heads ORDER BY namespace, id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 }

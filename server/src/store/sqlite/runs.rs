@@ -37,7 +37,7 @@ use crate::store::{
     StoreError, StoreResult, TransitionOutcome,
 };
 
-pub(super) const RUN_COLUMNS: &str = "r.id, r.chain_id, r.chain_version, r.status, r.input, r.output, \
+pub(super) const RUN_COLUMNS: &str = "r.id, r.namespace, r.chain_id, r.chain_version, r.status, r.input, r.output, \
      r.error_message, r.error_task_id, r.error_reason, r.labels, r.priority, r.tenant, \
      r.request_id, r.steps, r.executions, r.heads, r.input_tokens, r.output_tokens, r.last_seq, \
      r.created_at, r.started_at, r.ended_at, r.updated_at, r.traceparent";
@@ -103,7 +103,10 @@ impl RunStore for SqliteStore {
         // Only the filters in use become SQL, so the planner can pick the
         // index of the one that narrows.
         let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {RUN_COLUMNS} FROM runs r WHERE 1 = 1"));
+            QueryBuilder::<Sqlite>::new(format!("SELECT {RUN_COLUMNS} FROM runs r WHERE "));
+        query
+            .push("r.namespace = ")
+            .push_bind(filter.namespace.as_str());
         if !filter.statuses.is_empty() {
             query.push(" AND r.status IN (");
             let mut statuses = query.separated(", ");
@@ -235,21 +238,26 @@ impl RunStore for SqliteStore {
 
     async fn list_dead_letters(
         &self,
+        namespace: &str,
         queue: Option<&str>,
         page: PageQuery,
     ) -> StoreResult<Page<AttemptRecord>> {
         let (limit, fetch) = page_limits(&page);
         // Two statements rather than `(?1 IS NULL OR a.queue = ?1)`, so each
         // can use its own partial index.
+        let of_namespace =
+            "EXISTS (SELECT 1 FROM runs r WHERE r.id = a.run_id AND r.namespace = ?)";
         let rows = match queue {
             Some(queue) => {
                 sqlx::query(&format!(
                     "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
-                     WHERE a.dead_lettered = 1 AND a.queue = ?1 AND (?2 IS NULL OR a.id < ?2) \
-                     ORDER BY a.id DESC LIMIT ?3"
+                     WHERE a.dead_lettered = 1 AND a.queue = ? AND (? IS NULL OR a.id < ?) \
+                       AND {of_namespace} ORDER BY a.id DESC LIMIT ?"
                 ))
                 .bind(queue)
                 .bind(&page.after)
+                .bind(&page.after)
+                .bind(namespace)
                 .bind(fetch)
                 .fetch_all(&self.reader)
                 .await?
@@ -257,10 +265,12 @@ impl RunStore for SqliteStore {
             None => {
                 sqlx::query(&format!(
                     "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
-                     WHERE a.dead_lettered = 1 AND (?1 IS NULL OR a.id < ?1) \
-                     ORDER BY a.id DESC LIMIT ?2"
+                     WHERE a.dead_lettered = 1 AND (? IS NULL OR a.id < ?) \
+                       AND {of_namespace} ORDER BY a.id DESC LIMIT ?"
                 ))
                 .bind(&page.after)
+                .bind(&page.after)
+                .bind(namespace)
                 .bind(fetch)
                 .fetch_all(&self.reader)
                 .await?

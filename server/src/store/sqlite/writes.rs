@@ -203,7 +203,7 @@ async fn insert_runs(
             .collect::<StoreResult<Vec<_>>>()?;
         let rows = chunk.iter().zip(heads).zip(labels);
         let inserted = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO runs (id, chain_id, chain_version, status, input, output, \
+            "INSERT INTO runs (id, namespace, chain_id, chain_version, status, input, output, \
              error_message, error_task_id, error_reason, labels, priority, tenant, request_id, \
              steps, executions, heads, input_tokens, output_tokens, last_seq, created_at, \
              started_at, ended_at, updated_at, traceparent) ",
@@ -211,6 +211,7 @@ async fn insert_runs(
         .push_values(rows, |mut row, ((run, heads), labels)| {
             let [error_message, error_task_id, error_reason] = error_columns(run.error.as_ref());
             row.push_bind(&run.id)
+                .push_bind(&run.namespace)
                 .push_bind(&run.chain_id)
                 .push_bind(run.chain_version)
                 .push_bind(run.status.as_str())

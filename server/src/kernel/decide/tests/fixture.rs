@@ -195,6 +195,7 @@ impl TestRun {
         let chain = compile(&chain);
         let mut new = NewRun {
             id: "run-1".into(),
+            namespace: "default".into(),
             chain_id: chain.id().to_string(),
             chain_version: 1,
             input,
