@@ -164,8 +164,19 @@ call taskloom.v1.WorkerService/ListWorkers "{\"queue\": \"search\"}" |
     add_block worker-complete
     add_check 'call taskloom.v1.RunService/GetRun "{\"id\": \"$RUN_ID\"}" |
   jq -e ".status == \"RUN_STATUS_SUCCEEDED\" and .output.text == \"found\"" >/dev/null ||
-  fail "the worker run did not succeed with the output \"found\""
-echo "---- README quickstart: '"$N"' blocks ran as written and did what they say"'
+  fail "the worker run did not succeed with the output \"found\""'
+
+    add_block namespaces
+    add_check '[[ -n $TEAM_RUN && $TEAM_RUN != null ]] || fail "TEAM_RUN was not set"
+grep -q "NotFound from default" '"$TMP"'/namespaces.out || fail "team-a'\''s run was visible from default"
+grpcurl -plaintext -H "x-taskloom-namespace: team-a" -d "{\"id\": \"$TEAM_RUN\"}" "$TASKLOOM_ADDRESS" taskloom.v1.RunService/GetRun |
+  jq -e ".status == \"RUN_STATUS_SUCCEEDED\" and .chainId == \"lookup\"" >/dev/null || fail "team-a'\''s run did not succeed"
+call taskloom.v1.RunService/GetRun "{\"id\": \"$RUN_ID\"}" | jq -e ".output.text == \"found\"" >/dev/null ||
+  fail "the default namespace'\''s worker run changed"
+call taskloom.v1.NamespaceService/ListNamespaces "{}" | jq -e "[.namespaces[].name] == [\"default\", \"team-a\"]" >/dev/null ||
+  fail "ListNamespaces did not list default and team-a"'
+
+    add_check 'echo "---- README quickstart: '"$N"' blocks ran as written and did what they say"'
 }
 
 echo "== running the README's blocks ($SCRIPT)"

@@ -152,11 +152,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKLOOM_MAX_LEASE_EXPIRIES", default_value_t = 3)]
     pub max_lease_expiries: i32,
     /// Most attempts of a queue leased at once, across replicas:
-    /// `QUEUE=N`; repeat for more queues.
+    /// `QUEUE=N` caps the queue in every namespace (each counted on its
+    /// own), `NAMESPACE/QUEUE=N` in one; repeat for more queues.
     #[arg(long = "queue-concurrency", value_name = "QUEUE=N", value_parser = parse_cap)]
     pub queue_caps: Vec<(String, u32)>,
     /// Most attempts of one tenant's runs leased at once, across replicas:
-    /// `TENANT=N`, or `*=N` for every tenant without its own; repeatable.
+    /// `TENANT=N` (in every namespace, each counted on its own),
+    /// `NAMESPACE/TENANT=N`, or `*=N` for every tenant without its own;
+    /// repeatable.
     #[arg(long = "tenant-concurrency", value_name = "TENANT=N", value_parser = parse_cap)]
     pub tenant_caps: Vec<(String, u32)>,
     /// How often remote workers heartbeat (and the server pings them).

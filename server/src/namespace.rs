@@ -7,7 +7,8 @@
 //! pauses, eager offers, metrics) keeps namespaces apart without knowing
 //! them; the api turns names into keys on the way in and back on the way
 //! out. The internal queue, served by the server itself for every
-//! namespace, is its own key.
+//! namespace, is its own key. Tenant caps count a run's tenant by the same
+//! kind of key, `namespace/tenant`.
 
 use crate::kernel::INTERNAL_QUEUE;
 
@@ -39,8 +40,9 @@ pub fn queue_in<'k>(namespace: &str, key: &'k str) -> Option<&'k str> {
     key.strip_prefix(namespace)?.strip_prefix('/')
 }
 
-/// The queue's name without its namespace.
-pub fn queue_name(key: &str) -> &str {
+/// The name in a key (`namespace/name`: a queue, or a tenant as caps count
+/// it) without its namespace.
+pub fn unqualified(key: &str) -> &str {
     key.split_once('/').map_or(key, |(_, queue)| queue)
 }
 
@@ -60,7 +62,7 @@ mod tests {
         assert_eq!(queue_in("team-a", &key), Some("gpu/large"));
         assert_eq!(queue_in("team", &key), None);
         assert_eq!(queue_in("team-b", &key), None);
-        assert_eq!(queue_name(&key), "gpu/large");
+        assert_eq!(unqualified(&key), "gpu/large");
         assert_eq!(of_queue_key(&key), Some("team-a"));
         assert_eq!(queue_key("team-a", INTERNAL_QUEUE), INTERNAL_QUEUE);
         assert_eq!(of_queue_key(INTERNAL_QUEUE), None);

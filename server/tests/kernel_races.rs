@@ -41,7 +41,8 @@ async fn start(kernel: &Kernel) -> String {
 /// and the run's final state agrees with the winner.
 async fn cancel_races_completion(store: DynStore) {
     let kernel = Kernel::new(store, KernelConfig::default(), "test-replica".into());
-    let queues = vec!["jobs".to_string()];
+    // Claims name queue keys: `namespace/queue`.
+    let queues = vec!["default/jobs".to_string()];
     let mut completions_won = 0;
     let mut cancels_won = 0;
     for _ in 0..40 {
@@ -99,7 +100,8 @@ async fn fencing_rejects_stale_tokens(store: DynStore) {
         ..KernelConfig::default()
     };
     let kernel = Kernel::new(store.clone(), config, "test-replica".into());
-    let queues = vec!["jobs".to_string()];
+    // Claims name queue keys: `namespace/queue`.
+    let queues = vec!["default/jobs".to_string()];
     let run_id = start(&kernel).await;
     let first = kernel
         .claim(&queues, "worker-1", 1)

@@ -647,7 +647,8 @@ async fn worker_sessions_lease_expiries_and_fencing_are_counted(server: TestServ
     assert!(
         holding.value(
             "taskloom_dispatch_latency_seconds_count",
-            &[("queue", "metered-queue")]
+            // Queues are labelled by key: `namespace/queue`.
+            &[("queue", "default/metered-queue")]
         ) >= 1.0,
         "{}",
         holding.text
@@ -715,7 +716,7 @@ async fn queue_gauges_follow_ready_work(server: TestServer) {
         .into_inner();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let waiting = scrape(&base).await;
-    let queue = [("queue", "unserved-queue")];
+    let queue = [("queue", "default/unserved-queue")];
     assert_eq!(waiting.kind("taskloom_queue_depth"), "gauge");
     assert_eq!(
         waiting.value("taskloom_queue_depth", &queue),

@@ -562,9 +562,9 @@ async fn hooks_to_metadata_and_link_local_addresses_are_refused() {
         .unwrap();
     for (name, url, host) in cases {
         sqlx::query(
-            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+            "INSERT INTO hooks (namespace, name, description, url, method, timeout_ms, headers, \
              secret_headers, queue, revision, created_at, updated_at) \
-             VALUES (?, '', ?, 'POST', 5000, '{}', '{}', '', 1, 1, 1)",
+             VALUES ('default', ?, '', ?, 'POST', 5000, '{}', '{}', '', 1, 1, 1)",
         )
         .bind(name)
         .bind(url)
@@ -1037,9 +1037,9 @@ async fn write_plaintext_secrets(database_url: &str, backend_url: &str, hook_url
         .await
         .unwrap();
         sqlx::query(
-            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+            "INSERT INTO hooks (namespace, name, description, url, method, timeout_ms, headers, \
              secret_headers, queue, revision, created_at, updated_at) \
-             VALUES ('stored', '', $1, 'POST', 5000, '{}', $2::jsonb, '', 1, now(), now())",
+             VALUES ('default', 'stored', '', $1, 'POST', 5000, '{}', $2::jsonb, '', 1, now(), now())",
         )
         .bind(hook_url)
         .bind(&headers)
@@ -1068,9 +1068,9 @@ async fn write_plaintext_secrets(database_url: &str, backend_url: &str, hook_url
         .await
         .unwrap();
         sqlx::query(
-            "INSERT INTO hooks (name, description, url, method, timeout_ms, headers, \
+            "INSERT INTO hooks (namespace, name, description, url, method, timeout_ms, headers, \
              secret_headers, queue, revision, created_at, updated_at) \
-             VALUES ('stored', '', ?, 'POST', 5000, '{}', ?, '', 1, 1, 1)",
+             VALUES ('default', 'stored', '', ?, 'POST', 5000, '{}', ?, '', 1, 1, 1)",
         )
         .bind(hook_url)
         .bind(&headers)

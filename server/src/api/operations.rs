@@ -154,7 +154,7 @@ fn queue_message(queue: QueueFigures, now: chrono::DateTime<chrono::Utc>) -> pb:
         }
     });
     pb::Queue {
-        name: crate::namespace::queue_name(&record.name).to_string(),
+        name: crate::namespace::unqualified(&record.name).to_string(),
         ready: record.ready,
         oldest_ready_age,
         leased: record.leased,

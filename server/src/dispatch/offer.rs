@@ -138,7 +138,7 @@ impl Dispatcher {
             handler: task
                 .map(|task| task.handler.name().to_string())
                 .unwrap_or_default(),
-            queue: crate::namespace::queue_name(&attempt.queue).to_string(),
+            queue: crate::namespace::unqualified(&attempt.queue).to_string(),
             input: Some(input),
             prompt,
             system_instruction: task

@@ -31,12 +31,18 @@ impl Caps {
     pub fn queue(&self, key: &str) -> Option<u32> {
         self.queues
             .get(key)
-            .or_else(|| self.queues.get(crate::namespace::queue_name(key)))
+            .or_else(|| self.queues.get(crate::namespace::unqualified(key)))
             .copied()
     }
 
-    pub fn tenant(&self, tenant: &str) -> Option<u32> {
-        self.tenants.get(tenant).copied().or(self.default_tenant)
+    /// The cap of a tenant key (`namespace/tenant`): its own, the one its
+    /// name has in every namespace, or the default.
+    pub fn tenant(&self, key: &str) -> Option<u32> {
+        self.tenants
+            .get(key)
+            .or_else(|| self.tenants.get(crate::namespace::unqualified(key)))
+            .copied()
+            .or(self.default_tenant)
     }
 
     pub fn limits_tenants(&self) -> bool {

@@ -120,7 +120,7 @@ pub fn attempt_message(record: &AttemptRecord) -> ApiResult<pb::TaskAttempt> {
         task_id: record.task_id.clone(),
         attempt: record.attempt,
         status: attempt_status_value(record.status) as i32,
-        queue: crate::namespace::queue_name(&record.queue).to_string(),
+        queue: crate::namespace::unqualified(&record.queue).to_string(),
         available_time: Some(timestamp(record.available_at)),
         lease_owner: record.lease_owner.clone().unwrap_or_default(),
         lease_expire_time: record.lease_expires_at.map(timestamp),
@@ -357,7 +357,10 @@ fn trace_entry(execution: &TaskExecution) -> ApiResult<pb::TaskTrace> {
 }
 
 pub fn run_filter(request: &pb::ListRunsRequest, violations: &mut Violations) -> RunFilter {
-    let mut filter = RunFilter::default();
+    let mut filter = RunFilter {
+        namespace: crate::api::call_namespace(),
+        ..RunFilter::default()
+    };
     for (index, status) in request.statuses.iter().enumerate() {
         match status_from_value(*status) {
             Some(status) => filter.statuses.push(status),

@@ -13,7 +13,7 @@ pub fn worker_message(session: SessionInfo) -> pb::WorkerSession {
         queues: session
             .queues
             .iter()
-            .map(|key| crate::namespace::queue_name(key).to_string())
+            .map(|key| crate::namespace::unqualified(key).to_string())
             .collect(),
         slots: session.slots as i32,
         leases_held: session.leases_held as i32,

@@ -24,9 +24,9 @@ use crate::store::{AttemptRecord, ClaimFn, ClaimPolicy, Claimed, PostgresStore, 
 const CLAIM_CANDIDATES: &str = concat!(
     "SELECT c.* FROM UNNEST($1::text[], $3::int8[]) AS q(queue, quota) CROSS JOIN LATERAL (SELECT ",
     attempt_columns!(),
-    ", r.tenant AS run_tenant FROM attempts a JOIN runs r ON r.id = a.run_id \
+    ", r.namespace || '/' || r.tenant AS run_tenant FROM attempts a JOIN runs r ON r.id = a.run_id \
      WHERE a.status = 'ready' AND a.queue = q.queue AND a.available_at <= $2 \
-     AND r.status IN ('queued', 'running') AND r.tenant <> ALL($5::text[]) \
+     AND r.status IN ('queued', 'running') AND r.namespace || '/' || r.tenant <> ALL($5::text[]) \
      AND a.id <> ALL($6::text[]) \
      AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.name = q.queue) \
      ORDER BY a.priority DESC, a.available_at, a.id LIMIT q.quota \
@@ -44,10 +44,11 @@ const LOCK_CAPS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(k, 7)) \
 const LEASED_PER_QUEUE: &str = "SELECT queue AS name, count(*) AS leased FROM attempts \
      WHERE status = 'leased' AND queue = ANY($1::text[]) GROUP BY queue";
 
-/// Attempts leased now, per capped tenant.
-const LEASED_PER_TENANT: &str = "SELECT r.tenant AS name, count(*) AS leased \
-     FROM attempts a JOIN runs r ON r.id = a.run_id \
-     WHERE a.status = 'leased' AND r.tenant = ANY($1::text[]) GROUP BY r.tenant";
+/// Attempts leased now, per capped tenant key (`namespace/tenant`).
+const LEASED_PER_TENANT: &str = "SELECT r.namespace || '/' || r.tenant AS name, \
+     count(*) AS leased FROM attempts a JOIN runs r ON r.id = a.run_id \
+     WHERE a.status = 'leased' AND r.namespace || '/' || r.tenant = ANY($1::text[]) \
+     GROUP BY 1";
 
 /// Leased attempts per name, from [`LEASED_PER_QUEUE`] or [`LEASED_PER_TENANT`].
 async fn leased_counts(

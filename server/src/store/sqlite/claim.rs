@@ -70,7 +70,7 @@ impl SqliteStore {
         let mut candidates: Vec<(AttemptRecord, String)> = Vec::new();
         for queue in quotas.keys() {
             let rows = sqlx::query(&format!(
-                "SELECT {ATTEMPT_COLUMNS}, r.tenant AS run_tenant \
+                "SELECT {ATTEMPT_COLUMNS}, r.namespace || '/' || r.tenant AS run_tenant \
                  FROM attempts a CROSS JOIN runs r ON r.id = a.run_id \
                  WHERE a.status = 'ready' AND a.queue = ?1 AND a.available_at <= ?2 \
                    AND r.status IN (SELECT value FROM json_each(?3)) \
@@ -100,7 +100,7 @@ impl SqliteStore {
             let leased = count_leased(
                 &mut tx,
                 "SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id \
-                 WHERE a.status = 'leased' AND r.tenant = ?",
+                 WHERE a.status = 'leased' AND r.namespace || '/' || r.tenant = ?",
                 tenant,
             )
             .await?;
