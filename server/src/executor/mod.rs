@@ -111,7 +111,14 @@ impl Executor {
                     }))
                     .collect();
                 let served = self
-                    .chat(kernel, namespace, task, attempt, trace, messages, CHAT_POOL)
+                    .chat(
+                        kernel,
+                        (namespace, task),
+                        attempt,
+                        trace,
+                        messages,
+                        CHAT_POOL,
+                    )
                     .await?;
                 history.messages.push(pb::ChatMessage {
                     role: "assistant".into(),
@@ -217,8 +224,7 @@ impl Executor {
     async fn chat(
         &self,
         kernel: &Kernel,
-        namespace: &str,
-        task: &CompiledTask,
+        (namespace, task): (&str, &CompiledTask),
         attempt: &AttemptRecord,
         trace: &AttemptTrace,
         messages: Vec<ChatMessage>,
