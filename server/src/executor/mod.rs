@@ -74,7 +74,12 @@ impl Executor {
                 messages.push(ChatMessage::user(prompt));
                 let served = self
                     .chat(
-                        kernel, namespace, task, attempt, trace, messages, TASKS_POOL,
+                        kernel,
+                        (namespace, task),
+                        attempt,
+                        trace,
+                        messages,
+                        TASKS_POOL,
                     )
                     .await?;
                 let answer = served.response.content.clone();
