@@ -96,6 +96,7 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         outcome: AuditRecord::OK.to_string(),
         error_message: String::new(),
         replica: "cli".to_string(),
+        namespace: taskloom_server::namespace::DEFAULT.to_string(),
     };
     match command {
         KeysCommand::Create(args) => {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{SubsecRound, Utc};
 use taskloom_server::store::{
-    ApiKeyRecord, AttemptRecord, DynStore, HookRecord, IdempotencyKey, NamespaceRecord, PageQuery,
-    RunFilter, RunRecord, RunStatus, StoreError,
+    ApiKeyRecord, AttemptRecord, AuditFilter, DynStore, HookRecord, IdempotencyKey,
+    NamespaceRecord, PageQuery, RunFilter, RunRecord, RunStatus, StoreError,
 };
 
 mod common;
@@ -22,6 +22,7 @@ store_tests!(harness;
     (harness.store.clone()) => [
         namespaces_round_trip_and_move_the_key_revision,
         chains_and_hooks_of_two_namespaces_stay_apart,
+        audit_entries_are_listed_per_namespace,
     ],
     (harness.store.clone(), harness.database.clone()) => [
         deleting_a_namespace_waits_for_its_runs_then_takes_everything_of_it,
@@ -396,5 +397,29 @@ async fn deleting_a_namespace_waits_for_its_runs_then_takes_everything_of_it(
             .await
             .unwrap();
         store.get_hook(space, "notify").await.unwrap();
+    }
+}
+
+async fn audit_entries_are_listed_per_namespace(store: DynStore) {
+    for (space, action) in [("default", "CreateChain"), ("team-a", "CancelRun")] {
+        let mut record = audit_of(action, "x", "same-id");
+        record.namespace = space.to_string();
+        store.append_audit(&record).await.unwrap();
+    }
+    for (space, action) in [("default", "CreateChain"), ("team-a", "CancelRun")] {
+        let filter = AuditFilter {
+            namespace: Some(space.to_string()),
+            ..AuditFilter::default()
+        };
+        let listed = store
+            .list_audit_events(&filter, everything())
+            .await
+            .unwrap();
+        let seen: Vec<(&str, &str)> = listed
+            .items
+            .iter()
+            .map(|record| (record.namespace.as_str(), record.action.as_str()))
+            .collect();
+        assert_eq!(seen, [(space, action)]);
     }
 }

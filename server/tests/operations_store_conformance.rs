@@ -28,6 +28,7 @@ fn audit(action: &str, resource_type: &str, id: &str) -> AuditRecord {
         outcome: AuditRecord::OK.into(),
         error_message: String::new(),
         replica: "r".into(),
+        namespace: "default".to_string(),
     }
 }
 

@@ -101,6 +101,7 @@ fn audit(run_id: &str, request_id: &str) -> AuditRecord {
         outcome: AuditRecord::OK.to_string(),
         error_message: String::new(),
         replica: "r1".to_string(),
+        namespace: "default".to_string(),
     }
 }
 

@@ -79,3 +79,7 @@ UPDATE attempts SET queue = 'default/' || queue WHERE queue <> 'internal';
 UPDATE paused_queues SET name = 'default/' || name WHERE name <> 'internal';
 DELETE FROM worker_sessions;
 UPDATE idempotency_keys SET scope = 'default/' || scope;
+
+-- The namespace each audited call named; a listing shows one namespace.
+ALTER TABLE audit_events ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX audit_events_by_namespace ON audit_events (namespace, id);

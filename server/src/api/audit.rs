@@ -55,6 +55,7 @@ pub fn action(
         outcome: AuditRecord::OK.to_string(),
         error_message: String::new(),
         replica: context.instance_id().to_string(),
+        namespace: super::call_namespace(),
     }
 }
 
@@ -105,6 +106,7 @@ mod tests {
             outcome: AuditRecord::OK.into(),
             error_message: String::new(),
             replica: "r".into(),
+            namespace: "default".into(),
         };
         let failed = failed(record, &ApiError::invalid("id", "must not be empty"));
         assert_eq!(failed.outcome, "INVALID_ARGUMENT");

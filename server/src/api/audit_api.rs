@@ -68,6 +68,8 @@ fn audit_filter(request: &pb::ListAuditEventsRequest) -> ApiResult<AuditFilter> 
         (!value.is_empty()).then(|| value.to_string())
     };
     let mut filter = AuditFilter {
+        // A listing shows the caller's namespace only.
+        namespace: Some(super::call_namespace()),
         actor: text("actor", &request.actor),
         action: text("action", &request.action),
         resource_type: text("resource_type", &request.resource_type),
@@ -129,6 +131,7 @@ fn audit_event(record: AuditRecord) -> pb::AuditEvent {
         outcome: record.outcome,
         error_message: record.error_message,
         replica: record.replica,
+        namespace: record.namespace,
     }
 }
 

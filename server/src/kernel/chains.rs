@@ -14,7 +14,7 @@ use crate::store::{AuditRecord, ChainCheck, StoreError};
 impl Kernel {
     /// The audit record of a chain version a `StartRun` with an inline
     /// chain stores: the run's caller changed the chain.
-    fn inline_chain_audit(&self, chain_id: &str) -> AuditRecord {
+    fn inline_chain_audit(&self, namespace: &str, chain_id: &str) -> AuditRecord {
         AuditRecord {
             id: uuid::Uuid::now_v7().to_string(),
             at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
@@ -26,6 +26,7 @@ impl Kernel {
             outcome: AuditRecord::OK.to_string(),
             error_message: String::new(),
             replica: self.instance_id().to_string(),
+            namespace: namespace.to_string(),
         }
     }
 
@@ -129,7 +130,7 @@ impl Kernel {
                 definition.create_time = None;
                 definition.update_time = None;
                 let bytes = definition.encode_to_vec();
-                let audit = self.inline_chain_audit(&definition.id);
+                let audit = self.inline_chain_audit(namespace, &definition.id);
                 match store
                     .get_chain(namespace, &definition.id, None, false)
                     .await

@@ -29,6 +29,8 @@ pub struct AuditRecord {
     pub error_message: String,
     /// The replica that served the call.
     pub replica: String,
+    /// The namespace the call named.
+    pub namespace: String,
 }
 
 impl AuditRecord {
@@ -39,6 +41,7 @@ impl AuditRecord {
 /// Which audit rows a listing returns; every filter set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
+    pub namespace: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
     pub resource_type: Option<String>,
@@ -68,7 +71,7 @@ pub trait AuditStore: Send + Sync {
 
 /// The columns of an audit row, in the order both backends select them.
 pub(super) const AUDIT_COLUMNS: &str = "id, at, actor, action, resource_type, resource_id, \
-     request_id, outcome, error_message, replica";
+     request_id, outcome, error_message, replica, namespace";
 
 pub(super) fn audit_from_row(row: &impl StoredRow) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
@@ -82,12 +85,14 @@ pub(super) fn audit_from_row(row: &impl StoredRow) -> StoreResult<AuditRecord> {
         outcome: row.text("outcome")?,
         error_message: row.text("error_message")?,
         replica: row.text("replica")?,
+        namespace: row.text("namespace")?,
     })
 }
 
 /// The text filters of `filter` with the columns they match.
 pub(super) fn text_filters(filter: &AuditFilter) -> impl Iterator<Item = (&'static str, &str)> {
     [
+        ("namespace", &filter.namespace),
         ("actor", &filter.actor),
         ("action", &filter.action),
         ("resource_type", &filter.resource_type),

@@ -151,5 +151,6 @@ pub fn audit_of(action: &str, kind: &str, id: &str) -> store::AuditRecord {
         outcome: store::AuditRecord::OK.to_string(),
         error_message: String::new(),
         replica: "test-replica".to_string(),
+        namespace: "default".to_string(),
     }
 }

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17taskloom/v1/audit.proto\x12\x0btaskloom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\nAuditEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x14\n\x05\x61\x63tor\x18\x03 \x01(\tR\x05\x61\x63tor\x12\x16\n\x06\x61\x63tion\x18\x04 \x01(\tR\x06\x61\x63tion\x12#\n\rresource_type\x18\x05 \x01(\tR\x0cresourceType\x12\x1f\n\x0bresource_id\x18\x06 \x01(\tR\nresourceId\x12\x1d\n\nrequest_id\x18\x07 \x01(\tR\trequestId\x12\x18\n\x07outcome\x18\x08 \x01(\tR\x07outcome\x12#\n\rerror_message\x18\t \x01(\tR\x0c\x65rrorMessage\x12\x18\n\x07replica\x18\n \x01(\tR\x07replica\"\xba\x02\n\x16ListAuditEventsRequest\x12\x14\n\x05\x61\x63tor\x18\x01 \x01(\tR\x05\x61\x63tor\x12\x16\n\x06\x61\x63tion\x18\x02 \x01(\tR\x06\x61\x63tion\x12#\n\rresource_type\x18\x03 \x01(\tR\x0cresourceType\x12\x1f\n\x0bresource_id\x18\x04 \x01(\tR\nresourceId\x12\x39\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1b\n\tpage_size\x18\x07 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x08 \x01(\tR\tpageToken\"r\n\x17ListAuditEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskloom.v1.AuditEventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2l\n\x0c\x41uditService\x12\\\n\x0fListAuditEvents\x12#.taskloom.v1.ListAuditEventsRequest\x1a$.taskloom.v1.ListAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17taskloom/v1/audit.proto\x12\x0btaskloom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n\nAuditEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x14\n\x05\x61\x63tor\x18\x03 \x01(\tR\x05\x61\x63tor\x12\x16\n\x06\x61\x63tion\x18\x04 \x01(\tR\x06\x61\x63tion\x12#\n\rresource_type\x18\x05 \x01(\tR\x0cresourceType\x12\x1f\n\x0bresource_id\x18\x06 \x01(\tR\nresourceId\x12\x1d\n\nrequest_id\x18\x07 \x01(\tR\trequestId\x12\x18\n\x07outcome\x18\x08 \x01(\tR\x07outcome\x12#\n\rerror_message\x18\t \x01(\tR\x0c\x65rrorMessage\x12\x18\n\x07replica\x18\n \x01(\tR\x07replica\x12\x1c\n\tnamespace\x18\x0b \x01(\tR\tnamespace\"\xba\x02\n\x16ListAuditEventsRequest\x12\x14\n\x05\x61\x63tor\x18\x01 \x01(\tR\x05\x61\x63tor\x12\x16\n\x06\x61\x63tion\x18\x02 \x01(\tR\x06\x61\x63tion\x12#\n\rresource_type\x18\x03 \x01(\tR\x0cresourceType\x12\x1f\n\x0bresource_id\x18\x04 \x01(\tR\nresourceId\x12\x39\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1b\n\tpage_size\x18\x07 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x08 \x01(\tR\tpageToken\"r\n\x17ListAuditEventsResponse\x12/\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.taskloom.v1.AuditEventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2l\n\x0c\x41uditService\x12\\\n\x0fListAuditEvents\x12#.taskloom.v1.ListAuditEventsRequest\x1a$.taskloom.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskloom.v1.audit_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUDITEVENT']._serialized_start=74
-  _globals['_AUDITEVENT']._serialized_end=386
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=389
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=703
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=705
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=819
-  _globals['_AUDITSERVICE']._serialized_start=821
-  _globals['_AUDITSERVICE']._serialized_end=929
+  _globals['_AUDITEVENT']._serialized_end=416
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=419
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=733
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=735
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=849
+  _globals['_AUDITSERVICE']._serialized_start=851
+  _globals['_AUDITSERVICE']._serialized_end=959
 # @@protoc_insertion_point(module_scope)

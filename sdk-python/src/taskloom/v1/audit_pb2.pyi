@@ -35,6 +35,7 @@ class AuditEvent(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     REPLICA_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id; ids sort by time."""
     actor: _builtins.str
@@ -57,6 +58,10 @@ class AuditEvent(_message.Message):
     """The error message when the action failed."""
     replica: _builtins.str
     """The replica that served the call."""
+    namespace: _builtins.str
+    """The namespace the call named. ListAuditEvents lists the caller's
+    namespace's entries only.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the action was taken."""
@@ -74,10 +79,11 @@ class AuditEvent(_message.Message):
         outcome: _builtins.str = ...,
         error_message: _builtins.str = ...,
         replica: _builtins.str = ...,
+        namespace: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "error_message", b"error_message", "id", b"id", "outcome", b"outcome", "replica", b"replica", "request_id", b"request_id", "resource_id", b"resource_id", "resource_type", b"resource_type", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "error_message", b"error_message", "id", b"id", "namespace", b"namespace", "outcome", b"outcome", "replica", b"replica", "request_id", b"request_id", "resource_id", b"resource_id", "resource_type", b"resource_type", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,8 +13,8 @@ use crate::store::{
 pub(crate) async fn insert(conn: &mut PgConnection, record: &AuditRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, action, resource_type, resource_id, \
-         request_id, outcome, error_message, replica) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         request_id, outcome, error_message, replica, namespace) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&record.id)
     .bind(record.at)
@@ -26,6 +26,7 @@ pub(crate) async fn insert(conn: &mut PgConnection, record: &AuditRecord) -> Sto
     .bind(&record.outcome)
     .bind(&record.error_message)
     .bind(&record.replica)
+    .bind(&record.namespace)
     .execute(conn)
     .await?;
     Ok(())

@@ -13,7 +13,8 @@ use crate::store::{AuditFilter, AuditRecord, AuditStore, Page, PageQuery, StoreR
 pub(crate) async fn insert(conn: &mut SqliteConnection, record: &AuditRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, actor, action, resource_type, resource_id, \
-         request_id, outcome, error_message, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         request_id, outcome, error_message, replica, namespace) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&record.id)
     .bind(micros(record.at))
@@ -25,6 +26,7 @@ pub(crate) async fn insert(conn: &mut SqliteConnection, record: &AuditRecord) ->
     .bind(&record.outcome)
     .bind(&record.error_message)
     .bind(&record.replica)
+    .bind(&record.namespace)
     .execute(conn)
     .await?;
     Ok(())

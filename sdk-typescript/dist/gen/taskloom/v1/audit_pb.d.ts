@@ -73,6 +73,13 @@ export type AuditEvent = Message<"taskloom.v1.AuditEvent"> & {
      * @generated from field: string replica = 10;
      */
     replica: string;
+    /**
+     * The namespace the call named. ListAuditEvents lists the caller's
+     * namespace's entries only.
+     *
+     * @generated from field: string namespace = 11;
+     */
+    namespace: string;
 };
 /**
  * Describes the message taskloom.v1.AuditEvent.
