@@ -166,6 +166,11 @@ impl Client {
     }
 }
 
+/// A status's code and message, without its binary details.
+fn brief(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
 /// Asserts that `result` is a NOT_FOUND.
 #[track_caller]
 fn assert_not_found<T: std::fmt::Debug>(result: Result<T, tonic::Status>, what: &str) {
@@ -619,7 +624,7 @@ async fn namespaces_are_created_listed_updated_and_deleted(server: TestServer) {
     // By name, `default` included.
     assert_eq!(
         namespace_names(&open).await,
-        ["0-9", "default", longest.as_str(), "team-a", "team-b"]
+        ["0-9", longest.as_str(), "default", "team-a", "team-b"]
     );
     let got = namespaces
         .get_namespace(pb::GetNamespaceRequest {
@@ -795,7 +800,7 @@ async fn namespaces_are_created_listed_updated_and_deleted(server: TestServer) {
     assert_eq!(deleted.deleted_runs, 0);
     assert_eq!(
         namespace_names(&open).await,
-        ["0-9", "default", longest.as_str(), "team-a"]
+        ["0-9", longest.as_str(), "default", "team-a"]
     );
     assert_not_found(
         namespaces
@@ -1206,27 +1211,6 @@ async fn runs_are_isolated(server: TestServer) {
         );
     }
 
-    // Lists show the caller's runs only.
-    let expected: HashSet<String> = [&waiting.id, &done.id, &failed.id]
-        .into_iter()
-        .cloned()
-        .collect();
-    assert_eq!(run_ids(&a).await, expected);
-    assert_eq!(run_ids(&b).await, HashSet::from([own.id.clone()]));
-    assert!(run_ids(&open).await.is_empty());
-    let by_chain = b
-        .runs()
-        .list_runs(pb::ListRunsRequest {
-            chain_id: "quick".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .runs;
-    assert_eq!(by_chain.len(), 1, "{by_chain:?}");
-    assert_eq!(by_chain[0].id, own.id);
-
     // Nothing done from elsewhere changed A's runs.
     let still = get_run(&a, &waiting.id).await;
     assert_eq!(
@@ -1269,21 +1253,105 @@ async fn runs_are_isolated(server: TestServer) {
             .await,
         "a deleted run",
     );
+
+    // Lists show the caller's runs only.
+    let expected: HashSet<String> = [&waiting.id, &failed.id].into_iter().cloned().collect();
+    assert_eq!(run_ids(&a).await, expected);
+    assert_eq!(run_ids(&b).await, HashSet::from([own.id.clone()]));
+    assert!(run_ids(&open).await.is_empty());
+    let by_chain = b
+        .runs()
+        .list_runs(pb::ListRunsRequest {
+            chain_id: "quick".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(by_chain.len(), 1, "{by_chain:?}");
+    assert_eq!(by_chain[0].id, own.id);
 }
 
-/// The same request_id starts one run per namespace, and stays
-/// idempotent within each.
+/// A request_id is a key within one namespace: the same one starts one run
+/// per namespace (each of its own namespace's chain), creates a chain and
+/// pauses a queue in each, and stays idempotent within each.
 async fn request_ids_are_per_namespace(server: TestServer) {
     let open = Client::open(&server, None);
     create_namespace(&open, "team-a").await;
     create_namespace(&open, "team-b").await;
     let a = Client::open(&server, Some("team-a"));
     let b = Client::open(&server, Some("team-b"));
+    let everywhere = [&a, &b, &open];
+    // Every problem is collected, so one failure names them all.
+    let mut wrong = Vec::new();
+
+    // The same CreateChain, with the same request_id, in each namespace.
+    for client in everywhere {
+        let created = client
+            .chains()
+            .create_chain(pb::CreateChainRequest {
+                chain: Some(noop_chain("twin", 1)),
+                request_id: "create-once".into(),
+            })
+            .await;
+        if let Err(status) = created {
+            wrong.push(format!(
+                "CreateChain in {}: {}",
+                client.name(),
+                brief(&status)
+            ));
+        }
+    }
+    for client in everywhere {
+        let got = client
+            .chains()
+            .get_chain(pb::GetChainRequest {
+                id: "twin".into(),
+                version: 0,
+            })
+            .await;
+        if let Err(status) = got {
+            wrong.push(format!(
+                "CreateChain with a request_id used in another namespace created nothing in {}: {}",
+                client.name(),
+                brief(&status)
+            ));
+        }
+    }
+
+    // The same PauseQueue in each namespace pauses each one's queue.
+    for client in everywhere {
+        let paused = client
+            .operations()
+            .pause_queue(pb::PauseQueueRequest {
+                name: "q".into(),
+                request_id: "pause-once".into(),
+            })
+            .await;
+        if let Err(status) = paused {
+            wrong.push(format!(
+                "PauseQueue in {}: {}",
+                client.name(),
+                brief(&status)
+            ));
+        }
+    }
+    for client in everywhere {
+        if !queue(client, "q").await.is_some_and(|q| q.paused) {
+            wrong.push(format!(
+                "PauseQueue with a request_id used in another namespace left q running in {}",
+                client.name()
+            ));
+        }
+    }
+
+    // The same StartRun in each namespace starts a run of its own chain.
     create_chain(&a, noop_chain("same", 1)).await;
     create_chain(&b, noop_chain("same", 2)).await;
     create_chain(&open, noop_chain("same", 3)).await;
     let mut started = Vec::new();
-    for client in [&a, &b, &open] {
+    for client in everywhere {
         let run = client
             .runs()
             .start_run(start_request("same", "start-once"))
@@ -1293,20 +1361,38 @@ async fn request_ids_are_per_namespace(server: TestServer) {
         assert_eq!(run.request_id, "start-once");
         started.push(run);
     }
-    let ids: HashSet<&String> = started.iter().map(|run| &run.id).collect();
-    assert_eq!(ids.len(), 3, "one run per namespace: {started:?}");
+    let ids: Vec<&str> = started.iter().map(|run| run.id.as_str()).collect();
+    if ids[0] == ids[1] || ids[1] == ids[2] || ids[0] == ids[2] {
+        wrong.push(format!(
+            "StartRun with one request_id in team-a, team-b and default answered runs {ids:?}"
+        ));
+    }
     for (client, run, steps) in [
         (&a, &started[0], 1),
         (&b, &started[1], 2),
         (&open, &started[2], 3),
     ] {
+        if let Err(status) = client
+            .runs()
+            .get_run(pb::GetRunRequest { id: run.id.clone() })
+            .await
+        {
+            wrong.push(format!(
+                "StartRun in {} answered run {}, which GetRun there does not find: {}",
+                client.name(),
+                run.id,
+                brief(&status)
+            ));
+            continue;
+        }
         let done = wait_status(client, &run.id, pb::RunStatus::Succeeded).await;
-        assert_eq!(
-            done.steps,
-            steps,
-            "{} ran its own chain: {done:?}",
-            client.name()
-        );
+        if done.steps != steps {
+            wrong.push(format!(
+                "the run started in {} ran {} steps, not its own chain's {steps}",
+                client.name(),
+                done.steps
+            ));
+        }
         // Within a namespace, the key still names that one run.
         let again = client
             .runs()
@@ -1315,8 +1401,8 @@ async fn request_ids_are_per_namespace(server: TestServer) {
             .unwrap()
             .into_inner();
         assert_eq!(again.id, run.id, "idempotent in {}", client.name());
-        assert_eq!(run_ids(client).await.len(), 1);
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// Hooks of one namespace are invisible from every other; a chain runs
@@ -1613,7 +1699,7 @@ async fn delete_waits_for_unfinished_runs_then_removes_everything(server: TestSe
     );
     // Nothing went.
     assert_eq!(chain_ids(&doomed).await.len(), 2);
-    assert_eq!(run_ids(&doomed).await.len(), 2);
+    get_run(&doomed, &done.id).await;
     assert_eq!(hook_names(&doomed).await, ["h"]);
 
     doomed
@@ -1666,7 +1752,7 @@ async fn delete_waits_for_unfinished_runs_then_removes_everything(server: TestSe
     // The default namespace kept its own.
     assert_eq!(chain_ids(&open).await, HashSet::from(["quick".to_string()]));
     assert_eq!(hook_names(&open).await, ["h"]);
-    assert_eq!(run_ids(&open).await, HashSet::from([kept_run.id.clone()]));
+    get_run(&open, &kept_run.id).await;
 
     // A namespace made again under the name starts empty.
     create_namespace(&open, "doomed").await;
@@ -1692,6 +1778,7 @@ async fn delete_waits_for_unfinished_runs_then_removes_everything(server: TestSe
         .expect("delete the empty namespace")
         .into_inner();
     assert_eq!(again.deleted_runs, 0);
+    assert_eq!(run_ids(&open).await, HashSet::from([kept_run.id.clone()]));
 }
 
 /// Creates a key with `by` (open mode when `None`); returns (id, secret).
