@@ -1022,6 +1022,23 @@ async fn chains_are_isolated(server: TestServer) {
                 .await,
             &what("ExecuteChain"),
         );
+        let watched = other
+            .runs()
+            .start_and_watch_run(pb::StartAndWatchRunRequest {
+                start: Some(start_request("only-a", "")),
+                after_seq: 0,
+                include_deltas: false,
+            })
+            .await;
+        match watched {
+            Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+            Ok(stream) => {
+                let first = tokio::time::timeout(SOON, stream.into_inner().message())
+                    .await
+                    .expect("the watch answers");
+                assert_not_found(first, &what("StartAndWatchRun"));
+            }
+        }
     }
 
     // Lists show the caller's namespace only.
@@ -1569,6 +1586,8 @@ async fn workers_and_queues_are_isolated(server: TestServer) {
         .expect("connect in team-b");
     let offer = worker_b.offer(SOON).await.expect("team-b's task");
     assert_eq!(offer.run_id, b_run.id);
+    // Names go out as they came in, without their namespace.
+    assert_eq!(offer.queue, "q");
     assert!(
         worker_b.offer(QUIET).await.is_none(),
         "a team-a task reached a team-b worker"
@@ -1577,6 +1596,18 @@ async fn workers_and_queues_are_isolated(server: TestServer) {
     wait_status(&b, &b_run.id, pb::RunStatus::Succeeded).await;
     assert_eq!(worker_ids(&b).await, ["worker-b"]);
     assert!(worker_ids(&a).await.is_empty());
+    let sessions = b
+        .workers()
+        .list_workers(pb::ListWorkersRequest {
+            queue: "q".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("workers of q")
+        .into_inner()
+        .workers;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].queues, ["q"]);
     assert!(worker_ids(&open).await.is_empty());
 
     // Pausing A's q leaves B's q alone.
@@ -1642,7 +1673,31 @@ async fn workers_and_queues_are_isolated(server: TestServer) {
     let dead = dead_letters(&a).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].id, second.attempt_id);
+    assert_eq!(dead[0].queue, "q");
+    let by_queue = a
+        .workers()
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            queue: "q".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("dead letters of q")
+        .into_inner()
+        .attempts;
+    assert_eq!(by_queue.len(), 1, "{by_queue:?}");
     assert!(dead_letters(&b).await.is_empty());
+    let attempts = a
+        .runs()
+        .list_run_attempts(pb::ListRunAttemptsRequest {
+            run_id: first.run_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("attempts in team-a")
+        .into_inner()
+        .attempts;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].queue, "q");
     assert!(dead_letters(&open).await.is_empty());
     // B cannot complete or see A's attempts either.
     assert_not_found(
