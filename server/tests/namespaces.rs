@@ -93,6 +93,17 @@ impl Client {
         }
     }
 
+    /// A caller in open mode on a channel of its own.
+    fn on(channel: &Channel, namespace: Option<&str>) -> Client {
+        Client {
+            channel: channel.clone(),
+            scope: Scope {
+                namespace: namespace.map(str::to_string),
+                secret: None,
+            },
+        }
+    }
+
     /// A caller with a key.
     fn keyed(server: &TestServer, namespace: Option<&str>, secret: &str) -> Client {
         Client {
@@ -2153,4 +2164,149 @@ async fn pools_restrict_model_tasks(server: TestServer) {
         .await
         .expect("update limited");
     assert!(model_run_succeeds(&limited, "internal_tasks_pool").await);
+}
+
+/// Two PostgreSQL replicas: work started on either reaches only workers of
+/// its own namespace, on either replica; a pause in one namespace holds
+/// there only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_keep_namespaces_apart() {
+    let url = tokio::task::spawn_blocking(taskloom_testkit::fresh_postgres_database)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_one, channel_one) = common::replica(&url).await;
+    let (_two, channel_two) = common::replica(&url).await;
+    let open = Client::on(&channel_one, None);
+    create_namespace(&open, "team-a").await;
+    create_namespace(&open, "team-b").await;
+    let a_one = Client::on(&channel_one, Some("team-a"));
+    let a_two = Client::on(&channel_two, Some("team-a"));
+    let b_one = Client::on(&channel_one, Some("team-b"));
+    let b_two = Client::on(&channel_two, Some("team-b"));
+    // The other replica knows the new namespaces within a second.
+    let created = Instant::now();
+    for client in [&a_two, &b_two] {
+        while let Err(status) = client
+            .chains()
+            .list_chains(pb::ListChainsRequest::default())
+            .await
+        {
+            assert!(
+                created.elapsed() < Duration::from_secs(1),
+                "{} unknown to the other replica after a second: {}",
+                client.name(),
+                brief(&status)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    create_chain(&a_one, worker_chain("job", "q")).await;
+    create_chain(&b_two, worker_chain("job", "q")).await;
+    // A's worker on replica two, B's on replica one.
+    let mut worker_a = Worker::connect(&a_two, "worker-a", "q")
+        .await
+        .expect("connect a");
+    let mut worker_b = Worker::connect(&b_one, "worker-b", "q")
+        .await
+        .expect("connect b");
+
+    let run_a = start(&a_one, "job").await;
+    let offer = worker_a
+        .offer(SOON)
+        .await
+        .expect("team-a's task, across replicas");
+    assert_eq!(offer.run_id, run_a.id);
+    complete(&a_two, &offer).await;
+    let run_b = start(&b_two, "job").await;
+    let offer = worker_b
+        .offer(SOON)
+        .await
+        .expect("team-b's task, across replicas");
+    assert_eq!(offer.run_id, run_b.id);
+    complete(&b_one, &offer).await;
+    assert!(
+        worker_a.offer(QUIET).await.is_none(),
+        "team-b's task reached team-a"
+    );
+    assert!(
+        worker_b.offer(Duration::ZERO).await.is_none(),
+        "team-a's task reached team-b"
+    );
+    wait_status(&a_two, &run_a.id, pb::RunStatus::Succeeded).await;
+    wait_status(&b_one, &run_b.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(worker_ids(&a_one).await, ["worker-a"]);
+    assert_eq!(worker_ids(&b_two).await, ["worker-b"]);
+
+    // Pausing A's q on replica one holds A's work on both replicas, and
+    // none of B's.
+    a_one
+        .operations()
+        .pause_queue(pb::PauseQueueRequest {
+            name: "q".into(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("pause q in team-a");
+    // Every replica's copy of the paused queues refreshes within a second.
+    tokio::time::sleep(QUIET).await;
+    let held = start(&a_two, "job").await;
+    let flowing = start(&b_two, "job").await;
+    let offer = worker_b.offer(SOON).await.expect("team-b's q flows");
+    assert_eq!(offer.run_id, flowing.id);
+    complete(&b_one, &offer).await;
+    assert!(
+        worker_a.offer(QUIET).await.is_none(),
+        "team-a's paused q offered"
+    );
+    let paused_on_two = queue(&a_two, "q").await.expect("q listed in team-a");
+    assert!(
+        paused_on_two.paused && paused_on_two.ready == 1,
+        "{paused_on_two:?}"
+    );
+    let running_on_two = queue(&b_two, "q").await;
+    assert!(
+        running_on_two.as_ref().is_none_or(|q| !q.paused),
+        "{running_on_two:?}"
+    );
+    a_two
+        .operations()
+        .resume_queue(pb::ResumeQueueRequest {
+            name: "q".into(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("resume q in team-a");
+    let offer = worker_a.offer(SOON).await.expect("team-a's q flows again");
+    assert_eq!(offer.run_id, held.id);
+    complete(&a_two, &offer).await;
+    wait_status(&a_one, &held.id, pb::RunStatus::Succeeded).await;
+
+    // Deleted on one replica, gone on the other within a second.
+    drop(worker_a);
+    let deleted = Client::on(&channel_two, None)
+        .namespaces()
+        .delete_namespace(pb::DeleteNamespaceRequest {
+            name: "team-a".into(),
+        })
+        .await
+        .expect("delete team-a")
+        .into_inner();
+    assert_eq!(deleted.deleted_runs, 2);
+    let deleted_at = Instant::now();
+    loop {
+        match a_one
+            .chains()
+            .list_chains(pb::ListChainsRequest::default())
+            .await
+        {
+            Err(status) if status.code() == Code::NotFound => break,
+            other => assert!(
+                deleted_at.elapsed() < Duration::from_secs(1),
+                "team-a still served by the other replica after a second: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(worker_ids(&b_one).await, ["worker-b"]);
 }
