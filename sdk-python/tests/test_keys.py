@@ -22,6 +22,8 @@ async def test_keys_roles_and_namespaces(server: Server) -> None:
             await anonymous.info.version()
 
     async with Client(server.address, api_key=admin.secret) as client:
+        # Calls may name only namespaces that exist.
+        await client.namespaces.create("team-a")
         viewer = await client.keys.create("viewer", "viewer", ttl=3600)
         team = await client.keys.create("team", "operator", namespace="team-a")
         listed = await client.keys.list()

@@ -7,7 +7,7 @@ import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
-import { KeyService } from "./gen/taskloom/v1/security_pb.js";
+import { KeyService, NamespaceService } from "./gen/taskloom/v1/security_pb.js";
 import type { GetVersionResponse } from "./gen/taskloom/v1/info_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import type { TaskAttempt } from "./gen/taskloom/v1/run_pb.js";
@@ -17,7 +17,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ValueInput } from "./values.js";
 import { ChainsClient } from "./chains.js";
 import type { PageOptions, RequestIdOption } from "./chains.js";
-import { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
+import { AuditClient, KeysClient, NamespacesClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import type { RetryOptions } from "./services.js";
 /** PEM material for TLS; strings or Buffers as node's tls module takes them. */
@@ -60,6 +60,7 @@ export interface RawClients {
     operations: Client<typeof OperationsService>;
     audit: Client<typeof AuditService>;
     keys: Client<typeof KeyService>;
+    namespaces: Client<typeof NamespaceService>;
 }
 /**
  * BackendService helpers, named after their RPCs: `client.backends` (the
@@ -178,6 +179,8 @@ export interface TaskloomClient {
     audit: AuditClient;
     /** KeyService: API keys kept in the server's store (admin only). */
     keys: KeysClient;
+    /** NamespaceService: create, get, list, update and delete namespaces. */
+    namespaces: NamespacesClient;
     /** Every RPC of every service, as Connect clients (typed errors, idempotent retries). */
     raw: RawClients;
     /** The Connect transport, for `createClient` of your own. */

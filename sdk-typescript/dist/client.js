@@ -7,13 +7,13 @@ import { HookService } from "./gen/taskloom/v1/hook_pb.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
-import { KeyService } from "./gen/taskloom/v1/security_pb.js";
+import { KeyService, NamespaceService } from "./gen/taskloom/v1/security_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import { WorkerService } from "./gen/taskloom/v1/worker_pb.js";
 import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { toValue } from "./values.js";
 import { ChainsClient } from "./chains.js";
-import { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
+import { AuditClient, KeysClient, NamespacesClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import { createServiceClient, defaultRetryOptions } from "./services.js";
 /**
@@ -197,6 +197,7 @@ export function createClient(options) {
         operations: createServiceClient(OperationsService, transport, retry),
         audit: createServiceClient(AuditService, transport, retry),
         keys: createServiceClient(KeyService, transport, retry),
+        namespaces: createServiceClient(NamespaceService, transport, retry),
     };
     return {
         chains: new ChainsClient(raw.chains),
@@ -209,6 +210,7 @@ export function createClient(options) {
         replicas: new ReplicasClient(raw.operations),
         audit: new AuditClient(raw.audit),
         keys: new KeysClient(raw.keys),
+        namespaces: new NamespacesClient(raw.namespaces),
         raw,
         transport,
         close: () => sessionManager.abort(),

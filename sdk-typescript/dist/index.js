@@ -2,7 +2,7 @@
 export { createClient } from "./client.js";
 export { BackendsClient, HooksClient, InfoClient, WorkersClient } from "./client.js";
 export { ChainsClient, loadChain } from "./chains.js";
-export { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
+export { AuditClient, KeysClient, NamespacesClient, QueuesClient, ReplicasClient } from "./operations.js";
 export { AnswerText, RunsClient, isTerminal } from "./runs.js";
 export { SDK_VERSION, TaskFailure, Worker } from "./worker.js";
 export { fromValue, toValue } from "./values.js";

@@ -4,8 +4,8 @@ import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import type { AuditEvent } from "./gen/taskloom/v1/audit_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import type { Queue, Replica } from "./gen/taskloom/v1/operations_pb.js";
-import { KeyService } from "./gen/taskloom/v1/security_pb.js";
-import type { ApiKey, CreateApiKeyResponse } from "./gen/taskloom/v1/security_pb.js";
+import { KeyService, NamespaceService } from "./gen/taskloom/v1/security_pb.js";
+import type { ApiKey, CreateApiKeyResponse, Namespace } from "./gen/taskloom/v1/security_pb.js";
 /** Queues: depth, oldest ready age, leases, caps; pause and resume. */
 export declare class QueuesClient {
     private readonly service;
@@ -65,5 +65,40 @@ export declare class KeysClient {
     list(): Promise<ApiKey[]>;
     /** Revokes a key: every replica refuses it within a second. */
     revoke(id: string): Promise<ApiKey>;
+}
+/** What a namespace holds besides its name. */
+export interface NamespaceOptions {
+    /** Free text for people, at most 1,024 characters. */
+    description?: string;
+    /** The pools its LLM tasks may use (each must exist); empty for every pool. */
+    pools?: string[];
+}
+/**
+ * Namespaces: the isolated sets of chains, runs, hooks, workers and queues
+ * a client's `namespace` option picks. Creating, updating and deleting need
+ * an admin key bound to no namespace; a key bound to one namespace sees only
+ * that one. These calls name namespaces in their requests, whatever the
+ * client's own `namespace` is.
+ */
+export declare class NamespacesClient {
+    private readonly service;
+    constructor(service: Client<typeof NamespaceService>);
+    /**
+     * Creates a namespace (1 to 63 lowercase letters, digits and `-`);
+     * `AlreadyExists` if the name is taken.
+     */
+    create(name: string, options?: NamespaceOptions): Promise<Namespace>;
+    get(name: string): Promise<Namespace>;
+    /** Every namespace the caller may see, by name. */
+    list(): Promise<Namespace[]>;
+    /** Replaces a namespace's description and pools. */
+    update(name: string, options?: NamespaceOptions): Promise<Namespace>;
+    /**
+     * Deletes a namespace with its chains, hooks, finished runs and paused
+     * queues, and revokes the keys bound to it; resolves to how many runs went
+     * with it. `FailedPrecondition` while one of its runs has not finished,
+     * and for `default`.
+     */
+    delete(name: string): Promise<number>;
 }
 //# sourceMappingURL=operations.d.ts.map

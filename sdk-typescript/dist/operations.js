@@ -1,5 +1,6 @@
-// OperationsService, AuditService and KeyService helpers: `client.queues`,
-// `client.replicas`, `client.audit` and `client.keys`.
+// OperationsService, AuditService, KeyService and NamespaceService helpers:
+// `client.queues`, `client.replicas`, `client.audit`, `client.keys` and
+// `client.namespaces`.
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 /** Queues: depth, oldest ready age, leases, caps; pause and resume. */
 export class QueuesClient {
@@ -75,6 +76,54 @@ export class KeysClient {
     /** Revokes a key: every replica refuses it within a second. */
     revoke(id) {
         return this.service.revokeApiKey({ id });
+    }
+}
+/**
+ * Namespaces: the isolated sets of chains, runs, hooks, workers and queues
+ * a client's `namespace` option picks. Creating, updating and deleting need
+ * an admin key bound to no namespace; a key bound to one namespace sees only
+ * that one. These calls name namespaces in their requests, whatever the
+ * client's own `namespace` is.
+ */
+export class NamespacesClient {
+    service;
+    constructor(service) {
+        this.service = service;
+    }
+    /**
+     * Creates a namespace (1 to 63 lowercase letters, digits and `-`);
+     * `AlreadyExists` if the name is taken.
+     */
+    create(name, options = {}) {
+        return this.service.createNamespace({
+            name,
+            description: options.description ?? "",
+            pools: options.pools ?? [],
+        });
+    }
+    get(name) {
+        return this.service.getNamespace({ name });
+    }
+    /** Every namespace the caller may see, by name. */
+    async list() {
+        return (await this.service.listNamespaces({})).namespaces;
+    }
+    /** Replaces a namespace's description and pools. */
+    update(name, options = {}) {
+        return this.service.updateNamespace({
+            name,
+            description: options.description ?? "",
+            pools: options.pools ?? [],
+        });
+    }
+    /**
+     * Deletes a namespace with its chains, hooks, finished runs and paused
+     * queues, and revokes the keys bound to it; resolves to how many runs went
+     * with it. `FailedPrecondition` while one of its runs has not finished,
+     * and for `default`.
+     */
+    async delete(name) {
+        return Number((await this.service.deleteNamespace({ name })).deletedRuns);
     }
 }
 //# sourceMappingURL=operations.js.map

@@ -12,7 +12,7 @@ import type { Hook } from "./gen/taskloom/v1/hook_pb.js";
 import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
-import { KeyService } from "./gen/taskloom/v1/security_pb.js";
+import { KeyService, NamespaceService } from "./gen/taskloom/v1/security_pb.js";
 import type { GetVersionResponse } from "./gen/taskloom/v1/info_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import type { TaskAttempt } from "./gen/taskloom/v1/run_pb.js";
@@ -24,7 +24,7 @@ import { toValue } from "./values.js";
 import type { ValueInput } from "./values.js";
 import { ChainsClient } from "./chains.js";
 import type { PageOptions, RequestIdOption } from "./chains.js";
-import { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
+import { AuditClient, KeysClient, NamespacesClient, QueuesClient, ReplicasClient } from "./operations.js";
 import { RunsClient } from "./runs.js";
 import { createServiceClient, defaultRetryOptions } from "./services.js";
 import type { RetryOptions } from "./services.js";
@@ -71,6 +71,7 @@ export interface RawClients {
   operations: Client<typeof OperationsService>;
   audit: Client<typeof AuditService>;
   keys: Client<typeof KeyService>;
+  namespaces: Client<typeof NamespaceService>;
 }
 
 /**
@@ -262,6 +263,8 @@ export interface TaskloomClient {
   audit: AuditClient;
   /** KeyService: API keys kept in the server's store (admin only). */
   keys: KeysClient;
+  /** NamespaceService: create, get, list, update and delete namespaces. */
+  namespaces: NamespacesClient;
   /** Every RPC of every service, as Connect clients (typed errors, idempotent retries). */
   raw: RawClients;
   /** The Connect transport, for `createClient` of your own. */
@@ -314,6 +317,7 @@ export function createClient(options: ClientOptions): TaskloomClient {
     operations: createServiceClient(OperationsService, transport, retry),
     audit: createServiceClient(AuditService, transport, retry),
     keys: createServiceClient(KeyService, transport, retry),
+    namespaces: createServiceClient(NamespaceService, transport, retry),
   };
   return {
     chains: new ChainsClient(raw.chains),
@@ -326,6 +330,7 @@ export function createClient(options: ClientOptions): TaskloomClient {
     replicas: new ReplicasClient(raw.operations),
     audit: new AuditClient(raw.audit),
     keys: new KeysClient(raw.keys),
+    namespaces: new NamespacesClient(raw.namespaces),
     raw,
     transport,
     close: () => sessionManager.abort(),

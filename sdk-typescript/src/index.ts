@@ -9,8 +9,8 @@ export type {
 } from "./client.js";
 export { BackendsClient, HooksClient, InfoClient, WorkersClient } from "./client.js";
 export { ChainsClient, loadChain } from "./chains.js";
-export { AuditClient, KeysClient, QueuesClient, ReplicasClient } from "./operations.js";
-export type { AuditFilter, CreateKeyOptions } from "./operations.js";
+export { AuditClient, KeysClient, NamespacesClient, QueuesClient, ReplicasClient } from "./operations.js";
+export type { AuditFilter, CreateKeyOptions, NamespaceOptions } from "./operations.js";
 export type { ChainInput, EtagOption, PageOptions, RequestIdOption } from "./chains.js";
 export { AnswerText, RunsClient, isTerminal } from "./runs.js";
 export type {

@@ -1,5 +1,6 @@
-// OperationsService, AuditService and KeyService helpers: `client.queues`,
-// `client.replicas`, `client.audit` and `client.keys`.
+// OperationsService, AuditService, KeyService and NamespaceService helpers:
+// `client.queues`, `client.replicas`, `client.audit`, `client.keys` and
+// `client.namespaces`.
 
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
@@ -8,8 +9,8 @@ import { AuditService } from "./gen/taskloom/v1/audit_pb.js";
 import type { AuditEvent } from "./gen/taskloom/v1/audit_pb.js";
 import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import type { Queue, Replica } from "./gen/taskloom/v1/operations_pb.js";
-import { KeyService } from "./gen/taskloom/v1/security_pb.js";
-import type { ApiKey, CreateApiKeyResponse } from "./gen/taskloom/v1/security_pb.js";
+import { KeyService, NamespaceService } from "./gen/taskloom/v1/security_pb.js";
+import type { ApiKey, CreateApiKeyResponse, Namespace } from "./gen/taskloom/v1/security_pb.js";
 
 /** Queues: depth, oldest ready age, leases, caps; pause and resume. */
 export class QueuesClient {
@@ -107,5 +108,64 @@ export class KeysClient {
   /** Revokes a key: every replica refuses it within a second. */
   revoke(id: string): Promise<ApiKey> {
     return this.service.revokeApiKey({ id });
+  }
+}
+
+/** What a namespace holds besides its name. */
+export interface NamespaceOptions {
+  /** Free text for people, at most 1,024 characters. */
+  description?: string;
+  /** The pools its LLM tasks may use (each must exist); empty for every pool. */
+  pools?: string[];
+}
+
+/**
+ * Namespaces: the isolated sets of chains, runs, hooks, workers and queues
+ * a client's `namespace` option picks. Creating, updating and deleting need
+ * an admin key bound to no namespace; a key bound to one namespace sees only
+ * that one. These calls name namespaces in their requests, whatever the
+ * client's own `namespace` is.
+ */
+export class NamespacesClient {
+  constructor(private readonly service: Client<typeof NamespaceService>) {}
+
+  /**
+   * Creates a namespace (1 to 63 lowercase letters, digits and `-`);
+   * `AlreadyExists` if the name is taken.
+   */
+  create(name: string, options: NamespaceOptions = {}): Promise<Namespace> {
+    return this.service.createNamespace({
+      name,
+      description: options.description ?? "",
+      pools: options.pools ?? [],
+    });
+  }
+
+  get(name: string): Promise<Namespace> {
+    return this.service.getNamespace({ name });
+  }
+
+  /** Every namespace the caller may see, by name. */
+  async list(): Promise<Namespace[]> {
+    return (await this.service.listNamespaces({})).namespaces;
+  }
+
+  /** Replaces a namespace's description and pools. */
+  update(name: string, options: NamespaceOptions = {}): Promise<Namespace> {
+    return this.service.updateNamespace({
+      name,
+      description: options.description ?? "",
+      pools: options.pools ?? [],
+    });
+  }
+
+  /**
+   * Deletes a namespace with its chains, hooks, finished runs and paused
+   * queues, and revokes the keys bound to it; resolves to how many runs went
+   * with it. `FailedPrecondition` while one of its runs has not finished,
+   * and for `default`.
+   */
+  async delete(name: string): Promise<number> {
+    return Number((await this.service.deleteNamespace({ name })).deletedRuns);
   }
 }

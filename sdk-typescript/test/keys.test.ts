@@ -27,6 +27,8 @@ describe("keys", () => {
     open.close();
 
     const client = server.client({ apiKey: admin.secret });
+    // Calls may name only namespaces that exist.
+    await client.namespaces.create("team-a");
     const viewer = await client.keys.create("viewer", "viewer", { ttlMs: 3_600_000 });
     const team = await client.keys.create("team", "operator", { namespace: "team-a" });
     const listed = await client.keys.list();

@@ -121,6 +121,7 @@ class Stubs:
         self.operations = operations_pb2_grpc.OperationsServiceStub(channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(channel)
         self.keys = security_pb2_grpc.KeyServiceStub(channel)
+        self.namespaces = security_pb2_grpc.NamespaceServiceStub(channel)
 
 
 class Client:
@@ -176,6 +177,7 @@ class Client:
         self.replicas = Replicas(self)
         self.audit = Audit(self)
         self.keys = Keys(self)
+        self.namespaces = Namespaces(self)
 
     async def __aenter__(self) -> Client:
         return self
@@ -814,6 +816,53 @@ class Keys(_Service):
         """Revokes a key: every replica refuses it within a second."""
         request = security_pb2.RevokeApiKeyRequest(id=key_id)
         return await self._client.call(self._stubs.keys.RevokeApiKey, request)
+
+
+class Namespaces(_Service):
+    """NamespaceService: the namespaces chains, runs, hooks, workers and
+    queues belong to. Creating, updating and deleting need an admin key
+    bound to no namespace; a key bound to one namespace sees only that one.
+    These calls name namespaces in their requests, whatever the client's
+    own `namespace` is."""
+
+    async def create(
+        self, name: str, *, description: str = "", pools: Sequence[str] = ()
+    ) -> security_pb2.Namespace:
+        """Creates a namespace (1 to 63 lowercase letters, digits and `-`);
+        `pools`, which must exist, restrict its LLM tasks (empty: every
+        pool). `AlreadyExists` if the name is taken."""
+        request = security_pb2.CreateNamespaceRequest(
+            name=name, description=description, pools=list(pools)
+        )
+        return await self._client.call(self._stubs.namespaces.CreateNamespace, request)
+
+    async def get(self, name: str) -> security_pb2.Namespace:
+        request = security_pb2.GetNamespaceRequest(name=name)
+        return await self._client.call(self._stubs.namespaces.GetNamespace, request)
+
+    async def list(self) -> builtins.list[security_pb2.Namespace]:
+        """Every namespace the caller may see, by name."""
+        request = security_pb2.ListNamespacesRequest()
+        response = await self._client.call(self._stubs.namespaces.ListNamespaces, request)
+        return builtins.list(response.namespaces)
+
+    async def update(
+        self, name: str, *, description: str = "", pools: Sequence[str] = ()
+    ) -> security_pb2.Namespace:
+        """Replaces a namespace's description and pools."""
+        request = security_pb2.UpdateNamespaceRequest(
+            name=name, description=description, pools=list(pools)
+        )
+        return await self._client.call(self._stubs.namespaces.UpdateNamespace, request)
+
+    async def delete(self, name: str) -> int:
+        """Deletes a namespace with its chains, hooks, finished runs and
+        paused queues, and revokes the keys bound to it; returns how many
+        runs went with it. `FailedPrecondition` while one of its runs has
+        not finished, and for `default`."""
+        request = security_pb2.DeleteNamespaceRequest(name=name)
+        response = await self._client.call(self._stubs.namespaces.DeleteNamespace, request)
+        return int(response.deleted_runs)
 
 
 class Hooks(_Service):
