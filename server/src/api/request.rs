@@ -197,8 +197,8 @@ pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The idempotency key of a mutating request (AIP-155): `None` when the
-/// caller sent no `request_id`. The hash covers the whole request with its
+/// The idempotency key of a mutating request (AIP-155), scoped to the
+/// call's namespace: `None` when the caller sent no `request_id`. The hash covers the whole request with its
 /// `request_id` cleared (maps encode in key order, so it is deterministic).
 pub fn idempotency_key<M: Idempotent>(request: &M) -> Option<IdempotencyKey> {
     if request.request_id().is_empty() {
@@ -207,7 +207,8 @@ pub fn idempotency_key<M: Idempotent>(request: &M) -> Option<IdempotencyKey> {
     let mut payload = request.clone();
     payload.clear_request_id();
     Some(IdempotencyKey {
-        scope: M::METHOD.to_string(),
+        // Request ids are the caller's, so they are per namespace.
+        scope: format!("{}/{}", super::call_namespace(), M::METHOD),
         request_id: request.request_id().to_string(),
         request_hash: hex(&Sha256::digest(payload.encode_to_vec())),
     })
