@@ -169,7 +169,7 @@ call taskloom.v1.WorkerService/ListWorkers "{\"queue\": \"search\"}" |
     add_block namespaces
     add_check '[[ -n $TEAM_RUN && $TEAM_RUN != null ]] || fail "TEAM_RUN was not set"
 grep -q "NotFound from default" '"$TMP"'/namespaces.out || fail "team-a'\''s run was visible from default"
-grpcurl -plaintext -H "x-taskloom-namespace: team-a" -d "{\"id\": \"$TEAM_RUN\"}" "$TASKLOOM_ADDRESS" taskloom.v1.RunService/GetRun |
+grpcurl -plaintext -H "x-taskloom-namespace: team-a" -d "{\"id\": \"$TEAM_RUN\"}" "'"$TASKLOOM_ADDRESS"'" taskloom.v1.RunService/GetRun |
   jq -e ".status == \"RUN_STATUS_SUCCEEDED\" and .chainId == \"lookup\"" >/dev/null || fail "team-a'\''s run did not succeed"
 call taskloom.v1.RunService/GetRun "{\"id\": \"$RUN_ID\"}" | jq -e ".output.text == \"found\"" >/dev/null ||
   fail "the default namespace'\''s worker run changed"
