@@ -232,9 +232,14 @@ impl Authenticator {
     /// `PERMISSION_DENIED` for a namespace the key is not bound to.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, ApiError> {
         let table = self.table();
-        let namespace = namespace_of(metadata)?;
-        let namespace_exists = table.namespaces.contains(&namespace);
+        // Checked after the key: a caller without one learns nothing more.
+        let named = || {
+            let namespace = namespace_of(metadata)?;
+            let exists = table.namespaces.contains(&namespace);
+            Ok::<_, ApiError>((namespace, exists))
+        };
         if self.inner.static_keys.is_empty() && table.keys.is_empty() {
+            let (namespace, namespace_exists) = named()?;
             return Ok(Caller {
                 namespace_exists,
                 ..Caller::local_in(namespace)
@@ -252,6 +257,7 @@ impl Authenticator {
             })?;
         let presented = digest(presented);
         if self.admits_static(&presented) {
+            let (namespace, namespace_exists) = named()?;
             return Ok(Caller {
                 actor: format!("key:{}", hex(&presented[..6])),
                 key_id: None,
@@ -281,6 +287,7 @@ impl Authenticator {
                 key.id
             )));
         }
+        let (namespace, namespace_exists) = named()?;
         if let Some(bound) = &key.namespace
             && *bound != namespace
         {
