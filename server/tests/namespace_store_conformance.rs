@@ -373,7 +373,7 @@ async fn deleting_a_namespace_waits_for_its_runs_then_takes_everything_of_it(
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        store.get_chain("team-a", "shared-id", None, true).await,
+        store.get_chain("team-a", "shared-id", None, false).await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
@@ -389,6 +389,26 @@ async fn deleting_a_namespace_waits_for_its_runs_then_takes_everything_of_it(
         store.delete_namespace("team-a", now, &delete()).await,
         Err(StoreError::NotFound { .. })
     ));
+    // A namespace made again starts empty, but a chain id used before
+    // continues its versions: caches of compiled versions stay true.
+    let audit_again = audit_of("CreateNamespace", "namespace", "team-a");
+    store
+        .create_namespace(&namespace("team-a", &[]), &audit_again)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .list_chains("team-a", everything())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let again = store
+        .create_chain("team-a", "shared-id", b"new".to_vec(), None, &audit())
+        .await
+        .unwrap();
+    assert_eq!(again.record.version, 2);
     // The other namespaces keep everything.
     for space in ["default", "team-b"] {
         assert_eq!(run_ids(&store, space).await, [format!("{space}-done")]);

@@ -40,9 +40,11 @@ pub trait NamespaceStore: Send + Sync {
         (description, pools): (&str, &[String]),
         audit: &AuditRecord,
     ) -> StoreResult<NamespaceRecord>;
-    /// Deletes the namespace with its chains, hooks, runs, paused queues and
-    /// idempotency keys, and revokes the keys bound to it at `at`, in one
-    /// transaction; returns how many runs went. `FailedPrecondition` while
+    /// Deletes the namespace with its hooks, runs, paused queues and
+    /// idempotency keys, marks its chains deleted (as `delete_chain` does:
+    /// a chain made again continues its version numbers), and revokes the
+    /// keys bound to it at `at`, in one transaction; returns how many runs
+    /// went. `FailedPrecondition` while
     /// it holds a run that has not finished, `NotFound` if there is none.
     async fn delete_namespace(
         &self,

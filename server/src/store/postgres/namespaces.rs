@@ -132,9 +132,12 @@ impl NamespaceStore for PostgresStore {
         for chunk in runs.chunks(DELETE_CHUNK) {
             delete_runs(&mut tx, chunk).await?;
         }
-        // Queue keys and idempotency scopes start with `<name>/`.
+        // Chains are marked deleted, as DeleteChain does: their version
+        // numbers continue if the namespace comes back, so no replica's
+        // cache of compiled versions can serve an old definition. Queue keys
+        // and idempotency scopes start with `<name>/`.
         for sql in [
-            "DELETE FROM chain_heads WHERE namespace = $1",
+            "UPDATE chain_heads SET deleted = TRUE WHERE namespace = $1",
             "DELETE FROM hooks WHERE namespace = $1",
             "DELETE FROM paused_queues WHERE starts_with(name, $1 || '/')",
             "DELETE FROM idempotency_keys WHERE starts_with(scope, $1 || '/')",

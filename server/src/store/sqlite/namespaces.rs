@@ -122,10 +122,12 @@ impl NamespaceStore for SqliteStore {
         for chunk in runs.chunks(DELETE_CHUNK) {
             delete_runs(&mut tx, chunk).await?;
         }
-        // Queue keys and idempotency scopes start with `<name>/`.
+        // Chains are marked deleted, as DeleteChain does: their version
+        // numbers continue if the namespace comes back, so no replica's
+        // cache of compiled versions can serve an old definition. Queue keys
+        // and idempotency scopes start with `<name>/`.
         for sql in [
-            "DELETE FROM chain_versions WHERE namespace = ?1",
-            "DELETE FROM chain_heads WHERE namespace = ?1",
+            "UPDATE chain_heads SET deleted = 1 WHERE namespace = ?1",
             "DELETE FROM hooks WHERE namespace = ?1",
             "DELETE FROM paused_queues WHERE substr(name, 1, length(?1) + 1) = ?1 || '/'",
             "DELETE FROM idempotency_keys WHERE substr(scope, 1, length(?1) + 1) = ?1 || '/'",
