@@ -34,6 +34,7 @@ api_tests!(
     request_ids_are_per_namespace,
     hooks_are_isolated,
     workers_and_queues_are_isolated,
+    lease_tokens_open_nothing_in_another_namespace,
     delete_waits_for_unfinished_runs_then_removes_everything,
     only_unbound_admins_manage_namespaces,
     pools_restrict_model_tasks,
@@ -587,6 +588,59 @@ async fn complete(client: &Client, offer: &pb::LeaseOffer) {
         })
         .await
         .expect("complete task");
+}
+
+/// A lease token is the credential of one attempt in its namespace:
+/// CompleteTask, FailTask and ExtendLease with team-a's token answer
+/// NOT_FOUND from team-b (as the attempt's id would) and change nothing;
+/// the worker in team-a still completes its task.
+async fn lease_tokens_open_nothing_in_another_namespace(server: TestServer) {
+    let open = Client::open(&server, None);
+    create_namespace(&open, "team-a").await;
+    create_namespace(&open, "team-b").await;
+    let a = Client::open(&server, Some("team-a"));
+    let b = Client::open(&server, Some("team-b"));
+    create_chain(&a, worker_chain("job", "q")).await;
+    let run = start(&a, "job").await;
+    let mut worker = Worker::connect(&a, "worker-a", "q")
+        .await
+        .expect("connect in team-a");
+    let offer = worker.offer(SOON).await.expect("team-a's task");
+    let (attempt_id, lease_token) = (offer.attempt_id.clone(), offer.lease_token.clone());
+
+    let completed = b
+        .workers()
+        .complete_task(pb::CompleteTaskRequest {
+            attempt_id: attempt_id.clone(),
+            lease_token: lease_token.clone(),
+            output: Some(text_value("stolen")),
+        })
+        .await;
+    assert_not_found(completed, "CompleteTask from team-b");
+    let failed = b
+        .workers()
+        .fail_task(pb::FailTaskRequest {
+            attempt_id: attempt_id.clone(),
+            lease_token: lease_token.clone(),
+            message: "from team-b".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_not_found(failed, "FailTask from team-b");
+    let extended = b
+        .workers()
+        .extend_lease(pb::ExtendLeaseRequest {
+            attempt_id: attempt_id.clone(),
+            lease_token: lease_token.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_not_found(extended, "ExtendLease from team-b");
+    assert_eq!(get_run(&a, &run.id).await.status(), pb::RunStatus::Running);
+
+    complete(&a, &offer).await;
+    let ended = wait_status(&a, &run.id, pb::RunStatus::Succeeded).await;
+    assert_eq!(ended.output, Some(text_value("done")));
 }
 
 /// Namespaces are created, read, listed by name, updated and deleted;

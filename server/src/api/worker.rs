@@ -307,7 +307,11 @@ impl WorkerApi {
     ) -> ApiResult<pb::CompleteTaskResponse> {
         lease_violations(&request.attempt_id, &request.lease_token).finish()?;
         let output = check_output(request.output, "output")?;
-        self.dispatcher()
+        let dispatcher = self.dispatcher();
+        dispatcher
+            .require_in(&call_namespace(), &request.attempt_id)
+            .await?;
+        dispatcher
             .complete(&request.attempt_id, &request.lease_token, output)
             .await?;
         Ok(pb::CompleteTaskResponse {})
@@ -318,8 +322,11 @@ impl WorkerApi {
         let delay = retry_delay(request.retry_delay, "retry_delay")?;
         check_text("message", &request.message, MAX_WORKER_MESSAGE_BYTES)?;
         let failure = failure(request.message, request.retryable, delay);
-        let will_retry = self
-            .dispatcher()
+        let dispatcher = self.dispatcher();
+        dispatcher
+            .require_in(&call_namespace(), &request.attempt_id)
+            .await?;
+        let will_retry = dispatcher
             .fail(&request.attempt_id, &request.lease_token, failure)
             .await?;
         Ok(pb::FailTaskResponse { will_retry })
@@ -343,8 +350,11 @@ impl WorkerApi {
             Some(d) => Duration::new(d.seconds as u64, d.nanos as u32),
         };
         violations.finish()?;
-        let until = self
-            .dispatcher()
+        let dispatcher = self.dispatcher();
+        dispatcher
+            .require_in(&call_namespace(), &request.attempt_id)
+            .await?;
+        let until = dispatcher
             .extend(&request.attempt_id, &request.lease_token, extension)
             .await?;
         Ok(pb::ExtendLeaseResponse {

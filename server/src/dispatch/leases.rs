@@ -90,6 +90,40 @@ impl RunObserver for LeaseWatch {
 }
 
 impl Dispatcher {
+    /// `NotFound` unless the attempt is one of `namespace`'s (its queue is
+    /// a queue of `namespace`): a lease token of another namespace's
+    /// attempt opens nothing there, as its id would not.
+    pub async fn require_in(&self, namespace: &str, attempt_id: &str) -> Result<(), KernelError> {
+        let held = self.state().held.get(attempt_id).and_then(|held| {
+            let (of, _, _) = held.chain.as_ref()?;
+            Some(of.clone())
+        });
+        let of = match held {
+            Some(of) => of,
+            None => {
+                let attempt = self.inner.kernel.store().get_attempt(attempt_id).await?;
+                // The internal queue is no worker's: no namespace matches.
+                crate::namespace::of_queue_key(&attempt.queue)
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
+        if of == namespace {
+            return Ok(());
+        }
+        Err(KernelError::Store(crate::store::StoreError::NotFound {
+            resource: "attempt",
+            id: attempt_id.to_string(),
+        }))
+    }
+
+    /// The namespace of a session (that of its queues).
+    pub(super) fn session_namespace(&self, session_id: &str) -> Option<String> {
+        let state = self.state();
+        let key = state.sessions.get(session_id)?.info.queues.first()?.clone();
+        crate::namespace::of_queue_key(&key).map(str::to_string)
+    }
+
     /// The run of an attempt, from this replica's leases or the store.
     pub(super) async fn run_of(&self, attempt_id: &str) -> Result<LeaseRun, KernelError> {
         if let Some(held) = self.state().held.get(attempt_id) {

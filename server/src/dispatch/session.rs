@@ -152,11 +152,14 @@ impl Dispatcher {
     async fn apply(&self, session_id: &str, message: LeaseMessage) {
         let LeaseMessage { lease, op } = message;
         let (attempt_id, token) = (&lease.attempt_id, &lease.lease_token);
+        let namespace = self.session_namespace(session_id).unwrap_or_default();
+        let own = self.require_in(&namespace, attempt_id).await;
         let (result, ack_success) = match op {
             LeaseOp::Refused(ack) => {
                 self.send(session_id, ServerMsg::Ack(ack));
                 return;
             }
+            _ if own.is_err() => (own, true),
             LeaseOp::Complete(output) => (self.complete(attempt_id, token, output).await, true),
             LeaseOp::Fail(failure) => (
                 self.fail(attempt_id, token, failure).await.map(|_| ()),
