@@ -88,6 +88,9 @@ impl Dispatcher {
         // before the completion that follows it); different leases go in
         // parallel.
         let mut pending = LeaseOrder::default();
+        // Read once, while the session is surely registered: lease
+        // messages still in flight when it closes keep their namespace.
+        let namespace = self.session_namespace(&session_id).unwrap_or_default();
         tokio::pin!(drained);
         loop {
             let answer_due = unanswered.front().map(|(_, sent)| *sent + timeout);
@@ -137,7 +140,7 @@ impl Dispatcher {
                     }
                 }
                 Inbound::SetSlots(slots) => self.set_slots(&session_id, slots),
-                Inbound::Lease(message) => pending.spawn(&self, &session_id, message),
+                Inbound::Lease(message) => pending.spawn(&self, (&namespace, &session_id), message),
                 Inbound::Ignored(None) => {}
                 Inbound::Ignored(Some(why)) => {
                     tracing::info!(session_id = %session_id, "{why}");
@@ -149,11 +152,10 @@ impl Dispatcher {
 
     /// Applies one lease message and acknowledges it on the session's
     /// stream (progress only when refused).
-    async fn apply(&self, session_id: &str, message: LeaseMessage) {
+    async fn apply(&self, (namespace, session_id): (&str, &str), message: LeaseMessage) {
         let LeaseMessage { lease, op } = message;
         let (attempt_id, token) = (&lease.attempt_id, &lease.lease_token);
-        let namespace = self.session_namespace(session_id).unwrap_or_default();
-        let own = self.require_in(&namespace, attempt_id).await;
+        let own = self.require_in(namespace, attempt_id).await;
         let (result, ack_success) = match op {
             LeaseOp::Refused(ack) => {
                 self.send(session_id, ServerMsg::Ack(ack));
@@ -210,16 +212,21 @@ struct LeaseOrder(HashMap<String, JoinHandle<()>>);
 impl LeaseOrder {
     /// Applies `message` in the background, after the previous message
     /// about the same lease.
-    fn spawn(&mut self, dispatcher: &Dispatcher, session_id: &str, message: LeaseMessage) {
+    fn spawn(
+        &mut self,
+        dispatcher: &Dispatcher,
+        (namespace, session_id): (&str, &str),
+        message: LeaseMessage,
+    ) {
         let key = message.lease.attempt_id.clone();
         let previous = self.0.remove(&key);
         let dispatcher = dispatcher.clone();
-        let session_id = session_id.to_string();
+        let (namespace, session_id) = (namespace.to_string(), session_id.to_string());
         let task = tokio::spawn(async move {
             if let Some(previous) = previous {
                 let _ = previous.await;
             }
-            dispatcher.apply(&session_id, message).await;
+            dispatcher.apply((&namespace, &session_id), message).await;
         });
         self.0.retain(|_, task| !task.is_finished());
         self.0.insert(key, task);
