@@ -2158,29 +2158,15 @@ async fn pools_restrict_model_tasks(server: TestServer) {
         })
         .await
         .expect("create pool");
-    let backend = open
-        .backends()
-        .create_backend(pb::CreateBackendRequest {
-            backend: Some(pb::Backend {
-                name: "fake".into(),
-                r#type: pb::BackendType::OpenaiCompatible as i32,
-                base_url: fake.url(),
-                ..Default::default()
-            }),
-            ..Default::default()
+    // In the built-in tasks pool, and in `allowed`.
+    let backend_id = server.add_fake_backend(&fake.url()).await;
+    open.backends()
+        .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
+            pool_id: "allowed".into(),
+            backend_id,
         })
         .await
-        .expect("create backend")
-        .into_inner();
-    for pool in ["internal_tasks_pool", "allowed"] {
-        open.backends()
-            .assign_backend_to_pool(pb::AssignBackendToPoolRequest {
-                pool_id: pool.into(),
-                backend_id: backend.id.clone(),
-            })
-            .await
-            .expect("assign backend");
-    }
+        .expect("assign backend");
     open.namespaces()
         .create_namespace(pb::CreateNamespaceRequest {
             name: "limited".into(),
