@@ -641,6 +641,37 @@ async fn lease_tokens_open_nothing_in_another_namespace(server: TestServer) {
     complete(&a, &offer).await;
     let ended = wait_status(&a, &run.id, pb::RunStatus::Succeeded).await;
     assert_eq!(ended.output, Some(text_value("done")));
+
+    // An attempt of the shared internal queue is its run's namespace's: a
+    // stale token is fenced there (FAILED_PRECONDITION), not found elsewhere.
+    create_chain(&a, chain("quick", vec![task("only", "noop", vec![])])).await;
+    let quick = start(&a, "quick").await;
+    wait_status(&a, &quick.id, pb::RunStatus::Succeeded).await;
+    let attempts = a
+        .runs()
+        .list_run_attempts(pb::ListRunAttemptsRequest {
+            run_id: quick.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list attempts")
+        .into_inner()
+        .attempts;
+    for (client, code) in [(&a, Code::FailedPrecondition), (&b, Code::NotFound)] {
+        let stale = client
+            .workers()
+            .complete_task(pb::CompleteTaskRequest {
+                attempt_id: attempts[0].id.clone(),
+                lease_token: "stale".into(),
+                output: Some(text_value("late")),
+            })
+            .await;
+        assert_code(
+            stale,
+            code,
+            &format!("a stale internal lease from {}", client.name()),
+        );
+    }
 }
 
 /// Namespaces are created, read, listed by name, updated and deleted;

@@ -101,11 +101,14 @@ impl Dispatcher {
         let of = match held {
             Some(of) => of,
             None => {
-                let attempt = self.inner.kernel.store().get_attempt(attempt_id).await?;
-                // The internal queue is no worker's: no namespace matches.
-                crate::namespace::of_queue_key(&attempt.queue)
-                    .unwrap_or_default()
-                    .to_string()
+                let store = self.inner.kernel.store();
+                let attempt = store.get_attempt(attempt_id).await?;
+                match crate::namespace::of_queue_key(&attempt.queue) {
+                    Some(of) => of.to_string(),
+                    // The internal queue serves every namespace: its
+                    // attempts are of their run's.
+                    None => store.get_run(&attempt.run_id).await?.namespace,
+                }
             }
         };
         if of == namespace {
