@@ -33,6 +33,9 @@ pub enum Command {
     /// starts these itself).
     #[command(hide = true)]
     RenderSandbox(TemplateArgs),
+    /// The client commands (`chains`, `runs`), which call a server's API.
+    #[command(flatten)]
+    Client(taskloom_cli::Command),
 }
 
 #[derive(Debug, Subcommand)]

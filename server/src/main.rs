@@ -12,6 +12,10 @@ fn main() -> ExitCode {
         // memory limit is for templates, not for worker threads.
         return render::serve_sandbox(args.limits());
     }
+    if let Command::Client(command) = cli.command {
+        // A client logs nothing: what it prints is its output.
+        return taskloom_cli::main(command);
+    }
     telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
             }
             Command::Migrate(args) => migrate(&args.database_url).await,
             Command::Keys(command) => keys(command).await,
-            Command::RenderSandbox(_) => Ok(()),
+            Command::RenderSandbox(_) | Command::Client(_) => Ok(()),
         }
     });
     // A blocking read of standard input (`--exit-with-stdin`) never ends by

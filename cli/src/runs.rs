@@ -1,0 +1,609 @@
+//! `taskloom runs …`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use taskloom_proto::taskloom::v1 as pb;
+
+use crate::output::{
+    self, attempt_status, event_type, json_line, print_table, run_status, short, table, time,
+    value_text,
+};
+use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call};
+
+const RUN: &str = "taskloom.v1.Run";
+const EVENT: &str = "taskloom.v1.RunEvent";
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Start a run of a stored chain; with `--watch`, follow it to its end
+    /// (exit code 4 when it fails or is cancelled).
+    Start(StartArgs),
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Show a run.
+    Get { run: String },
+    /// Follow a run live to its end: task lines and streamed tokens (exit
+    /// code 4 when it fails or is cancelled).
+    Watch { run: String },
+    /// List a run's stored events.
+    Events { run: String },
+    /// List a run's task attempts.
+    Attempts { run: String },
+    /// Cancel a run.
+    Cancel {
+        run: String,
+        /// Why, recorded in the run's events.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Stop dispatching a run's tasks.
+    Pause {
+        run: String,
+        /// Also cancel executing attempts (they run again on resume).
+        #[arg(long)]
+        cancel_running: bool,
+    },
+    /// Resume a paused run.
+    Resume { run: String },
+    /// Continue a failed run from the task that failed.
+    Retry { run: String },
+    /// Answer the `human_input` task a run waits on.
+    Input {
+        run: String,
+        /// The task answered (default: the one the run waits on).
+        #[arg(long)]
+        task: Option<String>,
+        /// The answer, as text.
+        #[arg(long)]
+        value: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The stored chain's id.
+    chain: String,
+    /// Run this version instead of the latest.
+    #[arg(long, default_value_t = 0)]
+    version: i64,
+    /// The input, as text.
+    #[arg(long, group = "run_input")]
+    input: Option<String>,
+    /// The input, as JSON (its type inferred from the JSON, as the API does).
+    #[arg(long, group = "run_input")]
+    input_json: Option<String>,
+    /// The input: the text of this file.
+    #[arg(long, group = "run_input")]
+    input_file: Option<PathBuf>,
+    /// A label `key=value`; repeatable.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Follow the run to its end, as `runs watch`.
+    #[arg(long)]
+    watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only runs in this state (`running`, `failed`, …); repeatable.
+    #[arg(long = "status", value_parser = parse_status)]
+    statuses: Vec<pb::RunStatus>,
+    /// Only runs of this chain.
+    #[arg(long)]
+    chain: Option<String>,
+    /// Only runs carrying this label `key=value`; repeatable.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+fn parse_status(text: &str) -> Result<pb::RunStatus, String> {
+    let name = text.to_ascii_uppercase().replace('-', "_");
+    pb::RunStatus::from_str_name(&format!("RUN_STATUS_{name}"))
+        .or_else(|| pb::RunStatus::from_str_name(&name))
+        .filter(|status| *status != pb::RunStatus::Unspecified)
+        .ok_or_else(|| {
+            format!("unknown status `{text}` (queued, running, waiting_input, paused, succeeded, failed, cancelled)")
+        })
+}
+
+pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Result<Outcome> {
+    let format = options.output;
+    match command {
+        RunsCommand::Start(args) => start(options, args).await,
+        RunsCommand::List(args) => {
+            let client = Client::connect(options).await?;
+            let mut runs = Vec::new();
+            let mut page_token = String::new();
+            while runs.len() < args.limit {
+                let page = call(
+                    client
+                        .runs()
+                        .list_runs(pb::ListRunsRequest {
+                            page_size: i32::try_from(args.limit - runs.len())
+                                .unwrap_or(1000)
+                                .min(1000),
+                            page_token,
+                            statuses: args.statuses.iter().map(|status| *status as i32).collect(),
+                            chain_id: args.chain.clone().unwrap_or_default(),
+                            labels: args.labels.iter().cloned().collect(),
+                            ..Default::default()
+                        })
+                        .await,
+                )?;
+                runs.extend(page.runs);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            runs.truncate(args.limit);
+            match format {
+                Format::Json => {
+                    for run in &runs {
+                        json_line(RUN, run)?;
+                    }
+                }
+                Format::Table => {
+                    let mut rows = table(["ID", "CHAIN", "STATUS", "CREATED", "DETAIL"]);
+                    for run in &runs {
+                        rows.add_row(vec![
+                            run.id.clone(),
+                            format!("{} v{}", run.chain_id, run.chain_version),
+                            run_status(run.status),
+                            time(run.create_time.as_ref()),
+                            short(&run_detail(run), 50),
+                        ]);
+                    }
+                    print_table(&rows);
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        RunsCommand::Get { run } => {
+            let client = Client::connect(options).await?;
+            let run = call(client.runs().get_run(pb::GetRunRequest { id: run }).await)?;
+            print_run(format, &run)?;
+            Ok(Outcome::Ok)
+        }
+        RunsCommand::Watch { run } => {
+            let client = Client::connect(options).await?;
+            let stream = call(
+                client
+                    .runs()
+                    .watch_run(pb::WatchRunRequest {
+                        run_id: run,
+                        after_seq: 0,
+                        include_deltas: true,
+                    })
+                    .await,
+            )?;
+            follow(format, stream).await
+        }
+        RunsCommand::Events { run } => {
+            let client = Client::connect(options).await?;
+            let mut events = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = call(
+                    client
+                        .runs()
+                        .list_run_events(pb::ListRunEventsRequest {
+                            run_id: run.clone(),
+                            after_seq: 0,
+                            page_size: 1000,
+                            page_token,
+                        })
+                        .await,
+                )?;
+                events.extend(page.events);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            match format {
+                Format::Json => {
+                    for event in &events {
+                        json_line(EVENT, event)?;
+                    }
+                }
+                Format::Table => {
+                    let mut rows = table(["SEQ", "TIME", "TYPE", "TASK", "ATTEMPT", "DETAIL"]);
+                    for event in &events {
+                        rows.add_row(vec![
+                            event.seq.to_string(),
+                            time(event.time.as_ref()),
+                            event_type(event.r#type),
+                            event.task_id.clone(),
+                            if event.attempt > 0 {
+                                event.attempt.to_string()
+                            } else {
+                                String::new()
+                            },
+                            short(&event_detail(event), 60),
+                        ]);
+                    }
+                    print_table(&rows);
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        RunsCommand::Attempts { run } => {
+            let client = Client::connect(options).await?;
+            let mut attempts = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = call(
+                    client
+                        .runs()
+                        .list_run_attempts(pb::ListRunAttemptsRequest {
+                            run_id: run.clone(),
+                            page_size: 1000,
+                            page_token,
+                        })
+                        .await,
+                )?;
+                attempts.extend(page.attempts);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            match format {
+                Format::Json => {
+                    for attempt in &attempts {
+                        json_line("taskloom.v1.TaskAttempt", attempt)?;
+                    }
+                }
+                Format::Table => {
+                    let mut rows = table([
+                        "TASK", "ATTEMPT", "STATUS", "QUEUE", "STARTED", "ENDED", "DETAIL",
+                    ]);
+                    for attempt in &attempts {
+                        let detail = if attempt.error.is_empty() {
+                            value_text(attempt.output.as_ref())
+                        } else {
+                            attempt.error.clone()
+                        };
+                        rows.add_row(vec![
+                            attempt.task_id.clone(),
+                            attempt.attempt.to_string(),
+                            attempt_status(attempt.status),
+                            attempt.queue.clone(),
+                            time(attempt.start_time.as_ref()),
+                            time(attempt.end_time.as_ref()),
+                            short(&detail, 50),
+                        ]);
+                    }
+                    print_table(&rows);
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        RunsCommand::Cancel { run, reason } => {
+            let client = Client::connect(options).await?;
+            let run = call(
+                client
+                    .runs()
+                    .cancel_run(pb::CancelRunRequest {
+                        id: run,
+                        reason,
+                        request_id: request_id(),
+                    })
+                    .await,
+            )?;
+            print_state(format, &run)
+        }
+        RunsCommand::Pause {
+            run,
+            cancel_running,
+        } => {
+            let client = Client::connect(options).await?;
+            let run = call(
+                client
+                    .runs()
+                    .pause_run(pb::PauseRunRequest {
+                        id: run,
+                        cancel_running,
+                        request_id: request_id(),
+                    })
+                    .await,
+            )?;
+            print_state(format, &run)
+        }
+        RunsCommand::Resume { run } => {
+            let client = Client::connect(options).await?;
+            let run = call(
+                client
+                    .runs()
+                    .resume_run(pb::ResumeRunRequest {
+                        id: run,
+                        request_id: request_id(),
+                    })
+                    .await,
+            )?;
+            print_state(format, &run)
+        }
+        RunsCommand::Retry { run } => {
+            let client = Client::connect(options).await?;
+            let run = call(
+                client
+                    .runs()
+                    .retry_run(pb::RetryRunRequest {
+                        id: run,
+                        request_id: request_id(),
+                    })
+                    .await,
+            )?;
+            print_state(format, &run)
+        }
+        RunsCommand::Input { run, task, value } => {
+            let client = Client::connect(options).await?;
+            let task_id = match task {
+                Some(task) => task,
+                None => {
+                    let waiting = call(
+                        client
+                            .runs()
+                            .get_run(pb::GetRunRequest { id: run.clone() })
+                            .await,
+                    )?;
+                    match waiting.input_request {
+                        Some(request) => request.task_id,
+                        None => anyhow::bail!(
+                            "run {run} waits for no input (it is {}); name the task with --task",
+                            run_status(waiting.status)
+                        ),
+                    }
+                }
+            };
+            let run = call(
+                client
+                    .runs()
+                    .submit_input(pb::SubmitInputRequest {
+                        run_id: run,
+                        task_id,
+                        answer: Some(pb::submit_input_request::Answer::TypedInput(text(value))),
+                        request_id: request_id(),
+                    })
+                    .await,
+            )?;
+            print_state(format, &run)
+        }
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn text(text: String) -> pb::Value {
+    pb::Value {
+        kind: Some(pb::value::Kind::Text(text)),
+    }
+}
+
+async fn start(options: &ClientOptions, args: StartArgs) -> anyhow::Result<Outcome> {
+    use pb::start_run_request::RunInput;
+    let input = if let Some(input) = args.input {
+        Some(RunInput::TypedInput(text(input)))
+    } else if let Some(json) = args.input_json {
+        let json: serde_json::Value =
+            serde_json::from_str(&json).context("--input-json is not JSON")?;
+        Some(RunInput::Input(output::json_to_pb_value(&json)))
+    } else if let Some(path) = args.input_file {
+        let content =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        Some(RunInput::TypedInput(text(content)))
+    } else {
+        None
+    };
+    let start = pb::StartRunRequest {
+        chain_id: args.chain,
+        chain_version: args.version,
+        run_input: input,
+        // A retried call must not start a second run.
+        request_id: request_id(),
+        labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        ..Default::default()
+    };
+    let client = Client::connect(options).await?;
+    if args.watch {
+        // One call starts and watches: no event or token is missed between
+        // the start and the watch.
+        let stream = call(
+            client
+                .runs()
+                .start_and_watch_run(pb::StartAndWatchRunRequest {
+                    start: Some(start),
+                    after_seq: 0,
+                    include_deltas: true,
+                })
+                .await,
+        )?;
+        return follow(options.output, stream).await;
+    }
+    let run = call(client.runs().start_run(start).await)?;
+    match options.output {
+        Format::Json => json_line(RUN, &run)?,
+        Format::Table => println!("{}", run.id),
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Follows a watch stream to the terminal event. People get task lines and
+/// tokens on stderr and the run's output on stdout, so `$(taskloom runs
+/// start --watch …)` is the output; `-o json` prints every event as a line.
+async fn follow(
+    format: Format,
+    mut stream: tonic::Streaming<pb::RunEvent>,
+) -> anyhow::Result<Outcome> {
+    use pb::RunEventType as T;
+    let mut mid_line = false;
+    let mut stderr = std::io::stderr();
+    while let Some(event) = stream.next().await {
+        let event = event.map_err(CallFailed)?;
+        let kind = T::try_from(event.r#type).unwrap_or(T::Unspecified);
+        if format == Format::Json {
+            json_line(EVENT, &event)?;
+        } else {
+            if kind == T::TokenDelta {
+                write!(stderr, "{}", event.delta)?;
+                stderr.flush()?;
+                mid_line = !event.delta.ends_with('\n');
+                continue;
+            }
+            if let Some(line) = watch_line(&event, kind) {
+                if mid_line {
+                    writeln!(stderr)?;
+                    mid_line = false;
+                }
+                writeln!(stderr, "{line}")?;
+            }
+        }
+        match kind {
+            T::RunSucceeded => {
+                if format == Format::Table {
+                    println!("{}", value_text(event.output.as_ref()));
+                }
+                return Ok(Outcome::Ok);
+            }
+            T::RunFailed | T::RunCancelled => return Ok(Outcome::RunFailed),
+            _ => {}
+        }
+    }
+    Err(CallFailed(tonic::Status::unavailable(
+        "the watch ended before the run did",
+    ))
+    .into())
+}
+
+/// The line a person sees for an event, if any.
+fn watch_line(event: &pb::RunEvent, kind: pb::RunEventType) -> Option<String> {
+    use pb::RunEventType as T;
+    let task = &event.task_id;
+    let attempt = if event.attempt > 1 {
+        format!(" (attempt {})", event.attempt)
+    } else {
+        String::new()
+    };
+    let line = match kind {
+        T::RunStarted => format!("run {} started", event.run_id),
+        T::TaskStarted => format!("task {task} started{attempt}"),
+        T::TaskSucceeded => format!(
+            "task {task} succeeded: {}",
+            short(&value_text(event.output.as_ref()), 80)
+        ),
+        T::TaskFailed => format!("task {task} failed{attempt}: {}", event.message),
+        T::TaskTimedOut => format!("task {task} timed out{attempt}"),
+        T::TaskRetryScheduled => format!("task {task} will be retried: {}", event.message),
+        T::TaskThrottled => format!("task {task} waits: {}", event.message),
+        T::LeaseExpired => format!("task {task} lease expired"),
+        T::InputRequested => format!("task {task} waits for input: {}", event.message),
+        T::InputReceived => format!("task {task} got its input"),
+        T::Message => event.message.clone(),
+        T::RunPaused => "run paused".to_string(),
+        T::RunResumed => "run resumed".to_string(),
+        T::RunRetried => "run retried".to_string(),
+        T::RunSucceeded => format!("run {} succeeded", event.run_id),
+        T::RunFailed => format!("run {} failed: {}", event.run_id, event.message),
+        T::RunCancelled => format!("run {} cancelled: {}", event.run_id, event.message),
+        _ => return None,
+    };
+    Some(line)
+}
+
+fn event_detail(event: &pb::RunEvent) -> String {
+    if !event.message.is_empty() {
+        event.message.clone()
+    } else {
+        value_text(event.output.as_ref())
+    }
+}
+
+fn run_detail(run: &pb::Run) -> String {
+    if let Some(error) = &run.error {
+        return error.message.clone();
+    }
+    if let Some(request) = &run.input_request {
+        return format!("waits for input at {}", request.task_id);
+    }
+    if !run.active_tasks.is_empty() {
+        return run.active_tasks.join(", ");
+    }
+    value_text(run.output.as_ref())
+}
+
+fn print_state(format: Format, run: &pb::Run) -> anyhow::Result<Outcome> {
+    match format {
+        Format::Json => json_line(RUN, run)?,
+        Format::Table => println!("run {}: {}", run.id, run_status(run.status)),
+    }
+    Ok(Outcome::Ok)
+}
+
+fn print_run(format: Format, run: &pb::Run) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json_line(RUN, run);
+    }
+    let mut rows = table(["FIELD", "VALUE"]);
+    let usage = run.usage.unwrap_or_default();
+    let mut add = |field: &str, value: String| {
+        if !value.is_empty() {
+            rows.add_row(vec![field.to_string(), value]);
+        }
+    };
+    add("id", run.id.clone());
+    add("chain", format!("{} v{}", run.chain_id, run.chain_version));
+    add("status", run_status(run.status));
+    add("input", value_text(run.input.as_ref()));
+    add("output", value_text(run.output.as_ref()));
+    if let Some(error) = &run.error {
+        add(
+            "error",
+            format!(
+                "{} ({}, task {})",
+                error.message, error.reason, error.task_id
+            ),
+        );
+    }
+    if let Some(request) = &run.input_request {
+        add(
+            "waits for",
+            format!("{}: {}", request.task_id, request.prompt),
+        );
+    }
+    add("active tasks", run.active_tasks.join(", "));
+    add(
+        "labels",
+        run.labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    add("steps", run.steps.to_string());
+    add(
+        "tokens",
+        format!("{} in, {} out", usage.input_tokens, usage.output_tokens),
+    );
+    add("created", time(run.create_time.as_ref()));
+    add("started", time(run.start_time.as_ref()));
+    add("ended", time(run.end_time.as_ref()));
+    print_table(&rows);
+    Ok(())
+}
