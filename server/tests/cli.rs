@@ -1,0 +1,547 @@
+//! The `taskloom chains|runs` client commands, black-box: the built
+//! `taskloom` binary run against a real server (SQLite and PostgreSQL), its
+//! output and exit codes checked as a script would.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::TestServer;
+use taskloom_server::proto::taskloom::v1 as pb;
+
+api_tests!(
+    apply_twice_is_unchanged,
+    apply_a_directory_as_json_lines,
+    start_watch_prints_the_output,
+    failed_run_exits_with_the_run_failed_code,
+    failed_calls_exit_with_the_call_failed_code,
+    answer_cancel_and_inspect_runs,
+    namespace_flag_scopes_calls,
+);
+
+/// Exit codes the CLI documents (docs/cli.md).
+const EXIT_ERROR: i32 = 1;
+const EXIT_CALL_FAILED: i32 = 3;
+const EXIT_RUN_FAILED: i32 = 4;
+
+/// Runs `taskloom ARGS --address <server>` with no client variables
+/// inherited from the environment.
+async fn cli(server: &TestServer, args: &[&str]) -> Output {
+    cli_with(server, args, &[]).await
+}
+
+async fn cli_with(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskloom"));
+    command
+        .args(args)
+        .args(["--address", server.process.addr.as_str()])
+        .env_remove("TASKLOOM_ADDRESS")
+        .env_remove("TASKLOOM_API_KEY")
+        .env_remove("TASKLOOM_NAMESPACE")
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .expect("the CLI ends within a minute")
+        .expect("run taskloom")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Every stdout line as JSON: `-o json` prints one object per line.
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    stdout(output)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("{line:?}: {error}"));
+            assert!(value.is_object(), "{line}");
+            value
+        })
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write chain file");
+    path.display().to_string()
+}
+
+/// A one-task chain in contenox's camelCase JSON.
+fn one_task_chain(id: &str, handler: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "description": "one {handler} task",
+            "tasks": [{{"id": "a", "handler": "{handler}"{extra},
+                        "transition": {{"branches": [{{"operator": "default", "goto": "end"}}]}}}}]}}"#
+    )
+}
+
+async fn versions(server: &TestServer, id: &str) -> Vec<i64> {
+    server
+        .chains()
+        .list_chain_versions(pb::ListChainVersionsRequest {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list versions")
+        .into_inner()
+        .chains
+        .iter()
+        .map(|chain| chain.version)
+        .collect()
+}
+
+async fn apply_twice_is_unchanged(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "hello.json",
+        &one_task_chain("hello", "noop", ""),
+    );
+
+    let first = cli(&server, &["chains", "apply", "-f", &file]).await;
+    assert_exit(&first, 0);
+    assert_eq!(stdout(&first), "chain hello: created (v1)\n");
+    let second = cli(&server, &["chains", "apply", "-f", &file]).await;
+    assert_exit(&second, 0);
+    assert_eq!(stdout(&second), "chain hello: unchanged (v1)\n");
+    assert_eq!(versions(&server, "hello").await, [1]);
+
+    // The same chain in snake_case is the same content.
+    let snake = write(
+        dir.path(),
+        "snake.json",
+        r#"{"id": "hello", "description": "one noop task",
+            "tasks": [{"id": "a", "handler": "noop",
+                       "transition": {"branches": [{"operator": "default", "goto": "end"}]}}]}"#,
+    );
+    let third = cli(&server, &["chains", "apply", "-f", &snake]).await;
+    assert_eq!(stdout(&third), "chain hello: unchanged (v1)\n");
+
+    let changed = write(
+        dir.path(),
+        "hello.json",
+        &one_task_chain("hello", "noop", r#", "description": "does nothing""#),
+    );
+    let update = cli(&server, &["chains", "apply", "-f", &changed]).await;
+    assert_exit(&update, 0);
+    assert_eq!(
+        stdout(&update),
+        "chain hello: updated (v2)\n  task a changed\n"
+    );
+    assert_eq!(versions(&server, "hello").await, [2, 1]);
+
+    let list = cli(&server, &["chains", "versions", "hello"]).await;
+    assert_exit(&list, 0);
+    let lines: Vec<String> = stdout(&list).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("VERSION"), "{lines:?}");
+    assert!(lines[1].starts_with("2 "), "{lines:?}");
+    assert!(lines[2].starts_with("1 "), "{lines:?}");
+
+    let get = cli(
+        &server,
+        &["chains", "get", "hello", "--version", "1", "-o", "json"],
+    )
+    .await;
+    assert_exit(&get, 0);
+    let chain = &json_lines(&get)[0];
+    assert_eq!(chain["version"], 1);
+    assert_eq!(chain["tasks"][0]["handler"], "noop");
+    assert!(chain["tasks"][0].get("description").is_none(), "{chain}");
+
+    let delete = cli(&server, &["chains", "delete", "hello"]).await;
+    assert_exit(&delete, 0);
+    let gone = cli(&server, &["chains", "get", "hello"]).await;
+    assert_exit(&gone, EXIT_CALL_FAILED);
+    assert!(stderr(&gone).contains("NOT_FOUND"), "{}", stderr(&gone));
+}
+
+async fn apply_a_directory_as_json_lines(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "b.json", &one_task_chain("second", "noop", ""));
+    write(dir.path(), "a.json", &one_task_chain("first", "noop", ""));
+    write(dir.path(), "notes.txt", "not a chain");
+    let path = dir.path().display().to_string();
+
+    let applied = cli(&server, &["chains", "apply", "-f", &path, "-o", "json"]).await;
+    assert_exit(&applied, 0);
+    let lines = json_lines(&applied);
+    let results: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|line| {
+            (
+                line["chain"].as_str().unwrap(),
+                line["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(results, [("first", "created"), ("second", "created")]);
+    let again = cli(&server, &["-o", "json", "chains", "apply", "-f", &path]).await;
+    assert!(
+        json_lines(&again)
+            .iter()
+            .all(|line| line["result"] == "unchanged" && line["version"] == 1),
+        "{}",
+        stdout(&again)
+    );
+
+    let list = cli(&server, &["chains", "list", "-o", "json"]).await;
+    assert_exit(&list, 0);
+    let ids: Vec<String> = json_lines(&list)
+        .iter()
+        .map(|chain| chain["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["first", "second"]);
+
+    // A file that is not a chain fails before any call.
+    let broken = write(dir.path(), "broken.json", r#"{"id": "x", "tasks": 3}"#);
+    let refused = cli(&server, &["chains", "apply", "-f", &broken]).await;
+    assert_exit(&refused, EXIT_ERROR);
+    assert!(
+        stderr(&refused).contains("broken.json"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+async fn start_watch_prints_the_output(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "echo.json", &one_task_chain("echo", "noop", ""));
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+
+    let watched = cli(
+        &server,
+        &["runs", "start", "echo", "--input", "hello there", "--watch"],
+    )
+    .await;
+    assert_exit(&watched, 0);
+    assert_eq!(stdout(&watched), "hello there\n");
+    let progress = stderr(&watched);
+    assert!(progress.contains("task a started"), "{progress}");
+    assert!(
+        progress.contains("task a succeeded: hello there"),
+        "{progress}"
+    );
+    assert!(progress.contains("succeeded"), "{progress}");
+
+    let json = cli(
+        &server,
+        &[
+            "runs",
+            "start",
+            "echo",
+            "--input-json",
+            r#"{"n": 1}"#,
+            "--watch",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_exit(&json, 0);
+    let events = json_lines(&json);
+    assert_eq!(events[0]["type"], "RUN_EVENT_TYPE_RUN_CREATED");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "RUN_EVENT_TYPE_RUN_SUCCEEDED");
+    assert_eq!(last["output"]["json"], serde_json::json!({"n": 1.0}));
+    let run_id = last["runId"].as_str().unwrap().to_string();
+
+    // Without --watch, start prints the run's id.
+    let started = cli(&server, &["runs", "start", "echo", "--label", "team=a"]).await;
+    assert_exit(&started, 0);
+    let labelled = stdout(&started).trim().to_string();
+    assert!(!labelled.is_empty());
+
+    let watch = cli(&server, &["runs", "watch", &run_id]).await;
+    assert_exit(&watch, 0);
+    assert_eq!(stdout(&watch), "{\"n\":1.0}\n");
+
+    let listed = cli(
+        &server,
+        &["runs", "list", "--label", "team=a", "-o", "json"],
+    )
+    .await;
+    assert_exit(&listed, 0);
+    let ids: Vec<String> = json_lines(&listed)
+        .iter()
+        .map(|run| run["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, [labelled]);
+}
+
+async fn failed_run_exits_with_the_run_failed_code(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "fail.json",
+        &one_task_chain("fail", "raise_error", r#", "errorMessage": "boom""#),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+
+    let watched = cli(&server, &["runs", "start", "fail", "--watch"]).await;
+    assert_exit(&watched, EXIT_RUN_FAILED);
+    assert_eq!(stdout(&watched), "");
+    assert!(
+        stderr(&watched).contains("failed: boom"),
+        "{}",
+        stderr(&watched)
+    );
+
+    let listed = cli(&server, &["runs", "list", "--status", "failed"]).await;
+    assert_exit(&listed, 0);
+    let table = stdout(&listed);
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.contains("FAILED") && table.contains("boom"),
+        "{table}"
+    );
+    let none = cli(
+        &server,
+        &["runs", "list", "--status", "succeeded", "-o", "json"],
+    )
+    .await;
+    assert_eq!(stdout(&none), "");
+
+    let run_id = table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let rewatch = cli(&server, &["runs", "watch", &run_id, "-o", "json"]).await;
+    assert_exit(&rewatch, EXIT_RUN_FAILED);
+    let events = json_lines(&rewatch);
+    assert_eq!(events.last().unwrap()["type"], "RUN_EVENT_TYPE_RUN_FAILED");
+
+    let attempts = cli(&server, &["runs", "attempts", &run_id]).await;
+    assert_exit(&attempts, 0);
+    assert!(stdout(&attempts).contains("boom"), "{}", stdout(&attempts));
+}
+
+async fn failed_calls_exit_with_the_call_failed_code(server: TestServer) {
+    let unknown = cli(&server, &["runs", "start", "nope", "--watch"]).await;
+    assert_exit(&unknown, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&unknown).contains("NOT_FOUND"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.json", &one_task_chain("bad", "nosuch", ""));
+    let refused = cli(&server, &["chains", "apply", "-f", &bad]).await;
+    assert_exit(&refused, EXIT_CALL_FAILED);
+    let message = stderr(&refused);
+    assert!(message.contains("INVALID_ARGUMENT"), "{message}");
+    assert!(message.contains("  chain.tasks[0].handler: "), "{message}");
+    let stored = server
+        .chains()
+        .get_chain(pb::GetChainRequest {
+            id: "bad".into(),
+            version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stored.code(), tonic::Code::NotFound);
+
+    let invalid = cli(&server, &["chains", "validate", "-f", &bad]).await;
+    assert_exit(&invalid, EXIT_ERROR);
+    assert!(stdout(&invalid).contains("invalid"), "{}", stdout(&invalid));
+    assert!(
+        stdout(&invalid).contains("UNKNOWN_HANDLER"),
+        "{}",
+        stdout(&invalid)
+    );
+
+    let run = cli(&server, &["runs", "get", "no-such-run"]).await;
+    assert_exit(&run, EXIT_CALL_FAILED);
+    assert!(stderr(&run).contains("NOT_FOUND"), "{}", stderr(&run));
+
+    // No server there: a failed call too.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let unreachable = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskloom"))
+        .args(["chains", "list", "--address", &closed])
+        .output()
+        .await
+        .unwrap();
+    assert_exit(&unreachable, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&unreachable).contains("UNAVAILABLE"),
+        "{}",
+        stderr(&unreachable)
+    );
+
+    // A usage error is clap's 2.
+    let usage = cli(&server, &["runs", "list", "--status", "sleeping"]).await;
+    assert_exit(&usage, 2);
+}
+
+async fn answer_cancel_and_inspect_runs(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "ask.json",
+        &one_task_chain(
+            "ask",
+            "human_input",
+            r#", "promptTemplate": "Approve {{ input }}?""#,
+        ),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+
+    let started = cli(&server, &["runs", "start", "ask", "--input", "deploy"]).await;
+    assert_exit(&started, 0);
+    let run_id = stdout(&started).trim().to_string();
+    wait_status(&server, &run_id, pb::RunStatus::WaitingInput).await;
+    let shown = cli(&server, &["runs", "get", &run_id]).await;
+    assert_exit(&shown, 0);
+    assert!(
+        stdout(&shown).contains("WAITING_INPUT"),
+        "{}",
+        stdout(&shown)
+    );
+    assert!(
+        stdout(&shown).contains("a: Approve deploy?"),
+        "{}",
+        stdout(&shown)
+    );
+
+    let answered = cli(&server, &["runs", "input", &run_id, "--value", "approved"]).await;
+    assert_exit(&answered, 0);
+    let watched = cli(&server, &["runs", "watch", &run_id]).await;
+    assert_exit(&watched, 0);
+    assert_eq!(stdout(&watched), "approved\n");
+    let events = cli(&server, &["runs", "events", &run_id]).await;
+    assert_exit(&events, 0);
+    assert!(
+        stdout(&events).contains("INPUT_RECEIVED"),
+        "{}",
+        stdout(&events)
+    );
+
+    let second = cli(&server, &["runs", "start", "ask", "--input", "again"]).await;
+    let second = stdout(&second).trim().to_string();
+    wait_status(&server, &second, pb::RunStatus::WaitingInput).await;
+    let cancelled = cli(
+        &server,
+        &["runs", "cancel", &second, "--reason", "not today"],
+    )
+    .await;
+    assert_exit(&cancelled, 0);
+    assert_eq!(stdout(&cancelled), format!("run {second}: CANCELLED\n"));
+    let watched = cli(&server, &["runs", "watch", &second]).await;
+    assert_exit(&watched, EXIT_RUN_FAILED);
+    let retry = cli(&server, &["runs", "retry", &second]).await;
+    assert_exit(&retry, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&retry).contains("FAILED_PRECONDITION"),
+        "{}",
+        stderr(&retry)
+    );
+}
+
+async fn namespace_flag_scopes_calls(server: TestServer) {
+    pb::namespace_service_client::NamespaceServiceClient::new(server.channel.clone())
+        .create_namespace(pb::CreateNamespaceRequest {
+            name: "team-a".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create namespace");
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "scoped.json",
+        &one_task_chain("scoped", "noop", ""),
+    );
+    let applied = cli(
+        &server,
+        &["chains", "apply", "-f", &file, "--namespace", "team-a"],
+    )
+    .await;
+    assert_exit(&applied, 0);
+
+    let there = cli_with(
+        &server,
+        &["chains", "list"],
+        &[("TASKLOOM_NAMESPACE", "team-a")],
+    )
+    .await;
+    assert!(stdout(&there).contains("scoped"), "{}", stdout(&there));
+    let default = cli(&server, &["chains", "list", "-o", "json"]).await;
+    assert_exit(&default, 0);
+    assert_eq!(stdout(&default), "");
+}
+
+/// `--api-key` / `TASKLOOM_API_KEY` is sent as `authorization: Bearer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_is_sent_as_bearer() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = write(dir.path(), "keys", "cli-test-key\n");
+    let server = TestServer::start_with(common::Backend::Sqlite, &["--api-keys-file", &keys]).await;
+
+    let refused = cli(&server, &["chains", "list"]).await;
+    assert_exit(&refused, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&refused).contains("UNAUTHENTICATED"),
+        "{}",
+        stderr(&refused)
+    );
+    let flag = cli(&server, &["chains", "list", "--api-key", "cli-test-key"]).await;
+    assert_exit(&flag, 0);
+    let env = cli_with(
+        &server,
+        &["chains", "list"],
+        &[("TASKLOOM_API_KEY", "cli-test-key")],
+    )
+    .await;
+    assert_exit(&env, 0);
+    assert!(stdout(&env).starts_with("ID"), "{}", stdout(&env));
+}
+
+async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -> pb::Run {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let run = server
+            .runs()
+            .get_run(pb::GetRunRequest { id: run_id.into() })
+            .await
+            .expect("get run")
+            .into_inner();
+        if run.status == status as i32 {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {run_id} is {:?}, not {status:?}",
+            run.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
