@@ -13,12 +13,13 @@ const CHAIN: &str = "taskloom.v1.Chain";
 
 #[derive(Debug, Subcommand)]
 pub enum ChainsCommand {
-    /// Create or update chains from JSON files (the protobuf JSON mapping:
-    /// camelCase or snake_case, contenox chains as they are). A file whose
-    /// content equals the chain's latest version makes no new version.
+    /// Create or update chains from JSON or YAML files (the protobuf JSON
+    /// mapping: camelCase or snake_case, contenox chains as they are). A
+    /// file whose content equals the chain's latest version makes no new
+    /// version.
     Apply {
-        /// A chain file, or a directory whose `*.json` files are applied in
-        /// name order.
+        /// A chain file, or a directory whose `*.json`, `*.yaml` and `*.yml`
+        /// files are applied in name order.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
@@ -204,8 +205,14 @@ fn print_chains(format: Format, chains: &[pb::Chain], with_id: bool) -> anyhow::
     Ok(Outcome::Ok)
 }
 
+/// Whether `path` names a YAML file (JSON otherwise).
+fn is_yaml(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|extension| extension == "yaml" || extension == "yml")
+}
+
 /// The chain files named by `path`: the file itself, or a directory's
-/// `*.json` files in name order.
+/// `*.json`, `*.yaml` and `*.yml` files in name order.
 fn read_chains(path: &Path) -> anyhow::Result<Vec<(PathBuf, pb::Chain)>> {
     let files = if path.is_dir() {
         let mut files = Vec::new();
@@ -221,7 +228,7 @@ fn read_chains(path: &Path) -> anyhow::Result<Vec<(PathBuf, pb::Chain)>> {
         }
         files.sort();
         if files.is_empty() {
-            anyhow::bail!("{} holds no *.json file", path.display());
+            anyhow::bail!("{} holds no *.json, *.yaml or *.yml file", path.display());
         }
         files
     } else {
@@ -232,8 +239,12 @@ fn read_chains(path: &Path) -> anyhow::Result<Vec<(PathBuf, pb::Chain)>> {
         .map(|file| {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("read {}", file.display()))?;
-            let chain = output::from_json::<pb::Chain>(CHAIN, &text)
-                .with_context(|| format!("{} is not a chain", file.display()))?;
+            let chain = if is_yaml(&file) {
+                output::from_yaml::<pb::Chain>(CHAIN, &text)
+            } else {
+                output::from_json::<pb::Chain>(CHAIN, &text)
+            };
+            let chain = chain.with_context(|| format!("{} is not a chain", file.display()))?;
             if chain.id.is_empty() {
                 anyhow::bail!("{}: the chain has no id", file.display());
             }

@@ -59,6 +59,14 @@ pub fn from_json<M: prost::Message + Default>(name: &str, text: &str) -> anyhow:
     Ok(dynamic.transcode_to()?)
 }
 
+/// Reads a message of proto type `name` from YAML text: the YAML document
+/// read as the JSON it stands for, then as [`from_json`] would.
+pub fn from_yaml<M: prost::Message + Default>(name: &str, text: &str) -> anyhow::Result<M> {
+    let json: serde_json::Value = serde_norway::from_str(text)?;
+    let dynamic = DynamicMessage::deserialize(descriptor(name)?, json)?;
+    Ok(dynamic.transcode_to()?)
+}
+
 /// A table without outer borders, columns aligned, fitting the terminal
 /// when there is one.
 pub fn table<I, S>(header: I) -> Table

@@ -6,14 +6,17 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use common::TestServer;
 use taskloom_server::proto::taskloom::v1 as pb;
+use taskloom_testkit::fake_llm::{FakeLlm, Reply};
 
 api_tests!(
     apply_twice_is_unchanged,
     apply_a_directory_as_json_lines,
     start_watch_prints_the_output,
+    watch_streams_tokens,
     failed_run_exits_with_the_run_failed_code,
     failed_calls_exit_with_the_call_failed_code,
     answer_cancel_and_inspect_runs,
@@ -43,7 +46,7 @@ async fn cli_with(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> O
     for (name, value) in env {
         command.env(name, value);
     }
-    tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+    tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .expect("the CLI ends within a minute")
         .expect("run taskloom")
@@ -138,6 +141,16 @@ async fn apply_twice_is_unchanged(server: TestServer) {
     );
     let third = cli(&server, &["chains", "apply", "-f", &snake]).await;
     assert_eq!(stdout(&third), "chain hello: unchanged (v1)\n");
+    // And in YAML.
+    let yaml = write(
+        dir.path(),
+        "hello.yaml",
+        "id: hello\ndescription: one noop task\ntasks:\n  - id: a\n    handler: noop\n    \
+         transition:\n      branches:\n        - {operator: default, goto: end}\n",
+    );
+    let fourth = cli(&server, &["chains", "apply", "-f", &yaml]).await;
+    assert_exit(&fourth, 0);
+    assert_eq!(stdout(&fourth), "chain hello: unchanged (v1)\n");
 
     let changed = write(
         dir.path(),
@@ -289,6 +302,45 @@ async fn start_watch_prints_the_output(server: TestServer) {
         .map(|run| run["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, [labelled]);
+}
+
+/// A model's answer streams to the terminal as it comes: the watch lines
+/// hold the tokens, and `-o json` has them as TOKEN_DELTA lines.
+async fn watch_streams_tokens(server: TestServer) {
+    let fake = FakeLlm::start().await;
+    fake.set_default_reply(
+        Reply::chunks(["Hel", "lo, ", "wörld"]).chunk_delay(Duration::from_millis(20)),
+    );
+    server.add_fake_backend(&fake.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "ask.json",
+        &one_task_chain(
+            "ask",
+            "raw_string",
+            r#", "promptTemplate": "Say hello.", "executeConfig": {"model": "fake-model"}"#,
+        ),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+
+    let watched = cli(&server, &["runs", "start", "ask", "--watch"]).await;
+    assert_exit(&watched, 0);
+    assert_eq!(stdout(&watched), "Hello, wörld\n");
+    let progress = stderr(&watched);
+    assert!(
+        progress.contains("task a started\nHello, wörld\ntask a succeeded"),
+        "{progress}"
+    );
+
+    let json = cli(&server, &["runs", "start", "ask", "--watch", "-o", "json"]).await;
+    assert_exit(&json, 0);
+    let streamed: String = json_lines(&json)
+        .iter()
+        .filter(|event| event["type"] == "RUN_EVENT_TYPE_TOKEN_DELTA")
+        .map(|event| event["delta"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(streamed, "Hello, wörld");
 }
 
 async fn failed_run_exits_with_the_run_failed_code(server: TestServer) {
@@ -526,7 +578,7 @@ async fn api_key_is_sent_as_bearer() {
 }
 
 async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -> pb::Run {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let run = server
             .runs()
@@ -542,6 +594,6 @@ async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -
             "run {run_id} is {:?}, not {status:?}",
             run.status
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
