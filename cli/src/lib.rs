@@ -6,8 +6,8 @@
 //! Exit codes, for scripts: [`EXIT_OK`], [`EXIT_ERROR`] (a local problem: a
 //! file that does not parse, an invalid chain), 2 for a usage error (clap's),
 //! [`EXIT_CALL_FAILED`] (the server answered with an error or could not be
-//! reached) and [`EXIT_RUN_FAILED`] (a watched run ended FAILED or
-//! CANCELLED).
+//! reached) and [`EXIT_RUN_FAILED`] (a watched or executed run ended FAILED
+//! or CANCELLED, or a replay diverged).
 
 mod chains;
 mod output;
@@ -33,7 +33,7 @@ pub const EXIT_ERROR: u8 = 1;
 /// A call failed: the server answered with an error status, or could not
 /// be reached.
 pub const EXIT_CALL_FAILED: u8 = 3;
-/// A watched run ended FAILED or CANCELLED.
+/// A watched run ended FAILED or CANCELLED (or a replay diverged).
 pub const EXIT_RUN_FAILED: u8 = 4;
 
 /// The client subcommands, flattened into the `taskloom` command.

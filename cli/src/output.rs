@@ -83,13 +83,22 @@ where
 }
 
 pub fn print_table(table: &Table) {
-    // comfy-table pads each cell with a space at both sides: strip the
-    // line's first and last so columns start at the margin and lines do not
-    // end in blanks.
-    for line in table.lines() {
-        let line = line.strip_prefix(' ').unwrap_or(&line);
-        println!("{}", line.trim_end());
+    for line in table_lines(table) {
+        println!("{line}");
     }
+}
+
+/// The table's lines. comfy-table pads each cell with a space at both
+/// sides: each line's first and last are stripped so columns start at the
+/// margin and lines do not end in blanks.
+pub fn table_lines(table: &Table) -> Vec<String> {
+    table
+        .lines()
+        .map(|line| {
+            let line = line.strip_prefix(' ').unwrap_or(&line);
+            line.trim_end().to_string()
+        })
+        .collect()
 }
 
 /// A value in one line for a table cell or a watch line.

@@ -52,6 +52,21 @@ pub enum RunsCommand {
     Resume { run: String },
     /// Continue a failed run from the task that failed.
     Retry { run: String },
+    /// Re-derive a run's path from its recorded outputs (no model, hook or
+    /// worker is called) and say whether it diverges; exits 4 when it does.
+    Replay { run: String },
+    /// Delete a finished run with its attempts and events.
+    Delete { run: String },
+    /// Run a request file (`ExecuteChain`, contenox's `POST /tasks`: a
+    /// chain id or an inline chain, and the input) and wait for the end:
+    /// the trace on stderr, the output on stdout. Exits 4 when the run
+    /// failed or was cancelled, 3 (DEADLINE_EXCEEDED) when the wait
+    /// (`waitTimeout`, default 5 minutes) ended first.
+    Execute {
+        /// The request, JSON or YAML (e.g. examples/qa.json).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
     /// Answer the `human_input` task a run waits on.
     Input {
         run: String,
@@ -351,6 +366,57 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
             )?;
             print_state(format, &run)
         }
+        RunsCommand::Replay { run } => {
+            let client = Client::connect(options).await?;
+            let replay = call(
+                client
+                    .runs()
+                    .replay_run(pb::ReplayRunRequest { id: run })
+                    .await,
+            )?;
+            match format {
+                Format::Json => json_line("taskloom.v1.ReplayRunResponse", &replay)?,
+                Format::Table => {
+                    println!("fingerprint: {}", replay.fingerprint);
+                    println!("path: {}", replay.path.join(" → "));
+                    println!("diverged: {}", replay.diverged);
+                    for divergence in &replay.divergences {
+                        println!(
+                            "  step {} ({}): recorded {}, replayed {}",
+                            divergence.step,
+                            divergence.task_id,
+                            divergence.recorded,
+                            divergence.replayed
+                        );
+                    }
+                }
+            }
+            Ok(if replay.diverged {
+                Outcome::RunFailed
+            } else {
+                Outcome::Ok
+            })
+        }
+        RunsCommand::Delete { run } => {
+            let client = Client::connect(options).await?;
+            call(
+                client
+                    .runs()
+                    .delete_run(pb::DeleteRunRequest {
+                        id: run.clone(),
+                        request_id: request_id(),
+                    })
+                    .await,
+            )?;
+            match format {
+                Format::Json => {
+                    output::print_line(&serde_json::json!({"run": run, "result": "deleted"}))?
+                }
+                Format::Table => println!("run {run}: deleted"),
+            }
+            Ok(Outcome::Ok)
+        }
+        RunsCommand::Execute { file } => execute(options, &file).await,
         RunsCommand::Input { run, task, value } => {
             let client = Client::connect(options).await?;
             let task_id = match task {
@@ -394,6 +460,69 @@ fn request_id() -> String {
 fn text(text: String) -> pb::Value {
     pb::Value {
         kind: Some(pb::value::Kind::Text(text)),
+    }
+}
+
+async fn execute(options: &ClientOptions, file: &std::path::Path) -> anyhow::Result<Outcome> {
+    const REQUEST: &str = "taskloom.v1.ExecuteChainRequest";
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let yaml = file
+        .extension()
+        .is_some_and(|extension| extension == "yaml" || extension == "yml");
+    let mut request: pb::ExecuteChainRequest = if yaml {
+        output::from_yaml(REQUEST, &text)
+    } else {
+        output::from_json(REQUEST, &text)
+    }
+    .with_context(|| format!("{} is not an ExecuteChain request", file.display()))?;
+    if request.request_id.is_empty() {
+        request.request_id = request_id();
+    }
+    let client = Client::connect(options).await?;
+    let response = call(client.runs().execute_chain(request).await)?;
+    let run = response.run.clone().unwrap_or_default();
+    let status = pb::RunStatus::try_from(run.status).unwrap_or(pb::RunStatus::Unspecified);
+    match options.output {
+        Format::Json => json_line("taskloom.v1.ExecuteChainResponse", &response)?,
+        Format::Table => {
+            let mut rows = table([
+                "TASK", "HANDLER", "ATTEMPTS", "DURATION", "MODEL", "NEXT", "ERRORS",
+            ]);
+            for step in &response.trace {
+                let duration = step.duration.map_or_else(String::new, |duration| {
+                    format!(
+                        "{:.3}s",
+                        duration.seconds as f64 + f64::from(duration.nanos) / 1e9
+                    )
+                });
+                rows.add_row(vec![
+                    step.task_id.clone(),
+                    step.handler.clone(),
+                    step.attempts.to_string(),
+                    duration,
+                    step.model.clone(),
+                    step.next.join(", "),
+                    short(&step.errors.join("; "), 50),
+                ]);
+            }
+            let mut stderr = std::io::stderr().lock();
+            for line in output::table_lines(&rows) {
+                writeln!(stderr, "{line}")?;
+            }
+            writeln!(stderr, "run {}: {}", run.id, run_status(run.status))?;
+            if let Some(error) = &run.error {
+                writeln!(stderr, "error: {}", error.message)?;
+            }
+            if status == pb::RunStatus::Succeeded {
+                println!("{}", value_text(response.output.as_ref()));
+            }
+        }
+    }
+    match status {
+        pb::RunStatus::Succeeded => Ok(Outcome::Ok),
+        pb::RunStatus::Failed | pb::RunStatus::Cancelled => Ok(Outcome::RunFailed),
+        // The server answers DEADLINE_EXCEEDED when its wait ends first.
+        _ => anyhow::bail!("run {} has not ended ({})", run.id, run_status(run.status)),
     }
 }
 

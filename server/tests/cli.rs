@@ -21,6 +21,7 @@ api_tests!(
     failed_calls_exit_with_the_call_failed_code,
     answer_cancel_and_inspect_runs,
     namespace_flag_scopes_calls,
+    execute_replay_and_delete,
 );
 
 /// Exit codes the CLI documents (docs/cli.md).
@@ -549,6 +550,85 @@ async fn namespace_flag_scopes_calls(server: TestServer) {
     let default = cli(&server, &["chains", "list", "-o", "json"]).await;
     assert_exit(&default, 0);
     assert_eq!(stdout(&default), "");
+}
+
+/// `runs execute -f` runs a contenox-style request file (inline chain and
+/// input) and waits; `replay` and `delete` act on the run it made.
+async fn execute_replay_and_delete(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let request =
+        |chain: &str| format!(r#"{{"input": "hi", "inputType": "string", "chain": {chain}}}"#);
+    let ok = write(
+        dir.path(),
+        "ok.json",
+        &request(&one_task_chain("inline", "noop", "")),
+    );
+    let executed = cli(&server, &["runs", "execute", "-f", &ok]).await;
+    assert_exit(&executed, 0);
+    assert_eq!(stdout(&executed), "hi\n");
+    let trace = stderr(&executed);
+    assert!(
+        trace
+            .lines()
+            .any(|line| line.starts_with("a ") && line.contains("noop")),
+        "{trace}"
+    );
+    assert!(trace.contains(": SUCCEEDED"), "{trace}");
+
+    let json = cli(&server, &["runs", "execute", "-f", &ok, "-o", "json"]).await;
+    assert_exit(&json, 0);
+    let response = &json_lines(&json)[0];
+    assert_eq!(response["run"]["status"], "RUN_STATUS_SUCCEEDED");
+    assert_eq!(response["trace"][0]["taskId"], "a");
+    let run_id = response["run"]["id"].as_str().unwrap().to_string();
+
+    let failing = write(
+        dir.path(),
+        "fail.yaml",
+        "input: hi\nchain:\n  id: inline-fail\n  tasks:\n    - {id: a, handler: raise_error, errorMessage: nope}\n",
+    );
+    let failed = cli(&server, &["runs", "execute", "-f", &failing]).await;
+    assert_exit(&failed, EXIT_RUN_FAILED);
+    assert!(
+        stderr(&failed).contains("error: nope"),
+        "{}",
+        stderr(&failed)
+    );
+
+    // A human_input task outlasts a short wait: the server answers
+    // DEADLINE_EXCEEDED, a failed call.
+    let waits = write(
+        dir.path(),
+        "waits.json",
+        &format!(
+            r#"{{"input": "hi", "waitTimeout": "0.2s", "chain": {}}}"#,
+            one_task_chain("inline-wait", "human_input", "")
+        ),
+    );
+    let pending = cli(&server, &["runs", "execute", "-f", &waits]).await;
+    assert_exit(&pending, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&pending).contains("DEADLINE_EXCEEDED"),
+        "{}",
+        stderr(&pending)
+    );
+
+    let replay = cli(&server, &["runs", "replay", &run_id]).await;
+    assert_exit(&replay, 0);
+    let replayed = stdout(&replay);
+    assert!(replayed.contains("diverged: false"), "{replayed}");
+    let fingerprint = replayed
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("fingerprint: ");
+    assert_eq!(fingerprint.len(), 64, "{replayed}");
+
+    let deleted = cli(&server, &["runs", "delete", &run_id]).await;
+    assert_exit(&deleted, 0);
+    assert_eq!(stdout(&deleted), format!("run {run_id}: deleted\n"));
+    let gone = cli(&server, &["runs", "get", &run_id]).await;
+    assert_exit(&gone, EXIT_CALL_FAILED);
 }
 
 /// `--api-key` / `TASKLOOM_API_KEY` is sent as `authorization: Bearer`.
