@@ -292,7 +292,9 @@ async fn apply(
                 client
                     .chains()
                     .create_chain(pb::CreateChainRequest {
-                        chain: Some(chain),
+                        // Output-only fields (a file saved by `chains get
+                        // -o json`) are not the client's to set.
+                        chain: Some(definition(&chain)),
                         request_id: uuid::Uuid::new_v4().to_string(),
                     })
                     .await,

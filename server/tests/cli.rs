@@ -185,6 +185,14 @@ async fn apply_twice_is_unchanged(server: TestServer) {
     assert_eq!(chain["tasks"][0]["handler"], "noop");
     assert!(chain["tasks"][0].get("description").is_none(), "{chain}");
 
+    // What `chains get -o json` saved applies as unchanged: the fields the
+    // server sets are not compared.
+    let latest = cli(&server, &["chains", "get", "hello", "-o", "json"]).await;
+    let saved = write(dir.path(), "saved.json", &stdout(&latest));
+    let reapplied = cli(&server, &["chains", "apply", "-f", &saved]).await;
+    assert_exit(&reapplied, 0);
+    assert_eq!(stdout(&reapplied), "chain hello: unchanged (v2)\n");
+
     let delete = cli(&server, &["chains", "delete", "hello"]).await;
     assert_exit(&delete, 0);
     let gone = cli(&server, &["chains", "get", "hello"]).await;
