@@ -92,7 +92,7 @@ pub struct StartArgs {
     /// The input, as JSON (its type inferred from the JSON, as the API does).
     #[arg(long, group = "run_input")]
     input_json: Option<String>,
-    /// The input: the text of this file.
+    /// The input: the text of this file (`-`: standard input).
     #[arg(long, group = "run_input")]
     input_file: Option<PathBuf>,
     /// A label `key=value`; repeatable.
@@ -535,8 +535,11 @@ async fn start(options: &ClientOptions, args: StartArgs) -> anyhow::Result<Outco
             serde_json::from_str(&json).context("--input-json is not JSON")?;
         Some(RunInput::Input(output::json_to_pb_value(&json)))
     } else if let Some(path) = args.input_file {
-        let content =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let content = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("read standard input")?
+        } else {
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?
+        };
         Some(RunInput::TypedInput(text(content)))
     } else {
         None

@@ -290,6 +290,16 @@ async fn start_watch_prints_the_output(server: TestServer) {
     assert_eq!(last["output"]["json"], serde_json::json!({"n": 1.0}));
     let run_id = last["runId"].as_str().unwrap().to_string();
 
+    // --input-file reads a file's text.
+    let input = write(dir.path(), "input.txt", "from a file");
+    let from_file = cli(
+        &server,
+        &["runs", "start", "echo", "--input-file", &input, "--watch"],
+    )
+    .await;
+    assert_exit(&from_file, 0);
+    assert_eq!(stdout(&from_file), "from a file\n");
+
     // Without --watch, start prints the run's id.
     let started = cli(&server, &["runs", "start", "echo", "--label", "team=a"]).await;
     assert_exit(&started, 0);
