@@ -206,7 +206,7 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
                     })
                     .await,
             )?;
-            follow(format, stream).await
+            follow(format, &client, stream).await
         }
         RunsCommand::Events { run } => {
             let client = Client::connect(options).await?;
@@ -567,7 +567,7 @@ async fn start(options: &ClientOptions, args: StartArgs) -> anyhow::Result<Outco
                 })
                 .await,
         )?;
-        return follow(options.output, stream).await;
+        return follow(options.output, &client, stream).await;
     }
     let run = call(client.runs().start_run(start).await)?;
     match options.output {
@@ -577,35 +577,83 @@ async fn start(options: &ClientOptions, args: StartArgs) -> anyhow::Result<Outco
     Ok(Outcome::Ok)
 }
 
+/// How long a watch whose stream broke keeps trying to open it again.
+const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+/// The pause between tries.
+const RESUME_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Follows a watch stream to the terminal event. People get task lines and
 /// tokens on stderr and the run's output on stdout, so `$(taskloom runs
 /// start --watch …)` is the output; `-o json` prints every event as a line.
+///
+/// A stream that breaks (a dropped connection, a server restarting) is
+/// opened again with `WatchRun` after the last event seen, for up to
+/// [`RESUME_FOR`]: no event is shown twice, and a model answer's tokens
+/// continue where they were (the catch-up delta a new watch gets first is
+/// cut to what was not printed yet).
 async fn follow(
     format: Format,
+    client: &Client,
     mut stream: tonic::Streaming<pb::RunEvent>,
 ) -> anyhow::Result<Outcome> {
     use pb::RunEventType as T;
     let mut mid_line = false;
     let mut stderr = std::io::stderr();
-    while let Some(event) = stream.next().await {
-        let event = event.map_err(CallFailed)?;
-        let kind = T::try_from(event.r#type).unwrap_or(T::Unspecified);
-        if format == Format::Json {
-            json_line(EVENT, &event)?;
-        } else {
-            if kind == T::TokenDelta {
-                write!(stderr, "{}", event.delta)?;
-                stderr.flush()?;
-                mid_line = !event.delta.ends_with('\n');
+    let mut run_id = String::new();
+    let mut last_seq = 0;
+    // Per attempt: how many bytes of its streamed text were shown.
+    let mut shown: BTreeMap<String, i64> = BTreeMap::new();
+    loop {
+        let event = match stream.next().await {
+            Some(Ok(event)) => event,
+            broken => {
+                let why = match broken {
+                    Some(Err(status)) => status,
+                    _ => tonic::Status::unavailable("the watch ended before the run did"),
+                };
+                if run_id.is_empty() {
+                    return Err(CallFailed(why).into());
+                }
+                stream = resume(client, &run_id, last_seq, why).await?;
                 continue;
             }
-            if let Some(line) = watch_line(&event, kind) {
-                if mid_line {
-                    writeln!(stderr)?;
-                    mid_line = false;
+        };
+        run_id.clone_from(&event.run_id);
+        let kind = T::try_from(event.r#type).unwrap_or(T::Unspecified);
+        if kind == T::TokenDelta {
+            // Deltas carry the last stored event's number: they never move
+            // the resume point.
+            let Some(delta) = unseen(&mut shown, &event) else {
+                continue;
+            };
+            match format {
+                Format::Json => json_line(
+                    EVENT,
+                    &pb::RunEvent {
+                        delta: delta.clone(),
+                        ..event
+                    },
+                )?,
+                Format::Table => {
+                    write!(stderr, "{delta}")?;
+                    stderr.flush()?;
+                    mid_line = !delta.ends_with('\n');
                 }
-                writeln!(stderr, "{line}")?;
             }
+            continue;
+        }
+        if event.seq <= last_seq {
+            continue;
+        }
+        last_seq = event.seq;
+        if format == Format::Json {
+            json_line(EVENT, &event)?;
+        } else if let Some(line) = watch_line(&event, kind) {
+            if mid_line {
+                writeln!(stderr)?;
+                mid_line = false;
+            }
+            writeln!(stderr, "{line}")?;
         }
         match kind {
             T::RunSucceeded => {
@@ -618,10 +666,49 @@ async fn follow(
             _ => {}
         }
     }
-    Err(CallFailed(tonic::Status::unavailable(
-        "the watch ended before the run did",
-    ))
-    .into())
+}
+
+/// The part of a token delta not shown yet, if any, and records it shown.
+fn unseen(shown: &mut BTreeMap<String, i64>, event: &pb::RunEvent) -> Option<String> {
+    let seen = shown.entry(event.attempt_id.clone()).or_insert(0);
+    let start = event.delta_offset;
+    let end = start + i64::try_from(event.delta.len()).unwrap_or(i64::MAX);
+    if end <= *seen {
+        return None;
+    }
+    let skip = usize::try_from((*seen - start).max(0)).unwrap_or(0);
+    *seen = end;
+    // Offsets are of the same UTF-8 text, so `skip` falls on a character
+    // boundary; a server that broke that would print the delta whole.
+    Some(event.delta.get(skip..).unwrap_or(&event.delta).to_string())
+}
+
+/// Opens the watch of `run_id` again after `after_seq`, retrying while the
+/// server cannot be reached, for up to [`RESUME_FOR`].
+async fn resume(
+    client: &Client,
+    run_id: &str,
+    after_seq: i64,
+    why: tonic::Status,
+) -> anyhow::Result<tonic::Streaming<pb::RunEvent>> {
+    let deadline = tokio::time::Instant::now() + RESUME_FOR;
+    let mut last = why;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(RESUME_PAUSE).await;
+        let request = pb::WatchRunRequest {
+            run_id: run_id.to_string(),
+            after_seq,
+            include_deltas: true,
+        };
+        match client.runs().watch_run(request).await {
+            Ok(stream) => return Ok(stream.into_inner()),
+            // Only an unreachable server is worth waiting for: any other
+            // answer is final.
+            Err(status) if status.code() == tonic::Code::Unavailable => last = status,
+            Err(status) => return Err(CallFailed(status).into()),
+        }
+    }
+    Err(CallFailed(last).into())
 }
 
 /// The line a person sees for an event, if any.

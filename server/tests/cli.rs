@@ -6,11 +6,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestServer;
 use taskloom_server::proto::taskloom::v1 as pb;
 use taskloom_testkit::fake_llm::{FakeLlm, Reply};
+use tokio::io::AsyncBufReadExt;
 
 api_tests!(
     apply_twice_is_unchanged,
@@ -22,6 +24,7 @@ api_tests!(
     answer_cancel_and_inspect_runs,
     namespace_flag_scopes_calls,
     execute_replay_and_delete,
+    watch_resumes_after_a_dropped_connection,
 );
 
 /// Exit codes the CLI documents (docs/cli.md).
@@ -647,6 +650,131 @@ async fn execute_replay_and_delete(server: TestServer) {
     assert_eq!(stdout(&deleted), format!("run {run_id}: deleted\n"));
     let gone = cli(&server, &["runs", "get", &run_id]).await;
     assert_exit(&gone, EXIT_CALL_FAILED);
+}
+
+/// A TCP proxy to the server whose open connections the test can cut, as a
+/// network failure would.
+struct Proxy {
+    addr: String,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(server: &TestServer) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = format!("127.0.0.1:{}", server.process.port);
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let open = connections.clone();
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let count = accepted.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                open.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Proxy {
+            addr,
+            connections,
+            accepted,
+            accept,
+        }
+    }
+
+    /// Connections accepted so far.
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every connection open now (new ones still pass).
+    fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// A watch whose connection drops opens it again after the last event it
+/// saw: it ends with the run, showing no event twice.
+async fn watch_resumes_after_a_dropped_connection(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "ask.json",
+        &one_task_chain("ask", "human_input", ""),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+    let started = cli(&server, &["runs", "start", "ask", "--input", "deploy"]).await;
+    let run_id = stdout(&started).trim().to_string();
+    wait_status(&server, &run_id, pb::RunStatus::WaitingInput).await;
+
+    let proxy = Proxy::start(&server).await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskloom"))
+        .args(["runs", "watch", &run_id, "--address", &proxy.addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut progress = tokio::io::BufReader::new(watch.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(20), progress.next_line())
+        .await
+        .expect("watch lines")
+        .unwrap()
+    {
+        let waiting = line.contains("waits for input");
+        seen.push(line);
+        if waiting {
+            break;
+        }
+    }
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .runs()
+        .submit_input(pb::SubmitInputRequest {
+            run_id: run_id.clone(),
+            task_id: "a".into(),
+            answer: Some(pb::submit_input_request::Answer::TypedInput(pb::Value {
+                kind: Some(pb::value::Kind::Text("approved".into())),
+            })),
+            request_id: String::new(),
+        })
+        .await
+        .expect("submit input");
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(40), progress.next_line())
+        .await
+        .expect("watch lines")
+        .unwrap()
+    {
+        seen.push(line);
+    }
+    let output = watch.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(0), "{seen:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "approved\n");
+    let count = |text: &str| seen.iter().filter(|line| line.contains(text)).count();
+    assert_eq!(count("waits for input"), 1, "{seen:?}");
+    assert_eq!(count("got its input"), 1, "{seen:?}");
+    assert_eq!(count("succeeded"), 2, "{seen:?}");
+    // The watch did lose its connection and open another.
+    assert!(proxy.accepted() >= 2, "{} connections", proxy.accepted());
 }
 
 /// `--api-key` / `TASKLOOM_API_KEY` is sent as `authorization: Bearer`.
