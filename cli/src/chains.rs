@@ -377,3 +377,56 @@ fn describe_changes(old: &pb::Chain, new: &pb::Chain) -> Vec<String> {
     }
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, handler: &str) -> pb::Task {
+        pb::Task {
+            id: id.into(),
+            handler: handler.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn changes_are_named_task_by_task() {
+        let old = pb::Chain {
+            id: "c".into(),
+            tasks: vec![task("a", "noop"), task("b", "noop")],
+            version: 3,
+            etag: "3".into(),
+            ..Default::default()
+        };
+        let new = pb::Chain {
+            id: "c".into(),
+            description: "new".into(),
+            tasks: vec![task("a", "raw_string"), task("c", "noop")],
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_changes(&old, &new),
+            [
+                "chain settings changed",
+                "task a changed",
+                "task c added",
+                "task b removed"
+            ]
+        );
+        let reordered = pb::Chain {
+            tasks: vec![task("b", "noop"), task("a", "noop")],
+            ..old.clone()
+        };
+        assert_eq!(describe_changes(&old, &reordered), ["tasks reordered"]);
+        // Output-only fields are not content.
+        assert_eq!(
+            definition(&old),
+            definition(&pb::Chain {
+                version: 1,
+                etag: String::new(),
+                ..old.clone()
+            })
+        );
+    }
+}

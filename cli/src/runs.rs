@@ -826,3 +826,56 @@ fn print_run(format: Format, run: &pb::Run) -> anyhow::Result<()> {
     print_table(&rows);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(attempt: &str, offset: i64, text: &str) -> pb::RunEvent {
+        pb::RunEvent {
+            attempt_id: attempt.into(),
+            delta_offset: offset,
+            delta: text.into(),
+            r#type: pb::RunEventType::TokenDelta as i32,
+            ..Default::default()
+        }
+    }
+
+    /// After a resume, the catch-up delta (the attempt's whole text so far)
+    /// shows only what was not shown, and repeated deltas nothing.
+    #[test]
+    fn resumed_deltas_show_only_new_text() {
+        let mut shown = BTreeMap::new();
+        assert_eq!(
+            unseen(&mut shown, &delta("a1", 0, "Hél")).as_deref(),
+            Some("Hél")
+        );
+        assert_eq!(
+            unseen(&mut shown, &delta("a1", 4, "lo")).as_deref(),
+            Some("lo")
+        );
+        // Catch-up: bytes 0..9 of which 0..6 were shown.
+        assert_eq!(
+            unseen(&mut shown, &delta("a1", 0, "Héllo, w")).as_deref(),
+            Some(", w")
+        );
+        assert_eq!(unseen(&mut shown, &delta("a1", 6, ", w")), None);
+        // Another attempt has its own text.
+        assert_eq!(
+            unseen(&mut shown, &delta("a2", 0, "x")).as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn statuses_parse_in_any_case() {
+        assert_eq!(parse_status("failed"), Ok(pb::RunStatus::Failed));
+        assert_eq!(
+            parse_status("WAITING-INPUT"),
+            Ok(pb::RunStatus::WaitingInput)
+        );
+        assert_eq!(parse_status("RUN_STATUS_PAUSED"), Ok(pb::RunStatus::Paused));
+        assert!(parse_status("unspecified").is_err());
+        assert!(parse_status("sleeping").is_err());
+    }
+}
