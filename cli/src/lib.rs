@@ -21,7 +21,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use taskloom_proto::taskloom::v1 as pb;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub use chains::ChainsCommand;
 pub use runs::RunsCommand;
@@ -80,6 +80,14 @@ pub struct ClientOptions {
     /// or the server's default without it).
     #[arg(long, global = true, env = "TASKLOOM_NAMESPACE")]
     pub namespace: Option<String>,
+    /// For an `https://` address: trust this PEM CA certificate (the public
+    /// roots without it).
+    #[arg(long, global = true, env = "TASKLOOM_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// For an `https://` address: the name the server's certificate must
+    /// carry, when it is not the address's host.
+    #[arg(long, global = true, env = "TASKLOOM_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
     /// `table` for people, `json` for scripts (one JSON object per line, in
     /// the protobuf JSON mapping).
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
@@ -223,16 +231,38 @@ impl Client {
                 .transpose()
                 .context("the namespace is not valid header text")?,
         };
-        let endpoint = Endpoint::from_shared(options.address.clone())
+        let mut endpoint = Endpoint::from_shared(options.address.clone())
             .with_context(|| format!("invalid --address {}", options.address))?
             .connect_timeout(Duration::from_secs(10));
+        if options.address.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            tls = match &options.tls_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .with_context(|| format!("read --tls-ca {}", path.display()))?;
+                    tls.ca_certificate(Certificate::from_pem(pem))
+                }
+                None => tls.with_webpki_roots(),
+            };
+            if let Some(domain) = &options.tls_domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+        } else if options.tls_ca.is_some() || options.tls_domain.is_some() {
+            anyhow::bail!("--tls-ca and --tls-domain need an https:// --address");
+        }
         // An unreachable server is a failed call for scripts, as an error
         // status would be.
         let channel = endpoint.connect().await.map_err(|error| {
-            CallFailed(tonic::Status::unavailable(format!(
-                "cannot connect to {}: {error}",
-                options.address
-            )))
+            // tonic's own message is only "transport error": the causes
+            // say what failed (refused, certificate, name).
+            let mut message = format!("cannot connect to {}: {error}", options.address);
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            CallFailed(tonic::Status::unavailable(message))
         })?;
         Ok(Client { channel, metadata })
     }

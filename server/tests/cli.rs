@@ -777,6 +777,89 @@ async fn watch_resumes_after_a_dropped_connection(server: TestServer) {
     assert!(proxy.accepted() >= 2, "{} connections", proxy.accepted());
 }
 
+/// An `https://` address speaks TLS, trusting `--tls-ca` for the name
+/// `--tls-domain`; the public roots do not trust a self-signed server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_address_with_a_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes a self-signed certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let binary = Path::new(env!("CARGO_BIN_EXE_taskloom"));
+    let args = [
+        "--tls-cert".to_string(),
+        cert.clone(),
+        "--tls-key".to_string(),
+        key.clone(),
+    ];
+    let process = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        taskloom_testkit::ServerProcess::start(binary, None, &args).expect("start taskloom")
+    })
+    .await
+    .unwrap();
+    let address = format!("https://127.0.0.1:{}", process.port);
+    let run = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["chains", "list", "--address", &address])
+            .args(extra)
+            .env_remove("TASKLOOM_TLS_CA")
+            .env_remove("TASKLOOM_TLS_DOMAIN");
+        async move { command.output().await.unwrap() }
+    };
+
+    let trusted = run(&["--tls-ca", &cert, "--tls-domain", "localhost"]).await;
+    assert_exit(&trusted, 0);
+    assert!(stdout(&trusted).starts_with("ID"), "{}", stdout(&trusted));
+    let untrusted = run(&[]).await;
+    assert_exit(&untrusted, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&untrusted).contains("UNAVAILABLE"),
+        "{}",
+        stderr(&untrusted)
+    );
+    assert!(
+        stderr(&untrusted).contains("certificate"),
+        "{}",
+        stderr(&untrusted)
+    );
+    let plaintext = tokio::process::Command::new(binary)
+        .args([
+            "chains",
+            "list",
+            "--address",
+            &process.addr,
+            "--tls-ca",
+            &cert,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_exit(&plaintext, EXIT_ERROR);
+}
+
 /// `--api-key` / `TASKLOOM_API_KEY` is sent as `authorization: Bearer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_is_sent_as_bearer() {
