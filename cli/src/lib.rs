@@ -1,6 +1,6 @@
 //! The client commands of the `taskloom` binary (`taskloom chains …`,
-//! `taskloom runs …`). They use the public gRPC API only, through the
-//! generated clients of `taskloom-proto`, so they can do what any client
+//! `taskloom runs …`, `taskloom workers …`, `taskloom dlq …`). They use the
+//! public gRPC API only, through the generated clients of `taskloom-proto`, so they can do what any client
 //! can and nothing more.
 //!
 //! Exit codes, for scripts: [`EXIT_OK`], [`EXIT_ERROR`] (a local problem: a
@@ -12,6 +12,7 @@
 mod chains;
 mod output;
 mod runs;
+mod workers;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub use chains::ChainsCommand;
 pub use runs::RunsCommand;
+pub use workers::{DlqCommand, WorkersCommand};
 
 /// The command succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -43,6 +45,26 @@ pub enum Command {
     Chains(ChainsArgs),
     /// Start, watch, inspect and steer runs.
     Runs(RunsArgs),
+    /// See the connected workers.
+    Workers(WorkersArgs),
+    /// See the attempts that failed for good (dead letters).
+    Dlq(DlqArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    #[command(flatten)]
+    client: ClientOptions,
+    #[command(subcommand)]
+    command: WorkersCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    client: ClientOptions,
+    #[command(subcommand)]
+    command: DlqCommand,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +166,8 @@ pub fn main(command: Command) -> ExitCode {
         match command {
             Command::Chains(args) => chains::run(&args.client, args.command).await,
             Command::Runs(args) => runs::run(&args.client, args.command).await,
+            Command::Workers(args) => workers::workers(&args.client, args.command).await,
+            Command::Dlq(args) => workers::dlq(&args.client, args.command).await,
         }
     });
     match result {
@@ -269,6 +293,15 @@ impl Client {
 
     pub fn chains(&self) -> pb::chain_service_client::ChainServiceClient<Authed> {
         pb::chain_service_client::ChainServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.metadata.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn workers(&self) -> pb::worker_service_client::WorkerServiceClient<Authed> {
+        pb::worker_service_client::WorkerServiceClient::with_interceptor(
             self.channel.clone(),
             self.metadata.clone(),
         )

@@ -33,7 +33,8 @@ pub enum Command {
     /// starts these itself).
     #[command(hide = true)]
     RenderSandbox(TemplateArgs),
-    /// The client commands (`chains`, `runs`), which call a server's API.
+    /// The client commands (`chains`, `runs`, `workers`, `dlq`), which call
+    /// a server's API.
     #[command(flatten)]
     Client(taskloom_cli::Command),
 }

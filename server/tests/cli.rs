@@ -411,6 +411,22 @@ async fn failed_run_exits_with_the_run_failed_code(server: TestServer) {
     let events = json_lines(&rewatch);
     assert_eq!(events.last().unwrap()["type"], "RUN_EVENT_TYPE_RUN_FAILED");
 
+    // The failed attempt is a dead letter; no worker is connected.
+    let dead = cli(&server, &["dlq", "list"]).await;
+    assert_exit(&dead, 0);
+    let dead = stdout(&dead);
+    assert!(dead.starts_with("RUN"), "{dead}");
+    assert!(
+        dead.lines()
+            .any(|line| line.starts_with(&run_id) && line.contains("boom")),
+        "{dead}"
+    );
+    let dead_json = cli(&server, &["dlq", "list", "-o", "json"]).await;
+    assert_eq!(json_lines(&dead_json)[0]["runId"], run_id.as_str());
+    let workers = cli(&server, &["workers", "list"]).await;
+    assert_exit(&workers, 0);
+    assert_eq!(stdout(&workers).lines().count(), 1, "{}", stdout(&workers));
+
     let attempts = cli(&server, &["runs", "attempts", &run_id]).await;
     assert_exit(&attempts, 0);
     assert!(stdout(&attempts).contains("boom"), "{}", stdout(&attempts));

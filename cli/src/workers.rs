@@ -1,0 +1,133 @@
+//! `taskloom workers …` and `taskloom dlq …`: what serves the queues, and
+//! the attempts that failed for good.
+
+use clap::Subcommand;
+use taskloom_proto::taskloom::v1 as pb;
+
+use crate::output::{json_line, print_table, short, table, time, value_text};
+use crate::{Client, ClientOptions, Format, Outcome, call};
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// List the connected worker sessions.
+    List {
+        /// Only workers serving this queue.
+        #[arg(long, default_value = "")]
+        queue: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered attempts (failed with no retry left), newest
+    /// first.
+    List {
+        /// Only attempts of this queue.
+        #[arg(long, default_value = "")]
+        queue: String,
+    },
+}
+
+pub async fn workers(options: &ClientOptions, command: WorkersCommand) -> anyhow::Result<Outcome> {
+    let WorkersCommand::List { queue } = command;
+    let client = Client::connect(options).await?;
+    let mut workers = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = call(
+            client
+                .workers()
+                .list_workers(pb::ListWorkersRequest {
+                    queue: queue.clone(),
+                    page_size: 1000,
+                    page_token,
+                })
+                .await,
+        )?;
+        workers.extend(page.workers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match options.output {
+        Format::Json => {
+            for worker in &workers {
+                json_line("taskloom.v1.WorkerSession", worker)?;
+            }
+        }
+        Format::Table => {
+            let mut rows = table([
+                "WORKER",
+                "QUEUES",
+                "LEASES",
+                "REPLICA",
+                "CONNECTED",
+                "HEARTBEAT",
+            ]);
+            for worker in &workers {
+                rows.add_row(vec![
+                    worker.worker_id.clone(),
+                    worker.queues.join(", "),
+                    format!("{}/{}", worker.leases_held, worker.slots),
+                    worker.replica.clone(),
+                    time(worker.connect_time.as_ref()),
+                    time(worker.last_heartbeat_time.as_ref()),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub async fn dlq(options: &ClientOptions, command: DlqCommand) -> anyhow::Result<Outcome> {
+    let DlqCommand::List { queue } = command;
+    let client = Client::connect(options).await?;
+    let mut attempts = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = call(
+            client
+                .workers()
+                .list_dead_letters(pb::ListDeadLettersRequest {
+                    queue: queue.clone(),
+                    page_size: 1000,
+                    page_token,
+                })
+                .await,
+        )?;
+        attempts.extend(page.attempts);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match options.output {
+        Format::Json => {
+            for attempt in &attempts {
+                json_line("taskloom.v1.TaskAttempt", attempt)?;
+            }
+        }
+        Format::Table => {
+            let mut rows = table(["RUN", "TASK", "ATTEMPT", "QUEUE", "ENDED", "ERROR"]);
+            for attempt in &attempts {
+                let error = if attempt.error.is_empty() {
+                    value_text(attempt.output.as_ref())
+                } else {
+                    attempt.error.clone()
+                };
+                rows.add_row(vec![
+                    attempt.run_id.clone(),
+                    attempt.task_id.clone(),
+                    attempt.attempt.to_string(),
+                    attempt.queue.clone(),
+                    time(attempt.end_time.as_ref()),
+                    short(&error, 50),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(Outcome::Ok)
+}
