@@ -393,9 +393,14 @@ pub async fn run(
                     .context("the TLS certificate or key is not usable")?;
             }
             let routes = crate::web::routes(api_routes, drain.clone(), bound.ip().is_loopback());
+            // A browser's first bytes (a request line, or a TLS hello) are
+            // longer than the HTTP/2 preface, so the same deadline holds.
             let incoming = TcpIncoming::from(listener)
                 .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(60)));
+                .with_keepalive(Some(Duration::from_secs(60)))
+                .map(move |accepted| {
+                    accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
+                });
             let mut close = close_signal.clone();
             let serve = web_server
                 .trace_fn(|request| tracing::info_span!("web", path = %request.uri().path()))

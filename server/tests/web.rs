@@ -442,3 +442,28 @@ async fn tls_serves_https() {
         "no plaintext beside TLS"
     );
 }
+
+/// A connection to the UI's port that sends nothing is closed after the
+/// handshake timeout; a browser's request on another connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let (_server, base) = start(Backend::Sqlite, &["--handshake-timeout", "1s"]).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0u8; 256];
+        loop {
+            match silent.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server closes a silent connection");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let page = http().get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+}
