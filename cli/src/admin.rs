@@ -18,10 +18,10 @@ pub enum AuditCommand {
 #[derive(Debug, clap::Args)]
 pub struct AuditListArgs {
     /// Only this caller: `key:<id>`, `local`, `cli`, `replica:<id>`.
-    #[arg(long)]
+    #[arg(long, visible_alias = "principal")]
     actor: Option<String>,
     /// Only this action (the RPC's name, e.g. `CancelRun`).
-    #[arg(long)]
+    #[arg(long, visible_alias = "method")]
     action: Option<String>,
     /// Only this kind of resource: `chain`, `run`, `backend`, `queue`, …
     #[arg(long)]

@@ -18,7 +18,7 @@ pub struct TimeRange {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub after: Option<prost_types::Timestamp>,
     /// Only those before this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, visible_alias = "until", value_name = "TIME", value_parser = parse_time)]
     pub before: Option<prost_types::Timestamp>,
 }
 

@@ -88,10 +88,14 @@ where
     S: Into<comfy_table::Cell>,
 {
     let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
+    table.load_preset(presets::NOTHING).set_header(header);
+    // Fit a terminal's width; a terminal that reports none (or a tiny
+    // one, such as a pseudo-terminal never sized) would squeeze every
+    // column to a letter, so there and on a pipe lines are as long as
+    // they need.
+    if table.width().is_some_and(|width| width >= 40) {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     if colored() {
         // comfy-table styles only on a terminal by itself; the choice was
         // made already (`--color always` on a pipe, `NO_COLOR` on a

@@ -31,6 +31,7 @@ api_tests!(
     runs_list_time_filters,
     status_cells_are_coloured_on_request,
     profiles_fill_in_the_connection,
+    a_terminal_gets_a_progress_bar_and_colour,
 );
 
 /// Exit codes the CLI documents (docs/cli.md).
@@ -1305,6 +1306,77 @@ async fn status_cells_are_coloured_on_request(server: TestServer) {
     assert!(!stdout(&forced).contains('\u{1b}'), "{:?}", stdout(&forced));
     let bad = cli(&server, &["runs", "list", "--color", "sometimes"]).await;
     assert_exit(&bad, 2);
+}
+
+/// Runs `taskloom ARGS --address <server>` on a pseudo-terminal (util-linux
+/// `script`), as a person at a terminal would; returns what the terminal
+/// showed (stdout and stderr together).
+async fn on_a_terminal(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> String {
+    let quote = |arg: &str| format!("'{}'", arg.replace('\'', "'\\''"));
+    // A terminal 160 columns wide (`script`'s own has no size).
+    let mut line = vec![
+        "stty cols 160 rows 50;".to_string(),
+        quote(env!("CARGO_BIN_EXE_taskloom")),
+    ];
+    line.extend(args.iter().map(|arg| quote(arg)));
+    line.extend(["--address".to_string(), quote(&server.process.addr)]);
+    let mut command = tokio::process::Command::new("script");
+    command
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env("TASKLOOM_CONFIG", "/nonexistent/taskloom/cli.toml")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the CLI ends within a minute")
+        .expect("run script (util-linux)");
+    assert_exit(&output, 0);
+    stdout(&output)
+}
+
+/// On a terminal: status cells are coloured unless `NO_COLOR` is set, and
+/// a pull draws a progress bar instead of printing lines.
+async fn a_terminal_gets_a_progress_bar_and_colour(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "quick.json",
+        &one_task_chain("quick", "noop", ""),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+    let started = cli(&server, &["runs", "start", "quick", "--input", "x"]).await;
+    let run_id = stdout(&started).trim().to_string();
+    wait_status(&server, &run_id, pb::RunStatus::Succeeded).await;
+
+    let coloured = on_a_terminal(&server, &["runs", "list"], &[]).await;
+    assert!(
+        coloured.contains("SUCCEEDED") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = on_a_terminal(&server, &["runs", "list"], &[("NO_COLOR", "1")]).await;
+    assert!(
+        plain.contains("SUCCEEDED") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+
+    let ollama = FakeLlm::start().await;
+    ollama.script_pull("llama3", Pull::success(3 * 1024 * 1024, 3));
+    add_ollama(&server, "ollama", &ollama.url()).await;
+    let pulled = on_a_terminal(&server, &["backends", "pull", "ollama", "llama3"], &[]).await;
+    // The bar's last state: full, with the size in binary units.
+    assert!(pulled.contains("3.00 MiB/3.00 MiB"), "{pulled:?}");
+    assert!(
+        pulled.contains("[=============================="),
+        "{pulled:?}"
+    );
+    assert!(!pulled.contains(" bytes ("), "no plain lines: {pulled:?}");
+    assert!(pulled.contains("pulled llama3 onto ollama"), "{pulled:?}");
 }
 
 /// Writes `text` as a CLI config file with mode `mode`.
