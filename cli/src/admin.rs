@@ -304,3 +304,96 @@ pub async fn queues(options: &ClientOptions, command: QueuesCommand) -> anyhow::
 fn queue_state(queue: &pb::Queue) -> &'static str {
     if queue.paused { "PAUSED" } else { "ACTIVE" }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicasCommand {
+    /// List the server's replicas (and those that stopped lately).
+    List,
+    /// Drain a replica: it takes no new work, hands back or finishes what
+    /// it holds within its grace period, then stops serving (admin).
+    Drain { id: String },
+}
+
+const REPLICA: &str = "taskloom.v1.Replica";
+
+pub async fn replicas(
+    options: &ClientOptions,
+    command: ReplicasCommand,
+) -> anyhow::Result<Outcome> {
+    let client = Client::connect(options).await?;
+    let format = options.output;
+    match command {
+        ReplicasCommand::List => {
+            let list = call(
+                client
+                    .operations()
+                    .list_replicas(pb::ListReplicasRequest {})
+                    .await,
+            )?;
+            match format {
+                Format::Json => {
+                    for replica in &list.replicas {
+                        json_line(REPLICA, replica)?;
+                    }
+                }
+                Format::Table => {
+                    let mut rows = table([
+                        "REPLICA",
+                        "STATE",
+                        "ADDRESS",
+                        "VERSION",
+                        "RUNS",
+                        "LEASES",
+                        "WORKERS",
+                        "STARTED",
+                        "HEARTBEAT",
+                    ]);
+                    for replica in &list.replicas {
+                        rows.add_row(vec![
+                            Cell::new(&replica.id),
+                            status_cell(replica_state(replica.state)),
+                            Cell::new(&replica.listen_address),
+                            Cell::new(&replica.version),
+                            Cell::new(replica.runs_held),
+                            Cell::new(replica.leases_held),
+                            Cell::new(replica.worker_sessions),
+                            Cell::new(time(replica.start_time.as_ref())),
+                            Cell::new(time(replica.heartbeat_time.as_ref())),
+                        ]);
+                    }
+                    print_table(&rows);
+                }
+            }
+        }
+        ReplicasCommand::Drain { id } => {
+            let replica = call(
+                client
+                    .operations()
+                    .drain_replica(pb::DrainReplicaRequest {
+                        id,
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                    })
+                    .await,
+            )?;
+            match format {
+                Format::Json => json_line(REPLICA, &replica)?,
+                Format::Table => {
+                    println!("replica {}: {}", replica.id, replica_state(replica.state))
+                }
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `REPLICA_STATE_DRAINING` → `DRAINING`.
+fn replica_state(state: i32) -> String {
+    pb::ReplicaState::try_from(state)
+        .map(|state| {
+            state
+                .as_str_name()
+                .trim_start_matches("REPLICA_STATE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| state.to_string())
+}

@@ -1,7 +1,8 @@
 //! The client commands of the `taskloom` binary (`taskloom chains …`,
 //! `taskloom runs …`, `taskloom workers …`, `taskloom dlq …`, `taskloom
 //! backends …`, `taskloom audit …`, `taskloom namespaces …`, `taskloom
-//! queues …`, and `taskloom keys …` against a server). They use the
+//! queues …`, `taskloom replicas …`, and `taskloom keys …` against a
+//! server). They use the
 //! public gRPC API only, through the generated clients of `taskloom-proto`, so they can do what any client
 //! can and nothing more.
 //!
@@ -31,7 +32,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-pub use admin::{AuditCommand, NamespacesCommand, QueuesCommand};
+pub use admin::{AuditCommand, NamespacesCommand, QueuesCommand, ReplicasCommand};
 pub use backends::BackendsCommand;
 pub use chains::ChainsCommand;
 pub use runs::RunsCommand;
@@ -67,6 +68,8 @@ pub enum Command {
     Namespaces(NamespacesArgs),
     /// See queue depths; pause and resume queues.
     Queues(QueuesArgs),
+    /// See the server's replicas; drain one.
+    Replicas(ReplicasArgs),
 }
 
 /// A noun's connection flags and its subcommand.
@@ -87,6 +90,7 @@ noun_args!(
     AuditArgs => AuditCommand,
     NamespacesArgs => NamespacesCommand,
     QueuesArgs => QueuesCommand,
+    ReplicasArgs => ReplicasCommand,
 );
 
 #[derive(Debug, Args)]
@@ -309,6 +313,7 @@ pub fn main(command: Command) -> ExitCode {
                 admin::namespaces(&args.client.start()?, args.command).await
             }
             Command::Queues(args) => admin::queues(&args.client.start()?, args.command).await,
+            Command::Replicas(args) => admin::replicas(&args.client.start()?, args.command).await,
         }
     })
 }

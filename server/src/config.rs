@@ -36,7 +36,8 @@ pub enum Command {
     #[command(hide = true)]
     RenderSandbox(TemplateArgs),
     /// The client commands (`chains`, `runs`, `workers`, `dlq`, `backends`,
-    /// `audit`, `namespaces`, `queues`), which call a server's API.
+    /// `audit`, `namespaces`, `queues`, `replicas`), which call a server's
+    /// API.
     #[command(flatten)]
     Client(taskloom_cli::Command),
 }

@@ -1142,6 +1142,28 @@ async fn audit_namespaces_and_queues(server: TestServer) {
     assert_exit(&resumed, 0);
     assert_eq!(stdout(&resumed), "queue search: ACTIVE\n");
 
+    let replicas = cli(&server, &["replicas", "list", "-o", "json"]).await;
+    assert_exit(&replicas, 0);
+    let replicas = json_lines(&replicas);
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(replicas[0]["state"], "REPLICA_STATE_ACTIVE");
+    let table = cli(&server, &["replicas", "list"]).await;
+    assert!(
+        stdout(&table)
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.contains("ACTIVE")),
+        "{}",
+        stdout(&table)
+    );
+    let unknown = cli(&server, &["replicas", "drain", "no-such-replica"]).await;
+    assert_exit(&unknown, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&unknown).contains("NOT_FOUND"),
+        "{}",
+        stderr(&unknown)
+    );
+
     let deleted = cli(&server, &["namespaces", "delete", "team-x"]).await;
     assert_exit(&deleted, 0);
     assert!(
