@@ -2,9 +2,9 @@
 //! `taskloom runs …`, `taskloom workers …`, `taskloom dlq …`, `taskloom
 //! backends …`, `taskloom audit …`, `taskloom namespaces …`, `taskloom
 //! queues …`, `taskloom replicas …`, and `taskloom keys …` against a
-//! server). They use the
-//! public gRPC API only, through the generated clients of `taskloom-proto`, so they can do what any client
-//! can and nothing more.
+//! server). They use the public gRPC API only, through the generated
+//! clients of `taskloom-proto`, so they can do what any client can and
+//! nothing more.
 //!
 //! Exit codes, for scripts: [`EXIT_OK`], [`EXIT_ERROR`] (a local problem: a
 //! file that does not parse, an invalid chain), 2 for a usage error (clap's),
@@ -86,44 +86,16 @@ macro_rules! noun_args {
 }
 
 noun_args!(
+    ChainsArgs => ChainsCommand,
+    RunsArgs => RunsCommand,
+    WorkersArgs => WorkersCommand,
+    DlqArgs => DlqCommand,
     BackendsArgs => BackendsCommand,
     AuditArgs => AuditCommand,
     NamespacesArgs => NamespacesCommand,
     QueuesArgs => QueuesCommand,
     ReplicasArgs => ReplicasCommand,
 );
-
-#[derive(Debug, Args)]
-pub struct WorkersArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    #[command(subcommand)]
-    command: WorkersCommand,
-}
-
-#[derive(Debug, Args)]
-pub struct DlqArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    #[command(subcommand)]
-    command: DlqCommand,
-}
-
-#[derive(Debug, Args)]
-pub struct ChainsArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    #[command(subcommand)]
-    command: ChainsCommand,
-}
-
-#[derive(Debug, Args)]
-pub struct RunsArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    #[command(subcommand)]
-    command: RunsCommand,
-}
 
 /// How to reach the server and how to print, as given on the command line
 /// and in the environment; accepted before or after the subcommand.
