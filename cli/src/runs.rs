@@ -795,14 +795,20 @@ fn print_run(format: Format, run: &pb::Run) -> anyhow::Result<()> {
     }
     let mut rows = table(["FIELD", "VALUE"]);
     let usage = run.usage.unwrap_or_default();
+    rows.add_row(vec![Cell::new("id"), Cell::new(&run.id)]);
+    rows.add_row(vec![
+        Cell::new("chain"),
+        Cell::new(format!("{} v{}", run.chain_id, run.chain_version)),
+    ]);
+    rows.add_row(vec![
+        Cell::new("status"),
+        status_cell(run_status(run.status)),
+    ]);
     let mut add = |field: &str, value: String| {
         if !value.is_empty() {
             rows.add_row(vec![field.to_string(), value]);
         }
     };
-    add("id", run.id.clone());
-    add("chain", format!("{} v{}", run.chain_id, run.chain_version));
-    add("status", run_status(run.status));
     add("input", value_text(run.input.as_ref()));
     add("output", value_text(run.output.as_ref()));
     if let Some(error) = &run.error {

@@ -1381,6 +1381,11 @@ async fn a_terminal_gets_a_progress_bar_and_colour(server: TestServer) {
         coloured.contains("SUCCEEDED") && coloured.contains('\u{1b}'),
         "{coloured:?}"
     );
+    let shown = on_a_terminal(&server, &["runs", "get", &run_id], &[]).await;
+    assert!(
+        shown.contains("SUCCEEDED") && shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
     let plain = on_a_terminal(&server, &["runs", "list"], &[("NO_COLOR", "1")]).await;
     assert!(
         plain.contains("SUCCEEDED") && !plain.contains('\u{1b}'),
