@@ -906,6 +906,21 @@ async fn api_key_is_sent_as_bearer() {
     .await;
     assert_exit(&env, 0);
     assert!(stdout(&env).starts_with("ID"), "{}", stdout(&env));
+
+    // From a file only its owner may read; one others may read is refused.
+    use std::os::unix::fs::PermissionsExt;
+    let key_file = write(dir.path(), "key", "cli-test-key\n");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let from_file = cli(&server, &["chains", "list", "--api-key-file", &key_file]).await;
+    assert_exit(&from_file, 0);
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let readable = cli(&server, &["chains", "list", "--api-key-file", &key_file]).await;
+    assert_exit(&readable, EXIT_ERROR);
+    assert!(
+        stderr(&readable).contains("chmod 600"),
+        "{}",
+        stderr(&readable)
+    );
 }
 
 async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -> pb::Run {
