@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the README's grpcurl quickstart as written, in one shell as a reader
+# Runs the README's grpcurl and CLI quickstarts as written, in one shell as a reader
 # would, against a real `taskloom serve` ($TASKLOOM_BIN, default
 # target/debug/taskloom, on a temporary SQLite file) and the local model
 # (tests/llm: SmolLM2 served in Ollama's wire format under the README's
@@ -128,6 +128,8 @@ trap 'status=\$?; if ((status != 0)) && [[ -n \$CURRENT ]]; then
   echo "FAIL: a command in README block \$CURRENT failed (exit \$status); its output:" >&9
   cat "$TMP/\$CURRENT.out" >&9
 fi' EXIT
+# The README's `taskloom` client commands run the binary under test.
+export PATH="$(dirname "${TASKLOOM_BIN:-$TASKLOOM_ROOT/target/debug/taskloom}"):\$PATH"
 # call METHOD JSON: a unary call the checks make.
 call() { grpcurl -plaintext -max-time 20 -d "\$2" "$TASKLOOM_ADDRESS" "\$1"; }
 EOF
@@ -175,6 +177,13 @@ call taskloom.v1.RunService/GetRun "{\"id\": \"$RUN_ID\"}" | jq -e ".output.text
   fail "the default namespace'\''s worker run changed"
 call taskloom.v1.NamespaceService/ListNamespaces "{}" | jq -e "[.namespaces[].name] == [\"default\", \"team-a\"]" >/dev/null ||
   fail "ListNamespaces did not list default and team-a"'
+
+    add_block cli
+    add_check 'grep -q "HEALTHY" '"$TMP"'/cli.out || fail "backends sync did not show a healthy backend"
+grep -q "chain smart-query-assistant: unchanged (v1)" '"$TMP"'/cli.out || fail "chains apply did not find the stored chain unchanged"
+[[ -n $ANSWER ]] || fail "runs start --watch printed no answer"
+grep -q "smart-query-assistant v1 *SUCCEEDED" '"$TMP"'/cli.out || fail "runs list did not show the succeeded runs"
+grep -q "^TIME *ACTOR *ACTION" '"$TMP"'/cli.out || fail "audit list printed no table"'
 
     add_check 'echo "---- README quickstart: '"$N"' blocks ran as written and did what they say"'
 }

@@ -4,9 +4,10 @@
 
 use std::io::Write;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use taskloom_proto::taskloom::v1 as pb;
 
@@ -67,6 +68,18 @@ pub fn from_yaml<M: prost::Message + Default>(name: &str, text: &str) -> anyhow:
     Ok(dynamic.transcode_to()?)
 }
 
+/// Whether tables colour their status cells, chosen once per command from
+/// `--color` and the terminal.
+static COLOR: AtomicBool = AtomicBool::new(false);
+
+pub fn set_color(color: bool) {
+    COLOR.store(color, Ordering::Relaxed);
+}
+
+fn colored() -> bool {
+    COLOR.load(Ordering::Relaxed)
+}
+
 /// A table without outer borders, columns aligned, fitting the terminal
 /// when there is one.
 pub fn table<I, S>(header: I) -> Table
@@ -75,11 +88,70 @@ where
     S: Into<comfy_table::Cell>,
 {
     let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(header);
+    // Fit a terminal's width; a terminal that reports none (or a tiny
+    // one, such as a pseudo-terminal never sized) would squeeze every
+    // column to a letter, so there and on a pipe lines are as long as
+    // they need.
+    if table.width().is_some_and(|width| width >= 40) {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
+    if colored() {
+        // comfy-table styles only on a terminal by itself; the choice was
+        // made already (`--color always` on a pipe, `NO_COLOR` on a
+        // terminal).
+        table.enforce_styling();
+    }
     table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
-    table
+}
+
+/// A status cell, coloured by what the status means when colour is on:
+/// green done or healthy, red failed, yellow waiting or paused, cyan going.
+pub fn status_cell(text: impl Into<String>) -> Cell {
+    let text = text.into();
+    let cell = Cell::new(&text);
+    if !colored() {
+        return cell;
+    }
+    match status_color(&text) {
+        Some(color) => cell.fg(color),
+        None => cell,
+    }
+}
+
+fn status_color(status: &str) -> Option<Color> {
+    match status.to_ascii_uppercase().as_str() {
+        "SUCCEEDED" | "COMPLETED" | "HEALTHY" | "OK" | "ACTIVE" | "SUCCESS" => Some(Color::Green),
+        "FAILED" | "CANCELLED" | "TIMED_OUT" | "UNHEALTHY" | "REVOKED" | "EXPIRED" | "GONE" => {
+            Some(Color::Red)
+        }
+        "WAITING_INPUT" | "PAUSED" | "QUEUED" | "READY" | "DRAINING" => Some(Color::Yellow),
+        "RUNNING" | "LEASED" => Some(Color::Cyan),
+        // A failed action in the audit log: its gRPC code name.
+        other => code_color(other),
+    }
+}
+
+/// Failed audit outcomes are gRPC code names.
+fn code_color(name: &str) -> Option<Color> {
+    const CODES: [&str; 15] = [
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "UNAUTHENTICATED",
+    ];
+    CODES.contains(&name).then_some(Color::Red)
 }
 
 pub fn print_table(table: &Table) {
@@ -244,5 +316,23 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_their_colours() {
+        assert_eq!(status_color("SUCCEEDED"), Some(Color::Green));
+        assert_eq!(status_color("healthy"), Some(Color::Green));
+        assert_eq!(status_color("FAILED"), Some(Color::Red));
+        assert_eq!(status_color("NOT_FOUND"), Some(Color::Red));
+        assert_eq!(status_color("WAITING_INPUT"), Some(Color::Yellow));
+        assert_eq!(status_color("paused"), Some(Color::Yellow));
+        assert_eq!(status_color("RUNNING"), Some(Color::Cyan));
+        assert_eq!(status_color("UNSPECIFIED"), None);
+        assert_eq!(status_color(""), None);
     }
 }

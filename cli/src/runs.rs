@@ -9,9 +9,12 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use taskloom_proto::taskloom::v1 as pb;
 
+use comfy_table::Cell;
+
+use crate::filters::TimeRange;
 use crate::output::{
-    self, attempt_status, event_type, json_line, print_table, run_status, short, table, time,
-    value_text,
+    self, attempt_status, event_type, json_line, print_table, run_status, short, status_cell,
+    table, time, value_text,
 };
 use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call};
 
@@ -114,6 +117,12 @@ pub struct ListArgs {
     /// Only runs carrying this label `key=value`; repeatable.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Only runs of this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only runs created in this window.
+    #[command(flatten)]
+    created: TimeRange,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -141,6 +150,9 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
         RunsCommand::Start(args) => start(options, args).await,
         RunsCommand::List(args) => {
             let client = Client::connect(options).await?;
+            // `--since` counts from now once: every page has the same
+            // window.
+            let (after, before) = (args.created.start(), args.created.end());
             let mut runs = Vec::new();
             let mut page_token = String::new();
             while runs.len() < args.limit {
@@ -155,7 +167,9 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
                             statuses: args.statuses.iter().map(|status| *status as i32).collect(),
                             chain_id: args.chain.clone().unwrap_or_default(),
                             labels: args.labels.iter().cloned().collect(),
-                            ..Default::default()
+                            tenant: args.tenant.clone().unwrap_or_default(),
+                            create_time_after: after,
+                            create_time_before: before,
                         })
                         .await,
                 )?;
@@ -176,11 +190,11 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
                     let mut rows = table(["ID", "CHAIN", "STATUS", "CREATED", "DETAIL"]);
                     for run in &runs {
                         rows.add_row(vec![
-                            run.id.clone(),
-                            format!("{} v{}", run.chain_id, run.chain_version),
-                            run_status(run.status),
-                            time(run.create_time.as_ref()),
-                            short(&run_detail(run), 50),
+                            Cell::new(&run.id),
+                            Cell::new(format!("{} v{}", run.chain_id, run.chain_version)),
+                            status_cell(run_status(run.status)),
+                            Cell::new(time(run.create_time.as_ref())),
+                            Cell::new(short(&run_detail(run), 50)),
                         ]);
                     }
                     print_table(&rows);
@@ -295,13 +309,13 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
                             attempt.error.clone()
                         };
                         rows.add_row(vec![
-                            attempt.task_id.clone(),
-                            attempt.attempt.to_string(),
-                            attempt_status(attempt.status),
-                            attempt.queue.clone(),
-                            time(attempt.start_time.as_ref()),
-                            time(attempt.end_time.as_ref()),
-                            short(&detail, 50),
+                            Cell::new(&attempt.task_id),
+                            Cell::new(attempt.attempt),
+                            status_cell(attempt_status(attempt.status)),
+                            Cell::new(&attempt.queue),
+                            Cell::new(time(attempt.start_time.as_ref())),
+                            Cell::new(time(attempt.end_time.as_ref())),
+                            Cell::new(short(&detail, 50)),
                         ]);
                     }
                     print_table(&rows);
@@ -781,14 +795,20 @@ fn print_run(format: Format, run: &pb::Run) -> anyhow::Result<()> {
     }
     let mut rows = table(["FIELD", "VALUE"]);
     let usage = run.usage.unwrap_or_default();
+    rows.add_row(vec![Cell::new("id"), Cell::new(&run.id)]);
+    rows.add_row(vec![
+        Cell::new("chain"),
+        Cell::new(format!("{} v{}", run.chain_id, run.chain_version)),
+    ]);
+    rows.add_row(vec![
+        Cell::new("status"),
+        status_cell(run_status(run.status)),
+    ]);
     let mut add = |field: &str, value: String| {
         if !value.is_empty() {
             rows.add_row(vec![field.to_string(), value]);
         }
     };
-    add("id", run.id.clone());
-    add("chain", format!("{} v{}", run.chain_id, run.chain_version));
-    add("status", run_status(run.status));
     add("input", value_text(run.input.as_ref()));
     add("output", value_text(run.output.as_ref()));
     if let Some(error) = &run.error {

@@ -25,16 +25,19 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
-    /// Manage the API keys kept in the database (for a fresh install: from
-    /// the machine that runs the server; migrates the database first).
+    /// Manage API keys: in the database (`--database-url`, or neither it nor
+    /// a server given: for a fresh install, from the machine that runs the
+    /// server; migrates the database first), or through a server's API
+    /// (`--address` or `--profile`, or their variables, and no database).
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Render chain templates for a serving process (internal: the server
     /// starts these itself).
     #[command(hide = true)]
     RenderSandbox(TemplateArgs),
-    /// The client commands (`chains`, `runs`, `workers`, `dlq`), which call
-    /// a server's API.
+    /// The client commands (`chains`, `runs`, `workers`, `dlq`, `backends`,
+    /// `audit`, `namespaces`, `queues`, `replicas`), which call a server's
+    /// API.
     #[command(flatten)]
     Client(taskloom_cli::Command),
 }
@@ -44,7 +47,7 @@ pub enum KeysCommand {
     /// Create a key and print its secret (shown only this once).
     Create(CreateKeyArgs),
     /// List the keys (never their secrets).
-    List(DatabaseArgs),
+    List(ListKeysArgs),
     /// Revoke a key: every server refuses it within a second.
     Revoke(RevokeKeyArgs),
 }
@@ -68,7 +71,13 @@ pub struct CreateKeyArgs {
     #[arg(long, value_parser = parse_retention)]
     pub expires_in: Option<Duration>,
     #[command(flatten)]
-    pub database: DatabaseArgs,
+    pub target: KeysTarget,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListKeysArgs {
+    #[command(flatten)]
+    pub target: KeysTarget,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,7 +85,31 @@ pub struct RevokeKeyArgs {
     /// The key's id (`k_…`).
     pub id: String,
     #[command(flatten)]
-    pub database: DatabaseArgs,
+    pub target: KeysTarget,
+}
+
+/// Where `taskloom keys` acts: the database when one is given (or when no
+/// server is), else the server's `KeyService`.
+#[derive(Debug, Clone, Args)]
+pub struct KeysTarget {
+    /// `postgres://…` or a SQLite file path: write this database directly
+    /// [default: taskloom.db, when no server is given either].
+    #[arg(long, env = "TASKLOOM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub server: taskloom_cli::ServerArgs,
+}
+
+impl KeysTarget {
+    /// The database to write, or none to call the server: a database given
+    /// wins, so `--database-url` bootstraps as it always did.
+    pub fn database(&self) -> Option<&str> {
+        match &self.database_url {
+            Some(url) => Some(url),
+            None if self.server.names_a_server() => None,
+            None => Some("taskloom.db"),
+        }
+    }
 }
 
 /// Bounds of every template render.

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use taskloom_cli::keys::KeysAction;
 use taskloom_server::config::{Cli, Command, KeysCommand};
 use taskloom_server::secrets::SecretBox;
 use taskloom_server::{render, server, store, telemetry};
@@ -15,6 +16,11 @@ fn main() -> ExitCode {
     if let Command::Client(command) = cli.command {
         // A client logs nothing: what it prints is its output.
         return taskloom_cli::main(command);
+    }
+    if let Command::Keys(command) = &cli.command
+        && let Some((server, action)) = remote_keys(command)
+    {
+        return taskloom_cli::keys::main(server, action);
     }
     telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -71,6 +77,33 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `taskloom keys …` naming a server and no database: the same action
+/// through the server's `KeyService`.
+fn remote_keys(command: &KeysCommand) -> Option<(&taskloom_cli::ServerArgs, KeysAction)> {
+    let target = match command {
+        KeysCommand::Create(args) => &args.target,
+        KeysCommand::List(args) => &args.target,
+        KeysCommand::Revoke(args) => &args.target,
+    };
+    if target.database().is_some() {
+        return None;
+    }
+    let action = match command {
+        KeysCommand::Create(args) => KeysAction::Create {
+            role: args.role.clone(),
+            name: args.name.clone(),
+            namespace: args.namespace.clone(),
+            queues: args.queues.clone(),
+            expires_in: args.expires_in,
+        },
+        KeysCommand::List(_) => KeysAction::List,
+        KeysCommand::Revoke(args) => KeysAction::Revoke {
+            id: args.id.clone(),
+        },
+    };
+    Some((&target.server, action))
+}
+
 /// `taskloom keys …`: writes the store directly (a fresh install has no key
 /// to call the API with). Running servers see a change within a second.
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
@@ -79,11 +112,16 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     use taskloom_server::api;
     use taskloom_server::store::AuditRecord;
 
-    let database_url = match &command {
-        KeysCommand::Create(args) => &args.database.database_url,
-        KeysCommand::List(args) => &args.database_url,
-        KeysCommand::Revoke(args) => &args.database.database_url,
+    let target = match &command {
+        KeysCommand::Create(args) => &args.target,
+        KeysCommand::List(args) => &args.target,
+        KeysCommand::Revoke(args) => &args.target,
     };
+    let database_url = target
+        .database()
+        .context("no database to write the keys in")?
+        .to_string();
+    let database_url = database_url.as_str();
     // Keys are hashed, not sealed: any secret box will do.
     let store = store::open(database_url, SecretBox::ephemeral())
         .await

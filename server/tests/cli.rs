@@ -1,4 +1,5 @@
-//! The `taskloom chains|runs` client commands, black-box: the built
+//! The `taskloom` client commands (chains, runs, workers, backends, audit,
+//! namespaces, queues, keys, profiles), black-box: the built
 //! `taskloom` binary run against a real server (SQLite and PostgreSQL), its
 //! output and exit codes checked as a script would.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use taskloom_server::proto::taskloom::v1 as pb;
-use taskloom_testkit::fake_llm::{FakeLlm, Reply};
+use taskloom_testkit::fake_llm::{FakeLlm, Pull, Reply};
 use tokio::io::AsyncBufReadExt;
 
 api_tests!(
@@ -25,6 +26,12 @@ api_tests!(
     namespace_flag_scopes_calls,
     execute_replay_and_delete,
     watch_resumes_after_a_dropped_connection,
+    backends_list_get_sync_and_pull,
+    audit_namespaces_and_queues,
+    runs_list_time_filters,
+    status_cells_are_coloured_on_request,
+    profiles_fill_in_the_connection,
+    a_terminal_gets_a_progress_bar_and_colour,
 );
 
 /// Exit codes the CLI documents (docs/cli.md).
@@ -39,14 +46,31 @@ async fn cli(server: &TestServer, args: &[&str]) -> Output {
 }
 
 async fn cli_with(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut with_address = args.to_vec();
+    with_address.extend(["--address", server.process.addr.as_str()]);
+    taskloom(&with_address, env).await
+}
+
+/// Runs `taskloom ARGS` with no client variable inherited from the
+/// environment, and no CLI config file unless `env` names one.
+async fn taskloom(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskloom"));
-    command
-        .args(args)
-        .args(["--address", server.process.addr.as_str()])
-        .env_remove("TASKLOOM_ADDRESS")
-        .env_remove("TASKLOOM_API_KEY")
-        .env_remove("TASKLOOM_NAMESPACE")
-        .kill_on_drop(true);
+    command.args(args).kill_on_drop(true);
+    for name in [
+        "TASKLOOM_ADDRESS",
+        "TASKLOOM_API_KEY",
+        "TASKLOOM_API_KEY_FILE",
+        "TASKLOOM_NAMESPACE",
+        "TASKLOOM_PROFILE",
+        "TASKLOOM_DATABASE_URL",
+        "TASKLOOM_TLS_CA",
+        "TASKLOOM_TLS_DOMAIN",
+        "NO_COLOR",
+        "CLICOLOR_FORCE",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("TASKLOOM_CONFIG", "/nonexistent/taskloom/cli.toml");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -882,6 +906,21 @@ async fn api_key_is_sent_as_bearer() {
     .await;
     assert_exit(&env, 0);
     assert!(stdout(&env).starts_with("ID"), "{}", stdout(&env));
+
+    // From a file only its owner may read; one others may read is refused.
+    use std::os::unix::fs::PermissionsExt;
+    let key_file = write(dir.path(), "key", "cli-test-key\n");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let from_file = cli(&server, &["chains", "list", "--api-key-file", &key_file]).await;
+    assert_exit(&from_file, 0);
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let readable = cli(&server, &["chains", "list", "--api-key-file", &key_file]).await;
+    assert_exit(&readable, EXIT_ERROR);
+    assert!(
+        stderr(&readable).contains("chmod 600"),
+        "{}",
+        stderr(&readable)
+    );
 }
 
 async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -> pb::Run {
@@ -903,4 +942,791 @@ async fn wait_status(server: &TestServer, run_id: &str, status: pb::RunStatus) -
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An Ollama backend named `name` at `url`.
+async fn add_ollama(server: &TestServer, name: &str, url: &str) -> String {
+    server
+        .backends()
+        .create_backend(pb::CreateBackendRequest {
+            backend: Some(pb::Backend {
+                name: name.into(),
+                r#type: pb::BackendType::Ollama as i32,
+                base_url: url.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("create an Ollama backend")
+        .into_inner()
+        .id
+}
+
+async fn backends_list_get_sync_and_pull(server: TestServer) {
+    let fake = FakeLlm::start().await;
+    fake.set_models(["small"]);
+    let id = server.add_fake_backend(&fake.url()).await;
+
+    let listed = cli(&server, &["backends", "list", "-o", "json"]).await;
+    assert_exit(&listed, 0);
+    let backends = json_lines(&listed);
+    assert_eq!(backends.len(), 1, "{backends:?}");
+    assert_eq!(backends[0]["name"], "fake");
+    assert_eq!(backends[0]["id"], id.as_str());
+
+    // By name: people know backends by name.
+    let synced = cli(&server, &["backends", "sync", "fake"]).await;
+    assert_exit(&synced, 0);
+    let text = stdout(&synced);
+    assert!(text.contains("HEALTHY") && text.contains("small"), "{text}");
+    let table = cli(&server, &["backends", "list"]).await;
+    assert_exit(&table, 0);
+    let text = stdout(&table);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|line| line.starts_with("fake") && line.contains("HEALTHY")),
+        "{text}"
+    );
+    // By id, as JSON.
+    let got = cli(&server, &["backends", "get", &id, "-o", "json"]).await;
+    assert_exit(&got, 0);
+    let backend = &json_lines(&got)[0];
+    assert_eq!(backend["state"]["health"], "BACKEND_HEALTH_HEALTHY");
+    assert_eq!(backend["state"]["models"][0], "small");
+
+    let unknown = cli(&server, &["backends", "get", "no-such-backend"]).await;
+    assert_exit(&unknown, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&unknown).contains("NOT_FOUND"),
+        "{}",
+        stderr(&unknown)
+    );
+    let unknown = cli(&server, &["backends", "pull", "no-such-backend", "m"]).await;
+    assert_exit(&unknown, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&unknown).contains("NOT_FOUND"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // A pull onto an Ollama backend: a line per status and per tenth when
+    // standard error is no terminal.
+    let ollama = FakeLlm::start().await;
+    ollama.script_pull("llama3", Pull::success(3000, 3));
+    add_ollama(&server, "ollama", &ollama.url()).await;
+    let pulled = cli(&server, &["backends", "pull", "ollama", "llama3"]).await;
+    assert_exit(&pulled, 0);
+    let lines: Vec<String> = stdout(&pulled).lines().map(str::to_string).collect();
+    assert_eq!(lines.first().map(String::as_str), Some("pulling manifest"));
+    let downloads: Vec<&String> = lines.iter().filter(|l| l.contains(" bytes (")).collect();
+    assert_eq!(downloads.len(), 3, "{lines:?}");
+    assert!(
+        downloads[0].ends_with(": 1000/3000 bytes (33%)"),
+        "{lines:?}"
+    );
+    assert!(
+        downloads[2].ends_with(": 3000/3000 bytes (100%)"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("pulled llama3 onto ollama"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|line| line == "success"), "{lines:?}");
+
+    // `-o json`: every progress message, one per line, the last `done`.
+    ollama.script_pull("phi", Pull::success(2000, 2));
+    let json = cli(
+        &server,
+        &["backends", "pull", "ollama", "phi", "-o", "json"],
+    )
+    .await;
+    assert_exit(&json, 0);
+    let messages = json_lines(&json);
+    assert_eq!(messages[0]["status"], "pulling manifest");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["completedBytes"] == 1000 && m["totalBytes"] == 2000),
+        "{messages:?}"
+    );
+    assert_eq!(messages.last().unwrap()["done"], true, "{messages:?}");
+
+    // A failed download, and a backend that cannot pull: failed calls.
+    ollama.script_pull("broken", Pull::failing("disk full"));
+    let failed = cli(&server, &["backends", "pull", "ollama", "broken"]).await;
+    assert_exit(&failed, EXIT_CALL_FAILED);
+    assert!(stderr(&failed).contains("disk full"), "{}", stderr(&failed));
+    let refused = cli(&server, &["backends", "pull", "fake", "llama3"]).await;
+    assert_exit(&refused, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&refused).contains("FAILED_PRECONDITION"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let pools = cli(&server, &["backends", "pools", "-o", "json"]).await;
+    assert_exit(&pools, 0);
+    let pools = json_lines(&pools);
+    let tasks = pools
+        .iter()
+        .find(|pool| pool["id"] == "internal_tasks_pool")
+        .unwrap_or_else(|| panic!("{pools:?}"));
+    assert_eq!(tasks["backends"], serde_json::json!(["fake"]));
+    server
+        .backends()
+        .create_model(pb::CreateModelRequest {
+            model: Some(pb::Model {
+                name: "small".into(),
+                context_length: 4096,
+                capabilities: vec![pb::ModelCapability::Chat as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("declare a model");
+    let models = cli(&server, &["backends", "models"]).await;
+    assert_exit(&models, 0);
+    let text = stdout(&models);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("small") && line.contains("4096")),
+        "{text}"
+    );
+}
+
+async fn audit_namespaces_and_queues(server: TestServer) {
+    let created = cli(
+        &server,
+        &[
+            "namespaces",
+            "create",
+            "team-x",
+            "--description",
+            "the x team",
+        ],
+    )
+    .await;
+    assert_exit(&created, 0);
+    assert_eq!(stdout(&created), "namespace team-x: created\n");
+    let listed = cli(&server, &["namespaces", "list", "-o", "json"]).await;
+    assert_exit(&listed, 0);
+    let names: Vec<String> = json_lines(&listed)
+        .iter()
+        .map(|namespace| namespace["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["default", "team-x"]);
+    let got = cli(&server, &["namespaces", "get", "team-x"]).await;
+    assert_exit(&got, 0);
+    assert!(stdout(&got).contains("the x team"), "{}", stdout(&got));
+    let missing = cli(&server, &["namespaces", "get", "team-y"]).await;
+    assert_exit(&missing, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&missing).contains("NOT_FOUND"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let paused = cli(&server, &["queues", "pause", "search"]).await;
+    assert_exit(&paused, 0);
+    assert_eq!(stdout(&paused), "queue search: PAUSED\n");
+    let queues = cli(&server, &["queues", "list", "-o", "json"]).await;
+    assert_exit(&queues, 0);
+    let queues = json_lines(&queues);
+    assert!(
+        queues
+            .iter()
+            .any(|queue| queue["name"] == "search" && queue["paused"] == true),
+        "{queues:?}"
+    );
+    let table = cli(&server, &["queues", "list"]).await;
+    assert!(
+        stdout(&table)
+            .lines()
+            .any(|line| line.starts_with("search") && line.contains("PAUSED")),
+        "{}",
+        stdout(&table)
+    );
+    let resumed = cli(&server, &["queues", "resume", "search"]).await;
+    assert_exit(&resumed, 0);
+    assert_eq!(stdout(&resumed), "queue search: ACTIVE\n");
+
+    let replicas = cli(&server, &["replicas", "list", "-o", "json"]).await;
+    assert_exit(&replicas, 0);
+    let replicas = json_lines(&replicas);
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(replicas[0]["state"], "REPLICA_STATE_ACTIVE");
+    let table = cli(&server, &["replicas", "list"]).await;
+    assert!(
+        stdout(&table)
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.contains("ACTIVE")),
+        "{}",
+        stdout(&table)
+    );
+    let unknown = cli(&server, &["replicas", "drain", "no-such-replica"]).await;
+    assert_exit(&unknown, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&unknown).contains("NOT_FOUND"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let deleted = cli(&server, &["namespaces", "delete", "team-x"]).await;
+    assert_exit(&deleted, 0);
+    assert!(
+        stdout(&deleted).starts_with("namespace team-x: deleted"),
+        "{}",
+        stdout(&deleted)
+    );
+
+    // The audit log has it all, newest first; its filters are the API's.
+    let all = cli(&server, &["audit", "list", "-o", "json", "--since", "1h"]).await;
+    assert_exit(&all, 0);
+    let actions: Vec<String> = json_lines(&all)
+        .iter()
+        .map(|event| event["action"].as_str().unwrap().to_string())
+        .collect();
+    let position = |action: &str| {
+        actions
+            .iter()
+            .position(|seen| seen == action)
+            .unwrap_or_else(|| panic!("no {action} in {actions:?}"))
+    };
+    assert!(
+        position("ResumeQueue") < position("PauseQueue"),
+        "{actions:?}"
+    );
+    let pauses = cli(
+        &server,
+        &["audit", "list", "-o", "json", "--action", "PauseQueue"],
+    )
+    .await;
+    let pauses = json_lines(&pauses);
+    assert_eq!(pauses.len(), 1, "{pauses:?}");
+    assert_eq!(pauses[0]["resourceId"], "search");
+    assert_eq!(pauses[0]["outcome"], "OK");
+    let table = cli(
+        &server,
+        &["audit", "list", "--action", "ResumeQueue", "--limit", "1"],
+    )
+    .await;
+    assert_exit(&table, 0);
+    let text = stdout(&table);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.starts_with("TIME"), "{text}");
+    assert!(
+        text.contains("ResumeQueue") && text.contains("queue search"),
+        "{text}"
+    );
+    let old = cli(
+        &server,
+        &[
+            "audit",
+            "list",
+            "-o",
+            "json",
+            "--before",
+            "2000-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_exit(&old, 0);
+    assert_eq!(stdout(&old), "");
+    let bad = cli(&server, &["audit", "list", "--since", "yesterday"]).await;
+    assert_exit(&bad, 2);
+}
+
+async fn runs_list_time_filters(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "quick.json",
+        &one_task_chain("quick", "noop", ""),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+    let started = cli(
+        &server,
+        &[
+            "runs", "start", "quick", "--input", "x", "--label", "team=a",
+        ],
+    )
+    .await;
+    assert_exit(&started, 0);
+    let run_id = stdout(&started).trim().to_string();
+
+    let ids = |output: &Output| -> Vec<String> {
+        json_lines(output)
+            .iter()
+            .map(|run| run["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let recent = cli(&server, &["runs", "list", "-o", "json", "--since", "1h"]).await;
+    assert_exit(&recent, 0);
+    assert_eq!(ids(&recent), [run_id.as_str()]);
+    let after = cli(
+        &server,
+        &[
+            "runs",
+            "list",
+            "-o",
+            "json",
+            "--after",
+            "2000-01-01T00:00:00Z",
+            "--label",
+            "team=a",
+        ],
+    )
+    .await;
+    assert_eq!(ids(&after), [run_id.as_str()]);
+    for window in [
+        ["--before", "2000-01-01T00:00:00Z"],
+        ["--after", "2999-01-01T00:00:00+02:00"],
+        ["--label", "team=b"],
+    ] {
+        let none = cli(
+            &server,
+            &[&["runs", "list", "-o", "json"][..], &window[..]].concat(),
+        )
+        .await;
+        assert_exit(&none, 0);
+        assert_eq!(stdout(&none), "", "{window:?}");
+    }
+    for bad in [
+        &["--since", "5x"][..],
+        &["--after", "tuesday"],
+        &["--since", "1h", "--after", "2000-01-01T00:00:00Z"],
+    ] {
+        let refused = cli(&server, &[&["runs", "list"][..], bad].concat()).await;
+        assert_exit(&refused, 2);
+    }
+}
+
+/// Status cells are coloured with `--color always`, and not on a pipe or
+/// with `NO_COLOR`.
+async fn status_cells_are_coloured_on_request(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "quick.json",
+        &one_task_chain("quick", "noop", ""),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+    let started = cli(&server, &["runs", "start", "quick", "--input", "x"]).await;
+    let run_id = stdout(&started).trim().to_string();
+    wait_status(&server, &run_id, pb::RunStatus::Succeeded).await;
+
+    let always = cli(&server, &["runs", "list", "--color", "always"]).await;
+    assert_exit(&always, 0);
+    assert!(
+        stdout(&always).contains("\u{1b}[") && stdout(&always).contains("SUCCEEDED"),
+        "{:?}",
+        stdout(&always)
+    );
+    let piped = cli(&server, &["runs", "list"]).await;
+    assert!(!stdout(&piped).contains('\u{1b}'), "{:?}", stdout(&piped));
+    let never = cli_with(&server, &["runs", "list"], &[("NO_COLOR", "1")]).await;
+    assert!(!stdout(&never).contains('\u{1b}'), "{:?}", stdout(&never));
+    let forced = cli_with(
+        &server,
+        &["runs", "list", "--color", "never"],
+        &[("CLICOLOR_FORCE", "1")],
+    )
+    .await;
+    assert!(!stdout(&forced).contains('\u{1b}'), "{:?}", stdout(&forced));
+    let bad = cli(&server, &["runs", "list", "--color", "sometimes"]).await;
+    assert_exit(&bad, 2);
+}
+
+/// Runs `taskloom ARGS --address <server>` on a pseudo-terminal (util-linux
+/// `script`), as a person at a terminal would; returns what the terminal
+/// showed (stdout and stderr together).
+async fn on_a_terminal(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> String {
+    let quote = |arg: &str| format!("'{}'", arg.replace('\'', "'\\''"));
+    // A terminal 160 columns wide (`script`'s own has no size).
+    let mut line = vec![
+        "stty cols 160 rows 50;".to_string(),
+        quote(env!("CARGO_BIN_EXE_taskloom")),
+    ];
+    line.extend(args.iter().map(|arg| quote(arg)));
+    line.extend(["--address".to_string(), quote(&server.process.addr)]);
+    let mut command = tokio::process::Command::new("script");
+    command
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env("TASKLOOM_CONFIG", "/nonexistent/taskloom/cli.toml")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the CLI ends within a minute")
+        .expect("run script (util-linux)");
+    assert_exit(&output, 0);
+    stdout(&output)
+}
+
+/// On a terminal: status cells are coloured unless `NO_COLOR` is set, and
+/// a pull draws a progress bar instead of printing lines.
+async fn a_terminal_gets_a_progress_bar_and_colour(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "quick.json",
+        &one_task_chain("quick", "noop", ""),
+    );
+    assert_exit(&cli(&server, &["chains", "apply", "-f", &file]).await, 0);
+    let started = cli(&server, &["runs", "start", "quick", "--input", "x"]).await;
+    let run_id = stdout(&started).trim().to_string();
+    wait_status(&server, &run_id, pb::RunStatus::Succeeded).await;
+
+    let coloured = on_a_terminal(&server, &["runs", "list"], &[]).await;
+    assert!(
+        coloured.contains("SUCCEEDED") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let shown = on_a_terminal(&server, &["runs", "get", &run_id], &[]).await;
+    assert!(
+        shown.contains("SUCCEEDED") && shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+    let plain = on_a_terminal(&server, &["runs", "list"], &[("NO_COLOR", "1")]).await;
+    assert!(
+        plain.contains("SUCCEEDED") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
+
+    let ollama = FakeLlm::start().await;
+    ollama.script_pull("llama3", Pull::success(3 * 1024 * 1024, 3));
+    add_ollama(&server, "ollama", &ollama.url()).await;
+    let pulled = on_a_terminal(&server, &["backends", "pull", "ollama", "llama3"], &[]).await;
+    // The bar's last state: full, with the size in binary units.
+    assert!(pulled.contains("3.00 MiB/3.00 MiB"), "{pulled:?}");
+    assert!(
+        pulled.contains("[=============================="),
+        "{pulled:?}"
+    );
+    assert!(!pulled.contains(" bytes ("), "no plain lines: {pulled:?}");
+    assert!(pulled.contains("pulled llama3 onto ollama"), "{pulled:?}");
+}
+
+/// Writes `text` as a CLI config file with mode `mode`.
+fn config_file(dir: &Path, text: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = write(dir, "cli.toml", text);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// A profile gives the address and namespace; flags override it; a
+/// missing profile, and a key others may read, are refused.
+async fn profiles_fill_in_the_connection(server: TestServer) {
+    pb::namespace_service_client::NamespaceServiceClient::new(server.channel.clone())
+        .create_namespace(pb::CreateNamespaceRequest {
+            name: "team-p".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create namespace");
+    let dir = tempfile::tempdir().unwrap();
+    let chain = write(
+        dir.path(),
+        "p.json",
+        &one_task_chain("profiled", "noop", ""),
+    );
+    let address = server.process.addr.as_str();
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "default_profile = \"nowhere\"\n\
+             [profiles.test]\naddress = \"{address}\"\nnamespace = \"team-p\"\n\
+             [profiles.nowhere]\naddress = \"http://127.0.0.1:9\"\n"
+        ),
+        0o644,
+    );
+    let env = [("TASKLOOM_CONFIG", config.as_str())];
+
+    let applied = taskloom(
+        &["chains", "apply", "-f", &chain, "--profile", "test"],
+        &env,
+    )
+    .await;
+    assert_exit(&applied, 0);
+    let listed = taskloom(
+        &["chains", "list", "-o", "json"],
+        &[
+            ("TASKLOOM_CONFIG", config.as_str()),
+            ("TASKLOOM_PROFILE", "test"),
+        ],
+    )
+    .await;
+    assert_exit(&listed, 0);
+    assert_eq!(json_lines(&listed)[0]["id"], "profiled");
+    // The flag beats the profile's namespace.
+    let default = taskloom(
+        &[
+            "chains",
+            "list",
+            "-o",
+            "json",
+            "--profile",
+            "test",
+            "--namespace",
+            "default",
+        ],
+        &env,
+    )
+    .await;
+    assert_exit(&default, 0);
+    assert_eq!(stdout(&default), "");
+    // The default profile points nowhere; an address flag beats it.
+    let nowhere = taskloom(&["chains", "list"], &env).await;
+    assert_exit(&nowhere, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&nowhere).contains("127.0.0.1:9"),
+        "{}",
+        stderr(&nowhere)
+    );
+    let flagged = taskloom(&["chains", "list", "--address", address], &env).await;
+    assert_exit(&flagged, 0);
+
+    let unknown = taskloom(&["chains", "list", "--profile", "prod"], &env).await;
+    assert_exit(&unknown, EXIT_ERROR);
+    assert!(
+        stderr(&unknown).contains("no profile prod") && stderr(&unknown).contains("nowhere, test"),
+        "{}",
+        stderr(&unknown)
+    );
+    let no_file = taskloom(&["chains", "list", "--profile", "test"], &[]).await;
+    assert_exit(&no_file, EXIT_ERROR);
+    assert!(
+        stderr(&no_file).contains("no config file"),
+        "{}",
+        stderr(&no_file)
+    );
+
+    // A key in a file others can read is refused.
+    let secret = config_file(
+        dir.path(),
+        &format!("[profiles.test]\naddress = \"{address}\"\napi_key = \"k\"\n"),
+        0o644,
+    );
+    let refused = taskloom(
+        &["chains", "list", "--profile", "test"],
+        &[("TASKLOOM_CONFIG", secret.as_str())],
+    )
+    .await;
+    assert_exit(&refused, EXIT_ERROR);
+    assert!(
+        stderr(&refused).contains("chmod 600"),
+        "{}",
+        stderr(&refused)
+    );
+    config_file(
+        dir.path(),
+        &format!("[profiles.test]\naddress = \"{address}\"\napi_key = \"k\"\n"),
+        0o600,
+    );
+    let private = taskloom(
+        &["chains", "list", "--profile", "test"],
+        &[("TASKLOOM_CONFIG", secret.as_str())],
+    )
+    .await;
+    assert_exit(&private, 0);
+    let broken = config_file(dir.path(), "[profiles.test]\nadress = \"x\"\n", 0o600);
+    let refused = taskloom(
+        &["chains", "list", "--profile", "test"],
+        &[("TASKLOOM_CONFIG", broken.as_str())],
+    )
+    .await;
+    assert_exit(&refused, EXIT_ERROR);
+    assert!(stderr(&refused).contains("adress"), "{}", stderr(&refused));
+}
+
+/// `taskloom keys` against a server when one is named and no database
+/// (the server's `KeyService`), against the database otherwise, as the
+/// bootstrap always did.
+async fn keys_local_and_remote(url: String, server: TestServer) {
+    let key_env = |key: &str| [("TASKLOOM_API_KEY", key.to_string())];
+    // An open server: the first key can come through the API.
+    let created = cli(
+        &server,
+        &[
+            "keys",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "ops",
+            "--expires-in",
+            "30d",
+        ],
+    )
+    .await;
+    assert_exit(&created, 0);
+    let admin = printed(&stdout(&created), "secret:");
+    assert!(admin.starts_with("tlk_"), "{}", stdout(&created));
+    let admin_id = printed(&stdout(&created), "id:");
+
+    // Now closed: a call without a key fails within about a second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = cli(&server, &["keys", "list"]).await;
+        if refused.status.code() == Some(EXIT_CALL_FAILED) {
+            assert!(
+                stderr(&refused).contains("UNAUTHENTICATED"),
+                "{}",
+                stderr(&refused)
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            stdout(&refused)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The local command with a database wins over TASKLOOM_ADDRESS.
+    let local = taskloom(
+        &[
+            "keys",
+            "create",
+            "--role",
+            "viewer",
+            "--name",
+            "local",
+            "--database-url",
+            &url,
+        ],
+        &[("TASKLOOM_ADDRESS", server.process.addr.as_str())],
+    )
+    .await;
+    assert_exit(&local, 0);
+    let viewer = printed(&stdout(&local), "secret:");
+    let viewer_id = printed(&stdout(&local), "id:");
+
+    let env = key_env(&admin);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let listed = cli_with(&server, &["keys", "list", "-o", "json"], &env).await;
+    assert_exit(&listed, 0);
+    let keys = json_lines(&listed);
+    let names: Vec<&str> = keys
+        .iter()
+        .map(|key| key["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ops", "local"]);
+    assert!(
+        !stdout(&listed).contains(&admin),
+        "a secret is never listed"
+    );
+    assert_eq!(keys[0]["id"], admin_id.as_str());
+    assert_eq!(keys[0]["createdBy"], "local");
+    assert_eq!(keys[1]["createdBy"], "cli");
+    let table = cli_with(&server, &["keys", "list"], &env).await;
+    assert!(
+        stdout(&table)
+            .lines()
+            .any(|line| line.starts_with(&viewer_id) && line.contains("active")),
+        "{}",
+        stdout(&table)
+    );
+
+    // The viewer works (once the server has reloaded its keys, within about
+    // a second), then is revoked through the API.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let works = cli(&server, &["chains", "list", "--api-key", &viewer]).await;
+        if works.status.code() == Some(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", stderr(&works));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let revoked = cli_with(&server, &["keys", "revoke", &viewer_id], &env).await;
+    assert_exit(&revoked, 0);
+    assert_eq!(stdout(&revoked), format!("revoked: {viewer_id}\n"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = cli(&server, &["chains", "list", "--api-key", &viewer]).await;
+        if refused.status.code() == Some(EXIT_CALL_FAILED) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revoked key still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = cli_with(&server, &["keys", "list"], &env).await;
+    assert!(
+        stdout(&state)
+            .lines()
+            .any(|line| line.starts_with(&viewer_id) && line.contains("revoked")),
+        "{}",
+        stdout(&state)
+    );
+    // The local list reads the same database.
+    let local = taskloom(&["keys", "list", "--database-url", &url], &[]).await;
+    assert_exit(&local, 0);
+    assert!(stdout(&local).contains(&admin_id), "{}", stdout(&local));
+
+    // The revocation is audited under the admin key; an unknown role is
+    // the server's error.
+    let audit = cli_with(
+        &server,
+        &["audit", "list", "-o", "json", "--action", "RevokeApiKey"],
+        &env,
+    )
+    .await;
+    assert_exit(&audit, 0);
+    let events = json_lines(&audit);
+    assert_eq!(events[0]["actor"], format!("key:{admin_id}"));
+    let bad = cli_with(
+        &server,
+        &["keys", "create", "--role", "king", "--name", "x"],
+        &env,
+    )
+    .await;
+    assert_exit(&bad, EXIT_CALL_FAILED);
+    assert!(
+        stderr(&bad).contains("INVALID_ARGUMENT"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+fn printed(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_local_and_remote_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("keys.db").display().to_string();
+    let server = TestServer::start_on(Some(url.clone()), &[]).await;
+    keys_local_and_remote(url, server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_local_and_remote_postgres() {
+    let url = taskloom_testkit::fresh_postgres_database().expect("fresh postgres database");
+    let server = TestServer::start_on(Some(url.clone()), &[]).await;
+    keys_local_and_remote(url, server).await;
 }
