@@ -1,0 +1,117 @@
+// The app shell: navigation, the API key and namespace box, and the pages.
+
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { apiKey, namespace, onSettingsChange, saveSettings } from "./api.js";
+import { onAskForKey, useRoute } from "./ui.js";
+import { RunsPage } from "./pages/runs.js";
+import { RunPage } from "./pages/run.js";
+import { ApprovalsPage } from "./pages/approvals.js";
+import { ChainsPage } from "./pages/chains.js";
+import { WorkersPage } from "./pages/workers.js";
+import { BackendsPage } from "./pages/backends.js";
+import "./style.css";
+
+const PAGES: [string, string][] = [
+  ["runs", "Runs"],
+  ["approvals", "Approvals"],
+  ["chains", "Chains"],
+  ["workers", "Workers & queues"],
+  ["backends", "Backends"],
+];
+
+function Settings({ onClose }: { onClose: () => void }) {
+  const [key, setKey] = useState(apiKey());
+  const [ns, setNs] = useState(namespace());
+  return (
+    <form
+      class="settings"
+      onSubmit={(e) => {
+        e.preventDefault();
+        saveSettings(key, ns);
+        onClose();
+      }}
+    >
+      <label>
+        API key
+        <input
+          type="password"
+          name="api-key"
+          autocomplete="off"
+          placeholder="tlk_… (empty when the server has no keys)"
+          value={key}
+          onInput={(e) => setKey(e.currentTarget.value)}
+        />
+      </label>
+      <label>
+        Namespace
+        <input
+          name="namespace"
+          placeholder="default"
+          value={ns}
+          onInput={(e) => setNs(e.currentTarget.value)}
+        />
+      </label>
+      <button type="submit">Save</button>
+      <button type="button" class="secondary" onClick={onClose}>
+        Close
+      </button>
+      <small>Kept in this tab's session storage only.</small>
+    </form>
+  );
+}
+
+function App() {
+  const route = useRoute();
+  const [showSettings, setShowSettings] = useState(false);
+  // A new key or namespace: every page reloads what it shows.
+  const [generation, setGeneration] = useState(0);
+  useEffect(() => onAskForKey(() => setShowSettings(true)), []);
+  useEffect(() => onSettingsChange(() => setGeneration((g) => g + 1)), []);
+  const page = route[0] ?? "runs";
+  let body;
+  switch (page) {
+    case "runs":
+      body = route[1] ? <RunPage id={route[1]} /> : <RunsPage />;
+      break;
+    case "approvals":
+      body = <ApprovalsPage />;
+      break;
+    case "chains":
+      body = <ChainsPage id={route[1]} />;
+      break;
+    case "workers":
+      body = <WorkersPage />;
+      break;
+    case "backends":
+      body = <BackendsPage />;
+      break;
+    default:
+      body = <p class="empty">No page here. <a href="#/runs">Runs</a></p>;
+  }
+  const ns = namespace();
+  return (
+    <>
+      <header>
+        <a class="brand" href="#/runs">
+          Taskloom
+        </a>
+        <nav>
+          {PAGES.map(([id, label]) => (
+            <a key={id} href={`#/${id}`} class={page === id ? "active" : ""}>
+              {label}
+            </a>
+          ))}
+        </nav>
+        <button type="button" class="key" onClick={() => setShowSettings((s) => !s)}>
+          {apiKey() ? "🔑 key set" : "API key"}
+          {ns ? ` · ${ns}` : ""}
+        </button>
+      </header>
+      {showSettings && <Settings onClose={() => setShowSettings(false)} />}
+      <main key={generation}>{body}</main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app") as HTMLElement);
