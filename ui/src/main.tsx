@@ -72,7 +72,7 @@ function App() {
   let body;
   switch (page) {
     case "runs":
-      body = route[1] ? <RunPage id={route[1]} /> : <RunsPage />;
+      body = route[1] ? <RunPage key={route[1]} id={route[1]} /> : <RunsPage />;
       break;
     case "approvals":
       body = <ApprovalsPage />;

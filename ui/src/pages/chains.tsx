@@ -52,7 +52,7 @@ export function ChainsPage({ id }: { id?: string }) {
           </div>
         </div>
         <div class="chain-main">
-          {id ? <ChainVersions id={id} /> : <Empty>Pick a chain to see its versions.</Empty>}
+          {id ? <ChainVersions key={id} id={id} /> : <Empty>Pick a chain to see its versions.</Empty>}
           <Validate />
         </div>
       </div>
