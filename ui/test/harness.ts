@@ -5,7 +5,8 @@
 
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import type { AddressInfo } from "node:net";
 import { createServer as createHttpServer } from "node:http";
@@ -92,6 +93,12 @@ export class TestServer {
 
   private async spawn(extra: string[]): Promise<void> {
     const database = this.databaseUrl || join(this.dir, "taskloom.db");
+    if (this.databaseUrl) {
+      // PostgreSQL wants the key for stored secrets given (SQLite keeps one beside its file).
+      const keyFile = join(this.dir, "taskloom.key");
+      writeFileSync(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 });
+      extra = ["--secret-key-file", keyFile, ...extra];
+    }
     const child = spawn(
       serverBinary,
       [

@@ -372,6 +372,17 @@ function nextOf(event: RunEvent): string[] {
   return event.message ? event.message.split(",") : [];
 }
 
+/** Events that say their task ran (or, for human input, is being asked). */
+const RAN_EVENTS = new Set<RunEventType>([
+  RunEventType.TASK_STARTED,
+  RunEventType.TASK_PROGRESS,
+  RunEventType.TASK_SUCCEEDED,
+  RunEventType.TASK_FAILED,
+  RunEventType.TASK_TIMED_OUT,
+  RunEventType.INPUT_REQUESTED,
+  RunEventType.INPUT_RECEIVED,
+]);
+
 function RunGraph({ chain, run, attempts, events }: { chain: Chain; run: Run; attempts: TaskAttempt[]; events: RunEvent[] }) {
   const { ran, taken, failed } = useMemo(() => {
     const ran = new Set(attempts.filter((a) => a.status !== AttemptStatus.READY || a.attempt > 1).map((a) => a.taskId));
@@ -380,7 +391,7 @@ function RunGraph({ chain, run, attempts, events }: { chain: Chain; run: Run; at
       if (e.type === RunEventType.TRANSITION) {
         for (const to of nextOf(e)) taken.add(`${e.taskId}→${to}`);
       }
-      if (e.type === RunEventType.TASK_STARTED || e.type === RunEventType.TASK_SUCCEEDED) ran.add(e.taskId);
+      if (e.taskId && RAN_EVENTS.has(e.type)) ran.add(e.taskId);
     }
     const last = new Map<string, TaskAttempt>();
     for (const a of attempts) last.set(a.taskId, a);
