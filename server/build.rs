@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={descriptor_path}");
     // `sqlx::migrate!` embeds these; new files must trigger a rebuild.
     println!("cargo:rerun-if-changed=migrations");
+    // The web UI embedded by `web.rs`: a rebuilt bundle has new file names.
+    println!("cargo:rerun-if-changed=../ui/dist");
 
     let mut descriptors = FileDescriptorSet::decode(std::fs::read(&descriptor_path)?.as_slice())?;
     // Services only: every message and enum comes from `taskloom_proto`.

@@ -101,6 +101,26 @@ impl TemplateArgs {
     }
 }
 
+/// `--http-listen`: where the web UI is served, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    Off,
+    At(SocketAddr),
+}
+
+/// The web UI's address when `--http-listen` is not given.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8233";
+
+fn parse_http_listen(value: &str) -> Result<HttpListen, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen::Off);
+    }
+    value
+        .parse()
+        .map(HttpListen::At)
+        .map_err(|_| format!("{value:?} is not an address such as 127.0.0.1:8233, nor `off`"))
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `postgres://…` for PostgreSQL; a file path (or `sqlite://PATH`) for the
@@ -236,6 +256,11 @@ pub struct ServeArgs {
     /// without it.
     #[arg(long, env = "TASKLOOM_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the web UI, and the API over gRPC-Web for it, on this address
+    /// (`off` serves none). Without it the UI is served on
+    /// `127.0.0.1:8233` when that port is free (a warning otherwise).
+    #[arg(long, env = "TASKLOOM_HTTP_LISTEN", value_parser = parse_http_listen)]
+    pub http_listen: Option<HttpListen>,
     /// Export spans (RPCs, runs, attempts, model and hook calls) to this
     /// OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`.
     /// Off without it.

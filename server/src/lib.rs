@@ -24,6 +24,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod traces;
+pub mod web;
 
 /// Chains, pure: validation, the compiled form, templating and output parsing.
 pub use taskloom_chain as chain;

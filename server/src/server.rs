@@ -10,12 +10,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
 use tonic::codec::CompressionEncoding;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::api::{self, ApiContext};
-use crate::config::ServeArgs;
+use crate::config::{DEFAULT_HTTP_LISTEN, HttpListen, ServeArgs};
 use crate::dispatch::{DispatchConfig, Dispatcher};
 use crate::drain::DrainLayer;
 use crate::executor::Executor;
@@ -90,6 +91,18 @@ pub async fn run(
         );
     }
 
+    if let Some(HttpListen::At(addr)) = args.http_listen
+        && keys.is_open()
+        && !addr.ip().is_loopback()
+        && !args.insecure_open
+    {
+        anyhow::bail!(
+            "no API key is configured and --http-listen {addr} is not a loopback address: \
+             refusing to serve every browser on the network as admin. Create a key, listen on \
+             127.0.0.1, or pass --insecure-open"
+        );
+    }
+
     let exporting = match &args.otlp_endpoint {
         Some(endpoint) => {
             let exporting = crate::traces::init(endpoint)
@@ -103,6 +116,7 @@ pub async fn run(
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     let local_addr = listener.local_addr()?;
+    let web_listener = bind_web(args.http_listen).await?;
     let location = describe_location(&args.database.database_url);
     tracing::info!(listen = %local_addr, store = store.kind(), data = %location, "taskloom serving");
     println!("taskloom {} listening on {local_addr}", crate::VERSION);
@@ -293,20 +307,8 @@ pub async fn run(
         };
     }
 
-    let mut server = Server::builder();
-    if let Some(tls) = tls_config(&args)? {
-        server = server
-            .tls_config(tls)
-            .context("the TLS certificate or key is not usable")?;
-    }
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let drain = DrainLayer::new(drain_rx);
-    let router = server
-        .layer(crate::traces::RpcLayer)
-        .layer(drain.clone())
-        .http2_keepalive_interval(Some(args.keepalive_interval))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+    let mut api_routes = Routes::builder();
+    api_routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -348,6 +350,24 @@ pub async fn run(
                 context.clone()
             ))
         ));
+    let api_routes = api_routes.routes();
+
+    let tls = tls_config(&args)?;
+    let mut server = Server::builder();
+    if let Some(tls) = tls.clone() {
+        server = server
+            .tls_config(tls)
+            .context("the TLS certificate or key is not usable")?;
+    }
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let drain = DrainLayer::new(drain_rx);
+    let router = server
+        .layer(crate::traces::RpcLayer)
+        .layer(drain.clone())
+        .http2_keepalive_interval(Some(args.keepalive_interval))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+        .add_routes(api_routes.clone());
 
     // Connections close (GOAWAY) once the calls in flight at the drain have
     // finished, or the grace period is over.
@@ -362,6 +382,38 @@ pub async fn run(
         .map(move |accepted| {
             accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
         });
+    let web_serve = match web_listener {
+        Some(listener) => {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let bound = listener.local_addr()?;
+            let mut web_server = Server::builder().accept_http1(true);
+            if let Some(tls) = tls {
+                web_server = web_server
+                    .tls_config(tls)
+                    .context("the TLS certificate or key is not usable")?;
+            }
+            let routes = crate::web::routes(api_routes, drain.clone(), bound.ip().is_loopback());
+            // A browser's first bytes (a request line, or a TLS hello) are
+            // longer than the HTTP/2 preface, so the same deadline holds.
+            let incoming = TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(60)))
+                .map(move |accepted| {
+                    accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
+                });
+            let mut close = close_signal.clone();
+            let serve = web_server
+                .trace_fn(|request| tracing::info_span!("web", path = %request.uri().path()))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = close.wait_for(|close| *close).await;
+                });
+            tracing::info!(listen = %bound, "web UI serving");
+            println!("taskloom web UI listening on {scheme}://{bound}");
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
     let serve = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = close_signal.wait_for(|close| *close).await;
     });
@@ -380,6 +432,9 @@ pub async fn run(
             registry.abort();
             retention.abort();
             key_loop.abort();
+            if let Some(web) = &web_serve {
+                web.abort();
+            }
             return result.context("gRPC server failed");
         }
         () = &mut shutdown => {
@@ -447,6 +502,9 @@ pub async fn run(
     publisher.abort();
     reconciler.abort();
     retention.abort();
+    if let Some(web) = &web_serve {
+        web.abort();
+    }
     let _ = stop_registry.send(true);
     let _ = registry.await;
     if let Err(error) = context.kernel().stop_replica().await {
@@ -589,6 +647,30 @@ fn warn_if_others_can_read(path: &Path, what: &str) {
 }
 
 /// The TLS identity of `--tls-cert` and `--tls-key`, if given.
+/// The web UI's listener. The default address is taken only when free: a
+/// second server on one machine still starts, without a UI.
+async fn bind_web(http_listen: Option<HttpListen>) -> anyhow::Result<Option<TcpListener>> {
+    match http_listen {
+        Some(HttpListen::Off) => Ok(None),
+        Some(HttpListen::At(addr)) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .with_context(|| format!("--http-listen {addr}")),
+        None => match TcpListener::bind(DEFAULT_HTTP_LISTEN).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(error) => {
+                tracing::warn!(
+                    address = DEFAULT_HTTP_LISTEN,
+                    error = %error,
+                    "the web UI is not served: its default address is not free \
+                     (choose one with --http-listen, or --http-listen off)"
+                );
+                Ok(None)
+            }
+        },
+    }
+}
+
 fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
