@@ -192,7 +192,10 @@ describe("web run inspector (sqlite)", () => {
   });
 
   test("answering a human input from the approvals page completes the run", async () => {
-    await navigate(page, "#/approvals", `.approval[data-run="${ids.waiting}"]`);
+    const other = await startRun(clients, "approve", "v1.1-rc");
+    await waitForRun(clients, other.id, hasStatus(RunStatus.WAITING_INPUT), "waiting");
+    await navigate(page, "#/approvals", `.approval[data-run="${other.id}"]`);
+    await page.waitForSelector(`.approval[data-run="${ids.waiting}"]`);
     assert.match(await page.$eval(`.approval[data-run="${ids.waiting}"] .prompt`, (e) => e.textContent ?? ""), /Ship v1.0\?/);
     await screenshot(page, "approvals");
     await page.type(`.approval[data-run="${ids.waiting}"] textarea[name=answer]`, "yes, ship it");
@@ -233,13 +236,15 @@ describe("web run inspector (sqlite)", () => {
     const diff = await page.$eval(".diff pre", (e) => e.textContent ?? "");
     assert.match(diff, /^- .*Ship \{\{ input \}\}\?/m);
     assert.match(diff, /^\+ .*to production/m);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await screenshot(page, "chains");
     await page.$eval("textarea[name=draft]", (e) => {
       (e as HTMLTextAreaElement).value = "";
     });
     await page.type("textarea[name=draft]", '{"id": "bad", "tasks": [{"id": "x", "handler": "no_such_handler"}]}');
     await page.click("button[name=validate]");
     await page.waitForSelector('.violations[data-valid="false"] li');
-    await screenshot(page, "chains");
+    assert.match(await page.$eval(".violations", (e) => e.textContent ?? ""), /UNKNOWN_HANDLER/);
   });
 
   test("workers and queues, and backends", async () => {

@@ -37,7 +37,7 @@ export function ApprovalsPage() {
                 {run.id}
               </a>{" "}
               · <a href={href("chains", run.chainId)}>{run.chainId}</a> · task <b>{run.inputRequest?.taskId}</b> ·{" "}
-              <span title={time(run.updateTime)}>waiting since {ago(run.updateTime, now)}</span>
+              <span title={time(run.updateTime)}>asked {ago(run.updateTime, now)}</span>
             </div>
             <AnswerForm run={run} onAnswered={reload} />
           </div>
