@@ -11,6 +11,7 @@ import { OperationsService } from "./gen/taskloom/v1/operations_pb.js";
 import { RunService } from "./gen/taskloom/v1/run_pb.js";
 import { WorkerService } from "./gen/taskloom/v1/worker_pb.js";
 import { InfoService } from "./gen/taskloom/v1/info_pb.js";
+import { NamespaceService } from "./gen/taskloom/v1/security_pb.js";
 
 const KEY_ITEM = "taskloom.apiKey";
 const NAMESPACE_ITEM = "taskloom.namespace";
@@ -79,6 +80,7 @@ export const workers: Client<typeof WorkerService> = createClient(WorkerService,
 export const operations: Client<typeof OperationsService> = createClient(OperationsService, transport);
 export const backends: Client<typeof BackendService> = createClient(BackendService, transport);
 export const info: Client<typeof InfoService> = createClient(InfoService, transport);
+export const namespaces: Client<typeof NamespaceService> = createClient(NamespaceService, transport);
 
 /** An error as shown to the user: the gRPC code's name and the message. */
 export interface ShownError {

@@ -2,8 +2,8 @@
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { apiKey, namespace, onSettingsChange, saveSettings } from "./api.js";
-import { onAskForKey, useRoute } from "./ui.js";
+import { apiKey, namespace, namespaces, onSettingsChange, saveSettings } from "./api.js";
+import { onAskForKey, usePoll, useRoute } from "./ui.js";
 import { RunsPage } from "./pages/runs.js";
 import { RunPage } from "./pages/run.js";
 import { ApprovalsPage } from "./pages/approvals.js";
@@ -61,6 +61,35 @@ function Settings({ onClose }: { onClose: () => void }) {
   );
 }
 
+/**
+ * The namespaces the key may see, to switch between; absent when the list
+ * cannot be read (no key yet, or a role without the permission): the key
+ * box still takes a namespace by name.
+ */
+function NamespacePicker() {
+  const { data } = usePoll(() => namespaces.listNamespaces({}), [], 60_000);
+  const current = namespace() || "default";
+  const names = data?.namespaces.map((n) => n.name) ?? [];
+  if (names.length <= 1 && names[0] === current) return null;
+  if (names.length === 0) return null;
+  if (!names.includes(current)) names.unshift(current);
+  return (
+    <select
+      class="namespace"
+      name="namespace-picker"
+      aria-label="namespace"
+      value={current}
+      onChange={(e) => saveSettings(apiKey(), e.currentTarget.value === "default" ? "" : e.currentTarget.value)}
+    >
+      {names.map((n) => (
+        <option key={n} value={n}>
+          {n}
+        </option>
+      ))}
+    </select>
+  );
+}
+
 function App() {
   const route = useRoute();
   const [showSettings, setShowSettings] = useState(false);
@@ -103,6 +132,7 @@ function App() {
             </a>
           ))}
         </nav>
+        <NamespacePicker key={generation} />
         <button type="button" class="key" onClick={() => setShowSettings((s) => !s)}>
           {apiKey() ? "🔑 key set" : "API key"}
           {ns ? ` · ${ns}` : ""}

@@ -23,7 +23,7 @@ import { BackendService, BackendType } from "../src/gen/taskloom/v1/backend_pb.j
 import { ChainSchema, ChainService } from "../src/gen/taskloom/v1/chain_pb.js";
 import { fromJson } from "@bufbuild/protobuf";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { KeyService } from "../src/gen/taskloom/v1/security_pb.js";
+import { KeyService, NamespaceService } from "../src/gen/taskloom/v1/security_pb.js";
 import { RunService, RunStatus } from "../src/gen/taskloom/v1/run_pb.js";
 import type { Run } from "../src/gen/taskloom/v1/run_pb.js";
 
@@ -65,6 +65,7 @@ export interface Clients {
   chains: Client<typeof ChainService>;
   backends: Client<typeof BackendService>;
   keys: Client<typeof KeyService>;
+  namespaces: Client<typeof NamespaceService>;
 }
 
 export class TestServer {
@@ -130,9 +131,10 @@ export class TestServer {
     throw new Error(`taskloom did not listen within 30 s:\n${this.log}`);
   }
 
-  clients(apiKey?: string): Clients {
+  clients(apiKey?: string, namespace?: string): Clients {
     const auth: Interceptor = (next) => (request) => {
       if (apiKey) request.header.set("authorization", `Bearer ${apiKey}`);
+      if (namespace) request.header.set("x-taskloom-namespace", namespace);
       return next(request);
     };
     const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${this.grpcPort}`, interceptors: [auth] });
@@ -141,6 +143,7 @@ export class TestServer {
       chains: createClient(ChainService, transport),
       backends: createClient(BackendService, transport),
       keys: createClient(KeyService, transport),
+      namespaces: createClient(NamespaceService, transport),
     };
   }
 

@@ -252,6 +252,8 @@ describe("web run inspector (sqlite)", () => {
     await navigate(page, "#/workers", 'tr[data-queue="ui-nobody"]');
     await screenshot(page, "workers");
     await navigate(page, "#/backends", 'tr[data-backend="fake-openai"]');
+    await page.click('tr[data-backend="fake-openai"] button[name=sync]');
+    await page.waitForSelector('tr[data-backend="fake-openai"] [data-health="healthy"]', { timeout: 10_000 });
     await screenshot(page, "backends");
   });
 

@@ -52,6 +52,21 @@ describe("API keys in the UI", () => {
     await page.click(`tr[data-run="${run.id}"] a`);
     await page.waitForSelector('section.run[data-ready="true"][data-status="succeeded"]', { timeout: 10_000 });
 
+    // The namespace picker lists the namespaces; picking one shows its runs.
+    await clients.namespaces.createNamespace({ name: "team-a" });
+    const teamA = server.clients(created.secret, "team-a");
+    await createChain(teamA, "keyed", [{ id: "only", handler: "noop", transition: goto("end") }]);
+    const teamRun = await startRun(teamA, "keyed");
+    await page.goto(`${server.url}/#/runs`);
+    await page.reload();
+    await page.waitForSelector('select[name=namespace-picker] option[value="team-a"]', { timeout: 10_000 });
+    await page.select("select[name=namespace-picker]", "team-a");
+    await page.waitForSelector(`tr[data-run="${teamRun.id}"]`, { timeout: 10_000 });
+    assert.equal(await page.$(`tr[data-run="${run.id}"]`), null, "the default namespace's run is not listed");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("taskloom.namespace")), "team-a");
+    await page.select("select[name=namespace-picker]", "default");
+    await page.waitForSelector(`tr[data-run="${run.id}"]`, { timeout: 10_000 });
+
     // A namespace that does not exist is refused with the server's code.
     await page.click("header button.key");
     await page.type("form.settings input[name=namespace]", "Bad_Namespace");

@@ -1,6 +1,7 @@
 // Backends: every provider backend with its health and the models it
 // reports, the pools that route to them, and the declared models.
 
+import { useState } from "preact/hooks";
 import { backends } from "../api.js";
 import { ago, duration, time } from "../format.js";
 import { BackendHealth, BackendType, ModelCapability, SelectionPolicy } from "../gen/taskloom/v1/backend_pb.js";
@@ -19,6 +20,37 @@ async function poolsWithMembers() {
       ]);
       return { pool, backends: members.backends, models: models.models };
     }),
+  );
+}
+
+/** Asks the server to check a backend now (SyncBackend): health, latency, models. */
+function SyncButton({ id, onDone }: { id: string; onDone: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(undefined);
+  return (
+    <>
+      <button
+        type="button"
+        class="secondary"
+        name="sync"
+        disabled={busy}
+        onClick={async () => {
+          setBusy(true);
+          try {
+            await backends.syncBackend({ id });
+            setError(undefined);
+          } catch (e) {
+            setError(e);
+          } finally {
+            setBusy(false);
+            onDone();
+          }
+        }}
+      >
+        Sync
+      </button>
+      <ErrorBox error={error} />
+    </>
   );
 }
 
@@ -45,11 +77,12 @@ export function BackendsPage() {
                 <th>Latency</th>
                 <th>Models</th>
                 <th>Synced</th>
+                <th />
               </tr>
             </thead>
             <tbody>
               {list.data.backends.map((b) => {
-                const health = name(BackendHealth, b.state?.health ?? 0);
+                const health = b.state?.health ? name(BackendHealth, b.state.health) : "not checked";
                 const observed = b.state?.observedModels.length
                   ? b.state.observedModels.map((m) => m.name)
                   : (b.state?.models ?? []);
@@ -62,7 +95,9 @@ export function BackendsPage() {
                     <td>{name(BackendType, b.type)}</td>
                     <td class="mono">{b.baseUrl}</td>
                     <td>
-                      <span class={`badge h-${health}`}>{health}</span>
+                      <span class={`badge h-${health.replace(" ", "_")}`} data-health={health}>
+                        {health}
+                      </span>
                       {b.state?.lastError && <div class="muted">{b.state.lastError}</div>}
                     </td>
                     <td>
@@ -72,6 +107,9 @@ export function BackendsPage() {
                     </td>
                     <td>{observed.join(", ")}</td>
                     <td title={time(b.state?.lastSyncTime)}>{ago(b.state?.lastSyncTime, now)}</td>
+                    <td>
+                      <SyncButton id={b.id} onDone={list.reload} />
+                    </td>
                   </tr>
                 );
               })}
@@ -102,7 +140,7 @@ export function BackendsPage() {
                     {pool.description && <div class="muted">{pool.description}</div>}
                   </td>
                   <td>{pool.purpose}</td>
-                  <td>{name(SelectionPolicy, pool.policy)}</td>
+                  <td>{pool.policy ? name(SelectionPolicy, pool.policy) : "default"}</td>
                   <td>{members.map((b) => b.name).join(", ")}</td>
                   <td>
                     {pool.discoverModels ? "discovered" : ""}
