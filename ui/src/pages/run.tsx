@@ -184,18 +184,22 @@ export function RunPage({ id }: { id: string }) {
         <span class="mono">{run.id}</span> <Status status={run.status} />
       </h1>
       <ErrorBox error={error ?? watchError} />
-      <Summary run={run} />
-      <Actions run={run} onChange={(r) => setRun(r)} />
+      <div class="run-top">
+        <div class="card">
+          <Summary run={run} />
+          <Actions run={run} onChange={(r) => setRun(r)} />
+        </div>
+        <div class="card">
+          <h2>Chain</h2>
+          {chain ? <RunGraph chain={chain} run={run} attempts={attempts ?? []} events={live.events} /> : <Empty>…</Empty>}
+        </div>
+      </div>
       {run.status === RunStatus.WAITING_INPUT && run.inputRequest && (
         <div class="card">
           <h2>Waiting for input: {run.inputRequest.taskId}</h2>
           <AnswerForm run={run} onAnswered={setRun} />
         </div>
       )}
-      <div class="card">
-        <h2>Chain</h2>
-        {chain ? <RunGraph chain={chain} run={run} attempts={attempts ?? []} events={live.events} /> : <Empty>…</Empty>}
-      </div>
       <div class="card">
         <h2>Timeline</h2>
         <Timeline run={run} attempts={attempts ?? []} events={live.events} />
