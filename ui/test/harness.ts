@@ -181,6 +181,12 @@ export class FakeModel {
           response.end(JSON.stringify({ data: [{ id: "fake-model", object: "model" }] }));
           return;
         }
+        if (body.includes("FAIL")) {
+          // A provider error: the attempt fails and its retry policy applies.
+          response.writeHead(503, { "content-type": "application/json" });
+          response.end(JSON.stringify({ error: { message: "the fake model is overloaded" } }));
+          return;
+        }
         if (!(JSON.parse(body || "{}") as { stream?: boolean }).stream) {
           response.writeHead(200, { "content-type": "application/json" });
           response.end(JSON.stringify({ choices: [{ message: { role: "assistant", content: answer } }], usage }));

@@ -139,6 +139,11 @@ describe("web run inspector (sqlite)", () => {
       { timeout: 5_000 },
     );
     assert.deepEqual(await listedRuns(page), [[ids.failed, "failed"]]);
+    // The filter is in the address: a reload keeps it.
+    assert.match(page.url(), /#\/runs\?status=failed$/);
+    await page.reload();
+    await page.waitForSelector(`tr[data-run="${ids.failed}"]`);
+    assert.deepEqual(await listedRuns(page), [[ids.failed, "failed"]]);
     await page.click("label.chip:has(input[name=status-failed])");
     await page.waitForFunction(() => document.querySelectorAll("table.runs tbody tr").length >= 7, { timeout: 5_000 });
 
@@ -166,6 +171,36 @@ describe("web run inspector (sqlite)", () => {
     const events = await page.$$eval(".event .etype", (es) => es.map((e) => e.textContent));
     assert.ok(events.includes("run_succeeded"), `events: ${events.join(",")}`);
     assert.ok(events.includes("message"), "the print message is listed");
+  });
+
+  test("the timeline shows every attempt of a task retried", async () => {
+    await createChain(clients, "flaky", [
+      {
+        id: "call",
+        handler: "raw_string",
+        prompt_template: "FAIL {{ input }}",
+        execute_config: { model: "fake-model" },
+        retry: { max_attempts: 3, initial_delay: "50ms" },
+        transition: goto("end"),
+      },
+    ]);
+    const run = await startRun(clients, "flaky", "now");
+    await waitForRun(clients, run.id, hasStatus(RunStatus.FAILED), "failed");
+    await navigate(page, `#/runs/${run.id}`, 'section.run[data-ready="true"]');
+    const rows = await page.$$eval("table.attempts tr", (trs) =>
+      trs.map((r) => [r.getAttribute("data-task"), r.getAttribute("data-attempt"), r.getAttribute("data-status")]),
+    );
+    assert.deepEqual(rows, [
+      ["call", "1", "failed"],
+      ["call", "2", "failed"],
+      ["call", "3", "failed"],
+    ]);
+    assert.deepEqual(
+      await page.$$eval("table.attempts .retry", (es) => es.map((e) => e.textContent)),
+      ["retry #1", "retry #2"],
+    );
+    const events = await page.$$eval(".event .etype", (es) => es.map((e) => e.textContent));
+    assert.equal(events.filter((t) => t === "task_retry_scheduled").length, 2, events.join(","));
   });
 
   test("live tokens appear while the model streams, then its output", async () => {

@@ -3,7 +3,7 @@
 // page polled every 2 s for live status. Nothing here grows with the store.
 
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { runs } from "../api.js";
 import { ago, duration, millis, RUN_STATUSES, runStatusName, time, tokens } from "../format.js";
 import { RunStatus } from "../gen/taskloom/v1/run_pb.js";
@@ -88,8 +88,38 @@ export function RunTable({ list, now }: { list: Run[]; now: number }) {
   );
 }
 
+const EMPTY: RunFilter = { statuses: [], chainId: "", labels: "", after: "", before: "" };
+
+/** The filter kept in the address (`#/runs?status=failed&chain=x`), so a filtered list can be shared. */
+function filterFromHash(): RunFilter {
+  const query = new URLSearchParams(location.hash.split("?")[1] ?? "");
+  const byName = new Map(RUN_STATUSES.map((s) => [runStatusName(s), s]));
+  return {
+    statuses: (query.get("status") ?? "")
+      .split(",")
+      .map((name) => byName.get(name))
+      .filter((s): s is RunStatus => s !== undefined),
+    chainId: query.get("chain") ?? "",
+    labels: query.get("labels") ?? "",
+    after: query.get("after") ?? "",
+    before: query.get("before") ?? "",
+  };
+}
+
+function filterToHash(filter: RunFilter): void {
+  const query = new URLSearchParams();
+  if (filter.statuses.length) query.set("status", filter.statuses.map(runStatusName).join(","));
+  if (filter.chainId) query.set("chain", filter.chainId);
+  if (filter.labels) query.set("labels", filter.labels);
+  if (filter.after) query.set("after", filter.after);
+  if (filter.before) query.set("before", filter.before);
+  const text = query.toString();
+  // replaceState: no hashchange, no new history entry per click.
+  history.replaceState(null, "", `#/runs${text ? `?${text}` : ""}`);
+}
+
 export function RunsPage() {
-  const [filter, setFilter] = useState<RunFilter>({ statuses: [], chainId: "", labels: "", after: "", before: "" });
+  const [filter, setFilter] = useState<RunFilter>(filterFromHash);
   const [draft, setDraft] = useState(filter);
   // Tokens of the pages before the current one ("" = the first page).
   const [tokensStack, setTokensStack] = useState<string[]>([""]);
@@ -110,10 +140,23 @@ export function RunsPage() {
     2000,
   );
   const apply = (next: RunFilter) => {
+    filterToHash(next);
     setFilter(next);
     setDraft(next);
     setTokensStack([""]);
   };
+  // A link to a filtered list (or the plain Runs tab) while this page is open.
+  useEffect(() => {
+    const follow = () => {
+      if (!location.hash.startsWith("#/runs") || location.hash.startsWith("#/runs/")) return;
+      const next = filterFromHash();
+      setFilter(next);
+      setDraft(next);
+      setTokensStack([""]);
+    };
+    window.addEventListener("hashchange", follow);
+    return () => window.removeEventListener("hashchange", follow);
+  }, []);
   const toggle = (s: RunStatus) => {
     const statuses = filter.statuses.includes(s)
       ? filter.statuses.filter((x) => x !== s)
@@ -179,7 +222,7 @@ export function RunsPage() {
           <button
             type="button"
             class="secondary"
-            onClick={() => apply({ statuses: [], chainId: "", labels: "", after: "", before: "" })}
+            onClick={() => apply(EMPTY)}
           >
             Clear
           </button>
