@@ -25,7 +25,7 @@ function targets(goto: JsonValue): string[] {
 
 export function chainEdges(chain: Chain): Edge[] {
   const edges: Edge[] = [];
-  chain.tasks.forEach((task, i) => {
+  for (const task of chain.tasks) {
     const branches = task.transition?.branches ?? [];
     for (const branch of branches) {
       const goto = branch.goto ? toJson(JsonValueSchema, branch.goto) : null;
@@ -39,8 +39,7 @@ export function chainEdges(chain: Chain): Edge[] {
     if (task.transition?.onFailure) {
       edges.push({ from: task.id, to: task.transition.onFailure, failure: true, label: "on failure" });
     }
-    void i;
-  });
+  }
   return edges;
 }
 
