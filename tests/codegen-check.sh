@@ -6,10 +6,13 @@
 #     committed so that installing the SDK (`npm install --install-links
 #     …/sdk-typescript`, or `npm install` in examples/typescript) needs no
 #     TypeScript compiler
+#   - ui/dist/, the web run inspector built from ui/ by Vite: the server
+#     embeds it at compile time, so building or running taskloom needs no
+#     Node.js
 # Both are regenerated into a temp dir and compared file by file. Needs the
 # tools tests/run installs (buf and protoc-gen-es from npm, grpcio-tools and
-# mypy-protobuf in tests/.work/venv); installs sdk-typescript's own
-# dependencies (npm ci, skipped while they match its lock file).
+# mypy-protobuf in tests/.work/venv); installs sdk-typescript's and ui's own
+# dependencies (npm ci, skipped while they match their lock files).
 #
 # Usage: tests/codegen-check.sh          check
 #        tests/codegen-check.sh --write  regenerate in place (then commit)
@@ -22,6 +25,7 @@ source "$TASKLOOM_ROOT/tests/lib/tools.sh"
 cd "$TASKLOOM_ROOT"
 
 SDK_TS=sdk-typescript
+UI=ui
 
 BUF="$TASKLOOM_ROOT/tests/tools/node_modules/.bin/buf"
 [[ -x $BUF ]] || die "buf is not installed: run tests/run (or npm ci in tests/tools)"
@@ -30,7 +34,7 @@ BUF="$TASKLOOM_ROOT/tests/tools/node_modules/.bin/buf"
 generated_files() {
     (cd "$1" && find sdk-python/src -type f \( -name '*_pb2.py' -o -name '*_pb2.pyi' \
         -o -name '*_pb2_grpc.py' -o -name '*_pb2_grpc.pyi' \) &&
-        find sdk-typescript/src/gen -type f -name '*_pb.ts') 2>/dev/null | sort
+        find sdk-typescript/src/gen ui/src/gen -type f -name '*_pb.ts') 2>/dev/null | sort
 }
 
 # Compiles sdk-typescript/src into ROOT/sdk-typescript/dist with the SDK's
@@ -47,7 +51,21 @@ build_typescript_dist() {
     "$SDK_TS/node_modules/.bin/tsc" -p "$root/$SDK_TS/tsconfig.json"
 }
 
+# Builds ui/ into ROOT/ui/dist with the UI's own Vite and config (a copy of
+# its sources outside the checkout when ROOT is not `.`; Vite's output does
+# not depend on where it is built).
+build_ui_dist() {
+    local root=$1
+    if [[ $root != . ]]; then
+        mkdir -p "$root/$UI"
+        cp -R "$UI/src" "$UI/index.html" "$UI/vite.config.ts" "$UI/tsconfig.json" "$UI/package.json" "$root/$UI/"
+        ln -s "$TASKLOOM_ROOT/$UI/node_modules" "$root/$UI/node_modules"
+    fi
+    (cd "$root/$UI" && "$TASKLOOM_ROOT/$UI/node_modules/.bin/vite" build --logLevel warn)
+}
+
 npm_ci_cached "$TASKLOOM_ROOT/$SDK_TS"
+npm_ci_cached "$TASKLOOM_ROOT/$UI"
 
 if [[ ${1:-} == --write ]]; then
     generated_files . | xargs -r rm -f
@@ -55,6 +73,8 @@ if [[ ${1:-} == --write ]]; then
     echo "regenerated: $(generated_files . | wc -l) files"
     build_typescript_dist .
     echo "rebuilt $SDK_TS/dist: $(find "$SDK_TS/dist" -type f | wc -l) files"
+    build_ui_dist .
+    echo "rebuilt $UI/dist: $(find "$UI/dist" -type f | wc -l) files"
     exit 0
 fi
 
@@ -83,9 +103,17 @@ if ! diff -r "$tmp/tsc/$SDK_TS/dist" "$SDK_TS/dist" >"$tmp/dist.diff"; then
     status=1
 fi
 
+build_ui_dist "$tmp/vite"
+if ! diff -r "$tmp/vite/$UI/dist" "$UI/dist" >"$tmp/ui-dist.diff"; then
+    echo "$UI/dist differs from what Vite builds from $UI/src (< would be built, > is committed):"
+    head -40 "$tmp/ui-dist.diff"
+    status=1
+fi
+
 if ((status != 0)); then
     echo "run tests/codegen-check.sh --write and commit the result"
     exit 1
 fi
 echo "generated code matches proto/: $(generated_files . | wc -l) files"
 echo "$SDK_TS/dist matches $SDK_TS/src: $(find "$SDK_TS/dist" -type f | wc -l) files"
+echo "$UI/dist matches $UI/src: $(find "$UI/dist" -type f | wc -l) files"

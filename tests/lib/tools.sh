@@ -106,3 +106,36 @@ ensure_promtool() {
     fi
     promtool --version >/dev/null 2>&1 || die "the prometheus package is installed but promtool does not run"
 }
+
+# Prints the path of a Chromium the web UI tests can drive headless:
+# $TASKLOOM_CHROMIUM, or Debian's `chromium` package, installed with apt-get
+# when missing (puppeteer-core never downloads a browser of its own).
+# Returns 2 when there is no Chromium and apt-get cannot be used (no apt,
+# not root), 1 when installing it failed.
+ensure_chromium() {
+    local chromium=${TASKLOOM_CHROMIUM:-/usr/bin/chromium}
+    if [[ -x $chromium ]] && "$chromium" --version >/dev/null 2>&1; then
+        printf '%s\n' "$chromium"
+        return 0
+    fi
+    command -v apt-get >/dev/null || {
+        echo "no Chromium at $chromium and no apt-get to install Debian's chromium package" >&2
+        return 2
+    }
+    [[ $(id -u) == 0 ]] || {
+        echo "no Chromium at $chromium, and installing Debian's chromium package needs root" >&2
+        return 2
+    }
+    local install=(apt-get install -y -q --no-install-recommends chromium)
+    if ! DEBIAN_FRONTEND=noninteractive "${install[@]}" >&2; then
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive "${install[@]}"; } >&2 || {
+            echo "apt-get install chromium failed" >&2
+            return 1
+        }
+    fi
+    "$chromium" --version >/dev/null 2>&1 || {
+        echo "the chromium package is installed but $chromium does not run" >&2
+        return 1
+    }
+    printf '%s\n' "$chromium"
+}
