@@ -186,6 +186,14 @@ async fn prompt_handlers_record_backend_model_and_usage(server: TestServer) {
         "condition_key yields the key"
     );
     assert_eq!(recorded[0].model, "classifier");
+    // Each attempt says what it was given and the prompt it rendered.
+    assert_eq!(recorded[0].input, Some(text_value("Why is the sky blue?")));
+    assert_eq!(
+        recorded[0].prompt,
+        "Is this a question? Why is the sky blue?"
+    );
+    assert_eq!(recorded[1].input, Some(text_value("yes")));
+    assert_eq!(recorded[1].prompt, "", "score has no prompt template");
     // The rendered template and the system instruction reached the model.
     let request = &fake.requests()[0];
     let messages = request.body["messages"].as_array().unwrap();

@@ -224,6 +224,10 @@ describe("web run inspector (sqlite)", () => {
     );
     const summary = await page.$eval('details.task[data-task="draft"] summary', (e) => e.textContent ?? "");
     assert.match(summary, /7 in \/ 30 out/, summary);
+    // The prompt as rendered for this run, and what the task was given.
+    const draft = await page.$eval('details.task[data-task="draft"]', (e) => e.textContent ?? "");
+    assert.match(draft, /rendered prompt\s*Write about durable runs\./i, draft);
+    assert.match(draft, /input \(text\)\s*durable runs/i, draft);
   });
 
   test("answering a human input from the approvals page completes the run", async () => {

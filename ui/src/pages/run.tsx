@@ -533,7 +533,12 @@ function Tasks({ chain, attempts, live }: { chain: Chain | undefined; attempts: 
               )}
             </summary>
             {task?.systemInstruction && <Pre label="system instruction" text={task.systemInstruction} />}
-            {task?.promptTemplate && <Pre label="prompt template" text={task.promptTemplate} />}
+            {a.input && <Pre label={`input (${valueKind(a.input)})`} text={valueText(a.input)} />}
+            {a.prompt ? (
+              <Pre label="rendered prompt" text={a.prompt} />
+            ) : (
+              task?.promptTemplate && <Pre label="prompt template" text={task.promptTemplate} />
+            )}
             {streaming && (
               <div class="pre live-stream">
                 <div class="pre-label">

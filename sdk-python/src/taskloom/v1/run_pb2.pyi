@@ -1100,6 +1100,8 @@ class TaskAttempt(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Attempt id."""
     run_id: _builtins.str
@@ -1124,6 +1126,10 @@ class TaskAttempt(_message.Message):
     """The backend that served it."""
     model: _builtins.str
     """The model that served it."""
+    prompt: _builtins.str
+    """The task's prompt template as rendered for this attempt; empty for
+    tasks without one.
+    """
     @_builtins.property
     def available_time(self) -> _timestamp_pb2.Timestamp:
         """Not leased before this time."""
@@ -1152,6 +1158,10 @@ class TaskAttempt(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """Ended."""
 
+    @_builtins.property
+    def input(self) -> _common_pb2.Value:
+        """What the task was given."""
+
     def __init__(
         self,
         *,
@@ -1174,10 +1184,12 @@ class TaskAttempt(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        input: _common_pb2.Value | None = ...,
+        prompt: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time", "create_time", b"create_time", "end_time", b"end_time", "lease_expire_time", b"lease_expire_time", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time", "create_time", b"create_time", "end_time", b"end_time", "input", b"input", "lease_expire_time", b"lease_expire_time", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "available_time", b"available_time", "backend_id", b"backend_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "end_time", b"end_time", "error", b"error", "id", b"id", "lease_expire_time", b"lease_expire_time", "lease_expiries", b"lease_expiries", "lease_owner", b"lease_owner", "model", b"model", "output", b"output", "queue", b"queue", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "task_id", b"task_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "available_time", b"available_time", "backend_id", b"backend_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "end_time", b"end_time", "error", b"error", "id", b"id", "input", b"input", "lease_expire_time", b"lease_expire_time", "lease_expiries", b"lease_expiries", "lease_owner", b"lease_owner", "model", b"model", "output", b"output", "prompt", b"prompt", "queue", b"queue", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "task_id", b"task_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

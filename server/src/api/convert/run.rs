@@ -137,6 +137,8 @@ pub fn attempt_message(record: &AttemptRecord) -> ApiResult<pb::TaskAttempt> {
         create_time: Some(timestamp(record.created_at)),
         start_time: record.started_at.map(timestamp),
         end_time: record.ended_at.map(timestamp),
+        input: Some(decode_value(&record.input)?),
+        prompt: record.prompt.clone().unwrap_or_default(),
     })
 }
 

@@ -956,6 +956,19 @@ export type TaskAttempt = Message<"taskloom.v1.TaskAttempt"> & {
      * @generated from field: google.protobuf.Timestamp end_time = 19;
      */
     endTime?: Timestamp | undefined;
+    /**
+     * What the task was given.
+     *
+     * @generated from field: taskloom.v1.Value input = 20;
+     */
+    input?: Value | undefined;
+    /**
+     * The task's prompt template as rendered for this attempt; empty for
+     * tasks without one.
+     *
+     * @generated from field: string prompt = 21;
+     */
+    prompt: string;
 };
 /**
  * Describes the message taskloom.v1.TaskAttempt.
