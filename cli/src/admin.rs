@@ -7,7 +7,7 @@ use taskloom_proto::taskloom::v1 as pb;
 
 use crate::filters::TimeRange;
 use crate::output::{json_line, print_table, short, status_cell, table, time};
-use crate::{Client, ClientOptions, Format, Outcome, call};
+use crate::{Client, ClientOptions, Format, Outcome, call, collect_pages};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -42,33 +42,24 @@ pub async fn audit(options: &ClientOptions, command: AuditCommand) -> anyhow::Re
     let client = Client::connect(options).await?;
     // `--since` counts from now once: every page has the same window.
     let (start, end) = (args.time.start(), args.time.end());
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    while events.len() < args.limit {
-        let page = call(
-            client
-                .audit()
-                .list_audit_events(pb::ListAuditEventsRequest {
-                    actor: args.actor.clone().unwrap_or_default(),
-                    action: args.action.clone().unwrap_or_default(),
-                    resource_type: args.resource_type.clone().unwrap_or_default(),
-                    resource_id: args.resource.clone().unwrap_or_default(),
-                    start_time: start,
-                    end_time: end,
-                    page_size: i32::try_from(args.limit - events.len())
-                        .unwrap_or(1000)
-                        .min(1000),
-                    page_token,
-                })
-                .await,
-        )?;
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            break;
+    let events = collect_pages(args.limit, |page_size, page_token| {
+        let mut service = client.audit();
+        let request = pb::ListAuditEventsRequest {
+            actor: args.actor.clone().unwrap_or_default(),
+            action: args.action.clone().unwrap_or_default(),
+            resource_type: args.resource_type.clone().unwrap_or_default(),
+            resource_id: args.resource.clone().unwrap_or_default(),
+            start_time: start,
+            end_time: end,
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_audit_events(request).await)?;
+            Ok((page.events, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
-    events.truncate(args.limit);
+    })
+    .await?;
     match options.output {
         Format::Json => {
             for event in &events {

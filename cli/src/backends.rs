@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use taskloom_proto::taskloom::v1 as pb;
 
 use crate::output::{json_line, print_table, status_cell, table, time};
-use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call};
+use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call, collect_pages};
 
 const BACKEND: &str = "taskloom.v1.Backend";
 
@@ -169,66 +169,48 @@ async fn find(client: &Client, key: &str) -> anyhow::Result<pb::Backend> {
 }
 
 async fn list_backends(client: &Client) -> anyhow::Result<Vec<pb::Backend>> {
-    let mut backends = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .backends()
-                .list_backends(pb::ListBackendsRequest {
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        backends.extend(page.backends);
-        if page.next_page_token.is_empty() {
-            return Ok(backends);
+    collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.backends();
+        let request = pb::ListBackendsRequest {
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_backends(request).await)?;
+            Ok((page.backends, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 async fn list_models(client: &Client) -> anyhow::Result<Vec<pb::Model>> {
-    let mut models = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .backends()
-                .list_models(pb::ListModelsRequest {
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        models.extend(page.models);
-        if page.next_page_token.is_empty() {
-            return Ok(models);
+    collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.backends();
+        let request = pb::ListModelsRequest {
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_models(request).await)?;
+            Ok((page.models, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 async fn list_pools(client: &Client) -> anyhow::Result<Vec<pb::Pool>> {
-    let mut pools = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .backends()
-                .list_pools(pb::ListPoolsRequest {
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        pools.extend(page.pools);
-        if page.next_page_token.is_empty() {
-            return Ok(pools);
+    collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.backends();
+        let request = pb::ListPoolsRequest {
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_pools(request).await)?;
+            Ok((page.pools, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 /// A pool's backends and declared models.
@@ -236,44 +218,32 @@ async fn pool_members(
     client: &Client,
     pool_id: &str,
 ) -> anyhow::Result<(Vec<pb::Backend>, Vec<pb::Model>)> {
-    let mut backends = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .backends()
-                .list_pool_backends(pb::ListPoolBackendsRequest {
-                    pool_id: pool_id.into(),
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        backends.extend(page.backends);
-        if page.next_page_token.is_empty() {
-            break;
+    let backends = collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.backends();
+        let request = pb::ListPoolBackendsRequest {
+            pool_id: pool_id.into(),
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_pool_backends(request).await)?;
+            Ok((page.backends, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
-    let mut models = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .backends()
-                .list_pool_models(pb::ListPoolModelsRequest {
-                    pool_id: pool_id.into(),
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        models.extend(page.models);
-        if page.next_page_token.is_empty() {
-            break;
+    })
+    .await?;
+    let models = collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.backends();
+        let request = pb::ListPoolModelsRequest {
+            pool_id: pool_id.into(),
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_pool_models(request).await)?;
+            Ok((page.models, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     Ok((backends, models))
 }
 

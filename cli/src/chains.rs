@@ -7,7 +7,7 @@ use clap::Subcommand;
 use taskloom_proto::taskloom::v1 as pb;
 
 use crate::output::{self, json_line, print_line, print_table, short, table, time};
-use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call};
+use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call, collect_pages};
 
 const CHAIN: &str = "taskloom.v1.Chain";
 
@@ -94,24 +94,18 @@ pub async fn run(options: &ClientOptions, command: ChainsCommand) -> anyhow::Res
         }
         ChainsCommand::List => {
             let client = Client::connect(options).await?;
-            let mut chains = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = call(
-                    client
-                        .chains()
-                        .list_chains(pb::ListChainsRequest {
-                            page_size: 1000,
-                            page_token,
-                        })
-                        .await,
-                )?;
-                chains.extend(page.chains);
-                if page.next_page_token.is_empty() {
-                    break;
+            let chains = collect_pages(usize::MAX, |page_size, page_token| {
+                let mut service = client.chains();
+                let request = pb::ListChainsRequest {
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let page = call(service.list_chains(request).await)?;
+                    Ok((page.chains, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             print_chains(format, &chains, true)
         }
         ChainsCommand::Get { id, version } => {
@@ -133,25 +127,19 @@ pub async fn run(options: &ClientOptions, command: ChainsCommand) -> anyhow::Res
         }
         ChainsCommand::Versions { id } => {
             let client = Client::connect(options).await?;
-            let mut chains = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = call(
-                    client
-                        .chains()
-                        .list_chain_versions(pb::ListChainVersionsRequest {
-                            id: id.clone(),
-                            page_size: 1000,
-                            page_token,
-                        })
-                        .await,
-                )?;
-                chains.extend(page.chains);
-                if page.next_page_token.is_empty() {
-                    break;
+            let chains = collect_pages(usize::MAX, |page_size, page_token| {
+                let mut service = client.chains();
+                let request = pb::ListChainVersionsRequest {
+                    id: id.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let page = call(service.list_chain_versions(request).await)?;
+                    Ok((page.chains, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             print_chains(format, &chains, false)
         }
         ChainsCommand::Delete { id } => {

@@ -470,6 +470,32 @@ pub(crate) fn call<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyh
         .map_err(|status| CallFailed(status).into())
 }
 
+/// The most items one list call asks for (the API's page size limit).
+const MAX_PAGE: usize = 1000;
+
+/// The items of a paged list, the first `limit` of them (`usize::MAX`: all).
+/// `page` makes the call for one page, given its size and token, and
+/// answers that page's items and the next token (empty after the last).
+pub(crate) async fn collect_pages<T, F, Fut>(limit: usize, mut page: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(i32, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>>,
+{
+    let mut items = Vec::new();
+    let mut page_token = String::new();
+    while items.len() < limit {
+        let size = (limit - items.len()).min(MAX_PAGE) as i32;
+        let (found, next) = page(size, page_token).await?;
+        items.extend(found);
+        if next.is_empty() {
+            break;
+        }
+        page_token = next;
+    }
+    items.truncate(limit);
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

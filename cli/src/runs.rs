@@ -16,7 +16,7 @@ use crate::output::{
     self, attempt_status, event_type, json_line, print_table, run_status, short, status_cell,
     table, time, value_text,
 };
-use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call};
+use crate::{CallFailed, Client, ClientOptions, Format, Outcome, call, collect_pages};
 
 const RUN: &str = "taskloom.v1.Run";
 const EVENT: &str = "taskloom.v1.RunEvent";
@@ -153,33 +153,24 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
             // `--since` counts from now once: every page has the same
             // window.
             let (after, before) = (args.created.start(), args.created.end());
-            let mut runs = Vec::new();
-            let mut page_token = String::new();
-            while runs.len() < args.limit {
-                let page = call(
-                    client
-                        .runs()
-                        .list_runs(pb::ListRunsRequest {
-                            page_size: i32::try_from(args.limit - runs.len())
-                                .unwrap_or(1000)
-                                .min(1000),
-                            page_token,
-                            statuses: args.statuses.iter().map(|status| *status as i32).collect(),
-                            chain_id: args.chain.clone().unwrap_or_default(),
-                            labels: args.labels.iter().cloned().collect(),
-                            tenant: args.tenant.clone().unwrap_or_default(),
-                            create_time_after: after,
-                            create_time_before: before,
-                        })
-                        .await,
-                )?;
-                runs.extend(page.runs);
-                if page.next_page_token.is_empty() {
-                    break;
+            let runs = collect_pages(args.limit, |page_size, page_token| {
+                let mut service = client.runs();
+                let request = pb::ListRunsRequest {
+                    statuses: args.statuses.iter().map(|status| *status as i32).collect(),
+                    chain_id: args.chain.clone().unwrap_or_default(),
+                    labels: args.labels.iter().cloned().collect(),
+                    tenant: args.tenant.clone().unwrap_or_default(),
+                    create_time_after: after,
+                    create_time_before: before,
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let page = call(service.list_runs(request).await)?;
+                    Ok((page.runs, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
-            runs.truncate(args.limit);
+            })
+            .await?;
             match format {
                 Format::Json => {
                     for run in &runs {
@@ -224,26 +215,20 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
         }
         RunsCommand::Events { run } => {
             let client = Client::connect(options).await?;
-            let mut events = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = call(
-                    client
-                        .runs()
-                        .list_run_events(pb::ListRunEventsRequest {
-                            run_id: run.clone(),
-                            after_seq: 0,
-                            page_size: 1000,
-                            page_token,
-                        })
-                        .await,
-                )?;
-                events.extend(page.events);
-                if page.next_page_token.is_empty() {
-                    break;
+            let events = collect_pages(usize::MAX, |page_size, page_token| {
+                let mut service = client.runs();
+                let request = pb::ListRunEventsRequest {
+                    run_id: run.clone(),
+                    after_seq: 0,
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let page = call(service.list_run_events(request).await)?;
+                    Ok((page.events, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             match format {
                 Format::Json => {
                     for event in &events {
@@ -273,25 +258,19 @@ pub async fn run(options: &ClientOptions, command: RunsCommand) -> anyhow::Resul
         }
         RunsCommand::Attempts { run } => {
             let client = Client::connect(options).await?;
-            let mut attempts = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = call(
-                    client
-                        .runs()
-                        .list_run_attempts(pb::ListRunAttemptsRequest {
-                            run_id: run.clone(),
-                            page_size: 1000,
-                            page_token,
-                        })
-                        .await,
-                )?;
-                attempts.extend(page.attempts);
-                if page.next_page_token.is_empty() {
-                    break;
+            let attempts = collect_pages(usize::MAX, |page_size, page_token| {
+                let mut service = client.runs();
+                let request = pb::ListRunAttemptsRequest {
+                    run_id: run.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move {
+                    let page = call(service.list_run_attempts(request).await)?;
+                    Ok((page.attempts, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
+            })
+            .await?;
             match format {
                 Format::Json => {
                     for attempt in &attempts {

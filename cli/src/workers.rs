@@ -5,7 +5,7 @@ use clap::Subcommand;
 use taskloom_proto::taskloom::v1 as pb;
 
 use crate::output::{json_line, print_table, short, table, time, value_text};
-use crate::{Client, ClientOptions, Format, Outcome, call};
+use crate::{Client, ClientOptions, Format, Outcome, call, collect_pages};
 
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
@@ -31,25 +31,19 @@ pub enum DlqCommand {
 pub async fn workers(options: &ClientOptions, command: WorkersCommand) -> anyhow::Result<Outcome> {
     let WorkersCommand::List { queue } = command;
     let client = Client::connect(options).await?;
-    let mut workers = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .workers()
-                .list_workers(pb::ListWorkersRequest {
-                    queue: queue.clone(),
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        workers.extend(page.workers);
-        if page.next_page_token.is_empty() {
-            break;
+    let workers = collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.workers();
+        let request = pb::ListWorkersRequest {
+            queue: queue.clone(),
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_workers(request).await)?;
+            Ok((page.workers, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     match options.output {
         Format::Json => {
             for worker in &workers {
@@ -84,25 +78,19 @@ pub async fn workers(options: &ClientOptions, command: WorkersCommand) -> anyhow
 pub async fn dlq(options: &ClientOptions, command: DlqCommand) -> anyhow::Result<Outcome> {
     let DlqCommand::List { queue } = command;
     let client = Client::connect(options).await?;
-    let mut attempts = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = call(
-            client
-                .workers()
-                .list_dead_letters(pb::ListDeadLettersRequest {
-                    queue: queue.clone(),
-                    page_size: 1000,
-                    page_token,
-                })
-                .await,
-        )?;
-        attempts.extend(page.attempts);
-        if page.next_page_token.is_empty() {
-            break;
+    let attempts = collect_pages(usize::MAX, |page_size, page_token| {
+        let mut service = client.workers();
+        let request = pb::ListDeadLettersRequest {
+            queue: queue.clone(),
+            page_size,
+            page_token,
+        };
+        async move {
+            let page = call(service.list_dead_letters(request).await)?;
+            Ok((page.attempts, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     match options.output {
         Format::Json => {
             for attempt in &attempts {
