@@ -395,9 +395,31 @@ async fn human_input_waits_and_answers_once(server: TestServer) {
     ask.prompt_template = "Approve {{ input }}?".into();
     let run = start(&server, chain("approval", vec![ask]), "deploy").await;
     let waiting = wait_status(&server, &run.id, pb::RunStatus::WaitingInput).await;
-    let request = waiting.input_request.unwrap();
+    let request = waiting.input_request.clone().unwrap();
     assert_eq!(request.task_id, "ask");
     assert_eq!(request.prompt, "Approve deploy?");
+    // A list shows each run as GetRun does: what it waits for, its active
+    // tasks; a finished run has neither.
+    let done = start(
+        &server,
+        chain("quick", vec![task("a", "noop", vec![])]),
+        "x",
+    )
+    .await;
+    wait_status(&server, &done.id, pb::RunStatus::Succeeded).await;
+    let listed = server
+        .runs()
+        .list_runs(pb::ListRunsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    let listed_waiting = listed.iter().find(|r| r.id == run.id).unwrap();
+    assert_eq!(listed_waiting.input_request, Some(request.clone()));
+    assert_eq!(listed_waiting.active_tasks, vec!["ask".to_string()]);
+    let listed_done = listed.iter().find(|r| r.id == done.id).unwrap();
+    assert_eq!(listed_done.input_request, None);
+    assert!(listed_done.active_tasks.is_empty());
 
     let answer =
         |run_id: &str, task_id: &str, text: &str, request_id: &str| pb::SubmitInputRequest {

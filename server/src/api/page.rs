@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult};
 use super::request::{hex, require};
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{Page, PageQuery, StoreResult};
+use crate::store::{Page, PageQuery};
 
 /// Default and maximum `page_size`.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -112,7 +112,7 @@ pub fn child_scope(listing: &str, field: &str, key: &str) -> ApiResult<String> {
 /// One page of a keyset listing: decodes the request's page token (bound to
 /// `scope`), fetches, encodes the items up to [`MAX_PAGE_BYTES`] and the
 /// token of the next page.
-pub async fn list_page<T, R, Fut>(
+pub async fn list_page<T, R, E, Fut>(
     request: &impl ListRequest,
     scope: &str,
     fetch: impl FnOnce(PageQuery) -> Fut,
@@ -120,7 +120,8 @@ pub async fn list_page<T, R, Fut>(
 ) -> ApiResult<R>
 where
     R: ListResponse,
-    Fut: std::future::Future<Output = StoreResult<Page<T>>>,
+    ApiError: From<E>,
+    Fut: std::future::Future<Output = Result<Page<T>, E>>,
 {
     let page = fetch(request_query(request, scope)?).await?;
     encode_page(page, scope, encode)

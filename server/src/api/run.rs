@@ -148,8 +148,14 @@ impl RunApi {
         let filter = run_filter(&request, &mut violations);
         violations.finish()?;
         let scope = list_runs_scope(&request);
-        let fetch = |query| self.kernel().store().list_runs(&filter, query);
-        list_page(&request, &scope, fetch, |run| run_message(&run, None)).await
+        let fetch = |query| self.kernel().list_runs(&filter, query);
+        list_page(
+            &request,
+            &scope,
+            fetch,
+            |(run, active): (RunRecord, Vec<_>)| run_message(&run, Some(&active)),
+        )
+        .await
     }
 
     async fn watch_run(&self, request: pb::WatchRunRequest) -> ApiResult<BoxStream<pb::RunEvent>> {

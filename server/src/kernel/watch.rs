@@ -42,7 +42,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::events::{LiveEvent, TokenDelta};
 use super::{Kernel, KernelError, KernelResult, StartRun, Subscription, now};
 use crate::proto::taskloom::v1 as pb;
-use crate::store::{AttemptRecord, EventRecord, PageQuery, RunRecord};
+use crate::store::{AttemptRecord, EventRecord, Page, PageQuery, RunFilter, RunRecord};
 
 /// Bytes of stored events read at once (about): what a watch whose reader
 /// stopped reading may hold, so it stays small.
@@ -262,6 +262,33 @@ impl Kernel {
         };
         guard.run = None;
         Ok(Executed::Ended(Box::new(self.ended_run(ended).await?)))
+    }
+
+    /// A page of runs, each with its active attempts (for its active
+    /// tasks and input request). Finished runs have none to read.
+    pub async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        query: PageQuery,
+    ) -> KernelResult<Page<(RunRecord, Vec<AttemptRecord>)>> {
+        let page = self.store().list_runs(filter, query).await?;
+        let unfinished: Vec<&str> = page
+            .items
+            .iter()
+            .filter(|run| !run.status.is_terminal())
+            .map(|run| run.id.as_str())
+            .collect();
+        let mut active: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+        for attempt in self.store().active_attempts(&unfinished).await? {
+            active
+                .entry(attempt.run_id.clone())
+                .or_default()
+                .push(attempt);
+        }
+        Ok(page.map(|run| {
+            let attempts = active.remove(&run.id).unwrap_or_default();
+            (run, attempts)
+        }))
     }
 
     /// Every attempt of a run, in step order.

@@ -323,6 +323,15 @@ impl<T> Page<T> {
             keys,
         }
     }
+
+    /// The same page, each item turned into another (its key unchanged).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_after: self.next_after,
+            keys: self.keys,
+        }
+    }
 }
 
 /// An idempotency key (AIP-155) reserved in the same transaction as the

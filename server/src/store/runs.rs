@@ -632,6 +632,10 @@ pub trait RunStore: Send + Sync + 'static {
     /// the id).
     async fn list_runs(&self, filter: &RunFilter, page: PageQuery) -> StoreResult<Page<RunRecord>>;
     async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord>;
+    /// The ready, waiting and leased attempts of these runs, in no order
+    /// (what a list of runs shows of each: its active tasks, its input
+    /// request).
+    async fn active_attempts(&self, run_ids: &[&str]) -> StoreResult<Vec<AttemptRecord>>;
     /// A run's attempts by ascending `step` (the page key is the step).
     /// `NotFound` if the run does not exist.
     async fn list_attempts(

@@ -12,13 +12,8 @@ export function ApprovalsPage() {
   const [tokensStack, setTokensStack] = useState<string[]>([""]);
   const pageToken = tokensStack[tokensStack.length - 1];
   const { data, error, reload } = usePoll(
-    async () => {
-      const page = await runs.listRuns({ pageSize: 25, pageToken, statuses: [RunStatus.WAITING_INPUT] });
-      // ListRuns leaves out what each run waits for (it reads no attempts);
-      // GetRun has it, one call per run of this short page.
-      const full = await Promise.all(page.runs.map((run) => runs.getRun({ id: run.id }).catch(() => run)));
-      return { ...page, runs: full.filter((run) => run.status === RunStatus.WAITING_INPUT) };
-    },
+    // Each listed run carries what it waits for (its input request).
+    () => runs.listRuns({ pageSize: 25, pageToken, statuses: [RunStatus.WAITING_INPUT] }),
     [pageToken],
     3000,
   );

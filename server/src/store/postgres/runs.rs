@@ -178,6 +178,21 @@ impl RunStore for PostgresStore {
             .await
     }
 
+    async fn active_attempts(&self, run_ids: &[&str]) -> StoreResult<Vec<AttemptRecord>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool().acquire().await?;
+        let sql = concat!(
+            "SELECT ",
+            attempt_columns!(),
+            " FROM attempts a WHERE a.run_id = ANY($1) \
+             AND a.status IN ('ready', 'waiting', 'leased')"
+        );
+        let rows = sqlx::query(sql).bind(run_ids).fetch_all(&mut *conn).await?;
+        decode_all(&rows, attempt_from_row)
+    }
+
     async fn get_attempt(&self, id: &str) -> StoreResult<AttemptRecord> {
         let mut conn = self.pool().acquire().await?;
         let sql = concat!(

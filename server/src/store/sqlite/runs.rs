@@ -151,6 +151,23 @@ impl RunStore for SqliteStore {
         fetch_attempt(&mut conn, id).await
     }
 
+    async fn active_attempts(&self, run_ids: &[&str]) -> StoreResult<Vec<AttemptRecord>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a \
+             WHERE a.status IN ('ready', 'waiting', 'leased') AND a.run_id IN ("
+        ));
+        let mut ids = query.separated(", ");
+        for id in run_ids {
+            ids.push_bind(*id);
+        }
+        ids.push_unseparated(")");
+        let rows = query.build().fetch_all(&self.reader).await?;
+        decode_all(&rows, attempt_from_row)
+    }
+
     async fn list_attempts(
         &self,
         run_id: &str,
