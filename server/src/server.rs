@@ -372,16 +372,7 @@ pub async fn run(
     // Connections close (GOAWAY) once the calls in flight at the drain have
     // finished, or the grace period is over.
     let (close_tx, mut close_signal) = tokio::sync::watch::channel(false);
-    // Socket options apply to our own listener (the builder's only to
-    // listeners it creates). Without TCP_NODELAY, multi-segment responses
-    // wait ~40 ms on Nagle + delayed ACK.
-    let handshake_timeout = args.handshake_timeout;
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
-        .map(move |accepted| {
-            accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
-        });
+    let incoming = accepted(listener, args.handshake_timeout);
     let web_serve = match web_listener {
         Some(listener) => {
             let scheme = if tls.is_some() { "https" } else { "http" };
@@ -395,12 +386,7 @@ pub async fn run(
             let routes = crate::web::routes(api_routes, drain.clone(), bound.ip().is_loopback());
             // A browser's first bytes (a request line, or a TLS hello) are
             // longer than the HTTP/2 preface, so the same deadline holds.
-            let incoming = TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(60)))
-                .map(move |accepted| {
-                    accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
-                });
+            let incoming = accepted(listener, args.handshake_timeout);
             let mut close = close_signal.clone();
             let serve = web_server
                 .trace_fn(|request| tracing::info_span!("web", path = %request.uri().path()))
@@ -410,7 +396,12 @@ pub async fn run(
                 });
             tracing::info!(listen = %bound, "web UI serving");
             println!("taskloom web UI listening on {scheme}://{bound}");
-            Some(tokio::spawn(serve))
+            Some(tokio::spawn(async move {
+                // The API stays up on gRPC: say why the UI went away.
+                if let Err(error) = serve.await {
+                    tracing::error!(error = %error, "the web UI listener failed");
+                }
+            }))
         }
         None => None,
     };
@@ -647,6 +638,23 @@ fn warn_if_others_can_read(path: &Path, what: &str) {
 }
 
 /// The TLS identity of `--tls-cert` and `--tls-key`, if given.
+/// The connections of `listener`, each with the socket options of every
+/// listener and closed unless it speaks within `handshake_timeout`. Socket
+/// options apply to our own listener (the builder's only to listeners it
+/// creates). Without TCP_NODELAY, multi-segment responses wait ~40 ms on
+/// Nagle + delayed ACK.
+fn accepted(
+    listener: TcpListener,
+    handshake_timeout: Duration,
+) -> impl tokio_stream::Stream<Item = std::io::Result<HandshakeDeadline<tokio::net::TcpStream>>> {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
+        .map(move |accepted| {
+            accepted.map(|stream| HandshakeDeadline::new(stream, handshake_timeout))
+        })
+}
+
 /// The web UI's listener. The default address is taken only when free: a
 /// second server on one machine still starts, without a UI.
 async fn bind_web(http_listen: Option<HttpListen>) -> anyhow::Result<Option<TcpListener>> {
