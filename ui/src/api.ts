@@ -105,6 +105,12 @@ export function isAbort(error: unknown): boolean {
   return ConnectError.from(error).code === Code.Canceled;
 }
 
+/** Whether asking again cannot help: the thing is gone, or not ours to see. */
+export function isFinal(error: unknown): boolean {
+  const code = ConnectError.from(error).code;
+  return code === Code.NotFound || code === Code.PermissionDenied || code === Code.InvalidArgument;
+}
+
 /** A fresh idempotency key for a mutating call. */
 export function requestId(): string {
   // crypto.randomUUID needs a secure context; plain http on a LAN address is not one.

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { Browser, Page } from "puppeteer-core";
+import type { Browser, HTTPRequest, Page } from "puppeteer-core";
 import { RunStatus } from "../src/gen/taskloom/v1/run_pb.js";
 import {
   addFakeBackend,
@@ -311,6 +311,22 @@ describe("web run inspector (sqlite)", () => {
     assert.equal(BigInt(count), ended.lastEventSeq);
     console.log(`run page with ${count} events rendered in ${ms.toFixed(0)} ms`);
     assert.ok(ms < 1000, `the run page took ${ms.toFixed(0)} ms`);
+  });
+
+  test("a missing run's page says NOT_FOUND and stops asking", async () => {
+    const watches: string[] = [];
+    const seen = (request: HTTPRequest): void => {
+      if (request.url().endsWith("/taskloom.v1.RunService/WatchRun")) watches.push(request.url());
+    };
+    page.on("request", seen);
+    try {
+      await navigate(page, "#/runs/01900000-0000-7000-8000-000000000000", '.error[data-code="NOT_FOUND"]');
+      // A watch that failed for good is not retried (retries come every 2 s).
+      await new Promise((resolve) => setTimeout(resolve, 4_500));
+    } finally {
+      page.off("request", seen);
+    }
+    assert.equal(watches.length, 1, `${watches.length} WatchRun calls`);
   });
 
   test("the page made no request to another origin and threw nothing", () => {

@@ -5,7 +5,7 @@
 
 import type { JsonObject } from "@bufbuild/protobuf";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { chains, isAbort, requestId, runs } from "../api.js";
+import { chains, isAbort, isFinal, requestId, runs } from "../api.js";
 import { AnswerForm } from "../answer.js";
 import { ChainGraph } from "../graph.js";
 import {
@@ -92,6 +92,7 @@ function useRunWatch(id: string, onStored: () => void) {
         } catch (e) {
           if (abort.signal.aborted || isAbort(e)) return;
           setError(e);
+          if (isFinal(e)) return;
           // Try again from the last event seen: the server may have restarted.
           await new Promise((r) => setTimeout(r, 2000));
           if (abort.signal.aborted) return;
